@@ -1,0 +1,35 @@
+"""Loading a batch: task.md → plan → templates → fingerprints → verdicts, in that order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import staleness, taskfile
+from .plan import Plan
+from .prompt import Template, load_template
+from .state import BatchState
+
+
+@dataclass(frozen=True)
+class Batch:
+    plan: Plan
+    state: BatchState
+    templates: dict[str, Template]  # by group slug
+    fingerprints: dict[str, dict[str, str]]  # by item key
+    verdicts: dict[str, staleness.Verdict]  # by item key
+
+
+def load(path: Path) -> Batch:
+    """Raises TaskFileError or BatchError for anything wrong, before anything runs."""
+    path = path.absolute()
+    state = BatchState(path)
+    plan = taskfile.load_plan(path, cache_dir=state.root)
+    templates = {group.slug: load_template(path, group.settings["template"]) for group in plan.groups}
+    fingerprints = {
+        item.key: staleness.fingerprint(item, group.settings, templates[group.slug])
+        for group in plan.groups
+        for item in group.items
+    }
+    verdicts = staleness.assess(plan, state, fingerprints)
+    return Batch(plan, state, templates, fingerprints, verdicts)

@@ -1,0 +1,106 @@
+"""Ticking (or unticking) exactly one item's checkbox in task.md.
+
+The file is never rewritten: the one byte between the brackets is written in
+place, so every other byte stays as it was, parallel ticks cannot lose each
+other, and edits the user makes while the batch runs are kept. The item is found
+again by its own line under its own heading, wherever edits have moved it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .plan import Group, Item
+from .state import file_lock
+from .taskfile import CHECKBOX
+
+ATTEMPTS = 5  # re-reads when the file changes under us; each is a fresh look
+
+
+def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Path) -> bool:
+    """Set the item's checkbox; False when the item is no longer in the file as it was."""
+    mark = b"x" if done else b" "
+    with file_lock(lock):
+        for _ in range(ATTEMPTS):
+            try:
+                fd = os.open(taskfile, os.O_RDWR)
+            except OSError:
+                return False
+            try:
+                before = os.fstat(fd)
+                data = _read_all(fd, before.st_size)
+                offset = find_checkbox(data, group, item)
+                if offset is None:
+                    return False
+                if data[offset : offset + 1].lower() == mark:
+                    return True
+                # Write only if the file is still the one we read and the brackets are still there.
+                now = os.fstat(fd)
+                if (now.st_mtime_ns, now.st_size) == (before.st_mtime_ns, before.st_size) and os.pread(
+                    fd, 3, offset - 1
+                ) in (b"[ ]", b"[x]", b"[X]"):
+                    os.pwrite(fd, mark, offset)
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if _current_mark(taskfile, group, item) == mark:
+                return True
+    return False
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks, offset = [], 0
+    while True:
+        chunk = os.pread(fd, max(size - offset, 65536), offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def _current_mark(taskfile: Path, group: Group, item: Item) -> bytes | None:
+    try:
+        data = taskfile.read_bytes()
+    except OSError:
+        return None
+    offset = find_checkbox(data, group, item)
+    return None if offset is None else data[offset : offset + 1].lower()
+
+
+def find_checkbox(data: bytes, group: Group, item: Item) -> int | None:
+    """The byte offset of the item's checkbox mark, or None if it is gone.
+
+    A candidate is a line equal to the item's own line but for the mark. Of
+    several, those under the item's heading win, then the nearest to its old line.
+    """
+    match = CHECKBOX.match(item.source_line)
+    if match is None:
+        return None
+    mark_at = match.start(1)
+    source = item.source_line.encode("utf-8")
+    before, after = source[:mark_at], source[mark_at + 1 :]
+    heading = group.source_line.encode("utf-8").rstrip()
+
+    candidates = []  # (under its heading, distance from its old line, offset)
+    line_start, current_heading = 0, None
+    for number, line in enumerate(data.split(b"\n")):
+        text = line.rstrip(b"\r")
+        if number == 0:
+            text = text.removeprefix(b"\xef\xbb\xbf")
+            line_start_text = line_start + (len(line) - len(line.removeprefix(b"\xef\xbb\xbf")))
+        else:
+            line_start_text = line_start
+        if text.rstrip() == heading:
+            current_heading = True
+        elif text.startswith(b"#"):
+            current_heading = False
+        if (
+            len(text) == len(source)
+            and text.startswith(before)
+            and text.endswith(after)
+            and text[mark_at : mark_at + 1] in (b" ", b"x", b"X")
+        ):
+            candidates.append((not current_heading, abs(number + 1 - item.line), line_start_text + mark_at))
+        line_start += len(line) + 1
+    return min(candidates)[2] if candidates else None

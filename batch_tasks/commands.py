@@ -1,0 +1,177 @@
+"""The doit commands batch-tasks adds: `run-batch`, and a `forget` that also forgets results.
+
+`doit run-batch` is doit's `run` with the batch loader, the thread runner, the
+batch reporter, one run at a time per task file, and a clean stop on Ctrl-C or
+SIGTERM. Its steps: lock → load → recover → run (or, with --dry-run, explain).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from doit.cmd_base import tasks_and_deps_iter
+from doit.cmd_forget import Forget as DoitForget
+from doit.cmd_run import Run
+from doit.control import TaskControl
+from doit.exceptions import InvalidCommand
+
+from . import process
+from .errors import BatchError
+from .loader import BatchLoader
+from .recovery import recover
+from .state import BatchState
+
+CONFIG_HINT = (
+    "hint: for `doit list`, `doit info` and `doit forget` to read task.md here, "
+    "add to doit.cfg (once):  [GLOBAL] loader = batch   (see the README)"
+)
+
+opt_dry_run = {
+    "name": "dry_run",
+    "long": "dry-run",
+    "type": bool,
+    "default": False,
+    "help": "print every item that would run, and why; run nothing",
+}
+
+
+def _with_default(options, **defaults):
+    return tuple({**option, "default": defaults[option["name"]]} if option["name"] in defaults else option for option in options)
+
+
+class RunBatch(Run):
+    name = "run-batch"
+    doc_purpose = "run the open items of task.md, group after group"
+    doc_usage = "[GROUP | GROUP:MODULE ...]"
+    doc_description = (
+        "Runs every item whose checkbox is open, and every item that is stale, in\n"
+        "order of its groups, up to -n items at once; ticks each item that succeeds."
+    )
+    cmd_options = _with_default(Run.cmd_options, par_type="thread", reporter="batch", num_process=None) + (
+        opt_dry_run,
+    )
+
+    def __init__(self, task_loader=None, **kwargs):
+        # run-batch reads task.md whatever the folder's doit configuration says.
+        loader = task_loader if isinstance(task_loader, BatchLoader) else BatchLoader()
+        if task_loader is not None:
+            loader.cmd_names, loader.config = task_loader.cmd_names, task_loader.config
+        super().__init__(task_loader=loader, **kwargs)
+
+    def execute(self, params, args):
+        try:
+            if params.get("dry_run"):
+                return super().execute(params, args)
+            state = BatchState(Path(params["taskfile"]).absolute())
+            with state.run_lock():
+                return super().execute(params, args)
+        except BatchError as error:
+            sys.stderr.write(f"ERROR: {error}\n")
+            return 3
+
+    def _execute(
+        self,
+        outfile,
+        verbosity=None,
+        always=False,
+        continue_=False,
+        reporter="batch",
+        num_process=None,
+        par_type="thread",
+        single=False,
+        auto_delayed_regex=False,
+        force_verbosity=False,
+        failure_verbosity=0,
+        pdb=False,
+        dry_run=False,
+    ):
+        batch = self.loader.batch
+        if dry_run:
+            return self._dry_run(batch)
+        if self.config.get("GLOBAL", {}).get("loader") != "batch":
+            sys.stderr.write(CONFIG_HINT + "\n")
+        if par_type != "thread":
+            raise InvalidCommand("run-batch runs its agents in threads (-P thread): they wait on subprocesses")
+        for note in recover(batch):
+            outfile.write(f"recovered: {note}\n")
+        workers = num_process or batch.plan.settings.get("parallel") or 1
+        with _stop_on_signals() as received:
+            result = super()._execute(
+                outfile,
+                verbosity=verbosity,
+                always=always,
+                continue_=continue_,
+                reporter=reporter,
+                num_process=workers,
+                par_type="thread",
+                single=single,
+                auto_delayed_regex=auto_delayed_regex,
+                force_verbosity=force_verbosity,
+                failure_verbosity=failure_verbosity,
+                pdb=pdb,
+            )
+        if received:
+            outfile.write(
+                f"\nStopped by {received[0]}. Completed items are recorded; "
+                "run `doit run-batch` again to do the rest.\n"
+            )
+            return 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
+        return result
+
+    def _dry_run(self, batch) -> int:
+        control = TaskControl(self.task_list)
+        control.process(self.sel_tasks)
+        selected = {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
+        stale = [item for item in batch.plan.items() if item.key in selected and batch.verdicts[item.key].runs]
+        width = max((len(item.key) for item in stale), default=0)
+        for item in stale:
+            self.outstream.write(f"{item.key:<{width}}  {batch.verdicts[item.key].reason}\n")
+        current = sum(1 for item in batch.plan.items() if item.key in selected) - len(stale)
+        self.outstream.write(f"{len(stale)} would run, {current} up to date\n")
+        return 0
+
+
+@contextmanager
+def _stop_on_signals():
+    """Ctrl-C: stop the agents gently (SIGTERM, grace, SIGKILL). Again, or SIGTERM: at once."""
+    received: list[str] = []
+
+    def stop(signum, frame):
+        at_once = signum == signal.SIGTERM or bool(received)
+        received.append("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
+        grace = 0.0 if at_once else process.GRACE_SECONDS
+        threading.Thread(target=process.stop_all, args=(grace,), daemon=True).start()
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class Forget(DoitForget):
+    """doit's `forget`; for a batch's items it also sets their results aside, so they run again."""
+
+    def _execute(self, forget_sub, forget_disable_default, forget_all):
+        batch = getattr(self.loader, "batch", None)
+        if batch is not None:
+            items = {item.key: item for item in batch.plan.items()}
+            remove, remove_all = self.dep_manager.remove, self.dep_manager.remove_all
+
+            def remove_and_set_aside(task_id):
+                remove(task_id)
+                if task_id in items:
+                    batch.state.item(items[task_id].group, items[task_id].module).forget()
+
+            def remove_all_and_set_aside():
+                remove_all()
+                for item in items.values():
+                    batch.state.item(item.group, item.module).forget()
+
+            self.dep_manager.remove, self.dep_manager.remove_all = remove_and_set_aside, remove_all_and_set_aside
+        return super()._execute(forget_sub, forget_disable_default, forget_all)

@@ -1,0 +1,61 @@
+"""Building doit tasks from a batch: one task per item, one group task per heading.
+
+Item `GROUP:MODULE` is a subtask of `GROUP`; its target is its result record; it
+waits (task_dep) for the group before it; its `uptodate` is its Verdict, so doit
+skips exactly the items staleness says are current, and `doit info` says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from doit.task import Task
+
+from .batch import Batch
+from .item_run import ItemJob, run_item
+from .staleness import DONE_BY_HAND
+
+
+def build_tasks(batch: Batch) -> list[Task]:
+    plan = batch.plan
+    tasks: list[Task] = []
+    for index, group in enumerate(plan.groups):
+        previous = plan.groups[index - 1] if index else None
+        bare_group = replace(group, items=())  # each job carries its own item, not the group's
+        for item in group.items:
+            verdict = batch.verdicts[item.key]
+            result = batch.state.item(item.group, item.module).result
+            job = ItemJob(
+                taskfile=plan.path,
+                batch_title=plan.title,
+                group=bare_group,
+                group_index=index,
+                item=item,
+                settings=group.settings,
+                template=batch.templates[group.slug],
+                fingerprint=batch.fingerprints[item.key],
+                upstream=plan.upstream(item),
+                previous=plan.previous(item),
+                previous_group_title=previous.title if previous else None,
+                untick_first=verdict.runs and item.done,
+            )
+            tasks.append(
+                Task(
+                    item.key,
+                    [(run_item, [job])],
+                    # An item ticked by hand has no record to make; any other has its result.
+                    targets=[] if verdict.reason == DONE_BY_HAND else [str(result)],
+                    task_dep=[previous.slug] if previous else [],
+                    # In a tuple doit keeps the Verdict as a value, takes its truth, and
+                    # `doit info` prints it: the reason the item runs.
+                    uptodate=[(verdict,)],
+                    doc=item.text if len(item.text) <= 72 else item.text[:71] + "…",
+                    subtask_of=group.slug,
+                    io={"capture": False},
+                    meta={"line": item.line},
+                )
+            )
+        tasks.append(
+            Task(group.slug, None, task_dep=[item.key for item in group.items], has_subtask=True, doc=group.title)
+        )
+    return tasks

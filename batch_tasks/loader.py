@@ -1,0 +1,52 @@
+"""The doit loader: lets every doit command (list, info, forget, run-batch) read task.md.
+
+Registered as the `doit.LOADER` plugin `batch`; a folder opts in with one line
+of doit configuration (`loader = batch`, see the README). `run-batch` uses it
+directly and needs no configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from doit.cmd_base import TaskLoader2
+from doit.exceptions import InvalidDodoFile
+
+from . import batch as batch_mod
+from .doit_tasks import build_tasks
+from .errors import BatchError
+from .state import BatchState
+
+opt_taskfile = {
+    "name": "taskfile",
+    "short": "T",
+    "long": "taskfile",
+    "type": str,
+    "default": "task.md",
+    "env_var": "BATCH_TASKFILE",
+    "help": "the task file to run [default: %(default)s]",
+}
+
+
+class BatchLoader(TaskLoader2):
+    cmd_options = (opt_taskfile,)
+
+    def setup(self, opt_values):
+        self.path = Path(opt_values["taskfile"]).absolute()
+        self.batch: batch_mod.Batch | None = None
+
+    def load_doit_config(self):
+        state = BatchState(self.path)
+        try:
+            state.ensure()
+        except BatchError as error:
+            raise InvalidDodoFile(str(error)) from None
+        return {"dep_file": str(state.db), "backend": "batch-sqlite"}
+
+    def load_tasks(self, cmd, pos_args):
+        try:
+            self.batch = batch_mod.load(self.path)
+        except BatchError as error:
+            # doit prints InvalidDodoFile as one line, without a traceback.
+            raise InvalidDodoFile(str(error)) from None
+        return build_tasks(self.batch)

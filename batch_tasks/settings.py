@@ -1,0 +1,89 @@
+"""The batch's settings: front matter keys and group hints, each checked for its type.
+
+Every setting is declared once in FIELDS. A field marked `group` may also be given
+as a hint inside a group (`<!-- parallel: false -->`); a field marked `fingerprinted`
+changes what an item's agent does, so changing it makes the item stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .agents import AGENTS
+from .errors import SettingError
+
+
+def _argv(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list) or not value:
+        raise SettingError("must be a non-empty list of arguments, e.g. [python3, tool.py, \"{module}\"]")
+    if not all(isinstance(arg, (str, int, float)) and not isinstance(arg, bool) for arg in value):
+        raise SettingError("must list only strings and numbers")
+    return tuple(str(arg) for arg in value)
+
+
+def _agent(value: Any) -> str:
+    if value not in AGENTS:
+        raise SettingError(f"must be one of {', '.join(sorted(AGENTS))}, not {value!r}")
+    return value
+
+
+def _parallel(value: Any) -> int:
+    """`false` means one at a time; a number K means at most K at once."""
+    if value is False:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SettingError(f"must be false or a whole number from 1 up, not {value!r}")
+    return value
+
+
+def _relative_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingError("must be a path to a file, relative to task.md")
+    return value
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    group: bool  # may be set per group with a hint
+    fingerprinted: bool  # part of what makes an item's result current
+
+
+FIELDS: Mapping[str, Field] = {
+    field.name: field
+    for field in (
+        Field("agent", _agent, "command", group=True, fingerprinted=True),
+        Field("command", _argv, None, group=True, fingerprinted=True),
+        Field("parallel", _parallel, None, group=True, fingerprinted=False),
+        Field("template", _relative_path, None, group=True, fingerprinted=False),
+    )
+}
+
+
+def parse_setting(name: str, value: Any, *, in_group: bool) -> Any:
+    """Check one setting; raise SettingError with a message that names it."""
+    field = FIELDS.get(name)
+    if field is None or (in_group and not field.group):
+        where = "hint" if in_group else "setting"
+        known = sorted(f.name for f in FIELDS.values() if f.group or not in_group)
+        raise SettingError(f"unknown {where} {name!r} (known: {', '.join(known)})")
+    try:
+        return field.parse(value)
+    except SettingError as error:
+        raise SettingError(f"{'hint' if in_group else 'setting'} {name!r} {error}") from None
+
+
+def resolve(batch: Mapping[str, Any], hints: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings in force in one group: defaults, then the batch's, then the group's hints."""
+    resolved = {name: field.default for name, field in FIELDS.items()}
+    resolved.update(batch)
+    resolved.update(hints)
+    return resolved
+
+
+def fingerprinted(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that change what an item's agent does."""
+    return {name: settings[name] for name, field in FIELDS.items() if field.fingerprinted}

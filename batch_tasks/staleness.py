@@ -1,0 +1,133 @@
+"""What is stale and why: the Makefile's honesty, per item.
+
+An item runs when it is new, was unticked by hand, its instruction, template or
+agent settings changed since its result, an item it depends on runs or ran again
+since, it failed or was interrupted last time, or it was forgotten. All verdicts
+are made in one pass in document order, before anything runs, so an item whose
+upstream will run is known to be stale at once (as `make -n` knows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from . import settings as settings_mod
+from .plan import Item, Plan
+from .prompt import Template
+from .state import FAILURE, FORGOTTEN, RESULT, RUNNING, BatchState, read_json
+
+DONE_BY_HAND = "done by hand"
+# A killed run left these behind; the next run repairs them (see recovery).
+TICK_PENDING = "done (its tick is still to be written)"
+KILLED_MID_RUN = "interrupted last time (its run was killed)"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether an item runs, and why. doit takes it as the item's `uptodate` value."""
+
+    runs: bool
+    reason: str
+
+    def __bool__(self) -> bool:  # doit: true means up to date
+        return not self.runs
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fingerprint(item: Item, item_settings: Mapping[str, Any], template: Template) -> dict[str, str]:
+    """What the item's result was made from, in parts, so a change can be named."""
+    return {
+        "instruction": _digest([item.module, item.instruction]),
+        "template": _digest(template.source),
+        "agent settings": _digest(settings_mod.fingerprinted(item_settings)),
+    }
+
+
+def stamp(record: dict[str, Any] | None, item: Item) -> str:
+    """What an upstream item contributes to its dependents' `upstream` digest."""
+    if record is not None:
+        return str(record.get("run_id"))
+    return "by hand" if item.done else "open"
+
+
+def upstream_digest(stamps: Iterable[tuple[str, str]]) -> str:
+    return _digest(sorted(stamps))
+
+
+def assess(plan: Plan, state: BatchState, fingerprints: Mapping[str, dict[str, str]]) -> dict[str, Verdict]:
+    """Every item's verdict; reads each item's state folder once."""
+    verdicts: dict[str, Verdict] = {}
+    stamps: dict[str, str] = {}
+    for group in plan.groups:
+        for item in group.items:
+            folder = state.item(item.group, item.module)
+            files = folder.files()
+            record = read_json(folder.result) if RESULT in files else None
+            stamps[item.key] = stamp(record, item)
+            reason = _own_reason(item, record, files, folder, fingerprints[item.key])
+            if reason is None and record is not None:  # one ticked by hand stays done
+                reason = _upstream_reason(plan.upstream(item), record, verdicts, stamps)
+            if reason is None:
+                verdicts[item.key] = Verdict(False, _done_reason(item, record))
+            else:
+                verdicts[item.key] = Verdict(True, reason)
+    return verdicts
+
+
+def _own_reason(item, record, files, folder, current: dict[str, str]) -> str | None:
+    if record is None:
+        if FORGOTTEN in files:
+            return "forgotten"
+        if item.done:
+            return None  # ticked by hand: the user says it is done
+        if FAILURE in files:
+            return _failure_reason(folder)
+        if RUNNING in files:
+            return KILLED_MID_RUN
+        return "new"
+    if FAILURE in files:
+        return _failure_reason(folder)
+    if RUNNING in files:
+        return KILLED_MID_RUN
+    previous = record.get("fingerprint") or {}
+    changed = [part for part, digest in current.items() if previous.get(part) != digest]
+    if changed:
+        return f"changed: {', '.join(changed)}"
+    if not item.done and record.get("ticked"):
+        return "unticked by hand"
+    return None
+
+
+def _failure_reason(folder) -> str:
+    failure = read_json(folder.failure) or {}
+    if failure.get("interrupted"):
+        return "interrupted last time"
+    return f"failed last time ({failure.get('reason', 'see its log')})"
+
+
+def _upstream_reason(upstream: tuple[Item, ...], record, verdicts, stamps) -> str | None:
+    running = [dependency.key for dependency in upstream if verdicts[dependency.key].runs]
+    if running:
+        more = f" (and {len(running) - 1} more)" if len(running) > 1 else ""
+        return f"upstream: {running[0]} will run{more}"
+    if upstream:
+        if record.get("upstream") != upstream_digest((d.key, stamps[d.key]) for d in upstream):
+            return f"upstream: group {upstream[0].group!r} ran again since"
+    return None
+
+
+def _done_reason(item: Item, record) -> str:
+    if record is None:
+        return DONE_BY_HAND
+    if not item.done:
+        return TICK_PENDING
+    return "done"

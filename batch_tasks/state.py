@@ -1,0 +1,161 @@
+"""The batch's state folder: one folder per item, records written atomically, one run at a time.
+
+    .batch/<task file stem>/
+        run.lock                  held (flock) by the run in progress; says its pid
+        doit.sqlite               doit's own dependency records
+        items/<group>/<module>/
+            prompt.md             the prompt of the latest attempt
+            output.log            everything the agent printed, appended live
+            running.json          the attempt in progress (left behind only by a killed run)
+            result.json           the success record: the item's doit target
+            failure.json          why the last attempt failed or was interrupted
+            forgotten.json        `doit forget` was used; the result it had is in result.forgotten.json
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import BatchError
+
+RESULT = "result.json"
+FAILURE = "failure.json"
+RUNNING = "running.json"
+FORGOTTEN = "forgotten.json"
+
+
+def safe_name(name: str) -> str:
+    """A folder name for any module or group name, never leaving its parent folder.
+
+    Names that are not already plain get a short hash, so that distinct names
+    never share a folder (`src/auth` and `src-auth` differ).
+    """
+    plain = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:80] or "item"
+    if plain == name:
+        return plain
+    return f"{plain}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write a record whole or not at all: temp file, fsync, rename."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent=1, sort_keys=True)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = json.load(stream)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError):
+        return None  # unreadable records count as absent: the item simply runs again
+    return data if isinstance(data, dict) else None
+
+
+class ItemState:
+    """The state folder of one item."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.prompt = folder / "prompt.md"
+        self.log = folder / "output.log"
+        self.result = folder / RESULT
+        self.failure = folder / FAILURE
+        self.running = folder / RUNNING
+        self.forgotten = folder / FORGOTTEN
+
+    def files(self) -> frozenset[str]:
+        try:
+            return frozenset(os.listdir(self.folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return frozenset()
+
+    def read_result(self) -> dict[str, Any] | None:
+        return read_json(self.result)
+
+    def forget(self) -> None:
+        """Set the result aside, so the item runs again and says why."""
+        if self.result.exists():
+            os.replace(self.result, self.folder / f"result.forgotten.json")
+            write_json_atomic(self.forgotten, {"forgotten_at": time.time()})
+
+
+class BatchState:
+    """The state folder of one task file."""
+
+    def __init__(self, taskfile: Path):
+        self.taskfile = taskfile
+        self.root = taskfile.parent / ".batch" / safe_name(taskfile.stem)
+        self.db = self.root / "doit.sqlite"
+        self.lock_file = self.root / "run.lock"
+        self.tick_lock = self.root / "tick.lock"
+
+    def item(self, group: str, module: str) -> ItemState:
+        return ItemState(self.root / "items" / safe_name(group) / safe_name(module))
+
+    def ensure(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BatchError(f"cannot create the state folder {self.root}: {error.strerror}") from None
+
+    @contextmanager
+    def run_lock(self):
+        """Held for a whole run; the kernel frees it when the holder dies, so it is never stale."""
+        self.ensure()
+        stream = open(self.lock_file, "a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                stream.seek(0)
+                holder = read_lock_holder(stream.read())
+                raise BatchError(
+                    f"another run ({holder}) is running {self.taskfile.name}; "
+                    "wait for it to end, or stop it, then run again"
+                ) from None
+            stream.seek(0)
+            stream.truncate()
+            stream.write(json.dumps({"pid": os.getpid(), "started": time.time()}))
+            stream.flush()
+            yield
+        finally:
+            stream.close()
+
+
+def read_lock_holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
+        return f"pid {holder['pid']}, started {started}"
+    except (ValueError, KeyError, TypeError):
+        return "pid unknown"
+
+
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive lock between threads and processes of this batch."""
+    with open(path, "a", encoding="utf-8") as stream:
+        fcntl.flock(stream, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(stream, fcntl.LOCK_UN)

@@ -1,0 +1,289 @@
+"""Parsing task.md into a Plan.
+
+The format, in short (the README has it in full): optional YAML front matter of
+settings; every heading starts a group; checkbox list items at the top list level
+under a heading are the items; `<!-- key: value -->` comments are group hints.
+Every mistake is a TaskFileError naming its line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import yaml
+from markdown_it import MarkdownIt
+
+from . import settings as settings_mod
+from .agents import AGENTS
+from .errors import SettingError, TaskFileError
+from .plan import Group, Item, Plan
+
+MAX_BYTES = 16 * 1024 * 1024
+# Nesting deeper than this is not a plan but an accident (or an attack on the parser).
+MAX_NESTING = 50
+# The version of what parse() returns; a cached plan of another version is not used.
+PLAN_FORMAT = 1
+
+CHECKBOX = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\[([ xX])\](?:[ \t]+|$)(.*)$")
+MODULE = re.compile(r"^(`?)([^\s`]+?)\1:(?:\s+|$)(.*)$", re.S)
+HINT = re.compile(r"^<!--\s*([A-Za-z_][\w-]*)\s*:(.*?)-->\s*$", re.S)
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def slugify(text: str) -> str:
+    """`Extract interfaces` → `extract-interfaces`; keeps letters of any script."""
+    return re.sub(r"[\W_]+", "-", text.lower()).strip("-")
+
+
+def load_plan(path: Path, cache_dir: Path | None = None) -> Plan:
+    """Read and parse task.md, reusing the plan cached for exactly these bytes.
+
+    Parsing 10,000 items takes markdown-it about half a second; hashing and
+    unpickling them a few hundredths, so a batch that did not change loads fast.
+    """
+    data = _read(path)
+    cache = None
+    if cache_dir is not None:
+        digest = hashlib.sha256(data).hexdigest()
+        cache = cache_dir / "plan.pickle"
+        try:
+            with open(cache, "rb") as stream:
+                version, cached_digest, cached_path, plan = pickle.load(stream)
+            if (version, cached_digest, cached_path) == (PLAN_FORMAT, digest, str(path)):
+                return plan
+        except (OSError, EOFError, ValueError, TypeError, AttributeError, ImportError, pickle.UnpicklingError):
+            pass  # no cache, or an unusable one: parse afresh
+    plan = parse(_decode(path, data), path)
+    if cache is not None:
+        _write_cache(cache, (PLAN_FORMAT, digest, str(path), plan))
+    return plan
+
+
+def _read(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise TaskFileError(path, 1, f"is {size // 2**20} MiB; task files are limited to {MAX_BYTES // 2**20} MiB")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise TaskFileError(path, 0, "no such file (use -T to name another task file)") from None
+    except IsADirectoryError:
+        raise TaskFileError(path, 0, "is a folder, not a task file") from None
+    except OSError as error:
+        raise TaskFileError(path, 0, f"cannot be read: {error.strerror}") from None
+
+
+def _decode(path: Path, data: bytes) -> str:
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise TaskFileError(path, data.count(b"\n", 0, nul) + 1, "contains a NUL byte: this is not a text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise TaskFileError(path, line, "is not valid UTF-8 text") from None
+    return text.removeprefix("\ufeff")
+
+
+def _write_cache(cache: Path, payload) -> None:
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as stream:
+            pickle.dump(payload, stream, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, cache)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def parse(text: str, path: Path) -> Plan:
+    """Parse task.md's text (without BOM) into a Plan, or raise TaskFileError."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    batch_settings, setting_lines, body_start = _front_matter(lines, path)
+    # Blank out the front matter so that markdown-it's line numbers stay the file's own.
+    markdown = "\n".join([""] * body_start + lines[body_start:])
+    tokens = _tokens(markdown, path)
+
+    title = None
+    sections: list[dict[str, Any]] = []  # one per heading, in document order
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open":
+            heading = tokens[index + 1].content.strip()
+            line = token.map[0]
+            if title is None and token.tag == "h1":
+                title = heading
+            sections.append({"title": heading, "line": line + 1, "source": lines[line], "hints": {}, "items": []})
+        elif token.type == "html_block" and token.level == 0:
+            _hint(token, sections, path)
+        elif token.type == "list_item_open" and token.level == 1:
+            _item(token, lines, sections, path)
+
+    groups = _groups(sections, batch_settings, setting_lines, path)
+    return Plan(path=path, title=title or path.stem, settings=batch_settings, groups=groups)
+
+
+def _front_matter(lines: list[str], path: Path) -> tuple[dict[str, Any], dict[str, int], int]:
+    """The checked settings, the line of each, and the index of the first line after them."""
+    if not lines or lines[0].rstrip() != "---":
+        return {}, {}, 0
+    for end in range(1, len(lines)):
+        if lines[end].rstrip() in ("---", "..."):
+            break
+    else:
+        raise TaskFileError(path, 1, "the front matter opened here is never closed (add a line `---` after the settings)")
+    source = "\n".join(lines[1:end])
+    try:
+        node = yaml.compose(source, Loader=yaml.SafeLoader)
+        values = yaml.safe_load(source)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 2 if mark else 1
+        raise TaskFileError(path, line, f"front matter is not valid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise TaskFileError(path, 1, f"front matter is not valid YAML: {error}") from None
+    if node is None:
+        return {}, {}, end + 1
+    if not isinstance(node, yaml.MappingNode) or not isinstance(values, dict):
+        raise TaskFileError(path, 2, "front matter must be settings, one `key: value` a line")
+
+    settings: dict[str, Any] = {}
+    setting_lines: dict[str, int] = {}
+    for key_node, _ in node.value:
+        line = key_node.start_mark.line + 2
+        name = key_node.value
+        if name in setting_lines:
+            raise TaskFileError(path, line, f"setting {name!r} is given twice (also at line {setting_lines[name]})")
+        try:
+            settings[name] = settings_mod.parse_setting(name, values[name], in_group=False)
+        except SettingError as error:
+            raise TaskFileError(path, line, str(error)) from None
+        except (KeyError, TypeError):
+            raise TaskFileError(path, line, "setting names must be plain words") from None
+        setting_lines[name] = line
+    return settings, setting_lines, end + 1
+
+
+def _tokens(markdown: str, path: Path):
+    parser = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING})
+    try:
+        tokens = parser.parse(markdown)
+    except RecursionError:
+        raise TaskFileError(path, 1, "is nested too deeply to be a plan") from None
+    if any(token.level > MAX_NESTING for token in tokens):
+        deepest = max(tokens, key=lambda token: token.level)
+        line = deepest.map[0] + 1 if deepest.map else 1
+        raise TaskFileError(path, line, f"is nested more than {MAX_NESTING} levels deep")
+    return tokens
+
+
+def _hint(token, sections: list[dict[str, Any]], path: Path) -> None:
+    match = HINT.match(token.content.strip())
+    if not match:
+        return  # an ordinary comment or HTML
+    line = token.map[0] + 1
+    if not sections:
+        raise TaskFileError(path, line, "a hint must be inside a group (under a heading)")
+    name, raw = match.group(1), match.group(2).strip()
+    hints = sections[-1]["hints"]
+    if name in hints:
+        raise TaskFileError(path, line, f"hint {name!r} is given twice in this group")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+        hints[name] = (settings_mod.parse_setting(name, value, in_group=True), line)
+    except yaml.YAMLError:
+        raise TaskFileError(path, line, f"hint {name!r} has a value that cannot be read: {raw!r}") from None
+    except SettingError as error:
+        raise TaskFileError(path, line, str(error)) from None
+
+
+def _item(token, lines: list[str], sections: list[dict[str, Any]], path: Path) -> None:
+    start, end = token.map
+    first = lines[start]
+    match = CHECKBOX.match(first)
+    if not match:
+        return  # a plain list item: prose, not work
+    line = start + 1
+    if not sections:
+        raise TaskFileError(path, line, "this item is outside of any group: add a heading above it")
+    mark, text = match.groups()
+    text = text.strip()
+    module_match = MODULE.match(text)
+    if module_match:
+        module, text = module_match.group(2), module_match.group(3).strip()
+    else:
+        module = slugify(text)[:48].strip("-")
+    if not module:
+        raise TaskFileError(path, line, "this item has no text: say what is to be done")
+    if CONTROL_CHARS.search(module):
+        raise TaskFileError(path, line, f"module name {module!r} contains a control character")
+    body_lines = lines[start + 1 : end]
+    while body_lines and not body_lines[-1].strip():
+        body_lines.pop()
+    sections[-1]["items"].append(
+        Item(
+            group="",  # set once the group's slug is known
+            module=module,
+            text=text,
+            body=textwrap.dedent("\n".join(body_lines)).strip("\n"),
+            done=mark != " ",
+            line=line,
+            source_line=first,
+        )
+    )
+
+
+def _groups(sections, batch_settings, setting_lines, path: Path) -> tuple[Group, ...]:
+    groups: list[Group] = []
+    seen_slugs: dict[str, int] = {}
+    for section in sections:
+        if not section["items"]:
+            continue  # a heading without items is just a section
+        slug = slugify(section["title"]) or f"group-{section['line']}"
+        if slug in seen_slugs:
+            raise TaskFileError(
+                path, section["line"], f"group {slug!r} has the same name as the group at line {seen_slugs[slug]}"
+            )
+        seen_slugs[slug] = section["line"]
+        hints = {name: value for name, (value, _) in section["hints"].items()}
+        group_settings = settings_mod.resolve(batch_settings, hints)
+        _check_agent_settings(group_settings, section, setting_lines, path)
+
+        items: list[Item] = []
+        seen_modules: dict[str, int] = {}
+        for item in section["items"]:
+            if item.module in seen_modules:
+                raise TaskFileError(
+                    path,
+                    item.line,
+                    f"module {item.module!r} appears twice in group {slug!r} (also at line {seen_modules[item.module]})",
+                )
+            seen_modules[item.module] = item.line
+            items.append(Item(**{**item.__dict__, "group": slug}))
+        groups.append(
+            Group(
+                slug=slug,
+                title=section["title"],
+                line=section["line"],
+                source_line=section["source"],
+                settings=group_settings,
+                items=tuple(items),
+                limit=hints.get("parallel"),
+            )
+        )
+    return tuple(groups)
+
+
+def _check_agent_settings(group_settings, section, setting_lines, path: Path) -> None:
+    """An agent's own requirements (the command agent needs `command`), at the line that set it."""
+    try:
+        AGENTS[group_settings["agent"]].check_settings(group_settings)
+    except SettingError as error:
+        hint_line = section["hints"].get("agent", (None, None))[1]
+        line = hint_line or setting_lines.get("agent") or setting_lines.get("command") or section["line"]
+        raise TaskFileError(path, line, str(error)) from None
