@@ -127,7 +127,12 @@ def _group_slot(group: Group):
 def _run_agent(job: ItemJob, folder: ItemState, run_id: str, text: str):
     """(outcome, exit status), or (None, None) if the run is stopping."""
     agent = AGENTS[job.settings["agent"]]
-    substitutions = {"module": job.item.module, "group": job.item.group, "prompt_file": str(folder.prompt)}
+    context = {
+        "module": job.item.module,
+        "group": job.item.group,
+        "prompt_file": str(folder.prompt),
+        "session_id": str(uuid.uuid4()),
+    }
     env = {
         **os.environ,
         "BATCH_GROUP": job.item.group,
@@ -155,7 +160,7 @@ def _run_agent(job: ItemJob, folder: ItemState, run_id: str, text: str):
         log.flush()
         try:
             exit_status = process.run(
-                agent.argv(job.settings, substitutions),
+                agent.argv(job.settings, context),
                 cwd=job.taskfile.parent,
                 env=env,
                 stdin=text.encode("utf-8"),

@@ -37,6 +37,26 @@ def _parallel(value: Any) -> int:
     return value
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingError(f"must be a word or text, not {value!r}")
+    return value
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
+        raise SettingError("must be a list of words, e.g. [Read, Edit, \"Bash(pytest:*)\"]")
+    return tuple(value)
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SettingError(f"must be a whole number from 1 up, not {value!r}")
+    return value
+
+
 def _relative_path(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SettingError("must be a path to a file, relative to task.md")
@@ -59,6 +79,12 @@ FIELDS: Mapping[str, Field] = {
         Field("command", _argv, None, group=True, fingerprinted=True),
         Field("parallel", _parallel, None, group=True, fingerprinted=False),
         Field("template", _relative_path, None, group=True, fingerprinted=False),
+        # Options of the agent CLIs, each mapped by its adapter to the CLI's own flag.
+        Field("model", _text, None, group=True, fingerprinted=True),
+        Field("allowed_tools", _words, None, group=True, fingerprinted=True),
+        Field("permission_mode", _text, None, group=True, fingerprinted=True),
+        Field("max_turns", _positive_int, None, group=True, fingerprinted=True),
+        Field("extra_args", _argv, None, group=True, fingerprinted=True),
     )
 }
 

@@ -24,6 +24,8 @@ it against this server and reading the strings in its bundle:
   summary generation (small model, no ``tools``). So a request is treated as
   *side* when ``max_tokens <= 1`` or it has no ``tools``; side requests get a
   canned "done" and never consume the script. Pass ``is_main=`` to override.
+  Subagent (Agent tool) turns do carry tools, so they consume the script too.
+* No non-streaming request was seen; one would get a plain JSON message.
 * count_tokens and /v1/models are answered anyway (cheap); other paths get a
   404 in Anthropic's error format.
 """
@@ -93,11 +95,13 @@ def error(
     status: int,
     message: str = "",
     *,
-    retry_after: float | None = None,
+    retry_after: int | None = None,
     headers: dict | None = None,
     delay: float = 0.0,
 ) -> Reply:
-    """An HTTP error with Anthropic's JSON error body."""
+    """An HTTP error with Anthropic's JSON error body. The CLI reads
+    retry-after as whole seconds; headers={"x-should-retry": "false"} makes it
+    give up without retrying."""
     hdrs = dict(headers or {})
     if retry_after is not None:
         hdrs["retry-after"] = str(retry_after)
@@ -108,7 +112,9 @@ def error(
 
 def hang(seconds: float, *, delay: float = 0.0) -> Reply:
     """Send 200 + message_start, stall `seconds`, then drop the connection
-    without finishing the message (the server's stop() cuts the stall short)."""
+    without finishing the message (the server's stop() cuts the stall short).
+    The CLI's stream-idle watchdog cannot go below 5 minutes; a stall *before*
+    the headers (`delay=`) is cut by API_TIMEOUT_MS instead."""
     return Reply("hang", seconds=seconds, delay=delay)
 
 
@@ -121,7 +127,7 @@ class Request:
     path: str
     headers: dict
     body: Any  # parsed JSON, raw text, or None
-    main: bool = False  # consumed a scripted reply (main conversation turn)
+    main: bool = False  # a main-conversation turn (consumes the script)
     reply: str = ""  # kind of reply given
     time: float = field(default_factory=time.monotonic)  # arrival, for retry gaps
 
@@ -285,8 +291,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = _handle
 
-    def _messages(self, body: dict, reply: Reply) -> None:
+    def _messages(self, body: Any, reply: Reply) -> None:
         fake = self.fake
+        body = body if isinstance(body, dict) else {}
         if not fake._sleep(reply.delay):
             return
         if reply.kind == "error":

@@ -7,6 +7,11 @@ from typing import Any, Mapping
 
 from ..events import AgentEvent
 
+# Why an attempt failed decides what happens next (see the README, "When things go wrong").
+TRANSIENT = "transient"  # worth retrying: 429/529/5xx, network, a hang, killed by a signal it did not choose
+WAIT = "wait"  # a usage or rate limit that resets at a known time: pause, then go on
+PERMANENT = "permanent"  # retrying cannot help: authentication, billing, invalid request, max turns, budget
+
 
 @dataclass
 class Outcome:
@@ -14,8 +19,12 @@ class Outcome:
 
     ok: bool
     reason: str = ""  # for people, when not ok
+    failure_class: str | None = None  # TRANSIENT, WAIT or PERMANENT when not ok
+    retry_at: float | None = None  # with WAIT: the epoch time the limit resets
     result_text: str = ""  # the agent's final answer (the command agent: its last lines of output)
-    data: dict[str, Any] = field(default_factory=dict)  # cost, tokens, session id... as the agent reports
+    # As the agent reports them: session_id, model, cost_usd, num_turns, and
+    # tokens {input, output, cache_read, cache_write}.
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class OutputReader:
@@ -32,11 +41,14 @@ class Agent:
     """An adapter for one agent CLI (or any command)."""
 
     name: str = ""
+    executable: str | None = None  # the CLI it needs on PATH
 
     def check_settings(self, settings: Mapping[str, Any]) -> None:
         """Raise SettingError if the settings cannot run this agent."""
 
-    def argv(self, settings: Mapping[str, Any], substitutions: Mapping[str, str]) -> list[str]:
+    def argv(self, settings: Mapping[str, Any], context: Mapping[str, str]) -> list[str]:
+        """The command line. `context` has module, group, prompt_file and session_id.
+        The prompt also goes to the CLI's standard input."""
         raise NotImplementedError
 
     def reader(self) -> OutputReader:

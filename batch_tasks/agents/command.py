@@ -37,11 +37,12 @@ class CommandAgent(Agent):
         if not settings.get("command"):
             raise SettingError("agent 'command' needs a `command:` setting, e.g. command: [python3, tool.py, \"{module}\"]")
 
-    def argv(self, settings: Mapping[str, Any], substitutions: Mapping[str, str]) -> list[str]:
+    def argv(self, settings: Mapping[str, Any], context: Mapping[str, str]) -> list[str]:
         """Each argument gets {module}, {group} and {prompt_file} replaced, and stays one argument."""
         argv = []
         for argument in settings["command"]:
-            for name, value in substitutions.items():
+            for name in ("module", "group", "prompt_file"):
+                value = context[name]
                 argument = argument.replace("{" + name + "}", value)
             argv.append(argument)
         return argv

@@ -1,0 +1,78 @@
+"""Helpers shared by the tests: a batch folder, and real `doit run-batch` processes in it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+SCRIPTED_AGENT = Path(__file__).parent / "agents" / "scripted.py"
+FRONT_MATTER = f"""---
+agent: command
+command: [{json.dumps(sys.executable)}, {json.dumps(str(SCRIPTED_AGENT))}, "{{module}}", "{{group}}"]
+---
+"""
+
+
+class BatchFolder:
+    """A temporary folder holding a task.md whose items run the scripted agent."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @property
+    def taskfile(self) -> Path:
+        return self.path / "task.md"
+
+    def write(self, body: str, front_matter: str = FRONT_MATTER, name: str = "task.md") -> Path:
+        target = self.path / name
+        target.write_text(front_matter + textwrap.dedent(body), encoding="utf-8")
+        return target
+
+    def behave(self, **behaviours) -> None:
+        """Set what the scripted agent does, by item key or module (`*` for all)."""
+        (self.path / "behaviour.json").write_text(json.dumps(behaviours))
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "doit", *args]
+
+    def run(self, *args: str, timeout: float = 60, **options) -> subprocess.CompletedProcess:
+        """`doit ARGS` in this folder, to its end."""
+        return subprocess.run(
+            self.command(*args),
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **options.pop("env", {})},
+            **options,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command(*args), cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    def runs(self, event: str = "done") -> Counter:
+        """How many times each item's agent started (`start`) or succeeded (`done`)."""
+        try:
+            lines = (self.path / "runs.log").read_text().splitlines()
+        except FileNotFoundError:
+            return Counter()
+        return Counter(line.split()[1] for line in lines if line.split()[0] == event)
+
+    def state(self, group: str, module: str) -> Path:
+        from batch_tasks.state import BatchState
+
+        return BatchState(self.taskfile).item(group, module).folder
+
+
+@pytest.fixture
+def batch(tmp_path) -> BatchFolder:
+    return BatchFolder(tmp_path)
