@@ -41,7 +41,8 @@ class BatchLoader(TaskLoader2):
             state.ensure()
         except BatchError as error:
             raise InvalidDodoFile(str(error)) from None
-        return {"dep_file": str(state.db), "backend": "batch-sqlite"}
+        # `sort` is `doit list`'s: items in the order task.md gives them.
+        return {"dep_file": str(state.db), "backend": "batch-sqlite", "sort": "definition"}
 
     def load_tasks(self, cmd, pos_args):
         try:

@@ -1,0 +1,57 @@
+"""doit's own commands on a batch: list, info and forget, once doit.cfg names the loader."""
+
+import pytest
+
+TASK = """\
+# T
+## Inventory
+- [ ] auth: list the functions
+- [ ] billing: list the functions
+## Extract interfaces
+- [ ] auth: extract a protocol
+"""
+
+
+@pytest.fixture
+def configured(batch):
+    batch.write(TASK)
+    (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    return batch
+
+
+def test_list_shows_groups_and_with_all_the_items_with_status(configured):
+    listing = configured.run("list")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.split() == ["inventory", "Inventory", "extract-interfaces", "Extract", "interfaces"]
+    assert configured.run("run-batch", "inventory:auth").returncode == 0
+    full = configured.run("list", "--all", "--status")
+    lines = [line.split()[:2] for line in full.stdout.splitlines()]
+    assert ["U", "inventory:auth"] in lines
+    assert ["R", "inventory:billing"] in lines
+    assert ["R", "extract-interfaces:auth"] in lines
+
+
+def test_info_says_why_an_item_runs(configured):
+    info = configured.run("info", "inventory:billing")
+    assert "status     : run" in info.stdout
+    assert "- new (args=[], kwargs={})" in info.stdout
+    assert configured.run("run-batch").returncode == 0
+    assert "status     : up-to-date" in configured.run("info", "inventory:billing").stdout
+
+
+def test_forget_a_group_runs_its_items_and_what_follows_again(configured):
+    assert configured.run("run-batch").returncode == 0
+    forget = configured.run("forget", "inventory")
+    assert forget.returncode == 0, forget.stderr
+    assert "forgetting inventory:auth" in forget.stdout
+    dry = [line.split(None, 1) for line in configured.run("run-batch", "--dry-run").stdout.splitlines()]
+    assert ["inventory:auth", "forgotten"] in dry and ["inventory:billing", "forgotten"] in dry
+    assert configured.run("run-batch").returncode == 0
+    assert configured.runs() == {"inventory:auth": 2, "inventory:billing": 2, "extract-interfaces:auth": 2}
+
+
+def test_errors_in_task_md_reach_doit_list_as_one_line(configured):
+    configured.write(TASK + "<!-- parallel: lots -->\n")
+    listing = configured.run("list")
+    assert listing.returncode != 0
+    assert listing.stderr.strip() == "ERROR: task.md:10: hint 'parallel' must be false or a whole number from 1 up, not 'lots'"

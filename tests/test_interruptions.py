@@ -1,0 +1,101 @@
+"""Interruptions lose nothing: kill -9, Ctrl-C and SIGTERM mid-group, then a resume."""
+
+import signal
+import time
+
+import psutil
+import pytest
+
+SIX = "# T\n## G\n" + "".join(f"- [ ] m{i}: item {i}\n" for i in range(6)) + "## H\n- [ ] m0: after\n"
+
+
+def wait_for(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def agent_pids(batch) -> set[int]:
+    """Every agent and grandchild the batch started."""
+    pids = {int(line.split()[2]) for line in (batch.path / "runs.log").read_text().splitlines()}
+    pids |= {int(p.read_text()) for p in batch.path.glob("child-*.pid")}
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def completed(batch) -> set[str]:
+    return {f"g:m{i}" for i in range(6) if (batch.state("g", f"m{i}") / "result.json").exists()}
+
+
+@pytest.fixture
+def busy(batch):
+    """A group of six items, three at a time, two of them slow, each with a grandchild."""
+    batch.write(SIX)
+    batch.behave(**{"*": {"sleep": 0.5, "child": True}}, m4={"sleep": 30}, m5={"sleep": 30})
+    return batch
+
+
+def resume_and_check(batch, done_before: set[str]) -> None:
+    batch.behave()
+    result = batch.run("run-batch", "-n", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    starts = batch.runs("start")
+    for item in done_before:
+        assert starts[item] == 1, f"{item} ran again after it had completed"
+    assert all(f"- [x] m{i}:" in batch.taskfile.read_text() for i in range(6))
+    assert not [pid for pid in agent_pids(batch) if alive(pid)]
+
+
+def test_kill_9_mid_group_then_resume(busy):
+    runner = busy.start("run-batch", "-n", "3")
+    wait_for(lambda: len(completed(busy)) >= 4 and busy.runs("start")["g:m5"] == 1)
+    runner.kill()
+    runner.wait(timeout=10)
+    done_before = completed(busy)
+    assert {"g:m4", "g:m5"}.isdisjoint(done_before)
+    orphans = [pid for pid in agent_pids(busy) if alive(pid)]
+    assert orphans, "the killed run should have left its slow agents running"
+
+    resume = busy.run("run-batch", "--dry-run")
+    assert "g:m4  interrupted last time (its run was killed)" in resume.stdout
+    resume_and_check(busy, done_before)
+
+
+@pytest.mark.parametrize("signum, code, words", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_and_sigterm_stop_every_agent_tree_then_resume(busy, signum, code, words):
+    runner = busy.start("run-batch", "-n", "3")
+    wait_for(lambda: len(completed(busy)) >= 4 and busy.runs("start")["g:m5"] == 1)
+    pids = agent_pids(busy)
+    runner.send_signal(signum)
+    stopped_at = time.monotonic()
+    output, _ = runner.communicate(timeout=15)
+    assert time.monotonic() - stopped_at < 5
+    assert runner.returncode == code, output
+    assert f"Stopped by {words}" in output and "run `doit run-batch` again" in output
+    assert not [pid for pid in pids if alive(pid)]
+    assert "g:m4" in busy.run("run-batch", "--dry-run").stdout
+    assert "h:m0" not in busy.runs("start")  # nothing new started after the signal
+    resume_and_check(busy, completed(busy))
+
+
+def test_a_second_run_on_the_same_file_is_refused(busy):
+    runner = busy.start("run-batch", "-n", "3")
+    try:
+        wait_for(lambda: busy.runs("start")["g:m5"] == 1)
+        before = busy.taskfile.read_bytes()
+        second = busy.run("run-batch")
+        assert second.returncode != 0
+        assert f"another run (pid {runner.pid}, started " in second.stderr
+        assert busy.taskfile.read_bytes() == before
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.communicate(timeout=15)
