@@ -1,5 +1,7 @@
 """The errors a user can cause, each reported as one line and a non-zero exit."""
 
+import os
+
 
 class BatchError(Exception):
     """Something about the user's batch is wrong; shown as one line, never a traceback."""
@@ -9,10 +11,16 @@ class TaskFileError(BatchError):
     """A mistake at one line of task.md (or of its settings)."""
 
     def __init__(self, path, line: int, message: str):
-        super().__init__(f"{path}:{line}: {message}")
+        super().__init__(f"{_as_typed(path)}:{line}: {message}")
         self.path = str(path)
         self.line = line
         self.message = message
+
+
+def _as_typed(path) -> str:
+    """A path below the current folder as the user would type it, others whole."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 class SettingError(ValueError):

@@ -54,4 +54,4 @@ def test_errors_in_task_md_reach_doit_list_as_one_line(configured):
     configured.write(TASK + "<!-- parallel: lots -->\n")
     listing = configured.run("list")
     assert listing.returncode != 0
-    assert listing.stderr.strip() == "ERROR: task.md:10: hint 'parallel' must be false or a whole number from 1 up, not 'lots'"
+    assert listing.stderr.strip() == "ERROR: task.md:11: hint 'parallel' must be false or a whole number from 1 up, not 'lots'"
