@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import staleness, taskfile
-from .plan import Plan
+from .plan import Plan, digest
 from .prompt import Template, load_template
 from .state import BatchState
 
@@ -26,10 +26,11 @@ def load(path: Path) -> Batch:
     state = BatchState(path)
     plan = taskfile.load_plan(path, cache_dir=state.root)
     templates = {group.slug: load_template(path, group.settings["template"]) for group in plan.groups}
-    fingerprints = {
-        item.key: staleness.fingerprint(item, group.settings, templates[group.slug])
-        for group in plan.groups
-        for item in group.items
-    }
+    fingerprints = {}
+    for group in plan.groups:
+        template_part = digest(templates[group.slug].source)
+        settings_part = staleness.settings_digest(group.settings)
+        for item in group.items:
+            fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
     verdicts = staleness.assess(plan, state, fingerprints)
     return Batch(plan, state, templates, fingerprints, verdicts)

@@ -40,8 +40,9 @@ def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Pat
                 if (now.st_mtime_ns, now.st_size) == (before.st_mtime_ns, before.st_size) and os.pread(
                     fd, 3, offset - 1
                 ) in (b"[ ]", b"[x]", b"[X]"):
+                    # No fsync: a tick lost to a machine crash is written again by the next
+                    # run, from the result record (see recovery).
                     os.pwrite(fd, mark, offset)
-                    os.fsync(fd)
             finally:
                 os.close(fd)
             if _current_mark(taskfile, group, item) == mark:

@@ -44,7 +44,7 @@ def build_tasks(batch: Batch) -> list[Task]:
                     item.key,
                     [(run_item, [job])],
                     # An item ticked by hand has no record to make; any other has its result.
-                    targets=[] if verdict.reason == DONE_BY_HAND else [str(result)],
+                    targets=[] if verdict.reason == DONE_BY_HAND else [result],
                     task_dep=[previous.slug] if previous else [],
                     # In a tuple doit keeps the Verdict as a value, takes its truth, and
                     # `doit info` prints it: the reason the item runs.

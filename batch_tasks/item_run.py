@@ -28,7 +28,7 @@ from .state import BatchState, ItemState, write_json_atomic
 from .staleness import stamp, upstream_digest
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ItemJob:
     """Everything one item's run needs, and nothing of the rest of the plan."""
 
@@ -49,7 +49,7 @@ class ItemJob:
 def run_item(job: ItemJob) -> dict[str, Any] | TaskFailed:
     state = BatchState(job.taskfile)
     folder = state.item(job.item.group, job.item.module)
-    folder.folder.mkdir(parents=True, exist_ok=True)
+    os.makedirs(folder.folder, exist_ok=True)
     if process.stopping.is_set():
         return TaskFailed("interrupted: the run was stopped before it started")
     if job.untick_first:
@@ -67,9 +67,11 @@ def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] |
         text = prompt.render(job.template, _prompt_context(job, state))
     except BatchError as error:
         return _failed(folder, str(error), started)
-    folder.prompt.write_text(text, encoding="utf-8")
+    with open(folder.prompt, "w", encoding="utf-8") as stream:
+        stream.write(text)
     upstream = upstream_digest((d.key, stamp(state.item(d.group, d.module).read_result(), d)) for d in job.upstream)
 
+    folder.set_result_aside()
     outcome, exit_status = _run_agent(job, folder, run_id, text)
     if outcome is None:
         return _interrupted(folder, "the run was stopped")
@@ -90,9 +92,8 @@ def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] |
         **outcome.data,
         "ticked": False,
     }
-    write_json_atomic(folder.result, record)
-    for leftover in (folder.failure, folder.forgotten, folder.running):
-        leftover.unlink(missing_ok=True)
+    write_json_atomic(folder.result, record, durable=True)
+    folder.remove(folder.failure, folder.forgotten, folder.running)
     if not checkbox.set_checkbox(job.taskfile, job.group, job.item, True, state.tick_lock):
         return TaskFailed(
             f"{job.item.key} succeeded, but its line in {job.taskfile.name} changed while it ran, "
@@ -130,7 +131,7 @@ def _run_agent(job: ItemJob, folder: ItemState, run_id: str, text: str):
     context = {
         "module": job.item.module,
         "group": job.item.group,
-        "prompt_file": str(folder.prompt),
+        "prompt_file": folder.prompt,
         "session_id": str(uuid.uuid4()),
     }
     env = {
@@ -138,7 +139,7 @@ def _run_agent(job: ItemJob, folder: ItemState, run_id: str, text: str):
         "BATCH_GROUP": job.item.group,
         "BATCH_MODULE": job.item.module,
         "BATCH_ITEM": job.item.key,
-        "BATCH_PROMPT_FILE": str(folder.prompt),
+        "BATCH_PROMPT_FILE": folder.prompt,
         "BATCH_ATTEMPT": "1",
         "BATCH_RUN_ID": run_id,
     }
@@ -215,11 +216,11 @@ def _failed(folder: ItemState, reason: str, started: float, exit_status: int | N
         folder.failure,
         {"reason": reason, "exit_status": exit_status, "started": started, "finished": time.time()},
     )
-    folder.running.unlink(missing_ok=True)
+    folder.remove(folder.running)
     return TaskFailed(f"{reason}; log: {folder.log}")
 
 
 def _interrupted(folder: ItemState, reason: str) -> TaskFailed:
     write_json_atomic(folder.failure, {"reason": reason, "interrupted": True, "finished": time.time()})
-    folder.running.unlink(missing_ok=True)
+    folder.remove(folder.running)
     return TaskFailed(f"interrupted: {reason}")

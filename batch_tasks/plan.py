@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+
+def digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -18,11 +23,12 @@ class Item:
     done: bool  # its checkbox as task.md had it when loaded
     line: int  # 1-based line of its checkbox
     source_line: str  # that line as written, to find it again when ticking
+    key: str = field(init=False, compare=False)  # its doit task name, GROUP:MODULE
+    digest: str = field(init=False, compare=False)  # of its module and instruction: part of its fingerprint
 
-    @property
-    def key(self) -> str:
-        """Its doit task name, GROUP:MODULE."""
-        return f"{self.group}:{self.module}"
+    def __post_init__(self):
+        object.__setattr__(self, "key", f"{self.group}:{self.module}")
+        object.__setattr__(self, "digest", digest(self.module, self.instruction))
 
     @property
     def instruction(self) -> str:

@@ -20,6 +20,8 @@ def recover(batch: Batch) -> list[str]:
     for group in batch.plan.groups:
         for item in group.items:
             reason = batch.verdicts[item.key].reason
+            if reason not in (TICK_PENDING, KILLED_MID_RUN):
+                continue
             folder = batch.state.item(item.group, item.module)
             if reason == TICK_PENDING:
                 if checkbox.set_checkbox(batch.plan.path, group, item, True, batch.state.tick_lock):

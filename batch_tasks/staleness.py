@@ -9,15 +9,13 @@ upstream will run is known to be stale at once (as `make -n` knows).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from . import settings as settings_mod
-from .plan import Item, Plan
-from .prompt import Template
-from .state import FAILURE, FORGOTTEN, RESULT, RUNNING, BatchState, read_json
+from .plan import Item, Plan, digest
+from .state import FAILURE, FORGOTTEN, RUNNING, BatchState, read_json
 
 DONE_BY_HAND = "done by hand"
 # A killed run left these behind; the next run repairs them (see recovery).
@@ -25,7 +23,7 @@ TICK_PENDING = "done (its tick is still to be written)"
 KILLED_MID_RUN = "interrupted last time (its run was killed)"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Verdict:
     """Whether an item runs, and why. doit takes it as the item's `uptodate` value."""
 
@@ -39,17 +37,14 @@ class Verdict:
         return self.reason
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+def settings_digest(item_settings: Mapping[str, Any]) -> str:
+    return digest(json.dumps(settings_mod.fingerprinted(item_settings), sort_keys=True))
 
 
-def fingerprint(item: Item, item_settings: Mapping[str, Any], template: Template) -> dict[str, str]:
-    """What the item's result was made from, in parts, so a change can be named."""
-    return {
-        "instruction": _digest([item.module, item.instruction]),
-        "template": _digest(template.source),
-        "agent settings": _digest(settings_mod.fingerprinted(item_settings)),
-    }
+def fingerprint(item: Item, settings_part: str, template_part: str) -> dict[str, str]:
+    """What the item's result was made from, in parts, so that a change can be named.
+    The template's and the settings' digests are made once per group by the caller."""
+    return {"instruction": item.digest, "template": template_part, "agent settings": settings_part}
 
 
 def stamp(record: dict[str, Any] | None, item: Item) -> str:
@@ -60,22 +55,30 @@ def stamp(record: dict[str, Any] | None, item: Item) -> str:
 
 
 def upstream_digest(stamps: Iterable[tuple[str, str]]) -> str:
-    return _digest(sorted(stamps))
+    return digest(*(f"{key}={value}" for key, value in sorted(stamps)))
 
 
 def assess(plan: Plan, state: BatchState, fingerprints: Mapping[str, dict[str, str]]) -> dict[str, Verdict]:
     """Every item's verdict; reads each item's state folder once."""
     verdicts: dict[str, Verdict] = {}
     stamps: dict[str, str] = {}
+    # Items of one group share their upstream: what it says is worked out once per group.
+    upstream_news: dict[int, tuple[list[str], str]] = {}
     for group in plan.groups:
         for item in group.items:
             folder = state.item(item.group, item.module)
-            files = folder.files()
-            record = read_json(folder.result) if RESULT in files else None
+            record = read_json(folder.result)
+            # A result is set aside when an attempt starts, so one that is there is the
+            # latest attempt's: only an item without one needs its folder looked at.
+            files = folder.files() if record is None else frozenset()
             stamps[item.key] = stamp(record, item)
             reason = _own_reason(item, record, files, folder, fingerprints[item.key])
             if reason is None and record is not None:  # one ticked by hand stays done
-                reason = _upstream_reason(plan.upstream(item), record, verdicts, stamps)
+                upstream = plan.upstream(item)
+                if id(upstream) not in upstream_news:
+                    running = [d.key for d in upstream if verdicts[d.key].runs]
+                    upstream_news[id(upstream)] = (running, upstream_digest((d.key, stamps[d.key]) for d in upstream))
+                reason = _upstream_reason(upstream, record, *upstream_news[id(upstream)])
             if reason is None:
                 verdicts[item.key] = Verdict(False, _done_reason(item, record))
             else:
@@ -94,10 +97,6 @@ def _own_reason(item, record, files, folder, current: dict[str, str]) -> str | N
         if RUNNING in files:
             return KILLED_MID_RUN
         return "new"
-    if FAILURE in files:
-        return _failure_reason(folder)
-    if RUNNING in files:
-        return KILLED_MID_RUN
     previous = record.get("fingerprint") or {}
     changed = [part for part, digest in current.items() if previous.get(part) != digest]
     if changed:
@@ -114,14 +113,12 @@ def _failure_reason(folder) -> str:
     return f"failed last time ({failure.get('reason', 'see its log')})"
 
 
-def _upstream_reason(upstream: tuple[Item, ...], record, verdicts, stamps) -> str | None:
-    running = [dependency.key for dependency in upstream if verdicts[dependency.key].runs]
+def _upstream_reason(upstream: tuple[Item, ...], record, running: list[str], current_digest: str) -> str | None:
     if running:
         more = f" (and {len(running) - 1} more)" if len(running) > 1 else ""
         return f"upstream: {running[0]} will run{more}"
-    if upstream:
-        if record.get("upstream") != upstream_digest((d.key, stamps[d.key]) for d in upstream):
-            return f"upstream: group {upstream[0].group!r} ran again since"
+    if upstream and record.get("upstream") != current_digest:
+        return f"upstream: group {upstream[0].group!r} ran again since"
     return None
 
 

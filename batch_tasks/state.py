@@ -7,7 +7,8 @@
             prompt.md             the prompt of the latest attempt
             output.log            everything the agent printed, appended live
             running.json          the attempt in progress (left behind only by a killed run)
-            result.json           the success record: the item's doit target
+            result.json           the success record: the item's doit target; set aside as
+                                  result.previous.json when an attempt starts
             failure.json          why the last attempt failed or was interrupted
             forgotten.json        `doit forget` was used; the result it had is in result.forgotten.json
 """
@@ -21,6 +22,7 @@ import os
 import re
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ RUNNING = "running.json"
 FORGOTTEN = "forgotten.json"
 
 
+@lru_cache(maxsize=None)
 def safe_name(name: str) -> str:
     """A folder name for any module or group name, never leaving its parent folder.
 
@@ -44,25 +47,31 @@ def safe_name(name: str) -> str:
     return f"{plain}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write a record whole or not at all: temp file, fsync, rename."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+def write_json_atomic(path: Path | str, data: Any, durable: bool = False) -> None:
+    """Write a record whole or not at all (temp file, rename); `durable` also survives
+    a crash of the machine (fsync), for records that stand for money spent."""
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     try:
         with open(temporary, "w", encoding="utf-8") as stream:
             json.dump(data, stream, indent=1, sort_keys=True)
             stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        try:
+            os.remove(temporary)
+        except FileNotFoundError:
+            pass
         raise
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path | str) -> dict[str, Any] | None:
     try:
-        with open(path, encoding="utf-8") as stream:
-            data = json.load(stream)
+        with open(path, "rb") as stream:
+            data = json.loads(stream.read())
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError):
@@ -71,16 +80,17 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 class ItemState:
-    """The state folder of one item."""
+    """The state folder of one item. Its paths are strings: a big batch makes tens of
+    thousands of them on every load, and pathlib would take a third of that time."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: str):
         self.folder = folder
-        self.prompt = folder / "prompt.md"
-        self.log = folder / "output.log"
-        self.result = folder / RESULT
-        self.failure = folder / FAILURE
-        self.running = folder / RUNNING
-        self.forgotten = folder / FORGOTTEN
+        self.prompt = f"{folder}/prompt.md"
+        self.log = f"{folder}/output.log"
+        self.result = f"{folder}/{RESULT}"
+        self.failure = f"{folder}/{FAILURE}"
+        self.running = f"{folder}/{RUNNING}"
+        self.forgotten = f"{folder}/{FORGOTTEN}"
 
     def files(self) -> frozenset[str]:
         try:
@@ -93,9 +103,23 @@ class ItemState:
 
     def forget(self) -> None:
         """Set the result aside, so the item runs again and says why."""
-        if self.result.exists():
-            os.replace(self.result, self.folder / f"result.forgotten.json")
+        if os.path.exists(self.result):
+            os.replace(self.result, f"{self.folder}/result.forgotten.json")
             write_json_atomic(self.forgotten, {"forgotten_at": time.time()})
+
+    def set_result_aside(self) -> None:
+        """An attempt starts: its result, if any, is no longer the latest word."""
+        try:
+            os.replace(self.result, f"{self.folder}/result.previous.json")
+        except FileNotFoundError:
+            pass
+
+    def remove(self, *paths: str) -> None:
+        for path in paths:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
 
 
 class BatchState:
@@ -104,12 +128,13 @@ class BatchState:
     def __init__(self, taskfile: Path):
         self.taskfile = taskfile
         self.root = taskfile.parent / ".batch" / safe_name(taskfile.stem)
+        self._items = str(self.root / "items")
         self.db = self.root / "doit.sqlite"
         self.lock_file = self.root / "run.lock"
         self.tick_lock = self.root / "tick.lock"
 
     def item(self, group: str, module: str) -> ItemState:
-        return ItemState(self.root / "items" / safe_name(group) / safe_name(module))
+        return ItemState(f"{self._items}/{safe_name(group)}/{safe_name(module)}")
 
     def ensure(self) -> None:
         try:

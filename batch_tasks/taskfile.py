@@ -3,7 +3,9 @@
 The format, in short (the README has it in full): optional YAML front matter of
 settings; every heading starts a group; checkbox list items at the top list level
 under a heading are the items; `<!-- key: value -->` comments are group hints.
-Every mistake is a TaskFileError naming its line.
+Every mistake is a TaskFileError naming its line. PyYAML and markdown-it are
+imported only when a plan must be parsed: an unchanged task.md is read from its
+cache, and starting fast matters when a batch has ten thousand items.
 """
 
 from __future__ import annotations
@@ -13,20 +15,19 @@ import os
 import pickle
 import re
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-from markdown_it import MarkdownIt
-
+from . import __version__
 from . import settings as settings_mod
 from .agents import AGENTS
 from .errors import SettingError, TaskFileError
 from .plan import Group, Item, Plan
 
 MAX_BYTES = 16 * 1024 * 1024
-# The version of what parse() returns; a cached plan of another version is not used.
-PLAN_FORMAT = 1
+# What parse() returns: a plan cached by another format, or another release, is not used.
+PLAN_FORMAT = (3, __version__)
 
 CHECKBOX = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\[([ xX])\](?:[ \t]+|$)(.*)$")
 MODULE = re.compile(r"^(`?)([^\s`]+?)\1:(?:\s+|$)(.*)$", re.S)
@@ -135,6 +136,8 @@ def _front_matter(lines: list[str], path: Path) -> tuple[dict[str, Any], dict[st
             break
     else:
         raise TaskFileError(path, 1, "the front matter opened here is never closed (add a line `---` after the settings)")
+    import yaml
+
     source = "\n".join(lines[1:end])
     try:
         node = yaml.compose(source, Loader=yaml.SafeLoader)
@@ -170,6 +173,8 @@ def _front_matter(lines: list[str], path: Path) -> tuple[dict[str, Any], dict[st
 def _tokens(markdown: str):
     # markdown-it stops descending at its nesting limit (20) and reads on, so even
     # a file of ten thousand `>` parses in bounded time and depth.
+    from markdown_it import MarkdownIt
+
     return MarkdownIt("commonmark").parse(markdown)
 
 
@@ -180,6 +185,8 @@ def _hint(token, sections: list[dict[str, Any]], path: Path) -> None:
     line = token.map[0] + 1
     if not sections:
         raise TaskFileError(path, line, "a hint must be inside a group (under a heading)")
+    import yaml
+
     name, raw = match.group(1), match.group(2).strip()
     hints = sections[-1]["hints"]
     if name in hints:
@@ -255,7 +262,7 @@ def _groups(sections, batch_settings, setting_lines, path: Path) -> tuple[Group,
                     f"module {item.module!r} appears twice in group {slug!r} (also at line {seen_modules[item.module]})",
                 )
             seen_modules[item.module] = item.line
-            items.append(Item(**{**item.__dict__, "group": slug}))
+            items.append(replace(item, group=slug))
         groups.append(
             Group(
                 slug=slug,

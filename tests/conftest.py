@@ -70,7 +70,7 @@ class BatchFolder:
     def state(self, group: str, module: str) -> Path:
         from batch_tasks.state import BatchState
 
-        return BatchState(self.taskfile).item(group, module).folder
+        return Path(BatchState(self.taskfile).item(group, module).folder)
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 """The agent adapters, by the name used in `agent:`."""
 
-from .base import Agent, Outcome, OutputReader
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, OutputReader
+from .claude import ClaudeAgent
+from .codex import CodexAgent
 from .command import CommandAgent
+from .gemini import GeminiAgent
 
-AGENTS: dict[str, Agent] = {agent.name: agent for agent in (CommandAgent(),)}
+AGENTS: dict[str, Agent] = {agent.name: agent for agent in (CommandAgent(), ClaudeAgent(), CodexAgent(), GeminiAgent())}
 
-__all__ = ["AGENTS", "Agent", "Outcome", "OutputReader"]
+__all__ = ["AGENTS", "PERMANENT", "TRANSIENT", "WAIT", "Agent", "Outcome", "OutputReader"]

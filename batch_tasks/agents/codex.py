@@ -1,0 +1,259 @@
+"""The OpenAI Codex CLI, run headless: `codex exec --json -`, the prompt on standard input.
+
+Its output is one JSON event a line (with stderr merged in). The shapes followed are
+codex-cli 0.169.0's (codex-rs/exec/src/exec_events.rs, docs/exec.md), recorded in
+tests/fixtures/codex/. Codex reports tokens but no cost.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from datetime import datetime
+from typing import Any, Mapping
+
+from ..errors import SettingError
+from ..events import AgentEvent
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, OutputReader
+
+# How long one line for people may be.
+SHORT = 100
+
+# `permission_mode` is codex's --sandbox. Alone, `codex exec` is read-only; a batch edits
+# the project, so workspace-write is the default.
+SANDBOX_MODES = ("read-only", "workspace-write", "danger-full-access")
+DEFAULT_SANDBOX = "workspace-write"
+
+# Codex retries a dropped or refused stream itself and says so in a top-level error event:
+# "Reconnecting... 1/5 (We're currently experiencing high demand, ...)".
+RECONNECTING = re.compile(r"^Reconnecting\.\.\. (\d+)/(\d+)")
+# A usage limit says when it resets, in local time: "... or try again at 2:00 PM." for
+# today, else "... at Nov 25th, 2026 2:00 PM." (codex-rs/core/src/error.rs).
+RESET_AT = re.compile(r"try again at (?:([A-Z][a-z]{2}) (\d{1,2})(?:st|nd|rd|th), (\d{4}) )?(\d{1,2}:\d\d [AP]M)")
+# Messages no retry can fix: HTTP 400-404 ("unexpected status 401 Unauthorized: ..."),
+# credentials, billing ("Quota exceeded. Check your plan and billing details."), a
+# conversation too long for the model.
+PERMANENT_ERRORS = re.compile(
+    r"\b40[0-4]\b|unauthori[sz]ed|forbidden|api key|authenticat|permission|invalid request|bad request"
+    r"|billing|missing environment variable|refresh token|context window",
+    re.IGNORECASE,
+)
+# Messages worth another attempt: rate limits, overload, 5xx, the network.
+TRANSIENT_ERRORS = re.compile(
+    r"\b429\b|\b5\d\d\b|rate.?limit|too many requests|quota|high demand|overloaded|capacity"
+    r"|disconnected|connection|network|timed? ?out|server response|temporar",
+    re.IGNORECASE,
+)
+
+# Thread items that are tool calls, and how a file_change's kinds read.
+TOOL_ITEMS = {"command_execution", "file_change", "mcp_tool_call", "web_search"}
+CHANGE_TOOLS = {"add": "Write", "update": "Edit", "delete": "Delete"}
+FILE_TOOLS = {"Write", "Edit", "Delete"}
+
+
+def _short(text: Any, limit: int = SHORT) -> str:
+    """The first non-blank line, trimmed to `limit` characters."""
+    line = next((line.strip() for line in str(text or "").splitlines() if line.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def classify(message: str) -> tuple[str, float | None]:
+    """A codex error message's failure class, and with WAIT the epoch time to go on."""
+    if "usage limit" in message:
+        reset = _reset_time(message)
+        return (WAIT, reset) if reset is not None else (TRANSIENT, None)
+    if PERMANENT_ERRORS.search(message):
+        return PERMANENT, None
+    if TRANSIENT_ERRORS.search(message):
+        return TRANSIENT, None
+    return PERMANENT, None
+
+
+def _reset_time(message: str) -> float | None:
+    match = RESET_AT.search(message)
+    if not match:
+        return None
+    month, day, year, clock = match.groups()
+    date = datetime.strptime(f"{month} {day} {year}", "%b %d %Y").date() if month else datetime.now().date()
+    return datetime.combine(date, datetime.strptime(clock, "%I:%M %p").time()).timestamp()
+
+
+def _unwrapped(command: str) -> str:
+    """`pytest -q` from `/bin/bash -lc 'pytest -q'`: codex runs each command through a shell."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    return words[2] if len(words) == 3 and words[1] in ("-c", "-lc") else command
+
+
+def _tool_use(name: str, summary: Any) -> AgentEvent:
+    if not summary:
+        text = name
+    elif name in FILE_TOOLS:
+        text = f"{name} {_short(summary)}"
+    else:
+        text = f"{name}: {_short(summary)}"
+    return AgentEvent("tool_use", text, {"name": name})
+
+
+def _tool_uses(item: dict) -> list[AgentEvent]:
+    """One tool_use per command, per changed file, per MCP call or web search."""
+    kind = item.get("type")
+    if kind == "command_execution":
+        return [_tool_use("Bash", _unwrapped(item.get("command") or ""))]
+    if kind == "file_change":
+        return [_tool_use(CHANGE_TOOLS.get(change.get("kind"), "Edit"), change.get("path"))
+                for change in item.get("changes") or []]
+    if kind == "mcp_tool_call":
+        return [_tool_use(f"mcp__{item.get('server')}__{item.get('tool')}", "")]
+    return [_tool_use("WebSearch", item.get("query"))]  # web_search
+
+
+class CodexReader(OutputReader):
+    def __init__(self):
+        self.session_id: str | None = None
+        self.tokens: dict[str, int] | None = None
+        self.result_text = ""  # the last agent message
+        self.completed = False  # turn.completed came
+        self.failure: str | None = None  # the message the turn failed with
+        self.started: set[str] = set()  # tool items already shown by item.started
+        self.last_output = ""  # the last stray line, which may explain an early exit
+
+    def feed(self, line: str) -> list[AgentEvent]:
+        if not line.strip():
+            return []
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):  # stderr and anything else codex prints
+            self.last_output = line
+            return [AgentEvent("output", line)]
+        handler = getattr(self, "_on_" + str(event.get("type")).replace(".", "_"), None)
+        if handler is None:  # newer versions add event types: skip them
+            return []
+        try:
+            return handler(event)
+        except (AttributeError, TypeError, KeyError, ValueError):  # a malformed event must not end the run
+            return [AgentEvent("output", line)]
+
+    def _on_thread_started(self, event: dict) -> list[AgentEvent]:
+        self.session_id = event["thread_id"]
+        # Codex names no model in its events.
+        return [AgentEvent("started", f"session {self.session_id}", {"session_id": self.session_id, "model": None})]
+
+    def _on_item_started(self, event: dict) -> list[AgentEvent]:
+        item = event["item"]
+        if item.get("type") not in TOOL_ITEMS:
+            return []
+        self.started.add(item["id"])
+        return _tool_uses(item)
+
+    # turn.started and item.updated (a to-do list ticked off, a patch on its way) need no event.
+
+    def _on_item_completed(self, event: dict) -> list[AgentEvent]:
+        item = event["item"]
+        kind = item.get("type")
+        if kind == "agent_message":
+            self.result_text = item.get("text") or ""
+            if not self.result_text.strip():
+                return []
+            return [AgentEvent("assistant", _short(self.result_text), {"text": self.result_text})]
+        if kind == "error":  # a warning codex goes on after, such as an unknown model or setting
+            return [AgentEvent("output", item.get("message") or "")]
+        if kind not in TOOL_ITEMS:  # reasoning, to-do lists, plans
+            return []
+        # A file_change may come completed only, without item.started.
+        events = [] if item["id"] in self.started else _tool_uses(item)
+        self.started.discard(item["id"])
+        is_error = item.get("status", "completed") != "completed"
+        detail = (item.get("error") or {}).get("message") or item.get("aggregated_output") or item.get("status")
+        return events + [AgentEvent("tool_result", _short(detail) if is_error else "", {"is_error": is_error})]
+
+    def _on_turn_completed(self, event: dict) -> list[AgentEvent]:
+        # The usage counts the whole thread. OpenAI's input_tokens include the cached ones;
+        # here `input` counts only the rest, as Claude reports it.
+        usage = event.get("usage") or {}
+        cached = usage.get("cached_input_tokens") or 0
+        written = usage.get("cache_write_input_tokens") or 0
+        self.tokens = {
+            "input": max((usage.get("input_tokens") or 0) - cached - written, 0),
+            "output": usage.get("output_tokens") or 0,
+            "cache_read": cached,
+            "cache_write": written,
+        }
+        self.completed = True
+        data = {"ok": True, "text": self.result_text, "tokens": dict(self.tokens), "session_id": self.session_id}
+        return [AgentEvent("usage", "", {"tokens": dict(self.tokens)}),
+                AgentEvent("result", _short(self.result_text), data)]
+
+    def _on_turn_failed(self, event: dict) -> list[AgentEvent]:
+        message = (event.get("error") or {}).get("message") or "turn failed"
+        # The same message usually came just before as a top-level error event.
+        events = [] if message == self.failure else [self._error(message)]
+        self.failure = message
+        data = {"ok": False, "text": self.result_text, "session_id": self.session_id}
+        return events + [AgentEvent("result", _short(message), data)]
+
+    def _on_error(self, event: dict) -> list[AgentEvent]:
+        message = event.get("message") or ""
+        retry = RECONNECTING.match(message)
+        if retry:
+            data = {"attempt": int(retry[1]), "max_retries": int(retry[2]), "error_class": classify(message)[0]}
+            return [AgentEvent("retry", _short(message), data)]
+        self.failure = message
+        return [self._error(message)]
+
+    def _error(self, message: str) -> AgentEvent:
+        return AgentEvent("error", _short(message), {"failure_class": classify(message)[0], "message": message})
+
+    def outcome(self, exit_status: int) -> Outcome:
+        data: dict[str, Any] = {"session_id": self.session_id}
+        if self.tokens is not None:
+            data["tokens"] = dict(self.tokens)
+        if self.completed and exit_status == 0:
+            return Outcome(ok=True, result_text=self.result_text, data=data)
+        if self.failure:
+            failure_class, retry_at = classify(self.failure)
+            return Outcome(ok=False, reason=_short(self.failure, 200), failure_class=failure_class,
+                           retry_at=retry_at, result_text=self.result_text, data=data)
+        if exit_status < 0:
+            return Outcome(ok=False, reason=f"killed by signal {-exit_status}", failure_class=TRANSIENT,
+                           result_text=self.result_text, data=data)
+        reason = f"exit status {exit_status}" if exit_status else "codex ended before its turn completed"
+        if self.last_output:
+            reason += f": {_short(self.last_output, 200)}"
+        return Outcome(ok=False, reason=reason, failure_class=PERMANENT, result_text=self.result_text, data=data)
+
+
+class CodexAgent(Agent):
+    name = "codex"
+    executable = "codex"
+
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        mode = settings.get("permission_mode")
+        if mode is not None and mode not in SANDBOX_MODES:
+            raise SettingError(f"agent 'codex' takes permission_mode {', '.join(SANDBOX_MODES)} "
+                               f"(its --sandbox), not {mode!r}")
+        if settings.get("allowed_tools"):
+            raise SettingError("agent 'codex' has no allowed_tools: permission_mode (its --sandbox) "
+                               "limits what it may do")
+        if settings.get("max_turns"):
+            raise SettingError("agent 'codex' has no max_turns option")
+
+    def argv(self, settings: Mapping[str, Any], context: Mapping[str, str]) -> list[str]:
+        """`-` (last, so extra_args stay options) makes codex read the prompt from stdin.
+
+        Codex picks its own session id (the thread id, read from the stream), so
+        context["session_id"] is not used. --skip-git-repo-check: a batch may run outside git.
+        """
+        argv = [self.executable, "exec", "--json", "--skip-git-repo-check",
+                "--sandbox", settings.get("permission_mode") or DEFAULT_SANDBOX]
+        if settings.get("model"):
+            argv += ["--model", settings["model"]]
+        return argv + list(settings.get("extra_args") or ()) + ["-"]
+
+    def reader(self) -> OutputReader:
+        return CodexReader()

@@ -1,0 +1,119 @@
+"""What batch-tasks adds to doit, for a big batch: whole-process timings, medians, ratios.
+
+Generates a task.md of GROUPS x MODULES items and, beside it, a dodo.py of the
+same count of bare doit tasks with file targets and the same group-after-group
+dependencies. Then times, alternating the two so that a noisy machine hurts both
+alike: listing, explaining what would run, and a run with nothing left to do.
+
+    python bench/overhead.py [--groups 100] [--modules 100] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OUT = Path(__file__).parent / "out" / "overhead"
+
+BARE_DODO = '''\
+DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".doit.db", "verbosity": 0}}
+
+
+def touch(target):
+    open(target, "w").close()
+
+
+def task_g():
+    for g in range({groups}):
+        for m in range({modules}):
+            target = f"out/{{g}}-{{m}}"
+            yield {{
+                "basename": f"g{{g}}",
+                "name": f"m{{m}}",
+                "actions": [(touch, [target])],
+                "targets": [target],
+                "file_dep": ["dodo.py"],
+                "task_dep": [f"g{{g - 1}}"] if g else [],
+            }}
+'''
+
+
+def make_batch(folder: Path, groups: int, modules: int) -> None:
+    lines = ["---", "agent: command", "command: [\"true\"]", "---", f"# {groups} x {modules}"]
+    for g in range(groups):
+        lines += ["", f"## Group {g}"]
+        lines += [f"- [ ] mod{m}: do step {g} of module {m}" for m in range(modules)]
+    folder.mkdir(parents=True)
+    (folder / "task.md").write_text("\n".join(lines) + "\n")
+    (folder / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+
+
+def make_bare(folder: Path, groups: int, modules: int) -> None:
+    folder.mkdir(parents=True)
+    (folder / "out").mkdir()
+    (folder / "dodo.py").write_text(BARE_DODO.format(groups=groups, modules=modules))
+
+
+def doit(folder: Path, *args: str, check: bool = True) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "doit", *args], cwd=folder, capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - started
+    if check and result.returncode != 0:
+        raise SystemExit(f"doit {' '.join(args)} failed in {folder}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return elapsed
+
+
+def median_pair(repeat: int, ours, reference) -> tuple[float, float]:
+    mine, theirs = [], []
+    for _ in range(repeat):
+        mine.append(ours())
+        theirs.append(reference())
+    return statistics.median(mine), statistics.median(theirs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=100)
+    parser.add_argument("--modules", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=5)
+    options = parser.parse_args()
+    count = options.groups * options.modules
+
+    shutil.rmtree(OUT, ignore_errors=True)
+    batch, bare = OUT / "batch", OUT / "bare"
+    make_batch(batch, options.groups, options.modules)
+    make_bare(bare, options.groups, options.modules)
+
+    print(f"{count} items ({options.groups} groups x {options.modules} modules), median of {options.repeat} runs")
+    rows = []
+    listing = median_pair(options.repeat, lambda: doit(batch, "list", "--all"), lambda: doit(bare, "list", "--all"))
+    rows.append(("doit list --all (nothing run yet)", *listing))
+    dry = median_pair(
+        options.repeat,
+        lambda: doit(batch, "run-batch", "--dry-run"),
+        lambda: doit(bare, "list", "--all", "--status"),
+    )
+    rows.append(("run-batch --dry-run  vs  list --all --status", *dry))
+
+    first = doit(batch, "run-batch", "-n", "8")
+    first_bare = doit(bare, "-n", "8", "-P", "thread")
+    print(f"first full run: batch-tasks {first:.1f}s, bare doit {first_bare:.1f}s (one process per item vs none)")
+    noop = median_pair(options.repeat, lambda: doit(batch, "run-batch"), lambda: doit(bare))
+    rows.append(("no-op run, all done", *noop))
+    listing_done = median_pair(options.repeat, lambda: doit(batch, "list", "--all"), lambda: doit(bare, "list", "--all"))
+    rows.append(("doit list --all (all done)", *listing_done))
+
+    print(f"{'':46} {'batch-tasks':>12} {'bare doit':>10} {'ratio':>6}")
+    for name, mine, theirs in rows:
+        print(f"{name:46} {mine:11.3f}s {theirs:9.3f}s {mine / theirs:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

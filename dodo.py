@@ -1,0 +1,38 @@
+"""The project's own tasks: `doit example`, `doit test`, `doit bench`."""
+
+import shutil
+import sys
+from pathlib import Path
+
+DOIT_CONFIG = {"default_tasks": ["example"], "verbosity": 2}
+ROOT = Path(__file__).parent
+EXAMPLE = ROOT / "examples" / "monolith"
+EXAMPLE_RUN = ROOT / "build" / "example"
+
+
+def fresh_copy_of_example():
+    shutil.rmtree(EXAMPLE_RUN, ignore_errors=True)
+    shutil.copytree(EXAMPLE, EXAMPLE_RUN, ignore=shutil.ignore_patterns(".batch", "notes", "interfaces", "REPORT.md"))
+
+
+def task_example():
+    """Run the example batch in a fresh copy (build/example): no agent CLI, no API key."""
+    return {
+        "actions": [
+            fresh_copy_of_example,
+            f"cd {EXAMPLE_RUN} && {sys.executable} -m doit run-batch",
+            f"cd {EXAMPLE_RUN} && {sys.executable} -m doit list --all --status",
+            f"cd {EXAMPLE_RUN} && cat REPORT.md",
+        ],
+        "uptodate": [False],
+    }
+
+
+def task_test():
+    """Run the tests."""
+    return {"actions": [f"{sys.executable} -m pytest -q"], "uptodate": [False]}
+
+
+def task_bench():
+    """Run the benchmarks (bench/README.md says what they measure)."""
+    return {"actions": [f"{sys.executable} bench/overhead.py"], "uptodate": [False]}
