@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import staleness, taskfile
+from .budget import Budget
 from .plan import Plan, digest
 from .prompt import Template, load_template
 from .state import BatchState
@@ -18,6 +19,7 @@ class Batch:
     templates: dict[str, Template]  # by group slug
     fingerprints: dict[str, dict[str, str]]  # by item key
     verdicts: dict[str, staleness.Verdict]  # by item key
+    budget: Budget
 
 
 def load(path: Path) -> Batch:
@@ -33,4 +35,5 @@ def load(path: Path) -> Batch:
         for item in group.items:
             fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
     verdicts = staleness.assess(plan, state, fingerprints)
-    return Batch(plan, state, templates, fingerprints, verdicts)
+    budget = Budget(plan.settings.get("budget_usd"), sum(verdict.spent_usd for verdict in verdicts.values()))
+    return Batch(plan, state, templates, fingerprints, verdicts, budget)

@@ -1,29 +1,41 @@
-"""The doit commands batch-tasks adds: `run-batch`, and a `forget` that also forgets results.
+"""The doit commands batch-tasks adds: `run-batch`, `batch-status`, and a `forget`
+that also forgets results.
 
 `doit run-batch` is doit's `run` with the batch loader, the thread runner, the
 batch reporter, one run at a time per task file, and a clean stop on Ctrl-C or
-SIGTERM. Its steps: lock → load → recover → run (or, with --dry-run, explain).
+SIGTERM. Its steps: lock → load → check the agents → recover → run (or, with
+--dry-run, explain).
 """
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from doit.cmd_base import tasks_and_deps_iter
+from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
 from doit.cmd_forget import Forget as DoitForget
 from doit.cmd_run import Run
 from doit.control import TaskControl
 from doit.exceptions import InvalidCommand
 
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
 from . import process
+from .agents import AGENTS
+from .board import board_from_state
 from .errors import BatchError
+from .live_view import panel, summary
 from .loader import BatchLoader
 from .recovery import recover
-from .state import BatchState
+from .reporter import BatchReporter
+from .state import BatchState, lock_holder
 
 CONFIG_HINT = (
     "hint: for `doit list`, `doit info` and `doit forget` to read task.md here, "
@@ -43,7 +55,17 @@ def _with_default(options, **defaults):
     return tuple({**option, "default": defaults[option["name"]]} if option["name"] in defaults else option for option in options)
 
 
-class RunBatch(Run):
+class _ReadsTaskFile:
+    """A command that reads task.md whatever the folder's doit configuration says."""
+
+    def __init__(self, task_loader=None, **kwargs):
+        loader = task_loader if isinstance(task_loader, BatchLoader) else BatchLoader()
+        if task_loader is not None:
+            loader.cmd_names, loader.config = task_loader.cmd_names, task_loader.config
+        super().__init__(task_loader=loader, **kwargs)
+
+
+class RunBatch(_ReadsTaskFile, Run):
     name = "run-batch"
     doc_purpose = "run the open items of task.md, group after group"
     doc_usage = "[GROUP | GROUP:MODULE ...]"
@@ -54,13 +76,6 @@ class RunBatch(Run):
     cmd_options = _with_default(Run.cmd_options, par_type="thread", reporter="batch", num_process=None) + (
         opt_dry_run,
     )
-
-    def __init__(self, task_loader=None, **kwargs):
-        # run-batch reads task.md whatever the folder's doit configuration says.
-        loader = task_loader if isinstance(task_loader, BatchLoader) else BatchLoader()
-        if task_loader is not None:
-            loader.cmd_names, loader.config = task_loader.cmd_names, task_loader.config
-        super().__init__(task_loader=loader, **kwargs)
 
     def execute(self, params, args):
         try:
@@ -96,9 +111,12 @@ class RunBatch(Run):
             sys.stderr.write(CONFIG_HINT + "\n")
         if par_type != "thread":
             raise InvalidCommand("run-batch runs its agents in threads (-P thread): they wait on subprocesses")
+        _check_agents(batch, self._selected_items(batch))
         for note in recover(batch):
             outfile.write(f"recovered: {note}\n")
         workers = num_process or batch.plan.settings.get("parallel") or 1
+        if reporter == "batch":
+            reporter = BatchReporter(outfile, {}, workers=workers, budget=batch.budget)
         with _stop_on_signals() as received:
             result = super()._execute(
                 outfile,
@@ -122,10 +140,14 @@ class RunBatch(Run):
             return 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
         return result
 
-    def _dry_run(self, batch) -> int:
+    def _selected_items(self, batch) -> set[str]:
+        """The items this run may run: the selection and what it depends on."""
         control = TaskControl(self.task_list)
         control.process(self.sel_tasks)
-        selected = {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
+        return {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
+
+    def _dry_run(self, batch) -> int:
+        selected = self._selected_items(batch)
         stale = [item for item in batch.plan.items() if item.key in selected and batch.verdicts[item.key].runs]
         width = max((len(item.key) for item in stale), default=0)
         for item in stale:
@@ -133,6 +155,19 @@ class RunBatch(Run):
         current = sum(1 for item in batch.plan.items() if item.key in selected) - len(stale)
         self.outstream.write(f"{len(stale)} would run, {current} up to date\n")
         return 0
+
+
+def _check_agents(batch, selected: set[str]) -> None:
+    """Every agent CLI the run will need is there, or one error before anything runs."""
+    for group in batch.plan.groups:
+        if not any(item.key in selected and batch.verdicts[item.key].runs for item in group.items):
+            continue
+        name = group.settings["agent"]
+        program = AGENTS[name].executable or group.settings["command"][0]
+        found = shutil.which(program) if "/" not in program else shutil.which(batch.plan.path.parent / program)
+        if found is None:
+            what = f"agent {name!r} needs the {program} command on PATH"
+            raise BatchError(what if name != "command" else f"group {group.slug!r}: {program!r} is not a program on PATH")
 
 
 @contextmanager
@@ -175,3 +210,54 @@ class Forget(DoitForget):
 
             self.dep_manager.remove, self.dep_manager.remove_all = remove_and_set_aside, remove_all_and_set_aside
         return super()._execute(forget_sub, forget_disable_default, forget_all)
+
+
+opt_watch = {
+    "name": "watch",
+    "long": "watch",
+    "type": bool,
+    "default": False,
+    "help": "keep showing it, refreshed, until Ctrl-C",
+}
+opt_interval = {
+    "name": "interval",
+    "long": "interval",
+    "type": float,
+    "default": 1.0,
+    "help": "seconds between refreshes with --watch [default: %(default)s]",
+}
+
+
+class BatchStatus(_ReadsTaskFile, DoitCmdBase):
+    name = "batch-status"
+    doc_purpose = "show a batch's progress, from another terminal, or after it ran"
+    doc_usage = "[--watch]"
+    doc_description = (
+        "Reads the items' state folders: what runs now and what it does, what is done\n"
+        "or failed, and what it cost. Needs no server: the running batch is not asked."
+    )
+    cmd_options = (opt_watch, opt_interval)
+
+    def _execute(self, watch=False, interval=1.0):
+        batch = self.loader.batch
+        console = Console(file=self.outstream)
+        if not watch:
+            board, picture = _status(batch)
+            console.print(picture)
+            console.print("\n".join(summary(board)))
+            return 0
+        try:
+            with Live(console=console, refresh_per_second=4) as live:
+                while True:
+                    live.update(_status(batch)[1])
+                    time.sleep(interval)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _status(batch):
+    """The board as the state folders tell it, and its picture under a line about the run."""
+    holder = lock_holder(batch.state)
+    board = board_from_state(batch.plan, batch.state, holder["started"] if holder else None)
+    header = f"running: {holder['text']}" if holder else "no run in progress"
+    return board, Group(Text(header), panel(board))

@@ -38,6 +38,7 @@ def build_tasks(batch: Batch) -> list[Task]:
                 previous=plan.previous(item),
                 previous_group_title=previous.title if previous else None,
                 untick_first=verdict.runs and item.done,
+                budget=batch.budget,
             )
             tasks.append(
                 Task(

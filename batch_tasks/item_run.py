@@ -1,14 +1,16 @@
 """Running one item: the doit action behind every `GROUP:MODULE` task.
 
-In order: untick it if it changed, render its prompt, run its agent (output
-appended live to its log), then on success write its result record (the doit
-target, atomically) and tick its checkbox. A failed or interrupted item leaves a
-failure record and its checkbox open. It is a module-level function fed plain
-data, so that doit can hand it to a thread or a process alike.
+In order: wait for a slot of its group, untick it if it changed, render its
+prompt, run its agent (output and events appended live to its state folder),
+then on success write its result record (the doit target, atomically) and tick
+its checkbox. A failed or interrupted item leaves a failure record and its
+checkbox open. It is a module-level function fed plain data, so that doit can
+hand it to a thread or a process alike.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -20,12 +22,14 @@ from typing import Any, Mapping
 
 from doit.exceptions import TaskFailed
 
-from . import checkbox, process, prompt
+from . import checkbox, events, process, prompt
 from .agents import AGENTS, Outcome
+from .budget import Budget
 from .errors import BatchError
+from .events import AgentEvent
 from .plan import Group, Item
-from .state import BatchState, ItemState, write_json_atomic
 from .staleness import stamp, upstream_digest
+from .state import BatchState, ItemState, write_json_atomic
 
 
 @dataclass(slots=True)
@@ -34,7 +38,7 @@ class ItemJob:
 
     taskfile: Path
     batch_title: str
-    group: Group  # its items are not carried along: see doit_tasks.item_job
+    group: Group  # its items are not carried along: see doit_tasks.build_tasks
     group_index: int
     item: Item
     settings: Mapping[str, Any]
@@ -44,19 +48,47 @@ class ItemJob:
     previous: Item | None
     previous_group_title: str | None
     untick_first: bool  # it is ticked but stale: open its checkbox while it runs
+    budget: Budget  # shared by every item of the run
+
+
+@dataclass
+class Attempt:
+    """One run of the item's agent, as recorded in its result or failure record."""
+
+    number: int
+    session_id: str
+    started: float
+    finished: float = 0.0
+    exit_status: int | None = None
+    outcome: Outcome | None = None  # None: the run was stopped under it
+
+    def record(self) -> dict[str, Any]:
+        outcome = self.outcome or Outcome(ok=False, reason="interrupted")
+        return {
+            "attempt": self.number,
+            "session_id": outcome.data.get("session_id", self.session_id),
+            "started": self.started,
+            "finished": self.finished,
+            "exit_status": self.exit_status,
+            "ok": outcome.ok,
+            "reason": outcome.reason,
+            "failure_class": outcome.failure_class,
+            "cost_usd": outcome.data.get("cost_usd"),
+            "tokens": outcome.data.get("tokens"),
+        }
 
 
 def run_item(job: ItemJob) -> dict[str, Any] | TaskFailed:
     state = BatchState(job.taskfile)
     folder = state.item(job.item.group, job.item.module)
     os.makedirs(folder.folder, exist_ok=True)
-    if process.stopping.is_set():
-        return TaskFailed("interrupted: the run was stopped before it started")
-    if job.untick_first:
-        checkbox.set_checkbox(job.taskfile, job.group, job.item, False, state.tick_lock)
     with _group_slot(job.group) as acquired:
-        if not acquired:
+        if not acquired or process.stopping.is_set():
             return TaskFailed("interrupted: the run was stopped before it started")
+        if not job.budget.allows_another():
+            return TaskFailed(f"not started: the batch's budget of ${job.budget.limit:.2f} is spent")
+        if job.untick_first:
+            checkbox.set_checkbox(job.taskfile, job.group, job.item, False, state.tick_lock)
         return _run(job, state, folder)
 
 
@@ -66,34 +98,43 @@ def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] |
     try:
         text = prompt.render(job.template, _prompt_context(job, state))
     except BatchError as error:
-        return _failed(folder, str(error), started)
+        return _failed(job, folder, str(error), [])
     with open(folder.prompt, "w", encoding="utf-8") as stream:
         stream.write(text)
     upstream = upstream_digest((d.key, stamp(state.item(d.group, d.module).read_result(), d)) for d in job.upstream)
-
     folder.set_result_aside()
-    outcome, exit_status = _run_agent(job, folder, run_id, text)
-    if outcome is None:
-        return _interrupted(folder, "the run was stopped")
-    if not outcome.ok:
-        return _failed(folder, outcome.reason, started, exit_status)
 
+    attempt = _attempt(job, folder, run_id, text, number=1)
+    job.budget.spend(attempt.record()["cost_usd"])
+    attempts = [attempt]
+    if attempt.outcome is None:
+        return _interrupted(job, folder, attempts)
+    if not attempt.outcome.ok:
+        return _failed(job, folder, attempt.outcome.reason, attempts)
+
+    outcome = attempt.outcome
+    finished = time.time()
     record = {
         "item": job.item.key,
         "run_id": run_id,
         "agent": job.settings["agent"],
-        "exit_status": exit_status,
+        "model": outcome.data.get("model") or job.settings.get("model"),
+        "session_id": attempt.record()["session_id"],
+        "exit_status": attempt.exit_status,
         "started": started,
-        "finished": time.time(),
-        "duration_s": round(time.time() - started, 3),
+        "finished": finished,
+        "duration_s": round(finished - started, 3),
+        "attempts": [a.record() for a in attempts],
+        "cost_usd": _total(a.record()["cost_usd"] for a in attempts),
+        "tokens": _sum_tokens(a.record()["tokens"] for a in attempts),
         "fingerprint": dict(job.fingerprint),
         "upstream": upstream,
         "result_text": outcome.result_text,
-        **outcome.data,
         "ticked": False,
     }
     write_json_atomic(folder.result, record, durable=True)
     folder.remove(folder.failure, folder.forgotten, folder.running)
+    events.publish("item_finished", job.item.key, record)
     if not checkbox.set_checkbox(job.taskfile, job.group, job.item, True, state.tick_lock):
         return TaskFailed(
             f"{job.item.key} succeeded, but its line in {job.taskfile.name} changed while it ran, "
@@ -101,6 +142,92 @@ def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] |
         )
     write_json_atomic(folder.result, {**record, "ticked": True})
     return {"run_id": run_id}
+
+
+def _attempt(job: ItemJob, folder: ItemState, run_id: str, text: str, number: int) -> Attempt:
+    """Run the agent once; its output goes to output.log, its events to events.jsonl, as they come."""
+    agent = AGENTS[job.settings["agent"]]
+    attempt = Attempt(number=number, session_id=str(uuid.uuid4()), started=time.time())
+    context = {
+        "module": job.item.module,
+        "group": job.item.group,
+        "prompt_file": folder.prompt,
+        "session_id": attempt.session_id,
+    }
+    env = {
+        **os.environ,
+        "BATCH_GROUP": job.item.group,
+        "BATCH_MODULE": job.item.module,
+        "BATCH_ITEM": job.item.key,
+        "BATCH_PROMPT_FILE": folder.prompt,
+        "BATCH_ATTEMPT": str(number),
+        "BATCH_RUN_ID": run_id,
+    }
+    reader = agent.reader()
+    key = job.item.key
+
+    with open(folder.log, "ab") as log, open(folder.events, "a", encoding="utf-8") as event_log:
+
+        def record_event(event: AgentEvent) -> None:
+            event_log.write(json.dumps({"t": round(time.time(), 3), "attempt": number, **event.to_json()}) + "\n")
+            event_log.flush()
+            events.publish("item_event", key, event)
+
+        def on_line(line: str) -> None:
+            for event in reader.feed(line):
+                record_event(event)
+
+        def on_start(agent_process) -> None:
+            write_json_atomic(
+                folder.running,
+                {
+                    "run_id": run_id,
+                    "attempt": number,
+                    "session_id": attempt.session_id,
+                    "started": attempt.started,
+                    "runner_pid": os.getpid(),
+                    "pid": agent_process.pid,
+                    "create_time": agent_process.create_time(),
+                },
+            )
+            events.publish("item_started", key, number, folder.log)
+
+        log.write(f"=== {key} attempt {number} at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
+        log.flush()
+        try:
+            attempt.exit_status = process.run(
+                agent.argv(job.settings, context),
+                cwd=job.taskfile.parent,
+                env=env,
+                stdin=text.encode("utf-8"),
+                log=log,
+                on_line=on_line,
+                on_start=on_start,
+            )
+        except process.StoppedError:
+            return attempt
+        except OSError as error:
+            log.write(f"cannot start the agent: {error}\n".encode())
+            attempt.outcome = Outcome(ok=False, reason=f"cannot start: {error.strerror or error}")
+            return attempt
+        finally:
+            attempt.finished = time.time()
+        if not (process.stopping.is_set() and attempt.exit_status < 0):
+            attempt.outcome = reader.outcome(attempt.exit_status)
+    return attempt
+
+
+def _total(values) -> float | None:
+    known = [value for value in values if value is not None]
+    return round(sum(known), 6) if known else None
+
+
+def _sum_tokens(per_attempt) -> dict[str, int] | None:
+    totals: dict[str, int] = {}
+    for tokens in per_attempt:
+        for name, count in (tokens or {}).items():
+            totals[name] = totals.get(name, 0) + (count or 0)
+    return totals or None
 
 
 _slots: dict[str, threading.BoundedSemaphore] = {}
@@ -123,64 +250,6 @@ def _group_slot(group: Group):
         yield True
     finally:
         slots.release()
-
-
-def _run_agent(job: ItemJob, folder: ItemState, run_id: str, text: str):
-    """(outcome, exit status), or (None, None) if the run is stopping."""
-    agent = AGENTS[job.settings["agent"]]
-    context = {
-        "module": job.item.module,
-        "group": job.item.group,
-        "prompt_file": folder.prompt,
-        "session_id": str(uuid.uuid4()),
-    }
-    env = {
-        **os.environ,
-        "BATCH_GROUP": job.item.group,
-        "BATCH_MODULE": job.item.module,
-        "BATCH_ITEM": job.item.key,
-        "BATCH_PROMPT_FILE": folder.prompt,
-        "BATCH_ATTEMPT": "1",
-        "BATCH_RUN_ID": run_id,
-    }
-    reader = agent.reader()
-
-    def on_start(agent_process) -> None:
-        write_json_atomic(
-            folder.running,
-            {
-                "run_id": run_id,
-                "runner_pid": os.getpid(),
-                "pid": agent_process.pid,
-                "create_time": agent_process.create_time(),
-            },
-        )
-
-    with open(folder.log, "ab") as log:
-        log.write(f"=== {job.item.key} attempt 1 at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
-        log.flush()
-        try:
-            exit_status = process.run(
-                agent.argv(job.settings, context),
-                cwd=job.taskfile.parent,
-                env=env,
-                stdin=text.encode("utf-8"),
-                log=log,
-                on_line=reader.feed,
-                on_start=on_start,
-            )
-        except process.StoppedError:
-            return None, None
-        except OSError as error:
-            log.write(f"cannot start the agent: {error}\n".encode())
-            return _cannot_start(error), None
-    if process.stopping.is_set() and exit_status < 0:
-        return None, None
-    return reader.outcome(exit_status), exit_status
-
-
-def _cannot_start(error: OSError) -> Outcome:
-    return Outcome(ok=False, reason=f"cannot start: {error.strerror or error}")
 
 
 def _prompt_context(job: ItemJob, state: BatchState) -> dict[str, Any]:
@@ -211,16 +280,22 @@ def _prompt_context(job: ItemJob, state: BatchState) -> dict[str, Any]:
     return context
 
 
-def _failed(folder: ItemState, reason: str, started: float, exit_status: int | None = None) -> TaskFailed:
-    write_json_atomic(
-        folder.failure,
-        {"reason": reason, "exit_status": exit_status, "started": started, "finished": time.time()},
-    )
+def _failed(job: ItemJob, folder: ItemState, reason: str, attempts: list[Attempt]) -> TaskFailed:
+    record = {
+        "item": job.item.key,
+        "reason": reason,
+        "attempts": [a.record() for a in attempts],
+        "cost_usd": _total(a.record()["cost_usd"] for a in attempts),
+        "finished": time.time(),
+    }
+    write_json_atomic(folder.failure, record)
     folder.remove(folder.running)
+    events.publish("item_finished", job.item.key, {**record, "failed": True})
     return TaskFailed(f"{reason}; log: {folder.log}")
 
 
-def _interrupted(folder: ItemState, reason: str) -> TaskFailed:
-    write_json_atomic(folder.failure, {"reason": reason, "interrupted": True, "finished": time.time()})
+def _interrupted(job: ItemJob, folder: ItemState, attempts: list[Attempt]) -> TaskFailed:
+    record = {"item": job.item.key, "reason": "the run was stopped", "interrupted": True, "finished": time.time()}
+    write_json_atomic(folder.failure, {**record, "attempts": [a.record() for a in attempts]})
     folder.remove(folder.running)
-    return TaskFailed(f"interrupted: {reason}")
+    return TaskFailed("interrupted: the run was stopped")

@@ -41,13 +41,17 @@ def load_template(taskfile: Path, setting: str | None) -> Template:
     return _checked(Template(setting, source))
 
 
-@lru_cache(maxsize=64)
 def _checked(template: Template) -> Template:
     try:
-        _environment().parse(template.source)
+        _compiled(template.source)
     except jinja2.TemplateSyntaxError as error:
         raise TaskFileError(template.name, error.lineno, f"template error: {error.message}") from None
     return template
+
+
+@lru_cache(maxsize=64)
+def _compiled(source: str) -> jinja2.Template:
+    return _environment().from_string(source)
 
 
 @lru_cache(maxsize=1)
@@ -58,6 +62,6 @@ def _environment() -> SandboxedEnvironment:
 def render(template: Template, context: Mapping[str, Any]) -> str:
     """The prompt; raises BatchError when the template asks for what is not there."""
     try:
-        return _environment().from_string(template.source).render(context).strip() + "\n"
+        return _compiled(template.source).render(context).strip() + "\n"
     except jinja2.TemplateError as error:
         raise BatchError(f"template {template.name}: {error}") from None

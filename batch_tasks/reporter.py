@@ -1,90 +1,96 @@
-"""The doit reporter of `run-batch`: one timestamped line per item event, then a summary.
+"""The doit reporter of `run-batch`: feeds the board from doit and from the item runs,
+and shows it (a live panel in a terminal, plain lines elsewhere), then the summary.
 
-doit calls it from its worker threads (start) and from the main thread (end), so
-every write holds a lock and is one whole line.
+doit calls it from its main thread; item runs publish to it from worker threads.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-
+from doit.cmd_base import tasks_and_deps_iter
 from doit.exceptions import UnmetDependency
+
+from . import events
+from .board import Board
+from .budget import Budget
+from .live_view import PlainView, TerminalView, summary
 
 
 def _is_item(task) -> bool:
     return task.subtask_of is not None
 
 
+def _will_run(task) -> bool:
+    verdict = task.uptodate[0][0] if task.uptodate else None
+    return bool(getattr(verdict, "runs", True))
+
+
 class BatchReporter:
-    desc = "one line per item: started, done, failed (with its log); then a summary"
+    desc = "a live panel in a terminal, one line per item elsewhere; then a summary with costs"
 
-    def __init__(self, outstream, options):
+    def __init__(self, outstream, options, workers: int = 1, budget: Budget | None = None):
         self.out = outstream
-        self.lock = threading.Lock()
-        self.begun = time.monotonic()
-        self.started: dict[str, float] = {}
-        self.succeeded: list[str] = []
-        self.failed: list[tuple[str, str]] = []
-        self.current = 0
-        self.errors: list[str] = []
-
-    def _line(self, text: str) -> None:
-        with self.lock:
-            self.out.write(f"{time.strftime('%H:%M:%S')} {text}\n")
-            self.out.flush()
+        self.workers = workers
+        self.budget = budget
+        self.board = Board([])
+        self.view = None
+        self.records: dict[str, dict] = {}
 
     def initialize(self, tasks, selected_tasks):
-        pass
+        selected = [t for t in tasks_and_deps_iter(tasks, selected_tasks) if _is_item(t)]
+        running = [t for t in selected if _will_run(t)]
+        self.board = Board(
+            [(t.name, t.subtask_of) for t in running], already_done=len(selected) - len(running), workers=self.workers
+        )
+        is_terminal = getattr(self.out, "isatty", lambda: False)()
+        self.view = TerminalView(self.out, self.board) if is_terminal else PlainView(self.out)
+        events.subscribe(self)
 
+    # From item runs (worker threads).
+    def item_started(self, key, attempt, log):
+        self.board.started(key, attempt, log)
+        self.view.started(self.board.items[key])
+
+    def item_event(self, key, event):
+        self.board.event(key, event)
+
+    def item_finished(self, key, record):
+        self.records[key] = record
+
+    # From doit (main thread).
     def get_status(self, task):
         pass
 
     def execute_task(self, task):
-        if _is_item(task):
-            with self.lock:
-                self.started[task.name] = time.monotonic()
-            self._line(f"▶ {task.name}")
+        pass  # an item shows as running once its agent has started (see item_started)
 
     def add_success(self, task):
         if _is_item(task):
-            self.succeeded.append(task.name)
-            self._line(f"✓ {task.name} ({self._duration(task.name)})")
+            self.board.finished(task.name, True, self.records.get(task.name))
+            self.view.finished(self.board.items[task.name])
 
     def add_failure(self, task, fail):
         if not _is_item(task):
             return
-        message = "not run: an item it depends on failed" if isinstance(fail, UnmetDependency) else fail.message
-        self.failed.append((task.name, message))
-        self._line(f"✗ {task.name} ({self._duration(task.name)}): {message}")
+        reason = "not run: an item it depends on failed" if isinstance(fail, UnmetDependency) else fail.message
+        self.board.finished(task.name, False, self.records.get(task.name), reason)
+        self.view.finished(self.board.items[task.name])
 
     def skip_uptodate(self, task):
-        if _is_item(task):
-            self.current += 1
+        pass
 
     def skip_ignore(self, task):
         pass
 
     def cleanup_error(self, exception):
-        self.errors.append(exception.get_msg())
+        self.out.write(f"error: {exception.get_msg()}\n")
 
     def runtime_error(self, msg):
-        self.errors.append(msg)
+        self.out.write(f"error: {msg}\n")
 
     def teardown_task(self, task):
         pass
 
-    def _duration(self, name: str) -> str:
-        started = self.started.get(name)
-        return f"{time.monotonic() - started:.1f}s" if started is not None else "-"
-
     def complete_run(self):
-        elapsed = time.monotonic() - self.begun
-        parts = [f"{len(self.succeeded)} done", f"{len(self.failed)} failed", f"{self.current} already done"]
-        with self.lock:
-            self.out.write(f"\n{', '.join(parts)} in {elapsed:.1f}s\n")
-            for name, message in self.failed:
-                self.out.write(f"  ✗ {name}: {message}\n")
-            for error in self.errors:
-                self.out.write(f"  error: {error}\n")
-            self.out.flush()
+        events.unsubscribe(self)
+        if self.view is not None:
+            self.view.close(summary(self.board, self.budget.note() if self.budget else ""))

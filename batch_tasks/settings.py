@@ -57,6 +57,12 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _dollars(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise SettingError(f"must be an amount of US dollars above 0, e.g. 25 or 0.5, not {value!r}")
+    return float(value)
+
+
 def _relative_path(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SettingError("must be a path to a file, relative to task.md")
@@ -85,6 +91,9 @@ FIELDS: Mapping[str, Field] = {
         Field("permission_mode", _text, None, group=True, fingerprinted=True),
         Field("max_turns", _positive_int, None, group=True, fingerprinted=True),
         Field("extra_args", _argv, None, group=True, fingerprinted=True),
+        Field("item_budget_usd", _dollars, None, group=True, fingerprinted=True),
+        # Once the batch has spent this much, no new item starts.
+        Field("budget_usd", _dollars, None, group=False, fingerprinted=False),
     )
 }
 

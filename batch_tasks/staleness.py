@@ -29,6 +29,7 @@ class Verdict:
 
     runs: bool
     reason: str
+    spent_usd: float = 0.0  # what its current result cost
 
     def __bool__(self) -> bool:  # doit: true means up to date
         return not self.runs
@@ -79,10 +80,11 @@ def assess(plan: Plan, state: BatchState, fingerprints: Mapping[str, dict[str, s
                     running = [d.key for d in upstream if verdicts[d.key].runs]
                     upstream_news[id(upstream)] = (running, upstream_digest((d.key, stamps[d.key]) for d in upstream))
                 reason = _upstream_reason(upstream, record, *upstream_news[id(upstream)])
+            spent = (record or {}).get("cost_usd") or 0.0
             if reason is None:
-                verdicts[item.key] = Verdict(False, _done_reason(item, record))
+                verdicts[item.key] = Verdict(False, _done_reason(item, record), spent)
             else:
-                verdicts[item.key] = Verdict(True, reason)
+                verdicts[item.key] = Verdict(True, reason, spent)
     return verdicts
 
 

@@ -6,6 +6,7 @@
         items/<group>/<module>/
             prompt.md             the prompt of the latest attempt
             output.log            everything the agent printed, appended live
+            events.jsonl          what it did, one normalized event a line, appended live
             running.json          the attempt in progress (left behind only by a killed run)
             result.json           the success record: the item's doit target; set aside as
                                   result.previous.json when an attempt starts
@@ -26,6 +27,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from . import process
 from .errors import BatchError
 
 RESULT = "result.json"
@@ -87,6 +91,7 @@ class ItemState:
         self.folder = folder
         self.prompt = f"{folder}/prompt.md"
         self.log = f"{folder}/output.log"
+        self.events = f"{folder}/events.jsonl"
         self.result = f"{folder}/{RESULT}"
         self.failure = f"{folder}/{FAILURE}"
         self.running = f"{folder}/{RUNNING}"
@@ -151,28 +156,32 @@ class BatchState:
             try:
                 fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                stream.seek(0)
-                holder = read_lock_holder(stream.read())
+                holder = lock_holder(self)
                 raise BatchError(
-                    f"another run ({holder}) is running {self.taskfile.name}; "
-                    "wait for it to end, or stop it, then run again"
+                    f"another run ({holder['text'] if holder else 'pid unknown'}) is running "
+                    f"{self.taskfile.name}; wait for it to end, or stop it, then run again"
                 ) from None
             stream.seek(0)
             stream.truncate()
-            stream.write(json.dumps({"pid": os.getpid(), "started": time.time()}))
+            me = psutil.Process()
+            stream.write(json.dumps({"pid": me.pid, "create_time": me.create_time(), "started": time.time()}))
             stream.flush()
             yield
         finally:
             stream.close()
 
 
-def read_lock_holder(text: str) -> str:
+def lock_holder(state: BatchState) -> dict[str, Any] | None:
+    """The run that holds the batch now, or None. Read without locking, so that
+    looking never gets in a run's way: a holder that died is no holder."""
+    holder = read_json(state.lock_file)
     try:
-        holder = json.loads(text)
+        if not process.is_same_process(holder["pid"], holder["create_time"]):
+            return None
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
-        return f"pid {holder['pid']}, started {started}"
-    except (ValueError, KeyError, TypeError):
-        return "pid unknown"
+    except (TypeError, KeyError, ValueError):
+        return None
+    return {**holder, "text": f"pid {holder['pid']}, started {started}"}
 
 
 @contextmanager

@@ -122,7 +122,9 @@ def test_a_failure_leaves_its_box_open_stops_later_groups_and_is_named(batch):
     assert "- [ ] a: never starts" in text
     assert "two:a" not in batch.runs("start")
     log = batch.state("one", "b") / "output.log"
-    assert f"one:b: exit status 3; log: {log}" in result.stdout
+    summary = result.stdout.split("\n\n")[-1]
+    assert "2 done, 1 failed" in summary
+    assert "✗ one:b" in summary and f"exit status 3; log: {log}" in summary
 
 
 def test_taskfile_option_and_selection(batch):
@@ -137,11 +139,11 @@ def test_taskfile_option_and_selection(batch):
     assert not (batch.path / "task.md").exists()
 
 
-def test_missing_program_fails_the_item_clearly(batch):
+def test_a_missing_program_is_one_error_before_anything_runs(batch):
     batch.write("# T\n## G\n- [ ] a: x\n", front_matter="---\ncommand: [no-such-program-here]\n---\n")
     result = batch.run("run-batch")
     assert result.returncode != 0
-    assert "g:a: cannot start" in result.stdout
+    assert "ERROR: group 'g': 'no-such-program-here' is not a program on PATH" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
 
 
