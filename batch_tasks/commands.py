@@ -23,7 +23,7 @@ from doit.cmd_run import Run
 from doit.control import TaskControl
 from doit.exceptions import InvalidCommand
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
@@ -31,7 +31,7 @@ from . import process
 from .agents import AGENTS
 from .board import board_from_state
 from .errors import BatchError
-from .live_view import panel, summary
+from .live_view import console_for, panel, summary
 from .loader import BatchLoader
 from .recovery import recover
 from .reporter import BatchReporter
@@ -240,7 +240,7 @@ class BatchStatus(_ReadsTaskFile, DoitCmdBase):
 
     def _execute(self, watch=False, interval=1.0):
         batch = self.loader.batch
-        console = Console(file=self.outstream)
+        console = console_for(self.outstream)
         if not watch:
             board, picture = _status(batch)
             console.print(picture)

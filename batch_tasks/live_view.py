@@ -21,6 +21,8 @@ from rich.text import Text
 from .board import DONE, FAILED, RUNNING, Board, ItemView
 
 TOP_EXPENSIVE = 5
+ACTIVITY_WIDTH = 48  # the rest of an activity line is in the item's log
+PIPE_WIDTH = 200
 
 
 def duration(seconds: float | None) -> str:
@@ -68,15 +70,25 @@ def finished_line(view: ItemView) -> str:
     return f"✗ {view.key} {duration(view.duration)}" + (f" {cost}" if cost else "") + f": {view.reason}{log}"
 
 
+def console_for(stream) -> Console:
+    """A console on `stream`; output that is no terminal has no width to keep to."""
+    is_terminal = getattr(stream, "isatty", lambda: False)()
+    return Console(file=stream, width=None if is_terminal else PIPE_WIDTH)
+
+
 def panel(board: Board, views: list[ItemView] | None = None) -> Group:
     views = board.snapshot() if views is None else views
     totals = board.totals(views)
+    running = sorted((v for v in views if v.state == RUNNING), key=lambda v: v.started or 0)
     table = Table.grid(padding=(0, 2))
-    for column in ("item", "attempt", "time", "activity", "tokens", "cost"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=60 if column == "activity" else None)
-    for view in sorted((v for v in views if v.state == RUNNING), key=lambda v: v.started or 0):
+    # An item's name is never cut; in a narrow terminal the other columns give way.
+    table.add_column("item", no_wrap=True, min_width=max((len(v.key) for v in running), default=0))
+    for column in ("attempt", "time", "activity", "tokens", "cost"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    for view in running:
+        activity = view.activity if len(view.activity) <= ACTIVITY_WIDTH else view.activity[: ACTIVITY_WIDTH - 1] + "…"
         table.add_row(
-            view.key, f"#{view.attempt}", duration(view.duration), view.activity, tokens(view.tokens), money(view.cost_usd)
+            view.key, f"#{view.attempt}", duration(view.duration), activity, tokens(view.tokens), money(view.cost_usd)
         )
     return Group(Text(progress_line(totals), style="bold"), table)
 
@@ -134,7 +146,7 @@ class TerminalView:
     """A live panel at the bottom of the terminal; finished items scroll above it."""
 
     def __init__(self, stream, board: Board):
-        self.console = Console(file=stream)
+        self.console = console_for(stream)
         self.board = board
         self.live = Live(get_renderable=lambda: panel(self.board), console=self.console, refresh_per_second=4)
         self.live.start()

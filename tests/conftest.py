@@ -54,9 +54,14 @@ class BatchFolder:
             **options,
         )
 
-    def start(self, *args: str) -> subprocess.Popen:
+    def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
         return subprocess.Popen(
-            self.command(*args), cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            self.command(*args),
+            cwd=self.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
 
     def runs(self, event: str = "done") -> Counter:

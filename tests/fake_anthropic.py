@@ -153,8 +153,12 @@ class FakeAnthropic:
         model: str | None = None,  # None: echo the requested model
         usage: dict | None = None,
         is_main: Callable[[Any], bool] = default_is_main,
+        by_prompt: dict[str, list[Reply]] | None = None,
     ):
         self.script = list(turns)
+        # For sessions running at once: a conversation whose first user message
+        # contains a key takes its replies from that key's script.
+        self.by_prompt = {key: list(replies) for key, replies in (by_prompt or {}).items()}
         self.model = model
         self.usage = dict(usage or DEFAULT_USAGE)
         self.is_main = is_main
@@ -222,13 +226,29 @@ class FakeAnthropic:
         """Store the request; for a main /v1/messages call pop its reply."""
         with self._lock:
             self.requests.append(req)
-            if req.main and self.script:
+            if not req.main:
+                return None
+            first = _first_user_text(req.body)
+            for key, replies in self.by_prompt.items():
+                if key in first:
+                    return replies.pop(0) if replies else None
+            if self.script:
                 return self.script.pop(0)
         return None
 
     def _sleep(self, seconds: float) -> bool:
         """Interruptible sleep; False if the server is stopping."""
         return not self._stopping.wait(seconds) if seconds > 0 else True
+
+
+def _first_user_text(body: Any) -> str:
+    for message in body.get("messages", []) if isinstance(body, dict) else []:
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(b.get("text", "") for b in content or [] if isinstance(b, dict))
+    return ""
 
 
 def _sse(event: str, data: dict) -> bytes:
@@ -399,6 +419,11 @@ def find_claude() -> str | None:
     if found:
         return found
     return str(CI_CLAUDE) if os.access(CI_CLAUDE, os.X_OK) else None
+
+
+def claude_path_env(claude: str) -> str:
+    """PATH with the directory of `claude` first, for processes that look it up."""
+    return os.pathsep.join([str(Path(claude).parent), os.environ.get("PATH", "/usr/bin:/bin")])
 
 
 def cli_env(base_url: str, home: str | os.PathLike, **extra: str) -> dict:

@@ -1,0 +1,126 @@
+"""Claude Code items end to end: real `doit run-batch`, the real CLI, a fake Messages API.
+
+The CLI runs whole sessions against tests/fake_anthropic.py on loopback: it
+performs the tool calls the fake asks for (files appear), streams its events
+(they land in the item's events.jsonl while it runs), and reports cost and its
+session id (they land in the result record).
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, error, find_claude, text, tool_use
+
+CLAUDE = find_claude()
+pytestmark = pytest.mark.skipif(
+    CLAUDE is None and not os.environ.get("CI"),  # in CI a missing CLI must fail, not skip
+    reason="the claude CLI is not installed: bash .ci/run installs the pinned version",
+)
+
+FRONT_MATTER = """---
+agent: claude
+permission_mode: acceptEdits
+allowed_tools: [Write, Bash, Edit, Read]
+parallel: 2
+{extra}---
+"""
+NOTES = """\
+# Claude batch
+## Write notes
+- [ ] auth: write notes/auth.md
+- [ ] billing: write notes/billing.md
+"""
+
+
+def claude_env(api, batch) -> dict:
+    env = cli_env(api.url, batch.path / "home", CLAUDE_CODE_MAX_RETRIES="0")
+    env["PATH"] = claude_path_env(CLAUDE)
+    return env
+
+
+def writes(batch, module: str, *, delay: float = 0.0):
+    path = str(batch.path / "notes" / f"{module}.md")
+    return [tool_use("Write", {"file_path": path, "content": f"# {module}\n"}), text(f"Wrote {module}.", delay=delay)]
+
+
+def events_of(batch, group: str, module: str) -> list[dict]:
+    lines = (batch.state(group, module) / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_a_batch_of_claude_items_runs_through_the_real_cli(batch):
+    batch.write(NOTES, front_matter=FRONT_MATTER.format(extra=""))
+    routes = {"Module: auth": writes(batch, "auth"), "Module: billing": writes(batch, "billing")}
+    with FakeAnthropic(by_prompt=routes) as api:
+        result = batch.run("run-batch", env=claude_env(api, batch), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (batch.path / "notes" / "auth.md").read_text() == "# auth\n"
+    assert (batch.path / "notes" / "billing.md").read_text() == "# billing\n"
+    assert batch.taskfile.read_text().count("- [x]") == 2
+
+    record = json.loads((batch.state("write-notes", "auth") / "result.json").read_text())
+    started = [e for e in events_of(batch, "write-notes", "auth") if e["kind"] == "started"]
+    assert record["agent"] == "claude"
+    assert record["session_id"] == started[0]["data"]["session_id"] == record["attempts"][0]["session_id"]
+    assert record["cost_usd"] > 0 and record["tokens"]["input"] > 0
+    assert record["result_text"] == "Wrote auth."
+    kinds = [e["kind"] for e in events_of(batch, "write-notes", "auth")]
+    assert kinds[0] == "started" and "tool_use" in kinds and "tool_result" in kinds and kinds[-1] == "result"
+    summary = result.stdout.split("\n\n")[-1]
+    assert "2 done, 0 failed" in summary and "$0.0" in summary
+    assert "by group:" in summary and "most expensive:" in summary
+
+
+def test_events_reach_the_log_and_batch_status_while_the_agent_runs(batch):
+    batch.write(NOTES.replace("- [ ] billing: write notes/billing.md\n", ""), front_matter=FRONT_MATTER.format(extra=""))
+    with FakeAnthropic(by_prompt={"Module: auth": writes(batch, "auth", delay=4.0)}) as api:
+        env = claude_env(api, batch)
+        runner = batch.start("run-batch", env=env)
+        events_file = batch.state("write-notes", "auth") / "events.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if events_file.exists() and '"tool_use"' in events_file.read_text():
+                break
+            time.sleep(0.1)
+        assert runner.poll() is None, "the agent should still be running"
+        assert not (batch.state("write-notes", "auth") / "result.json").exists()
+        status = batch.run("batch-status", env=env)
+        assert f"running: pid {runner.pid}" in status.stdout
+        assert "write-notes:auth  #1" in status.stdout and "Write " in status.stdout
+        output, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 0, output
+
+
+def test_an_authentication_failure_fails_the_item_with_that_reason(batch):
+    batch.write(NOTES, front_matter=FRONT_MATTER.format(extra=""))
+    with FakeAnthropic([error(401, "Invalid API key"), error(401, "Invalid API key")]) as api:
+        result = batch.run("run-batch", env=claude_env(api, batch), timeout=120)
+    assert result.returncode == 1
+    assert "authentication failed (401)" in result.stdout
+    failure = json.loads((batch.state("write-notes", "auth") / "failure.json").read_text())
+    assert failure["reason"].startswith("authentication failed (401)")
+    assert failure["attempts"][0]["failure_class"] == "permanent"
+    assert "- [ ] auth:" in batch.taskfile.read_text()
+
+
+def test_a_missing_cli_is_one_error_before_anything_runs(batch):
+    batch.write(NOTES, front_matter=FRONT_MATTER.format(extra=""))
+    result = batch.run("run-batch", env={"PATH": "/nonexistent"})
+    assert result.returncode == 3
+    assert result.stderr.strip().endswith("ERROR: agent 'claude' needs the claude command on PATH")
+    assert not (batch.path / ".batch" / "task" / "items").exists()
+
+
+def test_once_the_budget_is_spent_no_new_item_starts(batch):
+    batch.write(NOTES, front_matter=FRONT_MATTER.format(extra="budget_usd: 0.01\n").replace("parallel: 2", "parallel: 1"))
+    routes = {"Module: auth": writes(batch, "auth"), "Module: billing": writes(batch, "billing")}
+    with FakeAnthropic(by_prompt=routes) as api:
+        result = batch.run("run-batch", env=claude_env(api, batch), timeout=120)
+    assert result.returncode == 1
+    assert (batch.path / "notes" / "auth.md").exists() and not (batch.path / "notes" / "billing.md").exists()
+    assert "not started: the batch's budget of $0.01 is spent" in result.stdout
+    assert "no new items were started after that" in result.stdout
