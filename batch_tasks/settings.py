@@ -105,6 +105,8 @@ def parse_setting(name: str, value: Any, *, in_group: bool) -> Any:
         where = "hint" if in_group else "setting"
         known = sorted(f.name for f in FIELDS.values() if f.group or not in_group)
         raise SettingError(f"unknown {where} {name!r} (known: {', '.join(known)})")
+    if in_group and value is None and field.default is None:
+        return None  # `<!-- model: null -->`: this group does without the batch's setting
     try:
         return field.parse(value)
     except SettingError as error:
