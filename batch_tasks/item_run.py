@@ -17,17 +17,19 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 from doit.exceptions import TaskFailed
 
-from . import checkbox, events, process, prompt
-from .agents import AGENTS, Outcome
+from . import checkbox, events, process, prompt, retry
+from .agents import AGENTS, PERMANENT, TRANSIENT, WAIT, Outcome
 from .budget import Budget
 from .errors import BatchError
 from .events import AgentEvent
 from .plan import Group, Item
+from .redaction import Redactor
 from .staleness import stamp, upstream_digest
 from .state import BatchState, ItemState, write_json_atomic
 
@@ -81,6 +83,15 @@ class Attempt:
 def run_item(job: ItemJob) -> dict[str, Any] | TaskFailed:
     state = BatchState(job.taskfile)
     folder = state.item(job.item.group, job.item.module)
+    try:
+        return _run_in_slot(job, state, folder)
+    except OSError as error:
+        # A full disk or an unwritable state folder: task.md is only ever ticked after a
+        # result is safely written, so it is unharmed.
+        return TaskFailed(f"cannot keep {job.item.key}'s state in {folder.folder}: {error.strerror or error}")
+
+
+def _run_in_slot(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] | TaskFailed:
     os.makedirs(folder.folder, exist_ok=True)
     with _group_slot(job.group) as acquired:
         if not acquired or process.stopping.is_set():
@@ -104,9 +115,8 @@ def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] |
     upstream = upstream_digest((d.key, stamp(state.item(d.group, d.module).read_result(), d)) for d in job.upstream)
     folder.set_result_aside()
 
-    attempt = _attempt(job, folder, run_id, text, number=1)
-    job.budget.spend(attempt.record()["cost_usd"])
-    attempts = [attempt]
+    attempts = _attempts(job, folder, run_id, text)
+    attempt = attempts[-1]
     if attempt.outcome is None:
         return _interrupted(job, folder, attempts)
     if not attempt.outcome.ok:
@@ -144,6 +154,39 @@ def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] |
     return {"run_id": run_id}
 
 
+def _attempts(job: ItemJob, folder: ItemState, run_id: str, text: str) -> list[Attempt]:
+    """Attempt after attempt, as the cause of each failure says (see retry), until one
+    succeeds, one fails for good, or the run stops."""
+    agent = job.settings["agent"]
+    attempts: list[Attempt] = []
+    transient_retries = waits = 0
+    delay = 0.0
+    while True:
+        if not retry.wait(delay, agent):
+            attempts.append(Attempt(len(attempts) + 1, "", time.time()))  # stopped while waiting
+            return attempts
+        attempt = _attempt(job, folder, run_id, text, number=len(attempts) + 1)
+        attempts.append(attempt)
+        job.budget.spend(attempt.record()["cost_usd"])
+        if attempt.outcome is None or attempt.outcome.ok:
+            return attempts
+        failure = retry.failure_class(attempt.outcome, attempt.exit_status, job.settings)
+        attempt.outcome.failure_class = failure
+        decision = retry.decide(attempt.outcome, failure, transient_retries, waits, job.settings)
+        if not decision.retry:
+            return attempts
+        if failure == WAIT and attempt.outcome.retry_at is not None:
+            waits += 1
+            retry.pause(agent, attempt.outcome.retry_at)
+        else:
+            transient_retries += 1
+        delay = decision.delay
+        notice = f"{attempt.outcome.reason}: {decision.why}"
+        events.publish("item_event", job.item.key, AgentEvent("retry", notice, {"failure_class": failure}))
+        with open(folder.log, "ab") as log:
+            log.write(f"=== {job.item.key} attempt {attempt.number} failed ({failure}): {notice} ===\n".encode())
+
+
 def _attempt(job: ItemJob, folder: ItemState, run_id: str, text: str, number: int) -> Attempt:
     """Run the agent once; its output goes to output.log, its events to events.jsonl, as they come."""
     agent = AGENTS[job.settings["agent"]]
@@ -165,6 +208,7 @@ def _attempt(job: ItemJob, folder: ItemState, run_id: str, text: str, number: in
     }
     reader = agent.reader()
     key = job.item.key
+    result_seen = threading.Event()
 
     with open(folder.log, "ab") as log, open(folder.events, "a", encoding="utf-8") as event_log:
 
@@ -176,6 +220,8 @@ def _attempt(job: ItemJob, folder: ItemState, run_id: str, text: str, number: in
         def on_line(line: str) -> None:
             for event in reader.feed(line):
                 record_event(event)
+                if event.kind == "result":
+                    result_seen.set()
 
         def on_start(agent_process) -> None:
             write_json_atomic(
@@ -195,7 +241,7 @@ def _attempt(job: ItemJob, folder: ItemState, run_id: str, text: str, number: in
         log.write(f"=== {key} attempt {number} at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
         log.flush()
         try:
-            attempt.exit_status = process.run(
+            ended = process.run(
                 agent.argv(job.settings, context),
                 cwd=job.taskfile.parent,
                 env=env,
@@ -203,18 +249,34 @@ def _attempt(job: ItemJob, folder: ItemState, run_id: str, text: str, number: in
                 log=log,
                 on_line=on_line,
                 on_start=on_start,
+                timeout=job.settings["timeout"],
+                idle_timeout=job.settings["idle_timeout"],
+                finished=result_seen.is_set,
+                redact=_redactor(),
             )
         except process.StoppedError:
             return attempt
         except OSError as error:
             log.write(f"cannot start the agent: {error}\n".encode())
-            attempt.outcome = Outcome(ok=False, reason=f"cannot start: {error.strerror or error}")
+            attempt.outcome = Outcome(ok=False, reason=f"cannot start: {error.strerror or error}", failure_class=PERMANENT)
             return attempt
         finally:
             attempt.finished = time.time()
-        if not (process.stopping.is_set() and attempt.exit_status < 0):
-            attempt.outcome = reader.outcome(attempt.exit_status)
+    attempt.exit_status = ended.status
+    if process.stopping.is_set() and ended.status < 0:
+        return attempt  # stopped with the run: no outcome
+    if ended.stopped_for is None:
+        attempt.outcome = reader.outcome(ended.status)
+    elif result_seen.is_set():
+        attempt.outcome = reader.outcome(0)  # it said how it ended, then lingered: its word counts
+    else:
+        attempt.outcome = Outcome(ok=False, reason=ended.stopped_for, failure_class=TRANSIENT)
     return attempt
+
+
+@lru_cache(maxsize=1)
+def _redactor() -> Redactor:
+    return Redactor(os.environ)
 
 
 def _total(values) -> float | None:

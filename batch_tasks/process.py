@@ -2,23 +2,31 @@
 
 Each agent runs in its own session (its own process group), so a Ctrl-C at the
 terminal reaches the runner only, and the runner decides how agents stop: every
-process of the tree gets SIGTERM, then SIGKILL after a grace period.
+process of the tree gets SIGTERM, then SIGKILL after a grace period. An agent
+also dies with its runner (Linux's parent-death signal, set by util-linux's
+setpriv): a runner killed with -9 leaves no agent working on, unrecorded, so no
+paid work is lost and done again. What such an agent started itself stays in
+its process group, which the next run stops (see recovery).
 """
 
 from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import psutil
 
-GRACE_SECONDS = 3.0
+SETPRIV = shutil.which("setpriv")
+GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL
+RESULT_GRACE = 5.0  # for an agent to exit by itself after its final result
 
 # Set once the run is being stopped: no new agent starts after it.
 stopping = threading.Event()
@@ -30,6 +38,12 @@ class StoppedError(Exception):
     """The run is stopping; the agent was not started."""
 
 
+@dataclass
+class Exit:
+    status: int  # negative: the signal that ended it
+    stopped_for: str | None = None  # why we stopped it, if we did
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -39,17 +53,28 @@ def run(
     log,
     on_line: Callable[[str], None],
     on_start: Callable[[psutil.Process], None] = lambda process: None,
-) -> int:
-    """Run one agent to its end; return its exit status (negative: the signal that ended it).
+    timeout: float | None = None,
+    idle_timeout: float | None = None,
+    finished: Callable[[], bool] = lambda: False,
+    redact: Callable[[bytes], bytes] = lambda data: data,
+) -> Exit:
+    """Run one agent to its end, or stop it: after `timeout` in all, after `idle_timeout`
+    without output, or RESULT_GRACE after `finished()` (its final result) if it lingers.
 
-    Every line it prints (stdout and stderr, in order) goes to `log` as it
+    Every line it prints (stdout and stderr, in order, `redact`ed) goes to `log` as it
     arrives, then to `on_line`. Raises OSError when the program cannot start.
     """
+    program = shutil.which(argv[0], path=env.get("PATH")) if "/" not in argv[0] else str(Path(cwd, argv[0]))
+    if program is None or not os.access(program, os.X_OK):
+        raise FileNotFoundError(2, "no such program", argv[0])
+    command = [program, *argv[1:]]
+    if SETPRIV:
+        command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
     with _running_lock:
         if stopping.is_set():
             raise StoppedError()
         child = subprocess.Popen(
-            list(argv),
+            command,
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.PIPE,
@@ -61,13 +86,30 @@ def run(
     try:
         on_start(psutil.Process(child.pid))
         threading.Thread(target=_feed, args=(child.stdin, stdin), daemon=True).start()
-        _pump(child, log, on_line)
-        return child.wait()
+        stopped_for = _pump(child, log, on_line, redact, Limits(timeout, idle_timeout, finished))
+        return Exit(child.wait(), stopped_for)
     finally:
         with _running_lock:
             _running.pop(child.pid, None)
         if child.poll() is None:  # we are leaving early: leave nothing behind
             stop_tree(child.pid, child)
+
+
+@dataclass
+class Limits:
+    timeout: float | None
+    idle_timeout: float | None
+    finished: Callable[[], bool]
+
+    def exceeded(self, started: float, last_output: float, result_at: float | None) -> str | None:
+        now = time.monotonic()
+        if self.timeout is not None and now - started > self.timeout:
+            return f"timed out after {self.timeout:g}s"
+        if self.idle_timeout is not None and now - last_output > self.idle_timeout:
+            return f"no output for {self.idle_timeout:g}s"
+        if result_at is not None and now - result_at > RESULT_GRACE:
+            return "still running after its final result"
+        return None
 
 
 def _feed(pipe, data: bytes) -> None:
@@ -83,14 +125,24 @@ def _feed(pipe, data: bytes) -> None:
             pass
 
 
-def _pump(child: subprocess.Popen, log, on_line: Callable[[str], None]) -> None:
-    """Copy output until the pipe closes, or until the agent has exited and gone quiet:
-    a process it left behind may hold the pipe open forever, and is stopped with its group."""
+def _pump(child: subprocess.Popen, log, on_line, redact, limits: Limits) -> str | None:
+    """Copy output until the pipe closes; stop the agent when a limit is passed (and say
+    which), or when it has exited and gone quiet: a process it left behind may hold
+    the pipe open forever, and is stopped with its group."""
+    started = last_output = time.monotonic()
+    result_at = None
     with selectors.DefaultSelector() as selector:
         selector.register(child.stdout, selectors.EVENT_READ)
         pending = b""
         while True:
-            if not selector.select(timeout=0.5):
+            if result_at is None and limits.finished():
+                result_at = time.monotonic()
+            reason = limits.exceeded(started, last_output, result_at)
+            if reason is not None:
+                stop_tree(child.pid, child)
+                _drain(child.stdout, log, redact)
+                return reason
+            if not selector.select(timeout=0.25):
                 if child.poll() is not None:
                     stop_tree(child.pid, child)
                     if not selector.select(timeout=0.5):
@@ -99,14 +151,32 @@ def _pump(child: subprocess.Popen, log, on_line: Callable[[str], None]) -> None:
             chunk = os.read(child.stdout.fileno(), 65536)
             if not chunk:
                 break
-            log.write(chunk)
-            log.flush()
+            last_output = time.monotonic()
             pending += chunk
             *lines, pending = pending.split(b"\n")
+            # Whole lines are kept, so that no secret is split where it cannot be seen.
+            lines = [redact(line) for line in lines]
+            log.write(b"".join(line + b"\n" for line in lines))
+            log.flush()
             for line in lines:
                 on_line(line.decode("utf-8", "replace").rstrip("\r"))
         if pending:
+            pending = redact(pending)
+            log.write(pending)
+            log.flush()
             on_line(pending.decode("utf-8", "replace").rstrip("\r"))
+    return None
+
+
+def _drain(pipe, log, redact) -> None:
+    """Keep what a stopped agent had still written."""
+    os.set_blocking(pipe.fileno(), False)
+    try:
+        while chunk := os.read(pipe.fileno(), 65536):
+            log.write(redact(chunk))
+    except (BlockingIOError, OSError):
+        pass
+    log.flush()
 
 
 def stop_tree(pid: int, child: subprocess.Popen | None = None, grace: float = GRACE_SECONDS) -> None:
@@ -177,6 +247,22 @@ def stop_all(grace: float = GRACE_SECONDS) -> None:
 def running_count() -> int:
     with _running_lock:
         return len(_running)
+
+
+def stop_group_left_by(pid: int, create_time: float) -> bool:
+    """Stop what remains of a dead run's agent: itself, or the processes of its group.
+    Processes started before the agent are not its own, whatever their group."""
+    members = []
+    for candidate in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if os.getpgid(candidate.pid) == pid and candidate.info["create_time"] >= create_time - 0.01:
+                members.append(candidate)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    if not members:
+        return False
+    stop_tree(pid)
+    return True
 
 
 def is_same_process(pid: int, create_time: float) -> bool:

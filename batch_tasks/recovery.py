@@ -2,8 +2,8 @@
 
 A run killed between an item's result and its tick leaves the tick unwritten:
 it is written now, and the paid-for result is kept. A run killed while agents
-ran leaves them running in their own sessions: they are stopped now, and their
-items run again.
+ran leaves what they started running in their own sessions: it is stopped now,
+half-written records are removed, and the items run again.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ def recover(batch: Batch) -> list[str]:
                     write_json_atomic(folder.result, {**record, "ticked": True})
                     notes.append(f"ticked {item.key}: it succeeded in a run that was killed before ticking it")
             elif reason == KILLED_MID_RUN:
+                folder.remove_temporary_files()
                 running = read_json(folder.running) or {}
                 pid, create_time = running.get("pid"), running.get("create_time")
-                if isinstance(pid, int) and isinstance(create_time, float) and process.is_same_process(pid, create_time):
-                    process.stop_tree(pid)
-                    notes.append(f"stopped the agent of {item.key} (pid {pid}) left running by a killed run")
+                if isinstance(pid, int) and isinstance(create_time, float) and process.stop_group_left_by(pid, create_time):
+                    notes.append(f"stopped what the agent of {item.key} (pid {pid}) left running when its run was killed")
     return notes

@@ -7,6 +7,7 @@ changes what an item's agent does, so changing it makes the item stale.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -63,6 +64,32 @@ def _dollars(value: Any) -> float:
     return float(value)
 
 
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+SECONDS_PER = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+
+
+def duration_seconds(value: Any) -> float:
+    """`90s`, `30m`, `1.5h`, `500ms`, or a number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = DURATION.match(value) if isinstance(value, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise SettingError(f"must be a duration such as 90s, 30m or 2h, not {value!r}")
+    return float(match.group(1)) * SECONDS_PER[match.group(2)]
+
+
+def _retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SettingError(f"must be a whole number from 0 up, not {value!r}")
+    return value
+
+
+def _exit_codes(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in value):
+        raise SettingError(f"must be a list of exit statuses, e.g. [75], not {value!r}")
+    return tuple(value)
+
+
 def _relative_path(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SettingError("must be a path to a file, relative to task.md")
@@ -94,6 +121,13 @@ FIELDS: Mapping[str, Field] = {
         Field("item_budget_usd", _dollars, None, group=True, fingerprinted=True),
         # Once the batch has spent this much, no new item starts.
         Field("budget_usd", _dollars, None, group=False, fingerprinted=False),
+        # What happens when things go wrong (README: "When things go wrong").
+        Field("retries", _retries, 2, group=True, fingerprinted=False),
+        Field("retry_base", duration_seconds, 10.0, group=True, fingerprinted=False),
+        Field("retry_cap", duration_seconds, 300.0, group=True, fingerprinted=False),
+        Field("timeout", duration_seconds, None, group=True, fingerprinted=False),
+        Field("idle_timeout", duration_seconds, None, group=True, fingerprinted=False),
+        Field("transient_exit_codes", _exit_codes, (), group=True, fingerprinted=True),
     )
 }
 

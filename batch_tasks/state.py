@@ -119,6 +119,10 @@ class ItemState:
         except FileNotFoundError:
             pass
 
+    def remove_temporary_files(self) -> None:
+        """What write_json_atomic left behind when its run was killed mid-write."""
+        self.remove(*(f"{self.folder}/{name}" for name in self.files() if name.startswith(".") and name.endswith(".tmp")))
+
     def remove(self, *paths: str) -> None:
         for path in paths:
             try:

@@ -1,33 +1,63 @@
-"""The generic `command` agent: any program, run without a shell; exit 0 is success."""
+"""The generic `command` agent: any program, run without a shell; exit 0 is success.
+
+A non-zero exit is a permanent failure, unless its status is listed in
+`transient_exit_codes`; a killed command is a transient one; a command that
+prints `batch-tasks: retry at TIME` hit a limit that resets at TIME.
+"""
 
 from __future__ import annotations
 
+import re
+import time
 from collections import deque
+from datetime import datetime
 from typing import Any, Mapping
 
 from ..events import AgentEvent
 from ..errors import SettingError
-from .base import Agent, Outcome, OutputReader
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, OutputReader
 
 # How much of the end of a command's output becomes its result, for the next group's prompt.
 RESULT_LINES = 40
+# A command that hit a limit says when it resets: `batch-tasks: retry at 1795480000` (or an ISO time).
+RETRY_AT = re.compile(r"^batch-tasks: retry at (.+)$")
 
 
 class CommandReader(OutputReader):
     def __init__(self):
         self.tail: deque[str] = deque(maxlen=RESULT_LINES)
+        self.retry_at: float | None = None
 
     def feed(self, line: str) -> list[AgentEvent]:
         self.tail.append(line)
+        limit = RETRY_AT.match(line)
+        if limit:
+            self.retry_at = _when(limit.group(1))
+            return [AgentEvent("error", line, {"failure_class": WAIT, "retry_at": self.retry_at})]
         return [AgentEvent("output", line)]
 
     def outcome(self, exit_status: int) -> Outcome:
         result = "\n".join(self.tail)
         if exit_status == 0:
             return Outcome(ok=True, result_text=result)
+        if self.retry_at is not None:
+            return Outcome(ok=False, reason=f"a limit, until {time.strftime('%H:%M:%S', time.localtime(self.retry_at))}",
+                           failure_class=WAIT, retry_at=self.retry_at, result_text=result)
         if exit_status < 0:
-            return Outcome(ok=False, reason=f"killed by signal {-exit_status}", result_text=result)
-        return Outcome(ok=False, reason=f"exit status {exit_status}", result_text=result)
+            return Outcome(ok=False, reason=f"killed by signal {-exit_status}", failure_class=TRANSIENT, result_text=result)
+        return Outcome(ok=False, reason=f"exit status {exit_status}", failure_class=PERMANENT, result_text=result)
+
+
+def _when(text: str) -> float | None:
+    """Unix time, or an ISO 8601 time (local unless it says its zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        return None
 
 
 class CommandAgent(Agent):
