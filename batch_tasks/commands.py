@@ -3,7 +3,7 @@ that also forgets results.
 
 `doit run-batch` is doit's `run` with the batch loader, the thread runner, the
 batch reporter, one run at a time per task file, and a clean stop on Ctrl-C or
-SIGTERM. Its steps: lock → load → check the agents → recover → run (or, with
+SIGTERM. Its steps: lock → recover (after a killed run) → load → check the agents → run (or, with
 --dry-run, explain).
 """
 
@@ -27,6 +27,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
+from . import batch as batch_mod
 from . import process
 from .agents import AGENTS
 from .board import board_from_state
@@ -81,8 +82,12 @@ class RunBatch(_ReadsTaskFile, Run):
         try:
             if params.get("dry_run"):
                 return super().execute(params, args)
-            state = BatchState(Path(params["taskfile"]).absolute())
-            with state.run_lock():
+            path = Path(params["taskfile"]).absolute()
+            with BatchState(path).run_lock() as killed_before:
+                if killed_before:
+                    # Repaired before loading, so that the run sees what the killed one did.
+                    for note in recover(batch_mod.load(path)):
+                        self.outstream.write(f"recovered: {note}\n")
                 return super().execute(params, args)
         except BatchError as error:
             sys.stderr.write(f"ERROR: {error}\n")
@@ -112,8 +117,6 @@ class RunBatch(_ReadsTaskFile, Run):
         if par_type != "thread":
             raise InvalidCommand("run-batch runs its agents in threads (-P thread): they wait on subprocesses")
         _check_agents(batch, self._selected_items(batch))
-        for note in recover(batch):
-            outfile.write(f"recovered: {note}\n")
         workers = num_process or batch.plan.settings.get("parallel") or 1
         if reporter == "batch":
             reporter = BatchReporter(outfile, {}, workers=workers, budget=batch.budget)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 # What an event can be; adapters map their CLI's own event types onto these.
-KINDS = ("started", "assistant", "tool_use", "tool_result", "retry", "usage", "result", "error", "output")
+KINDS = ("started", "assistant", "tool_use", "tool_result", "retry", "usage", "result", "error", "output", "exit")
 
 
 @dataclass(frozen=True)

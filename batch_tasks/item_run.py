@@ -115,46 +115,58 @@ def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] |
     upstream = upstream_digest((d.key, stamp(state.item(d.group, d.module).read_result(), d)) for d in job.upstream)
     folder.set_result_aside()
 
-    attempts = _attempts(job, folder, run_id, text)
+    run = {"run_id": run_id, "started": started, "fingerprint": dict(job.fingerprint), "upstream": upstream}
+    attempts = _attempts(job, folder, run, text)
     attempt = attempts[-1]
     if attempt.outcome is None:
         return _interrupted(job, folder, attempts)
     if not attempt.outcome.ok:
         return _failed(job, folder, attempt.outcome.reason, attempts)
-
-    outcome = attempt.outcome
-    finished = time.time()
-    record = {
-        "item": job.item.key,
-        "run_id": run_id,
-        "agent": job.settings["agent"],
-        "model": outcome.data.get("model") or job.settings.get("model"),
-        "session_id": attempt.record()["session_id"],
-        "exit_status": attempt.exit_status,
-        "started": started,
-        "finished": finished,
-        "duration_s": round(finished - started, 3),
-        "attempts": [a.record() for a in attempts],
-        "cost_usd": _total(a.record()["cost_usd"] for a in attempts),
-        "tokens": _sum_tokens(a.record()["tokens"] for a in attempts),
-        "fingerprint": dict(job.fingerprint),
-        "upstream": upstream,
-        "result_text": outcome.result_text,
-        "ticked": False,
-    }
-    write_json_atomic(folder.result, record, durable=True)
-    folder.remove(folder.failure, folder.forgotten, folder.running)
-    events.publish("item_finished", job.item.key, record)
-    if not checkbox.set_checkbox(job.taskfile, job.group, job.item, True, state.tick_lock):
+    record = success_record(run, job.settings, [a.record() for a in attempts], attempt.outcome, job.item.key)
+    if not record_success(job.taskfile, job.group, job.item, state, record):
         return TaskFailed(
             f"{job.item.key} succeeded, but its line in {job.taskfile.name} changed while it ran, "
             "so it was not ticked; the next run will run it again as changed"
         )
-    write_json_atomic(folder.result, {**record, "ticked": True})
     return {"run_id": run_id}
 
 
-def _attempts(job: ItemJob, folder: ItemState, run_id: str, text: str) -> list[Attempt]:
+def success_record(run: dict[str, Any], settings, attempts: list[dict], outcome: Outcome, key: str) -> dict[str, Any]:
+    finished = time.time()
+    return {
+        "item": key,
+        "run_id": run["run_id"],
+        "agent": settings["agent"],
+        "model": outcome.data.get("model") or settings.get("model"),
+        "session_id": attempts[-1]["session_id"],
+        "exit_status": attempts[-1]["exit_status"],
+        "started": run["started"],
+        "finished": finished,
+        "duration_s": round(finished - run["started"], 3),
+        "attempts": attempts,
+        "cost_usd": _total(a["cost_usd"] for a in attempts),
+        "tokens": _sum_tokens(a["tokens"] for a in attempts),
+        "fingerprint": run["fingerprint"],
+        "upstream": run["upstream"],
+        "result_text": outcome.result_text,
+        "ticked": False,
+    }
+
+
+def record_success(taskfile: Path, group: Group, item: Item, state: BatchState, record: dict[str, Any]) -> bool:
+    """Write the result (the paid-for success, first and durably), then tick; False if the
+    item's line is no longer in task.md as it was."""
+    folder = state.item(item.group, item.module)
+    write_json_atomic(folder.result, record, durable=True)
+    folder.remove(folder.failure, folder.forgotten, folder.running)
+    events.publish("item_finished", item.key, record)
+    if not checkbox.set_checkbox(taskfile, group, item, True, state.tick_lock):
+        return False
+    write_json_atomic(folder.result, {**record, "ticked": True})
+    return True
+
+
+def _attempts(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str) -> list[Attempt]:
     """Attempt after attempt, as the cause of each failure says (see retry), until one
     succeeds, one fails for good, or the run stops."""
     agent = job.settings["agent"]
@@ -165,7 +177,7 @@ def _attempts(job: ItemJob, folder: ItemState, run_id: str, text: str) -> list[A
         if not retry.wait(delay, agent):
             attempts.append(Attempt(len(attempts) + 1, "", time.time()))  # stopped while waiting
             return attempts
-        attempt = _attempt(job, folder, run_id, text, number=len(attempts) + 1)
+        attempt = _attempt(job, folder, {**run, "earlier": [a.record() for a in attempts]}, text, len(attempts) + 1)
         attempts.append(attempt)
         job.budget.spend(attempt.record()["cost_usd"])
         if attempt.outcome is None or attempt.outcome.ok:
@@ -187,7 +199,7 @@ def _attempts(job: ItemJob, folder: ItemState, run_id: str, text: str) -> list[A
             log.write(f"=== {job.item.key} attempt {attempt.number} failed ({failure}): {notice} ===\n".encode())
 
 
-def _attempt(job: ItemJob, folder: ItemState, run_id: str, text: str, number: int) -> Attempt:
+def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, number: int) -> Attempt:
     """Run the agent once; its output goes to output.log, its events to events.jsonl, as they come."""
     agent = AGENTS[job.settings["agent"]]
     attempt = Attempt(number=number, session_id=str(uuid.uuid4()), started=time.time())
@@ -204,7 +216,7 @@ def _attempt(job: ItemJob, folder: ItemState, run_id: str, text: str, number: in
         "BATCH_ITEM": job.item.key,
         "BATCH_PROMPT_FILE": folder.prompt,
         "BATCH_ATTEMPT": str(number),
-        "BATCH_RUN_ID": run_id,
+        "BATCH_RUN_ID": run["run_id"],
     }
     reader = agent.reader()
     key = job.item.key
@@ -224,13 +236,14 @@ def _attempt(job: ItemJob, folder: ItemState, run_id: str, text: str, number: in
                     result_seen.set()
 
         def on_start(agent_process) -> None:
+            # All a later run needs to finish this attempt's item if this run is killed.
             write_json_atomic(
                 folder.running,
                 {
-                    "run_id": run_id,
+                    **run,
                     "attempt": number,
                     "session_id": attempt.session_id,
-                    "started": attempt.started,
+                    "attempt_started": attempt.started,
                     "runner_pid": os.getpid(),
                     "pid": agent_process.pid,
                     "create_time": agent_process.create_time(),
@@ -262,6 +275,8 @@ def _attempt(job: ItemJob, folder: ItemState, run_id: str, text: str, number: in
             return attempt
         finally:
             attempt.finished = time.time()
+        # At once, before anything else: a run killed from here on can finish the item from its log.
+        record_event(AgentEvent("exit", data={"status": ended.status, "stopped_for": ended.stopped_for}))
     attempt.exit_status = ended.status
     if process.stopping.is_set() and ended.status < 0:
         return attempt  # stopped with the run: no outcome

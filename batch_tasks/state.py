@@ -60,10 +60,10 @@ def write_json_atomic(path: Path | str, data: Any, durable: bool = False) -> Non
         with open(temporary, "w", encoding="utf-8") as stream:
             json.dump(data, stream, indent=1, sort_keys=True)
             stream.write("\n")
+            stream.flush()
+            os.replace(temporary, path)  # visible to the next run at once...
             if durable:
-                stream.flush()
-                os.fsync(stream.fileno())
-        os.replace(temporary, path)
+                os.fsync(stream.fileno())  # ...and then safe from a crash of the machine
     except BaseException:
         try:
             os.remove(temporary)
@@ -153,7 +153,10 @@ class BatchState:
 
     @contextmanager
     def run_lock(self):
-        """Held for a whole run; the kernel frees it when the holder dies, so it is never stale."""
+        """Held for a whole run; the kernel frees it when the holder dies, so it is never stale.
+
+        Yields whether the run before was killed: a run that ends clears the file,
+        so a holder still named in it died without ending."""
         self.ensure()
         stream = open(self.lock_file, "a+", encoding="utf-8")
         try:
@@ -166,11 +169,17 @@ class BatchState:
                     f"{self.taskfile.name}; wait for it to end, or stop it, then run again"
                 ) from None
             stream.seek(0)
+            killed_before = bool(stream.read().strip())
+            stream.seek(0)
             stream.truncate()
             me = psutil.Process()
             stream.write(json.dumps({"pid": me.pid, "create_time": me.create_time(), "started": time.time()}))
             stream.flush()
-            yield
+            try:
+                yield killed_before
+            finally:
+                stream.seek(0)
+                stream.truncate()
         finally:
             stream.close()
 

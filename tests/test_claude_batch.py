@@ -68,8 +68,10 @@ def test_a_batch_of_claude_items_runs_through_the_real_cli(batch):
     assert record["session_id"] == started[0]["data"]["session_id"] == record["attempts"][0]["session_id"]
     assert record["cost_usd"] > 0 and record["tokens"]["input"] > 0
     assert record["result_text"] == "Wrote auth."
-    kinds = [e["kind"] for e in events_of(batch, "write-notes", "auth")]
-    assert kinds[0] == "started" and "tool_use" in kinds and "tool_result" in kinds and kinds[-1] == "result"
+    events = events_of(batch, "write-notes", "auth")
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "started" and "tool_use" in kinds and "tool_result" in kinds and kinds[-2:] == ["result", "exit"]
+    assert events[-1]["data"] == {"status": 0, "stopped_for": None}
     summary = result.stdout.split("\n\n")[-1]
     assert "2 done, 0 failed" in summary and "$0.0" in summary
     assert "by group:" in summary and "most expensive:" in summary
