@@ -2,9 +2,11 @@
 
 It appends one line to runs.log (in the batch folder) when it starts and when it
 succeeds, so tests can count how often each item ran. What it does is read from
-behaviour.json in the batch folder, keyed by BATCH_ITEM or BATCH_MODULE:
+behaviour.json in the batch folder, keyed by BATCH_ITEM or BATCH_MODULE (`*` for all):
   {"sleep": seconds, "exit": status, "child": true (start a grandchild that sleeps),
-   "write": "file name to create", "print": "a line to print"}
+   "write": "file name to create", "print": "a line to print",
+   "hang": seconds (go silent that long), "limit_in": seconds (say a limit resets then, exit 1),
+   "attempts": {"1": {...}, ...} (what differs on that attempt, by BATCH_ATTEMPT)}
 """
 
 import json
@@ -21,6 +23,7 @@ try:
 except FileNotFoundError:
     behaviours = {}
 behaviour = {**behaviours.get("*", {}), **behaviours.get(module, {}), **behaviours.get(item, {})}
+behaviour.update(behaviour.pop("attempts", {}).get(os.environ["BATCH_ATTEMPT"], {}))
 
 
 def log(event: str) -> None:
@@ -38,6 +41,10 @@ if behaviour.get("child"):
         stream.write(str(grandchild.pid))
 if "print" in behaviour:
     print(behaviour["print"], flush=True)
+if "limit_in" in behaviour:
+    print(f"batch-tasks: retry at {time.time() + behaviour['limit_in']:.3f}", flush=True)
+    sys.exit(1)
+time.sleep(behaviour.get("hang", 0))
 time.sleep(behaviour.get("sleep", 0))
 if "write" in behaviour:
     with open(behaviour["write"], "w") as stream:
