@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, error, find_claude, text, tool_use
+from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, error, find_claude, hang, text, tool_use
 
 CLAUDE = find_claude()
 pytestmark = pytest.mark.skipif(
@@ -126,3 +126,28 @@ def test_once_the_budget_is_spent_no_new_item_starts(batch):
     assert (batch.path / "notes" / "auth.md").exists() and not (batch.path / "notes" / "billing.md").exists()
     assert "not started: the batch's budget of $0.01 is spent" in result.stdout
     assert "no new items were started after that" in result.stdout
+
+
+def test_a_rate_limited_attempt_is_retried_with_a_fresh_session(batch):
+    extra = "retry_base: 0.2s\n"
+    batch.write(NOTES.replace("- [ ] billing: write notes/billing.md\n", ""), front_matter=FRONT_MATTER.format(extra=extra))
+    with FakeAnthropic(by_prompt={"Module: auth": [error(429, "slow down"), *writes(batch, "auth")]}) as api:
+        result = batch.run("run-batch", env=claude_env(api, batch), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    attempts = json.loads((batch.state("write-notes", "auth") / "result.json").read_text())["attempts"]
+    assert [(a["ok"], a["failure_class"]) for a in attempts] == [(False, "transient"), (True, None)]
+    assert "429" in attempts[0]["reason"]
+    assert attempts[0]["session_id"] != attempts[1]["session_id"]
+
+
+def test_a_stalled_stream_is_stopped_by_idle_timeout_and_retried(batch):
+    extra = "idle_timeout: 2s\nretry_base: 0.2s\n"
+    batch.write(NOTES.replace("- [ ] billing: write notes/billing.md\n", ""), front_matter=FRONT_MATTER.format(extra=extra))
+    with FakeAnthropic(by_prompt={"Module: auth": [hang(60), *writes(batch, "auth")]}) as api:
+        started = time.monotonic()
+        result = batch.run("run-batch", env=claude_env(api, batch), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started < 30
+    attempts = json.loads((batch.state("write-notes", "auth") / "result.json").read_text())["attempts"]
+    assert attempts[0]["reason"] == "no output for 2s" and attempts[0]["failure_class"] == "transient"
+    assert (batch.path / "notes" / "auth.md").exists()
