@@ -9,6 +9,7 @@ again by its own line under its own heading, wherever edits have moved it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .plan import Group, Item
@@ -69,6 +70,18 @@ def _current_mark(taskfile: Path, group: Group, item: Item) -> bytes | None:
     return None if offset is None else data[offset : offset + 1].lower()
 
 
+LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
+
+
+def _lines(data: bytes):
+    """(offset, text) of each line, whatever its line end; a BOM is no part of the first."""
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    for match in LINE.finditer(data, start):
+        if match.start() == len(data) and match.start() > start:
+            return
+        yield match.start(), match.group(1)
+
+
 def find_checkbox(data: bytes, group: Group, item: Item) -> int | None:
     """The byte offset of the item's checkbox mark, or None if it is gone.
 
@@ -84,14 +97,16 @@ def find_checkbox(data: bytes, group: Group, item: Item) -> int | None:
     heading = group.source_line.encode("utf-8").rstrip()
 
     candidates = []  # (under its heading, distance from its old line, offset)
-    line_start, current_heading = 0, None
-    for number, line in enumerate(data.split(b"\n")):
-        text = line.rstrip(b"\r")
-        if number == 0:
-            text = text.removeprefix(b"\xef\xbb\xbf")
-            line_start_text = line_start + (len(line) - len(line.removeprefix(b"\xef\xbb\xbf")))
-        else:
-            line_start_text = line_start
+    current_heading, fence = None, None
+    for number, (line_start, text) in enumerate(_lines(data)):
+        stripped = text.lstrip(b" ")
+        if fence is not None:  # inside a code block nothing is a heading or an item
+            if stripped.startswith(fence):
+                fence = None
+            continue
+        if len(text) - len(stripped) <= 3 and stripped[:3] in (b"```", b"~~~"):
+            fence = stripped[:3]
+            continue
         if text.rstrip() == heading:
             current_heading = True
         elif text.startswith(b"#"):
@@ -102,6 +117,5 @@ def find_checkbox(data: bytes, group: Group, item: Item) -> int | None:
             and text.endswith(after)
             and text[mark_at : mark_at + 1] in (b" ", b"x", b"X")
         ):
-            candidates.append((not current_heading, abs(number + 1 - item.line), line_start_text + mark_at))
-        line_start += len(line) + 1
+            candidates.append((not current_heading, abs(number + 1 - item.line), line_start + mark_at))
     return min(candidates)[2] if candidates else None

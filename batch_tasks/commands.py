@@ -36,8 +36,10 @@ from .live_view import console_for, panel, summary
 from .loader import BatchLoader
 from .recovery import recover
 from .reporter import BatchReporter
+from .scheduler import SCHEDULER, critical_paths
 from .state import BatchState, lock_holder
 
+MAX_WAITING = 256  # items waiting for their turn at once; more only wait in doit's own queue
 CONFIG_HINT = (
     "hint: for `doit list`, `doit info` and `doit forget` to read task.md here, "
     "add to doit.cfg (once):  [GLOBAL] loader = batch   (see the README)"
@@ -118,6 +120,7 @@ class RunBatch(_ReadsTaskFile, Run):
             raise InvalidCommand("run-batch runs its agents in threads (-P thread): they wait on subprocesses")
         _check_agents(batch, self._selected_items(batch))
         workers = num_process or batch.plan.settings.get("parallel") or 1
+        waiting_room = self._configure_scheduler(batch, workers, halt_on_failure=not continue_)
         if reporter == "batch":
             reporter = BatchReporter(outfile, {}, workers=workers, budget=batch.budget)
         with _stop_on_signals() as received:
@@ -127,7 +130,7 @@ class RunBatch(_ReadsTaskFile, Run):
                 always=always,
                 continue_=continue_,
                 reporter=reporter,
-                num_process=workers,
+                num_process=waiting_room,
                 par_type="thread",
                 single=single,
                 auto_delayed_regex=auto_delayed_regex,
@@ -142,6 +145,21 @@ class RunBatch(_ReadsTaskFile, Run):
             )
             return 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
         return result
+
+    def _configure_scheduler(self, batch, workers: int, halt_on_failure: bool) -> int:
+        """Give the scheduler the run's limits and priorities; return how many threads doit
+        needs so that every ready item waits in the scheduler, which starts the right one."""
+        plan = batch.plan
+        durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
+        SCHEDULER.configure(
+            capacity=workers,
+            agent_limits=plan.settings.get("max_concurrent"),
+            priorities=critical_paths(plan, durations),
+            order={item.key: place for place, item in enumerate(plan.items())},
+            halt_on_failure=halt_on_failure,
+        )
+        to_run = sum(1 for key in self._selected_items(batch) if key in batch.verdicts and batch.verdicts[key].runs)
+        return max(workers, min(to_run, MAX_WAITING))
 
     def _selected_items(self, batch) -> set[str]:
         """The items this run may run: the selection and what it depends on."""

@@ -46,7 +46,7 @@ def build_tasks(batch: Batch) -> list[Task]:
                     [(run_item, [job])],
                     # An item ticked by hand has no record to make; any other has its result.
                     targets=[] if verdict.reason == DONE_BY_HAND else [result],
-                    task_dep=[previous.slug] if previous else [],
+                    task_dep=plan.task_dep(item),
                     # In a tuple doit keeps the Verdict as a value, takes its truth, and
                     # `doit info` prints it: the reason the item runs.
                     uptodate=[(verdict,)],

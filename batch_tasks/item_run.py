@@ -15,7 +15,6 @@ import os
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,8 +29,13 @@ from .errors import BatchError
 from .events import AgentEvent
 from .plan import Group, Item
 from .redaction import Redactor
+from .scheduler import SCHEDULER, Turn
 from .staleness import stamp, upstream_digest
 from .state import BatchState, ItemState, write_json_atomic
+
+
+# How a failure that is no failure of the item begins: it never started.
+NOT_STARTED = "not started: "
 
 
 @dataclass(slots=True)
@@ -93,14 +97,18 @@ def run_item(job: ItemJob) -> dict[str, Any] | TaskFailed:
 
 def _run_in_slot(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] | TaskFailed:
     os.makedirs(folder.folder, exist_ok=True)
-    with _group_slot(job.group) as acquired:
-        if not acquired or process.stopping.is_set():
-            return TaskFailed("interrupted: the run was stopped before it started")
+    turn = Turn(job.item.key, job.group.slug, job.group.limit, job.settings["agent"])
+    with SCHEDULER.turn(turn) as started:
+        if not started:
+            return TaskFailed(NOT_STARTED + ("the run was stopped" if process.stopping.is_set() else "an item failed"))
         if not job.budget.allows_another():
-            return TaskFailed(f"not started: the batch's budget of ${job.budget.limit:.2f} is spent")
+            return TaskFailed(NOT_STARTED + f"the batch's budget of ${job.budget.limit:.2f} is spent")
         if job.untick_first:
             checkbox.set_checkbox(job.taskfile, job.group, job.item, False, state.tick_lock)
-        return _run(job, state, folder)
+        outcome = _run(job, state, folder)
+    if isinstance(outcome, TaskFailed):
+        SCHEDULER.item_failed()
+    return outcome
 
 
 def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] | TaskFailed:
@@ -305,28 +313,6 @@ def _sum_tokens(per_attempt) -> dict[str, int] | None:
         for name, count in (tokens or {}).items():
             totals[name] = totals.get(name, 0) + (count or 0)
     return totals or None
-
-
-_slots: dict[str, threading.BoundedSemaphore] = {}
-_slots_lock = threading.Lock()
-
-
-@contextmanager
-def _group_slot(group: Group):
-    """Hold one of the group's `parallel` slots while the item runs; False if the run stops first."""
-    if group.limit is None:
-        yield True
-        return
-    with _slots_lock:
-        slots = _slots.setdefault(group.slug, threading.BoundedSemaphore(group.limit))
-    while not slots.acquire(timeout=0.1):
-        if process.stopping.is_set():
-            yield False
-            return
-    try:
-        yield True
-    finally:
-        slots.release()
 
 
 def _prompt_context(job: ItemJob, state: BatchState) -> dict[str, Any]:

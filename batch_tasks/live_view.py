@@ -93,7 +93,7 @@ def panel(board: Board, views: list[ItemView] | None = None) -> Group:
     return Group(Text(progress_line(totals), style="bold"), table)
 
 
-def summary(board: Board, budget_note: str = "") -> list[str]:
+def summary(board: Board, notes: list[str] = ()) -> list[str]:
     """The end of a run: totals, by group, the most expensive items, each failure."""
     views = board.snapshot()
     totals = board.totals(views)
@@ -102,8 +102,7 @@ def summary(board: Board, budget_note: str = "") -> list[str]:
         f"{totals['done']} done, {totals['failed']} failed, {board.already_done} already done "
         f"in {duration(totals['elapsed'])}" + (f", {money(totals['cost_usd'])}" if totals["cost_usd"] else "")
     ]
-    if budget_note:
-        lines.append(budget_note)
+    lines.extend(notes)
     if any(v.cost_usd for v in ran):
         by_group: dict[str, list[ItemView]] = defaultdict(list)
         for view in ran:

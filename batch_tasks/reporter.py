@@ -9,9 +9,12 @@ from __future__ import annotations
 from doit.cmd_base import tasks_and_deps_iter
 from doit.exceptions import UnmetDependency
 
+from collections import Counter
+
 from . import events
 from .board import Board
 from .budget import Budget
+from .item_run import NOT_STARTED
 from .live_view import PlainView, TerminalView, summary
 
 
@@ -34,6 +37,7 @@ class BatchReporter:
         self.board = Board([])
         self.view = None
         self.records: dict[str, dict] = {}
+        self.not_started: Counter[str] = Counter()  # by why
 
     def initialize(self, tasks, selected_tasks):
         selected = [t for t in tasks_and_deps_iter(tasks, selected_tasks) if _is_item(t)]
@@ -72,6 +76,9 @@ class BatchReporter:
         if not _is_item(task):
             return
         reason = "not run: an item it depends on failed" if isinstance(fail, UnmetDependency) else fail.message
+        if reason.startswith(NOT_STARTED):
+            self.not_started[reason.removeprefix(NOT_STARTED)] += 1
+            return
         self.board.finished(task.name, False, self.records.get(task.name), reason)
         self.view.finished(self.board.items[task.name])
 
@@ -93,4 +100,7 @@ class BatchReporter:
     def complete_run(self):
         events.unsubscribe(self)
         if self.view is not None:
-            self.view.close(summary(self.board, self.budget.note() if self.budget else ""))
+            notes = [f"{count} not started: {why}" for why, count in self.not_started.items()]
+            if self.budget and self.budget.note():
+                notes.append(self.budget.note())
+            self.view.close(summary(self.board, notes))

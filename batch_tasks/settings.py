@@ -7,6 +7,7 @@ changes what an item's agent does, so changing it makes the item stale.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -24,7 +25,7 @@ def _argv(value: Any) -> tuple[str, ...]:
 
 
 def _agent(value: Any) -> str:
-    if value not in AGENTS:
+    if not isinstance(value, str) or value not in AGENTS:
         raise SettingError(f"must be one of {', '.join(sorted(AGENTS))}, not {value!r}")
     return value
 
@@ -59,7 +60,7 @@ def _positive_int(value: Any) -> int:
 
 
 def _dollars(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise SettingError(f"must be an amount of US dollars above 0, e.g. 25 or 0.5, not {value!r}")
     return float(value)
 
@@ -70,7 +71,7 @@ SECONDS_PER = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
 
 def duration_seconds(value: Any) -> float:
     """`90s`, `30m`, `1.5h`, `500ms`, or a number of seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
         return float(value)
     match = DURATION.match(value) if isinstance(value, str) else None
     if match is None or float(match.group(1)) <= 0:
@@ -88,6 +89,28 @@ def _exit_codes(value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in value):
         raise SettingError(f"must be a list of exit statuses, e.g. [75], not {value!r}")
     return tuple(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SettingError(f"must be true or false, not {value!r}")
+    return value
+
+
+def _after(value: Any) -> str:
+    if value != "all":
+        raise SettingError(f"can only be `all` (wait for everything before), not {value!r}")
+    return value
+
+
+def _per_agent_limits(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise SettingError("must map agents to how many may run at once, e.g. {claude: 6}")
+    for agent, limit in value.items():
+        if agent not in AGENTS:
+            raise SettingError(f"names an unknown agent {agent!r} (known: {', '.join(sorted(AGENTS))})")
+        _positive_int(limit)
+    return dict(value)
 
 
 def _relative_path(value: Any) -> str:
@@ -111,6 +134,10 @@ FIELDS: Mapping[str, Field] = {
         Field("agent", _agent, "command", group=True, fingerprinted=True),
         Field("command", _argv, None, group=True, fingerprinted=True),
         Field("parallel", _parallel, None, group=True, fingerprinted=False),
+        # Scheduling: item-to-item edges, barriers, and per-agent limits across groups.
+        Field("pipeline", _flag, False, group=True, fingerprinted=False),
+        Field("after", _after, None, group=True, fingerprinted=False),
+        Field("max_concurrent", _per_agent_limits, None, group=False, fingerprinted=False),
         Field("template", _relative_path, None, group=True, fingerprinted=False),
         # Options of the agent CLIs, each mapped by its adapter to the CLI's own flag.
         Field("model", _text, None, group=True, fingerprinted=True),

@@ -30,6 +30,7 @@ class Verdict:
     runs: bool
     reason: str
     spent_usd: float = 0.0  # what its current result cost
+    duration_s: float | None = None  # how long its last success took: what to expect next time
 
     def __bool__(self) -> bool:  # doit: true means up to date
         return not self.runs
@@ -81,10 +82,11 @@ def assess(plan: Plan, state: BatchState, fingerprints: Mapping[str, dict[str, s
                     upstream_news[id(upstream)] = (running, upstream_digest((d.key, stamps[d.key]) for d in upstream))
                 reason = _upstream_reason(upstream, record, *upstream_news[id(upstream)])
             spent = (record or {}).get("cost_usd") or 0.0
+            took = (record or {}).get("duration_s")
             if reason is None:
-                verdicts[item.key] = Verdict(False, _done_reason(item, record), spent)
+                verdicts[item.key] = Verdict(False, _done_reason(item, record), spent, took)
             else:
-                verdicts[item.key] = Verdict(True, reason, spent)
+                verdicts[item.key] = Verdict(True, reason, spent, took)
     return verdicts
 
 

@@ -127,6 +127,11 @@ def parse(text: str, path: Path) -> Plan:
     return Plan(path=path, title=title or path.stem, settings=batch_settings, groups=groups)
 
 
+# What reading YAML can raise besides YAMLError: its constructors trust their input
+# (`2024-13-45` as a date, `!!int x`), and deep nesting recurses.
+YAML_TROUBLE = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+
+
 def _front_matter(lines: list[str], path: Path) -> tuple[dict[str, Any], dict[str, int], int]:
     """The checked settings, the line of each, and the index of the first line after them."""
     if not lines or lines[0].rstrip() != "---":
@@ -139,33 +144,40 @@ def _front_matter(lines: list[str], path: Path) -> tuple[dict[str, Any], dict[st
     import yaml
 
     source = "\n".join(lines[1:end])
+
+    def line_of(mark) -> int:
+        # From the character offset: YAML also breaks lines at U+2028 and the like; task.md does not.
+        return source.count("\n", 0, mark.index) + 2 if mark else 1
+
     try:
         node = yaml.compose(source, Loader=yaml.SafeLoader)
-        values = yaml.safe_load(source)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 2 if mark else 1
-        raise TaskFileError(path, line, f"front matter is not valid YAML: {error.problem or error.context}") from None
-    except yaml.YAMLError as error:
-        raise TaskFileError(path, 1, f"front matter is not valid YAML: {error}") from None
+        problem = error.problem or error.context
+        raise TaskFileError(path, line_of(error.problem_mark or error.context_mark), f"front matter is not valid YAML: {problem}") from None
+    except (yaml.YAMLError, *YAML_TROUBLE) as error:
+        raise TaskFileError(path, 2, f"front matter cannot be read: {error}") from None
     if node is None:
         return {}, {}, end + 1
-    if not isinstance(node, yaml.MappingNode) or not isinstance(values, dict):
+    if not isinstance(node, yaml.MappingNode):
         raise TaskFileError(path, 2, "front matter must be settings, one `key: value` a line")
 
     settings: dict[str, Any] = {}
     setting_lines: dict[str, int] = {}
-    for key_node, _ in node.value:
-        line = key_node.start_mark.line + 2
+    for key_node, value_node in node.value:
+        line = line_of(key_node.start_mark)
         name = key_node.value
+        if not isinstance(key_node, yaml.ScalarNode) or not isinstance(name, str):
+            raise TaskFileError(path, line, "setting names must be plain words")
         if name in setting_lines:
             raise TaskFileError(path, line, f"setting {name!r} is given twice (also at line {setting_lines[name]})")
         try:
-            settings[name] = settings_mod.parse_setting(name, values[name], in_group=False)
+            value = yaml.SafeLoader("").construct_document(value_node)
+        except (yaml.YAMLError, *YAML_TROUBLE) as error:
+            raise TaskFileError(path, line, f"setting {name!r} has a value that cannot be read: {error}") from None
+        try:
+            settings[name] = settings_mod.parse_setting(name, value, in_group=False)
         except SettingError as error:
             raise TaskFileError(path, line, str(error)) from None
-        except (KeyError, TypeError):
-            raise TaskFileError(path, line, "setting names must be plain words") from None
         setting_lines[name] = line
     return settings, setting_lines, end + 1
 
@@ -193,9 +205,10 @@ def _hint(token, sections: list[dict[str, Any]], path: Path) -> None:
         raise TaskFileError(path, line, f"hint {name!r} is given twice in this group")
     try:
         value = yaml.safe_load(raw) if raw else None
+    except (yaml.YAMLError, *YAML_TROUBLE):
+        raise TaskFileError(path, line, f"hint {name!r} has a value that cannot be read: {raw[:80]!r}") from None
+    try:
         hints[name] = (settings_mod.parse_setting(name, value, in_group=True), line)
-    except yaml.YAMLError:
-        raise TaskFileError(path, line, f"hint {name!r} has a value that cannot be read: {raw!r}") from None
     except SettingError as error:
         raise TaskFileError(path, line, str(error)) from None
 
@@ -282,6 +295,7 @@ def _check_agent_settings(group_settings, section, setting_lines, path: Path) ->
     try:
         AGENTS[group_settings["agent"]].check_settings(group_settings)
     except SettingError as error:
-        hint_line = section["hints"].get("agent", (None, None))[1]
+        hints = section["hints"]
+        hint_line = hints.get("agent", (None, None))[1] or hints.get("command", (None, None))[1]
         line = hint_line or setting_lines.get("agent") or setting_lines.get("command") or section["line"]
         raise TaskFileError(path, line, str(error)) from None
