@@ -28,7 +28,7 @@ from rich.live import Live
 from rich.text import Text
 
 from . import batch as batch_mod
-from . import process
+from . import graph, process
 from .agents import AGENTS
 from .board import board_from_state
 from .errors import BatchError
@@ -173,6 +173,7 @@ class RunBatch(_ReadsTaskFile, Run):
         width = max((len(item.key) for item in stale), default=0)
         for item in stale:
             self.outstream.write(f"{item.key:<{width}}  {batch.verdicts[item.key].reason}\n")
+            self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
         current = sum(1 for item in batch.plan.items() if item.key in selected) - len(stale)
         self.outstream.write(f"{len(stale)} would run, {current} up to date\n")
         return 0
@@ -282,3 +283,25 @@ def _status(batch):
     board = board_from_state(batch.plan, batch.state, holder["started"] if holder else None)
     header = f"running: {holder['text']}" if holder else "no run in progress"
     return board, Group(Text(header), panel(board))
+
+
+opt_dot = {
+    "name": "dot",
+    "long": "dot",
+    "type": bool,
+    "default": False,
+    "help": "print Graphviz dot (doit batch-graph --dot | dot -Tsvg > batch.svg)",
+}
+
+
+class BatchGraph(_ReadsTaskFile, DoitCmdBase):
+    name = "batch-graph"
+    doc_purpose = "show what each item waits for (text, or Graphviz dot)"
+    doc_usage = "[--dot]"
+    doc_description = "Groups in order; under each, every item and what it waits for."
+    cmd_options = (opt_dot,)
+
+    def _execute(self, dot=False):
+        plan = self.loader.batch.plan
+        self.outstream.write(graph.as_dot(plan) if dot else graph.as_text(plan))
+        return 0

@@ -183,5 +183,10 @@ def resolve(batch: Mapping[str, Any], hints: Mapping[str, Any]) -> dict[str, Any
 
 
 def fingerprinted(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that change what an item's agent does."""
-    return {name: settings[name] for name, field in FIELDS.items() if field.fingerprinted}
+    """The settings that change what an item's agent does, where they differ from their
+    defaults: a setting added in a later release changes no fingerprint until it is used."""
+    return {
+        name: settings[name]
+        for name, field in FIELDS.items()
+        if field.fingerprinted and settings.get(name, field.default) != field.default
+    }

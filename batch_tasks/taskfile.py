@@ -14,6 +14,7 @@ import hashlib
 import os
 import pickle
 import re
+import sys
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -23,11 +24,18 @@ from . import __version__
 from . import settings as settings_mod
 from .agents import AGENTS
 from .errors import SettingError, TaskFileError
+from . import plan as plan_mod
 from .plan import Group, Item, Plan
 
 MAX_BYTES = 16 * 1024 * 1024
-# What parse() returns: a plan cached by another format, or another release, is not used.
-PLAN_FORMAT = (3, __version__)
+def _plan_format() -> str:
+    """What makes a plan what it is: the code of these modules. A plan cached by other
+    code (another release, or a changed checkout) is not used."""
+    sources = [Path(module.__file__).read_bytes() for module in (sys.modules[__name__], plan_mod, settings_mod)]
+    return hashlib.sha256(b"\0".join(sources) + __version__.encode()).hexdigest()
+
+
+
 
 CHECKBOX = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\[([ xX])\](?:[ \t]+|$)(.*)$")
 MODULE = re.compile(r"^(`?)([^\s`]+?)\1:(?:\s+|$)(.*)$", re.S)
@@ -49,18 +57,19 @@ def load_plan(path: Path, cache_dir: Path | None = None) -> Plan:
     data = _read(path)
     cache = None
     if cache_dir is not None:
+        plan_format = _plan_format()
         digest = hashlib.sha256(data).hexdigest()
         cache = cache_dir / "plan.pickle"
         try:
             with open(cache, "rb") as stream:
                 version, cached_digest, cached_path, plan = pickle.load(stream)
-            if (version, cached_digest, cached_path) == (PLAN_FORMAT, digest, str(path)):
+            if (version, cached_digest, cached_path) == (plan_format, digest, str(path)):
                 return plan
         except (OSError, EOFError, ValueError, TypeError, AttributeError, ImportError, pickle.UnpicklingError):
             pass  # no cache, or an unusable one: parse afresh
     plan = parse(_decode(path, data), path)
     if cache is not None:
-        _write_cache(cache, (PLAN_FORMAT, digest, str(path), plan))
+        _write_cache(cache, (plan_format, digest, str(path), plan))
     return plan
 
 

@@ -4,17 +4,18 @@ Generates WAVES x MODULES items, each running bench/sleeper.py for a duration dr
 from a fixed seed, and runs that same workload with batch-tasks in barrier mode
 (the default: each wave waits for the whole wave before), batch-tasks in pipeline
 mode (`pipeline: true`: each item waits only for its module's item in the wave
-before; skipped when the installed version does not know the setting) and
-`make -j N` on the equivalent Makefile with pipeline edges. Every run starts in a
-fresh copy of its folder; the tools alternate between repetitions so that a noisy
-machine hurts all alike; figures are medians.
+before; skipped when the installed version does not know the setting), and
+`make -j N` on the equivalent Makefile with pipeline edges and, as the reference
+for barrier mode, with barrier edges. Every run starts in a fresh copy of its
+folder; the tools alternate between repetitions so that a noisy machine hurts
+all alike; figures are medians.
 
 Each sleeper logs when it started and ended, so a run gives its makespan (first
 start to last end) besides its whole-process wall time, both as ratios to the
 lower bounds, and each item's dispatch latency: its start minus the moment it
 could have started (its dependency's end, or a free slot, whichever came later).
 
-    python bench/pipeline.py [--workload small|stragglers|wide|all] [--tool barrier pipeline make] [--repeat 3]
+    python bench/pipeline.py [--workload small|stragglers|wide|all] [--tool barrier pipeline make make-barrier] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -130,16 +131,24 @@ def task_md(workload: Workload, pipeline: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def makefile(workload: Workload) -> str:
-    """Each target waits for its module's target in the wave before: pipeline edges."""
+def makefile(workload: Workload, barrier: bool) -> str:
+    """Pipeline edges: each target waits for its module's target in the wave before.
+    Barrier edges: for every target of the wave before, named once per wave in a variable."""
     recipe = " ".join(SLEEPER_ARGV)
-    last = workload.waves - 1
-    lines = [".PHONY: all", "all: " + " ".join(f"out/{wave_name(last)}-{module_name(m)}" for m in range(workload.modules))]
+    lines = []
+    for w in range(workload.waves):
+        targets = [f"out/{wave_name(w)}-{module_name(m)}" for m in range(workload.modules)]
+        lines.append(f"{wave_name(w).upper()} := {' '.join(targets)}")
+    lines += [".PHONY: all", f"all: $({wave_name(workload.waves - 1).upper()})"]
     for w in range(workload.waves):
         for m in range(workload.modules):
-            target = f"out/{wave_name(w)}-{module_name(m)}"
-            prerequisite = f" out/{wave_name(w - 1)}-{module_name(m)}" if w else ""
-            lines += [f"{target}:{prerequisite}", f"\t@{recipe} {module_name(m)} {wave_name(w)}"]
+            if not w:
+                prerequisite = ""
+            elif barrier:
+                prerequisite = f" $({wave_name(w - 1).upper()})"
+            else:
+                prerequisite = f" out/{wave_name(w - 1)}-{module_name(m)}"
+            lines += [f"out/{wave_name(w)}-{module_name(m)}:{prerequisite}", f"\t@{recipe} {module_name(m)} {wave_name(w)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -149,8 +158,8 @@ def make_template(folder: Path, tool: str, workload: Workload, durations: dict) 
     (folder / "out").mkdir()
     keyed = {f"{wave_name(w)}:{module_name(m)}": seconds for (w, m), seconds in durations.items()}
     (folder / "durations.json").write_text(json.dumps(keyed))
-    if tool == "make":
-        (folder / "Makefile").write_text(makefile(workload))
+    if tool.startswith("make"):
+        (folder / "Makefile").write_text(makefile(workload, barrier=EDGES[tool] == "barrier"))
     else:
         (folder / "task.md").write_text(task_md(workload, pipeline=tool == "pipeline"))
 
@@ -161,12 +170,14 @@ TOOLS = {
     "barrier": "batch-tasks barrier",
     "pipeline": "batch-tasks pipeline",
     "make": "make (pipeline edges)",
+    # What the barriers themselves cost, apart from any tool's own: the reference for barrier mode.
+    "make-barrier": "make (barrier edges)",
 }
-EDGES = {"barrier": "barrier", "pipeline": "pipeline", "make": "pipeline"}
+EDGES = {"barrier": "barrier", "pipeline": "pipeline", "make": "pipeline", "make-barrier": "barrier"}
 
 
 def command(tool: str, jobs: int) -> list[str]:
-    if tool == "make":
+    if tool.startswith("make"):
         return ["make", "-j", str(jobs), "-f", "Makefile"]
     return [sys.executable, "-m", "doit", "run-batch", "-n", str(jobs)]
 
@@ -337,13 +348,25 @@ def load_average() -> str:
     return "/".join(f"{load:.1f}" for load in os.getloadavg())
 
 
+def batch_tasks_source() -> str:
+    """The batch-tasks the runs import (PYTHONPATH may point elsewhere), and its commit."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import batch_tasks; print(batch_tasks.__file__)"],
+        cwd=WORK,  # as the runs do: from here, a batch_tasks/ in the current folder is not on the path
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    folder = Path(found.stdout.strip()).parent
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=folder, capture_output=True, text=True)
+    return f"batch-tasks {commit.stdout.strip() or 'of unknown commit'} from {folder}"
+
+
 def machine() -> str:
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=BENCH, capture_output=True, text=True)
     make_version = subprocess.run(["make", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     return (
         f"{datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, {make_version}, "
-        f"batch-tasks {commit.stdout.strip() or 'unknown commit'}"
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, {make_version}, {batch_tasks_source()}"
     )
 
 
@@ -357,7 +380,7 @@ def emit(lines: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=["small", "stragglers", "wide", "all"], default="all")
-    parser.add_argument("--tool", nargs="+", choices=list(TOOLS), default=list(TOOLS), help="default: all three")
+    parser.add_argument("--tool", nargs="+", choices=list(TOOLS), default=list(TOOLS), help="default: all")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--straggler-fraction", type=float, default=0.05, help="of the stragglers workload's items")

@@ -44,7 +44,7 @@ def test_forget_a_group_runs_its_items_and_what_follows_again(configured):
     forget = configured.run("forget", "inventory")
     assert forget.returncode == 0, forget.stderr
     assert "forgetting inventory:auth" in forget.stdout
-    dry = [line.split(None, 1) for line in configured.run("run-batch", "--dry-run").stdout.splitlines()]
+    dry = [line.split(None, 1) for line in configured.run("run-batch", "--dry-run").stdout.splitlines() if line[:1] != " "]
     assert ["inventory:auth", "forgotten"] in dry and ["inventory:billing", "forgotten"] in dry
     assert configured.run("run-batch").returncode == 0
     assert configured.runs() == {"inventory:auth": 2, "inventory:billing": 2, "extract-interfaces:auth": 2}
