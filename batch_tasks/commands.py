@@ -36,7 +36,7 @@ from .live_view import console_for, panel, summary
 from .loader import BatchLoader
 from .recovery import recover
 from .reporter import BatchReporter
-from .scheduler import SCHEDULER, critical_paths
+from .scheduler import SCHEDULER
 from .state import BatchState, lock_holder
 
 MAX_WAITING = 256  # items waiting for their turn at once; more only wait in doit's own queue
@@ -149,17 +149,17 @@ class RunBatch(_ReadsTaskFile, Run):
     def _configure_scheduler(self, batch, workers: int, halt_on_failure: bool) -> int:
         """Give the scheduler the run's limits and priorities; return how many threads doit
         needs so that every ready item waits in the scheduler, which starts the right one."""
-        plan = batch.plan
-        durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
+        selected = self._selected_items(batch)
+        will_run = {key for key, verdict in batch.verdicts.items() if verdict.runs and key in selected}
         SCHEDULER.configure(
+            batch.plan,
+            will_run,
+            durations={key: verdict.duration_s for key, verdict in batch.verdicts.items()},
             capacity=workers,
-            agent_limits=plan.settings.get("max_concurrent"),
-            priorities=critical_paths(plan, durations),
-            order={item.key: place for place, item in enumerate(plan.items())},
+            agent_limits=batch.plan.settings.get("max_concurrent"),
             halt_on_failure=halt_on_failure,
         )
-        to_run = sum(1 for key in self._selected_items(batch) if key in batch.verdicts and batch.verdicts[key].runs)
-        return max(workers, min(to_run, MAX_WAITING))
+        return max(workers, min(len(will_run), MAX_WAITING))
 
     def _selected_items(self, batch) -> set[str]:
         """The items this run may run: the selection and what it depends on."""

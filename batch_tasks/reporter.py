@@ -15,6 +15,7 @@ from . import events
 from .board import Board
 from .budget import Budget
 from .item_run import NOT_STARTED
+from .scheduler import SCHEDULER
 from .live_view import PlainView, TerminalView, summary
 
 
@@ -25,6 +26,16 @@ def _is_item(task) -> bool:
 def _will_run(task) -> bool:
     verdict = task.uptodate[0][0] if task.uptodate else None
     return bool(getattr(verdict, "runs", True))
+
+
+def _announce_the_ready(tasks, running) -> None:
+    """Before doit hands out anything: the items that can start at once, so that the
+    first to reach the scheduler does not take a turn that belongs to a better one."""
+    will_run = {task.name for task in running}
+    for task in running:
+        waits_for = {member for name in task.task_dep for member in (tasks[name].task_dep if tasks[name].has_subtask else [name])}
+        if not waits_for & will_run:
+            SCHEDULER.announce(task.name)
 
 
 class BatchReporter:
@@ -45,6 +56,7 @@ class BatchReporter:
         self.board = Board(
             [(t.name, t.subtask_of) for t in running], already_done=len(selected) - len(running), workers=self.workers
         )
+        _announce_the_ready(tasks, running)
         is_terminal = getattr(self.out, "isatty", lambda: False)()
         self.view = TerminalView(self.out, self.board) if is_terminal else PlainView(self.out)
         events.subscribe(self)
@@ -62,7 +74,10 @@ class BatchReporter:
 
     # From doit (main thread).
     def get_status(self, task):
-        pass
+        # doit calls this in its main thread as it hands a task out: the scheduler can
+        # then keep the turn of an item that is on its way.
+        if _is_item(task) and _will_run(task):
+            SCHEDULER.announce(task.name)
 
     def execute_task(self, task):
         pass  # an item shows as running once its agent has started (see item_started)

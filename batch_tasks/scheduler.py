@@ -5,7 +5,8 @@ enough of them); here each waits for its turn. An item starts when the run's
 limits all allow it: `-n` in all, its group's `parallel`, its agent's
 `max_concurrent`. Among the items that could start, the one with the longest
 remaining chain goes first (the critical path, from each item's last recorded
-duration), ties in document order.
+duration), ties in document order. doit announces each item as it hands it
+out, so an item that is on its way still gets its turn before lesser ones.
 """
 
 from __future__ import annotations
@@ -42,15 +43,28 @@ class Scheduler:
         self.halt_on_failure = True
         self.halted = False
         self._waiting: dict[str, Turn] = {}
+        self._announced: dict[str, float] = {}  # handed out by doit, not here yet: key → when
+        self._waits: Waits | None = None
+        self._will_run: set[str] = set()
+        self._done: set[str] = set()
         self._running = 0
         self._by_group: Counter[str] = Counter()
         self._by_agent: Counter[str] = Counter()
 
-    def configure(self, capacity, agent_limits, priorities, order, halt_on_failure: bool) -> None:
+    def configure(self, plan: Plan, will_run: set[str], durations, capacity, agent_limits, halt_on_failure: bool):
+        waits = Waits(plan)
         with self._ready:
             self.capacity, self.agent_limits = capacity, dict(agent_limits or {})
-            self.priorities, self.order, self.halt_on_failure = priorities, order, halt_on_failure
-            self.halted = False
+            self.priorities = critical_paths(plan, durations, waits)
+            self.order = {item.key: place for place, item in enumerate(plan.items())}
+            self.halt_on_failure, self.halted = halt_on_failure, False
+            self._waits, self._will_run = waits, will_run
+            self._done = {item.key for item in plan.items() if item.key not in will_run}
+
+    def announce(self, key: str) -> None:
+        """doit is handing this item to a worker: it will ask for its turn in a moment."""
+        with self._ready:
+            self._announced[key] = time.monotonic()
 
     def item_failed(self) -> None:
         """Without --continue, items still waiting for their turn do not start after a failure."""
@@ -66,28 +80,36 @@ class Scheduler:
             and (agent_limit is None or self._by_agent[turn.agent] < agent_limit)
         )
 
+    def _rank(self, key: str) -> tuple[float, int]:
+        return -self.priorities.get(key, 0.0), self.order.get(key, 0)
+
     def _next(self) -> Turn | None:
+        """The turn to start now: the best that may start, unless a better one is on its way."""
         startable = [turn for turn in self._waiting.values() if self._allows(turn)]
-        return min(
-            startable, key=lambda turn: (-self.priorities.get(turn.key, 0.0), self.order.get(turn.key, 0)), default=None
-        )
+        best = min(startable, key=lambda turn: self._rank(turn.key), default=None)
+        now = time.monotonic()
+        for key, when in list(self._announced.items()):
+            if now - when > ON_ITS_WAY:
+                del self._announced[key]  # doit handed it out but did not run it (ignored, say)
+            elif best is not None and self._rank(key) < self._rank(best.key):
+                return None
+        return best
 
     @contextmanager
     def turn(self, turn: Turn):
         """Hold the item's place while it runs; yields False if it is not to start at all."""
-        arrived = time.monotonic()
         with self._ready:
             self._waiting[turn.key] = turn
+            self._announced.pop(turn.key, None)
             while True:
                 if self.halted or process.stopping.is_set():
                     del self._waiting[turn.key]
                     self._ready.notify_all()
                     yield False
                     return
-                unsettled = SETTLE - (time.monotonic() - arrived)
-                if self._next() is turn and unsettled <= 0:
+                if self._next() is turn:
                     break
-                self._ready.wait(unsettled if unsettled > 0 else 0.5)
+                self._ready.wait(ON_ITS_WAY if self._announced else 0.5)
             del self._waiting[turn.key]
             self._running += 1
             self._by_group[turn.group] += 1
@@ -100,22 +122,53 @@ class Scheduler:
                 self._running -= 1
                 self._by_group[turn.group] -= 1
                 self._by_agent[turn.agent] -= 1
+                self._done.add(turn.key)
+                # What this completes can start now: announce it before its turn is taken by a lesser item.
+                for waiting in self._waits.ready_after(turn.key, self._done) if self._waits else ():
+                    if waiting in self._will_run:
+                        self._announced[waiting] = time.monotonic()
                 self._ready.notify_all()
 
 
-# doit hands out the items that became ready together within a few milliseconds;
-# each waits this long before it may start, so that the right one goes first.
-SETTLE = 0.003
+# How long an announced item is waited for; a worker picks it up in far less.
+ON_ITS_WAY = 0.05
 
 SCHEDULER = Scheduler()
 
 
-def critical_paths(plan: Plan, durations: Mapping[str, float | None]) -> dict[str, float]:
+class Waits:
+    """Who waits for what, by the plan's shared upstream tuples: items that wait for the same
+    things share one tuple, so a whole group behind a whole group is one entry, not a square."""
+
+    def __init__(self, plan: Plan):
+        self.tuples: dict[int, tuple] = {}
+        self.waiters: dict[int, list[str]] = {}  # tuple id → the items waiting on it
+        self.holders: dict[str, list[int]] = {}  # item → ids of the tuples it is in
+        for item in plan.items():
+            upstream = plan.upstream(item)
+            if not upstream:
+                continue
+            if id(upstream) not in self.tuples:
+                self.tuples[id(upstream)] = upstream
+                for member in upstream:
+                    self.holders.setdefault(member.key, []).append(id(upstream))
+            self.waiters.setdefault(id(upstream), []).append(item.key)
+
+    def ready_after(self, key: str, done: set[str]) -> list[str]:
+        """The items that `key` finishing leaves with nothing to wait for."""
+        return [
+            waiting
+            for t in self.holders.get(key, ())
+            if all(member.key in done for member in self.tuples[t])
+            for waiting in self.waiters[t]
+        ]
+
+
+def critical_paths(plan: Plan, durations: Mapping[str, float | None], waits: Waits) -> dict[str, float]:
     """Each item's remaining chain: its expected duration plus the longest chain after it.
 
     An item's expected duration is its last recorded one, else its group's median,
-    else 1 second. Items sharing an upstream share its tuple, so each tuple's best
-    chain is found once (a whole group behind a whole group costs one pass)."""
+    else 1 second."""
     expected: dict[str, float] = {}
     for group in plan.groups:
         known = [durations[item.key] for item in group.items if durations.get(item.key)]
@@ -123,19 +176,10 @@ def critical_paths(plan: Plan, durations: Mapping[str, float | None]) -> dict[st
         for item in group.items:
             expected[item.key] = durations.get(item.key) or default
 
-    tuples: dict[int, tuple] = {}
-    holders: dict[str, list[int]] = {}  # item → ids of the upstream tuples it is in
-    for item in plan.items():
-        upstream = plan.upstream(item)
-        if upstream and id(upstream) not in tuples:
-            tuples[id(upstream)] = upstream
-            for member in upstream:
-                holders.setdefault(member.key, []).append(id(upstream))
-
     chain: dict[str, float] = {}
     best_after: dict[int, float] = {}  # tuple id → longest chain among the items waiting on it
     for item in reversed(list(plan.items())):
-        after = max((best_after.get(t, 0.0) for t in holders.get(item.key, ())), default=0.0)
+        after = max((best_after.get(t, 0.0) for t in waits.holders.get(item.key, ())), default=0.0)
         chain[item.key] = expected[item.key] + after
         upstream = plan.upstream(item)
         if upstream:
