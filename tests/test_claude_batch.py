@@ -9,7 +9,6 @@ session id (they land in the result record).
 import json
 import os
 import time
-from pathlib import Path
 
 import pytest
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -35,6 +36,36 @@ class OutputReader:
 
     def outcome(self, exit_status: int) -> Outcome:
         raise NotImplementedError
+
+
+class JsonLinesReader(OutputReader):
+    """A CLI that prints one JSON event a line: each goes to `_on_<its type>`.
+
+    Unknown types are skipped (newer CLIs add some); lines that are no JSON object
+    (stderr is merged in) go to `stray`; a malformed event must not end the run."""
+
+    def event_type(self, event: dict) -> str:
+        return str(event.get("type"))
+
+    def stray(self, line: str) -> list[AgentEvent]:
+        return [AgentEvent("output", line)]
+
+    def feed(self, line: str) -> list[AgentEvent]:
+        if not line.strip():
+            return []
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            return self.stray(line)
+        handler = getattr(self, "_on_" + self.event_type(event).replace(".", "_"), None)
+        if handler is None:
+            return []
+        try:
+            return handler(event)
+        except (AttributeError, TypeError, KeyError, ValueError):
+            return [AgentEvent("output", line)]
 
 
 class Agent:

@@ -7,12 +7,11 @@ tests/test_fake_anthropic_cli.py and recorded in tests/fixtures/claude/.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Mapping
 
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, OutputReader
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, JsonLinesReader
 
 # How long one line for people may be.
 SHORT = 100
@@ -79,7 +78,7 @@ def _parenthesized(errors: Any) -> str:
     return f" ({match.group(1)})" if match else ""
 
 
-class ClaudeReader(OutputReader):
+class ClaudeReader(JsonLinesReader):
     def __init__(self):
         self.session_id: str | None = None
         self.model: str | None = None
@@ -89,25 +88,9 @@ class ClaudeReader(OutputReader):
         self.retry_at: float | None = None  # when a rejected rate limit resets
         self.result: dict[str, Any] | None = None
 
-    def feed(self, line: str) -> list[AgentEvent]:
-        if not line.strip():
-            return []
-        try:
-            event = json.loads(line)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):  # stderr and anything else the CLI prints
-            return [AgentEvent("output", line)]
-        kind = event.get("type")
-        if kind == "system":
-            kind = f"system_{event.get('subtype')}"
-        handler = getattr(self, f"_on_{kind}", None)
-        if handler is None:  # newer CLIs add event types: skip them
-            return []
-        try:
-            return handler(event)
-        except (AttributeError, TypeError, KeyError, ValueError):  # a malformed event must not end the run
-            return [AgentEvent("output", line)]
+    def event_type(self, event: dict) -> str:
+        kind = str(event.get("type"))
+        return f"system_{event.get('subtype')}" if kind == "system" else kind
 
     def _on_system_init(self, event: dict) -> list[AgentEvent]:
         self.session_id = event.get("session_id") or self.session_id
@@ -273,5 +256,5 @@ class ClaudeAgent(Agent):
             argv += ["--max-budget-usd", str(settings["item_budget_usd"])]
         return argv + list(settings.get("extra_args") or ())
 
-    def reader(self) -> OutputReader:
+    def reader(self) -> JsonLinesReader:
         return ClaudeReader()

@@ -7,7 +7,6 @@ tests/fixtures/codex/. Codex reports tokens but no cost.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from datetime import datetime
@@ -15,7 +14,7 @@ from typing import Any, Mapping
 
 from ..errors import SettingError
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, OutputReader
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, JsonLinesReader
 
 # How long one line for people may be.
 SHORT = 100
@@ -111,7 +110,7 @@ def _tool_uses(item: dict) -> list[AgentEvent]:
     return [_tool_use("WebSearch", item.get("query"))]  # web_search
 
 
-class CodexReader(OutputReader):
+class CodexReader(JsonLinesReader):
     def __init__(self):
         self.session_id: str | None = None
         self.tokens: dict[str, int] | None = None
@@ -121,23 +120,9 @@ class CodexReader(OutputReader):
         self.started: set[str] = set()  # tool items already shown by item.started
         self.last_output = ""  # the last stray line, which may explain an early exit
 
-    def feed(self, line: str) -> list[AgentEvent]:
-        if not line.strip():
-            return []
-        try:
-            event = json.loads(line)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):  # stderr and anything else codex prints
-            self.last_output = line
-            return [AgentEvent("output", line)]
-        handler = getattr(self, "_on_" + str(event.get("type")).replace(".", "_"), None)
-        if handler is None:  # newer versions add event types: skip them
-            return []
-        try:
-            return handler(event)
-        except (AttributeError, TypeError, KeyError, ValueError):  # a malformed event must not end the run
-            return [AgentEvent("output", line)]
+    def stray(self, line: str) -> list[AgentEvent]:
+        self.last_output = line  # stderr: why codex stopped, when it says
+        return [AgentEvent("output", line)]
 
     def _on_thread_started(self, event: dict) -> list[AgentEvent]:
         self.session_id = event["thread_id"]
@@ -255,5 +240,5 @@ class CodexAgent(Agent):
             argv += ["--model", settings["model"]]
         return argv + list(settings.get("extra_args") or ()) + ["-"]
 
-    def reader(self) -> OutputReader:
+    def reader(self) -> JsonLinesReader:
         return CodexReader()

@@ -9,14 +9,13 @@ Gemini reports tokens but no cost.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any, Mapping
 
 from ..errors import SettingError
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, OutputReader
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, JsonLinesReader
 
 # How long one line for people may be.
 SHORT = 100
@@ -87,7 +86,7 @@ def classify(message: str, error_type: str = "") -> tuple[str, float | None]:
     return PERMANENT, None
 
 
-class GeminiReader(OutputReader):
+class GeminiReader(JsonLinesReader):
     def __init__(self):
         self.session_id: str | None = None
         self.model: str | None = None
@@ -99,24 +98,7 @@ class GeminiReader(OutputReader):
         self.failure: tuple[str, str, float | None] | None = None  # message, failure class, retry_at
         self.last_output = ""  # the last stray line, which may explain an early exit
 
-    def feed(self, line: str) -> list[AgentEvent]:
-        if not line.strip():
-            return []
-        try:
-            event = json.loads(line)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):  # stderr and anything else gemini prints
-            return self._stray(line)
-        handler = getattr(self, f"_on_{event.get('type')}", None)
-        if handler is None:  # newer versions add event types: skip them
-            return []
-        try:
-            return handler(event)
-        except (AttributeError, TypeError, KeyError, ValueError):  # a malformed event must not end the run
-            return [AgentEvent("output", line)]
-
-    def _stray(self, line: str) -> list[AgentEvent]:
+    def stray(self, line: str) -> list[AgentEvent]:
         attempt = ATTEMPT.match(line)
         if attempt:
             data = {"attempt": int(attempt[1]), "error_class": classify(line)[0]}
@@ -241,5 +223,5 @@ class GeminiAgent(Agent):
             argv += ["--allowed-tools", tool]
         return argv + list(settings.get("extra_args") or ())
 
-    def reader(self) -> OutputReader:
+    def reader(self) -> JsonLinesReader:
         return GeminiReader()
