@@ -34,15 +34,20 @@ class Turn:
 
 
 class Scheduler:
+    """Each waiting item has its own event; on every change the scheduler picks the items
+    that may start and wakes just those (waking every waiter to look would cost each start
+    a pass over all of them, per waiter)."""
+
     def __init__(self):
-        self._ready = threading.Condition()
+        self._lock = threading.Lock()
         self.capacity: int | None = None
         self.agent_limits: Mapping[str, int] = {}
         self.priorities: Mapping[str, float] = {}  # an item's remaining chain, in expected seconds
         self.order: Mapping[str, int] = {}  # its place in task.md
         self.halt_on_failure = True
         self.halted = False
-        self._waiting: dict[str, Turn] = {}
+        self._waiting: dict[str, tuple[Turn, threading.Event]] = {}
+        self._started: set[str] = set()
         self._announced: dict[str, float] = {}  # handed out by doit, not here yet: key → when
         self._waits: Waits | None = None
         self._will_run: set[str] = set()
@@ -53,7 +58,7 @@ class Scheduler:
 
     def configure(self, plan: Plan, will_run: set[str], durations, capacity, agent_limits, halt_on_failure: bool):
         waits = Waits(plan)
-        with self._ready:
+        with self._lock:
             self.capacity, self.agent_limits = capacity, dict(agent_limits or {})
             self.priorities = critical_paths(plan, durations, waits)
             self.order = {item.key: place for place, item in enumerate(plan.items())}
@@ -63,14 +68,16 @@ class Scheduler:
 
     def announce(self, key: str) -> None:
         """doit is handing this item to a worker: it will ask for its turn in a moment."""
-        with self._ready:
+        with self._lock:
             self._announced[key] = time.monotonic()
 
     def item_failed(self) -> None:
         """Without --continue, items still waiting for their turn do not start after a failure."""
-        with self._ready:
+        with self._lock:
             self.halted = self.halted or self.halt_on_failure
-            self._ready.notify_all()
+            if self.halted:
+                for _, woken in self._waiting.values():
+                    woken.set()
 
     def _allows(self, turn: Turn) -> bool:
         agent_limit = self.agent_limits.get(turn.agent)
@@ -83,42 +90,50 @@ class Scheduler:
     def _rank(self, key: str) -> tuple[float, int]:
         return -self.priorities.get(key, 0.0), self.order.get(key, 0)
 
-    def _next(self) -> Turn | None:
-        """The turn to start now: the best that may start, unless a better one is on its way."""
-        startable = [turn for turn in self._waiting.values() if self._allows(turn)]
-        best = min(startable, key=lambda turn: self._rank(turn.key), default=None)
+    def _dispatch(self) -> None:
+        """Start, best first, every waiting item the limits allow, unless a better one is on
+        its way. Called with the lock held, after every change."""
         now = time.monotonic()
         for key, when in list(self._announced.items()):
             if now - when > ON_ITS_WAY:
                 del self._announced[key]  # doit handed it out but did not run it (ignored, say)
-            elif best is not None and self._rank(key) < self._rank(best.key):
-                return None
-        return best
+        best_coming = min((self._rank(key) for key in self._announced), default=None)
+        for key in sorted(self._waiting, key=self._rank):
+            turn, woken = self._waiting[key]
+            if best_coming is not None and best_coming < self._rank(key):
+                return
+            if self._allows(turn):
+                del self._waiting[key]
+                self._started.add(key)
+                self._running += 1
+                self._by_group[turn.group] += 1
+                self._by_agent[turn.agent] += 1
+                woken.set()
 
     @contextmanager
     def turn(self, turn: Turn):
         """Hold the item's place while it runs; yields False if it is not to start at all."""
-        with self._ready:
-            self._waiting[turn.key] = turn
+        woken = threading.Event()
+        with self._lock:
+            self._waiting[turn.key] = (turn, woken)
             self._announced.pop(turn.key, None)
-            while True:
+            self._dispatch()
+        while True:
+            woken.wait(ON_ITS_WAY if self._announced else 0.5)
+            with self._lock:
+                if turn.key in self._started:
+                    break
                 if self.halted or process.stopping.is_set():
-                    del self._waiting[turn.key]
-                    self._ready.notify_all()
+                    self._waiting.pop(turn.key, None)
+                    self._dispatch()
                     yield False
                     return
-                if self._next() is turn:
-                    break
-                self._ready.wait(ON_ITS_WAY if self._announced else 0.5)
-            del self._waiting[turn.key]
-            self._running += 1
-            self._by_group[turn.group] += 1
-            self._by_agent[turn.agent] += 1
-            self._ready.notify_all()  # the next in line may start too
+                self._dispatch()  # an announced item that never came may have expired
         try:
             yield True
         finally:
-            with self._ready:
+            with self._lock:
+                self._started.discard(turn.key)
                 self._running -= 1
                 self._by_group[turn.group] -= 1
                 self._by_agent[turn.agent] -= 1
@@ -127,7 +142,7 @@ class Scheduler:
                 for waiting in self._waits.ready_after(turn.key, self._done) if self._waits else ():
                     if waiting in self._will_run:
                         self._announced[waiting] = time.monotonic()
-                self._ready.notify_all()
+                self._dispatch()
 
 
 # How long an announced item is waited for; a worker picks it up in far less.
