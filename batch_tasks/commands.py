@@ -39,7 +39,6 @@ from .reporter import BatchReporter
 from .scheduler import SCHEDULER
 from .state import BatchState, lock_holder
 
-MAX_WAITING = 256  # items waiting for their turn at once; more only wait in doit's own queue
 CONFIG_HINT = (
     "hint: for `doit list`, `doit info` and `doit forget` to read task.md here, "
     "add to doit.cfg (once):  [GLOBAL] loader = batch   (see the README)"
@@ -148,7 +147,9 @@ class RunBatch(_ReadsTaskFile, Run):
 
     def _configure_scheduler(self, batch, workers: int, halt_on_failure: bool) -> int:
         """Give the scheduler the run's limits and priorities; return how many threads doit
-        needs so that every ready item waits in the scheduler, which starts the right one."""
+        gets: twice -n, so that the scheduler has ready items to choose from (doit wakes
+        every idle thread of its pool at each step, so a much wider pool costs more than
+        it gains)."""
         selected = self._selected_items(batch)
         will_run = {key for key, verdict in batch.verdicts.items() if verdict.runs and key in selected}
         SCHEDULER.configure(
@@ -159,7 +160,7 @@ class RunBatch(_ReadsTaskFile, Run):
             agent_limits=batch.plan.settings.get("max_concurrent"),
             halt_on_failure=halt_on_failure,
         )
-        return max(workers, min(len(will_run), MAX_WAITING))
+        return min(len(will_run), 2 * workers) or 1
 
     def _selected_items(self, batch) -> set[str]:
         """The items this run may run: the selection and what it depends on."""

@@ -49,6 +49,7 @@ class Scheduler:
         self._waiting: dict[str, tuple[Turn, threading.Event]] = {}
         self._started: set[str] = set()
         self._announced: dict[str, float] = {}  # handed out by doit, not here yet: key → when
+        self._held_back: str | None = None  # the waiter that gave way to an announced item
         self._waits: Waits | None = None
         self._will_run: set[str] = set()
         self._done: set[str] = set()
@@ -98,9 +99,11 @@ class Scheduler:
             if now - when > ON_ITS_WAY:
                 del self._announced[key]  # doit handed it out but did not run it (ignored, say)
         best_coming = min((self._rank(key) for key in self._announced), default=None)
+        self._held_back = None
         for key in sorted(self._waiting, key=self._rank):
             turn, woken = self._waiting[key]
             if best_coming is not None and best_coming < self._rank(key):
+                self._held_back = key  # it looks again when the announced one is overdue
                 return
             if self._allows(turn):
                 del self._waiting[key]
@@ -119,7 +122,9 @@ class Scheduler:
             self._announced.pop(turn.key, None)
             self._dispatch()
         while True:
-            woken.wait(ON_ITS_WAY if self._announced else 0.5)
+            # Woken when it starts (or the run halts); otherwise it looks in now and then:
+            # for a stop, or, if it gave way to an announced item, for that item being overdue.
+            woken.wait(ON_ITS_WAY if self._held_back == turn.key else 1.0)
             with self._lock:
                 if turn.key in self._started:
                     break
@@ -128,7 +133,8 @@ class Scheduler:
                     self._dispatch()
                     yield False
                     return
-                self._dispatch()  # an announced item that never came may have expired
+                if self._held_back == turn.key:
+                    self._dispatch()
         try:
             yield True
         finally:
