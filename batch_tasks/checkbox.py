@@ -44,11 +44,21 @@ def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Pat
                     # No fsync: a tick lost to a machine crash is written again by the next
                     # run, from the result record (see recovery).
                     os.pwrite(fd, mark, offset)
+                    # Landed, unless an editor put a new file in its place meanwhile: then
+                    # look again, in the new file.
+                    if _same_file(taskfile, before) and os.pread(fd, 1, offset) == mark:
+                        return True
             finally:
                 os.close(fd)
-            if _current_mark(taskfile, group, item) == mark:
-                return True
     return False
+
+
+def _same_file(path: Path, opened: os.stat_result) -> bool:
+    try:
+        current = os.stat(path)
+    except OSError:
+        return False
+    return (current.st_ino, current.st_dev) == (opened.st_ino, opened.st_dev)
 
 
 def _read_all(fd: int, size: int) -> bytes:
@@ -59,15 +69,6 @@ def _read_all(fd: int, size: int) -> bytes:
             return b"".join(chunks)
         chunks.append(chunk)
         offset += len(chunk)
-
-
-def _current_mark(taskfile: Path, group: Group, item: Item) -> bytes | None:
-    try:
-        data = taskfile.read_bytes()
-    except OSError:
-        return None
-    offset = find_checkbox(data, group, item)
-    return None if offset is None else data[offset : offset + 1].lower()
 
 
 LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")

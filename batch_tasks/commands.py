@@ -117,9 +117,11 @@ class RunBatch(_ReadsTaskFile, Run):
             sys.stderr.write(CONFIG_HINT + "\n")
         if par_type != "thread":
             raise InvalidCommand("run-batch runs its agents in threads (-P thread): they wait on subprocesses")
-        _check_agents(batch, self._selected_items(batch))
+        selected = self._selected_items(batch)
+        will_run = {key for key, verdict in batch.verdicts.items() if verdict.runs and key in selected}
+        _check_agents(batch, will_run)
         workers = num_process or batch.plan.settings.get("parallel") or 1
-        waiting_room = self._configure_scheduler(batch, workers, halt_on_failure=not continue_)
+        waiting_room = self._configure_scheduler(batch, will_run, workers, halt_on_failure=not continue_)
         if reporter == "batch":
             reporter = BatchReporter(outfile, {}, workers=workers, budget=batch.budget)
         with _stop_on_signals() as received:
@@ -145,13 +147,14 @@ class RunBatch(_ReadsTaskFile, Run):
             return 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
         return result
 
-    def _configure_scheduler(self, batch, workers: int, halt_on_failure: bool) -> int:
+    @staticmethod
+    def _configure_scheduler(batch, will_run: set[str], workers: int, halt_on_failure: bool) -> int:
         """Give the scheduler the run's limits and priorities; return how many threads doit
         gets: twice -n, so that the scheduler has ready items to choose from (doit wakes
         every idle thread of its pool at each step, so a much wider pool costs more than
         it gains)."""
-        selected = self._selected_items(batch)
-        will_run = {key for key, verdict in batch.verdicts.items() if verdict.runs and key in selected}
+        if not will_run:
+            return 1  # nothing to schedule: a run with nothing left to do stays quick
         SCHEDULER.configure(
             batch.plan,
             will_run,
@@ -180,10 +183,10 @@ class RunBatch(_ReadsTaskFile, Run):
         return 0
 
 
-def _check_agents(batch, selected: set[str]) -> None:
+def _check_agents(batch, will_run: set[str]) -> None:
     """Every agent CLI the run will need is there, or one error before anything runs."""
     for group in batch.plan.groups:
-        if not any(item.key in selected and batch.verdicts[item.key].runs for item in group.items):
+        if not any(item.key in will_run for item in group.items):
             continue
         name = group.settings["agent"]
         program = AGENTS[name].executable or group.settings["command"][0]

@@ -120,7 +120,7 @@ def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] |
         return _failed(job, folder, str(error), [])
     with open(folder.prompt, "w", encoding="utf-8") as stream:
         stream.write(text)
-    upstream = upstream_digest((d.key, stamp(state.item(d.group, d.module).read_result(), d)) for d in job.upstream)
+    upstream = _upstream_digest(job.upstream, state)
     folder.set_result_aside()
 
     run = {"run_id": run_id, "started": started, "fingerprint": dict(job.fingerprint), "upstream": upstream}
@@ -137,6 +137,23 @@ def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] |
             "so it was not ticked; the next run will run it again as changed"
         )
     return {"run_id": run_id}
+
+
+_digests: dict[int, str] = {}
+_digests_lock = threading.Lock()
+
+
+def _upstream_digest(upstream: tuple[Item, ...], state: BatchState) -> str:
+    """What the item was made from, upstream. Items that wait for the same things share
+    one tuple, all of it finished before any of them starts: one reading serves them all
+    (a group of 100 behind a group of 100 reads 100 records, not 10,000)."""
+    with _digests_lock:
+        if id(upstream) in _digests:
+            return _digests[id(upstream)]
+    digest = upstream_digest((d.key, stamp(state.item(d.group, d.module).read_result(), d)) for d in upstream)
+    with _digests_lock:
+        _digests[id(upstream)] = digest
+    return digest
 
 
 def success_record(run: dict[str, Any], settings, attempts: list[dict], outcome: Outcome, key: str) -> dict[str, Any]:
