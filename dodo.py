@@ -35,4 +35,5 @@ def task_test():
 
 def task_bench():
     """Run the benchmarks (bench/README.md says what they measure)."""
-    return {"actions": [f"{sys.executable} bench/overhead.py"], "uptodate": [False]}
+    benches = ("overhead.py", "pipeline.py", "live_view.py")
+    return {"actions": [f"{sys.executable} bench/{bench}" for bench in benches], "uptodate": [False]}

@@ -28,6 +28,15 @@ class Outcome:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+SHORT = 100  # characters of an event's one line for people
+
+
+def short(text: Any, limit: int = SHORT) -> str:
+    """The first non-blank line, trimmed to `limit` characters."""
+    line = next((line.strip() for line in str(text or "").splitlines() if line.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class OutputReader:
     """Reads one attempt's output line by line into events; then says how it ended."""
 
@@ -49,6 +58,20 @@ class JsonLinesReader(OutputReader):
 
     def stray(self, line: str) -> list[AgentEvent]:
         return [AgentEvent("output", line)]
+
+    result_text = ""  # the CLI's final answer, as its events tell it
+    last_output: str | None = None  # its last line that was no event (stderr), if a reader keeps it
+
+    def unexplained_end(self, exit_status: int, silent_end: str, data: dict[str, Any]) -> Outcome:
+        """An end the events do not explain: killed (transient), or an exit with the CLI's own
+        status and perhaps its last word on stderr (permanent)."""
+        if exit_status < 0:
+            return Outcome(ok=False, reason=f"killed by signal {-exit_status}", failure_class=TRANSIENT,
+                           result_text=self.result_text, data=data)
+        reason = f"exit status {exit_status}" if exit_status else silent_end
+        if self.last_output:
+            reason += f": {short(self.last_output, 200)}"
+        return Outcome(ok=False, reason=reason, failure_class=PERMANENT, result_text=self.result_text, data=data)
 
     def feed(self, line: str) -> list[AgentEvent]:
         if not line.strip():

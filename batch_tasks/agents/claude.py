@@ -11,10 +11,9 @@ import re
 from typing import Any, Mapping
 
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, JsonLinesReader
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short
 
 # How long one line for people may be.
-SHORT = 100
 
 # The CLI's own names for API errors (the `error` field of its synthetic assistant message)
 # that no retry can fix.
@@ -32,11 +31,6 @@ TOOL_SUMMARY = {
 }
 FILE_TOOLS = {"Edit", "Write", "Read", "NotebookEdit"}
 
-
-def _short(text: Any, limit: int = SHORT) -> str:
-    """The first non-blank line, trimmed to `limit` characters."""
-    line = next((line.strip() for line in str(text or "").splitlines() if line.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _tokens(usage: Mapping[str, Any]) -> dict[str, int]:
@@ -69,7 +63,7 @@ def _summary(name: str, tool_input: Any) -> str:
     value = tool_input.get(TOOL_SUMMARY.get(name, "")) if isinstance(tool_input, dict) else None
     if not value:
         return name
-    return f"{name} {_short(value)}" if name in FILE_TOOLS else f"{name}: {_short(value)}"
+    return f"{name} {short(value)}" if name in FILE_TOOLS else f"{name}: {short(value)}"
 
 
 def _parenthesized(errors: Any) -> str:
@@ -105,7 +99,7 @@ class ClaudeReader(JsonLinesReader):
         events = []
         for block in message.get("content") or []:
             if block.get("type") == "text" and block.get("text", "").strip():
-                events.append(AgentEvent("assistant", _short(block["text"])))
+                events.append(AgentEvent("assistant", short(block["text"])))
             elif block.get("type") == "tool_use":
                 name = block.get("name") or "tool"
                 events.append(AgentEvent("tool_use", _summary(name, block.get("input")), {"name": name}))
@@ -123,7 +117,7 @@ class ClaudeReader(JsonLinesReader):
         text = _first_text(message.get("content"))
         self.api_error = {"error": event.get("error"), "status": event.get("api_error_status"), "message": text}
         failure_class = self._classify(event.get("error"), event.get("api_error_status"))
-        return AgentEvent("error", _short(text), {"failure_class": failure_class, "message": text})
+        return AgentEvent("error", short(text), {"failure_class": failure_class, "message": text})
 
     def _on_user(self, event: dict) -> list[AgentEvent]:
         content = (event.get("message") or {}).get("content")
@@ -133,7 +127,7 @@ class ClaudeReader(JsonLinesReader):
         for block in content:
             if block.get("type") == "tool_result":
                 is_error = bool(block.get("is_error"))
-                text = _short(_first_text(block.get("content"))) if is_error else ""
+                text = short(_first_text(block.get("content"))) if is_error else ""
                 events.append(AgentEvent("tool_result", text, {"is_error": is_error}))
         return events
 
@@ -171,7 +165,7 @@ class ClaudeReader(JsonLinesReader):
             "num_turns": event.get("num_turns"),
             "session_id": self.session_id,
         }
-        return [AgentEvent("result", _short(data["text"]) if ok else self._failure(event)[0], data)]
+        return [AgentEvent("result", short(data["text"]) if ok else self._failure(event)[0], data)]
 
     def _classify(self, error: str | None, status: int | None) -> str:
         """What an API error means for the next attempt."""
@@ -189,13 +183,13 @@ class ClaudeReader(JsonLinesReader):
         if subtype == "error_max_budget_usd":
             return "reached max budget" + _parenthesized(errors), PERMANENT
         if subtype == "error_during_execution":
-            return "error during execution: " + _short((errors or ["no detail"])[0]), TRANSIENT
+            return "error during execution: " + short((errors or ["no detail"])[0]), TRANSIENT
         # An API error: its subtype is still "success"; the synthetic message named the error.
         seen = self.api_error or {}
         error = seen.get("error") or result.get("api_error_type")
         status = result.get("api_error_status") or seen.get("status")
         label = (error or result.get("terminal_reason") or "error").replace("_", " ")
-        message = _short(result.get("result") or seen.get("message"), 200)
+        message = short(result.get("result") or seen.get("message"), 200)
         return f"{label}{f' ({status})' if status else ''}: {message}", self._classify(error, status)
 
     def outcome(self, exit_status: int) -> Outcome:

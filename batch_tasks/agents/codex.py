@@ -14,10 +14,9 @@ from typing import Any, Mapping
 
 from ..errors import SettingError
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, JsonLinesReader
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short
 
 # How long one line for people may be.
-SHORT = 100
 
 # `permission_mode` is codex's --sandbox. Alone, `codex exec` is read-only; a batch edits
 # the project, so workspace-write is the default.
@@ -50,11 +49,6 @@ TOOL_ITEMS = {"command_execution", "file_change", "mcp_tool_call", "web_search"}
 CHANGE_TOOLS = {"add": "Write", "update": "Edit", "delete": "Delete"}
 FILE_TOOLS = {"Write", "Edit", "Delete"}
 
-
-def _short(text: Any, limit: int = SHORT) -> str:
-    """The first non-blank line, trimmed to `limit` characters."""
-    line = next((line.strip() for line in str(text or "").splitlines() if line.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def classify(message: str) -> tuple[str, float | None]:
@@ -91,9 +85,9 @@ def _tool_use(name: str, summary: Any) -> AgentEvent:
     if not summary:
         text = name
     elif name in FILE_TOOLS:
-        text = f"{name} {_short(summary)}"
+        text = f"{name} {short(summary)}"
     else:
-        text = f"{name}: {_short(summary)}"
+        text = f"{name}: {short(summary)}"
     return AgentEvent("tool_use", text, {"name": name})
 
 
@@ -145,7 +139,7 @@ class CodexReader(JsonLinesReader):
             self.result_text = item.get("text") or ""
             if not self.result_text.strip():
                 return []
-            return [AgentEvent("assistant", _short(self.result_text), {"text": self.result_text})]
+            return [AgentEvent("assistant", short(self.result_text), {"text": self.result_text})]
         if kind == "error":  # a warning codex goes on after, such as an unknown model or setting
             return [AgentEvent("output", item.get("message") or "")]
         if kind not in TOOL_ITEMS:  # reasoning, to-do lists, plans
@@ -155,7 +149,7 @@ class CodexReader(JsonLinesReader):
         self.started.discard(item["id"])
         is_error = item.get("status", "completed") != "completed"
         detail = (item.get("error") or {}).get("message") or item.get("aggregated_output") or item.get("status")
-        return events + [AgentEvent("tool_result", _short(detail) if is_error else "", {"is_error": is_error})]
+        return events + [AgentEvent("tool_result", short(detail) if is_error else "", {"is_error": is_error})]
 
     def _on_turn_completed(self, event: dict) -> list[AgentEvent]:
         # The usage counts the whole thread. OpenAI's input_tokens include the cached ones;
@@ -172,7 +166,7 @@ class CodexReader(JsonLinesReader):
         self.completed = True
         data = {"ok": True, "text": self.result_text, "tokens": dict(self.tokens), "session_id": self.session_id}
         return [AgentEvent("usage", "", {"tokens": dict(self.tokens)}),
-                AgentEvent("result", _short(self.result_text), data)]
+                AgentEvent("result", short(self.result_text), data)]
 
     def _on_turn_failed(self, event: dict) -> list[AgentEvent]:
         message = (event.get("error") or {}).get("message") or "turn failed"
@@ -180,19 +174,19 @@ class CodexReader(JsonLinesReader):
         events = [] if message == self.failure else [self._error(message)]
         self.failure = message
         data = {"ok": False, "text": self.result_text, "session_id": self.session_id}
-        return events + [AgentEvent("result", _short(message), data)]
+        return events + [AgentEvent("result", short(message), data)]
 
     def _on_error(self, event: dict) -> list[AgentEvent]:
         message = event.get("message") or ""
         retry = RECONNECTING.match(message)
         if retry:
             data = {"attempt": int(retry[1]), "max_retries": int(retry[2]), "error_class": classify(message)[0]}
-            return [AgentEvent("retry", _short(message), data)]
+            return [AgentEvent("retry", short(message), data)]
         self.failure = message
         return [self._error(message)]
 
     def _error(self, message: str) -> AgentEvent:
-        return AgentEvent("error", _short(message), {"failure_class": classify(message)[0], "message": message})
+        return AgentEvent("error", short(message), {"failure_class": classify(message)[0], "message": message})
 
     def outcome(self, exit_status: int) -> Outcome:
         data: dict[str, Any] = {"session_id": self.session_id}
@@ -202,15 +196,9 @@ class CodexReader(JsonLinesReader):
             return Outcome(ok=True, result_text=self.result_text, data=data)
         if self.failure:
             failure_class, retry_at = classify(self.failure)
-            return Outcome(ok=False, reason=_short(self.failure, 200), failure_class=failure_class,
+            return Outcome(ok=False, reason=short(self.failure, 200), failure_class=failure_class,
                            retry_at=retry_at, result_text=self.result_text, data=data)
-        if exit_status < 0:
-            return Outcome(ok=False, reason=f"killed by signal {-exit_status}", failure_class=TRANSIENT,
-                           result_text=self.result_text, data=data)
-        reason = f"exit status {exit_status}" if exit_status else "codex ended before its turn completed"
-        if self.last_output:
-            reason += f": {_short(self.last_output, 200)}"
-        return Outcome(ok=False, reason=reason, failure_class=PERMANENT, result_text=self.result_text, data=data)
+        return self.unexplained_end(exit_status, "codex ended before its turn completed", data)
 
 
 class CodexAgent(Agent):

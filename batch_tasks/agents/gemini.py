@@ -15,10 +15,9 @@ from typing import Any, Mapping
 
 from ..errors import SettingError
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, JsonLinesReader
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short
 
 # How long one line for people may be.
-SHORT = 100
 
 # `permission_mode` is gemini's --approval-mode. By default edits are approved and other
 # tools are refused unless allowed_tools lets them, as Claude's acceptEdits does.
@@ -60,11 +59,6 @@ TRANSIENT_ERRORS = re.compile(
 )
 
 
-def _short(text: Any, limit: int = SHORT) -> str:
-    """The first non-blank line, trimmed to `limit` characters."""
-    line = next((line.strip() for line in str(text or "").splitlines() if line.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
 
 def classify(message: str, error_type: str = "") -> tuple[str, float | None]:
     """A gemini error's failure class, and with WAIT the epoch time to go on.
@@ -102,7 +96,7 @@ class GeminiReader(JsonLinesReader):
         attempt = ATTEMPT.match(line)
         if attempt:
             data = {"attempt": int(attempt[1]), "error_class": classify(line)[0]}
-            return [AgentEvent("retry", _short(line), data)]
+            return [AgentEvent("retry", short(line), data)]
         self.last_output = line
         return [AgentEvent("output", line)]
 
@@ -112,7 +106,7 @@ class GeminiReader(JsonLinesReader):
         if not text.strip():
             return []
         self.result_text = text
-        return [AgentEvent("assistant", _short(text), {"text": text})]
+        return [AgentEvent("assistant", short(text), {"text": text})]
 
     def _on_init(self, event: dict) -> list[AgentEvent]:
         self.session_id = event.get("session_id")
@@ -133,15 +127,15 @@ class GeminiReader(JsonLinesReader):
         if not summary:
             text = name
         elif name in FILE_TOOLS:
-            text = f"{name} {_short(summary)}"
+            text = f"{name} {short(summary)}"
         else:
-            text = f"{name}: {_short(summary)}"
+            text = f"{name}: {short(summary)}"
         return self._flush() + [AgentEvent("tool_use", text, {"name": name})]
 
     def _on_tool_result(self, event: dict) -> list[AgentEvent]:
         is_error = event.get("status") == "error"
         detail = (event.get("error") or {}).get("message") or event.get("output")
-        return self._flush() + [AgentEvent("tool_result", _short(detail) if is_error else "", {"is_error": is_error})]
+        return self._flush() + [AgentEvent("tool_result", short(detail) if is_error else "", {"is_error": is_error})]
 
     def _on_error(self, event: dict) -> list[AgentEvent]:
         message = event.get("message") or ""
@@ -153,7 +147,7 @@ class GeminiReader(JsonLinesReader):
     def _fail(self, message: str, error_type: str = "") -> AgentEvent:
         failure_class, retry_at = classify(message, error_type)
         self.failure = (message, failure_class, retry_at)
-        return AgentEvent("error", _short(message), {"failure_class": failure_class, "message": message})
+        return AgentEvent("error", short(message), {"failure_class": failure_class, "message": message})
 
     def _on_result(self, event: dict) -> list[AgentEvent]:
         self.finished = True
@@ -168,7 +162,7 @@ class GeminiReader(JsonLinesReader):
         self.duration_ms = stats.get("duration_ms")
         ok = self.failure is None
         data = {"ok": ok, "text": self.result_text, "tokens": dict(self.tokens), "session_id": self.session_id}
-        text = _short(self.result_text) if ok else _short(self.failure[0])
+        text = short(self.result_text) if ok else short(self.failure[0])
         return events + [AgentEvent("usage", "", {"tokens": dict(self.tokens)}), AgentEvent("result", text, data)]
 
     def outcome(self, exit_status: int) -> Outcome:
@@ -177,19 +171,13 @@ class GeminiReader(JsonLinesReader):
             data.update(tokens=dict(self.tokens), duration_ms=self.duration_ms)
         if self.failure:
             message, failure_class, retry_at = self.failure
-            return Outcome(ok=False, reason=_short(message, 200), failure_class=failure_class,
+            return Outcome(ok=False, reason=short(message, 200), failure_class=failure_class,
                            retry_at=retry_at, result_text=self.result_text, data=data)
-        if exit_status < 0:
-            return Outcome(ok=False, reason=f"killed by signal {-exit_status}", failure_class=TRANSIENT,
-                           result_text=self.result_text, data=data)
         if self.finished and exit_status == 0:
             return Outcome(ok=True, result_text=self.result_text, data=data)
         # Gemini exits early with its own status (41 authentication, 52 configuration...) and
         # says why on stderr.
-        reason = f"exit status {exit_status}" if exit_status else "gemini ended without a result"
-        if self.last_output:
-            reason += f": {_short(self.last_output, 200)}"
-        return Outcome(ok=False, reason=reason, failure_class=PERMANENT, result_text=self.result_text, data=data)
+        return self.unexplained_end(exit_status, "gemini ended without a result", data)
 
 
 class GeminiAgent(Agent):
