@@ -468,7 +468,7 @@ def expected_setting(name: str, value, *, hint: bool):
         return isinstance(v, int) and not isinstance(v, bool)
 
     def is_amount(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0  # not NaN either
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
     if hint and name in FRONT_MATTER_ONLY:
         return REFUSED
