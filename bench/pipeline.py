@@ -44,6 +44,15 @@ SLEEPER = BENCH / "sleeper.py"
 # The sleeper needs no site-packages; -S keeps the interpreter start-up every item pays small.
 SLEEPER_ARGV = [sys.executable, "-S", str(SLEEPER)]
 
+TOOLS = {
+    "barrier": "batch-tasks barrier",
+    "pipeline": "batch-tasks pipeline",
+    "make": "make (pipeline edges)",
+    # What the barriers themselves cost, apart from any tool's own: the reference for barrier mode.
+    "make-barrier": "make (barrier edges)",
+}
+EDGES = {"barrier": "barrier", "pipeline": "pipeline", "make": "pipeline", "make-barrier": "barrier"}
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -133,7 +142,7 @@ def task_md(workload: Workload, pipeline: bool) -> str:
 
 def makefile(workload: Workload, barrier: bool) -> str:
     """Pipeline edges: each target waits for its module's target in the wave before.
-    Barrier edges: for every target of the wave before, named once per wave in a variable."""
+    Barrier edges: each waits for every target of the wave before, listed once per wave in a variable."""
     recipe = " ".join(SLEEPER_ARGV)
     lines = []
     for w in range(workload.waves):
@@ -165,16 +174,6 @@ def make_template(folder: Path, tool: str, workload: Workload, durations: dict) 
 
 
 # --- running ----------------------------------------------------------------------------------
-
-TOOLS = {
-    "barrier": "batch-tasks barrier",
-    "pipeline": "batch-tasks pipeline",
-    "make": "make (pipeline edges)",
-    # What the barriers themselves cost, apart from any tool's own: the reference for barrier mode.
-    "make-barrier": "make (barrier edges)",
-}
-EDGES = {"barrier": "barrier", "pipeline": "pipeline", "make": "pipeline", "make-barrier": "barrier"}
-
 
 def command(tool: str, jobs: int) -> list[str]:
     if tool.startswith("make"):
@@ -327,7 +326,7 @@ def report(workload: Workload, durations: dict, runs: dict[str, list[Run]], slee
         f"{items * sleeper.cpu / os.cpu_count():.2f}s on {os.cpu_count()} cores",
         f"  median of {repeat}; /pipe and /barr: ratio to the pipeline and the barrier bound",
         f"  {'':22} {'makespan':>8} {'/pipe':>6} {'/barr':>6} {'wall':>7} {'/pipe':>6} {'/barr':>6}"
-        f"  {'latency median':>14} {'p95':>8} {'(items)':>7}  {'CPU/item':>8}",
+        f"  {'latency median':>14} {'p95':>8} {'samples':>7}  {'CPU/item':>8}",
     ]
     for tool, tool_runs in runs.items():
         makespan = statistics.median(run.makespan for run in tool_runs)
