@@ -244,11 +244,6 @@ def stop_all(grace: float = GRACE_SECONDS) -> None:
         thread.join()
 
 
-def running_count() -> int:
-    with _running_lock:
-        return len(_running)
-
-
 def stop_group_left_by(pid: int, create_time: float) -> bool:
     """Stop what remains of a dead run's agent: itself, or the processes of its group.
     Processes started before the agent are not its own, whatever their group."""
