@@ -92,6 +92,7 @@ def run_item(job: ItemJob) -> dict[str, Any] | TaskFailed:
     except OSError as error:
         # A full disk or an unwritable state folder: task.md is only ever ticked after a
         # result is safely written, so it is unharmed.
+        SCHEDULER.item_failed()
         return TaskFailed(f"cannot keep {job.item.key}'s state in {folder.folder}: {error.strerror or error}")
 
 
