@@ -63,7 +63,7 @@ class Board:
             view = self._view(key)
             if event.kind == "usage" and event.data.get("tokens"):
                 view.tokens = dict(event.data["tokens"])
-            if event.kind in ("result",) and event.data.get("cost_usd") is not None:
+            if event.kind == "result" and event.data.get("cost_usd") is not None:
                 view.cost_usd = event.data["cost_usd"]
             if event.text:
                 view.activity = event.text

@@ -76,8 +76,8 @@ def console_for(stream) -> Console:
     return Console(file=stream, width=None if is_terminal else PIPE_WIDTH)
 
 
-def panel(board: Board, views: list[ItemView] | None = None) -> Group:
-    views = board.snapshot() if views is None else views
+def panel(board: Board) -> Group:
+    views = board.snapshot()
     totals = board.totals(views)
     running = sorted((v for v in views if v.state == RUNNING), key=lambda v: v.started or 0)
     table = Table.grid(padding=(0, 2))

@@ -30,13 +30,27 @@ def _agent(value: Any) -> str:
     return value
 
 
+def _whole_number(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise SettingError(f"must be a whole number from {minimum} up, not {value!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole_number(1)
+_retries = _whole_number(0)
+
+
 def _parallel(value: Any) -> int:
     """`false` means one at a time; a number K means at most K at once."""
     if value is False:
         return 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SettingError(f"must be false or a whole number from 1 up, not {value!r}")
-    return value
+    try:
+        return _positive_int(value)
+    except SettingError:
+        raise SettingError(f"must be false or a whole number from 1 up, not {value!r}") from None
 
 
 def _text(value: Any) -> str:
@@ -51,12 +65,6 @@ def _words(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
         raise SettingError("must be a list of words, e.g. [Read, Edit, \"Bash(pytest:*)\"]")
     return tuple(value)
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SettingError(f"must be a whole number from 1 up, not {value!r}")
-    return value
 
 
 def _dollars(value: Any) -> float:
@@ -77,12 +85,6 @@ def duration_seconds(value: Any) -> float:
     if match is None or float(match.group(1)) <= 0:
         raise SettingError(f"must be a duration such as 90s, 30m or 2h, not {value!r}")
     return float(match.group(1)) * SECONDS_PER[match.group(2)]
-
-
-def _retries(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SettingError(f"must be a whole number from 0 up, not {value!r}")
-    return value
 
 
 def _exit_codes(value: Any) -> tuple[int, ...]:

@@ -17,6 +17,7 @@ import re
 import sys
 import textwrap
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ from . import plan as plan_mod
 from .plan import Group, Item, Plan
 
 MAX_BYTES = 16 * 1024 * 1024
+
+
+@lru_cache(maxsize=1)
 def _plan_format() -> str:
     """What makes a plan what it is: the code of these modules. A plan cached by other
     code (another release, or a changed checkout) is not used."""
