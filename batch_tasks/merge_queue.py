@@ -26,7 +26,8 @@ from typing import Any
 from .bootstrap import bootstrap
 from .check import Check, CheckResult, NullLog
 from .git import GitError, git, is_ancestor, rev
-from .worktree import AttemptWorkspace, Isolation, trailer_lines
+from .workspace import AttemptWorkspace, trailer_lines
+from .worktree import Isolation
 
 MERGED = "merged"
 CONFLICT = "conflict"

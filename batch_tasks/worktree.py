@@ -24,23 +24,20 @@ integration branch is ever deleted: such a branch is renamed aside, its worktree
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .bootstrap import Baseline, SetupFailed, bootstrap, dirty_paths, inside
+from .bootstrap import Baseline, SetupFailed, bootstrap, inside
 from .check import NullLog
 from .errors import BatchError
-from .git import GitError, admin_folder, git, is_ancestor, rev, trailers, worktree_at as _worktree_at, worktrees
+from .git import git, is_ancestor, rev, trailers, worktree_at as _worktree_at, worktrees
 from .state import BatchState, safe_name
-
-RECORD = "batch-tasks.json"  # in a worktree's own admin folder: its base, run, and baseline
-
+from .workspace import (AttemptWorkspace, Kept, commit_work, item_key, one_line, read_record, remove_stale_index_lock,
+                        wip_message)
 
 class IsolationError(BatchError):
     """The batch cannot be isolated as its settings ask; `setting` names the one to blame."""
@@ -48,28 +45,6 @@ class IsolationError(BatchError):
     def __init__(self, message: str, setting: str = "isolation"):
         super().__init__(message)
         self.setting = setting
-
-
-class WorkspaceError(BatchError):
-    """An attempt's worktree is not as it should be (it is kept as it is)."""
-
-
-@dataclass(frozen=True)
-class Committed:
-    commit: str  # the item branch's tip
-    made_commit: bool  # the runner committed something (leftovers, or the success marker)
-    changed: bool  # the branch's tree differs from its base's
-
-
-@dataclass(frozen=True)
-class Kept:
-    """A worktree and branch left in place, to be named in the summary."""
-
-    path: Path
-    branch: str
-    commit: str | None
-    wip: bool  # a WIP commit was made of what was uncommitted
-    note: str = ""  # why no WIP commit could be made, if so
 
 
 class Isolation:
@@ -167,7 +142,7 @@ class Isolation:
     def abort_half_done_merge(self) -> bool:
         """Recovery: undo whatever a killed merge left in the runner's worktree; True if there was one."""
         path = self.integration_path
-        _remove_stale_index_lock(path)
+        remove_stale_index_lock(path)
         merging = rev("MERGE_HEAD", path) is not None
         if merging:
             git("merge", "--abort", cwd=path, allowed=(0, 1, 128))
@@ -191,7 +166,7 @@ class Isolation:
         settings = self.settings if settings is None else settings
         branch, path = self.item_branch(group, module), self.item_path(group, module)
         with self.lock:
-            replaced = self._retire(_item_key(group, module), branch, path)
+            replaced = self._retire(item_key(group, module), branch, path)
             base = base or self.tip()
             path.parent.mkdir(parents=True, exist_ok=True)
             git("worktree", "add", "-q", "-b", branch, str(path), base, cwd=self.top)
@@ -211,12 +186,12 @@ class Isolation:
         path = self.item_path(group, module)
         if _worktree_at(self.top, path) is None:
             return None
-        record = _read_record(path)
+        record = read_record(path)
         branch = self.item_branch(group, module)
         base = record.get("base") or git("merge-base", branch, self.ref, cwd=self.top, allowed=(0, 1)).text
         workspace = AttemptWorkspace(self, group, module, record.get("run_id", ""), path, branch, base,
                                      baseline=Baseline(record.get("baseline", {})))
-        _remove_stale_index_lock(path)
+        remove_stale_index_lock(path)
         return workspace
 
     def _retire(self, key: str, branch: str, path: Path) -> Kept | None:
@@ -234,11 +209,10 @@ class Isolation:
             return None
         wip = False
         if entry is not None:
-            _remove_stale_index_lock(path)
-            record = _read_record(path)
-            wip = _commit_work(path, Baseline(record.get("baseline", {})), _message(
-                self, key, f"WIP {key}: an earlier attempt, kept aside",
-                "What an earlier attempt left uncommitted, kept by batch-tasks.", "wip", record.get("run_id", "")))
+            remove_stale_index_lock(path)
+            record = read_record(path)
+            message = wip_message(self, key, "an earlier attempt, kept aside", record.get("run_id", ""))
+            wip = commit_work(path, Baseline(record.get("baseline", {})), message)
             tip = rev(f"refs/heads/{branch}", self.top)
         if tip is not None and is_ancestor(tip, self.ref, self.top) and not wip:
             if entry is not None:
@@ -258,7 +232,7 @@ class Isolation:
 
     def merged_commit(self, group: str, module: str, run_id: str) -> str | None:
         """The merge commit that landed this run of the item on the integration branch, if any."""
-        key = _item_key(group, module)
+        key = item_key(group, module)
         found = git("log", "--first-parent", "--merges", "-F", f"--grep=Batch-Run: {run_id}",
                     "--format=%H%x1f%(trailers:only,unfold)%x1e", self.ref, "--", cwd=self.top)
         for entry in found.out.split("\x1e"):
@@ -285,139 +259,7 @@ class Isolation:
     @property
     def task_path(self) -> str:
         """task.md's path in the repository, as the trailers name it."""
-        return _one_line(Path(os.path.relpath(os.path.realpath(self.taskfile), os.path.realpath(self.top))).as_posix())
-
-
-@dataclass
-class AttemptWorkspace:
-    isolation: Isolation
-    group: str
-    module: str
-    run_id: str
-    path: Path  # the worktree's top folder
-    branch: str
-    base: str  # the commit it was made from
-    baseline: Baseline = field(default_factory=Baseline)
-    replaced: Kept | None = None  # the earlier attempt kept aside to make room for this one
-
-    @property
-    def key(self) -> str:
-        return _item_key(self.group, self.module)
-
-    @property
-    def folder(self) -> Path:
-        """task.md's folder inside the worktree: where the agent and the check run."""
-        return self.path / self.isolation.relative_folder
-
-    def tip(self) -> str:
-        return rev(f"refs/heads/{self.branch}", self.isolation.top)
-
-    def save(self) -> None:
-        record = {"base": self.base, "run_id": self.run_id, "baseline": self.baseline.paths}
-        with open(admin_folder(self.path) / RECORD, "w", encoding="utf-8") as stream:
-            json.dump(record, stream)
-
-    def commit_leftovers(self, allow_empty: bool = False) -> Committed:
-        """After the agent succeeded: commit what it left uncommitted (its own commits stay),
-        so that the branch's tip says, in its trailers, that this run of the item succeeded."""
-        head = git("symbolic-ref", "-q", "HEAD", cwd=self.path, allowed=(0, 1)).text
-        if head != f"refs/heads/{self.branch}":
-            raise WorkspaceError(f"the agent left its worktree {self.path} on {head or 'a detached HEAD'}, "
-                                 f"not {self.branch}; its work is kept there")
-        message = _message(self.isolation, self.key, f"{self.key}: the work of batch {self.isolation.stem}",
-                           "What the agent left uncommitted, committed by batch-tasks.", "succeeded", self.run_id)
-        made = _commit_work(self.path, self.baseline, message)
-        tip = self.tip()
-        changed = _tree(tip, self.path) != _tree(self.base, self.path)
-        if not made and (changed or allow_empty):
-            # The agent committed everything itself: an empty commit carries the run's trailers.
-            git("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", cwd=self.path, input=message.encode())
-            made, tip = True, self.tip()
-        return Committed(tip, made, changed)
-
-    def leftovers(self) -> list[str]:
-        """Paths with uncommitted changes, other than what copy and setup left as they left it."""
-        return [path for path in dirty_paths(self.path) if not self.baseline.untouched_since(self.path, path)]
-
-    def keep(self, why: str) -> Kept:
-        """A failed or interrupted attempt: commit (WIP) what is uncommitted, and leave it all in place."""
-        message = _message(self.isolation, self.key, f"WIP {self.key}: {why}",
-                           "What a failed or interrupted attempt left uncommitted, kept by batch-tasks.", "wip", self.run_id)
-        try:
-            wip, note = _commit_work(self.path, self.baseline, message), ""
-        except GitError as error:
-            wip, note = False, str(error)
-        return Kept(self.path, self.branch, self.tip(), wip, note)
-
-    def remove(self) -> None:
-        """Remove the worktree and its branch, once all its work is on the integration branch;
-        otherwise raise WorkspaceError and leave both."""
-        isolation = self.isolation
-        with isolation.lock:
-            if self.leftovers():
-                raise WorkspaceError(f"{self.path} has uncommitted work; it is kept")
-            tip = self.tip()
-            if tip is not None and not is_ancestor(tip, isolation.ref, isolation.top):
-                raise WorkspaceError(f"{self.branch} has commits not on {isolation.branch}; it is kept")
-            git("worktree", "remove", "--force", str(self.path), cwd=isolation.top)
-            if tip is not None:
-                git("update-ref", "-d", f"refs/heads/{self.branch}", tip, cwd=isolation.top)
-
-
-def _commit_work(path: Path, baseline: Baseline, message: str) -> bool:
-    """Commit every uncommitted change in the worktree but what copy and setup left untouched; True if any."""
-    dirty = dirty_paths(path)
-    if not dirty:
-        return False
-    untouched = [p for p in dirty if baseline.untouched_since(path, p)]
-    if len(untouched) == len(dirty):
-        return False
-    specs = ["."] + [f":(exclude,literal){p}" for p in untouched]
-    git("add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=path,
-        input="\0".join(specs).encode("utf-8", "surrogateescape"))
-    if git("diff", "--cached", "--quiet", cwd=path, allowed=(0, 1)).status == 0:
-        return False
-    git("commit", "-q", "--no-verify", "-F", "-", cwd=path, input=message.encode())
-    return True
-
-
-def _message(isolation: Isolation, key: str, title: str, body: str, result: str, run_id: str) -> str:
-    """A commit message whose trailers let a later run find what this one did."""
-    return (f"{_one_line(title)}\n\n{body}\n\n" + trailer_lines(isolation, key, run_id) + f"Batch-Result: {result}\n")
-
-
-def trailer_lines(isolation: Isolation, key: str, run_id: str) -> str:
-    return f"Batch-Task: {isolation.task_path}\nBatch-Item: {key}\nBatch-Run: {_one_line(run_id)}\n"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _item_key(group: str, module: str) -> str:
-    return _one_line(f"{group}:{module}")
-
-
-def _tree(commit: str, cwd: Path) -> str:
-    return git("rev-parse", f"{commit}^{{tree}}", cwd=cwd).text
-
-
-def _read_record(path: Path) -> dict[str, Any]:
-    try:
-        with open(admin_folder(path) / RECORD, encoding="utf-8") as stream:
-            record = json.load(stream)
-    except (OSError, ValueError, GitError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def _remove_stale_index_lock(worktree: Path) -> None:
-    """What a git killed with its run left: every later git command in that worktree would fail.
-    The run lock says no other run of this batch is here; git's own lock outlives only a dead git."""
-    try:
-        os.remove(admin_folder(worktree) / "index.lock")
-    except (FileNotFoundError, GitError):
-        pass
+        return one_line(Path(os.path.relpath(os.path.realpath(self.taskfile), os.path.realpath(self.top))).as_posix())
 
 
 def _stamp() -> str:

@@ -13,7 +13,8 @@ import pytest
 from batch_tasks.bootstrap import SetupFailed
 from batch_tasks.check import Check
 from batch_tasks.merge_queue import CONFLICT, MERGED, MergeQueue
-from batch_tasks.worktree import Isolation, IsolationError, WorkspaceError
+from batch_tasks.workspace import WorkspaceError
+from batch_tasks.worktree import Isolation, IsolationError
 from gitrepo import SECTIONS, edit_section, git, make_repo, snapshot
 
 PASSING = (sys.executable, "-c", "import sys; sys.exit(0)")
