@@ -11,10 +11,12 @@ the integration branch, which advances only by a merge commit made here.
     else:                                             # "conflict": the integration branch is unchanged
         workspace.keep("conflict"); retry from isolation.tip(), telling the agent result.conflicts
 
-`git merge --no-ff --no-commit` first; if the integration tip moved since the item's
-branch was made, the check runs on that merged state before it is committed; a conflict,
-or a check failing there, undoes the merge (`git merge --abort`). A run killed at any
-step leaves at most an uncommitted merge, which `Isolation.prepare` aborts.
+`git merge --no-ff --no-commit` first, in the runner's worktree (detached at the tip);
+if the integration tip moved since the item's branch was made, the check runs on that
+merged state before it is committed; a conflict, or a check failing there, undoes the
+merge (`git merge --abort`). Only a committed, checked merge moves the branch, by a
+compare-and-swap `git update-ref`. A run killed at any step leaves at most an uncommitted
+merge or an unreferenced merge commit, which `Isolation.prepare` puts away.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class MergeQueue:
         if is_ancestor(item, before, here):
             landed = isolation.merged_commit(workspace.group, workspace.module, workspace.run_id)
             return MergeResult(MERGED, "already on the integration branch", merge_commit=landed, **evidence)
+        git("reset", "-q", "--hard", before, cwd=here)  # the runner's worktree is detached: at the tip now
         tried = git("merge", "--no-ff", "--no-commit", "--no-verify", "-q", workspace.branch, cwd=here, allowed=(0, 1, 2, 128))
         if tried.status != 0:
             conflicts = git("diff", "--name-only", "-z", "--diff-filter=U", cwd=here).fields()
@@ -118,6 +121,13 @@ class MergeQueue:
         merged = rev("HEAD", here)
         if checked is not None:
             git("reset", "-q", "--hard", cwd=here)  # what the check changed in tracked files goes
+        # Only now does the branch advance, and only from the tip the merge was made on.
+        moved = git("update-ref", "-m", f"batch-tasks: merge {workspace.key}", isolation.ref, merged, before,
+                    cwd=here, allowed=(0, 1, 128))
+        if moved.status != 0:
+            self._undo()
+            return MergeResult(CONFLICT, f"{isolation.branch} moved while merging (by hand?); try again from its tip",
+                               check=checked, **evidence)
         return MergeResult(MERGED, "merged", merge_commit=merged, files=_numstat(before, merged, here),
                            check=checked, **evidence)
 
@@ -134,7 +144,7 @@ class MergeQueue:
     def _undo(self) -> None:
         """Back to the integration tip; untracked files (the setup's among them) stay."""
         git("merge", "--abort", cwd=self.isolation.integration_path, allowed=(0, 1, 128))
-        git("reset", "-q", "--hard", cwd=self.isolation.integration_path)
+        git("reset", "-q", "--hard", self.isolation.tip(), cwd=self.isolation.integration_path)
 
 
 def _numstat(before: str, after: str, cwd) -> tuple[FileChange, ...]:

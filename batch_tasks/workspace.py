@@ -106,8 +106,8 @@ class AttemptWorkspace:
         return Kept(self.path, self.branch, self.tip(), wip, note)
 
     def remove(self) -> None:
-        """Remove the worktree and its branch, once all its work is on the integration branch;
-        otherwise raise WorkspaceError and leave both."""
+        """Remove the worktree (made a spare) and its branch, once all its work is on the
+        integration branch; otherwise raise WorkspaceError and leave both."""
         isolation = self.isolation
         with isolation.lock:
             if self.leftovers():
@@ -115,9 +115,7 @@ class AttemptWorkspace:
             tip = self.tip()
             if tip is not None and not is_ancestor(tip, isolation.ref, isolation.top):
                 raise WorkspaceError(f"{self.branch} has commits not on {isolation.branch}; it is kept")
-            git("worktree", "remove", "--force", str(self.path), cwd=isolation.top)
-            if tip is not None:
-                git("update-ref", "-d", f"refs/heads/{self.branch}", tip, cwd=isolation.top)
+            isolation.recycle(self.path, self.branch, tip)
 
 
 def commit_work(path: Path, baseline: Baseline, message: str) -> bool:

@@ -4,11 +4,17 @@ the runner's own worktree of the integration branch, where the merge queue merge
 May touch, in the repository holding task.md: the integration branch (created from
 HEAD at the first run, then advanced only by the merge queue), the item branches
 `<integrate>.items/<group>/<module>` (and earlier attempts kept as `….<time>`), the
-worktree list, and the folders `.batch/<stem>/integration/` (the runner's worktree)
-and `.batch/<stem>/worktrees/<group>/<module>/` (one per item). Never the user's
-working tree, index, HEAD or checked-out branch; `.batch/.gitignore` (`*`) keeps the
-state folder out of `git status`. Nothing with commits that are not on the
+worktree list, and the folders `.batch/<stem>/integration/` (the runner's worktree,
+on a detached HEAD: the integration branch is never checked out, so the user may check
+it out any time) and `.batch/<stem>/worktrees/<group>/<module>/` (one per item). Never
+the user's working tree, index, HEAD or checked-out branch; `.batch/.gitignore` (`*`)
+keeps the state folder out of `git status`. Nothing with commits that are not on the
 integration branch is ever deleted: such a branch is renamed aside, its worktree kept.
+
+A checkout of 10,000 files costs seconds on a busy machine; switching a checkout between
+two nearby commits costs milliseconds. So a merged item's worktree is not deleted but
+cleaned (`git clean -ffdx`: nothing of it is left) and set aside as a spare under
+`worktrees/.spare/`, and the next attempt's worktree is a spare moved into place.
 
     isolation = Isolation(taskfile, plan.settings)
     isolation.validate()            # at load: IsolationError, one line (exit 3)
@@ -19,7 +25,7 @@ integration branch is ever deleted: such a branch is renamed aside, its worktree
     if not committed.changed: workspace.remove()    # and the attempt fails: no changes
     ...                             # check, then MergeQueue.merge (see merge_queue)
     workspace.remove()              # once merged; a failure: kept = workspace.keep("check failed")
-    isolation.close()               # at run end: the runner's worktree goes, its branch stays
+    isolation.close()               # at run end: the spare worktrees go
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Any, Mapping
 from .bootstrap import Baseline, SetupFailed, bootstrap, inside
 from .check import NullLog
 from .errors import BatchError
-from .git import git, is_ancestor, rev, trailers, worktree_at as _worktree_at, worktrees
+from .git import GitError, git, is_ancestor, rev, trailers, worktree_at as _worktree_at, worktrees
 from .state import BatchState, safe_name
 from .workspace import (AttemptWorkspace, Kept, commit_work, item_key, one_line, read_record, remove_stale_index_lock,
                         wip_message)
@@ -56,6 +62,7 @@ class Isolation:
         self.state_root = BatchState(self.taskfile).root
         self.branch = settings.get("integrate") or f"batch/{self.stem}"
         self.integration_path = self.state_root / "integration"
+        self.spares = self.state_root / "worktrees" / ".spare"  # no group's folder starts with a dot
         self._top: Path | None = None
         # The worktree list and branch refs change one at a time; commits in worktrees run side by side.
         self.lock = threading.Lock()
@@ -131,30 +138,53 @@ class Isolation:
                 head = rev("HEAD", self.top)
                 git("update-ref", "-m", f"batch-tasks: integration branch of {self.taskfile.name}", self.ref, head, "",
                     cwd=self.top)
-            entry = _worktree_at(self.top, self.integration_path)
-            if entry is None:
+            if _worktree_at(self.top, self.integration_path) is None:
                 _move_aside(self.integration_path)
-                git("worktree", "add", "-q", str(self.integration_path), self.branch, cwd=self.top)
-            elif entry.get("branch") != self.ref:
-                raise IsolationError(f"{self.integration_path} holds another branch than {self.branch}; move it away")
+                git("worktree", "add", "-q", "--detach", str(self.integration_path), self.ref, cwd=self.top)
+            for spare in self._spares():  # a run killed while recycling one may have left it half clean
+                git("reset", "-q", "--hard", cwd=spare)
+                git("clean", "-ffdxq", cwd=spare)
         self.abort_half_done_merge()
+        git("clean", "-ffdxq", cwd=self.integration_path)  # a run's copy and setup are done afresh
 
     def abort_half_done_merge(self) -> bool:
-        """Recovery: undo whatever a killed merge left in the runner's worktree; True if there was one."""
+        """Recovery: undo whatever a killed merge left in the runner's worktree, and put it at the
+        integration tip; True if a merge was in progress. The branch itself keeps its tip."""
         path = self.integration_path
         remove_stale_index_lock(path)
         merging = rev("MERGE_HEAD", path) is not None
         if merging:
             git("merge", "--abort", cwd=path, allowed=(0, 1, 128))
         git("reset", "-q", "--hard", cwd=path)  # the runner's own checkout: nothing of anyone's is lost
+        git("checkout", "-q", "--detach", self.tip(), cwd=path)
         return merging
 
     def close(self) -> None:
-        """At the end of a run: remove the runner's worktree, so that the user may check the
-        integration branch out. A merge still in it stays (the next run aborts it)."""
+        """At the end of a run: remove the spare worktrees (the runner's own stays for the next run)."""
         with self.lock:
-            if _worktree_at(self.top, self.integration_path) and rev("MERGE_HEAD", self.integration_path) is None:
-                git("worktree", "remove", "--force", str(self.integration_path), cwd=self.top)
+            for spare in self._spares():
+                git("worktree", "remove", "--force", str(spare), cwd=self.top)
+
+    def _spares(self) -> list[Path]:
+        return [Path(entry["worktree"]) for entry in worktrees(self.top)
+                if Path(entry["worktree"]).parent == self.spares and "detached" in entry
+                and "locked" not in entry and "prunable" not in entry]
+
+    def recycle(self, path: Path, branch: str, tip: str | None) -> None:
+        """Delete a branch whose work is all on the integration branch, and make its worktree a
+        spare. Hold `lock`, and make sure first that nothing in it is uncommitted."""
+        try:
+            git("checkout", "-q", "--detach", cwd=path)
+            if tip is not None:
+                git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=self.top)
+            git("reset", "-q", "--hard", cwd=path)
+            git("clean", "-ffdxq", cwd=path)
+            self.spares.mkdir(parents=True, exist_ok=True)
+            git("worktree", "move", str(path), str(_unused_path(self.spares / "1")), cwd=self.top)
+        except GitError:
+            git("worktree", "remove", "--force", str(path), cwd=self.top, allowed=(0, 128))
+            if tip is not None:
+                git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=self.top, allowed=(0, 1, 128))
 
     # Attempts
 
@@ -169,7 +199,12 @@ class Isolation:
             replaced = self._retire(item_key(group, module), branch, path)
             base = base or self.tip()
             path.parent.mkdir(parents=True, exist_ok=True)
-            git("worktree", "add", "-q", "-b", branch, str(path), base, cwd=self.top)
+            spares = self._spares()
+            if spares:
+                git("worktree", "move", str(spares[0]), str(path), cwd=self.top)
+                git("checkout", "-q", "-b", branch, base, cwd=path)
+            else:
+                git("worktree", "add", "-q", "-b", branch, str(path), base, cwd=self.top)
         workspace = AttemptWorkspace(self, group, module, run_id, path, branch, base, replaced=replaced)
         workspace.save()
         try:
@@ -216,8 +251,9 @@ class Isolation:
             tip = rev(f"refs/heads/{branch}", self.top)
         if tip is not None and is_ancestor(tip, self.ref, self.top) and not wip:
             if entry is not None:
-                git("worktree", "remove", "--force", str(path), cwd=self.top)
-            git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=self.top)
+                self.recycle(path, branch, tip)
+            else:
+                git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=self.top)
             return None
         aside = _unused_branch(self.top, f"{branch}.{_stamp()}")
         if tip is not None:

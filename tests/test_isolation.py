@@ -78,6 +78,8 @@ def test_four_items_editing_different_parts_of_one_file_all_merge(repo):
         assert result.base == base and result.merge_commit in merges
     # Merged worktrees and branches are gone; the branch list holds only main and the integration branch.
     assert not any(workspace.path.exists() for workspace in workspaces.values())
+    isolation.close()
+    assert git("worktree", "list", "--porcelain", cwd=repo).count("worktree ") == 2  # the user's and the runner's
     assert git("branch", "--format=%(refname:short)", cwd=repo).split() == ["batch/task", "main"]
 
 
@@ -146,6 +148,7 @@ def test_a_check_failing_on_the_merged_state_is_undone(repo):
 def test_an_attempt_that_changed_nothing(repo):
     isolation = isolation_for(repo)
     workspace = isolation.open_attempt("edit", "idle", "run-idle")
+    (workspace.folder / "build.ignored").write_text("an ignored build output\n")
     committed = workspace.commit_leftovers()
     assert committed.changed is False and committed.made_commit is False
     assert committed.commit == workspace.base
@@ -154,6 +157,7 @@ def test_an_attempt_that_changed_nothing(repo):
 
     # allow_empty: an empty commit carries the run's trailers, and the merge records it.
     empty = isolation.open_attempt("edit", "idle", "run-idle-2")
+    assert empty.path == workspace.path and not (empty.folder / "build.ignored").exists()  # a clean spare
     committed = empty.commit_leftovers(allow_empty=True)
     assert committed.made_commit and not committed.changed
     result = MergeQueue(isolation).merge(empty)
@@ -179,7 +183,11 @@ def test_the_users_working_tree_is_untouched(repo):
     two.keep("conflict")
     isolation.close()
     assert snapshot(repo) == before
-    assert not isolation.integration_path.exists()
+    # The integration branch is never checked out by the runner: the user may take it at once.
+    assert "branch refs/heads/batch/task\n" not in git("worktree", "list", "--porcelain", cwd=repo) + "\n"
+    git("stash", "-q", "-u", cwd=repo)
+    git("switch", "-q", "batch/task", cwd=repo)
+    assert "beta = 'one'" in (repo / "shared.py").read_text()
 
 
 def test_a_failed_attempt_is_kept_with_a_wip_commit(repo):
