@@ -40,7 +40,7 @@ from typing import Any, Mapping
 from .bootstrap import Baseline, SetupFailed, bootstrap, inside
 from .check import NullLog
 from .errors import BatchError
-from .git import GitError, git, is_ancestor, rev, trailers, worktree_at as _worktree_at, worktrees
+from .git import GitError, git, is_ancestor, parse_trailers, rev, trailers, worktree_at as _worktree_at, worktrees
 from .state import BatchState, safe_name
 from .workspace import (AttemptWorkspace, Kept, commit_work, item_key, one_line, read_record, remove_stale_index_lock,
                         wip_message)
@@ -273,7 +273,7 @@ class Isolation:
                     "--format=%H%x1f%(trailers:only,unfold)%x1e", self.ref, "--", cwd=self.top)
         for entry in found.out.split("\x1e"):
             commit, _, text = entry.strip().partition("\x1f")
-            said = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+            said = parse_trailers(text)
             if said.get("Batch-Item") == key and said.get("Batch-Run") == run_id and said.get("Batch-Task") == self.task_path:
                 return commit
         return None
@@ -291,6 +291,11 @@ class Isolation:
             return None
         workspace.run_id = run_id
         return workspace
+
+    def how_to_take(self) -> str:
+        """For the end of the summary: how the user takes the batch's work."""
+        current = git("symbolic-ref", "-q", "--short", "HEAD", cwd=self.top, allowed=(0, 1)).text or "HEAD"
+        return f"the work is on {self.branch}: git log --oneline {current}..{self.branch}, then git merge {self.branch}"
 
     @property
     def task_path(self) -> str:

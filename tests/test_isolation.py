@@ -183,6 +183,8 @@ def test_the_users_working_tree_is_untouched(repo):
     two.keep("conflict")
     isolation.close()
     assert snapshot(repo) == before
+    assert isolation.how_to_take() == ("the work is on batch/task: git log --oneline main..batch/task, "
+                                       "then git merge batch/task")
     # The integration branch is never checked out by the runner: the user may take it at once.
     assert "branch refs/heads/batch/task\n" not in git("worktree", "list", "--porcelain", cwd=repo) + "\n"
     git("stash", "-q", "-u", cwd=repo)
