@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from . import process
 from .errors import BatchError
-from .git import git
+from .git import environment_for_worktrees, git
 
 SETUP_TAIL_LINES = 40
 
@@ -104,7 +104,7 @@ def inside(path: str, folder: str) -> bool:
 
 def run_setup(argv, worktree: Path, folder: Path, log, timeout: float | None) -> None:
     tail: deque[str] = deque(maxlen=SETUP_TAIL_LINES)
-    env = {**os.environ, "BATCH_WORKTREE": str(worktree)}
+    env = {**environment_for_worktrees(), "BATCH_WORKTREE": str(worktree)}
     log.write(f"=== worktree_setup: {' '.join(argv)} ===\n".encode())
     try:
         ended = process.run(list(argv), cwd=folder, env=env, stdin=b"", log=log, on_line=tail.append, timeout=timeout)

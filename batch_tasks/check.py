@@ -14,7 +14,6 @@ Without isolation, `worktree` and `cwd` are both task.md's folder.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections import deque
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from . import process
+from .git import environment_for_worktrees
 
 TAIL_LINES = 40
 TAIL_BYTES = 8192
@@ -82,7 +82,7 @@ class Check:
         """Run the check to its end (or its timeout). Raises process.StoppedError if the run is stopping."""
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         environment = {
-            **(os.environ if env is None else env),
+            **(environment_for_worktrees() if env is None else env),
             "BATCH_GROUP": self.group,
             "BATCH_MODULE": self.module,
             "BATCH_WORKTREE": str(worktree),

@@ -87,8 +87,14 @@ def git(*args: str, cwd: Path | str, allowed: tuple[int, ...] = (0,), input: byt
     return result
 
 
+def environment_for_worktrees() -> dict[str, str]:
+    """The environment for what runs in a worktree (setup, check, agent): its git must find
+    the worktree it runs in, whatever GIT_DIR the runner was started with."""
+    return {name: value for name, value in os.environ.items() if name not in LOCATION_VARIABLES}
+
+
 def _environment(committing_in: Path | str | None) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if name not in LOCATION_VARIABLES}
+    env = environment_for_worktrees()
     env["GIT_TERMINAL_PROMPT"] = "0"
     if committing_in is not None:
         env.update(_missing_identity(str(committing_in)))
@@ -101,8 +107,8 @@ def _missing_identity(cwd: str) -> dict[str, str]:
     without one, `git commit` refuses, and the work it should keep is not kept."""
     if "GIT_AUTHOR_EMAIL" in os.environ or "EMAIL" in os.environ:
         return {}
-    env = {name: value for name, value in os.environ.items() if name not in LOCATION_VARIABLES}
-    found = subprocess.run(["git", "config", "--get", "user.email"], cwd=cwd, capture_output=True, env=env)
+    found = subprocess.run(["git", "config", "--get", "user.email"], cwd=cwd, capture_output=True,
+                           env=environment_for_worktrees())
     if found.returncode == 0:
         return {}
     return {name: value for name, value in FALLBACK_IDENTITY.items() if name not in os.environ}

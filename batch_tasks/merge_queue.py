@@ -108,7 +108,11 @@ class MergeQueue:
             self._set_up_for(check, settings, log)
             folder = here / isolation.relative_folder
             log.write(f"=== check on the merged state of {workspace.key} ===\n".encode())
-            checked = check.run(worktree=here, cwd=folder, log=log)
+            try:
+                checked = check.run(worktree=here, cwd=folder, log=log)
+            except BaseException:  # the run is stopping: the branch keeps its tip
+                self._undo()
+                raise
             if not checked.passed:
                 self._undo()
                 overlap = _overlap(workspace.base, before, item, here)

@@ -48,10 +48,12 @@ def test_four_items_editing_different_parts_of_one_file_all_merge(repo):
     base = isolation.tip()
     check = Check(PASSING, 60, "edit", "x")
     results, workspaces = {}, {}
+    all_open = threading.Barrier(len(SECTIONS), timeout=120)
 
     def item(section: str) -> None:
         workspace = isolation.open_attempt("edit", section, f"run-{section}")
         workspaces[section] = workspace
+        all_open.wait()  # all four from one base, as a group's items are
         edit_section(workspace.folder, section, f"edited by {section}")
         assert workspace.commit_leftovers().changed
         results[section] = queue.merge(workspace, check)
