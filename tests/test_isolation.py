@@ -437,3 +437,22 @@ def test_a_run_killed_during_the_check_on_the_merged_state_loses_nothing(repo, t
     assert pending is not None
     assert MergeQueue(integration).merge(pending, Check(PASSING, 60, "edit", "beta")).merged
     assert "beta = 'second'" in git("show", "batch/task:shared.py", cwd=repo)
+
+
+def test_a_branch_moved_by_hand_during_a_merge_is_not_overwritten(repo):
+    isolation = isolation_for(repo)
+    queue = MergeQueue(isolation)
+    first = isolation.open_attempt("edit", "alpha", "run-a")
+    second = isolation.open_attempt("edit", "beta", "run-b")
+    edit_section(first.folder, "alpha", "first")
+    edit_section(second.folder, "beta", "second")
+    first.commit_leftovers()
+    second.commit_leftovers()
+    assert queue.merge(first).merged
+    by_hand = git("rev-parse", "main", cwd=repo)
+    # Someone moves the integration branch while the merged state is being checked.
+    moves_it = ("git", "-C", str(repo), "update-ref", "refs/heads/batch/task", by_hand)
+    result = queue.merge(second, Check(moves_it, 60, "edit", "beta"))
+    assert result.status == CONFLICT and "moved while merging" in result.reason
+    assert isolation.tip() == by_hand
+    assert git("status", "--porcelain", cwd=isolation.integration_path) == ""
