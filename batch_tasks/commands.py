@@ -123,11 +123,11 @@ class RunBatch(_ReadsTaskFile, DoitCmdBase):
         selected = {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
         if dry_run:
             return self._dry_run(batch, control, selected, always)
-        if self.config.get("GLOBAL", {}).get("loader") != "batch":
-            sys.stderr.write(CONFIG_HINT + "\n")
         will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or always)}
         _check_readable(batch, will_run)
         _check_agents(batch, will_run)
+        if self.config.get("GLOBAL", {}).get("loader") != "batch":
+            sys.stderr.write(CONFIG_HINT + "\n")
         workers = num_process or batch.plan.settings.get("parallel") or 1
         run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"))
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
