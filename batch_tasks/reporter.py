@@ -12,7 +12,7 @@ from doit.exceptions import UnmetDependency
 
 from collections import Counter
 
-from .board import Board
+from .board import WAITING, Board
 from .events import AgentEvent
 from .live_view import PlainView, TerminalView, summary
 from .run import Run
@@ -108,6 +108,10 @@ class BatchReporter:
         if self.run is not None:
             self.run.hub.unsubscribe(self)
         if self.view is not None:
+            # Items doit never handed out: what held back the others held them back too.
+            never = sum(1 for view in self.board.snapshot() if view.state == WAITING) - sum(self.not_started.values())
+            if never > 0:
+                self.not_started[next(iter(self.not_started), "an item it depends on failed")] += never
             notes = [f"{count} not started: {why}" for why, count in self.not_started.items()]
             if self.run is not None and self.run.budget.note():
                 notes.append(self.run.budget.note())
