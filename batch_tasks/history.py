@@ -137,8 +137,9 @@ HUB_NAMES = {"item_outcome": "item_finished"}
 class Recorders:
     """Several recorders (the history, a joblog) fed as one: one's failure is not the others'."""
 
-    def __init__(self, *recorders):
+    def __init__(self, *recorders, run_id: str = ""):
         self.recorders = [recorder for recorder in recorders if recorder is not None]
+        self.run_id = run_id
 
     def __getattr__(self, method: str):
         name = HUB_NAMES.get(method, method)
