@@ -28,10 +28,11 @@ from rich.live import Live
 from rich.text import Text
 
 from . import batch as batch_mod
-from . import graph, process
+from . import events, graph, history, process
 from .agents import AGENTS
 from .board import board_from_state
 from .errors import BatchError
+from .joblog import JobLog
 from .live_view import console_for, panel, summary
 from .loader import BatchLoader
 from .recovery import recover
@@ -50,6 +51,13 @@ opt_dry_run = {
     "type": bool,
     "default": False,
     "help": "print every item that would run, and why; run nothing",
+}
+opt_joblog = {
+    "name": "joblog",
+    "long": "joblog",
+    "type": str,
+    "default": "",
+    "help": "append a line per attempt as it ends to FILE, in GNU parallel's joblog format",
 }
 
 
@@ -77,6 +85,7 @@ class RunBatch(_ReadsTaskFile, Run):
     )
     cmd_options = _with_default(Run.cmd_options, par_type="thread", reporter="batch", num_process=None) + (
         opt_dry_run,
+        opt_joblog,
     )
 
     def execute(self, params, args):
@@ -109,6 +118,7 @@ class RunBatch(_ReadsTaskFile, Run):
         failure_verbosity=0,
         pdb=False,
         dry_run=False,
+        joblog="",
     ):
         batch = self.loader.batch
         if dry_run:
@@ -124,6 +134,7 @@ class RunBatch(_ReadsTaskFile, Run):
         waiting_room = self._configure_scheduler(batch, will_run, workers, halt_on_failure=not continue_)
         if reporter == "batch":
             reporter = BatchReporter(outfile, {}, workers=workers, budget=batch.budget)
+        recorder = _recorder(batch, will_run, workers, joblog)
         with _stop_on_signals() as received:
             result = super()._execute(
                 outfile,
@@ -140,11 +151,16 @@ class RunBatch(_ReadsTaskFile, Run):
                 pdb=pdb,
             )
         if received:
+            result = 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
+        if recorder is not None:
+            events.unsubscribe(recorder)
+            recorder.run_ended({"exit_status": result, "stopped_by": received[0] if received else None})
+            outfile.write(f"report: doit batch-report --run {recorder.run_id}  (writes report.html)\n")
+        if received:
             outfile.write(
                 f"\nStopped by {received[0]}. Completed items are recorded; "
                 "run `doit run-batch` again to do the rest.\n"
             )
-            return 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
         return result
 
     @staticmethod
@@ -181,6 +197,21 @@ class RunBatch(_ReadsTaskFile, Run):
         current = sum(1 for item in batch.plan.items() if item.key in selected) - len(stale)
         self.outstream.write(f"{len(stale)} would run, {current} up to date\n")
         return 0
+
+
+def _recorder(batch, will_run: set[str], workers: int, joblog: str):
+    """The run's history (and joblog), fed by the item runs through the event hub; None
+    when nothing will run, so that a run with nothing to do leaves no history."""
+    if not will_run:
+        return None
+    run_id = history.new_run_id()
+    try:
+        recorder = history.Recorders(history.History(batch.state.root, run_id), JobLog(joblog) if joblog else None, run_id=run_id)
+    except OSError as error:
+        raise BatchError(f"cannot record the run ({error.filename}): {error.strerror or error}") from None
+    recorder.run_started(history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run))
+    events.subscribe(recorder)
+    return recorder
 
 
 def _check_agents(batch, will_run: set[str]) -> None:
@@ -252,6 +283,13 @@ opt_interval = {
     "default": 1.0,
     "help": "seconds between refreshes with --watch [default: %(default)s]",
 }
+opt_runs = {
+    "name": "runs",
+    "long": "runs",
+    "type": bool,
+    "default": False,
+    "help": "list the past runs: when, how long, done and failed, cost",
+}
 
 
 class BatchStatus(_ReadsTaskFile, DoitCmdBase):
@@ -262,10 +300,13 @@ class BatchStatus(_ReadsTaskFile, DoitCmdBase):
         "Reads the items' state folders: what runs now and what it does, what is done\n"
         "or failed, and what it cost. Needs no server: the running batch is not asked."
     )
-    cmd_options = (opt_watch, opt_interval)
+    cmd_options = (opt_watch, opt_interval, opt_runs)
 
-    def _execute(self, watch=False, interval=1.0):
+    def _execute(self, watch=False, interval=1.0, runs=False):
         batch = self.loader.batch
+        if runs:
+            self.outstream.write(history.runs_table(batch.state.root))
+            return 0
         console = console_for(self.outstream)
         if not watch:
             board, picture = _status(batch)

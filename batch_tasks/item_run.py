@@ -93,7 +93,9 @@ def run_item(job: ItemJob) -> dict[str, Any] | TaskFailed:
         # A full disk or an unwritable state folder: task.md is only ever ticked after a
         # result is safely written, so it is unharmed.
         SCHEDULER.item_failed()
-        return TaskFailed(f"cannot keep {job.item.key}'s state in {folder.folder}: {error.strerror or error}")
+        why = f"cannot keep {job.item.key}'s state in {folder.folder}: {error.strerror or error}"
+        events.publish("item_outcome", job.item.key, "failed", None, why)
+        return TaskFailed(why)
 
 
 def _run_in_slot(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] | TaskFailed:
@@ -101,9 +103,9 @@ def _run_in_slot(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str
     turn = Turn(job.item.key, job.group.slug, job.group.limit, job.settings["agent"])
     with SCHEDULER.turn(turn) as started:
         if not started:
-            return TaskFailed(NOT_STARTED + ("the run was stopped" if process.stopping.is_set() else "an item failed"))
+            return _not_started(job, "the run was stopped" if process.stopping.is_set() else "an item failed")
         if not job.budget.allows_another():
-            return TaskFailed(NOT_STARTED + f"the batch's budget of ${job.budget.limit:.2f} is spent")
+            return _not_started(job, f"the batch's budget of ${job.budget.limit:.2f} is spent")
         if job.untick_first:
             checkbox.set_checkbox(job.taskfile, job.group, job.item, False, state.tick_lock)
         outcome = _run(job, state, folder)
@@ -186,6 +188,7 @@ def record_success(taskfile: Path, group: Group, item: Item, state: BatchState, 
     write_json_atomic(folder.result, record, durable=True)
     folder.remove(folder.failure, folder.forgotten, folder.running)
     events.publish("item_finished", item.key, record)
+    events.publish("item_outcome", item.key, "done", record, "")
     if not checkbox.set_checkbox(taskfile, group, item, True, state.tick_lock):
         return False
     write_json_atomic(folder.result, {**record, "ticked": True})
@@ -206,21 +209,25 @@ def _attempts(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str) -
         attempt = _attempt(job, folder, {**run, "earlier": [a.record() for a in attempts]}, text, len(attempts) + 1)
         attempts.append(attempt)
         job.budget.spend(attempt.record()["cost_usd"])
+        if attempt.outcome is not None and not attempt.outcome.ok:
+            attempt.outcome.failure_class = retry.failure_class(attempt.outcome, attempt.exit_status, job.settings)
+        events.publish("attempt_ended", job.item.key, attempt.record())
         if attempt.outcome is None or attempt.outcome.ok:
             return attempts
-        failure = retry.failure_class(attempt.outcome, attempt.exit_status, job.settings)
-        attempt.outcome.failure_class = failure
+        failure = attempt.outcome.failure_class
         decision = retry.decide(attempt.outcome, failure, transient_retries, waits, job.settings)
         if not decision.retry:
             return attempts
         if failure == WAIT and attempt.outcome.retry_at is not None:
             waits += 1
             retry.pause(agent, attempt.outcome.retry_at)
+            events.publish("paused", agent, attempt.outcome.retry_at)
         else:
             transient_retries += 1
         delay = decision.delay
         notice = f"{attempt.outcome.reason}: {decision.why}"
         events.publish("item_event", job.item.key, AgentEvent("retry", notice, {"failure_class": failure}))
+        events.publish("retry_scheduled", job.item.key, attempt.number, notice, time.time() + delay)
         with open(folder.log, "ab") as log:
             log.write(f"=== {job.item.key} attempt {attempt.number} failed ({failure}): {notice} ===\n".encode())
 
@@ -276,6 +283,7 @@ def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, nu
                 },
             )
             events.publish("item_started", key, number, folder.log)
+            events.publish("attempt_started", key, number, attempt.started)
 
         log.write(f"=== {key} attempt {number} at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
         log.flush()
@@ -372,6 +380,7 @@ def _failed(job: ItemJob, folder: ItemState, reason: str, attempts: list[Attempt
     write_json_atomic(folder.failure, record)
     folder.remove(folder.running)
     events.publish("item_finished", job.item.key, {**record, "failed": True})
+    events.publish("item_outcome", job.item.key, "failed", record, reason)
     return TaskFailed(f"{reason}; log: {folder.log}")
 
 
@@ -379,4 +388,10 @@ def _interrupted(job: ItemJob, folder: ItemState, attempts: list[Attempt]) -> Ta
     record = {"item": job.item.key, "reason": "the run was stopped", "interrupted": True, "finished": time.time()}
     write_json_atomic(folder.failure, {**record, "attempts": [a.record() for a in attempts]})
     folder.remove(folder.running)
+    events.publish("item_outcome", job.item.key, "interrupted", record, record["reason"])
     return TaskFailed("interrupted: the run was stopped")
+
+
+def _not_started(job: ItemJob, why: str) -> TaskFailed:
+    events.publish("item_outcome", job.item.key, "not started", None, why)
+    return TaskFailed(NOT_STARTED + why)

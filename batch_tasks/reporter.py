@@ -91,6 +91,8 @@ class BatchReporter:
         if not _is_item(task):
             return
         reason = "not run: an item it depends on failed" if isinstance(fail, UnmetDependency) else fail.message
+        if isinstance(fail, UnmetDependency):
+            events.publish("item_outcome", task.name, "not started", None, reason)
         if reason.startswith(NOT_STARTED):
             self.not_started[reason.removeprefix(NOT_STARTED)] += 1
             return
