@@ -234,7 +234,7 @@ def run_summary(run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     ended = next((e for e in reversed(events) if e["event"] == "run_ended"), None)
     finished = [e for e in events if e["event"] == "item_finished"]
     count = {outcome: sum(1 for e in finished if e.get("outcome") == outcome) for outcome in (DONE, FAILED, INTERRUPTED)}
-    cost = sum(e.get("cost_usd") or 0 for e in events if e["event"] == "attempt_ended")
+    costs = [e["cost_usd"] for e in events if e["event"] == "attempt_ended" and e.get("cost_usd") is not None]
     return {
         "run": run_id,
         "started": started,
@@ -242,7 +242,7 @@ def run_summary(run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
         "last_event": events[-1]["t"] if events else None,
         "killed": ended is None,
         "attempts": sum(1 for e in events if e["event"] == "attempt_ended"),
-        "cost_usd": round(cost, 6),
+        "cost_usd": round(sum(costs), 6) if costs else None,
         **count,
     }
 

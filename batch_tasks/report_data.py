@@ -51,7 +51,7 @@ def build(batch, run_id: str) -> dict[str, Any]:
     segments = _segments(events, run_end, killed=summary["killed"])
     for segment in segments:
         items.setdefault(segment["item"], _blank_item(segment["item"]))
-    _settle(items, events, summary["killed"])
+    _settle(items, events, segments)
     rows = list(items.values())
     return {
         "run": {
@@ -171,7 +171,7 @@ def _segments(events, run_end: float, killed: bool) -> list[dict[str, Any]]:
     return segments
 
 
-def _settle(items, events, killed: bool) -> None:
+def _settle(items, events, segments) -> None:
     """Each item's outcome and totals, from its bars and its `item_finished`."""
     for event in events:
         if event["event"] == "item_finished" and event.get("item") in items:
@@ -180,23 +180,25 @@ def _settle(items, events, killed: bool) -> None:
         elif event["event"] == "attempt_ended" and event.get("item") in items:
             if event.get("finished") and event["finished"] >= event["started"]:
                 items[event["item"]]["attempts"].append({k: v for k, v in event.items() if k not in ("event", "t", "item")})
-    for row in items.values():
-        attempts = row["attempts"]
-        if not attempts:
-            continue
-        row["started"] = min(a["started"] for a in attempts)
-        row["finished"] = max(a["finished"] for a in attempts)
+    ran: dict[str, list[dict]] = defaultdict(list)
+    for segment in segments:
+        if segment["kind"] not in ("waiting", "paused"):
+            ran[segment["item"]].append(segment)
+    for key, bars in ran.items():
+        row = items[key]
+        row["started"] = min(bar["start"] for bar in bars)
+        row["finished"] = max(bar["end"] for bar in bars)
         row["duration_s"] = round(row["finished"] - row["started"], 3)
-        row["busy_s"] = round(sum(a["finished"] - a["started"] for a in attempts), 3)
-        costs = [a["cost_usd"] for a in attempts if a.get("cost_usd") is not None]
+        row["busy_s"] = round(sum(bar["end"] - bar["start"] for bar in bars), 3)
+        if row["outcome"] == "not run":  # it ran, and the run ended under it without a word
+            row["outcome"], row["why"] = history.INTERRUPTED, bars[-1]["reason"]
+        costs = [a["cost_usd"] for a in row["attempts"] if a.get("cost_usd") is not None]
         row["cost_usd"] = round(sum(costs), 6) if costs else None
-        for attempt in attempts:
+        for attempt in row["attempts"]:
             for name, count in (attempt.get("tokens") or {}).items():
                 row["tokens"][name] = row["tokens"].get(name, 0) + (count or 0)
         row["tokens_fresh"] = row["tokens"].get("input", 0) + row["tokens"].get("output", 0)
         row["tokens_cached"] = row["tokens"].get("cache_read", 0) + row["tokens"].get("cache_write", 0)
-        if killed and row["outcome"] == "not run":
-            row["outcome"], row["why"] = history.INTERRUPTED, "the run was killed while it ran"
 
 
 def _concurrency(segments) -> list[list[float]]:

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from .live_view import duration, money
 
 ROW = 16  # px per item row
-LABEL = 250  # px for item names
+LABEL = 250  # px for item names, at most
 WIDTH = 1000  # px for time
 RIGHT = 150  # px for group names
 AXIS = 26
@@ -28,13 +28,14 @@ NAME_CHARS = 34
 
 
 def _svg(width: float, height: float, label: str) -> ET.Element:
+    # As wide as the page allows, never wider than drawn: the viewBox keeps its proportions.
     return ET.Element("svg", {"xmlns": "http://www.w3.org/2000/svg", "viewBox": f"0 0 {width:.0f} {height:.0f}",
-                              "width": f"{width:.0f}", "height": f"{height:.0f}", "role": "img", "aria-label": label,
+                              "width": "100%", "style": f"max-width: {width:.0f}px", "role": "img", "aria-label": label,
                               "font-family": "system-ui, sans-serif", "font-size": "11"})
 
 
 def _add(parent: ET.Element, tag: str, text: str | None = None, title: str | None = None, **attributes) -> ET.Element:
-    element = ET.SubElement(parent, tag, {name.replace("_", "-"): str(value) for name, value in attributes.items()})
+    element = ET.SubElement(parent, tag, {name.rstrip("_").replace("_", "-"): str(value) for name, value in attributes.items()})
     if title:
         ET.SubElement(element, "title").text = title
     if text is not None:
@@ -68,13 +69,14 @@ def timeline(data: dict) -> str:
     index = {row["key"]: number for number, row in enumerate(rows)}
     first, last = _span(data)
     scale = WIDTH / (last - first)
+    left = min(LABEL, 16 + 6.5 * max((len(_short(row["key"])) for row in rows), default=8))
 
     def x(moment: float) -> float:
-        return LABEL + (moment - first) * scale
+        return left + (moment - first) * scale
 
     chart_height = AXIS + ROW * max(1, len(rows))
-    svg = _svg(LABEL + WIDTH + RIGHT, chart_height + STRIP + 40, "timeline of the run")
-    _group_bands(svg, data, rows)
+    svg = _svg(left + WIDTH + RIGHT, chart_height + STRIP + 40, "timeline of the run")
+    _group_bands(svg, data, rows, left)
     for pause in data["pauses"]:
         end = pause["end"] or pause["start"]
         _add(svg, "rect", title=f"{pause['agent']} paused for a usage limit, {_clock(pause['start'])} to {_clock(end)}",
@@ -87,7 +89,7 @@ def timeline(data: dict) -> str:
         _add(svg, "text", f"+{duration(tick)}", x=f"{x(first + tick):.1f}", y=AXIS - 8, text_anchor="middle", fill="#556")
     for row in rows:
         y = AXIS + ROW * index[row["key"]]
-        _add(svg, "text", _short(row["key"]), title=f"{row['key']}: {row['outcome']}", x=LABEL - 6, y=y + ROW - 4,
+        _add(svg, "text", _short(row["key"]), title=f"{row['key']}: {row['outcome']}", x=f"{left - 6:.0f}", y=y + ROW - 4,
              text_anchor="end", fill="#223")
     bars = _add(svg, "g", class_="bars")
     for segment in data["segments"]:
@@ -97,7 +99,7 @@ def timeline(data: dict) -> str:
              width=f"{max(1.0, (segment['end'] - segment['start']) * scale):.1f}", height=ROW - 4, rx="2",
              fill=look["colour"], class_="bar", data_kind=segment["kind"], data_item=segment["item"],
              data_attempt=segment["attempt"], data_start=f"{segment['start']:.3f}", data_end=f"{segment['end']:.3f}")
-    _concurrency(svg, data, x, chart_height + 20)
+    _concurrency(svg, data, x, chart_height + 20, left)
     return ET.tostring(svg, encoding="unicode")
 
 
@@ -122,19 +124,19 @@ def group_spans(rows: list[dict]) -> list[tuple[str, int, int]]:
     return spans
 
 
-def _group_bands(svg: ET.Element, data: dict, rows: list[dict]) -> None:
+def _group_bands(svg: ET.Element, data: dict, rows: list[dict], left: float) -> None:
     titles = {group["group"]: group["title"] for group in data["groups"]}
     for number, (group, first_row, last_row) in enumerate(group_spans(rows)):
         top, height = AXIS + ROW * first_row, ROW * (last_row - first_row + 1)
-        _add(svg, "rect", x=0, y=top, width=LABEL + WIDTH + RIGHT, height=height,
+        _add(svg, "rect", x=0, y=top, width=f"{left + WIDTH + RIGHT:.0f}", height=height,
              fill="#eef2f7" if number % 2 == 0 else "#fbfcfd", class_="group", data_group=group)
         if number:
-            _add(svg, "line", x1=0, x2=LABEL + WIDTH + RIGHT, y1=top, y2=top, stroke="#8899aa", stroke_width="1")
-        _add(svg, "text", _short(titles.get(group, group), 24), title=titles.get(group, group), x=LABEL + WIDTH + 8,
+            _add(svg, "line", x1=0, x2=f"{left + WIDTH + RIGHT:.0f}", y1=top, y2=top, stroke="#8899aa", stroke_width="1")
+        _add(svg, "text", _short(titles.get(group, group), 24), title=titles.get(group, group), x=f"{left + WIDTH + 8:.0f}",
              y=top + min(height, ROW) - 4, fill="#445", font_weight="bold")
 
 
-def _concurrency(svg: ET.Element, data: dict, x, top: float) -> None:
+def _concurrency(svg: ET.Element, data: dict, x, top: float, left: float) -> None:
     """How many items ran at once: a step line under the timeline, against the run's slots."""
     points = data["concurrency"]
     workers = data["run"].get("workers") or 0
@@ -144,12 +146,12 @@ def _concurrency(svg: ET.Element, data: dict, x, top: float) -> None:
     def y(count: float) -> float:
         return bottom - count * (STRIP - 30) / highest
 
-    _add(svg, "text", "running", x=LABEL - 6, y=top + 12, text_anchor="end", fill="#223")
-    _add(svg, "line", x1=LABEL, x2=LABEL + WIDTH, y1=bottom, y2=bottom, stroke="#889")
+    _add(svg, "text", "running", x=f"{left - 6:.0f}", y=top + 12, text_anchor="end", fill="#223")
+    _add(svg, "line", x1=f"{left:.0f}", x2=f"{left + WIDTH:.0f}", y1=bottom, y2=bottom, stroke="#889")
     if workers:
-        _add(svg, "line", title=f"{workers} slots (-n {workers})", x1=LABEL, x2=LABEL + WIDTH, y1=f"{y(workers):.1f}",
+        _add(svg, "line", title=f"{workers} slots (-n {workers})", x1=f"{left:.0f}", x2=f"{left + WIDTH:.0f}", y1=f"{y(workers):.1f}",
              y2=f"{y(workers):.1f}", stroke="#555", stroke_dasharray="4 3", class_="slots")
-        _add(svg, "text", f"{workers} slots", x=LABEL + WIDTH + 8, y=f"{y(workers) + 4:.1f}", fill="#555")
+        _add(svg, "text", f"{workers} slots", x=f"{left + WIDTH + 8:.0f}", y=f"{y(workers) + 4:.1f}", fill="#555")
     if not points:
         return
     path = [f"M{x(points[0][0]):.1f},{bottom:.1f}"]
