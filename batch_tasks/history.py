@@ -43,9 +43,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import process
 from .agents import AGENTS
 from .live_view import duration, money
 from .redaction import Redactor
+from .state import read_json
 
 RUNS = "runs"
 DONE, FAILED, INTERRUPTED, NOT_STARTED = "done", "failed", "interrupted", "not started"
@@ -253,6 +255,7 @@ def runs_table(state_root: Path | str) -> str:
     if not ids:
         return "no runs recorded yet\n"
     rows = [("run", "started", "took", "done", "failed", "interrupted", "attempts", "cost")]
+    running = _held(state_root)
     for run_id in ids:
         try:
             summary = run_summary(run_id, read_run(state_root, run_id))
@@ -264,7 +267,7 @@ def runs_table(state_root: Path | str) -> str:
         rows.append((
             run_id,
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)) if began else "-",
-            took + (" (killed)" if summary["killed"] else ""),
+            took + (("" if not summary["killed"] else " (running)" if running and run_id == ids[-1] else " (killed)")),
             str(summary[DONE]),
             str(summary[FAILED]),
             str(summary[INTERRUPTED]),
@@ -273,3 +276,12 @@ def runs_table(state_root: Path | str) -> str:
         ))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n" for row in rows)
+
+
+def _held(state_root: Path | str) -> bool:
+    """Whether a run holds the batch now (state.lock_holder's reading of run.lock)."""
+    holder = read_json(Path(state_root) / "run.lock")
+    try:
+        return process.is_same_process(holder["pid"], holder["create_time"])
+    except (TypeError, KeyError):
+        return False
