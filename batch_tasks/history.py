@@ -196,7 +196,8 @@ def _cli_version(program: str) -> str:
     if path is None:
         return "not found"
     try:
-        ended = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT_S)
+        ended = subprocess.run([path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=VERSION_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     lines = (ended.stdout or ended.stderr).strip().splitlines()
