@@ -89,6 +89,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
                 "pid": agent_process.pid,
                 "create_time": agent_process.create_time(),
             })
+            run.hub.publish("attempt_started", key, number, attempt.started)
             run.hub.publish("item_started", key, number, folder.log)
 
         log.write(header(key, number, run.run_id))

@@ -25,12 +25,13 @@ from rich.live import Live
 from rich.text import Text
 
 from . import batch as batch_mod
-from . import graph, process, recovery
+from . import graph, history, process, recovery
 from .agents import AGENTS
 from .board import board_from_state
 from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
+from .joblog import JobLog
 from .live_view import console_for, panel, summary
 from .loader import BatchLoader
 from .reporter import BatchReporter
@@ -68,6 +69,13 @@ opt_continue = {
     "default": False,
     "help": "keep starting items after one failed (those that depend on it still wait)",
 }
+opt_joblog = {
+    "name": "joblog",
+    "long": "joblog",
+    "type": str,
+    "default": "",
+    "help": "append a line per attempt as it ends to FILE, in GNU parallel's joblog format",
+}
 opt_always = {
     "name": "always",
     "short": "a",
@@ -96,7 +104,7 @@ class RunBatch(_ReadsTaskFile, DoitCmdBase):
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run)
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_joblog)
 
     def execute(self, params, args):
         path = Path(params["taskfile"]).absolute()
@@ -116,7 +124,7 @@ class RunBatch(_ReadsTaskFile, DoitCmdBase):
             sys.stderr.write(f"ERROR: {error}\n")
             return EXIT_BAD_INPUT
 
-    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False):
+    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog=""):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(self.sel_tasks)
@@ -141,6 +149,11 @@ class RunBatch(_ReadsTaskFile, DoitCmdBase):
             continue_=continue_,
             always_execute=always,
         )
+        recorders = None
+        if will_run:
+            recorders = history.Recorders(history.History(batch.state.root, run.run_id), JobLog(joblog) if joblog else None)
+            recorders.run_started(history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run))
+            run.hub.subscribe(recorders)
         with _stop_on_signals(run.supervisor) as received:
             result = runner.run_all(control.task_dispatcher())
         if received:
@@ -148,10 +161,16 @@ class RunBatch(_ReadsTaskFile, DoitCmdBase):
                 f"\nStopped by {received[0]}. Completed items are recorded; "
                 "run `doit run-batch` again to do the rest.\n"
             )
-            return 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
-        if result:
-            return EXIT_FAILED
-        return EXIT_NOT_ALL_STARTED if runner.not_started else 0
+            code = 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
+        elif result:
+            code = EXIT_FAILED
+        else:
+            code = EXIT_NOT_ALL_STARTED if runner.not_started else 0
+        if recorders is not None:
+            run.hub.unsubscribe(recorders)
+            recorders.run_ended({"exit_status": code, "stopped_by": received[0] if received else None})
+            self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
+        return code
 
     def _dry_run(self, batch, control, selected: set[str], always: bool) -> int:
         def reason(item):
@@ -251,6 +270,13 @@ opt_watch = {
     "default": False,
     "help": "keep showing it, refreshed, until Ctrl-C",
 }
+opt_runs = {
+    "name": "runs",
+    "long": "runs",
+    "type": bool,
+    "default": False,
+    "help": "list the past runs: when, how long, done and failed, cost",
+}
 opt_interval = {
     "name": "interval",
     "long": "interval",
@@ -268,10 +294,13 @@ class BatchStatus(_ReadsTaskFile, DoitCmdBase):
         "Reads the items' state folders: what runs now and what it does, what is done\n"
         "or failed, and what it cost. Needs no server: the running batch is not asked."
     )
-    cmd_options = (opt_watch, opt_interval)
+    cmd_options = (opt_watch, opt_interval, opt_runs)
 
-    def _execute(self, watch=False, interval=1.0):
+    def _execute(self, watch=False, interval=1.0, runs=False):
         batch = self.loader.batch
+        if runs:
+            self.outstream.write(history.runs_table(batch.state.root))
+            return 0
         console = console_for(self.outstream)
         if not watch:
             board, picture = _status(batch)

@@ -101,16 +101,17 @@ class ItemRun:
         running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
         attempt = run_attempt(job, self.run, self.folder, number, self.prompt_context(), running)
         self.attempts.append(attempt)
+        outcome = attempt.outcome
+        if outcome is not None and not outcome.ok:
+            outcome.failure_class = retry.failure_class(outcome, attempt.exit_status, job.settings)
         record = attempt.record()
         self.run.budget.spend(record["cost_usd"])
         self.run.hub.publish("attempt_ended", job.item.key, record)
-        outcome = attempt.outcome
         if outcome is None:
             return self.interrupted()
         if outcome.ok:
             return self.succeed(outcome)
-        failure = retry.failure_class(outcome, attempt.exit_status, job.settings)
-        outcome.failure_class = failure
+        failure = outcome.failure_class
         decision = retry.decide(failure, outcome.retry_at, self.counts, job.settings, time.time())
         if not decision.retry:
             return self.fail(outcome.reason + (f" ({decision.why})" if decision.why else ""))

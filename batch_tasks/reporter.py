@@ -83,8 +83,7 @@ class BatchReporter:
         if not _is_item(task):
             return
         if isinstance(fail, UnmetDependency):
-            self.not_started["an item it depends on failed"] += 1
-            return
+            return  # not started: the hub says so (item_not_started)
         reason = fail.message
         self.board.finished(task.name, False, self.records.get(task.name), reason)
         self.view.finished(self.board.items[task.name])

@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .budget import Budget
 from .events import Hub
+from .history import new_run_id
 from .item_status import DONE, read_status
 from .plan import Item
 from .process import Supervisor
@@ -26,7 +26,7 @@ from .state import BatchState
 class Run:
     budget: Budget
     report_error: Callable[[str], None]  # for what goes wrong beside the items (a listener)
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    run_id: str = field(default_factory=lambda: new_run_id())
     started: float = field(default_factory=time.time)
     supervisor: Supervisor = field(default_factory=Supervisor)
     redactor: Redactor = field(default_factory=lambda: Redactor(os.environ))

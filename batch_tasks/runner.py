@@ -136,6 +136,8 @@ class BatchRunner(Runner):
             # Not a failure of its own: the item it depends on is counted already.
             self.final_result = before
             self._stop_running = False
+            if is_item(node.task):
+                self.run.hub.publish("item_not_started", node.task.name, "an item it depends on failed")
         elif self._stop_running:
             self.dispatcher.halt(f"{node.task.name} failed")
 
