@@ -16,13 +16,15 @@ def fresh_copy_of_example():
 
 
 def task_example():
-    """Run the example batch in a fresh copy (build/example): no agent CLI, no API key."""
+    """Run the example batch in a fresh copy (build/example), and write its report
+    (build/example/report.html): no agent CLI, no API key."""
     return {
         "actions": [
             fresh_copy_of_example,
             f"cd {EXAMPLE_RUN} && {sys.executable} -m doit run-batch",
             f"cd {EXAMPLE_RUN} && {sys.executable} -m doit list --all --status",
             f"cd {EXAMPLE_RUN} && cat REPORT.md",
+            f"cd {EXAMPLE_RUN} && {sys.executable} -m doit batch-report -o report.html",
         ],
         "uptodate": [False],
     }
