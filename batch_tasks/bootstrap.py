@@ -43,14 +43,15 @@ class Baseline:
         return path in self.paths and _content(root / path) == self.paths[path]
 
 
-def bootstrap(worktree: Path, *, folder: Path, source_folder: Path, top: Path, settings: Mapping[str, Any], log) -> Baseline:
+def bootstrap(worktree: Path, *, folder: Path, source_folder: Path, top: Path, settings: Mapping[str, Any], log,
+              supervisor: process.Supervisor) -> Baseline:
     """Copy `worktree_copy` from the user's checkout (task.md's folder there is
     `source_folder`, its repository `top`), then run `worktree_setup` in `folder`
     (task.md's folder in the worktree). Raises SetupFailed."""
     copied = copy_files(settings.get("worktree_copy") or (), source_folder, top, worktree)
     setup = settings.get("worktree_setup")
     if setup:
-        run_setup(setup, worktree, folder, log, settings.get("timeout"))
+        run_setup(setup, worktree, folder, log, settings.get("timeout"), supervisor)
     if not copied and not setup:
         return Baseline()
     return Baseline({path: _content(worktree / path) for path in dirty_paths(worktree)})
@@ -102,12 +103,12 @@ def inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def run_setup(argv, worktree: Path, folder: Path, log, timeout: float | None) -> None:
+def run_setup(argv, worktree: Path, folder: Path, log, timeout: float | None, supervisor: process.Supervisor) -> None:
     tail: deque[str] = deque(maxlen=SETUP_TAIL_LINES)
     env = {**environment_for_worktrees(), "BATCH_WORKTREE": str(worktree)}
     log.write(f"=== worktree_setup: {' '.join(argv)} ===\n".encode())
     try:
-        ended = process.run(list(argv), cwd=folder, env=env, stdin=b"", log=log, on_line=tail.append, timeout=timeout)
+        ended = supervisor.run(list(argv), cwd=folder, env=env, stdin=b"", log=log, on_line=tail.append, timeout=timeout)
     except OSError as error:
         raise SetupFailed(f"worktree_setup cannot start {argv[0]!r}: {error.strerror or error}", "") from None
     if ended.status != 0 or ended.stopped_for:

@@ -6,7 +6,7 @@ Its output goes to the log stream it is given, and its last lines are kept.
 
     check = Check.from_settings(settings, group="extract", module="auth")
     if check is not None:
-        result = check.run(worktree=workspace.path, cwd=workspace.folder, log=log)
+        result = check.run(worktree=workspace.path, cwd=workspace.folder, supervisor=run_supervisor, log=log)
         result.passed, result.exit_status, result.duration_s, result.tail, result.timed_out
 
 Without isolation, `worktree` and `cwd` are both task.md's folder.
@@ -75,11 +75,13 @@ class Check:
         self,
         worktree: Path,
         cwd: Path,
+        supervisor: process.Supervisor | None = None,
         log=None,
         env: Mapping[str, str] | None = None,
         redact: Callable[[bytes], bytes] = lambda data: data,
     ) -> CheckResult:
-        """Run the check to its end (or its timeout). Raises process.StoppedError if the run is stopping."""
+        """Run the check to its end (or its timeout), as one of `supervisor`'s processes (the run's:
+        it stops with the run; raises process.StoppedError if the run is stopping)."""
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         environment = {
             **(environment_for_worktrees() if env is None else env),
@@ -90,7 +92,7 @@ class Check:
         sink = log if log is not None else NullLog()
         started = time.monotonic()
         try:
-            ended = process.run(
+            ended = (supervisor or process.Supervisor()).run(
                 self.command(worktree), cwd=cwd, env=environment, stdin=b"", log=sink,
                 on_line=tail.append, timeout=self.timeout, redact=redact,
             )

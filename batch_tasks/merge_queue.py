@@ -109,7 +109,7 @@ class MergeQueue:
             folder = here / isolation.relative_folder
             log.write(f"=== check on the merged state of {workspace.key} ===\n".encode())
             try:
-                checked = check.run(worktree=here, cwd=folder, log=log)
+                checked = check.run(worktree=here, cwd=folder, supervisor=isolation.supervisor, log=log)
             except BaseException:  # the run is stopping: the branch keeps its tip
                 self._undo()
                 raise
@@ -142,7 +142,8 @@ class MergeQueue:
             return
         isolation = self.isolation
         bootstrap(isolation.integration_path, folder=isolation.integration_path / isolation.relative_folder,
-                  source_folder=isolation.folder, top=isolation.top, settings=settings, log=log)
+                  source_folder=isolation.folder, top=isolation.top, settings=settings, log=log,
+                  supervisor=isolation.supervisor)
         self._set_up.add(wanted)
 
     def _undo(self) -> None:

@@ -16,7 +16,7 @@ two nearby commits costs milliseconds. So a merged item's worktree is not delete
 cleaned (`git clean -ffdx`: nothing of it is left) and set aside as a spare under
 `worktrees/.spare/`, and the next attempt's worktree is a spare moved into place.
 
-    isolation = Isolation(taskfile, plan.settings)
+    isolation = Isolation(taskfile, plan.settings, supervisor)   # the run's process.Supervisor
     isolation.validate()            # at load: IsolationError, one line (exit 3)
     isolation.prepare()             # at run start; also aborts a killed run's half-done merge
     workspace = isolation.open_attempt(group, module, run_id, group_settings, log)
@@ -41,6 +41,7 @@ from .bootstrap import Baseline, SetupFailed, bootstrap, inside
 from .check import NullLog
 from .errors import BatchError
 from .git import GitError, git, is_ancestor, parse_trailers, rev, trailers, worktree_at as _worktree_at, worktrees
+from .process import Supervisor
 from .state import BatchState, safe_name
 from .workspace import (AttemptWorkspace, Kept, commit_work, item_key, one_line, read_record, remove_stale_index_lock,
                         wip_message)
@@ -54,8 +55,9 @@ class IsolationError(BatchError):
 
 
 class Isolation:
-    def __init__(self, taskfile: Path, settings: Mapping[str, Any]):
+    def __init__(self, taskfile: Path, settings: Mapping[str, Any], supervisor: Supervisor | None = None):
         self.taskfile = Path(taskfile).absolute()
+        self.supervisor = supervisor or Supervisor()  # runs the setups (and the merge queue's checks)
         self.folder = self.taskfile.parent
         self.settings = settings
         self.stem = safe_name(self.taskfile.stem)
@@ -209,7 +211,7 @@ class Isolation:
         workspace.save()
         try:
             workspace.baseline = bootstrap(path, folder=workspace.folder, source_folder=self.folder, top=self.top,
-                                           settings=settings, log=log or NullLog())
+                                           settings=settings, log=log or NullLog(), supervisor=self.supervisor)
         except (SetupFailed, OSError):
             workspace.remove()  # it holds nothing but what the setup did
             raise
