@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import process, prompt
@@ -33,9 +34,10 @@ def header(key: str, number: int, run_id: str) -> bytes:
 
 
 def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context: Mapping[str, Any],
-                running: Mapping[str, Any]) -> Attempt:
+                running: Mapping[str, Any], where: Path, environment: Mapping[str, str]) -> Attempt:
     """`context` is the prompt template's; `running` what running.json is to hold besides
-    this attempt's own facts."""
+    this attempt's own facts; the agent runs in `where`, with `environment` under the
+    batch's own variables."""
     attempt = Attempt(number=number, session_id=str(uuid.uuid4()), started=time.time(), run_id=run.run_id)
     try:
         text = prompt.render(job.template, context)
@@ -51,7 +53,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
     argv_context = {"module": job.item.module, "group": job.item.group, "prompt_file": folder.prompt,
                     "session_id": attempt.session_id}
     env = {
-        **os.environ,
+        **environment,
         **agent.environment(job.settings),
         "BATCH_GROUP": job.item.group,
         "BATCH_MODULE": job.item.module,
@@ -97,7 +99,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
         try:
             ended = run.supervisor.run(
                 agent.argv(job.settings, argv_context),
-                cwd=job.taskfile.parent,
+                cwd=where,
                 env=env,
                 stdin=text.encode("utf-8"),
                 log=log,

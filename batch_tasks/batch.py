@@ -34,6 +34,10 @@ def load(path: Path) -> Batch:
         settings_part = staleness.settings_digest(group.settings)
         for item in group.items:
             fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
+    if any(group.settings["isolation"] == "worktree" for group in plan.groups):
+        from .worktree import Isolation  # git is asked only by batches that use it
+
+        Isolation(path, plan.settings).validate()
     verdicts = staleness.assess(plan, state, fingerprints)
     budget = Budget(plan.settings.get("budget_usd"), sum(verdict.spent_usd for verdict in verdicts.values()))
     return Batch(plan, state, templates, fingerprints, verdicts, budget)
