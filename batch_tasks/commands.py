@@ -28,7 +28,8 @@ from rich.live import Live
 from rich.text import Text
 
 from . import batch as batch_mod
-from . import graph, process
+from . import graph
+from .attempt_processes import GRACE_SECONDS
 from .agents import AGENTS
 from .board import board_from_state
 from .errors import BatchError
@@ -36,7 +37,7 @@ from .live_view import console_for, panel, summary
 from .loader import BatchLoader
 from .recovery import recover
 from .reporter import BatchReporter
-from .scheduler import SCHEDULER
+from .scheduler import SCHEDULER, SUPERVISOR
 from .state import BatchState, lock_holder
 
 CONFIG_HINT = (
@@ -204,8 +205,8 @@ def _stop_on_signals():
     def stop(signum, frame):
         at_once = signum == signal.SIGTERM or bool(received)
         received.append("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
-        grace = 0.0 if at_once else process.GRACE_SECONDS
-        threading.Thread(target=process.stop_all, args=(grace,), daemon=True).start()
+        grace = 0.0 if at_once else GRACE_SECONDS
+        threading.Thread(target=SUPERVISOR.stop_all, args=(grace,), daemon=True).start()
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -22,14 +22,15 @@ from typing import Any, Mapping
 
 from doit.exceptions import TaskFailed
 
-from . import checkbox, events, process, prompt, retry
+from . import checkbox, events, prompt, retry
+from .process import StoppedError
 from .agents import AGENTS, PERMANENT, TRANSIENT, WAIT, Outcome
 from .budget import Budget
 from .errors import BatchError
 from .events import AgentEvent
 from .plan import Group, Item
 from .redaction import Redactor
-from .scheduler import SCHEDULER, Turn
+from .scheduler import SCHEDULER, SUPERVISOR, Turn
 from .staleness import stamp, upstream_digest
 from .state import BatchState, ItemState, write_json_atomic
 
@@ -101,7 +102,7 @@ def _run_in_slot(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str
     turn = Turn(job.item.key, job.group.slug, job.group.limit, job.settings["agent"])
     with SCHEDULER.turn(turn) as started:
         if not started:
-            return TaskFailed(NOT_STARTED + ("the run was stopped" if process.stopping.is_set() else "an item failed"))
+            return TaskFailed(NOT_STARTED + ("the run was stopped" if SUPERVISOR.stopping.is_set() else "an item failed"))
         if not job.budget.allows_another():
             return TaskFailed(NOT_STARTED + f"the batch's budget of ${job.budget.limit:.2f} is spent")
         if job.untick_first:
@@ -261,7 +262,7 @@ def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, nu
                 if event.kind == "result":
                     result_seen.set()
 
-        def on_start(agent_process) -> None:
+        def on_start(agent_processes) -> None:
             # All a later run needs to finish this attempt's item if this run is killed.
             write_json_atomic(
                 folder.running,
@@ -271,8 +272,7 @@ def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, nu
                     "session_id": attempt.session_id,
                     "attempt_started": attempt.started,
                     "runner_pid": os.getpid(),
-                    "pid": agent_process.pid,
-                    "create_time": agent_process.create_time(),
+                    **agent_processes.record(),
                 },
             )
             events.publish("item_started", key, number, folder.log)
@@ -280,7 +280,7 @@ def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, nu
         log.write(f"=== {key} attempt {number} at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
         log.flush()
         try:
-            ended = process.run(
+            ended = SUPERVISOR.run(
                 agent.argv(job.settings, context),
                 cwd=job.taskfile.parent,
                 env=env,
@@ -290,10 +290,15 @@ def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, nu
                 on_start=on_start,
                 timeout=job.settings["timeout"],
                 idle_timeout=job.settings["idle_timeout"],
+                # At once, before its helpers are stopped: a run killed from then on can finish
+                # the item from its log.
+                on_exit=lambda ended: record_event(
+                    AgentEvent("exit", data={"status": ended.status, "stopped_for": ended.stopped_for})
+                ),
                 finished=result_seen.is_set,
-                redact=_redactor(),
+                redactor=_redactor(),
             )
-        except process.StoppedError:
+        except StoppedError:
             return attempt
         except OSError as error:
             log.write(f"cannot start the agent: {error}\n".encode())
@@ -301,10 +306,8 @@ def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, nu
             return attempt
         finally:
             attempt.finished = time.time()
-        # At once, before anything else: a run killed from here on can finish the item from its log.
-        record_event(AgentEvent("exit", data={"status": ended.status, "stopped_for": ended.stopped_for}))
     attempt.exit_status = ended.status
-    if process.stopping.is_set() and ended.status < 0:
+    if SUPERVISOR.stopping.is_set() and ended.status < 0:
         return attempt  # stopped with the run: no outcome
     if ended.stopped_for is None:
         attempt.outcome = reader.outcome(ended.status)

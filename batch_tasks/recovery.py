@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import time
 
-from . import checkbox, process
+from . import checkbox
+from .attempt_processes import stop_leftovers
 from .agents import AGENTS
 from .batch import Batch
 from .item_run import Attempt, record_success, success_record
@@ -40,9 +41,8 @@ def recover(batch: Batch) -> list[str]:
                 continue
             folder.remove_temporary_files()
             running = read_json(folder.running) or {}
-            pid, create_time = running.get("pid"), running.get("create_time")
-            if isinstance(pid, int) and isinstance(create_time, float) and process.stop_group_left_by(pid, create_time):
-                notes.append(f"stopped what the agent of {item.key} (pid {pid}) left running when its run was killed")
+            if stop_leftovers(running):
+                notes.append(f"stopped what the agent of {item.key} (pid {running['pid']}) left running when its run was killed")
             if _salvage(batch, group, item, folder, running):
                 notes.append(f"finished {item.key} from its log: its agent had succeeded just before its run was killed")
     return notes

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import process
 from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
+from .scheduler import SUPERVISOR
 
 MAX_WAITS = 5  # an item that hits a limit more often than this fails, so no batch waits forever
 
@@ -69,5 +69,5 @@ def wait(seconds: float, agent: str) -> bool:
         left = until - time.time()
         if left <= 0:
             return True
-        if process.stopping.wait(min(left, 1.0)):
+        if SUPERVISOR.stopping.wait(min(left, 1.0)):
             return False

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Mapping
 
-from . import process
+from .process import Supervisor
 from .plan import Plan
 
 
@@ -128,7 +128,7 @@ class Scheduler:
             with self._lock:
                 if turn.key in self._started:
                     break
-                if self.halted or process.stopping.is_set():
+                if self.halted or SUPERVISOR.stopping.is_set():
                     self._waiting.pop(turn.key, None)
                     self._dispatch()
                     yield False
@@ -206,3 +206,7 @@ def critical_paths(plan: Plan, durations: Mapping[str, float | None], waits: Wai
         if upstream:
             best_after[id(upstream)] = max(best_after.get(id(upstream), 0.0), chain[item.key])
     return chain
+
+
+# The run's agents. Made here for now, beside SCHEDULER; the run context is to own both.
+SUPERVISOR = Supervisor()

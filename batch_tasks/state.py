@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from . import process
+from .attempt_processes import is_same_process
 from .errors import BatchError
 
 RESULT = "result.json"
@@ -189,7 +189,7 @@ def lock_holder(state: BatchState) -> dict[str, Any] | None:
     looking never gets in a run's way: a holder that died is no holder."""
     holder = read_json(state.lock_file)
     try:
-        if not process.is_same_process(holder["pid"], holder["create_time"]):
+        if not is_same_process(holder["pid"], holder["create_time"]):
             return None
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
     except (TypeError, KeyError, ValueError):
