@@ -48,9 +48,10 @@ def cgroup_parent() -> str | None:
 
 
 def new_cgroup(attempt_id: str) -> str | None:
-    """A cgroup for one attempt, or None where the system does not let us make one."""
+    """A cgroup for one attempt, or None where the system does not let us make one (or
+    BATCH_TASKS_NO_CGROUP is set: for systems whose cgroups are managed by someone else)."""
     parent = cgroup_parent()
-    if parent is None:
+    if parent is None or os.environ.get("BATCH_TASKS_NO_CGROUP"):
         return None
     folder = os.path.join(parent, CGROUP_PREFIX + attempt_id)
     try:
