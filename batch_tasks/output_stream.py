@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable
 from .redaction import Redactor
 
 CHUNK = 65536
-MAX_LINE = 8 * 1024 * 1024  # what the reader is given of one line, at most
+MAX_LINE = 4 * 1024 * 1024  # what the reader is given of one line, at most
 CUT_MARK = b" [line cut: batch-tasks keeps the rest in output.log]"
 
 
