@@ -98,7 +98,7 @@ def run_item(job: ItemJob) -> dict[str, Any] | TaskFailed:
 
 
 def _run_in_slot(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] | TaskFailed:
-    os.makedirs(folder.folder, exist_ok=True)
+    folder.ensure()
     turn = Turn(job.item.key, job.group.slug, job.group.limit, job.settings["agent"])
     with SCHEDULER.turn(turn) as started:
         if not started:
@@ -120,8 +120,7 @@ def _run(job: ItemJob, state: BatchState, folder: ItemState) -> dict[str, Any] |
         text = prompt.render(job.template, _prompt_context(job, state))
     except BatchError as error:
         return _failed(job, folder, str(error), [])
-    with open(folder.prompt, "w", encoding="utf-8") as stream:
-        stream.write(text)
+    folder.write_prompt(text)
     upstream = _upstream_digest(job.upstream, state)
     folder.set_result_aside()
 
@@ -222,7 +221,7 @@ def _attempts(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str) -
         delay = decision.delay
         notice = f"{attempt.outcome.reason}: {decision.why}"
         events.publish("item_event", job.item.key, AgentEvent("retry", notice, {"failure_class": failure}))
-        with open(folder.log, "ab") as log:
+        with folder.open_log() as log:
             log.write(f"=== {job.item.key} attempt {attempt.number} failed ({failure}): {notice} ===\n".encode())
 
 
@@ -249,7 +248,7 @@ def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, nu
     key = job.item.key
     result_seen = threading.Event()
 
-    with open(folder.log, "ab") as log, open(folder.events, "a", encoding="utf-8") as event_log:
+    with folder.open_log() as log, folder.open_events() as event_log:
 
         def record_event(event: AgentEvent) -> None:
             event_log.write(json.dumps({"t": round(time.time(), 3), "attempt": number, **event.to_json()}) + "\n")
