@@ -31,7 +31,7 @@ import re
 import socket
 import stat
 import time
-from contextlib import contextmanager
+import contextlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -233,14 +233,13 @@ class BatchState:
     def ensure(self) -> None:
         try:
             ensure_folder(str(self.real_taskfile.parent), os.path.relpath(self.root, self.real_taskfile.parent))
-            ensure_folder(str(self.root), "items")
             for name in ("doit.sqlite", "plan.pickle"):  # doit opens its database itself: no link there
                 if os.path.islink(self.root / name):
                     raise LinkRefused(str(self.root / name))
         except OSError as error:
             raise BatchError(f"cannot create the state folder {self.root}: {error.strerror}") from None
 
-    @contextmanager
+    @contextlib.contextmanager
     def run_lock(self):
         """Held for a whole run, by the kernel: freed when the holder dies, so never stale.
 
@@ -250,19 +249,17 @@ class BatchState:
         Yields whether the run before was killed: a run that ends clears run.lock, so a
         holder still named in it died without ending."""
         self.ensure()
-        holds = []
-        try:
-            holds.append(_hold_name(self.real_taskfile))
-            holds.append(_hold_inode(self.real_taskfile))
-        except BlockingIOError:
-            for held in holds:
-                held.close()
-            holder = lock_holder(self)
-            raise BatchError(
-                f"another run ({holder['text'] if holder else 'pid unknown'}) is running "
-                f"{self.taskfile.name}; wait for it to end, or stop it, then run again"
-            ) from None
-        try:
+        with contextlib.ExitStack() as holds:
+            try:
+                holds.enter_context(_hold_name(self.real_taskfile))
+                if (inode := _hold_inode(self.real_taskfile)) is not None:
+                    holds.enter_context(inode)
+            except BlockingIOError:
+                holder = lock_holder(self)
+                raise BatchError(
+                    f"another run ({holder['text'] if holder else 'pid unknown'}) is running "
+                    f"{self.taskfile.name}; wait for it to end, or stop it, then run again"
+                ) from None
             try:
                 stream = os.fdopen(open_fd(str(self.lock_file), os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8")
             except OSError as error:
@@ -279,9 +276,6 @@ class BatchState:
                 finally:
                     stream.seek(0)
                     stream.truncate()
-        finally:
-            for held in holds:
-                held.close()
 
 
 def _hold_name(taskfile: Path) -> socket.socket:
@@ -299,10 +293,11 @@ def _hold_name(taskfile: Path) -> socket.socket:
 
 
 def _hold_inode(taskfile: Path):
+    """A flock on the file itself; a file that is not there is no batch, as loading it says."""
     try:
         stream = open(taskfile, "rb")
-    except OSError as error:
-        raise BatchError(f"cannot open {taskfile}: {error.strerror}") from None
+    except OSError:
+        return None
     try:
         fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:
@@ -324,7 +319,7 @@ def lock_holder(state: BatchState) -> dict[str, Any] | None:
     return {**holder, "text": f"pid {holder['pid']}, started {started}"}
 
 
-@contextmanager
+@contextlib.contextmanager
 def file_lock(path: Path):
     """An exclusive lock between threads and processes of this batch."""
     with open_append(str(path)) as stream:
