@@ -61,6 +61,28 @@ def new_cgroup(attempt_id: str) -> str | None:
     return folder
 
 
+STALE_AFTER = 60.0  # seconds an attempt's cgroup may stand empty: it never is, but for a killed run's
+
+
+def remove_stale_cgroups() -> None:
+    """Remove the empty cgroups of attempts whose runner was killed before it could say so
+    (between making the cgroup and recording it). A live attempt's cgroup holds its agent."""
+    parent = cgroup_parent()
+    if parent is None:
+        return
+    try:
+        names = [name for name in os.listdir(parent) if name.startswith(CGROUP_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        folder = os.path.join(parent, name)
+        try:
+            if time.time() - os.stat(folder).st_mtime > STALE_AFTER:
+                os.rmdir(folder)  # refused while any process is in it
+        except OSError:
+            continue
+
+
 @dataclass
 class AttemptProcesses:
     """What identifies one attempt's processes: its agent, its marker, its cgroup."""

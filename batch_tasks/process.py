@@ -37,7 +37,7 @@ from typing import Callable, Mapping, Sequence
 
 import psutil
 
-from .attempt_processes import ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, new_cgroup
+from .attempt_processes import ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, new_cgroup, remove_stale_cgroups
 from .output_stream import OutputStream
 from .redaction import Redactor
 
@@ -115,6 +115,7 @@ class Supervisor:
     """The agents of one run."""
 
     def __init__(self) -> None:
+        remove_stale_cgroups()
         self.stopping = threading.Event()  # set once the run is being stopped
         self._running: dict[int, AttemptProcesses] = {}
         self._lock = threading.Lock()
