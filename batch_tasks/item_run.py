@@ -295,7 +295,7 @@ def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, nu
                     AgentEvent("exit", data={"status": ended.status, "stopped_for": ended.stopped_for})
                 ),
                 finished=result_seen.is_set,
-                redactor=_redactor(),
+                redact=_redactor(),
             )
         except StoppedError:
             return attempt

@@ -134,12 +134,12 @@ class Supervisor:
         timeout: float | None = None,
         idle_timeout: float | None = None,
         finished: Callable[[], bool] = lambda: False,
-        redactor: Redactor | None = None,
+        redact: Redactor | None = None,
     ) -> Exit:
         """Run one agent to its exit, or stop it: after `timeout` in all, after `idle_timeout`
         without output, or RESULT_GRACE after `finished()` (its final result) if it lingers.
 
-        What it prints (stdout and stderr, in order, masked by `redactor`) goes to `log` as it
+        What it prints (stdout and stderr, in order, masked by `redact`) goes to `log` as it
         arrives, and line by line to `on_line`. `on_start` gets what identifies its processes
         (record it: a later run stops them with `stop_leftovers`), `on_exit` how it ended,
         the moment it exits. Raises OSError when the program cannot start.
@@ -171,7 +171,7 @@ class Supervisor:
         try:
             on_start(processes)
             threading.Thread(target=_feed, args=(child.stdin, stdin), daemon=True).start()
-            output = OutputStream(child.stdout.fileno(), log, on_line, redactor or Redactor({}))
+            output = OutputStream(child.stdout.fileno(), log, on_line, redact or Redactor({}))
             return self._watch(child, processes, output, on_exit, Limits(timeout, idle_timeout, finished))
         finally:
             with self._lock:
