@@ -45,8 +45,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
         attempt.outcome = Outcome(ok=False, reason=str(error), failure_class=PERMANENT)
         attempt.finished = time.time()
         return attempt
-    with open(folder.prompt, "w", encoding="utf-8") as stream:
-        stream.write(text)
+    folder.write_prompt(text)
 
     agent = AGENTS[job.settings["agent"]]
     key = job.item.key
@@ -65,7 +64,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
     reader = agent.reader()
     result_seen = threading.Event()
 
-    with open(folder.log, "ab") as log, open(folder.events, "a", encoding="utf-8") as event_log:
+    with folder.open_log() as log, folder.open_events() as event_log:
 
         def record_event(event: AgentEvent) -> None:
             line = {"t": round(time.time(), 3), "run_id": run.run_id, "attempt": number, **event.to_json()}
@@ -79,8 +78,9 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
                 if event.kind == "result":
                     result_seen.set()
 
-        def on_start(agent_process) -> None:
-            # All a later run needs to finish this attempt's item if this run is killed.
+        def on_start(processes) -> None:
+            # All a later run needs to finish this attempt's item, and to stop what it
+            # started, if this run is killed.
             write_json_atomic(folder.running, {
                 **running,
                 "run_id": run.run_id,
@@ -88,8 +88,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
                 "session_id": attempt.session_id,
                 "attempt_started": attempt.started,
                 "runner_pid": os.getpid(),
-                "pid": agent_process.pid,
-                "create_time": agent_process.create_time(),
+                **processes.record(),
             })
             run.hub.publish("attempt_started", key, number, attempt.started)
             run.hub.publish("item_started", key, number, folder.log)
@@ -105,6 +104,9 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
                 log=log,
                 on_line=on_line,
                 on_start=on_start,
+                # At once, the moment it exits: a run killed from then on can finish the item from its log.
+                on_exit=lambda ended: record_event(AgentEvent("exit", data={"status": ended.status,
+                                                                            "stopped_for": ended.stopped_for})),
                 timeout=job.settings["timeout"],
                 idle_timeout=job.settings["idle_timeout"],
                 finished=result_seen.is_set,
@@ -118,8 +120,6 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
             return attempt
         finally:
             attempt.finished = time.time()
-        # At once, before anything else: a run killed from here on can finish the item from its log.
-        record_event(AgentEvent("exit", data={"status": ended.status, "stopped_for": ended.stopped_for}))
     attempt.exit_status = ended.status
     if run.supervisor.stopping.is_set() and ended.status < 0:
         return attempt  # stopped with the run: no outcome

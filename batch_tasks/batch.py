@@ -27,7 +27,7 @@ def load(path: Path) -> Batch:
     path = path.absolute()
     state = BatchState(path)
     plan = taskfile.load_plan(path, cache_dir=state.root)
-    templates = {group.slug: load_template(path, group.settings["template"]) for group in plan.groups}
+    templates = {group.slug: load_template(path, group.settings["template"], group.line) for group in plan.groups}
     fingerprints = {}
     for group in plan.groups:
         template_part = digest(templates[group.slug].source)

@@ -19,9 +19,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from . import process
+from .redaction import Redactor
 from .git import environment_for_worktrees
 
 TAIL_LINES = 40
@@ -78,7 +79,7 @@ class Check:
         supervisor: process.Supervisor | None = None,
         log=None,
         env: Mapping[str, str] | None = None,
-        redact: Callable[[bytes], bytes] = lambda data: data,
+        redact: Redactor | None = None,
     ) -> CheckResult:
         """Run the check to its end (or its timeout), as one of `supervisor`'s processes (the run's:
         it stops with the run; raises process.StoppedError if the run is stopping)."""

@@ -27,6 +27,7 @@ from rich.text import Text
 from . import batch as batch_mod
 from . import graph, history, process, recovery
 from .agents import AGENTS
+from .attempt_processes import GRACE_SECONDS
 from .board import board_from_state
 from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
@@ -228,7 +229,7 @@ def _stop_on_signals(supervisor: process.Supervisor):
     def stop(signum, frame):
         at_once = signum == signal.SIGTERM or bool(received)
         received.append("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
-        grace = 0.0 if at_once else process.GRACE_SECONDS
+        grace = 0.0 if at_once else GRACE_SECONDS
         threading.Thread(target=supervisor.stop_all, args=(grace,), daemon=True).start()
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}

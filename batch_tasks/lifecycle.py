@@ -92,7 +92,7 @@ class ItemRun:
 
     def prepare(self) -> None:
         job = self.job
-        os.makedirs(self.folder.folder, exist_ok=True)
+        self.folder.ensure()
         if job.untick_first:
             checkbox.set_checkbox(job.taskfile, job.group, job.item, False, self.state.tick_lock)
         self.folder.set_result_aside()
@@ -130,7 +130,7 @@ class ItemRun:
             return self.fail(outcome.reason + (f" ({decision.why})" if decision.why else ""))
         self.counts = decision.counted(self.counts)
         cause = f"{outcome.reason}: {decision.why}"
-        with open(self.folder.log, "ab") as log:
+        with self.folder.open_log() as log:
             log.write(f"=== {job.item.key} attempt {number} failed ({failure}): {cause} ===\n".encode())
         self.run.hub.publish("item_retrying", job.item.key, number, cause, decision.at)
         return Again(decision)
@@ -141,7 +141,7 @@ class ItemRun:
         if job.settings["isolation"] != "worktree":
             return job.taskfile.parent, os.environ
         if self.workspace is None:
-            with open(self.folder.log, "ab") as log:
+            with self.folder.open_log() as log:
                 self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
                                                                  job.settings, log)
         return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
@@ -161,7 +161,7 @@ class ItemRun:
                 if not committed.changed and not settings["allow_empty"]:
                     return failed("no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT)
             check = Check.from_settings(settings, item.group, item.module)
-            with open(self.folder.log, "ab") as log:
+            with self.folder.open_log() as log:
                 if check is not None:
                     here = workspace.path if workspace else job.taskfile.parent
                     result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,

@@ -25,6 +25,7 @@ import time
 
 from . import process
 from .agents import AGENTS, Outcome
+from .attempt_processes import stop_leftovers
 from .attempt import outcome_of
 from .batch import Batch
 from .item_status import RUNNING_NOW, read_status
@@ -32,7 +33,7 @@ from .lifecycle import finish_success
 from .plan import Group, Item
 from .records import Attempt, success_record, tick
 from .staleness import KILLED_MID_RUN, TICK_PENDING
-from .state import ItemState
+from .state import ItemState, read_bytes
 
 
 def owed(batch: Batch) -> bool:
@@ -58,8 +59,8 @@ def recover(batch: Batch) -> list[str]:
                 folder.remove_temporary_files()
                 status = read_status(folder)
                 running = status.running if status.kind == RUNNING_NOW else {}
-                pid, create_time = running.get("pid"), running.get("create_time")
-                if isinstance(pid, int) and isinstance(create_time, float) and process.stop_group_left_by(pid, create_time):
+                if stop_leftovers(running):
+                    pid = running.get("pid")
                     notes.append(f"stopped what the agent of {item.key} (pid {pid}) left running when its run was killed")
                 record = _salvage(group, item, folder, running)
                 if group.settings["isolation"] == "worktree":
@@ -104,7 +105,7 @@ class _Landing:
             return None
         check = Check.from_settings(group.settings, item.group, item.module)
         folder = self.batch.state.item(item.group, item.module)
-        with open(folder.log, "ab") as log:
+        with folder.open_log() as log:
             if check is not None and not check.run(workspace.path, workspace.folder, isolation.supervisor, log).passed:
                 return None  # it runs again, in its kept worktree's place
             result = self.queue.merge(workspace, check, log, group.settings)
@@ -151,11 +152,7 @@ def _salvage(group: Group, item: Item, folder: ItemState, running: dict) -> dict
 def _attempt_lines(log: str, key: str, number: int, run_id: str) -> list[str]:
     """The lines the attempt printed: after its own header, up to the next header of the item."""
     header, next_header = f"=== {key} attempt {number} of run {run_id} at ".encode(), f"=== {key} attempt ".encode()
-    try:
-        with open(log, "rb") as stream:
-            raw = stream.read().split(b"\n")
-    except OSError:
-        return []
+    raw = (read_bytes(log) or b"").split(b"\n")
     lines, inside = [], False
     for line in raw:
         if line.startswith(header):
@@ -168,11 +165,7 @@ def _attempt_lines(log: str, key: str, number: int, run_id: str) -> list[str]:
 
 
 def _exit_event(events: str, run_id: str, number: int) -> dict | None:
-    try:
-        with open(events, "rb") as stream:
-            lines = stream.read().splitlines()
-    except OSError:
-        return None
+    lines = (read_bytes(events) or b"").splitlines()
     for line in reversed(lines):
         try:
             event = json.loads(line)

@@ -7,11 +7,13 @@ real Claude Code stream recorded in tests/fixtures.
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from conftest import FRONT_MATTER
 
@@ -168,12 +170,29 @@ def test_templates_cannot_run_code(batch):
     assert batch.runs("start") == {}
 
 
-def test_a_full_disk_fails_the_item_clearly_and_leaves_task_md_whole(batch):
-    batch.write("# T\n## G\n- [ ] a: x\n")
-    before = batch.taskfile.read_bytes()
+@pytest.fixture
+def full_folder(batch):
+    """The item's state folder on a tiny file system, filled up (needs root, to mount it)."""
     folder = batch.state("g", "a")
     folder.mkdir(parents=True)
-    (folder / "output.log").symlink_to("/dev/full")  # every write to the log: no space left
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        filler = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(filler, b"x" * 512):
+                pass
+        except OSError:
+            pass  # full
+        os.close(filler)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_full_disk_fails_the_item_clearly_and_leaves_task_md_whole(batch, full_folder):
+    batch.write("# T\n## G\n- [ ] a: x\n")
+    before = batch.taskfile.read_bytes()
     result = batch.run("run-batch")
     assert result.returncode == 1
     assert "cannot keep g:a's state" in result.stdout and "No space left on device" in result.stdout
