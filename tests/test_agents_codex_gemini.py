@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from batch_tasks import pricing
 from batch_tasks.agents import codex, gemini
 from batch_tasks.agents.base import PERMANENT, TRANSIENT, WAIT
 from batch_tasks.agents.codex import CodexAgent
@@ -89,7 +90,7 @@ def test_codex_command_and_file_change():
     outcome = reader.outcome(0)
     assert (outcome.ok, outcome.reason, outcome.failure_class, outcome.retry_at) == (True, "", None, None)
     assert outcome.result_text == CODEX_ANSWER
-    assert outcome.data == {"session_id": CODEX_SUCCESS_ID, "tokens": tokens(500, 135, 4900, 0)}
+    assert outcome.data == {"session_id": CODEX_SUCCESS_ID, "model": None, "tokens": tokens(500, 135, 4900, 0)}
 
 
 def test_codex_auth_error_is_permanent():
@@ -104,16 +105,26 @@ def test_codex_auth_error_is_permanent():
     outcome = reader.outcome(1)
     assert (outcome.ok, outcome.failure_class, outcome.retry_at) == (False, PERMANENT, None)
     assert outcome.reason == message
-    assert outcome.data == {"session_id": session_id}
+    assert outcome.data == {"session_id": session_id, "model": None}
 
 
-def test_codex_usage_limit_waits_until_its_reset():
+def today_at(*clock: int) -> float:
+    return datetime.combine(date.today(), time(*clock)).timestamp()
+
+
+def now_is(monkeypatch, epoch: float) -> None:
+    monkeypatch.setattr(codex.time, "time", lambda: epoch)
+
+
+def test_codex_usage_limit_waits_until_its_reset(monkeypatch):
+    now_is(monkeypatch, datetime(2026, 11, 25, 13, 0).timestamp())
     reader, events = codex_run("usage_limit")
     assert of(events, "error")[0].data["failure_class"] == WAIT
     outcome = reader.outcome(1)
     assert (outcome.ok, outcome.failure_class) == (False, WAIT)
-    # "try again at Nov 25th, 2026 2:00 PM": codex's local time, read back as local time.
-    assert outcome.retry_at == datetime(2026, 11, 25, 14, 0).timestamp()
+    # "try again at Nov 25th, 2026 2:00 PM": codex's local time, read back as local time,
+    # rounded down by codex: the end of that minute.
+    assert outcome.retry_at == datetime(2026, 11, 25, 14, 1).timestamp()
     assert outcome.reason.startswith("You’ve hit your usage limit.")
 
 
@@ -159,10 +170,27 @@ def test_codex_error_classes(message, failure_class):
     assert codex.classify(message) == (failure_class, None)
 
 
-def test_codex_usage_limit_reset_today_reads_as_today():
+def test_codex_usage_limit_reset_today_reads_as_today(monkeypatch):
+    now_is(monkeypatch, today_at(14, 0))
     message = ("You've hit your usage limit. To get more access now, send a request to your admin "
                "or try again at 2:05 PM.")
-    assert codex.classify(message) == (WAIT, datetime.combine(date.today(), time(14, 5)).timestamp())
+    assert codex.classify(message) == (WAIT, today_at(14, 6))
+
+
+def test_codex_usage_limit_reset_is_read_as_the_end_of_its_minute(monkeypatch):
+    # Codex words a reset at 08:50:40 as "8:50 AM": going on at 08:50:00 is 40 s early.
+    now_is(monkeypatch, today_at(8, 50, 10))
+    assert codex.classify("You've hit your usage limit. Upgrade to Pro or try again at 8:50 AM.") == (WAIT, today_at(8, 51))
+
+
+def test_codex_usage_limit_reset_already_past_is_transient(monkeypatch):
+    # Codex repeats a reset time once it is past: waiting for it would start the next
+    # attempts at once, with no pause; as a transient failure they back off.
+    now_is(monkeypatch, today_at(8, 52))
+    assert codex.classify("You've hit your usage limit. Upgrade to Pro or try again at 8:50 AM.") == (TRANSIENT, None)
+    reader, _ = feed(CodexAgent(), lines("codex", "usage_limit"))  # Nov 25th, 2026, run later
+    now_is(monkeypatch, datetime(2026, 11, 26).timestamp())
+    assert (reader.outcome(1).failure_class, reader.outcome(1).retry_at) == (TRANSIENT, None)
 
 
 # --- codex: runs that ended badly ---------------------------------------------
@@ -304,14 +332,19 @@ def test_gemini_tools_success():
     assert [event.data["is_error"] for event in of(events, "tool_result")] == [False, True, False, False]
     assert of(events, "assistant")[1].data == {"text": GEMINI_ANSWER}
     # input_tokens 11000, of which 7800 cached: `input` 3200.
-    assert of(events, "usage")[0].data == {"tokens": tokens(3200, 108, 7800, 0)}
+    # Gemini reports no cost: it is estimated from the tokens at the model's price.
+    cost = pricing.estimated_cost("google", GEMINI_MODEL, tokens(3200, 108, 7800, 0))
+    assert cost > 0
+    estimate = {"cost_usd": cost, "cost_estimated": True}
+    assert of(events, "usage")[0].data == {"tokens": tokens(3200, 108, 7800, 0), **estimate}
     assert of(events, "result")[0].data == {
-        "ok": True, "text": GEMINI_ANSWER, "tokens": tokens(3200, 108, 7800, 0), "session_id": GEMINI_SUCCESS_ID}
+        "ok": True, "text": GEMINI_ANSWER, "tokens": tokens(3200, 108, 7800, 0), "session_id": GEMINI_SUCCESS_ID,
+        "model": GEMINI_MODEL, **estimate}
     outcome = reader.outcome(0)
     assert (outcome.ok, outcome.reason, outcome.failure_class, outcome.retry_at) == (True, "", None, None)
     assert outcome.result_text == GEMINI_ANSWER
     assert outcome.data == {"session_id": GEMINI_SUCCESS_ID, "model": GEMINI_MODEL,
-                            "tokens": tokens(3200, 108, 7800, 0), "duration_ms": 514}
+                            "tokens": tokens(3200, 108, 7800, 0), "duration_ms": 514, **estimate}
 
 
 def test_gemini_invalid_api_key_is_permanent():
@@ -327,8 +360,7 @@ def test_gemini_invalid_api_key_is_permanent():
     assert outcome.data["tokens"] == tokens(0, 0, 0, 0)
 
 
-def test_gemini_rate_limit_waits_for_the_retry_delay(monkeypatch):
-    monkeypatch.setattr(gemini.time, "time", lambda: 1_800_000_000.0)
+def test_gemini_rate_limit_it_retried_itself_is_transient():
     reader, events = gemini_run("rate_limit_429")
     # Gemini's own ten attempts, from its retry log on stderr (the tenth line goes on
     # "Max attempts reached" further down: it is read as a retry too).
@@ -337,10 +369,11 @@ def test_gemini_rate_limit_waits_for_the_retry_delay(monkeypatch):
     assert retries[0].text.startswith("Attempt 1 failed: You exceeded your current quota")
     assert of(events, "output")[0].text.startswith("Warning: 256-color support not detected.")
     error = of(events, "error")[0]
-    assert error.data["failure_class"] == WAIT
+    # "Please retry in 1.5s.": gemini has retried for four minutes already. No limit that
+    # resets at a known time: a transient failure, bounded by `retries`.
+    assert error.data["failure_class"] == TRANSIENT
     outcome = reader.outcome(173)
-    # "Please retry in 1.5s." and "Suggested retry after 1s.": the longer one.
-    assert (outcome.ok, outcome.failure_class, outcome.retry_at) == (False, WAIT, 1_800_000_001.5)
+    assert (outcome.ok, outcome.failure_class, outcome.retry_at) == (False, TRANSIENT, None)
     assert outcome.reason == ("[API Error: You exceeded your current quota, please check your plan and billing details. "
                               "For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.")
 
@@ -399,10 +432,14 @@ def test_gemini_error_classes(message, error_type, failure_class):
     assert gemini.classify(message, error_type) == (failure_class, None)
 
 
-def test_gemini_retry_delay_in_milliseconds(monkeypatch):
+def test_gemini_retry_delays(monkeypatch):
     monkeypatch.setattr(gemini.time, "time", lambda: 100.0)
     message = "[API Error: Resource has been exhausted (e.g. check quota). Please retry in 500ms.]"
-    assert gemini.classify(message) == (WAIT, 100.5)
+    assert gemini.classify(message) == (TRANSIENT, None)
+    # Past 5 minutes gemini does not retry (a TerminalQuotaError): a limit that resets then.
+    message = ("[API Error: You exceeded your current quota. Please retry in 3600s.\nSuggested retry after "
+               "3600s.]\nPlease wait and try again later.")
+    assert gemini.classify(message) == (WAIT, 3700.0)
 
 
 # --- gemini: runs that ended badly ------------------------------------------------
@@ -421,7 +458,6 @@ def test_gemini_killed_is_transient():
     reader, _ = feed(GeminiAgent(), lines("gemini", "tools_success")[:-1])  # no result
     outcome = reader.outcome(-15)
     assert (outcome.ok, outcome.failure_class, outcome.reason) == (False, TRANSIENT, "killed by signal 15")
-    assert reader.outcome(0).reason == "gemini ended without a result"
 
 
 def test_gemini_good_result_needs_exit_status_zero():
@@ -479,3 +515,100 @@ def test_gemini_settings_checks():
         agent.check_settings(settings("gemini", permission_mode="bypassPermissions"))
     with pytest.raises(SettingError, match="maxSessionTurns"):
         agent.check_settings(settings("gemini", max_turns=5))
+
+
+# --- what the real CLIs were seen to do against tests/fake_openai.py and tests/fake_gemini.py ---
+
+
+def test_codex_names_no_model_so_the_setting_is_recorded_as_its_source():
+    reader = CodexAgent().reader(settings("codex", model="gpt-5.5"))
+    events = [event for line in lines("codex", "command_and_file_change") for event in reader.feed(line)]
+    assert events[0].data == {"session_id": CODEX_SUCCESS_ID, "model": "gpt-5.5", "model_source": "settings"}
+    assert events[0].text == f"session {CODEX_SUCCESS_ID} (gpt-5.5)"
+    outcome = reader.outcome(0)
+    assert (outcome.data["model"], outcome.data["model_source"]) == ("gpt-5.5", "settings")
+
+
+def test_codex_cost_is_estimated_from_its_tokens_at_the_models_price():
+    reader = CodexAgent().reader(settings("codex", model="gpt-5.5"))
+    events = [event for line in lines("codex", "command_and_file_change") for event in reader.feed(line)]
+    cost = pricing.estimated_cost("openai", "gpt-5.5", tokens(500, 135, 4900, 0))
+    assert cost > 0
+    assert of(events, "usage")[0].data == {"tokens": tokens(500, 135, 4900, 0), "cost_usd": cost, "cost_estimated": True}
+    assert of(events, "result")[0].data["cost_usd"] == cost
+    outcome = reader.outcome(0)
+    assert (outcome.data["cost_usd"], outcome.data["cost_estimated"]) == (cost, True)
+
+
+def test_codex_without_a_model_setting_has_no_cost():
+    reader, events = codex_run("command_and_file_change")
+    assert "cost_usd" not in of(events, "usage")[0].data and "cost_usd" not in reader.outcome(0).data
+
+
+def test_codex_waiting_for_the_network_is_a_transient_retry():
+    # Printed every ~10 s while the network is down, so the attempt is never silent.
+    reader, events = feed(CodexAgent(), lines("codex", "command_and_file_change")[:3] + [
+        json.dumps({"type": "error", "message": "Reconnecting... waiting for network"})] * 3)
+    retries = of(events, "retry")
+    assert [(event.text, event.data) for event in retries] == [
+        ("Reconnecting... waiting for network", {"error_class": TRANSIENT})] * 3
+    assert not of(events, "error")
+    assert reader.outcome(-15).failure_class == TRANSIENT  # ended by `timeout`
+
+
+def test_codex_sub_agent_is_tool_use():
+    _, events = feed(CodexAgent(), lines("codex", "collab_tool_call"))
+    assert [(event.kind, event.text, event.data) for event in events if event.kind.startswith("tool")] == [
+        ("tool_use", "Agent: spawn_agent write notes.md", {"name": "Agent"}),
+        ("tool_result", "", {"is_error": False}),
+    ]
+
+
+def test_codex_patch_refused_by_the_read_only_sandbox_leaves_an_event():
+    reader, events = feed(CodexAgent(), lines("codex", "patch_rejected_read_only"))
+    assert [(event.kind, event.text, event.data) for event in events if event.kind.startswith("tool")] == [
+        ("tool_use", "Edit (refused)", {"name": "Edit"}),
+        ("tool_result", "patch rejected: writing is blocked by read-only sandbox; rejected by user approval settings",
+         {"is_error": True}),
+    ]
+    assert reader.outcome(0).ok  # the model was told, and answered
+
+
+def test_gemini_model_is_the_one_that_answered_not_auto():
+    reader, events = gemini_run("auto_model")
+    assert events[0].data["model"] == "auto"  # init, before gemini chose
+    result = of(events, "result")[0]
+    assert result.data["model"] == "gemini-3.8-flash"
+    outcome = reader.outcome(0)
+    assert outcome.ok and outcome.data["model"] == "gemini-3.8-flash"
+    # The router's question went to a flash-lite model: its tokens count at its price.
+    expected = round(pricing.estimated_cost("google", "gemini-3.5-flash-lite", tokens(400, 50, 600, 0))
+                     + pricing.estimated_cost("google", "gemini-3.8-flash", tokens(800, 100, 1200, 0)), 6)
+    assert outcome.data["cost_usd"] == result.data["cost_usd"] == expected
+
+
+def test_gemini_unknown_model_has_no_cost():
+    stream = [line.replace("gemini-3.8-flash", "gemini-unreleased-x") for line in lines("gemini", "auto_model")]
+    reader, events = feed(GeminiAgent(), stream)
+    assert reader.outcome(0).data["model"] == "gemini-unreleased-x"
+    assert "cost_usd" not in reader.outcome(0).data and "cost_usd" not in of(events, "usage")[0].data
+
+
+def test_gemini_cut_short_by_a_sigterm_it_did_not_choose_is_transient():
+    # SIGTERM from outside: gemini exits 0 mid-stream, with no result event...
+    reader, events = gemini_run("sigterm_mid_stream")
+    assert not of(events, "result")
+    outcome = reader.outcome(0)
+    assert (outcome.ok, outcome.failure_class) == (False, TRANSIENT)
+    assert outcome.reason == "gemini was cut short (exit status 0, no result)"
+    # ...or 1 while it starts, having printed nothing.
+    assert GeminiAgent().reader().outcome(1).failure_class == TRANSIENT
+    # An exit that says why stays permanent.
+    reader, _ = feed(GeminiAgent(), ["Error: API key not valid"])
+    assert reader.outcome(1).failure_class == PERMANENT
+
+
+def test_gemini_trusts_the_batch_folder_through_its_environment():
+    # Else headless gemini ignores the folder's .gemini/settings.json, --skip-trust or not.
+    assert GeminiAgent().environment(settings("gemini")) == {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
+    assert CodexAgent().environment(settings("codex")) == {}
