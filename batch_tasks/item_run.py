@@ -237,6 +237,7 @@ def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, nu
     }
     env = {
         **os.environ,
+        **agent.environment(job.settings),
         "BATCH_GROUP": job.item.group,
         "BATCH_MODULE": job.item.module,
         "BATCH_ITEM": job.item.key,
