@@ -245,7 +245,7 @@ def _attempt(job: ItemJob, folder: ItemState, run: dict[str, Any], text: str, nu
         "BATCH_ATTEMPT": str(number),
         "BATCH_RUN_ID": run["run_id"],
     }
-    reader = agent.reader()
+    reader = agent.reader(job.settings)
     key = job.item.key
     result_seen = threading.Event()
 
