@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from loopback_api import Handler, LoopbackAPI, Reply, Request, error, hang, text, tool
+from loopback_api import Handler, LoopbackAPI, Reply, Request, body_of, error, hang, text, tool
 
 MODEL = "gemini-2.5-flash"
 # What each turn reports: 1000 prompt tokens (600 from the cache), 50 out.
@@ -76,7 +76,7 @@ class FakeGemini(LoopbackAPI):
         elif reply is None:
             handler.send_json(404, {"error": {"code": 404, "message": f"{path} not found", "status": "NOT_FOUND"}})
         elif reply.kind == "error":
-            handler.send_json(reply.status, reply.body, reply.headers)
+            handler.send_json(reply.status, body_of(reply), reply.headers)
         else:
             self._stream(handler, reply, self.model_of(request))
 

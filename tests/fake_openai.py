@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from loopback_api import Handler, LoopbackAPI, Reply, Request, error, hang, text, tool
+from loopback_api import Handler, LoopbackAPI, Reply, Request, body_of, error, hang, text, tool
 
 MODEL = "gpt-5-codex"
 # Input 1000 of which 600 cached, output 50: what each turn reports.
@@ -39,8 +40,8 @@ __all__ = ["FakeOpenAI", "apply_patch", "codex_env", "error", "find_codex", "han
 
 
 def shell(command: str) -> Reply:
-    """Codex's shell tool: `shell_command` takes one command line."""
-    return tool("shell_command", {"command": command})
+    """Codex's shell tool, `exec_command`: one command line, run by bash in the sandbox."""
+    return tool("exec_command", {"cmd": command})
 
 
 def apply_patch(patch: str) -> Reply:
@@ -53,10 +54,10 @@ def http_error(status: int, message: str = "", code: str | None = None) -> Reply
     return error(status, {"error": {"message": message or f"status {status}", "type": kind, "code": code}})
 
 
-def usage_limit(resets_at: float) -> Reply:
-    """A ChatGPT plan's usage limit, reset at epoch `resets_at`."""
-    return error(429, {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
-                                 "plan_type": "plus", "resets_at": int(resets_at)}})
+def usage_limit(resets_in: float) -> Reply:
+    """A ChatGPT plan's usage limit, reset `resets_in` seconds after the request."""
+    return error(429, lambda: {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
+                                         "plan_type": "plus", "resets_at": int(time.time() + resets_in)}})
 
 
 class FakeOpenAI(LoopbackAPI):
@@ -72,7 +73,7 @@ class FakeOpenAI(LoopbackAPI):
         if reply is None:
             handler.send_json(404, {"error": {"message": f"{request.path} not found"}})
         elif reply.kind == "error":
-            handler.send_json(reply.status, reply.body, reply.headers)
+            handler.send_json(reply.status, body_of(reply), reply.headers)
         else:
             self._stream(handler, reply, request.body)
 

@@ -24,7 +24,7 @@ class Reply:
     tool: str = ""  # the tool's name, as the API offers it to the model
     arguments: Any = None  # a dict (JSON arguments), or a string (a custom tool's input)
     status: int = 200
-    body: Any = None  # an error's JSON body
+    body: Any = None  # an error's JSON body, or a function that makes it when the request comes
     headers: dict = field(default_factory=dict)
     seconds: float = 0.0  # how long a hang stalls the stream
 
@@ -49,6 +49,11 @@ def hang(seconds: float) -> Reply:
     return Reply("hang", seconds=seconds)
 
 
+def body_of(reply: Reply) -> Any:
+    """An error reply's body, made now if it is made when the request comes."""
+    return reply.body() if callable(reply.body) else reply.body
+
+
 @dataclass
 class Request:
     method: str
@@ -57,7 +62,7 @@ class Request:
     main: bool = False  # a conversation turn, which takes a scripted reply
     reply: str = ""  # the kind of reply given
     key: str = ""  # the by_prompt key that routed it
-    time: float = field(default_factory=time.monotonic)
+    time: float = field(default_factory=time.time)  # when it came
 
 
 class LoopbackAPI:
