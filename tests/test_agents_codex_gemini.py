@@ -546,12 +546,13 @@ def test_codex_without_a_model_setting_has_no_cost():
 
 
 def test_codex_waiting_for_the_network_is_a_transient_retry():
-    # Printed every ~10 s while the network is down, so the attempt is never silent.
-    reader, events = feed(CodexAgent(), lines("codex", "command_and_file_change")[:3] + [
-        json.dumps({"type": "error", "message": "Reconnecting... waiting for network"})] * 3)
-    retries = of(events, "retry")
-    assert [(event.text, event.data) for event in retries] == [
-        ("Reconnecting... waiting for network", {"error_class": TRANSIENT})] * 3
+    # Printed about every 10 s while the network is down, so the attempt is never silent.
+    reader, events = feed(CodexAgent(), lines("codex", "waiting_for_network"))
+    waiting = [event for event in of(events, "retry") if "waiting for network" in event.text]
+    assert len(waiting) == 2
+    assert waiting[0].text == "Reconnecting... waiting for network (Connection failed: error sending request)"
+    assert waiting[0].data == {"error_class": TRANSIENT}
+    assert [event.data["attempt"] for event in of(events, "retry") if "attempt" in event.data] == [2, 3, 4, 5]
     assert not of(events, "error")
     assert reader.outcome(-15).failure_class == TRANSIENT  # ended by `timeout`
 
