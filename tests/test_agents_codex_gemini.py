@@ -613,3 +613,23 @@ def test_gemini_trusts_the_batch_folder_through_its_environment():
     # Else headless gemini ignores the folder's .gemini/settings.json, --skip-trust or not.
     assert GeminiAgent().environment(settings("gemini")) == {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
     assert CodexAgent().environment(settings("codex")) == {}
+
+
+@pytest.mark.parametrize("agent, name, model", [(CodexAgent(), "command_and_file_change", "gpt-5.5"),
+                                                 (GeminiAgent(), "tools_success", None)])
+def test_an_attempt_whose_estimate_passes_the_items_budget_fails_for_good(agent, name, model):
+    # Codex and Gemini have no budget of their own; their tokens come with the session's end.
+    reader = agent.reader(settings(agent.name, model=model, item_budget_usd=0.001))
+    events = [event for line in lines(agent.name, name) for event in reader.feed(line)]
+    estimate = of(events, "usage")[0].data["cost_usd"]
+    reason = f"reached max budget ($0.001): estimated ${estimate:.4f}"
+    assert of(events, "error")[-1].data == {"failure_class": PERMANENT, "message": reason}
+    assert of(events, "result")[0].data["ok"] is False and of(events, "result")[0].text == reason
+    outcome = reader.outcome(0)
+    assert (outcome.ok, outcome.failure_class, outcome.reason) == (False, PERMANENT, reason)
+    assert outcome.data["cost_usd"] == estimate  # still counted toward the batch's budget
+    # Within the budget, nothing changes.
+    reader = agent.reader(settings(agent.name, model=model, item_budget_usd=1.0))
+    for line in lines(agent.name, name):
+        reader.feed(line)
+    assert reader.outcome(0).ok

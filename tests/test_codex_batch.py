@@ -143,3 +143,14 @@ def test_a_stalled_stream_is_stopped_by_idle_timeout_and_retried(batch):
     assert record["attempts"][0]["reason"] == "no output for 3s"
     assert attempts(batch, "auth") == [(False, "transient"), (True, None)]
     assert [r.reply for r in api.requests] == ["hang", "tool", "text"]
+
+
+def test_estimated_costs_hold_the_batch_to_its_budget(batch):
+    write(batch, ["auth", "billing"], parallel=1, extra="budget_usd: 0.005\n")
+    routes = {"Module: auth": writes_by_shell("auth"), "Module: billing": writes_by_shell("billing")}
+    with FakeOpenAI(by_prompt=routes) as api:
+        result = batch.run("run-batch", env=env(api, batch), timeout=120)
+    assert result.returncode == 1
+    assert batch.record("write-notes", "auth")["cost_usd"] > 0.005
+    assert not api.turns("Module: billing") and not (batch.path / "notes" / "billing.md").exists()
+    assert "not started: the batch's budget of $0.01 is spent" in result.stdout

@@ -38,6 +38,29 @@ def short(text: Any, limit: int = SHORT) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+class CostEstimate:
+    """An attempt's cost estimated from its tokens, for agents that report none (Codex,
+    Gemini), held to the item's budget as Claude's --max-budget-usd is: their tokens come
+    with the session's end, and an attempt whose estimate passes the budget fails for good."""
+
+    def __init__(self, budget_usd: float | None):
+        self.budget_usd = budget_usd
+        self.usd: float | None = None  # None: not known (no tokens yet, or a model without a price)
+
+    def data(self) -> dict[str, Any]:
+        return {} if self.usd is None else {"cost_usd": self.usd, "cost_estimated": True}
+
+    def over_budget(self) -> str | None:
+        """Why the attempt fails, if its estimate passed the budget."""
+        if self.budget_usd is None or self.usd is None or self.usd <= self.budget_usd:
+            return None
+        return f"reached max budget (${self.budget_usd:g}): estimated ${self.usd:.4f}"
+
+    def error_event(self) -> list[AgentEvent]:
+        reason = self.over_budget()
+        return [AgentEvent("error", reason, {"failure_class": PERMANENT, "message": reason})] if reason else []
+
+
 class OutputReader:
     """Reads one attempt's output line by line into events; then says how it ended."""
 

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from ..errors import SettingError
 from ..events import AgentEvent
 from ..pricing import estimated_cost
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome, short
 
 # How long one line for people may be.
 
@@ -121,9 +121,9 @@ def _tool_uses(item: dict) -> list[AgentEvent]:
 
 
 class CodexReader(JsonLinesReader):
-    def __init__(self, model: str | None = None):
+    def __init__(self, model: str | None = None, budget_usd: float | None = None):
         self.model = model  # the `model` setting: codex's stream names none
-        self.cost_usd: float | None = None
+        self.cost = CostEstimate(budget_usd)
         self.session_id: str | None = None
         self.tokens: dict[str, int] | None = None
         self.result_text = ""  # the last agent message
@@ -146,8 +146,6 @@ class CodexReader(JsonLinesReader):
             return {"model": None}
         return {"model": self.model, "model_source": "settings"}
 
-    def _cost_data(self) -> dict[str, Any]:
-        return {} if self.cost_usd is None else {"cost_usd": self.cost_usd, "cost_estimated": True}
 
     def _on_thread_started(self, event: dict) -> list[AgentEvent]:
         self.session_id = event["thread_id"]
@@ -196,11 +194,12 @@ class CodexReader(JsonLinesReader):
             "cache_write": written,
         }
         self.completed = True
-        self.cost_usd = estimated_cost("openai", self.model, self.tokens)
-        data = {"ok": True, "text": self.result_text, "tokens": dict(self.tokens), "session_id": self.session_id,
-                **self._cost_data()}
-        return [AgentEvent("usage", "", {"tokens": dict(self.tokens), **self._cost_data()}),
-                AgentEvent("result", short(self.result_text), data)]
+        self.cost.usd = estimated_cost("openai", self.model, self.tokens)
+        over_budget = self.cost.over_budget()
+        data = {"ok": not over_budget, "text": self.result_text, "tokens": dict(self.tokens),
+                "session_id": self.session_id, **self.cost.data()}
+        return [AgentEvent("usage", "", {"tokens": dict(self.tokens), **self.cost.data()}), *self.cost.error_event(),
+                AgentEvent("result", over_budget or short(self.result_text), data)]
 
     def _on_turn_failed(self, event: dict) -> list[AgentEvent]:
         message = (event.get("error") or {}).get("message") or "turn failed"
@@ -225,9 +224,12 @@ class CodexReader(JsonLinesReader):
         return AgentEvent("error", short(message), {"failure_class": classify(message)[0], "message": message})
 
     def outcome(self, exit_status: int) -> Outcome:
-        data: dict[str, Any] = {"session_id": self.session_id, **self._model_data(), **self._cost_data()}
+        data: dict[str, Any] = {"session_id": self.session_id, **self._model_data(), **self.cost.data()}
         if self.tokens is not None:
             data["tokens"] = dict(self.tokens)
+        if self.cost.over_budget():
+            return Outcome(ok=False, reason=self.cost.over_budget(), failure_class=PERMANENT,
+                           result_text=self.result_text, data=data)
         if self.completed and exit_status == 0:
             return Outcome(ok=True, result_text=self.result_text, data=data)
         if self.failure:
@@ -240,7 +242,7 @@ class CodexReader(JsonLinesReader):
 class CodexAgent(Agent):
     name = "codex"
     executable = "codex"
-    # item_budget_usd: codex has no budget of its own; the runner holds the estimate to it.
+    # item_budget_usd: codex has no budget of its own; the reader holds the estimate to it.
     supports = frozenset({"model", "permission_mode", "extra_args", "item_budget_usd"})
     instead = {
         "allowed_tools": "permission_mode (its --sandbox) limits what it may do",
@@ -267,4 +269,5 @@ class CodexAgent(Agent):
         return argv + list(settings.get("extra_args") or ()) + ["-"]
 
     def reader(self, settings: Mapping[str, Any] | None = None) -> JsonLinesReader:
-        return CodexReader(model=(settings or {}).get("model"))
+        settings = settings or {}
+        return CodexReader(model=settings.get("model"), budget_usd=settings.get("item_budget_usd"))

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from ..errors import SettingError
 from ..events import AgentEvent
 from ..pricing import estimated_cost
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome, short
 
 # How long one line for people may be.
 
@@ -94,7 +94,7 @@ def _tokens(stats: Mapping[str, Any]) -> dict[str, int]:
 
 
 class GeminiReader(JsonLinesReader):
-    def __init__(self):
+    def __init__(self, budget_usd: float | None = None):
         self.session_id: str | None = None
         self.model: str | None = None
         self.pieces: list[str] = []  # the assistant message being streamed
@@ -104,7 +104,7 @@ class GeminiReader(JsonLinesReader):
         self.finished = False  # the result event came
         self.failure: tuple[str, str, float | None] | None = None  # message, failure class, retry_at
         self.last_output = ""  # the last stray line, which may explain an early exit
-        self.cost_usd: float | None = None
+        self.cost = CostEstimate(budget_usd)
 
     def stray(self, line: str) -> list[AgentEvent]:
         attempt = ATTEMPT.match(line)
@@ -173,13 +173,14 @@ class GeminiReader(JsonLinesReader):
         self.tokens = _tokens(stats)
         self.duration_ms = stats.get("duration_ms")
         self._read_models(stats.get("models"))
-        ok = self.failure is None
-        cost = self._cost_data()
+        cost = self.cost.data()
+        events += [AgentEvent("usage", "", {"tokens": dict(self.tokens), **cost}), *self.cost.error_event()]
+        over_budget = self.cost.over_budget()
+        ok = self.failure is None and not over_budget
         data = {"ok": ok, "text": self.result_text, "tokens": dict(self.tokens), "session_id": self.session_id,
                 "model": self.model, **cost}
-        text = short(self.result_text) if ok else short(self.failure[0])
-        return events + [AgentEvent("usage", "", {"tokens": dict(self.tokens), **cost}),
-                         AgentEvent("result", text, data)]
+        text = short(self.result_text) if ok else over_budget or short(self.failure[0])
+        return events + [AgentEvent("result", text, data)]
 
     def _read_models(self, models: Any) -> None:
         """The model that answered (init says only `auto` when gemini chooses), and the cost
@@ -189,15 +190,15 @@ class GeminiReader(JsonLinesReader):
             return
         self.model = max(per_model, key=lambda name: sum(per_model[name].values()))
         costs = [estimated_cost("google", name, tokens) for name, tokens in per_model.items()]
-        self.cost_usd = None if None in costs else round(sum(costs), 6)
-
-    def _cost_data(self) -> dict[str, Any]:
-        return {} if self.cost_usd is None else {"cost_usd": self.cost_usd, "cost_estimated": True}
+        self.cost.usd = None if None in costs else round(sum(costs), 6)
 
     def outcome(self, exit_status: int) -> Outcome:
-        data: dict[str, Any] = {"session_id": self.session_id, "model": self.model, **self._cost_data()}
+        data: dict[str, Any] = {"session_id": self.session_id, "model": self.model, **self.cost.data()}
         if self.tokens is not None:
             data.update(tokens=dict(self.tokens), duration_ms=self.duration_ms)
+        if self.cost.over_budget():
+            return Outcome(ok=False, reason=self.cost.over_budget(), failure_class=PERMANENT,
+                           result_text=self.result_text, data=data)
         if self.failure:
             message, failure_class, retry_at = self.failure
             return Outcome(ok=False, reason=short(message, 200), failure_class=failure_class,
@@ -217,7 +218,7 @@ class GeminiReader(JsonLinesReader):
 class GeminiAgent(Agent):
     name = "gemini"
     executable = "gemini"
-    # item_budget_usd: gemini has no budget of its own; the runner holds the estimate to it.
+    # item_budget_usd: gemini has no budget of its own; the reader holds the estimate to it.
     supports = frozenset({"model", "allowed_tools", "permission_mode", "extra_args", "item_budget_usd"})
     instead = {"max_turns": "set model.maxSessionTurns in .gemini/settings.json"}
 
@@ -252,4 +253,4 @@ class GeminiAgent(Agent):
         return argv + list(settings.get("extra_args") or ())
 
     def reader(self, settings: Mapping[str, Any] | None = None) -> JsonLinesReader:
-        return GeminiReader()
+        return GeminiReader(budget_usd=(settings or {}).get("item_budget_usd"))
