@@ -88,3 +88,8 @@ def test_a_refused_option_stops_the_run_before_anything_runs(batch):
     assert result.stderr.strip().endswith(
         "task.md:3: agent 'codex' does not take 'allowed_tools': permission_mode (its --sandbox) limits what it may do")
     assert not (batch.path / ".batch" / "task" / "items").exists()
+
+
+@pytest.mark.parametrize("agent", ["command", "claude", "codex"])
+def test_other_agents_add_nothing_to_the_environment(agent):
+    assert AGENTS[agent].environment({}) == {}
