@@ -600,12 +600,15 @@ def test_a_hint_of_any_type_is_taken_or_refused_at_its_line(name, raw, before_it
     except Exception:
         readable = False
     want = expected_setting(name, value, hint=True) if readable and name in README_SETTINGS else None
+    named = name  # the setting a refusal names
     if want is UNSET and name == "command":
         want = REFUSED  # the command agent needs its command
+    if name == "agent" and want in AGENT_NAMES - {"command"}:
+        want, named = REFUSED, "command"  # that agent does not take the batch's `command`
     try:
         plan = parse(text, TASK_MD)
     except TaskFileError as error:
-        check_refusal(error, text, name, range(line, line + 1), True)
+        check_refusal(error, text, named, range(line, line + 1), True)
         assert want is None or want is REFUSED, f"refused {name}: {value!r}: {error}"
     else:
         assert readable, f"took a hint that cannot be read: {raw!r}"
