@@ -61,7 +61,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
         "BATCH_ATTEMPT": str(number),
         "BATCH_RUN_ID": run.run_id,
     }
-    reader = agent.reader()
+    reader = agent.reader(job.settings)
     result_seen = threading.Event()
 
     with folder.open_log() as log, folder.open_events() as event_log:

@@ -130,7 +130,7 @@ def _salvage(group: Group, item: Item, folder: ItemState, running: dict) -> dict
     if not isinstance(number, int) or not isinstance(run_id, str):
         return None
     exit_event = _exit_event(folder.events, run_id, number)
-    reader = AGENTS[group.settings["agent"]].reader()
+    reader = AGENTS[group.settings["agent"]].reader(group.settings)
     saw_result = False
     for line in _attempt_lines(folder.log, item.key, number, run_id):
         saw_result |= any(event.kind == "result" for event in reader.feed(line))

@@ -338,6 +338,7 @@ def _check_agent_settings(group_settings, section, setting_lines, path: Path) ->
         AGENTS[group_settings["agent"]].check_settings(group_settings)
     except SettingError as error:
         hints = section["hints"]
-        hint_line = hints.get("agent", (None, None))[1] or hints.get("command", (None, None))[1]
-        line = hint_line or setting_lines.get("agent") or setting_lines.get("command") or section["line"]
+        names = ([error.setting] if error.setting else []) + ["agent", "command"]
+        hint_line = next((hints[name][1] for name in names if name in hints), None)
+        line = hint_line or next((setting_lines[name] for name in names if name in setting_lines), section["line"])
         raise TaskFileError(path, line, str(error)) from None

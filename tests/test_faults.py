@@ -123,7 +123,7 @@ def fake_claude(batch, then: str) -> dict:
 
 def test_an_agent_lingering_after_its_result_is_stopped_and_judged_by_its_result(batch):
     env = fake_claude(batch, then="time.sleep(120)")
-    batch.write("# T\n## G\n- [ ] a: answer\n", front_matter().replace("agent: command", "agent: claude"))
+    batch.write("# T\n## G\n- [ ] a: answer\n", front_matter="---\nagent: claude\n---\n")
     started = time.monotonic()
     result = batch.run("run-batch", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -136,7 +136,7 @@ def test_an_agent_lingering_after_its_result_is_stopped_and_judged_by_its_result
 def test_a_run_killed_right_after_the_agent_succeeded_is_finished_from_the_log(batch):
     # The agent reports its success, and its runner dies before the agent exits and it is recorded.
     env = fake_claude(batch, then="time.sleep(0.5); os.kill(os.getppid(), signal.SIGKILL); time.sleep(30)")
-    batch.write("# T\n## G\n- [ ] a: answer\n## H\n- [ ] a: next\n", front_matter().replace("agent: command", "agent: claude"))
+    batch.write("# T\n## G\n- [ ] a: answer\n## H\n- [ ] a: next\n", front_matter="---\nagent: claude\n---\n")
     killed = batch.run("run-batch", env=env)
     assert killed.returncode == -9
     assert not (batch.state("g", "a") / "result.json").exists()
