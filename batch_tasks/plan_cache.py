@@ -125,8 +125,8 @@ def _secret() -> bytes | None:
     return key if len(key) == 32 else None
 
 
-def _signature(secret: bytes, key: str, body: bytes) -> str:
-    return hmac.new(secret, key.encode() + b"\0" + body, hashlib.sha256).hexdigest()
+def _signature(secret: bytes, key: str, marks_then: str, body: bytes) -> str:
+    return hmac.new(secret, f"{key}\0{marks_then}\0".encode() + body, hashlib.sha256).hexdigest()
 
 
 # --- reading and writing ---------------------------------------------------------------
@@ -157,10 +157,11 @@ def load(cache_dir: Path, path: Path, data: bytes) -> Plan | None:
         body = raw[header_end + 1 :]
         if key is None or key != header["key"]:
             return None
-        if not hmac.compare_digest(_signature(secret, key, body), str(header["signature"])):
+        marks_then = str(header["marks_then"])
+        if not hmac.compare_digest(_signature(secret, key, marks_then, body), str(header["signature"])):
             return None
         # The marks ticked (or unticked) since: those items are read from the file as it is now.
-        ticked = {offset for offset, now, then in zip(marks, _marks_now(data, marks), header["marks_then"]) if now != then}
+        ticked = {offset for offset, now, then in zip(marks, _marks_now(data, marks), marks_then) if now != then}
         plan = json.loads(body, object_hook=lambda value: _decode(value, data, ticked))
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
         return None  # damaged, or made by other code: parse afresh
@@ -178,8 +179,9 @@ def store(cache_dir: Path, path: Path, data: bytes, plan: Plan) -> None:
         body = json.dumps(_encode(plan), ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
     except (TypeError, ValueError):
         return  # something in the plan that is not plain data: no cache
-    signature = _signature(secret, key, body)
-    header = json.dumps({"format": FORMAT, "key": key, "marks": marks, "marks_then": _marks_now(data, marks), "signature": signature})
+    marks_then = _marks_now(data, marks)
+    signature = _signature(secret, key, marks_then, body)
+    header = json.dumps({"format": FORMAT, "key": key, "marks": marks, "marks_then": marks_then, "signature": signature})
     try:
         folder = _open_folder(cache_dir, path, create=True)
     except OSError:
