@@ -12,6 +12,12 @@ def digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
+def mark_column(line: str) -> int | None:
+    """Where the mark of a checkbox line (`- [ ] …`, `1. [x] …`) is: nothing before its `[` can be one."""
+    column = line.find("[") + 1
+    return column if column and line[column + 1 : column + 2] == "]" else None
+
+
 @dataclass(frozen=True)
 class Item:
     """One checkbox: one piece of work on one module."""
@@ -25,6 +31,11 @@ class Item:
     source_line: str  # that line as written, to find it again when ticking
     key: str = field(init=False, compare=False)  # its doit task name, GROUP:MODULE
     digest: str = field(init=False, compare=False)  # of its module and instruction: part of its fingerprint
+    # Where its checkbox mark was in task.md's bytes when loaded (-1: unknown), so that a
+    # tick finds it without reading the file; always verified by bytes before it is used.
+    mark_offset: int = field(default=-1, compare=False)
+    # Other checkboxes that tick along with it (its sub-task boxes): (1-based line, that line as written).
+    also_ticks: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "key", f"{self.group}:{self.module}")

@@ -5,42 +5,26 @@ settings; every heading starts a group; checkbox list items at the top list leve
 under a heading are the items; `<!-- key: value -->` comments are group hints.
 Every mistake is a TaskFileError naming its line. PyYAML and markdown-it are
 imported only when a plan must be parsed: an unchanged task.md is read from its
-cache, and starting fast matters when a batch has ten thousand items.
+cache (plan_cache), and starting fast matters when a batch has ten thousand items.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import pickle
 import re
-import sys
 import textwrap
 from dataclasses import replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import plan_cache
 from . import settings as settings_mod
 from .agents import AGENTS
 from .errors import SettingError, TaskFileError
-from . import plan as plan_mod
 from .plan import Group, Item, Plan
 
 MAX_BYTES = 16 * 1024 * 1024
 MAX_ALIAS_GROWTH = 1024 * 1024  # characters YAML aliases may add to the front matter
 MAX_NAME = 200  # characters of a module or group name: they go into every item's environment
-
-
-@lru_cache(maxsize=1)
-def _plan_format() -> str:
-    """What makes a plan what it is: the code of these modules. A plan cached by other
-    code (another release, or a changed checkout) is not used."""
-    sources = [Path(module.__file__).read_bytes() for module in (sys.modules[__name__], plan_mod, settings_mod)]
-    return hashlib.sha256(b"\0".join(sources) + __version__.encode()).hexdigest()
-
-
 
 
 CHECKBOX = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\[([ xX])\](?:[ \t]+|$)(.*)$")
@@ -55,27 +39,20 @@ def slugify(text: str) -> str:
 
 
 def load_plan(path: Path, cache_dir: Path | None = None) -> Plan:
-    """Read and parse task.md, reusing the plan cached for exactly these bytes.
+    """Read and parse task.md, reusing the plan cached (see plan_cache) for these bytes.
 
-    Parsing 10,000 items takes markdown-it about half a second; hashing and
-    unpickling them a few hundredths, so a batch that did not change loads fast.
+    Parsing 10,000 items takes markdown-it about half a second; checking and
+    reading the cache a few hundredths, so a batch that did not change loads fast.
     """
     data = _read(path)
-    cache = None
     if cache_dir is not None:
-        plan_format = _plan_format()
-        digest = hashlib.sha256(data).hexdigest()
-        cache = cache_dir / "plan.pickle"
-        try:
-            with open(cache, "rb") as stream:
-                version, cached_digest, cached_path, plan = pickle.load(stream)
-            if (version, cached_digest, cached_path) == (plan_format, digest, str(path)):
-                return plan
-        except (OSError, EOFError, ValueError, TypeError, AttributeError, ImportError, pickle.UnpicklingError):
-            pass  # no cache, or an unusable one: parse afresh
+        cached = plan_cache.load(cache_dir, path, data)
+        if cached is not None:
+            return cached
     plan = parse(_decode(path, data), path)
-    if cache is not None:
-        _write_cache(cache, (plan_format, digest, str(path), plan))
+    plan_cache.locate_marks(plan, data)
+    if cache_dir is not None:
+        plan_cache.store(cache_dir, path, data, plan)
     return plan
 
 
@@ -103,17 +80,6 @@ def _decode(path: Path, data: bytes) -> str:
         line = data.count(b"\n", 0, error.start) + 1
         raise TaskFileError(path, line, "is not valid UTF-8 text") from None
     return text.removeprefix("\ufeff")
-
-
-def _write_cache(cache: Path, payload) -> None:
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as stream:
-            pickle.dump(payload, stream, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, cache)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
 
 
 def parse(text: str, path: Path) -> Plan:
