@@ -233,7 +233,7 @@ class BatchState:
     def ensure(self) -> None:
         try:
             ensure_folder(str(self.real_taskfile.parent), os.path.relpath(self.root, self.real_taskfile.parent))
-            for name in ("doit.sqlite", "plan.pickle"):  # doit opens its database itself: no link there
+            for name in ("doit.sqlite",):  # doit opens its database itself: no link there
                 if os.path.islink(self.root / name):
                     raise LinkRefused(str(self.root / name))
         except OSError as error:
