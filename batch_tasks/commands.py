@@ -31,8 +31,9 @@ from . import batch as batch_mod
 from . import graph, process
 from .agents import AGENTS
 from .board import board_from_state
+from .cli import MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint
 from .errors import BatchError
-from .live_view import console_for, panel, summary
+from .live_view import console_for, panel, print_lines, summary
 from .loader import BatchLoader
 from .recovery import recover
 from .reporter import BatchReporter
@@ -67,8 +68,9 @@ class _ReadsTaskFile:
         super().__init__(task_loader=loader, **kwargs)
 
 
-class RunBatch(_ReadsTaskFile, Run):
+class RunBatch(FriendlyArgs, _ReadsTaskFile, Run):
     name = "run-batch"
+    aliases, help_text = MAKE_SPELLINGS, RUN_BATCH_HELP
     doc_purpose = "run the open items of task.md, group after group"
     doc_usage = "[GROUP | GROUP:MODULE ...]"
     doc_description = (
@@ -215,7 +217,7 @@ def _stop_on_signals():
             signal.signal(signum, handler)
 
 
-class Forget(DoitForget):
+class Forget(FriendlyArgs, TaskMdHint, DoitForget):
     """doit's `forget`; for a batch's items it also sets their results aside, so they run again."""
 
     def _execute(self, forget_sub, forget_disable_default, forget_all):
@@ -254,7 +256,7 @@ opt_interval = {
 }
 
 
-class BatchStatus(_ReadsTaskFile, DoitCmdBase):
+class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     name = "batch-status"
     doc_purpose = "show a batch's progress, from another terminal, or after it ran"
     doc_usage = "[--watch]"
@@ -270,7 +272,7 @@ class BatchStatus(_ReadsTaskFile, DoitCmdBase):
         if not watch:
             board, picture = _status(batch)
             console.print(picture)
-            console.print("\n".join(summary(board)))
+            print_lines(console, summary(board))
             return 0
         try:
             with Live(console=console, refresh_per_second=4) as live:
@@ -298,7 +300,7 @@ opt_dot = {
 }
 
 
-class BatchGraph(_ReadsTaskFile, DoitCmdBase):
+class BatchGraph(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     name = "batch-graph"
     doc_purpose = "show what each item waits for (text, or Graphviz dot)"
     doc_usage = "[--dot]"

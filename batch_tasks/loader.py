@@ -13,6 +13,7 @@ from doit.cmd_base import TaskLoader2
 from doit.exceptions import InvalidDodoFile
 
 from . import batch as batch_mod
+from . import cli
 from .doit_tasks import build_tasks
 from .errors import BatchError
 from .state import BatchState
@@ -46,8 +47,15 @@ class BatchLoader(TaskLoader2):
 
     def load_tasks(self, cmd, pos_args):
         try:
+            if cmd.name == "run":
+                cli.refuse_plain_run()
             self.batch = batch_mod.load(self.path)
+            if cmd.name != "help":
+                cli.check_names(self.batch.plan, pos_args or [], self._targets)
         except BatchError as error:
             # doit prints InvalidDodoFile as one line, without a traceback.
             raise InvalidDodoFile(str(error)) from None
         return build_tasks(self.batch)
+
+    def _targets(self):
+        return [self.batch.state.item(item.group, item.module).result for item in self.batch.plan.items()]
