@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .board import DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, SKIPPED, Board, ItemView
+from .board import DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board, ItemView
 
 TOP_EXPENSIVE = 5
 PIPE_WIDTH = 200
@@ -226,8 +226,11 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     by_state: dict[str, list[ItemView]] = defaultdict(list)
     for view in views:
         by_state[view.state].append(view)
+    # Items still waiting once nothing is in flight never started: the run ended first.
+    never = [] if by_state[RUNNING] or by_state[RETRYING] else by_state[WAITING]
+    ended = {**totals, NOT_STARTED: totals[NOT_STARTED] + len(never)}
     counted = [f"{totals['done']} done", f"{totals['failed']} failed"]
-    counted += [f"{totals[s]} {s}" for s in (INTERRUPTED, NOT_STARTED, SKIPPED) if totals[s]]
+    counted += [f"{ended[s]} {s}" for s in (INTERRUPTED, NOT_STARTED, SKIPPED) if ended[s]]
     cost = f", {money(totals['cost_usd'])}" if totals["cost_usd"] else ""
     lines = [f"{', '.join(counted)}, {board.already_done} already done in {duration(totals['elapsed'])}{cost}"]
     lines.extend(notes)
@@ -238,10 +241,10 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     if by_state[INTERRUPTED]:
         lines.append("interrupted (run again, they start over):")
         lines += [f"  {finished_line(view, board.root)}" for view in by_state[INTERRUPTED]]
-    for state, heading in ((NOT_STARTED, "not started"), (SKIPPED, "skipped")):
+    for state, heading, views_of in ((NOT_STARTED, "not started", by_state[NOT_STARTED] + never), (SKIPPED, "skipped", by_state[SKIPPED])):
         by_why: dict[str, list[str]] = defaultdict(list)
-        for view in by_state[state]:
-            by_why[view.reason].append(view.key)
+        for view in views_of:
+            by_why[view.reason or "the run ended before it started"].append(view.key)
         for why, keys in by_why.items():
             listed = ", ".join(keys[:NAMES_LISTED]) + (f" and {len(keys) - NAMES_LISTED} more" if len(keys) > NAMES_LISTED else "")
             lines.append(f"{heading}: {plural(len(keys), 'item')}, {why}: {listed}")
