@@ -80,7 +80,7 @@ def _lines(path: str, follow: bool):
         yield "  (no events yet: it has not run)"
         return
     with stream:
-        attempt, pending = None, b""
+        attempt, ended, pending = None, False, b""
         while True:
             chunk = stream.read(65536)
             if not chunk:
@@ -93,9 +93,10 @@ def _lines(path: str, follow: bool):
                 event = _event(raw)
                 if event is None:
                     continue
-                if event.get("attempt") != attempt:
+                if event.get("attempt") != attempt or ended:  # each run numbers its attempts from 1
                     attempt = event.get("attempt")
-                    yield f"attempt {attempt}"
+                    yield f"attempt {attempt}, {_clock(event.get('t'))}"
+                ended = event["kind"] == "exit"
                 text = describe(event)
                 if text is not None:
                     yield f"  {_clock(event.get('t'))}  {text}"
