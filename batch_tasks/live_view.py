@@ -244,7 +244,7 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     for state, heading, views_of in ((NOT_STARTED, "not started", by_state[NOT_STARTED] + never), (SKIPPED, "skipped", by_state[SKIPPED])):
         by_why: dict[str, list[str]] = defaultdict(list)
         for view in views_of:
-            by_why[view.reason or "the run ended before it started"].append(view.key)
+            by_why[view.reason or "the run ended first"].append(view.key)
         for why, keys in by_why.items():
             listed = ", ".join(keys[:NAMES_LISTED]) + (f" and {len(keys) - NAMES_LISTED} more" if len(keys) > NAMES_LISTED else "")
             lines.append(f"{heading}: {plural(len(keys), 'item')}, {why}: {listed}")

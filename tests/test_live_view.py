@@ -81,7 +81,7 @@ def test_a_failure_shows_its_cause_and_last_lines_in_plain_output(batch):
     assert after[0] == "    agent for inventory:auth, argv ['auth', 'inventory']" and after[2] == f"    {CAUSE}"
     summary = out[out.index("\n\n") :]
     assert "\nfailed:\n  ✗ inventory:auth" in summary and f"\n      {CAUSE}\n" in summary
-    assert "not started: 1 item, the run ended before it started: extract:auth" in summary
+    assert "not started: 1 item, the run ended first: extract:auth" in summary
     assert summary.rstrip().endswith("next: fix inventory:auth (its cause is above), then `doit run-batch` reruns only the 2 items left")
     assert "most expensive" not in summary and "$0.0000" not in out
 
