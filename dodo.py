@@ -17,7 +17,8 @@ BUILD.mkdir(exist_ok=True)
 DOIT_CONFIG = {"default_tasks": ["example"], "verbosity": 2, "dep_file": str(BUILD / ".doit.db")}
 
 TRY_NEXT = f"""
-The example ran in {os.path.relpath(EXAMPLE_RUN)}; REPORT.md there is what it made. Try next, there:
+The example ran in {os.path.relpath(EXAMPLE_RUN)}: REPORT.md there is what it made, report.html
+how the run went. Try next, there:
   cd {os.path.relpath(EXAMPLE_RUN)}
   doit run-batch                 a second run: nothing is left to do, and it says so
   doit run-batch --dry-run       after you edit an item's text in task.md: what would run, and why
@@ -38,12 +39,15 @@ def run_example():
     # Its output is this terminal's, not a pipe's: there, run-batch draws its live panel.
     status = subprocess.run([sys.executable, "-m", "doit", "run-batch"], cwd=EXAMPLE_RUN).returncode
     if status == 0:
+        status = subprocess.run([sys.executable, "-m", "doit", "batch-report", "-o", "report.html"], cwd=EXAMPLE_RUN).returncode
+    if status == 0:
         print(TRY_NEXT)
     return status == 0
 
 
 def task_example():
-    """Run the example batch in a fresh copy (build/example): no agent CLI, no API key."""
+    """Run the example batch in a fresh copy (build/example), and write its report
+    (build/example/report.html): no agent CLI, no API key."""
     return {"actions": [fresh_copy_of_example, run_example], "uptodate": [False]}
 
 

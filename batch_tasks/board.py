@@ -247,14 +247,14 @@ class Board:
         }
 
     def exit_status(self, stopped_by: str | None = None) -> int:
-        """0 all done; 1 an item failed; 2 none failed but not all started; 130/143 stopped."""
+        """0 all done; 1 an item failed; 4 none failed but not all started; 130/143 stopped."""
         with self.lock:
             counts = dict(self.counts)
         if stopped_by:
             return EXIT_STOPPED.get(stopped_by, 130)
         if counts.get(FAILED):
             return 1
-        return 2 if any(counts.get(state) for state in (WAITING, *IN_FLIGHT, INTERRUPTED, NOT_STARTED)) else 0
+        return 4 if any(counts.get(state) for state in (WAITING, *IN_FLIGHT, INTERRUPTED, NOT_STARTED)) else 0
 
 
 def _eta(mean: float | None, waiting: int, flying: list, workers: int, now: float) -> float | None:

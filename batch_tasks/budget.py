@@ -17,12 +17,13 @@ class Budget:
             with self._lock:
                 self.spent += amount_usd
 
-    def allows_another(self) -> bool:
+    def refusal(self) -> str | None:
+        """Why no new item may start, or None while one may."""
         with self._lock:
             if self.limit is None or self.spent < self.limit:
-                return True
+                return None
             self.refused += 1
-            return False
+            return f"the batch's budget of ${self.limit:.2f} is spent"
 
     def note(self) -> str:
         if self.limit is None:

@@ -22,10 +22,10 @@ from doit.exceptions import InvalidDodoFile
 from .errors import BatchError
 
 # Exit statuses of `doit run-batch` (the README lists them).
-EXIT_DONE, EXIT_FAILED, EXIT_NOT_ALL_STARTED, EXIT_BAD_INPUT = 0, 1, 2, 3
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALL_STARTED = 0, 1, 3, 4
 
 # make's and GNU parallel's spellings, as people type them.
-MAKE_SPELLINGS = {"-j": "-n", "--jobs": "--process", "-k": "--continue", "--keep-going": "--continue"}
+MAKE_SPELLINGS = {"-j": "-n", "--jobs": "--parallel", "-k": "--continue", "--keep-going": "--continue"}
 
 CONFIG_LINE = r"printf '[GLOBAL]\nloader = batch\n' > doit.cfg"
 
@@ -38,7 +38,7 @@ that succeeds. A second run does only what is left or changed, and says why.
 Options and names may come in any order.
 
 options:
-  -n N, -j N, --process N, --jobs N
+  -n N, -j N, --parallel N, --jobs N
                       run up to N items at once (default: `parallel:` in
                       task.md, else 1)
   -c, -k, --continue, --keep-going
@@ -47,6 +47,8 @@ options:
   -a, --always-execute
                       run the selected items even if they are current
   --dry-run           print every item that would run, and why; run nothing
+  --joblog FILE       append a line per attempt as it ends to FILE, in GNU
+                      parallel's joblog format
   -T FILE, --taskfile FILE
                       the task file (default: task.md; or $BATCH_TASKFILE)
   -h, --help          this help
@@ -59,10 +61,11 @@ examples:
   doit run-batch --dry-run          what would run, and why
   doit batch-status --watch         the picture, from another terminal
   doit batch-log review:auth -f     one item's attempts, tool calls and errors, live
+  doit batch-report                 the last run as a page: timeline, costs, failures
 
-exit status: 0 all done; 1 an item failed; 2 nothing failed, but not every item
-started (the budget was spent); 3 task.md, a setting or an option is wrong
-(nothing ran); 130 stopped by Ctrl-C, 143 by SIGTERM.
+exit status: 0 all done; 1 an item failed; 3 task.md, a setting, an option or
+a name is wrong (nothing ran); 4 nothing failed, but not every item started
+(the budget was spent); 130 stopped by Ctrl-C, 143 by SIGTERM.
 """
 
 
@@ -195,14 +198,6 @@ def check_names(plan, names: list[str], targets=lambda: ()) -> None:
             raise BatchError(f"no {kind} {name!r}; did you mean {hint!r}?")
         listed = ", ".join(choices[:8]) + (", …" if len(choices) > 8 else "")
         raise BatchError(f"no {kind} {name!r} in {plan.path.name}" + (f"; there are: {listed}" if listed else ""))
-
-
-def refuse_plain_run() -> None:
-    """doit's own `run` on a batch would run it without the lock, the agent check and the panel."""
-    raise BatchError(
-        "this folder's doit.cfg reads task.md with the batch loader: run it with `doit run-batch` "
-        "(doit's own run would have no lock, no agent check and no panel)"
-    )
 
 
 class TaskMdHint:

@@ -72,7 +72,7 @@ class Plan:
     def _waits_for(self, position, group, previous, item) -> tuple[tuple[Item, ...], list[str]]:
         """What an item waits for, as items and as doit task names. Items that wait for
         the same things share one tuple, so that what follows from it is worked out
-        once per tuple (see staleness and scheduler)."""
+        once per tuple (see staleness and dispatcher)."""
         if previous is None:
             return (), []
         if group.settings.get("after") == "all":  # a barrier: everything before it

@@ -28,12 +28,6 @@ SETPRIV = shutil.which("setpriv")
 GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL
 RESULT_GRACE = 5.0  # for an agent to exit by itself after its final result
 
-# Set once the run is being stopped: no new agent starts after it.
-stopping = threading.Event()
-_running: dict[int, subprocess.Popen] = {}
-_running_lock = threading.Lock()
-
-
 class StoppedError(Exception):
     """The run is stopping; the agent was not started."""
 
@@ -44,9 +38,34 @@ class Exit:
     stopped_for: str | None = None  # why we stopped it, if we did
 
 
+class Supervisor:
+    """The agents of one run: starts them, and stops them all when the run stops.
+    Created per run and passed down, so that a second run in one process starts clean."""
+
+    def __init__(self):
+        self.stopping = threading.Event()  # set once the run is being stopped: no new agent starts
+        self._running: dict[int, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def run(self, argv: Sequence[str], **options) -> "Exit":
+        return run(argv, supervisor=self, **options)
+
+    def stop_all(self, grace: float = GRACE_SECONDS) -> None:
+        """Stop every running agent (and keep new ones from starting); returns when all are gone."""
+        self.stopping.set()
+        with self._lock:
+            children = list(self._running.values())
+        threads = [threading.Thread(target=stop_tree, args=(c.pid, c, grace)) for c in children]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
 def run(
     argv: Sequence[str],
     *,
+    supervisor: Supervisor,
     cwd: Path,
     env: Mapping[str, str],
     stdin: bytes,
@@ -70,8 +89,8 @@ def run(
     command = [program, *argv[1:]]
     if SETPRIV:
         command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
-    with _running_lock:
-        if stopping.is_set():
+    with supervisor._lock:
+        if supervisor.stopping.is_set():
             raise StoppedError()
         child = subprocess.Popen(
             command,
@@ -82,15 +101,15 @@ def run(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        _running[child.pid] = child
+        supervisor._running[child.pid] = child
     try:
         on_start(psutil.Process(child.pid))
         threading.Thread(target=_feed, args=(child.stdin, stdin), daemon=True).start()
         stopped_for = _pump(child, log, on_line, redact, Limits(timeout, idle_timeout, finished))
         return Exit(child.wait(), stopped_for)
     finally:
-        with _running_lock:
-            _running.pop(child.pid, None)
+        with supervisor._lock:
+            supervisor._running.pop(child.pid, None)
         if child.poll() is None:  # we are leaving early: leave nothing behind
             stop_tree(child.pid, child)
 
@@ -230,18 +249,6 @@ def _alive(pid: int) -> bool:
 def _wait_gone(pid: int, deadline: float) -> None:
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def stop_all(grace: float = GRACE_SECONDS) -> None:
-    """Stop every running agent (and keep new ones from starting); returns when all are gone."""
-    stopping.set()
-    with _running_lock:
-        children = list(_running.values())
-    threads = [threading.Thread(target=stop_tree, args=(c.pid, c, grace)) for c in children]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def stop_group_left_by(pid: int, create_time: float) -> bool:

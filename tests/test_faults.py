@@ -107,6 +107,8 @@ def fake_claude(batch, then: str) -> dict:
     script.write_text(
         f"#!{sys.executable}\n"
         "import os, signal, sys, time\n"
+        "if sys.argv[1:] == ['--version']:\n"  # as the real one answers, asked before a run (history.versions)
+        "    sys.exit(print('2.1.330 (Claude Code)'))\n"
         "sys.stdin.read()\n"
         f"open({str(batch.path / 'claude-runs.log')!r}, 'a').write('run\\n')\n"
         f"sys.stdout.write(open({str(FIXTURES / 'text_success.jsonl')!r}).read())\n"

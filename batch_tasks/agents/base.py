@@ -105,5 +105,9 @@ class Agent:
         The prompt also goes to the CLI's standard input."""
         raise NotImplementedError
 
+    def environment(self, settings: Mapping[str, Any]) -> dict[str, str]:
+        """Variables the CLI needs in its environment, beside the runner's own."""
+        return {}
+
     def reader(self) -> OutputReader:
         raise NotImplementedError
