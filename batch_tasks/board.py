@@ -126,12 +126,6 @@ class Board:
         output_tail: Iterable[str] = (),
     ) -> None:
         """An item's end: done, or failed for `reason` with its attempt's last lines."""
-        # How today's runner reports a stop, and an item behind a failed one.
-        if not ok and reason.startswith("interrupted"):
-            return self.interrupted(key)
-        if not ok and reason.startswith("not run: "):
-            return self.not_started(key, reason.removeprefix("not run: "))
-        reason = reason.split("; log: ")[0]
         tail = tuple(output_tail)
         if not ok and not tail:
             tail = tuple(output_tail_of(self.items[key].log)) if key in self.items else ()
