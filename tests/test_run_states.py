@@ -216,3 +216,18 @@ def _front_matter(parallel):
     from conftest import FRONT_MATTER
 
     return FRONT_MATTER.replace("agent: command\n", f"agent: command\nparallel: {parallel}\n")
+
+
+def test_a_retry_and_a_usage_limit_pause_show_as_such_in_plain_lines(batch):
+    settings = "retries: 1\nretry_base: 1s\ntransient_exit_codes: [75]\n"
+    batch.write("# T\n## G\n- [ ] a: one\n- [ ] b: two\n", front_matter=_front_matter(parallel=1).replace("---\n", "---\n" + settings, 1))
+    batch.behave(**{"g:a": {"attempts": {"1": {"exit": 75}}}, "g:b": {"attempts": {"1": {"limit_in": 1.5}}}})
+    result = batch.run("run-batch")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line[9:] for line in result.stdout.splitlines() if line[:2].isdigit()]
+    retry = next(line for line in lines if "↻ g:a" in line)
+    # Was: a retry looked like a running item, and plain output said only `▶ g:a (attempt 2)`.
+    assert re.fullmatch(r"\[0/2\] ↻ g:a attempt 1 failed: exit status 75: retry 1 of 1 in [\d.]+s; attempt 2 at \d\d:\d\d:\d\d \(in [\d.]+s\)", retry)
+    assert lines.index(retry) < lines.index("[0/2] ▶ g:a (attempt 2)")
+    assert any(re.fullmatch(r"\[0/2\] ⏸ command paused for a usage limit until \d\d:\d\d:\d\d \(in [\d.]+s\)", line) for line in lines)
+    assert lines[-1] == "[2/2] ✓ g:b " + lines[-1].split()[-1]
