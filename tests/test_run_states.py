@@ -1,8 +1,8 @@
 """The states of a run that are not failures, told apart everywhere people look: the
 board, the panel, plain lines, the summary and `doit batch-status`.
 
-The runner being rewritten calls the Board's retrying, paused, not_started and skipped;
-until it does, these drive the Board and its views directly with plain data, as it will.
+Most drive the Board and its views directly with plain data, as the runner does (some
+states, such as skipped, no run reaches yet); the last ones run real batches.
 """
 
 import io
