@@ -96,7 +96,8 @@ class BatchReporter:
         pass
 
     def skip_ignore(self, task):
-        pass
+        if _is_item(task):
+            self.board.skipped(task.name, "ignored by `doit ignore` (`doit forget` it to run it again)")
 
     def cleanup_error(self, exception):
         self.out.write(f"error: {exception.get_msg()}\n")

@@ -231,3 +231,16 @@ def test_a_retry_and_a_usage_limit_pause_show_as_such_in_plain_lines(batch):
     assert lines.index(retry) < lines.index("[0/2] ▶ g:a (attempt 2)")
     assert any(re.fullmatch(r"\[0/2\] ⏸ command paused for a usage limit until \d\d:\d\d:\d\d \(in [\d.]+s\)", line) for line in lines)
     assert lines[-1] == "[2/2] ✓ g:b " + lines[-1].split()[-1]
+
+
+def test_an_ignored_item_is_skipped_not_failed_nor_not_started(batch):
+    batch.write("# T\n## G\n- [ ] a: one\n- [ ] b: two\n")
+    (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    assert batch.run("ignore", "g:b").returncode == 0
+    result = batch.run("run-batch")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert batch.runs() == {"g:a": 1}
+    summary = result.stdout[result.stdout.index("\n\n") :]
+    assert summary.lstrip().startswith("1 done, 0 failed, 1 skipped, ")
+    assert "skipped: 1 item, ignored by `doit ignore` (`doit forget` it to run it again): g:b" in summary
+    assert "not started" not in summary and "next:" not in summary
