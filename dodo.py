@@ -58,5 +58,5 @@ def task_test():
 
 def task_bench():
     """Run the benchmarks (bench/README.md says what they measure)."""
-    benches = ("overhead.py", "pipeline.py", "live_view.py")
+    benches = ("overhead.py", "pipeline.py", "live_view.py", "isolation.py")
     return {"actions": [f"{sys.executable} bench/{bench}" for bench in benches], "uptodate": [False]}

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import process, prompt
@@ -33,9 +34,10 @@ def header(key: str, number: int, run_id: str) -> bytes:
 
 
 def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context: Mapping[str, Any],
-                running: Mapping[str, Any]) -> Attempt:
+                running: Mapping[str, Any], where: Path, environment: Mapping[str, str]) -> Attempt:
     """`context` is the prompt template's; `running` what running.json is to hold besides
-    this attempt's own facts."""
+    this attempt's own facts; the agent runs in `where`, with `environment` under the
+    batch's own variables."""
     attempt = Attempt(number=number, session_id=str(uuid.uuid4()), started=time.time(), run_id=run.run_id)
     try:
         text = prompt.render(job.template, context)
@@ -43,15 +45,14 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
         attempt.outcome = Outcome(ok=False, reason=str(error), failure_class=PERMANENT)
         attempt.finished = time.time()
         return attempt
-    with open(folder.prompt, "w", encoding="utf-8") as stream:
-        stream.write(text)
+    folder.write_prompt(text)
 
     agent = AGENTS[job.settings["agent"]]
     key = job.item.key
     argv_context = {"module": job.item.module, "group": job.item.group, "prompt_file": folder.prompt,
                     "session_id": attempt.session_id}
     env = {
-        **os.environ,
+        **environment,
         **agent.environment(job.settings),
         "BATCH_GROUP": job.item.group,
         "BATCH_MODULE": job.item.module,
@@ -60,10 +61,10 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
         "BATCH_ATTEMPT": str(number),
         "BATCH_RUN_ID": run.run_id,
     }
-    reader = agent.reader()
+    reader = agent.reader(job.settings)
     result_seen = threading.Event()
 
-    with open(folder.log, "ab") as log, open(folder.events, "a", encoding="utf-8") as event_log:
+    with folder.open_log() as log, folder.open_events() as event_log:
 
         def record_event(event: AgentEvent) -> None:
             line = {"t": round(time.time(), 3), "run_id": run.run_id, "attempt": number, **event.to_json()}
@@ -77,8 +78,9 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
                 if event.kind == "result":
                     result_seen.set()
 
-        def on_start(agent_process) -> None:
-            # All a later run needs to finish this attempt's item if this run is killed.
+        def on_start(processes) -> None:
+            # All a later run needs to finish this attempt's item, and to stop what it
+            # started, if this run is killed.
             write_json_atomic(folder.running, {
                 **running,
                 "run_id": run.run_id,
@@ -86,8 +88,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
                 "session_id": attempt.session_id,
                 "attempt_started": attempt.started,
                 "runner_pid": os.getpid(),
-                "pid": agent_process.pid,
-                "create_time": agent_process.create_time(),
+                **processes.record(),
             })
             run.hub.publish("attempt_started", key, number, attempt.started)
             run.hub.publish("item_started", key, number, folder.log)
@@ -97,12 +98,15 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
         try:
             ended = run.supervisor.run(
                 agent.argv(job.settings, argv_context),
-                cwd=job.taskfile.parent,
+                cwd=where,
                 env=env,
                 stdin=text.encode("utf-8"),
                 log=log,
                 on_line=on_line,
                 on_start=on_start,
+                # At once, the moment it exits: a run killed from then on can finish the item from its log.
+                on_exit=lambda ended: record_event(AgentEvent("exit", data={"status": ended.status,
+                                                                            "stopped_for": ended.stopped_for})),
                 timeout=job.settings["timeout"],
                 idle_timeout=job.settings["idle_timeout"],
                 finished=result_seen.is_set,
@@ -116,8 +120,6 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
             return attempt
         finally:
             attempt.finished = time.time()
-        # At once, before anything else: a run killed from here on can finish the item from its log.
-        record_event(AgentEvent("exit", data={"status": ended.status, "stopped_for": ended.stopped_for}))
     attempt.exit_status = ended.status
     if run.supervisor.stopping.is_set() and ended.status < 0:
         return attempt  # stopped with the run: no outcome

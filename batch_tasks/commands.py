@@ -27,6 +27,7 @@ from rich.text import Text
 from . import batch as batch_mod
 from . import graph, history, process, recovery
 from .agents import AGENTS
+from .attempt_processes import GRACE_SECONDS
 from .board import board_from_state
 from .cli import EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint
 from .dispatcher import Dispatcher, candidates
@@ -35,10 +36,12 @@ from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
 from .live_view import console_for, panel, print_lines, summary
 from .loader import BatchLoader
+from .merge_queue import MergeQueue
 from .reporter import BatchReporter
 from .run import Run
 from .runner import BatchRunner
 from .state import BatchState, lock_holder
+from .worktree import Isolation
 
 CONFIG_HINT = (
     "hint: for `doit list`, `doit info` and `doit forget` to read task.md here, "
@@ -142,6 +145,10 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"))
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
+        if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
+            run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
+            run.isolation.prepare()
+            run.merge_queue = MergeQueue(run.isolation)
         runner = BatchRunner(
             self.dep_manager,
             BatchReporter(self.outstream, {}, workers=workers, run=run),
@@ -168,6 +175,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             code = EXIT_FAILED
         else:
             code = EXIT_NOT_ALL_STARTED if runner.not_started else 0
+        if run.isolation is not None:
+            run.isolation.close()
+            self.outstream.write(run.isolation.how_to_take() + "\n")
         if recorders is not None:
             run.hub.unsubscribe(recorders)
             recorders.run_ended({"exit_status": code, "stopped_by": received[0] if received else None})
@@ -221,7 +231,7 @@ def _stop_on_signals(supervisor: process.Supervisor):
     def stop(signum, frame):
         at_once = signum == signal.SIGTERM or bool(received)
         received.append("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
-        grace = 0.0 if at_once else process.GRACE_SECONDS
+        grace = 0.0 if at_once else GRACE_SECONDS
         threading.Thread(target=supervisor.stop_all, args=(grace,), daemon=True).start()
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}

@@ -43,7 +43,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import process
+from .attempt_processes import is_same_process
 from .agents import AGENTS
 from .live_view import duration, money
 from .redaction import Redactor
@@ -297,6 +297,6 @@ def _held(state_root: Path | str) -> bool:
     """Whether a run holds the batch now (state.lock_holder's reading of run.lock)."""
     holder = read_json(Path(state_root) / "run.lock")
     try:
-        return process.is_same_process(holder["pid"], holder["create_time"])
+        return is_same_process(holder["pid"], holder["create_time"])
     except (TypeError, KeyError):
         return False

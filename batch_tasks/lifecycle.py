@@ -1,9 +1,12 @@
 """An item's lifecycle: its steps, in order, fed one by one.
 
     prepare   untick it if it changed; set its old result aside; note what it is made from
-    attempt   one attempt (see attempt.py); after a failure the runner is told whether, and
-              when, to come back for another (see retry.py): the slot is free meanwhile
-    record    on success, its result record, durably, before anything else
+    attempt   one attempt (see attempt.py), in its own git worktree with `isolation: worktree`;
+              after a failure the runner is told whether, and when, to come back for another
+              (see retry.py): the slot is free meanwhile
+    land      after the agent succeeded: its work committed (isolated), its `check` run, its
+              branch merged through the run's one merge queue; any of these can fail the attempt
+    record    on success, its result record with the evidence, durably, before anything else
     tick      then its checkbox
 
 A failed or interrupted item leaves a failure record and its checkbox open. Touches the
@@ -19,8 +22,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import checkbox, prompt, retry
-from .agents import Outcome
+from .agents import PERMANENT, Outcome
 from .attempt import run_attempt
+from .check import Check
+from .errors import BatchError
+from .git import environment_for_worktrees
 from .item_status import DONE, read_status
 from .plan import Group, Item
 from .records import Attempt, failure_record, record_failure, record_success, success_record
@@ -72,6 +78,7 @@ class ItemRun:
         self.attempts: list[Attempt] = []
         self.counts = retry.Counts()
         self.facts: dict[str, Any] | None = None  # set by prepare: what the result is made from
+        self.workspace = None  # the attempt's worktree (workspace.AttemptWorkspace), when isolated
 
     def step(self) -> Finished | Again:
         try:
@@ -85,7 +92,7 @@ class ItemRun:
 
     def prepare(self) -> None:
         job = self.job
-        os.makedirs(self.folder.folder, exist_ok=True)
+        self.folder.ensure()
         if job.untick_first:
             checkbox.set_checkbox(job.taskfile, job.group, job.item, False, self.state.tick_lock)
         self.folder.set_result_aside()
@@ -98,9 +105,15 @@ class ItemRun:
 
     def attempt(self) -> Finished | Again:
         job, number = self.job, len(self.attempts) + 1
+        try:
+            where, environment = self.workplace()
+        except BatchError as error:  # its worktree could not be made, or its setup failed
+            return self.fail(f"worktree: {error}")
         running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
-        attempt = run_attempt(job, self.run, self.folder, number, self.prompt_context(), running)
+        attempt = run_attempt(job, self.run, self.folder, number, self.prompt_context(), running, where, environment)
         self.attempts.append(attempt)
+        if attempt.outcome is not None and attempt.outcome.ok:
+            self.land(attempt)
         outcome = attempt.outcome
         if outcome is not None and not outcome.ok:
             outcome.failure_class = retry.failure_class(outcome, attempt.exit_status, job.settings)
@@ -110,17 +123,69 @@ class ItemRun:
         if outcome is None:
             return self.interrupted()
         if outcome.ok:
-            return self.succeed(outcome)
+            return self.succeed(attempt)
         failure = outcome.failure_class
         decision = retry.decide(failure, outcome.retry_at, self.counts, job.settings, time.time())
         if not decision.retry:
             return self.fail(outcome.reason + (f" ({decision.why})" if decision.why else ""))
         self.counts = decision.counted(self.counts)
         cause = f"{outcome.reason}: {decision.why}"
-        with open(self.folder.log, "ab") as log:
+        with self.folder.open_log() as log:
             log.write(f"=== {job.item.key} attempt {number} failed ({failure}): {cause} ===\n".encode())
         self.run.hub.publish("item_retrying", job.item.key, number, cause, decision.at)
         return Again(decision)
+
+    def workplace(self) -> tuple[Path, Mapping[str, str]]:
+        """Where the agent runs, and on what environment: task.md's folder, or its own worktree."""
+        job = self.job
+        if job.settings["isolation"] != "worktree":
+            return job.taskfile.parent, os.environ
+        if self.workspace is None:
+            with self.folder.open_log() as log:
+                self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
+                                                                 job.settings, log)
+        return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
+
+    def land(self, attempt: Attempt) -> None:
+        """The agent succeeded: commit its work, check it, merge it; or fail the attempt, saying why."""
+        job, workspace, said = self.job, self.workspace, attempt.outcome
+        settings, item = job.settings, job.item
+
+        def failed(reason: str, failure: str) -> None:
+            attempt.outcome = Outcome(ok=False, reason=reason, failure_class=failure,
+                                      result_text=said.result_text, data=said.data)
+
+        try:
+            if workspace is not None:
+                committed = workspace.commit_leftovers(settings["allow_empty"])
+                if not committed.changed and not settings["allow_empty"]:
+                    return failed("no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT)
+            check = Check.from_settings(settings, item.group, item.module)
+            with self.folder.open_log() as log:
+                if check is not None:
+                    here = workspace.path if workspace else job.taskfile.parent
+                    result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,
+                                       redact=self.run.redactor)
+                    attempt.extra["check"] = result.record()
+                    if not result.passed:
+                        return failed(result.reason, retry.CHECK)
+                if workspace is not None:
+                    merged = self.run.merge_queue.merge(workspace, check, log, settings)
+                    attempt.extra["merge"] = merged.record()
+                    if not merged.merged:
+                        self.keep(f"merge conflict: {merged.reason}")
+                        return failed(f"merge conflict: {merged.reason}", retry.CONFLICT)
+                    workspace.remove()
+                    self.workspace = None
+        except BatchError as error:  # git refused something: the work stays where it is
+            failed(f"landing its work: {error}", PERMANENT)
+
+    def keep(self, why: str) -> dict[str, Any] | None:
+        """Leave the attempt's worktree and branch in place (uncommitted work as WIP), to name them."""
+        if self.workspace is None:
+            return None
+        kept, self.workspace = self.workspace.keep(why), None
+        return {"worktree": str(kept.path), "branch": kept.branch, "commit": kept.commit, "wip": kept.wip}
 
     def prompt_context(self) -> dict[str, Any]:
         job, item = self.job, self.job.item
@@ -147,23 +212,28 @@ class ItemRun:
             last = self.attempts[-1].record()
             context["previous_attempt"] = {
                 "number": last["attempt"], "class": last["failure_class"], "reason": last["reason"],
-                "session_id": last["session_id"], **{k: v for k, v in last.items() if k.startswith("check")},
+                "session_id": last["session_id"], "check_output": (last.get("check") or {}).get("tail", ""),
+                "conflicts": (last.get("merge") or {}).get("conflicts", []),
             }
         return context
 
-    def succeed(self, outcome: Outcome) -> Finished:
+    def succeed(self, attempt: Attempt) -> Finished:
         job = self.job
-        record = success_record(self.facts, job.settings, [a.record() for a in self.attempts], outcome, job.item.key)
+        record = success_record(self.facts, job.settings, [a.record() for a in self.attempts], attempt.outcome,
+                                job.item.key)
+        record.update({name: attempt.extra[name] for name in ("check", "merge") if name in attempt.extra})
         return finish_success(self.run, job.taskfile, job.group, job.item, self.state, record)
 
     def fail(self, reason: str) -> Finished:
         record = failure_record(self.job.item.key, reason, self.attempts)
+        record["kept"] = self.keep(reason)
         record_failure(self.folder, record)
         self.run.hub.publish("item_finished", self.job.item.key, {**record, "failed": True})
         return Finished(reason)
 
     def interrupted(self) -> Finished:
         record = failure_record(self.job.item.key, "the run was stopped", self.attempts, interrupted=True)
+        record["kept"] = self.keep("interrupted: the run was stopped")
         record_failure(self.folder, record)
         self.run.hub.publish("item_finished", self.job.item.key, record)
         return Finished("interrupted: the run was stopped", interrupted=True)

@@ -40,7 +40,7 @@ class Attempt:
             "reason": outcome.reason,
             "failure_class": outcome.failure_class,
             "cost_usd": outcome.data.get("cost_usd"),
-            "cost_estimated": outcome.data.get("cost_estimated") or None,
+            "cost_estimated": bool(outcome.data.get("cost_estimated")),
             "tokens": outcome.data.get("tokens"),
             **self.extra,
         }
@@ -53,6 +53,7 @@ def success_record(run: Mapping[str, Any], settings, attempts: list[dict], outco
         "run_id": run["run_id"],
         "agent": settings["agent"],
         "model": outcome.data.get("model") or settings.get("model"),
+        "model_source": outcome.data.get("model_source"),
         "session_id": attempts[-1]["session_id"],
         "exit_status": attempts[-1]["exit_status"],
         "started": run["started"],

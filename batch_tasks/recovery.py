@@ -13,6 +13,9 @@ run that stopped at a typo in task.md leaves them owed to the next.
   exit, or its final result event, is in its log), the item is finished from that
   log through the lifecycle's own record and tick steps rather than paid for again.
   Otherwise it runs again.
+- With `isolation: worktree`, git says how far the killed attempt got: a merge that
+  landed is ticked; a committed success (or an agent's success still uncommitted in its
+  worktree) goes straight to check and merge; a half-done merge is aborted first.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import json
 import time
 
 from . import process
-from .agents import AGENTS
+from .agents import AGENTS, Outcome
+from .attempt_processes import stop_leftovers
 from .attempt import outcome_of
 from .batch import Batch
 from .item_status import RUNNING_NOW, read_status
@@ -29,7 +33,7 @@ from .lifecycle import finish_success
 from .plan import Group, Item
 from .records import Attempt, success_record, tick
 from .staleness import KILLED_MID_RUN, TICK_PENDING
-from .state import ItemState
+from .state import ItemState, read_bytes
 
 
 def owed(batch: Batch) -> bool:
@@ -39,6 +43,7 @@ def owed(batch: Batch) -> bool:
 def recover(batch: Batch) -> list[str]:
     """Repair leftovers; return one line per repair, for the user."""
     notes = []
+    landing = _Landing(batch)
     for group in batch.plan.groups:
         for item in group.items:
             reason = batch.verdicts[item.key].reason
@@ -54,47 +59,100 @@ def recover(batch: Batch) -> list[str]:
                 folder.remove_temporary_files()
                 status = read_status(folder)
                 running = status.running if status.kind == RUNNING_NOW else {}
-                pid, create_time = running.get("pid"), running.get("create_time")
-                if isinstance(pid, int) and isinstance(create_time, float) and process.stop_group_left_by(pid, create_time):
+                if stop_leftovers(running):
+                    pid = running.get("pid")
                     notes.append(f"stopped what the agent of {item.key} (pid {pid}) left running when its run was killed")
-                if _salvage(batch, group, item, folder, running):
+                record = _salvage(group, item, folder, running)
+                if group.settings["isolation"] == "worktree":
+                    record = landing.land(group, item, running, record)
+                if record is not None:
+                    finish_success(None, batch.plan.path, group, item, batch.state, record)
                     notes.append(f"finished {item.key} from its log: its agent had succeeded just before its run was killed")
+    landing.close()
     return notes
 
 
-def _salvage(batch: Batch, group: Group, item: Item, folder: ItemState, running: dict) -> bool:
+class _Landing:
+    """Check and merge, for isolated items a killed run left between their agent's success and
+    their tick: through the same worktree, check and merge queue as a run's."""
+
+    def __init__(self, batch: Batch):
+        self.batch, self.isolation, self.queue = batch, None, None
+
+    def land(self, group: Group, item: Item, running: dict, salvaged: dict | None) -> dict | None:
+        from .check import Check
+        from .merge_queue import MergeQueue
+        from .worktree import Isolation
+
+        run_id = running.get("run_id")
+        if not isinstance(run_id, str):
+            return None
+        if self.isolation is None:
+            self.isolation = Isolation(self.batch.plan.path, self.batch.plan.settings, process.Supervisor())
+            self.isolation.prepare()  # aborts a half-done merge
+            self.queue = MergeQueue(self.isolation)
+        isolation = self.isolation
+        record = salvaged or _salvaged_record(group, item, running)
+        merged = isolation.merged_commit(item.group, item.module, run_id)
+        if merged is not None:
+            return {**record, "merge": {"status": "merged", "merge_commit": merged, "recovered": True}}
+        workspace = isolation.pending_success(item.group, item.module, run_id)
+        if workspace is None and salvaged is not None:
+            workspace = isolation.reopen(item.group, item.module)
+            if workspace is not None and not workspace.commit_leftovers(group.settings["allow_empty"]).changed:
+                return None
+        if workspace is None:
+            return None
+        check = Check.from_settings(group.settings, item.group, item.module)
+        folder = self.batch.state.item(item.group, item.module)
+        with folder.open_log() as log:
+            if check is not None and not check.run(workspace.path, workspace.folder, isolation.supervisor, log).passed:
+                return None  # it runs again, in its kept worktree's place
+            result = self.queue.merge(workspace, check, log, group.settings)
+        if not result.merged:
+            return None
+        workspace.remove()
+        return {**record, "merge": result.record()}
+
+    def close(self) -> None:
+        if self.isolation is not None:
+            self.isolation.close()
+
+
+def _salvaged_record(group: Group, item: Item, running: dict) -> dict:
+    """The success record of an attempt whose work git holds, when its log said nothing more."""
+    return success_record(running, group.settings, list(running.get("earlier", [])), Outcome(ok=True), item.key)
+
+
+def _salvage(group: Group, item: Item, folder: ItemState, running: dict) -> dict | None:
+    """The success record of the killed attempt, if its log shows that very attempt succeeded."""
     number, run_id = running.get("attempt"), running.get("run_id")
     if not isinstance(number, int) or not isinstance(run_id, str):
-        return False
+        return None
     exit_event = _exit_event(folder.events, run_id, number)
-    reader = AGENTS[group.settings["agent"]].reader()
+    reader = AGENTS[group.settings["agent"]].reader(group.settings)
     saw_result = False
     for line in _attempt_lines(folder.log, item.key, number, run_id):
         saw_result |= any(event.kind == "result" for event in reader.feed(line))
     if exit_event is None and not saw_result:
-        return False  # it was still working: it runs again
+        return None  # it was still working: it runs again
     if exit_event is None:  # killed after its result, before its exit: its word counts
         outcome = outcome_of(reader, -9, "its run was killed", True)
     else:
         outcome = outcome_of(reader, exit_event["status"], exit_event.get("stopped_for"), saw_result)
     if not outcome.ok:
-        return False
+        return None
     attempt = Attempt(number, running.get("session_id", ""), running.get("attempt_started", 0.0), run_id,
                       time.time(), exit_event["status"] if exit_event else None, outcome)
     record = success_record(running, group.settings, [*running.get("earlier", []), attempt.record()], outcome, item.key)
     record["salvaged"] = True
-    finish_success(None, batch.plan.path, group, item, batch.state, record)
-    return True
+    return record
 
 
 def _attempt_lines(log: str, key: str, number: int, run_id: str) -> list[str]:
     """The lines the attempt printed: after its own header, up to the next header of the item."""
     header, next_header = f"=== {key} attempt {number} of run {run_id} at ".encode(), f"=== {key} attempt ".encode()
-    try:
-        with open(log, "rb") as stream:
-            raw = stream.read().split(b"\n")
-    except OSError:
-        return []
+    raw = (read_bytes(log) or b"").split(b"\n")
     lines, inside = [], False
     for line in raw:
         if line.startswith(header):
@@ -107,11 +165,7 @@ def _attempt_lines(log: str, key: str, number: int, run_id: str) -> list[str]:
 
 
 def _exit_event(events: str, run_id: str, number: int) -> dict | None:
-    try:
-        with open(events, "rb") as stream:
-            lines = stream.read().splitlines()
-    except OSError:
-        return None
+    lines = (read_bytes(events) or b"").splitlines()
     for line in reversed(lines):
         try:
             event = json.loads(line)

@@ -7,6 +7,9 @@ dispatcher carries them out (a backoff frees the item's slot; a limit pauses its
   attempt of that agent, in the whole batch, waits until the reset, then the batch goes
   on. One limit makes one pause, not a storm of retries; at most MAX_WAITS per item.
   A reset time already past (or none) is no reset to wait for: it counts as transient;
+- check (the item's `check` failed): retried at once, the agent told the check's
+  output, up to `check_retries` times; conflict (its merge conflicted): retried at once
+  from the new tip, counted against `retries`;
 - permanent (authentication, billing, invalid request, max turns, budget, a
   command's non-zero exit unless listed in `transient_exit_codes`): no retry.
 """
@@ -20,6 +23,9 @@ from typing import Any, Mapping
 
 from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
 
+# With a `check` and isolation: the item's check failed (retried with the agent told why,
+# `check_retries` times), or its merge conflicted (retried from the new tip, against `retries`).
+CHECK, CONFLICT = "check", "conflict"
 MAX_WAITS = 5  # an item that hits a limit more often than this fails, so no batch waits forever
 
 
@@ -29,6 +35,7 @@ class Counts:
 
     transient: int = 0
     waits: int = 0
+    checks: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,10 @@ class Decision:
     def counted(self, counts: Counts) -> Counts:
         """The counts after this retry: each kind counts only against its own limit."""
         if self.kind == WAIT:
-            return Counts(counts.transient, counts.waits + 1)
-        return Counts(counts.transient + 1, counts.waits)
+            return Counts(counts.transient, counts.waits + 1, counts.checks)
+        if self.kind == CHECK:
+            return Counts(counts.transient, counts.waits, counts.checks + 1)
+        return Counts(counts.transient + 1, counts.waits, counts.checks)
 
 
 def failure_class(outcome: Outcome, exit_status: int | None, settings: Mapping[str, Any]) -> str:
@@ -65,6 +74,12 @@ def decide(
             return Decision(False, why=f"a limit was hit {counts.waits + 1} times")
         when = time.strftime("%H:%M:%S", time.localtime(retry_at))
         return Decision(True, WAIT, retry_at, f"limit resets at {when}")
+    if failure == CHECK:
+        if counts.checks < settings["check_retries"]:
+            return Decision(True, CHECK, now, f"check retry {counts.checks + 1} of {settings['check_retries']}")
+        return Decision(False)
+    if failure == CONFLICT and counts.transient < settings["retries"]:
+        return Decision(True, CONFLICT, now, f"retry {counts.transient + 1} of {settings['retries']} from the new tip")
     if failure in (TRANSIENT, WAIT) and counts.transient < settings["retries"]:
         ceiling = min(settings["retry_cap"], settings["retry_base"] * 2**counts.transient)
         delay = ceiling / 2 + (ceiling / 2) * (random.random() if jitter is None else jitter)

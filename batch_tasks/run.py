@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from .budget import Budget
 from .events import Hub
@@ -30,6 +30,8 @@ class Run:
     started: float = field(default_factory=time.time)
     supervisor: Supervisor = field(default_factory=Supervisor)
     redactor: Redactor = field(default_factory=lambda: Redactor(os.environ))
+    isolation: Any = None  # worktree.Isolation, when any item runs isolated
+    merge_queue: Any = None  # merge_queue.MergeQueue, with it
     hub: Hub = field(init=False)
     _digests: dict[int, str] = field(default_factory=dict, repr=False)
     _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

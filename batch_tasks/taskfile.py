@@ -29,6 +29,8 @@ from . import plan as plan_mod
 from .plan import Group, Item, Plan
 
 MAX_BYTES = 16 * 1024 * 1024
+MAX_ALIAS_GROWTH = 1024 * 1024  # characters YAML aliases may add to the front matter
+MAX_NAME = 200  # characters of a module or group name: they go into every item's environment
 
 
 @lru_cache(maxsize=1)
@@ -183,6 +185,8 @@ def _front_matter(lines: list[str], path: Path) -> tuple[dict[str, Any], dict[st
             raise TaskFileError(path, line, "setting names must be plain words")
         if name in setting_lines:
             raise TaskFileError(path, line, f"setting {name!r} is given twice (also at line {setting_lines[name]})")
+        if _expanded_size(value_node) > len(source) + MAX_ALIAS_GROWTH:
+            raise TaskFileError(path, line, f"setting {name!r} is too big once its YAML aliases are expanded")
         try:
             value = yaml.SafeLoader("").construct_document(value_node)
         except (yaml.YAMLError, *YAML_TROUBLE) as error:
@@ -193,6 +197,27 @@ def _front_matter(lines: list[str], path: Path) -> tuple[dict[str, Any], dict[st
             raise TaskFileError(path, line, str(error)) from None
         setting_lines[name] = line
     return settings, setting_lines, end + 1
+
+
+def _expanded_size(root) -> float:
+    """The characters a YAML value holds once its aliases are expanded, counted without
+    expanding them (each node once); a value that contains itself is infinite."""
+    sizes: dict[int, float] = {}
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes and not children_done:
+            continue
+        children = [] if isinstance(node.value, str) else [n for pair in node.value for n in (pair if isinstance(pair, tuple) else (pair,))]
+        if children_done:
+            sizes[id(node)] = 1 + sum(sizes.get(id(child), float("inf")) for child in children)
+        elif isinstance(node.value, str):
+            sizes[id(node)] = 1 + len(node.value)
+        else:
+            sizes[id(node)] = float("inf")  # until its children are counted: a cycle stays infinite
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
 
 
 def _tokens(markdown: str):
@@ -244,6 +269,8 @@ def _item(token, lines: list[str], sections: list[dict[str, Any]], path: Path) -
         module = slugify(text)[:48].strip("-")
     if not module:
         raise TaskFileError(path, line, "this item has no text: say what is to be done")
+    if len(module) > MAX_NAME:
+        raise TaskFileError(path, line, f"module name is {len(module)} characters long; at most {MAX_NAME}")
     if CONTROL_CHARS.search(module):
         raise TaskFileError(path, line, f"module name {module!r} contains a control character")
     body_lines = lines[start + 1 : end]
@@ -269,6 +296,8 @@ def _groups(sections, batch_settings, setting_lines, path: Path) -> tuple[Group,
         if not section["items"]:
             continue  # a heading without items is just a section
         slug = slugify(section["title"]) or f"group-{section['line']}"
+        if len(slug) > MAX_NAME:
+            raise TaskFileError(path, section["line"], f"heading is {len(section['title'])} characters long; at most {MAX_NAME}")
         if slug in seen_slugs:
             raise TaskFileError(
                 path, section["line"], f"group {slug!r} has the same name as the group at line {seen_slugs[slug]}"
@@ -309,6 +338,7 @@ def _check_agent_settings(group_settings, section, setting_lines, path: Path) ->
         AGENTS[group_settings["agent"]].check_settings(group_settings)
     except SettingError as error:
         hints = section["hints"]
-        hint_line = hints.get("agent", (None, None))[1] or hints.get("command", (None, None))[1]
-        line = hint_line or setting_lines.get("agent") or setting_lines.get("command") or section["line"]
+        names = ([error.setting] if error.setting else []) + ["agent", "command"]
+        hint_line = next((hints[name][1] for name in names if name in hints), None)
+        line = hint_line or next((setting_lines[name] for name in names if name in setting_lines), section["line"])
         raise TaskFileError(path, line, str(error)) from None
