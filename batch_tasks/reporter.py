@@ -39,8 +39,13 @@ class BatchReporter:
     def initialize(self, tasks, selected_tasks):
         selected = [t for t in tasks_and_deps_iter(tasks, selected_tasks) if _is_item(t)]
         running = [t for t in selected if _will_run(t)]
+        jobs = [t.meta["job"] for t in running]
         self.board = Board(
-            [(t.name, t.subtask_of) for t in running], already_done=len(selected) - len(running), workers=self.workers
+            [(t.name, t.subtask_of) for t in running],
+            already_done=len(selected) - len(running),
+            workers=self.workers,
+            root=str(jobs[0].taskfile.parent) if jobs else None,  # paths are shown from task.md's folder
+            agents={job.item.key: job.settings["agent"] for job in jobs},  # for `claude --resume`
         )
         self.view = view_for(self.out, self.board)  # it watches the board: every change below reaches it
         if self.run is not None:

@@ -127,3 +127,12 @@ def test_the_panel_fits_a_wide_terminal_a_short_one_and_names_the_group(batch):
     assert "+3 more running" in plain  # 6 items do not fit 6 lines with the header: 3 and a line for the rest
     assert "\n..." not in plain.replace("\r", "")
     assert "\x1b[1;36m" not in screen.split("6 done")[-1]  # no highlighter colouring the summary's numbers
+
+
+def test_paths_are_shown_from_task_md_s_folder_wherever_the_run_starts(batch):
+    (batch.path / "plans").mkdir()
+    batch.write(FAILING, name="plans/task.md")
+    (batch.path / "plans" / "behaviour.json").write_text('{"inventory:auth": {"exit": 2}}')  # read from task.md's folder
+    result = subprocess.run(batch.command("run-batch", "-T", "plans/task.md"), cwd=batch.path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "✗ inventory:auth" in result.stdout and "(log: .batch/task/items/inventory/auth/output.log)" in result.stdout
