@@ -29,11 +29,12 @@ from . import graph, history, process, recovery
 from .agents import AGENTS
 from .attempt_processes import GRACE_SECONDS
 from .board import board_from_state
+from .cli import EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint
 from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
-from .live_view import console_for, panel, summary
+from .live_view import console_for, panel, print_lines, summary
 from .loader import BatchLoader
 from .merge_queue import MergeQueue
 from .reporter import BatchReporter
@@ -46,8 +47,8 @@ CONFIG_HINT = (
     "hint: for `doit list`, `doit info` and `doit forget` to read task.md here, "
     "add to doit.cfg (once):  [GLOBAL] loader = batch   (see the README)"
 )
-# Exit statuses (the README lists them).
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALL_STARTED = 1, 3, 4
+# Exit statuses (the README lists them; cli.py names EXIT_NOT_ALL_STARTED for the help).
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 3
 
 opt_dry_run = {
     "name": "dry_run",
@@ -99,8 +100,9 @@ class _ReadsTaskFile:
         super().__init__(task_loader=loader, **kwargs)
 
 
-class RunBatch(_ReadsTaskFile, DoitCmdBase):
+class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     name = "run-batch"
+    aliases, help_text = MAKE_SPELLINGS, RUN_BATCH_HELP
     doc_purpose = "run the open items of task.md, group after group"
     doc_usage = "[GROUP | GROUP:MODULE ...]"
     doc_description = (
@@ -263,7 +265,7 @@ class _ForgetsResultsToo:
             self._batch.state.item(item.group, item.module).forget()
 
 
-class Forget(DoitForget):
+class Forget(FriendlyArgs, TaskMdHint, DoitForget):
     """doit's `forget`; for a batch's items it also sets their results aside, so they run again."""
 
     def _execute(self, forget_sub, forget_disable_default, forget_all):
@@ -296,7 +298,7 @@ opt_interval = {
 }
 
 
-class BatchStatus(_ReadsTaskFile, DoitCmdBase):
+class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     name = "batch-status"
     doc_purpose = "show a batch's progress, from another terminal, or after it ran"
     doc_usage = "[--watch]"
@@ -315,7 +317,7 @@ class BatchStatus(_ReadsTaskFile, DoitCmdBase):
         if not watch:
             board, picture = _status(batch)
             console.print(picture)
-            console.print("\n".join(summary(board)))
+            print_lines(console, summary(board))
             return 0
         try:
             with Live(console=console, refresh_per_second=4) as live:
@@ -343,7 +345,7 @@ opt_dot = {
 }
 
 
-class BatchGraph(_ReadsTaskFile, DoitCmdBase):
+class BatchGraph(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     name = "batch-graph"
     doc_purpose = "show what each item waits for (text, or Graphviz dot)"
     doc_usage = "[--dot]"

@@ -13,6 +13,7 @@ from doit.cmd_base import TaskLoader2
 from doit.exceptions import InvalidDodoFile
 
 from . import batch as batch_mod
+from . import cli
 from .doit_tasks import build_tasks
 from .errors import BatchError
 from .state import BatchState
@@ -55,11 +56,15 @@ class BatchLoader(TaskLoader2):
         if cmd.name == "run":
             raise InvalidDodoFile("a batch runs with `doit run-batch` (it locks, checks the agents and shows "
                                   "the panel); doit's own `run` cannot run its items")
-        if self.batch is not None:
-            return build_tasks(self.batch)
         try:
-            self.batch = batch_mod.load(self.path)
+            if self.batch is None:
+                self.batch = batch_mod.load(self.path)
+            if cmd.name != "help":
+                cli.check_names(self.batch.plan, pos_args or [], self._targets)
         except BatchError as error:
             # doit prints InvalidDodoFile as one line, without a traceback.
             raise InvalidDodoFile(str(error)) from None
         return build_tasks(self.batch)
+
+    def _targets(self):
+        return [self.batch.state.item(item.group, item.module).result for item in self.batch.plan.items()]

@@ -10,11 +10,8 @@ from __future__ import annotations
 from doit.cmd_base import tasks_and_deps_iter
 from doit.exceptions import UnmetDependency
 
-from collections import Counter
-
 from .board import WAITING, Board
-from .events import AgentEvent
-from .live_view import PlainView, TerminalView, summary
+from .live_view import summary, view_for
 from .run import Run
 
 
@@ -37,23 +34,26 @@ class BatchReporter:
         self.board = Board([])
         self.view = None
         self.records: dict[str, dict] = {}
-        self.not_started: Counter[str] = Counter()  # by why
+        self.held_back_by = ""  # why the first item not started was not
 
     def initialize(self, tasks, selected_tasks):
         selected = [t for t in tasks_and_deps_iter(tasks, selected_tasks) if _is_item(t)]
         running = [t for t in selected if _will_run(t)]
+        jobs = [t.meta["job"] for t in running]
         self.board = Board(
-            [(t.name, t.subtask_of) for t in running], already_done=len(selected) - len(running), workers=self.workers
+            [(t.name, t.subtask_of) for t in running],
+            already_done=len(selected) - len(running),
+            workers=self.workers,
+            root=str(jobs[0].taskfile.parent) if jobs else None,  # paths are shown from task.md's folder
+            agents={job.item.key: job.settings["agent"] for job in jobs},  # for `claude --resume`
         )
-        is_terminal = getattr(self.out, "isatty", lambda: False)()
-        self.view = TerminalView(self.out, self.board) if is_terminal else PlainView(self.out)
+        self.view = view_for(self.out, self.board)  # it watches the board: every change below reaches it
         if self.run is not None:
             self.run.hub.subscribe(self)
 
     # From the run's hub (item threads, and the runner).
     def item_started(self, key, attempt, log):
         self.board.started(key, attempt, log)
-        self.view.started(self.board.items[key])
 
     def item_event(self, key, event):
         self.board.event(key, event)
@@ -62,10 +62,19 @@ class BatchReporter:
         self.records[key] = record
 
     def item_retrying(self, key, attempt, cause, at):
-        self.board.event(key, AgentEvent("retry", cause))
+        self.board.retrying(key, attempt, cause, at)
+
+    def agent_paused(self, agent, until):
+        self.board.paused(agent, until)
 
     def item_not_started(self, key, why):
-        self.not_started[why] += 1
+        self.held_back_by = self.held_back_by or why
+        self.board.not_started(key, why)
+
+    # From the runner, about once a second.
+    def tick(self, now):
+        if self.view is not None:
+            self.view.tick(now)
 
     # From doit (main thread).
     def get_status(self, task):
@@ -77,22 +86,23 @@ class BatchReporter:
     def add_success(self, task):
         if _is_item(task):
             self.board.finished(task.name, True, self.records.get(task.name))
-            self.view.finished(self.board.items[task.name])
 
     def add_failure(self, task, fail):
         if not _is_item(task):
             return
         if isinstance(fail, UnmetDependency):
             return  # not started: the hub says so (item_not_started)
-        reason = fail.message
-        self.board.finished(task.name, False, self.records.get(task.name), reason)
-        self.view.finished(self.board.items[task.name])
+        if fail.message.startswith("interrupted"):
+            self.board.interrupted(task.name)
+        else:
+            self.board.finished(task.name, False, self.records.get(task.name), fail.message)
 
     def skip_uptodate(self, task):
         pass
 
     def skip_ignore(self, task):
-        pass
+        if _is_item(task):
+            self.board.skipped(task.name, "ignored by `doit ignore` (`doit forget` it to run it again)")
 
     def cleanup_error(self, exception):
         self.out.write(f"error: {exception.get_msg()}\n")
@@ -108,10 +118,8 @@ class BatchReporter:
             self.run.hub.unsubscribe(self)
         if self.view is not None:
             # Items doit never handed out: what held back the others held them back too.
-            never = sum(1 for view in self.board.snapshot() if view.state == WAITING) - sum(self.not_started.values())
-            if never > 0:
-                self.not_started[next(iter(self.not_started), "an item it depends on failed")] += never
-            notes = [f"{count} not started: {why}" for why, count in self.not_started.items()]
-            if self.run is not None and self.run.budget.note():
-                notes.append(self.run.budget.note())
+            for view in self.board.snapshot():
+                if view.state == WAITING:
+                    self.board.not_started(view.key, self.held_back_by or "an item it depends on failed")
+            notes = [self.run.budget.note()] if self.run is not None and self.run.budget.note() else []
             self.view.close(summary(self.board, notes))

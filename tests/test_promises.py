@@ -55,7 +55,7 @@ def test_with_continue_a_failed_item_exits_1_and_the_rest_go_on(batch):
     result = batch.run("run-batch", "--continue")
     assert result.returncode == 1, result.stdout + result.stderr
     assert batch.runs() == {"one:b": 1}
-    assert "1 not started: an item it depends on failed" in result.stdout
+    assert "not started: 1 item, an item it depends on failed: two:a" in result.stdout
 
 
 def test_repairs_stay_owed_through_a_run_that_stopped_at_a_typo(batch):
