@@ -15,6 +15,7 @@ item's state folder and its checkbox in task.md; tells the run's listeners.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -132,6 +133,9 @@ class ItemRun:
         cause = f"{outcome.reason}: {decision.why}"
         with self.folder.open_log() as log:
             log.write(f"=== {job.item.key} attempt {number} failed ({failure}): {cause} ===\n".encode())
+        with self.folder.open_events() as events:  # so that batch-status can say it waits, and why
+            events.write(json.dumps({"t": round(time.time(), 3), "run_id": self.run.run_id, "attempt": number,
+                                     "kind": "retry", "text": cause, "data": {"retry_at": decision.at}}) + "\n")
         self.run.hub.publish("item_retrying", job.item.key, number, cause, decision.at)
         return Again(decision)
 

@@ -139,7 +139,8 @@ class BatchRunner(Runner):
             if is_item(node.task):
                 self.run.hub.publish("item_not_started", node.task.name, "an item it depends on failed")
         elif self._stop_running:
-            self.dispatcher.halt(f"{node.task.name} failed")
+            stopped = self.run.supervisor.stopping.is_set()
+            self.dispatcher.halt("the run was stopped" if stopped else f"{node.task.name} failed")
 
     def _withdraw(self, why: str) -> None:
         """The run stops: nothing new starts, and items between attempts end as interrupted."""
