@@ -92,9 +92,9 @@ class _Landing:
             self.isolation.prepare()  # aborts a half-done merge
             self.queue = MergeQueue(self.isolation)
         isolation = self.isolation
-        record = salvaged or _salvaged_record(group, item, running)
         merged = isolation.merged_commit(item.group, item.module, run_id)
         if merged is not None:
+            record = salvaged or _salvaged_record(group, item, running)
             return {**record, "merge": {"status": "merged", "merge_commit": merged, "recovered": True}}
         workspace = isolation.pending_success(item.group, item.module, run_id)
         if workspace is None and salvaged is not None:
@@ -112,7 +112,7 @@ class _Landing:
         if not result.merged:
             return None
         workspace.remove()
-        return {**record, "merge": result.record()}
+        return {**(salvaged or _salvaged_record(group, item, running)), "merge": result.record()}
 
     def close(self) -> None:
         if self.isolation is not None:
@@ -121,7 +121,11 @@ class _Landing:
 
 def _salvaged_record(group: Group, item: Item, running: dict) -> dict:
     """The success record of an attempt whose work git holds, when its log said nothing more."""
-    return success_record(running, group.settings, list(running.get("earlier", [])), Outcome(ok=True), item.key)
+    outcome = Outcome(ok=True)
+    attempt = Attempt(running.get("attempt", 0), running.get("session_id", ""), running.get("attempt_started", 0.0),
+                      running["run_id"], time.time(), None, outcome)
+    attempts = [*running.get("earlier", []), attempt.record()]
+    return success_record(running, group.settings, attempts, outcome, item.key)
 
 
 def _salvage(group: Group, item: Item, folder: ItemState, running: dict) -> dict | None:
