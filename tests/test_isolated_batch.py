@@ -143,7 +143,7 @@ def merges_on_the_integration_branch(repo: Path) -> list[str]:
 
 
 def test_kill_9_during_the_agent_then_a_run_that_redoes_it_from_a_fresh_worktree(tmp_path):
-    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'kept'", "hang_once": True}}
+    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'kept'", "hang_at": 1}}
     repo, env = setup(tmp_path, "# E\n## G\n- [ ] alpha: edit alpha\n", plan)
     before, start = user_tree(repo), git("rev-parse", "HEAD", cwd=repo)
     kill_9_when(repo, env, Path(f"{tmp_path / 'agent.log'}.alpha.hung").exists)  # it edited, then hung
@@ -203,3 +203,18 @@ def test_kill_9_during_the_merge_then_a_run_that_aborts_it_and_lands_without_the
     assert record["merge"]["status"] == "merged" and record["merge"]["merged_state_check"]["passed"]
     assert git("for-each-ref", "refs/heads/batch/task.items/", cwd=repo) == ""  # nothing left unmerged
     assert user_tree(repo) == before
+
+
+def test_kill_9_during_a_retry_after_a_failed_check_then_a_run_that_keeps_both_attempts(tmp_path):
+    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'try {attempt}'", "hang_at": 2}}
+    repo, env = setup(tmp_path, "# E\n## G\n- [ ] alpha: edit alpha\n", plan, fails_once="alpha")
+    kill_9_when(repo, env, Path(f"{tmp_path / 'agent.log'}.alpha.hung").exists)  # its check failed; it was told
+
+    resumed = run(repo, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [s["attempt"] for s in starts(tmp_path)] == [1, 2, 1]
+    assert "- [x] alpha" in (repo / "task.md").read_text()
+    assert merges_on_the_integration_branch(repo) == ["Merge g:alpha into batch/task"]
+    assert "alpha = 'try 1'" in git("show", "batch/task:shared.py", cwd=repo)
+    [aside] = git("for-each-ref", "--format=%(refname:short)", "refs/heads/batch/task.items/", cwd=repo).split()
+    assert "alpha = 'try 2'" in git("show", f"{aside}:shared.py", cwd=repo)  # the killed attempt's edit, kept

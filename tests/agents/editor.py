@@ -3,8 +3,8 @@
 What each module does is in the JSON file named by $EDITOR_PLAN (outside the repository):
   {"<module>": {"file": "shared.txt", "line": 2, "text": "new words"} | {"nothing": true}}
 with, optionally, "await": [modules] (start editing only once each of them has started:
-so that items start from one tip) and "hang_once": true (the first time, hang after the
-edit, for a test to kill the runner). Each start is logged to $EDITOR_LOG as one JSON
+so that items start from one tip) and "hang_at": N (the first time it makes attempt N,
+hang after the edit, for a test to kill the runner). "{attempt}" in the text is the attempt's number. Each start is logged to $EDITOR_LOG as one JSON
 line: module, attempt, worktree, and the prompt, so that tests can see what the agent was told."""
 
 import json
@@ -33,10 +33,10 @@ while not set(plan.get("await", ())) <= started() and time.monotonic() < deadlin
 if not plan.get("nothing"):
     with open(plan["file"]) as stream:
         lines = stream.read().splitlines()
-    lines[plan["line"] - 1] = plan["text"]
+    lines[plan["line"] - 1] = plan["text"].replace("{attempt}", os.environ["BATCH_ATTEMPT"])
     with open(plan["file"], "w") as stream:
         stream.write("\n".join(lines) + "\n")
 hung = f"{log_path}.{module}.hung"
-if plan.get("hang_once") and not os.path.exists(hung):
+if plan.get("hang_at") == int(os.environ["BATCH_ATTEMPT"]) and not os.path.exists(hung):
     open(hung, "w").close()
     time.sleep(60)
