@@ -21,12 +21,12 @@ written without following any symbolic link), and one secret of the user's,
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import hmac
 import json
 import os
 import re
-import secrets
 import stat
 from functools import lru_cache
 from pathlib import Path
@@ -116,7 +116,7 @@ def _secret() -> bytes | None:
                 fd = os.open(key_file, os.O_RDONLY | os.O_NOFOLLOW)
             else:
                 with os.fdopen(fd, "wb") as stream:
-                    stream.write(secrets.token_bytes(32))
+                    stream.write(os.urandom(32))
                 fd = os.open(key_file, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as stream:
             key = stream.read(64)
@@ -162,7 +162,13 @@ def load(cache_dir: Path, path: Path, data: bytes) -> Plan | None:
             return None
         # The marks ticked (or unticked) since: those items are read from the file as it is now.
         ticked = {offset for offset, now, then in zip(marks, _marks_now(data, marks), marks_then) if now != then}
-        plan = json.loads(body, object_hook=lambda value: _decode(value, data, ticked))
+        collecting = gc.isenabled()
+        gc.disable()  # tens of thousands of new objects, none of them garbage: a collection only costs
+        try:
+            plan = json.loads(body, object_hook=lambda value: _decode(value, data, ticked))
+        finally:
+            if collecting:
+                gc.enable()
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
         return None  # damaged, or made by other code: parse afresh
     return plan if isinstance(plan, Plan) and plan.path == path else None
@@ -186,7 +192,7 @@ def store(cache_dir: Path, path: Path, data: bytes, plan: Plan) -> None:
         folder = _open_folder(cache_dir, path, create=True)
     except OSError:
         return
-    temporary = f".{NAME}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    temporary = f".{NAME}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
         with os.fdopen(fd, "wb") as stream:
