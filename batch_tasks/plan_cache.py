@@ -83,12 +83,12 @@ def _code_digest() -> bytes:
 
 
 def _key(path: Path, data: bytes, marks: list[int]) -> str | None:
-    """The key of DATA with the marks at MARKS masked; None if one is not a checkbox mark."""
+    """The key of DATA with the marks at MARKS masked; None if one is not a checkbox mark.
+    (The brackets around each are not masked: the key covers them.)"""
+    if marks and (min(marks) < 1 or max(marks) >= len(data) or not MARKS.issuperset(map(data.__getitem__, marks))):
+        return None
     masked = bytearray(data)
-    size = len(data)
     for offset in marks:
-        if not (0 < offset < size - 1 and masked[offset] in MARKS and data[offset - 1 : offset + 2 : 2] == b"[]"):
-            return None
         masked[offset] = MASK
     digest = hashlib.sha256(_code_digest())
     digest.update(os.path.realpath(path).encode("utf-8", "surrogateescape") + b"\0")
@@ -97,7 +97,7 @@ def _key(path: Path, data: bytes, marks: list[int]) -> str | None:
 
 
 def _marks_now(data: bytes, marks: list[int]) -> str:
-    return bytes(data[offset] for offset in marks).decode("ascii")
+    return bytes(map(data.__getitem__, marks)).decode("ascii")
 
 
 def _secret() -> bytes | None:
