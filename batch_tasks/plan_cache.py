@@ -6,6 +6,9 @@ written without following any symbolic link), and one secret of the user's,
 
 - Data only: JSON, read back into the plan's own dataclasses (those of plan.py,
   by name) and plain values; nothing in it is ever run or imported, whatever it says.
+  A field added to them is carried as it is, if it holds plain data (text, numbers,
+  tuples, lists, dicts, paths, plan.py's dataclasses); anything else leaves the plan
+  uncached (parsed every time) until it gets an encoding here.
 - Keyed on everything that shapes a plan: every .py file of the package (agents
   included), its version, the task file's real path, and the file's bytes with
   every item's checkbox mark masked. A tick changes a mark only, so the cache
