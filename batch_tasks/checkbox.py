@@ -1,6 +1,6 @@
 """Ticking (or unticking) exactly one item's checkbox in task.md, and the boxes that tick along with it.
 
-It touches task.md only, and only the bytes between brackets, written in place:
+It touches task.md (and the tick lock), and only the bytes between brackets, written in place:
 every other byte stays as it was, parallel ticks cannot lose each other (one lock),
 and edits the user makes while the batch runs are kept.
 

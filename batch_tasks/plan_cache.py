@@ -6,6 +6,9 @@ written without following any symbolic link), and one secret of the user's,
 
 - Data only: JSON, read back into the plan's own dataclasses (those of plan.py,
   by name) and plain values; nothing in it is ever run or imported, whatever it says.
+  A field added to them is carried as it is, if it holds plain data (text, numbers,
+  tuples, lists, dicts, paths, plan.py's dataclasses); anything else leaves the plan
+  uncached (parsed every time) until it gets an encoding here.
 - Keyed on everything that shapes a plan: every .py file of the package (agents
   included), its version, the task file's real path, and the file's bytes with
   every item's checkbox mark masked. A tick changes a mark only, so the cache
@@ -21,12 +24,12 @@ written without following any symbolic link), and one secret of the user's,
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import hmac
 import json
 import os
 import re
-import secrets
 import stat
 from functools import lru_cache
 from pathlib import Path
@@ -83,12 +86,12 @@ def _code_digest() -> bytes:
 
 
 def _key(path: Path, data: bytes, marks: list[int]) -> str | None:
-    """The key of DATA with the marks at MARKS masked; None if one is not a checkbox mark."""
+    """The key of DATA with the marks at MARKS masked; None if one is not a checkbox mark.
+    (The brackets around each are not masked: the key covers them.)"""
+    if marks and (min(marks) < 1 or max(marks) >= len(data) or not MARKS.issuperset(map(data.__getitem__, marks))):
+        return None
     masked = bytearray(data)
-    size = len(data)
     for offset in marks:
-        if not (0 < offset < size - 1 and masked[offset] in MARKS and data[offset - 1 : offset + 2 : 2] == b"[]"):
-            return None
         masked[offset] = MASK
     digest = hashlib.sha256(_code_digest())
     digest.update(os.path.realpath(path).encode("utf-8", "surrogateescape") + b"\0")
@@ -97,7 +100,7 @@ def _key(path: Path, data: bytes, marks: list[int]) -> str | None:
 
 
 def _marks_now(data: bytes, marks: list[int]) -> str:
-    return bytes(data[offset] for offset in marks).decode("ascii")
+    return bytes(map(data.__getitem__, marks)).decode("ascii")
 
 
 def _secret() -> bytes | None:
@@ -116,7 +119,7 @@ def _secret() -> bytes | None:
                 fd = os.open(key_file, os.O_RDONLY | os.O_NOFOLLOW)
             else:
                 with os.fdopen(fd, "wb") as stream:
-                    stream.write(secrets.token_bytes(32))
+                    stream.write(os.urandom(32))
                 fd = os.open(key_file, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as stream:
             key = stream.read(64)
@@ -162,7 +165,13 @@ def load(cache_dir: Path, path: Path, data: bytes) -> Plan | None:
             return None
         # The marks ticked (or unticked) since: those items are read from the file as it is now.
         ticked = {offset for offset, now, then in zip(marks, _marks_now(data, marks), marks_then) if now != then}
-        plan = json.loads(body, object_hook=lambda value: _decode(value, data, ticked))
+        collecting = gc.isenabled()
+        gc.disable()  # tens of thousands of new objects, none of them garbage: a collection only costs
+        try:
+            plan = json.loads(body, object_hook=lambda value: _decode(value, data, ticked))
+        finally:
+            if collecting:
+                gc.enable()
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
         return None  # damaged, or made by other code: parse afresh
     return plan if isinstance(plan, Plan) and plan.path == path else None
@@ -186,7 +195,7 @@ def store(cache_dir: Path, path: Path, data: bytes, plan: Plan) -> None:
         folder = _open_folder(cache_dir, path, create=True)
     except OSError:
         return
-    temporary = f".{NAME}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    temporary = f".{NAME}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
         with os.fdopen(fd, "wb") as stream:

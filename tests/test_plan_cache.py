@@ -6,13 +6,14 @@ import pickle
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from batch_tasks import plan_cache, taskfile
 from batch_tasks.checkbox import set_checkbox
-from batch_tasks.plan import Item, Plan
+from batch_tasks.plan import Plan
 from batch_tasks.state import BatchState
 from batch_tasks.taskfile import load_plan, parse
 
@@ -133,8 +134,7 @@ def forged_cache(batch, marker: Path) -> bytes:
         title=plan.title,
         settings=plan.settings,
         groups=tuple(
-            type(group)(**{**group.__dict__, "settings": {**group.settings, "command": ("touch", str(marker))}})
-            for group in plan.groups
+            replace(group, settings={**group.settings, "command": ("touch", str(marker))}) for group in plan.groups
         ),
     )
     marks = [item.mark_offset for item in evil.items()]
@@ -222,10 +222,14 @@ def test_a_change_to_any_of_the_package_code_is_a_new_key(batch, tmp_path):
     package = Path(plan_cache.__file__).parent
     copy = tmp_path / "copy"
     shutil.copytree(package, copy / "batch_tasks", ignore=shutil.ignore_patterns("__pycache__"))
-    code = f"from pathlib import Path; from batch_tasks import taskfile, state; p = Path({str(batch.taskfile)!r}); taskfile.load_plan(p, state.BatchState(p).root)"
+    code = (
+        "from pathlib import Path; from batch_tasks import taskfile, state; "
+        f"p = Path({str(batch.taskfile)!r}); taskfile.load_plan(p, state.BatchState(p).root)"
+    )
 
     def load(pythonpath):
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(pythonpath)})
+        environment = {**os.environ, "PYTHONPATH": str(pythonpath)}
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=environment)
         return (cache_of(batch.taskfile) / "plan.json").read_bytes().split(b"\n", 1)[0]
 
     original = load(package.parent)
@@ -236,29 +240,17 @@ def test_a_change_to_any_of_the_package_code_is_a_new_key(batch, tmp_path):
 
 
 def test_fields_added_to_the_plan_are_carried_without_a_change_to_the_cache(tmp_path):
+    """Whatever another field holds (here the sub-task boxes, tuples of tuples), it comes back."""
     path = tmp_path / "task.md"
     path.write_text(TEXT)
     plan = load_plan(path)
-    first = next(plan.items())
-    extended = Plan(
-        path=plan.path,
-        title=plan.title,
-        settings=plan.settings,
-        groups=tuple(
-            type(group)(
-                **{
-                    **group.__dict__,
-                    "items": tuple(
-                        Item(**{**{f: getattr(i, f) for f in ("group", "module", "text", "body", "done", "line", "source_line", "mark_offset")}, "also_ticks": ((5, "  - [ ] x"),)})
-                        for i in group.items
-                    ),
-                }
-            )
-            for group in plan.groups
-        ),
+    assert next(plan.items()).also_ticks == ()
+    boxes = ((5, "  - [ ] x"), (6, "  - [x] y"))
+    groups = tuple(
+        replace(group, items=tuple(replace(item, also_ticks=boxes) for item in group.items)) for group in plan.groups
     )
-    assert first.also_ticks == ()
+    extended = Plan(path=plan.path, title=plan.title, settings=plan.settings, groups=groups)
     encoded = json.dumps(plan_cache._encode(extended))
     decoded = json.loads(encoded, object_hook=lambda value: plan_cache._decode(value, path.read_bytes(), set()))
     assert decoded == extended
-    assert [item.also_ticks for item in decoded.items()] == [((5, "  - [ ] x"),)] * 3
+    assert [item.also_ticks for item in decoded.items()] == [boxes] * 3
