@@ -117,7 +117,10 @@ class AttemptProcesses:
                 found[pid] = psutil.Process(pid)
             except psutil.Error:
                 pass
-        for candidate in psutil.process_iter(["create_time"]):
+        # In its own cgroup, every process the attempt starts is a member, whatever it does
+        # to its session or environment: the scan of every process on the machine (tens of
+        # milliseconds an attempt) is for where there is no cgroup.
+        for candidate in () if self.cgroup is not None else psutil.process_iter(["create_time"]):
             if candidate.pid in found or candidate.pid == os.getpid():
                 continue
             if self._belongs(candidate):
