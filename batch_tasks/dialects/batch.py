@@ -1,0 +1,44 @@
+"""The batch dialect, this project's own (README "The task.md format"): every heading
+is a group; a checkbox at the top list level is an item; `module: text` names its
+module; the lines indented under it are its instruction; a group's items run at once.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..outline import Outline
+from . import Reading, by_heading
+
+NAME = "batch"
+MODULE = re.compile(r"^(`?)([^\s`]+?)\1:(?:\s+|$)(.*)$", re.S)
+
+
+def module_like(text: str) -> str | None:
+    """The module an item's text names, when it looks like one (`auth:`, `src/auth:`,
+    `` `x`: ``), not like a word of prose (`Run:`, `Note:`)."""
+    match = MODULE.match(text)
+    if not match:
+        return None
+    token = match.group(2)
+    if match.group(1) or token == token.lower() or re.search(r"[/._\d-]", token):
+        return token
+    return None
+
+
+def cue(outline: Outline, path: Path) -> str:
+    for box in outline.items():
+        module = module_like(box.text)
+        if module:
+            return f'its items name their modules ("{module}:" line {box.line})'
+    return "the default, as nothing marks another format"
+
+
+def split(text: str) -> tuple[str | None, str, bool]:
+    match = MODULE.match(text)
+    return (match.group(2), match.group(3).strip(), False) if match else (None, text, False)
+
+
+def read(outline: Outline, path: Path) -> Reading:
+    return by_heading(outline, split, ordered=False)

@@ -1,0 +1,82 @@
+"""task.md's front matter: the batch's settings, each checked at its line, and the
+metadata other tools write there (spec-kit's `description:`), kept and ignored.
+
+Reads only the lines it is given; every mistake is a TaskFileError naming its line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import settings as settings_mod
+from .errors import SettingError, TaskFileError
+
+# What reading YAML can raise besides YAMLError: its constructors trust their input
+# (`2024-13-45` as a date, `!!int x`), and deep nesting recurses.
+YAML_TROUBLE = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+
+
+@dataclass
+class FrontMatter:
+    settings: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)  # the line of each setting
+    metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[tuple[int, str]] = field(default_factory=list)
+    body_start: int = 0  # the index of the first line after it
+    present: bool = False
+
+
+def read(lines: list[str], path: Path) -> FrontMatter:
+    if not lines or lines[0].rstrip() != "---":
+        return FrontMatter()
+    for end in range(1, len(lines)):
+        if lines[end].rstrip() in ("---", "..."):
+            break
+    else:
+        raise TaskFileError(path, 1, "the front matter opened here is never closed (add a line `---` after the settings)")
+    import yaml
+
+    source = "\n".join(lines[1:end])
+    found = FrontMatter(body_start=end + 1, present=True)
+
+    def line_of(mark) -> int:
+        # From the character offset: YAML also breaks lines at U+2028 and the like; task.md does not.
+        return source.count("\n", 0, mark.index) + 2 if mark else 1
+
+    try:
+        node = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        problem = error.problem or error.context
+        raise TaskFileError(path, line_of(error.problem_mark or error.context_mark), f"front matter is not valid YAML: {problem}") from None
+    except (yaml.YAMLError, *YAML_TROUBLE) as error:
+        raise TaskFileError(path, 2, f"front matter cannot be read: {error}") from None
+    if node is None:
+        return found
+    if not isinstance(node, yaml.MappingNode):
+        raise TaskFileError(path, 2, "front matter must be settings, one `key: value` a line")
+
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        line = line_of(key_node.start_mark)
+        name = key_node.value
+        if not isinstance(key_node, yaml.ScalarNode) or not isinstance(name, str):
+            raise TaskFileError(path, line, "setting names must be plain words")
+        if name in seen:
+            raise TaskFileError(path, line, f"setting {name!r} is given twice (also at line {seen[name]})")
+        seen[name] = line
+        try:
+            value = yaml.SafeLoader("").construct_document(value_node)
+        except (yaml.YAMLError, *YAML_TROUBLE) as error:
+            raise TaskFileError(path, line, f"setting {name!r} has a value that cannot be read: {error}") from None
+        if name not in settings_mod.FIELDS and name.lower() in settings_mod.METADATA_KEYS:
+            found.metadata[name] = value
+            found.notes.append((line, f"front matter {name!r} is metadata, not a setting: kept and ignored"))
+            continue
+        try:
+            found.settings[name] = settings_mod.parse_setting(name, value, in_group=False)
+        except SettingError as error:
+            raise TaskFileError(path, line, str(error)) from None
+        found.lines[name] = line
+    return found
