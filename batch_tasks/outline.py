@@ -7,6 +7,7 @@ order. Line numbers are 1-based and the file's own (front matter included).
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -75,6 +76,10 @@ class Outline:
     def items(self) -> list[Box]:
         """The checkbox items at the top list level, outside block quotes."""
         return [box for box in self.boxes if box.depth == 1 and not box.quoted]
+
+    def box_after(self, line: int) -> int:
+        """The index in `boxes` of the first box after the line."""
+        return bisect.bisect_right(self.boxes, line, key=lambda box: box.line)
 
     def in_opaque(self, line: int) -> bool:
         return any(first <= line <= last for first, last in self.opaque)

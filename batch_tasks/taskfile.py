@@ -47,8 +47,6 @@ def _plan_format() -> str:
 CHECKBOX = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\[([ xX])\](?:[ \t]+|$)(.*)$")
 HINT = re.compile(r"^<!--\s*([A-Za-z_][\w-]*)\s*:(.*?)-->\s*$", re.S)
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-# Dialects whose items may stand under no heading (one group named for the file).
-HEADINGS_OPTIONAL = ("checklist", "superpowers")
 # Dialects where an item owns only what is indented under it: there, blocks left
 # outside an item are worth a warning.
 OWN_BY_INDENT = ("batch", "speckit", "kiro")
@@ -194,7 +192,7 @@ def _groups(drafts: list[DraftGroup], outline, front, hints_by_heading, path: Pa
     """The plan's groups, and the first agent problem (line, message) if any."""
     groups: list[Group] = []
     agent_problem = None
-    for draft, slug in zip(drafts, _group_slugs(drafts, outline, path, dialect)):
+    for draft, slug in zip(drafts, _group_slugs(drafts, outline, path)):
         hints: dict[str, tuple[Any, int]] = {}
         for heading in sorted(h for h in draft.headings if h is not None):
             for name, (value, line) in hints_by_heading.get(heading, {}).items():
@@ -208,9 +206,9 @@ def _groups(drafts: list[DraftGroup], outline, front, hints_by_heading, path: Pa
         groups.append(
             Group(
                 slug=slug,
-                title=heading.title if heading else path.stem,
-                line=heading.line if heading else draft.items[0].line,
-                source_line=heading.source if heading else "",
+                title=heading.title,
+                line=heading.line,
+                source_line=heading.source,
                 settings=group_settings,
                 items=_items(draft, slug, group_settings["group_order"], path, dialect),
                 limit=values.get("parallel"),
@@ -220,16 +218,13 @@ def _groups(drafts: list[DraftGroup], outline, front, hints_by_heading, path: Pa
     return tuple(groups), agent_problem
 
 
-def _group_slugs(drafts: list[DraftGroup], outline, path: Path, dialect: str) -> list[str]:
+def _group_slugs(drafts: list[DraftGroup], outline, path: Path) -> list[str]:
     """Each group's name: its heading's slug; where two are the same, each qualified by
     the headings above it (`spec-b-md/tasks`) until they differ."""
     chains = []  # per group: the slugs of its heading and the headings above it, nearest first
     for draft in drafts:
         if draft.heading is None:
-            if dialect not in HEADINGS_OPTIONAL:
-                raise TaskFileError(path, draft.items[0].line, "this item is outside of any group: add a heading above it")
-            chains.append([slugify(path.stem) or "tasks"])
-            continue
+            raise TaskFileError(path, draft.items[0].line, "this item is outside of any group: add a heading above it")
         chain, heading = [], draft.heading
         while heading is not None:
             chain.append(slugify(heading.title) or f"group-{heading.line}")
@@ -256,12 +251,8 @@ def _group_slugs(drafts: list[DraftGroup], outline, path: Path, dialect: str) ->
         if not deeper:
             earlier, later = clashes[0]
             raise TaskFileError(
-                path, _line(drafts[later]), f"group {names[later]!r} has the same name as the group at line {_line(drafts[earlier])}"
+                path, drafts[later].heading.line, f"group {names[later]!r} has the same name as the group at line {drafts[earlier].heading.line}"
             )
-
-
-def _line(draft: DraftGroup) -> int:
-    return draft.heading.line if draft.heading else draft.items[0].line
 
 
 def _items(draft: DraftGroup, slug: str, group_order: str | None, path: Path, dialect: str) -> tuple[Item, ...]:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import tempfile
 import textwrap
@@ -32,6 +33,14 @@ TASK_MD = Path("task.md")
 # Example counts keep the whole file to a few seconds on 2 cores when nothing fails.
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MORE = settings(SETTINGS, max_examples=300)
+
+
+def parse_for_a_run(text: str):
+    """parse(), and the agent problem raised as a run (load_plan) raises it."""
+    plan = parse(text, TASK_MD)
+    if plan.agent_problem:
+        raise plan.agent_error()
+    return plan
 
 
 def file_lines(text: str) -> list[str]:
@@ -119,7 +128,7 @@ any_text = st.one_of(markdownish(), st.text(max_size=300))
 @example("# G\n<!-- command: " + "[" * 5000 + " -->\n")
 def test_any_text_parses_or_fails_with_one_clear_error(text):
     try:
-        plan = parse(text, TASK_MD)
+        plan = parse_for_a_run(text)
     except TaskFileError as error:
         check_error(error, len(file_lines(text)))
     else:
@@ -173,7 +182,7 @@ def test_any_bytes_load_or_fail_with_one_clear_error(data):
         return
     # Text: exactly what parse() makes of it, without its BOM.
     try:
-        expected = ("plan", parse(text.removeprefix("\ufeff"), TASK_MD))
+        expected = ("plan", parse_for_a_run(text.removeprefix("\ufeff")))
     except TaskFileError as error:
         expected = ("error", error.line, error.message)
     assert outcome == expected
@@ -228,9 +237,12 @@ def gen_item(draw) -> GenItem:
         extra = draw(st.sampled_from(["", " (see `x: y`)", ": more", " *now*"])) if words else ""
         text += extra
         written = f"{quoted}: {text}" if text else f"{quoted}:"
-    else:  # no module: its text's slug is its module
+    else:  # no module: its text's slug is its module; a long one cut, with a hash of the text
         text = " ".join(words)
-        module = slug_of(words)[:48].strip("-")
+        module = slug_of(words)
+        if len(module) > 48:
+            cut = module[:40].rsplit("-", 1)[0] if "-" in module[:40] else module[:40]
+            module = f"{cut}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
         written = text
     trailing = draw(st.sampled_from(["", "", " ", "  "]))
     item = GenItem(module=module, text=text.strip(), done=mark != " ")
@@ -325,6 +337,7 @@ def gen_taskfile(draw) -> GenFile:
     arguments = st.sampled_from(["python3", "tool.py", "{module}", "{group}", "{prompt_file}", "7", "--flag"])
     args = draw(st.lists(arguments, min_size=1, max_size=4))
     front = {
+        "format": "format: batch",  # these files are of the batch dialect, whatever their items
         "agent": "agent: command",
         "command": "command: [" + ", ".join(f'"{arg}"' for arg in args) + "]"
         if draw(st.booleans())
@@ -561,7 +574,7 @@ def test_a_setting_of_any_type_is_taken_or_refused_at_its_line(name, raw, positi
         readable = False
     want = expected_setting(name, value, hint=False) if readable and name in README_SETTINGS else None
     try:
-        plan = parse(text, TASK_MD)
+        plan = parse_for_a_run(text)
     except TaskFileError as error:
         check_refusal(error, text, name, range(line, line + raw.count("\n") + 1), readable)
         assert want is None or want is REFUSED, f"refused {name}: {value!r}: {error}"
@@ -597,7 +610,7 @@ def test_a_hint_of_any_type_is_taken_or_refused_at_its_line(name, raw, before_it
     if want is UNSET and name == "command":
         want = REFUSED  # the command agent needs its command
     try:
-        plan = parse(text, TASK_MD)
+        plan = parse_for_a_run(text)
     except TaskFileError as error:
         check_refusal(error, text, name, range(line, line + 1), True)
         assert want is None or want is REFUSED, f"refused {name}: {value!r}: {error}"

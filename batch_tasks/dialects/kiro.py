@@ -64,8 +64,9 @@ def read(outline: Outline, path: Path) -> Reading:
             children.setdefault(parents[box.line].line, []).append(box)
     # The box of a parent task is ticked with its last required sub-task, once the others are.
     ticks_parent: dict[int, tuple[Box, list[Box]]] = {}
+    at_line = {box.line: box for box in boxes}
     for parent_line, subtasks in children.items():
-        parent = next(box for box in boxes if box.line == parent_line)
+        parent = at_line[parent_line]
         required = [box for box in subtasks if not box.star] or subtasks
         ticks_parent[required[-1].line] = (parent, required[:-1])
 
