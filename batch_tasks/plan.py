@@ -29,7 +29,7 @@ class Item:
     # Its place in its group's order: the items of one stage run together, each stage
     # after the one before it (0 for all: the whole group at once).
     stage: int = 0
-    optional: bool = False  # Kiro's `- [ ]*`: runs only when asked for
+    optional: bool = False  # Kiro's `- [ ]*`: runs only when asked for; nothing waits for it
     # Checkboxes ticked along with it: (1-based line, that line as written), e.g. nested
     # sub-task boxes, or a superpowers task's step boxes after the first.
     also_ticks: tuple[tuple[int, str], ...] = ()
@@ -94,7 +94,8 @@ class Plan:
             for item in group.items:
                 if item.stage != stage:  # a new stage waits for the whole stage before it
                     stage, before, current = item.stage, tuple(current), []
-                current.append(item)
+                if not item.optional:  # nothing waits for an optional item
+                    current.append(item)
                 if before:
                     waits = self._after_stage(before, group, previous, item)
                 else:
@@ -118,12 +119,21 @@ class Plan:
         if group.settings.get("after") == "all":  # a barrier: everything before it
             earlier = self.groups[:position]
             if position not in self._everything:
-                self._everything[position] = tuple(i for g in earlier for i in g.items)
+                self._everything[position] = tuple(i for g in earlier for i in g.items if not i.optional)
             return self._everything[position], [g.slug for g in earlier]
         edge = self._pipeline_edge(group, previous, item)
         if edge is not None:
             return (edge,), [edge.key]
-        return previous.items, [previous.slug]
+        return self._required(previous), [previous.slug]
+
+    def _required(self, group: Group) -> tuple[Item, ...]:
+        """The group's items but the optional ones: the same tuple for every item after it."""
+        if not any(item.optional for item in group.items):
+            return group.items
+        key = ("required", group.slug)
+        if key not in self._everything:
+            self._everything[key] = tuple(item for item in group.items if not item.optional)
+        return self._everything[key]
 
     def _pipeline_edge(self, group, previous, item) -> Item | None:
         """With `pipeline`, the same module's item in the group before (unless that group is

@@ -259,8 +259,8 @@ def _items(draft: DraftGroup, slug: str, group_order: str | None, path: Path, di
     """The group's items with their modules and their stages (the order they run in)."""
     items: list[Item] = []
     seen: dict[str, int] = {}
-    stage = 0
-    for position, draft_item in enumerate(draft.items):
+    stage, last_required = 0, None
+    for draft_item in draft.items:
         module = draft_item.module
         if module is not None:
             if module in seen:
@@ -277,8 +277,11 @@ def _items(draft: DraftGroup, slug: str, group_order: str | None, path: Path, di
         if CONTROL_CHARS.search(module):
             raise TaskFileError(path, draft_item.line, f"module name {module!r} contains a control character")
         seen[module] = draft_item.line
-        if position and _waits_for_the_one_before(draft, draft_item, group_order, draft.items[position - 1]):
-            stage += 1
+        # An optional item takes the next stage, but the stage after it waits only for
+        # what it waits for: nothing waits for an optional item.
+        later = last_required is not None and _waits_for_the_one_before(draft, draft_item, group_order, last_required)
+        if not draft_item.optional:
+            stage, last_required = stage + later, draft_item
         items.append(
             Item(
                 group=slug,
@@ -289,7 +292,7 @@ def _items(draft: DraftGroup, slug: str, group_order: str | None, path: Path, di
                 line=draft_item.line,
                 source_line=draft_item.source_line,
                 module_given=draft_item.module is not None,
-                stage=stage,
+                stage=stage + later if draft_item.optional else stage,
                 optional=draft_item.optional,
                 also_ticks=draft_item.also_ticks,
                 parent_box=draft_item.parent_box,

@@ -22,9 +22,8 @@ def module_like(text: str) -> str | None:
     if not match:
         return None
     token = match.group(2)
-    if match.group(1) or token == token.lower() or re.search(r"[/._\d-]", token):
-        return token
-    return None
+    prose_word = token.isalpha() and token != token.lower()
+    return token if match.group(1) or not prose_word else None
 
 
 def cue(outline: Outline, path: Path) -> str:
