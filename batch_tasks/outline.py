@@ -57,7 +57,7 @@ class Comment:
 
 @dataclass(frozen=True)
 class Block:
-    """A top-level block that is neither a heading, a checkbox item nor a comment."""
+    """A top-level block of content that is no heading, list or comment: a paragraph, code, a table, a quote."""
 
     line: int
     heading: int | None
@@ -134,8 +134,6 @@ def read(lines: list[str], body_start: int) -> Outline:
                 outline.boxes.append(
                     Box(start + 1, end, depth, "quote" in containers, mark, bool(star), text.strip(), lines[start], heading)
                 )
-            elif depth == 1 and not containers.count("quote"):
-                outline.blocks.append(Block(start + 1, heading))
         elif kind in ("fence", "code_block", "html_block"):
             outline.opaque.append((token.map[0] + 1, token.map[1]))
             if kind == "html_block" and token.level == 0:
