@@ -28,6 +28,18 @@ class FrontMatter:
     present: bool = False
 
 
+def _plain(value: Any) -> Any:
+    """Metadata as plain data (text, numbers, tuples, mappings), as the plan holds it:
+    a YAML date becomes its ISO text."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
 def read(lines: list[str], path: Path) -> FrontMatter:
     if not lines or lines[0].rstrip() != "---":
         return FrontMatter()
@@ -71,7 +83,7 @@ def read(lines: list[str], path: Path) -> FrontMatter:
         except (yaml.YAMLError, *YAML_TROUBLE) as error:
             raise TaskFileError(path, line, f"setting {name!r} has a value that cannot be read: {error}") from None
         if name not in settings_mod.FIELDS and name.lower() in settings_mod.METADATA_KEYS:
-            found.metadata[name] = value
+            found.metadata[name] = _plain(value)
             found.notes.append((line, f"front matter {name!r} is metadata, not a setting: kept and ignored"))
             continue
         try:

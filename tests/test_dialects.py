@@ -199,3 +199,11 @@ def test_nested_boxes_tick_along_with_their_item(dialect):
     text = f"---\nagent: claude\nformat: {dialect}\n---\n# A\n- [ ] x: the parent\n  - [ ] a nested step\n  - [x] another\n"
     (item,) = read("x", text, Path("t.md")).items()
     assert item.also_ticks == ((7, "  - [ ] a nested step"), (8, "  - [x] another"))
+
+
+def test_a_capitalized_word_before_a_colon_is_prose_not_a_module():
+    text = "---\nagent: claude\n---\n# A\n- [ ] auth: split it\n- [ ] Run: pnpm test\n- [ ] Run: pnpm lint\n- [ ] `Run`: it\n"
+    plan = read("x", text, Path("t.md"))
+    assert [(i.module, i.text) for i in plan.items()] == [
+        ("auth", "split it"), ("run-pnpm-test", "Run: pnpm test"), ("run-pnpm-lint", "Run: pnpm lint"), ("Run", "it"),
+    ]

@@ -232,7 +232,9 @@ def gen_item(draw) -> GenItem:
     words = draw(st.lists(WORD, max_size=5))
     if draw(st.booleans()) or not words:  # `module: text`, `module:` or `` `module`: text ``
         module = draw(st.text(MODULE_CHARS, min_size=1, max_size=12))
-        quoted = f"`{module}`" if draw(st.booleans()) else module
+        # A capitalized word before `: ` is prose (`Run: pytest`); quoted, it is a module.
+        prose_word = module.isalpha() and module != module.lower()
+        quoted = f"`{module}`" if prose_word or draw(st.booleans()) else module
         text = draw(st.sampled_from([" ", "\t"])).join(words)
         extra = draw(st.sampled_from(["", " (see `x: y`)", ": more", " *now*"])) if words else ""
         text += extra

@@ -25,9 +25,9 @@ def test_a_near_miss_of_a_setting_is_an_error_that_names_it(key, meant):
 
 
 def test_metadata_is_kept_and_ignored_with_a_note():
-    plan = plan_of("---\ntitle: Export\nagent: claude\ntags: [csv, api]\nstatus: draft\n---\n# A\n- [ ] x: y\n")
-    assert plan.metadata == {"title": "Export", "tags": ["csv", "api"], "status": "draft"}
-    assert [line for line, _ in plan.notes] == [2, 4, 5]
+    plan = plan_of("---\ntitle: Export\nagent: claude\ntags: [csv, api]\nstatus: draft\ndate: 2026-11-30\n---\n# A\n- [ ] x: y\n")
+    assert plan.metadata == {"title": "Export", "tags": ("csv", "api"), "status": "draft", "date": "2026-11-30"}
+    assert [line for line, _ in plan.notes] == [2, 4, 5, 6]
     assert plan.notes[0][1] == "front matter 'title' is metadata, not a setting: kept and ignored"
     assert set(plan.settings) == {"agent"}
 

@@ -35,8 +35,9 @@ def cue(outline: Outline, path: Path) -> str:
 
 
 def split(text: str) -> tuple[str | None, str, bool]:
-    match = MODULE.match(text)
-    return (match.group(2), match.group(3).strip(), False) if match else (None, text, False)
+    """`auth: text` names module auth; `Run: pytest` names none (its module is made)."""
+    module = module_like(text)
+    return (module, MODULE.match(text).group(3).strip(), False) if module else (None, text, False)
 
 
 def read(outline: Outline, path: Path) -> Reading:
