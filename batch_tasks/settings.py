@@ -7,7 +7,6 @@ changes what an item's agent does, so changing it makes the item stale.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -192,6 +191,8 @@ METADATA_KEYS = frozenset(
 
 def near_miss(name: str, *, in_group: bool) -> str | None:
     """The setting (or hint) `name` was probably meant to be: `paralel` → `parallel`."""
+    import difflib  # only for a mistake
+
     known = [f.name for f in FIELDS.values() if f.group or not in_group]
     spelled = name.lower().replace("-", "_")
     if spelled in known:

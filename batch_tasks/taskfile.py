@@ -16,29 +16,31 @@ import hashlib
 import os
 import pickle
 import re
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import __version__, dialects, front_matter, lint, outline as outline_mod
+from . import __version__
 from . import settings as settings_mod
 from .agents import AGENTS
-from .dialects import DraftGroup, batch, checklist, kiro, made_module, slugify, speckit, superpowers
 from .errors import SettingError, TaskFileError
-from . import plan as plan_mod
 from .plan import Group, Item, Plan
 
 MAX_BYTES = 16 * 1024 * 1024
+
+
+# The modules that make a plan what it is. Only a plan that must be parsed imports the
+# parsing ones: a cached plan is read without them.
+PLAN_SOURCES = ("taskfile.py", "plan.py", "settings.py", "front_matter.py", "outline.py", "lint.py")
 
 
 @lru_cache(maxsize=1)
 def _plan_format() -> str:
     """What makes a plan what it is: the code of these modules. A plan cached by other
     code (another release, or a changed checkout) is not used."""
-    modules = (sys.modules[__name__], plan_mod, settings_mod, front_matter, lint, outline_mod, dialects)
-    modules += (batch, checklist, kiro, speckit, superpowers)
-    sources = [Path(module.__file__).read_bytes() for module in modules]
+    here = Path(__file__).parent
+    files = [here / name for name in PLAN_SOURCES] + sorted((here / "dialects").glob("*.py"))
+    sources = [path.read_bytes() for path in files]
     return hashlib.sha256(b"\0".join(sources) + __version__.encode()).hexdigest()
 
 
@@ -125,6 +127,8 @@ def _write_cache(cache: Path, payload) -> None:
 
 def parse(text: str, path: Path) -> Plan:
     """Parse task.md's text (without BOM) into a Plan, or raise TaskFileError."""
+    from . import dialects, front_matter, lint, outline as outline_mod
+
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     front = front_matter.read(lines, path)
     outline = outline_mod.read(lines, front.body_start)
@@ -177,9 +181,11 @@ def _hints(outline, path: Path) -> tuple[dict[int, dict[str, tuple[Any, int]]], 
             raise TaskFileError(path, comment.line, f"hint {name!r} is given twice in this group")
         import yaml
 
+        from .front_matter import YAML_TROUBLE
+
         try:
             value = yaml.safe_load(raw) if raw else None
-        except (yaml.YAMLError, *front_matter.YAML_TROUBLE):
+        except (yaml.YAMLError, *YAML_TROUBLE):
             raise TaskFileError(path, comment.line, f"hint {name!r} has a value that cannot be read: {raw[:80]!r}") from None
         try:
             hints[name] = (settings_mod.parse_setting(name, value, in_group=True), comment.line)
@@ -188,7 +194,7 @@ def _hints(outline, path: Path) -> tuple[dict[int, dict[str, tuple[Any, int]]], 
     return by_heading, warnings
 
 
-def _groups(drafts: list[DraftGroup], outline, front, hints_by_heading, path: Path, dialect: str):
+def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
     """The plan's groups, and the first agent problem (line, message) if any."""
     groups: list[Group] = []
     agent_problem = None
@@ -218,9 +224,11 @@ def _groups(drafts: list[DraftGroup], outline, front, hints_by_heading, path: Pa
     return tuple(groups), agent_problem
 
 
-def _group_slugs(drafts: list[DraftGroup], outline, path: Path) -> list[str]:
+def _group_slugs(drafts, outline, path: Path) -> list[str]:
     """Each group's name: its heading's slug; where two are the same, each qualified by
     the headings above it (`spec-b-md/tasks`) until they differ."""
+    from .dialects import slugify
+
     chains = []  # per group: the slugs of its heading and the headings above it, nearest first
     for draft in drafts:
         if draft.heading is None:
@@ -255,8 +263,10 @@ def _group_slugs(drafts: list[DraftGroup], outline, path: Path) -> list[str]:
             )
 
 
-def _items(draft: DraftGroup, slug: str, group_order: str | None, path: Path, dialect: str) -> tuple[Item, ...]:
+def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) -> tuple[Item, ...]:
     """The group's items with their modules and their stages (the order they run in)."""
+    from .dialects import made_module
+
     items: list[Item] = []
     seen: dict[str, int] = {}
     stage, last_required = 0, None
@@ -302,7 +312,7 @@ def _items(draft: DraftGroup, slug: str, group_order: str | None, path: Path, di
     return tuple(items)
 
 
-def _waits_for_the_one_before(draft: DraftGroup, item, group_order: str | None, before) -> bool:
+def _waits_for_the_one_before(draft, item, group_order: str | None, before) -> bool:
     """`group_order` decides, else the dialect: in order, but for a run of parallel marks."""
     if group_order is not None:
         return group_order == "sequential"
