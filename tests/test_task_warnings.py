@@ -105,3 +105,16 @@ def test_a_missing_agent_names_the_front_matter_and_spares_dry_runs(tmp_path):
     assert load_plan(path, for_dry_run=True).agent_problem == (
         3, 'agent \'command\' needs a `command:` setting, e.g. command: [python3, tool.py, "{module}"]'
     )
+
+
+def test_superpowers_tasks_without_steps_and_boxes_outside_tasks_are_warned():
+    text = (
+        AGENT + "# Plan\n\n> Use superpowers:executing-plans.\n\n- [ ] read the plan\n\n"
+        "### Task 1: One\n\n- [ ] **Step 1: Do it**\n\n### Task 2: Two\n\nJust prose.\n"
+    )
+    plan = plan_of(text)
+    assert plan.dialect == "superpowers" and [i.key for i in plan.items()] == ["plan:task-1"]
+    assert plan.warnings == (
+        (8, 'this checkbox is in no "### Task" section: it is not an item'),
+        (14, '"Task 2: Two" has no "- [ ]" step: it is not an item'),
+    )

@@ -95,6 +95,16 @@ def group_body(outline: Outline, heading: Heading, first_item_line: int) -> str:
     return prose(outline, heading.line + 1, first_item_line - 1)
 
 
+def group_of(groups: dict[int | None, DraftGroup], outline: Outline, box: Box, ordered: bool) -> DraftGroup:
+    """The group of the heading a box is under, made when its first item is found."""
+    group = groups.get(box.heading)
+    if group is None:
+        heading = outline.headings[box.heading] if box.heading is not None else None
+        described = group_body(outline, heading, box.line) if heading else ""
+        group = groups[box.heading] = DraftGroup(heading, body=described, ordered=ordered, headings={box.heading})
+    return group
+
+
 def own_extent(outline: Outline, box: Box) -> int:
     """The last line of a list item as CommonMark reads it: what is indented under it."""
     return box.end
@@ -109,13 +119,8 @@ def by_heading(outline: Outline, split, *, ordered: bool, extent=own_extent) -> 
         if box.star:
             continue  # not an item in this dialect: the lint says so
         module, text, parallel = split(box.text)
-        group = groups.get(box.heading)
-        if group is None:
-            heading = outline.headings[box.heading] if box.heading is not None else None
-            described = group_body(outline, heading, box.line) if heading else ""
-            group = groups[box.heading] = DraftGroup(heading, body=described, ordered=ordered, headings={box.heading})
         last = extent(outline, box)
-        group.items.append(
+        group_of(groups, outline, box, ordered).items.append(
             DraftItem(
                 text=text,
                 body=lines_after(outline, box, last),

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ..outline import Box, Outline
-from . import DraftGroup, DraftItem, Reading, group_body, lines_after
+from . import DraftGroup, DraftItem, Reading, group_of, lines_after
 
 NAME = "kiro"
 NUMBER = re.compile(r"^(\d+(?:\.\d+)*)\.?(?:[ \t]+|$)(.*)$", re.S)
@@ -78,15 +78,8 @@ def read(outline: Outline, path: Path) -> Reading:
         module, text = (number.group(1), number.group(2)) if number else (None, box.text)
         parallel = bool(PARALLEL.search(text))
         text = PARALLEL.sub("", text, count=1).strip()
-        group = groups.get(box.heading)
-        if group is None:
-            heading = outline.headings[box.heading] if box.heading is not None else None
-            group = groups[box.heading] = DraftGroup(
-                heading, body=group_body(outline, heading, box.line) if heading else "", ordered=True,
-                headings={box.heading},
-            )
         parent, needs = ticks_parent.get(box.line, (None, []))
-        group.items.append(
+        group_of(groups, outline, box, ordered=True).items.append(
             DraftItem(
                 text=text,
                 body=lines_after(outline, box, box.end),
