@@ -128,11 +128,10 @@ class Plan:
 
     def _required(self, group: Group) -> tuple[Item, ...]:
         """The group's items but the optional ones: the same tuple for every item after it."""
-        if not any(item.optional for item in group.items):
-            return group.items
         key = ("required", group.slug)
         if key not in self._everything:
-            self._everything[key] = tuple(item for item in group.items if not item.optional)
+            required = tuple(item for item in group.items if not item.optional)
+            self._everything[key] = group.items if len(required) == len(group.items) else required
         return self._everything[key]
 
     def _pipeline_edge(self, group, previous, item) -> Item | None:

@@ -81,6 +81,8 @@ def lines_after(outline: Outline, box: Box, last: int) -> str:
 
 def nested_boxes(outline: Outline, first: int, last: int) -> tuple[tuple[int, str], ...]:
     """The checkboxes strictly after line `first` up to `last`: ticked along with the item."""
+    if last <= first:
+        return ()
     boxes = outline.boxes[outline.box_after(first) : outline.box_after(last)]
     return tuple((box.line, box.source) for box in boxes if not box.star)
 
