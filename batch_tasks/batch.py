@@ -27,13 +27,17 @@ def load(path: Path) -> Batch:
     path = path.absolute()
     state = BatchState(path)
     plan = taskfile.load_plan(path, cache_dir=state.root)
-    templates = {group.slug: load_template(path, group.settings["template"]) for group in plan.groups}
+    templates = {group.slug: load_template(path, group.settings["template"], group.line) for group in plan.groups}
     fingerprints = {}
     for group in plan.groups:
         template_part = digest(templates[group.slug].source)
         settings_part = staleness.settings_digest(group.settings)
         for item in group.items:
             fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
+    if any(group.settings["isolation"] == "worktree" for group in plan.groups):
+        from .worktree import Isolation  # git is asked only by batches that use it
+
+        Isolation(path, plan.settings).validate()
     verdicts = staleness.assess(plan, state, fingerprints)
     budget = Budget(plan.settings.get("budget_usd"), sum(verdict.spent_usd for verdict in verdicts.values()))
     return Batch(plan, state, templates, fingerprints, verdicts, budget)

@@ -1,21 +1,34 @@
-"""The state of a run, item by item, as people want to see it: what runs, what it does,
-what is done, what it cost. Filled either live, from item runs in this process, or
-from the items' state folders, by another process (`doit batch-status`)."""
+"""The state of a run, item by item, as people want to see it: what runs and what it
+does, what waits to retry and until when, which agent is paused for a usage limit, and
+how each item ended (done, failed with its cause, interrupted, not started and why,
+skipped), with what it cost. Filled either live, by the runner in this process, or from
+the items' state folders, by another process (`doit batch-status`).
+
+It keeps counts as it goes, so that reading the totals and the items in flight costs
+the same with 10 or 10,000 items waiting. It reads state folders (board_from_state, a
+failed attempt's output tail) and never writes.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable
 
 from .events import AgentEvent
 from .state import BatchState, read_json
 
-WAITING, RUNNING, DONE, FAILED = "waiting", "running", "done", "failed"
+WAITING, RUNNING, RETRYING = "waiting", "running", "retrying"
+DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED = "done", "failed", "interrupted", "not started", "skipped"
+IN_FLIGHT = (RUNNING, RETRYING)
+ENDED = (DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED)
+STATES = (WAITING, *IN_FLIGHT, *ENDED)
+TAIL_LINES = 10  # of a failed attempt's output, shown with its cause
+EXIT_STOPPED = {"Ctrl-C": 130, "SIGTERM": 143}
 
 
 @dataclass
@@ -27,10 +40,16 @@ class ItemView:
     started: float | None = None
     finished: float | None = None
     activity: str = ""
+    last_activity: float | None = None  # when it last showed a sign of life
     tokens: dict[str, int] = field(default_factory=dict)
     cost_usd: float | None = None
     log: str = ""
-    reason: str = ""
+    reason: str = ""  # why it failed, waits to retry, was not started or skipped
+    output_tail: tuple[str, ...] = ()  # the failing attempt's last lines
+    retry_at: float | None = None
+    agent: str = ""
+    model: str = ""
+    session_id: str = ""
 
     @property
     def duration(self) -> float | None:
@@ -40,101 +59,276 @@ class ItemView:
 
 
 class Board:
-    """Thread-safe: item runs write to it from their threads, the view reads it."""
+    """Thread-safe: the runner writes to it from its threads, views read it. Views
+    given to watch() hear of every change: started(view), retrying(view),
+    finished(view) (any end: done, failed, interrupted, not started, skipped) and
+    paused(agent, until)."""
 
-    def __init__(self, items: list[tuple[str, str]], already_done: int = 0, workers: int = 1):
-        self.items = {key: ItemView(key, group) for key, group in items}
+    def __init__(
+        self,
+        items: Iterable[tuple[str, str]],
+        already_done: int = 0,
+        workers: int = 1,
+        root: str | None = None,
+        agents: dict[str, str] | None = None,
+    ):
+        self.items = {key: ItemView(key, group, agent=(agents or {}).get(key, "")) for key, group in items}
         self.already_done = already_done
         self.workers = workers
+        self.root = root or os.getcwd()  # paths are shown relative to it: task.md's folder
         self.begun = time.time()
         self.ended: float | None = None  # set for a run that is over
         self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter({WAITING: len(self.items)})
+        self.in_flight: dict[str, ItemView] = {}  # running or waiting to retry, in order of start
+        self.pauses: dict[str, float] = {}  # agent → when its usage limit resets
+        self._done_seconds = [0.0, 0]  # sum and count of the durations of items done
+        self._ended_cost = 0.0
+        self._watchers: list[Any] = []
 
-    # Changes, from item runs.
+    def watch(self, view) -> None:
+        self._watchers.append(view)
+
+    # Changes, from the runner.
     def started(self, key: str, attempt: int, log: str) -> None:
         with self.lock:
             view = self._view(key)
-            view.state, view.attempt, view.log = RUNNING, attempt, log
-            view.started = view.started or time.time()
-            view.activity = f"attempt {attempt}: started"
+            now = time.time()
+            view.attempt, view.log, view.retry_at, view.reason = attempt, log, None, ""
+            view.started = view.started or now
+            view.activity, view.last_activity = "started", now
+            self._move(view, RUNNING)
+            seen = replace(view)
+        self._tell("started", seen)
 
     def event(self, key: str, event: AgentEvent) -> None:
         with self.lock:
             view = self._view(key)
-            if event.kind == "usage" and event.data.get("tokens"):
-                view.tokens = dict(event.data["tokens"])
-            if event.kind == "result" and event.data.get("cost_usd") is not None:
-                view.cost_usd = event.data["cost_usd"]
-            if event.text:
+            view.last_activity = time.time()
+            data = event.data or {}
+            if event.kind == "usage" and data.get("tokens"):
+                view.tokens = dict(data["tokens"])
+            if event.kind == "result" and data.get("cost_usd") is not None:
+                view.cost_usd = (view.cost_usd or 0) + data["cost_usd"]  # one result per attempt
+            if event.kind == "started":
+                view.model = data.get("model") or view.model
+                view.session_id = data.get("session_id") or view.session_id
+                view.activity = f"started ({view.model})" if view.model else "started"
+            elif event.text:
                 view.activity = event.text
 
-    def finished(self, key: str, ok: bool, record: dict[str, Any] | None = None, reason: str = "") -> None:
+    def finished(
+        self,
+        key: str,
+        ok: bool,
+        record: dict[str, Any] | None = None,
+        reason: str = "",
+        output_tail: Iterable[str] = (),
+    ) -> None:
+        """An item's end: done, or failed for `reason` with its attempt's last lines."""
+        tail = tuple(output_tail)
+        if not ok and not tail:
+            tail = tuple(output_tail_of(self.items[key].log)) if key in self.items else ()
         with self.lock:
             view = self._view(key)
-            view.state = DONE if ok else FAILED
-            view.finished = time.time()
-            view.reason = reason
+            view.finished, view.reason, view.output_tail = time.time(), reason, tail
+            view.retry_at = None
             if record:
                 view.cost_usd = record.get("cost_usd", view.cost_usd)
                 view.tokens = record.get("tokens") or view.tokens
+                view.agent = record.get("agent") or view.agent
+                view.session_id = _last_session(record) or view.session_id
+            self._move(view, DONE if ok else FAILED)
+            seen = replace(view)
+        self._tell("finished", seen)
+
+    def retrying(self, key: str, attempt: int, cause: str, at: float) -> None:
+        """Attempt `attempt` failed for `cause`; the next one starts at `at`."""
+        with self.lock:
+            view = self._view(key)
+            view.attempt, view.reason, view.retry_at = attempt, cause, at
+            view.activity = f"waiting to retry: {cause}"
+            self._move(view, RETRYING)
+            seen = replace(view)
+        self._tell("retrying", seen)
+
+    def paused(self, agent: str, until: float) -> None:
+        """No attempt of `agent` starts before `until`: a usage limit."""
+        with self.lock:
+            self.pauses[agent] = max(until, self.pauses.get(agent, 0.0))
+        for watcher in self._watchers:
+            watcher.paused(agent, until)
+
+    def not_started(self, key: str, why: str) -> None:
+        self._end(key, NOT_STARTED, why)
+
+    def interrupted(self, key: str) -> None:
+        self._end(key, INTERRUPTED, "the run was stopped")
+
+    def skipped(self, key: str, why: str) -> None:
+        self._end(key, SKIPPED, why)
+
+    def _end(self, key: str, state: str, why: str) -> None:
+        with self.lock:
+            view = self._view(key)
+            view.reason, view.retry_at = why, None
+            if view.started is not None:
+                view.finished = time.time()
+            self._move(view, state)
+            seen = replace(view)
+        self._tell("finished", seen)
 
     def _view(self, key: str) -> ItemView:
         if key not in self.items:  # an item the run did not plan on (run again by hand)
             self.items[key] = ItemView(key, key.split(":", 1)[0])
+            self.counts[WAITING] += 1
         return self.items[key]
+
+    def _move(self, view: ItemView, state: str) -> None:
+        """Change its state, keeping the counts, the items in flight and the sums."""
+        if view.state in ENDED:
+            self._ended_cost -= view.cost_usd or 0
+        if view.state == DONE and view.duration is not None:
+            self._done_seconds[0] -= view.duration
+            self._done_seconds[1] -= 1
+        self.counts[view.state] -= 1
+        self.counts[state] += 1
+        view.state = state
+        if state in IN_FLIGHT:
+            self.in_flight.setdefault(view.key, view)
+        else:
+            self.in_flight.pop(view.key, None)
+        if state in ENDED:
+            self._ended_cost += view.cost_usd or 0
+        if state == DONE and view.duration is not None:
+            self._done_seconds[0] += view.duration
+            self._done_seconds[1] += 1
+
+    def _tell(self, change: str, view: ItemView) -> None:
+        for watcher in self._watchers:
+            getattr(watcher, change)(view)
 
     # Reading, for views.
     def snapshot(self) -> list[ItemView]:
+        """Every item; for the summary, once. The panel reads flying() and totals()."""
         with self.lock:
-            return [ItemView(**vars(view)) for view in self.items.values()]
+            return [replace(view) for view in self.items.values()]
 
-    def totals(self, views: list[ItemView]) -> dict[str, Any]:
-        count = {state: 0 for state in (WAITING, RUNNING, DONE, FAILED)}
-        for view in views:
-            count[view.state] += 1
-        durations = [view.duration for view in views if view.state == DONE and view.duration is not None]
-        left = count[WAITING] + count[RUNNING]
-        eta = statistics.mean(durations) * left / max(1, self.workers) if durations and left else None
+    def flying(self) -> list[ItemView]:
+        """The items running or waiting to retry, in the order they started."""
+        with self.lock:
+            return [replace(view) for view in self.in_flight.values()]
+
+    def pauses_now(self, now: float | None = None) -> dict[str, float]:
+        now = now or time.time()
+        with self.lock:
+            return {agent: until for agent, until in self.pauses.items() if until > now}
+
+    def totals(self, now: float | None = None) -> dict[str, Any]:
+        now = now or time.time()
+        with self.lock:
+            count = {state: self.counts[state] for state in STATES}
+            flying = [(view.started, view.cost_usd) for view in self.in_flight.values()]
+            done_sum, done_count = self._done_seconds
+            cost = self._ended_cost + sum(spent or 0 for _, spent in flying)
         return {
             **count,
-            "total": len(views),
+            "total": len(self.items),
             "already_done": self.already_done,
-            "elapsed": (self.ended or time.time()) - self.begun,
-            "eta": eta,
-            "cost_usd": sum(view.cost_usd or 0 for view in views),
+            "elapsed": (self.ended or now) - self.begun,
+            "eta": _eta(done_sum / done_count if done_count else None, count[WAITING], flying, self.workers, now),
+            "cost_usd": cost,
         }
 
+    def exit_status(self, stopped_by: str | None = None) -> int:
+        """0 all done; 1 an item failed; 4 none failed but not all started; 130/143 stopped."""
+        with self.lock:
+            counts = dict(self.counts)
+        if stopped_by:
+            return EXIT_STOPPED.get(stopped_by, 130)
+        if counts.get(FAILED):
+            return 1
+        return 4 if any(counts.get(state) for state in (WAITING, *IN_FLIGHT, INTERRUPTED, NOT_STARTED)) else 0
 
-def board_from_state(plan, state: BatchState, run_started: float | None) -> Board:
+
+def _eta(mean: float | None, waiting: int, flying: list, workers: int, now: float) -> float | None:
+    """The work left, at the mean duration of the items done, over the items that can run
+    at once: it counts down as the running ones age, not only when one ends."""
+    left = waiting + len(flying)
+    if mean is None or not left:
+        return None
+    work = waiting * mean + sum(max(0.0, mean - (now - (started or now))) for started, _ in flying)
+    return work / max(1, min(max(workers, len(flying)), left))
+
+
+def _last_session(record: dict[str, Any]) -> str:
+    attempts = record.get("attempts") or []
+    last = attempts[-1] if attempts and isinstance(attempts[-1], dict) else {}
+    return str(last.get("session_id") or record.get("session_id") or "")
+
+
+def output_tail_of(log: str, lines: int = TAIL_LINES, tail_bytes: int = 65536) -> list[str]:
+    """The last lines the item's last attempt printed, from its output.log (whose
+    `=== … ===` lines are the runner's own headers)."""
+    try:
+        with open(log, "rb") as stream:
+            start = max(0, os.fstat(stream.fileno()).st_size - tail_bytes)
+            stream.seek(start)
+            text = stream.read().decode("utf-8", "replace").splitlines()[1 if start else 0 :]
+    except OSError:
+        return []
+    headers = [i for i, line in enumerate(text) if line.startswith("=== ") and " attempt " in line and " at " in line]
+    after = text[headers[-1] + 1 :] if headers else text
+    printed = [line for line in after if line.strip() and not line.startswith("=== ")]
+    return printed[-lines:]
+
+
+def board_from_state(plan, state: BatchState, run_started: float | None, workers: int | None = None) -> Board:
     """Rebuild the board from the items' state folders, for a run in another process or past."""
-    board = Board([(item.key, item.group) for item in plan.items()])
+    board = Board([(item.key, item.group) for item in plan.items()], workers=workers or 1, root=str(plan.path.parent))
     for item in plan.items():
         folder = state.item(item.group, item.module)
         view = board.items[item.key]
         result, failure, running = read_json(folder.result), read_json(folder.failure), read_json(folder.running)
         if running and run_started:
-            view.state, view.attempt, view.started = RUNNING, running.get("attempt", 1), running.get("started")
+            view.attempt, view.started = running.get("attempt", 1), running.get("started")
             view.log = folder.log
             _read_activity(view, folder.events)
+            board._move(view, RETRYING if view.retry_at else RUNNING)
         elif result:
-            view.state, view.started, view.finished = DONE, result.get("started"), result.get("finished")
+            view.started, view.finished = result.get("started"), result.get("finished")
             view.cost_usd, view.tokens = result.get("cost_usd"), result.get("tokens") or {}
+            board._move(view, DONE)
         elif failure:
-            view.state, view.reason, view.log = FAILED, failure.get("reason", ""), folder.log
+            view.reason, view.log = failure.get("reason", ""), folder.log
             view.finished, view.cost_usd = failure.get("finished"), failure.get("cost_usd")
+            view.agent, view.session_id = failure.get("agent") or "", _last_session(failure)
+            if failure.get("interrupted"):
+                board._move(view, INTERRUPTED)
+            else:
+                view.output_tail = tuple(output_tail_of(folder.log))
+                board._move(view, FAILED)
         elif item.done:
-            view.state, view.activity = DONE, "done by hand"
+            view.activity = "done by hand"
+            board._move(view, DONE)
     started = [v.started for v in board.items.values() if v.started]
     if run_started:
         board.begun = run_started
     elif started:  # the span of what was run, for a run that is over
         board.begun = min(started)
         board.ended = max((v.finished for v in board.items.values() if v.finished), default=board.begun)
+    if run_started:  # the ETA's mean, like the runner's: the items done in this run
+        board._done_seconds = [0.0, 0]
+        for view in board.items.values():
+            if view.state == DONE and view.finished and view.finished >= run_started and view.duration is not None:
+                board._done_seconds[0] += view.duration
+                board._done_seconds[1] += 1
     return board
 
 
 def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384) -> None:
-    """The latest activity and token count of a running item, from the end of its events."""
+    """The latest activity and token count of a running item, and whether it waits to
+    retry, from the end of its events."""
     try:
         with open(events_path, "rb") as stream:
             start = max(0, os.fstat(stream.fileno()).st_size - tail_bytes)
@@ -147,8 +341,22 @@ def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384) ->
             event = json.loads(line)
         except ValueError:
             continue
-        if event.get("text"):
-            view.activity = event["text"]
-        tokens = (event.get("data") or {}).get("tokens")
-        if event.get("kind") == "usage" and tokens:
-            view.tokens = tokens
+        if not isinstance(event, dict):
+            continue
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        if isinstance(event.get("t"), (int, float)):
+            view.last_activity = event["t"]
+        if event.get("kind") == "retry" and isinstance(data.get("retry_at"), (int, float)):
+            # The runner's own notice (an agent's retries within an attempt carry no retry_at).
+            view.retry_at, view.reason = data["retry_at"], str(event.get("text") or "")
+            view.attempt = event.get("attempt") or view.attempt
+            view.activity = f"waiting to retry: {view.reason}"
+            continue
+        if event.get("kind") == "started":
+            view.retry_at = None
+            view.model = str(data.get("model") or "")
+            view.activity = f"started ({view.model})" if view.model else "started"
+        elif event.get("text"):
+            view.activity = str(event["text"])
+        if event.get("kind") == "usage" and isinstance(data.get("tokens"), dict):
+            view.tokens = data["tokens"]

@@ -17,16 +17,22 @@ class Budget:
             with self._lock:
                 self.spent += amount_usd
 
-    def allows_another(self) -> bool:
+    def refusal(self) -> str | None:
+        """Why no new item may start, or None while one may."""
         with self._lock:
             if self.limit is None or self.spent < self.limit:
-                return True
+                return None
             self.refused += 1
-            return False
+            return f"the batch's budget of {dollars(self.limit)} is spent"
 
     def note(self) -> str:
         if self.limit is None:
             return ""
         if self.refused:
-            return f"budget: ${self.spent:.2f} of ${self.limit:.2f} spent; no new items were started after that"
-        return f"budget: ${self.spent:.2f} of ${self.limit:.2f} spent"
+            return f"budget: {dollars(self.spent)} of {dollars(self.limit)} spent; no new items were started after that"
+        return f"budget: {dollars(self.spent)} of {dollars(self.limit)} spent"
+
+
+def dollars(amount: float) -> str:
+    """Cents, or finer for amounts under a cent (a budget of $0.005 is not $0.01)."""
+    return f"${amount:.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}".rstrip("0")

@@ -1,10 +1,9 @@
-"""The doit commands batch-tasks adds: `run-batch`, `batch-status`, and a `forget`
-that also forgets results.
+"""The doit commands batch-tasks adds: `run-batch`, `batch-status`, `batch-graph`, and a
+`forget` that also forgets results.
 
-`doit run-batch` is doit's `run` with the batch loader, the thread runner, the
-batch reporter, one run at a time per task file, and a clean stop on Ctrl-C or
-SIGTERM. Its steps: lock → recover (after a killed run) → load → check the agents → run (or, with
---dry-run, explain).
+`doit run-batch`, in steps: load (any mistake is exit 3, before anything is written)
+→ lock (one run at a time per task file) → recover what a killed run owes → check the
+agents → run, with the batch's own runner and dispatcher (or, with --dry-run, explain).
 """
 
 from __future__ import annotations
@@ -19,30 +18,37 @@ from pathlib import Path
 
 from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
 from doit.cmd_forget import Forget as DoitForget
-from doit.cmd_run import Run
 from doit.control import TaskControl
-from doit.exceptions import InvalidCommand
 
 from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
 from . import batch as batch_mod
-from . import graph, process
+from . import graph, history, process, recovery
 from .agents import AGENTS
+from .attempt_processes import GRACE_SECONDS
 from .board import board_from_state
+from .cli import EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint
+from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
-from .live_view import console_for, panel, summary
+from .item_status import UNREADABLE, ItemStatus, unreadable_error
+from .joblog import JobLog
+from .live_view import console_for, panel, print_lines, summary
 from .loader import BatchLoader
-from .recovery import recover
+from .merge_queue import MergeQueue
 from .reporter import BatchReporter
-from .scheduler import SCHEDULER
+from .run import Run
+from .runner import BatchRunner
 from .state import BatchState, lock_holder
+from .worktree import Isolation
 
 CONFIG_HINT = (
     "hint: for `doit list`, `doit info` and `doit forget` to read task.md here, "
     "add to doit.cfg (once):  [GLOBAL] loader = batch   (see the README)"
 )
+# Exit statuses (the README lists them; cli.py names EXIT_NOT_ALL_STARTED for the help).
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 3
 
 opt_dry_run = {
     "name": "dry_run",
@@ -51,10 +57,37 @@ opt_dry_run = {
     "default": False,
     "help": "print every item that would run, and why; run nothing",
 }
-
-
-def _with_default(options, **defaults):
-    return tuple({**option, "default": defaults[option["name"]]} if option["name"] in defaults else option for option in options)
+opt_parallel = {
+    "name": "num_process",
+    "short": "n",
+    "long": "parallel",
+    "type": int,
+    "default": 0,
+    "help": "run up to N items at once [default: `parallel:` in the front matter, else 1]",
+}
+opt_continue = {
+    "name": "continue",
+    "short": "c",
+    "long": "continue",
+    "type": bool,
+    "default": False,
+    "help": "keep starting items after one failed (those that depend on it still wait)",
+}
+opt_joblog = {
+    "name": "joblog",
+    "long": "joblog",
+    "type": str,
+    "default": "",
+    "help": "append a line per attempt as it ends to FILE, in GNU parallel's joblog format",
+}
+opt_always = {
+    "name": "always",
+    "short": "a",
+    "long": "always-execute",
+    "type": bool,
+    "default": False,
+    "help": "run the selected items even if they are up to date",
+}
 
 
 class _ReadsTaskFile:
@@ -67,120 +100,114 @@ class _ReadsTaskFile:
         super().__init__(task_loader=loader, **kwargs)
 
 
-class RunBatch(_ReadsTaskFile, Run):
+class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     name = "run-batch"
+    aliases, help_text = MAKE_SPELLINGS, RUN_BATCH_HELP
     doc_purpose = "run the open items of task.md, group after group"
     doc_usage = "[GROUP | GROUP:MODULE ...]"
     doc_description = (
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = _with_default(Run.cmd_options, par_type="thread", reporter="batch", num_process=None) + (
-        opt_dry_run,
-    )
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_joblog)
 
     def execute(self, params, args):
+        path = Path(params["taskfile"]).absolute()
         try:
+            batch = batch_mod.load(path)  # every mistake is found before anything is written
             if params.get("dry_run"):
+                self.loader.batch = batch
                 return super().execute(params, args)
-            path = Path(params["taskfile"]).absolute()
-            with BatchState(path).run_lock() as killed_before:
-                if killed_before:
-                    # Repaired before loading, so that the run sees what the killed one did.
-                    for note in recover(batch_mod.load(path)):
+            with BatchState(path).run_lock():
+                if recovery.owed(batch):
+                    for note in recovery.recover(batch):
                         self.outstream.write(f"recovered: {note}\n")
+                    batch = batch_mod.load(path)  # as the repairs left it
+                self.loader.batch = batch
                 return super().execute(params, args)
         except BatchError as error:
             sys.stderr.write(f"ERROR: {error}\n")
-            return 3
+            return EXIT_BAD_INPUT
 
-    def _execute(
-        self,
-        outfile,
-        verbosity=None,
-        always=False,
-        continue_=False,
-        reporter="batch",
-        num_process=None,
-        par_type="thread",
-        single=False,
-        auto_delayed_regex=False,
-        force_verbosity=False,
-        failure_verbosity=0,
-        pdb=False,
-        dry_run=False,
-    ):
+    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog=""):
         batch = self.loader.batch
+        control = TaskControl(self.task_list)
+        control.process(self.sel_tasks)
+        selected = {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
         if dry_run:
-            return self._dry_run(batch)
+            return self._dry_run(batch, control, selected, always)
+        will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or always)}
+        _check_readable(batch, will_run)
+        _check_agents(batch, will_run)
         if self.config.get("GLOBAL", {}).get("loader") != "batch":
             sys.stderr.write(CONFIG_HINT + "\n")
-        if par_type != "thread":
-            raise InvalidCommand("run-batch runs its agents in threads (-P thread): they wait on subprocesses")
-        selected = self._selected_items(batch)
-        will_run = {key for key, verdict in batch.verdicts.items() if verdict.runs and key in selected}
-        _check_agents(batch, will_run)
         workers = num_process or batch.plan.settings.get("parallel") or 1
-        waiting_room = self._configure_scheduler(batch, will_run, workers, halt_on_failure=not continue_)
-        if reporter == "batch":
-            reporter = BatchReporter(outfile, {}, workers=workers, budget=batch.budget)
-        with _stop_on_signals() as received:
-            result = super()._execute(
-                outfile,
-                verbosity=verbosity,
-                always=always,
-                continue_=continue_,
-                reporter=reporter,
-                num_process=waiting_room,
-                par_type="thread",
-                single=single,
-                auto_delayed_regex=auto_delayed_regex,
-                force_verbosity=force_verbosity,
-                failure_verbosity=failure_verbosity,
-                pdb=pdb,
-            )
+        run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"))
+        dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
+        durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
+        if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
+            run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
+            run.isolation.prepare()
+            run.merge_queue = MergeQueue(run.isolation)
+        runner = BatchRunner(
+            self.dep_manager,
+            BatchReporter(self.outstream, {}, workers=workers, run=run),
+            run,
+            dispatcher,
+            candidates(batch.plan, durations) if will_run else {},
+            continue_=continue_,
+            always_execute=always,
+        )
+        recorders = None
+        if will_run:
+            recorders = history.Recorders(history.History(batch.state.root, run.run_id), JobLog(joblog) if joblog else None)
+            recorders.run_started(history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run))
+            run.hub.subscribe(recorders)
+        with _stop_on_signals(run.supervisor) as received:
+            result = runner.run_all(control.task_dispatcher())
         if received:
-            outfile.write(
+            self.outstream.write(
                 f"\nStopped by {received[0]}. Completed items are recorded; "
                 "run `doit run-batch` again to do the rest.\n"
             )
-            return 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
-        return result
+            code = 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
+        elif result:
+            code = EXIT_FAILED
+        else:
+            code = EXIT_NOT_ALL_STARTED if runner.not_started else 0
+        if run.isolation is not None:
+            run.isolation.close()
+            self.outstream.write(run.isolation.how_to_take() + "\n")
+        if recorders is not None:
+            run.hub.unsubscribe(recorders)
+            recorders.run_ended({"exit_status": code, "stopped_by": received[0] if received else None})
+            self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
+        return code
 
-    @staticmethod
-    def _configure_scheduler(batch, will_run: set[str], workers: int, halt_on_failure: bool) -> int:
-        """Give the scheduler the run's limits and priorities; return how many threads doit
-        gets: twice -n, so that the scheduler has ready items to choose from (doit wakes
-        every idle thread of its pool at each step, so a much wider pool costs more than
-        it gains)."""
-        if not will_run:
-            return 1  # nothing to schedule: a run with nothing left to do stays quick
-        SCHEDULER.configure(
-            batch.plan,
-            will_run,
-            durations={key: verdict.duration_s for key, verdict in batch.verdicts.items()},
-            capacity=workers,
-            agent_limits=batch.plan.settings.get("max_concurrent"),
-            halt_on_failure=halt_on_failure,
-        )
-        return min(len(will_run), 2 * workers) or 1
+    def _dry_run(self, batch, control, selected: set[str], always: bool) -> int:
+        def reason(item):
+            task = control.tasks[item.key]
+            if self.dep_manager.status_is_ignore(task):
+                return None
+            verdict = batch.verdicts[item.key]
+            return verdict.reason if verdict.runs else ("forced (-a)" if always else None)
 
-    def _selected_items(self, batch) -> set[str]:
-        """The items this run may run: the selection and what it depends on."""
-        control = TaskControl(self.task_list)
-        control.process(self.sel_tasks)
-        return {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
-
-    def _dry_run(self, batch) -> int:
-        selected = self._selected_items(batch)
-        stale = [item for item in batch.plan.items() if item.key in selected and batch.verdicts[item.key].runs]
-        width = max((len(item.key) for item in stale), default=0)
-        for item in stale:
-            self.outstream.write(f"{item.key:<{width}}  {batch.verdicts[item.key].reason}\n")
+        chosen = [item for item in batch.plan.items() if item.key in selected]
+        stale = [(item, why) for item in chosen if (why := reason(item)) is not None]
+        width = max((len(item.key) for item, _ in stale), default=0)
+        for item, why in stale:
+            self.outstream.write(f"{item.key:<{width}}  {why}\n")
             self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
-        current = sum(1 for item in batch.plan.items() if item.key in selected) - len(stale)
-        self.outstream.write(f"{len(stale)} would run, {current} up to date\n")
+        self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale)} up to date\n")
         return 0
+
+
+def _check_readable(batch, will_run: set[str]) -> None:
+    """A finished item whose records are damaged is not run (and paid for) again unasked."""
+    for key in sorted(will_run):
+        verdict = batch.verdicts[key]
+        if verdict.problem:
+            raise unreadable_error(key, ItemStatus(UNREADABLE, problem=verdict.problem))
 
 
 def _check_agents(batch, will_run: set[str]) -> None:
@@ -197,15 +224,15 @@ def _check_agents(batch, will_run: set[str]) -> None:
 
 
 @contextmanager
-def _stop_on_signals():
+def _stop_on_signals(supervisor: process.Supervisor):
     """Ctrl-C: stop the agents gently (SIGTERM, grace, SIGKILL). Again, or SIGTERM: at once."""
     received: list[str] = []
 
     def stop(signum, frame):
         at_once = signum == signal.SIGTERM or bool(received)
         received.append("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
-        grace = 0.0 if at_once else process.GRACE_SECONDS
-        threading.Thread(target=process.stop_all, args=(grace,), daemon=True).start()
+        grace = 0.0 if at_once else GRACE_SECONDS
+        threading.Thread(target=supervisor.stop_all, args=(grace,), daemon=True).start()
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -215,26 +242,36 @@ def _stop_on_signals():
             signal.signal(signum, handler)
 
 
-class Forget(DoitForget):
+class _ForgetsResultsToo:
+    """doit's dependency records, seen through `forget`: forgetting an item also sets its
+    result aside, so that it runs again and says why."""
+
+    def __init__(self, records, batch):
+        self._records, self._batch = records, batch
+        self._items = {item.key: item for item in batch.plan.items()}
+
+    def __getattr__(self, name):
+        return getattr(self._records, name)
+
+    def remove(self, task_id):
+        self._records.remove(task_id)
+        if task_id in self._items:
+            item = self._items[task_id]
+            self._batch.state.item(item.group, item.module).forget()
+
+    def remove_all(self):
+        self._records.remove_all()
+        for item in self._items.values():
+            self._batch.state.item(item.group, item.module).forget()
+
+
+class Forget(FriendlyArgs, TaskMdHint, DoitForget):
     """doit's `forget`; for a batch's items it also sets their results aside, so they run again."""
 
     def _execute(self, forget_sub, forget_disable_default, forget_all):
         batch = getattr(self.loader, "batch", None)
         if batch is not None:
-            items = {item.key: item for item in batch.plan.items()}
-            remove, remove_all = self.dep_manager.remove, self.dep_manager.remove_all
-
-            def remove_and_set_aside(task_id):
-                remove(task_id)
-                if task_id in items:
-                    batch.state.item(items[task_id].group, items[task_id].module).forget()
-
-            def remove_all_and_set_aside():
-                remove_all()
-                for item in items.values():
-                    batch.state.item(item.group, item.module).forget()
-
-            self.dep_manager.remove, self.dep_manager.remove_all = remove_and_set_aside, remove_all_and_set_aside
+            self.dep_manager = _ForgetsResultsToo(self.dep_manager, batch)
         return super()._execute(forget_sub, forget_disable_default, forget_all)
 
 
@@ -245,6 +282,13 @@ opt_watch = {
     "default": False,
     "help": "keep showing it, refreshed, until Ctrl-C",
 }
+opt_runs = {
+    "name": "runs",
+    "long": "runs",
+    "type": bool,
+    "default": False,
+    "help": "list the past runs: when, how long, done and failed, cost",
+}
 opt_interval = {
     "name": "interval",
     "long": "interval",
@@ -254,7 +298,7 @@ opt_interval = {
 }
 
 
-class BatchStatus(_ReadsTaskFile, DoitCmdBase):
+class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     name = "batch-status"
     doc_purpose = "show a batch's progress, from another terminal, or after it ran"
     doc_usage = "[--watch]"
@@ -262,15 +306,18 @@ class BatchStatus(_ReadsTaskFile, DoitCmdBase):
         "Reads the items' state folders: what runs now and what it does, what is done\n"
         "or failed, and what it cost. Needs no server: the running batch is not asked."
     )
-    cmd_options = (opt_watch, opt_interval)
+    cmd_options = (opt_watch, opt_interval, opt_runs)
 
-    def _execute(self, watch=False, interval=1.0):
+    def _execute(self, watch=False, interval=1.0, runs=False):
         batch = self.loader.batch
+        if runs:
+            self.outstream.write(history.runs_table(batch.state.root))
+            return 0
         console = console_for(self.outstream)
         if not watch:
             board, picture = _status(batch)
             console.print(picture)
-            console.print("\n".join(summary(board)))
+            print_lines(console, summary(board))
             return 0
         try:
             with Live(console=console, refresh_per_second=4) as live:
@@ -298,7 +345,7 @@ opt_dot = {
 }
 
 
-class BatchGraph(_ReadsTaskFile, DoitCmdBase):
+class BatchGraph(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     name = "batch-graph"
     doc_purpose = "show what each item waits for (text, or Graphviz dot)"
     doc_usage = "[--dot]"

@@ -1,8 +1,10 @@
 """Building doit tasks from a batch: one task per item, one group task per heading.
 
 Item `GROUP:MODULE` is a subtask of `GROUP`; its target is its result record; it
-waits (task_dep) for the group before it; its `uptodate` is its Verdict, so doit
-skips exactly the items staleness says are current, and `doit info` says why.
+waits (task_dep) for what the plan says it waits for; its `uptodate` is its Verdict,
+so doit skips exactly the items staleness says are current, and `doit info` says why.
+An item has no doit action: its job (plain data, in `meta`) is run by run-batch's own
+runner (see runner.py), which doit's plain `run` is not.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import replace
 from doit.task import Task
 
 from .batch import Batch
-from .item_run import ItemJob, run_item
+from .lifecycle import ItemJob
 from .staleness import DONE_BY_HAND
 
 
@@ -37,13 +39,12 @@ def build_tasks(batch: Batch) -> list[Task]:
                 upstream=plan.upstream(item),
                 previous=plan.previous(item),
                 previous_group_title=previous.title if previous else None,
-                untick_first=verdict.runs and item.done,
-                budget=batch.budget,
+                untick_first=item.done,
             )
             tasks.append(
                 Task(
                     item.key,
-                    [(run_item, [job])],
+                    [],
                     # An item ticked by hand has no record to make; any other has its result.
                     targets=[] if verdict.reason == DONE_BY_HAND else [result],
                     task_dep=plan.task_dep(item),
@@ -53,7 +54,7 @@ def build_tasks(batch: Batch) -> list[Task]:
                     doc=item.text if len(item.text) <= 72 else item.text[:71] + "…",
                     subtask_of=group.slug,
                     io={"capture": False},
-                    meta={"line": item.line},
+                    meta={"line": item.line, "job": job},
                 )
             )
         tasks.append(

@@ -24,4 +24,9 @@ def _as_typed(path) -> str:
 
 
 class SettingError(ValueError):
-    """A setting's value is of the wrong type or out of range; the caller adds the line."""
+    """A setting's value is of the wrong type or out of range; the caller adds the line.
+    `setting` names the setting at fault, when the caller cannot tell which it is."""
+
+    def __init__(self, message: str, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting

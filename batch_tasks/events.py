@@ -1,11 +1,11 @@
 """The one shape in which every agent's activity reaches the rest of the program,
-and the hub through which item runs tell the live view what they do."""
+and the hub through which one run tells its listeners (live view, history) what happens."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 # What an event can be; adapters map their CLI's own event types onto these.
 KINDS = ("started", "assistant", "tool_use", "tool_result", "retry", "usage", "result", "error", "output", "exit")
@@ -22,34 +22,54 @@ class AgentEvent:
 
 
 class Listener(Protocol):
+    """What a run tells those who watch it (the reporter, the run history). Every method is
+    optional: a listener implements the ones it cares about."""
+
+    def attempt_started(self, key: str, attempt: int, started: float) -> None: ...
+
     def item_started(self, key: str, attempt: int, log: str) -> None: ...
 
     def item_event(self, key: str, event: AgentEvent) -> None: ...
 
+    def attempt_ended(self, key: str, record: dict[str, Any]) -> None: ...
+
+    def item_retrying(self, key: str, attempt: int, cause: str, at: float) -> None: ...
+
+    def agent_paused(self, agent: str, until: float) -> None: ...
+
     def item_finished(self, key: str, record: dict[str, Any]) -> None: ...
 
-
-_listeners: list[Listener] = []
-_lock = threading.Lock()
+    def item_not_started(self, key: str, why: str) -> None: ...
 
 
-def subscribe(listener: Listener) -> None:
-    with _lock:
-        _listeners.append(listener)
+class Hub:
+    """One run's listeners. A listener's failure never fails an item; it is reported once
+    per listener and method, naming the item, and that listener is told no more of it."""
 
+    def __init__(self, report_error: Callable[[str], None]):
+        self._listeners: list[Any] = []
+        self._lock = threading.Lock()
+        self._report_error = report_error
+        self._broken: set[tuple[int, str]] = set()
 
-def unsubscribe(listener: Listener) -> None:
-    with _lock:
-        if listener in _listeners:
-            _listeners.remove(listener)
+    def subscribe(self, listener: Any) -> None:
+        with self._lock:
+            self._listeners.append(listener)
 
+    def unsubscribe(self, listener: Any) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
-def publish(method: str, *args) -> None:
-    """Tell every listener; a listener's failure must never fail an item."""
-    with _lock:
-        listeners = list(_listeners)
-    for listener in listeners:
-        try:
-            getattr(listener, method)(*args)
-        except Exception:  # noqa: BLE001 - the view is not worth an item
-            pass
+    def publish(self, method: str, key: str, *args) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            handler = getattr(listener, method, None)
+            if handler is None or (id(listener), method) in self._broken:
+                continue
+            try:
+                handler(key, *args)
+            except Exception as error:  # noqa: BLE001 - a view is not worth an item
+                self._broken.add((id(listener), method))
+                self._report_error(f"{type(listener).__name__}.{method} failed on {key}: {error!r}; it is told no more")

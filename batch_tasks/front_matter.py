@@ -16,6 +16,7 @@ from .errors import SettingError, TaskFileError
 # What reading YAML can raise besides YAMLError: its constructors trust their input
 # (`2024-13-45` as a date, `!!int x`), and deep nesting recurses.
 YAML_TROUBLE = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+MAX_ALIAS_GROWTH = 1024 * 1024  # characters YAML aliases may add to the front matter
 
 
 @dataclass
@@ -78,6 +79,8 @@ def read(lines: list[str], path: Path) -> FrontMatter:
         if name in seen:
             raise TaskFileError(path, line, f"setting {name!r} is given twice (also at line {seen[name]})")
         seen[name] = line
+        if _expanded_size(value_node) > len(source) + MAX_ALIAS_GROWTH:
+            raise TaskFileError(path, line, f"setting {name!r} is too big once its YAML aliases are expanded")
         try:
             value = yaml.SafeLoader("").construct_document(value_node)
         except (yaml.YAMLError, *YAML_TROUBLE) as error:
@@ -92,3 +95,24 @@ def read(lines: list[str], path: Path) -> FrontMatter:
             raise TaskFileError(path, line, str(error)) from None
         found.lines[name] = line
     return found
+
+
+def _expanded_size(root) -> float:
+    """The characters a YAML value holds once its aliases are expanded, counted without
+    expanding them (each node once); a value that contains itself is infinite."""
+    sizes: dict[int, float] = {}
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes and not children_done:
+            continue
+        children = [] if isinstance(node.value, str) else [n for pair in node.value for n in (pair if isinstance(pair, tuple) else (pair,))]
+        if children_done:
+            sizes[id(node)] = 1 + sum(sizes.get(id(child), float("inf")) for child in children)
+        elif isinstance(node.value, str):
+            sizes[id(node)] = 1 + len(node.value)
+        else:
+            sizes[id(node)] = float("inf")  # until its children are counted: a cycle stays infinite
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]

@@ -1,28 +1,43 @@
 """The live view: what a run looks like to the person watching it.
 
-In a terminal, a rich panel stays at the bottom (progress, then one line per
-running item with its latest activity) while finished items scroll above it.
-Anywhere else (CI, a pipe, nohup), plain timestamped lines, one per state
-change, and never a control character. The same panel, drawn from the state
-folders, is what `doit batch-status` shows.
+In a terminal, a rich panel stays at the bottom (progress, agents paused for a usage
+limit, then one line per item in flight with its latest activity) while finished
+items, with a failure's cause and last output lines, scroll above it. Anywhere else
+(CI, a pipe, nohup), plain timestamped lines with a `[7/12]` counter, one per state
+change and a heartbeat for an item silent a long time, never a control character.
+The same panel, drawn from the state folders, is what `doit batch-status` shows.
+Both views watch a Board (Board.watch); the runner calls tick(now) about once a second.
+It writes only to the stream it is given.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections import defaultdict
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
-from .board import DONE, FAILED, RUNNING, Board, ItemView
+from .board import DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board, ItemView
 
 TOP_EXPENSIVE = 5
-ACTIVITY_WIDTH = 48  # the rest of an activity line is in the item's log
 PIPE_WIDTH = 200
+HEARTBEAT_SECONDS = 120.0  # of silence in the plain lines before an item gets one
+NAMES_LISTED = 8
+GAP = "  "
+MIN_ACTIVITY = 16
+# The panel's columns, and the order in which they give way to a narrow terminal.
+GIVE_WAY = ("cost", "tokens", "attempt", "time")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text from an agent, safe on a terminal: no escape sequences, one line."""
+    return _CONTROL.sub("?", text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
 
 
 def duration(seconds: float | None) -> str:
@@ -38,7 +53,10 @@ def duration(seconds: float | None) -> str:
 
 
 def money(amount: float | None) -> str:
-    return "" if amount is None else f"${amount:.4f}" if amount < 1 else f"${amount:.2f}"
+    """A cost where one is known; nothing where none is."""
+    if not amount:
+        return ""
+    return f"${amount:.4f}" if amount < 1 else f"${amount:.2f}"
 
 
 def tokens(counts: dict[str, int] | None) -> str:
@@ -49,11 +67,30 @@ def tokens(counts: dict[str, int] | None) -> str:
     return f"{fresh:,} tok" + (f" (+{cached:,} cached)" if cached else "")
 
 
-def progress_line(totals: dict[str, Any]) -> str:
+def clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def relative(path: str, root: str) -> str:
+    """A path as typed from task.md's folder, when it is under it."""
+    if not path:
+        return ""
+    shown = os.path.relpath(path, root)
+    return path if shown.startswith("..") else shown
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def progress_line(totals: dict[str, Any], groups_now: list[str] = ()) -> str:
     parts = [f"{totals['done']}/{totals['total']} done"]
-    if totals["failed"]:
-        parts.append(f"{totals['failed']} failed")
-    parts.append(f"{totals['running']} running")
+    for state, label in ((FAILED, "failed"), (INTERRUPTED, "interrupted"), (NOT_STARTED, "not started")):
+        if totals[state]:
+            parts.append(f"{totals[state]} {label}")
+    parts.append(f"{totals['running']} running" + (f" in {', '.join(groups_now)}" if groups_now else ""))
+    if totals[RETRYING]:
+        parts.append(f"{totals[RETRYING]} waiting to retry")
     parts.append(f"{duration(totals['elapsed'])} elapsed")
     if totals["eta"] is not None:
         parts.append(f"ETA {duration(totals['eta'])}")
@@ -62,79 +99,238 @@ def progress_line(totals: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def finished_line(view: ItemView) -> str:
-    cost = money(view.cost_usd)
+def finished_line(view: ItemView, root: str = ".") -> str:
+    """How an item ended, in one line; a failure with its cause and log."""
+    spent = " ".join(part for part in (duration(view.duration), money(view.cost_usd)) if view.started and part)
     if view.state == DONE:
-        return f"✓ {view.key} {duration(view.duration)}" + (f" {cost}" if cost else "")
-    log = f" (log: {view.log})" if view.log and "log:" not in view.reason else ""
-    return f"✗ {view.key} {duration(view.duration)}" + (f" {cost}" if cost else "") + f": {view.reason}{log}"
+        return f"✓ {view.key} {spent}".rstrip()
+    if view.state == INTERRUPTED:
+        return f"■ {view.key} interrupted" + (f" after {spent}" if spent else "")
+    if view.state == NOT_STARTED:
+        return f"· {view.key} not started: {view.reason}"
+    if view.state == SKIPPED:
+        return f"- {view.key} skipped: {view.reason}"
+    log = f" (log: {relative(view.log, root)})" if view.log else ""
+    return f"✗ {view.key} {spent}".rstrip() + f": {printable(view.reason) or 'failed'}{log}"
+
+
+def tail_lines(view: ItemView, indent: str = "    ") -> list[str]:
+    return [indent + printable(line) for line in view.output_tail] if view.state == FAILED else []
+
+
+def retry_line(view: ItemView, now: float | None = None) -> str:
+    wait = max(0.0, (view.retry_at or 0) - (now or time.time()))
+    return (
+        f"↻ {view.key} attempt {view.attempt} failed: {printable(view.reason)}; "
+        f"attempt {view.attempt + 1} at {clock(view.retry_at or 0)} (in {duration(wait)})"
+    )
+
+
+def pause_line(agent: str, until: float, now: float | None = None) -> str:
+    wait = max(0.0, until - (now or time.time()))
+    return f"⏸ {agent} paused for a usage limit until {clock(until)} (in {duration(wait)})"
+
+
+def heartbeat_line(view: ItemView, now: float) -> str:
+    quiet = f", last activity {duration(now - view.last_activity)} ago" if view.last_activity else ""
+    return f"… {view.key} running {duration(now - (view.started or now))}{quiet}: {printable(view.activity)}"
 
 
 def console_for(stream) -> Console:
-    """A console on `stream`; output that is no terminal has no width to keep to."""
+    """A console on `stream`, no highlighter colouring numbers piecemeal; output that
+    is no terminal has no width to keep to."""
     is_terminal = getattr(stream, "isatty", lambda: False)()
-    return Console(file=stream, width=None if is_terminal else PIPE_WIDTH)
+    return Console(file=stream, width=None if is_terminal else PIPE_WIDTH, highlight=False)
 
 
-def panel(board: Board) -> Group:
-    views = board.snapshot()
-    totals = board.totals(views)
-    running = sorted((v for v in views if v.state == RUNNING), key=lambda v: v.started or 0)
-    table = Table.grid(padding=(0, 2))
-    # An item's name is never cut; in a narrow terminal the other columns give way.
-    table.add_column("item", no_wrap=True, min_width=max((len(v.key) for v in running), default=0))
-    for column in ("attempt", "time", "activity", "tokens", "cost"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
-    for view in running:
-        activity = view.activity if len(view.activity) <= ACTIVITY_WIDTH else view.activity[: ACTIVITY_WIDTH - 1] + "…"
-        table.add_row(
-            view.key, f"#{view.attempt}", duration(view.duration), activity, tokens(view.tokens), money(view.cost_usd)
-        )
-    return Group(Text(progress_line(totals), style="bold"), table)
+class Panel:
+    """The live panel, laid out for the console's width and height at each refresh."""
+
+    def __init__(self, board: Board):
+        self.board = board
+
+    def __rich_console__(self, console, options):
+        now = time.time()
+        flying = self.board.flying()
+        groups_now = list(dict.fromkeys(view.group for view in flying))
+        yield Text(progress_line(self.board.totals(now), groups_now), style="bold", no_wrap=True, overflow="ellipsis")
+        pauses = self.board.pauses_now(now)
+        for agent, until in pauses.items():
+            yield Text(pause_line(agent, until, now), style="yellow", no_wrap=True, overflow="ellipsis")
+        room = max(1, (options.height or console.height) - 2 - len(pauses))
+        shown = flying if len(flying) <= room else flying[: room - 1]
+        for text, style in _rows(shown, options.max_width, now):
+            yield Text(text, style=style, no_wrap=True, overflow="ellipsis")
+        if len(shown) < len(flying):
+            yield Text(f"+{len(flying) - len(shown)} more running", style="dim")
 
 
-def summary(board: Board, notes: list[str] = ()) -> list[str]:
-    """The end of a run: totals, by group, the most expensive items, each failure."""
-    views = board.snapshot()
-    totals = board.totals(views)
-    ran = [v for v in views if v.state in (DONE, FAILED)]
-    lines = [
-        f"{totals['done']} done, {totals['failed']} failed, {board.already_done} already done "
-        f"in {duration(totals['elapsed'])}" + (f", {money(totals['cost_usd'])}" if totals["cost_usd"] else "")
-    ]
-    lines.extend(notes)
-    if any(v.cost_usd for v in ran):
-        by_group: dict[str, list[ItemView]] = defaultdict(list)
-        for view in ran:
-            by_group[view.group].append(view)
-        lines.append("by group:")
-        for group, members in by_group.items():
-            cost = sum(v.cost_usd or 0 for v in members)
-            lines.append(f"  {group}: {len(members)} items, {money(cost)}")
-        lines.append("most expensive:")
-        for view in sorted(ran, key=lambda v: -(v.cost_usd or 0))[:TOP_EXPENSIVE]:
-            lines.append(f"  {view.key}: {money(view.cost_usd)} {tokens(view.tokens)}")
+def panel(board: Board) -> Panel:
+    return Panel(board)
+
+
+def print_lines(console: Console, lines: list[str]) -> None:
+    """Lines as they are: no markup read into what an agent printed."""
+    console.print("\n".join(lines), markup=False)
+
+
+def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]]:
+    """One line per item in flight: the item's name is never cut; the other columns give
+    way in the order of GIVE_WAY; the activity takes what is left of the width."""
+    cells = []
     for view in views:
-        if view.state == FAILED:
-            lines.append(f"  {finished_line(view)}")
+        waiting = view.retry_at is not None and view.state == RETRYING
+        cells.append(
+            {
+                "item": view.key,
+                "attempt": f"#{view.attempt}",
+                "time": f"in {duration(max(0.0, view.retry_at - now))}" if waiting else duration(view.duration),
+                "activity": printable(view.activity),
+                "tokens": tokens(view.tokens),
+                "cost": money(view.cost_usd),
+                "style": "yellow" if waiting else "",
+            }
+        )
+    if not cells:
+        return []
+    widths = {name: max(len(cell[name]) for cell in cells) for name in ("item", "attempt", "time", "tokens", "cost")}
+    shown = [name for name in ("attempt", "time", "tokens", "cost") if widths[name]]
+
+    def others() -> int:
+        return widths["item"] + sum(widths[name] + len(GAP) for name in shown) + len(GAP)
+
+    for name in GIVE_WAY:
+        if others() + MIN_ACTIVITY <= width:
+            break
+        if name in shown:
+            shown.remove(name)
+    activity_width = max(1, width - others())
+    rows = []
+    for cell in cells:
+        activity = cell["activity"]
+        if len(activity) > activity_width:
+            activity = activity[: activity_width - 1] + "…"
+        parts = [cell["item"].ljust(widths["item"])]
+        parts += [cell[name].rjust(widths[name]) for name in ("attempt", "time") if name in shown]
+        parts.append(activity.ljust(activity_width) if any(n in shown for n in ("tokens", "cost")) else activity)
+        parts += [cell[name].rjust(widths[name]) for name in ("tokens", "cost") if name in shown]
+        rows.append((GAP.join(parts).rstrip(), cell["style"]))
+    return rows
+
+
+def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") -> list[str]:
+    """The end of a run: totals; what failed, with its cause, under its own heading; what
+    was interrupted, not started or skipped, and why; costs; then what to do next."""
+    views = board.snapshot()
+    totals = board.totals()
+    by_state: dict[str, list[ItemView]] = defaultdict(list)
+    for view in views:
+        by_state[view.state].append(view)
+    # Items still waiting once nothing is in flight never started: the run ended first.
+    never = [] if by_state[RUNNING] or by_state[RETRYING] else by_state[WAITING]
+    ended = {**totals, NOT_STARTED: totals[NOT_STARTED] + len(never)}
+    counted = [f"{totals['done']} done", f"{totals['failed']} failed"]
+    counted += [f"{ended[s]} {s}" for s in (INTERRUPTED, NOT_STARTED, SKIPPED) if ended[s]]
+    cost = f", {money(totals['cost_usd'])}" if totals["cost_usd"] else ""
+    lines = [f"{', '.join(counted)}, {board.already_done} already done in {duration(totals['elapsed'])}{cost}"]
+    lines.extend(notes)
+    if by_state[FAILED]:
+        lines.append("failed:")
+        for view in by_state[FAILED]:
+            lines += [f"  {finished_line(view, board.root)}", *tail_lines(view, "      ")]
+    if by_state[INTERRUPTED]:
+        lines.append("interrupted (run again, they start over):")
+        lines += [f"  {finished_line(view, board.root)}" for view in by_state[INTERRUPTED]]
+    for state, heading, views_of in ((NOT_STARTED, "not started", by_state[NOT_STARTED] + never), (SKIPPED, "skipped", by_state[SKIPPED])):
+        by_why: dict[str, list[str]] = defaultdict(list)
+        for view in views_of:
+            by_why[view.reason or "the run ended first"].append(view.key)
+        for why, keys in by_why.items():
+            listed = ", ".join(keys[:NAMES_LISTED]) + (f" and {len(keys) - NAMES_LISTED} more" if len(keys) > NAMES_LISTED else "")
+            lines.append(f"{heading}: {plural(len(keys), 'item')}, {why}: {listed}")
+    lines += _costs([v for v in views if v.cost_usd])
+    lines += _next(board, by_state, rerun)
+    return lines
+
+
+def _costs(spent: list[ItemView]) -> list[str]:
+    if not spent:
+        return []
+    by_group: dict[str, list[ItemView]] = defaultdict(list)
+    for view in spent:
+        by_group[view.group].append(view)
+    lines = ["by group:"]
+    lines += [f"  {group}: {plural(len(members), 'item')}, {money(sum(v.cost_usd for v in members))}" for group, members in by_group.items()]
+    lines.append("most expensive:")
+    for view in sorted(spent, key=lambda v: -v.cost_usd)[:TOP_EXPENSIVE]:
+        lines.append(f"  {view.key} ({view.state}): {money(view.cost_usd)} {tokens(view.tokens)}".rstrip())
+    return lines
+
+
+def _next(board: Board, by_state: dict[str, list[ItemView]], rerun: str) -> list[str]:
+    left = sum(len(by_state[s]) for s in by_state if s not in (DONE, SKIPPED))
+    if not left:
+        return []
+    items_left = f"`{rerun}` reruns only the {plural(left, 'item')} left"
+    failed = by_state[FAILED]
+    budget_spent = any("budget" in view.reason for view in by_state[NOT_STARTED])
+    if failed:
+        more = f" and {len(failed) - 1} more (above)" if len(failed) > 1 else " (its cause is above)"
+        lines = [f"next: fix {failed[0].key}{more}, then {items_left}"]
+    elif budget_spent:
+        lines = [f"next: raise budget_usd in task.md, then {items_left}"]
+    else:
+        lines = [f"next: {items_left}"]
+    for view in failed:
+        if view.agent == "claude" and view.session_id:
+            lines.append(f"  claude --resume {view.session_id}   continues {view.key} by hand")
     return lines
 
 
 class PlainView:
-    """One timestamped line per state change, for logs and pipes."""
+    """One timestamped line per state change, with a [finished/total] counter, for logs
+    and pipes; a heartbeat for an item that has had no line for HEARTBEAT_SECONDS."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, board: Board | None = None):
         self.stream = stream
+        self.board = board
+        self.root = board.root if board else os.getcwd()
+        self.last_line: dict[str, float] = {}  # item → when a line last named it
 
-    def line(self, text: str) -> None:
-        self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+    def line(self, text: str, *more: str) -> None:
+        counter = ""
+        if self.board is not None:
+            totals = self.board.totals()
+            ended = sum(totals[s] for s in (DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED))
+            counter = f"[{ended}/{totals['total']}] "
+        self.stream.write(f"{time.strftime('%H:%M:%S')} {counter}{text}\n" + "".join(f"{m}\n" for m in more))
         self.stream.flush()
 
     def started(self, view: ItemView) -> None:
+        self.last_line[view.key] = time.time()
         self.line(f"▶ {view.key}" + (f" (attempt {view.attempt})" if view.attempt > 1 else ""))
 
     def finished(self, view: ItemView) -> None:
-        self.line(finished_line(view))
+        self.last_line.pop(view.key, None)
+        if view.state not in (NOT_STARTED, SKIPPED):  # those, by why, are in the summary
+            self.line(finished_line(view, self.root), *tail_lines(view))
+
+    def retrying(self, view: ItemView) -> None:
+        self.last_line[view.key] = time.time()
+        self.line(retry_line(view))
+
+    def paused(self, agent: str, until: float) -> None:
+        self.line(pause_line(agent, until))
+
+    def tick(self, now: float) -> None:
+        if self.board is None:
+            return
+        for view in self.board.flying():
+            if view.state == RETRYING:
+                continue  # its line said when it goes on
+            if now - self.last_line.get(view.key, view.started or now) >= HEARTBEAT_SECONDS:
+                self.last_line[view.key] = now
+                self.line(heartbeat_line(view, now))
 
     def close(self, lines: list[str]) -> None:
         self.stream.write("\n" + "\n".join(lines) + "\n")
@@ -144,18 +340,41 @@ class PlainView:
 class TerminalView:
     """A live panel at the bottom of the terminal; finished items scroll above it."""
 
+    STYLES = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow"}
+
     def __init__(self, stream, board: Board):
         self.console = console_for(stream)
         self.board = board
-        self.live = Live(get_renderable=lambda: panel(self.board), console=self.console, refresh_per_second=4)
+        self.live = Live(Panel(board), console=self.console, refresh_per_second=4)
         self.live.start()
 
     def started(self, view: ItemView) -> None:
         pass  # the panel shows it at its next refresh
 
     def finished(self, view: ItemView) -> None:
-        self.live.console.print(Text(finished_line(view), style="green" if view.state == DONE else "red"))
+        if view.state in (NOT_STARTED, SKIPPED):
+            return  # by why, in the summary
+        self.live.console.print(Text(finished_line(view, self.board.root), style=self.STYLES.get(view.state, "")))
+        for line in tail_lines(view):
+            self.live.console.print(Text(line, style="dim"))
+
+    def retrying(self, view: ItemView) -> None:
+        self.live.console.print(Text(retry_line(view), style="yellow"))
+
+    def paused(self, agent: str, until: float) -> None:
+        self.live.console.print(Text(pause_line(agent, until), style="yellow"))
+
+    def tick(self, now: float) -> None:
+        pass  # rich redraws the panel itself, 4 times a second
 
     def close(self, lines: list[str]) -> None:
         self.live.stop()
-        self.console.print("\n".join(lines))
+        print_lines(self.console, lines)
+
+
+def view_for(stream, board: Board):
+    """The view for `stream` (a panel on a terminal, plain lines elsewhere), watching `board`."""
+    is_terminal = getattr(stream, "isatty", lambda: False)()
+    view = TerminalView(stream, board) if is_terminal else PlainView(stream, board)
+    board.watch(view)
+    return view

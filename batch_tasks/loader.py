@@ -13,6 +13,7 @@ from doit.cmd_base import TaskLoader2
 from doit.exceptions import InvalidDodoFile
 
 from . import batch as batch_mod
+from . import cli
 from .doit_tasks import build_tasks
 from .errors import BatchError
 from .state import BatchState
@@ -31,9 +32,14 @@ opt_taskfile = {
 class BatchLoader(TaskLoader2):
     cmd_options = (opt_taskfile,)
 
+    def __init__(self):
+        super().__init__()
+        self.batch: batch_mod.Batch | None = None  # run-batch loads it itself, before the lock
+
     def setup(self, opt_values):
         self.path = Path(opt_values["taskfile"]).absolute()
-        self.batch: batch_mod.Batch | None = None
+        if self.batch is not None and self.batch.plan.path != self.path:
+            self.batch = None
 
     def load_doit_config(self):
         state = BatchState(self.path)
@@ -41,13 +47,24 @@ class BatchLoader(TaskLoader2):
             state.ensure()
         except BatchError as error:
             raise InvalidDodoFile(str(error)) from None
-        # `sort` is `doit list`'s: items in the order task.md gives them.
-        return {"dep_file": str(state.db), "backend": "batch-sqlite", "sort": "definition"}
+        # `sort` is `doit list`'s: items in the order task.md gives them. doit's records
+        # decide nothing an item's own records do not (see staleness): its stock SQLite
+        # backend keeps `doit ignore` and `forget`, and a kill losing them costs nothing.
+        return {"dep_file": str(state.db), "backend": "sqlite3", "sort": "definition"}
 
     def load_tasks(self, cmd, pos_args):
+        if cmd.name == "run":
+            raise InvalidDodoFile("a batch runs with `doit run-batch` (it locks, checks the agents and shows "
+                                  "the panel); doit's own `run` cannot run its items")
         try:
-            self.batch = batch_mod.load(self.path)
+            if self.batch is None:
+                self.batch = batch_mod.load(self.path)
+            if cmd.name != "help":
+                cli.check_names(self.batch.plan, pos_args or [], self._targets)
         except BatchError as error:
             # doit prints InvalidDodoFile as one line, without a traceback.
             raise InvalidDodoFile(str(error)) from None
         return build_tasks(self.batch)
+
+    def _targets(self):
+        return [self.batch.state.item(item.group, item.module).result for item in self.batch.plan.items()]

@@ -12,6 +12,12 @@ def digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
+def mark_column(line: str) -> int | None:
+    """Where the mark of a checkbox line (`- [ ] …`, `1. [x] …`) is: nothing before its `[` can be one."""
+    column = line.find("[") + 1
+    return column if column and line[column + 1 : column + 2] == "]" else None
+
+
 @dataclass(frozen=True)
 class Item:
     """One checkbox: one piece of work on one module."""
@@ -30,15 +36,18 @@ class Item:
     # after the one before it (0 for all: the whole group at once).
     stage: int = 0
     optional: bool = False  # Kiro's `- [ ]*`: runs only when asked for; nothing waits for it
-    # Checkboxes ticked along with it: (1-based line, that line as written), e.g. nested
-    # sub-task boxes, or a superpowers task's step boxes after the first.
-    also_ticks: tuple[tuple[int, str], ...] = ()
     # A Kiro parent task's box, ticked along with this, its last sub-task, once every box
     # of `parent_needs` (its other required sub-tasks) is ticked too.
     parent_box: tuple[int, str] | None = None
     parent_needs: tuple[tuple[int, str], ...] = ()
     key: str = field(init=False, compare=False)  # its doit task name, GROUP:MODULE
     digest: str = field(init=False, compare=False)  # of its module and instruction: part of its fingerprint
+    # Where its checkbox mark was in task.md's bytes when loaded (-1: unknown), so that a
+    # tick finds it without reading the file; always verified by bytes before it is used.
+    mark_offset: int = field(default=-1, compare=False)
+    # Other checkboxes that tick along with it: (1-based line, that line as written), e.g.
+    # nested sub-task boxes, or a superpowers task's step boxes after the first.
+    also_ticks: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "key", f"{self.group}:{self.module}")
@@ -113,7 +122,7 @@ class Plan:
     def _waits_for(self, position, group, previous, item) -> tuple[tuple[Item, ...], list[str]]:
         """What an item of a group's first stage waits for, as items and as doit task names.
         Items that wait for the same things share one tuple, so that what follows from it
-        is worked out once per tuple (see staleness and scheduler)."""
+        is worked out once per tuple (see staleness and dispatcher)."""
         if previous is None:
             return (), []
         if group.settings.get("after") == "all":  # a barrier: everything before it

@@ -1,16 +1,28 @@
-"""Process control: start an agent without a shell, stream its output, stop its whole tree.
+"""Process control: start an agent without a shell, watch it to its exit, stop all it started.
 
-Each agent runs in its own session (its own process group), so a Ctrl-C at the
-terminal reaches the runner only, and the runner decides how agents stop: every
-process of the tree gets SIGTERM, then SIGKILL after a grace period. An agent
-also dies with its runner (Linux's parent-death signal, set by util-linux's
-setpriv): a runner killed with -9 leaves no agent working on, unrecorded, so no
-paid work is lost and done again. What such an agent started itself stays in
-its process group, which the next run stops (see recovery).
+A `Supervisor` is made per run: it starts each attempt's agent, knows which run,
+and stops them all when the run stops (`stop_all`); after that, none starts
+(`stopping`). Nothing here is kept between runs.
+
+Each agent runs in its own session, so a Ctrl-C at the terminal reaches the
+runner only; in its own cgroup where the system allows, and with a marker in its
+environment (see attempt_processes), so that everything it starts is found. It
+dies with its runner: the parent-death signal (SIGKILL) is set in the child
+between fork and exec (prctl through ctypes, in `preexec_fn`). That function
+only makes system calls: it takes no lock another thread may hold, so it is
+safe in a runner with threads; posix_spawn has no way to set the signal, and a
+helper program (setpriv) would cost an exec per attempt and be one more
+dependency. What the agent started itself the next run stops (see recovery).
+
+The agent's own exit decides: it is reported (`on_exit`) the moment it happens,
+even while a helper it started still holds its output open; then its helpers
+are stopped. Timeouts watch the process, not its output, so they hold after it
+closes stdout and stderr.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import selectors
 import shutil
@@ -18,20 +30,23 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import psutil
 
-SETPRIV = shutil.which("setpriv")
-GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL
-RESULT_GRACE = 5.0  # for an agent to exit by itself after its final result
+from .attempt_processes import ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, new_cgroup, remove_stale_cgroups
+from .output_stream import OutputStream
+from .redaction import Redactor
 
-# Set once the run is being stopped: no new agent starts after it.
-stopping = threading.Event()
-_running: dict[int, subprocess.Popen] = {}
-_running_lock = threading.Lock()
+RESULT_GRACE = 5.0  # for an agent to exit by itself after its final result
+START_ALLOWANCE = 30.0  # silence allowed before an agent's first output, on top of idle_timeout
+AFTER_EXIT = 0.5  # how long the output of a finished attempt is read on, once its helpers are gone
+PR_SET_PDEATHSIG = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class StoppedError(Exception):
@@ -42,57 +57,7 @@ class StoppedError(Exception):
 class Exit:
     status: int  # negative: the signal that ended it
     stopped_for: str | None = None  # why we stopped it, if we did
-
-
-def run(
-    argv: Sequence[str],
-    *,
-    cwd: Path,
-    env: Mapping[str, str],
-    stdin: bytes,
-    log,
-    on_line: Callable[[str], None],
-    on_start: Callable[[psutil.Process], None] = lambda process: None,
-    timeout: float | None = None,
-    idle_timeout: float | None = None,
-    finished: Callable[[], bool] = lambda: False,
-    redact: Callable[[bytes], bytes] = lambda data: data,
-) -> Exit:
-    """Run one agent to its end, or stop it: after `timeout` in all, after `idle_timeout`
-    without output, or RESULT_GRACE after `finished()` (its final result) if it lingers.
-
-    Every line it prints (stdout and stderr, in order, `redact`ed) goes to `log` as it
-    arrives, then to `on_line`. Raises OSError when the program cannot start.
-    """
-    program = shutil.which(argv[0], path=env.get("PATH")) if "/" not in argv[0] else str(Path(cwd, argv[0]))
-    if program is None or not os.access(program, os.X_OK):
-        raise FileNotFoundError(2, "no such program", argv[0])
-    command = [program, *argv[1:]]
-    if SETPRIV:
-        command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
-    with _running_lock:
-        if stopping.is_set():
-            raise StoppedError()
-        child = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        _running[child.pid] = child
-    try:
-        on_start(psutil.Process(child.pid))
-        threading.Thread(target=_feed, args=(child.stdin, stdin), daemon=True).start()
-        stopped_for = _pump(child, log, on_line, redact, Limits(timeout, idle_timeout, finished))
-        return Exit(child.wait(), stopped_for)
-    finally:
-        with _running_lock:
-            _running.pop(child.pid, None)
-        if child.poll() is None:  # we are leaving early: leave nothing behind
-            stop_tree(child.pid, child)
+    helpers_stopped: bool = False  # it had left processes running, and they were stopped
 
 
 @dataclass
@@ -101,15 +66,184 @@ class Limits:
     idle_timeout: float | None
     finished: Callable[[], bool]
 
-    def exceeded(self, started: float, last_output: float, result_at: float | None) -> str | None:
+    def exceeded(self, started: float, last_output: float | None, result_at: float | None) -> str | None:
+        """Why the attempt must stop now, if it must. Before its first output an agent may be
+        silent for idle_timeout plus START_ALLOWANCE: CLIs take a while to start."""
         now = time.monotonic()
         if self.timeout is not None and now - started > self.timeout:
             return f"timed out after {self.timeout:g}s"
-        if self.idle_timeout is not None and now - last_output > self.idle_timeout:
-            return f"no output for {self.idle_timeout:g}s"
+        if self.idle_timeout is not None:
+            if last_output is not None and now - last_output > self.idle_timeout:
+                return f"no output for {self.idle_timeout:g}s"
+            if last_output is None and now - started > self.idle_timeout + START_ALLOWANCE:
+                return f"no output in its first {self.idle_timeout + START_ALLOWANCE:g}s"
         if result_at is not None and now - result_at > RESULT_GRACE:
             return "still running after its final result"
         return None
+
+
+def _resolve(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> list[str]:
+    program = shutil.which(argv[0], path=env.get("PATH")) if "/" not in argv[0] else str(Path(cwd, argv[0]))
+    if program is None or not os.access(program, os.X_OK):
+        raise FileNotFoundError(2, "no such program", argv[0])
+    return [program, *argv[1:]]
+
+
+def _child_setup(runner_pid: int, cgroup_procs: bytes | None) -> Callable[[], None]:
+    """What the child does between fork and exec: system calls only (see the docstring above)."""
+    kill = ctypes.c_ulong(signal.SIGKILL)
+    option, zero = ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(0)
+
+    def setup() -> None:
+        _libc.prctl(option, kill, zero, zero, zero)
+        if os.getppid() != runner_pid:
+            os._exit(128 + signal.SIGKILL)  # the runner died before the signal was set
+        if cgroup_procs is not None:
+            try:
+                fd = os.open(cgroup_procs, os.O_WRONLY)
+                try:
+                    os.write(fd, b"0")
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass  # then the marker and the session find its processes
+
+    return setup
+
+
+class Supervisor:
+    """The agents of one run."""
+
+    def __init__(self) -> None:
+        remove_stale_cgroups()
+        self.stopping = threading.Event()  # set once the run is being stopped
+        self._running: dict[int, AttemptProcesses] = {}
+        self._lock = threading.Lock()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        stdin: bytes,
+        log,
+        on_line: Callable[[str], None],
+        on_start: Callable[[AttemptProcesses], None] = lambda processes: None,
+        on_exit: Callable[[Exit], None] = lambda ended: None,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        finished: Callable[[], bool] = lambda: False,
+        redact: Redactor | None = None,
+    ) -> Exit:
+        """Run one agent to its exit, or stop it: after `timeout` in all, after `idle_timeout`
+        without output, or RESULT_GRACE after `finished()` (its final result) if it lingers.
+
+        What it prints (stdout and stderr, in order, masked by `redact`) goes to `log` as it
+        arrives, and line by line to `on_line`. `on_start` gets what identifies its processes
+        (record it: a later run stops them with `stop_leftovers`), `on_exit` how it ended,
+        the moment it exits. Raises OSError when the program cannot start.
+        """
+        command = _resolve(argv, cwd, env)
+        attempt_id = uuid.uuid4().hex
+        cgroup = new_cgroup(attempt_id)
+        procs = os.fsencode(os.path.join(cgroup, "cgroup.procs")) if cgroup else None
+        with self._lock:
+            if self.stopping.is_set():
+                _remove(cgroup, attempt_id)
+                raise StoppedError()
+            try:
+                child = subprocess.Popen(
+                    command,
+                    cwd=cwd,
+                    env={**env, ATTEMPT_VARIABLE: attempt_id},
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_child_setup(os.getpid(), procs),
+                )
+            except BaseException:
+                _remove(cgroup, attempt_id)
+                raise
+            processes = AttemptProcesses(child.pid, psutil.Process(child.pid).create_time(), attempt_id, cgroup, child)
+            self._running[child.pid] = processes
+        try:
+            on_start(processes)
+            threading.Thread(target=_feed, args=(child.stdin, stdin), daemon=True).start()
+            output = OutputStream(child.stdout.fileno(), log, on_line, redact or Redactor({}))
+            return self._watch(child, processes, output, on_exit, Limits(timeout, idle_timeout, finished))
+        finally:
+            with self._lock:
+                self._running.pop(child.pid, None)
+            if child.poll() is None:  # we are leaving early: leave nothing behind
+                processes.stop()
+            processes.remove_cgroup()
+            child.stdout.close()
+
+    def _watch(self, child, processes: AttemptProcesses, output: OutputStream, on_exit, limits: Limits) -> Exit:
+        started = time.monotonic()
+        last_output = result_at = None
+        stopped_for = None
+        with selectors.DefaultSelector() as selector:
+            selector.register(output.fd, selectors.EVENT_READ)
+            exited = _exit_watch(child.pid)
+            if exited is not None:
+                selector.register(exited, selectors.EVENT_READ)
+            try:
+                while child.poll() is None:
+                    if result_at is None and limits.finished():
+                        result_at = time.monotonic()
+                    stopped_for = limits.exceeded(started, last_output, result_at)
+                    if stopped_for is not None:
+                        processes.stop(include_agent=True)
+                        child.wait()
+                        break
+                    for key, _ in selector.select(timeout=0.25):
+                        if key.fd == output.fd:
+                            if output.read_available():
+                                last_output = time.monotonic()
+                            if output.closed:  # it closed its output: watch the process alone
+                                selector.unregister(output.fd)
+            finally:
+                if exited is not None:
+                    os.close(exited)
+        output.read_available(chunks=64)  # what it wrote before it exited is in the pipe
+        ended = Exit(child.returncode, stopped_for)
+        on_exit(ended)
+        ended.helpers_stopped = processes.stop(include_agent=False)
+        _read_until_closed(output, AFTER_EXIT)
+        output.finish()
+        return ended
+
+    def stop_all(self, grace: float = GRACE_SECONDS) -> None:
+        """Stop every running agent and all it started (and keep new ones from starting);
+        returns when all are gone."""
+        self.stopping.set()
+        with self._lock:
+            running = list(self._running.values())
+        threads = [threading.Thread(target=processes.stop, args=(grace,)) for processes in running]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def _exit_watch(pid: int) -> int | None:
+    """A file descriptor that becomes readable when `pid` exits (Linux 5.3), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _read_until_closed(output: OutputStream, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    with selectors.DefaultSelector() as selector:
+        selector.register(output.fd, selectors.EVENT_READ)
+        while not output.closed and (left := deadline - time.monotonic()) > 0:
+            if selector.select(timeout=left):
+                output.read_available()
 
 
 def _feed(pipe, data: bytes) -> None:
@@ -125,144 +259,6 @@ def _feed(pipe, data: bytes) -> None:
             pass
 
 
-def _pump(child: subprocess.Popen, log, on_line, redact, limits: Limits) -> str | None:
-    """Copy output until the pipe closes; stop the agent when a limit is passed (and say
-    which), or when it has exited and gone quiet: a process it left behind may hold
-    the pipe open forever, and is stopped with its group."""
-    started = last_output = time.monotonic()
-    result_at = None
-    with selectors.DefaultSelector() as selector:
-        selector.register(child.stdout, selectors.EVENT_READ)
-        pending = b""
-        while True:
-            if result_at is None and limits.finished():
-                result_at = time.monotonic()
-            reason = limits.exceeded(started, last_output, result_at)
-            if reason is not None:
-                stop_tree(child.pid, child)
-                _drain(child.stdout, log, redact)
-                return reason
-            if not selector.select(timeout=0.25):
-                if child.poll() is not None:
-                    stop_tree(child.pid, child)
-                    if not selector.select(timeout=0.5):
-                        break
-                continue
-            chunk = os.read(child.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            last_output = time.monotonic()
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            # Whole lines are kept, so that no secret is split where it cannot be seen.
-            lines = [redact(line) for line in lines]
-            log.write(b"".join(line + b"\n" for line in lines))
-            log.flush()
-            for line in lines:
-                on_line(line.decode("utf-8", "replace").rstrip("\r"))
-        if pending:
-            pending = redact(pending)
-            log.write(pending)
-            log.flush()
-            on_line(pending.decode("utf-8", "replace").rstrip("\r"))
-    return None
-
-
-def _drain(pipe, log, redact) -> None:
-    """Keep what a stopped agent had still written."""
-    os.set_blocking(pipe.fileno(), False)
-    try:
-        while chunk := os.read(pipe.fileno(), 65536):
-            log.write(redact(chunk))
-    except (BlockingIOError, OSError):
-        pass
-    log.flush()
-
-
-def stop_tree(pid: int, child: subprocess.Popen | None = None, grace: float = GRACE_SECONDS) -> None:
-    """SIGTERM to the process, its group and every descendant; SIGKILL what is left after `grace`.
-
-    `child` is our own Popen of `pid`, if it is our child: it is waited for
-    through Popen, since reaping it elsewhere would lose its exit status.
-    """
-    try:
-        root = psutil.Process(pid)
-        descendants = root.children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    # A reaped child's pid may already belong to someone else: signal it only while it is ours.
-    root_is_ours = child is None or child.returncode is None
-    _signal_all(pid, descendants, signal.SIGTERM, root_is_ours)
-    deadline = time.monotonic() + grace
-    if child is not None:
-        try:
-            child.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    else:
-        _wait_gone(pid, deadline)
-    _, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
-    # Whatever is left of the group, including what the exited agent left behind, ends now.
-    _signal_all(pid, alive, signal.SIGKILL, root_is_ours and (child is None or child.poll() is None))
-    if child is not None:
-        child.wait()
-
-
-def _signal_all(pid: int, processes, signum: int, include_root: bool) -> None:
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for process in [pid] * include_root + [p.pid for p in processes]:
-        try:
-            os.kill(process, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _wait_gone(pid: int, deadline: float) -> None:
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def stop_all(grace: float = GRACE_SECONDS) -> None:
-    """Stop every running agent (and keep new ones from starting); returns when all are gone."""
-    stopping.set()
-    with _running_lock:
-        children = list(_running.values())
-    threads = [threading.Thread(target=stop_tree, args=(c.pid, c, grace)) for c in children]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
-def stop_group_left_by(pid: int, create_time: float) -> bool:
-    """Stop what remains of a dead run's agent: itself, or the processes of its group.
-    Processes started before the agent are not its own, whatever their group."""
-    members = []
-    for candidate in psutil.process_iter(["pid", "create_time"]):
-        try:
-            if os.getpgid(candidate.pid) == pid and candidate.info["create_time"] >= create_time - 0.01:
-                members.append(candidate)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    if not members:
-        return False
-    stop_tree(pid)
-    return True
-
-
-def is_same_process(pid: int, create_time: float) -> bool:
-    """True if `pid` is still the process that was started at `create_time` (pids get reused)."""
-    try:
-        return abs(psutil.Process(pid).create_time() - create_time) < 0.01 and _alive(pid)
-    except psutil.Error:
-        return False
+def _remove(cgroup: str | None, attempt_id: str) -> None:
+    if cgroup is not None:
+        AttemptProcesses(0, 0.0, attempt_id, cgroup).remove_cgroup()

@@ -1,12 +1,18 @@
 """Rendering an item's prompt from a Jinja2 template, in Jinja2's sandbox.
 
-Templates come from task.md (`template:`) or, by default, templates/prompt.md.j2.
-A template cannot run Python code: the sandbox refuses attribute tricks, and
-task.md's text reaches it only as data.
+Templates come from task.md (`template:`), always a file inside task.md's folder
+(no absolute path, no `..` out of it, no symbolic link out of it, nothing but a
+regular file), or by default from templates/prompt.md.j2. A template cannot run
+Python code: the sandbox refuses attribute tricks, task.md's text reaches it only
+as data, it cannot include, import or extend other templates (there is no loader),
+and ranges and repetitions are bounded, so it cannot take all memory either.
+It may touch: the template file it is asked for, read only.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -14,11 +20,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jinja2
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import BatchError, TaskFileError
 
 DEFAULT_TEMPLATE = "prompt.md.j2"
+MAX_TEMPLATE_BYTES = 1024 * 1024
+MAX_RANGE = 10_000  # items of one range() in a template
+MAX_PRODUCT = 1024 * 1024  # elements or characters one `*` or `**` may make
 
 
 @dataclass(frozen=True)
@@ -27,25 +38,76 @@ class Template:
     source: str
 
 
-def load_template(taskfile: Path, setting: str | None) -> Template:
-    """The template a group uses; a missing or malformed one is an error before anything runs."""
+def load_template(taskfile: Path, setting: str | None, line: int = 0) -> Template:
+    """The template a group uses; a missing, outside or malformed one is an error at `line`
+    (where the setting is, or the group's heading) before anything runs."""
     if setting is None:
         source = resources.files("batch_tasks.templates").joinpath(DEFAULT_TEMPLATE).read_text(encoding="utf-8")
         return _checked(Template(f"templates/{DEFAULT_TEMPLATE}", source))
-    path = taskfile.parent / setting
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
-        raise BatchError(f"{taskfile.name}: template {setting!r} cannot be read: {reason}") from None
+    line = _setting_line(taskfile, line)
+    source = _read_inside(taskfile, setting, line)
     return _checked(Template(setting, source))
+
+
+def _read_inside(taskfile: Path, setting: str, line: int) -> str:
+    def refuse(reason: str):
+        return TaskFileError(taskfile, line, f"template {setting!r} {reason}")
+
+    folder = os.path.realpath(taskfile.parent)
+    target = os.path.realpath(os.path.join(folder, setting))
+    if os.path.isabs(setting) or os.path.commonpath([folder, target]) != folder:
+        raise refuse("is outside the task file's folder: a template must be a file inside it")
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise refuse(f"cannot be read: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse("is not a regular file")
+        if info.st_size > MAX_TEMPLATE_BYTES:
+            raise refuse(f"is {info.st_size} bytes; templates are limited to {MAX_TEMPLATE_BYTES} bytes")
+        data = stream.read(MAX_TEMPLATE_BYTES + 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise refuse("is not UTF-8 text") from None
+
+
+def _setting_line(taskfile: Path, group_line: int) -> int:
+    """The line that sets `template`: the group's hint, else the front matter's, else the heading.
+    Looked for only to say where a template is wrong."""
+    try:
+        lines = taskfile.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return group_line
+    front_end = 0
+    if lines and lines[0].strip() == "---":
+        front_end = next((n for n in range(1, len(lines)) if lines[n].strip() in ("---", "...")), 0)
+    for number in range(group_line, len(lines)):
+        text = lines[number].strip()
+        if text.startswith("#"):
+            break
+        if text.startswith("<!--") and text[4:].lstrip().startswith("template"):
+            return number + 1
+    for number in range(1, front_end):
+        if lines[number].startswith("template"):
+            return number + 1
+    return group_line
+
+
+NOT_ALLOWED = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "import", nodes.Extends: "extend"}
 
 
 def _checked(template: Template) -> Template:
     try:
-        _compiled(template.source)
+        tree = _environment().parse(template.source)
     except jinja2.TemplateSyntaxError as error:
         raise TaskFileError(template.name, error.lineno, f"template error: {error.message}") from None
+    for kind, verb in NOT_ALLOWED.items():
+        for node in tree.find_all(kind):
+            raise TaskFileError(template.name, node.lineno, f"a template cannot {verb} other templates: put it all in one")
+    _compiled(template.source)
     return template
 
 
@@ -54,14 +116,42 @@ def _compiled(source: str) -> jinja2.Template:
     return _environment().from_string(source)
 
 
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, with `*` and `**` bounded: `'x' * 10**9` is an error, not all the memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        numbers = all(isinstance(side, (int, float)) for side in (left, right))
+        if operator == "**" and numbers and abs(right) > 1024 and abs(left) > 1:
+            raise SecurityError(f"{left} ** {right} is too big for a template")
+        if operator == "*" and not numbers:
+            sequence, times = (left, right) if isinstance(right, int) else (right, left)
+            if isinstance(times, int) and hasattr(sequence, "__len__") and len(sequence) * times > MAX_PRODUCT:
+                raise SecurityError(f"a repetition of more than {MAX_PRODUCT} elements in a template")
+        return super().call_binop(context, operator, left, right)
+
+
+def _range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise SecurityError(f"range() of {len(numbers)} numbers in a template; at most {MAX_RANGE}")
+    return numbers
+
+
 @lru_cache(maxsize=1)
 def _environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    # No loader: a template stands alone (include and import are refused when it loads).
+    environment = _BoundedSandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    environment.globals["range"] = _range
+    return environment
 
 
 def render(template: Template, context: Mapping[str, Any]) -> str:
-    """The prompt; raises BatchError when the template asks for what is not there."""
+    """The prompt; raises BatchError when the template asks for what is not there, or too much."""
     try:
         return _compiled(template.source).render(context).strip() + "\n"
     except jinja2.TemplateError as error:
         raise BatchError(f"template {template.name}: {error}") from None
+    except (ArithmeticError, MemoryError, RecursionError, TypeError, ValueError) as error:
+        raise BatchError(f"template {template.name}: {error.__class__.__name__}: {error}") from None

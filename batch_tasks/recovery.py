@@ -1,12 +1,21 @@
 """Repairing what a killed run left behind, before the next run starts.
 
+Repairs are owed until they are done: they follow from the items' records (see
+staleness: TICK_PENDING, KILLED_MID_RUN), not from how the last run ended, so a
+run that stopped at a typo in task.md leaves them owed to the next.
+
 - A run killed between an item's result and its tick left the tick unwritten:
-  it is written now, and the paid-for result is kept.
-- A run killed while an agent ran: its agent died with it (see process), but
-  what the agent started may still run in its process group: it is stopped, and
-  half-written records are removed. If the attempt had in fact succeeded (its
-  exit, or its final result event, is in its log), the item is finished from
-  that log rather than paid for again. Otherwise it runs again.
+  it is written now (on the item's line as task.md has it now), and the paid-for
+  result is kept.
+- A run killed while an agent ran: its agent died with it (see process), but what
+  the agent started may still run: it is stopped, and half-written records are
+  removed. If that very attempt (its run id and number) had in fact succeeded (its
+  exit, or its final result event, is in its log), the item is finished from that
+  log through the lifecycle's own record and tick steps rather than paid for again.
+  Otherwise it runs again.
+- With `isolation: worktree`, git says how far the killed attempt got: a merge that
+  landed is ticked; a committed success (or an agent's success still uncommitted in its
+  worktree) goes straight to check and merge; a half-done merge is aborted first.
 """
 
 from __future__ import annotations
@@ -14,71 +23,136 @@ from __future__ import annotations
 import json
 import time
 
-from . import checkbox, process
-from .agents import AGENTS
+from . import process
+from .agents import AGENTS, Outcome
+from .attempt_processes import stop_leftovers
+from .attempt import outcome_of
 from .batch import Batch
-from .item_run import Attempt, record_success, success_record
+from .item_status import RUNNING_NOW, read_status
+from .lifecycle import finish_success
 from .plan import Group, Item
+from .records import Attempt, success_record, tick
 from .staleness import KILLED_MID_RUN, TICK_PENDING
-from .state import ItemState, read_json, write_json_atomic
+from .state import ItemState, read_bytes
+
+
+def owed(batch: Batch) -> bool:
+    return any(v.reason in (TICK_PENDING, KILLED_MID_RUN) for v in batch.verdicts.values())
 
 
 def recover(batch: Batch) -> list[str]:
     """Repair leftovers; return one line per repair, for the user."""
     notes = []
+    landing = _Landing(batch)
     for group in batch.plan.groups:
         for item in group.items:
             reason = batch.verdicts[item.key].reason
-            if reason not in (TICK_PENDING, KILLED_MID_RUN):
-                continue
             folder = batch.state.item(item.group, item.module)
             if reason == TICK_PENDING:
-                if checkbox.set_checkbox(batch.plan.path, group, item, True, batch.state.tick_lock):
-                    record = read_json(folder.result) or {}
-                    write_json_atomic(folder.result, {**record, "ticked": True})
-                    notes.append(f"ticked {item.key}: it succeeded in a run that was killed before ticking it")
-                continue
-            folder.remove_temporary_files()
-            running = read_json(folder.running) or {}
-            pid, create_time = running.get("pid"), running.get("create_time")
-            if isinstance(pid, int) and isinstance(create_time, float) and process.stop_group_left_by(pid, create_time):
-                notes.append(f"stopped what the agent of {item.key} (pid {pid}) left running when its run was killed")
-            if _salvage(batch, group, item, folder, running):
-                notes.append(f"finished {item.key} from its log: its agent had succeeded just before its run was killed")
+                status = read_status(folder)
+                if status.result is not None and tick(batch.plan.path, group, item, batch.state, status.result):
+                    notes.append(f"ticked {item.key}: it succeeded in a run that ended before ticking it")
+                else:
+                    notes.append(f"could not tick {item.key} in {batch.plan.path.name} (is it writable?); "
+                                 "its result is kept, and the next run tries again")
+            elif reason == KILLED_MID_RUN:
+                folder.remove_temporary_files()
+                status = read_status(folder)
+                running = status.running if status.kind == RUNNING_NOW else {}
+                if stop_leftovers(running):
+                    pid = running.get("pid")
+                    notes.append(f"stopped what the agent of {item.key} (pid {pid}) left running when its run was killed")
+                record = _salvage(group, item, folder, running)
+                if group.settings["isolation"] == "worktree":
+                    record = landing.land(group, item, running, record)
+                if record is not None:
+                    finish_success(None, batch.plan.path, group, item, batch.state, record)
+                    notes.append(f"finished {item.key} from its log: its agent had succeeded just before its run was killed")
+    landing.close()
     return notes
 
 
-def _salvage(batch: Batch, group: Group, item: Item, folder: ItemState, running: dict) -> bool:
-    number = running.get("attempt")
-    if not isinstance(number, int) or "run_id" not in running:
-        return False
-    exit_event = _exit_event(folder.events, number)
-    reader = AGENTS[group.settings["agent"]].reader()
+class _Landing:
+    """Check and merge, for isolated items a killed run left between their agent's success and
+    their tick: through the same worktree, check and merge queue as a run's."""
+
+    def __init__(self, batch: Batch):
+        self.batch, self.isolation, self.queue = batch, None, None
+
+    def land(self, group: Group, item: Item, running: dict, salvaged: dict | None) -> dict | None:
+        from .check import Check
+        from .merge_queue import MergeQueue
+        from .worktree import Isolation
+
+        run_id = running.get("run_id")
+        if not isinstance(run_id, str):
+            return None
+        if self.isolation is None:
+            self.isolation = Isolation(self.batch.plan.path, self.batch.plan.settings, process.Supervisor())
+            self.isolation.prepare()  # aborts a half-done merge
+            self.queue = MergeQueue(self.isolation)
+        isolation = self.isolation
+        record = salvaged or _salvaged_record(group, item, running)
+        merged = isolation.merged_commit(item.group, item.module, run_id)
+        if merged is not None:
+            return {**record, "merge": {"status": "merged", "merge_commit": merged, "recovered": True}}
+        workspace = isolation.pending_success(item.group, item.module, run_id)
+        if workspace is None and salvaged is not None:
+            workspace = isolation.reopen(item.group, item.module)
+            if workspace is not None and not workspace.commit_leftovers(group.settings["allow_empty"]).changed:
+                return None
+        if workspace is None:
+            return None
+        check = Check.from_settings(group.settings, item.group, item.module)
+        folder = self.batch.state.item(item.group, item.module)
+        with folder.open_log() as log:
+            if check is not None and not check.run(workspace.path, workspace.folder, isolation.supervisor, log).passed:
+                return None  # it runs again, in its kept worktree's place
+            result = self.queue.merge(workspace, check, log, group.settings)
+        if not result.merged:
+            return None
+        workspace.remove()
+        return {**record, "merge": result.record()}
+
+    def close(self) -> None:
+        if self.isolation is not None:
+            self.isolation.close()
+
+
+def _salvaged_record(group: Group, item: Item, running: dict) -> dict:
+    """The success record of an attempt whose work git holds, when its log said nothing more."""
+    return success_record(running, group.settings, list(running.get("earlier", [])), Outcome(ok=True), item.key)
+
+
+def _salvage(group: Group, item: Item, folder: ItemState, running: dict) -> dict | None:
+    """The success record of the killed attempt, if its log shows that very attempt succeeded."""
+    number, run_id = running.get("attempt"), running.get("run_id")
+    if not isinstance(number, int) or not isinstance(run_id, str):
+        return None
+    exit_event = _exit_event(folder.events, run_id, number)
+    reader = AGENTS[group.settings["agent"]].reader(group.settings)
     saw_result = False
-    for line in _attempt_lines(folder.log, item.key, number):
+    for line in _attempt_lines(folder.log, item.key, number, run_id):
         saw_result |= any(event.kind == "result" for event in reader.feed(line))
     if exit_event is None and not saw_result:
-        return False  # it was still working: it runs again
-    status = exit_event["status"] if exit_event else 0
-    if saw_result and (exit_event is None or exit_event.get("stopped_for")):
-        status = 0  # it had said how it ended: its word counts, not how it was stopped
-    outcome = reader.outcome(status)
+        return None  # it was still working: it runs again
+    if exit_event is None:  # killed after its result, before its exit: its word counts
+        outcome = outcome_of(reader, -9, "its run was killed", True)
+    else:
+        outcome = outcome_of(reader, exit_event["status"], exit_event.get("stopped_for"), saw_result)
     if not outcome.ok:
-        return False
-    attempt = Attempt(number, running.get("session_id", ""), running.get("attempt_started", 0.0), time.time(), status, outcome)
+        return None
+    attempt = Attempt(number, running.get("session_id", ""), running.get("attempt_started", 0.0), run_id,
+                      time.time(), exit_event["status"] if exit_event else None, outcome)
     record = success_record(running, group.settings, [*running.get("earlier", []), attempt.record()], outcome, item.key)
     record["salvaged"] = True
-    return record_success(batch.plan.path, group, item, batch.state, record)
+    return record
 
 
-def _attempt_lines(log: str, key: str, number: int) -> list[str]:
-    """The lines the attempt printed: after its header, up to the next header of the item."""
-    header, next_header = f"=== {key} attempt {number} at ".encode(), f"=== {key} attempt ".encode()
-    try:
-        with open(log, "rb") as stream:
-            raw = stream.read().split(b"\n")
-    except OSError:
-        return []
+def _attempt_lines(log: str, key: str, number: int, run_id: str) -> list[str]:
+    """The lines the attempt printed: after its own header, up to the next header of the item."""
+    header, next_header = f"=== {key} attempt {number} of run {run_id} at ".encode(), f"=== {key} attempt ".encode()
+    raw = (read_bytes(log) or b"").split(b"\n")
     lines, inside = [], False
     for line in raw:
         if line.startswith(header):
@@ -90,17 +164,13 @@ def _attempt_lines(log: str, key: str, number: int) -> list[str]:
     return lines
 
 
-def _exit_event(events: str, number: int) -> dict | None:
-    try:
-        with open(events, "rb") as stream:
-            lines = stream.read().splitlines()
-    except OSError:
-        return None
+def _exit_event(events: str, run_id: str, number: int) -> dict | None:
+    lines = (read_bytes(events) or b"").splitlines()
     for line in reversed(lines):
         try:
             event = json.loads(line)
         except ValueError:
             continue  # the line a kill cut short
-        if event.get("attempt") == number and event.get("kind") == "exit":
+        if event.get("run_id") == run_id and event.get("attempt") == number and event.get("kind") == "exit":
             return event["data"]
     return None

@@ -1,7 +1,8 @@
-"""The doit reporter of `run-batch`: feeds the board from doit and from the item runs,
+"""The doit reporter of `run-batch`: feeds the board from doit and from the run's hub,
 and shows it (a live panel in a terminal, plain lines elsewhere), then the summary.
+It renders what happens and decides nothing.
 
-doit calls it from its main thread; item runs publish to it from worker threads.
+doit calls it from its main thread; item runs publish to it from their threads.
 """
 
 from __future__ import annotations
@@ -9,14 +10,9 @@ from __future__ import annotations
 from doit.cmd_base import tasks_and_deps_iter
 from doit.exceptions import UnmetDependency
 
-from collections import Counter
-
-from . import events
-from .board import Board
-from .budget import Budget
-from .item_run import NOT_STARTED
-from .scheduler import SCHEDULER
-from .live_view import PlainView, TerminalView, summary
+from .board import WAITING, Board
+from .live_view import summary, view_for
+from .run import Run
 
 
 def _is_item(task) -> bool:
@@ -28,43 +24,36 @@ def _will_run(task) -> bool:
     return bool(getattr(verdict, "runs", True))
 
 
-def _announce_the_ready(tasks, running) -> None:
-    """Before doit hands out anything: the items that can start at once, so that the
-    first to reach the scheduler does not take a turn that belongs to a better one."""
-    will_run = {task.name for task in running}
-    for task in running:
-        waits_for = {member for name in task.task_dep for member in (tasks[name].task_dep if tasks[name].has_subtask else [name])}
-        if not waits_for & will_run:
-            SCHEDULER.announce(task.name)
-
-
 class BatchReporter:
     desc = "a live panel in a terminal, one line per item elsewhere; then a summary with costs"
 
-    def __init__(self, outstream, options, workers: int = 1, budget: Budget | None = None):
+    def __init__(self, outstream, options, workers: int = 1, run: Run | None = None):
         self.out = outstream
         self.workers = workers
-        self.budget = budget
+        self.run = run
         self.board = Board([])
         self.view = None
         self.records: dict[str, dict] = {}
-        self.not_started: Counter[str] = Counter()  # by why
+        self.held_back_by = ""  # why the first item not started was not
 
     def initialize(self, tasks, selected_tasks):
         selected = [t for t in tasks_and_deps_iter(tasks, selected_tasks) if _is_item(t)]
         running = [t for t in selected if _will_run(t)]
+        jobs = [t.meta["job"] for t in running]
         self.board = Board(
-            [(t.name, t.subtask_of) for t in running], already_done=len(selected) - len(running), workers=self.workers
+            [(t.name, t.subtask_of) for t in running],
+            already_done=len(selected) - len(running),
+            workers=self.workers,
+            root=str(jobs[0].taskfile.parent) if jobs else None,  # paths are shown from task.md's folder
+            agents={job.item.key: job.settings["agent"] for job in jobs},  # for `claude --resume`
         )
-        _announce_the_ready(tasks, running)
-        is_terminal = getattr(self.out, "isatty", lambda: False)()
-        self.view = TerminalView(self.out, self.board) if is_terminal else PlainView(self.out)
-        events.subscribe(self)
+        self.view = view_for(self.out, self.board)  # it watches the board: every change below reaches it
+        if self.run is not None:
+            self.run.hub.subscribe(self)
 
-    # From item runs (worker threads).
+    # From the run's hub (item threads, and the runner).
     def item_started(self, key, attempt, log):
         self.board.started(key, attempt, log)
-        self.view.started(self.board.items[key])
 
     def item_event(self, key, event):
         self.board.event(key, event)
@@ -72,12 +61,24 @@ class BatchReporter:
     def item_finished(self, key, record):
         self.records[key] = record
 
+    def item_retrying(self, key, attempt, cause, at):
+        self.board.retrying(key, attempt, cause, at)
+
+    def agent_paused(self, agent, until):
+        self.board.paused(agent, until)
+
+    def item_not_started(self, key, why):
+        self.held_back_by = self.held_back_by or why
+        self.board.not_started(key, why)
+
+    # From the runner, about once a second.
+    def tick(self, now):
+        if self.view is not None:
+            self.view.tick(now)
+
     # From doit (main thread).
     def get_status(self, task):
-        # doit calls this in its main thread as it hands a task out: the scheduler can
-        # then keep the turn of an item that is on its way.
-        if _is_item(task) and _will_run(task):
-            SCHEDULER.announce(task.name)
+        pass
 
     def execute_task(self, task):
         pass  # an item shows as running once its agent has started (see item_started)
@@ -85,23 +86,23 @@ class BatchReporter:
     def add_success(self, task):
         if _is_item(task):
             self.board.finished(task.name, True, self.records.get(task.name))
-            self.view.finished(self.board.items[task.name])
 
     def add_failure(self, task, fail):
         if not _is_item(task):
             return
-        reason = "not run: an item it depends on failed" if isinstance(fail, UnmetDependency) else fail.message
-        if reason.startswith(NOT_STARTED):
-            self.not_started[reason.removeprefix(NOT_STARTED)] += 1
-            return
-        self.board.finished(task.name, False, self.records.get(task.name), reason)
-        self.view.finished(self.board.items[task.name])
+        if isinstance(fail, UnmetDependency):
+            return  # not started: the hub says so (item_not_started)
+        if fail.message.startswith("interrupted"):
+            self.board.interrupted(task.name)
+        else:
+            self.board.finished(task.name, False, self.records.get(task.name), fail.message)
 
     def skip_uptodate(self, task):
         pass
 
     def skip_ignore(self, task):
-        pass
+        if _is_item(task):
+            self.board.skipped(task.name, "ignored by `doit ignore` (`doit forget` it to run it again)")
 
     def cleanup_error(self, exception):
         self.out.write(f"error: {exception.get_msg()}\n")
@@ -113,9 +114,12 @@ class BatchReporter:
         pass
 
     def complete_run(self):
-        events.unsubscribe(self)
+        if self.run is not None:
+            self.run.hub.unsubscribe(self)
         if self.view is not None:
-            notes = [f"{count} not started: {why}" for why, count in self.not_started.items()]
-            if self.budget and self.budget.note():
-                notes.append(self.budget.note())
+            # Items doit never handed out: what held back the others held them back too.
+            for view in self.board.snapshot():
+                if view.state == WAITING:
+                    self.board.not_started(view.key, self.held_back_by or "an item it depends on failed")
+            notes = [self.run.budget.note()] if self.run is not None and self.run.budget.note() else []
             self.view.close(summary(self.board, notes))

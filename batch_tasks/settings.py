@@ -137,6 +137,29 @@ def _group_order(value: Any) -> str:
     return value
 
 
+def _isolation(value: Any) -> str:
+    if value not in ("none", "worktree"):
+        raise SettingError(f"must be none or worktree, not {value!r}")
+    return value
+
+
+def _branch_name(value: Any) -> str:
+    """Checked as a ref name by git itself when the batch loads (worktree.Isolation.validate)."""
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        raise SettingError(f"must be a branch name such as batch/refactor, not {value!r}")
+    return value
+
+
+def _relative_globs(value: Any) -> tuple[str, ...]:
+    """Relative to task.md; that each stays inside the repository is checked when the batch loads."""
+    if not isinstance(value, list) or not all(isinstance(glob, str) and glob.strip() for glob in value):
+        raise SettingError("must be a list of relative paths or globs, e.g. [.env, \"config/*.local\"]")
+    for glob in value:
+        if glob.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", glob):
+            raise SettingError(f"must hold relative paths only, not {glob!r}")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -176,6 +199,16 @@ FIELDS: Mapping[str, Field] = {
         # How task.md is read (README: "Dialects"), and the order of the items within a group.
         Field("format", _format, None, group=False, fingerprinted=False),
         Field("group_order", _group_order, None, group=True, fingerprinted=False),
+        # Isolation, checks and the merge queue (README: "Isolation, checks and the merge queue").
+        Field("isolation", _isolation, "none", group=True, fingerprinted=True),
+        Field("check", _argv, None, group=True, fingerprinted=True),
+        Field("check_timeout", duration_seconds, 600.0, group=True, fingerprinted=False),
+        Field("check_retries", _retries, 2, group=True, fingerprinted=False),
+        Field("worktree_setup", _argv, None, group=True, fingerprinted=False),
+        Field("worktree_copy", _relative_globs, (), group=True, fingerprinted=False),
+        # Where the work lands: a different branch starts from HEAD, without the work done so far.
+        Field("integrate", _branch_name, None, group=False, fingerprinted=True),
+        Field("allow_empty", _flag, False, group=True, fingerprinted=False),
     )
 }
 

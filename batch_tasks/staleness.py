@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from . import settings as settings_mod
+from .item_status import FAILED, FORGOTTEN_NOW, INTERRUPTED, RUNNING_NOW, UNREADABLE, ItemStatus, read_status
 from .plan import Item, Plan, digest
-from .state import FAILURE, FORGOTTEN, RUNNING, BatchState, read_json
+from .state import BatchState
 
 DONE_BY_HAND = "done by hand"
 # A killed run left these behind; the next run repairs them (see recovery).
 TICK_PENDING = "done (its tick is still to be written)"
 KILLED_MID_RUN = "interrupted last time (its run was killed)"
+UNREADABLE_REASON = "its records cannot be read"
 
 
 @dataclass(slots=True)
@@ -31,6 +33,7 @@ class Verdict:
     reason: str
     spent_usd: float = 0.0  # what its current result cost
     duration_s: float | None = None  # how long its last success took: what to expect next time
+    problem: str = ""  # why its records cannot be read: nothing runs until that is mended
 
     def __bool__(self) -> bool:  # doit: true means up to date
         return not self.runs
@@ -61,20 +64,26 @@ def upstream_digest(stamps: Iterable[tuple[str, str]]) -> str:
 
 
 def assess(plan: Plan, state: BatchState, fingerprints: Mapping[str, dict[str, str]]) -> dict[str, Verdict]:
-    """Every item's verdict; reads each item's state folder once."""
+    """Every item's verdict, from its status (see item_status), in one pass in document order."""
+    return assess_statuses(plan, {item.key: read_status(state.item(item.group, item.module)) for item in plan.items()},
+                           fingerprints)
+
+
+def assess_statuses(plan: Plan, statuses: Mapping[str, ItemStatus], fingerprints: Mapping[str, dict[str, str]]) -> dict[str, Verdict]:
+    """The verdicts, on plain data: what each item's records say, and what it is made of now."""
     verdicts: dict[str, Verdict] = {}
     stamps: dict[str, str] = {}
     # Items of one group share their upstream: what it says is worked out once per group.
     upstream_news: dict[int, tuple[list[str], str]] = {}
     for group in plan.groups:
         for item in group.items:
-            folder = state.item(item.group, item.module)
-            record = read_json(folder.result)
-            # A result is set aside when an attempt starts, so one that is there is the
-            # latest attempt's: only an item without one needs its folder looked at.
-            files = folder.files() if record is None else frozenset()
+            status = statuses[item.key]
+            record = status.result
             stamps[item.key] = stamp(record, item)
-            reason = _own_reason(item, record, files, folder, fingerprints[item.key])
+            if status.kind == UNREADABLE:
+                verdicts[item.key] = Verdict(True, UNREADABLE_REASON, problem=status.problem)
+                continue
+            reason = _own_reason(item, status, fingerprints[item.key])
             if reason is None and record is not None:  # one ticked by hand stays done
                 upstream = plan.upstream(item)
                 if id(upstream) not in upstream_news:
@@ -90,16 +99,19 @@ def assess(plan: Plan, state: BatchState, fingerprints: Mapping[str, dict[str, s
     return verdicts
 
 
-def _own_reason(item, record, files, folder, current: dict[str, str]) -> str | None:
+def _own_reason(item: Item, status: ItemStatus, current: dict[str, str]) -> str | None:
+    record = status.result
     if record is None:
-        if FORGOTTEN in files:
+        if status.kind == FORGOTTEN_NOW:
             return "forgotten"
         if item.done:
             return None  # ticked by hand: the user says it is done
-        if FAILURE in files:
-            return _failure_reason(folder)
-        if RUNNING in files:
+        if status.kind == RUNNING_NOW:
             return KILLED_MID_RUN
+        if status.kind == INTERRUPTED:
+            return "interrupted last time"
+        if status.kind == FAILED:
+            return f"failed last time ({status.failure.get('reason', 'see its log')})"
         return "new"
     previous = record.get("fingerprint") or {}
     changed = [part for part, digest in current.items() if previous.get(part) != digest]
@@ -108,13 +120,6 @@ def _own_reason(item, record, files, folder, current: dict[str, str]) -> str | N
     if not item.done and record.get("ticked"):
         return "unticked by hand"
     return None
-
-
-def _failure_reason(folder) -> str:
-    failure = read_json(folder.failure) or {}
-    if failure.get("interrupted"):
-        return "interrupted last time"
-    return f"failed last time ({failure.get('reason', 'see its log')})"
 
 
 def _upstream_reason(upstream: tuple[Item, ...], record, running: list[str], current_digest: str) -> str | None:

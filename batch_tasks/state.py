@@ -1,7 +1,13 @@
 """The batch's state folder: one folder per item, records written atomically, one run at a time.
 
-    .batch/<task file stem>/
-        run.lock                  held (flock) by the run in progress; says its pid
+Nothing in the state folder is trusted, since it may be shared or committed: no symbolic
+link in it is ever followed. Files are opened with O_NOFOLLOW, folders are checked
+one by one as they are made, and a link where a file or folder of ours should be is
+refused in one line (`LinkRefused`), naming it. Records that are not regular files
+are read as absent.
+
+    .batch/<task file stem>/      the stem of the real file: `plan.md -> task.md` is task's
+        run.lock                  the run in progress says its pid here (see run_lock)
         doit.sqlite               doit's own dependency records
         items/<group>/<module>/
             prompt.md             the prompt of the latest attempt
@@ -16,26 +22,87 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
+import socket
+import stat
 import time
-from contextlib import contextmanager
+import contextlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from . import process
+from .attempt_processes import is_same_process
 from .errors import BatchError
 
 RESULT = "result.json"
 FAILURE = "failure.json"
 RUNNING = "running.json"
 FORGOTTEN = "forgotten.json"
+
+
+class LinkRefused(OSError):
+    """A symbolic link where the state folder should have a file or folder of its own."""
+
+    def __init__(self, path: str):
+        super().__init__(errno.ELOOP, f"{path} is a symbolic link: batch-tasks never follows links in its state folder; remove it")
+
+
+def open_fd(path: str, flags: int, mode: int = 0o644) -> int:
+    """os.open that never follows a link at `path`."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise LinkRefused(str(path)) from None
+        raise
+
+
+def open_append(path: str):
+    """A log of the state folder, for appending bytes."""
+    return os.fdopen(open_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")
+
+
+def write_text(path: str, text: str) -> None:
+    with os.fdopen(open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w", encoding="utf-8") as stream:
+        stream.write(text)
+
+
+def read_bytes(path: str) -> bytes | None:
+    """A file of the state folder, or None if it is missing, a link or not a regular file."""
+    try:
+        fd = open_fd(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return stream.read()
+
+
+def ensure_folder(base: str, relative: str) -> None:
+    """Make `base/relative`, folder by folder, refusing any link on the way."""
+    path = base
+    for part in [p for p in relative.split("/") if p]:
+        path = f"{path}/{part}"
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                pass
+            info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            raise LinkRefused(path)
+        if not stat.S_ISDIR(info.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, f"{path} is not a folder")
 
 
 @lru_cache(maxsize=None)
@@ -57,7 +124,8 @@ def write_json_atomic(path: Path | str, data: Any, durable: bool = False) -> Non
     folder, name = os.path.split(path)
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     try:
-        with open(temporary, "w", encoding="utf-8") as stream:
+        # A new file (never one planted there); the rename replaces a link at `path`, never its target.
+        with os.fdopen(open_fd(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w", encoding="utf-8") as stream:
             json.dump(data, stream, indent=1, sort_keys=True)
             stream.write("\n")
             stream.flush()
@@ -73,13 +141,13 @@ def write_json_atomic(path: Path | str, data: Any, durable: bool = False) -> Non
 
 
 def read_json(path: Path | str) -> dict[str, Any] | None:
+    """A record, or None: unreadable records (or links, or no files) count as absent, and
+    the item simply runs again."""
+    raw = read_bytes(str(path))
     try:
-        with open(path, "rb") as stream:
-            data = json.loads(stream.read())
-    except (FileNotFoundError, NotADirectoryError):
+        data = json.loads(raw) if raw is not None else None
+    except ValueError:
         return None
-    except (OSError, ValueError):
-        return None  # unreadable records count as absent: the item simply runs again
     return data if isinstance(data, dict) else None
 
 
@@ -87,8 +155,9 @@ class ItemState:
     """The state folder of one item. Its paths are strings: a big batch makes tens of
     thousands of them on every load, and pathlib would take a third of that time."""
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, state_root: str = ""):
         self.folder = folder
+        self._root = state_root
         self.prompt = f"{folder}/prompt.md"
         self.log = f"{folder}/output.log"
         self.events = f"{folder}/events.jsonl"
@@ -96,6 +165,20 @@ class ItemState:
         self.failure = f"{folder}/{FAILURE}"
         self.running = f"{folder}/{RUNNING}"
         self.forgotten = f"{folder}/{FORGOTTEN}"
+
+    def ensure(self) -> None:
+        """Make the item's folder, refusing links on the way (from the state folder down)."""
+        root = self._root or os.path.dirname(os.path.dirname(os.path.dirname(self.folder)))
+        ensure_folder(root, os.path.relpath(self.folder, root))
+
+    def open_log(self):
+        return open_append(self.log)
+
+    def open_events(self):
+        return os.fdopen(open_fd(self.events, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8")
+
+    def write_prompt(self, text: str) -> None:
+        write_text(self.prompt, text)
 
     def files(self) -> frozenset[str]:
         try:
@@ -136,52 +219,91 @@ class BatchState:
 
     def __init__(self, taskfile: Path):
         self.taskfile = taskfile
-        self.root = taskfile.parent / ".batch" / safe_name(taskfile.stem)
+        # The real file: an alias (`plan.md -> task.md`) shares its state and its lock.
+        self.real_taskfile = Path(os.path.realpath(taskfile))
+        self.root = self.real_taskfile.parent / ".batch" / safe_name(self.real_taskfile.stem)
         self._items = str(self.root / "items")
         self.db = self.root / "doit.sqlite"
         self.lock_file = self.root / "run.lock"
         self.tick_lock = self.root / "tick.lock"
 
     def item(self, group: str, module: str) -> ItemState:
-        return ItemState(f"{self._items}/{safe_name(group)}/{safe_name(module)}")
+        return ItemState(f"{self._items}/{safe_name(group)}/{safe_name(module)}", str(self.root))
 
     def ensure(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            ensure_folder(str(self.real_taskfile.parent), os.path.relpath(self.root, self.real_taskfile.parent))
+            for name in ("doit.sqlite",):  # doit opens its database itself: no link there
+                if os.path.islink(self.root / name):
+                    raise LinkRefused(str(self.root / name))
         except OSError as error:
             raise BatchError(f"cannot create the state folder {self.root}: {error.strerror}") from None
 
-    @contextmanager
+    @contextlib.contextmanager
     def run_lock(self):
-        """Held for a whole run; the kernel frees it when the holder dies, so it is never stale.
+        """Held for a whole run, by the kernel: freed when the holder dies, so never stale.
 
-        Yields whether the run before was killed: a run that ends clears the file,
-        so a holder still named in it died without ending."""
+        What is locked is the task file itself, by its real path (an abstract socket named
+        for it, which no `rm` can take away and an editor's new copy of the file keeps) and
+        by its inode (a flock on it, which a hard link or another network namespace shares).
+        Yields whether the run before was killed: a run that ends clears run.lock, so a
+        holder still named in it died without ending."""
         self.ensure()
-        stream = open(self.lock_file, "a+", encoding="utf-8")
-        try:
+        with contextlib.ExitStack() as holds:
             try:
-                fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                holds.enter_context(_hold_name(self.real_taskfile))
+                if (inode := _hold_inode(self.real_taskfile)) is not None:
+                    holds.enter_context(inode)
             except BlockingIOError:
                 holder = lock_holder(self)
                 raise BatchError(
                     f"another run ({holder['text'] if holder else 'pid unknown'}) is running "
                     f"{self.taskfile.name}; wait for it to end, or stop it, then run again"
                 ) from None
-            stream.seek(0)
-            killed_before = bool(stream.read().strip())
-            stream.seek(0)
-            stream.truncate()
-            me = psutil.Process()
-            stream.write(json.dumps({"pid": me.pid, "create_time": me.create_time(), "started": time.time()}))
-            stream.flush()
             try:
-                yield killed_before
-            finally:
+                stream = os.fdopen(open_fd(str(self.lock_file), os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8")
+            except OSError as error:
+                raise BatchError(f"cannot write {self.lock_file}: {error.strerror}") from None
+            with stream:
+                killed_before = bool(stream.read().strip())
                 stream.seek(0)
                 stream.truncate()
-        finally:
-            stream.close()
+                me = psutil.Process()
+                stream.write(json.dumps({"pid": me.pid, "create_time": me.create_time(), "started": time.time()}))
+                stream.flush()
+                try:
+                    yield killed_before
+                finally:
+                    stream.seek(0)
+                    stream.truncate()
+
+
+def _hold_name(taskfile: Path) -> socket.socket:
+    """An abstract Unix socket named for the file's real path: one holder at a time."""
+    name = hashlib.sha256(os.fsencode(taskfile)).hexdigest()[:40]
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        holder.bind(f"\0batch-tasks/{name}")
+    except OSError as error:
+        holder.close()
+        if error.errno == errno.EADDRINUSE:
+            raise BlockingIOError() from None
+        raise
+    return holder
+
+
+def _hold_inode(taskfile: Path):
+    """A flock on the file itself; a file that is not there is no batch, as loading it says."""
+    try:
+        stream = open(taskfile, "rb")
+    except OSError:
+        return None
+    try:
+        fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        stream.close()
+        raise
+    return stream
 
 
 def lock_holder(state: BatchState) -> dict[str, Any] | None:
@@ -189,7 +311,7 @@ def lock_holder(state: BatchState) -> dict[str, Any] | None:
     looking never gets in a run's way: a holder that died is no holder."""
     holder = read_json(state.lock_file)
     try:
-        if not process.is_same_process(holder["pid"], holder["create_time"]):
+        if not is_same_process(holder["pid"], holder["create_time"]):
             return None
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
     except (TypeError, KeyError, ValueError):
@@ -197,10 +319,10 @@ def lock_holder(state: BatchState) -> dict[str, Any] | None:
     return {**holder, "text": f"pid {holder['pid']}, started {started}"}
 
 
-@contextmanager
+@contextlib.contextmanager
 def file_lock(path: Path):
     """An exclusive lock between threads and processes of this batch."""
-    with open(path, "a", encoding="utf-8") as stream:
+    with open_append(str(path)) as stream:
         fcntl.flock(stream, fcntl.LOCK_EX)
         try:
             yield

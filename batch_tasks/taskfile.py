@@ -6,21 +6,17 @@ checklist: batch_tasks/dialects), which finds the groups and their items;
 `<!-- key: value -->` comments whose key is a setting are group hints. Here the
 dialect's drafts become the plan: group names, modules, order, settings. Every
 mistake is a TaskFileError naming its line. PyYAML and markdown-it are imported
-only when a plan must be parsed: an unchanged task.md is read from its cache, and
-starting fast matters when a batch has ten thousand items.
+only when a plan must be parsed: an unchanged task.md is read from its cache
+(plan_cache), and starting fast matters when a batch has ten thousand items.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import pickle
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import plan_cache
 from . import settings as settings_mod
 from .agents import AGENTS
 from .errors import SettingError, TaskFileError
@@ -29,21 +25,7 @@ from .plan import Group, Item, Plan
 MAX_BYTES = 16 * 1024 * 1024
 
 
-# The modules that make a plan what it is. Only a plan that must be parsed imports the
-# parsing ones: a cached plan is read without them.
-PLAN_SOURCES = ("taskfile.py", "plan.py", "settings.py", "front_matter.py", "outline.py", "lint.py")
-
-
-@lru_cache(maxsize=1)
-def _plan_format() -> str:
-    """What makes a plan what it is: the code of these modules. A plan cached by other
-    code (another release, or a changed checkout) is not used."""
-    here = Path(__file__).parent
-    files = [here / name for name in PLAN_SOURCES] + sorted((here / "dialects").glob("*.py"))
-    sources = [path.read_bytes() for path in files]
-    return hashlib.sha256(b"\0".join(sources) + __version__.encode()).hexdigest()
-
-
+MAX_NAME = 200  # characters of a module or group name: they go into every item's environment
 
 
 CHECKBOX = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\[([ xX])\](?:[ \t]+|$)(.*)$")
@@ -55,30 +37,23 @@ OWN_BY_INDENT = ("batch", "speckit", "kiro")
 
 
 def load_plan(path: Path, cache_dir: Path | None = None, *, for_dry_run: bool = False) -> Plan:
-    """Read and parse task.md, reusing the plan cached for exactly these bytes.
+    """Read and parse task.md, reusing the plan cached (see plan_cache) for these bytes.
 
     An agent that cannot run as configured (plan.agent_problem) is an error, except
     `for_dry_run`, which lists the plan anyway.
 
-    Parsing 10,000 items takes markdown-it about half a second; hashing and
-    unpickling them a few hundredths, so a batch that did not change loads fast.
+    Parsing 10,000 items takes markdown-it about half a second; checking and
+    reading the cache a few hundredths, so a batch that did not change loads fast.
     """
     data = _read(path)
-    cache = None
     if cache_dir is not None:
-        plan_format = _plan_format()
-        digest = hashlib.sha256(data).hexdigest()
-        cache = cache_dir / "plan.pickle"
-        try:
-            with open(cache, "rb") as stream:
-                version, cached_digest, cached_path, plan = pickle.load(stream)
-            if (version, cached_digest, cached_path) == (plan_format, digest, str(path)):
-                return _checked(plan, for_dry_run)
-        except (OSError, EOFError, ValueError, TypeError, AttributeError, ImportError, pickle.UnpicklingError):
-            pass  # no cache, or an unusable one: parse afresh
+        cached = plan_cache.load(cache_dir, path, data)
+        if cached is not None:
+            return _checked(cached, for_dry_run)
     plan = parse(_decode(path, data), path)
-    if cache is not None:
-        _write_cache(cache, (plan_format, digest, str(path), plan))
+    plan_cache.locate_marks(plan, data)
+    if cache_dir is not None:
+        plan_cache.store(cache_dir, path, data, plan)
     return _checked(plan, for_dry_run)
 
 
@@ -112,17 +87,6 @@ def _decode(path: Path, data: bytes) -> str:
         line = data.count(b"\n", 0, error.start) + 1
         raise TaskFileError(path, line, "is not valid UTF-8 text") from None
     return text.removeprefix("\ufeff")
-
-
-def _write_cache(cache: Path, payload) -> None:
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as stream:
-            pickle.dump(payload, stream, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, cache)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
 
 
 def parse(text: str, path: Path) -> Plan:
@@ -207,7 +171,8 @@ def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
                 hints[name] = (value, line)
         values = {name: value for name, (value, _) in hints.items()}
         group_settings = settings_mod.resolve(front.settings, values)
-        agent_problem = agent_problem or _agent_problem(group_settings, hints, front)
+        problem = _agent_problem(group_settings, hints, front, path)  # raises what no dry run may pass
+        agent_problem = agent_problem or problem
         heading = draft.heading
         groups.append(
             Group(
@@ -233,6 +198,9 @@ def _group_slugs(drafts, outline, path: Path) -> list[str]:
     for draft in drafts:
         if draft.heading is None:
             raise TaskFileError(path, draft.items[0].line, "this item is outside of any group: add a heading above it")
+        if len(slugify(draft.heading.title)) > MAX_NAME:
+            title = draft.heading.title
+            raise TaskFileError(path, draft.heading.line, f"heading is {len(title)} characters long; at most {MAX_NAME}")
         chain, heading = [], draft.heading
         while heading is not None:
             chain.append(slugify(heading.title) or f"group-{heading.line}")
@@ -284,6 +252,8 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
             copy = 2
             while module in seen:  # the same text twice: numbered in document order
                 module, copy = f"{base}-{copy}", copy + 1
+        if len(module) > MAX_NAME:
+            raise TaskFileError(path, draft_item.line, f"module name is {len(module)} characters long; at most {MAX_NAME}")
         if CONTROL_CHARS.search(module):
             raise TaskFileError(path, draft_item.line, f"module name {module!r} contains a control character")
         seen[module] = draft_item.line
@@ -319,13 +289,18 @@ def _waits_for_the_one_before(draft, item, group_order: str | None, before) -> b
     return draft.ordered and not (item.parallel_mark and before.parallel_mark)
 
 
-def _agent_problem(group_settings, hints, front) -> tuple[int, str] | None:
-    """An agent's own requirements (the command agent needs `command`), at the line that set it."""
+def _agent_problem(group_settings, hints, front, path: Path) -> tuple[int, str] | None:
+    """An agent's own requirements, at the line that set what it refuses: an error at
+    once, but for an agent with nothing to run (the default, `agent: command`, without
+    its `command:`), which is returned, so that a dry run can list the plan anyway."""
     try:
         AGENTS[group_settings["agent"]].check_settings(group_settings)
     except SettingError as error:
-        line = hints.get("agent", (None, None))[1] or hints.get("command", (None, None))[1]
-        line = line or front.lines.get("agent") or front.lines.get("command")
+        names = ([error.setting] if error.setting else []) + ["agent", "command"]
+        line = next((hints[name][1] for name in names if name in hints), None)
+        line = line or next((front.lines[name] for name in names if name in front.lines), None)
+        if error.setting is not None or group_settings["agent"] != "command" or group_settings.get("command"):
+            raise TaskFileError(path, line or 1, str(error)) from None
         if line:
             return line, str(error)
         where = "the front matter names" if front.present else "there is no front matter, so it names"

@@ -19,7 +19,9 @@ emit({"type": "system", "subtype": "init", "session_id": session, "model": "clau
 usage = {"input_tokens": 1200, "output_tokens": 40, "cache_read_input_tokens": 9000, "cache_creation_input_tokens": 2000}
 deadline = time.time() + SECONDS
 number = 0
-while time.time() < deadline:
+if RATE == 0:  # a silent agent: it thinks, saying nothing, until the end
+    time.sleep(SECONDS)
+while RATE and time.time() < deadline:
     number += 1
     emit({"type": "assistant", "session_id": session,
           "message": {"id": f"msg_{number}", "content": [{"type": "text", "text": f"t={time.time():.6f}"}], "usage": usage}})

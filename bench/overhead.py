@@ -1,16 +1,18 @@
 """What batch-tasks adds to doit, for a big batch: whole-process timings, medians, ratios.
 
-Generates a task.md of GROUPS x MODULES items and, beside it, a dodo.py of the
-same count of bare doit tasks with file targets and the same group-after-group
-dependencies. Then times, alternating the two so that a noisy machine hurts both
-alike: listing, explaining what would run, and a run with nothing left to do.
+For each size, generates a task.md of SIZE / MODULES groups x MODULES items and,
+beside it, a dodo.py of the same count of bare doit tasks with file targets and
+the same group-after-group dependencies. Then times, alternating the two so that
+a noisy machine hurts both alike: listing, explaining what would run, and a run
+with nothing left to do (with each process's peak memory, RSS).
 
-    python bench/overhead.py [--groups 100] [--modules 100] [--repeat 5]
+    python bench/overhead.py [--sizes 1000 10000] [--modules 100] [--repeat 5] [--baseline PATH] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -59,60 +61,79 @@ def make_bare(folder: Path, groups: int, modules: int) -> None:
     (folder / "dodo.py").write_text(BARE_DODO.format(groups=groups, modules=modules))
 
 
-def doit(folder: Path, *args: str, check: bool = True) -> float:
+def doit(folder: Path, *args: str, pythonpath: str | None = None) -> tuple[float, float]:
+    """The wall time and peak RSS (MiB) of `doit ARGS` in FOLDER, with batch-tasks from PYTHONPATH if given."""
+    env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None
     started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "doit", *args], cwd=folder, capture_output=True, text=True
-    )
+    with open(folder / "out.log", "wb") as log:
+        child = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=folder, stdout=log, stderr=log, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
-    if check and result.returncode != 0:
-        raise SystemExit(f"doit {' '.join(args)} failed in {folder}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return elapsed
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"doit {' '.join(args)} failed in {folder}:\n{(folder / 'out.log').read_text()[-3000:]}")
+    return elapsed, usage.ru_maxrss / 1024  # Linux: KiB
 
 
-def median_pair(repeat: int, ours, reference) -> tuple[float, float]:
-    mine, theirs = [], []
+def medians(repeat: int, *commands) -> list[tuple[float, float]]:
+    """(median time, largest peak RSS) of each command, run in turn REPEAT times."""
+    results = [[] for _ in commands]
     for _ in range(repeat):
-        mine.append(ours())
-        theirs.append(reference())
-    return statistics.median(mine), statistics.median(theirs)
+        for result, command in zip(results, commands):
+            result.append(command())
+    return [(statistics.median(t for t, _ in result), max(m for _, m in result)) for result in results]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", type=int, default=100)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--modules", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
-    options = parser.parse_args()
-    count = options.groups * options.modules
-
-    shutil.rmtree(OUT, ignore_errors=True)
-    batch, bare = OUT / "batch", OUT / "bare"
-    make_batch(batch, options.groups, options.modules)
-    make_bare(bare, options.groups, options.modules)
-
-    print(f"{count} items ({options.groups} groups x {options.modules} modules), median of {options.repeat} runs")
-    rows = []
-    listing = median_pair(options.repeat, lambda: doit(batch, "list", "--all"), lambda: doit(bare, "list", "--all"))
-    rows.append(("doit list --all (nothing run yet)", *listing))
-    dry = median_pair(
-        options.repeat,
-        lambda: doit(batch, "run-batch", "--dry-run"),
-        lambda: doit(bare, "list", "--all", "--status"),
+    parser.add_argument("--work", type=Path, default=OUT, help=f"the folder to work in (default {OUT}); emptied first")
+    parser.add_argument(
+        "--baseline", metavar="PYTHONPATH", help="also time batch-tasks imported from there (e.g. a clone of main), in the same folder"
     )
-    rows.append(("run-batch --dry-run  vs  list --all --status", *dry))
+    options = parser.parse_args()
+    for count in options.sizes:
+        measure(options.work, max(count // options.modules, 1), min(options.modules, count), options.repeat, options.baseline)
 
-    first = doit(batch, "run-batch", "-n", "8")
-    first_bare = doit(bare, "-n", "8", "-P", "thread")
+
+def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | None) -> None:
+    count = groups * modules
+    shutil.rmtree(work, ignore_errors=True)
+    batch, bare = work / "batch", work / "bare"
+    make_batch(batch, groups, modules)
+    make_bare(bare, groups, modules)
+    names = ["batch-tasks", *(["baseline"] if baseline else []), "bare doit"]
+
+    def row(title: str, args: tuple[str, ...], bare_args: tuple[str, ...], times: int = repeat) -> list:
+        commands = [lambda: doit(batch, *args)]
+        if baseline:
+            commands.append(lambda: doit(batch, *args, pythonpath=baseline))
+        commands.append(lambda: doit(bare, *bare_args))
+        return [title, *medians(times, *commands)]
+
+    print(f"{count} items ({groups} groups x {modules} modules), median of {repeat} runs", flush=True)
+    rows = [
+        row("doit list --all (nothing run yet)", ("list", "--all"), ("list", "--all")),
+        row("run-batch --dry-run  vs  list --all --status", ("run-batch", "--dry-run"), ("list", "--all", "--status")),
+    ]
+    first, _ = doit(batch, "run-batch", "-n", "8")
+    first_bare, _ = doit(bare, "-n", "8", "-P", "thread")
     print(f"first full run: batch-tasks {first:.1f}s, bare doit {first_bare:.1f}s (one process per item vs none)")
-    noop = median_pair(options.repeat, lambda: doit(batch, "run-batch"), lambda: doit(bare))
-    rows.append(("no-op run, all done", *noop))
-    listing_done = median_pair(options.repeat, lambda: doit(batch, "list", "--all"), lambda: doit(bare, "list", "--all"))
-    rows.append(("doit list --all (all done)", *listing_done))
+    # The first command after the run: its ticks changed task.md since each cached its plan
+    # (above), so this shows whether a plan cache survives ticks.
+    rows.append(row("first no-op right after the run", ("run-batch",), (), times=1))
+    noop = row("no-op run, all done", ("run-batch",), ())
+    rows += [noop, ["  its peak RSS", *noop[1:]], row("doit list --all (all done)", ("list", "--all"), ("list", "--all"))]
 
-    print(f"{'':46} {'batch-tasks':>12} {'bare doit':>10} {'ratio':>6}")
-    for name, mine, theirs in rows:
-        print(f"{name:46} {mine:11.3f}s {theirs:9.3f}s {mine / theirs:6.2f}")
+    ratios = ["/bare"] + (["base/bare", "/base"] if baseline else [])
+    print(f"{'':46}" + "".join(f"{name:>13}" for name in names) + "".join(f"{name:>10}" for name in ratios))
+    for title, *figures in rows:
+        memory = "RSS" in title
+        values = [memory_mib if memory else seconds for seconds, memory_mib in figures]
+        cells = "".join(f"{value:12.3f}{'M' if memory else 's'}" for value in values)
+        shares = [values[0] / values[-1]] + ([values[1] / values[-1], values[0] / values[1]] if baseline else [])
+        print(f"{title:46}{cells}" + "".join(f"{share:10.2f}" for share in shares), flush=True)
 
 
 if __name__ == "__main__":

@@ -47,11 +47,14 @@ SLEEPER_ARGV = [sys.executable, "-S", str(SLEEPER)]
 TOOLS = {
     "barrier": "batch-tasks barrier",
     "pipeline": "batch-tasks pipeline",
+    # The same, run a second time after unticking everything: each item's duration is known.
+    "pipeline-history": "batch-tasks pipeline, with history",
     "make": "make (pipeline edges)",
     # What the barriers themselves cost, apart from any tool's own: the reference for barrier mode.
     "make-barrier": "make (barrier edges)",
 }
-EDGES = {"barrier": "barrier", "pipeline": "pipeline", "make": "pipeline", "make-barrier": "barrier"}
+EDGES = {"barrier": "barrier", "pipeline": "pipeline", "pipeline-history": "pipeline", "make": "pipeline",
+         "make-barrier": "barrier"}
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ def make_template(folder: Path, tool: str, workload: Workload, durations: dict) 
     if tool.startswith("make"):
         (folder / "Makefile").write_text(makefile(workload, barrier=EDGES[tool] == "barrier"))
     else:
-        (folder / "task.md").write_text(task_md(workload, pipeline=tool == "pipeline"))
+        (folder / "task.md").write_text(task_md(workload, pipeline=tool.startswith("pipeline")))
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -196,6 +199,12 @@ def run_once(template: Path, tool: str, workload: Workload) -> Run:
     folder = template.with_name(template.name + "-run")
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(template, folder)
+    if tool == "pipeline-history":
+        # A first run records every item's duration; then everything is unticked, to run again.
+        subprocess.run(command(tool, workload.jobs), cwd=folder, capture_output=True, check=True)
+        taskfile = folder / "task.md"
+        taskfile.write_text(taskfile.read_text().replace("- [x] ", "- [ ] "))
+        (folder / "times.log").unlink()
     cpu_before = children_cpu()
     started = time.perf_counter()
     result = subprocess.run(command(tool, workload.jobs), cwd=folder, capture_output=True, text=True)

@@ -77,6 +77,14 @@ class BatchFolder:
 
         return Path(BatchState(self.taskfile).item(group, module).folder)
 
+    def record(self, group: str, module: str, name: str = "result") -> dict:
+        """An item's result.json (or failure.json: name="failure")."""
+        return json.loads((self.state(group, module) / f"{name}.json").read_text())
+
+    def events(self, group: str, module: str) -> list[dict]:
+        lines = (self.state(group, module) / "events.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
 
 @pytest.fixture
 def batch(tmp_path) -> BatchFolder:

@@ -121,9 +121,9 @@ def test_once_the_budget_is_spent_no_new_item_starts(batch):
     routes = {"Module: auth": writes(batch, "auth"), "Module: billing": writes(batch, "billing")}
     with FakeAnthropic(by_prompt=routes) as api:
         result = batch.run("run-batch", env=claude_env(api, batch), timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 4  # not all started
     assert (batch.path / "notes" / "auth.md").exists() and not (batch.path / "notes" / "billing.md").exists()
-    assert "not started: the batch's budget of $0.01 is spent" in result.stdout
+    assert "not started: 1 item, the batch's budget of $0.01 is spent: " in result.stdout
     assert "no new items were started after that" in result.stdout
 
 

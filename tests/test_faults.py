@@ -7,11 +7,13 @@ real Claude Code stream recorded in tests/fixtures.
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from conftest import FRONT_MATTER
 
@@ -107,6 +109,8 @@ def fake_claude(batch, then: str) -> dict:
     script.write_text(
         f"#!{sys.executable}\n"
         "import os, signal, sys, time\n"
+        "if sys.argv[1:] == ['--version']:\n"  # as the real one answers, asked before a run (history.versions)
+        "    sys.exit(print('2.1.330 (Claude Code)'))\n"
         "sys.stdin.read()\n"
         f"open({str(batch.path / 'claude-runs.log')!r}, 'a').write('run\\n')\n"
         f"sys.stdout.write(open({str(FIXTURES / 'text_success.jsonl')!r}).read())\n"
@@ -119,7 +123,7 @@ def fake_claude(batch, then: str) -> dict:
 
 def test_an_agent_lingering_after_its_result_is_stopped_and_judged_by_its_result(batch):
     env = fake_claude(batch, then="time.sleep(120)")
-    batch.write("# T\n## G\n- [ ] a: answer\n", front_matter().replace("agent: command", "agent: claude"))
+    batch.write("# T\n## G\n- [ ] a: answer\n", front_matter="---\nagent: claude\n---\n")
     started = time.monotonic()
     result = batch.run("run-batch", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -132,7 +136,7 @@ def test_an_agent_lingering_after_its_result_is_stopped_and_judged_by_its_result
 def test_a_run_killed_right_after_the_agent_succeeded_is_finished_from_the_log(batch):
     # The agent reports its success, and its runner dies before the agent exits and it is recorded.
     env = fake_claude(batch, then="time.sleep(0.5); os.kill(os.getppid(), signal.SIGKILL); time.sleep(30)")
-    batch.write("# T\n## G\n- [ ] a: answer\n## H\n- [ ] a: next\n", front_matter().replace("agent: command", "agent: claude"))
+    batch.write("# T\n## G\n- [ ] a: answer\n## H\n- [ ] a: next\n", front_matter="---\nagent: claude\n---\n")
     killed = batch.run("run-batch", env=env)
     assert killed.returncode == -9
     assert not (batch.state("g", "a") / "result.json").exists()
@@ -166,12 +170,29 @@ def test_templates_cannot_run_code(batch):
     assert batch.runs("start") == {}
 
 
-def test_a_full_disk_fails_the_item_clearly_and_leaves_task_md_whole(batch):
-    batch.write("# T\n## G\n- [ ] a: x\n")
-    before = batch.taskfile.read_bytes()
+@pytest.fixture
+def full_folder(batch):
+    """The item's state folder on a tiny file system, filled up (needs root, to mount it)."""
     folder = batch.state("g", "a")
     folder.mkdir(parents=True)
-    (folder / "output.log").symlink_to("/dev/full")  # every write to the log: no space left
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        filler = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(filler, b"x" * 512):
+                pass
+        except OSError:
+            pass  # full
+        os.close(filler)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_full_disk_fails_the_item_clearly_and_leaves_task_md_whole(batch, full_folder):
+    batch.write("# T\n## G\n- [ ] a: x\n")
+    before = batch.taskfile.read_bytes()
     result = batch.run("run-batch")
     assert result.returncode == 1
     assert "cannot keep g:a's state" in result.stdout and "No space left on device" in result.stdout

@@ -469,6 +469,8 @@ README_SETTINGS = [
     "extra_args", "item_budget_usd", "budget_usd",
 ]
 FRONT_MATTER_ONLY = {"budget_usd"}
+# The agent options the command agent does not honour: given to it, each is refused at its line.
+NOT_FOR_COMMANDS = {"model", "allowed_tools", "permission_mode", "max_turns", "extra_args", "item_budget_usd"}
 # Settings the package declares beyond the table: only "taken, or refused at its line naming it".
 OTHER_SETTINGS = sorted(set(settings_mod.FIELDS) - set(README_SETTINGS))
 AGENT_NAMES = {"command", "claude", "codex", "gemini"}
@@ -510,6 +512,8 @@ def expected_setting(name: str, value, *, hint: bool):
         value = float(value) if ok else value
     else:
         raise AssertionError(name)
+    if ok and name in NOT_FOR_COMMANDS and value not in (None, ()):  # `[]` leaves it unset
+        return REFUSED  # the batches of these tests run `agent: command`
     return value if ok else REFUSED
 
 
@@ -561,6 +565,8 @@ FILLERS = ["# a comment", "# é\tand a tab", "# next line\u2028", "# next line\x
 def test_a_setting_of_any_type_is_taken_or_refused_at_its_line(name, raw, position, filler):
     base = {"agent": "agent: command", "command": "command: [python3, tool.py]"}
     base.pop(name, None)
+    if name == "agent" and raw.strip() not in ("command", "'command'", '"command"'):
+        base.pop("command")  # the other agents take no `command`
     lines = list(base.values())
     position = min(position, len(lines))
     lines.insert(position, f"{name}: {raw}")
@@ -609,12 +615,15 @@ def test_a_hint_of_any_type_is_taken_or_refused_at_its_line(name, raw, before_it
     except Exception:
         readable = False
     want = expected_setting(name, value, hint=True) if readable and name in README_SETTINGS else None
+    named = name  # the setting a refusal names
     if want is UNSET and name == "command":
         want = REFUSED  # the command agent needs its command
+    if name == "agent" and want in AGENT_NAMES - {"command"}:
+        want, named = REFUSED, "command"  # that agent does not take the batch's `command`
     try:
         plan = parse_for_a_run(text)
     except TaskFileError as error:
-        check_refusal(error, text, name, range(line, line + 1), True)
+        check_refusal(error, text, named, range(line, line + 1), True)
         assert want is None or want is REFUSED, f"refused {name}: {value!r}: {error}"
     else:
         assert readable, f"took a hint that cannot be read: {raw!r}"

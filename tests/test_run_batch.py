@@ -121,10 +121,9 @@ def test_a_failure_leaves_its_box_open_stops_later_groups_and_is_named(batch):
     assert "- [x] c: slow but fine" in text  # the running item of its group finished
     assert "- [ ] a: never starts" in text
     assert "two:a" not in batch.runs("start")
-    log = batch.state("one", "b") / "output.log"
     summary = result.stdout.split("\n\n")[-1]
     assert "2 done, 1 failed" in summary
-    assert "✗ one:b" in summary and f"exit status 3; log: {log}" in summary
+    assert "✗ one:b" in summary and "exit status 3 (log: .batch/task/items/one/b/output.log)" in summary
 
 
 def test_taskfile_option_and_selection(batch):
@@ -166,3 +165,23 @@ def test_state_paths_stay_inside_the_state_folder(batch):
     item_folders = {p.parent for p in written if p.name == "result.json"}
     assert len(item_folders) == 2 and all(state / "items" / "g" in f.parents for f in item_folders)
     assert not os.path.exists(batch.path.parent.parent / "escape")
+
+
+def test_a_damaged_result_stops_the_run_with_its_name_and_runs_nothing(batch):
+    batch.write(SAMPLE)
+    assert batch.run("run-batch").returncode == 0
+    result = batch.state("inventory", "billing") / "result.json"
+    result.write_text('{"item": "inventory:billing", "run_id": ')  # cut short
+    (batch.path / "runs.log").unlink()
+    batch.taskfile.write_text(batch.taskfile.read_text().replace("- [x] auth: list", "- [ ] auth: list"))
+    again = batch.run("run-batch")
+    assert again.returncode == 3
+    assert again.stderr.strip() == (
+        f"ERROR: {result} cannot be read: it is not valid JSON; "
+        "to run inventory:billing again, `doit forget inventory:billing` (or remove the file)"
+    )
+    assert not (batch.path / "runs.log").exists()
+    (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    assert batch.run("forget", "inventory:billing").returncode == 0
+    assert batch.run("run-batch").returncode == 0
+    assert set(batch.runs()) == {"inventory:auth", "inventory:billing", "extract-interfaces:auth"}

@@ -3,6 +3,8 @@
 Each test reads the start and end times the scripted agent logged, so the
 order and the overlap are the ones that really happened."""
 
+import shutil
+
 from conftest import FRONT_MATTER
 
 
@@ -96,3 +98,45 @@ def test_the_longest_remaining_chain_starts_first_once_there_is_history(batch):
     second = timeline(batch)
     assert second["one:y"][0] < second["one:x"][0]  # y's chain (with two:y) is the longest
     assert second["two:y"][0] < second["one:x"][0]
+
+
+def start_order(batch) -> list[str]:
+    return [line.split()[1] for line in (batch.path / "runs.log").read_text().splitlines() if line.startswith("start ")]
+
+
+EIGHT_AND_EIGHT = "# P\n## A\n" + "".join(f"- [ ] a{n}: item {n}\n" for n in range(1, 9)) + "## B\n{hint}" + "".join(
+    f"- [ ] b{n}: item {n}\n" for n in range(1, 9)
+)
+
+
+def test_one_at_a_time_runs_in_document_order_three_runs_in_a_row(batch):
+    expected = [f"a:a{n}" for n in range(1, 9)] + [f"b:b{n}" for n in range(1, 9)]
+    for run in range(3):
+        (batch.path / "runs.log").unlink(missing_ok=True)
+        batch.write(EIGHT_AND_EIGHT.replace("{hint}", ""))
+        if run:
+            shutil.rmtree(batch.path / ".batch")  # fresh state: no history to rank by
+        assert batch.run("run-batch").returncode == 0
+        assert start_order(batch) == expected, f"run {run + 1}"
+
+
+def test_a_parallel_false_group_runs_in_document_order_beside_free_slots(batch):
+    batch.write(EIGHT_AND_EIGHT.replace("{hint}", "<!-- parallel: false -->\n"), front_matter("parallel: 4"))
+    assert batch.run("run-batch").returncode == 0
+    order = start_order(batch)
+    assert [key for key in order if key.startswith("b:")] == [f"b:b{n}" for n in range(1, 9)]
+    assert most_at_once(span for key, span in timeline(batch).items() if key.startswith("b:")) == 1
+
+
+def test_a_ready_item_takes_a_free_slot_while_a_one_at_a_time_group_runs(batch):
+    """A group held to one at a time must not keep the other slots from a ready item."""
+    body = "# P\n## Slow\n<!-- parallel: 1 -->\n" + "".join(f"- [ ] m{n}: slow {n}\n" for n in range(1, 9))
+    body += "## Next\n- [ ] m1: follows slow m1\n"
+    batch.write(body, front_matter("parallel: 4", "pipeline: true"))
+    batch.behave(**{"*": {"sleep": 0.6}}, **{"next:m1": {"sleep": 0.0}})
+    assert batch.run("run-batch").returncode == 0
+    times = timeline(batch)
+    ready_at = times["slow:m1"][1]
+    # It starts while slow:m2 still runs, long before the slow group is through.
+    assert times["next:m1"][0] < times["slow:m2"][1] < times["slow:m3"][0]
+    assert times["next:m1"][0] - ready_at < 0.5, times["next:m1"][0] - ready_at

@@ -67,7 +67,7 @@ def test_ticked_by_hand_never_run_is_done(batch):
     "change, part",
     [
         (("second step of a", "second step of a, carefully"), "instruction"),
-        (("## Two\n", "## Two\n<!-- model: other -->\n"), "agent settings"),
+        (("## Two\n", "## Two\n<!-- transient_exit_codes: [75] -->\n"), "agent settings"),
     ],
 )
 def test_changed_items_run_again(ran, change, part):

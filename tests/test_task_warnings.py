@@ -99,9 +99,9 @@ def test_a_missing_agent_names_the_front_matter_and_spares_dry_runs(tmp_path):
     with pytest.raises(TaskFileError) as error:
         load_plan(path)
     assert error.value.line == 1 and "front matter" in error.value.message
-    path.write_text("---\nmodel: big\n---\n# A\n- [ ] x: y\n")
+    path.write_text("---\nparallel: 2\n---\n# A\n- [ ] x: y\n")
     assert load_plan(path, for_dry_run=True).agent_problem[1].startswith("the front matter names no agent")
-    path.write_text("---\nmodel: big\nagent: command\n---\n# A\n- [ ] x: y\n")
+    path.write_text("---\nparallel: 2\nagent: command\n---\n# A\n- [ ] x: y\n")
     assert load_plan(path, for_dry_run=True).agent_problem == (
         3, 'agent \'command\' needs a `command:` setting, e.g. command: [python3, tool.py, "{module}"]'
     )

@@ -179,6 +179,6 @@ def batch_front_matter_with(line: str) -> str:
 
 
 def test_a_hint_of_null_unsets_a_batch_setting_for_its_group():
-    plan = plan_of("---\ncommand: [x]\nmodel: big\n---\n# a\n<!-- model: null -->\n- [ ] m: t\n# b\n- [ ] m: t\n")
+    plan = plan_of("---\nagent: claude\nmodel: big\n---\n# a\n<!-- model: null -->\n- [ ] m: t\n# b\n- [ ] m: t\n")
     assert plan.groups[0].settings["model"] is None
     assert plan.groups[1].settings["model"] == "big"

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..errors import SettingError
 from ..events import AgentEvent
 
 # Why an attempt failed decides what happens next (see the README, "When things go wrong").
@@ -35,6 +36,29 @@ def short(text: Any, limit: int = SHORT) -> str:
     """The first non-blank line, trimmed to `limit` characters."""
     line = next((line.strip() for line in str(text or "").splitlines() if line.strip()), "")
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class CostEstimate:
+    """An attempt's cost estimated from its tokens, for agents that report none (Codex,
+    Gemini), held to the item's budget as Claude's --max-budget-usd is: their tokens come
+    with the session's end, and an attempt whose estimate passes the budget fails for good."""
+
+    def __init__(self, budget_usd: float | None):
+        self.budget_usd = budget_usd
+        self.usd: float | None = None  # None: not known (no tokens yet, or a model without a price)
+
+    def data(self) -> dict[str, Any]:
+        return {} if self.usd is None else {"cost_usd": self.usd, "cost_estimated": True}
+
+    def over_budget(self) -> str | None:
+        """Why the attempt fails, if its estimate passed the budget."""
+        if self.budget_usd is None or self.usd is None or self.usd <= self.budget_usd:
+            return None
+        return f"reached max budget (${self.budget_usd:g}): estimated ${self.usd:.4f}"
+
+    def error_event(self) -> list[AgentEvent]:
+        reason = self.over_budget()
+        return [AgentEvent("error", reason, {"failure_class": PERMANENT, "message": reason})] if reason else []
 
 
 class OutputReader:
@@ -91,19 +115,44 @@ class JsonLinesReader(OutputReader):
             return [AgentEvent("output", line)]
 
 
+# The settings that are options of an agent (batch_tasks/settings.py FIELDS); each adapter
+# says which it honours, and any other one set is refused when task.md is read.
+AGENT_OPTIONS = ("model", "allowed_tools", "permission_mode", "max_turns", "extra_args", "item_budget_usd",
+                 "command", "transient_exit_codes")
+
+
+def is_set(value: Any) -> bool:
+    """Given in task.md, not left at its default (None, or no exit codes)."""
+    return value is not None and value != ()
+
+
 class Agent:
     """An adapter for one agent CLI (or any command)."""
 
     name: str = ""
     executable: str | None = None  # the CLI it needs on PATH
+    supports: frozenset[str] = frozenset()  # the AGENT_OPTIONS it honours
+    # For an option it does not honour: what to do instead, when there is something.
+    instead: Mapping[str, str] = {}
 
     def check_settings(self, settings: Mapping[str, Any]) -> None:
-        """Raise SettingError if the settings cannot run this agent."""
+        """Raise SettingError if the settings cannot run this agent: by default, when an
+        agent option it does not honour is set. Adapters add their own checks."""
+        for name in AGENT_OPTIONS:
+            if name not in self.supports and is_set(settings.get(name)):
+                why = self.instead.get(name) or (f"it has no such option; leave it out, or unset it for "
+                                                 f"the group with <!-- {name}: null -->")
+                raise SettingError(f"agent {self.name!r} does not take {name!r}: {why}", setting=name)
 
     def argv(self, settings: Mapping[str, Any], context: Mapping[str, str]) -> list[str]:
         """The command line. `context` has module, group, prompt_file and session_id.
         The prompt also goes to the CLI's standard input."""
         raise NotImplementedError
 
-    def reader(self) -> OutputReader:
+    def environment(self, settings: Mapping[str, Any]) -> dict[str, str]:
+        """Variables the agent's process needs beyond the run's own environment."""
+        return {}
+
+    def reader(self, settings: Mapping[str, Any] | None = None) -> OutputReader:
+        """A reader for one attempt's output; `settings` are the item's (Codex takes its model from them)."""
         raise NotImplementedError

@@ -231,6 +231,7 @@ class ClaudeReader(JsonLinesReader):
 class ClaudeAgent(Agent):
     name = "claude"
     executable = "claude"
+    supports = frozenset({"model", "allowed_tools", "permission_mode", "max_turns", "extra_args", "item_budget_usd"})
 
     def argv(self, settings: Mapping[str, Any], context: Mapping[str, str]) -> list[str]:
         """The prompt goes to standard input; the session id is ours, so a run can be found again."""
@@ -250,5 +251,5 @@ class ClaudeAgent(Agent):
             argv += ["--max-budget-usd", str(settings["item_budget_usd"])]
         return argv + list(settings.get("extra_args") or ())
 
-    def reader(self) -> JsonLinesReader:
+    def reader(self, settings: Mapping[str, Any] | None = None) -> JsonLinesReader:
         return ClaudeReader()

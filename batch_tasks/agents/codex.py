@@ -2,19 +2,22 @@
 
 Its output is one JSON event a line (with stderr merged in). The shapes followed are
 codex-cli 0.169.0's (codex-rs/exec/src/exec_events.rs, docs/exec.md), recorded in
-tests/fixtures/codex/. Codex reports tokens but no cost.
+tests/fixtures/codex/. Codex reports tokens but no cost, and names no model: the model is
+the `model` setting (recorded as such), and the cost is estimated from it (batch_tasks.pricing).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import time
 from datetime import datetime
 from typing import Any, Mapping
 
 from ..errors import SettingError
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short
+from ..pricing import estimated_cost
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome, short
 
 # How long one line for people may be.
 
@@ -26,6 +29,13 @@ DEFAULT_SANDBOX = "workspace-write"
 # Codex retries a dropped or refused stream itself and says so in a top-level error event:
 # "Reconnecting... 1/5 (We're currently experiencing high demand, ...)".
 RECONNECTING = re.compile(r"^Reconnecting\.\.\. (\d+)/(\d+)")
+# With the network down it says so every ~10 s, for as long as it stays down: never silent,
+# so only `timeout` ends such an attempt.
+WAITING_FOR_NETWORK = re.compile(r"^Reconnecting\.\.\. waiting for network")
+# A tool call codex refused before running it leaves no item, only a line in its log on
+# stderr: "... ERROR codex_core::tools::router: error=patch rejected: writing is blocked by
+# read-only sandbox; ...".
+TOOL_REFUSED = re.compile(r"\bcodex_core::tools::router: error=(.+)$")
 # A usage limit says when it resets, in local time: "... or try again at 2:00 PM." for
 # today, else "... at Nov 25th, 2026 2:00 PM." (codex-rs/core/src/error.rs).
 RESET_AT = re.compile(r"try again at (?:([A-Z][a-z]{2}) (\d{1,2})(?:st|nd|rd|th), (\d{4}) )?(\d{1,2}:\d\d [AP]M)")
@@ -45,17 +55,20 @@ TRANSIENT_ERRORS = re.compile(
 )
 
 # Thread items that are tool calls, and how a file_change's kinds read.
-TOOL_ITEMS = {"command_execution", "file_change", "mcp_tool_call", "web_search"}
+TOOL_ITEMS = {"command_execution", "file_change", "mcp_tool_call", "web_search", "collab_tool_call"}
 CHANGE_TOOLS = {"add": "Write", "update": "Edit", "delete": "Delete"}
 FILE_TOOLS = {"Write", "Edit", "Delete"}
 
 
 
 def classify(message: str) -> tuple[str, float | None]:
-    """A codex error message's failure class, and with WAIT the epoch time to go on."""
+    """A codex error message's failure class, and with WAIT the epoch time to go on.
+
+    A reset time already past (codex repeats one) is no limit to wait for: transient,
+    so backoff spaces the attempts."""
     if "usage limit" in message:
         reset = _reset_time(message)
-        return (WAIT, reset) if reset is not None else (TRANSIENT, None)
+        return (WAIT, reset) if reset is not None and reset > time.time() else (TRANSIENT, None)
     if PERMANENT_ERRORS.search(message):
         return PERMANENT, None
     if TRANSIENT_ERRORS.search(message):
@@ -69,7 +82,8 @@ def _reset_time(message: str) -> float | None:
         return None
     month, day, year, clock = match.groups()
     date = datetime.strptime(f"{month} {day} {year}", "%b %d %Y").date() if month else datetime.now().date()
-    return datetime.combine(date, datetime.strptime(clock, "%I:%M %p").time()).timestamp()
+    # Codex words the reset to the minute, rounded down: read the end of that minute, never early.
+    return datetime.combine(date, datetime.strptime(clock, "%I:%M %p").time()).timestamp() + 60
 
 
 def _unwrapped(command: str) -> str:
@@ -101,11 +115,15 @@ def _tool_uses(item: dict) -> list[AgentEvent]:
                 for change in item.get("changes") or []]
     if kind == "mcp_tool_call":
         return [_tool_use(f"mcp__{item.get('server')}__{item.get('tool')}", "")]
+    if kind == "collab_tool_call":  # a sub-agent spawned, told, waited for or closed
+        return [_tool_use("Agent", f"{item.get('tool')} {item.get('prompt') or ''}".strip())]
     return [_tool_use("WebSearch", item.get("query"))]  # web_search
 
 
 class CodexReader(JsonLinesReader):
-    def __init__(self):
+    def __init__(self, model: str | None = None, budget_usd: float | None = None):
+        self.model = model  # the `model` setting: codex's stream names none
+        self.cost = CostEstimate(budget_usd)
         self.session_id: str | None = None
         self.tokens: dict[str, int] | None = None
         self.result_text = ""  # the last agent message
@@ -115,13 +133,25 @@ class CodexReader(JsonLinesReader):
         self.last_output = ""  # the last stray line, which may explain an early exit
 
     def stray(self, line: str) -> list[AgentEvent]:
+        refused = TOOL_REFUSED.search(line)
+        if refused:
+            name = "Edit" if refused[1].startswith("patch rejected") else "tool"
+            return [AgentEvent("output", line), AgentEvent("tool_use", f"{name} (refused)", {"name": name}),
+                    AgentEvent("tool_result", short(refused[1]), {"is_error": True})]
         self.last_output = line  # stderr: why codex stopped, when it says
         return [AgentEvent("output", line)]
 
+    def _model_data(self) -> dict[str, Any]:
+        if not self.model:
+            return {"model": None}
+        return {"model": self.model, "model_source": "settings"}
+
+
     def _on_thread_started(self, event: dict) -> list[AgentEvent]:
         self.session_id = event["thread_id"]
-        # Codex names no model in its events.
-        return [AgentEvent("started", f"session {self.session_id}", {"session_id": self.session_id, "model": None})]
+        # Codex names no model in its events: the setting's, if any, is the one it was asked for.
+        text = f"session {self.session_id}" + (f" ({self.model})" if self.model else "")
+        return [AgentEvent("started", text, {"session_id": self.session_id, **self._model_data()})]
 
     def _on_item_started(self, event: dict) -> list[AgentEvent]:
         item = event["item"]
@@ -164,9 +194,12 @@ class CodexReader(JsonLinesReader):
             "cache_write": written,
         }
         self.completed = True
-        data = {"ok": True, "text": self.result_text, "tokens": dict(self.tokens), "session_id": self.session_id}
-        return [AgentEvent("usage", "", {"tokens": dict(self.tokens)}),
-                AgentEvent("result", short(self.result_text), data)]
+        self.cost.usd = estimated_cost("openai", self.model, self.tokens)
+        over_budget = self.cost.over_budget()
+        data = {"ok": not over_budget, "text": self.result_text, "tokens": dict(self.tokens),
+                "session_id": self.session_id, **self.cost.data()}
+        return [AgentEvent("usage", "", {"tokens": dict(self.tokens), **self.cost.data()}), *self.cost.error_event(),
+                AgentEvent("result", over_budget or short(self.result_text), data)]
 
     def _on_turn_failed(self, event: dict) -> list[AgentEvent]:
         message = (event.get("error") or {}).get("message") or "turn failed"
@@ -178,6 +211,8 @@ class CodexReader(JsonLinesReader):
 
     def _on_error(self, event: dict) -> list[AgentEvent]:
         message = event.get("message") or ""
+        if WAITING_FOR_NETWORK.match(message):
+            return [AgentEvent("retry", short(message), {"error_class": TRANSIENT})]
         retry = RECONNECTING.match(message)
         if retry:
             data = {"attempt": int(retry[1]), "max_retries": int(retry[2]), "error_class": classify(message)[0]}
@@ -189,9 +224,12 @@ class CodexReader(JsonLinesReader):
         return AgentEvent("error", short(message), {"failure_class": classify(message)[0], "message": message})
 
     def outcome(self, exit_status: int) -> Outcome:
-        data: dict[str, Any] = {"session_id": self.session_id}
+        data: dict[str, Any] = {"session_id": self.session_id, **self._model_data(), **self.cost.data()}
         if self.tokens is not None:
             data["tokens"] = dict(self.tokens)
+        if self.cost.over_budget():
+            return Outcome(ok=False, reason=self.cost.over_budget(), failure_class=PERMANENT,
+                           result_text=self.result_text, data=data)
         if self.completed and exit_status == 0:
             return Outcome(ok=True, result_text=self.result_text, data=data)
         if self.failure:
@@ -204,17 +242,19 @@ class CodexReader(JsonLinesReader):
 class CodexAgent(Agent):
     name = "codex"
     executable = "codex"
+    # item_budget_usd: codex has no budget of its own; the reader holds the estimate to it.
+    supports = frozenset({"model", "permission_mode", "extra_args", "item_budget_usd"})
+    instead = {
+        "allowed_tools": "permission_mode (its --sandbox) limits what it may do",
+        "max_turns": "codex has no turn limit; timeout bounds an attempt",
+    }
 
     def check_settings(self, settings: Mapping[str, Any]) -> None:
+        super().check_settings(settings)
         mode = settings.get("permission_mode")
         if mode is not None and mode not in SANDBOX_MODES:
             raise SettingError(f"agent 'codex' takes permission_mode {', '.join(SANDBOX_MODES)} "
-                               f"(its --sandbox), not {mode!r}")
-        if settings.get("allowed_tools"):
-            raise SettingError("agent 'codex' has no allowed_tools: permission_mode (its --sandbox) "
-                               "limits what it may do")
-        if settings.get("max_turns"):
-            raise SettingError("agent 'codex' has no max_turns option")
+                               f"(its --sandbox), not {mode!r}", setting="permission_mode")
 
     def argv(self, settings: Mapping[str, Any], context: Mapping[str, str]) -> list[str]:
         """`-` (last, so extra_args stay options) makes codex read the prompt from stdin.
@@ -228,5 +268,6 @@ class CodexAgent(Agent):
             argv += ["--model", settings["model"]]
         return argv + list(settings.get("extra_args") or ()) + ["-"]
 
-    def reader(self) -> JsonLinesReader:
-        return CodexReader()
+    def reader(self, settings: Mapping[str, Any] | None = None) -> JsonLinesReader:
+        settings = settings or {}
+        return CodexReader(model=settings.get("model"), budget_usd=settings.get("item_budget_usd"))

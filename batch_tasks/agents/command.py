@@ -62,8 +62,10 @@ def _when(text: str) -> float | None:
 
 class CommandAgent(Agent):
     name = "command"
+    supports = frozenset({"command", "transient_exit_codes"})
 
     def check_settings(self, settings: Mapping[str, Any]) -> None:
+        super().check_settings(settings)
         if not settings.get("command"):
             raise SettingError("agent 'command' needs a `command:` setting, e.g. command: [python3, tool.py, \"{module}\"]")
 
@@ -77,5 +79,5 @@ class CommandAgent(Agent):
             argv.append(argument)
         return argv
 
-    def reader(self) -> OutputReader:
+    def reader(self, settings: Mapping[str, Any] | None = None) -> OutputReader:
         return CommandReader()

@@ -4,7 +4,7 @@ Its output is one JSON event a line (with stderr merged in): init, message, tool
 tool_result, error, result. The shapes followed are gemini-cli 0.56.0's and 0.61.0's
 (packages/core/src/output/types.ts, docs/cli/headless.md), recorded in
 tests/fixtures/gemini/. --skip-trust and --session-id need 0.41.0 or later.
-Gemini reports tokens but no cost.
+Gemini reports tokens but no cost: the cost is estimated from them (batch_tasks.pricing).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 from ..errors import SettingError
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short
+from ..pricing import estimated_cost
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome, short
 
 # How long one line for people may be.
 
@@ -41,10 +42,14 @@ FILE_TOOLS = {"Edit", "Write", "Read"}
 # Gemini retries API errors itself and logs each attempt on stderr
 # ("Attempt 2 failed: ...", packages/core/src/utils/retry.ts).
 ATTEMPT = re.compile(r"^Attempt (\d+) failed\b")
-# Rate limits come as "[API Error: You exceeded your current quota, ... Please retry in 58.8s.]":
-# the delay is the reset time. They mention billing too, so they are looked for first.
+# Rate limits come as "[API Error: You exceeded your current quota, ... Please retry in 58.8s.]".
+# They mention billing too, so they are looked for first. Gemini retries a delay up to 5
+# minutes itself (packages/core/src/utils/googleQuotaErrors.ts, MAX_RETRYABLE_DELAY_SECONDS):
+# after such retries the limit is a transient one. A longer delay ends its run at once: a
+# limit that resets then.
 RATE_LIMITED = re.compile(r"\b429\b|RESOURCE_EXHAUSTED|rate.?limit|quota|too many requests", re.IGNORECASE)
 RETRY_DELAY = re.compile(r"retry (?:in|after) ([\d.]+)(ms|s)\b")
+LONGEST_RETRIED_DELAY = 300.0
 # Messages no retry can fix: HTTP 400-404 and Google's names for them, credentials.
 PERMANENT_ERRORS = re.compile(
     r"\b40[0-4]\b|INVALID_ARGUMENT|UNAUTHENTICATED|PERMISSION_DENIED|api key|unauthori[sz]ed|forbidden"
@@ -54,7 +59,7 @@ PERMANENT_ERRORS = re.compile(
 # Messages worth another attempt: overload, 5xx, the network.
 TRANSIENT_ERRORS = re.compile(
     r"\b5\d\d\b|UNAVAILABLE|DEADLINE_EXCEEDED|overloaded|high demand|capacity|connection|network"
-    r"|fetch failed|ECONNRESET|ETIMEDOUT|timed? ?out|temporar",
+    r"|fetch failed|ECONNRESET|ETIMEDOUT|timed? ?out|temporar|stream ended without",
     re.IGNORECASE,
 )
 
@@ -72,7 +77,9 @@ def classify(message: str, error_type: str = "") -> tuple[str, float | None]:
         return PERMANENT, None
     if RATE_LIMITED.search(message):
         delays = [float(number) / (1000 if unit == "ms" else 1) for number, unit in RETRY_DELAY.findall(message)]
-        return (WAIT, time.time() + max(delays)) if delays else (TRANSIENT, None)
+        if delays and max(delays) > LONGEST_RETRIED_DELAY:
+            return WAIT, time.time() + max(delays)
+        return TRANSIENT, None
     if PERMANENT_ERRORS.search(message):
         return PERMANENT, None
     if TRANSIENT_ERRORS.search(message):
@@ -80,8 +87,14 @@ def classify(message: str, error_type: str = "") -> tuple[str, float | None]:
     return PERMANENT, None
 
 
+def _tokens(stats: Mapping[str, Any]) -> dict[str, int]:
+    """`input` is what was not read from the cache (input_tokens less cached)."""
+    return {"input": stats.get("input") or 0, "output": stats.get("output_tokens") or 0,
+            "cache_read": stats.get("cached") or 0, "cache_write": 0}
+
+
 class GeminiReader(JsonLinesReader):
-    def __init__(self):
+    def __init__(self, budget_usd: float | None = None):
         self.session_id: str | None = None
         self.model: str | None = None
         self.pieces: list[str] = []  # the assistant message being streamed
@@ -91,6 +104,7 @@ class GeminiReader(JsonLinesReader):
         self.finished = False  # the result event came
         self.failure: tuple[str, str, float | None] | None = None  # message, failure class, retry_at
         self.last_output = ""  # the last stray line, which may explain an early exit
+        self.cost = CostEstimate(budget_usd)
 
     def stray(self, line: str) -> list[AgentEvent]:
         attempt = ATTEMPT.match(line)
@@ -155,26 +169,47 @@ class GeminiReader(JsonLinesReader):
         error = event.get("error") or {}
         if event.get("status") != "success" and (error or not self.failure):
             events.append(self._fail(error.get("message") or "gemini reported an error", error.get("type") or ""))
-        # `input` is what was not read from the cache (input_tokens less cached).
         stats = event.get("stats") or {}
-        self.tokens = {"input": stats.get("input") or 0, "output": stats.get("output_tokens") or 0,
-                       "cache_read": stats.get("cached") or 0, "cache_write": 0}
+        self.tokens = _tokens(stats)
         self.duration_ms = stats.get("duration_ms")
-        ok = self.failure is None
-        data = {"ok": ok, "text": self.result_text, "tokens": dict(self.tokens), "session_id": self.session_id}
-        text = short(self.result_text) if ok else short(self.failure[0])
-        return events + [AgentEvent("usage", "", {"tokens": dict(self.tokens)}), AgentEvent("result", text, data)]
+        self._read_models(stats.get("models"))
+        cost = self.cost.data()
+        events += [AgentEvent("usage", "", {"tokens": dict(self.tokens), **cost}), *self.cost.error_event()]
+        over_budget = self.cost.over_budget()
+        ok = self.failure is None and not over_budget
+        data = {"ok": ok, "text": self.result_text, "tokens": dict(self.tokens), "session_id": self.session_id,
+                "model": self.model, **cost}
+        text = short(self.result_text) if ok else over_budget or short(self.failure[0])
+        return events + [AgentEvent("result", text, data)]
+
+    def _read_models(self, models: Any) -> None:
+        """The model that answered (init says only `auto` when gemini chooses), and the cost
+        at each model's price: a router's question goes to a small model."""
+        per_model = {name: _tokens(stats) for name, stats in (models or {}).items() if isinstance(stats, dict)}
+        if not per_model:
+            return
+        self.model = max(per_model, key=lambda name: sum(per_model[name].values()))
+        costs = [estimated_cost("google", name, tokens) for name, tokens in per_model.items()]
+        self.cost.usd = None if None in costs else round(sum(costs), 6)
 
     def outcome(self, exit_status: int) -> Outcome:
-        data: dict[str, Any] = {"session_id": self.session_id, "model": self.model}
+        data: dict[str, Any] = {"session_id": self.session_id, "model": self.model, **self.cost.data()}
         if self.tokens is not None:
             data.update(tokens=dict(self.tokens), duration_ms=self.duration_ms)
+        if self.cost.over_budget():
+            return Outcome(ok=False, reason=self.cost.over_budget(), failure_class=PERMANENT,
+                           result_text=self.result_text, data=data)
         if self.failure:
             message, failure_class, retry_at = self.failure
             return Outcome(ok=False, reason=short(message, 200), failure_class=failure_class,
                            retry_at=retry_at, result_text=self.result_text, data=data)
         if self.finished and exit_status == 0:
             return Outcome(ok=True, result_text=self.result_text, data=data)
+        if not self.finished and exit_status in (0, 1) and not PERMANENT_ERRORS.search(self.last_output):
+            # A SIGTERM from outside (not the batch's) makes gemini exit 0 mid-stream, or 1
+            # while it starts, with no result: cut short, as a signal would.
+            return Outcome(ok=False, reason=f"gemini was cut short (exit status {exit_status}, no result)",
+                           failure_class=TRANSIENT, result_text=self.result_text, data=data)
         # Gemini exits early with its own status (41 authentication, 52 configuration...) and
         # says why on stderr.
         return self.unexplained_end(exit_status, "gemini ended without a result", data)
@@ -183,15 +218,21 @@ class GeminiReader(JsonLinesReader):
 class GeminiAgent(Agent):
     name = "gemini"
     executable = "gemini"
+    # item_budget_usd: gemini has no budget of its own; the reader holds the estimate to it.
+    supports = frozenset({"model", "allowed_tools", "permission_mode", "extra_args", "item_budget_usd"})
+    instead = {"max_turns": "set model.maxSessionTurns in .gemini/settings.json"}
 
     def check_settings(self, settings: Mapping[str, Any]) -> None:
+        super().check_settings(settings)
         mode = settings.get("permission_mode")
         if mode is not None and mode not in APPROVAL_MODES:
             raise SettingError(f"agent 'gemini' takes permission_mode {', '.join(APPROVAL_MODES)} "
-                               f"(its --approval-mode), not {mode!r}")
-        if settings.get("max_turns"):
-            raise SettingError("agent 'gemini' has no max_turns option: set model.maxSessionTurns "
-                               "in .gemini/settings.json")
+                               f"(its --approval-mode), not {mode!r}", setting="permission_mode")
+
+    def environment(self, settings: Mapping[str, Any]) -> dict[str, str]:
+        """Headless, gemini reads the folder's .gemini/settings.json only from a trusted folder,
+        and decides that before --skip-trust counts: the batch runs where its user chose."""
+        return {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
 
     def argv(self, settings: Mapping[str, Any], context: Mapping[str, str]) -> list[str]:
         """No -p: with stdin not a terminal gemini runs headless and takes the whole prompt
@@ -211,5 +252,5 @@ class GeminiAgent(Agent):
             argv += ["--allowed-tools", tool]
         return argv + list(settings.get("extra_args") or ())
 
-    def reader(self) -> JsonLinesReader:
-        return GeminiReader()
+    def reader(self, settings: Mapping[str, Any] | None = None) -> JsonLinesReader:
+        return GeminiReader(budget_usd=(settings or {}).get("item_budget_usd"))

@@ -6,7 +6,19 @@ behaviour.json in the batch folder, keyed by BATCH_ITEM or BATCH_MODULE (`*` for
   {"sleep": seconds, "exit": status, "child": true (start a grandchild that sleeps),
    "write": "file name to create", "print": "a line to print",
    "hang": seconds (go silent that long), "limit_in": seconds (say a limit resets then, exit 1),
-   "attempts": {"1": {...}, ...} (what differs on that attempt, by BATCH_ATTEMPT)}
+   "attempts": {"1": {...}, ...} (what differs on that attempt, by BATCH_ATTEMPT),
+   "holder": seconds (start a helper that keeps our stdout open that long; "holder_talks": true
+             makes it print all the while, "holder_stubborn": true makes it ignore SIGTERM),
+   "background": true (start a helper as `cmd >/dev/null &` does, in our session),
+   "daemon": true (a setsid double-fork daemon; "daemon_env": "clear" starts it with no environment),
+   "close_output": true (close stdout and stderr, then go on: hang, sleep, exit),
+   "leak": [variable names] (print their values: "leak_as" "raw", "json" (a JSON line, escaped),
+           "split" (in two writes, a pause between), or "lines" (one line of the value at a time)),
+   "limit_at": seconds from now, may be negative (say a limit resets then, exit 1),
+   "progress": frames (a `\r` progress bar, 0.3 s a frame, no newline),
+   "huge_line": bytes (print one line that long), "quiet": true (print nothing of its own)}
+Every helper it starts writes its pid to helper-<module>.pid, background-<module>.pid or
+daemon-<module>.pid in the batch folder.
 """
 
 import json
@@ -33,8 +45,83 @@ def log(event: str) -> None:
 
 log("start")
 prompt = sys.stdin.read()
-print(f"agent for {item}, argv {sys.argv[1:]}", flush=True)
-print(f"prompt: {prompt.splitlines()[0] if prompt else ''}", flush=True)
+if not behaviour.get("quiet"):
+    print(f"agent for {item}, argv {sys.argv[1:]}", flush=True)
+    print(f"prompt: {prompt.splitlines()[0] if prompt else ''}", flush=True)
+HELPER = "import signal, sys, time\nif sys.argv[3] == 'stubborn':\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\nfor _ in range(int(float(sys.argv[1]) * 10)):\n    if sys.argv[2] == 'talk':\n        print('helper still here', flush=True)\n    time.sleep(0.1)\n"
+DAEMON = (
+    "import os, sys, time\n"
+    "if os.fork(): os._exit(0)\n"
+    "os.setsid()\n"
+    "if os.fork(): os._exit(0)\n"
+    "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+    "for fd in (0, 1, 2): os.close(fd)\n"
+    "time.sleep(600)\n"
+)
+
+
+def write_pid(name: str, pid: int) -> None:
+    with open(f"{name}-{module}.pid", "w") as stream:
+        stream.write(str(pid))
+
+
+def leak(names: list, form: str) -> None:
+    for name in names:
+        value = os.environ[name]
+        if form == "json":
+            print(json.dumps({"type": "tool_result", "text": f"the value is {value}"}), flush=True)
+        elif form == "split":
+            half = len(value) // 2
+            sys.stdout.write(f"the value is {value[:half]}")
+            sys.stdout.flush()
+            time.sleep(0.3)
+            print(f"{value[half:]} there", flush=True)
+        elif form == "lines":
+            for line in value.splitlines():
+                print(f"part: {line}", flush=True)
+        else:
+            print(f"the value is {value}", flush=True)
+
+
+if behaviour.get("holder"):
+    talk = "talk" if behaviour.get("holder_talks") else "quiet"
+    stubborn = "stubborn" if behaviour.get("holder_stubborn") else "gentle"
+    helper = subprocess.Popen([sys.executable, "-c", HELPER, str(behaviour["holder"]), talk, stubborn])
+    write_pid("helper", helper.pid)
+if behaviour.get("background"):
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    write_pid("background", helper.pid)
+if behaviour.get("daemon"):
+    env = {} if behaviour.get("daemon_env") == "clear" else None
+    pid_file = os.path.abspath(f"daemon-{module}.pid")
+    subprocess.run([sys.executable, "-c", DAEMON, pid_file], env=env, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    while not os.path.exists(pid_file) or not open(pid_file).read():
+        time.sleep(0.01)
+if "leak" in behaviour:
+    leak(behaviour["leak"], behaviour.get("leak_as", "raw"))
+if "limit_at" in behaviour:
+    print(f"batch-tasks: retry at {time.time() + behaviour['limit_at']:.3f}", flush=True)
+    sys.exit(1)
+if "progress" in behaviour:
+    for frame in range(behaviour["progress"]):
+        sys.stdout.write(f"\rprogress {frame + 1}/{behaviour['progress']}")
+        sys.stdout.flush()
+        time.sleep(0.3)
+    print(flush=True)
+if "huge_line" in behaviour:
+    block = b"x" * 65536
+    left = behaviour["huge_line"]
+    while left > 0:
+        sys.stdout.buffer.write(block[:left])
+        left -= len(block)
+    sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+if behaviour.get("close_output"):
+    sys.stdout.flush()
+    os.close(1)
+    os.close(2)
 if behaviour.get("child"):
     grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     with open(f"child-{module}.pid", "w") as stream:
@@ -52,6 +139,7 @@ if "write" in behaviour:
 status = behaviour.get("exit", 0)
 if status == 0:
     log("done")
-    sys.stdout.flush()
+    if not behaviour.get("close_output"):
+        sys.stdout.flush()
     os._exit(0)  # at once: "done" in runs.log means it did finish, not that it was about to
 sys.exit(status)

@@ -3,9 +3,13 @@
 import ast
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
+PACE = 0.8  # seconds
 module = sys.argv[1]
+print(f"reading notes/{module}.md and src/{module}.py", flush=True)
+time.sleep(PACE)  # as an agent would take its time: long enough to watch the panel
 tree = ast.parse(Path(f"src/{module}.py").read_text())
 methods = [
     f"    def {node.name}(self, {', '.join(a.arg for a in node.args.args)}): ..."

@@ -2,10 +2,17 @@
 
 import ast
 import sys
+import time
 from pathlib import Path
 
+PACE = 0.8  # seconds
 module = sys.argv[1]
-tree = ast.parse(Path(f"src/{module}.py").read_text())
+source = Path(f"src/{module}.py")
+if not source.exists():
+    sys.exit(f"inventory: there is no {source} to read")
+print(f"reading {source}", flush=True)
+time.sleep(PACE)  # as an agent would take its time: long enough to watch the panel
+tree = ast.parse(source.read_text())
 functions = [
     f"{node.name}({', '.join(a.arg for a in node.args.args)})"
     for node in tree.body

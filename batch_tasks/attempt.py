@@ -1,0 +1,136 @@
+"""One attempt of one item: render its prompt, run its agent, say how it ended.
+
+Its output goes to the item's output.log and its events to events.jsonl as they
+come; while it runs, running.json holds what a later run needs to finish it if
+this run is killed. Touches only the item's state folder (and starts its agent in
+task.md's folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from . import process, prompt
+from .agents import AGENTS, PERMANENT, TRANSIENT, Outcome
+from .errors import BatchError
+from .events import AgentEvent
+from .records import Attempt
+from .state import ItemState, write_json_atomic
+
+if TYPE_CHECKING:
+    from .lifecycle import ItemJob
+    from .run import Run
+
+
+def header(key: str, number: int, run_id: str) -> bytes:
+    """The line that opens an attempt in output.log; recovery finds an attempt by it."""
+    return f"=== {key} attempt {number} of run {run_id} at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode()
+
+
+def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context: Mapping[str, Any],
+                running: Mapping[str, Any], where: Path, environment: Mapping[str, str]) -> Attempt:
+    """`context` is the prompt template's; `running` what running.json is to hold besides
+    this attempt's own facts; the agent runs in `where`, with `environment` under the
+    batch's own variables."""
+    attempt = Attempt(number=number, session_id=str(uuid.uuid4()), started=time.time(), run_id=run.run_id)
+    try:
+        text = prompt.render(job.template, context)
+    except BatchError as error:
+        attempt.outcome = Outcome(ok=False, reason=str(error), failure_class=PERMANENT)
+        attempt.finished = time.time()
+        return attempt
+    folder.write_prompt(text)
+
+    agent = AGENTS[job.settings["agent"]]
+    key = job.item.key
+    argv_context = {"module": job.item.module, "group": job.item.group, "prompt_file": folder.prompt,
+                    "session_id": attempt.session_id}
+    env = {
+        **environment,
+        **agent.environment(job.settings),
+        "BATCH_GROUP": job.item.group,
+        "BATCH_MODULE": job.item.module,
+        "BATCH_ITEM": key,
+        "BATCH_PROMPT_FILE": folder.prompt,
+        "BATCH_ATTEMPT": str(number),
+        "BATCH_RUN_ID": run.run_id,
+    }
+    reader = agent.reader(job.settings)
+    result_seen = threading.Event()
+
+    with folder.open_log() as log, folder.open_events() as event_log:
+
+        def record_event(event: AgentEvent) -> None:
+            line = {"t": round(time.time(), 3), "run_id": run.run_id, "attempt": number, **event.to_json()}
+            event_log.write(json.dumps(line) + "\n")
+            event_log.flush()
+            run.hub.publish("item_event", key, event)
+
+        def on_line(line: str) -> None:
+            for event in reader.feed(line):
+                record_event(event)
+                if event.kind == "result":
+                    result_seen.set()
+
+        def on_start(processes) -> None:
+            # All a later run needs to finish this attempt's item, and to stop what it
+            # started, if this run is killed.
+            write_json_atomic(folder.running, {
+                **running,
+                "run_id": run.run_id,
+                "attempt": number,
+                "session_id": attempt.session_id,
+                "attempt_started": attempt.started,
+                "runner_pid": os.getpid(),
+                **processes.record(),
+            })
+            run.hub.publish("attempt_started", key, number, attempt.started)
+            run.hub.publish("item_started", key, number, folder.log)
+
+        log.write(header(key, number, run.run_id))
+        log.flush()
+        try:
+            ended = run.supervisor.run(
+                agent.argv(job.settings, argv_context),
+                cwd=where,
+                env=env,
+                stdin=text.encode("utf-8"),
+                log=log,
+                on_line=on_line,
+                on_start=on_start,
+                # At once, the moment it exits: a run killed from then on can finish the item from its log.
+                on_exit=lambda ended: record_event(AgentEvent("exit", data={"status": ended.status,
+                                                                            "stopped_for": ended.stopped_for})),
+                timeout=job.settings["timeout"],
+                idle_timeout=job.settings["idle_timeout"],
+                finished=result_seen.is_set,
+                redact=run.redactor,
+            )
+        except process.StoppedError:
+            return attempt
+        except OSError as error:
+            log.write(f"cannot start the agent: {error}\n".encode())
+            attempt.outcome = Outcome(ok=False, reason=f"cannot start: {error.strerror or error}", failure_class=PERMANENT)
+            return attempt
+        finally:
+            attempt.finished = time.time()
+    attempt.exit_status = ended.status
+    if run.supervisor.stopping.is_set() and ended.status < 0:
+        return attempt  # stopped with the run: no outcome
+    attempt.outcome = outcome_of(reader, ended.status, ended.stopped_for, result_seen.is_set())
+    return attempt
+
+
+def outcome_of(reader, status: int, stopped_for: str | None, said_result: bool) -> Outcome:
+    """How an attempt ended, from its agent's word and from how its process ended."""
+    if stopped_for is None:
+        return reader.outcome(status)
+    if said_result:
+        return reader.outcome(0)  # it said how it ended, then lingered: its word counts
+    return Outcome(ok=False, reason=stopped_for, failure_class=TRANSIENT)

@@ -1,0 +1,255 @@
+"""Every process one attempt starts: finding them, now or after the runner died, and stopping them.
+
+An attempt's processes are found three ways, so that none is left behind:
+- its cgroup (v2), made for the attempt where the system lets us: the agent joins
+  it before it runs, and every process it starts is born in it, daemons too;
+- its marker: the agent gets BATCH_ATTEMPT_ID in its environment, and so does
+  everything it starts unless that clears its environment; psutil reads it in
+  /proc, so a daemon that left the agent's session is still found;
+- its session and process group (the agent leads both) and its process tree.
+What `record()` returns is all a later run needs to do the same (see recovery).
+It may touch: processes (signals), and cgroup folders it made itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import psutil
+
+ATTEMPT_VARIABLE = "BATCH_ATTEMPT_ID"
+CGROUP_PREFIX = "batch-tasks-"
+GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL
+KILL_ROUNDS = 20  # a process that forks while being killed is looked for again, this often
+
+
+@lru_cache(maxsize=1)
+def cgroup_parent() -> str | None:
+    """The cgroup v2 folder of this process, if it is writable: attempts' cgroups go under it."""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as stream:
+            own = next((line[3:].strip() for line in stream if line.startswith("0::")), None)
+        with open("/proc/self/mountinfo", encoding="utf-8") as stream:
+            mounts = [line.split() for line in stream]
+    except OSError:
+        return None
+    for fields in mounts:
+        separator = fields.index("-") if "-" in fields else len(fields) - 1
+        if own is not None and fields[separator + 1 : separator + 2] == ["cgroup2"] and fields[3] == "/":
+            folder = os.path.join(fields[4], own.lstrip("/"))
+            if os.access(os.path.join(folder, "cgroup.procs"), os.W_OK) and os.access(folder, os.W_OK):
+                return folder
+    return None
+
+
+def new_cgroup(attempt_id: str) -> str | None:
+    """A cgroup for one attempt, or None where the system does not let us make one (or
+    BATCH_TASKS_NO_CGROUP is set: for systems whose cgroups are managed by someone else)."""
+    parent = cgroup_parent()
+    if parent is None or os.environ.get("BATCH_TASKS_NO_CGROUP"):
+        return None
+    folder = os.path.join(parent, CGROUP_PREFIX + attempt_id)
+    try:
+        os.mkdir(folder)
+    except OSError:
+        return None
+    return folder
+
+
+STALE_AFTER = 60.0  # seconds an attempt's cgroup may stand empty: it never is, but for a killed run's
+
+
+def remove_stale_cgroups() -> None:
+    """Remove the empty cgroups of attempts whose runner was killed before it could say so
+    (between making the cgroup and recording it). A live attempt's cgroup holds its agent."""
+    parent = cgroup_parent()
+    if parent is None:
+        return
+    try:
+        names = [name for name in os.listdir(parent) if name.startswith(CGROUP_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        folder = os.path.join(parent, name)
+        try:
+            if time.time() - os.stat(folder).st_mtime > STALE_AFTER:
+                os.rmdir(folder)  # refused while any process is in it
+        except OSError:
+            continue
+
+
+@dataclass
+class AttemptProcesses:
+    """What identifies one attempt's processes: its agent, its marker, its cgroup."""
+
+    pid: int
+    create_time: float
+    attempt_id: str
+    cgroup: str | None = None
+    child: subprocess.Popen | None = field(default=None, repr=False)  # the agent, in the run that started it
+
+    def record(self) -> dict:
+        return {"pid": self.pid, "create_time": self.create_time, "attempt_id": self.attempt_id, "cgroup": self.cgroup}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "AttemptProcesses | None":
+        pid, create_time = record.get("pid"), record.get("create_time")
+        attempt_id, cgroup = record.get("attempt_id"), record.get("cgroup")
+        if not isinstance(pid, int) or not isinstance(create_time, (int, float)):
+            return None
+        if not isinstance(attempt_id, str) or not attempt_id:
+            attempt_id = ""
+        if not isinstance(cgroup, str) or not _is_our_cgroup(cgroup):
+            cgroup = None  # a record may be planted: only a cgroup we could have made is touched
+        return cls(pid, float(create_time), attempt_id, cgroup)
+
+    def processes(self, include_agent: bool = True) -> list[psutil.Process]:
+        """Every live process of the attempt; the agent itself only if `include_agent`
+        (a reaped agent's pid may already be someone else's)."""
+        found: dict[int, psutil.Process] = {}
+        for pid in self._cgroup_members():
+            try:
+                found[pid] = psutil.Process(pid)
+            except psutil.Error:
+                pass
+        for candidate in psutil.process_iter(["create_time"]):
+            if candidate.pid in found or candidate.pid == os.getpid():
+                continue
+            if self._belongs(candidate):
+                found[candidate.pid] = candidate
+        if not include_agent or self.child is not None:
+            found.pop(self.pid, None)
+        return [p for p in found.values() if _alive(p)]
+
+    def _belongs(self, candidate: psutil.Process) -> bool:
+        try:
+            if candidate.info["create_time"] < self.create_time - 0.01:
+                return False  # older than the agent: not its own, whatever it says
+            if candidate.pid == self.pid:
+                return True
+            if os.getpgid(candidate.pid) == self.pid or os.getsid(candidate.pid) == self.pid:
+                return True
+            if not self.attempt_id:
+                return False
+            return candidate.environ().get(ATTEMPT_VARIABLE) == self.attempt_id
+        except (OSError, psutil.Error):
+            return False
+
+    def _cgroup_members(self) -> list[int]:
+        if self.cgroup is None:
+            return []
+        try:
+            with open(os.path.join(self.cgroup, "cgroup.procs"), encoding="ascii") as stream:
+                return [int(line) for line in stream if line.strip()]
+        except (OSError, ValueError):
+            return []
+
+    def stop(self, grace: float = GRACE_SECONDS, include_agent: bool = True) -> bool:
+        """SIGTERM to every process of the attempt, SIGKILL to what is left after `grace`;
+        returns when all are gone. True if there was anything to stop. The agent, when it is
+        our child (`self.child`), is signalled and waited for through its Popen, which must
+        be the one to reap it, or its exit status would be lost."""
+        child = self.child if include_agent and self.child is not None and self.child.poll() is None else None
+        targets = self.processes(include_agent and self.child is None)
+        if not targets and child is None and not self._cgroup_members():
+            self.remove_cgroup()
+            return False
+        if child is not None:
+            child.send_signal(signal.SIGTERM)
+        _signal(targets, signal.SIGTERM)
+        alive = _wait_gone(targets, child, time.monotonic() + grace)
+        for _ in range(KILL_ROUNDS):
+            self._kill_cgroup()
+            if child is not None:
+                child.send_signal(signal.SIGKILL)
+            _signal(alive, signal.SIGKILL)
+            _wait_gone(alive, child, time.monotonic() + 1.0)
+            alive = self.processes(include_agent and self.child is None)  # and any forked meanwhile
+            if not alive:
+                break
+        if child is not None:
+            child.wait()
+        self.remove_cgroup()
+        return True
+
+    def _kill_cgroup(self) -> None:
+        if self.cgroup is None:
+            return
+        try:
+            with open(os.path.join(self.cgroup, "cgroup.kill"), "w", encoding="ascii") as stream:
+                stream.write("1")
+        except OSError:
+            pass  # an older kernel: its members are killed one by one
+
+    def remove_cgroup(self) -> None:
+        """Remove the attempt's cgroup once its last process is gone (the kernel says so a moment later)."""
+        if self.cgroup is None:
+            return
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                os.rmdir(self.cgroup)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.02)
+
+
+def _is_our_cgroup(path: str) -> bool:
+    parent = cgroup_parent()
+    return (
+        parent is not None
+        and os.path.dirname(os.path.normpath(path)) == parent
+        and os.path.basename(path).startswith(CGROUP_PREFIX)
+    )
+
+
+def _signal(processes, signum: int) -> None:
+    for process in processes:
+        try:
+            process.send_signal(signum)  # psutil checks the pid is still that process
+        except psutil.Error:
+            pass
+
+
+def _wait_gone(processes, child, deadline: float) -> list[psutil.Process]:
+    """Wait until each is gone (a zombie is gone: not every init reaps); return those left."""
+    while True:
+        alive = [process for process in processes if _alive(process)]
+        child_running = child is not None and child.poll() is None
+        if (not alive and not child_running) or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def stop_leftovers(running_record: dict) -> bool:
+    """For recovery: stop whatever a killed run's attempt left running, as its running.json
+    (the record of `AttemptProcesses.record()`) describes it. True if anything was stopped."""
+    attempt = AttemptProcesses.from_record(running_record)
+    if attempt is None:
+        return False
+    return attempt.stop(grace=GRACE_SECONDS, include_agent=is_same_process(attempt.pid, attempt.create_time))
+
+
+def is_same_process(pid: int, create_time: float) -> bool:
+    """True if `pid` is still the process that was started at `create_time` (pids get reused)."""
+    try:
+        process = psutil.Process(pid)
+        return abs(process.create_time() - create_time) < 0.01 and _alive(process)
+    except psutil.Error:
+        return False

@@ -1,0 +1,233 @@
+"""First contact on the command line: run-batch's own help, make's spellings of its
+options (`-j N`, `-k`, `--keep-going`), options and item names in any order, and one
+line with a suggestion for an unknown option or name, never doit's reprs.
+
+It reads arguments, the plan's names and whether files exist; it writes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from pathlib import Path
+
+from doit.cmd_base import DodoTaskLoader
+from doit.cmd_info import Info as DoitInfo
+from doit.cmd_ignore import Ignore as DoitIgnore
+from doit.cmd_list import List as DoitList
+from doit.cmd_run import Run as DoitRun
+from doit.exceptions import InvalidDodoFile
+
+from .errors import BatchError
+
+# Exit statuses of `doit run-batch` (the README lists them).
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALL_STARTED = 0, 1, 3, 4
+
+# make's and GNU parallel's spellings, as people type them.
+MAKE_SPELLINGS = {"-j": "-n", "--jobs": "--parallel", "-k": "--continue", "--keep-going": "--continue"}
+
+CONFIG_LINE = r"printf '[GLOBAL]\nloader = batch\n' > doit.cfg"
+
+RUN_BATCH_HELP = """\
+usage: doit run-batch [OPTIONS] [GROUP | GROUP:MODULE ...]
+
+Runs every open or stale item of task.md, group after group, up to N items at
+once, each by its agent (claude, codex, gemini, or a command); ticks each item
+that succeeds. A second run does only what is left or changed, and says why.
+Options and names may come in any order.
+
+options:
+  -n N, -j N, --parallel N, --jobs N
+                      run up to N items at once (default: `parallel:` in
+                      task.md, else 1)
+  -c, -k, --continue, --keep-going
+                      keep going past a failed item: items that do not depend
+                      on it still run
+  -a, --always-execute
+                      run the selected items even if they are current
+  --dry-run           print every item that would run, and why; run nothing
+  --joblog FILE       append a line per attempt as it ends to FILE, in GNU
+                      parallel's joblog format
+  -T FILE, --taskfile FILE
+                      the task file (default: task.md; or $BATCH_TASKFILE)
+  -h, --help          this help
+
+examples:
+  doit run-batch                    every open or stale item
+  doit run-batch -j 4 -k            4 at once, past failures
+  doit run-batch review             the group `## Review`, and what it needs first
+  doit run-batch review:auth -a     one item, even if it is current
+  doit run-batch --dry-run          what would run, and why
+  doit batch-status --watch         the picture, from another terminal
+  doit batch-log review:auth -f     one item's attempts, tool calls and errors, live
+  doit batch-report                 the last run as a page: timeline, costs, failures
+
+exit status: 0 all done; 1 an item failed; 3 task.md, a setting, an option or
+a name is wrong (nothing ran); 4 nothing failed, but not every item started
+(the budget was spent); 130 stopped by Ctrl-C, 143 by SIGTERM.
+"""
+
+
+class UsageError(Exception):
+    """A mistake on the command line, shown as one line."""
+
+
+def closest(word: str, choices, cutoff: float) -> str | None:
+    """The choice spelled most like `word`; ties go to the earlier choice (the more used)."""
+    best, best_score = None, cutoff
+    for choice in choices:
+        score = difflib.SequenceMatcher(None, word, choice).ratio()
+        if score > best_score or (best is None and score >= cutoff):
+            best, best_score = choice, score
+    return best
+
+
+class _Spellings:
+    """Every spelling of a command's options, in the order its help gives them."""
+
+    def __init__(self, options, aliases: dict[str, str]):
+        self.aliases = aliases
+        self.by_spelling: dict[str, tuple[object, bool]] = {}  # spelling → (option, is its inverse)
+        for option in options:
+            if option.short:
+                self.by_spelling["-" + option.short] = (option, False)
+            if option.long:
+                self.by_spelling["--" + option.long] = (option, False)
+            if option.inverse:
+                self.by_spelling["--" + option.inverse] = (option, True)
+        self.shown = [*aliases, *self.by_spelling]
+
+    def find(self, spelled: str):
+        spelled = self.aliases.get(spelled, spelled)
+        if spelled in self.by_spelling:
+            return spelled, *self.by_spelling[spelled]
+        if spelled.startswith("--"):  # getopt takes a long option's unique beginning
+            matches = [s for s in self.by_spelling if s.startswith(spelled) and s.startswith("--")]
+            if len(matches) == 1:
+                return matches[0], *self.by_spelling[matches[0]]
+        hint = closest(spelled, sorted(self.shown, key=self._order), 0.5)
+        raise UsageError(f"unknown option {spelled}" + (f"; did you mean {hint}?" if hint else ""))
+
+    def _order(self, spelling: str) -> int:
+        # Short and long alike, the options in the order of the help: the most used first.
+        preferred = ["-n", "-j", "-c", "-k", "-a", "-T", "--dry-run", "-h"]
+        return preferred.index(spelling) if spelling in preferred else len(preferred)
+
+
+def normalise(args: list[str], options, aliases: dict[str, str]) -> tuple[list[str], bool]:
+    """`args` as doit parses them: options first, each in its canonical spelling, then
+    the names; and whether help was asked for. Raises UsageError."""
+    spellings = _Spellings(options, aliases)
+    out: list[str] = []
+    names: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("-h", "--help"):
+            return [], True
+        if arg == "--":
+            names.extend(rest)
+            break
+        if arg.startswith("--"):
+            spelled, _, value = arg.partition("=")
+            canonical, option, _inverse = spellings.find(spelled)
+            if option.type is bool:
+                if value:
+                    raise UsageError(f"option {spelled} takes no value")
+                out.append(canonical)
+            else:
+                out += [canonical, value if "=" in arg else _value(spelled, rest)]
+        elif arg.startswith("-") and arg != "-":
+            letters = arg[1:]
+            while letters:
+                spelled, letters = "-" + letters[0], letters[1:]
+                canonical, option, _inverse = spellings.find(spelled)
+                if option.type is bool:
+                    out.append(canonical)
+                else:
+                    out += [canonical, letters or _value(spelled, rest)]
+                    letters = ""
+        else:
+            names.append(arg)
+    return out + names, False
+
+
+def _value(spelled: str, rest: list[str]) -> str:
+    if not rest:
+        raise UsageError(f"option {spelled} needs a value")
+    return rest.pop(0)
+
+
+class FriendlyArgs:
+    """A doit command whose arguments get make's spellings, any order, `-h`, and one-line
+    errors. Mixed in before the doit command class; `aliases` and `help_text` may be set."""
+
+    aliases: dict[str, str] = {}
+    help_text: str | None = None
+
+    def parse_execute(self, in_args):
+        try:
+            args, wants_help = normalise(list(in_args), self.cmdparser.options, self.aliases)
+        except UsageError as error:
+            sys.stderr.write(f"ERROR: {error} (`doit {self.name} --help` lists them)\n")
+            return EXIT_BAD_INPUT
+        if wants_help:
+            sys.stdout.write(self.help() + ("" if self.help().endswith("\n") else "\n"))
+            return 0
+        return super().parse_execute(args)
+
+    def help(self):
+        return self.help_text if self.help_text is not None else super().help()
+
+
+def check_names(plan, names: list[str], targets=lambda: ()) -> None:
+    """Every name given is a group or an item of the plan (or a doit wildcard or target),
+    else one line naming the closest; raises BatchError."""
+    groups = [group.slug for group in plan.groups]
+    items = [item.key for item in plan.items()]
+    known = set(groups) | set(items)
+    for name in names:
+        if name in known or "*" in name:
+            continue
+        if os.path.abspath(name) in {os.path.abspath(target) for target in targets()}:
+            continue
+        kind, choices = ("item", items) if ":" in name else ("group", groups)
+        hint = closest(name, choices, 0.6)
+        if hint:
+            raise BatchError(f"no {kind} {name!r}; did you mean {hint!r}?")
+        listed = ", ".join(choices[:8]) + (", …" if len(choices) > 8 else "")
+        raise BatchError(f"no {kind} {name!r} in {plan.path.name}" + (f"; there are: {listed}" if listed else ""))
+
+
+class TaskMdHint:
+    """A doit command that, in a folder with a task.md but no dodo.py and no doit.cfg
+    naming the batch loader, says how to set it up instead of `Could not find dodo file`."""
+
+    instead = f"for doit's own commands to read it, tell doit once, here:  {CONFIG_LINE}"
+
+    def execute(self, params, args):
+        try:
+            return super().execute(params, args)
+        except InvalidDodoFile:
+            dodo = Path(params.get("dodoFile") or "dodo.py")
+            if not isinstance(self.loader, DodoTaskLoader) or dodo.exists() or not Path("task.md").exists():
+                raise
+            raise InvalidDodoFile(f"no dodo.py here, but a task.md: {self.instead}") from None
+
+
+class List(FriendlyArgs, TaskMdHint, DoitList):
+    pass
+
+
+class Info(FriendlyArgs, TaskMdHint, DoitInfo):
+    pass
+
+
+class Ignore(FriendlyArgs, TaskMdHint, DoitIgnore):
+    pass
+
+
+class Run(TaskMdHint, DoitRun):
+    # No FriendlyArgs: in a dodo.py, options after a task name are that task's own.
+    instead = "run its items with `doit run-batch`"

@@ -1,0 +1,179 @@
+"""The dispatcher: which ready item starts next. The one place where that is decided.
+
+doit says what is ready (its dependencies met, not up to date); the runner offers
+each ready item here, and asks, whenever something changed, which to start now.
+An item starts when every rule allows it: `-n` in all, its group's `parallel`, its
+agent's `max_concurrent`, no usage-limit pause of its agent, its retry's backoff
+over, the budget not spent and the run not halted (these two only hold back items
+that have not started yet: a started item's retries go on). Among the items that
+may start, the one with the longest remaining chain goes first (the critical path,
+from each item's last recorded duration), ties in document order.
+
+Plain data in, plain data out: no threads, no clocks of its own (`now` is passed in).
+"""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from .plan import Plan
+
+
+@dataclass(frozen=True, order=True)
+class Candidate:
+    """What the dispatcher knows of an item; ordered best first."""
+
+    rank: tuple[float, int]  # (minus its remaining chain, its place in task.md)
+    key: str = field(compare=False)
+    group: str = field(compare=False)
+    group_limit: int | None = field(compare=False)
+    agent: str = field(compare=False)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        capacity: int,
+        agent_limits: Mapping[str, int] | None = None,
+        budget_refusal: Callable[[], str | None] = lambda: None,
+    ):
+        self.capacity = capacity
+        self.agent_limits = dict(agent_limits or {})
+        self._budget_refusal = budget_refusal  # why no new item may start, if it may not
+        self._ready: dict[str, list[Candidate]] = {}  # by group: a heap, best first
+        self._delayed: list[tuple[float, Candidate]] = []  # retries in backoff, by when
+        self._started: set[str] = set()  # items that have had an attempt
+        self._pauses: dict[str, float] = {}  # agent → epoch time its limit resets
+        self._halted: str | None = None  # why no new item starts
+        self.running = 0
+        self._by_group: Counter[str] = Counter()
+        self._by_agent: Counter[str] = Counter()
+
+    # What happens.
+    def offer(self, candidate: Candidate, not_before: float = 0.0) -> None:
+        """The item is ready (or, after a failed attempt, ready again from `not_before`)."""
+        if not_before:
+            heapq.heappush(self._delayed, (not_before, candidate))
+        else:
+            heapq.heappush(self._ready.setdefault(candidate.group, []), candidate)
+
+    def release(self, candidate: Candidate) -> None:
+        """An attempt of the item ended: its slot is free."""
+        self.running -= 1
+        self._by_group[candidate.group] -= 1
+        self._by_agent[candidate.agent] -= 1
+
+    def pause(self, agent: str, until: float) -> None:
+        self._pauses[agent] = max(until, self._pauses.get(agent, 0.0))
+
+    def halt(self, why: str) -> None:
+        """No new item starts from now on (the next `take` says which will not, and why)."""
+        self._halted = self._halted or why
+
+    def withdraw(self) -> list[Candidate]:
+        """Take back the started items waiting for another attempt (the run stops)."""
+        waiting = [c for _, c in self._delayed] + [c for heap in self._ready.values() for c in heap]
+        self._delayed = []
+        for group, heap in self._ready.items():
+            self._ready[group] = [c for c in heap if c.key not in self._started]
+        return [c for c in waiting if c.key in self._started]
+
+    @property
+    def idle(self) -> bool:
+        """Nothing runs and nothing waits to run."""
+        return not self.running and not self._delayed and not any(self._ready.values())
+
+    # Deciding.
+    def take(self, now: float) -> tuple[list[Candidate], list[tuple[str, str]]]:
+        """The items to start now, best first; and those that never will, with why (the run
+        is halted, or the budget is spent)."""
+        while self._delayed and self._delayed[0][0] <= now:
+            _, candidate = heapq.heappop(self._delayed)
+            heapq.heappush(self._ready.setdefault(candidate.group, []), candidate)
+        starts: list[Candidate] = []
+        refused: list[tuple[str, str]] = []
+        if self._halted:
+            refused += self._drop_unstarted(self._halted)
+        while self.running < self.capacity:
+            best = min((heap[0] for heap in self._ready.values() if heap and self._allows(heap[0], now)), default=None)
+            if best is None:
+                break
+            if best.key not in self._started and (refusal := self._budget_refusal()):
+                self._halted = refusal
+                refused += self._drop_unstarted(refusal)
+                continue
+            heapq.heappop(self._ready[best.group])
+            self._started.add(best.key)
+            self.running += 1
+            self._by_group[best.group] += 1
+            self._by_agent[best.agent] += 1
+            starts.append(best)
+        return starts, refused
+
+    def next_change(self, now: float) -> float | None:
+        """When waiting items may become startable by time alone (a backoff or a pause ends)."""
+        times = [self._delayed[0][0]] if self._delayed else []
+        times += [until for until in self._pauses.values() if until > now]
+        return min(times, default=None)
+
+    def _allows(self, candidate: Candidate, now: float) -> bool:
+        agent_limit = self.agent_limits.get(candidate.agent)
+        return (
+            (candidate.group_limit is None or self._by_group[candidate.group] < candidate.group_limit)
+            and (agent_limit is None or self._by_agent[candidate.agent] < agent_limit)
+            and self._pauses.get(candidate.agent, 0.0) <= now
+        )
+
+    def _drop_unstarted(self, why: str) -> list[tuple[str, str]]:
+        dropped = []
+        for group, heap in self._ready.items():
+            keep = [c for c in heap if c.key in self._started]
+            dropped += [(c.key, why) for c in heap if c.key not in self._started]
+            heapq.heapify(keep)
+            self._ready[group] = keep
+        return dropped
+
+
+def critical_paths(plan: Plan, durations: Mapping[str, float | None]) -> dict[str, float]:
+    """Each item's remaining chain: its expected duration plus the longest chain after it.
+
+    An item's expected duration is its last recorded one, else its group's median,
+    else 1 second. Items that wait for the same things share one upstream tuple, so
+    the longest chain behind each tuple is worked out once."""
+    expected: dict[str, float] = {}
+    for group in plan.groups:
+        known = [durations[item.key] for item in group.items if durations.get(item.key)]
+        default = statistics.median(known) if known else 1.0
+        for item in group.items:
+            expected[item.key] = durations.get(item.key) or default
+
+    holders: dict[str, list[int]] = {}  # item → ids of the upstream tuples it is in
+    seen: set[int] = set()
+    for item in plan.items():
+        upstream = plan.upstream(item)
+        if upstream and id(upstream) not in seen:
+            seen.add(id(upstream))
+            for member in upstream:
+                holders.setdefault(member.key, []).append(id(upstream))
+    chain: dict[str, float] = {}
+    behind: dict[int, float] = {}  # tuple id → longest chain among the items waiting on it
+    for item in reversed(list(plan.items())):
+        after = max((behind.get(t, 0.0) for t in holders.get(item.key, ())), default=0.0)
+        chain[item.key] = expected[item.key] + after
+        upstream = plan.upstream(item)
+        if upstream:
+            behind[id(upstream)] = max(behind.get(id(upstream), 0.0), chain[item.key])
+    return chain
+
+
+def candidates(plan: Plan, durations: Mapping[str, float | None]) -> dict[str, Candidate]:
+    """Every item as the dispatcher sees it."""
+    chain = critical_paths(plan, durations)
+    return {
+        item.key: Candidate((-chain[item.key], place), item.key, group.slug, group.limit, group.settings["agent"])
+        for place, (group, item) in enumerate((g, i) for g in plan.groups for i in g.items)
+    }

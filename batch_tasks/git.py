@@ -1,0 +1,166 @@
+"""Running git: argv lists, never a shell, and one clear line when git fails.
+
+May touch: only the repository a call's `cwd` is in, and only as the call says.
+Every call runs with the repository's hooks off (nothing from a workspace runs
+through us), without automatic gc (six worktrees committing at once must not
+start six repacks), without prompts, and deaf to GIT_DIR and its kin, which
+would point it at another repository than the folder it is given.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import BatchError
+
+# Options for every call. commit.gpgSign is off because the runner's own commits
+# (leftovers, WIP, merges) must never hang on a passphrase prompt or fail to keep work.
+OPTIONS = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "gc.auto=0",
+    "-c", "maintenance.auto=false",
+    "-c", "commit.gpgSign=false",
+    "-c", "core.quotePath=false",
+)
+# These would make git work on another repository, index or object store than cwd's.
+LOCATION_VARIABLES = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX",
+)
+COMMITTING = ("commit", "merge")
+FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "batch-tasks", "GIT_AUTHOR_EMAIL": "batch-tasks@localhost",
+    "GIT_COMMITTER_NAME": "batch-tasks", "GIT_COMMITTER_EMAIL": "batch-tasks@localhost",
+}
+
+
+class GitError(BatchError):
+    """A git command failed; its message is git's own last word."""
+
+    def __init__(self, args: tuple[str, ...], cwd: Path | str, status: int, stderr: str):
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        said = lines[-1].removeprefix("fatal: ").removeprefix("error: ") if lines else f"exit status {status}"
+        super().__init__(f"git {' '.join(args[:2])} failed in {cwd}: {said}")
+        self.status = status
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class Result:
+    status: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out.strip()
+
+    def fields(self) -> list[str]:
+        """The NUL-separated fields of a `-z` output."""
+        return [field for field in self.out.split("\0") if field]
+
+
+def git(*args: str, cwd: Path | str, allowed: tuple[int, ...] = (0,), input: bytes | None = None) -> Result:
+    """Run `git ARGS` in `cwd`; raise GitError unless its exit status is `allowed`.
+
+    Output is decoded with surrogate escapes, so that any path git prints goes back
+    to the file system unchanged."""
+    try:
+        done = subprocess.run(
+            ["git", *OPTIONS, *args],
+            cwd=cwd,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            env=_environment(cwd if args[0] in COMMITTING else None),
+        )
+    except FileNotFoundError:
+        raise BatchError("isolation: worktree needs git on PATH") from None
+    result = Result(done.returncode, done.stdout.decode("utf-8", "surrogateescape"),
+                    done.stderr.decode("utf-8", "replace"))
+    if result.status not in allowed:
+        raise GitError(args, cwd, result.status, result.err)
+    return result
+
+
+def environment_for_worktrees() -> dict[str, str]:
+    """The environment for what runs in a worktree (setup, check, agent): its git must find
+    the worktree it runs in, whatever GIT_DIR the runner was started with."""
+    return {name: value for name, value in os.environ.items() if name not in LOCATION_VARIABLES}
+
+
+def _environment(committing_in: Path | str | None) -> dict[str, str]:
+    env = environment_for_worktrees()
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    if committing_in is not None:
+        env.update(_missing_identity(str(committing_in)))
+    return env
+
+
+@lru_cache(maxsize=256)
+def _missing_identity(cwd: str) -> dict[str, str]:
+    """A name for the runner's commits where git has none (CI, a fresh machine):
+    without one, `git commit` refuses, and the work it should keep is not kept."""
+    if "GIT_AUTHOR_EMAIL" in os.environ or "EMAIL" in os.environ:
+        return {}
+    found = subprocess.run(["git", "config", "--get", "user.email"], cwd=cwd, capture_output=True,
+                           env=environment_for_worktrees())
+    if found.returncode == 0:
+        return {}
+    return {name: value for name, value in FALLBACK_IDENTITY.items() if name not in os.environ}
+
+
+def rev(ref: str, cwd: Path | str) -> str | None:
+    """The commit `ref` names, or None if it names none."""
+    found = git("rev-parse", "-q", "--verify", "--end-of-options", f"{ref}^{{commit}}", cwd=cwd, allowed=(0, 1))
+    return found.text or None
+
+
+def is_ancestor(commit: str, of: str, cwd: Path | str) -> bool:
+    return git("merge-base", "--is-ancestor", commit, of, cwd=cwd, allowed=(0, 1)).status == 0
+
+
+def trailers(commit: str, cwd: Path | str) -> dict[str, str]:
+    """The `Key: value` trailers of a commit's message (the last of each key wins)."""
+    text = git("log", "-1", "--format=%(trailers:only,unfold)", commit, "--", cwd=cwd).out
+    return parse_trailers(text)
+
+
+def parse_trailers(text: str) -> dict[str, str]:
+    found = {}
+    for line in text.splitlines():
+        key, colon, value = line.partition(":")
+        if colon:
+            found[key.strip()] = value.strip()
+    return found
+
+
+def worktrees(cwd: Path | str) -> list[dict[str, str]]:
+    """`git worktree list`: one dict per worktree (`worktree`, `HEAD`, `branch`, `locked`, `prunable`…)."""
+    entries, entry = [], {}
+    for line in git("worktree", "list", "--porcelain", "-z", cwd=cwd).out.split("\0"):
+        if not line:
+            if entry:
+                entries.append(entry)
+            entry = {}
+            continue
+        key, _, value = line.partition(" ")
+        entry[key] = value
+    if entry:
+        entries.append(entry)
+    return entries
+
+
+def worktree_at(cwd: Path | str, path: Path | str) -> dict[str, str] | None:
+    """The worktree registered at `path`, if any."""
+    wanted = os.path.realpath(path)
+    return next((entry for entry in worktrees(cwd) if os.path.realpath(entry["worktree"]) == wanted), None)
+
+
+def admin_folder(worktree: Path | str) -> Path:
+    """A worktree's own folder inside the repository's .git (index, HEAD, MERGE_HEAD)."""
+    return Path(git("rev-parse", "--absolute-git-dir", cwd=worktree).text)

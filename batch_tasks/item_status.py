@@ -1,0 +1,81 @@
+"""The one reader of an item's state folder: what its records say, as a typed status.
+
+Staleness, the board, `doit batch-status` and recovery all read an item through
+`read_status`, so that they never disagree. A record that is there but cannot be
+read is never taken as absent (that would run, and pay for, a finished item again):
+it is UNREADABLE, and loading the batch stops with one error naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BatchError
+from .state import FAILURE, FORGOTTEN, RUNNING, ItemState
+
+DONE, FAILED, INTERRUPTED, RUNNING_NOW, FORGOTTEN_NOW, ABSENT, UNREADABLE = (
+    "done", "failed", "interrupted", "running", "forgotten", "absent", "unreadable",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemStatus:
+    kind: str  # one of the names above
+    result: dict[str, Any] | None = None  # result.json: the latest success
+    failure: dict[str, Any] | None = None  # failure.json: why the latest attempt failed
+    running: dict[str, Any] | None = None  # running.json: the attempt a killed run left
+    problem: str = ""  # with UNREADABLE: which file, and why
+
+
+class Unreadable(Exception):
+    def __init__(self, path: str, why: str):
+        super().__init__(f"{path}: {why}")
+        self.path, self.why = path, why
+
+
+def _record(path: str) -> dict[str, Any] | None:
+    """A JSON object record, None if there is none; raises Unreadable if it is damaged."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise Unreadable(path, error.strerror or str(error)) from None
+    with os.fdopen(fd, "rb") as stream:
+        data = stream.read()
+    try:
+        record = json.loads(data)
+    except ValueError:
+        raise Unreadable(path, "it is not valid JSON") from None
+    if not isinstance(record, dict):
+        raise Unreadable(path, "it is not a record (a JSON object)")
+    return record
+
+
+def read_status(folder: ItemState) -> ItemStatus:
+    """What the item's records say. Its result, when there is one, is the latest word: a
+    result is set aside when an attempt starts, so only an item without one needs more."""
+    try:
+        result = _record(folder.result)
+        if result is not None:
+            return ItemStatus(DONE, result=result)
+        files = folder.files()
+        if FORGOTTEN in files:
+            return ItemStatus(FORGOTTEN_NOW)
+        running = _record(folder.running) if RUNNING in files else None
+        if running is not None:
+            return ItemStatus(RUNNING_NOW, running=running)
+        failure = _record(folder.failure) if FAILURE in files else None
+        if failure is not None:
+            return ItemStatus(INTERRUPTED if failure.get("interrupted") else FAILED, failure=failure)
+    except Unreadable as error:
+        return ItemStatus(UNREADABLE, problem=f"{error.path} cannot be read: {error.why}")
+    return ItemStatus(ABSENT)
+
+
+def unreadable_error(key: str, status: ItemStatus) -> BatchError:
+    return BatchError(f"{status.problem}; to run {key} again, `doit forget {key}` (or remove the file)")
+

@@ -1,0 +1,116 @@
+"""An item's records, as they are written: its attempts, its success (then its tick), its
+failure or interruption. Touches the item's state folder and, to tick, task.md."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import checkbox
+from .agents import Outcome
+from .plan import Group, Item
+from .state import BatchState, ItemState, write_json_atomic
+
+
+@dataclass
+class Attempt:
+    """One run of the item's agent, as recorded in its result or failure record."""
+
+    number: int
+    session_id: str
+    started: float
+    run_id: str
+    finished: float = 0.0
+    exit_status: int | None = None
+    outcome: Outcome | None = None  # None: the run was stopped under it
+    extra: dict[str, Any] = field(default_factory=dict)  # what else the attempt says of itself
+
+    def record(self) -> dict[str, Any]:
+        outcome = self.outcome or Outcome(ok=False, reason="interrupted")
+        return {
+            "attempt": self.number,
+            "run_id": self.run_id,
+            "session_id": outcome.data.get("session_id", self.session_id),
+            "started": self.started,
+            "finished": self.finished,
+            "exit_status": self.exit_status,
+            "ok": outcome.ok,
+            "reason": outcome.reason,
+            "failure_class": outcome.failure_class,
+            "cost_usd": outcome.data.get("cost_usd"),
+            "cost_estimated": bool(outcome.data.get("cost_estimated")),
+            "tokens": outcome.data.get("tokens"),
+            **self.extra,
+        }
+
+
+def success_record(run: Mapping[str, Any], settings, attempts: list[dict], outcome: Outcome, key: str) -> dict[str, Any]:
+    finished = time.time()
+    return {
+        "item": key,
+        "run_id": run["run_id"],
+        "agent": settings["agent"],
+        "model": outcome.data.get("model") or settings.get("model"),
+        "model_source": outcome.data.get("model_source"),
+        "session_id": attempts[-1]["session_id"],
+        "exit_status": attempts[-1]["exit_status"],
+        "started": run["started"],
+        "finished": finished,
+        "duration_s": round(finished - run["started"], 3),
+        "attempts": attempts,
+        "cost_usd": total(a["cost_usd"] for a in attempts),
+        "tokens": sum_tokens(a["tokens"] for a in attempts),
+        "fingerprint": dict(run["fingerprint"]),
+        "upstream": run["upstream"],
+        "result_text": outcome.result_text,
+        "ticked": False,
+    }
+
+
+def record_success(taskfile: Path, group: Group, item: Item, state: BatchState, record: dict[str, Any]) -> bool:
+    """Write the result (the paid-for success, first and durably), then tick; False if the
+    tick could not be written (the item's line changed, task.md is read-only): the next
+    run writes it from the result (see recovery)."""
+    folder = state.item(item.group, item.module)
+    write_json_atomic(folder.result, record, durable=True)
+    folder.remove(folder.failure, folder.forgotten, folder.running)
+    return tick(taskfile, group, item, state, record)
+
+
+def tick(taskfile: Path, group: Group, item: Item, state: BatchState, record: dict[str, Any]) -> bool:
+    if not checkbox.set_checkbox(taskfile, group, item, True, state.tick_lock):
+        return False
+    write_json_atomic(state.item(item.group, item.module).result, {**record, "ticked": True})
+    return True
+
+
+def failure_record(key: str, reason: str, attempts: list[Attempt], interrupted: bool = False) -> dict[str, Any]:
+    records = [a.record() for a in attempts]
+    return {
+        "item": key,
+        "reason": reason,
+        "interrupted": interrupted,
+        "attempts": records,
+        "cost_usd": total(a["cost_usd"] for a in records),
+        "finished": time.time(),
+    }
+
+
+def record_failure(folder: ItemState, record: dict[str, Any]) -> None:
+    write_json_atomic(folder.failure, record)
+    folder.remove(folder.running)
+
+
+def total(values) -> float | None:
+    known = [value for value in values if value is not None]
+    return round(sum(known), 6) if known else None
+
+
+def sum_tokens(per_attempt) -> dict[str, int] | None:
+    totals: dict[str, int] = {}
+    for tokens in per_attempt:
+        for name, count in (tokens or {}).items():
+            totals[name] = totals.get(name, 0) + (count or 0)
+    return totals or None

@@ -1,0 +1,292 @@
+"""What a run's report shows, as plain data: built from the run's history (history.py),
+the plan and the items' output logs. `doit batch-report --format json` writes it as it
+is; the HTML report draws it. It reads the state folder and never writes there.
+
+Everything in it that came from task.md or an agent (item texts, reasons, output) is
+left as it was: escaping is the HTML's business, not the data's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Any
+
+from . import history
+from .errors import BatchError
+
+# What a bar of the timeline can stand for, and its colour (also the JSON's legend).
+KINDS = {
+    "done": ("done", "#2ca02c"),
+    "failed-transient": ("failed: transient", "#ff7f0e"),
+    "failed-wait": ("failed: usage limit", "#9467bd"),
+    "failed-permanent": ("failed: permanent", "#d62728"),
+    "interrupted": ("interrupted", "#7f7f7f"),
+    "waiting": ("waiting to retry", "#f2d16b"),
+    "paused": ("paused for a usage limit", "#c5b0d5"),
+}
+TAIL_LINES = 30
+TAIL_BYTES = 8192
+TOP_EXPENSIVE = 10
+
+
+def choose_run(state_root, run_id: str | None) -> str:
+    ids = history.run_ids(state_root)
+    if run_id is None:
+        if not ids:
+            raise BatchError("no run recorded yet: run `doit run-batch` first")
+        return ids[-1]
+    if run_id not in ids:
+        known = ", ".join(ids[-5:]) or "none"
+        raise BatchError(f"no run {run_id!r} recorded (latest: {known}; `doit batch-status --runs` lists them)")
+    return run_id
+
+
+def build(batch, run_id: str) -> dict[str, Any]:
+    events = history.read_run(batch.state.root, run_id)
+    summary = history.run_summary(run_id, events)
+    meta = next((e for e in events if e["event"] == "run_started"), {})
+    run_end = summary["ended"] or summary["last_event"] or 0.0
+    items = _items(batch, meta, events)
+    segments = _segments(events, run_end, killed=summary["killed"])
+    for segment in segments:
+        items.setdefault(segment["item"], _blank_item(segment["item"]))
+    _settle(items, events, segments)
+    rows = list(items.values())
+    return {
+        "run": {
+            **summary,
+            "duration_s": round(run_end - summary["started"], 3) if summary["started"] else None,
+            "command_line": meta.get("command_line", []),
+            "versions": meta.get("versions", {}),
+            "settings": meta.get("settings", {}),
+            "title": meta.get("title", batch.plan.title),
+            "taskfile": meta.get("taskfile", str(batch.plan.path)),
+            "workers": meta.get("workers"),
+            "totals": next((e.get("totals", {}) for e in events if e["event"] == "run_ended"), {}),
+        },
+        "kinds": {kind: {"label": label, "colour": colour} for kind, (label, colour) in KINDS.items()},
+        "items": rows,
+        "segments": segments,
+        "pauses": [{"agent": e.get("agent"), "start": e["t"], "end": e.get("until")} for e in events if e["event"] == "paused"],
+        "concurrency": _concurrency(segments),
+        "groups": _groups(batch, rows),
+        "most_expensive": [
+            row["key"]
+            for row in sorted(rows, key=lambda r: (-(r["cost_usd"] or 0), -r["tokens_fresh"]))
+            if row["cost_usd"] or row["tokens_fresh"]
+        ][:TOP_EXPENSIVE],
+        "failures": [_failure(batch, row) for row in rows if row["outcome"] in (history.FAILED, history.INTERRUPTED)],
+        "graph": _graph(batch),
+    }
+
+
+def _blank_item(key: str, group: str | None = None, text: str = "", module: str | None = None) -> dict[str, Any]:
+    group_part, _, module_part = key.partition(":")
+    return {
+        "key": key,
+        "group": group or group_part,
+        "module": module or module_part,
+        "text": text,
+        "outcome": "not run",
+        "why": "",
+        "attempts": [],
+        "started": None,
+        "finished": None,
+        "duration_s": None,
+        "busy_s": 0.0,
+        "tokens": {},
+        "tokens_fresh": 0,
+        "tokens_cached": 0,
+        "cost_usd": None,
+    }
+
+
+def _items(batch, meta, events) -> dict[str, dict[str, Any]]:
+    """The run's items in task.md's order: those it meant to run and any it touched."""
+    touched = set(meta.get("items", ())) | {e["item"] for e in events if "item" in e}
+    return {
+        item.key: _blank_item(item.key, item.group, item.text, item.module)
+        for item in batch.plan.items()
+        if item.key in touched
+    }
+
+
+def _outcome_kind(record: dict[str, Any]) -> str:
+    if record.get("ok"):
+        return "done"
+    if record.get("failure_class") is None and record.get("reason") == "interrupted":
+        return "interrupted"
+    return f"failed-{record.get('failure_class') or 'permanent'}"
+
+
+def _segments(events, run_end: float, killed: bool) -> list[dict[str, Any]]:
+    """The timeline's bars: each attempt, and each wait between attempts."""
+    segments: list[dict[str, Any]] = []
+    open_attempts: dict[tuple[str, int], float] = {}
+    open_waits: dict[str, dict[str, Any]] = {}
+    last_class: dict[str, str | None] = {}
+    for event in events:
+        kind, key = event["event"], event.get("item")
+        if kind == "attempt_started":
+            open_attempts[(key, event["attempt"])] = event["started"]
+            if key in open_waits:
+                open_waits.pop(key)["end"] = event["started"]
+        elif kind == "attempt_ended":
+            open_attempts.pop((key, event["attempt"]), None)
+            if not event.get("finished") or event["finished"] < event["started"]:
+                continue  # stopped while waiting: no attempt ran
+            last_class[key] = event.get("failure_class")
+            segments.append({
+                "item": key,
+                "kind": _outcome_kind(event),
+                "attempt": event["attempt"],
+                "start": event["started"],
+                "end": event["finished"],
+                "reason": event.get("reason") or "",
+                "exit_status": event.get("exit_status"),
+                "cost_usd": event.get("cost_usd"),
+                "tokens": event.get("tokens") or {},
+            })
+        elif kind == "retry_scheduled":
+            wait = {
+                "item": key,
+                "kind": "paused" if last_class.get(key) == "wait" else "waiting",
+                "attempt": event["attempt"],
+                "start": event["t"],
+                "end": event.get("at") or event["t"],
+                "reason": event.get("cause") or "",
+            }
+            open_waits[key] = wait
+            segments.append(wait)
+        elif kind == "item_finished" and key in open_waits:
+            open_waits.pop(key)["end"] = event["t"]  # stopped while it waited
+    for wait in open_waits.values():
+        wait["end"] = min(wait["end"], run_end)
+    for (key, number), started in open_attempts.items():
+        why = "the run was killed while it ran" if killed else "still running when the run ended"
+        segments.append({"item": key, "kind": "interrupted", "attempt": number, "start": started,
+                         "end": max(started, run_end), "reason": why, "exit_status": None,
+                         "cost_usd": None, "tokens": {}})
+    return segments
+
+
+def _settle(items, events, segments) -> None:
+    """Each item's outcome and totals, from its bars and its `item_finished`."""
+    for event in events:
+        if event["event"] == "item_finished" and event.get("item") in items:
+            row = items[event["item"]]
+            row["outcome"], row["why"] = event.get("outcome", row["outcome"]), event.get("why") or ""
+        elif event["event"] == "attempt_ended" and event.get("item") in items:
+            if event.get("finished") and event["finished"] >= event["started"]:
+                items[event["item"]]["attempts"].append({k: v for k, v in event.items() if k not in ("event", "t", "item")})
+    ran: dict[str, list[dict]] = defaultdict(list)
+    for segment in segments:
+        if segment["kind"] not in ("waiting", "paused"):
+            ran[segment["item"]].append(segment)
+    for key, bars in ran.items():
+        row = items[key]
+        row["started"] = min(bar["start"] for bar in bars)
+        row["finished"] = max(bar["end"] for bar in bars)
+        row["duration_s"] = round(row["finished"] - row["started"], 3)
+        row["busy_s"] = round(sum(bar["end"] - bar["start"] for bar in bars), 3)
+        if row["outcome"] == "not run":  # it ran, and the run ended under it without a word
+            row["outcome"], row["why"] = history.INTERRUPTED, bars[-1]["reason"]
+        costs = [a["cost_usd"] for a in row["attempts"] if a.get("cost_usd") is not None]
+        row["cost_usd"] = round(sum(costs), 6) if costs else None
+        for attempt in row["attempts"]:
+            for name, count in (attempt.get("tokens") or {}).items():
+                row["tokens"][name] = row["tokens"].get(name, 0) + (count or 0)
+        row["tokens_fresh"] = row["tokens"].get("input", 0) + row["tokens"].get("output", 0)
+        row["tokens_cached"] = row["tokens"].get("cache_read", 0) + row["tokens"].get("cache_write", 0)
+
+
+def _concurrency(segments) -> list[list[float]]:
+    """How many attempts ran at each moment: [time, count] at every change."""
+    changes: dict[float, int] = defaultdict(int)
+    for segment in segments:
+        if segment["kind"] not in ("waiting", "paused"):
+            changes[segment["start"]] += 1
+            changes[segment["end"]] -= 1
+    points, running = [], 0
+    for moment in sorted(changes):
+        running += changes[moment]
+        points.append([moment, running])
+    return points
+
+
+def _groups(batch, rows) -> list[dict[str, Any]]:
+    by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_group[row["group"]].append(row)
+    titles = {group.slug: group.title for group in batch.plan.groups}
+    result = []
+    for slug, members in by_group.items():
+        ran = [row for row in members if row["started"] is not None]
+        costs = [row["cost_usd"] for row in members if row["cost_usd"] is not None]
+        started = min((row["started"] for row in ran), default=None)
+        finished = max((row["finished"] for row in ran), default=None)
+        result.append({
+            "group": slug,
+            "title": titles.get(slug, slug),
+            "items": len(members),
+            "done": sum(1 for row in members if row["outcome"] == history.DONE),
+            "failed": sum(1 for row in members if row["outcome"] == history.FAILED),
+            "attempts": sum(len(row["attempts"]) for row in members),
+            "started": started,
+            "duration_s": round(finished - started, 3) if ran else None,
+            "tokens_fresh": sum(row["tokens_fresh"] for row in members),
+            "tokens_cached": sum(row["tokens_cached"] for row in members),
+            "cost_usd": round(sum(costs), 6) if costs else None,
+        })
+    return result
+
+
+def _failure(batch, row) -> dict[str, Any]:
+    folder = batch.state.item(row["group"], row["module"])
+    return {
+        "item": row["key"],
+        "outcome": row["outcome"],
+        "why": row["why"],
+        "causes": [
+            {"attempt": a["attempt"], "failure_class": a.get("failure_class"), "reason": a.get("reason"),
+             "exit_status": a.get("exit_status")}
+            for a in row["attempts"]
+            if not a.get("ok")
+        ],
+        "log": folder.log,
+        "output_tail": _tail(folder.log),
+    }
+
+
+def _tail(path: str) -> str:
+    """The last lines of an item's output.log (read without following a symlink)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        stream.seek(max(0, size - TAIL_BYTES))
+        lines = stream.read().decode("utf-8", "replace").splitlines()
+    if size > TAIL_BYTES:
+        lines = lines[1:]  # the first line read is cut
+    return "\n".join(lines[-TAIL_LINES:])
+
+
+def _graph(batch) -> dict[str, Any]:
+    """Groups in order with their items, and what waits for what: an edge from a group
+    (`whole_group`) stands for all of its items, as in graph.py."""
+    plan = batch.plan
+    return {
+        "groups": [
+            {"group": g.slug, "title": g.title, "pipeline": bool(g.settings.get("pipeline")),
+             "barrier": g.settings.get("after") == "all", "items": [i.key for i in g.items]}
+            for g in plan.groups
+        ],
+        "edges": [
+            {"from": name, "to": item.key, "whole_group": ":" not in name}
+            for item in plan.items()
+            for name in plan.task_dep(item)
+        ],
+    }

@@ -1,0 +1,56 @@
+"""One run's state, in one object that `run-batch` creates and hands to every item:
+its id, its agents (process control), its listeners, its secrets mask, its budget, and
+what its items have in common. Nothing of a run lives in module globals, so a second
+run in the same process starts clean."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .budget import Budget
+from .events import Hub
+from .history import new_run_id
+from .item_status import DONE, read_status
+from .plan import Item
+from .process import Supervisor
+from .redaction import Redactor
+from .staleness import stamp, upstream_digest
+from .state import BatchState
+
+
+@dataclass
+class Run:
+    budget: Budget
+    report_error: Callable[[str], None]  # for what goes wrong beside the items (a listener)
+    run_id: str = field(default_factory=lambda: new_run_id())
+    started: float = field(default_factory=time.time)
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    redactor: Redactor = field(default_factory=lambda: Redactor(os.environ))
+    isolation: Any = None  # worktree.Isolation, when any item runs isolated
+    merge_queue: Any = None  # merge_queue.MergeQueue, with it
+    hub: Hub = field(init=False)
+    _digests: dict[int, str] = field(default_factory=dict, repr=False)
+    _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self):
+        self.hub = Hub(self.report_error)
+
+    def upstream_digest(self, upstream: tuple[Item, ...], state: BatchState) -> str:
+        """What an item was made from, upstream. Items that wait for the same things share
+        one tuple, all of it finished before any of them starts: one reading serves them all
+        (a group of 100 behind a group of 100 reads 100 records, not 10,000)."""
+        with self._digests_lock:
+            if id(upstream) in self._digests:
+                return self._digests[id(upstream)]
+        stamps = []
+        for member in upstream:
+            status = read_status(state.item(member.group, member.module))
+            stamps.append((member.key, stamp(status.result if status.kind == DONE else None, member)))
+        digest = upstream_digest(stamps)
+        with self._digests_lock:
+            self._digests[id(upstream)] = digest
+        return digest

@@ -1,0 +1,157 @@
+"""The runner of `run-batch`: doit's Runner, with the batch's dispatcher deciding who starts.
+
+doit's task dispatcher still decides what is ready: it hands out every task whose
+dependencies are met, and `select_task` (doit's own) checks whether it is up to date.
+Ready items go to the Dispatcher; each one it starts gets a thread of its own for one
+attempt, and comes back through one queue. No thread ever waits for a turn: an item
+between attempts (a backoff, a usage-limit pause) holds no slot and no thread.
+
+Touches nothing itself: items touch their own state (lifecycle), doit its records.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+
+from doit.exceptions import TaskFailed, UnmetDependency
+from doit.runner import Runner
+
+from .agents import WAIT
+from .dispatcher import Candidate, Dispatcher
+from .lifecycle import Again, Finished, ItemRun
+from .run import Run
+
+TICK_SECONDS = 1.0  # how often the view is told the time, and a stop is looked for
+
+
+def is_item(task) -> bool:
+    return "job" in (task.meta or {})
+
+
+class BatchRunner(Runner):
+    def __init__(self, dep_manager, reporter, run: Run, dispatcher: Dispatcher, candidates: dict[str, Candidate],
+                 continue_: bool = False, always_execute: bool = False):
+        super().__init__(dep_manager, reporter, continue_=continue_, always_execute=always_execute)
+        self.run, self.dispatcher, self.candidates = run, dispatcher, candidates
+        self._results: queue.Queue[tuple[Candidate, Finished | Again]] = queue.Queue()
+        self._nodes: dict[str, object] = {}  # items handed out by doit and not finished
+        self._runs: dict[str, ItemRun] = {}
+        self._completed: deque = deque()  # processed nodes doit is still to hear of
+        self._exhausted = False
+        self._withdrawn = False
+        self.not_started = 0  # items the dispatcher held back for good (a halt, the budget)
+
+    def run_tasks(self, task_dispatcher):
+        while True:
+            self._pull(task_dispatcher)
+            if self.run.supervisor.stopping.is_set():
+                self._withdraw("the run was stopped")
+            self._start_what_may(time.time())
+            if self.dispatcher.idle and not self._completed:
+                return  # nothing runs, nothing can: done, halted, or stopped
+            self._collect(self._wait_seconds())
+            tick = getattr(self.reporter, "tick", None)
+            if tick is not None:
+                tick(time.time())
+
+    def _pull(self, task_dispatcher) -> None:
+        """Hear from doit every task that is ready now; tell it of every one that is done."""
+        if self._exhausted:
+            self._completed.clear()  # doit has nothing more to hand out: it need not hear
+        while not self._exhausted:
+            done = self._completed.popleft() if self._completed else None
+            try:
+                node = task_dispatcher.generator.send(done)
+            except StopIteration:
+                self._exhausted = True
+                return
+            if node == "hold on":
+                if not self._completed:
+                    return
+                continue
+            if not self.select_task(node, task_dispatcher.tasks):
+                self._completed.append(node)  # up to date, ignored, or failed before it began
+            elif is_item(node.task):
+                self._nodes[node.task.name] = node
+                self.dispatcher.offer(self.candidates[node.task.name])
+            else:  # a group: nothing to run, it only gathers its items
+                self.process_task_result(node, self.execute_task(node.task))
+                self._completed.append(node)
+
+    def _start_what_may(self, now: float) -> None:
+        starts, refused = self.dispatcher.take(now)
+        self.not_started += len(refused)
+        for key, why in refused:
+            self._nodes.pop(key, None)
+            self.run.hub.publish("item_not_started", key, why)
+        for candidate in starts:
+            node = self._nodes[candidate.key]
+            item_run = self._runs.get(candidate.key)
+            if item_run is None:
+                item_run = self._runs[candidate.key] = ItemRun(node.task.meta["job"], self.run)
+                self.reporter.execute_task(node.task)
+            threading.Thread(target=self._work, args=(candidate, item_run), name=candidate.key, daemon=True).start()
+
+    def _work(self, candidate: Candidate, item_run: ItemRun) -> None:
+        try:
+            step = item_run.step()
+        except Exception as error:  # noqa: BLE001 - a bug in one item must not hang the run
+            self.run.report_error(f"{candidate.key}: internal error: {error!r}")
+            step = Finished(f"internal error: {error!r}")
+        self._results.put((candidate, step))
+
+    def _collect(self, timeout: float) -> None:
+        try:
+            candidate, step = self._results.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            self.dispatcher.release(candidate)
+            self._settle(candidate, step)
+            try:
+                candidate, step = self._results.get_nowait()
+            except queue.Empty:
+                return
+
+    def _settle(self, candidate: Candidate, step: Finished | Again) -> None:
+        if isinstance(step, Again):
+            decision = step.decision
+            if decision.kind == WAIT:
+                self.dispatcher.pause(candidate.agent, decision.at)
+                self.run.hub.publish("agent_paused", candidate.agent, decision.at)
+            self.dispatcher.offer(candidate, not_before=decision.at)
+            return
+        node = self._nodes.pop(candidate.key)
+        del self._runs[candidate.key]
+        self.process_task_result(node, None if step.failure is None else TaskFailed(step.failure))
+        self._completed.append(node)
+
+    def _handle_task_error(self, node, base_fail):
+        before = self.final_result
+        super()._handle_task_error(node, base_fail)
+        if isinstance(base_fail, UnmetDependency):
+            # Not a failure of its own: the item it depends on is counted already.
+            self.final_result = before
+            self._stop_running = False
+            if is_item(node.task):
+                self.run.hub.publish("item_not_started", node.task.name, "an item it depends on failed")
+        elif self._stop_running:
+            stopped = self.run.supervisor.stopping.is_set()
+            self.dispatcher.halt("the run was stopped" if stopped else f"{node.task.name} failed")
+
+    def _withdraw(self, why: str) -> None:
+        """The run stops: nothing new starts, and items between attempts end as interrupted."""
+        if self._withdrawn:
+            return
+        self._withdrawn = True
+        self.dispatcher.halt(why)
+        for candidate in self.dispatcher.withdraw():
+            self._settle(candidate, self._runs[candidate.key].interrupted())
+
+    def _wait_seconds(self) -> float:
+        now = time.time()
+        change = self.dispatcher.next_change(now)
+        return max(0.0, min(TICK_SECONDS, change - now)) if change is not None else TICK_SECONDS

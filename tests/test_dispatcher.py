@@ -1,0 +1,238 @@
+"""The run's decisions on plain data: who starts next (dispatcher), what follows a failure
+(retry.decide), and what is stale (staleness.assess_statuses). No processes, no clocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batch_tasks import retry
+from batch_tasks.agents import PERMANENT, TRANSIENT, WAIT
+from batch_tasks.dispatcher import Candidate, Dispatcher, candidates, critical_paths
+from batch_tasks.item_status import ABSENT, DONE, FAILED, FORGOTTEN_NOW, UNREADABLE, ItemStatus
+from batch_tasks.staleness import assess_statuses, fingerprint
+from batch_tasks.taskfile import parse
+
+NOW = 1_000_000.0
+
+
+def candidate(key: str, place: int, chain: float = 1.0, group: str = "g", limit: int | None = None, agent: str = "command"):
+    return Candidate((-chain, place), key, group, limit, agent)
+
+
+def keys(starts) -> list[str]:
+    return [c.key for c in starts]
+
+
+def test_ties_start_in_document_order_one_at_a_time():
+    dispatcher = Dispatcher(capacity=1)
+    items = [candidate(f"g:{n}", n) for n in (3, 1, 2, 0)]
+    for item in items:
+        dispatcher.offer(item)
+    order = []
+    for _ in items:
+        starts, _ = dispatcher.take(NOW)
+        assert len(starts) == 1
+        order += keys(starts)
+        dispatcher.release(starts[0])
+    assert order == ["g:0", "g:1", "g:2", "g:3"]
+
+
+def test_the_longest_remaining_chain_goes_first():
+    dispatcher = Dispatcher(capacity=2)
+    for item in (candidate("g:a", 0, chain=1), candidate("g:b", 1, chain=9), candidate("g:c", 2, chain=5)):
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:b", "g:c"]
+
+
+def test_group_and_agent_limits_hold_while_other_groups_use_free_slots():
+    dispatcher = Dispatcher(capacity=4, agent_limits={"claude": 1})
+    for n in range(3):
+        dispatcher.offer(candidate(f"slow:{n}", n, chain=10, group="slow", limit=1))
+    for n in range(3):
+        dispatcher.offer(candidate(f"ai:{n}", 10 + n, group="ai", agent="claude"))
+    dispatcher.offer(candidate("free:0", 20, group="free"))
+    assert keys(dispatcher.take(NOW)[0]) == ["slow:0", "ai:0", "free:0"]
+    assert dispatcher.running == 3  # one slot left, and nothing it may take
+
+
+def test_a_paused_agent_starts_nothing_until_its_limit_resets():
+    dispatcher = Dispatcher(capacity=2)
+    dispatcher.offer(candidate("g:a", 0, agent="claude"))
+    dispatcher.offer(candidate("h:b", 1, group="h"))
+    dispatcher.pause("claude", NOW + 60)
+    assert keys(dispatcher.take(NOW)[0]) == ["h:b"]
+    assert dispatcher.next_change(NOW) == NOW + 60
+    assert keys(dispatcher.take(NOW + 61)[0]) == ["g:a"]
+
+
+def test_a_retry_in_backoff_holds_no_slot_and_starts_when_its_time_comes():
+    dispatcher = Dispatcher(capacity=1)
+    first, other = candidate("g:a", 0, chain=5), candidate("g:b", 1)
+    dispatcher.offer(first)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a"]
+    dispatcher.release(first)
+    dispatcher.offer(first, not_before=NOW + 10)
+    dispatcher.offer(other)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:b"]
+    dispatcher.release(other)
+    assert dispatcher.take(NOW + 5) == ([], [])
+    assert keys(dispatcher.take(NOW + 10)[0]) == ["g:a"]
+
+
+def test_a_halt_keeps_new_items_back_but_lets_started_ones_retry():
+    dispatcher = Dispatcher(capacity=2)
+    started, waiting = candidate("g:a", 0), candidate("g:b", 1, group="h", limit=0)
+    dispatcher.offer(started)
+    dispatcher.offer(waiting)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a"]
+    dispatcher.release(started)
+    dispatcher.offer(started, not_before=NOW + 1)
+    dispatcher.halt("g:x failed")
+    starts, refused = dispatcher.take(NOW + 2)
+    assert keys(starts) == ["g:a"] and refused == [("g:b", "g:x failed")]
+    dispatcher.offer(candidate("g:c", 2))  # handed out by doit after the halt
+    assert dispatcher.take(NOW + 3) == ([], [("g:c", "g:x failed")])
+
+
+def test_a_spent_budget_starts_no_new_item():
+    refusals = iter([None, "the batch's budget of $1.00 is spent"])
+    dispatcher = Dispatcher(capacity=3, budget_refusal=lambda: next(refusals))
+    for n in range(3):
+        dispatcher.offer(candidate(f"g:{n}", n))
+    starts, refused = dispatcher.take(NOW)
+    assert keys(starts) == ["g:0"]
+    assert [key for key, _ in refused] == ["g:1", "g:2"] and "budget" in refused[0][1]
+
+
+def test_withdraw_takes_back_started_items_between_attempts():
+    dispatcher = Dispatcher(capacity=1)
+    a, b = candidate("g:a", 0), candidate("g:b", 1)
+    dispatcher.offer(a)
+    dispatcher.take(NOW)
+    dispatcher.release(a)
+    dispatcher.offer(a, not_before=NOW + 30)
+    dispatcher.offer(b)
+    assert keys(dispatcher.withdraw()) == ["g:a"]
+    dispatcher.halt("the run was stopped")
+    assert dispatcher.take(NOW + 60) == ([], [("g:b", "the run was stopped")])
+    assert dispatcher.idle
+
+
+PIPELINED = """---
+agent: command
+command: [x]
+pipeline: true
+---
+# T
+## One
+- [ ] a: first
+- [ ] b: first
+## Two
+- [ ] a: second
+- [ ] b: second
+- [ ] c: second
+"""
+
+
+def test_critical_paths_follow_the_plans_edges():
+    plan = parse(PIPELINED, Path("/tmp/task.md"))
+    chain = critical_paths(plan, {"one:a": 5.0, "two:a": 7.0, "one:b": 1.0})
+    # two:b has no history: its group's median (7); two:c waits for all of `one`.
+    assert chain == {"two:a": 7.0, "two:b": 7.0, "two:c": 7.0, "one:a": 12.0, "one:b": 8.0}
+    ranked = sorted(candidates(plan, {"one:a": 5.0, "two:a": 7.0, "one:b": 1.0}).values())
+    assert [c.key for c in ranked] == ["one:a", "one:b", "two:a", "two:b", "two:c"]
+
+
+SETTINGS = {"retries": 2, "retry_base": 10.0, "retry_cap": 300.0}
+
+
+def test_a_limit_in_the_future_is_a_pause_counted_as_a_wait():
+    decision = retry.decide(WAIT, NOW + 90, retry.Counts(), SETTINGS, NOW)
+    assert (decision.retry, decision.kind, decision.at) == (True, WAIT, NOW + 90)
+    assert decision.counted(retry.Counts()) == retry.Counts(transient=0, waits=1)
+
+
+def test_a_limit_that_keeps_coming_ends_after_max_waits():
+    counts, attempts = retry.Counts(), 0
+    while (decision := retry.decide(WAIT, NOW + 1, counts, SETTINGS, NOW)).retry:
+        counts, attempts = decision.counted(counts), attempts + 1
+    assert attempts == retry.MAX_WAITS
+
+
+def test_a_reset_time_already_past_is_a_transient_retry_with_backoff_not_a_busy_loop():
+    counts, delays = retry.Counts(), []
+    while (decision := retry.decide(WAIT, NOW - 5, counts, SETTINGS, NOW, jitter=0.0)).retry:
+        assert decision.kind == TRANSIENT
+        delays.append(decision.at - NOW)
+        counts = decision.counted(counts)
+    assert delays == [5.0, 10.0]  # retries=2, half of 10s then of 20s with no jitter
+
+
+def test_waits_and_transient_retries_each_count_against_their_own_limit():
+    """A wait between transient failures must not reset or stall the transient count."""
+    counts, attempts = retry.Counts(), 0
+    for failure, at in [(TRANSIENT, None), (WAIT, NOW + 5), (TRANSIENT, None), (WAIT, NOW + 5), (TRANSIENT, None)]:
+        decision = retry.decide(failure, at, counts, SETTINGS, NOW)
+        if not decision.retry:
+            break
+        counts, attempts = decision.counted(counts), attempts + 1
+    assert attempts == 4 and counts == retry.Counts(transient=2, waits=2)
+
+
+def test_a_permanent_failure_is_never_retried():
+    assert not retry.decide(PERMANENT, None, retry.Counts(), SETTINGS, NOW).retry
+
+
+PLAIN = """---
+agent: command
+command: [x]
+---
+# T
+## One
+- [ ] a: first
+- [x] b: first
+## Two
+- [ ] a: second
+"""
+
+
+def _fingerprints(plan):
+    return {item.key: fingerprint(item, "s", "t") for item in plan.items()}
+
+
+@pytest.mark.parametrize(
+    "statuses, expected",
+    [
+        ({}, {"one:a": "new", "one:b": "done by hand", "two:a": "new"}),
+        ({"one:a": ItemStatus(FAILED, failure={"reason": "exit status 2"})},
+         {"one:a": "failed last time (exit status 2)"}),
+        ({"one:a": ItemStatus(FORGOTTEN_NOW)}, {"one:a": "forgotten"}),
+        ({"one:a": ItemStatus(UNREADABLE, problem="x cannot be read")}, {"one:a": "its records cannot be read"}),
+    ],
+)
+def test_staleness_on_plain_data(statuses, expected):
+    plan = parse(PLAIN, Path("/tmp/task.md"))
+    every = {item.key: statuses.get(item.key, ItemStatus(ABSENT)) for item in plan.items()}
+    verdicts = assess_statuses(plan, every, _fingerprints(plan))
+    for key, reason in expected.items():
+        assert verdicts[key].reason == reason
+    assert verdicts["one:b"].runs is False
+
+
+def test_a_changed_fingerprint_and_a_rerun_upstream_make_items_stale():
+    plan = parse(PLAIN.replace("[ ] a: first", "[x] a: first").replace("[ ] a: second", "[x] a: second"),
+                 Path("/tmp/task.md"))
+    prints = _fingerprints(plan)
+    done = lambda key, **extra: ItemStatus(DONE, result={"run_id": key, "ticked": True,
+                                                        "fingerprint": prints[key], **extra})
+    statuses = {"one:a": done("one:a"), "one:b": ItemStatus(ABSENT),
+                "two:a": done("two:a", upstream="not what it was")}
+    verdicts = assess_statuses(plan, statuses, prints)
+    assert not verdicts["one:a"].runs
+    assert verdicts["two:a"].reason == "upstream: group 'one' ran again since"
+    statuses["one:a"] = done("one:a", fingerprint={**prints["one:a"], "instruction": "older"})
+    verdicts = assess_statuses(plan, statuses, prints)
+    assert verdicts["one:a"].reason == "changed: instruction"
+    assert verdicts["two:a"].reason == "upstream: one:a will run"

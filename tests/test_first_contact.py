@@ -1,0 +1,124 @@
+"""What a newcomer meets first: run-batch's own help, make's flags, options and names in
+any order, and one line with a suggestion (never a repr, never a traceback) for a
+mistake, from run-batch and from doit's own commands on a batch."""
+
+import pytest
+
+TASK = """\
+# T
+## Inventory
+- [ ] auth: list the functions
+- [ ] billing: list the functions
+- [ ] catalog: list the functions
+## Review
+- [ ] auth: review it
+"""
+
+
+@pytest.fixture
+def configured(batch):
+    batch.write(TASK)
+    (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    return batch
+
+
+def one_line_error(result) -> str:
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "CmdOption(" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    return result.stderr.strip()
+
+
+@pytest.mark.parametrize("ask", [["run-batch", "--help"], ["run-batch", "-h"], ["help", "run-batch"]])
+def test_help_is_run_batchs_own_with_examples(configured, ask):
+    shown = configured.run(*ask)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert "usage: doit run-batch [OPTIONS] [GROUP | GROUP:MODULE ...]" in text
+    assert "-n N, -j N" in text and "--keep-going" in text and "--dry-run" in text
+    assert "examples:" in text and "doit run-batch -j 4 -k" in text
+    assert "exit status: 0 all done; 1 an item failed" in text
+    for doits_own in ("-P", "--pdb", "--backend", "number of subprocesses", "--db-file", "CmdOption"):
+        assert doits_own not in text
+    assert not (configured.path / "runs.log").exists()  # asking for help runs nothing
+
+
+def test_minus_j_runs_items_at_once_as_make_does(configured):
+    configured.behave(**{"*": {"sleep": 1.0}})
+    result = configured.run("run-batch", "inventory", "-j", "3")  # a flag after a group name
+    assert result.returncode == 0, result.stderr
+    events = [line.split()[0] for line in (configured.path / "runs.log").read_text().splitlines()]
+    assert events[:3] == ["start", "start", "start"]  # all three began before any ended
+    assert configured.runs() == {"inventory:auth": 1, "inventory:billing": 1, "inventory:catalog": 1}
+
+
+@pytest.mark.parametrize("keep_going", ["-k", "--keep-going", "--continue"])
+def test_minus_k_keeps_going_past_a_failure(configured, keep_going):
+    configured.behave(**{"inventory:auth": {"exit": 2}})
+    stopped = configured.run("run-batch", "-n", "1")
+    assert stopped.returncode == 1
+    assert "inventory:catalog" not in configured.runs("start")  # without it, the first failure stops the rest
+    kept_going = configured.run("run-batch", keep_going, "-j1")
+    assert kept_going.returncode == 1
+    assert configured.runs()["inventory:catalog"] == 1 and configured.runs("start")["inventory:auth"] == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-x"], "unknown option -x; did you mean -n?"),
+        (["--keepgoing"], "unknown option --keepgoing; did you mean --keep-going?"),
+        (["--dryrun"], "unknown option --dryrun; did you mean --dry-run?"),
+        (["inventory", "-n"], "option -n needs a value"),
+    ],
+)
+def test_an_unknown_option_is_one_line_with_a_suggestion(configured, args, message):
+    error = one_line_error(configured.run("run-batch", *args))
+    assert error == f"ERROR: {message} (`doit run-batch --help` lists them)"
+    assert not (configured.path / "runs.log").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run-batch", "reveiw"], "no group 'reveiw'; did you mean 'review'?"),
+        (["run-batch", "-n", "2", "review:auht"], "no item 'review:auht'; did you mean 'review:auth'?"),
+        (["info", "nosuch"], "no group 'nosuch' in task.md; there are: inventory, review"),
+        (["forget", "inventory:billng"], "no item 'inventory:billng'; did you mean 'inventory:billing'?"),
+        (["ignore", "revew"], "no group 'revew'; did you mean 'review'?"),
+        (["list", "inventry"], "no group 'inventry'; did you mean 'inventory'?"),
+    ],
+)
+def test_an_unknown_name_is_one_line_with_a_suggestion(configured, args, message):
+    assert one_line_error(configured.run(*args)) == f"ERROR: {message}"
+    assert not (configured.path / "runs.log").exists()
+
+
+def test_doits_commands_take_unknown_options_as_one_line_too(configured):
+    assert one_line_error(configured.run("list", "--sttus")).startswith("ERROR: unknown option --sttus; did you mean --status?")
+    assert one_line_error(configured.run("batch-status", "--wach")).startswith("ERROR: unknown option --wach; did you mean --watch?")
+
+
+@pytest.mark.parametrize("args", [[], ["run"], ["run", "inventory"]])
+def test_bare_doit_on_a_batch_refuses_with_the_command_to_use(configured, args):
+    error = one_line_error(configured.run(*args))
+    assert "a batch runs with `doit run-batch`" in error
+    assert not (configured.path / "runs.log").exists()  # doit's own runner ran nothing
+
+
+@pytest.mark.parametrize("command", ["list", "info", "forget", "ignore"])
+def test_without_doit_cfg_doits_commands_say_how_to_set_it_up(batch, command):
+    batch.write(TASK)
+    error = one_line_error(batch.run(command, *(["inventory"] if command in ("info", "ignore") else [])))
+    assert "Could not find dodo file" not in error
+    assert error == (
+        "ERROR: no dodo.py here, but a task.md: for doit's own commands to read it, "
+        r"tell doit once, here:  printf '[GLOBAL]\nloader = batch\n' > doit.cfg"
+    )
+    assert "run its items with `doit run-batch`" in one_line_error(batch.run())
+
+
+def test_task_md_mistakes_still_reach_doit_list_as_they_are(configured):
+    configured.write(TASK + "<!-- parallel: lots -->\n")
+    assert one_line_error(configured.run("list")).startswith("ERROR: task.md:12: hint 'parallel'")
+

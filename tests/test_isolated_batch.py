@@ -1,0 +1,135 @@
+"""`isolation: worktree` end to end: real `doit run-batch` processes on a real git repository,
+with a stand-in agent that edits lines and a check that can fail once. A tick means the
+work landed: the agent succeeded, its check passed, and its branch is merged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from gitrepo import git, make_repo
+
+AGENTS = Path(__file__).parent / "agents"
+LINES = {"alpha": 2, "beta": 11, "gamma": 20, "delta": 29}
+
+
+def front_matter(**extra: str) -> str:
+    command = json.dumps([sys.executable, str(AGENTS / "editor.py"), "{module}"])
+    check = json.dumps([sys.executable, str(AGENTS / "check_once.py"), "{module}"])
+    lines = ["---", "agent: command", f"command: {command}", "isolation: worktree", f"check: {check}",
+             *(f"{key}: {value}" for key, value in extra.items()), "---"]
+    return "\n".join(lines) + "\n"
+
+
+def setup(tmp_path: Path, body: str, plan: dict, fails_once: str = "", **extra: str):
+    repo = make_repo(tmp_path / "repo")
+    (repo / "task.md").write_text(front_matter(**extra) + body)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "the plan", cwd=repo)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    (tmp_path / "checks").mkdir()
+    env = {"EDITOR_PLAN": str(tmp_path / "plan.json"), "EDITOR_LOG": str(tmp_path / "agent.log"),
+           "CHECK_STATE": str(tmp_path / "checks"), "CHECK_FAILS_ONCE": fails_once}
+    return repo, env
+
+
+def run(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "doit", "run-batch", *args], cwd=repo, capture_output=True,
+                          text=True, timeout=180, env={**os.environ, **env})
+
+
+def starts(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "agent.log").read_text().splitlines()]
+
+
+def user_tree(repo: Path) -> tuple[str, str, str]:
+    status = "\n".join(line for line in git("status", "--porcelain", cwd=repo).splitlines() if not line.endswith("task.md"))
+    return git("rev-parse", "HEAD", cwd=repo), git("symbolic-ref", "HEAD", cwd=repo), status
+
+
+def test_parallel_items_land_one_merge_each_and_the_users_tree_is_untouched(tmp_path):
+    body = "# Edits\n## Sections\n" + "".join(f"- [ ] {name}: edit {name}\n" for name in LINES)
+    body += "## Same line\n<!-- parallel: 2 -->\n- [ ] first: rewrite alpha's line\n- [ ] second: rewrite it too\n"
+    plan = {name: {"file": "shared.py", "line": line, "text": f"{name} = 'edited'"} for name, line in LINES.items()}
+    plan["first"] = {"file": "shared.py", "line": 2, "text": "alpha = 'first'"}
+    plan["second"] = {"file": "shared.py", "line": 2, "text": "alpha = 'second'"}
+    repo, env = setup(tmp_path, body, plan, fails_once="beta", parallel="4")
+    before = user_tree(repo)
+
+    result = run(repo, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert user_tree(repo) == before
+    assert (repo / "task.md").read_text().count("- [x]") == 6
+
+    landed = git("show", "batch/task:shared.py", cwd=repo)
+    for name in ("beta", "gamma", "delta"):
+        assert f"{name} = 'edited'" in landed
+    assert "alpha = 'first'" in landed or "alpha = 'second'" in landed
+    merges = git("log", "--first-parent", "--merges", "--format=%s", "batch/task", cwd=repo).splitlines()
+    assert len(merges) == 6  # one merge per item, on the integration branch only
+    assert "the work is on batch/task" in result.stdout
+
+    told = {(s["module"], s["attempt"]): s for s in starts(tmp_path)}
+    assert "expected a docstring" in told["beta", 2]["prompt"]  # the check's output reached the agent
+    assert all(s["worktree"] and s["cwd"] != str(repo) for s in told.values())
+    # Of the two that edit one line, the second merge conflicted and was redone from the new tip.
+    redone = [m for m in ("first", "second") if ("second" if m == "first" else "first", 1) in told and (m, 2) in told]
+    assert redone and "shared.py" in told[redone[0], 2]["prompt"]
+
+    record = json.loads((repo / ".batch/task/items/sections/beta/result.json").read_text())
+    assert record["check"]["passed"] and record["merge"]["status"] == "merged"
+    assert record["merge"]["files"] == [{"path": "shared.py", "added": 1, "removed": 1}]
+    assert [a["failure_class"] for a in record["attempts"]] == ["check", None]
+
+    again = run(repo, env)
+    assert again.returncode == 0 and len(starts(tmp_path)) == len(told)
+
+
+def test_an_item_that_changes_nothing_fails_and_keeps_nothing_behind(tmp_path):
+    repo, env = setup(tmp_path, "# E\n## G\n- [ ] idle: do nothing\n", {"idle": {"nothing": True}})
+    result = run(repo, env)
+    assert result.returncode == 1
+    failure = json.loads((repo / ".batch/task/items/g/idle/failure.json").read_text())
+    assert failure["reason"].startswith("no changes")
+    assert "- [ ] idle" in (repo / "task.md").read_text()
+
+
+def test_a_failed_item_keeps_its_worktree_and_branch_with_a_wip_commit(tmp_path):
+    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'half done'"}}
+    repo, env = setup(tmp_path, "# E\n## G\n- [ ] alpha: edit alpha\n", plan, fails_once="alpha", check_retries="0")
+    result = run(repo, env)
+    assert result.returncode == 1
+    kept = json.loads((repo / ".batch/task/items/g/alpha/failure.json").read_text())["kept"]
+    assert kept["wip"] is False  # its work was committed as the item's; nothing was left to WIP
+    assert "alpha = 'half done'" in git("show", f"{kept['branch']}:shared.py", cwd=repo)
+    assert Path(kept["worktree"]).is_dir()
+    assert "alpha = 'half done'" not in git("show", "batch/task:shared.py", cwd=repo)
+
+
+def test_kill_9_during_the_check_then_a_run_that_checks_and_merges_without_the_agent(tmp_path):
+    import signal
+    import time
+
+    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'kept'"}}
+    repo, env = setup(tmp_path, "# E\n## G\n- [ ] alpha: edit alpha\n", plan)
+    import os
+
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**os.environ, **env,
+                              "CHECK_HANGS_ONCE": "alpha"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "checks" / "alpha.hung").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=10)
+    assert "- [ ] alpha" in (repo / "task.md").read_text()
+
+    resumed = run(repo, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "finished g:alpha" in resumed.stdout
+    assert len(starts(tmp_path)) == 1  # the agent was paid for once
+    assert "- [x] alpha" in (repo / "task.md").read_text()
+    assert "alpha = 'kept'" in git("show", "batch/task:shared.py", cwd=repo)

@@ -1,0 +1,458 @@
+"""Isolation and the merge queue on real git repositories: worktrees per attempt, one
+merge at a time, checks on merged states, and nothing of anyone's work ever lost."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from batch_tasks.bootstrap import SetupFailed
+from batch_tasks.check import Check
+from batch_tasks.merge_queue import CONFLICT, MERGED, MergeQueue
+from batch_tasks.workspace import WorkspaceError
+from batch_tasks.worktree import Isolation, IsolationError
+from gitrepo import SECTIONS, edit_section, git, make_repo, snapshot
+
+PASSING = (sys.executable, "-c", "import sys; sys.exit(0)")
+
+
+@pytest.fixture(autouse=True)
+def no_global_git_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+def isolation_for(repo: Path, **settings) -> Isolation:
+    isolation = Isolation(repo / "task.md", {"integrate": None, **settings})
+    isolation.validate()
+    isolation.prepare()
+    return isolation
+
+
+def commits_on(repo: Path, branch: str, since: str) -> list[str]:
+    return git("rev-list", f"{since}..{branch}", cwd=repo).split()
+
+
+def test_four_items_editing_different_parts_of_one_file_all_merge(repo):
+    isolation = isolation_for(repo)
+    queue = MergeQueue(isolation)
+    base = isolation.tip()
+    check = Check(PASSING, 60, "edit", "x")
+    results, workspaces = {}, {}
+    all_open = threading.Barrier(len(SECTIONS), timeout=120)
+
+    def item(section: str) -> None:
+        workspace = isolation.open_attempt("edit", section, f"run-{section}")
+        workspaces[section] = workspace
+        all_open.wait()  # all four from one base, as a group's items are
+        edit_section(workspace.folder, section, f"edited by {section}")
+        assert workspace.commit_leftovers().changed
+        results[section] = queue.merge(workspace, check)
+        workspace.remove()
+
+    threads = [threading.Thread(target=item, args=(section,)) for section in SECTIONS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(result.status == MERGED for result in results.values()), results
+    assert all(workspace.base == base for workspace in workspaces.values())
+    # One commit per item, and one merge each, on the integration branch.
+    assert len(commits_on(repo, "batch/task", base)) == 8
+    merges = git("rev-list", "--merges", "--first-parent", f"{base}..batch/task", cwd=repo).split()
+    assert len(merges) == 4
+    final = git("show", "batch/task:shared.py", cwd=repo)
+    assert all(f"{section} = 'edited by {section}'" in final for section in SECTIONS)
+    # The first to merge found the tip where it started; the three after it were checked merged.
+    assert sorted(result.check is None for result in results.values()) == [False, False, False, True]
+    for result in results.values():
+        assert result.files[0].path == "shared.py" and (result.files[0].added, result.files[0].removed) == (1, 1)
+        assert result.base == base and result.merge_commit in merges
+    # Merged worktrees and branches are gone; the branch list holds only main and the integration branch.
+    assert not any(workspace.path.exists() for workspace in workspaces.values())
+    isolation.close()
+    assert git("worktree", "list", "--porcelain", cwd=repo).count("worktree ") == 2  # the user's and the runner's
+    assert git("branch", "--format=%(refname:short)", cwd=repo).split() == ["batch/task", "main"]
+
+
+def test_two_items_on_the_same_lines_the_second_conflicts_then_lands_from_the_new_tip(repo):
+    isolation = isolation_for(repo)
+    queue = MergeQueue(isolation)
+    first = isolation.open_attempt("edit", "one", "run-1")
+    second = isolation.open_attempt("edit", "two", "run-2")
+    edit_section(first.folder, "alpha", "one's alpha")
+    edit_section(second.folder, "alpha", "two's alpha")
+    first.commit_leftovers()
+    second_commit = second.commit_leftovers().commit
+
+    assert queue.merge(first, Check(PASSING, 60, "edit", "one")).merged
+    first.remove()
+    tip = isolation.tip()
+    conflict = queue.merge(second, Check(PASSING, 60, "edit", "two"))
+    assert conflict.status == CONFLICT and conflict.conflicts == ("shared.py",)
+    assert "shared.py" in conflict.reason
+    assert isolation.tip() == tip  # the integration branch is unchanged...
+    assert git("status", "--porcelain", cwd=isolation.integration_path) == ""  # ...and so is the runner's worktree
+    kept = second.keep("merge conflict")
+    assert kept.wip is False and kept.commit == second_commit
+
+    retry = isolation.open_attempt("edit", "two", "run-2")
+    assert retry.base == tip
+    assert retry.replaced is not None and retry.replaced.commit == second_commit
+    assert git("rev-parse", retry.replaced.branch, cwd=repo) == second_commit  # the old attempt, kept aside
+    assert retry.replaced.branch.startswith("batch/task.items/edit/two.")
+    assert (retry.replaced.path / "shared.py").read_text().count("two's alpha") == 1
+    edit_section(retry.folder, "alpha", "two's alpha, after one's")
+    retry.commit_leftovers()
+    landed = queue.merge(retry, Check(PASSING, 60, "edit", "two"))
+    assert landed.merged and landed.check is None  # it started from the tip: its own check was enough
+    assert "alpha = \"two's alpha, after one's\"" in git("show", "batch/task:shared.py", cwd=repo)
+
+
+def test_a_check_failing_on_the_merged_state_is_undone(repo):
+    isolation = isolation_for(repo)
+    queue = MergeQueue(isolation)
+    # Each alone passes; together they do not.
+    both_fail = (sys.executable, "-c",
+                 "import os, sys; print('checking {module}'); "
+                 "sys.exit(3 if os.path.exists('x.txt') and os.path.exists('y.txt') else 0)")
+    makes_x = isolation.open_attempt("edit", "x", "run-x")
+    makes_y = isolation.open_attempt("edit", "y", "run-y")
+    (makes_x.folder / "x.txt").write_text("x\n")
+    (makes_y.folder / "y.txt").write_text("y\n")
+    makes_x.commit_leftovers()
+    makes_y.commit_leftovers()
+    for workspace in (makes_x, makes_y):
+        assert Check(both_fail, 60, "edit", workspace.module).run(workspace.path, workspace.folder).passed
+
+    assert queue.merge(makes_x, Check(both_fail, 60, "edit", "x")).merged
+    tip = isolation.tip()
+    undone = queue.merge(makes_y, Check(both_fail, 60, "edit", "y"))
+    assert undone.status == CONFLICT and undone.merge_commit is None
+    assert undone.check.exit_status == 3 and "checking y" in undone.check.tail
+    assert "on the merged state" in undone.reason
+    assert isolation.tip() == tip
+    assert not (isolation.integration_path / "y.txt").exists()
+    assert git("status", "--porcelain", cwd=isolation.integration_path) == ""
+    assert undone.record()["merged_state_check"]["exit_status"] == 3
+
+
+def test_an_attempt_that_changed_nothing(repo):
+    isolation = isolation_for(repo)
+    workspace = isolation.open_attempt("edit", "idle", "run-idle")
+    (workspace.folder / "build.ignored").write_text("an ignored build output\n")
+    committed = workspace.commit_leftovers()
+    assert committed.changed is False and committed.made_commit is False
+    assert committed.commit == workspace.base
+    workspace.remove()  # nothing to keep: the branch is at its base
+    assert git("branch", "--list", workspace.branch, cwd=repo) == ""
+
+    # allow_empty: an empty commit carries the run's trailers, and the merge records it.
+    empty = isolation.open_attempt("edit", "idle", "run-idle-2")
+    assert empty.path == workspace.path and not (empty.folder / "build.ignored").exists()  # a clean spare
+    committed = empty.commit_leftovers(allow_empty=True)
+    assert committed.made_commit and not committed.changed
+    result = MergeQueue(isolation).merge(empty)
+    assert result.merged and result.files == ()
+    assert isolation.merged_commit("edit", "idle", "run-idle-2") == result.merge_commit
+
+
+def test_the_users_working_tree_is_untouched(repo):
+    (repo / "shared.py").write_text((repo / "shared.py").read_text() + "# the user's own edit\n")
+    (repo / "notes.txt").write_text("the user's untracked notes\n")
+    before = snapshot(repo)
+    isolation = isolation_for(repo)
+    queue = MergeQueue(isolation)
+    one = isolation.open_attempt("edit", "one", "run-1")
+    two = isolation.open_attempt("edit", "two", "run-2")
+    edit_section(one.folder, "beta", "one")
+    edit_section(two.folder, "beta", "two")
+    one.commit_leftovers()
+    two.commit_leftovers()
+    queue.merge(one)
+    one.remove()
+    assert queue.merge(two).status == CONFLICT
+    two.keep("conflict")
+    isolation.close()
+    assert snapshot(repo) == before
+    assert isolation.how_to_take() == ("the work is on batch/task: git log --oneline main..batch/task, "
+                                       "then git merge batch/task")
+    # The integration branch is never checked out by the runner: the user may take it at once.
+    assert "branch refs/heads/batch/task\n" not in git("worktree", "list", "--porcelain", cwd=repo) + "\n"
+    git("stash", "-q", "-u", cwd=repo)
+    git("switch", "-q", "batch/task", cwd=repo)
+    assert "beta = 'one'" in (repo / "shared.py").read_text()
+
+
+def test_a_failed_attempt_is_kept_with_a_wip_commit(repo):
+    isolation = isolation_for(repo)
+    workspace = isolation.open_attempt("edit", "gamma", "run-g")
+    edit_section(workspace.folder, "gamma", "half done")
+    (workspace.folder / "new_module.py").write_text("x = 1\n")
+    kept = workspace.keep("check failed")
+    assert kept.wip and kept.path == workspace.path and kept.path.exists()
+    assert git("status", "--porcelain", cwd=kept.path) == ""
+    message = git("log", "-1", "--format=%B", kept.branch, cwd=repo)
+    assert message.startswith("WIP edit:gamma: check failed")
+    assert "Batch-Result: wip" in message and "Batch-Run: run-g" in message
+    assert git("show", f"{kept.branch}:new_module.py", cwd=repo) == "x = 1"
+    with pytest.raises(WorkspaceError, match="not on batch/task"):
+        workspace.remove()
+    assert kept.path.exists() and git("rev-parse", kept.branch, cwd=repo) == kept.commit
+
+
+def test_nothing_with_unmerged_commits_is_ever_deleted(repo):
+    isolation = isolation_for(repo)
+    workspace = isolation.open_attempt("edit", "delta", "run-d")
+    edit_section(workspace.folder, "delta", "the agent's own commit")
+    git("commit", "-q", "-am", "the agent commits by itself", cwd=workspace.folder)
+    agents_commit = git("rev-parse", "HEAD", cwd=workspace.folder)
+    (workspace.folder / "uncommitted.txt").write_text("left over\n")
+    with pytest.raises(WorkspaceError, match="uncommitted"):
+        workspace.remove()
+    assert (workspace.folder / "uncommitted.txt").exists()
+
+    # A re-run (after `doit forget`, or after a kill) starts from the tip; the old branch stays, renamed.
+    rerun = isolation.open_attempt("edit", "delta", "run-d2")
+    old = rerun.replaced
+    assert old.wip and git("merge-base", "--is-ancestor", agents_commit, old.branch, cwd=repo) == ""
+    assert git("show", f"{old.branch}:uncommitted.txt", cwd=repo) == "left over"
+    assert (old.path / "uncommitted.txt").exists() and old.path != rerun.path
+    assert rerun.base == isolation.tip() and git("status", "--porcelain", cwd=rerun.path) == ""
+    # A third attempt keeps the second aside too, under a name of its own.
+    edit_section(rerun.folder, "delta", "second try")
+    third = isolation.open_attempt("edit", "delta", "run-d3")
+    assert third.replaced.branch != old.branch
+    assert {git("rev-parse", b, cwd=repo) for b in (old.branch, third.replaced.branch)} == {old.commit, third.replaced.commit}
+    # The agent's own commit is kept when it succeeds, with an empty commit for the trailers.
+    edit_section(third.folder, "delta", "third try")
+    git("commit", "-q", "-am", "the agent commits again", cwd=third.folder)
+    committed = third.commit_leftovers()
+    assert committed.made_commit and committed.changed
+    assert git("log", "-1", "--format=%s", f"{committed.commit}~1", cwd=repo) == "the agent commits again"
+
+
+def test_recovery_aborts_a_half_done_merge(repo):
+    isolation = isolation_for(repo)
+    workspace = isolation.open_attempt("edit", "alpha", "run-a")
+    edit_section(workspace.folder, "alpha", "merging")
+    workspace.commit_leftovers()
+    tip = isolation.tip()
+    # Where a run killed between `git merge --no-commit` and its commit leaves the runner's worktree.
+    git("merge", "--no-ff", "--no-commit", workspace.branch, cwd=isolation.integration_path)
+    (Path(git("rev-parse", "--absolute-git-dir", cwd=isolation.integration_path)) / "index.lock").write_text("")
+
+    again = isolation_for(repo)
+    assert git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=again.integration_path, check=False) == ""
+    assert git("status", "--porcelain", cwd=again.integration_path) == ""
+    assert again.tip() == tip
+    pending = again.pending_success("edit", "alpha", "run-a")
+    assert pending is not None and MergeQueue(again).merge(pending).merged
+
+
+def test_recovery_recognises_merged_and_committed_items(repo):
+    isolation = isolation_for(repo)
+    queue = MergeQueue(isolation)
+    merged = isolation.open_attempt("edit", "alpha", "run-a")
+    waiting = isolation.open_attempt("edit", "beta", "run-b")
+    failed = isolation.open_attempt("edit", "gamma", "run-c")
+    edit_section(merged.folder, "alpha", "merged")
+    edit_section(waiting.folder, "beta", "waiting")
+    edit_section(failed.folder, "gamma", "failed")
+    merged.commit_leftovers()
+    committed = waiting.commit_leftovers()
+    failed.keep("agent failed")
+    landed = queue.merge(merged)
+
+    later = Isolation(repo / "task.md", {"integrate": None})  # what the next run sees
+    assert later.merged_commit("edit", "alpha", "run-a") == landed.merge_commit
+    assert later.merged_commit("edit", "alpha", "another-run") is None
+    assert later.merged_commit("edit", "beta", "run-b") is None
+    assert later.pending_success("edit", "alpha", "run-a") is None  # merged: nothing pending
+    assert later.pending_success("edit", "gamma", "run-c") is None  # its agent never succeeded
+    assert later.pending_success("edit", "beta", "other-run") is None
+    pending = later.pending_success("edit", "beta", "run-b")
+    assert pending.tip() == committed.commit and pending.base == waiting.base
+    assert MergeQueue(later).merge(pending).merged
+    assert later.pending_success("edit", "beta", "run-b") is None
+
+
+def test_copy_and_setup_prepare_the_worktree_and_are_never_committed(repo):
+    (repo / ".env").write_text("TOKEN=secret\n")  # untracked in the user's checkout
+    (repo / "local.ignored").write_text("ignored\n")
+    setup = [sys.executable, "-c", "open('setup-made.txt', 'w').write('made by setup')"]
+    isolation = isolation_for(repo, worktree_copy=(".env", "*.ignored"))
+    workspace = isolation.open_attempt("edit", "alpha", "run-a", {**isolation.settings,
+                                       "worktree_copy": (".env", "*.ignored"), "worktree_setup": setup})
+    assert (workspace.folder / ".env").read_text() == "TOKEN=secret\n"
+    assert (workspace.folder / "local.ignored").exists() and (workspace.folder / "setup-made.txt").exists()
+    assert workspace.commit_leftovers().changed is False  # what copy and setup did is no work
+    edit_section(workspace.folder, "alpha", "work")
+    committed = workspace.commit_leftovers()
+    files = git("show", "--name-only", "--format=", committed.commit, cwd=repo).split()
+    assert files == ["shared.py"]
+    assert MergeQueue(isolation).merge(workspace).merged
+    workspace.remove()
+
+
+def test_a_failing_setup_fails_the_attempt_with_its_output(repo):
+    isolation = isolation_for(repo)
+    setup = [sys.executable, "-c", "import sys; print('no compiler here'); sys.exit(4)"]
+    log = (repo.parent / "setup.log").open("wb")
+    with pytest.raises(SetupFailed, match="exit status 4") as failure:
+        isolation.open_attempt("edit", "alpha", "run-a", {**isolation.settings, "worktree_setup": setup}, log)
+    log.close()
+    assert "no compiler here" in failure.value.tail
+    assert "no compiler here" in (repo.parent / "setup.log").read_text()
+    assert not isolation.item_path("edit", "alpha").exists()
+    assert git("branch", "--list", isolation.item_branch("edit", "alpha"), cwd=repo) == ""
+
+
+def test_copy_never_reaches_outside_the_repository(repo, tmp_path):
+    (tmp_path / "outside.txt").write_text("not yours\n")
+    os.symlink(tmp_path, repo / "linked")
+    isolation = isolation_for(repo)
+    workspace = isolation.open_attempt("edit", "alpha", "run-a",
+                                       {**isolation.settings, "worktree_copy": ("linked/outside.txt",)})
+    assert not (workspace.folder / "linked" / "outside.txt").exists()
+    with pytest.raises(IsolationError, match="outside the repository"):
+        Isolation(repo / "task.md", {"worktree_copy": ("../outside.txt",)}).validate()
+
+
+def test_load_time_checks(repo, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "task.md").write_text("# x\n")
+    with pytest.raises(IsolationError, match="inside a git repository"):
+        Isolation(plain / "task.md", {}).validate()
+    with pytest.raises(IsolationError, match="is checked out in") as refused:
+        Isolation(repo / "task.md", {"integrate": "main"}).validate()
+    assert refused.value.setting == "integrate"
+    with pytest.raises(IsolationError, match="not a valid git branch name"):
+        Isolation(repo / "task.md", {"integrate": "bad..name"}).validate()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git("init", "-q", cwd=empty)
+    (empty / "task.md").write_text("# x\n")
+    with pytest.raises(IsolationError, match="a commit to start from"):
+        Isolation(empty / "task.md", {}).validate()
+    no_git = {"PATH": str(tmp_path / "nowhere")}
+    old_path = os.environ["PATH"]
+    try:
+        os.environ.update(no_git)
+        with pytest.raises(IsolationError, match="git on PATH"):
+            Isolation(repo / "task.md", {}).validate()
+    finally:
+        os.environ["PATH"] = old_path
+
+
+def test_task_md_in_a_subfolder(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "plan.md").write_text("# plan\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "a plan", cwd=repo)
+    isolation = Isolation(repo / "docs" / "plan.md", {"integrate": None})
+    isolation.validate()
+    isolation.prepare()
+    assert isolation.branch == "batch/plan"
+    workspace = isolation.open_attempt("g", "m", "run")
+    assert workspace.folder == workspace.path / "docs" and (workspace.folder / "plan.md").exists()
+    (workspace.folder / "out.txt").write_text("made in docs\n")
+    workspace.commit_leftovers()
+    assert MergeQueue(isolation).merge(workspace).merged
+    assert git("show", "batch/plan:docs/out.txt", cwd=repo) == "made in docs"
+    assert isolation.merged_commit("g", "m", "run") is not None
+    assert git("status", "--porcelain", cwd=repo) == ""
+
+
+KILLED_MID_MERGE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from batch_tasks.check import Check
+from batch_tasks.merge_queue import MergeQueue
+from batch_tasks.worktree import Isolation
+from gitrepo import edit_section
+
+isolation = Isolation(Path(sys.argv[1]), {"integrate": None})
+isolation.validate()
+isolation.prepare()
+queue = MergeQueue(isolation)
+first = isolation.open_attempt("edit", "alpha", "run-a")
+second = isolation.open_attempt("edit", "beta", "run-b")
+edit_section(first.folder, "alpha", "first")
+edit_section(second.folder, "beta", "second")
+first.commit_leftovers()
+second.commit_leftovers()
+queue.merge(first)
+hangs = "import os, time; open(os.environ['MARKER'], 'w').write(str(os.getpid())); time.sleep(300)"
+queue.merge(second, Check((sys.executable, "-c", hangs), 600, "edit", "beta"))
+"""
+
+
+def test_a_run_killed_during_the_check_on_the_merged_state_loses_nothing(repo, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    marker = tmp_path / "check-started"
+    script = tmp_path / "runner.py"
+    script.write_text(KILLED_MID_MERGE)
+    runner = subprocess.Popen([sys.executable, str(script), str(repo / "task.md"), str(Path(__file__).parent)],
+                              env={**os.environ, "MARKER": str(marker)})
+    deadline = time.monotonic() + 120
+    while not marker.exists() or not marker.read_text():
+        assert runner.poll() is None and time.monotonic() < deadline, "the runner never reached the check"
+        time.sleep(0.1)
+    check_pid = int(marker.read_text())
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait()
+    try:
+        psutil.Process(check_pid).wait(timeout=30)  # the check dies with its runner
+    except psutil.NoSuchProcess:
+        pass
+    assert not psutil.pid_exists(check_pid) or psutil.Process(check_pid).status() == psutil.STATUS_ZOMBIE
+    integration = Isolation(repo / "task.md", {"integrate": None})
+    assert git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=integration.integration_path, check=False) != ""
+
+    integration.prepare()  # the next run
+    assert git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=integration.integration_path, check=False) == ""
+    assert integration.merged_commit("edit", "alpha", "run-a") is not None
+    assert integration.merged_commit("edit", "beta", "run-b") is None
+    assert "beta = 'original'" in git("show", "batch/task:shared.py", cwd=repo)
+    pending = integration.pending_success("edit", "beta", "run-b")
+    assert pending is not None
+    assert MergeQueue(integration).merge(pending, Check(PASSING, 60, "edit", "beta")).merged
+    assert "beta = 'second'" in git("show", "batch/task:shared.py", cwd=repo)
+
+
+def test_a_branch_moved_by_hand_during_a_merge_is_not_overwritten(repo):
+    isolation = isolation_for(repo)
+    queue = MergeQueue(isolation)
+    first = isolation.open_attempt("edit", "alpha", "run-a")
+    second = isolation.open_attempt("edit", "beta", "run-b")
+    edit_section(first.folder, "alpha", "first")
+    edit_section(second.folder, "beta", "second")
+    first.commit_leftovers()
+    second.commit_leftovers()
+    assert queue.merge(first).merged
+    by_hand = git("rev-parse", "main", cwd=repo)
+    # Someone moves the integration branch while the merged state is being checked.
+    moves_it = ("git", "-C", str(repo), "update-ref", "refs/heads/batch/task", by_hand)
+    result = queue.merge(second, Check(moves_it, 60, "edit", "beta"))
+    assert result.status == CONFLICT and "moved while merging" in result.reason
+    assert isolation.tip() == by_hand
+    assert git("status", "--porcelain", cwd=isolation.integration_path) == ""

@@ -1,0 +1,179 @@
+"""The agent's own exit decides, timeouts watch the process, and nothing it started is left behind.
+
+Real `doit run-batch` processes with the scripted agent, which starts helpers that
+hold its output, background helpers, setsid double-fork daemons, and closes its output.
+"""
+
+import json
+import signal
+import time
+
+import psutil
+import pytest
+
+from conftest import FRONT_MATTER
+
+
+def front_matter(*lines: str) -> str:
+    return FRONT_MATTER.replace("agent: command\n", "agent: command\n" + "".join(f"{line}\n" for line in lines))
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_for(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def pid_of(batch, name: str) -> int:
+    path = batch.path / name
+    wait_for(lambda: path.exists() and path.read_text().strip())
+    return int(path.read_text())
+
+
+def record(batch, group, module, name="result.json") -> dict:
+    return json.loads((batch.state(group, module) / name).read_text())
+
+
+def kill_all(*pids: int) -> None:
+    for pid in pids:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.Error:
+            pass
+
+
+def test_a_success_counts_while_a_helper_holds_the_output_and_talks_past_the_timeout(batch):
+    batch.write("# T\n## G\n- [ ] a: helped\n", front_matter("timeout: 6s", "retries: 0"))
+    batch.behave(a={"holder": 60, "holder_talks": True, "sleep": 1})
+    result = batch.run("run-batch", timeout=50)
+    helper = pid_of(batch, "helper-a.pid")
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert record(batch, "g", "a")["attempts"][0]["reason"] == ""
+        assert batch.runs("start") == {"g:a": 1}
+        assert not alive(helper)
+        assert "helper still here" in (batch.state("g", "a") / "output.log").read_text()
+    finally:
+        kill_all(helper)
+
+
+def test_the_exit_is_recorded_at_once_so_a_kill_right_after_it_loses_nothing(batch):
+    # The helper holds the output, talks, and ignores SIGTERM: it takes a while to stop.
+    batch.write("# T\n## G\n- [ ] a: helped\n## H\n- [ ] b: later\n")
+    batch.behave(a={"holder": 60, "holder_talks": True, "holder_stubborn": True}, b={"sleep": 30})
+    runner = batch.start("run-batch")
+    try:
+        wait_for(lambda: batch.runs("done")["g:a"] == 1)
+        time.sleep(1.0)  # the agent has exited; its helper is still being stopped, or just was
+        runner.kill()
+        runner.wait(timeout=10)
+        helper = pid_of(batch, "helper-a.pid")
+        batch.behave()
+        resumed = batch.run("run-batch", timeout=60)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert batch.runs("start")["g:a"] == 1, "a success was paid for twice"
+        assert "- [x] a: helped" in batch.taskfile.read_text()
+        assert not alive(helper)
+    finally:
+        runner.kill()
+
+
+@pytest.mark.parametrize("limit, reason", [("timeout: 3s", "timed out after 3s"), ("idle_timeout: 2s", "no output for 2s")])
+def test_timeouts_hold_after_the_agent_closes_its_output(batch, limit, reason):
+    batch.write("# T\n## G\n- [ ] a: mute\n", front_matter(limit, "retries: 0"))
+    batch.behave(a={"close_output": True, "hang": 120})
+    started = time.monotonic()
+    result = batch.run("run-batch", timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert record(batch, "g", "a", "failure.json")["reason"] == reason
+    assert time.monotonic() - started < 40
+    assert not [line for line in (batch.path / "runs.log").read_text().splitlines() if alive(int(line.split()[2]))]
+
+
+def test_an_agent_that_never_prints_gets_a_start_up_allowance_then_stops(batch):
+    """The idle clock starts at the first output; until then idle_timeout + 30 s."""
+    batch.write("# T\n## G\n- [ ] a: slow start\n- [ ] b: mute\n",
+                front_matter("idle_timeout: 1s", "retries: 0", "parallel: 2"))
+    batch.behave(a={"quiet": True, "sleep": 3}, b={"quiet": True, "hang": 120})
+    result = batch.run("run-batch", "--continue", timeout=90)
+    assert (batch.state("g", "a") / "result.json").exists(), result.stdout  # 3 s silent, then success
+    assert record(batch, "g", "b", "failure.json")["reason"] == "no output in its first 31s"
+
+
+@pytest.fixture(params=["cgroup", "marker"])
+def tracking(request, monkeypatch):
+    """Each leftover test runs with the attempt's cgroup, and without (process scan alone)."""
+    if request.param == "marker":
+        return {"BATCH_TASKS_NO_CGROUP": "1"}
+    return {}
+
+
+def test_no_helper_outlives_a_successful_item(batch, tracking):
+    batch.write("# T\n## G\n- [ ] a: background\n- [ ] b: daemon\n")
+    batch.behave(a={"background": True}, b={"daemon": True})
+    result = batch.run("run-batch", env=tracking)
+    helpers = [pid_of(batch, "background-a.pid"), pid_of(batch, "daemon-b.pid")]
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert [pid for pid in helpers if alive(pid)] == []
+    finally:
+        kill_all(*helpers)
+
+
+def test_a_daemon_with_no_environment_is_found_by_its_cgroup(batch):
+    batch.write("# T\n## G\n- [ ] a: daemon\n")
+    batch.behave(a={"daemon": True, "daemon_env": "clear"})
+    result = batch.run("run-batch")
+    daemon = pid_of(batch, "daemon-a.pid")
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not alive(daemon)
+    finally:
+        kill_all(daemon)
+
+
+def test_ctrl_c_stops_daemons_too(batch, tracking):
+    batch.write("# T\n## G\n- [ ] a: daemon\n- [ ] b: background\n", front_matter("parallel: 2"))
+    batch.behave(a={"daemon": True, "sleep": 60}, b={"background": True, "sleep": 60})
+    runner = batch.start("run-batch", env=tracking)
+    helpers = [pid_of(batch, "daemon-a.pid"), pid_of(batch, "background-b.pid")]
+    try:
+        runner.send_signal(signal.SIGINT)
+        output, _ = runner.communicate(timeout=30)
+        assert runner.returncode == 130, output
+        assert [pid for pid in helpers if alive(pid)] == []
+    finally:
+        runner.kill()
+        kill_all(*helpers)
+
+
+def test_kill_9_then_the_next_run_stops_what_the_killed_attempts_started(batch, tracking):
+    batch.write("# T\n## G\n- [ ] a: daemon\n- [ ] b: background\n", front_matter("parallel: 2"))
+    batch.behave(a={"daemon": True, "sleep": 60}, b={"background": True, "sleep": 60})
+    runner = batch.start("run-batch", env=tracking)
+    helpers = [pid_of(batch, "daemon-a.pid"), pid_of(batch, "background-b.pid")]
+    try:
+        wait_for(lambda: len(batch.runs("start")) == 2)
+        runner.kill()
+        runner.wait(timeout=10)
+        agents = [int(line.split()[2]) for line in (batch.path / "runs.log").read_text().splitlines()]
+        wait_for(lambda: not any(alive(pid) for pid in agents), timeout=10)  # they die with the runner
+        assert all(alive(pid) for pid in helpers)
+        batch.behave()
+        resumed = batch.run("run-batch", env=tracking, timeout=60)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert resumed.stdout.count("recovered: stopped what the agent of") == 2
+        assert [pid for pid in helpers if alive(pid)] == []
+    finally:
+        runner.kill()
+        kill_all(*helpers)

@@ -1,0 +1,264 @@
+"""The plan cache: data only, signed, keyed on what shapes a plan, and surviving the ticks of a run."""
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from batch_tasks import plan_cache, taskfile
+from batch_tasks.checkbox import set_checkbox
+from batch_tasks.plan import Item, Plan
+from batch_tasks.state import BatchState
+from batch_tasks.taskfile import load_plan, parse
+
+FRONT = "---\ncommand: [x]\nmax_concurrent: {command: 2}\n---\n"
+TEXT = FRONT + "# T\n## One\n<!-- parallel: 2 -->\n- [ ] a: first\n  with a body\n- [x] `src/b`: second\n## Two\n- [ ] a: third\n"
+
+
+@pytest.fixture
+def no_parse(monkeypatch):
+    """Make parsing fail, to show a plan came from the cache."""
+
+    def refuse(text, path):
+        raise AssertionError("parsed, not read from the cache")
+
+    def arm():
+        monkeypatch.setattr(taskfile, "parse", refuse)
+
+    return arm
+
+
+def cache_of(path: Path) -> Path:
+    return BatchState(path).root
+
+
+def test_a_cached_plan_is_the_plan_parsed_afresh(tmp_path, no_parse):
+    path = tmp_path / "task.md"
+    path.write_text(TEXT)
+    fresh = load_plan(path, cache_of(path))
+    assert (cache_of(path) / "plan.json").is_file()
+    no_parse()
+    cached = load_plan(path, cache_of(path))
+    assert cached == fresh == parse(TEXT, path)
+    assert [item.mark_offset for item in cached.items()] == [item.mark_offset for item in fresh.items()]
+    assert cached.settings == {"command": ("x",), "max_concurrent": {"command": 2}}
+    assert cached.group("one").limit == 2 and isinstance(cached.groups, tuple)
+    assert [cached.task_dep(item) for item in cached.items()] == [[], [], ["one"]]
+
+
+def test_the_cache_survives_ticks_and_reads_the_marks_as_they_are(tmp_path, no_parse):
+    path = tmp_path / "task.md"
+    path.write_text(TEXT)
+    plan = load_plan(path, cache_of(path))
+    written = (cache_of(path) / "plan.json").stat()
+    for item, done in zip(plan.items(), (True, False, True)):
+        assert set_checkbox(path, plan.group(item.group), item, done, tmp_path / "lock")
+    ticked = path.read_text()
+    assert ticked == TEXT.replace("[ ]", "[x]").replace("[x] `src/b`", "[ ] `src/b`")
+    no_parse()
+    again = load_plan(path, cache_of(path))
+    assert again == parse(ticked, path)
+    assert [item.source_line for item in again.items()] == [item.source_line for item in parse(ticked, path).items()]
+    assert [item.done for item in again.items()] == [True, False, True]
+    assert (cache_of(path) / "plan.json").stat().st_mtime_ns == written.st_mtime_ns  # read, not rewritten
+
+
+def test_any_other_change_is_parsed_afresh(tmp_path):
+    path = tmp_path / "task.md"
+    path.write_text(TEXT)
+    load_plan(path, cache_of(path))
+    for text in (TEXT.replace("first", "First"), TEXT.replace("- [ ] a: third", "- [ ] a: third\n- [ ] c: more")):
+        path.write_text(text)
+        assert load_plan(path, cache_of(path)) == parse(text, path)
+    # A mark that is no checkbox mark any more is a change, not a tick.
+    path.write_text(TEXT)
+    load_plan(path, cache_of(path))
+    path.write_text(TEXT.replace("- [ ] a: first", "- [-] a: first"))
+    with pytest.raises(AssertionError):
+        assert load_plan(path, cache_of(path)) == parse(TEXT, path)
+
+
+def test_a_damaged_cache_is_ignored_and_replaced(tmp_path, no_parse):
+    path = tmp_path / "task.md"
+    path.write_text(TEXT)
+    expected = load_plan(path, cache_of(path))
+    cache = cache_of(path) / "plan.json"
+    good = cache.read_bytes()
+    header, body = good.split(b"\n", 1)
+    damaged = [
+        b"",
+        b"\n",
+        good[: len(good) // 2],
+        b"not json at all\n" + body,
+        header + b"\n" + body[:-5],
+        header + b"\n" + body.replace(b'"first"', b'"FIRST"'),  # the signature no longer matches
+        json.dumps({**json.loads(header), "marks": [1, 2, 3]}).encode() + b"\n" + body,
+        json.dumps({**json.loads(header), "format": 0}).encode() + b"\n" + body,
+        bytes(range(256)) * 8,
+    ]
+    for index, data in enumerate(damaged):
+        cache.write_bytes(data)
+        assert load_plan(path, cache_of(path)) == expected, index
+        assert cache.read_bytes() == good, index  # parsed again, and cached again
+    no_parse()
+    assert load_plan(path, cache_of(path)) == expected
+
+
+PAYLOAD = "import pathlib; pathlib.Path({marker!r}).write_text('code ran')"
+
+
+class RunsCode:
+    """Unpickling this runs code: what a crafted plan.pickle would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (PAYLOAD.format(marker=self.marker),))
+
+
+def forged_cache(batch, marker: Path) -> bytes:
+    """A cache with the right key for task.md, as anyone who can read the folder could make it,
+    whose plan runs a command of the forger's: only the signature (the user's secret) is missing."""
+    path = batch.taskfile
+    plan = parse(path.read_text(), path)
+    plan_cache.locate_marks(plan, path.read_bytes())
+    evil = Plan(
+        path=plan.path,
+        title=plan.title,
+        settings=plan.settings,
+        groups=tuple(
+            type(group)(**{**group.__dict__, "settings": {**group.settings, "command": ("touch", str(marker))}})
+            for group in plan.groups
+        ),
+    )
+    marks = [item.mark_offset for item in evil.items()]
+    body = json.dumps(plan_cache._encode(evil)).encode()
+    key = plan_cache._key(path, path.read_bytes(), marks)
+    header = {"format": plan_cache.FORMAT, "key": key, "marks": marks, "marks_then": "  ", "signature": "0" * 64}
+    return json.dumps(header).encode() + b"\n" + body
+
+
+def test_a_planted_cache_runs_no_code(batch, tmp_path):
+    batch.write("## G\n- [ ] a: one\n- [ ] b: two\n")
+    (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    marker = tmp_path / "PWNED"
+    state = cache_of(batch.taskfile)
+    state.mkdir(parents=True)
+    planted = {
+        "plan.pickle": pickle.dumps(RunsCode(str(marker))),
+        "plan.json": pickle.dumps(RunsCode(str(marker))),
+    }
+    for name, data in planted.items():
+        (state / name).write_bytes(data)
+    for args in (("run-batch", "--dry-run"), ("list", "--all")):
+        result = batch.run(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "g:a" in result.stdout and "g:b" in result.stdout
+        assert not marker.exists()
+
+    # A well-formed cache with the right key but not signed with the user's secret: not used.
+    (state / "plan.json").write_bytes(forged_cache(batch, marker))
+    for args in (("run-batch", "--dry-run"), ("list", "--all"), ("run-batch",)):
+        result = batch.run(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not marker.exists(), args
+    assert batch.runs("done") == {"g:a": 1, "g:b": 1}  # task.md's own command ran
+
+    # Signed with the user's secret, that same forgery would be taken: the signature is what kept it out.
+    forged = forged_cache(batch, marker)
+    header, body = forged.split(b"\n", 1)
+    header = json.loads(header)
+    header["signature"] = plan_cache._signature(plan_cache._secret(), header["key"], header["marks_then"], body)
+    (state / "plan.json").write_bytes(json.dumps(header).encode() + b"\n" + body)
+    plan = load_plan(batch.taskfile, state)
+    assert plan.group("g").settings["command"] == ("touch", str(marker))
+
+
+def test_the_cache_is_never_read_or_written_through_a_link(tmp_path):
+    path = tmp_path / "task.md"
+    path.write_text(TEXT)
+    elsewhere = tmp_path / "elsewhere.json"
+    state = cache_of(path)
+    state.mkdir(parents=True)
+    load_plan(path, state)
+    elsewhere.write_bytes((state / "plan.json").read_bytes())
+    (state / "plan.json").unlink()
+    (state / "plan.json").symlink_to(elsewhere)
+    before = elsewhere.read_bytes()
+    assert load_plan(path, state) == parse(TEXT, path)
+    assert elsewhere.read_bytes() == before
+    assert not (state / "plan.json").is_symlink()  # replaced by a file of its own
+
+    # A state folder that is a link: no cache is kept through it.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.rmtree(tmp_path / ".batch")
+    (tmp_path / ".batch").symlink_to(outside)
+    assert load_plan(path, state) == parse(TEXT, path)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_run_leaves_a_cache_that_its_ticks_did_not_spoil(batch):
+    batch.write("## G\n" + "".join(f"- [ ] m{i}: item {i}\n" for i in range(12)))
+    result = batch.run("run-batch", "-n", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert batch.taskfile.read_text().count("- [x]") == 12
+    cache = cache_of(batch.taskfile) / "plan.json"
+    written = cache.stat()
+    assert "12 already done" in batch.run("run-batch").stdout
+    assert cache.stat().st_mtime_ns == written.st_mtime_ns and cache.stat().st_ino == written.st_ino
+
+
+def test_a_change_to_any_of_the_package_code_is_a_new_key(batch, tmp_path):
+    """The key covers every .py file of the package, agents included: a copy of it with one
+    agent changed does not take the plan cached by the original."""
+    batch.write("## G\n- [ ] a: one\n")
+    package = Path(plan_cache.__file__).parent
+    copy = tmp_path / "copy"
+    shutil.copytree(package, copy / "batch_tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    code = f"from pathlib import Path; from batch_tasks import taskfile, state; p = Path({str(batch.taskfile)!r}); taskfile.load_plan(p, state.BatchState(p).root)"
+
+    def load(pythonpath):
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(pythonpath)})
+        return (cache_of(batch.taskfile) / "plan.json").read_bytes().split(b"\n", 1)[0]
+
+    original = load(package.parent)
+    assert load(copy) == original  # the same code: the same key
+    with open(copy / "batch_tasks" / "agents" / "command.py", "a") as stream:
+        stream.write("\n# changed\n")
+    assert json.loads(load(copy))["key"] != json.loads(original)["key"]
+
+
+def test_fields_added_to_the_plan_are_carried_without_a_change_to_the_cache(tmp_path):
+    path = tmp_path / "task.md"
+    path.write_text(TEXT)
+    plan = load_plan(path)
+    first = next(plan.items())
+    extended = Plan(
+        path=plan.path,
+        title=plan.title,
+        settings=plan.settings,
+        groups=tuple(
+            type(group)(
+                **{
+                    **group.__dict__,
+                    "items": tuple(
+                        Item(**{**{f: getattr(i, f) for f in ("group", "module", "text", "body", "done", "line", "source_line", "mark_offset")}, "also_ticks": ((5, "  - [ ] x"),)})
+                        for i in group.items
+                    ),
+                }
+            )
+            for group in plan.groups
+        ),
+    )
+    assert first.also_ticks == ()
+    encoded = json.dumps(plan_cache._encode(extended))
+    decoded = json.loads(encoded, object_hook=lambda value: plan_cache._decode(value, path.read_bytes(), set()))
+    assert decoded == extended
+    assert [item.also_ticks for item in decoded.items()] == [((5, "  - [ ] x"),)] * 3

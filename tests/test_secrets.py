@@ -1,0 +1,85 @@
+"""Secrets are masked in every form the agent prints them in, wherever batch-tasks keeps them.
+
+Real `doit run-batch` processes: the scripted agent prints secrets raw, as JSON, split
+between writes, line by line; a stand-in Claude CLI prints them inside its JSON events,
+escaped as JSON encoders do and as nobody does.
+"""
+
+import json
+import os
+import sys
+
+from conftest import FRONT_MATTER
+
+PEM = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n"
+    "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n"
+    "-----END PRIVATE KEY-----"
+)
+QUOTED = 'tok"en\\with-a/quote<&>'
+SPLIT = "split-secret-0123456789abcdef"
+SECRETS = {"DEPLOY_PRIVATE_KEY": PEM, "QUOTED_TOKEN": QUOTED, "SPLIT_SECRET": SPLIT}
+
+
+def forms(secret: str) -> list[str]:
+    """What must not be found: the secret, its JSON escapings, and each line of a PEM body."""
+    found = [secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]]
+    return found + [line for line in secret.splitlines() if len(line) > 40]
+
+
+def kept(batch, *outputs: str) -> str:
+    """Everything batch-tasks kept or printed."""
+    files = [p for p in (batch.path / ".batch").rglob("*") if p.is_file() and p.suffix != ".sqlite"]
+    return "".join(p.read_text(errors="replace") for p in files) + "".join(outputs)
+
+
+def leaks(text: str) -> list[str]:
+    return [form for secret in SECRETS.values() for form in forms(secret) if form in text]
+
+
+def test_every_form_a_command_prints_is_masked(batch):
+    names = list(SECRETS)
+    items = "".join(f"- [ ] {form}: leaks {form}\n" for form in ("raw", "json", "split", "lines"))
+    batch.write(f"# T\n## G\n{items}")
+    batch.behave(**{form: {"leak": names, "leak_as": form} for form in ("raw", "json", "split", "lines")})
+    result = batch.run("run-batch", env=SECRETS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    everything = kept(batch, result.stdout, result.stderr)
+    assert leaks(everything) == []
+    assert "the value is ***" in everything and "part: ***" in everything
+
+
+def test_secrets_inside_an_agents_json_events_are_masked_when_decoded_too(batch):
+    # Claude Code's JSON escapes `"` and `\`; a hostile or odd encoder escapes letters too.
+    odd = "".join(f"\\u{ord(c):04x}" for c in SPLIT)
+    said = f"the key is {QUOTED} and {PEM}"
+    events = [
+        json.dumps({"type": "system", "subtype": "init", "session_id": "s-1", "model": "m"}),
+        json.dumps({"type": "assistant", "message": {"id": "m1", "content": [{"type": "text", "text": said}]}}),
+        '{"type":"result","subtype":"success","is_error":false,"session_id":"s-1","total_cost_usd":0.01,'
+        f'"result":"{odd} and {json.dumps(said)[1:-1]}"}}',
+    ]
+    (batch.path / "stream.jsonl").write_text("\n".join(events) + "\n")
+    bin_folder = batch.path / "bin"
+    bin_folder.mkdir()
+    claude = bin_folder / "claude"
+    claude.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.read()\nsys.stdout.write(open('stream.jsonl').read())\n")
+    claude.chmod(0o755)
+    batch.write("# T\n## G\n- [ ] a: answer\n", FRONT_MATTER.replace("agent: command", "agent: claude"))
+    result = batch.run("run-batch", env={**SECRETS, "PATH": f"{bin_folder}{os.pathsep}{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    everything = kept(batch, result.stdout, result.stderr)
+    assert leaks(everything) == []
+    assert "the key is ***" in everything
+    record = json.loads((batch.state("g", "a") / "result.json").read_text())
+    assert SPLIT not in record["result_text"] and "***" in record["result_text"]
+
+
+def test_a_value_that_is_not_utf8_in_the_environment_does_not_crash_an_item(batch):
+    batch.write("# T\n## G\n- [ ] a: leaks\n")
+    batch.behave(a={"print": "plain output"})
+    env = {"ODD_TOKEN": "abc\udcffdefgh", "ODD_SETTING": "\udcfe"}  # the bytes 0xff and 0xfe
+    result = batch.run("run-batch", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

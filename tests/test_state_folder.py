@@ -1,0 +1,100 @@
+"""The state folder is untrusted: no link in it is followed. One run at a time, for real.
+
+Real `doit run-batch` processes: links planted in an item's folder and in place of
+run.lock, a task file run through an alias, and `.batch` removed during a run.
+"""
+
+import shutil
+import signal
+import time
+
+import pytest
+
+SLOW = "# T\n## G\n- [ ] a: slow\n- [ ] b: slow\n"
+
+
+def wait_for(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.mark.parametrize("name", ["prompt.md", "output.log", "events.jsonl"])
+def test_a_link_planted_in_an_item_folder_is_refused_and_its_target_untouched(batch, tmp_path_factory, name):
+    target = tmp_path_factory.mktemp("elsewhere") / "precious.txt"
+    target.write_text("precious\n")
+    batch.write("# T\n## G\n- [ ] a: x\n")
+    folder = batch.state("g", "a")
+    folder.mkdir(parents=True)
+    (folder / name).symlink_to(target)
+    result = batch.run("run-batch")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{name} is a symbolic link: batch-tasks never follows links in its state folder; remove it" in result.stdout
+    assert target.read_text() == "precious\n"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_an_item_folder_that_is_a_link_is_refused(batch, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    batch.write("# T\n## G\n- [ ] a: x\n")
+    folder = batch.state("g", "a")
+    folder.parent.mkdir(parents=True)
+    folder.symlink_to(elsewhere, target_is_directory=True)
+    result = batch.run("run-batch")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is a symbolic link: batch-tasks never follows links" in result.stdout
+    assert list(elsewhere.iterdir()) == []
+    assert batch.runs("start") == {}
+
+
+def test_a_run_lock_that_is_a_link_is_one_error_and_its_target_untouched(batch, tmp_path_factory):
+    target = tmp_path_factory.mktemp("elsewhere") / "precious.txt"
+    target.write_text("precious\n")
+    batch.write("# T\n## G\n- [ ] a: x\n")
+    root = batch.state("g", "a").parent.parent.parent
+    root.mkdir(parents=True)
+    (root / "run.lock").symlink_to(target)
+    result = batch.run("run-batch")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "run.lock is a symbolic link" in result.stderr and "Traceback" not in result.stderr
+    assert target.read_text() == "precious\n"
+
+
+@pytest.fixture
+def running(batch):
+    """A first run, busy with two slow items."""
+    batch.write(SLOW)
+    batch.behave(**{"*": {"sleep": 20}})
+    runner = batch.start("run-batch", "-n", "2")
+    wait_for(lambda: len(batch.runs("start")) == 2)
+    yield runner
+    runner.send_signal(signal.SIGTERM)
+    runner.communicate(timeout=30)
+
+
+def test_an_alias_of_the_task_file_is_the_same_batch(batch, running):
+    (batch.path / "plan.md").symlink_to("task.md")
+    second = batch.run("run-batch", "-T", "plan.md")
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert f"another run (pid {running.pid}, started " in second.stderr
+    assert sum(batch.runs("start").values()) == 2
+
+
+def test_removing_the_state_folder_during_a_run_does_not_let_a_second_one_in(batch, running):
+    shutil.rmtree(batch.path / ".batch")
+    second = batch.run("run-batch")
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert "another run (pid unknown) is running task.md" in second.stderr
+    assert sum(batch.runs("start").values()) == 2
+
+
+def test_an_editor_replacing_the_task_file_during_a_run_does_not_let_a_second_one_in(batch, running):
+    replacement = batch.path / ".task.md.swp"
+    replacement.write_bytes(batch.taskfile.read_bytes())
+    replacement.replace(batch.taskfile)  # a new inode under the same name, as many editors save
+    second = batch.run("run-batch")
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert sum(batch.runs("start").values()) == 2
