@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -10,6 +11,11 @@ from typing import Any, Mapping
 
 def digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+# A checkbox line's mark, for an instruction's digest: the boxes that tick along with an
+# item are part of its text, and their ticks are no change of what it asks.
+BOX_MARK = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\[)[ xX](\])", re.M)
 
 
 def mark_column(line: str) -> int | None:
@@ -51,7 +57,8 @@ class Item:
 
     def __post_init__(self):
         object.__setattr__(self, "key", f"{self.group}:{self.module}")
-        object.__setattr__(self, "digest", digest(self.module, self.instruction))
+        asks = BOX_MARK.sub(r"\1 \2", self.instruction) if self.also_ticks else self.instruction
+        object.__setattr__(self, "digest", digest(self.module, asks))
 
     @property
     def instruction(self) -> str:

@@ -33,3 +33,10 @@ def test_a_kiro_parent_is_ticked_with_its_last_sub_task(batch):
     result = batch.run("run-batch")
     assert result.returncode == 0, result.stdout + result.stderr
     assert batch.taskfile.read_bytes() == before.replace(b"[ ]", b"[x]")
+
+
+def test_ticks_along_with_an_item_do_not_make_it_stale(batch):
+    write(batch, "", "# A\n- [ ] auth: split it\n  - [ ] move the session code\n")
+    assert batch.run("run-batch").returncode == 0
+    again = batch.run("run-batch", "--dry-run")
+    assert "0 would run" in again.stdout, again.stdout

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import re
 import tempfile
 import textwrap
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from batch_tasks import settings as settings_mod
 from batch_tasks.checkbox import set_checkbox
 from batch_tasks.errors import TaskFileError
+from batch_tasks.plan import mark_column
 from batch_tasks.taskfile import CHECKBOX, MAX_BYTES, load_plan, parse
 
 TASK_MD = Path("task.md")
@@ -439,23 +441,32 @@ def test_valid_files_parse_to_their_items_and_ticks_keep_them(taskfile, operatio
         text = taskfile.data.decode().removeprefix("\ufeff")
         check_plan(plan, text)
 
-        # Tick and untick any items, any number of times, from the plan as first loaded.
+        # Tick and untick any items, any number of times, from the plan as first loaded;
+        # the checkboxes nested in an item's instruction tick along with it.
         items = list(plan.items())
-        marks = {offset: taskfile.data[offset : offset + 1] for offset in taskfile.marks}
+        starts = [3 if taskfile.data.startswith(b"\xef\xbb\xbf") else 0]
+        starts += [match.end() for match in re.finditer(rb"\r\n|\r|\n", taskfile.data)]
+        nested = [
+            [starts[number - 1] + len(source[: mark_column(source)].encode()) for number, source in item.also_ticks]
+            for item in items
+        ]
+        every_mark = taskfile.marks + [offset for offsets in nested for offset in offsets]
+        marks = {offset: taskfile.data[offset : offset + 1] for offset in every_mark}
         for index, done in operations:
             index %= len(items)
             item = items[index]
             assert set_checkbox(path, plan.group(item.group), item, done, path.with_name("lock")) is True, item
-            offset = taskfile.marks[index]
-            if marks[offset].lower() != (b"x" if done else b" "):
-                marks[offset] = b"x" if done else b" "
+            for offset in [taskfile.marks[index], *nested[index]]:
+                if marks[offset].lower() != (b"x" if done else b" "):
+                    marks[offset] = b"x" if done else b" "
         after = path.read_bytes()
-        assert masked(after, taskfile.marks) == masked(taskfile.data, taskfile.marks)
-        assert [after[offset : offset + 1] for offset in taskfile.marks] == [marks[offset] for offset in taskfile.marks]
+        assert masked(after, every_mark) == masked(taskfile.data, every_mark)
+        assert [after[offset : offset + 1] for offset in every_mark] == [marks[offset] for offset in every_mark]
 
         again = load_plan(path)
-        assert [(key, text, body) for key, text, body, _ in summary(again)] == [
-            (key, text, body) for key, text, body, _ in expected
+        unmarked = lambda body: re.sub(r"(?m)^([ \t]*(?:[-*+]|\d+[.)])[ \t]+\[)[ xX]\]", r"\1 ]", body)
+        assert [(key, text, unmarked(body)) for key, text, body, _ in summary(again)] == [
+            (key, text, unmarked(body)) for key, text, body, _ in expected
         ]
         assert [item.done for item in again.items()] == [marks[offset] != b" " for offset in taskfile.marks]
 
