@@ -47,6 +47,7 @@ options:
   -a, --always-execute
                       run the selected items even if they are current
   --dry-run           print every item that would run, and why; run nothing
+  --failed            run only the items that failed last time
   --joblog FILE       append a line per attempt as it ends to FILE, in GNU
                       parallel's joblog format
   -T FILE, --taskfile FILE

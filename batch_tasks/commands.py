@@ -34,6 +34,7 @@ from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
+from .lifecycle import check_prompts
 from .live_view import console_for, panel, print_lines, summary
 from .loader import BatchLoader
 from .merge_queue import MergeQueue
@@ -73,6 +74,13 @@ opt_continue = {
     "default": False,
     "help": "keep starting items after one failed (those that depend on it still wait)",
 }
+opt_failed = {
+    "name": "failed",
+    "long": "failed",
+    "type": bool,
+    "default": False,
+    "help": "run only the items that failed last time",
+}
 opt_joblog = {
     "name": "joblog",
     "long": "joblog",
@@ -109,7 +117,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_joblog)
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_failed, opt_joblog)
 
     def execute(self, params, args):
         path = Path(params["taskfile"]).absolute()
@@ -129,14 +137,15 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             sys.stderr.write(f"ERROR: {error}\n")
             return EXIT_BAD_INPUT
 
-    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog=""):
+    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
-        control.process(self.sel_tasks)
+        control.process(_failed_last_time(batch) if failed else self.sel_tasks)
         selected = {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
+        will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or always)}
+        check_prompts((control.tasks[key].meta["job"] for key in sorted(will_run)), batch.state)
         if dry_run:
             return self._dry_run(batch, control, selected, always)
-        will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or always)}
         _check_readable(batch, will_run)
         _check_agents(batch, will_run)
         if self.config.get("GLOBAL", {}).get("loader") != "batch":
@@ -200,6 +209,11 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
         self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale)} up to date\n")
         return 0
+
+
+def _failed_last_time(batch) -> list[str]:
+    """The items whose last attempt failed (GNU parallel's --resume-failed)."""
+    return [key for key, verdict in batch.verdicts.items() if verdict.reason.startswith("failed last time")]
 
 
 def _check_readable(batch, will_run: set[str]) -> None:

@@ -192,34 +192,7 @@ class ItemRun:
         return {"worktree": str(kept.path), "branch": kept.branch, "commit": kept.commit, "wip": kept.wip}
 
     def prompt_context(self) -> dict[str, Any]:
-        job, item = self.job, self.job.item
-        context: dict[str, Any] = {
-            "batch": {"title": job.batch_title, "path": str(job.taskfile)},
-            "group": {"slug": job.group.slug, "title": job.group.title, "index": job.group_index},
-            "item": {"key": item.key, "module": item.module, "text": item.text, "body": item.body,
-                     "instruction": item.instruction, "line": item.line},
-            "previous": None,
-            "previous_attempt": None,
-        }
-        if job.previous is not None:
-            status = read_status(self.state.item(job.previous.group, job.previous.module))
-            record = status.result if status.kind == DONE else {}
-            context["previous"] = {
-                "group": job.previous.group,
-                "group_title": job.previous_group_title,
-                "module": job.previous.module,
-                "instruction": job.previous.instruction,
-                "result_text": record.get("result_text", ""),
-                "result": record,
-            }
-        if self.attempts:
-            last = self.attempts[-1].record()
-            context["previous_attempt"] = {
-                "number": last["attempt"], "class": last["failure_class"], "reason": last["reason"],
-                "session_id": last["session_id"], "check_output": (last.get("check") or {}).get("tail", ""),
-                "conflicts": (last.get("merge") or {}).get("conflicts", []),
-            }
-        return context
+        return prompt_context(self.job, self.state, self.attempts)
 
     def succeed(self, attempt: Attempt) -> Finished:
         job = self.job
@@ -254,3 +227,44 @@ def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, st
     return Finished(f"{item.key} succeeded, but its line in {taskfile.name} changed while it ran, so it was not "
                     "ticked; the next run ticks it, or runs it again if its instruction changed")
 
+
+def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt]) -> dict[str, Any]:
+    """What the prompt template is given for an item's next attempt."""
+    item = job.item
+    context: dict[str, Any] = {
+        "batch": {"title": job.batch_title, "path": str(job.taskfile)},
+        "group": {"slug": job.group.slug, "title": job.group.title, "index": job.group_index},
+        "item": {"key": item.key, "module": item.module, "text": item.text, "body": item.body,
+                 "instruction": item.instruction, "line": item.line},
+        "previous": None,
+        "previous_attempt": None,
+    }
+    if job.previous is not None:
+        status = read_status(state.item(job.previous.group, job.previous.module))
+        record = status.result if status.kind == DONE else {}
+        context["previous"] = {
+            "group": job.previous.group,
+            "group_title": job.previous_group_title,
+            "module": job.previous.module,
+            "instruction": job.previous.instruction,
+            "result_text": record.get("result_text", ""),
+            "result": record,
+        }
+    if attempts:
+        last = attempts[-1].record()
+        context["previous_attempt"] = {
+            "number": last["attempt"], "class": last["failure_class"], "reason": last["reason"],
+            "session_id": last["session_id"], "check_output": (last.get("check") or {}).get("tail", ""),
+            "conflicts": (last.get("merge") or {}).get("conflicts", []),
+        }
+    return context
+
+
+def check_prompts(jobs, state: BatchState) -> None:
+    """Render each item's first prompt: a template that asks for what is not there is one
+    error before anything runs, not a failure of every item."""
+    for job in jobs:
+        try:
+            prompt.render(job.template, prompt_context(job, state, []))
+        except BatchError as error:
+            raise BatchError(f"{error} (rendering the prompt of {job.item.key}, line {job.item.line})") from None

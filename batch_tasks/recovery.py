@@ -14,8 +14,9 @@ run that stopped at a typo in task.md leaves them owed to the next.
   log through the lifecycle's own record and tick steps rather than paid for again.
   Otherwise it runs again.
 - With `isolation: worktree`, git says how far the killed attempt got: a merge that
-  landed is ticked; a committed success (or an agent's success still uncommitted in its
-  worktree) goes straight to check and merge; a half-done merge is aborted first.
+  landed is ticked; the attempt's success (committed, or still uncommitted in its
+  worktree) goes straight to check and merge; a half-done merge is aborted first. A
+  success an earlier attempt committed (its check failed) is not landed: the item runs again.
 """
 
 from __future__ import annotations
@@ -92,17 +93,20 @@ class _Landing:
             self.isolation.prepare()  # aborts a half-done merge
             self.queue = MergeQueue(self.isolation)
         isolation = self.isolation
-        record = salvaged or _salvaged_record(group, item, running)
         merged = isolation.merged_commit(item.group, item.module, run_id)
         if merged is not None:
+            record = salvaged or _salvaged_record(group, item, running)
             return {**record, "merge": {"status": "merged", "merge_commit": merged, "recovered": True}}
-        workspace = isolation.pending_success(item.group, item.module, run_id)
-        if workspace is None and salvaged is not None:
-            workspace = isolation.reopen(item.group, item.module)
-            if workspace is not None and not workspace.commit_leftovers(group.settings["allow_empty"]).changed:
-                return None
-        if workspace is None:
+        if salvaged is None:
+            # Its agent had not succeeded. A success committed on its branch is an earlier attempt's,
+            # whose check failed: not to land. It runs again; the new attempt keeps this one's work aside.
             return None
+        workspace = isolation.pending_success(item.group, item.module, run_id)
+        if workspace is None or workspace.leftovers():
+            # Killed before its success was (all) committed, maybe over an earlier attempt's commit.
+            workspace = workspace or isolation.reopen(item.group, item.module)
+            if workspace is None or not workspace.commit_leftovers(group.settings["allow_empty"]).changed:
+                return None
         check = Check.from_settings(group.settings, item.group, item.module)
         folder = self.batch.state.item(item.group, item.module)
         with folder.open_log() as log:
@@ -112,7 +116,7 @@ class _Landing:
         if not result.merged:
             return None
         workspace.remove()
-        return {**record, "merge": result.record()}
+        return {**salvaged, "merge": result.record()}
 
     def close(self) -> None:
         if self.isolation is not None:
@@ -121,7 +125,11 @@ class _Landing:
 
 def _salvaged_record(group: Group, item: Item, running: dict) -> dict:
     """The success record of an attempt whose work git holds, when its log said nothing more."""
-    return success_record(running, group.settings, list(running.get("earlier", [])), Outcome(ok=True), item.key)
+    outcome = Outcome(ok=True)
+    attempt = Attempt(running.get("attempt", 0), running.get("session_id", ""), running.get("attempt_started", 0.0),
+                      running["run_id"], time.time(), None, outcome)
+    attempts = [*running.get("earlier", []), attempt.record()]
+    return success_record(running, group.settings, attempts, outcome, item.key)
 
 
 def _salvage(group: Group, item: Item, folder: ItemState, running: dict) -> dict | None:

@@ -165,8 +165,8 @@ def test_templates_cannot_run_code(batch):
     (batch.path / "evil.j2").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}\n")
     batch.write("# T\n## G\n- [ ] a: x\n", front_matter("template: evil.j2"))
     result = batch.run("run-batch")
-    assert result.returncode == 1
-    assert "unsafe" in result.stdout and "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 3  # every prompt is rendered before anything runs
+    assert "unsafe" in result.stderr and "Traceback" not in result.stdout + result.stderr
     assert batch.runs("start") == {}
 
 

@@ -5,9 +5,13 @@ work landed: the agent succeeded, its check passed, and its branch is merged."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 from gitrepo import git, make_repo
 
@@ -36,8 +40,6 @@ def setup(tmp_path: Path, body: str, plan: dict, fails_once: str = "", **extra: 
 
 
 def run(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    import os
-
     return subprocess.run([sys.executable, "-m", "doit", "run-batch", *args], cwd=repo, capture_output=True,
                           text=True, timeout=180, env={**os.environ, **env})
 
@@ -110,21 +112,22 @@ def test_a_failed_item_keeps_its_worktree_and_branch_with_a_wip_commit(tmp_path)
     assert "alpha = 'half done'" not in git("show", "batch/task:shared.py", cwd=repo)
 
 
-def test_kill_9_during_the_check_then_a_run_that_checks_and_merges_without_the_agent(tmp_path):
-    import signal
-    import time
-
-    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'kept'"}}
-    repo, env = setup(tmp_path, "# E\n## G\n- [ ] alpha: edit alpha\n", plan)
-    import os
-
-    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**os.environ, **env,
-                              "CHECK_HANGS_ONCE": "alpha"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "checks" / "alpha.hung").exists() and time.monotonic() < deadline:
+def kill_9_when(repo: Path, env: dict, reached: Callable[[], bool]) -> None:
+    """Start a run, and kill -9 it once `reached()` says it got to the step to interrupt."""
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**os.environ, **env},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while not reached() and time.monotonic() < deadline and runner.poll() is None:
         time.sleep(0.05)
+    assert reached(), "the run never got to the step to interrupt"
     runner.send_signal(signal.SIGKILL)
     runner.wait(timeout=10)
+
+
+def test_kill_9_during_the_check_then_a_run_that_checks_and_merges_without_the_agent(tmp_path):
+    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'kept'"}}
+    repo, env = setup(tmp_path, "# E\n## G\n- [ ] alpha: edit alpha\n", plan)
+    kill_9_when(repo, {**env, "CHECK_HANGS_ONCE": "alpha"}, (tmp_path / "checks" / "alpha.hung").exists)
     assert "- [ ] alpha" in (repo / "task.md").read_text()
 
     resumed = run(repo, env)
@@ -133,3 +136,85 @@ def test_kill_9_during_the_check_then_a_run_that_checks_and_merges_without_the_a
     assert len(starts(tmp_path)) == 1  # the agent was paid for once
     assert "- [x] alpha" in (repo / "task.md").read_text()
     assert "alpha = 'kept'" in git("show", "batch/task:shared.py", cwd=repo)
+
+
+def merges_on_the_integration_branch(repo: Path) -> list[str]:
+    return git("log", "--first-parent", "--merges", "--format=%s", "batch/task", cwd=repo).splitlines()
+
+
+def test_kill_9_during_the_agent_then_a_run_that_redoes_it_from_a_fresh_worktree(tmp_path):
+    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'kept'", "hang_at": 1}}
+    repo, env = setup(tmp_path, "# E\n## G\n- [ ] alpha: edit alpha\n", plan)
+    before, start = user_tree(repo), git("rev-parse", "HEAD", cwd=repo)
+    kill_9_when(repo, env, Path(f"{tmp_path / 'agent.log'}.alpha.hung").exists)  # it edited, then hung
+    assert "- [ ] alpha" in (repo / "task.md").read_text()
+
+    resumed = run(repo, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    killed, redone = starts(tmp_path)  # the killed attempt had not succeeded: it runs again, once
+    assert killed["worktree"] == redone["worktree"]
+    assert "- [x] alpha" in (repo / "task.md").read_text()
+    assert merges_on_the_integration_branch(repo) == ["Merge g:alpha into batch/task"]
+    assert "alpha = 'kept'" in git("show", "batch/task:shared.py", cwd=repo)
+    record = json.loads((repo / ".batch/task/items/g/alpha/result.json").read_text())
+    assert record["merge"]["base_commit"] == start  # a fresh worktree, from the integration tip
+
+    # The killed attempt's work is kept aside, on a branch and in a worktree of its own, as a WIP commit.
+    branches = git("for-each-ref", "--format=%(refname:short)", "refs/heads/batch/task.items/", cwd=repo).split()
+    assert len(branches) == 1 and branches[0].startswith("batch/task.items/g/alpha.")
+    aside = branches[0]
+    assert "Batch-Result: wip" in git("log", "-1", "--format=%B", aside, cwd=repo)
+    assert "alpha = 'kept'" in git("show", f"{aside}:shared.py", cwd=repo)
+    assert subprocess.run(["git", "merge-base", "--is-ancestor", aside, "batch/task"], cwd=repo).returncode == 1
+    kept = Path(redone["worktree"] + "." + aside.rsplit(".", 1)[1])
+    assert f"worktree {kept}" in git("worktree", "list", "--porcelain", cwd=repo)
+    assert git("rev-parse", "HEAD", cwd=kept) == git("rev-parse", aside, cwd=repo)
+    assert user_tree(repo) == before
+
+    again = run(repo, env)
+    assert again.returncode == 0 and len(starts(tmp_path)) == 2
+
+
+def test_kill_9_during_the_merge_then_a_run_that_aborts_it_and_lands_without_the_agent(tmp_path):
+    # Both start from one tip, so the second to pass merges onto a moved tip: its merged state is checked.
+    plan = {name: {"file": "shared.py", "line": LINES[name], "text": f"{name} = 'edited'", "await": ["alpha", "beta"]}
+            for name in ("alpha", "beta")}
+    repo, env = setup(tmp_path, "# E\n## G\n- [ ] alpha: edit alpha\n- [ ] beta: edit beta\n", plan, parallel="2")
+    before = user_tree(repo)
+    checks = tmp_path / "checks"
+    kill_9_when(repo, {**env, "CHECK_HANGS_MERGED": "alpha,beta"}, lambda: any(checks.glob("*.merged.hung")))
+    [marker] = checks.glob("*.merged.hung")
+    second = marker.name.split(".")[0]
+    integration = repo / ".batch/task/integration"
+    assert git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=integration, check=False)  # a half-done merge
+    assert f"- [ ] {second}" in (repo / "task.md").read_text()
+
+    resumed = run(repo, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"finished g:{second}" in resumed.stdout
+    assert sorted(s["module"] for s in starts(tmp_path)) == ["alpha", "beta"]  # no agent paid for twice
+    assert (repo / "task.md").read_text().count("- [x]") == 2
+    assert git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=integration, check=False) == ""
+    assert sorted(merges_on_the_integration_branch(repo)) == ["Merge g:alpha into batch/task",
+                                                              "Merge g:beta into batch/task"]
+    landed = git("show", "batch/task:shared.py", cwd=repo)
+    assert "alpha = 'edited'" in landed and "beta = 'edited'" in landed
+    record = json.loads((repo / f".batch/task/items/g/{second}/result.json").read_text())
+    assert record["merge"]["status"] == "merged" and record["merge"]["merged_state_check"]["passed"]
+    assert git("for-each-ref", "refs/heads/batch/task.items/", cwd=repo) == ""  # nothing left unmerged
+    assert user_tree(repo) == before
+
+
+def test_kill_9_during_a_retry_after_a_failed_check_then_a_run_that_keeps_both_attempts(tmp_path):
+    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'try {attempt}'", "hang_at": 2}}
+    repo, env = setup(tmp_path, "# E\n## G\n- [ ] alpha: edit alpha\n", plan, fails_once="alpha")
+    kill_9_when(repo, env, Path(f"{tmp_path / 'agent.log'}.alpha.hung").exists)  # its check failed; it was told
+
+    resumed = run(repo, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [s["attempt"] for s in starts(tmp_path)] == [1, 2, 1]
+    assert "- [x] alpha" in (repo / "task.md").read_text()
+    assert merges_on_the_integration_branch(repo) == ["Merge g:alpha into batch/task"]
+    assert "alpha = 'try 1'" in git("show", "batch/task:shared.py", cwd=repo)
+    [aside] = git("for-each-ref", "--format=%(refname:short)", "refs/heads/batch/task.items/", cwd=repo).split()
+    assert "alpha = 'try 2'" in git("show", f"{aside}:shared.py", cwd=repo)  # the killed attempt's edit, kept

@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+from conftest import FRONT_MATTER
+
 SAMPLE = """\
 # Split the monolith
 
@@ -185,3 +187,33 @@ def test_a_damaged_result_stops_the_run_with_its_name_and_runs_nothing(batch):
     assert batch.run("forget", "inventory:billing").returncode == 0
     assert batch.run("run-batch").returncode == 0
     assert set(batch.runs()) == {"inventory:auth", "inventory:billing", "extract-interfaces:auth"}
+
+
+def test_failed_runs_only_the_items_that_failed_last_time(batch):
+    batch.write("# T\n## G\n- [ ] a: breaks\n- [ ] b: fine\n- [ ] c: not yet\n")
+    batch.behave(a={"exit": 2}, c={"exit": 2})
+    assert batch.run("run-batch", "-k").returncode == 1
+    batch.taskfile.write_text(batch.taskfile.read_text().replace("- [x] b: fine", "- [ ] b: fine"))
+    batch.behave()
+    assert "g:b" in batch.run("run-batch", "--dry-run").stdout  # unticked by hand: it would run
+    retried = batch.run("run-batch", "--failed")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert batch.runs() == {"g:a": 1, "g:b": 1, "g:c": 1}  # b ran once, in the first run only
+
+
+def test_a_template_asking_for_what_is_not_there_is_one_error_before_anything_runs(batch):
+    batch.write("# T\n## G\n- [ ] a: one\n", FRONT_MATTER.replace("agent: command\n", "agent: command\ntemplate: t.j2\n"))
+    (batch.path / "t.j2").write_text("{{ item.txet }}\n")
+    for args in (("run-batch", "--dry-run"), ("run-batch",)):
+        result = batch.run(*args)
+        assert result.returncode == 3
+        assert "'txet'" in result.stderr and "g:a" in result.stderr
+    assert not (batch.path / "runs.log").exists()
+
+
+def test_a_limit_that_resets_at_infinity_is_no_pause(batch):
+    batch.write("# T\n## G\n- [ ] a: odd limit\n", FRONT_MATTER.replace("agent: command\n", "agent: command\nretries: 0\n"))
+    batch.behave(a={"print": "batch-tasks: retry at inf", "exit": 1})
+    result = batch.run("run-batch")
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "exit status 1" in json.loads((batch.state("g", "a") / "failure.json").read_text())["reason"]

@@ -66,7 +66,7 @@ def test_secrets_inside_an_agents_json_events_are_masked_when_decoded_too(batch)
     claude = bin_folder / "claude"
     claude.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.read()\nsys.stdout.write(open('stream.jsonl').read())\n")
     claude.chmod(0o755)
-    batch.write("# T\n## G\n- [ ] a: answer\n", FRONT_MATTER.replace("agent: command", "agent: claude"))
+    batch.write("# T\n## G\n- [ ] a: answer\n", "---\nagent: claude\n---\n")
     result = batch.run("run-batch", env={**SECRETS, "PATH": f"{bin_folder}{os.pathsep}{os.environ['PATH']}"})
     assert result.returncode == 0, result.stdout + result.stderr
     everything = kept(batch, result.stdout, result.stderr)

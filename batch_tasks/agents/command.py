@@ -7,6 +7,7 @@ prints `batch-tasks: retry at TIME` hit a limit that resets at TIME.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections import deque
@@ -51,7 +52,8 @@ class CommandReader(OutputReader):
 def _when(text: str) -> float | None:
     """Unix time, or an ISO 8601 time (local unless it says its zone)."""
     try:
-        return float(text)
+        moment = float(text)
+        return moment if math.isfinite(moment) else None  # `inf` is no time to wait for
     except ValueError:
         pass
     try:

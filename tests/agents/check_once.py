@@ -1,17 +1,25 @@
 """A stand-in `check`: fails the first time for each module named in $CHECK_FAILS_ONCE
 (remembering that in $CHECK_STATE, outside the repository), passes otherwise; the first
-time for each module in $CHECK_HANGS_ONCE it first hangs (for a test to kill the runner)."""
+time for each module in $CHECK_HANGS_ONCE it first hangs (for a test to kill the runner),
+and likewise for $CHECK_HANGS_MERGED, but only when it checks a merged state (in the
+runner's own worktree, `.batch/<stem>/integration`)."""
 
 import os
 import sys
 import time
 
+
+def hangs_once(variable: str, marker: str) -> None:
+    if module in os.environ.get(variable, "").split(",") and not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(60)
+
+
 module = sys.argv[1]
-hung = os.path.join(os.environ["CHECK_STATE"], f"{module}.hung")
-if module in os.environ.get("CHECK_HANGS_ONCE", "").split(",") and not os.path.exists(hung):
-    open(hung, "w").close()
-    time.sleep(60)
 state = os.path.join(os.environ["CHECK_STATE"], module)
+hangs_once("CHECK_HANGS_ONCE", f"{state}.hung")
+if os.path.basename(os.environ["BATCH_WORKTREE"]) == "integration":
+    hangs_once("CHECK_HANGS_MERGED", f"{state}.merged.hung")
 if module in os.environ.get("CHECK_FAILS_ONCE", "").split(",") and not os.path.exists(state):
     open(state, "w").close()
     print(f"FAILED tests/{module}: expected a docstring")

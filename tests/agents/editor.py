@@ -2,23 +2,41 @@
 
 What each module does is in the JSON file named by $EDITOR_PLAN (outside the repository):
   {"<module>": {"file": "shared.txt", "line": 2, "text": "new words"} | {"nothing": true}}
-Each start is logged to $EDITOR_LOG as one JSON line: module, attempt, worktree, and the
-prompt, so that tests can see what the agent was told."""
+with, optionally, "await": [modules] (start editing only once each of them has started:
+so that items start from one tip) and "hang_at": N (the first time it makes attempt N,
+hang after the edit, for a test to kill the runner). "{attempt}" in the text is the attempt's number. Each start is logged to $EDITOR_LOG as one JSON
+line: module, attempt, worktree, and the prompt, so that tests can see what the agent was told."""
 
 import json
 import os
 import sys
+import time
 
 module = sys.argv[1]
 with open(os.environ["EDITOR_PLAN"]) as stream:
     plan = json.load(stream)[module]
 prompt = sys.stdin.read()
-with open(os.environ["EDITOR_LOG"], "a") as log:
+log_path = os.environ["EDITOR_LOG"]
+with open(log_path, "a") as log:
     log.write(json.dumps({"module": module, "attempt": int(os.environ["BATCH_ATTEMPT"]), "cwd": os.getcwd(),
                           "worktree": os.environ.get("BATCH_WORKTREE"), "prompt": prompt}) + "\n")
+
+
+def started() -> set[str]:
+    with open(log_path) as stream:
+        return {json.loads(line)["module"] for line in stream if line.strip()}
+
+
+deadline = time.monotonic() + 60
+while not set(plan.get("await", ())) <= started() and time.monotonic() < deadline:
+    time.sleep(0.05)
 if not plan.get("nothing"):
     with open(plan["file"]) as stream:
         lines = stream.read().splitlines()
-    lines[plan["line"] - 1] = plan["text"]
+    lines[plan["line"] - 1] = plan["text"].replace("{attempt}", os.environ["BATCH_ATTEMPT"])
     with open(plan["file"], "w") as stream:
         stream.write("\n".join(lines) + "\n")
+hung = f"{log_path}.{module}.hung"
+if plan.get("hang_at") == int(os.environ["BATCH_ATTEMPT"]) and not os.path.exists(hung):
+    open(hung, "w").close()
+    time.sleep(60)
