@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -10,6 +11,11 @@ from typing import Any, Mapping
 
 def digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+# A checkbox line's mark, for an instruction's digest: the boxes that tick along with an
+# item are part of its text, and their ticks are no change of what it asks.
+BOX_MARK = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\[)[ xX](\])", re.M)
 
 
 def mark_column(line: str) -> int | None:
@@ -29,17 +35,30 @@ class Item:
     done: bool  # its checkbox as task.md had it when loaded
     line: int  # 1-based line of its checkbox
     source_line: str  # that line as written, to find it again when ticking
+    # The user wrote its module, or its dialect defines one (a task ID): only then is it
+    # linked to the same module's items in other groups (`previous`, `pipeline`).
+    module_given: bool = True
+    # Its place in its group's order: the items of one stage run together, each stage
+    # after the one before it (0 for all: the whole group at once).
+    stage: int = 0
+    optional: bool = False  # Kiro's `- [ ]*`: runs only when asked for; nothing waits for it
+    # A Kiro parent task's box, ticked along with this, its last sub-task, once every box
+    # of `parent_needs` (its other required sub-tasks) is ticked too.
+    parent_box: tuple[int, str] | None = None
+    parent_needs: tuple[tuple[int, str], ...] = ()
     key: str = field(init=False, compare=False)  # its doit task name, GROUP:MODULE
     digest: str = field(init=False, compare=False)  # of its module and instruction: part of its fingerprint
     # Where its checkbox mark was in task.md's bytes when loaded (-1: unknown), so that a
     # tick finds it without reading the file; always verified by bytes before it is used.
     mark_offset: int = field(default=-1, compare=False)
-    # Other checkboxes that tick along with it (its sub-task boxes): (1-based line, that line as written).
+    # Other checkboxes that tick along with it: (1-based line, that line as written), e.g.
+    # nested sub-task boxes, or a superpowers task's step boxes after the first.
     also_ticks: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "key", f"{self.group}:{self.module}")
-        object.__setattr__(self, "digest", digest(self.module, self.instruction))
+        asks = BOX_MARK.sub(r"\1 \2", self.instruction) if self.also_ticks else self.instruction
+        object.__setattr__(self, "digest", digest(self.module, asks))
 
     @property
     def instruction(self) -> str:
@@ -57,6 +76,7 @@ class Group:
     settings: Mapping[str, Any]  # the batch's settings with this group's hints applied
     items: tuple[Item, ...]
     limit: int | None = None  # its `parallel` hint: at most this many of its items at once
+    body: str = ""  # the prose between its heading and its first item (`group.body` in templates)
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,14 @@ class Plan:
     title: str
     settings: Mapping[str, Any]  # the front matter, checked
     groups: tuple[Group, ...]
+    dialect: str = "batch"  # how task.md was read: settings.FORMATS
+    dialect_reason: str = ""  # why, in words: `read as a spec-kit task list: …`
+    warnings: tuple[tuple[int, str], ...] = ()  # (line, message): shown, nothing stops
+    notes: tuple[tuple[int, str], ...] = ()  # (line, message): e.g. metadata kept and ignored
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # front matter that is no setting
+    # (line, message) of an agent that cannot run as configured: an error for a run,
+    # not for a dry run, which lists the plan anyway (see agent_error).
+    agent_problem: tuple[int, str] | None = None
     _index: dict = field(default_factory=dict, compare=False, repr=False)
     # Each item's upstream, made once: items that wait for the same things share one
     # tuple, so that what depends on it can be worked out once per tuple.
@@ -77,25 +105,64 @@ class Plan:
             self._index[group.slug] = (position, group, {item.module: item for item in group.items})
         for position, group in enumerate(self.groups):
             previous = self.groups[position - 1] if position else None
+            stage, before = group.items[0].stage if group.items else 0, ()
+            current: list[Item] = []
             for item in group.items:
-                self._upstream[item.key], self._task_dep[item.key] = self._waits_for(position, group, previous, item)
+                if item.stage != stage:  # a new stage waits for the whole stage before it
+                    stage, before, current = item.stage, tuple(current), []
+                if not item.optional:  # nothing waits for an optional item
+                    current.append(item)
+                if before:
+                    waits = self._after_stage(before, group, previous, item)
+                else:
+                    waits = self._waits_for(position, group, previous, item)
+                self._upstream[item.key], self._task_dep[item.key] = waits
+
+    def _after_stage(self, before, group, previous, item) -> tuple[tuple[Item, ...], list[str]]:
+        """An item after the first stage of its group waits for the stage before it, which
+        waits for what the group waits for; with `pipeline`, for its module's item too."""
+        edge = self._pipeline_edge(group, previous, item)
+        if edge is not None and all(edge is not waited for waited in before):
+            return before + (edge,), [i.key for i in before] + [edge.key]
+        return before, [i.key for i in before]
 
     def _waits_for(self, position, group, previous, item) -> tuple[tuple[Item, ...], list[str]]:
-        """What an item waits for, as items and as doit task names. Items that wait for
-        the same things share one tuple, so that what follows from it is worked out
-        once per tuple (see staleness and dispatcher)."""
+        """What an item of a group's first stage waits for, as items and as doit task names.
+        Items that wait for the same things share one tuple, so that what follows from it
+        is worked out once per tuple (see staleness and dispatcher)."""
         if previous is None:
             return (), []
         if group.settings.get("after") == "all":  # a barrier: everything before it
             earlier = self.groups[:position]
             if position not in self._everything:
-                self._everything[position] = tuple(i for g in earlier for i in g.items)
+                self._everything[position] = tuple(i for g in earlier for i in g.items if not i.optional)
             return self._everything[position], [g.slug for g in earlier]
-        same_module = self._index[previous.slug][2].get(item.module)
-        # With `pipeline`, only the same module's item before, unless that group is a barrier.
-        if group.settings.get("pipeline") and same_module is not None and previous.settings.get("after") != "all":
-            return (same_module,), [same_module.key]
-        return previous.items, [previous.slug]
+        edge = self._pipeline_edge(group, previous, item)
+        if edge is not None:
+            return (edge,), [edge.key]
+        return self._required(previous), [previous.slug]
+
+    def _required(self, group: Group) -> tuple[Item, ...]:
+        """The group's items but the optional ones: the same tuple for every item after it."""
+        key = ("required", group.slug)
+        if key not in self._everything:
+            required = tuple(item for item in group.items if not item.optional)
+            self._everything[key] = group.items if len(required) == len(group.items) else required
+        return self._everything[key]
+
+    def _pipeline_edge(self, group, previous, item) -> Item | None:
+        """With `pipeline`, the same module's item in the group before (unless that group is
+        a barrier), when both name their module."""
+        if previous is None or not group.settings.get("pipeline") or previous.settings.get("after") == "all":
+            return None
+        return None if group.settings.get("after") == "all" else self._same_module(previous, item)
+
+    def _same_module(self, group: Group, item: Item) -> Item | None:
+        """The item of that group with this one's module, when both name their module."""
+        if not item.module_given:
+            return None
+        same = self._index[group.slug][2].get(item.module)
+        return same if same is not None and same.module_given else None
 
     def group(self, slug: str) -> Group:
         return self._index[slug][1]
@@ -111,7 +178,8 @@ class Plan:
     def upstream(self, item: Item) -> tuple[Item, ...]:
         """The items this one waits for: every item of the group before it; with `pipeline`,
         only the same module's item there, if it has one; in an `after: all` group,
-        everything before it; after such a group, all of it."""
+        everything before it; after such a group, all of it. In a group whose items run
+        in order (its stages), an item after the first stage waits for the stage before."""
         return self._upstream[item.key]
 
     def task_dep(self, item: Item) -> list[str]:
@@ -120,4 +188,10 @@ class Plan:
     def previous(self, item: Item) -> Item | None:
         """The same module's item in the group before, whose result the prompt may use."""
         previous = self.previous_group(item)
-        return self._index[previous.slug][2].get(item.module) if previous else None
+        return self._same_module(previous, item) if previous else None
+
+    def agent_error(self):
+        """The agent problem as the TaskFileError a run raises (None when there is none)."""
+        from .errors import TaskFileError
+
+        return TaskFileError(self.path, *self.agent_problem) if self.agent_problem else None

@@ -121,6 +121,22 @@ def _relative_path(value: Any) -> str:
     return value
 
 
+# The task-list formats task.md may be read as (batch_tasks/dialects has one module each).
+FORMATS = ("batch", "speckit", "kiro", "superpowers", "checklist")
+
+
+def _format(value: Any) -> str:
+    if value not in FORMATS:
+        raise SettingError(f"must be one of {', '.join(FORMATS)}, not {value!r}")
+    return value
+
+
+def _group_order(value: Any) -> str:
+    if value not in ("sequential", "parallel"):
+        raise SettingError(f"must be `sequential` (one at a time, in document order) or `parallel`, not {value!r}")
+    return value
+
+
 def _isolation(value: Any) -> str:
     if value not in ("none", "worktree"):
         raise SettingError(f"must be none or worktree, not {value!r}")
@@ -180,6 +196,9 @@ FIELDS: Mapping[str, Field] = {
         Field("timeout", duration_seconds, None, group=True, fingerprinted=False),
         Field("idle_timeout", duration_seconds, None, group=True, fingerprinted=False),
         Field("transient_exit_codes", _exit_codes, (), group=True, fingerprinted=True),
+        # How task.md is read (README: "Dialects"), and the order of the items within a group.
+        Field("format", _format, None, group=False, fingerprinted=False),
+        Field("group_order", _group_order, None, group=True, fingerprinted=False),
         # Isolation, checks and the merge queue (README: "Isolation, checks and the merge queue").
         Field("isolation", _isolation, "none", group=True, fingerprinted=True),
         Field("check", _argv, None, group=True, fingerprinted=True),
@@ -193,12 +212,36 @@ FIELDS: Mapping[str, Field] = {
     )
 }
 
+# Front matter that other tools write about a document (spec-kit's template has
+# `description:`): kept on the plan and ignored, never mistaken for a setting.
+METADATA_KEYS = frozenset(
+    """title description summary tags labels date created updated modified author authors owner
+    status state feature branch spec specs version id name type kind category priority epic
+    project milestone issue issues ticket input inputs prerequisites requirements design
+    references links related progress phase phases estimate goal""".split()
+)
+
+
+def near_miss(name: str, *, in_group: bool) -> str | None:
+    """The setting (or hint) `name` was probably meant to be: `paralel` → `parallel`."""
+    import difflib  # only for a mistake
+
+    known = [f.name for f in FIELDS.values() if f.group or not in_group]
+    spelled = name.lower().replace("-", "_")
+    if spelled in known:
+        return spelled
+    close = difflib.get_close_matches(spelled, known, n=1, cutoff=0.75)
+    return close[0] if close else None
+
 
 def parse_setting(name: str, value: Any, *, in_group: bool) -> Any:
     """Check one setting; raise SettingError with a message that names it."""
     field = FIELDS.get(name)
     if field is None or (in_group and not field.group):
         where = "hint" if in_group else "setting"
+        guess = near_miss(name, in_group=in_group)
+        if guess is not None:
+            raise SettingError(f"unknown {where} {name!r}: did you mean {guess!r}?")
         known = sorted(f.name for f in FIELDS.values() if f.group or not in_group)
         raise SettingError(f"unknown {where} {name!r} (known: {', '.join(known)})")
     if in_group and value is None and field.default is None:

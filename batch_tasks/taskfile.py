@@ -1,18 +1,18 @@
 """Parsing task.md into a Plan.
 
 The format, in short (the README has it in full): optional YAML front matter of
-settings; every heading starts a group; checkbox list items at the top list level
-under a heading are the items; `<!-- key: value -->` comments are group hints.
-Every mistake is a TaskFileError naming its line. PyYAML and markdown-it are
-imported only when a plan must be parsed: an unchanged task.md is read from its
-cache (plan_cache), and starting fast matters when a batch has ten thousand items.
+settings; the file is read in one dialect (batch, speckit, kiro, superpowers,
+checklist: batch_tasks/dialects), which finds the groups and their items;
+`<!-- key: value -->` comments whose key is a setting are group hints. Here the
+dialect's drafts become the plan: group names, modules, order, settings. Every
+mistake is a TaskFileError naming its line. PyYAML and markdown-it are imported
+only when a plan must be parsed: an unchanged task.md is read from its cache
+(plan_cache), and starting fast matters when a batch has ten thousand items.
 """
 
 from __future__ import annotations
 
 import re
-import textwrap
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +23,24 @@ from .errors import SettingError, TaskFileError
 from .plan import Group, Item, Plan
 
 MAX_BYTES = 16 * 1024 * 1024
-MAX_ALIAS_GROWTH = 1024 * 1024  # characters YAML aliases may add to the front matter
+
+
 MAX_NAME = 200  # characters of a module or group name: they go into every item's environment
 
 
 CHECKBOX = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\[([ xX])\](?:[ \t]+|$)(.*)$")
-MODULE = re.compile(r"^(`?)([^\s`]+?)\1:(?:\s+|$)(.*)$", re.S)
 HINT = re.compile(r"^<!--\s*([A-Za-z_][\w-]*)\s*:(.*?)-->\s*$", re.S)
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# Dialects where an item owns only what is indented under it: there, blocks left
+# outside an item are worth a warning.
+OWN_BY_INDENT = ("batch", "speckit", "kiro")
 
 
-def slugify(text: str) -> str:
-    """`Extract interfaces` → `extract-interfaces`; keeps letters of any script."""
-    return re.sub(r"[\W_]+", "-", text.lower()).strip("-")
-
-
-def load_plan(path: Path, cache_dir: Path | None = None) -> Plan:
+def load_plan(path: Path, cache_dir: Path | None = None, *, for_dry_run: bool = False) -> Plan:
     """Read and parse task.md, reusing the plan cached (see plan_cache) for these bytes.
+
+    An agent that cannot run as configured (plan.agent_problem) is an error, except
+    `for_dry_run`, which lists the plan anyway.
 
     Parsing 10,000 items takes markdown-it about half a second; checking and
     reading the cache a few hundredths, so a batch that did not change loads fast.
@@ -48,11 +49,17 @@ def load_plan(path: Path, cache_dir: Path | None = None) -> Plan:
     if cache_dir is not None:
         cached = plan_cache.load(cache_dir, path, data)
         if cached is not None:
-            return cached
+            return _checked(cached, for_dry_run)
     plan = parse(_decode(path, data), path)
     plan_cache.locate_marks(plan, data)
     if cache_dir is not None:
         plan_cache.store(cache_dir, path, data, plan)
+    return _checked(plan, for_dry_run)
+
+
+def _checked(plan: Plan, for_dry_run: bool) -> Plan:
+    if plan.agent_problem and not for_dry_run:
+        raise plan.agent_error()
     return plan
 
 
@@ -84,227 +91,221 @@ def _decode(path: Path, data: bytes) -> str:
 
 def parse(text: str, path: Path) -> Plan:
     """Parse task.md's text (without BOM) into a Plan, or raise TaskFileError."""
+    from . import dialects, front_matter, lint, outline as outline_mod
+
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    batch_settings, setting_lines, body_start = _front_matter(lines, path)
-    # Blank out the front matter so that markdown-it's line numbers stay the file's own.
-    markdown = "\n".join([""] * body_start + lines[body_start:])
-    tokens = _tokens(markdown)
-
-    title = None
-    sections: list[dict[str, Any]] = []  # one per heading, in document order
-    for index, token in enumerate(tokens):
-        if token.type == "heading_open":
-            heading = tokens[index + 1].content.strip()
-            line = token.map[0]
-            if title is None and token.tag == "h1":
-                title = heading
-            sections.append({"title": heading, "line": line + 1, "source": lines[line], "hints": {}, "items": []})
-        elif token.type == "html_block" and token.level == 0:
-            _hint(token, sections, path)
-        elif token.type == "list_item_open" and token.level == 1:
-            _item(token, lines, sections, path)
-
-    groups = _groups(sections, batch_settings, setting_lines, path)
-    return Plan(path=path, title=title or path.stem, settings=batch_settings, groups=groups)
-
-
-# What reading YAML can raise besides YAMLError: its constructors trust their input
-# (`2024-13-45` as a date, `!!int x`), and deep nesting recurses.
-YAML_TROUBLE = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
-
-
-def _front_matter(lines: list[str], path: Path) -> tuple[dict[str, Any], dict[str, int], int]:
-    """The checked settings, the line of each, and the index of the first line after them."""
-    if not lines or lines[0].rstrip() != "---":
-        return {}, {}, 0
-    for end in range(1, len(lines)):
-        if lines[end].rstrip() in ("---", "..."):
-            break
-    else:
-        raise TaskFileError(path, 1, "the front matter opened here is never closed (add a line `---` after the settings)")
-    import yaml
-
-    source = "\n".join(lines[1:end])
-
-    def line_of(mark) -> int:
-        # From the character offset: YAML also breaks lines at U+2028 and the like; task.md does not.
-        return source.count("\n", 0, mark.index) + 2 if mark else 1
-
-    try:
-        node = yaml.compose(source, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        problem = error.problem or error.context
-        raise TaskFileError(path, line_of(error.problem_mark or error.context_mark), f"front matter is not valid YAML: {problem}") from None
-    except (yaml.YAMLError, *YAML_TROUBLE) as error:
-        raise TaskFileError(path, 2, f"front matter cannot be read: {error}") from None
-    if node is None:
-        return {}, {}, end + 1
-    if not isinstance(node, yaml.MappingNode):
-        raise TaskFileError(path, 2, "front matter must be settings, one `key: value` a line")
-
-    settings: dict[str, Any] = {}
-    setting_lines: dict[str, int] = {}
-    for key_node, value_node in node.value:
-        line = line_of(key_node.start_mark)
-        name = key_node.value
-        if not isinstance(key_node, yaml.ScalarNode) or not isinstance(name, str):
-            raise TaskFileError(path, line, "setting names must be plain words")
-        if name in setting_lines:
-            raise TaskFileError(path, line, f"setting {name!r} is given twice (also at line {setting_lines[name]})")
-        if _expanded_size(value_node) > len(source) + MAX_ALIAS_GROWTH:
-            raise TaskFileError(path, line, f"setting {name!r} is too big once its YAML aliases are expanded")
-        try:
-            value = yaml.SafeLoader("").construct_document(value_node)
-        except (yaml.YAMLError, *YAML_TROUBLE) as error:
-            raise TaskFileError(path, line, f"setting {name!r} has a value that cannot be read: {error}") from None
-        try:
-            settings[name] = settings_mod.parse_setting(name, value, in_group=False)
-        except SettingError as error:
-            raise TaskFileError(path, line, str(error)) from None
-        setting_lines[name] = line
-    return settings, setting_lines, end + 1
-
-
-def _expanded_size(root) -> float:
-    """The characters a YAML value holds once its aliases are expanded, counted without
-    expanding them (each node once); a value that contains itself is infinite."""
-    sizes: dict[int, float] = {}
-    stack = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if id(node) in sizes and not children_done:
-            continue
-        children = [] if isinstance(node.value, str) else [n for pair in node.value for n in (pair if isinstance(pair, tuple) else (pair,))]
-        if children_done:
-            sizes[id(node)] = 1 + sum(sizes.get(id(child), float("inf")) for child in children)
-        elif isinstance(node.value, str):
-            sizes[id(node)] = 1 + len(node.value)
-        else:
-            sizes[id(node)] = float("inf")  # until its children are counted: a cycle stays infinite
-            stack.append((node, True))
-            stack.extend((child, False) for child in children if id(child) not in sizes)
-    return sizes[id(root)]
-
-
-def _tokens(markdown: str):
-    # markdown-it stops descending at its nesting limit (20) and reads on, so even
-    # a file of ten thousand `>` parses in bounded time and depth.
-    from markdown_it import MarkdownIt
-
-    return MarkdownIt("commonmark").parse(markdown)
-
-
-def _hint(token, sections: list[dict[str, Any]], path: Path) -> None:
-    match = HINT.match(token.content.strip())
-    if not match:
-        return  # an ordinary comment or HTML
-    line = token.map[0] + 1
-    if not sections:
-        raise TaskFileError(path, line, "a hint must be inside a group (under a heading)")
-    import yaml
-
-    name, raw = match.group(1), match.group(2).strip()
-    hints = sections[-1]["hints"]
-    if name in hints:
-        raise TaskFileError(path, line, f"hint {name!r} is given twice in this group")
-    try:
-        value = yaml.safe_load(raw) if raw else None
-    except (yaml.YAMLError, *YAML_TROUBLE):
-        raise TaskFileError(path, line, f"hint {name!r} has a value that cannot be read: {raw[:80]!r}") from None
-    try:
-        hints[name] = (settings_mod.parse_setting(name, value, in_group=True), line)
-    except SettingError as error:
-        raise TaskFileError(path, line, str(error)) from None
-
-
-def _item(token, lines: list[str], sections: list[dict[str, Any]], path: Path) -> None:
-    start, end = token.map
-    first = lines[start]
-    match = CHECKBOX.match(first)
-    if not match:
-        return  # a plain list item: prose, not work
-    line = start + 1
-    if not sections:
-        raise TaskFileError(path, line, "this item is outside of any group: add a heading above it")
-    mark, text = match.groups()
-    text = text.strip()
-    module_match = MODULE.match(text)
-    if module_match:
-        module, text = module_match.group(2), module_match.group(3).strip()
-    else:
-        module = slugify(text)[:48].strip("-")
-    if not module:
-        raise TaskFileError(path, line, "this item has no text: say what is to be done")
-    if len(module) > MAX_NAME:
-        raise TaskFileError(path, line, f"module name is {len(module)} characters long; at most {MAX_NAME}")
-    if CONTROL_CHARS.search(module):
-        raise TaskFileError(path, line, f"module name {module!r} contains a control character")
-    body_lines = lines[start + 1 : end]
-    while body_lines and not body_lines[-1].strip():
-        body_lines.pop()
-    sections[-1]["items"].append(
-        Item(
-            group="",  # set once the group's slug is known
-            module=module,
-            text=text,
-            body=textwrap.dedent("\n".join(body_lines)).strip("\n"),
-            done=mark != " ",
-            line=line,
-            source_line=first,
-        )
+    front = front_matter.read(lines, path)
+    outline = outline_mod.read(lines, front.body_start)
+    dialect, reason = dialects.detect(outline, path, front.settings.get("format"), front.lines.get("format"))
+    reading = dialects.reader(dialect)(outline, path)
+    hints, hint_warnings = _hints(outline, path)
+    drafts = [group for group in reading.groups if group.items]
+    if not drafts:
+        raise TaskFileError(path, *lint.nothing_found(outline))
+    warnings = reading.warnings + hint_warnings + lint.lookalikes(outline, dialect)
+    if dialect in OWN_BY_INDENT:
+        warnings += lint.loose_blocks(outline, [item for group in drafts for item in group.items])
+    groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect)
+    title = next((h.title for h in outline.headings if h.level == 1), None)
+    return Plan(
+        path=path,
+        title=title or path.stem,
+        settings=front.settings,
+        groups=groups,
+        dialect=dialect,
+        dialect_reason=reason,
+        warnings=tuple(sorted(warnings)),
+        notes=tuple(front.notes),
+        metadata=front.metadata,
+        agent_problem=agent_problem,
     )
 
 
-def _groups(sections, batch_settings, setting_lines, path: Path) -> tuple[Group, ...]:
-    groups: list[Group] = []
-    seen_slugs: dict[str, int] = {}
-    for section in sections:
-        if not section["items"]:
-            continue  # a heading without items is just a section
-        slug = slugify(section["title"]) or f"group-{section['line']}"
-        if len(slug) > MAX_NAME:
-            raise TaskFileError(path, section["line"], f"heading is {len(section['title'])} characters long; at most {MAX_NAME}")
-        if slug in seen_slugs:
-            raise TaskFileError(
-                path, section["line"], f"group {slug!r} has the same name as the group at line {seen_slugs[slug]}"
-            )
-        seen_slugs[slug] = section["line"]
-        hints = {name: value for name, (value, _) in section["hints"].items()}
-        group_settings = settings_mod.resolve(batch_settings, hints)
-        _check_agent_settings(group_settings, section, setting_lines, path)
+def _hints(outline, path: Path) -> tuple[dict[int, dict[str, tuple[Any, int]]], list[tuple[int, str]]]:
+    """The hints under each heading, by its index, each with its line; and a warning for
+    each comment that is almost a hint. A comment is a hint only when its key is a
+    setting as written (lower case): `<!-- ITO:START -->` is a comment."""
+    by_heading: dict[int, dict[str, tuple[Any, int]]] = {}
+    warnings = []
+    for comment in outline.comments:
+        match = HINT.match(comment.content)
+        if not match:
+            continue  # an ordinary comment or HTML
+        name, raw = match.group(1), match.group(2).strip()
+        if name not in settings_mod.FIELDS:
+            guess = settings_mod.near_miss(name, in_group=True)
+            if guess is not None:
+                warnings.append((comment.line, f"the comment `<!-- {name}: … -->` is not a hint: did you mean {guess!r}? "
+                                 "(a hint's key is a setting, in lower case)"))
+            continue
+        if comment.heading is None:
+            raise TaskFileError(path, comment.line, "a hint must be inside a group (under a heading)")
+        hints = by_heading.setdefault(comment.heading, {})
+        if name in hints:
+            raise TaskFileError(path, comment.line, f"hint {name!r} is given twice in this group")
+        import yaml
 
-        items: list[Item] = []
-        seen_modules: dict[str, int] = {}
-        for item in section["items"]:
-            if item.module in seen_modules:
-                raise TaskFileError(
-                    path,
-                    item.line,
-                    f"module {item.module!r} appears twice in group {slug!r} (also at line {seen_modules[item.module]})",
-                )
-            seen_modules[item.module] = item.line
-            items.append(replace(item, group=slug))
+        from .front_matter import YAML_TROUBLE
+
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except (yaml.YAMLError, *YAML_TROUBLE):
+            raise TaskFileError(path, comment.line, f"hint {name!r} has a value that cannot be read: {raw[:80]!r}") from None
+        try:
+            hints[name] = (settings_mod.parse_setting(name, value, in_group=True), comment.line)
+        except SettingError as error:
+            raise TaskFileError(path, comment.line, str(error)) from None
+    return by_heading, warnings
+
+
+def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
+    """The plan's groups, and the first agent problem (line, message) if any."""
+    groups: list[Group] = []
+    agent_problem = None
+    for draft, slug in zip(drafts, _group_slugs(drafts, outline, path)):
+        hints: dict[str, tuple[Any, int]] = {}
+        for heading in sorted(h for h in draft.headings if h is not None):
+            for name, (value, line) in hints_by_heading.get(heading, {}).items():
+                if name in hints:
+                    raise TaskFileError(path, line, f"hint {name!r} is given twice in this group")
+                hints[name] = (value, line)
+        values = {name: value for name, (value, _) in hints.items()}
+        group_settings = settings_mod.resolve(front.settings, values)
+        problem = _agent_problem(group_settings, hints, front, path)  # raises what no dry run may pass
+        agent_problem = agent_problem or problem
+        heading = draft.heading
         groups.append(
             Group(
                 slug=slug,
-                title=section["title"],
-                line=section["line"],
-                source_line=section["source"],
+                title=heading.title,
+                line=heading.line,
+                source_line=heading.source,
                 settings=group_settings,
-                items=tuple(items),
-                limit=hints.get("parallel"),
+                items=_items(draft, slug, group_settings["group_order"], path, dialect),
+                limit=values.get("parallel"),
+                body=draft.body,
             )
         )
-    return tuple(groups)
+    return tuple(groups), agent_problem
 
 
-def _check_agent_settings(group_settings, section, setting_lines, path: Path) -> None:
-    """An agent's own requirements (the command agent needs `command`), at the line that set it."""
+def _group_slugs(drafts, outline, path: Path) -> list[str]:
+    """Each group's name: its heading's slug; where two are the same, each qualified by
+    the headings above it (`spec-b-md/tasks`) until they differ."""
+    from .dialects import slugify
+
+    chains = []  # per group: the slugs of its heading and the headings above it, nearest first
+    for draft in drafts:
+        if draft.heading is None:
+            raise TaskFileError(path, draft.items[0].line, "this item is outside of any group: add a heading above it")
+        if len(slugify(draft.heading.title)) > MAX_NAME:
+            title = draft.heading.title
+            raise TaskFileError(path, draft.heading.line, f"heading is {len(title)} characters long; at most {MAX_NAME}")
+        chain, heading = [], draft.heading
+        while heading is not None:
+            chain.append(slugify(heading.title) or f"group-{heading.line}")
+            heading = outline.headings[heading.parent] if heading.parent is not None else None
+        chains.append(chain)
+    depth = [1] * len(drafts)
+    while True:
+        names = ["/".join(reversed(chain[:d])) for chain, d in zip(chains, depth)]
+        first_of: dict[str, int] = {}
+        clashes = []
+        for position, name in enumerate(names):
+            if name in first_of:
+                clashes.append((first_of[name], position))
+            else:
+                first_of[name] = position
+        if not clashes:
+            return names
+        deeper = False
+        for pair in clashes:
+            for position in pair:
+                if depth[position] < len(chains[position]):
+                    depth[position] += 1
+                    deeper = True
+        if not deeper:
+            earlier, later = clashes[0]
+            raise TaskFileError(
+                path, drafts[later].heading.line, f"group {names[later]!r} has the same name as the group at line {drafts[earlier].heading.line}"
+            )
+
+
+def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) -> tuple[Item, ...]:
+    """The group's items with their modules and their stages (the order they run in)."""
+    from .dialects import made_module
+
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    stage, last_required = 0, None
+    for draft_item in draft.items:
+        module = draft_item.module
+        if module is not None:
+            if module in seen:
+                raise TaskFileError(
+                    path, draft_item.line, f"module {module!r} appears twice in group {slug!r} (also at line {seen[module]})"
+                )
+        else:
+            module = base = made_module(draft_item.text, keep_short=dialect == "batch")
+            if not module:
+                raise TaskFileError(path, draft_item.line, "this item has no text: say what is to be done")
+            copy = 2
+            while module in seen:  # the same text twice: numbered in document order
+                module, copy = f"{base}-{copy}", copy + 1
+        if len(module) > MAX_NAME:
+            raise TaskFileError(path, draft_item.line, f"module name is {len(module)} characters long; at most {MAX_NAME}")
+        if CONTROL_CHARS.search(module):
+            raise TaskFileError(path, draft_item.line, f"module name {module!r} contains a control character")
+        seen[module] = draft_item.line
+        # An optional item takes the next stage, but the stage after it waits only for
+        # what it waits for: nothing waits for an optional item.
+        later = last_required is not None and _waits_for_the_one_before(draft, draft_item, group_order, last_required)
+        if not draft_item.optional:
+            stage, last_required = stage + later, draft_item
+        items.append(
+            Item(
+                group=slug,
+                module=module,
+                text=draft_item.text,
+                body=draft_item.body,
+                done=draft_item.done,
+                line=draft_item.line,
+                source_line=draft_item.source_line,
+                module_given=draft_item.module is not None,
+                stage=stage + later if draft_item.optional else stage,
+                optional=draft_item.optional,
+                also_ticks=draft_item.also_ticks,
+                parent_box=draft_item.parent_box,
+                parent_needs=draft_item.parent_needs,
+            )
+        )
+    return tuple(items)
+
+
+def _waits_for_the_one_before(draft, item, group_order: str | None, before) -> bool:
+    """`group_order` decides, else the dialect: in order, but for a run of parallel marks."""
+    if group_order is not None:
+        return group_order == "sequential"
+    return draft.ordered and not (item.parallel_mark and before.parallel_mark)
+
+
+def _agent_problem(group_settings, hints, front, path: Path) -> tuple[int, str] | None:
+    """An agent's own requirements, at the line that set what it refuses: an error at
+    once, but for an agent with nothing to run (the default, `agent: command`, without
+    its `command:`), which is returned, so that a dry run can list the plan anyway."""
     try:
         AGENTS[group_settings["agent"]].check_settings(group_settings)
     except SettingError as error:
-        hints = section["hints"]
         names = ([error.setting] if error.setting else []) + ["agent", "command"]
-        hint_line = next((hints[name][1] for name in names if name in hints), None)
-        line = hint_line or next((setting_lines[name] for name in names if name in setting_lines), section["line"])
-        raise TaskFileError(path, line, str(error)) from None
+        line = next((hints[name][1] for name in names if name in hints), None)
+        line = line or next((front.lines[name] for name in names if name in front.lines), None)
+        if error.setting is not None or group_settings["agent"] != "command" or group_settings.get("command"):
+            raise TaskFileError(path, line or 1, str(error)) from None
+        if line:
+            return line, str(error)
+        where = "the front matter names" if front.present else "there is no front matter, so it names"
+        return 1, (
+            f"{where} no agent, and the default, agent 'command', needs a `command:` setting: "
+            "add `agent: claude` (or codex, gemini), or `command: [...]`, to the front matter"
+        )
+    return None

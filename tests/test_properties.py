@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import re
 import tempfile
 import textwrap
 from dataclasses import dataclass, field
@@ -26,12 +28,21 @@ from hypothesis import strategies as st
 from batch_tasks import settings as settings_mod
 from batch_tasks.checkbox import set_checkbox
 from batch_tasks.errors import TaskFileError
+from batch_tasks.plan import mark_column
 from batch_tasks.taskfile import CHECKBOX, MAX_BYTES, load_plan, parse
 
 TASK_MD = Path("task.md")
 # Example counts keep the whole file to a few seconds on 2 cores when nothing fails.
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MORE = settings(SETTINGS, max_examples=300)
+
+
+def parse_for_a_run(text: str):
+    """parse(), and the agent problem raised as a run (load_plan) raises it."""
+    plan = parse(text, TASK_MD)
+    if plan.agent_problem:
+        raise plan.agent_error()
+    return plan
 
 
 def file_lines(text: str) -> list[str]:
@@ -119,7 +130,7 @@ any_text = st.one_of(markdownish(), st.text(max_size=300))
 @example("# G\n<!-- command: " + "[" * 5000 + " -->\n")
 def test_any_text_parses_or_fails_with_one_clear_error(text):
     try:
-        plan = parse(text, TASK_MD)
+        plan = parse_for_a_run(text)
     except TaskFileError as error:
         check_error(error, len(file_lines(text)))
     else:
@@ -173,7 +184,7 @@ def test_any_bytes_load_or_fail_with_one_clear_error(data):
         return
     # Text: exactly what parse() makes of it, without its BOM.
     try:
-        expected = ("plan", parse(text.removeprefix("\ufeff"), TASK_MD))
+        expected = ("plan", parse_for_a_run(text.removeprefix("\ufeff")))
     except TaskFileError as error:
         expected = ("error", error.line, error.message)
     assert outcome == expected
@@ -223,14 +234,19 @@ def gen_item(draw) -> GenItem:
     words = draw(st.lists(WORD, max_size=5))
     if draw(st.booleans()) or not words:  # `module: text`, `module:` or `` `module`: text ``
         module = draw(st.text(MODULE_CHARS, min_size=1, max_size=12))
-        quoted = f"`{module}`" if draw(st.booleans()) else module
+        # A capitalized word before `: ` is prose (`Run: pytest`); quoted, it is a module.
+        prose_word = module.isalpha() and module != module.lower()
+        quoted = f"`{module}`" if prose_word or draw(st.booleans()) else module
         text = draw(st.sampled_from([" ", "\t"])).join(words)
         extra = draw(st.sampled_from(["", " (see `x: y`)", ": more", " *now*"])) if words else ""
         text += extra
         written = f"{quoted}: {text}" if text else f"{quoted}:"
-    else:  # no module: its text's slug is its module
+    else:  # no module: its text's slug is its module; a long one cut, with a hash of the text
         text = " ".join(words)
-        module = slug_of(words)[:48].strip("-")
+        module = slug_of(words)
+        if len(module) > 48:
+            cut = module[:40].rsplit("-", 1)[0] if "-" in module[:40] else module[:40]
+            module = f"{cut}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
         written = text
     trailing = draw(st.sampled_from(["", "", " ", "  "]))
     item = GenItem(module=module, text=text.strip(), done=mark != " ")
@@ -325,6 +341,7 @@ def gen_taskfile(draw) -> GenFile:
     arguments = st.sampled_from(["python3", "tool.py", "{module}", "{group}", "{prompt_file}", "7", "--flag"])
     args = draw(st.lists(arguments, min_size=1, max_size=4))
     front = {
+        "format": "format: batch",  # these files are of the batch dialect, whatever their items
         "agent": "agent: command",
         "command": "command: [" + ", ".join(f'"{arg}"' for arg in args) + "]"
         if draw(st.booleans())
@@ -424,23 +441,32 @@ def test_valid_files_parse_to_their_items_and_ticks_keep_them(taskfile, operatio
         text = taskfile.data.decode().removeprefix("\ufeff")
         check_plan(plan, text)
 
-        # Tick and untick any items, any number of times, from the plan as first loaded.
+        # Tick and untick any items, any number of times, from the plan as first loaded;
+        # the checkboxes nested in an item's instruction tick along with it.
         items = list(plan.items())
-        marks = {offset: taskfile.data[offset : offset + 1] for offset in taskfile.marks}
+        starts = [3 if taskfile.data.startswith(b"\xef\xbb\xbf") else 0]
+        starts += [match.end() for match in re.finditer(rb"\r\n|\r|\n", taskfile.data)]
+        nested = [
+            [starts[number - 1] + len(source[: mark_column(source)].encode()) for number, source in item.also_ticks]
+            for item in items
+        ]
+        every_mark = taskfile.marks + [offset for offsets in nested for offset in offsets]
+        marks = {offset: taskfile.data[offset : offset + 1] for offset in every_mark}
         for index, done in operations:
             index %= len(items)
             item = items[index]
             assert set_checkbox(path, plan.group(item.group), item, done, path.with_name("lock")) is True, item
-            offset = taskfile.marks[index]
-            if marks[offset].lower() != (b"x" if done else b" "):
-                marks[offset] = b"x" if done else b" "
+            for offset in [taskfile.marks[index], *nested[index]]:
+                if marks[offset].lower() != (b"x" if done else b" "):
+                    marks[offset] = b"x" if done else b" "
         after = path.read_bytes()
-        assert masked(after, taskfile.marks) == masked(taskfile.data, taskfile.marks)
-        assert [after[offset : offset + 1] for offset in taskfile.marks] == [marks[offset] for offset in taskfile.marks]
+        assert masked(after, every_mark) == masked(taskfile.data, every_mark)
+        assert [after[offset : offset + 1] for offset in every_mark] == [marks[offset] for offset in every_mark]
 
         again = load_plan(path)
-        assert [(key, text, body) for key, text, body, _ in summary(again)] == [
-            (key, text, body) for key, text, body, _ in expected
+        unmarked = lambda body: re.sub(r"(?m)^([ \t]*(?:[-*+]|\d+[.)])[ \t]+\[)[ xX]\]", r"\1 ]", body)
+        assert [(key, text, unmarked(body)) for key, text, body, _ in summary(again)] == [
+            (key, text, unmarked(body)) for key, text, body, _ in expected
         ]
         assert [item.done for item in again.items()] == [marks[offset] != b" " for offset in taskfile.marks]
 
@@ -567,7 +593,7 @@ def test_a_setting_of_any_type_is_taken_or_refused_at_its_line(name, raw, positi
         readable = False
     want = expected_setting(name, value, hint=False) if readable and name in README_SETTINGS else None
     try:
-        plan = parse(text, TASK_MD)
+        plan = parse_for_a_run(text)
     except TaskFileError as error:
         check_refusal(error, text, name, range(line, line + raw.count("\n") + 1), readable)
         assert want is None or want is REFUSED, f"refused {name}: {value!r}: {error}"
@@ -606,7 +632,7 @@ def test_a_hint_of_any_type_is_taken_or_refused_at_its_line(name, raw, before_it
     if name == "agent" and want in AGENT_NAMES - {"command"}:
         want, named = REFUSED, "command"  # that agent does not take the batch's `command`
     try:
-        plan = parse(text, TASK_MD)
+        plan = parse_for_a_run(text)
     except TaskFileError as error:
         check_refusal(error, text, named, range(line, line + 1), True)
         assert want is None or want is REFUSED, f"refused {name}: {value!r}: {error}"

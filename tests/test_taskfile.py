@@ -89,14 +89,13 @@ def test_groups_items_modules_and_bodies():
         ("---\n- a\n- b\n---\n", 2, "front matter must be settings"),
         ("---\nparallel: 2\n# never closed\n", 1, "front matter opened here is never closed"),
         ("---\ncommand: [x]\n---\n# a\n<!-- parallel: maybe -->\n- [ ] x: y\n", 5, "hint 'parallel' must be"),
-        ("---\ncommand: [x]\n---\n# a\n<!-- colour: red -->\n- [ ] x: y\n", 5, "unknown hint 'colour'"),
+        ("---\ncommand: [x]\n---\n# a\n<!-- budget_usd: 3 -->\n- [ ] x: y\n", 5, "unknown hint 'budget_usd'"),
         ("---\ncommand: [x]\n---\n# a\n<!-- parallel: 2 -->\n<!-- parallel: 3 -->\n", 6, "given twice"),
         ("<!-- parallel: 2 -->\n# a\n", 1, "a hint must be inside a group"),
         ("---\ncommand: [x]\n---\n# a\n- [ ] x: y\n- [ ] x: z\n", 6, "module 'x' appears twice in group 'a' (also at line 5)"),
         ("---\ncommand: [x]\n---\n# A b\n- [ ] x\n# a-b\n- [ ] y\n", 6, "same name as the group at line 4"),
         ("- [ ] x: y\n# a\n", 1, "outside of any group"),
         ("# a\n- [ ] \n", 2, "this item has no text"),
-        ("# a\n- [ ] x: y\n", 1, "agent 'command' needs a `command:` setting"),
     ],
 )
 def test_each_mistake_is_one_error_at_its_line(text, line, message):

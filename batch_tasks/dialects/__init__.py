@@ -1,0 +1,156 @@
+"""The task-list dialects task.md may be written in, and which one a file is.
+
+Each dialect is one module here: its `cue` says what in an outline marks a file as
+its own (or None), its `read` turns the outline into groups of draft items. They
+only read the outline; taskfile turns drafts into the plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..outline import Box, Heading, Outline
+
+NAMES = {
+    "batch": "a batch task list",
+    "speckit": "a spec-kit task list",
+    "kiro": "a Kiro task list",
+    "superpowers": "a superpowers plan",
+    "checklist": "a plain checklist",
+}
+
+
+@dataclass
+class DraftItem:
+    text: str
+    body: str
+    done: bool
+    line: int
+    source_line: str
+    module: str | None = None  # written by the user, or a task ID; else made from the text
+    parallel_mark: bool = False  # spec-kit's [P], Kiro's (P): runs with the marked ones beside it
+    optional: bool = False
+    also_ticks: tuple[tuple[int, str], ...] = ()
+    parent_box: tuple[int, str] | None = None
+    parent_needs: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass
+class DraftGroup:
+    heading: Heading | None  # None: the tasks stand under no heading
+    items: list[DraftItem] = field(default_factory=list)
+    body: str = ""
+    ordered: bool = False  # its items run in document order (but for parallel marks)
+    headings: set[int] = field(default_factory=set)  # the headings whose hints apply to it
+
+
+@dataclass
+class Reading:
+    groups: list[DraftGroup]
+    warnings: list[tuple[int, str]] = field(default_factory=list)
+
+
+def slugify(text: str) -> str:
+    """`Extract interfaces` → `extract-interfaces`; keeps letters of any script."""
+    return re.sub(r"[\W_]+", "-", text.lower()).strip("-")
+
+
+def made_module(text: str, *, keep_short: bool) -> str:
+    """A module for an item that names none: its text's slug, with a short hash of the
+    text so that it is unique however long the text (never a bare cut). With
+    `keep_short` (the batch dialect, as it always was), a slug of up to 48 characters
+    stands alone."""
+    slug = slugify(text)
+    if keep_short and len(slug) <= 48:
+        return slug
+    cut = slug[:40].rsplit("-", 1)[0] if len(slug) > 40 and "-" in slug[:40] else slug[:40]
+    return f"{cut}-{hashlib.sha256(text.encode()).hexdigest()[:6]}".strip("-") if slug else ""
+
+
+def lines_after(outline: Outline, box: Box, last: int) -> str:
+    """The lines after a list item's first, up to line `last`, dedented."""
+    lines = outline.lines[box.line : last]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return textwrap.dedent("\n".join(lines)).strip("\n")
+
+
+def nested_boxes(outline: Outline, first: int, last: int) -> tuple[tuple[int, str], ...]:
+    """The checkboxes strictly after line `first` up to `last`: ticked along with the item."""
+    if last <= first:
+        return ()
+    boxes = outline.boxes[outline.box_after(first) : outline.box_after(last)]
+    return tuple((box.line, box.source) for box in boxes if not box.star)
+
+
+def prose(outline: Outline, first: int, last: int) -> str:
+    """Lines first..last without comments (hints among them): a group's description."""
+    hidden = {line for c in outline.comments if first <= c.line <= last for line in range(c.line, c.end + 1)}
+    return "\n".join(outline.lines[n - 1] for n in range(first, last + 1) if n not in hidden).strip()
+
+
+def group_body(outline: Outline, heading: Heading, first_item_line: int) -> str:
+    return prose(outline, heading.line + 1, first_item_line - 1)
+
+
+def group_of(groups: dict[int | None, DraftGroup], outline: Outline, box: Box, ordered: bool) -> DraftGroup:
+    """The group of the heading a box is under, made when its first item is found."""
+    group = groups.get(box.heading)
+    if group is None:
+        heading = outline.headings[box.heading] if box.heading is not None else None
+        described = group_body(outline, heading, box.line) if heading else ""
+        group = groups[box.heading] = DraftGroup(heading, body=described, ordered=ordered, headings={box.heading})
+    return group
+
+
+def own_extent(outline: Outline, box: Box) -> int:
+    """The last line of a list item as CommonMark reads it: what is indented under it."""
+    return box.end
+
+
+def by_heading(outline: Outline, split, *, ordered: bool, extent=own_extent) -> Reading:
+    """Groups of the top-level checkbox items under each heading. `split(text)` gives an
+    item's (module or None, text, parallel mark); `extent(outline, box)` the last line
+    of its instruction."""
+    groups: dict[int | None, DraftGroup] = {}
+    for box in outline.items():
+        if box.star:
+            continue  # not an item in this dialect: the lint says so
+        module, text, parallel = split(box.text)
+        last = extent(outline, box)
+        group_of(groups, outline, box, ordered).items.append(
+            DraftItem(
+                text=text,
+                body=lines_after(outline, box, last),
+                done=box.mark != " ",
+                line=box.line,
+                source_line=box.source,
+                module=module,
+                parallel_mark=parallel,
+                also_ticks=nested_boxes(outline, box.line, last),
+            )
+        )
+    return Reading(list(groups.values()))
+
+
+def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | None) -> tuple[str, str]:
+    """The dialect to read the file as, and why, in words."""
+    from . import batch, checklist, kiro, speckit, superpowers
+
+    if chosen is not None:
+        return chosen, f"read as {NAMES[chosen]}: `format: {chosen}` in the front matter, line {chosen_line}"
+    for module in (speckit, superpowers, kiro, checklist):
+        cue = module.cue(outline, path)
+        if cue:
+            return module.NAME, f"read as {NAMES[module.NAME]}: {cue}"
+    return "batch", f"read as {NAMES['batch']}: {batch.cue(outline, path)}"
+
+
+def reader(name: str):
+    from . import batch, checklist, kiro, speckit, superpowers
+
+    return {m.NAME: m for m in (batch, speckit, kiro, superpowers, checklist)}[name].read

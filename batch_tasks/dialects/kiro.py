@@ -1,0 +1,96 @@
+"""The Kiro dialect (.kiro/specs/*/tasks.md): numbered tasks run in order, one at a
+time unless marked `(P)`; a task's nested `1.1` sub-tasks are the work items (in
+order), and the task's own box is ticked with its last sub-task; `- [ ]*` marks an
+optional task, run only when asked for. `_Requirements: …_` lines stay in the text.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..outline import Box, Outline
+from . import DraftGroup, DraftItem, Reading, group_of, lines_after
+
+NAME = "kiro"
+NUMBER = re.compile(r"^(\d+(?:\.\d+)*)\.?(?:[ \t]+|$)(.*)$", re.S)
+PARALLEL = re.compile(r"[ \t]*\(P\)")
+REQUIREMENTS = re.compile(r"^[ \t]*(?:[-*+][ \t]+)?_Requirements:")
+
+
+def cue(outline: Outline, path: Path) -> str | None:
+    if ".kiro" in path.parts:
+        return "the file is in a .kiro folder"
+    numbered = [box for box in outline.boxes if NUMBER.match(box.text)]
+    if not numbered or len(numbered) * 2 < len(outline.items()):
+        return None
+    optional = next((box for box in numbered if box.star), None)
+    if optional is not None:
+        return f'numbered tasks, and an optional one "- [ ]*" at line {optional.line}'
+    for number, line in enumerate(outline.lines, 1):
+        if REQUIREMENTS.match(line):
+            return f'numbered tasks with "_Requirements:" lines (line {number})'
+    return None
+
+
+def _parents(boxes: list[Box]) -> dict[int, Box]:
+    """Each sub-task's parent, by the sub-task's line: the box it is nested in, else
+    (a flat list) the task whose number its own number extends."""
+    parents: dict[int, Box] = {}
+    by_number: dict[str, Box] = {}
+    enclosing: list[Box] = []
+    for box in boxes:
+        while enclosing and enclosing[-1].end < box.line:
+            enclosing.pop()
+        number = NUMBER.match(box.text)
+        if enclosing:
+            parents[box.line] = enclosing[-1]
+        elif number and "." in number.group(1):
+            parent = by_number.get(number.group(1).rsplit(".", 1)[0])
+            if parent is not None:
+                parents[box.line] = parent
+        if number:
+            by_number[number.group(1)] = box
+        enclosing.append(box)
+    return parents
+
+
+def read(outline: Outline, path: Path) -> Reading:
+    boxes = [box for box in outline.boxes if not box.quoted]
+    parents = _parents(boxes)
+    children: dict[int, list[Box]] = {}
+    for box in boxes:
+        if box.line in parents:
+            children.setdefault(parents[box.line].line, []).append(box)
+    # The box of a parent task is ticked with its last required sub-task, once the others are.
+    ticks_parent: dict[int, tuple[Box, list[Box]]] = {}
+    at_line = {box.line: box for box in boxes}
+    for parent_line, subtasks in children.items():
+        parent = at_line[parent_line]
+        required = [box for box in subtasks if not box.star] or subtasks
+        ticks_parent[required[-1].line] = (parent, required[:-1])
+
+    groups: dict[int | None, DraftGroup] = {}
+    for box in boxes:
+        if box.line in children:
+            continue  # a parent task: its sub-tasks are the work
+        number = NUMBER.match(box.text)
+        module, text = (number.group(1), number.group(2)) if number else (None, box.text)
+        parallel = bool(PARALLEL.search(text))
+        text = PARALLEL.sub("", text, count=1).strip()
+        parent, needs = ticks_parent.get(box.line, (None, []))
+        group_of(groups, outline, box, ordered=True).items.append(
+            DraftItem(
+                text=text,
+                body=lines_after(outline, box, box.end),
+                done=box.mark != " ",
+                line=box.line,
+                source_line=box.source,
+                module=module,
+                parallel_mark=parallel,
+                optional=box.star,
+                parent_box=(parent.line, parent.source) if parent else None,
+                parent_needs=tuple((b.line, b.source) for b in needs),
+            )
+        )
+    return Reading(list(groups.values()))
