@@ -57,7 +57,9 @@ def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Pat
                 own = _locate(fd, before.st_size, str(taskfile), group, item)
                 if own is None:
                     return False
-                offsets = [own, *_sub_boxes(fd, own, item)]
+                offsets = [own, *_sub_boxes(fd, before.st_size, own, item)]
+                if done and item.parent_box is not None:
+                    offsets += _parent_box(fd, before.st_size, item, offsets)
                 stale = [offset for offset in offsets if os.pread(fd, 1, offset).lower() != mark]
                 if not stale:
                     return True
@@ -119,8 +121,35 @@ def _is_line_at(fd: int, start: int, source: bytes, at: int) -> bool:
     )
 
 
-def _sub_boxes(fd: int, own: int, item: Item) -> list[int]:
-    """The offsets of the marks of the item's sub-task boxes that are still as they were."""
+def _parent_box(fd: int, size: int, item: Item, ticking: list[int]) -> list[int]:
+    """A Kiro parent's box, once this, its last sub-task, and all the others are ticked."""
+    data = _read_all(fd, size)
+    needs = [_nearest(data, line, source) for line, source in item.parent_needs]
+    if any(offset is None or (offset not in ticking and data[offset : offset + 1] not in (b"x", b"X"))
+           for offset in needs):
+        return []
+    parent = _nearest(data, *item.parent_box)
+    return [] if parent is None else [parent]
+
+
+def _nearest(data: bytes, line_number: int, source_line: str) -> int | None:
+    """The mark's offset of the line that is `source_line` but for its mark, nearest to its old line."""
+    column = mark_column(source_line)
+    if column is None:
+        return None
+    source, at = source_line.encode("utf-8"), len(source_line[:column].encode("utf-8"))
+    before, after = source[:at], source[at + 1 :]
+    candidates = [
+        (abs(number + 1 - line_number), start + at)
+        for number, (start, text) in enumerate(_lines(data))
+        if len(text) == len(source) and text.startswith(before) and text.endswith(after) and text[at : at + 1] in MARKS
+    ]
+    return min(candidates)[1] if candidates else None
+
+
+def _sub_boxes(fd: int, size: int, own: int, item: Item) -> list[int]:
+    """The offsets of the marks of the item's sub-task boxes that are still as they were:
+    in its block, or (a superpowers task's steps are its siblings) anywhere in the file."""
     if not item.also_ticks:
         return []
     start = own - len(item.source_line[: mark_column(item.source_line)].encode("utf-8"))
@@ -145,7 +174,24 @@ def _sub_boxes(fd: int, own: int, item: Item) -> list[int]:
         ]
         if candidates:
             offsets.append(start + min(candidates)[1])
+        elif (found := _sibling(fd, size, start, indent, source, at, wanted)) is not None:
+            offsets.append(found)
     return offsets
+
+
+def _sibling(fd: int, size: int, start: int, indent: int, source: bytes, at: int, wanted: int) -> int | None:
+    """A box beside the item rather than under it (a superpowers task's steps): at the item's
+    own indent, in its section (up to the next heading), nearest to where it was."""
+    data = os.pread(fd, size - start, start)
+    before, after = source[:at], source[at + 1 :]
+    candidates = []
+    for number, (line_start, text) in enumerate(_lines(data, 0)):
+        if number and text.startswith(b"#"):
+            break
+        if (number and len(text) - len(text.lstrip(b" \t")) == indent and len(text) == len(source)
+                and text.startswith(before) and text.endswith(after) and text[at : at + 1] in MARKS):
+            candidates.append((abs(number - wanted), start + line_start + at))
+    return min(candidates)[1] if candidates else None
 
 
 def _block(fd: int, start: int, indent: int) -> list[tuple[int, bytes]]:
