@@ -22,11 +22,12 @@ class Batch:
     budget: Budget
 
 
-def load(path: Path) -> Batch:
-    """Raises TaskFileError or BatchError for anything wrong, before anything runs."""
+def load(path: Path, for_dry_run: bool = False) -> Batch:
+    """Raises TaskFileError or BatchError for anything wrong, before anything runs (a dry
+    run lists a plan whose agent is not set up, saying so)."""
     path = path.absolute()
     state = BatchState(path)
-    plan = taskfile.load_plan(path, cache_dir=state.root)
+    plan = taskfile.load_plan(path, cache_dir=state.root, for_dry_run=for_dry_run)
     templates = {group.slug: load_template(path, group.settings["template"], group.line) for group in plan.groups}
     fingerprints = {}
     for group in plan.groups:

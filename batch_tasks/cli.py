@@ -48,6 +48,7 @@ options:
                       run the selected items even if they are current
   --dry-run           print every item that would run, and why; run nothing
   --failed            run only the items that failed last time
+  --optional          also run the items marked optional (Kiro's `- [ ]*`)
   --joblog FILE       append a line per attempt as it ends to FILE, in GNU
                       parallel's joblog format
   -T FILE, --taskfile FILE

@@ -81,6 +81,13 @@ opt_failed = {
     "default": False,
     "help": "run only the items that failed last time",
 }
+opt_optional = {
+    "name": "optional",
+    "long": "optional",
+    "type": bool,
+    "default": False,
+    "help": "also run the items marked optional (Kiro's `- [ ]*`)",
+}
 opt_joblog = {
     "name": "joblog",
     "long": "joblog",
@@ -117,12 +124,15 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_failed, opt_joblog)
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_failed, opt_optional, opt_joblog)
 
     def execute(self, params, args):
         path = Path(params["taskfile"]).absolute()
+        self.loader.optional = params.get("optional", False)
         try:
-            batch = batch_mod.load(path)  # every mistake is found before anything is written
+            # Every mistake is found before anything is written.
+            batch = batch_mod.load(path, for_dry_run=params.get("dry_run"))
+            _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
             if params.get("dry_run"):
                 self.loader.batch = batch
                 return super().execute(params, args)
@@ -137,7 +147,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             sys.stderr.write(f"ERROR: {error}\n")
             return EXIT_BAD_INPUT
 
-    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False):
+    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False,
+                 optional=False):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
@@ -207,8 +218,25 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")
             self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
-        self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale)} up to date\n")
+        left_out = [item for item in batch.plan.items() if item.optional and item.key not in control.tasks]
+        for item in left_out:
+            self.outstream.write(f"{item.key}  skipped (optional: run with --optional)\n")
+        self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale)} up to date"
+                             + (f", {len(left_out)} optional left out" if left_out else "") + "\n")
         return 0
+
+
+def _tell_how_it_was_read(plan, dry_run: bool) -> None:
+    """How task.md was read (its dialect, when not this tool's own), and each warning and note
+    at its line, on standard error, before anything else."""
+    name = plan.path.name
+    lines = [plan.dialect_reason] if plan.dialect_reason and (dry_run or plan.dialect != "batch") else []
+    lines += [f"{name}:{line}: warning: {message}" for line, message in plan.warnings]
+    lines += [f"{name}:{line}: note: {message}" for line, message in plan.notes]
+    if dry_run and plan.agent_problem is not None:
+        lines.append(f"{plan.agent_error()} (a run would stop here)")
+    if lines:
+        sys.stderr.write("\n".join(lines) + "\n")
 
 
 def _failed_last_time(batch) -> list[str]:

@@ -18,13 +18,15 @@ from .lifecycle import ItemJob
 from .staleness import DONE_BY_HAND
 
 
-def build_tasks(batch: Batch) -> list[Task]:
+def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
+    """`optional`: whether Kiro's optional items are tasks too (run-batch: only with --optional)."""
     plan = batch.plan
     tasks: list[Task] = []
     for index, group in enumerate(plan.groups):
         previous = plan.groups[index - 1] if index else None
         bare_group = replace(group, items=())  # each job carries its own item, not the group's
-        for item in group.items:
+        items = [item for item in group.items if optional or not item.optional]
+        for item in items:
             verdict = batch.verdicts[item.key]
             result = batch.state.item(item.group, item.module).result
             job = ItemJob(
@@ -58,6 +60,6 @@ def build_tasks(batch: Batch) -> list[Task]:
                 )
             )
         tasks.append(
-            Task(group.slug, None, task_dep=[item.key for item in group.items], has_subtask=True, doc=group.title)
+            Task(group.slug, None, task_dep=[item.key for item in items], has_subtask=True, doc=group.title)
         )
     return tasks

@@ -233,7 +233,8 @@ def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt]) -> 
     item = job.item
     context: dict[str, Any] = {
         "batch": {"title": job.batch_title, "path": str(job.taskfile)},
-        "group": {"slug": job.group.slug, "title": job.group.title, "index": job.group_index},
+        "group": {"slug": job.group.slug, "title": job.group.title, "index": job.group_index,
+                  "body": job.group.body},
         "item": {"key": item.key, "module": item.module, "text": item.text, "body": item.body,
                  "instruction": item.instruction, "line": item.line},
         "previous": None,

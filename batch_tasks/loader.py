@@ -35,6 +35,7 @@ class BatchLoader(TaskLoader2):
     def __init__(self):
         super().__init__()
         self.batch: batch_mod.Batch | None = None  # run-batch loads it itself, before the lock
+        self.optional = True  # Kiro's optional items are tasks (run-batch: only with --optional)
 
     def setup(self, opt_values):
         self.path = Path(opt_values["taskfile"]).absolute()
@@ -64,7 +65,7 @@ class BatchLoader(TaskLoader2):
         except BatchError as error:
             # doit prints InvalidDodoFile as one line, without a traceback.
             raise InvalidDodoFile(str(error)) from None
-        return build_tasks(self.batch)
+        return build_tasks(self.batch, optional=self.optional)
 
     def _targets(self):
         return [self.batch.state.item(item.group, item.module).result for item in self.batch.plan.items()]
