@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -84,6 +85,16 @@ class BatchFolder:
     def events(self, group: str, module: str) -> list[dict]:
         lines = (self.state(group, module) / "events.jsonl").read_text().splitlines()
         return [json.loads(line) for line in lines]
+
+
+def wait_for(condition, timeout: float = 60.0):
+    """`condition()`'s first true value, or fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture

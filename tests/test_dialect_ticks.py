@@ -3,7 +3,6 @@ in a batch item, a superpowers task's step boxes, and a Kiro parent task's box o
 last sub-task is done. (The ticking is checkbox.py's, from Item.also_ticks and
 Item.parent_box; these fail until it ticks them.)"""
 
-from pathlib import Path
 
 from test_dialect_runs import FIXTURES, KIRO_OPTIONAL, write
 

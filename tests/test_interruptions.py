@@ -6,16 +6,11 @@ import time
 import psutil
 import pytest
 
+from conftest import wait_for
+
 SIX = "# T\n## G\n" + "".join(f"- [ ] m{i}: item {i}\n" for i in range(6)) + "## H\n- [ ] m0: after\n"
 
 
-def wait_for(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def agent_pids(batch) -> set[int]:

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from conftest import FRONT_MATTER
+from conftest import FRONT_MATTER, wait_for
 
 
 def front_matter(*lines: str) -> str:
@@ -25,13 +25,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_for(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def pid_of(batch, name: str) -> int:

@@ -2,16 +2,9 @@
 
 import time
 
-from conftest import FRONT_MATTER
+from conftest import FRONT_MATTER, wait_for
 
 
-def wait_for(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := condition()):
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_a_progress_bar_without_newlines_shows_in_the_log_as_it_is_drawn(batch):

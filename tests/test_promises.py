@@ -7,7 +7,7 @@ import signal
 import time
 
 from conftest import FRONT_MATTER
-from test_interruptions import wait_for
+from conftest import wait_for
 
 
 def test_a_killed_rerun_is_not_finished_from_the_previous_runs_exit(batch):

@@ -19,7 +19,7 @@ import pytest
 from batch_tasks import history
 from batch_tasks.report_data import KINDS
 from chromium import Chromium, executable
-from conftest import FRONT_MATTER, BatchFolder
+from conftest import FRONT_MATTER, BatchFolder, wait_for
 
 PAYLOAD = "<script>document.body.dataset.pwned='script'</script><img src=x onerror=\"document.body.dataset.pwned='img'\">"
 MIXED = f"""\
@@ -36,13 +36,6 @@ SETTINGS = "transient_exit_codes: [75]\nretry_base: 0.2s\nretry_cap: 0.4s\n"
 PARALLEL_COLUMNS = ["Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive", "Exitval", "Signal", "Command"]
 
 
-def wait_for(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def read_joblog(path: Path) -> list[dict]:

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from batch_tasks.board import FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board
 from batch_tasks.events import AgentEvent
-from batch_tasks.live_view import HEARTBEAT_SECONDS, Panel, PlainView, summary, view_for
+from batch_tasks.live_view import HEARTBEAT_SECONDS, Panel, summary, view_for
 
 
 def board_of(*keys, workers=1, **options):

@@ -9,7 +9,6 @@ import json
 import os
 import sys
 
-from conftest import FRONT_MATTER
 
 PEM = (
     "-----BEGIN PRIVATE KEY-----\n"

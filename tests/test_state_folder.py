@@ -6,20 +6,14 @@ run.lock, a task file run through an alias, and `.batch` removed during a run.
 
 import shutil
 import signal
-import time
 
 import pytest
+
+from conftest import wait_for
 
 SLOW = "# T\n## G\n- [ ] a: slow\n- [ ] b: slow\n"
 
 
-def wait_for(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.mark.parametrize("name", ["prompt.md", "output.log", "events.jsonl"])
