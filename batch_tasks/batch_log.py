@@ -16,20 +16,13 @@ import time
 
 from doit.cmd_base import DoitCmdBase
 
-from .cli import EXIT_BAD_INPUT, FriendlyArgs
+from .cli import EXIT_BAD_INPUT, FriendlyArgs, flag
 from .commands import _ReadsTaskFile
 from .live_view import money, printable, tokens
 
 POLL_SECONDS = 0.25
 
-opt_follow = {
-    "name": "follow",
-    "short": "f",
-    "long": "follow",
-    "type": bool,
-    "default": False,
-    "help": "keep printing its events as they come, until Ctrl-C",
-}
+opt_follow = flag("follow", "keep printing its events as they come, until Ctrl-C", short="f")
 
 
 class BatchLog(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):

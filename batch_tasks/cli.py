@@ -71,6 +71,12 @@ a name is wrong (nothing ran); 4 nothing failed, but not every item started
 """
 
 
+def flag(name: str, help: str, short: str = "", long: str = "") -> dict:
+    """A yes-or-no option, in doit's terms: `--long` (and `-short`) set it."""
+    option = {"name": name, "long": long or name.replace("_", "-"), "type": bool, "default": False, "help": help}
+    return {**option, "short": short} if short else option
+
+
 class UsageError(Exception):
     """A mistake on the command line, shown as one line."""
 

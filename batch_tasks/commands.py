@@ -29,7 +29,7 @@ from . import graph, history, process, recovery
 from .agents import AGENTS
 from .attempt_processes import GRACE_SECONDS
 from .board import board_from_state
-from .cli import EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint
+from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
@@ -48,16 +48,8 @@ CONFIG_HINT = (
     "hint: for `doit list`, `doit info` and `doit forget` to read task.md here, "
     "add to doit.cfg (once):  [GLOBAL] loader = batch   (see the README)"
 )
-# Exit statuses (the README lists them; cli.py names EXIT_NOT_ALL_STARTED for the help).
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 3
 
-opt_dry_run = {
-    "name": "dry_run",
-    "long": "dry-run",
-    "type": bool,
-    "default": False,
-    "help": "print every item that would run, and why; run nothing",
-}
+opt_dry_run = flag("dry_run", "print every item that would run, and why; run nothing")
 opt_parallel = {
     "name": "num_process",
     "short": "n",
@@ -66,28 +58,9 @@ opt_parallel = {
     "default": 0,
     "help": "run up to N items at once [default: `parallel:` in the front matter, else 1]",
 }
-opt_continue = {
-    "name": "continue",
-    "short": "c",
-    "long": "continue",
-    "type": bool,
-    "default": False,
-    "help": "keep starting items after one failed (those that depend on it still wait)",
-}
-opt_failed = {
-    "name": "failed",
-    "long": "failed",
-    "type": bool,
-    "default": False,
-    "help": "run only the items that failed last time",
-}
-opt_optional = {
-    "name": "optional",
-    "long": "optional",
-    "type": bool,
-    "default": False,
-    "help": "also run the items marked optional (Kiro's `- [ ]*`)",
-}
+opt_continue = flag("continue", "keep starting items after one failed (those that depend on it still wait)", short="c")
+opt_failed = flag("failed", "run only the items that failed last time")
+opt_optional = flag("optional", "also run the items marked optional (Kiro's `- [ ]*`)")
 opt_joblog = {
     "name": "joblog",
     "long": "joblog",
@@ -95,14 +68,7 @@ opt_joblog = {
     "default": "",
     "help": "append a line per attempt as it ends to FILE, in GNU parallel's joblog format",
 }
-opt_always = {
-    "name": "always",
-    "short": "a",
-    "long": "always-execute",
-    "type": bool,
-    "default": False,
-    "help": "run the selected items even if they are up to date",
-}
+opt_always = flag("always", "run the selected items even if they are up to date", short="a", long="always-execute")
 
 
 class _ReadsTaskFile:
@@ -317,20 +283,8 @@ class Forget(FriendlyArgs, TaskMdHint, DoitForget):
         return super()._execute(forget_sub, forget_disable_default, forget_all)
 
 
-opt_watch = {
-    "name": "watch",
-    "long": "watch",
-    "type": bool,
-    "default": False,
-    "help": "keep showing it, refreshed, until Ctrl-C",
-}
-opt_runs = {
-    "name": "runs",
-    "long": "runs",
-    "type": bool,
-    "default": False,
-    "help": "list the past runs: when, how long, done and failed, cost",
-}
+opt_watch = flag("watch", "keep showing it, refreshed, until Ctrl-C")
+opt_runs = flag("runs", "list the past runs: when, how long, done and failed, cost")
 opt_interval = {
     "name": "interval",
     "long": "interval",
@@ -378,13 +332,7 @@ def _status(batch):
     return board, Group(Text(header), panel(board))
 
 
-opt_dot = {
-    "name": "dot",
-    "long": "dot",
-    "type": bool,
-    "default": False,
-    "help": "print Graphviz dot (doit batch-graph --dot | dot -Tsvg > batch.svg)",
-}
+opt_dot = flag("dot", "print Graphviz dot (doit batch-graph --dot | dot -Tsvg > batch.svg)")
 
 
 class BatchGraph(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
