@@ -256,6 +256,9 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
             raise TaskFileError(path, draft_item.line, f"module name is {len(module)} characters long; at most {MAX_NAME}")
         if CONTROL_CHARS.search(module):
             raise TaskFileError(path, draft_item.line, f"module name {module!r} contains a control character")
+        if "=" in module:  # doit's task names cannot hold one: they pass parameters
+            raise TaskFileError(path, draft_item.line, f"module name {module!r} contains '=': "
+                                "write it another way, e.g. with `-` (doit task names cannot hold '=')")
         seen[module] = draft_item.line
         # An optional item takes the next stage, but the stage after it waits only for
         # what it waits for: nothing waits for an optional item.

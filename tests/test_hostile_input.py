@@ -74,3 +74,12 @@ def test_a_name_too_long_for_the_environment_is_refused_at_its_line(batch, where
     batch.write(body)
     refused(batch.run("run-batch"), where, "characters long; at most 200")
     assert not os.path.exists(batch.path / "runs.log")
+
+
+def test_a_module_with_an_equal_sign_is_one_error_at_its_line(batch):
+    batch.write("# T\n## G\n- [ ] a=b: one\n")
+    result = batch.run("run-batch")
+    assert result.returncode == 3
+    line = batch.taskfile.read_text().splitlines().index("- [ ] a=b: one") + 1
+    assert result.stderr.strip() == (f"ERROR: task.md:{line}: module name 'a=b' contains '=': write it another way, "
+                                     "e.g. with `-` (doit task names cannot hold '=')")
