@@ -7,9 +7,7 @@ logs; it writes only the file it is asked for (whole, through a temporary file).
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from doit.cmd_base import DoitCmdBase
@@ -17,6 +15,7 @@ from doit.cmd_base import DoitCmdBase
 from . import report_data, report_html
 from .commands import _ReadsTaskFile
 from .errors import BatchError
+from .state import write_atomic
 
 opt_output = {
     "name": "output",
@@ -69,7 +68,7 @@ class BatchReport(_ReadsTaskFile, DoitCmdBase):
             return 0
         target = Path(output or f"report.{format}")
         try:
-            _write_whole(target, text)
+            write_atomic(target, text)
         except OSError as error:
             sys.stderr.write(f"ERROR: cannot write {target}: {error.strerror or error}\n")
             return 1
@@ -77,18 +76,3 @@ class BatchReport(_ReadsTaskFile, DoitCmdBase):
         return 0
 
 
-def _write_whole(target: Path, text: str) -> None:
-    """The report whole or not at all: a reader never opens half of it."""
-    folder = target.absolute().parent
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.remove(temporary)
-        except FileNotFoundError:
-            pass
-        raise

@@ -119,15 +119,19 @@ def safe_name(name: str) -> str:
 
 
 def write_json_atomic(path: Path | str, data: Any, durable: bool = False) -> None:
-    """Write a record whole or not at all (temp file, rename); `durable` also survives
-    a crash of the machine (fsync), for records that stand for money spent."""
-    folder, name = os.path.split(path)
+    """Write a record whole or not at all; `durable` also survives a crash of the machine
+    (fsync), for records that stand for money spent."""
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", durable)
+
+
+def write_atomic(path: Path | str, text: str, durable: bool = False) -> None:
+    """Write a file whole or not at all (temp file, rename): a reader never sees half of it."""
+    folder, name = os.path.split(os.path.abspath(path))
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     try:
         # A new file (never one planted there); the rename replaces a link at `path`, never its target.
         with os.fdopen(open_fd(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=1, sort_keys=True)
-            stream.write("\n")
+            stream.write(text)
             stream.flush()
             os.replace(temporary, path)  # visible to the next run at once...
             if durable:
