@@ -34,6 +34,7 @@ from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
+from .doit_tasks import build_tasks
 from .lifecycle import check_prompts
 from .live_view import console_for, panel, print_lines, summary
 from .loader import BatchLoader
@@ -102,6 +103,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if params.get("dry_run"):
                 self.loader.batch = batch
                 return super().execute(params, args)
+            if not args and not params.get("failed") and not params.get("always"):
+                self._check(batch, {item.key for item in batch.plan.items()
+                                    if batch.verdicts[item.key].runs and (params.get("optional") or not item.optional)})
             with BatchState(path).run_lock():
                 if recovery.owed(batch):
                     for note in recovery.recover(batch):
@@ -113,6 +117,18 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             sys.stderr.write(f"ERROR: {error}\n")
             return EXIT_BAD_INPUT
 
+    def _check(self, batch, will_run: set[str]) -> None:
+        """What would stop the run, found before it starts: a template asking for what is not
+        there, a damaged record, an agent CLI that is not installed. Without a selection this
+        runs before the lock and doit's database are touched, so such a run writes nothing."""
+        jobs = {task.name: task.meta["job"] for task in build_tasks(batch) if "job" in (task.meta or {})}
+        check_prompts((jobs[key] for key in sorted(will_run)), batch.state)
+        _check_readable(batch, will_run)
+        _check_agents(batch, will_run)
+        self._checked = frozenset(will_run)
+
+    _checked: frozenset = frozenset()
+
     def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False,
                  optional=False):
         batch = self.loader.batch
@@ -120,11 +136,11 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
         selected = {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
         will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or always)}
-        check_prompts((control.tasks[key].meta["job"] for key in sorted(will_run)), batch.state)
         if dry_run:
+            check_prompts((control.tasks[key].meta["job"] for key in sorted(will_run)), batch.state)
             return self._dry_run(batch, control, selected, always)
-        _check_readable(batch, will_run)
-        _check_agents(batch, will_run)
+        if not will_run <= self._checked:  # a selection: checked now, under the lock
+            self._check(batch, will_run)
         if self.config.get("GLOBAL", {}).get("loader") != "batch":
             sys.stderr.write(CONFIG_HINT + "\n")
         workers = num_process or batch.plan.settings.get("parallel") or 1

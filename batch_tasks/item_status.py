@@ -40,8 +40,8 @@ def _record(path: str) -> dict[str, Any] | None:
     """A JSON object record, None if there is none; raises Unreadable if it is damaged."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # no record: where the state folder should be, the lock says what is wrong
     except OSError as error:
         raise Unreadable(path, error.strerror or str(error)) from None
     with os.fdopen(fd, "rb") as stream:

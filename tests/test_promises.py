@@ -89,3 +89,11 @@ def test_a_tick_refused_mid_run_is_written_by_the_next_run_on_the_line_as_it_now
     assert "* [x] a: slow one" in batch.taskfile.read_text() and batch.runs()["g:a"] == 1
     third = batch.run("run-batch")
     assert "recovered" not in third.stdout and batch.runs()["g:a"] == 1
+
+
+def test_a_run_that_stops_before_it_starts_writes_no_lock_and_no_database(batch):
+    batch.write("# T\n## G\n- [ ] a: one\n", "---\nagent: command\ncommand: [no-such-program-here]\n---\n")
+    result = batch.run("run-batch")
+    assert result.returncode == 3 and "'no-such-program-here' is not a program on PATH" in result.stderr
+    state = batch.path / ".batch" / "task"
+    assert not (state / "run.lock").exists() and not (state / "doit.sqlite").exists() and not (state / "items").exists()
