@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from .events import AgentEvent
-from .state import BatchState, read_json
+from .item_status import UNREADABLE, read_status
+from .state import BatchState
 
 WAITING, RUNNING, RETRYING = "waiting", "running", "retrying"
 DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED = "done", "failed", "interrupted", "not started", "skipped"
@@ -289,8 +290,12 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
     for item in plan.items():
         folder = state.item(item.group, item.module)
         view = board.items[item.key]
-        result, failure, running = read_json(folder.result), read_json(folder.failure), read_json(folder.running)
-        if running and run_started:
+        status = read_status(folder)  # the one reader of an item's records
+        result, failure, running = status.result, status.failure, status.running
+        if status.kind == UNREADABLE:
+            view.reason = status.problem
+            board._move(view, FAILED)
+        elif running and run_started:
             view.attempt, view.started = running.get("attempt", 1), running.get("started")
             view.log = folder.log
             _read_activity(view, folder.events)
