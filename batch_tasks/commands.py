@@ -34,7 +34,7 @@ from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
-from .doit_tasks import build_tasks
+from .doit_tasks import item_job
 from .lifecycle import check_prompts
 from .live_view import console_for, panel, print_lines, summary
 from .loader import BatchLoader
@@ -121,8 +121,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         """What would stop the run, found before it starts: a template asking for what is not
         there, a damaged record, an agent CLI that is not installed. Without a selection this
         runs before the lock and doit's database are touched, so such a run writes nothing."""
-        jobs = {task.name: task.meta["job"] for task in build_tasks(batch) if "job" in (task.meta or {})}
-        check_prompts((jobs[key] for key in sorted(will_run)), batch.state)
+        check_prompts((item_job(batch, index, group, item) for index, group in enumerate(batch.plan.groups)
+                       for item in group.items if item.key in will_run), batch.state)
         _check_readable(batch, will_run)
         _check_agents(batch, will_run)
         self._checked = frozenset(will_run)

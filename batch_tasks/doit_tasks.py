@@ -23,26 +23,12 @@ def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
     plan = batch.plan
     tasks: list[Task] = []
     for index, group in enumerate(plan.groups):
-        previous = plan.groups[index - 1] if index else None
         bare_group = replace(group, items=())  # each job carries its own item, not the group's
         items = [item for item in group.items if optional or not item.optional]
         for item in items:
             verdict = batch.verdicts[item.key]
             result = batch.state.item(item.group, item.module).result
-            job = ItemJob(
-                taskfile=plan.path,
-                batch_title=plan.title,
-                group=bare_group,
-                group_index=index,
-                item=item,
-                settings=group.settings,
-                template=batch.templates[group.slug],
-                fingerprint=batch.fingerprints[item.key],
-                upstream=plan.upstream(item),
-                previous=plan.previous(item),
-                previous_group_title=previous.title if previous else None,
-                untick_first=item.done,
-            )
+            job = item_job(batch, index, bare_group, item)
             tasks.append(
                 Task(
                     item.key,
@@ -63,3 +49,24 @@ def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
             Task(group.slug, None, task_dep=[item.key for item in items], has_subtask=True, doc=group.title)
         )
     return tasks
+
+
+def item_job(batch: Batch, index: int, bare_group, item) -> ItemJob:
+    """The plain data one item's run needs: its group without its items, its template, what it waits for."""
+    plan = batch.plan
+    previous = plan.groups[index - 1] if index else None
+    group = plan.groups[index]
+    return ItemJob(
+        taskfile=plan.path,
+        batch_title=plan.title,
+        group=bare_group,
+        group_index=index,
+        item=item,
+        settings=group.settings,
+        template=batch.templates[group.slug],
+        fingerprint=batch.fingerprints[item.key],
+        upstream=plan.upstream(item),
+        previous=plan.previous(item),
+        previous_group_title=previous.title if previous else None,
+        untick_first=item.done,
+    )
