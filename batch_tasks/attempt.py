@@ -34,10 +34,12 @@ def header(key: str, number: int, run_id: str) -> bytes:
 
 
 def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context: Mapping[str, Any],
-                running: Mapping[str, Any], where: Path, environment: Mapping[str, str]) -> Attempt:
+                running: Mapping[str, Any], where: Path, environment: Mapping[str, str],
+                supervisor: process.Supervisor | None = None) -> Attempt:
     """`context` is the prompt template's; `running` what running.json is to hold besides
     this attempt's own facts; the agent runs in `where`, with `environment` under the
-    batch's own variables."""
+    batch's own variables, started by `supervisor` (default the run's: here; a remote
+    executor passes one of its own, of the same shape)."""
     attempt = Attempt(number=number, session_id=str(uuid.uuid4()), started=time.time(), run_id=run.run_id)
     try:
         text = prompt.render(job.template, context)
@@ -96,7 +98,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
         log.write(header(key, number, run.run_id))
         log.flush()
         try:
-            ended = run.supervisor.run(
+            ended = (supervisor or run.supervisor).run(
                 agent.argv(job.settings, argv_context),
                 cwd=where,
                 env=env,

@@ -51,6 +51,7 @@ class ItemView:
     agent: str = ""
     model: str = ""
     session_id: str = ""
+    worker: str = ""  # the Dask worker that runs it, for a remote item (see executors)
 
     @property
     def duration(self) -> float | None:
@@ -111,6 +112,8 @@ class Board:
                 view.tokens = dict(data["tokens"])
             if event.kind == "result" and data.get("cost_usd") is not None:
                 view.cost_usd = (view.cost_usd or 0) + data["cost_usd"]  # one result per attempt
+            if event.kind == "worker":
+                view.worker = str(data.get("worker") or "")
             if event.kind == "started":
                 view.model = data.get("model") or view.model
                 view.session_id = data.get("session_id") or view.session_id
@@ -357,6 +360,8 @@ def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384) ->
             view.attempt = event.get("attempt") or view.attempt
             view.activity = f"waiting to retry: {view.reason}"
             continue
+        if event.get("kind") == "worker":
+            view.worker = str(data.get("worker") or "")
         if event.get("kind") == "started":
             view.retry_at = None
             view.model = str(data.get("model") or "")

@@ -8,6 +8,7 @@ agents → run, with the batch's own runner and dispatcher (or, with --dry-run, 
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -25,13 +26,14 @@ from rich.live import Live
 from rich.text import Text
 
 from . import batch as batch_mod
-from . import graph, history, process, recovery
+from . import executors, graph, history, process, recovery
 from .agents import AGENTS
 from .attempt_processes import GRACE_SECONDS
 from .board import board_from_state
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
+from .executors import dask_cluster
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
 from .doit_tasks import item_job
@@ -39,6 +41,7 @@ from .lifecycle import check_prompts
 from .live_view import console_for, panel, print_lines, summary
 from .loader import BatchLoader
 from .merge_queue import MergeQueue
+from .redaction import Redactor
 from .reporter import BatchReporter
 from .run import Run
 from .runner import BatchRunner
@@ -69,6 +72,20 @@ opt_joblog = {
     "default": "",
     "help": "append a line per attempt as it ends to FILE, in GNU parallel's joblog format",
 }
+opt_executor = {
+    "name": "executor",
+    "long": "executor",
+    "type": str,
+    "default": "",
+    "help": "where items' agents run: local, or dask (on a Dask cluster's workers) [default: `executor:`, else local]",
+}
+opt_scheduler = {
+    "name": "scheduler",
+    "long": "scheduler",
+    "type": str,
+    "default": "",
+    "help": "with --executor dask: the Dask scheduler's address, tcp://HOST:8786",
+}
 opt_always = flag("always", "run the selected items even if they are up to date", short="a", long="always-execute")
 
 
@@ -91,7 +108,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_failed, opt_optional, opt_joblog)
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_failed, opt_optional, opt_joblog,
+                   opt_executor, opt_scheduler)
 
     def execute(self, params, args):
         path = Path(params["taskfile"]).absolute()
@@ -100,6 +118,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             # Every mistake is found before anything is written.
             batch = batch_mod.load(path, for_dry_run=params.get("dry_run"))
             _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
+            if executors.scheduler_of(batch.plan.settings, params.get("executor", ""), params.get("scheduler", "")):
+                dask_cluster.check_ready(batch, {item.key for item in batch.plan.items()})
             if params.get("dry_run"):
                 self.loader.batch = batch
                 return super().execute(params, args)
@@ -130,7 +150,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     _checked: frozenset = frozenset()
 
     def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False,
-                 optional=False):
+                 optional=False, executor="", scheduler=""):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
@@ -144,13 +164,17 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if self.config.get("GLOBAL", {}).get("loader") != "batch":
             sys.stderr.write(CONFIG_HINT + "\n")
         workers = num_process or batch.plan.settings.get("parallel") or 1
-        run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"))
+        run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
+                  redactor=Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings["pass_env"]
+                                                      if name in os.environ]))
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
             run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
             run.isolation.prepare()
             run.merge_queue = MergeQueue(run.isolation)
+        if will_run:
+            run.executor = executors.choose(batch, executors.scheduler_of(batch.plan.settings, executor, scheduler), run)
         runner = BatchRunner(
             self.dep_manager,
             BatchReporter(self.outstream, {}, workers=workers, run=run),
@@ -177,6 +201,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             code = EXIT_FAILED
         else:
             code = EXIT_NOT_ALL_STARTED if runner.not_started else 0
+        run.executor.close()
         if run.isolation is not None:
             run.isolation.close()
             self.outstream.write(run.isolation.how_to_take() + "\n")

@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
 # What an event can be; adapters map their CLI's own event types onto these.
-KINDS = ("started", "assistant", "tool_use", "tool_result", "retry", "usage", "result", "error", "output", "exit")
+# "worker": which Dask worker runs the attempt (executors/dask_cluster).
+KINDS = ("started", "assistant", "tool_use", "tool_result", "retry", "usage", "result", "error", "output", "exit",
+         "worker")
 
 
 @dataclass(frozen=True)

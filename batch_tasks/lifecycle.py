@@ -1,7 +1,8 @@
 """An item's lifecycle: its steps, in order, fed one by one.
 
     prepare   untick it if it changed; set its old result aside; note what it is made from
-    attempt   one attempt (see attempt.py), in its own git worktree with `isolation: worktree`;
+    attempt   one attempt (see attempt.py), here or on a remote worker (the run's executor, see
+              executors), in its own git worktree with `isolation: worktree`;
               after a failure the runner is told whether, and when, to come back for another
               (see retry.py): the slot is free meanwhile
     land      after the agent succeeded: its work committed (isolated), its `check` run, its
@@ -16,7 +17,6 @@ item's state folder and its checkbox in task.md; tells the run's listeners.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +24,8 @@ from typing import Any, Mapping
 
 from . import checkbox, prompt, retry
 from .agents import PERMANENT, Outcome
-from .attempt import run_attempt
 from .check import Check
 from .errors import BatchError
-from .git import environment_for_worktrees
 from .item_status import DONE, read_status
 from .plan import Group, Item
 from .records import Attempt, failure_record, record_failure, record_success, success_record
@@ -106,12 +104,11 @@ class ItemRun:
 
     def attempt(self) -> Finished | Again:
         job, number = self.job, len(self.attempts) + 1
-        try:
-            where, environment = self.workplace()
+        running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
+        try:  # here or on a remote worker: the run's executor (see executors)
+            attempt = self.run.executor.attempt(self, number, self.prompt_context(), running)
         except BatchError as error:  # its worktree could not be made, or its setup failed
             return self.fail(f"worktree: {error}")
-        running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
-        attempt = run_attempt(job, self.run, self.folder, number, self.prompt_context(), running, where, environment)
         self.attempts.append(attempt)
         if attempt.outcome is not None and attempt.outcome.ok:
             self.land(attempt)
@@ -138,17 +135,6 @@ class ItemRun:
                                      "kind": "retry", "text": cause, "data": {"retry_at": decision.at}}) + "\n")
         self.run.hub.publish("item_retrying", job.item.key, number, cause, decision.at)
         return Again(decision)
-
-    def workplace(self) -> tuple[Path, Mapping[str, str]]:
-        """Where the agent runs, and on what environment: task.md's folder, or its own worktree."""
-        job = self.job
-        if job.settings["isolation"] != "worktree":
-            return job.taskfile.parent, os.environ
-        if self.workspace is None:
-            with self.folder.open_log() as log:
-                self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
-                                                                 job.settings, log)
-        return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
 
     def land(self, attempt: Attempt) -> None:
         """The agent succeeded: commit its work, check it, merge it; or fail the attempt, saying why."""

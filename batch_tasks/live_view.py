@@ -31,7 +31,7 @@ NAMES_LISTED = 8
 GAP = "  "
 MIN_ACTIVITY = 16
 # The panel's columns, and the order in which they give way to a narrow terminal.
-GIVE_WAY = ("cost", "tokens", "attempt", "time")
+GIVE_WAY = ("cost", "tokens", "worker", "attempt", "time")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -133,7 +133,8 @@ def pause_line(agent: str, until: float, now: float | None = None) -> str:
 
 def heartbeat_line(view: ItemView, now: float) -> str:
     quiet = f", last activity {duration(now - view.last_activity)} ago" if view.last_activity else ""
-    return f"… {view.key} running {duration(now - (view.started or now))}{quiet}: {printable(view.activity)}"
+    where = f" on {printable(view.worker)}" if view.worker else ""
+    return f"… {view.key} running {duration(now - (view.started or now))}{where}{quiet}: {printable(view.activity)}"
 
 
 def console_for(stream) -> Console:
@@ -184,6 +185,7 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
             {
                 "item": view.key,
                 "attempt": f"#{view.attempt}",
+                "worker": printable(view.worker.split("://")[-1]) if view.worker else "",  # a remote item's
                 "time": f"in {duration(max(0.0, view.retry_at - now))}" if waiting else duration(view.duration),
                 "activity": printable(view.activity),
                 "tokens": tokens(view.tokens),
@@ -193,8 +195,8 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
         )
     if not cells:
         return []
-    widths = {name: max(len(cell[name]) for cell in cells) for name in ("item", "attempt", "time", "tokens", "cost")}
-    shown = [name for name in ("attempt", "time", "tokens", "cost") if widths[name]]
+    widths = {name: max(len(cell[name]) for cell in cells) for name in ("item", "attempt", "worker", "time", "tokens", "cost")}
+    shown = [name for name in ("attempt", "worker", "time", "tokens", "cost") if widths[name]]
 
     def others() -> int:
         return widths["item"] + sum(widths[name] + len(GAP) for name in shown) + len(GAP)
@@ -211,7 +213,7 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
         if len(activity) > activity_width:
             activity = activity[: activity_width - 1] + "…"
         parts = [cell["item"].ljust(widths["item"])]
-        parts += [cell[name].rjust(widths[name]) for name in ("attempt", "time") if name in shown]
+        parts += [cell[name].rjust(widths[name]) for name in ("attempt", "worker", "time") if name in shown]
         parts.append(activity.ljust(activity_width) if any(n in shown for n in ("tokens", "cost")) else activity)
         parts += [cell[name].rjust(widths[name]) for name in ("tokens", "cost") if name in shown]
         rows.append((GAP.join(parts).rstrip(), cell["style"]))

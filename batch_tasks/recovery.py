@@ -15,7 +15,8 @@ run that stopped at a typo in task.md leaves them owed to the next.
   Otherwise it runs again.
 - With `isolation: worktree`, git says how far the killed attempt got: a merge that
   landed is ticked; the attempt's success (committed, or still uncommitted in its
-  worktree) goes straight to check and merge; a half-done merge is aborted first. A
+  worktree, or pushed by the Dask worker that ran it: found with `git ls-remote`, once
+  that attempt has ended) goes straight to check and merge; a half-done merge is aborted first. A
   success an earlier attempt committed (its check failed) is not landed: the item runs again.
 """
 
@@ -97,18 +98,25 @@ class _Landing:
         if merged is not None:
             record = salvaged or _salvaged_record(group, item, running)
             return {**record, "merge": {"status": "merged", "merge_commit": merged, "recovered": True}}
+        folder = self.batch.state.item(item.group, item.module)
+        workspace = isolation.pending_success(item.group, item.module, run_id) if salvaged is not None else None
+        if workspace is None:  # a remote attempt (executors/dask_cluster) may have pushed its success
+            from .executors.dask_cluster import fetch_pushed_success
+
+            with folder.open_log() as log:
+                workspace = fetch_pushed_success(isolation, group, item, running, log)
+            if workspace is not None:
+                salvaged = salvaged or _salvaged_record(group, item, running)
         if salvaged is None:
             # Its agent had not succeeded. A success committed on its branch is an earlier attempt's,
             # whose check failed: not to land. It runs again; the new attempt keeps this one's work aside.
             return None
-        workspace = isolation.pending_success(item.group, item.module, run_id)
         if workspace is None or workspace.leftovers():
             # Killed before its success was (all) committed, maybe over an earlier attempt's commit.
             workspace = workspace or isolation.reopen(item.group, item.module)
             if workspace is None or not workspace.commit_leftovers(group.settings["allow_empty"]).changed:
                 return None
         check = Check.from_settings(group.settings, item.group, item.module)
-        folder = self.batch.state.item(item.group, item.module)
         with folder.open_log() as log:
             if check is not None and not check.run(workspace.path, workspace.folder, isolation.supervisor, log).passed:
                 return None  # it runs again, in its kept worktree's place

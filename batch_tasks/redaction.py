@@ -52,8 +52,11 @@ def _forms(secret: str) -> set[str]:
 
 
 class Redactor:
-    def __init__(self, environ: Mapping[str, str]):
-        forms = {form for secret in secret_values(environ) for form in _forms(secret)}
+    def __init__(self, environ: Mapping[str, str], also: Iterable[str] = ()):
+        """Masks the secrets of `environ`, and `also` these values whatever their names
+        (the variables `pass_env` sends to remote workers)."""
+        secrets = secret_values(environ) | {value for value in also if len(value) >= MIN_LENGTH}
+        forms = {form for secret in secrets for form in _forms(secret)}
         # Longest first, so that a form containing another is masked whole.
         self._text_forms = sorted(forms, key=len, reverse=True)
         self.forms = [_encode(form) for form in self._text_forms]

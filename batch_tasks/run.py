@@ -1,5 +1,5 @@
 """One run's state, in one object that `run-batch` creates and hands to every item:
-its id, its agents (process control), its listeners, its secrets mask, its budget, and
+its id, its agents (process control), where they run (its executor), its listeners, its secrets mask, its budget, and
 what its items have in common. Nothing of a run lives in module globals, so a second
 run in the same process starts clean."""
 
@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .budget import Budget
 from .events import Hub
+from .executors.local import LocalExecutor
 from .history import new_run_id
 from .item_status import DONE, read_status
 from .plan import Item
@@ -32,6 +33,7 @@ class Run:
     redactor: Redactor = field(default_factory=lambda: Redactor(os.environ))
     isolation: Any = None  # worktree.Isolation, when any item runs isolated
     merge_queue: Any = None  # merge_queue.MergeQueue, with it
+    executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
     hub: Hub = field(init=False)
     _digests: dict[int, str] = field(default_factory=dict, repr=False)
     _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -160,6 +160,33 @@ def _relative_globs(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+SCHEDULER = re.compile(r"^(tcp|tls|ucx|inproc)://\S+$")
+
+
+def scheduler_address(value: Any) -> str:
+    if not isinstance(value, str) or not SCHEDULER.match(value):
+        raise SettingError(f"must be a Dask scheduler's address such as tcp://HOST:8786, not {value!r}")
+    return value
+
+
+def _executor(value: Any) -> str | dict[str, str]:
+    """`local` (this machine), or `{dask: tcp://HOST:8786}` (the workers of that scheduler)."""
+    if value == "local":
+        return value
+    if isinstance(value, dict) and list(value) == ["dask"]:
+        return {"dask": scheduler_address(value["dask"])}
+    raise SettingError(f"must be local or {{dask: tcp://HOST:8786}}, not {value!r}")
+
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(name, str) and ENV_NAME.match(name) for name in value):
+        raise SettingError(f"must be a list of environment variable names, e.g. [ANTHROPIC_API_KEY], not {value!r}")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -209,6 +236,11 @@ FIELDS: Mapping[str, Field] = {
         # Where the work lands: a different branch starts from HEAD, without the work done so far.
         Field("integrate", _branch_name, None, group=False, fingerprinted=True),
         Field("allow_empty", _flag, False, group=True, fingerprinted=False),
+        # Where attempts run (README: "Beyond one machine"): this machine, or a Dask cluster's
+        # workers, which fetch from and push to `remote` and get only the `pass_env` variables.
+        Field("executor", _executor, "local", group=False, fingerprinted=False),
+        Field("remote", _text, None, group=False, fingerprinted=False),
+        Field("pass_env", _env_names, (), group=False, fingerprinted=False),
     )
 }
 
