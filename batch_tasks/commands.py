@@ -165,7 +165,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             sys.stderr.write(CONFIG_HINT + "\n")
         workers = num_process or batch.plan.settings.get("parallel") or 1
         run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
-                  redactor=Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings["pass_env"]
+                  redactor=Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings.get("pass_env", ())
                                                       if name in os.environ]))
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}

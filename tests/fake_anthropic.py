@@ -26,6 +26,8 @@ it against this server and reading the strings in its bundle:
   canned "done" and never consume the script. Pass ``is_main=`` to override.
   Subagent (Agent tool) turns do carry tools, so they consume the script too.
 * No non-streaming request was seen; one would get a plain JSON message.
+* A tool call's input may say ``{cwd}``: it is given the session's working
+  directory, as the CLI states it in its environment message.
 * count_tokens and /v1/models are answered anyway (cheap); other paths get a
   404 in Anthropic's error format.
 """
@@ -34,11 +36,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
@@ -231,14 +234,26 @@ class FakeAnthropic:
             first = _first_user_text(req.body)
             for key, replies in self.by_prompt.items():
                 if key in first:
-                    return replies.pop(0) if replies else None
+                    return _in_working_directory(replies.pop(0), req.body) if replies else None
             if self.script:
-                return self.script.pop(0)
+                return _in_working_directory(self.script.pop(0), req.body)
         return None
 
     def _sleep(self, seconds: float) -> bool:
         """Interruptible sleep; False if the server is stopping."""
         return not self._stopping.wait(seconds) if seconds > 0 else True
+
+
+def _in_working_directory(reply: Reply, body: Any) -> Reply:
+    """A tool call whose input says `{cwd}` gets the session's working directory there, as the
+    CLI told it ("Primary working directory: ..."): for a session whose folder the test cannot
+    know (a remote worker's worktree)."""
+    if reply.kind != "tool_use" or "{cwd}" not in json.dumps(reply.input):
+        return reply
+    found = re.search(r"Primary working directory: ([^\s\\]+)", json.dumps(body))
+    if found is None:
+        return reply
+    return replace(reply, input=json.loads(json.dumps(reply.input).replace("{cwd}", found.group(1))))
 
 
 def _first_user_text(body: Any) -> str:

@@ -59,7 +59,7 @@ def check_ready(batch, will_run: set[str]) -> None:
         if group.settings["isolation"] != "worktree" and any(item.key in will_run for item in group.items):
             raise BatchError(f"{name}: group {group.slug!r}: --executor dask runs items on other machines, so it "
                              "needs isolation: worktree (and a git remote the workers reach: remote:)")
-    missing = [variable for variable in batch.plan.settings["pass_env"] if variable not in os.environ]
+    missing = [variable for variable in batch.plan.settings.get("pass_env", ()) if variable not in os.environ]
     if missing:
         raise BatchError(f"{name}: pass_env: {', '.join(missing)} not set in this environment")
     remote_of(batch.plan.path.parent, batch.plan.settings)
@@ -81,9 +81,17 @@ class FetchedWorkspace(AttemptWorkspace):
     """The item's worktree here, of the branch its worker pushed: the work is committed there."""
 
     committed: Committed | None = None
+    remote: str = ""
 
     def commit_leftovers(self, allow_empty: bool = False) -> Committed:
         return self.committed if self.committed is not None else super().commit_leftovers(allow_empty)
+
+    def remove(self) -> None:
+        """Once merged, the pushed branch goes from the remote too (if it is still what was fetched)."""
+        tip = self.tip()
+        super().remove()
+        git("push", "-q", "--no-verify", f"--force-with-lease=refs/heads/{self.branch}:{tip}", self.remote,
+            f":refs/heads/{self.branch}", cwd=self.isolation.top, allowed=(0, 1, 128))
 
 
 def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings, log, commit: str, base: str,
@@ -95,7 +103,8 @@ def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings
     if rev(commit, isolation.top) is None:
         raise GitError(("fetch", branch), isolation.top, 1, f"{commit[:12]} did not come with {branch}")
     opened = isolation.open_attempt(group, module, run_id, settings, log, base=commit)
-    workspace = FetchedWorkspace(**{f.name: getattr(opened, f.name) for f in fields(opened)}, committed=committed)
+    workspace = FetchedWorkspace(**{f.name: getattr(opened, f.name) for f in fields(opened)}, committed=committed,
+                                 remote=remote)
     workspace.base = base
     workspace.save()
     return workspace
@@ -116,7 +125,7 @@ class DaskExecutor:
             raise BatchError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
         settings = batch.plan.settings
         return cls(client, scheduler, remote_of(batch.plan.path.parent, settings),
-                   {name: os.environ[name] for name in settings["pass_env"]})
+                   {name: os.environ[name] for name in settings.get("pass_env", ())})
 
     def resources(self) -> dict[str, int] | None:
         """One `agent` of a worker's, when its workers say how many agents each may run."""
@@ -337,6 +346,7 @@ def _wait_for_remote(running: Mapping[str, Any], log) -> None:
                 log.write(f"=== waiting for its remote attempt on {running.get('worker')} to end ===\n".encode())
                 told = True
             time.sleep(0.5)
+        state.delete()
     except Exception:  # noqa: BLE001 - the variable is gone with its scheduler
         pass
     finally:

@@ -81,7 +81,10 @@ class Channel:
         with self.lock:
             batch, self.pending = self.pending, []
             if batch:
-                self.queue.put(batch)
+                try:
+                    self.queue.put(batch)
+                except Exception:  # noqa: BLE001 - its coordinator is gone: the attempt goes on, and pushes
+                    pass
 
     def _send_every(self) -> None:
         while not self.closed.wait(FLUSH_SECONDS):

@@ -1,7 +1,7 @@
 """A scripted stand-in for an agent CLI, driven by the `command` agent in tests.
 
-It appends one line to runs.log (in the batch folder) when it starts and when it
-succeeds, so tests can count how often each item ran. What it does is read from
+It appends one line to runs.log (in the batch folder, or $SCRIPTED_RUNS_LOG) when it starts
+and when it succeeds, so tests can count how often each item ran. What it does is read from
 behaviour.json in the batch folder, keyed by BATCH_ITEM or BATCH_MODULE (`*` for all):
   {"sleep": seconds, "exit": status, "child": true (start a grandchild that sleeps),
    "write": "file name to create", "print": "a line to print",
@@ -39,7 +39,8 @@ behaviour.update(behaviour.pop("attempts", {}).get(os.environ["BATCH_ATTEMPT"], 
 
 
 def log(event: str) -> None:
-    with open("runs.log", "a") as stream:
+    # $SCRIPTED_RUNS_LOG: where a remote worker's runs are counted (its cwd is a worktree there).
+    with open(os.environ.get("SCRIPTED_RUNS_LOG", "runs.log"), "a") as stream:
         stream.write(f"{event} {item} {os.getpid()} {time.time():.6f}\n")
 
 

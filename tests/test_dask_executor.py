@@ -1,0 +1,270 @@
+"""`--executor dask` end to end: real `doit run-batch` processes, a real Dask scheduler and two
+`dask worker` processes on loopback (one cluster for the module), each worker in a temporary
+folder of its own, reaching the coordinator's repository only through a bare git remote.
+
+Counting: the scripted agent appends `start`/`done` lines to $SCRIPTED_RUNS_LOG (shipped to the
+workers by `pass_env`), so a test sees every agent start on every worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytest.importorskip("distributed")
+
+from conftest import SCRIPTED_AGENT, wait_for  # noqa: E402
+from dask_cluster import Cluster, bare_remote  # noqa: E402
+from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, find_claude, text, tool_use  # noqa: E402
+from gitrepo import git, make_repo  # noqa: E402
+from test_isolated_batch import user_tree  # noqa: E402
+
+CLAUDE = find_claude()
+AGENTS = 2  # each worker's `agent` resource
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+    for name in ("w1", "w2"):
+        cluster.start_worker(name, AGENTS, env=worker_env())
+    cluster.wait_for_workers(2)
+    yield cluster
+    cluster.close()
+
+
+def worker_env() -> dict:
+    """What a worker's own machine has: the agent CLIs on PATH, and their quiet settings."""
+    env = {"PATH": claude_path_env(CLAUDE) if CLAUDE else os.environ["PATH"]}
+    quiet = cli_env("unused", "/nonexistent")
+    env.update({name: value for name, value in quiet.items() if name.startswith(("DISABLE_", "CLAUDE_CODE_", "NO_"))})
+    return env
+
+
+def remote_batch(tmp_path: Path, modules: list[str], behaviour: dict, settings: str = "", agent: str = "") -> tuple[Path, dict]:
+    """A repository whose task.md runs one item per module on the cluster, with `origin` a bare
+    repository; behaviour.json, untracked, goes to the workers as a worktree_copy file."""
+    repo = make_repo(tmp_path / "repo")
+    command = json.dumps([sys.executable, str(SCRIPTED_AGENT), "{module}", "{group}"])
+    front = agent or f"agent: command\ncommand: {command}\n"
+    settings = settings if "pass_env" in settings else settings + "pass_env: [SCRIPTED_RUNS_LOG]\n"
+    (repo / "task.md").write_text(
+        f"---\n{front}isolation: worktree\nworktree_copy: [behaviour.json]\nretry_base: 0.2s\n{settings}---\n"
+        "# Remote\n## Work\n" + "".join(f"- [ ] {module}: write {module}\n" for module in modules))
+    (repo / ".gitignore").write_text("*.ignored\nbehaviour.json\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "the plan", cwd=repo)
+    (repo / "behaviour.json").write_text(json.dumps(behaviour))
+    bare_remote(repo, tmp_path)
+    return repo, {"SCRIPTED_RUNS_LOG": str(tmp_path / "runs.log")}
+
+
+def run_batch(repo: Path, cluster: Cluster, env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                           cluster.address, *args], cwd=repo, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env})
+
+
+def runs(tmp_path: Path, event: str = "start") -> list[list[str]]:
+    """The agents' `start` (or `done`) lines: event, item, pid, time."""
+    try:
+        lines = (tmp_path / "runs.log").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [line.split() for line in lines if line.split()[0] == event]
+
+
+def events(repo: Path, module: str) -> list[dict]:
+    lines = (repo / f".batch/task/items/work/{module}/events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def workers_of(repo: Path, module: str) -> list[str]:
+    return [e["data"]["worker"] for e in events(repo, module) if e["kind"] == "worker"]
+
+
+def merges(repo: Path) -> list[str]:
+    return git("log", "--first-parent", "--merges", "--format=%s", "batch/task", cwd=repo).splitlines()
+
+
+def test_eight_items_over_two_workers_land_here_within_max_concurrent(tmp_path, cluster):
+    modules = [f"m{n}" for n in range(8)]
+    behaviour = {module: {"write": f"{module}.txt", "sleep": 0.6} for module in modules}
+    repo, env = remote_batch(tmp_path, modules, behaviour, "max_concurrent: {command: 3}\n")
+    before = user_tree(repo)
+
+    result = run_batch(repo, cluster, env, "-n", "8")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (repo / "task.md").read_text().count("- [x]") == 8
+    assert sorted(merges(repo)) == sorted(f"Merge work:{m} into batch/task" for m in modules)
+    for module in modules:
+        assert git("show", f"batch/task:{module}.txt", cwd=repo).startswith("You are doing one item")
+    assert user_tree(repo) == before  # the user's checkout: only its ticks changed
+
+    starts, dones = runs(tmp_path), runs(tmp_path, "done")
+    assert sorted(line[1] for line in starts) == sorted(f"work:{m}" for m in modules)  # each agent once
+    spans = {pid: [float(t)] for _, _, pid, t in starts}
+    for _, _, pid, t in dones:
+        spans[pid].append(float(t))
+    peak = max(sum(1 for a, b in spans.values() if a <= start < b) for start, _ in spans.values())
+    assert peak <= 3  # max_concurrent, held by the one dispatcher, across both workers
+    used = {worker for module in modules for worker in workers_of(repo, module)}
+    assert len(used) == 2  # 3 at once, and each worker runs at most AGENTS (its `agent` resource)
+    # The agents ran in the workers' own folders, never in the coordinator's checkout.
+    output = (repo / ".batch/task/items/work/m0/output.log").read_text()
+    assert "agent for work:m0" in output
+    assert not list((repo / ".batch/task/worktrees").glob("*/*/runs.log"))
+    # Nothing of the item branches is left here; the remote holds the pushed ones.
+    assert git("for-each-ref", "refs/heads/batch/task.items/", cwd=repo) == ""
+    record = json.loads((repo / ".batch/task/items/work/m3/result.json").read_text())
+    assert record["merge"]["status"] == "merged" and record["merge"]["files"] == [
+        {"path": "m3.txt", "added": len(git("show", "batch/task:m3.txt", cwd=repo).splitlines()), "removed": 0}]
+
+
+def test_a_secret_reaches_the_agent_on_its_worker_and_no_log(tmp_path, cluster):
+    secret, plain = "sk-remote-0123456789abcdef", "shipped-word-42"
+    behaviour = {"leaky": {"write": "leaky.txt", "leak": ["DEPLOY_TOKEN", "SHIPPED_WORD"]},
+                 "nosy": {"write": "nosy.txt", "leak": ["COORDINATOR_ONLY"]}}
+    repo, env = remote_batch(tmp_path, ["leaky", "nosy"], behaviour,
+                             "pass_env: [SCRIPTED_RUNS_LOG, DEPLOY_TOKEN, SHIPPED_WORD]\nretries: 0\n")
+    env.update(DEPLOY_TOKEN=secret, SHIPPED_WORD=plain, COORDINATOR_ONLY="not-for-workers-xyz")
+
+    result = run_batch(repo, cluster, env, "-n", "2", "-k")
+    assert result.returncode == 1, result.stdout + result.stderr  # nosy found no COORDINATOR_ONLY there
+    leaky = (repo / ".batch/task/items/work/leaky/output.log").read_text()
+    assert leaky.count("the value is ***") == 2  # both reached the agent, and were masked
+    assert "KeyError: 'COORDINATOR_ONLY'" in (repo / ".batch/task/items/work/nosy/output.log").read_text()
+    everything = [result.stdout, result.stderr]
+    for folder in (repo / ".batch", cluster.folder, tmp_path / "remote.git"):
+        everything += [path.read_bytes().decode("utf-8", "replace") for path in folder.rglob("*")
+                       if path.is_file() and not path.is_symlink()]
+    assert not any(secret in text or plain in text for text in everything)
+
+
+def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path, cluster):
+    modules = ["a", "b", "c", "d"]
+    behaviour = {m: {"write": f"{m}.txt", "print": f"working on {m}", "sleep": 6} for m in modules}
+    repo, env = remote_batch(tmp_path, modules, behaviour)
+    coordinator = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                                    cluster.address, "-n", "4"], cwd=repo, env={**os.environ, **env},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    items = repo / ".batch/task/items/work"
+    wait_for(lambda: all((items / m / "running.json").exists() for m in modules) and len(runs(tmp_path)) == 4)
+    # While they run remotely: what they do, and where, as batch-status reads it from the state folder.
+    def status_showing_a() -> str | None:
+        shown = subprocess.run([sys.executable, "-m", "doit", "batch-status"], cwd=repo, capture_output=True,
+                               text=True, env={**os.environ, "COLUMNS": "200"}).stdout
+        return shown if "working on a" in shown else None
+
+    status = wait_for(status_showing_a, timeout=30)
+    assert "127.0.0.1:" in status and "running" in status
+    assert {w for m in modules for w in workers_of(repo, m)} == set(
+        json.loads((items / m / "running.json").read_text())["worker"] for m in modules)
+    coordinator.send_signal(signal.SIGKILL)
+    coordinator.wait(timeout=10)
+    assert (repo / "task.md").read_text().count("- [x]") == 0
+
+    # The remote attempts go on, push their branches; the next run lands them without their agents.
+    resumed = run_batch(repo, cluster, env, "-n", "4")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.count("recovered: finished work:") == 4
+    assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in modules]  # no agent twice
+    assert (repo / "task.md").read_text().count("- [x]") == 4
+    assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in modules]
+
+
+def test_a_worker_killed_mid_attempt_is_retried_on_the_other(tmp_path, cluster):
+    behaviour = {"doomed": {"write": "doomed.txt", "attempts": {"1": {"sleep": 60}}}}
+    repo, env = remote_batch(tmp_path, ["doomed"], behaviour)
+    coordinator = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                                    cluster.address], cwd=repo, env={**os.environ, **env},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: runs(tmp_path) and workers_of(repo, "doomed"))
+    [first] = workers_of(repo, "doomed")
+    name = next(n for n, w in cluster.names().items() if w == first)
+    agent_pid = int(runs(tmp_path)[0][2])
+    cluster.kill_worker(name)
+    try:
+        output, _ = coordinator.communicate(timeout=90)
+        assert coordinator.returncode == 0, output
+        assert "- [x] doomed" in (repo / "task.md").read_text()
+        assert git("show", "batch/task:doomed.txt", cwd=repo)
+        record = json.loads((repo / ".batch/task/items/work/doomed/result.json").read_text())
+        assert [a["failure_class"] for a in record["attempts"]] == ["transient", None]
+        assert "lost" in record["attempts"][0]["reason"]
+        second = workers_of(repo, "doomed")[1]
+        assert second != first and len(runs(tmp_path)) == 2 and len(runs(tmp_path, "done")) == 1
+        wait_for(lambda: not psutil.pid_exists(agent_pid), timeout=20)  # its agent died with its worker
+    finally:
+        cluster.start_worker(name, AGENTS, env=worker_env())
+        cluster.wait_for_workers(2)
+
+
+def test_a_run_stopped_here_stops_the_agent_on_its_worker(tmp_path, cluster):
+    repo, env = remote_batch(tmp_path, ["stuck"], {"stuck": {"child": True, "sleep": 60}})
+    coordinator = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                                    cluster.address], cwd=repo, env={**os.environ, **env},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    children = wait_for(lambda: list(cluster.folder.glob("w*/cache/worktrees/*/child-stuck.pid")))
+    child = int(wait_for(lambda: children[0].read_text()))
+    agent = int(runs(tmp_path)[0][2])
+    coordinator.send_signal(signal.SIGTERM)
+    output, _ = coordinator.communicate(timeout=60)
+    assert coordinator.returncode == 143, output
+    wait_for(lambda: not psutil.pid_exists(agent) and not psutil.pid_exists(child), timeout=30)
+    failure = json.loads((repo / ".batch/task/items/work/stuck/failure.json").read_text())
+    assert failure["interrupted"]
+
+
+@pytest.mark.skipif(CLAUDE is None and not os.environ.get("CI"), reason="the claude CLI is not installed: "
+                    "bash .ci/run installs the pinned version")
+def test_claude_code_items_over_two_workers(tmp_path, cluster):
+    modules = [f"c{n}" for n in range(8)]
+    routes = {f"Module: {m}": [tool_use("Write", {"file_path": f"{{cwd}}/notes/{m}.md", "content": f"# {m}\n"}),
+                               text(f"Wrote {m}.")] for m in modules}
+    agent = "agent: claude\npermission_mode: acceptEdits\nallowed_tools: [Write, Read]\n"
+    settings = "pass_env: [ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY, CLAUDE_CODE_MAX_RETRIES]\n"
+    repo, env = remote_batch(tmp_path, modules, {}, settings, agent=agent)
+    with FakeAnthropic(by_prompt=routes) as api:
+        env.update(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY="sk-ant-fake-key-remote", CLAUDE_CODE_MAX_RETRIES="0")
+        env["PATH"] = claude_path_env(CLAUDE)
+        result = run_batch(repo, cluster, env, "-n", "4", timeout=240)
+        requests = api.main_requests
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (repo / "task.md").read_text().count("- [x]") == 8
+    for module in modules:
+        assert git("show", f"batch/task:notes/{module}.md", cwd=repo) == f"# {module}"
+    used = {w for m in modules for w in workers_of(repo, m)}
+    assert len(used) == 2
+    # Each session ran in a worktree on its worker, not in the coordinator's repository.
+    folders = {json.dumps(r.body).split("Primary working directory: ")[1].split("\\n")[0] for r in requests}
+    assert len(folders) == 8 and all(str(cluster.folder) in folder for folder in folders)
+    record = json.loads((repo / ".batch/task/items/work/c0/result.json").read_text())
+    assert record["cost_usd"] > 0 and record["merge"]["status"] == "merged"
+
+
+def test_without_distributed_or_isolation_dask_is_one_clear_error(tmp_path):
+    repo, env = remote_batch(tmp_path, ["x"], {})
+    hide = tmp_path / "hide"
+    (hide / "distributed").mkdir(parents=True)
+    (hide / "distributed" / "__init__.py").write_text("raise ImportError('distributed is not installed')\n")
+    missing = subprocess.run([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                              "tcp://127.0.0.1:1"], cwd=repo, capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(hide)})
+    assert missing.returncode == 3
+    assert missing.stderr.strip() == "ERROR: --executor dask needs the distributed package: pip install 'batch-tasks[dask]'"
+    (repo / "task.md").write_text((repo / "task.md").read_text().replace("isolation: worktree\n", ""))
+    shared = subprocess.run([sys.executable, "-m", "doit", "run-batch", "--executor", "dask"], cwd=repo,
+                            capture_output=True, text=True)
+    assert shared.returncode == 3 and "needs --scheduler" in shared.stderr
+    unisolated = subprocess.run([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                                 "tcp://127.0.0.1:1"], cwd=repo, capture_output=True, text=True)
+    assert unisolated.returncode == 3 and "needs isolation: worktree" in unisolated.stderr
+    assert not (repo / ".batch").exists()  # nothing was written
