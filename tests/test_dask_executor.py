@@ -267,4 +267,5 @@ def test_without_distributed_or_isolation_dask_is_one_clear_error(tmp_path):
     unisolated = subprocess.run([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
                                  "tcp://127.0.0.1:1"], cwd=repo, capture_output=True, text=True)
     assert unisolated.returncode == 3 and "needs isolation: worktree" in unisolated.stderr
-    assert not (repo / ".batch").exists()  # nothing was written
+    state = repo / ".batch/task"
+    assert not (state / "run.lock").exists() and not (state / "items").exists()  # nothing ran, no lock was taken
