@@ -24,17 +24,17 @@ from conftest import SCRIPTED_AGENT, wait_for  # noqa: E402
 from dask_cluster import Cluster, bare_remote  # noqa: E402
 from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, find_claude, text, tool_use  # noqa: E402
 from gitrepo import git, make_repo  # noqa: E402
-from test_isolated_batch import user_tree  # noqa: E402
+from test_isolated_batch import AGENTS, user_tree  # noqa: E402
 
 CLAUDE = find_claude()
-AGENTS = 2  # each worker's `agent` resource
+AGENT_SLOTS = 2  # each worker's `agent` resource
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     cluster = Cluster(tmp_path_factory.mktemp("cluster"))
     for name in ("w1", "w2"):
-        cluster.start_worker(name, AGENTS, env=worker_env())
+        cluster.start_worker(name, AGENT_SLOTS, env=worker_env())
     cluster.wait_for_workers(2)
     yield cluster
     cluster.close()
@@ -97,7 +97,11 @@ def merges(repo: Path) -> list[str]:
 def test_eight_items_over_two_workers_land_here_within_max_concurrent(tmp_path, cluster):
     modules = [f"m{n}" for n in range(8)]
     behaviour = {module: {"write": f"{module}.txt", "sleep": 0.6} for module in modules}
-    repo, env = remote_batch(tmp_path, modules, behaviour, "max_concurrent: {command: 3}\n")
+    behaviour["m3"]["attempts"] = {"2": {"write": "m3-again.txt"}}
+    check = json.dumps([sys.executable, str(AGENTS / "check_once.py"), "{module}"])
+    repo, env = remote_batch(tmp_path, modules, behaviour, f"max_concurrent: {{command: 3}}\ncheck: {check}\n")
+    (tmp_path / "checks").mkdir()
+    env.update(CHECK_STATE=str(tmp_path / "checks"), CHECK_FAILS_ONCE="m3")  # checks run here, on the coordinator
     before = user_tree(repo)
 
     result = run_batch(repo, cluster, env, "-n", "8")
@@ -108,24 +112,29 @@ def test_eight_items_over_two_workers_land_here_within_max_concurrent(tmp_path, 
         assert git("show", f"batch/task:{module}.txt", cwd=repo).startswith("You are doing one item")
     assert user_tree(repo) == before  # the user's checkout: only its ticks changed
 
+    # m3's check failed once: its second attempt, on whichever worker, went on from its first one's work.
+    assert "FAILED tests/m3: expected a docstring" in git("show", "batch/task:m3-again.txt", cwd=repo)
+    record = json.loads((repo / ".batch/task/items/work/m3/result.json").read_text())
+    assert [a["failure_class"] for a in record["attempts"]] == ["check", None] and record["check"]["passed"]
+    assert git("for-each-ref", "refs/heads/batch/task.items/", cwd=repo) == ""  # nothing kept aside
+    assert git("ls-remote", "origin", "refs/heads/batch/*", cwd=repo) == ""  # merged branches left the remote too
+
     starts, dones = runs(tmp_path), runs(tmp_path, "done")
-    assert sorted(line[1] for line in starts) == sorted(f"work:{m}" for m in modules)  # each agent once
+    assert sorted(line[1] for line in starts) == sorted([f"work:{m}" for m in modules] + ["work:m3"])
     spans = {pid: [float(t)] for _, _, pid, t in starts}
     for _, _, pid, t in dones:
         spans[pid].append(float(t))
     peak = max(sum(1 for a, b in spans.values() if a <= start < b) for start, _ in spans.values())
     assert peak <= 3  # max_concurrent, held by the one dispatcher, across both workers
     used = {worker for module in modules for worker in workers_of(repo, module)}
-    assert len(used) == 2  # 3 at once, and each worker runs at most AGENTS (its `agent` resource)
+    assert len(used) == 2  # 3 at once, and each worker runs at most AGENT_SLOTS (its `agent` resource)
     # The agents ran in the workers' own folders, never in the coordinator's checkout.
     output = (repo / ".batch/task/items/work/m0/output.log").read_text()
     assert "agent for work:m0" in output
     assert not list((repo / ".batch/task/worktrees").glob("*/*/runs.log"))
-    # Nothing of the item branches is left here; the remote holds the pushed ones.
-    assert git("for-each-ref", "refs/heads/batch/task.items/", cwd=repo) == ""
-    record = json.loads((repo / ".batch/task/items/work/m3/result.json").read_text())
+    record = json.loads((repo / ".batch/task/items/work/m5/result.json").read_text())
     assert record["merge"]["status"] == "merged" and record["merge"]["files"] == [
-        {"path": "m3.txt", "added": len(git("show", "batch/task:m3.txt", cwd=repo).splitlines()), "removed": 0}]
+        {"path": "m5.txt", "added": len(git("show", "batch/task:m5.txt", cwd=repo).splitlines()), "removed": 0}]
 
 
 def test_a_secret_reaches_the_agent_on_its_worker_and_no_log(tmp_path, cluster):
@@ -203,7 +212,7 @@ def test_a_worker_killed_mid_attempt_is_retried_on_the_other(tmp_path, cluster):
         assert second != first and len(runs(tmp_path)) == 2 and len(runs(tmp_path, "done")) == 1
         wait_for(lambda: not psutil.pid_exists(agent_pid), timeout=20)  # its agent died with its worker
     finally:
-        cluster.start_worker(name, AGENTS, env=worker_env())
+        cluster.start_worker(name, AGENT_SLOTS, env=worker_env())
         cluster.wait_for_workers(2)
 
 

@@ -33,7 +33,7 @@ from ..agents import PERMANENT, TRANSIENT, Outcome
 from ..bootstrap import SetupFailed, copy_files
 from ..errors import BatchError
 from ..events import AgentEvent
-from ..git import GitError, git, rev, trailers
+from ..git import GitError, git, is_ancestor, rev, trailers
 from ..process import Exit, StoppedError
 from ..workspace import AttemptWorkspace, Committed
 from .on_worker import RUNNING, SUBMITTED, run_on_worker
@@ -86,6 +86,14 @@ class FetchedWorkspace(AttemptWorkspace):
     def commit_leftovers(self, allow_empty: bool = False) -> Committed:
         return self.committed if self.committed is not None else super().commit_leftovers(allow_empty)
 
+    def replace_with(self, commit: str) -> None:
+        """A later attempt went on from this one's work: its worktree here goes (a spare), its
+        branch moves on with the later one; kept aside as a local attempt's would be otherwise."""
+        git("fetch", "-q", "--no-tags", self.remote, f"refs/heads/{self.branch}", cwd=self.isolation.top)
+        if not self.leftovers() and is_ancestor(self.tip(), commit, self.isolation.top):
+            with self.isolation.lock:
+                self.isolation.recycle(self.path, self.branch, self.tip())
+
     def remove(self) -> None:
         """Once merged, the pushed branch goes from the remote too (if it is still what was fetched)."""
         tip = self.tip()
@@ -137,10 +145,15 @@ class DaskExecutor:
         from ..attempt import run_attempt
 
         job, run, isolation = item_run.job, item_run.run, item_run.run.isolation
-        branch, base = isolation.item_branch(job.item.group, job.item.module), isolation.tip()
-        # The worker fetches the item's base as its branch: one ref of its own, no race with other items.
-        git("push", "-q", "--no-verify", "--force", self.remote, f"{base}:refs/heads/{branch}", cwd=isolation.top)
-        agent = RemoteAgent(self, item_run, number, branch, base)
+        branch = isolation.item_branch(job.item.group, job.item.module)
+        before = item_run.workspace if isinstance(item_run.workspace, FetchedWorkspace) else None
+        if before is not None:  # its check failed: the agent goes on from its own work, as in a local worktree
+            base, start = before.base, before.tip()
+        else:
+            # The worker fetches the item's base as its branch: one ref of its own, no race with other items.
+            base = start = isolation.tip()
+            git("push", "-q", "--no-verify", "--force", self.remote, f"{base}:refs/heads/{branch}", cwd=isolation.top)
+        agent = RemoteAgent(self, item_run, number, branch, base, start)
         attempt = run_attempt(job, run, item_run.folder, number, context, running, isolation.relative_folder,
                               self.pass_env, supervisor=agent)
         came = agent.result
@@ -161,6 +174,8 @@ class DaskExecutor:
         committed = Committed(came["commit"], came["made_commit"], came["changed"])
         try:
             with self.fetch_lock, item_run.folder.open_log() as log:
+                if isinstance(item_run.workspace, FetchedWorkspace):  # the attempt before: this one went on from it
+                    item_run.workspace.replace_with(came["commit"])
                 item_run.workspace = adopt(run.isolation, self.remote, job.item.group, job.item.module, run.run_id,
                                            job.settings, log, came["commit"], base, committed)
         except SetupFailed as error:
@@ -196,8 +211,9 @@ class RemoteProcesses:
 class RemoteAgent:
     """One attempt's agent on a worker, seen through a process.Supervisor's `run`."""
 
-    def __init__(self, executor: DaskExecutor, item_run: "ItemRun", number: int, branch: str, base: str):
-        self.executor, self.item_run, self.number, self.branch, self.base = executor, item_run, number, branch, base
+    def __init__(self, executor: DaskExecutor, item_run: "ItemRun", number: int, branch: str, base: str, start: str):
+        self.executor, self.item_run, self.number, self.branch = executor, item_run, number, branch
+        self.base, self.start = base, start
         run = item_run.run
         self.key = f"batch-tasks-{run.run_id}-{item_run.job.item.key}-{number}"
         self.result: dict[str, Any] = {}
@@ -215,7 +231,7 @@ class RemoteAgent:
         state.set(SUBMITTED)
         spec = {
             "key": self.key, "channel": self.key, "state": f"{self.key}-state", "remote": executor.remote,
-            "branch": self.branch, "base": self.base, "relative_folder": isolation.relative_folder.as_posix(),
+            "branch": self.branch, "base": self.base, "start": self.start, "relative_folder": isolation.relative_folder.as_posix(),
             "copies": _copies(isolation, job.settings), "settings": dict(job.settings), "argv": list(argv),
             "env": dict(env), "stdin": stdin, "prompt_path": item_run.folder.prompt,
             "secrets": list(executor.pass_env.values()), "stem": isolation.stem, "task_path": isolation.task_path,

@@ -191,13 +191,14 @@ def _run_agent(spec, worker, channel: Channel, supervisor: process.Supervisor, w
         committed = workspace.commit_leftovers(settings["allow_empty"])
     except BatchError as error:  # it left its worktree on another branch: pushed aside, as it is
         return {"land_error": str(error), "kept": _keep(spec, workspace, str(error))}
-    _push(spec, workspace.path, spec["branch"], lease=spec["base"])
+    _push(spec, workspace.path, spec["branch"], lease=spec["start"])
     return {"commit": committed.commit, "made_commit": committed.made_commit, "changed": committed.changed}
 
 
 def _checkout(root: Path, path: Path, spec) -> Path:
     """The worker's own copy of the remote (a bare repository, fetched into), and a fresh
-    worktree at the item's base on its branch."""
+    worktree on the item's branch at `start`: its base, or after a failed check the work its
+    attempt before pushed."""
     mirror = root / "repos" / f"{hashlib.sha256(spec['remote'].encode()).hexdigest()[:16]}.git"
     with _cache_lock:
         if not (mirror / "HEAD").exists():
@@ -208,7 +209,7 @@ def _checkout(root: Path, path: Path, spec) -> Path:
             cwd=mirror)
         _remove_worktree(mirror, path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        git("worktree", "add", "-q", "-f", "-B", spec["branch"], str(path), spec["base"], cwd=mirror)
+        git("worktree", "add", "-q", "-f", "-B", spec["branch"], str(path), spec["start"], cwd=mirror)
     return mirror
 
 
@@ -218,7 +219,7 @@ def _keep(spec, workspace: AttemptWorkspace, why: str) -> dict[str, Any] | None:
         wip = commit_work(workspace.path, workspace.baseline,
                           wip_message(workspace.isolation, workspace.key, why, spec["run_id"]))
         tip = git("rev-parse", "HEAD", cwd=workspace.path).text
-        if tip == spec["base"]:
+        if tip == spec["start"]:
             return None
         aside = f"{spec['branch']}.{safe_name(spec['run_id'])}-{spec['number']}"
         _push(spec, workspace.path, aside)
