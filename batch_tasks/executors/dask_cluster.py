@@ -12,7 +12,7 @@ item lands here through the run's check and merge queue (`FetchedWorkspace`). A 
 mid-attempt makes the attempt transient; a run stopped here cancels the task, which stops
 the agent on its worker.
 
-May touch: the remote's item branches (pushing each base, deleting nothing), the item's
+May touch: the remote's item branches (pushing each base; deleting them once merged), the item's
 worktree and branch here (as worktree.Isolation does), and the item's state folder.
 """
 
@@ -82,6 +82,7 @@ class FetchedWorkspace(AttemptWorkspace):
 
     committed: Committed | None = None
     remote: str = ""
+    merged: list | None = None  # where a merged branch is noted, to leave the remote at the run's end
 
     def commit_leftovers(self, allow_empty: bool = False) -> Committed:
         return self.committed if self.committed is not None else super().commit_leftovers(allow_empty)
@@ -98,12 +99,22 @@ class FetchedWorkspace(AttemptWorkspace):
         """Once merged, the pushed branch goes from the remote too (if it is still what was fetched)."""
         tip = self.tip()
         super().remove()
-        git("push", "-q", "--no-verify", f"--force-with-lease=refs/heads/{self.branch}:{tip}", self.remote,
-            f":refs/heads/{self.branch}", cwd=self.isolation.top, allowed=(0, 1, 128))
+        if self.merged is not None:
+            self.merged.append((self.branch, tip))
+        else:
+            leave_remote(self.isolation.top, self.remote, [(self.branch, tip)])
+
+
+def leave_remote(top: Path, remote: str, branches: list[tuple[str, str]]) -> None:
+    """Delete merged item branches from the remote, each only if it is still at the tip merged."""
+    for start in range(0, len(branches), 100):
+        chunk = branches[start:start + 100]
+        git("push", "-q", "--no-verify", *(f"--force-with-lease=refs/heads/{b}:{tip}" for b, tip in chunk), remote,
+            *(f":refs/heads/{b}" for b, _ in chunk), cwd=top, allowed=(0, 1, 128))
 
 
 def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings, log, commit: str, base: str,
-          committed: Committed | None = None) -> FetchedWorkspace:
+          committed: Committed | None = None, merged: list | None = None) -> FetchedWorkspace:
     """The pushed branch fetched, and a worktree of it here (with worktree_copy and
     worktree_setup, for the check), on the item's branch, as a local attempt leaves it."""
     branch = isolation.item_branch(group, module)
@@ -112,7 +123,7 @@ def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings
         raise GitError(("fetch", branch), isolation.top, 1, f"{commit[:12]} did not come with {branch}")
     opened = isolation.open_attempt(group, module, run_id, settings, log, base=commit)
     workspace = FetchedWorkspace(**{f.name: getattr(opened, f.name) for f in fields(opened)}, committed=committed,
-                                 remote=remote)
+                                 remote=remote, merged=merged)
     workspace.base = base
     workspace.save()
     return workspace
@@ -122,6 +133,8 @@ class DaskExecutor:
     def __init__(self, client, scheduler: str, remote: str, pass_env: Mapping[str, str]):
         self.client, self.scheduler, self.remote, self.pass_env = client, scheduler, remote, dict(pass_env)
         self.fetch_lock = threading.Lock()  # one git fetch into the coordinator's repository at a time
+        self.merged: list[tuple[str, str]] = []  # item branches merged here: they leave the remote at the end
+        self.top: Path | None = None
 
     @classmethod
     def connect(cls, batch, scheduler: str, run) -> "DaskExecutor":
@@ -177,13 +190,16 @@ class DaskExecutor:
                 if isinstance(item_run.workspace, FetchedWorkspace):  # the attempt before: this one went on from it
                     item_run.workspace.replace_with(came["commit"])
                 item_run.workspace = adopt(run.isolation, self.remote, job.item.group, job.item.module, run.run_id,
-                                           job.settings, log, came["commit"], base, committed)
+                                           job.settings, log, came["commit"], base, committed, self.merged)
+                self.top = run.isolation.top
         except SetupFailed as error:
             attempt.outcome = Outcome(ok=False, reason=f"worktree here, for its check: {error}", failure_class=PERMANENT)
         except BatchError as error:
             attempt.outcome = Outcome(ok=False, reason=f"fetching its branch {branch}: {error}", failure_class=TRANSIENT)
 
     def close(self) -> None:
+        if self.merged and self.top is not None:
+            leave_remote(self.top, self.remote, self.merged)
         self.client.close()
 
 
@@ -255,8 +271,10 @@ class RemoteAgent:
                     batch = None
                 for message in batch or ():
                     ended = self._take(message, log, masker, on_line, on_start, on_exit) or ended
+                if batch and batch[-1][0] == "end":
+                    break  # its last word: its result is there, or on its way
                 if not batch and future.done() and (cancelled or not channel.qsize()):
-                    break  # and all it sent before it returned is taken
+                    break  # it ended without its last word (its worker lost, a cancel): all it sent is taken
         finally:
             log.write(masker.flush())
         if cancelled or future.status == "cancelled":

@@ -116,8 +116,9 @@ def run_on_worker(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         return {"worker": worker.address, **_attempt(spec, worker, channel)}
     finally:
-        channel.close()
         state.set(ENDED)
+        channel.send("end")  # the result follows at once: the coordinator need not poll for it
+        channel.close()
 
 
 def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:
@@ -149,8 +150,8 @@ def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:
         return {"error": f"on {worker.address}: {error}"}
     finally:
         supervisor.stopping.set()  # the watch ends
-        if mirror is not None:
-            _remove_worktree(mirror, path)
+        if mirror is not None:  # after the result is sent: nobody waits for it
+            threading.Thread(target=_recycle, args=(mirror, path), daemon=True).start()
 
 
 def _run_agent(spec, worker, channel: Channel, supervisor: process.Supervisor, workspace: AttemptWorkspace,
@@ -196,9 +197,10 @@ def _run_agent(spec, worker, channel: Channel, supervisor: process.Supervisor, w
 
 
 def _checkout(root: Path, path: Path, spec) -> Path:
-    """The worker's own copy of the remote (a bare repository, fetched into), and a fresh
-    worktree on the item's branch at `start`: its base, or after a failed check the work its
-    attempt before pushed."""
+    """The worker's own copy of the remote (a bare repository, fetched into), and a worktree on
+    the item's branch at `start`: its base, or after a failed check the work its attempt before
+    pushed. A spare (an earlier attempt's worktree, cleaned) is switched there if there is one:
+    a fresh checkout of a large repository costs seconds, a switch between nearby commits little."""
     mirror = root / "repos" / f"{hashlib.sha256(spec['remote'].encode()).hexdigest()[:16]}.git"
     with _cache_lock:
         if not (mirror / "HEAD").exists():
@@ -209,8 +211,30 @@ def _checkout(root: Path, path: Path, spec) -> Path:
             cwd=mirror)
         _remove_worktree(mirror, path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        git("worktree", "add", "-q", "-f", "-B", spec["branch"], str(path), spec["start"], cwd=mirror)
+        spares = sorted(_spares(mirror).iterdir()) if _spares(mirror).is_dir() else []
+        if spares:
+            git("worktree", "move", str(spares[0]), str(path), cwd=mirror)
+            git("checkout", "-q", "-f", "-B", spec["branch"], spec["start"], cwd=path)
+        else:
+            git("worktree", "add", "-q", "-f", "-B", spec["branch"], str(path), spec["start"], cwd=mirror)
     return mirror
+
+
+def _spares(mirror: Path) -> Path:
+    return mirror.parent.parent / "worktrees" / ".spare" / mirror.stem
+
+
+def _recycle(mirror: Path, path: Path) -> None:
+    """The attempt's worktree, cleaned (its work is pushed, or kept on its branch here), made a spare."""
+    with _cache_lock:
+        try:
+            git("checkout", "-q", "--detach", cwd=path)
+            git("reset", "-q", "--hard", cwd=path)
+            git("clean", "-ffdxq", cwd=path)
+            _spares(mirror).mkdir(parents=True, exist_ok=True)
+            git("worktree", "move", str(path), str(_spares(mirror) / path.name), cwd=mirror)
+        except BatchError:
+            _remove_worktree(mirror, path)
 
 
 def _keep(spec, workspace: AttemptWorkspace, why: str) -> dict[str, Any] | None:
