@@ -51,6 +51,10 @@ options:
   --optional          also run the items marked optional (Kiro's `- [ ]*`)
   --joblog FILE       append a line per attempt as it ends to FILE, in GNU
                       parallel's joblog format
+  --executor local|dask, --scheduler tcp://HOST:8786
+                      where the agents run: here (default), or on the workers
+                      of that Dask scheduler (see the README: "Beyond one
+                      machine")
   -T FILE, --taskfile FILE
                       the task file (default: task.md; or $BATCH_TASKFILE)
   -h, --help          this help

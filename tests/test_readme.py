@@ -25,6 +25,12 @@ DOIT_BIN = Path(sys.executable).parent  # where this environment's `doit` is
 NOT_RUN_HERE = {
     "pip install -q -e '.[test]' && python -m pytest -q": "the test suite itself",
     "doit batch-report --run 20260101T120000Z-3f9a1c -o last-week.html": "names a run id of another folder's history",
+    # "Beyond one machine": a cluster of machines (tests/test_dask_executor.py runs one on loopback).
+    "pip install 'batch-tasks[dask]'": "installs into the reader's environment",
+    "dask scheduler --port 8786": "a server that runs until stopped",
+    "dask worker tcp://HOST:8786 --nthreads 4 --resources agent=4": "names the reader's scheduler",
+    "doit run-batch --executor dask --scheduler tcp://HOST:8786": "names the reader's scheduler",
+    "dask ssh --hostfile hosts.txt --nthreads 4": "logs in to the reader's machines",
 }
 NEEDS = {"dot": "doit batch-graph --dot | dot -Tsvg > batch.svg"}  # run where the program is
 
