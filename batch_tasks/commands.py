@@ -119,7 +119,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             batch = batch_mod.load(path, for_dry_run=params.get("dry_run"))
             _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
             if executors.scheduler_of(batch.plan.settings, params.get("executor", ""), params.get("scheduler", "")):
-                dask_cluster.check_ready(batch, {item.key for item in batch.plan.items()})
+                dask_cluster.check_ready(batch, {item.key for item in batch.plan.items()
+                                                 if batch.verdicts[item.key].runs or params.get("always")})
             if params.get("dry_run"):
                 self.loader.batch = batch
                 return super().execute(params, args)

@@ -101,7 +101,7 @@ class _Landing:
         folder = self.batch.state.item(item.group, item.module)
         workspace = isolation.pending_success(item.group, item.module, run_id) if salvaged is not None else None
         if workspace is None:  # a remote attempt (executors/dask_cluster) may have pushed its success
-            from .executors.dask_cluster import fetch_pushed_success
+            from .executors.fetched import fetch_pushed_success
 
             with folder.open_log() as log:
                 workspace = fetch_pushed_success(isolation, group, item, running, log)

@@ -140,21 +140,27 @@ def test_eight_items_over_two_workers_land_here_within_max_concurrent(tmp_path, 
 def test_a_secret_reaches_the_agent_on_its_worker_and_no_log(tmp_path, cluster):
     secret, plain = "sk-remote-0123456789abcdef", "shipped-word-42"
     behaviour = {"leaky": {"write": "leaky.txt", "leak": ["DEPLOY_TOKEN", "SHIPPED_WORD"]},
-                 "nosy": {"write": "nosy.txt", "leak": ["COORDINATOR_ONLY"]}}
-    repo, env = remote_batch(tmp_path, ["leaky", "nosy"], behaviour,
+                 "nosy": {"write": "nosy.txt", "leak": ["COORDINATOR_ONLY"]},
+                 "broken": {"write": "half.txt", "exit": 3}}
+    repo, env = remote_batch(tmp_path, ["leaky", "nosy", "broken"], behaviour,
                              "pass_env: [SCRIPTED_RUNS_LOG, DEPLOY_TOKEN, SHIPPED_WORD]\nretries: 0\n")
     env.update(DEPLOY_TOKEN=secret, SHIPPED_WORD=plain, COORDINATOR_ONLY="not-for-workers-xyz")
 
-    result = run_batch(repo, cluster, env, "-n", "2", "-k")
+    result = run_batch(repo, cluster, env, "-n", "3", "-k")
     assert result.returncode == 1, result.stdout + result.stderr  # nosy found no COORDINATOR_ONLY there
     leaky = (repo / ".batch/task/items/work/leaky/output.log").read_text()
     assert leaky.count("the value is ***") == 2  # both reached the agent, and were masked
     assert "KeyError: 'COORDINATOR_ONLY'" in (repo / ".batch/task/items/work/nosy/output.log").read_text()
+    # A failed attempt's work is not lost: its worker pushed it aside, and its failure record names it.
+    kept = json.loads((repo / ".batch/task/items/work/broken/failure.json").read_text())["kept"]
+    assert kept["branch"].startswith("batch/task.items/work/broken.") and kept["wip"]
+    git("fetch", "-q", "origin", kept["branch"], cwd=repo)
+    assert git("show", f"{kept['commit']}:half.txt", cwd=repo).startswith("You are doing one item")
     everything = [result.stdout, result.stderr]
     for folder in (repo / ".batch", cluster.folder, tmp_path / "remote.git"):
         everything += [path.read_bytes().decode("utf-8", "replace") for path in folder.rglob("*")
                        if path.is_file() and not path.is_symlink()]
-    assert not any(secret in text or plain in text for text in everything)
+    assert not any(secret in text or plain in text or "not-for-workers-xyz" in text for text in everything)
 
 
 def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path, cluster):

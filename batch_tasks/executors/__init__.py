@@ -7,8 +7,9 @@ whatever ran it, on this machine.
 
     local   (executors/local.py) today's path: the agent runs here, in task.md's folder or
             in the item's own worktree
-    dask    (executors/dask_cluster.py) the agent runs on a Dask worker, in a worktree of its
-            own fetched from the git remote; its branch is pushed, fetched back and landed here
+    dask    (executors/dask_cluster.py) the agent runs on a Dask worker (on_worker.py), in a
+            worktree of its own fetched from the git remote; its branch is pushed, fetched back
+            and landed here (fetched.py)
 
 `choose` reads the settings and run-batch's options; a wrong choice is one BatchError (exit 3)
 before anything is written. Touches nothing itself.

@@ -1,0 +1,136 @@
+"""A branch a Dask worker pushed, brought back here: fetched, and worktree'd as a local
+attempt leaves its own (`FetchedWorkspace`), so that the lifecycle lands it through the run's
+check and merge queue; a failed attempt's work pushed aside (`PushedAside`); and, for recovery,
+the success a killed run's remote attempt pushed (`fetch_pushed_success`).
+
+May touch: the coordinator's repository (fetching, the item's worktree and branch, as
+worktree.Isolation does) and the remote's item branches (deleting them once merged).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import BatchError
+from ..git import GitError, git, is_ancestor, rev, trailers
+from ..workspace import AttemptWorkspace, Committed, Kept
+from .on_worker import RUNNING
+
+RECOVERY_WAIT_SECONDS = 3600  # a killed run's remote attempt still running: how long the next run waits for it
+
+
+@dataclass
+class FetchedWorkspace(AttemptWorkspace):
+    """The item's worktree here, of the branch its worker pushed: the work is committed there."""
+
+    committed: Committed | None = None
+    remote: str = ""
+    merged: list | None = None  # where a merged branch is noted, to leave the remote at the run's end
+
+    def commit_leftovers(self, allow_empty: bool = False) -> Committed:
+        return self.committed if self.committed is not None else super().commit_leftovers(allow_empty)
+
+    def replace_with(self, commit: str) -> None:
+        """A later attempt went on from this one's work: its worktree here goes (a spare), its
+        branch moves on with the later one; kept aside as a local attempt's would be otherwise."""
+        git("fetch", "-q", "--no-tags", self.remote, f"refs/heads/{self.branch}", cwd=self.isolation.top)
+        if not self.leftovers() and is_ancestor(self.tip(), commit, self.isolation.top):
+            with self.isolation.lock:
+                self.isolation.recycle(self.path, self.branch, self.tip())
+
+    def remove(self) -> None:
+        """Once merged, the pushed branch goes from the remote too (if it is still what was fetched)."""
+        tip = self.tip()
+        super().remove()
+        if self.merged is not None:
+            self.merged.append((self.branch, tip))
+        else:
+            leave_remote(self.isolation.top, self.remote, [(self.branch, tip)])
+
+
+@dataclass(frozen=True)
+class PushedAside:
+    """A failed remote attempt's work, on a branch of its own on the remote (what ItemRun.keep names)."""
+
+    remote: str
+    branch: str
+    commit: str
+    wip: bool
+
+    def keep(self, why: str) -> Kept:
+        return Kept(Path(self.remote), self.branch, self.commit, self.wip)
+
+
+def leave_remote(top: Path, remote: str, branches: list[tuple[str, str]]) -> None:
+    """Delete merged item branches from the remote, each only if it is still at the tip merged."""
+    for start in range(0, len(branches), 100):
+        chunk = branches[start:start + 100]
+        git("push", "-q", "--no-verify", *(f"--force-with-lease=refs/heads/{b}:{tip}" for b, tip in chunk), remote,
+            *(f":refs/heads/{b}" for b, _ in chunk), cwd=top, allowed=(0, 1, 128))
+
+
+def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings, log, commit: str, base: str,
+          committed: Committed | None = None, merged: list | None = None) -> FetchedWorkspace:
+    """The pushed branch fetched, and a worktree of it here (with worktree_copy and
+    worktree_setup, for the check), on the item's branch, as a local attempt leaves it."""
+    branch = isolation.item_branch(group, module)
+    git("fetch", "-q", "--no-tags", remote, f"refs/heads/{branch}", cwd=isolation.top)
+    if rev(commit, isolation.top) is None:
+        raise GitError(("fetch", branch), isolation.top, 1, f"{commit[:12]} did not come with {branch}")
+    opened = isolation.open_attempt(group, module, run_id, settings, log, base=commit)
+    workspace = FetchedWorkspace(**{f.name: getattr(opened, f.name) for f in fields(opened)}, committed=committed,
+                                 remote=remote, merged=merged)
+    workspace.base = base
+    workspace.save()
+    return workspace
+
+
+def fetch_pushed_success(isolation, group, item, running: Mapping[str, Any], log) -> FetchedWorkspace | None:
+    """Recovery: the worktree here of the branch a killed run's remote attempt pushed, if that
+    branch holds this very run's success (its agent is not run again); else None."""
+    if running.get("executor") != "dask" or not isinstance(running.get("branch"), str):
+        return None
+    _wait_for_remote(running, log)
+    remote, branch = str(running["remote"]), running["branch"]
+    found = git("ls-remote", remote, f"refs/heads/{branch}", cwd=isolation.top, allowed=(0, 2, 128))
+    commit = found.text.split("\t")[0] if found.status == 0 and found.text else None
+    if commit is None:
+        return None
+    try:
+        git("fetch", "-q", "--no-tags", remote, f"refs/heads/{branch}", cwd=isolation.top)
+        said = trailers(commit, isolation.top)
+        if (said.get("Batch-Result") != "succeeded" or said.get("Batch-Run") != running["run_id"]
+                or said.get("Batch-Item") != item.key):
+            return None
+        return adopt(isolation, remote, item.group, item.module, running["run_id"], group.settings, log, commit,
+                     str(running.get("base") or commit))
+    except BatchError:
+        return None
+
+
+def _wait_for_remote(running: Mapping[str, Any], log) -> None:
+    """A remote attempt of a killed run may still be running: wait for it to end (its scheduler
+    gone, the attempt went with it)."""
+    try:
+        from distributed import Client, Variable
+
+        client = Client(running["scheduler"], timeout=5, set_as_default=False)
+    except Exception:  # noqa: BLE001 - no distributed, no scheduler: nothing runs there any more
+        return
+    try:
+        state = Variable(running["state"], client=client)
+        deadline = time.monotonic() + RECOVERY_WAIT_SECONDS
+        told = False
+        while time.monotonic() < deadline and state.get(timeout=5) == RUNNING:
+            if not told:
+                log.write(f"=== waiting for its remote attempt on {running.get('worker')} to end ===\n".encode())
+                told = True
+            time.sleep(0.5)
+        state.delete()
+    except Exception:  # noqa: BLE001 - the variable is gone with its scheduler
+        pass
+    finally:
+        client.close()
