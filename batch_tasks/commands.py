@@ -8,6 +8,8 @@ agents → run, with the batch's own runner and dispatcher (or, with --dry-run, 
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import signal
 import sys
@@ -106,7 +108,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if not args and not params.get("failed") and not params.get("always"):
                 self._check(batch, {item.key for item in batch.plan.items()
                                     if batch.verdicts[item.key].runs and (params.get("optional") or not item.optional)})
-            with BatchState(path).run_lock():
+            self._rerun = _rerun_command(params["taskfile"])
+            with BatchState(path).run_lock(workers=_workers(params.get("num_process"), batch)):
                 if recovery.owed(batch):
                     for note in recovery.recover(batch):
                         self.outstream.write(f"recovered: {note}\n")
@@ -128,6 +131,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         self._checked = frozenset(will_run)
 
     _checked: frozenset = frozenset()
+    _rerun = "doit run-batch"
 
     def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False,
                  optional=False):
@@ -143,7 +147,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self._check(batch, will_run)
         if self.config.get("GLOBAL", {}).get("loader") != "batch":
             sys.stderr.write(CONFIG_HINT + "\n")
-        workers = num_process or batch.plan.settings.get("parallel") or 1
+        workers = _workers(num_process, batch)
         run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"))
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
@@ -153,7 +157,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             run.merge_queue = MergeQueue(run.isolation)
         runner = BatchRunner(
             self.dep_manager,
-            BatchReporter(self.outstream, {}, workers=workers, run=run),
+            BatchReporter(self.outstream, {}, workers=workers, run=run, always=always, rerun=self._rerun),
             run,
             dispatcher,
             candidates(batch.plan, durations) if will_run else {},
@@ -329,7 +333,7 @@ class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if not watch:
             board, picture = _status(batch)
             console.print(picture)
-            print_lines(console, summary(board))
+            print_lines(console, summary(board, rerun=_rerun_command(os.path.relpath(batch.plan.path))))
             return 0
         try:
             with Live(console=console, refresh_per_second=4) as live:
@@ -340,10 +344,22 @@ class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             return 0
 
 
+def _workers(num_process: int | None, batch) -> int:
+    return num_process or batch.plan.settings.get("parallel") or 1
+
+
+def _rerun_command(taskfile: str) -> str:
+    """How to run this batch again, as typed: `-T FILE` unless it is the task.md found by default."""
+    if Path(taskfile).absolute() == Path("task.md").absolute():
+        return "doit run-batch"
+    return f"doit run-batch -T {shlex.quote(taskfile)}"
+
+
 def _status(batch):
     """The board as the state folders tell it, and its picture under a line about the run."""
     holder = lock_holder(batch.state)
-    board = board_from_state(batch.plan, batch.state, holder["started"] if holder else None)
+    board = board_from_state(batch.plan, batch.state, holder["started"] if holder else None,
+                             workers=holder.get("workers") if holder else None)
     header = f"running: {holder['text']}" if holder else "no run in progress"
     return board, Group(Text(header), panel(board))
 
