@@ -11,11 +11,8 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
@@ -27,9 +24,8 @@ from rich.live import Live
 from rich.text import Text
 
 from . import batch as batch_mod
-from . import graph, history, process, recovery
+from . import graph, history, recovery
 from .agents import AGENTS
-from .attempt_processes import GRACE_SECONDS
 from .board import board_from_state
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
@@ -45,6 +41,7 @@ from .reporter import BatchReporter
 from .run import Run
 from .runner import BatchRunner
 from .state import BatchState, lock_holder
+from .stopping import GuardedOutput, Stop
 from .worktree import Isolation
 
 CONFIG_HINT = (
@@ -149,6 +146,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             sys.stderr.write(CONFIG_HINT + "\n")
         workers = _workers(num_process, batch)
         run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"))
+        stop = Stop(run.supervisor)
+        self.outstream = GuardedOutput(self.outstream, stop)
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
@@ -169,14 +168,14 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             recorders = history.Recorders(history.History(batch.state.root, run.run_id), JobLog(joblog) if joblog else None)
             recorders.run_started(history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run))
             run.hub.subscribe(recorders)
-        with _stop_on_signals(run.supervisor) as received:
+        with stop.on_signals():
             result = runner.run_all(control.task_dispatcher())
-        if received:
+        if stop.causes:
             self.outstream.write(
-                f"\nStopped by {received[0]}. Completed items are recorded; "
-                "run `doit run-batch` again to do the rest.\n"
+                f"\nStopped by {stop.causes[0]}. Completed items are recorded; "
+                f"run `{self._rerun}` again to do the rest.\n"
             )
-            code = 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
+            code = stop.exit_status
         elif result:
             code = EXIT_FAILED
         else:
@@ -186,7 +185,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write(run.isolation.how_to_take() + "\n")
         if recorders is not None:
             run.hub.unsubscribe(recorders)
-            recorders.run_ended({"exit_status": code, "stopped_by": received[0] if received else None})
+            recorders.run_ended({"exit_status": code, "stopped_by": stop.causes[0] if stop.causes else None})
             self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
         return code
 
@@ -249,25 +248,6 @@ def _check_agents(batch, will_run: set[str]) -> None:
         if found is None:
             what = f"agent {name!r} needs the {program} command on PATH"
             raise BatchError(what if name != "command" else f"group {group.slug!r}: {program!r} is not a program on PATH")
-
-
-@contextmanager
-def _stop_on_signals(supervisor: process.Supervisor):
-    """Ctrl-C: stop the agents gently (SIGTERM, grace, SIGKILL). Again, or SIGTERM: at once."""
-    received: list[str] = []
-
-    def stop(signum, frame):
-        at_once = signum == signal.SIGTERM or bool(received)
-        received.append("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
-        grace = 0.0 if at_once else GRACE_SECONDS
-        threading.Thread(target=supervisor.stop_all, args=(grace,), daemon=True).start()
-
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 class _ForgetsResultsToo:
