@@ -79,6 +79,7 @@ def test_ctrl_c_and_sigterm_stop_every_agent_tree_then_resume(busy, signum, code
     assert time.monotonic() - stopped_at < 5
     assert runner.returncode == code, output
     assert f"Stopped by {words}" in output and "run `doit run-batch` again" in output
+    assert "not started: 1 item, the run was stopped: h:m0" in output  # was: "an item it depends on failed"
     assert not [pid for pid in pids if alive(pid)]
     assert "g:m4" in busy.run("run-batch", "--dry-run").stdout
     assert "h:m0" not in busy.runs("start")  # nothing new started after the signal
