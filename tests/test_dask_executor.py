@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 pytest.importorskip("distributed")
+pytestmark = pytest.mark.xdist_group("dask-cluster")  # one process, one cluster for the module
 
 from conftest import SCRIPTED_AGENT, wait_for  # noqa: E402
 from dask_cluster import Cluster, bare_remote  # noqa: E402
