@@ -266,8 +266,18 @@ def test_claude_code_items_over_two_workers(tmp_path, cluster):
     assert record["cost_usd"] > 0 and record["merge"]["status"] == "merged"
 
 
-def test_without_distributed_or_isolation_dask_is_one_clear_error(tmp_path):
+def test_each_mistake_of_a_dask_run_is_one_clear_error(tmp_path):
     repo, env = remote_batch(tmp_path, ["x"], {})
+    unset = subprocess.run([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                            "tcp://127.0.0.1:1"], cwd=repo, capture_output=True, text=True,
+                           env={k: v for k, v in os.environ.items() if k != "SCRIPTED_RUNS_LOG"})
+    assert unset.returncode == 3 and unset.stderr == "ERROR: task.md: pass_env: SCRIPTED_RUNS_LOG not set in this environment\n"
+    task = (repo / "task.md").read_text()
+    (repo / "task.md").write_text(task.replace("isolation: worktree\n", "isolation: worktree\nexecutor: {dask: nowhere}\n"))
+    wrong = subprocess.run([sys.executable, "-m", "doit", "run-batch"], cwd=repo, capture_output=True, text=True)
+    assert wrong.returncode == 3 and wrong.stderr.startswith("ERROR: task.md:5: setting 'executor' must be a Dask "
+                                                             "scheduler's address such as tcp://HOST:8786")
+    (repo / "task.md").write_text(task)
     hide = tmp_path / "hide"
     (hide / "distributed").mkdir(parents=True)
     (hide / "distributed" / "__init__.py").write_text("raise ImportError('distributed is not installed')\n")
