@@ -218,6 +218,16 @@ class Isolation:
         workspace.save()
         return workspace
 
+    def set_branch(self, group: str, module: str, commit: str) -> Kept | None:
+        """The item's branch at `commit` (work made elsewhere: a Dask worker's), with no worktree
+        here; an earlier attempt with work not merged is kept aside first, as for open_attempt."""
+        branch, path = self.item_branch(group, module), self.item_path(group, module)
+        with self.lock:
+            replaced = self._retire(item_key(group, module), branch, path)
+            git("update-ref", "-m", f"batch-tasks: {item_key(group, module)} fetched", f"refs/heads/{branch}", commit,
+                "", cwd=self.top)
+        return replaced
+
     def reopen(self, group: str, module: str) -> "AttemptWorkspace | None":
         """The item's worktree as a killed run left it, if it is there."""
         path = self.item_path(group, module)

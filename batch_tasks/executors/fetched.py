@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 from ..errors import BatchError
 from ..git import GitError, git, is_ancestor, rev, trailers
-from ..workspace import AttemptWorkspace, Committed, Kept
+from ..check import Check
+from ..workspace import AttemptWorkspace, Committed, Kept, WorkspaceError
 from .on_worker import RUNNING
 
 RECOVERY_WAIT_SECONDS = 3600  # a killed run's remote attempt still running: how long the next run waits for it
@@ -24,27 +25,47 @@ RECOVERY_WAIT_SECONDS = 3600  # a killed run's remote attempt still running: how
 
 @dataclass
 class FetchedWorkspace(AttemptWorkspace):
-    """The item's worktree here, of the branch its worker pushed: the work is committed there."""
+    """The item's branch here, as its worker pushed it, the work committed there; in a worktree
+    here when the item has a check to run, else the branch alone (nothing runs here but the merge)."""
 
     committed: Committed | None = None
     remote: str = ""
     merged: list | None = None  # where a merged branch is noted, to leave the remote at the run's end
+    worktree: bool = True
 
     def commit_leftovers(self, allow_empty: bool = False) -> Committed:
         return self.committed if self.committed is not None else super().commit_leftovers(allow_empty)
+
+    def save(self) -> None:
+        if self.worktree:
+            super().save()
+
+    def leftovers(self) -> list[str]:
+        return super().leftovers() if self.worktree else []
+
+    def keep(self, why: str) -> Kept:
+        if self.worktree:
+            return super().keep(why)
+        return Kept(self.path, self.branch, self.tip(), False, note="no worktree here: the branch holds the work")
 
     def replace_with(self, commit: str) -> None:
         """A later attempt went on from this one's work: its worktree here goes (a spare), its
         branch moves on with the later one; kept aside as a local attempt's would be otherwise."""
         git("fetch", "-q", "--no-tags", self.remote, f"refs/heads/{self.branch}", cwd=self.isolation.top)
-        if not self.leftovers() and is_ancestor(self.tip(), commit, self.isolation.top):
+        if self.worktree and not self.leftovers() and is_ancestor(self.tip(), commit, self.isolation.top):
             with self.isolation.lock:
                 self.isolation.recycle(self.path, self.branch, self.tip())
 
     def remove(self) -> None:
         """Once merged, the pushed branch goes from the remote too (if it is still what was fetched)."""
         tip = self.tip()
-        super().remove()
+        if self.worktree:
+            super().remove()
+        else:
+            with self.isolation.lock:
+                if not is_ancestor(tip, self.isolation.ref, self.isolation.top):
+                    raise WorkspaceError(f"{self.branch} has commits not on {self.isolation.branch}; it is kept")
+                git("update-ref", "-d", f"refs/heads/{self.branch}", tip, cwd=self.isolation.top)
         if self.merged is not None:
             self.merged.append((self.branch, tip))
         else:
@@ -74,12 +95,16 @@ def leave_remote(top: Path, remote: str, branches: list[tuple[str, str]]) -> Non
 
 def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings, log, commit: str, base: str,
           committed: Committed | None = None, merged: list | None = None) -> FetchedWorkspace:
-    """The pushed branch fetched, and a worktree of it here (with worktree_copy and
-    worktree_setup, for the check), on the item's branch, as a local attempt leaves it."""
+    """The pushed branch fetched as the item's branch, and, for its check, a worktree of it here
+    (with worktree_copy and worktree_setup), as a local attempt leaves its own."""
     branch = isolation.item_branch(group, module)
     git("fetch", "-q", "--no-tags", remote, f"refs/heads/{branch}", cwd=isolation.top)
     if rev(commit, isolation.top) is None:
         raise GitError(("fetch", branch), isolation.top, 1, f"{commit[:12]} did not come with {branch}")
+    if Check.from_settings(settings, group, module) is None:  # only the merge runs here: no worktree needed
+        replaced = isolation.set_branch(group, module, commit)
+        return FetchedWorkspace(isolation, group, module, run_id, isolation.item_path(group, module), branch, base,
+                                replaced=replaced, committed=committed, remote=remote, merged=merged, worktree=False)
     opened = isolation.open_attempt(group, module, run_id, settings, log, base=commit)
     workspace = FetchedWorkspace(**{f.name: getattr(opened, f.name) for f in fields(opened)}, committed=committed,
                                  remote=remote, merged=merged)
