@@ -40,8 +40,8 @@ class Executor(Protocol):
 
 def scheduler_of(settings: Mapping[str, Any], executor_option: str, scheduler_option: str) -> str | None:
     """The Dask scheduler this run is to use, or None to run here; `--executor` and
-    `--scheduler` win over the front matter's `executor:`."""
-    name = executor_option or ("dask" if isinstance(settings.get("executor"), dict) else "local")
+    `--scheduler` (which alone means dask) win over the front matter's `executor:`."""
+    name = executor_option or ("dask" if scheduler_option or isinstance(settings.get("executor"), dict) else "local")
     if name not in ("local", "dask"):
         raise BatchError(f"--executor must be local or dask, not {name!r}")
     if name == "local":

@@ -185,6 +185,8 @@ def _run_agent(spec, worker, channel: Channel, supervisor: process.Supervisor, w
                                redact=Redactor(env, also=spec["secrets"]))
     except OSError as error:
         return {"cannot_start": str(error.strerror or error)}
+    finally:
+        prompt.unlink(missing_ok=True)
     outcome = outcome_of(reader, ended.status, ended.stopped_for, result_seen.is_set())
     if not outcome.ok:
         return {"kept": _keep(spec, workspace, outcome.reason or f"exit status {ended.status}")}
