@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,6 +195,27 @@ def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path
     assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in modules]  # no agent twice
     assert (repo / "task.md").read_text().count("- [x]") == 4
     assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in modules]
+
+
+def test_the_live_panel_shows_each_remote_item_at_its_worker(tmp_path, cluster, monkeypatch):
+    from test_live_view import run_on_a_terminal
+
+    behaviour = {m: {"write": f"{m}.txt", "print": "thinking remotely", "sleep": 1.5} for m in ("p", "q")}
+    repo, env = remote_batch(tmp_path, ["p", "q"], behaviour)
+    monkeypatch.setenv("SCRIPTED_RUNS_LOG", env["SCRIPTED_RUNS_LOG"])
+
+    class Terminal:
+        path = repo
+
+        def command(self, *args):
+            return [sys.executable, "-m", "doit", *args]
+
+    drawn = run_on_a_terminal(Terminal(), "run-batch", "--scheduler", cluster.address, "-n", "2", size=(24, 160))
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn)
+    assert "2 done, 0 failed" in screen, screen
+    rows = [line for line in screen.splitlines() if "thinking remotely" in line]
+    workers = {w.split("://")[1] for m in ("p", "q") for w in workers_of(repo, m)}
+    assert rows and all(any(worker in row for worker in workers) for row in rows)  # its worker, beside its activity
 
 
 def test_a_worker_killed_mid_attempt_is_retried_on_the_other(tmp_path, cluster):
