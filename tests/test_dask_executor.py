@@ -126,10 +126,17 @@ def test_eight_items_over_two_workers_land_here_within_max_concurrent(tmp_path, 
     spans = {pid: [float(t)] for _, _, pid, t in starts}
     for _, _, pid, t in dones:
         spans[pid].append(float(t))
-    peak = max(sum(1 for a, b in spans.values() if a <= start < b) for start, _ in spans.values())
-    assert peak <= 3  # max_concurrent, held by the one dispatcher, across both workers
-    used = {worker for module in modules for worker in workers_of(repo, module)}
-    assert len(used) == 2  # 3 at once, and each worker runs at most AGENT_SLOTS (its `agent` resource)
+
+    def peak(pids) -> int:
+        return max(sum(1 for pid in pids if spans[pid][0] <= spans[at][0] < spans[pid][1]) for at in pids)
+
+    assert peak(list(spans)) <= 3  # max_concurrent, held by the one dispatcher, across both workers
+    on = {}  # worker → the pids of the agents it ran, attempt by attempt
+    for module in modules:
+        pids = [pid for _, item, pid, _ in starts if item == f"work:{module}"]
+        for pid, worker in zip(pids, workers_of(repo, module), strict=True):
+            on.setdefault(worker, []).append(pid)
+    assert len(on) == 2 and all(peak(pids) <= AGENT_SLOTS for pids in on.values())  # each worker's `agent` resource
     # The agents ran in the workers' own folders, never in the coordinator's checkout.
     output = (repo / ".batch/task/items/work/m0/output.log").read_text()
     assert "agent for work:m0" in output
