@@ -1,10 +1,11 @@
 """The live view: what a run looks like to the person watching it.
 
 In a terminal, a rich panel stays at the bottom (progress, agents paused for a usage
-limit, then one line per item in flight with its latest activity) while finished
-items, with a failure's cause and last output lines, scroll above it. Anywhere else
-(CI, a pipe, nohup), plain timestamped lines with a `[7/12]` counter, one per state
-change and a heartbeat for an item silent a long time, never a control character.
+limit, then one line per item in flight with its step, when it lands its work, and its
+latest activity) while finished items, with a failure's cause and last output lines,
+scroll above it. Anywhere else (CI, a pipe, nohup), plain timestamped lines with a
+`[7/12]` counter, one per state change (and per step that takes long or waits) and a
+heartbeat for an item silent a long time, never a control character.
 The same panel, drawn from the state folders, is what `doit batch-status` shows.
 Both views watch a Board (Board.watch); the runner calls tick(now) about once a second.
 It writes only to the stream it is given.
@@ -23,6 +24,7 @@ from rich.live import Live
 from rich.text import Text
 
 from .board import DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board, ItemView
+from .events import CHECK, MERGING, WAITING_TO_MERGE
 
 TOP_EXPENSIVE = 5
 PIPE_WIDTH = 200
@@ -31,7 +33,7 @@ NAMES_LISTED = 8
 GAP = "  "
 MIN_ACTIVITY = 16
 # The panel's columns, and the order in which they give way to a narrow terminal.
-GIVE_WAY = ("cost", "tokens", "attempt", "time")
+GIVE_WAY = ("cost", "tokens", "attempt", "step", "time")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -133,7 +135,12 @@ def pause_line(agent: str, until: float, now: float | None = None) -> str:
 
 def heartbeat_line(view: ItemView, now: float) -> str:
     quiet = f", last activity {duration(now - view.last_activity)} ago" if view.last_activity else ""
-    return f"… {view.key} running {duration(now - (view.started or now))}{quiet}: {printable(view.activity)}"
+    step = f" ({view.step})" if view.step else ""
+    return f"… {view.key} running {duration(now - (view.started or now))}{step}{quiet}: {printable(view.activity)}"
+
+
+def step_line(view: ItemView) -> str:
+    return f"· {view.key} {view.step}" + (f": {printable(view.activity)}" if view.activity else "")
 
 
 def console_for(stream) -> Console:
@@ -184,6 +191,7 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
             {
                 "item": view.key,
                 "attempt": f"#{view.attempt}",
+                "step": view.step if not waiting else "",
                 "time": f"in {duration(max(0.0, view.retry_at - now))}" if waiting else duration(view.duration),
                 "activity": printable(view.activity),
                 "tokens": tokens(view.tokens),
@@ -193,8 +201,8 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
         )
     if not cells:
         return []
-    widths = {name: max(len(cell[name]) for cell in cells) for name in ("item", "attempt", "time", "tokens", "cost")}
-    shown = [name for name in ("attempt", "time", "tokens", "cost") if widths[name]]
+    widths = {name: max(len(cell[name]) for cell in cells) for name in ("item", "attempt", "time", "step", "tokens", "cost")}
+    shown = [name for name in ("attempt", "time", "step", "tokens", "cost") if widths[name]]
 
     def others() -> int:
         return widths["item"] + sum(widths[name] + len(GAP) for name in shown) + len(GAP)
@@ -212,6 +220,7 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
             activity = activity[: activity_width - 1] + "…"
         parts = [cell["item"].ljust(widths["item"])]
         parts += [cell[name].rjust(widths[name]) for name in ("attempt", "time") if name in shown]
+        parts += [cell["step"].ljust(widths["step"])] if "step" in shown else []
         parts.append(activity.ljust(activity_width) if any(n in shown for n in ("tokens", "cost")) else activity)
         parts += [cell[name].rjust(widths[name]) for name in ("tokens", "cost") if name in shown]
         rows.append((GAP.join(parts).rstrip(), cell["style"]))
@@ -296,6 +305,7 @@ class PlainView:
         self.board = board
         self.root = board.root if board else os.getcwd()
         self.last_line: dict[str, float] = {}  # item → when a line last named it
+        self.steps: dict[str, str] = {}  # item → the step it was last seen at
 
     def line(self, text: str, *more: str) -> None:
         counter = ""
@@ -310,8 +320,18 @@ class PlainView:
         self.last_line[view.key] = time.time()
         self.line(f"▶ {view.key}" + (f" (attempt {view.attempt})" if view.attempt > 1 else ""))
 
+    def stepped(self, view: ItemView) -> None:
+        """A line for the steps that take long or wait: check, waiting to merge, and the merge that
+        ends a wait. Setup and agent have their heartbeat and ▶ lines; a merge straight after its
+        check, the ✓ line a moment later."""
+        before, self.steps[view.key] = self.steps.get(view.key), view.step
+        if view.step in (CHECK, WAITING_TO_MERGE) or (view.step == MERGING and before == WAITING_TO_MERGE):
+            self.last_line[view.key] = time.time()
+            self.line(step_line(view))
+
     def finished(self, view: ItemView) -> None:
         self.last_line.pop(view.key, None)
+        self.steps.pop(view.key, None)
         if view.state not in (NOT_STARTED, SKIPPED):  # those, by why, are in the summary
             self.line(finished_line(view, self.root), *tail_lines(view))
 
@@ -350,6 +370,9 @@ class TerminalView:
 
     def started(self, view: ItemView) -> None:
         pass  # the panel shows it at its next refresh
+
+    def stepped(self, view: ItemView) -> None:
+        pass  # likewise, in its step column
 
     def finished(self, view: ItemView) -> None:
         if view.state in (NOT_STARTED, SKIPPED):
