@@ -119,13 +119,13 @@ class Board:
             elif event.text:
                 view.activity = event.text
 
-    def step(self, key: str, step: str, text: str = "") -> None:
-        """An item that lands its work is at `step` (events.py), doing `text`; one whose worktree
-        is being set up runs already, though its agent has not started."""
+    def step(self, key: str, attempt: int, step: str, text: str = "") -> None:
+        """An item that lands its work is at `step` (events.py) of `attempt`, doing `text`; one whose
+        worktree is being set up runs already, though its agent has not started."""
         with self.lock:
             view = self._view(key)
-            view.step, view.last_activity = step, time.time()
-            view.activity = text or view.activity
+            view.attempt, view.step, view.last_activity = attempt, step, time.time()
+            view.activity = text  # what it did at the step before is over
             if view.state in (WAITING, RETRYING):
                 view.started, view.retry_at = view.started or view.last_activity, None
                 self._move(view, RUNNING)
@@ -385,7 +385,7 @@ def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384, si
         if event.get("kind") == STEP:  # the runner's too: where an item that lands its work is
             view.step, view.retry_at = str(data.get("step") or ""), None
             view.attempt = event.get("attempt") or view.attempt
-            view.activity = str(event.get("text") or "") or view.activity
+            view.activity = str(event.get("text") or "")
             continue
         if event.get("kind") == "started":
             view.retry_at = None
@@ -395,3 +395,4 @@ def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384, si
             view.activity = str(event["text"])
         if event.get("kind") == "usage" and isinstance(data.get("tokens"), dict):
             view.tokens = data["tokens"]
+    return seen

@@ -38,7 +38,7 @@ class Listener(Protocol):
 
     def attempt_ended(self, key: str, record: dict[str, Any]) -> None: ...
 
-    def item_step(self, key: str, step: str, text: str) -> None: ...  # text: what it does there, or ""
+    def item_step(self, key: str, attempt: int, step: str, text: str) -> None: ...  # text: what it does there, or ""
 
     def item_retrying(self, key: str, attempt: int, cause: str, at: float) -> None: ...
 

@@ -153,7 +153,7 @@ class ItemRun:
         if self.lands:
             text = self.run.redactor.text(text)  # a command line in task.md may hold a secret of the environment
             self.note(number, STEP, text, {"step": step})
-            self.run.hub.publish("item_step", self.job.item.key, step, text)
+            self.run.hub.publish("item_step", self.job.item.key, number, step, text)
 
     def workplace(self, number: int) -> tuple[Path, Mapping[str, str]]:
         """Where the agent runs, and on what environment: task.md's folder, or its own worktree."""
@@ -162,7 +162,7 @@ class ItemRun:
             return job.taskfile.parent, os.environ
         if self.workspace is None:
             setup = job.settings.get("worktree_setup")
-            self.tell_step(number, SETUP, f"worktree_setup: {shlex.join(setup)}" if setup else "making its worktree")
+            self.tell_step(number, SETUP, shlex.join(setup) if setup else "making its worktree")
             with self.folder.open_log() as log:
                 self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
                                                                  job.settings, log)
@@ -186,7 +186,7 @@ class ItemRun:
             with self.folder.open_log() as log:
                 if check is not None:
                     here = workspace.path if workspace else job.taskfile.parent
-                    self.tell_step(attempt.number, CHECK, f"check: {shlex.join(check.command(here))}")
+                    self.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
                     result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,
                                        redact=self.run.redactor)
                     attempt.extra["check"] = result.record()

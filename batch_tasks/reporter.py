@@ -61,8 +61,8 @@ class BatchReporter:
     def item_finished(self, key, record):
         self.records[key] = record
 
-    def item_step(self, key, step, text):
-        self.board.step(key, step, text)
+    def item_step(self, key, attempt, step, text):
+        self.board.step(key, attempt, step, text)
 
     def item_retrying(self, key, attempt, cause, at):
         self.board.retrying(key, attempt, cause, at)

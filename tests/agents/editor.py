@@ -3,7 +3,8 @@
 What each module does is in the JSON file named by $EDITOR_PLAN (outside the repository):
   {"<module>": {"file": "shared.txt", "line": 2, "text": "new words"} | {"nothing": true}}
 with, optionally, "await": [modules] (start editing only once each of them has started:
-so that items start from one tip) and "hang_at": N (the first time it makes attempt N,
+so that items start from one tip), "gate": NAME (start only once the file $GATES/NAME exists:
+a test holds the agent so) and "hang_at": N (the first time it makes attempt N,
 hang after the edit, for a test to kill the runner). "{attempt}" in the text is the attempt's number. Each start is logged to $EDITOR_LOG as one JSON
 line: module, attempt, worktree, and the prompt, so that tests can see what the agent was told."""
 
@@ -29,6 +30,8 @@ def started() -> set[str]:
 
 deadline = time.monotonic() + 60
 while not set(plan.get("await", ())) <= started() and time.monotonic() < deadline:
+    time.sleep(0.05)
+while plan.get("gate") and not os.path.exists(os.path.join(os.environ["GATES"], plan["gate"])) and time.monotonic() < deadline:
     time.sleep(0.05)
 if not plan.get("nothing"):
     with open(plan["file"]) as stream:
