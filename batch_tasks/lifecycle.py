@@ -116,7 +116,8 @@ class ItemRun:
             return self.fail(f"worktree: {error}")
         self.tell_step(number, AGENT)
         running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
-        attempt = run_attempt(job, self.run, self.folder, number, self.prompt_context(), running, where, environment)
+        attempt = run_attempt(job, self.run, self.folder, number, self.prompt_context(), running, where, environment,
+                              continues=self.session_to_continue())
         self.attempts.append(attempt)
         if attempt.outcome is not None and attempt.outcome.ok:
             self.land(attempt)
@@ -203,6 +204,13 @@ class ItemRun:
                     self.workspace = None
         except BatchError as error:  # git refused something: the work stays where it is
             failed(f"landing its work: {error}", PERMANENT)
+
+    def session_to_continue(self) -> str | None:
+        """After a failed check, the session that made the work: the next attempt goes on with it in
+        the same folder (a check failure keeps the worktree). Not after a conflict: that attempt
+        starts from the new tip in a fresh worktree, where the session's memory of its files is wrong."""
+        last = self.attempts[-1].record() if self.attempts else None
+        return last["session_id"] if last and last["failure_class"] == retry.CHECK else None
 
     def keep(self, why: str) -> dict[str, Any] | None:
         """Leave the attempt's worktree and branch in place (uncommitted work as WIP), to name them."""
