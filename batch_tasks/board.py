@@ -52,6 +52,7 @@ class ItemView:
     agent: str = ""
     model: str = ""
     session_id: str = ""
+    landing: dict[str, Any] = field(default_factory=dict)  # an isolated item's evidence: merge, check, kept
 
     @property
     def duration(self) -> float | None:
@@ -153,6 +154,7 @@ class Board:
                 view.tokens = record.get("tokens") or view.tokens
                 view.agent = record.get("agent") or view.agent
                 view.session_id = _last_session(record) or view.session_id
+                view.landing = landing_of(record)
             self._move(view, DONE if ok else FAILED)
             seen = replace(view)
         self._tell("finished", seen)
@@ -177,7 +179,10 @@ class Board:
     def not_started(self, key: str, why: str) -> None:
         self._end(key, NOT_STARTED, why)
 
-    def interrupted(self, key: str) -> None:
+    def interrupted(self, key: str, record: dict[str, Any] | None = None) -> None:
+        if record:
+            with self.lock:
+                self._view(key).landing = landing_of(record)  # where its work is kept
         self._end(key, INTERRUPTED, "the run was stopped")
 
     def skipped(self, key: str, why: str) -> None:
@@ -276,6 +281,11 @@ def _eta(mean: float | None, waiting: int, flying: list, workers: int, now: floa
     return work / max(1, min(max(workers, len(flying)), left))
 
 
+def landing_of(record: dict[str, Any]) -> dict[str, Any]:
+    """What a record says of the item's work landing: its merge and check, or where it is kept."""
+    return {name: record[name] for name in ("merge", "check", "kept") if isinstance(record.get(name), dict)}
+
+
 def _last_session(record: dict[str, Any]) -> str:
     attempts = record.get("attempts") or []
     last = attempts[-1] if attempts and isinstance(attempts[-1], dict) else {}
@@ -321,11 +331,13 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
         elif result:
             view.started, view.finished = result.get("started"), result.get("finished")
             view.cost_usd, view.tokens = result.get("cost_usd"), result.get("tokens") or {}
+            view.landing = landing_of(result)
             board._move(view, DONE)
         elif failure:
             view.reason, view.log = failure.get("reason", ""), folder.log
             view.finished, view.cost_usd = failure.get("finished"), failure.get("cost_usd")
             view.agent, view.session_id = failure.get("agent") or "", _last_session(failure)
+            view.landing = landing_of(failure)
             if failure.get("interrupted"):
                 board._move(view, INTERRUPTED)
             else:

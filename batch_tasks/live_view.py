@@ -105,7 +105,8 @@ def finished_line(view: ItemView, root: str = ".") -> str:
     """How an item ended, in one line; a failure with its cause and log."""
     spent = " ".join(part for part in (duration(view.duration), money(view.cost_usd)) if view.started and part)
     if view.state == DONE:
-        return f"✓ {view.key} {spent}".rstrip()
+        landed = landing_line(view, root)
+        return f"✓ {view.key} {spent}".rstrip() + (f" · {landed}" if landed else "")
     if view.state == INTERRUPTED:
         return f"■ {view.key} interrupted" + (f" after {spent}" if spent else "")
     if view.state == NOT_STARTED:
@@ -114,6 +115,26 @@ def finished_line(view: ItemView, root: str = ".") -> str:
         return f"- {view.key} skipped: {view.reason}"
     log = f" (log: {relative(view.log, root)})" if view.log else ""
     return f"✗ {view.key} {spent}".rstrip() + f": {printable(view.reason) or 'failed'}{log}"
+
+
+def landing_line(view: ItemView, root: str = ".") -> str:
+    """An isolated item's evidence, in one line: its merge commit, what it changed, its check; or
+    where the work of a failed or interrupted one is kept. Records are untrusted: shapes checked."""
+    merge, check, kept = (view.landing.get(name) or {} for name in ("merge", "check", "kept"))
+    parts = []
+    if isinstance(merge.get("merge_commit"), str):
+        landed = f"merged {merge['merge_commit'][:12]}"
+        if isinstance(merge.get("files"), list):
+            files = [change for change in merge["files"] if isinstance(change, dict)]
+            added, removed = (sum(c[n] for c in files if isinstance(c.get(n), int)) for n in ("added", "removed"))
+            landed += f", {plural(len(files), 'file')} +{added} −{removed}"
+        parts.append(landed)
+    if check.get("passed") is True and isinstance(check.get("duration_s"), (int, float)):
+        parts.append(f"check passed in {duration(check['duration_s'])}")
+    if isinstance(kept.get("branch"), str) and isinstance(kept.get("worktree"), str):
+        wip = " with a WIP commit" if kept.get("wip") else ""
+        parts.append(f"kept on {kept['branch']}{wip} in {relative(kept['worktree'], root)}")
+    return printable(", ".join(parts))
 
 
 def tail_lines(view: ItemView, indent: str = "    ") -> list[str]:
@@ -177,8 +198,8 @@ def panel(board: Board) -> Panel:
 
 
 def print_lines(console: Console, lines: list[str]) -> None:
-    """Lines as they are: no markup read into what an agent printed."""
-    console.print("\n".join(lines), markup=False)
+    """Lines as they are: no markup, and no `:name:` emoji code, read into what an agent printed."""
+    console.print("\n".join(lines), markup=False, emoji=False)
 
 
 def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]]:
@@ -243,13 +264,15 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     cost = f", {money(totals['cost_usd'])}" if totals["cost_usd"] else ""
     lines = [f"{', '.join(counted)}, {board.already_done} already done in {duration(totals['elapsed'])}{cost}"]
     lines.extend(notes)
+    lines += _landed([view for view in by_state[DONE] if view.landing.get("merge")], board.root)
     if by_state[FAILED]:
         lines.append("failed:")
         for view in by_state[FAILED]:
-            lines += [f"  {finished_line(view, board.root)}", *tail_lines(view, "      ")]
+            lines += [f"  {finished_line(view, board.root)}", *_kept(view, board.root), *tail_lines(view, "      ")]
     if by_state[INTERRUPTED]:
         lines.append("interrupted (run again, they start over):")
-        lines += [f"  {finished_line(view, board.root)}" for view in by_state[INTERRUPTED]]
+        for view in by_state[INTERRUPTED]:
+            lines += [f"  {finished_line(view, board.root)}", *_kept(view, board.root)]
     for state, heading, views_of in ((NOT_STARTED, "not started", by_state[NOT_STARTED] + never), (SKIPPED, "skipped", by_state[SKIPPED])):
         by_why: dict[str, list[str]] = defaultdict(list)
         for view in views_of:
@@ -260,6 +283,22 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     lines += _costs([v for v in views if v.cost_usd])
     lines += _next(board, by_state, rerun)
     return lines
+
+
+def _landed(views: list[ItemView], root: str) -> list[str]:
+    """The evidence of the items whose work was merged: the first few, one line each."""
+    if not views:
+        return []
+    lines = [f"landed: {plural(len(views), 'item')} merged"]
+    lines += [f"  {view.key}: {landing_line(view, root)}" for view in views[:NAMES_LISTED]]
+    if len(views) > NAMES_LISTED:
+        lines.append(f"  and {len(views) - NAMES_LISTED} more (each one's result.json holds its evidence)")
+    return lines
+
+
+def _kept(view: ItemView, root: str) -> list[str]:
+    kept = landing_line(view, root) if view.landing.get("kept") else ""
+    return [f"      {kept}"] if kept else []
 
 
 def _costs(spent: list[ItemView]) -> list[str]:

@@ -96,7 +96,7 @@ class BatchReporter:
         if isinstance(fail, UnmetDependency):
             return  # not started: the hub says so (item_not_started)
         if fail.message.startswith("interrupted"):
-            self.board.interrupted(task.name)
+            self.board.interrupted(task.name, self.records.get(task.name))
         else:
             self.board.finished(task.name, False, self.records.get(task.name), fail.message)
 

@@ -110,6 +110,12 @@ def test_a_failed_item_keeps_its_worktree_and_branch_with_a_wip_commit(tmp_path)
     assert "alpha = 'half done'" in git("show", f"{kept['branch']}:shared.py", cwd=repo)
     assert Path(kept["worktree"]).is_dir()
     assert "alpha = 'half done'" not in git("show", "batch/task:shared.py", cwd=repo)
+    # The summary, and batch-status after the run, name where the work is.
+    named = f"kept on {kept['branch']} in .batch/task/worktrees/g/alpha"
+    status = subprocess.run([sys.executable, "-m", "doit", "batch-status"], cwd=repo, capture_output=True, text=True,
+                            timeout=60, env={**os.environ, **env})
+    summary = result.stdout.split("\nfailed:\n", 1)[1]
+    assert named in summary and named in status.stdout.split("\nfailed:\n", 1)[1]
 
 
 def kill_9_when(repo: Path, env: dict, reached: Callable[[], bool]) -> None:

@@ -201,3 +201,22 @@ def test_plain_output_has_a_line_for_the_check_and_for_waiting_to_merge(tmp_path
     assert not any(" setup" in line or " agent" in line for line in lines if line.startswith("·"))
     assert not any(line.startswith(("· sections:z merging", "· sections:a merging")) for line in lines)
     assert sum(line.startswith("·") for line in lines) == 5  # 3 checks, b's wait and its end
+
+
+def test_the_evidence_of_what_landed_is_in_the_done_lines_the_summary_and_batch_status(tmp_path):
+    repo, env = setup(tmp_path)
+    env["GATED"] = ""  # nothing held
+    result = subprocess.run([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    merges = dict(line.split(" ", 1) for line in git("log", "--first-parent", "--merges", "--format=%H %s",
+                                                      "batch/task", cwd=repo).splitlines())
+    summary = result.stdout.split("\n\n", 1)[1]
+    after = status(repo, env)
+    assert "landed: 3 items merged" in summary and "landed: 3 items merged" in after
+    for module in "abz":
+        commit = next(c for c, subject in merges.items() if subject == f"Merge sections:{module} into batch/task")
+        evidence = f"sections:{module}: merged {commit[:12]}, 1 file +1 −1, check passed in "
+        assert evidence in summary and evidence in after
+        done = next(line for line in result.stdout.splitlines() if f"✓ sections:{module} " in line)
+        assert f" · merged {commit[:12]}, 1 file +1 −1, check passed in " in done
