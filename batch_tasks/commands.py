@@ -8,12 +8,11 @@ agents → run, with the batch's own runner and dispatcher (or, with --dry-run, 
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
@@ -25,9 +24,8 @@ from rich.live import Live
 from rich.text import Text
 
 from . import batch as batch_mod
-from . import graph, history, process, recovery
+from . import graph, history, recovery
 from .agents import AGENTS
-from .attempt_processes import GRACE_SECONDS
 from .board import board_from_state
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
@@ -43,6 +41,7 @@ from .reporter import BatchReporter
 from .run import Run
 from .runner import BatchRunner
 from .state import BatchState, lock_holder
+from .stopping import GuardedOutput, Stop
 from .worktree import Isolation
 
 CONFIG_HINT = (
@@ -106,7 +105,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if not args and not params.get("failed") and not params.get("always"):
                 self._check(batch, {item.key for item in batch.plan.items()
                                     if batch.verdicts[item.key].runs and (params.get("optional") or not item.optional)})
-            with BatchState(path).run_lock():
+            self._rerun = _rerun_command(params["taskfile"])
+            with BatchState(path).run_lock(workers=_workers(params.get("num_process"), batch)):
                 if recovery.owed(batch):
                     for note in recovery.recover(batch):
                         self.outstream.write(f"recovered: {note}\n")
@@ -128,6 +128,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         self._checked = frozenset(will_run)
 
     _checked: frozenset = frozenset()
+    _rerun = "doit run-batch"
 
     def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False,
                  optional=False):
@@ -143,8 +144,10 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self._check(batch, will_run)
         if self.config.get("GLOBAL", {}).get("loader") != "batch":
             sys.stderr.write(CONFIG_HINT + "\n")
-        workers = num_process or batch.plan.settings.get("parallel") or 1
+        workers = _workers(num_process, batch)
         run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"))
+        stop = Stop(run.supervisor)
+        self.outstream = GuardedOutput(self.outstream, stop)
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
@@ -153,7 +156,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             run.merge_queue = MergeQueue(run.isolation)
         runner = BatchRunner(
             self.dep_manager,
-            BatchReporter(self.outstream, {}, workers=workers, run=run),
+            BatchReporter(self.outstream, {}, workers=workers, run=run, always=always, rerun=self._rerun),
             run,
             dispatcher,
             candidates(batch.plan, durations) if will_run else {},
@@ -165,14 +168,14 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             recorders = history.Recorders(history.History(batch.state.root, run.run_id), JobLog(joblog) if joblog else None)
             recorders.run_started(history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run))
             run.hub.subscribe(recorders)
-        with _stop_on_signals(run.supervisor) as received:
+        with stop.on_signals():
             result = runner.run_all(control.task_dispatcher())
-        if received:
+        if stop.causes:
             self.outstream.write(
-                f"\nStopped by {received[0]}. Completed items are recorded; "
-                "run `doit run-batch` again to do the rest.\n"
+                f"\nStopped by {stop.causes[0]}. Completed items are recorded; "
+                f"run `{self._rerun}` again to do the rest.\n"
             )
-            code = 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
+            code = stop.exit_status
         elif result:
             code = EXIT_FAILED
         else:
@@ -182,7 +185,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write(run.isolation.how_to_take() + "\n")
         if recorders is not None:
             run.hub.unsubscribe(recorders)
-            recorders.run_ended({"exit_status": code, "stopped_by": received[0] if received else None})
+            recorders.run_ended({"exit_status": code, "stopped_by": stop.causes[0] if stop.causes else None})
             self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
         return code
 
@@ -245,25 +248,6 @@ def _check_agents(batch, will_run: set[str]) -> None:
         if found is None:
             what = f"agent {name!r} needs the {program} command on PATH"
             raise BatchError(what if name != "command" else f"group {group.slug!r}: {program!r} is not a program on PATH")
-
-
-@contextmanager
-def _stop_on_signals(supervisor: process.Supervisor):
-    """Ctrl-C: stop the agents gently (SIGTERM, grace, SIGKILL). Again, or SIGTERM: at once."""
-    received: list[str] = []
-
-    def stop(signum, frame):
-        at_once = signum == signal.SIGTERM or bool(received)
-        received.append("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
-        grace = 0.0 if at_once else GRACE_SECONDS
-        threading.Thread(target=supervisor.stop_all, args=(grace,), daemon=True).start()
-
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 class _ForgetsResultsToo:
@@ -329,7 +313,7 @@ class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if not watch:
             board, picture = _status(batch)
             console.print(picture)
-            print_lines(console, summary(board))
+            print_lines(console, summary(board, rerun=_rerun_command(os.path.relpath(batch.plan.path))))
             return 0
         try:
             with Live(console=console, refresh_per_second=4) as live:
@@ -340,10 +324,22 @@ class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             return 0
 
 
+def _workers(num_process: int | None, batch) -> int:
+    return num_process or batch.plan.settings.get("parallel") or 1
+
+
+def _rerun_command(taskfile: str) -> str:
+    """How to run this batch again, as typed: `-T FILE` unless it is the task.md found by default."""
+    if Path(taskfile).absolute() == Path("task.md").absolute():
+        return "doit run-batch"
+    return f"doit run-batch -T {shlex.quote(taskfile)}"
+
+
 def _status(batch):
     """The board as the state folders tell it, and its picture under a line about the run."""
     holder = lock_holder(batch.state)
-    board = board_from_state(batch.plan, batch.state, holder["started"] if holder else None)
+    board = board_from_state(batch.plan, batch.state, holder["started"] if holder else None,
+                             workers=holder.get("workers") if holder else None)
     header = f"running: {holder['text']}" if holder else "no run in progress"
     return board, Group(Text(header), panel(board))
 

@@ -27,10 +27,13 @@ def _will_run(task) -> bool:
 class BatchReporter:
     desc = "a live panel in a terminal, one line per item elsewhere; then a summary with costs"
 
-    def __init__(self, outstream, options, workers: int = 1, run: Run | None = None):
+    def __init__(self, outstream, options, workers: int = 1, run: Run | None = None, always: bool = False,
+                 rerun: str = "doit run-batch"):
         self.out = outstream
         self.workers = workers
         self.run = run
+        self.always = always  # -a: the selected items run, up to date or not
+        self.rerun = rerun  # how to run the batch again, as the summary says
         self.board = Board([])
         self.view = None
         self.records: dict[str, dict] = {}
@@ -38,7 +41,7 @@ class BatchReporter:
 
     def initialize(self, tasks, selected_tasks):
         selected = [t for t in tasks_and_deps_iter(tasks, selected_tasks) if _is_item(t)]
-        running = [t for t in selected if _will_run(t)]
+        running = [t for t in selected if self.always or _will_run(t)]
         jobs = [t.meta["job"] for t in running]
         self.board = Board(
             [(t.name, t.subtask_of) for t in running],
@@ -125,4 +128,4 @@ class BatchReporter:
                 if view.state == WAITING:
                     self.board.not_started(view.key, self.held_back_by or "an item it depends on failed")
             notes = [self.run.budget.note()] if self.run is not None and self.run.budget.note() else []
-            self.view.close(summary(self.board, notes))
+            self.view.close(summary(self.board, notes, self.rerun))
