@@ -11,7 +11,8 @@ from doit.cmd_base import tasks_and_deps_iter
 from doit.exceptions import UnmetDependency
 
 from .board import WAITING, Board
-from .live_view import summary, view_for
+from .live_view import view_for
+from .run_summary import summary
 from .run import Run
 
 
