@@ -30,7 +30,7 @@ HEARTBEAT_SECONDS = 120.0  # of silence in the plain lines before an item gets o
 GAP = "  "
 MIN_ACTIVITY = 16
 # The panel's columns, and the order in which they give way to a narrow terminal.
-GIVE_WAY = ("cost", "tokens", "attempt", "step", "time")
+GIVE_WAY = ("cost", "tokens", "attempt", "time", "step")  # a step explains its activity: it goes last
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
