@@ -38,6 +38,17 @@ def short(text: Any, limit: int = SHORT) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+# Tools whose subject is a path: shown as `Write notes/auth.md`; the others as `Bash: pytest -q`.
+FILE_TOOLS = {"Edit", "Write", "Read", "NotebookEdit", "Delete"}
+
+
+def tool_text(name: str, subject: Any) -> str:
+    """A tool call in one line, the same for every agent (their tools are named alike)."""
+    if not subject:
+        return name
+    return f"{name} {short(subject)}" if name in FILE_TOOLS else f"{name}: {short(subject)}"
+
+
 class CostEstimate:
     """An attempt's cost estimated from its tokens, for agents that report none (Codex,
     Gemini), held to the item's budget as Claude's --max-budget-usd is: their tokens come

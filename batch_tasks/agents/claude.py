@@ -11,9 +11,8 @@ import re
 from typing import Any, Mapping
 
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short, tool_text
 
-# How long one line for people may be.
 
 # The CLI's own names for API errors (the `error` field of its synthetic assistant message)
 # that no retry can fix.
@@ -29,7 +28,6 @@ TOOL_SUMMARY = {
     "Bash": "command", "Grep": "pattern", "Glob": "pattern", "WebFetch": "url", "WebSearch": "query",
     "Task": "description",
 }
-FILE_TOOLS = {"Edit", "Write", "Read", "NotebookEdit"}
 
 
 
@@ -60,10 +58,7 @@ def _first_text(content: Any) -> str:
 
 
 def _summary(name: str, tool_input: Any) -> str:
-    value = tool_input.get(TOOL_SUMMARY.get(name, "")) if isinstance(tool_input, dict) else None
-    if not value:
-        return name
-    return f"{name} {short(value)}" if name in FILE_TOOLS else f"{name}: {short(value)}"
+    return tool_text(name, tool_input.get(TOOL_SUMMARY.get(name, "")) if isinstance(tool_input, dict) else None)
 
 
 def _parenthesized(errors: Any) -> str:
