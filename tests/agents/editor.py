@@ -32,7 +32,7 @@ def started() -> set[str]:
 deadline = time.monotonic() + 60
 while not set(plan.get("await", ())) <= started() and time.monotonic() < deadline:
     time.sleep(0.05)
-gate = plan.get("gate", "").replace("{group}", os.environ["BATCH_GROUP"])
+gate, deadline = plan.get("gate", "").replace("{group}", os.environ["BATCH_GROUP"]), time.monotonic() + 120
 while gate and not os.path.exists(os.path.join(os.environ["GATES"], gate)) and time.monotonic() < deadline:
     time.sleep(0.05)
 if not plan.get("nothing"):
