@@ -35,7 +35,8 @@ from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
 from .doit_tasks import item_job
 from .lifecycle import check_prompts
-from .live_view import console_for, panel, print_lines, summary
+from .live_view import console_for, panel, print_lines
+from .run_summary import summary
 from .loader import BatchLoader
 from .merge_queue import MergeQueue
 from .redaction import Redactor

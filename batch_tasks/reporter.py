@@ -11,7 +11,8 @@ from doit.cmd_base import tasks_and_deps_iter
 from doit.exceptions import UnmetDependency
 
 from .board import WAITING, Board
-from .live_view import summary, view_for
+from .live_view import view_for
+from .run_summary import summary
 from .run import Run
 
 
@@ -64,6 +65,9 @@ class BatchReporter:
     def item_finished(self, key, record):
         self.records[key] = record
 
+    def item_step(self, key, attempt, step, text):
+        self.board.step(key, attempt, step, text)
+
     def item_retrying(self, key, attempt, cause, at):
         self.board.retrying(key, attempt, cause, at)
 
@@ -96,7 +100,7 @@ class BatchReporter:
         if isinstance(fail, UnmetDependency):
             return  # not started: the hub says so (item_not_started)
         if fail.message.startswith("interrupted"):
-            self.board.interrupted(task.name)
+            self.board.interrupted(task.name, self.records.get(task.name))
         else:
             self.board.finished(task.name, False, self.records.get(task.name), fail.message)
 

@@ -16,7 +16,8 @@ from conftest import wait_for
 
 from batch_tasks.board import FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board
 from batch_tasks.events import AgentEvent
-from batch_tasks.live_view import HEARTBEAT_SECONDS, Panel, summary, view_for
+from batch_tasks.live_view import HEARTBEAT_SECONDS, Panel, view_for
+from batch_tasks.run_summary import summary
 
 
 def board_of(*keys, workers=1, **options):

@@ -252,13 +252,18 @@ class CodexAgent(Agent):
         """`-` (last, so extra_args stay options) makes codex read the prompt from stdin.
 
         Codex picks its own session id (the thread id, read from the stream), so
-        context["session_id"] is not used. --skip-git-repo-check: a batch may run outside git.
+        context["session_id"] is not used; `exec resume THREAD -` continues a thread under its
+        id, exec's options before it still honoured. --skip-git-repo-check: a batch may run outside git.
         """
         argv = [self.executable, "exec", "--json", "--skip-git-repo-check",
                 "--sandbox", settings.get("permission_mode") or DEFAULT_SANDBOX]
         if settings.get("model"):
             argv += ["--model", settings["model"]]
-        return argv + list(settings.get("extra_args") or ()) + ["-"]
+        resume = ["resume", context["resume_session"]] if context.get("resume_session") else []
+        return argv + list(settings.get("extra_args") or ()) + resume + ["-"]
+
+    def resumes(self, settings: Mapping[str, Any]) -> bool:
+        return "--ephemeral" not in (settings.get("extra_args") or ())
 
     def reader(self, settings: Mapping[str, Any] | None = None) -> JsonLinesReader:
         settings = settings or {}

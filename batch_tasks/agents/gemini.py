@@ -231,10 +231,13 @@ class GeminiAgent(Agent):
         from it (`cat file | gemini`, docs/cli/cli-reference.md); -p would only add text after it.
 
         --skip-trust: headless, an untrusted folder is a fatal error (docs/cli/trusted-folders.md),
-        and the batch runs where its user chose. --session-id: ours, so a run can be found again.
+        and the batch runs where its user chose. --session-id: ours, so a run can be found again;
+        --resume ID continues one under its id (0.61 takes no --session-id with it), found only
+        from the folder it ran in.
         """
-        argv = [self.executable, "--output-format", "stream-json", "--skip-trust",
-                "--session-id", context["session_id"],
+        session = (["--resume", context["resume_session"]] if context.get("resume_session")
+                   else ["--session-id", context["session_id"]])
+        argv = [self.executable, "--output-format", "stream-json", "--skip-trust", *session,
                 "--approval-mode", settings.get("permission_mode") or DEFAULT_APPROVAL]
         if settings.get("model"):
             argv += ["--model", settings["model"]]
@@ -243,6 +246,9 @@ class GeminiAgent(Agent):
         for tool in settings.get("allowed_tools") or ():
             argv += ["--allowed-tools", tool]
         return argv + list(settings.get("extra_args") or ())
+
+    def resumes(self, settings: Mapping[str, Any]) -> bool:
+        return True
 
     def reader(self, settings: Mapping[str, Any] | None = None) -> JsonLinesReader:
         return GeminiReader(budget_usd=(settings or {}).get("item_budget_usd"))

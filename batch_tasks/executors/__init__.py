@@ -1,7 +1,8 @@
 """Where an item's attempts run: the executor, chosen once per run and held by the Run.
 
 An executor is reached only through what the lifecycle passes it (the ItemRun, the attempt's
-number, its prompt context and what running.json is to hold) and returns the attempt, its
+number, its prompt context, what running.json is to hold, the session to go on with) and
+returns the attempt, its
 agent run to its end; the lifecycle lands it (check, merge queue, record, tick) the same way
 whatever ran it, on this machine.
 
@@ -28,11 +29,12 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    def attempt(self, item_run: "ItemRun", number: int, context: Mapping[str, Any],
-                running: Mapping[str, Any]) -> "Attempt":
-        """One attempt of the item, its agent run to its end; after a success the item's work
-        is where `item_run.workspace` says (when isolated). Raises BatchError when the attempt
-        could not be set up (its worktree, its setup): the item fails, saying so."""
+    def attempt(self, item_run: "ItemRun", number: int, context: Mapping[str, Any], running: Mapping[str, Any],
+                continues: str | None = None) -> "Attempt":
+        """One attempt of the item, its agent run to its end (going on with the session
+        `continues`, where the executor can); after a success the item's work is where
+        `item_run.workspace` says (when isolated). Raises BatchError when the attempt could not
+        be set up (its worktree, its setup): the item fails, saying so."""
         ...
 
     def close(self) -> None: ...

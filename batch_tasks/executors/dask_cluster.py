@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ..agents import PERMANENT, TRANSIENT, Outcome
 from ..bootstrap import SetupFailed, copy_files
 from ..errors import BatchError
-from ..events import AgentEvent
+from ..events import AGENT, AgentEvent
 from ..git import git
 from ..process import Exit, StoppedError
 from ..workspace import Committed
@@ -100,8 +100,10 @@ class DaskExecutor:
         workers = self.client.scheduler_info().get("workers", {}).values()
         return {"agent": 1} if any("agent" in (w.get("resources") or {}) for w in workers) else None
 
-    def attempt(self, item_run: "ItemRun", number: int, context: Mapping[str, Any],
-                running: Mapping[str, Any]) -> "Attempt":
+    def attempt(self, item_run: "ItemRun", number: int, context: Mapping[str, Any], running: Mapping[str, Any],
+                continues: str | None = None) -> "Attempt":
+        """`continues` is not taken: an agent's session lives where it ran, on a worker that may
+        be another one (or gone), so each remote attempt is a fresh session, told all."""
         from ..attempt import run_attempt
 
         job, run, isolation = item_run.job, item_run.run, item_run.run.isolation
@@ -114,6 +116,7 @@ class DaskExecutor:
             base = start = isolation.tip()
             git("push", "-q", "--no-verify", "--force", self.remote, f"{base}:refs/heads/{branch}", cwd=isolation.top)
         agent = RemoteAgent(self, item_run, number, branch, base, start)
+        item_run.tell_step(number, AGENT, "on a Dask worker: its worktree, setup and agent")
         attempt = run_attempt(job, run, item_run.folder, number, context, running, isolation.relative_folder,
                               self.pass_env, supervisor=agent)
         came = agent.result
