@@ -230,6 +230,7 @@ class RemoteAgent:
                     break  # it ended without its last word (its worker lost, a cancel): all it sent is taken
         finally:
             log.write(masker.flush())
+            channel.close()
         if cancelled or future.status == "cancelled":
             return ended or Exit(-15, "the run was stopped")
         try:

@@ -94,6 +94,10 @@ class Channel:
         self.closed.set()
         self.sender.join()
         self.flush()
+        try:
+            self.queue.close()  # the scheduler forgets it once its coordinator lets go too
+        except Exception:  # noqa: BLE001 - its scheduler is gone: nothing to forget
+            pass
 
 
 def run_on_worker(spec: dict[str, Any]) -> dict[str, Any]:
