@@ -2,8 +2,7 @@
 
 An executor is reached only through what the lifecycle passes it (the ItemRun, the attempt's
 number, its prompt context, what running.json is to hold, the session to go on with) and
-returns the attempt, its
-agent run to its end; the lifecycle lands it (check, merge queue, record, tick) the same way
+returns the attempt, its agent run to its end; the lifecycle lands it (check, merge queue, record, tick) the same way
 whatever ran it, on this machine.
 
     local   (executors/local.py) today's path: the agent runs here, in task.md's folder or
