@@ -25,10 +25,10 @@ from rich.live import Live
 from rich.text import Text
 
 from . import batch as batch_mod
-from . import graph, history, process, recovery
+from . import graph, history, nothing_to_do, process, recovery
 from .agents import AGENTS
 from .attempt_processes import GRACE_SECONDS
-from .board import board_from_state
+from .board import Board, board_from_state
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
@@ -36,7 +36,7 @@ from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
 from .doit_tasks import item_job
 from .lifecycle import check_prompts
-from .live_view import console_for, panel, print_lines, summary
+from .live_view import console_for, panel, print_lines, summary, view_for
 from .loader import BatchLoader
 from .merge_queue import MergeQueue
 from .reporter import BatchReporter
@@ -97,9 +97,12 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         path = Path(params["taskfile"]).absolute()
         self.loader.optional = params.get("optional", False)
         try:
+            seen = nothing_to_do.look(path, self.config) if nothing_to_do.may_answer(params, args) else None
+            if seen is not None and (said := nothing_to_do.answer(path, seen)) is not None:
+                return self._say_nothing_to_do(said)
             # Every mistake is found before anything is written.
             batch = batch_mod.load(path, for_dry_run=params.get("dry_run"))
-            _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
+            told = _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
             if params.get("dry_run"):
                 self.loader.batch = batch
                 return super().execute(params, args)
@@ -107,15 +110,42 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 self._check(batch, {item.key for item in batch.plan.items()
                                     if batch.verdicts[item.key].runs and (params.get("optional") or not item.optional)})
             with BatchState(path).run_lock():
-                if recovery.owed(batch):
+                recovered = recovery.owed(batch)
+                if recovered:
                     for note in recovery.recover(batch):
                         self.outstream.write(f"recovered: {note}\n")
                     batch = batch_mod.load(path)  # as the repairs left it
                 self.loader.batch = batch
-                return super().execute(params, args)
+                code = super().execute(params, args)
+                if seen is not None and not recovered:
+                    self._keep_nothing_to_do(path, seen, batch, told)
+                return code
         except BatchError as error:
             sys.stderr.write(f"ERROR: {error}\n")
             return EXIT_BAD_INPUT
+
+    _found_nothing_to_do: dict | None = None  # set by _execute: what a run with nothing to do said
+
+    def _keep_nothing_to_do(self, path: Path, seen, batch, told: list[str]) -> None:
+        """A stamp for the next run (see nothing_to_do), if this one found nothing to do."""
+        if self._found_nothing_to_do is None:
+            nothing_to_do.forget(batch.state)
+            return
+        templates = {group.settings["template"]: batch.templates[group.slug].source for group in batch.plan.groups}
+        nothing_to_do.write(path, self.config, seen, templates.items(), {**self._found_nothing_to_do, "told": told})
+
+    def _say_nothing_to_do(self, said: dict) -> int:
+        """What a full load would say of a batch with nothing to do (see nothing_to_do)."""
+        if said["told"]:
+            sys.stderr.write("\n".join(said["told"]) + "\n")
+        self._hint_at_config()
+        board = Board([], already_done=said["already_done"], begun=process.process_started())
+        view_for(self.outstream, board).close(summary(board, said["notes"]))
+        return 0
+
+    def _hint_at_config(self) -> None:
+        if self.config.get("GLOBAL", {}).get("loader") != "batch":
+            sys.stderr.write(CONFIG_HINT + "\n")
 
     def _check(self, batch, will_run: set[str]) -> None:
         """What would stop the run, found before it starts: a template asking for what is not
@@ -141,8 +171,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             return self._dry_run(batch, control, selected, always)
         if not will_run <= self._checked:  # a selection: checked now, under the lock
             self._check(batch, will_run)
-        if self.config.get("GLOBAL", {}).get("loader") != "batch":
-            sys.stderr.write(CONFIG_HINT + "\n")
+        self._hint_at_config()
         workers = num_process or batch.plan.settings.get("parallel") or 1
         run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"))
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
@@ -151,9 +180,10 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
             run.isolation.prepare()
             run.merge_queue = MergeQueue(run.isolation)
+        reporter = BatchReporter(self.outstream, {}, workers=workers, run=run)
         runner = BatchRunner(
             self.dep_manager,
-            BatchReporter(self.outstream, {}, workers=workers, run=run),
+            reporter,
             run,
             dispatcher,
             candidates(batch.plan, durations) if will_run else {},
@@ -177,6 +207,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             code = EXIT_FAILED
         else:
             code = EXIT_NOT_ALL_STARTED if runner.not_started else 0
+        if code == 0 and not will_run and run.isolation is None and not reporter.board.snapshot():
+            self._found_nothing_to_do = {"already_done": reporter.board.already_done,
+                                         "notes": [run.budget.note()] if run.budget.note() else []}
         if run.isolation is not None:
             run.isolation.close()
             self.outstream.write(run.isolation.how_to_take() + "\n")
@@ -208,9 +241,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         return 0
 
 
-def _tell_how_it_was_read(plan, dry_run: bool) -> None:
+def _tell_how_it_was_read(plan, dry_run: bool) -> list[str]:
     """How task.md was read (its dialect, when not this tool's own), and each warning and note
-    at its line, on standard error, before anything else."""
+    at its line, on standard error, before anything else; returns those lines."""
     name = plan.path.name
     lines = [plan.dialect_reason] if plan.dialect_reason and (dry_run or plan.dialect != "batch") else []
     lines += [f"{name}:{line}: warning: {message}" for line, message in plan.warnings]
@@ -219,6 +252,7 @@ def _tell_how_it_was_read(plan, dry_run: bool) -> None:
         lines.append(f"{plan.agent_error()} (a run would stop here)")
     if lines:
         sys.stderr.write("\n".join(lines) + "\n")
+    return lines
 
 
 def _failed_last_time(batch) -> list[str]:

@@ -229,6 +229,16 @@ class Supervisor:
             thread.join()
 
 
+def process_started() -> float:
+    """When this process began (epoch seconds): what a run's summary counts its time from.
+    From its start in clock ticks since boot (psutil's create_time adds the boot time in
+    whole seconds, so it can be a second off)."""
+    with open("/proc/self/stat", "rb") as stream:
+        fields = stream.read().rsplit(b")", 1)[1].split()
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return time.time() - age
+
+
 def _exit_watch(pid: int) -> int | None:
     """A file descriptor that becomes readable when `pid` exits (Linux 5.3), or None."""
     try:
