@@ -32,7 +32,7 @@ from .item_status import DONE, read_status
 from .plan import Group, Item
 from .records import Attempt, failure_record, record_failure, record_success, success_record
 from .run import Run
-from .state import BatchState
+from .state import BatchState, state_of
 
 
 @dataclass(slots=True)
@@ -74,7 +74,7 @@ class ItemRun:
 
     def __init__(self, job: ItemJob, run: Run):
         self.job, self.run = job, run
-        self.state = BatchState(job.taskfile)
+        self.state = state_of(job.taskfile)
         self.folder = self.state.item(job.item.group, job.item.module)
         self.attempts: list[Attempt] = []
         self.counts = retry.Counts()

@@ -120,8 +120,9 @@ def safe_name(name: str) -> str:
 
 def write_json_atomic(path: Path | str, data: Any, durable: bool = False) -> None:
     """Write a record whole or not at all; `durable` also survives a crash of the machine
-    (fsync), for records that stand for money spent."""
-    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", durable)
+    (fsync), for records that stand for money spent. One line: json's C encoder serves only
+    unindented output, several times faster than its Python one, and every item writes records."""
+    write_atomic(path, json.dumps(data, sort_keys=True) + "\n", durable)
 
 
 def write_atomic(path: Path | str, text: str, durable: bool = False) -> None:
@@ -280,6 +281,13 @@ class BatchState:
                 finally:
                     stream.seek(0)
                     stream.truncate()
+
+
+@lru_cache(maxsize=8)
+def state_of(taskfile: Path) -> BatchState:
+    """The state folder of a task file, made once for all the items of a run (finding the
+    file's real path costs a system call per folder above it)."""
+    return BatchState(taskfile)
 
 
 def _hold_name(taskfile: Path) -> socket.socket:
