@@ -108,11 +108,11 @@ class AttemptProcesses:
             cgroup = None  # a record may be planted: only a cgroup we could have made is touched
         return cls(pid, float(create_time), attempt_id, cgroup)
 
-    def processes(self, include_agent: bool = True) -> list[psutil.Process]:
+    def processes(self, include_agent: bool = True, members: list[int] | None = None) -> list[psutil.Process]:
         """Every live process of the attempt; the agent itself only if `include_agent`
         (a reaped agent's pid may already be someone else's)."""
         found: dict[int, psutil.Process] = {}
-        for pid in self._cgroup_members():
+        for pid in members if members is not None else self._cgroup_members():
             try:
                 found[pid] = psutil.Process(pid)
             except psutil.Error:
@@ -159,8 +159,9 @@ class AttemptProcesses:
         our child (`self.child`), is signalled and waited for through its Popen, which must
         be the one to reap it, or its exit status would be lost."""
         child = self.child if include_agent and self.child is not None and self.child.poll() is None else None
-        targets = self.processes(include_agent and self.child is None)
-        if not targets and child is None and not self._cgroup_members():
+        members = self._cgroup_members()
+        targets = self.processes(include_agent and self.child is None, members)
+        if not targets and child is None and not members:
             return False
         if child is not None:
             child.send_signal(signal.SIGTERM)

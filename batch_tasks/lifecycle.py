@@ -165,6 +165,8 @@ class ItemRun:
                 if not committed.changed and not settings["allow_empty"]:
                     return failed("no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT)
             check = Check.from_settings(settings, item.group, item.module)
+            if check is None and workspace is None:
+                return  # nothing to land
             with self.folder.open_log() as log:
                 if check is not None:
                     here = workspace.path if workspace else job.taskfile.parent

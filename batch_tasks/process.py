@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -80,10 +81,19 @@ class Limits:
 
 
 def _resolve(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> list[str]:
-    program = shutil.which(argv[0], path=env.get("PATH")) if "/" not in argv[0] else str(Path(cwd, argv[0]))
+    program = _on_path(argv[0], env.get("PATH")) if "/" not in argv[0] else str(Path(cwd, argv[0]))
+    if program is not None and not os.access(program, os.X_OK) and "/" not in argv[0]:
+        _on_path.cache_clear()  # gone from where it was: it may be elsewhere on PATH now
+        program = _on_path(argv[0], env.get("PATH"))
     if program is None or not os.access(program, os.X_OK):
         raise FileNotFoundError(2, "no such program", argv[0])
     return [program, *argv[1:]]
+
+
+@lru_cache(maxsize=64)
+def _on_path(name: str, path: str | None) -> str | None:
+    """Where NAME is on PATH: looked for once (a stat per folder), and checked at every start."""
+    return shutil.which(name, path=path)
 
 
 class _Watchdog:
@@ -176,30 +186,36 @@ class Supervisor:
         command = _resolve(argv, cwd, env)
         attempt_id = uuid.uuid4().hex
         cgroup = new_cgroup(attempt_id)
-        with self._lock:
-            if self.stopping.is_set():
-                _remove(cgroup, attempt_id)
-                raise StoppedError()
-            self._watchdog.tell("start", attempt_id)  # before it starts: it is never missed
-            try:
-                child = subprocess.Popen(
-                    command,
-                    cwd=cwd,
-                    env={**env, ATTEMPT_VARIABLE: attempt_id},
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except BaseException:
-                self._watchdog.tell("end", attempt_id)
-                _remove(cgroup, attempt_id)
-                raise
-            self._watchdog.tell("pid", attempt_id, str(child.pid))
-            cgroup = _join_cgroup(cgroup, child.pid)
-            processes = AttemptProcesses(child.pid, psutil.Process(child.pid).create_time(), attempt_id, cgroup, child)
-            self._running[child.pid] = processes
+        if self.stopping.is_set():
+            _remove(cgroup, attempt_id)
+            raise StoppedError()
+        self._watchdog.tell("start", attempt_id)  # before it starts: it is never missed
         try:
+            # Not under the lock: starts from several threads at once do not wait for each other.
+            child = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env={**env, ATTEMPT_VARIABLE: attempt_id},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except BaseException:
+            self._watchdog.tell("end", attempt_id)
+            _remove(cgroup, attempt_id)
+            raise
+        self._watchdog.tell("pid", attempt_id, str(child.pid))
+        cgroup = _join_cgroup(cgroup, child.pid)
+        processes = AttemptProcesses(child.pid, psutil.Process(child.pid).create_time(), attempt_id, cgroup, child)
+        with self._lock:
+            self._running[child.pid] = processes
+            # A stop_all that began while it started did not see it: it is stopped here.
+            stopped_meanwhile = self.stopping.is_set()
+        try:
+            if stopped_meanwhile:
+                processes.stop(grace=0.0)
+                raise StoppedError()
             on_start(processes)
             _feed(child.stdin, stdin)
             output = OutputStream(child.stdout.fileno(), log, on_line, redact or Redactor({}))

@@ -70,8 +70,18 @@ def open_append(path: str):
 
 
 def write_text(path: str, text: str) -> None:
-    with os.fdopen(open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w", encoding="utf-8") as stream:
-        stream.write(text)
+    fd = open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        _write_all(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until all is written: a file object would cost four more system calls a file."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def read_bytes(path: str) -> bytes | None:
@@ -131,12 +141,14 @@ def write_atomic(path: Path | str, text: str, durable: bool = False) -> None:
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     try:
         # A new file (never one planted there); the rename replaces a link at `path`, never its target.
-        with os.fdopen(open_fd(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
+        fd = open_fd(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(fd, text.encode("utf-8"))
             os.replace(temporary, path)  # visible to the next run at once...
             if durable:
-                os.fsync(stream.fileno())  # ...and then safe from a crash of the machine
+                os.fsync(fd)  # ...and then safe from a crash of the machine
+        finally:
+            os.close(fd)
     except BaseException:
         try:
             os.remove(temporary)
