@@ -128,7 +128,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
 
     def _keep_nothing_to_do(self, path: Path, seen, batch, told: list[str]) -> None:
         """A stamp for the next run (see nothing_to_do), if this one found nothing to do."""
-        if self._found_nothing_to_do is None:
+        # An isolated batch's load also asks git whether its repository is fit: never skipped.
+        if self._found_nothing_to_do is None or any(g.settings["isolation"] == "worktree" for g in batch.plan.groups):
             nothing_to_do.forget(batch.state)
             return
         templates = {group.settings["template"]: batch.templates[group.slug].source for group in batch.plan.groups}

@@ -210,16 +210,28 @@ def _fields(info: os.stat_result) -> list[int]:
 
 
 def _database_digest(database: str) -> str:
-    """doit's records, by their bytes; a journal beside them means a write is under way."""
+    """doit's records, by what they hold (every run rewrites its pages, even to hold the
+    same); a journal beside them means a write is under way. Raises ValueError if they
+    cannot be read, or are not a file of their own."""
     for suffix in ("-journal", "-wal"):
         if os.path.lexists(database + suffix):
             raise ValueError("doit's database is being written")
-    try:
-        fd = os.open(database, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
+    info = _lstat(database)
+    if info is None:
         return "none"
-    with os.fdopen(fd, "rb") as stream:
-        return _digest(stream.read())
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("doit's database is not a file")
+    import sqlite3  # here: only a no-op that may be answered at once needs it
+
+    try:
+        connection = sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("SELECT task_id, task_data FROM doit ORDER BY task_id").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        raise ValueError(str(error)) from None
+    return _digest(repr(rows).encode("utf-8", "surrogateescape"))
 
 
 def _state_digest(items: str) -> tuple[str, int]:

@@ -36,9 +36,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from .attempt_processes import is_same_process
 from .errors import BatchError
 
 RESULT = "result.json"
@@ -285,6 +282,8 @@ class BatchState:
                 killed_before = bool(stream.read().strip())
                 stream.seek(0)
                 stream.truncate()
+                import psutil  # here: commands that only read the plan need none of process control
+
                 me = psutil.Process()
                 stream.write(json.dumps({"pid": me.pid, "create_time": me.create_time(), "started": time.time()}))
                 stream.flush()
@@ -333,6 +332,8 @@ def _hold_inode(taskfile: Path):
 def lock_holder(state: BatchState) -> dict[str, Any] | None:
     """The run that holds the batch now, or None. Read without locking, so that
     looking never gets in a run's way: a holder that died is no holder."""
+    from .attempt_processes import is_same_process  # as in run_lock
+
     holder = read_json(state.lock_file)
     try:
         if not is_same_process(holder["pid"], holder["create_time"]):

@@ -68,8 +68,9 @@ def make_bare(folder: Path, groups: int, modules: int) -> None:
     (folder / "dodo.py").write_text(BARE_DODO.format(groups=groups, modules=modules))
 
 
-def doit(folder: Path, *args: str, pythonpath: str | None = None) -> tuple[float, float]:
-    """The wall time and peak RSS (MiB) of `doit ARGS` in FOLDER, with batch-tasks from PYTHONPATH if given."""
+def doit(folder: Path, *args: str, pythonpath: str | None = None) -> tuple[float, float, float]:
+    """The wall time, peak RSS (MiB) and CPU time (user+sys) of `doit ARGS` in FOLDER, with
+    batch-tasks from PYTHONPATH if given."""
     env = {**ENVIRONMENT, "PYTHONPATH": pythonpath} if pythonpath else ENVIRONMENT
     started = time.perf_counter()
     with open(folder / "out.log", "wb") as log:
@@ -80,16 +81,17 @@ def doit(folder: Path, *args: str, pythonpath: str | None = None) -> tuple[float
         raise SystemExit(f"doit {' '.join(args)} failed in {folder}:\n{(folder / 'out.log').read_text()[-3000:]}")
     if args == ("run-batch",) and pythonpath is None and (said := SUMMARY_TIME.search((folder / "out.log").read_bytes())):
         SAID.append((int(said.group(1) or 0) * 60 + float(said.group(2))) / elapsed)
-    return elapsed, usage.ru_maxrss / 1024  # Linux: KiB
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # Linux: ru_maxrss in KiB
 
 
-def medians(repeat: int, *commands) -> list[tuple[float, float]]:
-    """(median time, largest peak RSS) of each command, run in turn REPEAT times."""
+def medians(repeat: int, *commands) -> list[tuple[float, float, float]]:
+    """(median time, largest peak RSS, median CPU) of each command, run in turn REPEAT times."""
     results = [[] for _ in commands]
     for _ in range(repeat):
         for result, command in zip(results, commands):
             result.append(command())
-    return [(statistics.median(t for t, _ in result), max(m for _, m in result)) for result in results]
+    return [(statistics.median(t for t, _, _ in result), max(m for _, m, _ in result),
+             statistics.median(c for _, _, c in result)) for result in results]
 
 
 def main() -> None:
@@ -127,8 +129,8 @@ def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | 
         row("doit list --all (nothing run yet)", ("list", "--all"), ("list", "--all")),
         row("run-batch --dry-run  vs  list --all --status", ("run-batch", "--dry-run"), ("list", "--all", "--status")),
     ]
-    first, _ = doit(batch, "run-batch", "-n", "8")
-    first_bare, _ = doit(bare, "-n", "8", "-P", "thread")
+    first, _, _ = doit(batch, "run-batch", "-n", "8")
+    first_bare, _, _ = doit(bare, "-n", "8", "-P", "thread")
     print(f"first full run: batch-tasks {first:.1f}s, bare doit {first_bare:.1f}s (one process per item vs none)")
     # The first command after the run: its ticks changed task.md since each cached its plan
     # (above), so this shows whether a plan cache survives ticks.
@@ -142,10 +144,13 @@ def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | 
     print(f"{'':46}" + "".join(f"{name:>13}" for name in names) + "".join(f"{name:>10}" for name in ratios))
     for title, *figures in rows:
         memory = "RSS" in title
-        values = [memory_mib if memory else seconds for seconds, memory_mib in figures]
-        cells = "".join(f"{value:12.3f}{'M' if memory else 's'}" for value in values)
-        shares = [values[0] / values[-1]] + ([values[1] / values[-1], values[0] / values[1]] if baseline else [])
-        print(f"{title:46}{cells}" + "".join(f"{share:10.2f}" for share in shares), flush=True)
+        lines = [(title, [memory_mib if memory else seconds for seconds, memory_mib, _ in figures], "M" if memory else "s")]
+        if not memory:  # CPU: what a busy machine inflates less than wall time
+            lines.append(("  its CPU (user+sys)", [cpu for _, _, cpu in figures], "s"))
+        for name, values, unit in lines:
+            cells = "".join(f"{value:12.3f}{unit}" for value in values)
+            shares = [values[0] / values[-1]] + ([values[1] / values[-1], values[0] / values[1]] if baseline else [])
+            print(f"{name:46}{cells}" + "".join(f"{share:10.2f}" for share in shares), flush=True)
     print(f"the no-op's summary said it took {told} of its process's wall time (median)", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
 

@@ -29,6 +29,7 @@ import argparse
 import datetime
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -87,16 +88,26 @@ def command(tool: str, count: int, jobs: int, wide: int) -> list[str]:
     }[tool]
 
 
+CPU: dict[str, list[float]] = {}  # by tool: the CPU seconds of each run, its children's included
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_once(tool: str, count: int, jobs: int, wide: int, baseline: str | None) -> tuple[float, float | None]:
     """The wall time of one run, and what batch-tasks' summary said it took."""
     folder = WORK / tool
     prepare(tool, folder, count)
     feed = "".join(f"{number}\n" for number in range(count)) if tool == "parallel" else None
     env = {**ENVIRONMENT, "PYTHONPATH": baseline} if tool == "base" else ENVIRONMENT
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     result = subprocess.run(command(tool, count, jobs, wide), cwd=folder, input=feed, capture_output=True, text=True,
                             env=env)
     elapsed = time.perf_counter() - started
+    CPU.setdefault(tool, []).append(_children_cpu() - cpu_before)
     if result.returncode != 0:
         raise SystemExit(f"{TOOLS[tool]} failed in {folder}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     said = None
@@ -150,7 +161,10 @@ def main() -> None:
             ratios = "".join(f"{medians[tool] / medians[other]:{max(11, len(TOOLS[other]) + 2)}.2f}" for other in options.tool)
             told = f"{statistics.median(said[tool]):14.2f}" if said[tool] else ""
             lines.append(f"{TOOLS[tool]:>{width}} {medians[tool]:8.2f}s {medians[tool] / count * 1000:6.2f} ms{ratios}{told}")
-        print("\n".join(lines[-len(options.tool) - 1 :]), flush=True)
+        lines.append("  CPU per item (user+sys, the tool's and its children's; contention inflates it less): "
+                     + ", ".join(f"{TOOLS[t]} {statistics.median(CPU[t][-options.repeat:]) / count * 1000:.2f} ms"
+                                 for t in options.tool))
+        print("\n".join(lines[-len(options.tool) - 2 :]), flush=True)
     lines.append(f"load after {os.getloadavg()[0]:.2f}\n")
     print(lines[-1])
     OUT.mkdir(parents=True, exist_ok=True)
