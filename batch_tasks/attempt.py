@@ -34,23 +34,30 @@ def header(key: str, number: int, run_id: str) -> bytes:
 
 
 def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context: Mapping[str, Any],
-                running: Mapping[str, Any], where: Path, environment: Mapping[str, str]) -> Attempt:
+                running: Mapping[str, Any], where: Path, environment: Mapping[str, str],
+                continues: str | None = None) -> Attempt:
     """`context` is the prompt template's; `running` what running.json is to hold besides
     this attempt's own facts; the agent runs in `where`, with `environment` under the
-    batch's own variables."""
-    attempt = Attempt(number=number, session_id=str(uuid.uuid4()), started=time.time(), run_id=run.run_id)
+    batch's own variables. `continues`: the earlier session to go on with, if its agent can
+    (told only what went wrong, in templates/resume.md.j2); else a fresh session, told all."""
+    agent = AGENTS[job.settings["agent"]]
+    resume = continues if continues and agent.resumes(job.settings) else ""
+    fresh = str(uuid.uuid4())
+    session_id = agent.resumed_session_id(resume, fresh) if resume else fresh
+    attempt = Attempt(number=number, session_id=session_id, started=time.time(), run_id=run.run_id)
+    if resume:
+        attempt.extra["resumed_session"] = resume  # the record says whose conversation this goes on with
     try:
-        text = prompt.render(job.template, context)
+        text = prompt.render(prompt.resume_template() if resume else job.template, context)
     except BatchError as error:
         attempt.outcome = Outcome(ok=False, reason=str(error), failure_class=PERMANENT)
         attempt.finished = time.time()
         return attempt
     folder.write_prompt(text)
 
-    agent = AGENTS[job.settings["agent"]]
     key = job.item.key
     argv_context = {"module": job.item.module, "group": job.item.group, "prompt_file": folder.prompt,
-                    "session_id": attempt.session_id}
+                    "session_id": attempt.session_id, "resume_session": resume}
     env = {
         **environment,
         **agent.environment(job.settings),

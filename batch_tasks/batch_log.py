@@ -18,6 +18,7 @@ from doit.cmd_base import DoitCmdBase
 
 from .cli import EXIT_BAD_INPUT, FriendlyArgs, flag
 from .commands import _ReadsTaskFile
+from .events import STEP
 from .live_view import money, printable, tokens
 
 POLL_SECONDS = 0.25
@@ -73,7 +74,7 @@ def _lines(path: str, follow: bool):
         yield "  (no events yet: it has not run)"
         return
     with stream:
-        attempt, ended, pending = None, False, b""
+        attempt, pending = None, b""
         while True:
             chunk = stream.read(65536)
             if not chunk:
@@ -86,10 +87,10 @@ def _lines(path: str, follow: bool):
                 event = _event(raw)
                 if event is None:
                     continue
-                if event.get("attempt") != attempt or ended:  # each run numbers its attempts from 1
-                    attempt = event.get("attempt")
-                    yield f"attempt {attempt}, {_clock(event.get('t'))}"
-                ended = event["kind"] == "exit"
+                # Each run numbers its attempts from 1; an attempt's check and merge come after its exit.
+                if (event.get("run_id"), event.get("attempt")) != attempt:
+                    attempt = (event.get("run_id"), event.get("attempt"))
+                    yield f"attempt {event.get('attempt')}, {_clock(event.get('t'))}"
                 text = describe(event)
                 if text is not None:
                     yield f"  {_clock(event.get('t'))}  {text}"
@@ -144,6 +145,9 @@ def describe(event: dict) -> str | None:
     if kind == "exit":
         stopped = f", stopped: {printable(str(data['stopped_for']))}" if data.get("stopped_for") else ""
         return f"exit status {data.get('status')}{stopped}"
+    if kind == STEP:
+        step = printable(str(data.get("step") or "step"))
+        return f"{step}: {text}" if text else step
     if kind == "usage":
         return None  # the totals come with the result
     return text or None  # `output`: a line the command printed; unknown kinds, as they say

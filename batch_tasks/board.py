@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
-from .events import AgentEvent
-from .item_status import UNREADABLE, read_status
+from .events import STEP, AgentEvent
+from .item_status import ABSENT, UNREADABLE, read_status
 from .state import BatchState
 
 WAITING, RUNNING, RETRYING = "waiting", "running", "retrying"
@@ -41,6 +41,7 @@ class ItemView:
     started: float | None = None
     finished: float | None = None
     activity: str = ""
+    step: str = ""  # where an item that lands its work is: setup, agent, check, waiting to merge, merging
     last_activity: float | None = None  # when it last showed a sign of life
     tokens: dict[str, int] = field(default_factory=dict)
     cost_usd: float | None = None
@@ -51,6 +52,7 @@ class ItemView:
     agent: str = ""
     model: str = ""
     session_id: str = ""
+    landing: dict[str, Any] = field(default_factory=dict)  # an isolated item's evidence: merge, check, kept
 
     @property
     def duration(self) -> float | None:
@@ -61,7 +63,7 @@ class ItemView:
 
 class Board:
     """Thread-safe: the runner writes to it from its threads, views read it. Views
-    given to watch() hear of every change: started(view), retrying(view),
+    given to watch() hear of every change: started(view), stepped(view), retrying(view),
     finished(view) (any end: done, failed, interrupted, not started, skipped) and
     paused(agent, until)."""
 
@@ -119,6 +121,19 @@ class Board:
             elif event.text:
                 view.activity = event.text
 
+    def step(self, key: str, attempt: int, step: str, text: str = "") -> None:
+        """An item that lands its work is at `step` (events.py) of `attempt`, doing `text`; one whose
+        worktree is being set up runs already, though its agent has not started."""
+        with self.lock:
+            view = self._view(key)
+            view.attempt, view.step, view.last_activity = attempt, step, time.time()
+            view.activity = text  # what it did at the step before is over
+            if view.state in (WAITING, RETRYING):
+                view.started, view.retry_at = view.started or view.last_activity, None
+                self._move(view, RUNNING)
+            seen = replace(view)
+        self._tell("stepped", seen)
+
     def finished(
         self,
         key: str,
@@ -140,6 +155,7 @@ class Board:
                 view.tokens = record.get("tokens") or view.tokens
                 view.agent = record.get("agent") or view.agent
                 view.session_id = _last_session(record) or view.session_id
+                view.landing = landing_of(record)
             self._move(view, DONE if ok else FAILED)
             seen = replace(view)
         self._tell("finished", seen)
@@ -149,7 +165,7 @@ class Board:
         with self.lock:
             view = self._view(key)
             view.attempt, view.reason, view.retry_at = attempt, cause, at
-            view.activity = f"waiting to retry: {cause}"
+            view.activity, view.step = f"waiting to retry: {cause}", ""
             self._move(view, RETRYING)
             seen = replace(view)
         self._tell("retrying", seen)
@@ -164,7 +180,10 @@ class Board:
     def not_started(self, key: str, why: str) -> None:
         self._end(key, NOT_STARTED, why)
 
-    def interrupted(self, key: str) -> None:
+    def interrupted(self, key: str, record: dict[str, Any] | None = None) -> None:
+        if record:
+            with self.lock:
+                self._view(key).landing = landing_of(record)  # where its work is kept
         self._end(key, INTERRUPTED, "the run was stopped")
 
     def skipped(self, key: str, why: str) -> None:
@@ -263,6 +282,11 @@ def _eta(mean: float | None, waiting: int, flying: list, workers: int, now: floa
     return work / max(1, min(max(workers, len(flying)), left))
 
 
+def landing_of(record: dict[str, Any]) -> dict[str, Any]:
+    """What a record says of the item's work landing: its merge and check, or where it is kept."""
+    return {name: record[name] for name in ("merge", "check", "kept") if isinstance(record.get(name), dict)}
+
+
 def _last_session(record: dict[str, Any]) -> str:
     attempts = record.get("attempts") or []
     last = attempts[-1] if attempts and isinstance(attempts[-1], dict) else {}
@@ -301,14 +325,20 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
             view.log = folder.log
             _read_activity(view, folder.events)
             board._move(view, RETRYING if view.retry_at else RUNNING)
+        elif status.kind == ABSENT and run_started and _read_activity(view, folder.events, since=run_started):
+            # Its first attempt's worktree is being made and set up: no agent has started yet.
+            view.log = folder.log
+            board._move(view, RUNNING)
         elif result:
             view.started, view.finished = result.get("started"), result.get("finished")
             view.cost_usd, view.tokens = result.get("cost_usd"), result.get("tokens") or {}
+            view.landing = landing_of(result)
             board._move(view, DONE)
         elif failure:
             view.reason, view.log = failure.get("reason", ""), folder.log
             view.finished, view.cost_usd = failure.get("finished"), failure.get("cost_usd")
             view.agent, view.session_id = failure.get("agent") or "", _last_session(failure)
+            view.landing = landing_of(failure)
             if failure.get("interrupted"):
                 board._move(view, INTERRUPTED)
             else:
@@ -332,16 +362,18 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
     return board
 
 
-def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384) -> None:
-    """The latest activity and token count of a running item, and whether it waits to
-    retry, from the end of its events."""
+def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384, since: float | None = None) -> bool:
+    """The latest activity, step and token count of a running item, and whether it waits to
+    retry, from the end of its events (with `since`, only of those written since then);
+    True if it read any."""
     try:
         with open(events_path, "rb") as stream:
             start = max(0, os.fstat(stream.fileno()).st_size - tail_bytes)
             stream.seek(start)
             lines = stream.read().splitlines()[1 if start else 0 :]  # a cut first line is no event
     except OSError:
-        return
+        return False
+    seen = False
     for line in lines:
         try:
             event = json.loads(line)
@@ -350,13 +382,23 @@ def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384) ->
         if not isinstance(event, dict):
             continue
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        if isinstance(event.get("t"), (int, float)):
-            view.last_activity = event["t"]
+        stamp = event.get("t") if isinstance(event.get("t"), (int, float)) else None
+        if since is not None and (stamp is None or stamp < since):
+            continue
+        seen = True
+        if stamp is not None:
+            view.last_activity = stamp
+            view.started = view.started or stamp
         if event.get("kind") == "retry" and isinstance(data.get("retry_at"), (int, float)):
             # The runner's own notice (an agent's retries within an attempt carry no retry_at).
             view.retry_at, view.reason = data["retry_at"], str(event.get("text") or "")
             view.attempt = event.get("attempt") or view.attempt
-            view.activity = f"waiting to retry: {view.reason}"
+            view.activity, view.step = f"waiting to retry: {view.reason}", ""
+            continue
+        if event.get("kind") == STEP:  # the runner's too: where an item that lands its work is
+            view.step, view.retry_at = str(data.get("step") or ""), None
+            view.attempt = event.get("attempt") or view.attempt
+            view.activity = str(event.get("text") or "")
             continue
         if event.get("kind") == "started":
             view.retry_at = None
@@ -366,3 +408,4 @@ def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384) ->
             view.activity = str(event["text"])
         if event.get("kind") == "usage" and isinstance(data.get("tokens"), dict):
             view.tokens = data["tokens"]
+    return seen

@@ -67,7 +67,8 @@ examples:
 
 exit status: 0 all done; 1 an item failed; 3 task.md, a setting, an option or
 a name is wrong (nothing ran); 4 nothing failed, but not every item started
-(the budget was spent); 130 stopped by Ctrl-C, 143 by SIGTERM.
+(the budget was spent); 130 stopped by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP,
+141 by its output closing (`| head`).
 """
 
 

@@ -8,12 +8,11 @@ agents → run, with the batch's own runner and dispatcher (or, with --dry-run, 
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
@@ -27,7 +26,6 @@ from rich.text import Text
 from . import batch as batch_mod
 from . import graph, history, nothing_to_do, process, recovery
 from .agents import AGENTS
-from .attempt_processes import GRACE_SECONDS
 from .board import Board, board_from_state
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
@@ -36,13 +34,15 @@ from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
 from .doit_tasks import item_job
 from .lifecycle import check_prompts
-from .live_view import console_for, panel, print_lines, summary, view_for
+from .live_view import console_for, panel, print_lines, view_for
+from .run_summary import summary
 from .loader import BatchLoader
 from .merge_queue import MergeQueue
 from .reporter import BatchReporter
 from .run import Run
 from .runner import BatchRunner
 from .state import BatchState, lock_holder
+from .stopping import GuardedOutput, Stop
 from .worktree import Isolation
 
 CONFIG_HINT = (
@@ -97,6 +97,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         path = Path(params["taskfile"]).absolute()
         self.loader.optional = params.get("optional", False)
         try:
+            self._rerun = _rerun_command(params["taskfile"])
             seen = nothing_to_do.look(path, self.config) if nothing_to_do.may_answer(params, args) else None
             if seen is not None and (said := nothing_to_do.answer(path, seen)) is not None:
                 return self._say_nothing_to_do(said)
@@ -109,7 +110,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if not args and not params.get("failed") and not params.get("always"):
                 self._check(batch, {item.key for item in batch.plan.items()
                                     if batch.verdicts[item.key].runs and (params.get("optional") or not item.optional)})
-            with BatchState(path).run_lock():
+            with BatchState(path).run_lock(workers=_workers(params.get("num_process"), batch)):
                 recovered = recovery.owed(batch)
                 if recovered:
                     for note in recovery.recover(batch):
@@ -141,7 +142,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             sys.stderr.write("\n".join(said["told"]) + "\n")
         self._hint_at_config()
         board = Board([], already_done=said["already_done"], begun=process.process_started())
-        view_for(self.outstream, board).close(summary(board, said["notes"]))
+        view_for(self.outstream, board).close(summary(board, said["notes"], rerun=self._rerun))
         return 0
 
     def _hint_at_config(self) -> None:
@@ -159,6 +160,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         self._checked = frozenset(will_run)
 
     _checked: frozenset = frozenset()
+    _rerun = "doit run-batch"
 
     def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False,
                  optional=False):
@@ -173,15 +175,17 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if not will_run <= self._checked:  # a selection: checked now, under the lock
             self._check(batch, will_run)
         self._hint_at_config()
-        workers = num_process or batch.plan.settings.get("parallel") or 1
+        workers = _workers(num_process, batch)
         run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"))
+        stop = Stop(run.supervisor)
+        self.outstream = GuardedOutput(self.outstream, stop)
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
             run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
             run.isolation.prepare()
             run.merge_queue = MergeQueue(run.isolation)
-        reporter = BatchReporter(self.outstream, {}, workers=workers, run=run)
+        reporter = BatchReporter(self.outstream, {}, workers=workers, run=run, always=always, rerun=self._rerun)
         runner = BatchRunner(
             self.dep_manager,
             reporter,
@@ -196,14 +200,14 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             recorders = history.Recorders(history.History(batch.state.root, run.run_id), JobLog(joblog) if joblog else None)
             recorders.run_started(history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run))
             run.hub.subscribe(recorders)
-        with _stop_on_signals(run.supervisor) as received:
+        with stop.on_signals():
             result = runner.run_all(control.task_dispatcher())
-        if received:
+        if stop.causes:
             self.outstream.write(
-                f"\nStopped by {received[0]}. Completed items are recorded; "
-                "run `doit run-batch` again to do the rest.\n"
+                f"\nStopped by {stop.causes[0]}. Completed items are recorded; "
+                f"run `{self._rerun}` again to do the rest.\n"
             )
-            code = 128 + (signal.SIGINT if received[0] == "Ctrl-C" else signal.SIGTERM)
+            code = stop.exit_status
         elif result:
             code = EXIT_FAILED
         else:
@@ -216,7 +220,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write(run.isolation.how_to_take() + "\n")
         if recorders is not None:
             run.hub.unsubscribe(recorders)
-            recorders.run_ended({"exit_status": code, "stopped_by": received[0] if received else None})
+            recorders.run_ended({"exit_status": code, "stopped_by": stop.causes[0] if stop.causes else None})
             self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
         return code
 
@@ -282,25 +286,6 @@ def _check_agents(batch, will_run: set[str]) -> None:
             raise BatchError(what if name != "command" else f"group {group.slug!r}: {program!r} is not a program on PATH")
 
 
-@contextmanager
-def _stop_on_signals(supervisor: process.Supervisor):
-    """Ctrl-C: stop the agents gently (SIGTERM, grace, SIGKILL). Again, or SIGTERM: at once."""
-    received: list[str] = []
-
-    def stop(signum, frame):
-        at_once = signum == signal.SIGTERM or bool(received)
-        received.append("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
-        grace = 0.0 if at_once else GRACE_SECONDS
-        threading.Thread(target=supervisor.stop_all, args=(grace,), daemon=True).start()
-
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 class _ForgetsResultsToo:
     """doit's dependency records, seen through `forget`: forgetting an item also sets its
     result aside, so that it runs again and says why."""
@@ -364,7 +349,7 @@ class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if not watch:
             board, picture = _status(batch)
             console.print(picture)
-            print_lines(console, summary(board))
+            print_lines(console, summary(board, rerun=_rerun_command(os.path.relpath(batch.plan.path))))
             return 0
         try:
             with Live(console=console, refresh_per_second=4) as live:
@@ -375,10 +360,22 @@ class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             return 0
 
 
+def _workers(num_process: int | None, batch) -> int:
+    return num_process or batch.plan.settings.get("parallel") or 1
+
+
+def _rerun_command(taskfile: str) -> str:
+    """How to run this batch again, as typed: `-T FILE` unless it is the task.md found by default."""
+    if Path(taskfile).absolute() == Path("task.md").absolute():
+        return "doit run-batch"
+    return f"doit run-batch -T {shlex.quote(taskfile)}"
+
+
 def _status(batch):
     """The board as the state folders tell it, and its picture under a line about the run."""
     holder = lock_holder(batch.state)
-    board = board_from_state(batch.plan, batch.state, holder["started"] if holder else None)
+    board = board_from_state(batch.plan, batch.state, holder["started"] if holder else None,
+                             workers=holder.get("workers") if holder else None)
     header = f"running: {holder['text']}" if holder else "no run in progress"
     return board, Group(Text(header), panel(board))
 

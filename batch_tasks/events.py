@@ -10,6 +10,11 @@ from typing import Any, Callable, Protocol
 # What an event can be; adapters map their CLI's own event types onto these.
 KINDS = ("started", "assistant", "tool_use", "tool_result", "retry", "usage", "result", "error", "output", "exit")
 
+# Where an item that lands its work (isolated, or with a `check`) is, for the panel and
+# batch-status: its worktree being made and set up, its agent, its check, the merge queue.
+SETUP, AGENT, CHECK, WAITING_TO_MERGE, MERGING = "setup", "agent", "check", "waiting to merge", "merging"
+STEP = "step"  # the kind of the events.jsonl line that says so (the runner's, not an agent's)
+
 
 @dataclass(frozen=True)
 class AgentEvent:
@@ -32,6 +37,8 @@ class Listener(Protocol):
     def item_event(self, key: str, event: AgentEvent) -> None: ...
 
     def attempt_ended(self, key: str, record: dict[str, Any]) -> None: ...
+
+    def item_step(self, key: str, attempt: int, step: str, text: str) -> None: ...  # text: what it does there, or ""
 
     def item_retrying(self, key: str, attempt: int, cause: str, at: float) -> None: ...
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from .agents import PERMANENT, Outcome
 from .attempt import run_attempt
 from .check import Check
 from .errors import BatchError
+from .events import AGENT, CHECK, SETUP, STEP
 from .git import environment_for_worktrees
 from .item_status import DONE, read_status
 from .plan import Group, Item
@@ -80,6 +82,8 @@ class ItemRun:
         self.counts = retry.Counts()
         self.facts: dict[str, Any] | None = None  # set by prepare: what the result is made from
         self.workspace = None  # the attempt's worktree (workspace.AttemptWorkspace), when isolated
+        # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
+        self.lands = job.settings["isolation"] == "worktree" or bool(job.settings.get("check"))
 
     def step(self) -> Finished | Again:
         try:
@@ -107,11 +111,13 @@ class ItemRun:
     def attempt(self) -> Finished | Again:
         job, number = self.job, len(self.attempts) + 1
         try:
-            where, environment = self.workplace()
+            where, environment = self.workplace(number)
         except BatchError as error:  # its worktree could not be made, or its setup failed
             return self.fail(f"worktree: {error}")
+        self.tell_step(number, AGENT)
         running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
-        attempt = run_attempt(job, self.run, self.folder, number, self.prompt_context(), running, where, environment)
+        attempt = run_attempt(job, self.run, self.folder, number, self.prompt_context(), running, where, environment,
+                              continues=self.session_to_continue())
         self.attempts.append(attempt)
         if attempt.outcome is not None and attempt.outcome.ok:
             self.land(attempt)
@@ -133,18 +139,31 @@ class ItemRun:
         cause = f"{outcome.reason}: {decision.why}"
         with self.folder.open_log() as log:
             log.write(f"=== {job.item.key} attempt {number} failed ({failure}): {cause} ===\n".encode())
-        with self.folder.open_events() as events:  # so that batch-status can say it waits, and why
-            events.write(json.dumps({"t": round(time.time(), 3), "run_id": self.run.run_id, "attempt": number,
-                                     "kind": "retry", "text": cause, "data": {"retry_at": decision.at}}) + "\n")
+        self.note(number, "retry", cause, {"retry_at": decision.at})  # so that batch-status can say it waits, and why
         self.run.hub.publish("item_retrying", job.item.key, number, cause, decision.at)
         return Again(decision)
 
-    def workplace(self) -> tuple[Path, Mapping[str, str]]:
+    def note(self, number: int, kind: str, text: str, data: dict[str, Any]) -> None:
+        """A line of the runner's own in the item's events.jsonl, which batch-status reads."""
+        with self.folder.open_events() as events:
+            events.write(json.dumps({"t": round(time.time(), 3), "run_id": self.run.run_id, "attempt": number,
+                                     "kind": kind, "text": text, "data": data}) + "\n")
+
+    def tell_step(self, number: int, step: str, text: str = "") -> None:
+        """The step (SETUP … MERGING, see events.py) an item that lands its work is at, and what it does there."""
+        if self.lands:
+            text = self.run.redactor.text(text)  # a command line in task.md may hold a secret of the environment
+            self.note(number, STEP, text, {"step": step})
+            self.run.hub.publish("item_step", self.job.item.key, number, step, text)
+
+    def workplace(self, number: int) -> tuple[Path, Mapping[str, str]]:
         """Where the agent runs, and on what environment: task.md's folder, or its own worktree."""
         job = self.job
         if job.settings["isolation"] != "worktree":
             return job.taskfile.parent, os.environ
         if self.workspace is None:
+            setup = job.settings.get("worktree_setup")
+            self.tell_step(number, SETUP, shlex.join(setup) if setup else "making its worktree")
             with self.folder.open_log() as log:
                 self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
                                                                  job.settings, log)
@@ -170,13 +189,15 @@ class ItemRun:
             with self.folder.open_log() as log:
                 if check is not None:
                     here = workspace.path if workspace else job.taskfile.parent
+                    self.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
                     result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,
                                        redact=self.run.redactor)
                     attempt.extra["check"] = result.record()
                     if not result.passed:
                         return failed(result.reason, retry.CHECK)
                 if workspace is not None:
-                    merged = self.run.merge_queue.merge(workspace, check, log, settings)
+                    merged = self.run.merge_queue.merge(workspace, check, log, settings,
+                                                        on_step=lambda step, text: self.tell_step(attempt.number, step, text))
                     attempt.extra["merge"] = merged.record()
                     if not merged.merged:
                         self.keep(f"merge conflict: {merged.reason}")
@@ -185,6 +206,13 @@ class ItemRun:
                     self.workspace = None
         except BatchError as error:  # git refused something: the work stays where it is
             failed(f"landing its work: {error}", PERMANENT)
+
+    def session_to_continue(self) -> str | None:
+        """After a failed check, the session that made the work: the next attempt goes on with it in
+        the same folder (a check failure keeps the worktree). Not after a conflict: that attempt
+        starts from the new tip in a fresh worktree, where the session's memory of its files is wrong."""
+        last = self.attempts[-1].record() if self.attempts else None
+        return last["session_id"] if last and last["failure_class"] == retry.CHECK else None
 
     def keep(self, why: str) -> dict[str, Any] | None:
         """Leave the attempt's worktree and branch in place (uncommitted work as WIP), to name them."""

@@ -17,7 +17,14 @@ LOOKALIKE = re.compile(
     r"^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:(\[.?\])|[ \t]+(\[[^ xX\]]?\])|[ \t]+\[[ xX]\](\S))"
 )
 TASK_HEADING = re.compile(r"^Task[ \t]+\d", re.I)
-INLINE_BOX = re.compile(r"\S.*\[[ xX]\]")
+BOX = re.compile(r"\[[ xX]\]")
+
+
+def _box_inside(line: str) -> bool:
+    """A `[ ]` after the line's first character that is not a space; searched from there,
+    because one pattern for both takes quadratic time on a long line."""
+    first = len(line) - len(line.lstrip())
+    return first < len(line) and BOX.search(line, first + 1) is not None
 
 
 def lookalikes(outline: Outline, dialect: str) -> list[tuple[int, str]]:
@@ -88,7 +95,7 @@ def nothing_found(outline: Outline) -> tuple[int, str]:
         lines.append(lookalike[0][0])
     inline = [
         n for n in range(outline.body_start + 1, len(outline.lines) + 1)
-        if INLINE_BOX.search(outline.lines[n - 1]) and not outline.in_opaque(n)
+        if _box_inside(outline.lines[n - 1]) and not outline.in_opaque(n)
         and not LOOKALIKE.match(outline.lines[n - 1]) and not any(b.line == n for b in outline.boxes)
     ]
     if inline:

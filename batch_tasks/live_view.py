@@ -1,10 +1,11 @@
 """The live view: what a run looks like to the person watching it.
 
 In a terminal, a rich panel stays at the bottom (progress, agents paused for a usage
-limit, then one line per item in flight with its latest activity) while finished
-items, with a failure's cause and last output lines, scroll above it. Anywhere else
-(CI, a pipe, nohup), plain timestamped lines with a `[7/12]` counter, one per state
-change and a heartbeat for an item silent a long time, never a control character.
+limit, then one line per item in flight with its step, when it lands its work, and its
+latest activity) while finished items, with a failure's cause and last output lines,
+scroll above it. Anywhere else (CI, a pipe, nohup), plain timestamped lines with a
+`[7/12]` counter, one per state change (and per step that takes long or waits) and a
+heartbeat for an item silent a long time, never a control character.
 The same panel, drawn from the state folders, is what `doit batch-status` shows.
 Both views watch a Board (Board.watch); the runner calls tick(now) about once a second.
 It writes only to the stream it is given.
@@ -15,23 +16,21 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections import defaultdict
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .board import DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board, ItemView
+from .board import DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, SKIPPED, Board, ItemView
+from .events import CHECK, MERGING, WAITING_TO_MERGE
 
-TOP_EXPENSIVE = 5
 PIPE_WIDTH = 200
 HEARTBEAT_SECONDS = 120.0  # of silence in the plain lines before an item gets one
-NAMES_LISTED = 8
 GAP = "  "
 MIN_ACTIVITY = 16
 # The panel's columns, and the order in which they give way to a narrow terminal.
-GIVE_WAY = ("cost", "tokens", "attempt", "time")
+GIVE_WAY = ("cost", "tokens", "attempt", "time", "step")  # a step explains its activity: it goes last
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -103,7 +102,8 @@ def finished_line(view: ItemView, root: str = ".") -> str:
     """How an item ended, in one line; a failure with its cause and log."""
     spent = " ".join(part for part in (duration(view.duration), money(view.cost_usd)) if view.started and part)
     if view.state == DONE:
-        return f"✓ {view.key} {spent}".rstrip()
+        landed = landing_line(view, root)
+        return f"✓ {view.key} {spent}".rstrip() + (f" · {landed}" if landed else "")
     if view.state == INTERRUPTED:
         return f"■ {view.key} interrupted" + (f" after {spent}" if spent else "")
     if view.state == NOT_STARTED:
@@ -112,6 +112,26 @@ def finished_line(view: ItemView, root: str = ".") -> str:
         return f"- {view.key} skipped: {view.reason}"
     log = f" (log: {relative(view.log, root)})" if view.log else ""
     return f"✗ {view.key} {spent}".rstrip() + f": {printable(view.reason) or 'failed'}{log}"
+
+
+def landing_line(view: ItemView, root: str = ".") -> str:
+    """An isolated item's evidence, in one line: its merge commit, what it changed, its check; or
+    where the work of a failed or interrupted one is kept. Records are untrusted: shapes checked."""
+    merge, check, kept = (view.landing.get(name) or {} for name in ("merge", "check", "kept"))
+    parts = []
+    if isinstance(merge.get("merge_commit"), str):
+        landed = f"merged {merge['merge_commit'][:12]}"
+        if isinstance(merge.get("files"), list):
+            files = [change for change in merge["files"] if isinstance(change, dict)]
+            added, removed = (sum(c[n] for c in files if isinstance(c.get(n), int)) for n in ("added", "removed"))
+            landed += f", {plural(len(files), 'file')} +{added} −{removed}"
+        parts.append(landed)
+    if check.get("passed") is True and isinstance(check.get("duration_s"), (int, float)):
+        parts.append(f"check passed in {duration(check['duration_s'])}")
+    if isinstance(kept.get("branch"), str) and isinstance(kept.get("worktree"), str):
+        wip = " with a WIP commit" if kept.get("wip") else ""
+        parts.append(f"kept on {kept['branch']}{wip} in {relative(kept['worktree'], root)}")
+    return printable(", ".join(parts))
 
 
 def tail_lines(view: ItemView, indent: str = "    ") -> list[str]:
@@ -133,7 +153,12 @@ def pause_line(agent: str, until: float, now: float | None = None) -> str:
 
 def heartbeat_line(view: ItemView, now: float) -> str:
     quiet = f", last activity {duration(now - view.last_activity)} ago" if view.last_activity else ""
-    return f"… {view.key} running {duration(now - (view.started or now))}{quiet}: {printable(view.activity)}"
+    step = f" ({view.step})" if view.step else ""
+    return f"… {view.key} running {duration(now - (view.started or now))}{step}{quiet}: {printable(view.activity)}"
+
+
+def step_line(view: ItemView) -> str:
+    return f"· {view.key} {view.step}" + (f": {printable(view.activity)}" if view.activity else "")
 
 
 def console_for(stream) -> Console:
@@ -170,8 +195,8 @@ def panel(board: Board) -> Panel:
 
 
 def print_lines(console: Console, lines: list[str]) -> None:
-    """Lines as they are: no markup read into what an agent printed."""
-    console.print("\n".join(lines), markup=False)
+    """Lines as they are: no markup, and no `:name:` emoji code, read into what an agent printed."""
+    console.print("\n".join(lines), markup=False, emoji=False)
 
 
 def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]]:
@@ -184,6 +209,7 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
             {
                 "item": view.key,
                 "attempt": f"#{view.attempt}",
+                "step": view.step if not waiting else "",
                 "time": f"in {duration(max(0.0, view.retry_at - now))}" if waiting else duration(view.duration),
                 "activity": printable(view.activity),
                 "tokens": tokens(view.tokens),
@@ -193,8 +219,8 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
         )
     if not cells:
         return []
-    widths = {name: max(len(cell[name]) for cell in cells) for name in ("item", "attempt", "time", "tokens", "cost")}
-    shown = [name for name in ("attempt", "time", "tokens", "cost") if widths[name]]
+    widths = {name: max(len(cell[name]) for cell in cells) for name in ("item", "attempt", "time", "step", "tokens", "cost")}
+    shown = [name for name in ("attempt", "time", "step", "tokens", "cost") if widths[name]]
 
     def others() -> int:
         return widths["item"] + sum(widths[name] + len(GAP) for name in shown) + len(GAP)
@@ -212,79 +238,11 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
             activity = activity[: activity_width - 1] + "…"
         parts = [cell["item"].ljust(widths["item"])]
         parts += [cell[name].rjust(widths[name]) for name in ("attempt", "time") if name in shown]
+        parts += [cell["step"].ljust(widths["step"])] if "step" in shown else []
         parts.append(activity.ljust(activity_width) if any(n in shown for n in ("tokens", "cost")) else activity)
         parts += [cell[name].rjust(widths[name]) for name in ("tokens", "cost") if name in shown]
         rows.append((GAP.join(parts).rstrip(), cell["style"]))
     return rows
-
-
-def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") -> list[str]:
-    """The end of a run: totals; what failed, with its cause, under its own heading; what
-    was interrupted, not started or skipped, and why; costs; then what to do next."""
-    views = board.snapshot()
-    totals = board.totals()
-    by_state: dict[str, list[ItemView]] = defaultdict(list)
-    for view in views:
-        by_state[view.state].append(view)
-    # Items still waiting once nothing is in flight never started: the run ended first.
-    never = [] if by_state[RUNNING] or by_state[RETRYING] else by_state[WAITING]
-    ended = {**totals, NOT_STARTED: totals[NOT_STARTED] + len(never)}
-    counted = [f"{totals['done']} done", f"{totals['failed']} failed"]
-    counted += [f"{ended[s]} {s}" for s in (INTERRUPTED, NOT_STARTED, SKIPPED) if ended[s]]
-    cost = f", {money(totals['cost_usd'])}" if totals["cost_usd"] else ""
-    lines = [f"{', '.join(counted)}, {board.already_done} already done in {duration(totals['elapsed'])}{cost}"]
-    lines.extend(notes)
-    if by_state[FAILED]:
-        lines.append("failed:")
-        for view in by_state[FAILED]:
-            lines += [f"  {finished_line(view, board.root)}", *tail_lines(view, "      ")]
-    if by_state[INTERRUPTED]:
-        lines.append("interrupted (run again, they start over):")
-        lines += [f"  {finished_line(view, board.root)}" for view in by_state[INTERRUPTED]]
-    for state, heading, views_of in ((NOT_STARTED, "not started", by_state[NOT_STARTED] + never), (SKIPPED, "skipped", by_state[SKIPPED])):
-        by_why: dict[str, list[str]] = defaultdict(list)
-        for view in views_of:
-            by_why[view.reason or "the run ended first"].append(view.key)
-        for why, keys in by_why.items():
-            listed = ", ".join(keys[:NAMES_LISTED]) + (f" and {len(keys) - NAMES_LISTED} more" if len(keys) > NAMES_LISTED else "")
-            lines.append(f"{heading}: {plural(len(keys), 'item')}, {why}: {listed}")
-    lines += _costs([v for v in views if v.cost_usd])
-    lines += _next(board, by_state, rerun)
-    return lines
-
-
-def _costs(spent: list[ItemView]) -> list[str]:
-    if not spent:
-        return []
-    by_group: dict[str, list[ItemView]] = defaultdict(list)
-    for view in spent:
-        by_group[view.group].append(view)
-    lines = ["by group:"]
-    lines += [f"  {group}: {plural(len(members), 'item')}, {money(sum(v.cost_usd for v in members))}" for group, members in by_group.items()]
-    lines.append("most expensive:")
-    for view in sorted(spent, key=lambda v: -v.cost_usd)[:TOP_EXPENSIVE]:
-        lines.append(f"  {view.key} ({view.state}): {money(view.cost_usd)} {tokens(view.tokens)}".rstrip())
-    return lines
-
-
-def _next(board: Board, by_state: dict[str, list[ItemView]], rerun: str) -> list[str]:
-    left = sum(len(by_state[s]) for s in by_state if s not in (DONE, SKIPPED))
-    if not left:
-        return []
-    items_left = f"`{rerun}` reruns only the {plural(left, 'item')} left"
-    failed = by_state[FAILED]
-    budget_spent = any("budget" in view.reason for view in by_state[NOT_STARTED])
-    if failed:
-        more = f" and {len(failed) - 1} more (above)" if len(failed) > 1 else " (its cause is above)"
-        lines = [f"next: fix {failed[0].key}{more}, then {items_left}"]
-    elif budget_spent:
-        lines = [f"next: raise budget_usd in task.md, then {items_left}"]
-    else:
-        lines = [f"next: {items_left}"]
-    for view in failed:
-        if view.agent == "claude" and view.session_id:
-            lines.append(f"  claude --resume {view.session_id}   continues {view.key} by hand")
-    return lines
 
 
 class PlainView:
@@ -296,6 +254,7 @@ class PlainView:
         self.board = board
         self.root = board.root if board else os.getcwd()
         self.last_line: dict[str, float] = {}  # item → when a line last named it
+        self.steps: dict[str, str] = {}  # item → the step it was last seen at
 
     def line(self, text: str, *more: str) -> None:
         counter = ""
@@ -310,8 +269,18 @@ class PlainView:
         self.last_line[view.key] = time.time()
         self.line(f"▶ {view.key}" + (f" (attempt {view.attempt})" if view.attempt > 1 else ""))
 
+    def stepped(self, view: ItemView) -> None:
+        """A line for the steps that take long or wait: check, waiting to merge, and the merge that
+        ends a wait. Setup and agent have their heartbeat and ▶ lines; a merge straight after its
+        check, the ✓ line a moment later."""
+        before, self.steps[view.key] = self.steps.get(view.key), view.step
+        if view.step in (CHECK, WAITING_TO_MERGE) or (view.step == MERGING and before == WAITING_TO_MERGE):
+            self.last_line[view.key] = time.time()
+            self.line(step_line(view))
+
     def finished(self, view: ItemView) -> None:
         self.last_line.pop(view.key, None)
+        self.steps.pop(view.key, None)
         if view.state not in (NOT_STARTED, SKIPPED):  # those, by why, are in the summary
             self.line(finished_line(view, self.root), *tail_lines(view))
 
@@ -350,6 +319,9 @@ class TerminalView:
 
     def started(self, view: ItemView) -> None:
         pass  # the panel shows it at its next refresh
+
+    def stepped(self, view: ItemView) -> None:
+        pass  # likewise, in its step column
 
     def finished(self, view: ItemView) -> None:
         if view.state in (NOT_STARTED, SKIPPED):

@@ -5,7 +5,8 @@ May touch: the runner's own worktree (`.batch/<stem>/integration/`) and, through
 the integration branch, which advances only by a merge commit made here.
 
     queue = MergeQueue(isolation)                     # one per run; merge() from any thread
-    result = queue.merge(workspace, check, log)       # check: check.Check or None
+    result = queue.merge(workspace, check, log)       # check: check.Check or None; on_step= hears
+                                                      # "waiting to merge" (behind whom), "merging"
     if result.merged:
         workspace.remove(); record["merge"] = result.record()
     else:                                             # "conflict": the integration branch is unchanged
@@ -23,10 +24,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .bootstrap import bootstrap
 from .check import Check, CheckResult, NullLog
+from .events import MERGING, WAITING_TO_MERGE
 from .git import GitError, git, is_ancestor, rev
 from .workspace import AttemptWorkspace, trailer_lines
 from .worktree import Isolation
@@ -78,14 +80,25 @@ class MergeQueue:
     isolation: Isolation
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _set_up: set = field(default_factory=set)  # the (copy, setup) pairs done in the runner's worktree
+    _holder: str | None = None  # the item merging now, named to those waiting behind it
 
     def merge(self, workspace: AttemptWorkspace, check: Check | None = None, log=None,
-              settings=None) -> MergeResult:
+              settings=None, on_step: Callable[[str, str], None] | None = None) -> MergeResult:
         """Merge the item's branch; `settings` (the item's group's) say how to set up the runner's
-        worktree should the check have to run there."""
-        log = log or NullLog()
-        with self._lock:
+        worktree should the check have to run there. `on_step(step, text)` hears WAITING_TO_MERGE
+        (if another item holds the queue, naming it) and then MERGING."""
+        log, tell = log or NullLog(), on_step or (lambda step, text: None)
+        if not self._lock.acquire(blocking=False):
+            holder = self._holder
+            tell(WAITING_TO_MERGE, f"behind {holder}" if holder else "")
+            self._lock.acquire()
+        try:
+            self._holder = workspace.key
+            tell(MERGING, f"into {self.isolation.branch}")
             return self._merge(workspace, check, log, settings or self.isolation.settings)
+        finally:
+            self._holder = None
+            self._lock.release()
 
     def _merge(self, workspace: AttemptWorkspace, check: Check | None, log, settings) -> MergeResult:
         isolation, here = self.isolation, self.isolation.integration_path

@@ -2,7 +2,8 @@
 
 Templates come from task.md (`template:`), always a file inside task.md's folder
 (no absolute path, no `..` out of it, no symbolic link out of it, nothing but a
-regular file), or by default from templates/prompt.md.j2. A template cannot run
+regular file), or by default from templates/prompt.md.j2; a session continued after
+its check failed is told templates/resume.md.j2. A template cannot run
 Python code: the sandbox refuses attribute tricks, task.md's text reaches it only
 as data, it cannot include, import or extend other templates (there is no loader),
 and ranges and repetitions are bounded, so it cannot take all memory either.
@@ -27,6 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from .errors import BatchError, TaskFileError
 
 DEFAULT_TEMPLATE = "prompt.md.j2"
+RESUME_TEMPLATE = "resume.md.j2"  # for a session continued after its check failed
 MAX_TEMPLATE_BYTES = 1024 * 1024
 MAX_RANGE = 10_000  # items of one range() in a template
 MAX_PRODUCT = 1024 * 1024  # elements or characters one `*` or `**` may make
@@ -42,11 +44,21 @@ def load_template(taskfile: Path, setting: str | None, line: int = 0) -> Templat
     """The template a group uses; a missing, outside or malformed one is an error at `line`
     (where the setting is, or the group's heading) before anything runs."""
     if setting is None:
-        source = resources.files("batch_tasks.templates").joinpath(DEFAULT_TEMPLATE).read_text(encoding="utf-8")
-        return _checked(Template(f"templates/{DEFAULT_TEMPLATE}", source))
+        return _packaged(DEFAULT_TEMPLATE)
     line = _setting_line(taskfile, line)
     source = _read_inside(taskfile, setting, line)
     return _checked(Template(setting, source))
+
+
+def resume_template() -> Template:
+    """What a continued session is told after its check failed: the failure, not the whole prompt again."""
+    return _packaged(RESUME_TEMPLATE)
+
+
+@lru_cache(maxsize=4)
+def _packaged(name: str) -> Template:
+    source = resources.files("batch_tasks.templates").joinpath(name).read_text(encoding="utf-8")
+    return _checked(Template(f"templates/{name}", source))
 
 
 def _read_inside(taskfile: Path, setting: str, line: int) -> str:

@@ -11,7 +11,8 @@ from doit.cmd_base import tasks_and_deps_iter
 from doit.exceptions import UnmetDependency
 
 from .board import WAITING, Board
-from .live_view import summary, view_for
+from .live_view import view_for
+from .run_summary import summary
 from .process import process_started
 from .run import Run
 
@@ -28,10 +29,13 @@ def _will_run(task) -> bool:
 class BatchReporter:
     desc = "a live panel in a terminal, one line per item elsewhere; then a summary with costs"
 
-    def __init__(self, outstream, options, workers: int = 1, run: Run | None = None):
+    def __init__(self, outstream, options, workers: int = 1, run: Run | None = None, always: bool = False,
+                 rerun: str = "doit run-batch"):
         self.out = outstream
         self.workers = workers
         self.run = run
+        self.always = always  # -a: the selected items run, up to date or not
+        self.rerun = rerun  # how to run the batch again, as the summary says
         self.board = Board([])
         self.view = None
         self.records: dict[str, dict] = {}
@@ -39,7 +43,7 @@ class BatchReporter:
 
     def initialize(self, tasks, selected_tasks):
         selected = [t for t in tasks_and_deps_iter(tasks, selected_tasks) if _is_item(t)]
-        running = [t for t in selected if _will_run(t)]
+        running = [t for t in selected if self.always or _will_run(t)]
         jobs = [t.meta["job"] for t in running]
         self.board = Board(
             [(t.name, t.subtask_of) for t in running],
@@ -62,6 +66,9 @@ class BatchReporter:
 
     def item_finished(self, key, record):
         self.records[key] = record
+
+    def item_step(self, key, attempt, step, text):
+        self.board.step(key, attempt, step, text)
 
     def item_retrying(self, key, attempt, cause, at):
         self.board.retrying(key, attempt, cause, at)
@@ -95,7 +102,7 @@ class BatchReporter:
         if isinstance(fail, UnmetDependency):
             return  # not started: the hub says so (item_not_started)
         if fail.message.startswith("interrupted"):
-            self.board.interrupted(task.name)
+            self.board.interrupted(task.name, self.records.get(task.name))
         else:
             self.board.finished(task.name, False, self.records.get(task.name), fail.message)
 
@@ -124,4 +131,4 @@ class BatchReporter:
                 if view.state == WAITING:
                     self.board.not_started(view.key, self.held_back_by or "an item it depends on failed")
             notes = [self.run.budget.note()] if self.run is not None and self.run.budget.note() else []
-            self.view.close(summary(self.board, notes))
+            self.view.close(summary(self.board, notes, self.rerun))

@@ -138,7 +138,9 @@ class BatchRunner(Runner):
             self.final_result = before
             self._stop_running = False
             if is_item(node.task):
-                self.run.hub.publish("item_not_started", node.task.name, "an item it depends on failed")
+                stopped = self.run.supervisor.stopping.is_set()  # what it waited for was interrupted
+                self.run.hub.publish("item_not_started", node.task.name,
+                                     "the run was stopped" if stopped else "an item it depends on failed")
         elif self._stop_running:
             stopped = self.run.supervisor.stopping.is_set()
             self.dispatcher.halt("the run was stopped" if stopped else f"{node.task.name} failed")

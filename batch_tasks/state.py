@@ -254,14 +254,15 @@ class BatchState:
             raise BatchError(f"cannot create the state folder {self.root}: {error.strerror}") from None
 
     @contextlib.contextmanager
-    def run_lock(self):
+    def run_lock(self, **facts):
         """Held for a whole run, by the kernel: freed when the holder dies, so never stale.
 
         What is locked is the task file itself, by its real path (an abstract socket named
         for it, which no `rm` can take away and an editor's new copy of the file keeps) and
         by its inode (a flock on it, which a hard link or another network namespace shares).
         Yields whether the run before was killed: a run that ends clears run.lock, so a
-        holder still named in it died without ending."""
+        holder still named in it died without ending. `facts` (e.g. workers) are written into
+        it for `batch-status` to read."""
         self.ensure()
         with contextlib.ExitStack() as holds:
             try:
@@ -285,7 +286,7 @@ class BatchState:
                 import psutil  # here: commands that only read the plan need none of process control
 
                 me = psutil.Process()
-                stream.write(json.dumps({"pid": me.pid, "create_time": me.create_time(), "started": time.time()}))
+                stream.write(json.dumps({"pid": me.pid, "create_time": me.create_time(), "started": time.time(), **facts}))
                 stream.flush()
                 try:
                     yield killed_before

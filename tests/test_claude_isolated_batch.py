@@ -1,8 +1,9 @@
 """Claude Code items with `isolation: worktree` and a check, end to end: real `doit run-batch`,
 a real git repository, the real CLI against the fake Messages API on loopback. Each item's
 session writes its file (Write tool) in its own worktree; both land on the integration
-branch; the user's working tree is untouched; a check that fails once is retried with a
-prompt, as the API received it, that carries the check's output."""
+branch; the user's working tree is untouched; a check that fails once is retried by going on
+with the same conversation (`claude --resume`, forked under a session id of ours), told the
+check's output, as the API received it."""
 
 import json
 import os
@@ -45,12 +46,16 @@ def writes(repo: Path, module: str) -> list:
     return [tool_use("Write", {"file_path": str(path), "content": f"# {module}\n"}), text(f"Wrote {module}.")]
 
 
+def said(message: dict) -> str:
+    content = message["content"]
+    return content if isinstance(content, str) else " ".join(block.get("text", "") for block in content)
+
+
 def first_prompt(request) -> str:
-    message = request.body["messages"][0]["content"]
-    return message if isinstance(message, str) else " ".join(block.get("text", "") for block in message)
+    return said(request.body["messages"][0])
 
 
-def test_claude_items_in_worktrees_land_and_a_failed_check_reaches_the_next_prompt(tmp_path):
+def test_claude_items_in_worktrees_land_and_a_failed_check_is_told_to_the_same_session(tmp_path):
     repo = make_repo(tmp_path / "repo")
     (repo / "task.md").write_text(TASK)
     git("add", "-A", cwd=repo)
@@ -64,6 +69,7 @@ def test_claude_items_in_worktrees_land_and_a_failed_check_reaches_the_next_prom
         env["PATH"] = claude_path_env(CLAUDE)
         result = subprocess.run([sys.executable, "-m", "doit", "run-batch", "-n", "2"], cwd=repo, capture_output=True,
                                 text=True, timeout=240, env={**os.environ, **env})
+        requests = [r.body["messages"] for r in api.main_requests]
         prompts = [first_prompt(r) for r in api.main_requests]
     assert result.returncode == 0, result.stdout + result.stderr
     assert (repo / "task.md").read_text().count("- [x]") == 2
@@ -73,13 +79,23 @@ def test_claude_items_in_worktrees_land_and_a_failed_check_reaches_the_next_prom
     merges = git("log", "--first-parent", "--merges", "--format=%s", "batch/task", cwd=repo).splitlines()
     assert sorted(merges) == ["Merge write-notes:auth into batch/task", "Merge write-notes:billing into batch/task"]
 
-    # Billing's first session was not told of a check; its second, a fresh session, was told its output.
-    billing = [p for p in prompts if "Module: billing" in p]
-    sessions = list(dict.fromkeys(billing))  # each request of a session repeats its first prompt
-    assert len(sessions) == 2 and FAILED not in sessions[0] and FAILED in sessions[1]
-    assert not any(FAILED in p for p in prompts if "Module: auth" in p)
+    # Billing's conversation went on: one first prompt, not told of any check; the request after the
+    # check failed holds all the first attempt said and did, then the check's output.
+    billing = [messages for messages in requests if "Module: billing" in said(messages[0])]
+    assert len({said(messages[0]) for messages in billing}) == 1 and FAILED not in said(billing[0][0])
+    told = [messages for messages in billing if FAILED in said(messages[-1])]
+    assert len(told) == 1 and len(billing) == 4  # two turns an attempt
+    earlier = told[0][:-1]
+    assert [m["role"] for m in earlier[-3:]] == ["assistant", "user", "assistant"]  # Write, its result, a last word
+    assert "Wrote billing." in said(earlier[-1]) and "Module: billing" not in said(told[0][-1])
+    assert not any(FAILED in said(m) for messages in requests if "Module: auth" in said(messages[0]) for m in messages)
     record = json.loads((repo / ".batch/task/items/write-notes/billing/result.json").read_text())
-    assert [a["failure_class"] for a in record["attempts"]] == ["check", None]
-    assert record["attempts"][0]["session_id"] != record["attempts"][1]["session_id"]
+    first, second = record["attempts"]
+    assert (first["failure_class"], second["failure_class"]) == ("check", None)
+    # Forked under a session id of ours: the first attempt's session stays as it ended.
+    assert second["resumed_session"] == first["session_id"] != second["session_id"] == record["session_id"]
+    assert "resumed_session" not in first
+    prompt = (repo / ".batch/task/items/write-notes/billing/prompt.md").read_text()
+    assert FAILED in prompt and "Module: billing" not in prompt  # what it was told: the failure, not all again
     assert record["check"]["passed"] and record["merge"]["status"] == "merged"
     assert record["merge"]["files"] == [{"path": "notes/billing.md", "added": 1, "removed": 0}]

@@ -5,9 +5,12 @@ retries down to one attempt (general.maxAttempts: the batch's retries decide). I
 calls really run: files appear.
 """
 
+import json
 import os
 import signal
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +157,22 @@ def test_a_stalled_stream_is_stopped_by_idle_timeout_and_retried(batch):
     assert record["attempts"][0]["reason"] == "no output for 8s"
     assert attempts(batch, "auth") == [(False, "transient"), (True, None)]
     assert [r.reply for r in api.requests] == ["hang", "tool", "text"]
+
+
+def test_a_failed_check_is_told_to_the_same_gemini_session(batch, tmp_path):
+    """gemini --resume SESSION, in task.md's folder where the session was made: the retry's
+    conversation holds the first attempt's, then the check's output."""
+    check = json.dumps([sys.executable, str(Path(__file__).parent / "agents" / "check_once.py"), "{module}"])
+    write(batch, ("billing",), parallel=1, extra=f"check: {check}\n")
+    (tmp_path / "checks").mkdir()
+    with FakeGemini(by_prompt={"Module: billing": writes(batch, "billing") + [text("Fixed it.")]}) as api:
+        result = batch.run("run-batch", timeout=180, env={**env(api, batch), "CHECK_STATE": str(tmp_path / "checks"),
+                                                          "CHECK_FAILS_ONCE": "billing"})
+        turns = [turn.body["contents"] for turn in api.turns("Module: billing")]
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = [[" ".join(part.get("text", "") for part in content.get("parts") or []) for content in turn] for turn in turns]
+    assert len(said) == 3 and not any("FAILED" in text for text in said[1])
+    assert "FAILED tests/billing" in said[2][-1] and "Module: billing" not in said[2][-1]
+    assert "Wrote billing." in said[2] and sum("Module: billing" in text for text in said[2]) == 1
+    first, second = batch.record("write-notes", "billing")["attempts"]
+    assert second["resumed_session"] == first["session_id"] == second["session_id"]

@@ -1,6 +1,8 @@
-"""Interruptions lose nothing: kill -9, Ctrl-C and SIGTERM mid-group, then a resume."""
+"""Interruptions lose nothing: kill -9, Ctrl-C, SIGTERM, SIGHUP and a closed output mid-group,
+then a resume."""
 
 import signal
+import subprocess
 import time
 
 import psutil
@@ -65,7 +67,8 @@ def test_kill_9_mid_group_then_resume(busy):
     resume_and_check(busy, done_before)
 
 
-@pytest.mark.parametrize("signum, code, words", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+@pytest.mark.parametrize("signum, code, words", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM"),
+                                                 (signal.SIGHUP, 129, "SIGHUP")])
 def test_ctrl_c_and_sigterm_stop_every_agent_tree_then_resume(busy, signum, code, words):
     runner = busy.start("run-batch", "-n", "3")
     wait_for(lambda: len(completed(busy)) >= 4 and busy.runs("start")["g:m5"] == 1)
@@ -76,9 +79,26 @@ def test_ctrl_c_and_sigterm_stop_every_agent_tree_then_resume(busy, signum, code
     assert time.monotonic() - stopped_at < 5
     assert runner.returncode == code, output
     assert f"Stopped by {words}" in output and "run `doit run-batch` again" in output
+    assert "not started: 1 item, the run was stopped: h:m0" in output  # was: "an item it depends on failed"
     assert not [pid for pid in pids if alive(pid)]
     assert "g:m4" in busy.run("run-batch", "--dry-run").stdout
     assert "h:m0" not in busy.runs("start")  # nothing new started after the signal
+    resume_and_check(busy, completed(busy))
+
+
+def test_a_closed_output_stops_the_run_as_sigterm_does_then_resume(busy):
+    """`doit run-batch | head -1`: was a BrokenPipeError traceback, and agents left running."""
+    runner = subprocess.Popen(busy.command("run-batch", "-n", "3"), cwd=busy.path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    runner.stdout.readline()
+    wait_for(lambda: busy.runs("start")["g:m5"] == 1)
+    runner.stdout.close()  # the next line it writes finds no reader
+    errors = runner.stderr.read()
+    assert runner.wait(timeout=30) == 128 + signal.SIGPIPE, errors
+    assert "Traceback" not in errors and "Broken pipe" not in errors, errors
+    assert not [pid for pid in agent_pids(busy) if alive(pid)]
+    interrupted = [key for key in ("g:m4", "g:m5") if busy.state(*key.split(":")).joinpath("failure.json").exists()]
+    assert interrupted == ["g:m4", "g:m5"]
     resume_and_check(busy, completed(busy))
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from conftest import wait_for
 from gitrepo import git, make_repo
 
 AGENTS = Path(__file__).parent / "agents"
@@ -110,6 +111,12 @@ def test_a_failed_item_keeps_its_worktree_and_branch_with_a_wip_commit(tmp_path)
     assert "alpha = 'half done'" in git("show", f"{kept['branch']}:shared.py", cwd=repo)
     assert Path(kept["worktree"]).is_dir()
     assert "alpha = 'half done'" not in git("show", "batch/task:shared.py", cwd=repo)
+    # The summary, and batch-status after the run, name where the work is.
+    named = f"kept on {kept['branch']} in .batch/task/worktrees/g/alpha"
+    status = subprocess.run([sys.executable, "-m", "doit", "batch-status"], cwd=repo, capture_output=True, text=True,
+                            timeout=60, env={**os.environ, **env})
+    summary = result.stdout.split("\nfailed:\n", 1)[1]
+    assert named in summary and named in status.stdout.split("\nfailed:\n", 1)[1]
 
 
 def kill_9_when(repo: Path, env: dict, reached: Callable[[], bool]) -> None:
@@ -218,3 +225,31 @@ def test_kill_9_during_a_retry_after_a_failed_check_then_a_run_that_keeps_both_a
     assert "alpha = 'try 1'" in git("show", "batch/task:shared.py", cwd=repo)
     [aside] = git("for-each-ref", "--format=%(refname:short)", "refs/heads/batch/task.items/", cwd=repo).split()
     assert "alpha = 'try 2'" in git("show", f"{aside}:shared.py", cwd=repo)  # the killed attempt's edit, kept
+
+
+def test_with_pipeline_a_modules_next_item_starts_from_a_tip_holding_its_first(tmp_path):
+    body = "# P\n## One\n- [ ] alpha: edit\n- [ ] beta: edit\n## Two\n- [ ] alpha: again\n- [ ] beta: again\n"
+    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = '{group}'"},
+            "beta": {"file": "shared.py", "line": 11, "text": "beta = '{group}'", "gate": "beta-{group}"}}
+    repo, env = setup(tmp_path, body, plan, parallel="2", pipeline="true")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    (gates / "beta-two").touch()
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env={**os.environ, **env, "GATES": str(gates)})
+    try:
+        # two:alpha lands while one:beta is still held at its gate: it waited for one:alpha only.
+        wait_for(lambda: (repo / ".batch/task/items/two/alpha/result.json").exists())
+        assert not (repo / ".batch/task/items/one/beta/result.json").exists()
+        (gates / "beta-one").touch()
+        assert runner.wait(timeout=120) == 0
+    finally:
+        runner.kill()
+    merge = {key: json.loads((repo / f".batch/task/items/{key}/result.json").read_text())["merge"]
+             for key in ("one/alpha", "one/beta", "two/alpha")}
+    base = merge["two/alpha"]["base_commit"]
+    assert git("merge-base", "--is-ancestor", merge["one/alpha"]["merge_commit"], base, cwd=repo) == ""
+    assert subprocess.run(["git", "merge-base", "--is-ancestor", merge["one/beta"]["merge_commit"], base],
+                          cwd=repo).returncode == 1  # one:beta had not landed when two:alpha began
+    landed = git("show", "batch/task:shared.py", cwd=repo)
+    assert "alpha = 'two'" in landed and "beta = 'two'" in landed

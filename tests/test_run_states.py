@@ -12,9 +12,12 @@ import time
 
 from rich.console import Console
 
+from conftest import wait_for
+
 from batch_tasks.board import FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board
 from batch_tasks.events import AgentEvent
-from batch_tasks.live_view import HEARTBEAT_SECONDS, Panel, summary, view_for
+from batch_tasks.live_view import HEARTBEAT_SECONDS, Panel, view_for
+from batch_tasks.run_summary import summary
 
 
 def board_of(*keys, workers=1, **options):
@@ -244,3 +247,40 @@ def test_an_ignored_item_is_skipped_not_failed_nor_not_started(batch):
     assert summary.lstrip().startswith("1 done, 0 failed, 1 skipped, ")
     assert "skipped: 1 item, ignored by `doit ignore` (`doit forget` it to run it again): g:b" in summary
     assert "not started" not in summary and "next:" not in summary
+
+
+def test_always_counts_the_items_it_runs_again_as_done_not_already_done(batch):
+    batch.write("# T\n## G\n- [ ] a: one\n- [ ] b: two\n## H\n- [ ] a: three\n")
+    assert batch.run("run-batch").returncode == 0
+    again = batch.run("run-batch", "-a", "g")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert batch.runs() == {"g:a": 2, "g:b": 2, "h:a": 1}
+    # Was: `0 done, 0 failed, 2 already done`, for the two items it had just run again.
+    assert "\n2 done, 0 failed, 0 already done in " in again.stdout
+
+
+def test_the_next_line_names_the_task_file_it_was_given(batch):
+    batch.write("# T\n## G\n- [ ] a: one\n- [ ] b: two\n", name="plan.md")
+    batch.behave(**{"g:a": {"exit": 2}})
+    result = batch.run("run-batch", "-T", "plan.md", "-k")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "then `doit run-batch -T plan.md` reruns only the 1 item left" in result.stdout
+
+
+def test_batch_status_counts_the_runs_workers_in_its_eta(batch):
+    # One item of four slots is running and four wait: the ETA is their work over four slots,
+    # as the runner counts it, not over the one running (that was 4x the runner's figure).
+    batch.write("# T\n## G\n- [ ] quick: one\n- [ ] slow: two\n## H\n- [ ] a: 1\n- [ ] b: 2\n- [ ] c: 3\n- [ ] d: 4\n")
+    batch.behave(**{"g:quick": {"sleep": 1}, "g:slow": {"sleep": 60}})
+    runner = batch.start("run-batch", "-n", "4")
+    try:
+        wait_for(lambda: batch.runs().get("g:quick") == 1 and (batch.state("g", "quick") / "result.json").exists())
+        time.sleep(1.2)  # the slow one is past the mean: only the waiting items' work is left
+        status = batch.run("batch-status")
+        assert status.returncode == 0, status.stderr
+        eta = float(re.search(r"ETA ([\d.]+)s", status.stdout).group(1))
+        mean = batch.record("g", "quick")["duration_s"]
+        assert abs(eta - 4 * mean / 4) < 0.3, (eta, mean, status.stdout)
+    finally:
+        runner.send_signal(2)
+        runner.communicate(timeout=30)

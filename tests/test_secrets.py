@@ -82,3 +82,15 @@ def test_a_value_that_is_not_utf8_in_the_environment_does_not_crash_an_item(batc
     result = batch.run("run-batch", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_secret_in_a_check_s_command_line_is_masked_where_its_step_is_shown(batch):
+    check = json.dumps([sys.executable, "-c", "pass", SPLIT])  # the check names the secret itself
+    batch.write("# T\n## G\n- [ ] a: checked\n", f"---\nagent: command\ncommand: [{json.dumps(sys.executable)}, -c, pass]\n"
+                                                 f"check: {check}\n---\n")
+    result = batch.run("run-batch", env=SECRETS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = [event for event in batch.events("g", "a") if event["kind"] == "step"]
+    assert [event["data"]["step"] for event in steps] == ["agent", "check"] and steps[1]["text"].endswith(" pass ***")
+    shown = [batch.state("g", "a") / name for name in ("events.jsonl", "output.log", "result.json")]
+    assert leaks("".join(path.read_text() for path in shown) + result.stdout + result.stderr) == []

@@ -38,6 +38,17 @@ def short(text: Any, limit: int = SHORT) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+# Tools whose subject is a path: shown as `Write notes/auth.md`; the others as `Bash: pytest -q`.
+FILE_TOOLS = {"Edit", "Write", "Read", "NotebookEdit", "Delete"}
+
+
+def tool_text(name: str, subject: Any) -> str:
+    """A tool call in one line, the same for every agent (their tools are named alike)."""
+    if not subject:
+        return name
+    return f"{name} {short(subject)}" if name in FILE_TOOLS else f"{name}: {short(subject)}"
+
+
 class CostEstimate:
     """An attempt's cost estimated from its tokens, for agents that report none (Codex,
     Gemini), held to the item's budget as Claude's --max-budget-usd is: their tokens come
@@ -145,9 +156,19 @@ class Agent:
                 raise SettingError(f"agent {self.name!r} does not take {name!r}: {why}", setting=name)
 
     def argv(self, settings: Mapping[str, Any], context: Mapping[str, str]) -> list[str]:
-        """The command line. `context` has module, group, prompt_file and session_id.
+        """The command line. `context` has module, group, prompt_file and session_id, and
+        resume_session: the earlier session to continue ("" for a fresh one; see resumes).
         The prompt also goes to the CLI's standard input."""
         raise NotImplementedError
+
+    def resumes(self, settings: Mapping[str, Any]) -> bool:
+        """Whether this CLI, so set, can continue an earlier attempt's session (in the same folder)."""
+        return False
+
+    def resumed_session_id(self, earlier: str, ours: str) -> str:
+        """The id a continued session goes by: the earlier one's, as the CLI keeps it, unless the
+        adapter has it forked under `ours`."""
+        return earlier
 
     def environment(self, settings: Mapping[str, Any]) -> dict[str, str]:
         """Variables the agent's process needs beyond the run's own environment."""

@@ -11,9 +11,8 @@ import re
 from typing import Any, Mapping
 
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short, tool_text
 
-# How long one line for people may be.
 
 # The CLI's own names for API errors (the `error` field of its synthetic assistant message)
 # that no retry can fix.
@@ -29,7 +28,6 @@ TOOL_SUMMARY = {
     "Bash": "command", "Grep": "pattern", "Glob": "pattern", "WebFetch": "url", "WebSearch": "query",
     "Task": "description",
 }
-FILE_TOOLS = {"Edit", "Write", "Read", "NotebookEdit"}
 
 
 
@@ -60,10 +58,7 @@ def _first_text(content: Any) -> str:
 
 
 def _summary(name: str, tool_input: Any) -> str:
-    value = tool_input.get(TOOL_SUMMARY.get(name, "")) if isinstance(tool_input, dict) else None
-    if not value:
-        return name
-    return f"{name} {short(value)}" if name in FILE_TOOLS else f"{name}: {short(value)}"
+    return tool_text(name, tool_input.get(TOOL_SUMMARY.get(name, "")) if isinstance(tool_input, dict) else None)
 
 
 def _parenthesized(errors: Any) -> str:
@@ -234,9 +229,13 @@ class ClaudeAgent(Agent):
     supports = frozenset({"model", "allowed_tools", "permission_mode", "max_turns", "extra_args", "item_budget_usd"})
 
     def argv(self, settings: Mapping[str, Any], context: Mapping[str, str]) -> list[str]:
-        """The prompt goes to standard input; the session id is ours, so a run can be found again."""
-        argv = [self.executable, "-p", "--output-format", "stream-json", "--verbose",
-                "--session-id", context["session_id"]]
+        """The prompt goes to standard input; the session id is ours, so a run can be found again.
+        A continued session is forked under ours (2.1 takes --session-id with --resume only so):
+        the earlier attempt's session stays as it ended."""
+        argv = [self.executable, "-p", "--output-format", "stream-json", "--verbose"]
+        if context.get("resume_session"):
+            argv += ["--resume", context["resume_session"], "--fork-session"]
+        argv += ["--session-id", context["session_id"]]
         if settings.get("model"):
             argv += ["--model", settings["model"]]
         if settings.get("permission_mode"):
@@ -250,6 +249,12 @@ class ClaudeAgent(Agent):
         if settings.get("item_budget_usd") is not None:
             argv += ["--max-budget-usd", str(settings["item_budget_usd"])]
         return argv + list(settings.get("extra_args") or ())
+
+    def resumes(self, settings: Mapping[str, Any]) -> bool:
+        return "--no-session-persistence" not in (settings.get("extra_args") or ())
+
+    def resumed_session_id(self, earlier: str, ours: str) -> str:
+        return ours
 
     def reader(self, settings: Mapping[str, Any] | None = None) -> JsonLinesReader:
         return ClaudeReader()

@@ -17,9 +17,8 @@ from typing import Any, Mapping
 from ..errors import SettingError
 from ..events import AgentEvent
 from ..pricing import estimated_cost
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome, short
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome, short, tool_text
 
-# How long one line for people may be.
 
 # `permission_mode` is codex's --sandbox. Alone, `codex exec` is read-only; a batch edits
 # the project, so workspace-write is the default.
@@ -57,7 +56,6 @@ TRANSIENT_ERRORS = re.compile(
 # Thread items that are tool calls, and how a file_change's kinds read.
 TOOL_ITEMS = {"command_execution", "file_change", "mcp_tool_call", "web_search", "collab_tool_call"}
 CHANGE_TOOLS = {"add": "Write", "update": "Edit", "delete": "Delete"}
-FILE_TOOLS = {"Write", "Edit", "Delete"}
 
 
 
@@ -96,13 +94,7 @@ def _unwrapped(command: str) -> str:
 
 
 def _tool_use(name: str, summary: Any) -> AgentEvent:
-    if not summary:
-        text = name
-    elif name in FILE_TOOLS:
-        text = f"{name} {short(summary)}"
-    else:
-        text = f"{name}: {short(summary)}"
-    return AgentEvent("tool_use", text, {"name": name})
+    return AgentEvent("tool_use", tool_text(name, summary), {"name": name})
 
 
 def _tool_uses(item: dict) -> list[AgentEvent]:
@@ -260,13 +252,18 @@ class CodexAgent(Agent):
         """`-` (last, so extra_args stay options) makes codex read the prompt from stdin.
 
         Codex picks its own session id (the thread id, read from the stream), so
-        context["session_id"] is not used. --skip-git-repo-check: a batch may run outside git.
+        context["session_id"] is not used; `exec resume THREAD -` continues a thread under its
+        id, exec's options before it still honoured. --skip-git-repo-check: a batch may run outside git.
         """
         argv = [self.executable, "exec", "--json", "--skip-git-repo-check",
                 "--sandbox", settings.get("permission_mode") or DEFAULT_SANDBOX]
         if settings.get("model"):
             argv += ["--model", settings["model"]]
-        return argv + list(settings.get("extra_args") or ()) + ["-"]
+        resume = ["resume", context["resume_session"]] if context.get("resume_session") else []
+        return argv + list(settings.get("extra_args") or ()) + resume + ["-"]
+
+    def resumes(self, settings: Mapping[str, Any]) -> bool:
+        return "--ephemeral" not in (settings.get("extra_args") or ())
 
     def reader(self, settings: Mapping[str, Any] | None = None) -> JsonLinesReader:
         settings = settings or {}

@@ -16,9 +16,8 @@ from typing import Any, Mapping
 from ..errors import SettingError
 from ..events import AgentEvent
 from ..pricing import estimated_cost
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome, short
+from .base import PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome, short, tool_text
 
-# How long one line for people may be.
 
 # `permission_mode` is gemini's --approval-mode. By default edits are approved and other
 # tools are refused unless allowed_tools lets them, as Claude's acceptEdits does.
@@ -37,7 +36,6 @@ TOOLS = {
     "google_web_search": ("WebSearch", "query"),
     "web_fetch": ("WebFetch", "prompt"),
 }
-FILE_TOOLS = {"Edit", "Write", "Read"}
 
 # Gemini retries API errors itself and logs each attempt on stderr
 # ("Attempt 2 failed: ...", packages/core/src/utils/retry.ts).
@@ -138,13 +136,7 @@ class GeminiReader(JsonLinesReader):
         tool_name = event.get("tool_name") or "tool"
         name, parameter = TOOLS.get(tool_name, (tool_name, None))
         summary = (event.get("parameters") or {}).get(parameter) if parameter else None
-        if not summary:
-            text = name
-        elif name in FILE_TOOLS:
-            text = f"{name} {short(summary)}"
-        else:
-            text = f"{name}: {short(summary)}"
-        return self._flush() + [AgentEvent("tool_use", text, {"name": name})]
+        return self._flush() + [AgentEvent("tool_use", tool_text(name, summary), {"name": name})]
 
     def _on_tool_result(self, event: dict) -> list[AgentEvent]:
         is_error = event.get("status") == "error"
@@ -239,10 +231,13 @@ class GeminiAgent(Agent):
         from it (`cat file | gemini`, docs/cli/cli-reference.md); -p would only add text after it.
 
         --skip-trust: headless, an untrusted folder is a fatal error (docs/cli/trusted-folders.md),
-        and the batch runs where its user chose. --session-id: ours, so a run can be found again.
+        and the batch runs where its user chose. --session-id: ours, so a run can be found again;
+        --resume ID continues one under its id (0.61 takes no --session-id with it), found only
+        from the folder it ran in.
         """
-        argv = [self.executable, "--output-format", "stream-json", "--skip-trust",
-                "--session-id", context["session_id"],
+        session = (["--resume", context["resume_session"]] if context.get("resume_session")
+                   else ["--session-id", context["session_id"]])
+        argv = [self.executable, "--output-format", "stream-json", "--skip-trust", *session,
                 "--approval-mode", settings.get("permission_mode") or DEFAULT_APPROVAL]
         if settings.get("model"):
             argv += ["--model", settings["model"]]
@@ -251,6 +246,9 @@ class GeminiAgent(Agent):
         for tool in settings.get("allowed_tools") or ():
             argv += ["--allowed-tools", tool]
         return argv + list(settings.get("extra_args") or ())
+
+    def resumes(self, settings: Mapping[str, Any]) -> bool:
+        return True
 
     def reader(self, settings: Mapping[str, Any] | None = None) -> JsonLinesReader:
         return GeminiReader(budget_usd=(settings or {}).get("item_budget_usd"))

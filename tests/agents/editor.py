@@ -3,8 +3,10 @@
 What each module does is in the JSON file named by $EDITOR_PLAN (outside the repository):
   {"<module>": {"file": "shared.txt", "line": 2, "text": "new words"} | {"nothing": true}}
 with, optionally, "await": [modules] (start editing only once each of them has started:
-so that items start from one tip) and "hang_at": N (the first time it makes attempt N,
-hang after the edit, for a test to kill the runner). "{attempt}" in the text is the attempt's number. Each start is logged to $EDITOR_LOG as one JSON
+so that items start from one tip), "gate": NAME (start only once the file $GATES/NAME exists:
+a test holds the agent so) and "hang_at": N (the first time it makes attempt N,
+hang after the edit, for a test to kill the runner). "{attempt}" in the text is the attempt's number,
+"{group}" (there and in "gate") its item's group. Each start is logged to $EDITOR_LOG as one JSON
 line: module, attempt, worktree, and the prompt, so that tests can see what the agent was told."""
 
 import json
@@ -30,10 +32,13 @@ def started() -> set[str]:
 deadline = time.monotonic() + 60
 while not set(plan.get("await", ())) <= started() and time.monotonic() < deadline:
     time.sleep(0.05)
+gate, deadline = plan.get("gate", "").replace("{group}", os.environ["BATCH_GROUP"]), time.monotonic() + 120
+while gate and not os.path.exists(os.path.join(os.environ["GATES"], gate)) and time.monotonic() < deadline:
+    time.sleep(0.05)
 if not plan.get("nothing"):
     with open(plan["file"]) as stream:
         lines = stream.read().splitlines()
-    lines[plan["line"] - 1] = plan["text"].replace("{attempt}", os.environ["BATCH_ATTEMPT"])
+    lines[plan["line"] - 1] = plan["text"].replace("{attempt}", os.environ["BATCH_ATTEMPT"]).replace("{group}", os.environ["BATCH_GROUP"])
     with open(plan["file"], "w") as stream:
         stream.write("\n".join(lines) + "\n")
 hung = f"{log_path}.{module}.hung"
