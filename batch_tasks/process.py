@@ -106,7 +106,9 @@ class _Watchdog:
     def tell(self, *words: str) -> None:
         with self._lock:
             if self._child is None:
+                # Its output nowhere: a caller reading the runner's to its end does not wait for it.
                 self._child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG)], stdin=subprocess.PIPE,
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                                start_new_session=True)
             try:
                 os.write(self._child.stdin.fileno(), (" ".join(words) + "\n").encode())
