@@ -9,7 +9,10 @@ runner only; in its own cgroup where the system allows, and with a marker in its
 environment (see attempt_processes), so that everything it starts is found. It
 is started with nothing to run between fork and exec, so that Python can vfork
 (a fork of a 100 MB runner costs milliseconds per item), and is moved into its
-cgroup by the runner right after, with anything it started already. It dies with
+cgroup by the runner right after, with anything it started already (found from its
+children; a process that it starts and that leaves it in the microseconds before
+the move is outside the cgroup, and found by its marker when the next run
+recovers, as everything is without cgroups). It dies with
 its runner: the run's watchdog (watchdog.py) kills it when the runner is gone,
 however it went, and removes each attempt's cgroup once it is freed, so that no
 item waits for that. What the agent started itself the next run stops (see recovery).
