@@ -108,11 +108,11 @@ class AttemptProcesses:
             cgroup = None  # a record may be planted: only a cgroup we could have made is touched
         return cls(pid, float(create_time), attempt_id, cgroup)
 
-    def processes(self, include_agent: bool = True) -> list[psutil.Process]:
+    def processes(self, include_agent: bool = True, members: list[int] | None = None) -> list[psutil.Process]:
         """Every live process of the attempt; the agent itself only if `include_agent`
         (a reaped agent's pid may already be someone else's)."""
         found: dict[int, psutil.Process] = {}
-        for pid in self._cgroup_members():
+        for pid in members if members is not None else self._cgroup_members():
             try:
                 found[pid] = psutil.Process(pid)
             except psutil.Error:
@@ -154,13 +154,14 @@ class AttemptProcesses:
 
     def stop(self, grace: float = GRACE_SECONDS, include_agent: bool = True) -> bool:
         """SIGTERM to every process of the attempt, SIGKILL to what is left after `grace`;
-        returns when all are gone. True if there was anything to stop. The agent, when it is
+        returns when all are gone. True if there was anything to stop. Its cgroup is left
+        for the caller to remove (the kernel frees it a moment later). The agent, when it is
         our child (`self.child`), is signalled and waited for through its Popen, which must
         be the one to reap it, or its exit status would be lost."""
         child = self.child if include_agent and self.child is not None and self.child.poll() is None else None
-        targets = self.processes(include_agent and self.child is None)
-        if not targets and child is None and not self._cgroup_members():
-            self.remove_cgroup()
+        members = self._cgroup_members()
+        targets = self.processes(include_agent and self.child is None, members)
+        if not targets and child is None and not members:
             return False
         if child is not None:
             child.send_signal(signal.SIGTERM)
@@ -177,7 +178,6 @@ class AttemptProcesses:
                 break
         if child is not None:
             child.wait()
-        self.remove_cgroup()
         return True
 
     def _kill_cgroup(self) -> None:
@@ -246,7 +246,9 @@ def stop_leftovers(running_record: dict) -> bool:
     attempt = AttemptProcesses.from_record(running_record)
     if attempt is None:
         return False
-    return attempt.stop(grace=GRACE_SECONDS, include_agent=is_same_process(attempt.pid, attempt.create_time))
+    stopped = attempt.stop(grace=GRACE_SECONDS, include_agent=is_same_process(attempt.pid, attempt.create_time))
+    attempt.remove_cgroup()
+    return stopped
 
 
 def is_same_process(pid: int, create_time: float) -> bool:

@@ -1,4 +1,7 @@
-"""Loading a batch: task.md → plan → templates → fingerprints → verdicts, in that order."""
+"""Loading a batch: task.md → plan → templates → fingerprints → verdicts, in that order.
+
+The verdicts need every item's records; a command that shows only the plan (`doit list`
+without `--status`, `batch-graph`, `forget`) loads without them (`read_records=False`)."""
 
 from __future__ import annotations
 
@@ -18,20 +21,28 @@ class Batch:
     state: BatchState
     templates: dict[str, Template]  # by group slug
     fingerprints: dict[str, dict[str, str]]  # by item key
-    verdicts: dict[str, staleness.Verdict]  # by item key
+    verdicts: dict[str, staleness.Verdict] | None  # by item key; None when loaded without records
     budget: Budget
 
 
-def load(path: Path, for_dry_run: bool = False) -> Batch:
+def load(path: Path, for_dry_run: bool = False, read_records: bool = True) -> Batch:
     """Raises TaskFileError or BatchError for anything wrong, before anything runs (a dry
     run lists a plan whose agent is not set up, saying so)."""
     path = path.absolute()
     state = BatchState(path)
     plan = taskfile.load_plan(path, cache_dir=state.root, for_dry_run=for_dry_run)
-    templates = {group.slug: load_template(path, group.settings["template"], group.line) for group in plan.groups}
+    # Groups mostly share a template: each one is read, checked and digested once.
+    by_setting: dict[str | None, tuple[Template, str]] = {}
+    templates = {}
+    for group in plan.groups:
+        setting = group.settings["template"]
+        if setting not in by_setting:
+            template = load_template(path, setting, group.line)
+            by_setting[setting] = (template, digest(template.source))
+        templates[group.slug] = by_setting[setting][0]
     fingerprints = {}
     for group in plan.groups:
-        template_part = digest(templates[group.slug].source)
+        template_part = by_setting[group.settings["template"]][1]
         settings_part = staleness.settings_digest(group.settings)
         for item in group.items:
             fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
@@ -39,6 +50,8 @@ def load(path: Path, for_dry_run: bool = False) -> Batch:
         from .worktree import Isolation  # git is asked only by batches that use it
 
         Isolation(path, plan.settings).validate()
+    if not read_records:
+        return Batch(plan, state, templates, fingerprints, None, Budget(plan.settings.get("budget_usd"), 0.0))
     verdicts = staleness.assess(plan, state, fingerprints)
     budget = Budget(plan.settings.get("budget_usd"), sum(verdict.spent_usd for verdict in verdicts.values()))
     return Batch(plan, state, templates, fingerprints, verdicts, budget)

@@ -75,12 +75,13 @@ class Board:
         workers: int = 1,
         root: str | None = None,
         agents: dict[str, str] | None = None,
+        begun: float | None = None,  # when the run began: for run-batch, when its process did
     ):
         self.items = {key: ItemView(key, group, agent=(agents or {}).get(key, "")) for key, group in items}
         self.already_done = already_done
         self.workers = workers
         self.root = root or os.getcwd()  # paths are shown relative to it: task.md's folder
-        self.begun = time.time()
+        self.begun = time.time() if begun is None else begun
         self.ended: float | None = None  # set for a run that is over
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter({WAITING: len(self.items)})

@@ -24,18 +24,17 @@ from rich.live import Live
 from rich.text import Text
 
 from . import batch as batch_mod
-from . import executors, graph, history, recovery
+from . import executors, graph, history, nothing_to_do, process, recovery
 from .agents import AGENTS
-from .board import board_from_state
+from .board import Board, board_from_state
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
 from .errors import BatchError
-from .executors import dask_cluster
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
 from .doit_tasks import item_job
 from .lifecycle import check_prompts
-from .live_view import console_for, panel, print_lines
+from .live_view import console_for, panel, print_lines, view_for
 from .run_summary import summary
 from .loader import BatchLoader
 from .merge_queue import MergeQueue
@@ -114,10 +113,16 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         path = Path(params["taskfile"]).absolute()
         self.loader.optional = params.get("optional", False)
         try:
+            self._rerun = _rerun_command(params["taskfile"])
+            seen = nothing_to_do.look(path, self.config) if nothing_to_do.may_answer(params, args) else None
+            if seen is not None and (said := nothing_to_do.answer(path, seen)) is not None:
+                return self._say_nothing_to_do(said)
             # Every mistake is found before anything is written.
             batch = batch_mod.load(path, for_dry_run=params.get("dry_run"))
-            _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
+            told = _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
             if executors.scheduler_of(batch.plan.settings, params.get("executor", ""), params.get("scheduler", "")):
+                from .executors import dask_cluster  # only a Dask run needs what it brings
+
                 dask_cluster.check_ready(batch, {item.key for item in batch.plan.items()
                                                  if batch.verdicts[item.key].runs or params.get("always")})
             if params.get("dry_run"):
@@ -126,17 +131,44 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if not args and not params.get("failed") and not params.get("always"):
                 self._check(batch, {item.key for item in batch.plan.items()
                                     if batch.verdicts[item.key].runs and (params.get("optional") or not item.optional)})
-            self._rerun = _rerun_command(params["taskfile"])
             with BatchState(path).run_lock(workers=_workers(params.get("num_process"), batch)):
-                if recovery.owed(batch):
+                recovered = recovery.owed(batch)
+                if recovered:
                     for note in recovery.recover(batch):
                         self.outstream.write(f"recovered: {note}\n")
                     batch = batch_mod.load(path)  # as the repairs left it
                 self.loader.batch = batch
-                return super().execute(params, args)
+                code = super().execute(params, args)
+                if seen is not None and not recovered:
+                    self._keep_nothing_to_do(path, seen, batch, told)
+                return code
         except BatchError as error:
             sys.stderr.write(f"ERROR: {error}\n")
             return EXIT_BAD_INPUT
+
+    _found_nothing_to_do: dict | None = None  # set by _execute: what a run with nothing to do said
+
+    def _keep_nothing_to_do(self, path: Path, seen, batch, told: list[str]) -> None:
+        """A stamp for the next run (see nothing_to_do), if this one found nothing to do."""
+        # An isolated batch's load also asks git whether its repository is fit: never skipped.
+        if self._found_nothing_to_do is None or any(g.settings["isolation"] == "worktree" for g in batch.plan.groups):
+            nothing_to_do.forget(batch.state)
+            return
+        templates = {group.settings["template"]: batch.templates[group.slug].source for group in batch.plan.groups}
+        nothing_to_do.write(path, self.config, seen, templates.items(), {**self._found_nothing_to_do, "told": told})
+
+    def _say_nothing_to_do(self, said: dict) -> int:
+        """What a full load would say of a batch with nothing to do (see nothing_to_do)."""
+        if said["told"]:
+            sys.stderr.write("\n".join(said["told"]) + "\n")
+        self._hint_at_config()
+        board = Board([], already_done=said["already_done"], begun=process.process_started())
+        view_for(self.outstream, board).close(summary(board, said["notes"], rerun=self._rerun))
+        return 0
+
+    def _hint_at_config(self) -> None:
+        if self.config.get("GLOBAL", {}).get("loader") != "batch":
+            sys.stderr.write(CONFIG_HINT + "\n")
 
     def _check(self, batch, will_run: set[str]) -> None:
         """What would stop the run, found before it starts: a template asking for what is not
@@ -163,8 +195,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             return self._dry_run(batch, control, selected, always)
         if not will_run <= self._checked:  # a selection: checked now, under the lock
             self._check(batch, will_run)
-        if self.config.get("GLOBAL", {}).get("loader") != "batch":
-            sys.stderr.write(CONFIG_HINT + "\n")
+        self._hint_at_config()
         workers = _workers(num_process, batch)
         run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
                   redactor=Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings.get("pass_env", ())
@@ -179,9 +210,10 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             run.merge_queue = MergeQueue(run.isolation)
         if will_run:
             run.executor = executors.choose(batch, executors.scheduler_of(batch.plan.settings, executor, scheduler), run)
+        reporter = BatchReporter(self.outstream, {}, workers=workers, run=run, always=always, rerun=self._rerun)
         runner = BatchRunner(
             self.dep_manager,
-            BatchReporter(self.outstream, {}, workers=workers, run=run, always=always, rerun=self._rerun),
+            reporter,
             run,
             dispatcher,
             candidates(batch.plan, durations) if will_run else {},
@@ -206,6 +238,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         else:
             code = EXIT_NOT_ALL_STARTED if runner.not_started else 0
         run.executor.close()
+        if code == 0 and not will_run and run.isolation is None and not reporter.board.snapshot():
+            self._found_nothing_to_do = {"already_done": reporter.board.already_done,
+                                         "notes": [run.budget.note()] if run.budget.note() else []}
         if run.isolation is not None:
             run.isolation.close()
             self.outstream.write(run.isolation.how_to_take() + "\n")
@@ -237,9 +272,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         return 0
 
 
-def _tell_how_it_was_read(plan, dry_run: bool) -> None:
+def _tell_how_it_was_read(plan, dry_run: bool) -> list[str]:
     """How task.md was read (its dialect, when not this tool's own), and each warning and note
-    at its line, on standard error, before anything else."""
+    at its line, on standard error, before anything else; returns those lines."""
     name = plan.path.name
     lines = [plan.dialect_reason] if plan.dialect_reason and (dry_run or plan.dialect != "batch") else []
     lines += [f"{name}:{line}: warning: {message}" for line, message in plan.warnings]
@@ -248,6 +283,7 @@ def _tell_how_it_was_read(plan, dry_run: bool) -> None:
         lines.append(f"{plan.agent_error()} (a run would stop here)")
     if lines:
         sys.stderr.write("\n".join(lines) + "\n")
+    return lines
 
 
 def _failed_last_time(batch) -> list[str]:

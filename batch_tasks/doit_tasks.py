@@ -4,7 +4,8 @@ Item `GROUP:MODULE` is a subtask of `GROUP`; its target is its result record; it
 waits (task_dep) for what the plan says it waits for; its `uptodate` is its Verdict,
 so doit skips exactly the items staleness says are current, and `doit info` says why.
 An item has no doit action: its job (plain data, in `meta`) is run by run-batch's own
-runner (see runner.py), which doit's plain `run` is not.
+runner (see runner.py), which doit's plain `run` is not. A batch loaded without its
+records (for a command that only shows the plan) gives tasks without verdicts or jobs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import replace
 from doit.task import Task
 
 from .batch import Batch
-from .lifecycle import ItemJob
 from .staleness import DONE_BY_HAND
 
 
@@ -26,23 +26,25 @@ def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
         bare_group = replace(group, items=())  # each job carries its own item, not the group's
         items = [item for item in group.items if optional or not item.optional]
         for item in items:
-            verdict = batch.verdicts[item.key]
+            verdict = batch.verdicts[item.key] if batch.verdicts is not None else None
             result = batch.state.item(item.group, item.module).result
-            job = item_job(batch, index, bare_group, item)
+            meta = {"line": item.line}
+            if verdict is not None:
+                meta["job"] = item_job(batch, index, bare_group, item)
             tasks.append(
                 Task(
                     item.key,
                     [],
                     # An item ticked by hand has no record to make; any other has its result.
-                    targets=[] if verdict.reason == DONE_BY_HAND else [result],
+                    targets=[] if verdict is not None and verdict.reason == DONE_BY_HAND else [result],
                     task_dep=plan.task_dep(item),
                     # In a tuple doit keeps the Verdict as a value, takes its truth, and
                     # `doit info` prints it: the reason the item runs.
-                    uptodate=[(verdict,)],
+                    uptodate=[(verdict,)] if verdict is not None else [],
                     doc=item.text if len(item.text) <= 72 else item.text[:71] + "…",
                     subtask_of=group.slug,
                     io={"capture": False},
-                    meta={"line": item.line, "job": job},
+                    meta=meta,
                 )
             )
         tasks.append(
@@ -51,8 +53,12 @@ def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
     return tasks
 
 
-def item_job(batch: Batch, index: int, bare_group, item) -> ItemJob:
-    """The plain data one item's run needs: its group without its items, its template, what it waits for."""
+def item_job(batch: Batch, index: int, bare_group, item):
+    """The plain data one item's run needs (a lifecycle.ItemJob): its group without its items,
+    its template, what it waits for."""
+    # Imported here: the run core behind it is loaded only by commands that run or check items.
+    from .lifecycle import ItemJob
+
     plan = batch.plan
     previous = plan.groups[index - 1] if index else None
     group = plan.groups[index]

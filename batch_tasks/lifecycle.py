@@ -34,7 +34,7 @@ from .item_status import DONE, read_status
 from .plan import Group, Item
 from .records import Attempt, failure_record, record_failure, record_success, success_record
 from .run import Run
-from .state import BatchState
+from .state import BatchState, state_of
 
 
 @dataclass(slots=True)
@@ -76,7 +76,7 @@ class ItemRun:
 
     def __init__(self, job: ItemJob, run: Run):
         self.job, self.run = job, run
-        self.state = BatchState(job.taskfile)
+        self.state = state_of(job.taskfile)
         self.folder = self.state.item(job.item.group, job.item.module)
         self.attempts: list[Attempt] = []
         self.counts = retry.Counts()
@@ -182,6 +182,8 @@ class ItemRun:
                 if not committed.changed and not settings["allow_empty"]:
                     return failed("no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT)
             check = Check.from_settings(settings, item.group, item.module)
+            if check is None and workspace is None:
+                return  # nothing to land
             with self.folder.open_log() as log:
                 if check is not None:
                     here = workspace.path if workspace else job.taskfile.parent

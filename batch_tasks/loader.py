@@ -29,6 +29,10 @@ opt_taskfile = {
 }
 
 
+# Commands that show or touch only the plan and doit's own records: they read no item's records.
+PLAN_ONLY = frozenset({"batch-graph", "forget", "ignore"})
+
+
 class BatchLoader(TaskLoader2):
     cmd_options = (opt_taskfile,)
 
@@ -39,6 +43,7 @@ class BatchLoader(TaskLoader2):
 
     def setup(self, opt_values):
         self.path = Path(opt_values["taskfile"]).absolute()
+        self._shows_status = bool(opt_values.get("status"))
         if self.batch is not None and self.batch.plan.path != self.path:
             self.batch = None
 
@@ -58,14 +63,19 @@ class BatchLoader(TaskLoader2):
             raise InvalidDodoFile("a batch runs with `doit run-batch` (it locks, checks the agents and shows "
                                   "the panel); doit's own `run` cannot run its items")
         try:
-            if self.batch is None:
-                self.batch = batch_mod.load(self.path)
+            needs_records = self._needs_records(cmd.name)
+            if self.batch is None or (needs_records and self.batch.verdicts is None):
+                self.batch = batch_mod.load(self.path, read_records=needs_records)
             if cmd.name != "help":
                 cli.check_names(self.batch.plan, pos_args or [], self._targets)
         except BatchError as error:
             # doit prints InvalidDodoFile as one line, without a traceback.
             raise InvalidDodoFile(str(error)) from None
         return build_tasks(self.batch, optional=self.optional)
+
+    def _needs_records(self, command: str) -> bool:
+        """Whether COMMAND says anything that the items' records decide (`list` only with --status)."""
+        return command not in PLAN_ONLY and not (command == "list" and not self._shows_status)
 
     def _targets(self):
         return [self.batch.state.item(item.group, item.module).result for item in self.batch.plan.items()]

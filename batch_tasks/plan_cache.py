@@ -76,7 +76,7 @@ def locate_marks(plan: Plan, data: bytes) -> None:
 
 
 @lru_cache(maxsize=1)
-def _code_digest() -> bytes:
+def code_digest() -> bytes:
     """Every .py file of the package, by path and content, and its version."""
     package = Path(__file__).parent
     digest = hashlib.sha256(__version__.encode())
@@ -93,7 +93,7 @@ def _key(path: Path, data: bytes, marks: list[int]) -> str | None:
     masked = bytearray(data)
     for offset in marks:
         masked[offset] = MASK
-    digest = hashlib.sha256(_code_digest())
+    digest = hashlib.sha256(code_digest())
     digest.update(os.path.realpath(path).encode("utf-8", "surrogateescape") + b"\0")
     digest.update(masked)
     return digest.hexdigest()
@@ -103,7 +103,7 @@ def _marks_now(data: bytes, marks: list[int]) -> str:
     return bytes(map(data.__getitem__, marks)).decode("ascii")
 
 
-def _secret() -> bytes | None:
+def signing_key() -> bytes | None:
     """The user's key for signing caches, made on first use; None if it cannot be had."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     folder = os.path.join(base, "batch-tasks")
@@ -137,7 +137,7 @@ def _signature(secret: bytes, key: str, marks_then: str, body: bytes) -> str:
 
 def load(cache_dir: Path, path: Path, data: bytes) -> Plan | None:
     """The plan cached for task.md's DATA (marks aside), or None."""
-    secret = _secret()
+    secret = signing_key()
     if secret is None:
         return None
     try:
@@ -180,7 +180,7 @@ def load(cache_dir: Path, path: Path, data: bytes) -> Plan | None:
 def store(cache_dir: Path, path: Path, data: bytes, plan: Plan) -> None:
     """Keep PLAN, parsed from DATA, for the next load; a cache that cannot be written only costs time."""
     marks = [item.mark_offset for item in plan.items()]
-    secret = _secret()
+    secret = signing_key()
     key = _key(path, data, marks) if all(offset > 0 for offset in marks) else None
     if secret is None or key is None:
         return

@@ -7,12 +7,15 @@ and stops them all when the run stops (`stop_all`); after that, none starts
 Each agent runs in its own session, so a Ctrl-C at the terminal reaches the
 runner only; in its own cgroup where the system allows, and with a marker in its
 environment (see attempt_processes), so that everything it starts is found. It
-dies with its runner: the parent-death signal (SIGKILL) is set in the child
-between fork and exec (prctl through ctypes, in `preexec_fn`). That function
-only makes system calls: it takes no lock another thread may hold, so it is
-safe in a runner with threads; posix_spawn has no way to set the signal, and a
-helper program (setpriv) would cost an exec per attempt and be one more
-dependency. What the agent started itself the next run stops (see recovery).
+is started with nothing to run between fork and exec, so that Python can vfork
+(a fork of a 100 MB runner costs milliseconds per item), and is moved into its
+cgroup by the runner right after, with anything it started already (found from its
+children; a process that it starts and that leaves it in the microseconds before
+the move is outside the cgroup, and found by its marker when the next run
+recovers, as everything is without cgroups). It dies with
+its runner: the run's watchdog (watchdog.py) kills it when the runner is gone,
+however it went, and removes each attempt's cgroup once it is freed, so that no
+item waits for that. What the agent started itself the next run stops (see recovery).
 
 The agent's own exit decides: it is reported (`on_exit`) the moment it happens,
 even while a helper it started still holds its output open; then its helpers
@@ -22,16 +25,16 @@ closes stdout and stderr.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import selectors
 import shutil
-import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -44,9 +47,7 @@ from .redaction import Redactor
 RESULT_GRACE = 5.0  # for an agent to exit by itself after its final result
 START_ALLOWANCE = 30.0  # silence allowed before an agent's first output, on top of idle_timeout
 AFTER_EXIT = 0.5  # how long the output of a finished attempt is read on, once its helpers are gone
-PR_SET_PDEATHSIG = 1
-
-_libc = ctypes.CDLL(None, use_errno=True)
+WATCHDOG = Path(__file__).with_name("watchdog.py")
 
 
 class StoppedError(Exception):
@@ -83,32 +84,74 @@ class Limits:
 
 
 def _resolve(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> list[str]:
-    program = shutil.which(argv[0], path=env.get("PATH")) if "/" not in argv[0] else str(Path(cwd, argv[0]))
+    program = _on_path(argv[0], env.get("PATH")) if "/" not in argv[0] else str(Path(cwd, argv[0]))
+    if program is not None and not os.access(program, os.X_OK) and "/" not in argv[0]:
+        _on_path.cache_clear()  # gone from where it was: it may be elsewhere on PATH now
+        program = _on_path(argv[0], env.get("PATH"))
     if program is None or not os.access(program, os.X_OK):
         raise FileNotFoundError(2, "no such program", argv[0])
     return [program, *argv[1:]]
 
 
-def _child_setup(runner_pid: int, cgroup_procs: bytes | None) -> Callable[[], None]:
-    """What the child does between fork and exec: system calls only (see the docstring above)."""
-    kill = ctypes.c_ulong(signal.SIGKILL)
-    option, zero = ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(0)
+@lru_cache(maxsize=64)
+def _on_path(name: str, path: str | None) -> str | None:
+    """Where NAME is on PATH: looked for once (a stat per folder), and checked at every start."""
+    return shutil.which(name, path=path)
 
-    def setup() -> None:
-        _libc.prctl(option, kill, zero, zero, zero)
-        if os.getppid() != runner_pid:
-            os._exit(128 + signal.SIGKILL)  # the runner died before the signal was set
-        if cgroup_procs is not None:
+
+class _Watchdog:
+    """The runner's end of watchdog.py: started with the first agent, told of each attempt."""
+
+    def __init__(self) -> None:
+        self._child: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def tell(self, *words: str) -> None:
+        with self._lock:
+            if self._child is None:
+                # Its output nowhere: a caller reading the runner's to its end does not wait for it.
+                self._child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG)], stdin=subprocess.PIPE,
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                               start_new_session=True)
             try:
-                fd = os.open(cgroup_procs, os.O_WRONLY)
-                try:
-                    os.write(fd, b"0")
-                finally:
-                    os.close(fd)
+                os.write(self._child.stdin.fileno(), (" ".join(words) + "\n").encode())
             except OSError:
-                pass  # then the marker and the session find its processes
+                pass  # it is gone (killed by hand): then only the next run stops a killed run's agents
 
-    return setup
+
+def _join_cgroup(cgroup: str | None, pid: int) -> str | None:
+    """Move the agent just started into its cgroup, with what it started already; None if it
+    cannot be (then its processes are found by their marker and session)."""
+    if cgroup is None:
+        return None
+    try:
+        fd = os.open(os.path.join(cgroup, "cgroup.procs"), os.O_WRONLY)
+    except OSError:
+        _remove(cgroup, "")
+        return None
+    try:
+        waiting = [pid]
+        while waiting:
+            member = waiting.pop()
+            try:
+                os.write(fd, str(member).encode())  # one process per write
+            except ProcessLookupError:
+                continue  # it has exited already
+            waiting += _children(member)
+    except OSError:
+        _remove(cgroup, "")
+        return None
+    finally:
+        os.close(fd)
+    return cgroup
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as stream:
+            return [int(word) for word in stream.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 class Supervisor:
@@ -119,6 +162,7 @@ class Supervisor:
         self.stopping = threading.Event()  # set once the run is being stopped
         self._running: dict[int, AttemptProcesses] = {}
         self._lock = threading.Lock()
+        self._watchdog = _Watchdog()
 
     def run(
         self,
@@ -147,30 +191,38 @@ class Supervisor:
         command = _resolve(argv, cwd, env)
         attempt_id = uuid.uuid4().hex
         cgroup = new_cgroup(attempt_id)
-        procs = os.fsencode(os.path.join(cgroup, "cgroup.procs")) if cgroup else None
-        with self._lock:
-            if self.stopping.is_set():
-                _remove(cgroup, attempt_id)
-                raise StoppedError()
-            try:
-                child = subprocess.Popen(
-                    command,
-                    cwd=cwd,
-                    env={**env, ATTEMPT_VARIABLE: attempt_id},
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=_child_setup(os.getpid(), procs),
-                )
-            except BaseException:
-                _remove(cgroup, attempt_id)
-                raise
-            processes = AttemptProcesses(child.pid, psutil.Process(child.pid).create_time(), attempt_id, cgroup, child)
-            self._running[child.pid] = processes
+        if self.stopping.is_set():
+            _remove(cgroup, attempt_id)
+            raise StoppedError()
+        self._watchdog.tell("start", attempt_id)  # before it starts: it is never missed
         try:
+            # Not under the lock: starts from several threads at once do not wait for each other.
+            child = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env={**env, ATTEMPT_VARIABLE: attempt_id},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except BaseException:
+            self._watchdog.tell("end", attempt_id)
+            _remove(cgroup, attempt_id)
+            raise
+        self._watchdog.tell("pid", attempt_id, str(child.pid))
+        cgroup = _join_cgroup(cgroup, child.pid)
+        processes = AttemptProcesses(child.pid, psutil.Process(child.pid).create_time(), attempt_id, cgroup, child)
+        with self._lock:
+            self._running[child.pid] = processes
+            # A stop_all that began while it started did not see it: it is stopped here.
+            stopped_meanwhile = self.stopping.is_set()
+        try:
+            if stopped_meanwhile:
+                processes.stop(grace=0.0)
+                raise StoppedError()
             on_start(processes)
-            threading.Thread(target=_feed, args=(child.stdin, stdin), daemon=True).start()
+            _feed(child.stdin, stdin)
             output = OutputStream(child.stdout.fileno(), log, on_line, redact or Redactor({}))
             return self._watch(child, processes, output, on_exit, Limits(timeout, idle_timeout, finished))
         finally:
@@ -178,7 +230,8 @@ class Supervisor:
                 self._running.pop(child.pid, None)
             if child.poll() is None:  # we are leaving early: leave nothing behind
                 processes.stop()
-            processes.remove_cgroup()
+            # Its cgroup is freed a moment after its last process: the watchdog removes it.
+            self._watchdog.tell("end", attempt_id, *([cgroup] if cgroup else []))
             child.stdout.close()
 
     def _watch(self, child, processes: AttemptProcesses, output: OutputStream, on_exit, limits: Limits) -> Exit:
@@ -229,6 +282,16 @@ class Supervisor:
             thread.join()
 
 
+def process_started() -> float:
+    """When this process began (epoch seconds): what a run's summary counts its time from.
+    From its start in clock ticks since boot (psutil's create_time adds the boot time in
+    whole seconds, so it can be a second off)."""
+    with open("/proc/self/stat", "rb") as stream:
+        fields = stream.read().rsplit(b")", 1)[1].split()
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return time.time() - age
+
+
 def _exit_watch(pid: int) -> int | None:
     """A file descriptor that becomes readable when `pid` exits (Linux 5.3), or None."""
     try:
@@ -247,16 +310,37 @@ def _read_until_closed(output: OutputStream, seconds: float) -> None:
 
 
 def _feed(pipe, data: bytes) -> None:
-    """Write the prompt, then close stdin; an agent that exits without reading it is fine."""
+    """Give the agent its prompt on stdin, then close it: at once when the pipe holds it all
+    (a prompt mostly fits), else from a thread, so that an agent slow to read it is no wait."""
+    fd = pipe.fileno()
+    os.set_blocking(fd, False)
+    try:
+        written = os.write(fd, data) if data else 0
+    except BlockingIOError:
+        written = 0
+    except OSError:  # it exited without reading: that is fine
+        written = len(data)
+    if written == len(data):
+        _close(pipe)
+        return
+    os.set_blocking(fd, True)
+    threading.Thread(target=_feed_rest, args=(pipe, data[written:]), daemon=True).start()
+
+
+def _feed_rest(pipe, data: bytes) -> None:
     try:
         pipe.write(data)
-    except (BrokenPipeError, OSError):
+    except OSError:
         pass
     finally:
-        try:
-            pipe.close()
-        except OSError:
-            pass
+        _close(pipe)
+
+
+def _close(pipe) -> None:
+    try:
+        pipe.close()
+    except OSError:
+        pass
 
 
 def _remove(cgroup: str | None, attempt_id: str) -> None:

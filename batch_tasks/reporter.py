@@ -13,6 +13,7 @@ from doit.exceptions import UnmetDependency
 from .board import WAITING, Board
 from .live_view import view_for
 from .run_summary import summary
+from .process import process_started
 from .run import Run
 
 
@@ -50,6 +51,7 @@ class BatchReporter:
             workers=self.workers,
             root=str(jobs[0].taskfile.parent) if jobs else None,  # paths are shown from task.md's folder
             agents={job.item.key: job.settings["agent"] for job in jobs},  # for `claude --resume`
+            begun=process_started(),  # the summary's time is the whole command's
         )
         self.view = view_for(self.out, self.board)  # it watches the board: every change below reaches it
         if self.run is not None:

@@ -43,6 +43,7 @@ class BatchRunner(Runner):
         self._exhausted = False
         self._withdrawn = False
         self.not_started = 0  # items the dispatcher held back for good (a halt, the budget)
+        self._threads = _Threads()
 
     def run_tasks(self, task_dispatcher):
         while True:
@@ -93,7 +94,7 @@ class BatchRunner(Runner):
             if item_run is None:
                 item_run = self._runs[candidate.key] = ItemRun(node.task.meta["job"], self.run)
                 self.reporter.execute_task(node.task)
-            threading.Thread(target=self._work, args=(candidate, item_run), name=candidate.key, daemon=True).start()
+            self._threads.submit(self._work, candidate, item_run)
 
     def _work(self, candidate: Candidate, item_run: ItemRun) -> None:
         try:
@@ -157,3 +158,29 @@ class BatchRunner(Runner):
         now = time.time()
         change = self.dispatcher.next_change(now)
         return max(0.0, min(TICK_SECONDS, change - now)) if change is not None else TICK_SECONDS
+
+
+class _Threads:
+    """Threads for the attempts, kept for the next one once theirs ends: starting a thread
+    per attempt costs more than the rest of what the runner does for it. Daemons, as the
+    attempts' own threads were: a run that ends does not wait for one still stopping."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, function, *args) -> None:
+        with self._lock:
+            starts = self._idle == 0
+            self._idle -= 0 if starts else 1
+        self._jobs.put((function, args))
+        if starts:
+            threading.Thread(target=self._serve, name="attempt", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            function, args = self._jobs.get()
+            function(*args)
+            with self._lock:
+                self._idle += 1

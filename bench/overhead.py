@@ -4,7 +4,10 @@ For each size, generates a task.md of SIZE / MODULES groups x MODULES items and,
 beside it, a dodo.py of the same count of bare doit tasks with file targets and
 the same group-after-group dependencies. Then times, alternating the two so that
 a noisy machine hurts both alike: listing, explaining what would run, and a run
-with nothing left to do (with each process's peak memory, RSS).
+with nothing left to do (with each process's peak memory, RSS, and the time its
+summary says it took, against the process's own). Python processes run as a normal
+install does, writing and reusing their bytecode (PYTHONDONTWRITEBYTECODE, which a
+session may set, is dropped from their environment).
 
     python bench/overhead.py [--sizes 1000 10000] [--modules 100] [--repeat 5] [--baseline PATH] [--work DIR]
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -21,6 +25,9 @@ import time
 from pathlib import Path
 
 OUT = Path(__file__).parent / "out" / "overhead"
+ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+SUMMARY_TIME = re.compile(rb"already done in (?:(\d+)m)?([0-9.]+)s")
+SAID: list[float] = []  # the no-op summaries' times over the processes' own, as they come
 
 BARE_DODO = '''\
 DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".doit.db", "verbosity": 0}}
@@ -61,9 +68,10 @@ def make_bare(folder: Path, groups: int, modules: int) -> None:
     (folder / "dodo.py").write_text(BARE_DODO.format(groups=groups, modules=modules))
 
 
-def doit(folder: Path, *args: str, pythonpath: str | None = None) -> tuple[float, float]:
-    """The wall time and peak RSS (MiB) of `doit ARGS` in FOLDER, with batch-tasks from PYTHONPATH if given."""
-    env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None
+def doit(folder: Path, *args: str, pythonpath: str | None = None) -> tuple[float, float, float]:
+    """The wall time, peak RSS (MiB) and CPU time (user+sys) of `doit ARGS` in FOLDER, with
+    batch-tasks from PYTHONPATH if given."""
+    env = {**ENVIRONMENT, "PYTHONPATH": pythonpath} if pythonpath else ENVIRONMENT
     started = time.perf_counter()
     with open(folder / "out.log", "wb") as log:
         child = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=folder, stdout=log, stderr=log, env=env)
@@ -71,16 +79,19 @@ def doit(folder: Path, *args: str, pythonpath: str | None = None) -> tuple[float
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"doit {' '.join(args)} failed in {folder}:\n{(folder / 'out.log').read_text()[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024  # Linux: KiB
+    if args == ("run-batch",) and pythonpath is None and (said := SUMMARY_TIME.search((folder / "out.log").read_bytes())):
+        SAID.append((int(said.group(1) or 0) * 60 + float(said.group(2))) / elapsed)
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # Linux: ru_maxrss in KiB
 
 
-def medians(repeat: int, *commands) -> list[tuple[float, float]]:
-    """(median time, largest peak RSS) of each command, run in turn REPEAT times."""
+def medians(repeat: int, *commands) -> list[tuple[float, float, float]]:
+    """(median time, largest peak RSS, median CPU) of each command, run in turn REPEAT times."""
     results = [[] for _ in commands]
     for _ in range(repeat):
         for result, command in zip(results, commands):
             result.append(command())
-    return [(statistics.median(t for t, _ in result), max(m for _, m in result)) for result in results]
+    return [(statistics.median(t for t, _, _ in result), max(m for _, m, _ in result),
+             statistics.median(c for _, _, c in result)) for result in results]
 
 
 def main() -> None:
@@ -112,28 +123,36 @@ def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | 
         commands.append(lambda: doit(bare, *bare_args))
         return [title, *medians(times, *commands)]
 
-    print(f"{count} items ({groups} groups x {modules} modules), median of {repeat} runs", flush=True)
+    print(f"{count} items ({groups} groups x {modules} modules), median of {repeat} runs, "
+          f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     rows = [
         row("doit list --all (nothing run yet)", ("list", "--all"), ("list", "--all")),
         row("run-batch --dry-run  vs  list --all --status", ("run-batch", "--dry-run"), ("list", "--all", "--status")),
     ]
-    first, _ = doit(batch, "run-batch", "-n", "8")
-    first_bare, _ = doit(bare, "-n", "8", "-P", "thread")
+    first, _, _ = doit(batch, "run-batch", "-n", "8")
+    first_bare, _, _ = doit(bare, "-n", "8", "-P", "thread")
     print(f"first full run: batch-tasks {first:.1f}s, bare doit {first_bare:.1f}s (one process per item vs none)")
     # The first command after the run: its ticks changed task.md since each cached its plan
     # (above), so this shows whether a plan cache survives ticks.
     rows.append(row("first no-op right after the run", ("run-batch",), (), times=1))
+    SAID.clear()
     noop = row("no-op run, all done", ("run-batch",), ())
+    told = f"{statistics.median(SAID):.2f}" if SAID else "-"
     rows += [noop, ["  its peak RSS", *noop[1:]], row("doit list --all (all done)", ("list", "--all"), ("list", "--all"))]
 
     ratios = ["/bare"] + (["base/bare", "/base"] if baseline else [])
     print(f"{'':46}" + "".join(f"{name:>13}" for name in names) + "".join(f"{name:>10}" for name in ratios))
     for title, *figures in rows:
         memory = "RSS" in title
-        values = [memory_mib if memory else seconds for seconds, memory_mib in figures]
-        cells = "".join(f"{value:12.3f}{'M' if memory else 's'}" for value in values)
-        shares = [values[0] / values[-1]] + ([values[1] / values[-1], values[0] / values[1]] if baseline else [])
-        print(f"{title:46}{cells}" + "".join(f"{share:10.2f}" for share in shares), flush=True)
+        lines = [(title, [memory_mib if memory else seconds for seconds, memory_mib, _ in figures], "M" if memory else "s")]
+        if not memory:  # CPU: what a busy machine inflates less than wall time
+            lines.append(("  its CPU (user+sys)", [cpu for _, _, cpu in figures], "s"))
+        for name, values, unit in lines:
+            cells = "".join(f"{value:12.3f}{unit}" for value in values)
+            shares = [values[0] / values[-1]] + ([values[1] / values[-1], values[0] / values[1]] if baseline else [])
+            print(f"{name:46}{cells}" + "".join(f"{share:10.2f}" for share in shares), flush=True)
+    print(f"the no-op's summary said it took {told} of its process's wall time (median)", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

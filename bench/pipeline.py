@@ -43,6 +43,8 @@ RESULTS = OUT / "pipeline-results.txt"
 SLEEPER = BENCH / "sleeper.py"
 # The sleeper needs no site-packages; -S keeps the interpreter start-up every item pays small.
 SLEEPER_ARGV = [sys.executable, "-S", str(SLEEPER)]
+# As a normal install runs: bytecode written once and reused (a session may turn that off).
+ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 TOOLS = {
     "barrier": "batch-tasks barrier",
@@ -201,13 +203,13 @@ def run_once(template: Path, tool: str, workload: Workload) -> Run:
     shutil.copytree(template, folder)
     if tool == "pipeline-history":
         # A first run records every item's duration; then everything is unticked, to run again.
-        subprocess.run(command(tool, workload.jobs), cwd=folder, capture_output=True, check=True)
+        subprocess.run(command(tool, workload.jobs), cwd=folder, capture_output=True, check=True, env=ENVIRONMENT)
         taskfile = folder / "task.md"
         taskfile.write_text(taskfile.read_text().replace("- [x] ", "- [ ] "))
         (folder / "times.log").unlink()
     cpu_before = children_cpu()
     started = time.perf_counter()
-    result = subprocess.run(command(tool, workload.jobs), cwd=folder, capture_output=True, text=True)
+    result = subprocess.run(command(tool, workload.jobs), cwd=folder, capture_output=True, text=True, env=ENVIRONMENT)
     wall = time.perf_counter() - started
     cpu = children_cpu() - cpu_before
     if result.returncode != 0:

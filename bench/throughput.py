@@ -8,13 +8,19 @@ in one run of this script, so that the ratios compare like with like:
 - make: a Makefile of N phony targets whose recipe is `true`, `make -j JOBS`;
 - GNU parallel: `seq N | parallel -jJOBS true`;
 - bare doit: a dodo.py of N tasks with the action ["true"], `doit -n JOBS -P thread`;
-- with --baseline PYTHONPATH, batch-tasks imported from there too (e.g. a clone of main).
+- with --baseline PYTHONPATH, batch-tasks imported from there too (e.g. a clone of main);
+- with `--tool ... wide`, batch-tasks again at -n WIDE (default 16): more slots must not be slower.
+
+Every batch-tasks run's summary says how long it took ("... in 9.8s"); that is printed
+beside the process's own wall time, which it should match (it counts from the process's start).
+Python processes run as a normal install does, writing and reusing their bytecode
+(PYTHONDONTWRITEBYTECODE is dropped from their environment: a session may set it).
 
 The tools alternate between repetitions, so that a noisy machine hurts all alike;
 figures are medians of whole-process wall times. The load average is printed
 before and after, and every result is appended to bench/out/throughput-results.txt.
 
-    python bench/throughput.py [--sizes 1000 10000] [--jobs 8] [--repeat 3] [--baseline PATH] [--tool batch make parallel doit]
+    python bench/throughput.py [--sizes 1000 10000] [--jobs 8] [--repeat 3] [--baseline PATH] [--tool batch make parallel doit wide] [--wide 16]
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,7 +44,12 @@ OUT = BENCH / "out"
 WORK = OUT / "throughput"
 RESULTS = OUT / "throughput-results.txt"
 
-TOOLS = {"batch": "batch-tasks", "base": "baseline", "make": "make", "parallel": "parallel", "doit": "bare doit"}
+TOOLS = {"batch": "batch-tasks", "base": "baseline", "make": "make", "parallel": "parallel", "doit": "bare doit",
+         "wide": "batch-tasks -n WIDE"}
+BATCH_TOOLS = ("batch", "base", "wide")
+SUMMARY_TIME = re.compile(r"already done in (?:(\d+)m)?([0-9.]+)s")
+# As a normal install runs: bytecode written once and reused (a session may turn that off).
+ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 BARE_DODO = '''\
 DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".doit.db", "verbosity": 0}}
@@ -52,7 +65,7 @@ def prepare(tool: str, folder: Path, count: int) -> None:
     """A fresh folder holding what TOOL needs to run COUNT trivial items."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    if tool in ("batch", "base"):
+    if tool in BATCH_TOOLS:
         lines = ["---", "agent: command", 'command: ["true"]', "---", f"# {count} trivial items", "", "## Work"]
         lines += [f"- [ ] m{number}: item {number}" for number in range(count)]
         (folder / "task.md").write_text("\n".join(lines) + "\n")
@@ -64,29 +77,46 @@ def prepare(tool: str, folder: Path, count: int) -> None:
         (folder / "dodo.py").write_text(BARE_DODO.format(count=count))
 
 
-def command(tool: str, count: int, jobs: int) -> list[str]:
+def command(tool: str, count: int, jobs: int, wide: int) -> list[str]:
     return {
         "batch": [sys.executable, "-m", "doit", "run-batch", "-n", str(jobs)],
         "base": [sys.executable, "-m", "doit", "run-batch", "-n", str(jobs)],
+        "wide": [sys.executable, "-m", "doit", "run-batch", "-n", str(wide)],
         "make": ["make", "-s", f"-j{jobs}"],
         "parallel": ["parallel", f"-j{jobs}", "true"],
         "doit": [sys.executable, "-m", "doit", "-n", str(jobs), "-P", "thread"],
     }[tool]
 
 
-def run_once(tool: str, count: int, jobs: int, baseline: str | None) -> float:
+CPU: dict[str, list[float]] = {}  # by tool: the CPU seconds of each run, its children's included
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(tool: str, count: int, jobs: int, wide: int, baseline: str | None) -> tuple[float, float | None]:
+    """The wall time of one run, and what batch-tasks' summary said it took."""
     folder = WORK / tool
     prepare(tool, folder, count)
     feed = "".join(f"{number}\n" for number in range(count)) if tool == "parallel" else None
-    env = {**os.environ, "PYTHONPATH": baseline} if tool == "base" else None
+    env = {**ENVIRONMENT, "PYTHONPATH": baseline} if tool == "base" else ENVIRONMENT
+    cpu_before = _children_cpu()
     started = time.perf_counter()
-    result = subprocess.run(command(tool, count, jobs), cwd=folder, input=feed, capture_output=True, text=True, env=env)
+    result = subprocess.run(command(tool, count, jobs, wide), cwd=folder, input=feed, capture_output=True, text=True,
+                            env=env)
     elapsed = time.perf_counter() - started
+    CPU.setdefault(tool, []).append(_children_cpu() - cpu_before)
     if result.returncode != 0:
         raise SystemExit(f"{TOOLS[tool]} failed in {folder}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    if tool in ("batch", "base") and (folder / "task.md").read_text().count("- [x] ") != count:
-        raise SystemExit(f"batch-tasks did not tick all {count} items in {folder}")
-    return elapsed
+    said = None
+    if tool in BATCH_TOOLS:
+        if (folder / "task.md").read_text().count("- [x] ") != count:
+            raise SystemExit(f"batch-tasks did not tick all {count} items in {folder}")
+        if match := SUMMARY_TIME.search(result.stdout):
+            said = int(match.group(1) or 0) * 60 + float(match.group(2))
+    return elapsed, said
 
 
 def main() -> None:
@@ -95,9 +125,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tool", nargs="+", choices=[tool for tool in TOOLS if tool != "base"], default=None)
+    parser.add_argument("--wide", type=int, default=16, help="-n of the `wide` tool [default: %(default)s]")
     parser.add_argument("--baseline", metavar="PYTHONPATH", help="also run batch-tasks imported from there (e.g. a clone of main)")
     options = parser.parse_args()
-    options.tool = options.tool or [tool for tool in TOOLS if tool != "base"]
+    options.tool = options.tool or [tool for tool in TOOLS if tool not in ("base", "wide")]
+    TOOLS["wide"] = f"batch-tasks -n {options.wide}"
     if options.baseline:
         options.tool.insert(options.tool.index("batch") + 1 if "batch" in options.tool else 0, "base")
     missing = [tool for tool in ("make", "parallel") if tool in options.tool and shutil.which(tool) is None]
@@ -111,17 +143,28 @@ def main() -> None:
     print(lines[0], flush=True)
     for count in options.sizes:
         times: dict[str, list[float]] = {tool: [] for tool in options.tool}
+        said: dict[str, list[float]] = {tool: [] for tool in options.tool}
         for repetition in range(options.repeat):
             order = options.tool[repetition % len(options.tool) :] + options.tool[: repetition % len(options.tool)]
             for tool in order:
-                times[tool].append(run_once(tool, count, options.jobs, options.baseline))
-                print(f"  {count} {TOOLS[tool]}: {times[tool][-1]:.2f}s", file=sys.stderr, flush=True)
+                elapsed, summary = run_once(tool, count, options.jobs, options.wide, options.baseline)
+                times[tool].append(elapsed)
+                if summary is not None:
+                    said[tool].append(summary / elapsed)
+                print(f"  {count} {TOOLS[tool]}: {elapsed:.2f}s" + (f" (its summary: {summary:.1f}s)" if summary else ""),
+                      file=sys.stderr, flush=True)
         medians = {tool: statistics.median(values) for tool, values in times.items()}
-        lines.append(f"{count:>6} items {'wall':>9} {'per item':>9} " + "".join(f"{'/' + TOOLS[t]:>11}" for t in options.tool))
+        width = max(len(TOOLS[t]) for t in options.tool) + 1
+        lines.append(f"{count:>6} items".ljust(width) + f"{'wall':>9} {'per item':>9} "
+                     + "".join(f"{'/' + TOOLS[t]:>{max(11, len(TOOLS[t]) + 2)}}" for t in options.tool) + "  summary/wall")
         for tool in options.tool:
-            ratios = "".join(f"{medians[tool] / medians[other]:11.2f}" for other in options.tool)
-            lines.append(f"{TOOLS[tool]:>12} {medians[tool]:8.2f}s {medians[tool] / count * 1000:6.2f} ms{ratios}")
-        print("\n".join(lines[-len(options.tool) - 1 :]), flush=True)
+            ratios = "".join(f"{medians[tool] / medians[other]:{max(11, len(TOOLS[other]) + 2)}.2f}" for other in options.tool)
+            told = f"{statistics.median(said[tool]):14.2f}" if said[tool] else ""
+            lines.append(f"{TOOLS[tool]:>{width}} {medians[tool]:8.2f}s {medians[tool] / count * 1000:6.2f} ms{ratios}{told}")
+        lines.append("  CPU per item (user+sys, the tool's and its children's; contention inflates it less): "
+                     + ", ".join(f"{TOOLS[t]} {statistics.median(CPU[t][-options.repeat:]) / count * 1000:.2f} ms"
+                                 for t in options.tool))
+        print("\n".join(lines[-len(options.tool) - 2 :]), flush=True)
     lines.append(f"load after {os.getloadavg()[0]:.2f}\n")
     print(lines[-1])
     OUT.mkdir(parents=True, exist_ok=True)

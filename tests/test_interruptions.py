@@ -116,3 +116,14 @@ def test_a_second_run_on_the_same_file_is_refused(busy):
     finally:
         runner.send_signal(signal.SIGTERM)
         runner.communicate(timeout=15)
+
+
+def test_kill_9_of_the_runner_ends_its_running_agents_at_once(busy):
+    """The agents die with their runner (the run's watchdog), not at the next run."""
+    runner = busy.start("run-batch", "-n", "3")
+    wait_for(lambda: busy.runs("start")["g:m4"] == 1 and busy.runs("start")["g:m5"] == 1)
+    agents = {int(line.split()[2]) for line in (busy.path / "runs.log").read_text().splitlines()
+              if line.split()[0] == "start" and line.split()[1] in ("g:m4", "g:m5")}
+    runner.kill()
+    runner.wait(timeout=10)
+    wait_for(lambda: not [pid for pid in agents if alive(pid)], timeout=20)

@@ -174,7 +174,7 @@ def test_a_planted_cache_runs_no_code(batch, tmp_path):
     forged = forged_cache(batch, marker)
     header, body = forged.split(b"\n", 1)
     header = json.loads(header)
-    header["signature"] = plan_cache._signature(plan_cache._secret(), header["key"], header["marks_then"], body)
+    header["signature"] = plan_cache._signature(plan_cache.signing_key(), header["key"], header["marks_then"], body)
     (state / "plan.json").write_bytes(json.dumps(header).encode() + b"\n" + body)
     plan = load_plan(batch.taskfile, state)
     assert plan.group("g").settings["command"] == ("touch", str(marker))

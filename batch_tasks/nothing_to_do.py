@@ -1,0 +1,269 @@
+"""Nothing to do: a batch unchanged since a run that found nothing to do says so at once.
+
+A `run-batch` that finds every item done (nothing to run, repair or skip) leaves a stamp,
+`nothing-to-do.json` in the state folder: digests of all it read, and what it said. The
+next `run-batch` without a selection or a flag that changes what runs compares them
+before it loads anything; when all is as the stamp has it, it gives the same answer
+without parsing task.md, reading every record or building a doit task per item.
+
+What is compared (any difference, or anything that cannot be read: the full load):
+- the code (every .py file of the package, plan_cache's digest), doit's and Python's
+  versions, the command's doit configuration, the task file's real path and bytes;
+- each template the groups use: where it is, its lstat and its bytes' digest;
+- doit's database (`doit ignore`, `forget`): its bytes;
+- the state folder: every group and item folder, every result record, and every file
+  of an item that has none: its lstat (kind, inode, size, mtime, ctime), walked without
+  following a link; and run.lock empty (no run in progress, none killed).
+
+A stamp is signed with the user's key (plan_cache's): the agents can write the state
+folder, and a stamp they made could otherwise keep items from running. A time from
+lstat is trusted only when it is older than RACY_SECONDS at the stamp's writing, since
+a change within the file system's clock granularity could leave it as it was: a run
+right after records were written leaves no stamp, and the next one does.
+
+It touches the stamp (written by a full load that found nothing to do, removed when
+stale) and reads the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import stat
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import doit
+
+from . import plan_cache
+from .prompt import DEFAULT_TEMPLATE
+from .state import BatchState, write_atomic
+
+NAME = "nothing-to-do.json"
+FORMAT = 1
+RACY_SECONDS = 2.0  # coarser than any file system's clock (FAT's is 2 s)
+# The options that change nothing when nothing is to run; with any other one set, or a
+# selection, the batch is loaded in full.
+HARMLESS_OPTIONS = frozenset({"num_process", "continue", "joblog", "taskfile"})
+
+
+def may_answer(params, selection: list[str]) -> bool:
+    """Whether the command is a plain `run-batch`, whose answer a stamp can give."""
+    changed = getattr(params, "_non_default_keys", None)
+    return not selection and changed is not None and changed <= HARMLESS_OPTIONS
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a run-batch sees before it loads: the digests of its inputs and of the state folder."""
+
+    inputs: str  # the code, doit's configuration, the task file's path and bytes
+    state: str  # the state folder as lstat sees it
+    newest_ns: int  # the latest mtime or ctime in it
+    database: str  # doit's records (which a run writes itself, as it closes them)
+
+
+def look(path: Path, config: Mapping[str, Any], holding_the_lock: bool = False) -> Look | None:
+    """None if something cannot be read, or a run is in progress (or was killed), unless
+    it is the caller's own."""
+    state = BatchState(path)
+    try:
+        lock = _lstat(str(state.lock_file))
+        if not holding_the_lock and lock is not None and lock.st_size:
+            return None
+        data = Path(state.real_taskfile).read_bytes()
+        database = _database_digest(str(state.db))
+        walked, newest = _state_digest(str(state.root / "items"))
+    except (OSError, ValueError):
+        return None
+    inputs = hashlib.sha256(plan_cache.code_digest())
+    inputs.update(f"{doit.__version__}\0{sys.version}\0{state.real_taskfile}\0".encode())
+    inputs.update(json.dumps(config, sort_keys=True, default=str).encode() + b"\0")
+    inputs.update(hashlib.sha256(data).digest())
+    return Look(inputs.hexdigest(), walked, newest, database)
+
+
+def answer(path: Path, seen: Look) -> dict[str, Any] | None:
+    """What the last run that found nothing to do said, if nothing changed since; else None."""
+    state = BatchState(path)
+    stamp = _read(state)
+    if stamp is None:
+        return None
+    if [stamp.get("inputs"), stamp.get("state"), stamp.get("database")] != [seen.inputs, seen.state, seen.database]:
+        return None
+    if not all(_template_now(path, entry) == entry for entry in stamp.get("templates", ())):
+        return None
+    said = stamp.get("said")
+    return said if isinstance(said, dict) else None
+
+
+def write(path: Path, config: Mapping[str, Any], before: Look | None, templates: Iterable[tuple[str | None, str]],
+          said: dict[str, Any]) -> None:
+    """Keep the answer of a run that found nothing to do, if nothing changed while it ran
+    and the state folder is old enough to be told from a later change by its times.
+    `templates`: each template setting the groups use (None: the default) and the source read."""
+    state = BatchState(path)
+    after = look(path, config, holding_the_lock=True)
+    changed = after is None or before is None or (after.inputs, after.state) != (before.inputs, before.state)
+    if changed or time.time() - after.newest_ns / 1e9 < RACY_SECONDS:
+        forget(state)
+        return
+    entries = []
+    for setting, source in templates:
+        entry = _template_entry(path, setting)
+        if entry is None or entry["digest"] != _digest(source.encode("utf-8")):
+            forget(state)
+            return
+        entries.append(entry)
+    secret = plan_cache.signing_key()
+    if secret is None:
+        return
+    body = {"format": FORMAT, "inputs": after.inputs, "state": after.state, "database": after.database,
+            "templates": entries, "said": said}
+    text = json.dumps(body, sort_keys=True)
+    try:
+        write_atomic(str(state.root / NAME), json.dumps({"body": text, "signature": _sign(secret, text)}) + "\n")
+    except OSError:
+        pass  # without a stamp the next run only loads in full
+
+
+def forget(state: BatchState) -> None:
+    try:
+        os.remove(state.root / NAME)
+    except OSError:
+        pass
+
+
+# --- reading the stamp -----------------------------------------------------------------
+
+
+def _read(state: BatchState) -> dict[str, Any] | None:
+    secret = plan_cache.signing_key()
+    if secret is None:
+        return None
+    try:
+        fd = os.open(state.root / NAME, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            outer = json.loads(stream.read(1 << 20))
+        text = outer["body"]
+        if not isinstance(text, str) or not hmac.compare_digest(_sign(secret, text), str(outer["signature"])):
+            return None
+        body = json.loads(text)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return body if isinstance(body, dict) and body.get("format") == FORMAT else None
+
+
+def _sign(secret: bytes, text: str) -> str:
+    return hmac.new(secret, b"nothing-to-do\0" + text.encode(), hashlib.sha256).hexdigest()
+
+
+# --- what is compared ------------------------------------------------------------------
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _template_entry(path: Path, setting: str | None) -> dict[str, Any] | None:
+    """Where a group's template is read from, as lstat sees it, and its bytes' digest."""
+    if setting is None:
+        source = resources.files("batch_tasks.templates").joinpath(DEFAULT_TEMPLATE)
+        try:
+            return {"setting": None, "file": None, "stat": None, "digest": _digest(source.read_bytes())}
+        except OSError:
+            return None
+    target = os.path.realpath(os.path.join(os.path.realpath(path.parent), setting))
+    try:
+        info = os.lstat(target)
+        with open(target, "rb") as stream:
+            data = stream.read(1 << 21)
+    except OSError:
+        return None
+    return {"setting": setting, "file": target, "stat": _fields(info), "digest": _digest(data)}
+
+
+def _template_now(path: Path, entry: Any) -> dict[str, Any] | None:
+    """A stamp's entry for a template, made again from the file as it is now."""
+    if not isinstance(entry, dict) or not (entry.get("setting") is None or isinstance(entry.get("setting"), str)):
+        return None
+    return _template_entry(path, entry["setting"])
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _fields(info: os.stat_result) -> list[int]:
+    return [info.st_mode, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _database_digest(database: str) -> str:
+    """doit's records, by what they hold (every run rewrites its pages, even to hold the
+    same); a journal beside them means a write is under way. Raises ValueError if they
+    cannot be read, or are not a file of their own."""
+    for suffix in ("-journal", "-wal"):
+        if os.path.lexists(database + suffix):
+            raise ValueError("doit's database is being written")
+    info = _lstat(database)
+    if info is None:
+        return "none"
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("doit's database is not a file")
+    import sqlite3  # here: only a no-op that may be answered at once needs it
+
+    try:
+        connection = sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("SELECT task_id, task_data FROM doit ORDER BY task_id").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        raise ValueError(str(error)) from None
+    return _digest(repr(rows).encode("utf-8", "surrogateescape"))
+
+
+def _state_digest(items: str) -> tuple[str, int]:
+    """Every group and item folder, result record, and file of an item without one, by lstat;
+    and the newest time among them."""
+    seen: list[tuple] = []
+    newest = 0
+
+    def add(name: str, info: os.stat_result | None) -> None:
+        nonlocal newest
+        if info is None:
+            seen.append((name, None))
+            return
+        seen.append((name, info.st_mode, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
+        newest = max(newest, info.st_mtime_ns, info.st_ctime_ns)
+
+    top = _lstat(items)
+    add(items, top)
+    if top is not None and stat.S_ISDIR(top.st_mode):
+        for group in sorted(os.scandir(items), key=lambda entry: entry.name):
+            add(group.name, group.stat(follow_symlinks=False))
+            if not group.is_dir(follow_symlinks=False):
+                continue
+            for item in sorted(os.scandir(group.path), key=lambda entry: entry.name):
+                if not item.is_dir(follow_symlinks=False):
+                    add(item.path, item.stat(follow_symlinks=False))
+                    continue
+                try:
+                    add(item.path, os.lstat(f"{item.path}/result.json"))
+                except FileNotFoundError:
+                    # No result: what it has instead (forgotten, failed, running) decides.
+                    add(item.path, item.stat(follow_symlinks=False))
+                    for entry in sorted(os.scandir(item.path), key=lambda entry: entry.name):
+                        add(entry.path, entry.stat(follow_symlinks=False))
+    return _digest(repr(seen).encode()), newest

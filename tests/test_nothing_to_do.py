@@ -1,0 +1,149 @@
+"""The "nothing to do" fast path: a batch unchanged since a run that found nothing to do is
+answered from that run's stamp, with the same answer; after any change, it is loaded in full.
+
+That the fast path was taken is seen from what it does not do: it loads no plan, so a
+plan cache removed before it stays removed (a full load writes it again).
+"""
+
+import json
+import re
+import time
+
+import pytest
+
+from batch_tasks.state import BatchState
+from conftest import FRONT_MATTER
+
+TASK = """\
+# T
+## Inventory
+- [ ] auth: list the functions
+- [ ] billing: list the functions
+## Extract interfaces
+- [ ] auth: extract a protocol
+"""
+RACY_SECONDS = 2.0  # nothing_to_do.RACY_SECONDS: records younger than this leave no stamp
+
+
+def answer(result) -> tuple:
+    """What a command said, but for the time it took."""
+    return result.returncode, re.sub(r" in [0-9.]+s\b", " in Ts", result.stdout), result.stderr
+
+
+def stamped(batch) -> bool:
+    return (BatchState(batch.taskfile).root / "nothing-to-do.json").exists()
+
+
+def fast(batch, *args):
+    """A run-batch, and whether it answered from the stamp (it loaded no plan)."""
+    cache = BatchState(batch.taskfile).root / "plan.json"
+    cache.unlink(missing_ok=True)
+    result = batch.run("run-batch", *args)
+    return result, not cache.exists()
+
+
+@pytest.fixture
+def settled(batch):
+    """A batch run to its end, whose records are old enough, then a run that found nothing
+    to do and so left its stamp."""
+    batch.write(TASK)
+    (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    assert batch.run("run-batch").returncode == 0
+    time.sleep(RACY_SECONDS + 0.2)
+    slow, was_fast = fast(batch)
+    assert not was_fast and stamped(batch), slow.stdout + slow.stderr
+    batch.slow_answer = answer(slow)
+    return batch
+
+
+def test_the_fast_path_gives_the_answer_of_a_full_load(settled):
+    for _ in range(2):
+        result, was_fast = fast(settled)
+        assert was_fast
+        assert answer(result) == settled.slow_answer
+    assert "0 done, 0 failed, 3 already done in" in result.stdout
+    assert settled.runs() == {"inventory:auth": 1, "inventory:billing": 1, "extract-interfaces:auth": 1}
+
+
+def test_options_that_change_what_runs_load_in_full(settled):
+    result, was_fast = fast(settled, "-n", "4")  # nothing runs: how many at once changes nothing
+    assert was_fast and answer(result) == settled.slow_answer
+    for args in (["--dry-run"], ["inventory"], ["--failed"], ["--optional"], ["-a"]):  # -a last: it runs them all
+        _, was_fast = fast(settled, *args)
+        assert not was_fast, args
+
+
+def edit_task_md(batch):
+    batch.taskfile.write_text(batch.taskfile.read_text() + "- [ ] billing: extract a protocol\n")
+    return "1 done, 0 failed, 3 already done"
+
+
+def forget(batch):
+    assert batch.run("forget", "extract-interfaces:auth").returncode == 0
+    return "1 done, 0 failed, 2 already done"
+
+
+def ignore(batch):
+    assert batch.run("ignore", "extract-interfaces:auth").returncode == 0
+    return "1 skipped"
+
+
+def damage_a_record(batch):
+    (batch.state("inventory", "billing") / "result.json").write_text("{ damaged")
+    return "cannot be read"
+
+
+def rewrite_a_record(batch):
+    # The same bytes, written anew as every record is (a new file renamed over it).
+    record = batch.state("inventory", "billing") / "result.json"
+    copy = record.with_name("copy.json")
+    copy.write_bytes(record.read_bytes())
+    copy.replace(record)
+    return "0 done, 0 failed, 3 already done"
+
+
+def forge_the_stamp(batch):
+    stamp = BatchState(batch.taskfile).root / "nothing-to-do.json"
+    outer = json.loads(stamp.read_text())
+    body = json.loads(outer["body"])
+    body["said"]["already_done"] = 99
+    stamp.write_text(json.dumps({"body": json.dumps(body, sort_keys=True), "signature": outer["signature"]}))
+    return "3 already done"
+
+
+def run_in_progress(batch):
+    BatchState(batch.taskfile).lock_file.write_text('{"pid": 1, "create_time": 0, "started": 0}')
+    return "3 already done"
+
+
+@pytest.mark.parametrize("change", [edit_task_md, forget, ignore, damage_a_record, rewrite_a_record, forge_the_stamp,
+                                    run_in_progress])
+def test_after_any_change_the_batch_is_loaded_in_full(settled, change):
+    expected = change(settled)
+    result, was_fast = fast(settled)
+    assert not was_fast
+    assert expected in result.stdout + result.stderr
+
+
+def test_a_template_touched_or_edited_loads_in_full(batch):
+    (batch.path / "prompt.j2").write_text("Do {{ item.instruction }}.\n")
+    batch.write(TASK, front_matter=FRONT_MATTER.replace("\n---\n", "\ntemplate: prompt.j2\n---\n", 1))
+    assert batch.run("run-batch").returncode == 0
+    time.sleep(RACY_SECONDS + 0.2)
+    fast(batch)
+    assert stamped(batch)
+    template = batch.path / "prompt.j2"
+    template.touch()
+    result, was_fast = fast(batch)
+    assert not was_fast and result.returncode == 0
+    template.write_text("Do {{ item.instruction }} now.\n")
+    result, was_fast = fast(batch)
+    assert not was_fast
+    assert "3 done" in result.stdout  # a changed template makes its items stale
+
+
+def test_a_run_that_ran_something_leaves_no_stamp(settled):
+    edit_task_md(settled)
+    result = settled.run("run-batch")
+    assert "1 done" in result.stdout
+    assert not stamped(settled)
