@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import sys
 import time
 
 MARKER = "BATCH_ATTEMPT_ID"  # attempt_processes.ATTEMPT_VARIABLE

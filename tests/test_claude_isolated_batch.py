@@ -51,10 +51,6 @@ def said(message: dict) -> str:
     return content if isinstance(content, str) else " ".join(block.get("text", "") for block in content)
 
 
-def first_prompt(request) -> str:
-    return said(request.body["messages"][0])
-
-
 def test_claude_items_in_worktrees_land_and_a_failed_check_is_told_to_the_same_session(tmp_path):
     repo = make_repo(tmp_path / "repo")
     (repo / "task.md").write_text(TASK)
@@ -70,7 +66,6 @@ def test_claude_items_in_worktrees_land_and_a_failed_check_is_told_to_the_same_s
         result = subprocess.run([sys.executable, "-m", "doit", "run-batch", "-n", "2"], cwd=repo, capture_output=True,
                                 text=True, timeout=240, env={**os.environ, **env})
         requests = [r.body["messages"] for r in api.main_requests]
-        prompts = [first_prompt(r) for r in api.main_requests]
     assert result.returncode == 0, result.stdout + result.stderr
     assert (repo / "task.md").read_text().count("- [x]") == 2
     assert user_tree(repo) == before and not (repo / "notes").exists()
