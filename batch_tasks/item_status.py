@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +40,15 @@ class Unreadable(Exception):
 def _record(path: str) -> dict[str, Any] | None:
     """A JSON object record, None if there is none; raises Unreadable if it is damaged."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO planted there must not hang every command that reads records.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return None  # no record: where the state folder should be, the lock says what is wrong
     except OSError as error:
         raise Unreadable(path, error.strerror or str(error)) from None
     with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Unreadable(path, "it is not a regular file")
         data = stream.read()
     try:
         record = json.loads(data)

@@ -4,6 +4,7 @@ Real `doit run-batch` processes: links planted in an item's folder and in place 
 run.lock, a task file run through an alias, and `.batch` removed during a run.
 """
 
+import os
 import shutil
 import signal
 
@@ -12,8 +13,6 @@ import pytest
 from conftest import wait_for
 
 SLOW = "# T\n## G\n- [ ] a: slow\n- [ ] b: slow\n"
-
-
 
 
 @pytest.mark.parametrize("name", ["prompt.md", "output.log", "events.jsonl"])
@@ -29,6 +28,23 @@ def test_a_link_planted_in_an_item_folder_is_refused_and_its_target_untouched(ba
     assert f"{name} is a symbolic link: batch-tasks never follows links in its state folder; remove it" in result.stdout
     assert target.read_text() == "precious\n"
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_fifo_planted_as_a_record_is_refused_not_waited_on(batch):
+    """It hung every command that reads records, waiting for a writer that never comes."""
+    batch.write("# T\n## G\n- [ ] a: x\n")
+    folder = batch.state("g", "a")
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "result.json")
+    problem = "result.json cannot be read: it is not a regular file"
+    run = batch.run("run-batch", timeout=30)
+    assert run.returncode == 3 and problem in run.stderr, run.stdout + run.stderr
+    status = batch.run("batch-status", timeout=30)
+    assert status.returncode == 0 and f"✗ g:a: {folder}/{problem}" in status.stdout, status.stdout + status.stderr
+    dry_run = batch.run("run-batch", "--dry-run", timeout=30)
+    assert "g:a  its records cannot be read" in dry_run.stdout, dry_run.stdout + dry_run.stderr
+    assert "Traceback" not in run.stderr + status.stderr + dry_run.stderr
+    assert batch.runs("start") == {}
 
 
 def test_an_item_folder_that_is_a_link_is_refused(batch, tmp_path_factory):
