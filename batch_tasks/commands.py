@@ -12,37 +12,32 @@ import os
 import shlex
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
 from doit.cmd_forget import Forget as DoitForget
 from doit.control import TaskControl
 
-from rich.console import Group
-from rich.live import Live
-from rich.text import Text
-
 from . import batch as batch_mod
 from . import executors, graph, history, nothing_to_do, process, recovery
 from .agents import AGENTS
-from .board import Board, board_from_state
+from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
+from .doit_tasks import item_job
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
-from .doit_tasks import item_job
 from .lifecycle import check_prompts
-from .live_view import console_for, panel, print_lines, view_for
-from .run_summary import summary
+from .live_view import view_for
 from .loader import BatchLoader
 from .merge_queue import MergeQueue
 from .redaction import Redactor
 from .reporter import BatchReporter
 from .run import Run
+from .run_summary import summary
 from .runner import BatchRunner
-from .state import BatchState, lock_holder
+from .state import BatchState
 from .stopping import GuardedOutput, Stop
 from .worktree import Isolation
 
@@ -113,7 +108,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         path = Path(params["taskfile"]).absolute()
         self.loader.optional = params.get("optional", False)
         try:
-            self._rerun = _rerun_command(params["taskfile"])
+            self._rerun = rerun_command(params["taskfile"])
             seen = nothing_to_do.look(path, self.config) if nothing_to_do.may_answer(params, args) else None
             if seen is not None and (said := nothing_to_do.answer(path, seen)) is not None:
                 return self._say_nothing_to_do(said)
@@ -345,65 +340,15 @@ class Forget(FriendlyArgs, TaskMdHint, DoitForget):
         return super()._execute(forget_sub, forget_disable_default, forget_all)
 
 
-opt_watch = flag("watch", "keep showing it, refreshed, until Ctrl-C")
-opt_runs = flag("runs", "list the past runs: when, how long, done and failed, cost")
-opt_interval = {
-    "name": "interval",
-    "long": "interval",
-    "type": float,
-    "default": 1.0,
-    "help": "seconds between refreshes with --watch [default: %(default)s]",
-}
-
-
-class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
-    name = "batch-status"
-    doc_purpose = "show a batch's progress, from another terminal, or after it ran"
-    doc_usage = "[--watch]"
-    doc_description = (
-        "Reads the items' state folders: what runs now and what it does, what is done\n"
-        "or failed, and what it cost. Needs no server: the running batch is not asked."
-    )
-    cmd_options = (opt_watch, opt_interval, opt_runs)
-
-    def _execute(self, watch=False, interval=1.0, runs=False):
-        batch = self.loader.batch
-        if runs:
-            self.outstream.write(history.runs_table(batch.state.root))
-            return 0
-        console = console_for(self.outstream)
-        if not watch:
-            board, picture = _status(batch)
-            console.print(picture)
-            print_lines(console, summary(board, rerun=_rerun_command(os.path.relpath(batch.plan.path))))
-            return 0
-        try:
-            with Live(console=console, refresh_per_second=4) as live:
-                while True:
-                    live.update(_status(batch)[1])
-                    time.sleep(interval)
-        except KeyboardInterrupt:
-            return 0
-
-
 def _workers(num_process: int | None, batch) -> int:
     return num_process or batch.plan.settings.get("parallel") or 1
 
 
-def _rerun_command(taskfile: str) -> str:
+def rerun_command(taskfile: str) -> str:
     """How to run this batch again, as typed: `-T FILE` unless it is the task.md found by default."""
     if Path(taskfile).absolute() == Path("task.md").absolute():
         return "doit run-batch"
     return f"doit run-batch -T {shlex.quote(taskfile)}"
-
-
-def _status(batch):
-    """The board as the state folders tell it, and its picture under a line about the run."""
-    holder = lock_holder(batch.state)
-    board = board_from_state(batch.plan, batch.state, holder["started"] if holder else None,
-                             workers=holder.get("workers") if holder else None)
-    header = f"running: {holder['text']}" if holder else "no run in progress"
-    return board, Group(Text(header), panel(board))
 
 
 opt_dot = flag("dot", "print Graphviz dot (doit batch-graph --dot | dot -Tsvg > batch.svg)")
