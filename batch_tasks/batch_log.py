@@ -20,6 +20,7 @@ from .cli import EXIT_BAD_INPUT, FriendlyArgs, flag
 from .commands import _ReadsTaskFile
 from .events import STEP
 from .live_view import money, printable, tokens
+from .state import open_to_read
 
 POLL_SECONDS = 0.25
 
@@ -99,7 +100,7 @@ def _lines(path: str, follow: bool):
 def _open(path: str, follow: bool):
     while True:
         try:
-            return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+            return open_to_read(path)
         except FileNotFoundError:
             if not follow:
                 return None

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from .events import STEP, AgentEvent
 from .item_status import ABSENT, UNREADABLE, read_status
-from .state import BatchState
+from .state import BatchState, open_to_read
 
 WAITING, RUNNING, RETRYING = "waiting", "running", "retrying"
 DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED = "done", "failed", "interrupted", "not started", "skipped"
@@ -300,7 +300,7 @@ def output_tail_of(log: str, lines: int = TAIL_LINES, tail_bytes: int = 65536) -
     """The last lines the item's last attempt printed, from its output.log (whose
     `=== … ===` lines are the runner's own headers)."""
     try:
-        with open(log, "rb") as stream:
+        with open_to_read(log) as stream:  # planted there, a link could show a file from elsewhere
             start = max(0, os.fstat(stream.fileno()).st_size - tail_bytes)
             stream.seek(start)
             text = stream.read().decode("utf-8", "replace").splitlines()[1 if start else 0 :]
@@ -370,7 +370,7 @@ def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384, si
     retry, from the end of its events (with `since`, only of those written since then);
     True if it read any."""
     try:
-        with open(events_path, "rb") as stream:
+        with open_to_read(events_path) as stream:
             start = max(0, os.fstat(stream.fileno()).st_size - tail_bytes)
             stream.seek(start)
             lines = stream.read().splitlines()[1 if start else 0 :]  # a cut first line is no event

@@ -47,7 +47,7 @@ from .attempt_processes import is_same_process
 from .agents import AGENTS
 from .live_view import duration, money
 from .redaction import Redactor
-from .state import read_json
+from .state import open_to_read, read_json
 
 RUNS = "runs"
 DONE, FAILED, INTERRUPTED, NOT_STARTED = "done", "failed", "interrupted", "not started"
@@ -231,8 +231,7 @@ def run_ids(state_root: Path | str) -> list[str]:
 def read_run(state_root: Path | str, run_id: str) -> list[dict[str, Any]]:
     """One run's events, skipping what is not a whole JSON object (a killed run's cut last line)."""
     path = runs_folder(state_root) / f"{run_id}.jsonl"
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as stream:
+    with open_to_read(str(path)) as stream:
         lines = stream.read().splitlines()
     events = []
     for line in lines:

@@ -9,13 +9,11 @@ it is UNREADABLE, and loading the batch stops with one error naming the file.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import BatchError
-from .state import FAILURE, FORGOTTEN, RUNNING, ItemState
+from .state import FAILURE, FORGOTTEN, RUNNING, ItemState, open_to_read
 
 DONE, FAILED, INTERRUPTED, RUNNING_NOW, FORGOTTEN_NOW, ABSENT, UNREADABLE = (
     "done", "failed", "interrupted", "running", "forgotten", "absent", "unreadable",
@@ -40,16 +38,12 @@ class Unreadable(Exception):
 def _record(path: str) -> dict[str, Any] | None:
     """A JSON object record, None if there is none; raises Unreadable if it is damaged."""
     try:
-        # O_NONBLOCK: a FIFO planted there must not hang every command that reads records.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open_to_read(path) as stream:
+            data = stream.read()
     except (FileNotFoundError, NotADirectoryError):
         return None  # no record: where the state folder should be, the lock says what is wrong
     except OSError as error:
         raise Unreadable(path, error.strerror or str(error)) from None
-    with os.fdopen(fd, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Unreadable(path, "it is not a regular file")
-        data = stream.read()
     try:
         record = json.loads(data)
     except ValueError:

@@ -43,7 +43,7 @@ import doit
 
 from . import plan_cache
 from .prompt import DEFAULT_TEMPLATE
-from .state import BatchState, write_atomic
+from .state import BatchState, open_to_read, write_atomic
 
 NAME = "nothing-to-do.json"
 FORMAT = 1
@@ -148,10 +148,7 @@ def _read(state: BatchState) -> dict[str, Any] | None:
     if secret is None:
         return None
     try:
-        fd = os.open(state.root / NAME, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as stream:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
+        with open_to_read(str(state.root / NAME)) as stream:
             outer = json.loads(stream.read(1 << 20))
         text = outer["body"]
         if not isinstance(text, str) or not hmac.compare_digest(_sign(secret, text), str(outer["signature"])):

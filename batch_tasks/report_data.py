@@ -14,6 +14,7 @@ from typing import Any
 
 from . import history
 from .errors import BatchError
+from .state import open_to_read
 
 # What a bar of the timeline can stand for, and its colour (also the JSON's legend).
 KINDS = {
@@ -262,13 +263,12 @@ def _failure(batch, row) -> dict[str, Any]:
 def _tail(path: str) -> str:
     """The last lines of an item's output.log (read without following a symlink)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open_to_read(path) as stream:
+            size = os.fstat(stream.fileno()).st_size
+            stream.seek(max(0, size - TAIL_BYTES))
+            lines = stream.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return ""
-    with os.fdopen(fd, "rb") as stream:
-        size = os.fstat(stream.fileno()).st_size
-        stream.seek(max(0, size - TAIL_BYTES))
-        lines = stream.read().decode("utf-8", "replace").splitlines()
     if size > TAIL_BYTES:
         lines = lines[1:]  # the first line read is cut
     return "\n".join(lines[-TAIL_LINES:])

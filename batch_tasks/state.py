@@ -34,7 +34,7 @@ import time
 import contextlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import BatchError
 
@@ -81,16 +81,31 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+class NotRegularFile(OSError):
+    """A FIFO, device or folder where the state folder should have a file: reading it could
+    wait for ever, or never end."""
+
+    def __init__(self, path: str):
+        super().__init__(errno.EINVAL, "it is not a regular file", path)
+
+
+def open_to_read(path: str) -> BinaryIO:
+    """A file of the state folder, for reading: never through a link (LinkRefused), never a
+    FIFO or a device (NotRegularFile; O_NONBLOCK, so that even opening one does not wait)."""
+    fd = open_fd(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(path)
+    return os.fdopen(fd, "rb")
+
+
 def read_bytes(path: str) -> bytes | None:
     """A file of the state folder, or None if it is missing, a link or not a regular file."""
     try:
-        fd = open_fd(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open_to_read(path) as stream:
+            return stream.read()
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return stream.read()
 
 
 def ensure_folder(base: str, relative: str) -> None:

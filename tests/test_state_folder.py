@@ -108,3 +108,22 @@ def test_an_editor_replacing_the_task_file_during_a_run_does_not_let_a_second_on
     second = batch.run("run-batch")
     assert second.returncode == 3, second.stdout + second.stderr
     assert sum(batch.runs("start").values()) == 2
+
+
+def test_batch_status_and_batch_log_read_no_link_planted_after_a_run(batch, tmp_path_factory):
+    """A failed item's output tail is shown by batch-status: through a link planted in place of
+    its log it showed a file from elsewhere (and a FIFO there hung batch-log)."""
+    secret = tmp_path_factory.mktemp("elsewhere") / "id_rsa"
+    secret.write_text("-----BEGIN PRIVATE KEY----- not for the screen\n")
+    batch.write("# T\n## G\n- [ ] a: x\n- [ ] b: y\n")
+    batch.behave(**{"g:a": {"exit": 2}, "g:b": {"exit": 2}})
+    assert batch.run("run-batch", "-k").returncode == 1
+    (batch.state("g", "a") / "output.log").unlink()
+    (batch.state("g", "a") / "output.log").symlink_to(secret)
+    (batch.state("g", "b") / "events.jsonl").unlink()
+    os.mkfifo(batch.state("g", "b") / "events.jsonl")
+    status = batch.run("batch-status", timeout=30)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "✗ g:a" in status.stdout and "PRIVATE KEY" not in status.stdout
+    log = batch.run("batch-log", "g:b", timeout=30)
+    assert "Traceback" not in log.stdout + log.stderr and log.returncode != 0, log.stdout + log.stderr
