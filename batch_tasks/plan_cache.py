@@ -235,7 +235,7 @@ def _open_folder(cache_dir: Path, path: Path, create: bool) -> int:
 
 
 def _read(folder: int) -> bytes:
-    fd = os.open(NAME, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
+    fd = os.open(NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)  # a FIFO: no wait
     with os.fdopen(fd, "rb") as stream:
         info = os.fstat(stream.fileno())
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CACHE_BYTES:

@@ -204,6 +204,15 @@ def test_the_cache_is_never_read_or_written_through_a_link(tmp_path):
     assert list(outside.iterdir()) == []
 
 
+def test_a_fifo_planted_as_the_cache_is_not_waited_on(batch):
+    """Opening it waited for a writer: every command on the batch hung."""
+    batch.write("# T\n## G\n- [ ] a: x\n")
+    (batch.path / ".batch" / "task").mkdir(parents=True)
+    os.mkfifo(batch.path / ".batch" / "task" / "plan.json")
+    result = batch.run("run-batch", "--dry-run", timeout=30)
+    assert result.returncode == 0 and "1 would run" in result.stdout, result.stdout + result.stderr
+
+
 def test_a_run_leaves_a_cache_that_its_ticks_did_not_spoil(batch):
     batch.write("## G\n" + "".join(f"- [ ] m{i}: item {i}\n" for i in range(12)))
     result = batch.run("run-batch", "-n", "4")
