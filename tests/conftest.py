@@ -100,3 +100,22 @@ def wait_for(condition, timeout: float = 60.0):
 @pytest.fixture
 def batch(tmp_path) -> BatchFolder:
     return BatchFolder(tmp_path)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "alone: runs with no other test beside it, even under pytest-xdist")
+
+
+@pytest.fixture(autouse=True)
+def _share_the_machine(request, tmp_path_factory):
+    """Tests run two or more at a time (pytest-xdist), each holding this lock shared; a test
+    marked `alone` holds it exclusively, so that no other test loads the machine meanwhile.
+    The soak tests are: their kill -9 loops measure how a run fares against unlucky timing,
+    and a sibling test's load (not the run) can stretch the moment between an agent's exit
+    and its record past what they allow."""
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp().parent / "batch-tasks-tests.lock"  # one per session, all workers
+    with open(shared, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if request.node.get_closest_marker("alone") else fcntl.LOCK_SH)
+        yield

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 
 import psutil
+import pytest
 
 from conftest import FRONT_MATTER
 
@@ -46,6 +47,7 @@ def faults(rng: random.Random) -> dict:
     return behaviours
 
 
+@pytest.mark.alone
 def test_fifty_items_two_kills_transient_failures_hangs_and_a_limit(batch):
     rng = random.Random(SEED)
     body = "# Soak\n\nProse the user will edit.\n"
@@ -297,6 +299,7 @@ def check_loop(batch, loop: KillLoop, figures: dict, expected_text: str, needed:
                 pass
 
 
+@pytest.mark.alone
 def test_eighty_items_killed_fifteen_times_with_helpers_then_half_reworded_and_killed_again(batch):
     print("soak kill loop: seed", KILL_SEED)
     rng = random.Random(KILL_SEED)
