@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -113,8 +114,6 @@ def _share_the_machine(request, tmp_path_factory):
     The soak tests are: their kill -9 loops measure how a run fares against unlucky timing,
     and a sibling test's load (not the run) can stretch the moment between an agent's exit
     and its record past what they allow."""
-    import fcntl
-
     shared = tmp_path_factory.getbasetemp().parent / "batch-tasks-tests.lock"  # one per session, all workers
     with open(shared, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX if request.node.get_closest_marker("alone") else fcntl.LOCK_SH)
