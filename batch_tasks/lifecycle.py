@@ -247,9 +247,12 @@ class ItemRun:
 def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, state: BatchState,
                    record: dict[str, Any]) -> Finished:
     """The record and tick steps, shared with recovery: a paid-for success is written first."""
-    ticked = record_success(taskfile, group, item, state, record)
-    if run is not None:
-        run.hub.publish("item_finished", item.key, {**record, "ticked": ticked})
+    if run is None:  # recovery, before any item runs
+        ticked = record_success(taskfile, group, item, state, record)
+    else:
+        with run.supervisor.bookkeeping:
+            ticked = record_success(taskfile, group, item, state, record)
+            run.hub.publish("item_finished", item.key, {**record, "ticked": ticked})
     if ticked:
         return Finished()
     return Finished(f"{item.key} succeeded, but its line in {taskfile.name} changed while it ran, so it was not "

@@ -3,6 +3,7 @@ failure or interruption. Touches the item's state folder and, to tick, task.md."
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,12 @@ from typing import Any, Mapping
 from . import checkbox
 from .agents import Outcome
 from .plan import Group, Item
-from .state import BatchState, ItemState, write_json_atomic
+from .state import BatchState, ItemState, rewrite_in_place, write_atomic, write_json_atomic
+
+# A success record leads with its tick flag, so that the tick flips it where it is: one
+# write and no new file (a file made and deleted per item is, on ext4 without a journal,
+# the costliest thing an item does: each new file is searched for past the deleted ones).
+UNTICKED, TICKED = b'{"ticked": false', b'{"ticked": true '
 
 
 @dataclass
@@ -74,15 +80,20 @@ def record_success(taskfile: Path, group: Group, item: Item, state: BatchState, 
     tick could not be written (the item's line changed, task.md is read-only): the next
     run writes it from the result (see recovery)."""
     folder = state.item(item.group, item.module)
-    write_json_atomic(folder.result, record, durable=True)
-    folder.remove(folder.failure, folder.forgotten, folder.running)
+    rest = json.dumps({name: value for name, value in record.items() if name != "ticked"}, sort_keys=True)
+    write_atomic(folder.result, f"{UNTICKED.decode()}, {rest[1:]}\n", durable=True)
+    # Its running.json stays: beside a result it says nothing (see item_status), and a
+    # deleted file is what every item's new files would be searched past.
+    folder.remove(folder.failure, folder.forgotten)
     return tick(taskfile, group, item, state, record)
 
 
 def tick(taskfile: Path, group: Group, item: Item, state: BatchState, record: dict[str, Any]) -> bool:
     if not checkbox.set_checkbox(taskfile, group, item, True, state.tick_lock):
         return False
-    write_json_atomic(state.item(item.group, item.module).result, {**record, "ticked": True})
+    result = state.item(item.group, item.module).result
+    if not rewrite_in_place(result, UNTICKED, TICKED):  # a record from before the flag led
+        write_json_atomic(result, {**record, "ticked": True})
     return True
 
 

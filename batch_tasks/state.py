@@ -13,7 +13,8 @@ are read as absent.
             prompt.md             the prompt of the latest attempt
             output.log            everything the agent printed, appended live
             events.jsonl          what it did, one normalized event a line, appended live
-            running.json          the attempt in progress (left behind only by a killed run)
+            running.json          the latest attempt's start: beside no result, an attempt in
+                                  progress (or one a killed run left)
             result.json           the success record: the item's doit target; set aside as
                                   result.previous.json when an attempt starts
             failure.json          why the last attempt failed or was interrupted
@@ -169,6 +170,21 @@ def write_atomic(path: Path | str, text: str, durable: bool = False) -> None:
         raise
 
 
+def rewrite_in_place(path: str, old: bytes, new: bytes) -> bool:
+    """Turn a record's leading bytes OLD into NEW (as long) where they are, in one write;
+    False, with nothing written, unless it is a regular file that starts with OLD."""
+    try:
+        fd = open_fd(path, os.O_RDWR | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.pread(fd, len(old), 0) != old:
+            return False
+        return os.pwrite(fd, new, 0) == len(new)
+    finally:
+        os.close(fd)
+
+
 def read_json(path: Path | str) -> dict[str, Any] | None:
     """A record, or None: unreadable records (or links, or no files) count as absent, and
     the item simply runs again."""
@@ -221,15 +237,16 @@ class ItemState:
     def forget(self) -> None:
         """Set the result aside, so the item runs again and says why."""
         if os.path.exists(self.result):
+            self.remove(self.running)  # first: beside no result, it stands for an attempt killed mid-run
             os.replace(self.result, f"{self.folder}/result.forgotten.json")
             write_json_atomic(self.forgotten, {"forgotten_at": time.time()})
 
     def set_result_aside(self) -> None:
-        """An attempt starts: its result, if any, is no longer the latest word."""
-        try:
+        """An attempt starts: its result, if any, is no longer the latest word, nor is the
+        start record of the attempt that made it."""
+        if os.path.lexists(self.result):
+            self.remove(self.running)  # first: beside no result, it stands for an attempt killed mid-run
             os.replace(self.result, f"{self.folder}/result.previous.json")
-        except FileNotFoundError:
-            pass
 
     def remove_temporary_files(self) -> None:
         """What write_json_atomic left behind when its run was killed mid-write."""

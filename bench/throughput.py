@@ -16,6 +16,12 @@ beside the process's own wall time, which it should match (it counts from the pr
 Python processes run as a normal install does, writing and reusing their bytecode
 (PYTHONDONTWRITEBYTECODE is dropped from their environment: a session may set it).
 
+Each run's folder is new, and the folders of earlier runs are removed only at the end:
+this machine's disk is ext4 without a journal, where a new file is searched for past the
+inodes deleted in the last seconds, so removing one run's 5,000 files just before the
+next would bill that run's file creations for the benchmark's own cleanup (on 1,000
+items, batch-tasks took 4.7-5.1 s right after such a removal, 3.8 s without one).
+
 The tools alternate between repetitions, so that a noisy machine hurts all alike;
 figures are medians of whole-process wall times. The load average is printed
 before and after, and every result is appended to bench/out/throughput-results.txt.
@@ -42,6 +48,7 @@ import batch_tasks
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
 WORK = OUT / "throughput"
+DONE = WORK / "done"  # the folders of earlier runs, removed at the end
 RESULTS = OUT / "throughput-results.txt"
 
 TOOLS = {"batch": "batch-tasks", "base": "baseline", "make": "make", "parallel": "parallel", "doit": "bare doit",
@@ -63,7 +70,9 @@ def task_t():
 
 def prepare(tool: str, folder: Path, count: int) -> None:
     """A fresh folder holding what TOOL needs to run COUNT trivial items."""
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder.exists():
+        DONE.mkdir(parents=True, exist_ok=True)
+        folder.rename(DONE / f"{folder.name}-{time.monotonic_ns()}")
     folder.mkdir(parents=True)
     if tool in BATCH_TOOLS:
         lines = ["---", "agent: command", 'command: ["true"]', "---", f"# {count} trivial items", "", "## Work"]
@@ -141,6 +150,18 @@ def main() -> None:
         f"-j {options.jobs}, median of {options.repeat}, load before {os.getloadavg()[0]:.2f}"
     ]
     print(lines[0], flush=True)
+    try:
+        measure(options, lines)
+    finally:
+        shutil.rmtree(DONE, ignore_errors=True)
+    lines.append(f"load after {os.getloadavg()[0]:.2f}\n")
+    print(lines[-1])
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as stream:
+        stream.write("\n".join(lines) + "\n")
+
+
+def measure(options, lines: list[str]) -> None:
     for count in options.sizes:
         times: dict[str, list[float]] = {tool: [] for tool in options.tool}
         said: dict[str, list[float]] = {tool: [] for tool in options.tool}
@@ -165,11 +186,6 @@ def main() -> None:
                      + ", ".join(f"{TOOLS[t]} {statistics.median(CPU[t][-options.repeat:]) / count * 1000:.2f} ms"
                                  for t in options.tool))
         print("\n".join(lines[-len(options.tool) - 2 :]), flush=True)
-    lines.append(f"load after {os.getloadavg()[0]:.2f}\n")
-    print(lines[-1])
-    OUT.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as stream:
-        stream.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
