@@ -50,6 +50,7 @@ AFTER_EXIT = 0.5  # how long the output of a finished attempt is read on, once i
 WATCHDOG = Path(__file__).with_name("watchdog.py")
 # Threads that may start an agent, or record a success, at once (see Supervisor.bookkeeping).
 BOOKKEEPERS = 2
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class StoppedError(Exception):
@@ -106,15 +107,18 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._child: subprocess.Popen | None = None
+        self._alive: int | None = None  # the end of its pipe that closes only when this process dies
         self._lock = threading.Lock()
 
     def tell(self, *words: str) -> None:
         with self._lock:
             if self._child is None:
+                gone, self._alive = os.pipe()
                 # Its output nowhere: a caller reading the runner's to its end does not wait for it.
-                self._child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG)], stdin=subprocess.PIPE,
+                self._child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG), str(gone)], stdin=subprocess.PIPE,
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                               start_new_session=True)
+                                               start_new_session=True, pass_fds=(gone,))
+                os.close(gone)
             try:
                 os.write(self._child.stdin.fileno(), (" ".join(words) + "\n").encode())
             except OSError:
@@ -171,6 +175,14 @@ class Supervisor:
         # on than in the calls: 1,000 `true` items at -n 8 took 4.4-4.7 s so, 3.5-3.9 s in
         # turns of one or two. No turn is held while waiting: for an agent, a check, another item.
         self.bookkeeping = threading.BoundedSemaphore(BOOKKEEPERS)
+        self._boot_time = psutil.boot_time()
+
+    def _created(self, pid: int) -> float:
+        """psutil's create_time of a child not yet reaped, from one read of its stat (psutil
+        makes three, its boot time among them: that is read once per run here)."""
+        with open(f"/proc/{pid}/stat", "rb", buffering=0) as stream:
+            ticks = int(stream.read().rsplit(b")", 1)[1].split()[19])
+        return ticks / CLOCK_TICKS + self._boot_time
 
     def run(
         self,
@@ -225,7 +237,7 @@ class Supervisor:
             raise
         self._watchdog.tell("pid", attempt_id, str(child.pid))
         cgroup = _join_cgroup(cgroup, child.pid)
-        processes = AttemptProcesses(child.pid, psutil.Process(child.pid).create_time(), attempt_id, cgroup, child)
+        processes = AttemptProcesses(child.pid, self._created(child.pid), attempt_id, cgroup, child)
         with self._lock:
             self._running[child.pid] = processes
             # A stop_all that began while it started did not see it: it is stopped here.
@@ -323,7 +335,7 @@ def process_started() -> float:
     whole seconds, so it can be a second off)."""
     with open("/proc/self/stat", "rb") as stream:
         fields = stream.read().rsplit(b")", 1)[1].split()
-    age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / CLOCK_TICKS
     return time.time() - age
 
 
