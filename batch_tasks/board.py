@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .events import STEP, AgentEvent
@@ -54,6 +54,12 @@ class ItemView:
     session_id: str = ""
     landing: dict[str, Any] = field(default_factory=dict)  # an isolated item's evidence: merge, check, kept
     worker: str = ""  # the Dask worker that runs it, for a remote item (see executors)
+
+    def copy(self) -> "ItemView":
+        """A copy to hand to the views, as dataclasses.replace makes, in a fifth of its time."""
+        twin = object.__new__(ItemView)
+        twin.__dict__.update(self.__dict__)
+        return twin
 
     @property
     def duration(self) -> float | None:
@@ -103,7 +109,7 @@ class Board:
             view.started = view.started or now
             view.activity, view.last_activity = "started", now
             self._move(view, RUNNING)
-            seen = replace(view)
+            seen = view.copy()
         self._tell("started", seen)
 
     def event(self, key: str, event: AgentEvent) -> None:
@@ -134,7 +140,7 @@ class Board:
             if view.state in (WAITING, RETRYING):
                 view.started, view.retry_at = view.started or view.last_activity, None
                 self._move(view, RUNNING)
-            seen = replace(view)
+            seen = view.copy()
         self._tell("stepped", seen)
 
     def finished(
@@ -160,7 +166,7 @@ class Board:
                 view.session_id = _last_session(record) or view.session_id
                 view.landing = landing_of(record)
             self._move(view, DONE if ok else FAILED)
-            seen = replace(view)
+            seen = view.copy()
         self._tell("finished", seen)
 
     def retrying(self, key: str, attempt: int, cause: str, at: float) -> None:
@@ -170,7 +176,7 @@ class Board:
             view.attempt, view.reason, view.retry_at = attempt, cause, at
             view.activity, view.step = f"waiting to retry: {cause}", ""
             self._move(view, RETRYING)
-            seen = replace(view)
+            seen = view.copy()
         self._tell("retrying", seen)
 
     def paused(self, agent: str, until: float) -> None:
@@ -199,7 +205,7 @@ class Board:
             if view.started is not None:
                 view.finished = time.time()
             self._move(view, state)
-            seen = replace(view)
+            seen = view.copy()
         self._tell("finished", seen)
 
     def _view(self, key: str) -> ItemView:
@@ -236,12 +242,12 @@ class Board:
     def snapshot(self) -> list[ItemView]:
         """Every item; for the summary, once. The panel reads flying() and totals()."""
         with self.lock:
-            return [replace(view) for view in self.items.values()]
+            return [view.copy() for view in self.items.values()]
 
     def flying(self) -> list[ItemView]:
         """The items running or waiting to retry, in the order they started."""
         with self.lock:
-            return [replace(view) for view in self.in_flight.values()]
+            return [view.copy() for view in self.in_flight.values()]
 
     def pauses_now(self, now: float | None = None) -> dict[str, float]:
         now = now or time.time()
@@ -263,6 +269,11 @@ class Board:
             "eta": _eta(done_sum / done_count if done_count else None, count[WAITING], flying, self.workers, now),
             "cost_usd": cost,
         }
+
+    def ended_count(self) -> tuple[int, int]:
+        """How many items have ended, of how many: a plain line's counter."""
+        with self.lock:
+            return sum(self.counts[state] for state in ENDED), len(self.items)
 
     def exit_status(self, stopped_by: str | None = None) -> int:
         """0 all done; 1 an item failed; 4 none failed but not all started; 130/143 stopped."""

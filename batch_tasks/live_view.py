@@ -263,9 +263,8 @@ class PlainView:
     def line(self, text: str, *more: str) -> None:
         counter = ""
         if self.board is not None:
-            totals = self.board.totals()
-            ended = sum(totals[s] for s in (DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED))
-            counter = f"[{ended}/{totals['total']}] "
+            ended, total = self.board.ended_count()
+            counter = f"[{ended}/{total}] "
         self.stream.write(f"{time.strftime('%H:%M:%S')} {counter}{text}\n" + "".join(f"{m}\n" for m in more))
         self.stream.flush()
 

@@ -18,9 +18,12 @@ Python processes run as a normal install does, writing and reusing their bytecod
 
 Each run's folder is new, and the folders of earlier runs are removed only at the end:
 this machine's disk is ext4 without a journal, where a new file is searched for past the
-inodes deleted in the last seconds, so removing one run's 5,000 files just before the
-next would bill that run's file creations for the benchmark's own cleanup (on 1,000
-items, batch-tasks took 4.7-5.1 s right after such a removal, 3.8 s without one).
+inodes deleted in the last minutes, so removing one run's 6,000 files just before the
+next would bill that run's file creations for the benchmark's own cleanup. batch-tasks
+makes six files an item, GNU parallel two temporary ones a job (in /tmp), so recent
+deletions near the work folder hurt batch-tasks most: the time to make a file there is
+measured first and printed ("new file: N us"; a few tens of microseconds on a disk
+left alone, hundreds after a mass deletion). Wait some minutes after one.
 
 The tools alternate between repetitions, so that a noisy machine hurts all alike;
 figures are medians of whole-process wall times. The load average is printed
@@ -66,6 +69,21 @@ def task_t():
     for number in range({count}):
         yield {{"name": str(number), "actions": [["true"]], "verbosity": 0}}
 '''
+
+
+def file_creation_us(files: int = 2000) -> float:
+    """How long making a file takes in the work folder now, in microseconds (median of 20 batches)."""
+    probe = WORK / "probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    batches = []
+    for batch in range(20):
+        started = time.perf_counter()
+        for number in range(files // 20):
+            os.close(os.open(probe / f"{batch}-{number}", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        batches.append((time.perf_counter() - started) / (files // 20) * 1e6)
+    DONE.mkdir(parents=True, exist_ok=True)
+    probe.rename(DONE / f"probe-{time.monotonic_ns()}")
+    return statistics.median(batches)
 
 
 def prepare(tool: str, folder: Path, count: int) -> None:
@@ -147,7 +165,8 @@ def main() -> None:
 
     lines = [
         f"{datetime.datetime.now():%Y-%m-%d %H:%M} batch-tasks from {Path(batch_tasks.__file__).parent}, "
-        f"-j {options.jobs}, median of {options.repeat}, load before {os.getloadavg()[0]:.2f}"
+        f"-j {options.jobs}, median of {options.repeat}, load before {os.getloadavg()[0]:.2f}, "
+        f"new file: {file_creation_us():.0f} us"
     ]
     print(lines[0], flush=True)
     try:
