@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import checkbox, prompt, retry
-from .agents import PERMANENT, Outcome
+from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
 from .check import Check
 from .errors import BatchError
 from .events import CHECK, SETUP, STEP
@@ -209,8 +209,8 @@ class ItemRun:
         """After a failed check, the session that made the work: the next attempt goes on with it in
         the same folder (a check failure keeps the worktree). Not after a conflict: that attempt
         starts from the new tip in a fresh worktree, where the session's memory of its files is wrong."""
-        last = self.attempts[-1].record() if self.attempts else None
-        return last["session_id"] if last and last["failure_class"] == retry.CHECK else None
+        told = attempt_to_tell_of(self.attempts).record() if self.attempts else None
+        return told["session_id"] if told and told["failure_class"] == retry.CHECK else None
 
     def keep(self, why: str) -> dict[str, Any] | None:
         """Leave the attempt's worktree and branch in place (uncommitted work as WIP), to name them."""
@@ -283,13 +283,27 @@ def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt]) -> 
             "result": record,
         }
     if attempts:
-        last = attempts[-1].record()
+        last = attempt_to_tell_of(attempts).record()
         context["previous_attempt"] = {
             "number": last["attempt"], "class": last["failure_class"], "reason": last["reason"],
             "session_id": last["session_id"], "check_output": (last.get("check") or {}).get("tail", ""),
             "conflicts": (last.get("merge") or {}).get("conflicts", []),
         }
     return context
+
+
+def attempt_to_tell_of(attempts: list[Attempt]) -> Attempt:
+    """The attempt the next one is told of (and may go on with): the last, unless it failed
+    before its work was checked (a server error, a hang, a limit) after one whose check
+    failed or whose merge conflicted: that one's work is still what there is, and its
+    check's output what to fix. (A resumed session that hit a server error is so.)"""
+    for attempt in reversed(attempts):
+        failure = attempt.record()["failure_class"]
+        if failure in (retry.CHECK, retry.CONFLICT):
+            return attempt
+        if failure not in (TRANSIENT, WAIT):
+            break
+    return attempts[-1]
 
 
 def check_prompts(jobs, state: BatchState) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, find_claude, text, tool_use
+from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, error, find_claude, text, tool_use
 from gitrepo import git, make_repo
 from test_isolated_batch import AGENTS, user_tree
 
@@ -94,3 +94,32 @@ def test_claude_items_in_worktrees_land_and_a_failed_check_is_told_to_the_same_s
     assert FAILED in prompt and "Module: billing" not in prompt  # what it was told: the failure, not all again
     assert record["check"]["passed"] and record["merge"]["status"] == "merged"
     assert record["merge"]["files"] == [{"path": "notes/billing.md", "added": 1, "removed": 0}]
+
+
+def test_a_resumed_session_that_hits_a_server_error_is_resumed_again_from_the_work(tmp_path):
+    """The check failed; the session told of it hit a server error; the retry goes on with
+    the session that made the work, told the check's output again, not a fresh session told
+    only of the server error."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "task.md").write_text(TASK.replace("- [ ] auth: write notes/auth.md\n", ""))
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "the plan", cwd=repo)
+    (tmp_path / "checks").mkdir()
+    routes = {"Module: billing": [*writes(repo, "billing"), error(500), text("Fixed billing.")]}
+    with FakeAnthropic(by_prompt=routes) as api:
+        env = cli_env(api.url, tmp_path / "home", CLAUDE_CODE_MAX_RETRIES="0",
+                      CHECK_STATE=str(tmp_path / "checks"), CHECK_FAILS_ONCE="billing")
+        env["PATH"] = claude_path_env(CLAUDE)
+        result = subprocess.run([sys.executable, "-m", "doit", "run-batch"], cwd=repo, capture_output=True,
+                                text=True, timeout=240, env={**os.environ, **env})
+        requests = [r.body["messages"] for r in api.main_requests]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert git("show", "batch/task:notes/billing.md", cwd=repo) == "# billing"
+    record = json.loads((repo / ".batch/task/items/write-notes/billing/result.json").read_text())
+    first, second, third = record["attempts"]
+    assert [a["failure_class"] for a in record["attempts"]] == ["check", "transient", None]
+    assert second["resumed_session"] == third["resumed_session"] == first["session_id"]
+    last = requests[-1]
+    assert FAILED in said(last[-1]) and "Wrote billing." in said(last[-2])  # the work's session, told the check again
+    prompt = (repo / ".batch/task/items/write-notes/billing/prompt.md").read_text()
+    assert FAILED in prompt and "Module: billing" not in prompt
