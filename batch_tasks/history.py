@@ -18,6 +18,8 @@ written); the rest depends on the event:
                      session_id: the attempt's record, as in result.json's `attempts`
     retry_scheduled  item, attempt (the one that failed), cause, at (when the next may start)
     paused           agent, until: no attempt of that agent starts before then (a usage limit)
+    step             item, attempt, step (setup, agent, check, waiting to merge, merging),
+                     text (what it does there): an item that lands its work reached that step
     item_finished    item, outcome (done, failed, interrupted, not started), why,
                      duration_s, cost_usd, tokens, attempts (count)
     run_ended        totals: {done, failed, interrupted, not_started, attempts, cost_usd,
@@ -99,6 +101,9 @@ class History:
     def retry_scheduled(self, key: str, attempt: int, cause: str, at: float) -> None:
         self._append("retry_scheduled", item=key, attempt=attempt, cause=cause, at=at)
 
+    def step(self, key: str, attempt: int, step: str, text: str) -> None:
+        self._append("step", item=key, attempt=attempt, step=step, text=text)
+
     def paused(self, agent: str, until: float) -> None:
         self._append("paused", agent=agent, until=until)
 
@@ -156,6 +161,9 @@ class Recorders:
 
     def item_retrying(self, key: str, attempt: int, cause: str, at: float) -> None:
         self._each("retry_scheduled", key, attempt, cause, at)
+
+    def item_step(self, key: str, attempt: int, step: str, text: str) -> None:
+        self._each("step", key, attempt, step, text)
 
     def agent_paused(self, agent: str, until: float) -> None:
         self._each("paused", agent, until)

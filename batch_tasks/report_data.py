@@ -14,6 +14,7 @@ from typing import Any
 
 from . import history
 from .errors import BatchError
+from .events import AGENT, CHECK, MERGING, SETUP, WAITING_TO_MERGE
 from .state import open_to_read
 
 # What a bar of the timeline can stand for, and its colour (also the JSON's legend).
@@ -25,7 +26,13 @@ KINDS = {
     "interrupted": ("interrupted", "#7f7f7f"),
     "waiting": ("waiting to retry", "#f2d16b"),
     "paused": ("paused for a usage limit", "#c5b0d5"),
+    # The steps around an isolated or checked item's agent (its attempt's bar is the agent's own).
+    f"step-{SETUP}": ("making its worktree", "#9edae5"),
+    f"step-{CHECK}": ("its check", "#17becf"),
+    f"step-{WAITING_TO_MERGE}": ("waiting to merge", "#dbdb8d"),
+    f"step-{MERGING}": ("merging", "#bcbd22"),
 }
+WAITS = ("waiting", "paused", f"step-{WAITING_TO_MERGE}")  # bars of no work
 TAIL_LINES = 30
 TAIL_BYTES = 8192
 TOP_EXPENSIVE = 10
@@ -126,10 +133,17 @@ def _segments(events, run_end: float, killed: bool) -> list[dict[str, Any]]:
     segments: list[dict[str, Any]] = []
     open_attempts: dict[tuple[str, int], float] = {}
     open_waits: dict[str, dict[str, Any]] = {}
+    open_steps: dict[str, dict[str, Any]] = {}  # an item's step before or after its agent, until the next
     last_class: dict[str, str | None] = {}
     for event in events:
         kind, key = event["event"], event.get("item")
-        if kind == "attempt_started":
+        if kind in ("step", "attempt_ended", "item_finished") and key in open_steps:
+            open_steps.pop(key)["end"] = event["t"]
+        if kind == "step" and event.get("step") != AGENT and f"step-{event.get('step')}" in KINDS:
+            open_steps[key] = {"item": key, "kind": f"step-{event['step']}", "attempt": event["attempt"],
+                               "start": event["t"], "end": event["t"], "reason": event.get("text") or ""}
+            segments.append(open_steps[key])
+        elif kind == "attempt_started":
             open_attempts[(key, event["attempt"])] = event["started"]
             if key in open_waits:
                 open_waits.pop(key)["end"] = event["started"]
@@ -164,6 +178,8 @@ def _segments(events, run_end: float, killed: bool) -> list[dict[str, Any]]:
             open_waits.pop(key)["end"] = event["t"]  # stopped while it waited
     for wait in open_waits.values():
         wait["end"] = min(wait["end"], run_end)
+    for step in open_steps.values():
+        step["end"] = max(step["start"], run_end)
     for (key, number), started in open_attempts.items():
         why = "the run was killed while it ran" if killed else "still running when the run ended"
         segments.append({"item": key, "kind": "interrupted", "attempt": number, "start": started,
@@ -183,7 +199,7 @@ def _settle(items, events, segments) -> None:
                 items[event["item"]]["attempts"].append({k: v for k, v in event.items() if k not in ("event", "t", "item")})
     ran: dict[str, list[dict]] = defaultdict(list)
     for segment in segments:
-        if segment["kind"] not in ("waiting", "paused"):
+        if segment["kind"] not in WAITS:
             ran[segment["item"]].append(segment)
     for key, bars in ran.items():
         row = items[key]
@@ -206,7 +222,7 @@ def _concurrency(segments) -> list[list[float]]:
     """How many attempts ran at each moment: [time, count] at every change."""
     changes: dict[float, int] = defaultdict(int)
     for segment in segments:
-        if segment["kind"] not in ("waiting", "paused"):
+        if segment["kind"] not in WAITS and not segment["kind"].startswith("step-"):
             changes[segment["start"]] += 1
             changes[segment["end"]] -= 1
     points, running = [], 0

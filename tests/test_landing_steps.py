@@ -182,7 +182,7 @@ def test_the_panel_and_batch_status_show_each_step_of_an_isolated_item(tmp_path)
     assert "3 done, 0 failed" in panel
 
 
-def test_plain_output_has_a_line_for_the_check_and_for_waiting_to_merge(tmp_path):
+def test_plain_output_and_the_report_show_the_check_and_the_wait_to_merge(tmp_path):
     repo, env = setup(tmp_path)
     runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -201,6 +201,27 @@ def test_plain_output_has_a_line_for_the_check_and_for_waiting_to_merge(tmp_path
     assert not any(" setup" in line or " agent" in line for line in lines if line.startswith("·"))
     assert not any(line.startswith(("· sections:z merging", "· sections:a merging")) for line in lines)
     assert sum(line.startswith("·") for line in lines) == 5  # 3 checks, b's wait and its end
+
+    # The run's report draws each step beside the agent's bar, from the run history.
+    report = subprocess.run([sys.executable, "-m", "doit", "batch-report", "--format", "json", "-o", "report.json"],
+                            cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stdout + report.stderr
+    data = json.loads((repo / "report.json").read_text())
+    bars = {(s["item"], s["kind"]): s for s in data["segments"]}
+    agent_a, agent_b = bars[("sections:a", "done")], bars[("sections:b", "done")]
+    def before(earlier: float, later: float) -> bool:  # the history's times are to the millisecond
+        return earlier <= later + 0.001
+
+    assert before(bars[("sections:a", "step-setup")]["end"], agent_a["start"])
+    assert before(agent_a["end"], bars[("sections:a", "step-check")]["start"])
+    assert bars[("sections:a", "step-check")]["reason"].endswith("check-a")  # what it ran
+    wait = bars[("sections:b", "step-waiting to merge")]
+    assert before(agent_b["end"], wait["start"]) and wait["start"] < wait["end"]
+    assert before(wait["end"], bars[("sections:b", "step-merging")]["start"])
+    assert wait["reason"] == "behind sections:a"
+    rows = {row["key"]: row for row in data["items"]}
+    assert rows["sections:b"]["finished"] >= bars[("sections:b", "step-merging")]["end"]
+    assert max(count for _, count in data["concurrency"]) <= 3  # attempts, not their steps
 
 
 def test_the_evidence_of_what_landed_is_in_the_done_lines_the_summary_and_batch_status(tmp_path):
