@@ -103,9 +103,11 @@ def _on_path(name: str, path: str | None) -> str | None:
 
 
 class _Watchdog:
-    """The runner's end of watchdog.py: started with the first agent, told of each attempt."""
+    """The runner's end of watchdog.py: started with the first agent, told of each attempt;
+    if it is gone (an agent may kill it), another is started and told of the agents running."""
 
-    def __init__(self) -> None:
+    def __init__(self, running: Callable[[], list[AttemptProcesses]]) -> None:
+        self._running = running
         self._child: subprocess.Popen | None = None
         self._alive: int | None = None  # the end of its pipe that closes only when this process dies
         self._lock = threading.Lock()
@@ -113,16 +115,40 @@ class _Watchdog:
     def tell(self, *words: str) -> None:
         with self._lock:
             if self._child is None:
-                gone, self._alive = os.pipe()
-                # Its output nowhere: a caller reading the runner's to its end does not wait for it.
-                self._child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG), str(gone)], stdin=subprocess.PIPE,
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                               start_new_session=True, pass_fds=(gone,))
-                os.close(gone)
-            try:
-                os.write(self._child.stdin.fileno(), (" ".join(words) + "\n").encode())
-            except OSError:
-                pass  # it is gone (killed by hand): then only the next run stops a killed run's agents
+                self._start()
+            if not self._write(words):
+                self._replace()
+                self._write(words)
+
+    def look(self) -> None:
+        """Replace it if it is gone: between two messages, only this notices."""
+        with self._lock:
+            if self._child is not None and self._child.poll() is not None:
+                self._replace()
+
+    def _start(self) -> None:
+        gone, self._alive = os.pipe()
+        # Its output nowhere: a caller reading the runner's to its end does not wait for it.
+        self._child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG), str(gone)], stdin=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       start_new_session=True, pass_fds=(gone,))
+        os.close(gone)
+
+    def _replace(self) -> None:
+        self._child.kill()  # if it is only stuck
+        self._child.wait()
+        self._child.stdin.close()
+        os.close(self._alive)
+        self._start()
+        for processes in self._running():
+            self._write(("pid", processes.attempt_id, str(processes.pid)))
+
+    def _write(self, words) -> bool:
+        try:
+            os.write(self._child.stdin.fileno(), (" ".join(words) + "\n").encode())
+            return True
+        except OSError:
+            return False
 
 
 def _join_cgroup(cgroup: str | None, pid: int) -> str | None:
@@ -168,7 +194,7 @@ class Supervisor:
         self.stopping = threading.Event()  # set once the run is being stopped
         self._running: dict[int, AttemptProcesses] = {}
         self._lock = threading.Lock()
-        self._watchdog = _Watchdog()
+        self._watchdog = _Watchdog(self._agents)
         # An item's bookkeeping (starting its agent, recording its success: files, a program
         # start, an fsync, a hundred system calls) is done by a few threads at a time. Eight
         # at once queue for the interpreter lock at every call and spend more in handing it
@@ -176,6 +202,14 @@ class Supervisor:
         # turns of one or two. No turn is held while waiting: for an agent, a check, another item.
         self.bookkeeping = threading.BoundedSemaphore(BOOKKEEPERS)
         self._boot_time = psutil.boot_time()
+
+    def _agents(self) -> list[AttemptProcesses]:
+        with self._lock:
+            return list(self._running.values())
+
+    def keep_watch(self) -> None:
+        """About once a second: a watchdog killed between two agents' starts is replaced."""
+        self._watchdog.look()
 
     def _created(self, pid: int) -> float:
         """psutil's create_time of a child not yet reaped, from one read of its stat (psutil

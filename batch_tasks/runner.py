@@ -54,6 +54,7 @@ class BatchRunner(Runner):
             if self.dispatcher.idle and not self._completed:
                 return  # nothing runs, nothing can: done, halted, or stopped
             self._collect(self._wait_seconds())
+            self.run.supervisor.keep_watch()
             tick = getattr(self.reporter, "tick", None)
             if tick is not None:
                 tick(time.time())

@@ -127,3 +127,31 @@ def test_kill_9_of_the_runner_ends_its_running_agents_at_once(busy):
     runner.kill()
     runner.wait(timeout=10)
     wait_for(lambda: not [pid for pid in agents if alive(pid)], timeout=20)
+
+
+def test_a_watchdog_killed_mid_run_is_replaced_and_still_ends_the_agents(busy):
+    """An agent may kill the run's watchdog (it runs as the same user): another takes its
+    place, told of the agents running, and they still die with a runner killed with -9."""
+    runner = busy.start("run-batch", "-n", "3")
+    wait_for(lambda: busy.runs("start")["g:m4"] == 1 and busy.runs("start")["g:m5"] == 1)
+    agents = {int(line.split()[2]) for line in (busy.path / "runs.log").read_text().splitlines()
+              if line.split()[0] == "start" and line.split()[1] in ("g:m4", "g:m5")}
+
+    def watchdogs() -> list[psutil.Process]:
+        found = []
+        for child in psutil.Process(runner.pid).children():
+            try:
+                if any(part.endswith("watchdog.py") for part in child.cmdline()):
+                    found.append(child)
+            except psutil.Error:  # the killed one, until the runner reaps it
+                continue
+        return found
+
+    first = wait_for(watchdogs)[0]
+    first.kill()
+    second = wait_for(lambda: [w for w in watchdogs() if w.pid != first.pid], timeout=10)[0]
+    time.sleep(0.3)  # it reads what it was told every 50 ms
+    runner.kill()
+    runner.wait(timeout=10)
+    wait_for(lambda: not [pid for pid in agents if alive(pid)], timeout=20)
+    wait_for(lambda: not alive(second.pid), timeout=20)  # then it removed their cgroups and ended
