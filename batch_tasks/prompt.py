@@ -20,18 +20,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import jinja2
-from jinja2 import nodes
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
-
 from .errors import BatchError, TaskFileError
 
 DEFAULT_TEMPLATE = "prompt.md.j2"
 RESUME_TEMPLATE = "resume.md.j2"  # for a session continued after its check failed
 MAX_TEMPLATE_BYTES = 1024 * 1024
-MAX_RANGE = 10_000  # items of one range() in a template
-MAX_PRODUCT = 1024 * 1024  # elements or characters one `*` or `**` may make
 
 
 @dataclass(frozen=True)
@@ -57,8 +50,9 @@ def resume_template() -> Template:
 
 @lru_cache(maxsize=4)
 def _packaged(name: str) -> Template:
+    """One of ours: not checked at load (the tests render them), so that listing needs no Jinja2."""
     source = resources.files("batch_tasks.templates").joinpath(name).read_text(encoding="utf-8")
-    return _checked(Template(f"templates/{name}", source))
+    return Template(f"templates/{name}", source)
 
 
 def _read_inside(taskfile: Path, setting: str, line: int) -> str:
@@ -108,62 +102,27 @@ def _setting_line(taskfile: Path, group_line: int) -> int:
     return group_line
 
 
-NOT_ALLOWED = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "import", nodes.Extends: "extend"}
-
-
 def _checked(template: Template) -> Template:
+    from . import sandbox  # Jinja2 only where a template is checked or rendered: a listing needs neither
+
     try:
-        tree = _environment().parse(template.source)
-    except jinja2.TemplateSyntaxError as error:
+        tree = sandbox.environment().parse(template.source)
+    except sandbox.TemplateSyntaxError as error:
         raise TaskFileError(template.name, error.lineno, f"template error: {error.message}") from None
-    for kind, verb in NOT_ALLOWED.items():
+    for kind, verb in sandbox.NOT_ALLOWED.items():
         for node in tree.find_all(kind):
             raise TaskFileError(template.name, node.lineno, f"a template cannot {verb} other templates: put it all in one")
-    _compiled(template.source)
+    sandbox.compiled(template.source)
     return template
-
-
-@lru_cache(maxsize=64)
-def _compiled(source: str) -> jinja2.Template:
-    return _environment().from_string(source)
-
-
-class _BoundedSandbox(SandboxedEnvironment):
-    """The sandbox, with `*` and `**` bounded: `'x' * 10**9` is an error, not all the memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context, operator, left, right):
-        numbers = all(isinstance(side, (int, float)) for side in (left, right))
-        if operator == "**" and numbers and abs(right) > 1024 and abs(left) > 1:
-            raise SecurityError(f"{left} ** {right} is too big for a template")
-        if operator == "*" and not numbers:
-            sequence, times = (left, right) if isinstance(right, int) else (right, left)
-            if isinstance(times, int) and hasattr(sequence, "__len__") and len(sequence) * times > MAX_PRODUCT:
-                raise SecurityError(f"a repetition of more than {MAX_PRODUCT} elements in a template")
-        return super().call_binop(context, operator, left, right)
-
-
-def _range(*args: int) -> range:
-    numbers = range(*args)
-    if len(numbers) > MAX_RANGE:
-        raise SecurityError(f"range() of {len(numbers)} numbers in a template; at most {MAX_RANGE}")
-    return numbers
-
-
-@lru_cache(maxsize=1)
-def _environment() -> SandboxedEnvironment:
-    # No loader: a template stands alone (include and import are refused when it loads).
-    environment = _BoundedSandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    environment.globals["range"] = _range
-    return environment
 
 
 def render(template: Template, context: Mapping[str, Any]) -> str:
     """The prompt; raises BatchError when the template asks for what is not there, or too much."""
+    from . import sandbox
+
     try:
-        return _compiled(template.source).render(context).strip() + "\n"
-    except jinja2.TemplateError as error:
+        return sandbox.compiled(template.source).render(context).strip() + "\n"
+    except sandbox.TemplateError as error:
         raise BatchError(f"template {template.name}: {error}") from None
     except (ArithmeticError, MemoryError, RecursionError, TypeError, ValueError) as error:
         raise BatchError(f"template {template.name}: {error.__class__.__name__}: {error}") from None

@@ -55,3 +55,15 @@ def test_errors_in_task_md_reach_doit_list_as_one_line(configured):
     listing = configured.run("list")
     assert listing.returncode != 0
     assert listing.stderr.strip() == "ERROR: task.md:11: hint 'parallel' must be false or a whole number from 1 up, not 'lots'"
+
+
+def test_listing_loads_no_template_engine(configured):
+    """A listing only reads the plan: Jinja2 (26 ms of the 0.44 s `doit list --all` takes at
+    10,000 items) is imported only where a template is checked or rendered."""
+    listing = configured.run("list", "--all", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert listing.returncode == 0, listing.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in listing.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "batch_tasks.batch" in imported and "jinja2" not in imported
+    run = configured.run("run-batch", "--dry-run", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert run.returncode == 0 and "jinja2" in run.stderr  # a dry run renders every prompt
