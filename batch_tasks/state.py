@@ -236,17 +236,21 @@ class ItemState:
 
     def forget(self) -> None:
         """Set the result aside, so the item runs again and says why."""
-        if os.path.exists(self.result):
-            self.remove(self.running)  # first: beside no result, it stands for an attempt killed mid-run
-            os.replace(self.result, f"{self.folder}/result.forgotten.json")
+        if self._set_aside("result.forgotten.json"):
             write_json_atomic(self.forgotten, {"forgotten_at": time.time()})
 
     def set_result_aside(self) -> None:
-        """An attempt starts: its result, if any, is no longer the latest word, nor is the
-        start record of the attempt that made it."""
-        if os.path.lexists(self.result):
-            self.remove(self.running)  # first: beside no result, it stands for an attempt killed mid-run
-            os.replace(self.result, f"{self.folder}/result.previous.json")
+        """An attempt starts: its result, if any, is no longer the latest word."""
+        self._set_aside("result.previous.json")
+
+    def _set_aside(self, name: str) -> bool:
+        """Move the result to NAME, if there is one; first the start record of the attempt that
+        made it, which beside no result would stand for an attempt killed mid-run."""
+        if not os.path.lexists(self.result):
+            return False
+        self.remove(self.running)
+        os.replace(self.result, f"{self.folder}/{name}")
+        return True
 
     def remove_temporary_files(self) -> None:
         """What write_json_atomic left behind when its run was killed mid-write."""
