@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections import Counter
@@ -107,14 +109,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "alone: runs with no other test beside it, even under pytest-xdist")
 
 
-@pytest.fixture(autouse=True)
-def _share_the_machine(request, tmp_path_factory):
-    """Tests run two or more at a time (pytest-xdist), each holding this lock shared; a test
-    marked `alone` holds it exclusively, so that no other test loads the machine meanwhile.
-    The soak tests are: their kill -9 loops measure how a run fares against unlucky timing,
-    and a sibling test's load (not the run) can stretch the moment between an agent's exit
-    and its record past what they allow."""
-    shared = tmp_path_factory.getbasetemp().parent / "batch-tasks-tests.lock"  # one per session, all workers
-    with open(shared, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX if request.node.get_closest_marker("alone") else fcntl.LOCK_SH)
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Tests run two or more at a time (pytest-xdist), each holding this lock shared from its
+    setup to its teardown, the module fixtures it sets up included (one runs a batch, one
+    starts a Dask cluster); a test marked `alone` holds it exclusively, so that no other test
+    loads the machine meanwhile. The soak tests are: their kill -9 loops measure how a run
+    fares against unlucky timing, and a sibling test's load (not the run) can stretch the
+    moment between an agent's exit and its record past what they allow."""
+    checkout = hashlib.sha256(str(item.config.rootpath).encode()).hexdigest()[:12]  # every worker's, one file
+    with open(Path(tempfile.gettempdir()) / f"batch-tasks-tests-{checkout}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if item.get_closest_marker("alone") else fcntl.LOCK_SH)
         yield
