@@ -129,7 +129,7 @@ SETTLE = 0.5
 # The same moment seen from the other side: SIGKILL sent, the runner's teardown (its memory
 # goes before its files close) and the watchdog's wake-up take a few milliseconds, more on a
 # busy machine, and an agent that finishes in them has succeeded where no runner is left to
-# record it (seen: "done" 10 ms after the kill was sent). Such a success is not counted either.
+# record it (seen: "done" at most 10 ms after the kill was sent). Such a success is not counted either.
 DYING = 0.2
 HELPER_FILES = ("helper", "background", "daemon", "child")
 HEADER = re.compile(r"^=== \S+ attempt \d+ of run (\S+) at ", re.MULTILINE)
