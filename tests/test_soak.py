@@ -47,6 +47,19 @@ def faults(rng: random.Random) -> dict:
     return behaviours
 
 
+# Between an agent's exit and its record there is a moment no runner can close: a few
+# milliseconds, but more on a busy machine (over 0.2 s seen with 8 test runs on 2 cores).
+# So a success run again after a kill that came less than SETTLE after it is not counted
+# as repeated (the figures say how many there were). A success recorded late, as when a
+# helper held the agent's output, was late by seconds.
+SETTLE = 0.5
+# The same moment seen from the other side: SIGKILL sent, the runner's teardown (its memory
+# goes before its files close) and the watchdog's wake-up take a few milliseconds, more on a
+# busy machine, and an agent that finishes in them has succeeded where no runner is left to
+# record it (seen: "done" at most 10 ms after the kill was sent). Such a success is not counted either.
+DYING = 0.2
+
+
 @pytest.mark.alone
 def test_fifty_items_two_kills_transient_failures_hangs_and_a_limit(batch):
     rng = random.Random(SEED)
@@ -63,7 +76,7 @@ def test_fifty_items_two_kills_transient_failures_hangs_and_a_limit(batch):
         ("## G3\n", "## G3\nA line the user added above G3's items during run 2.\n"),
         (None, "\nA closing note the user appended during run 3.\n"),
     ]
-    kills, runs = 0, 0
+    kills, runs, killed_at = 0, 0, []
     while True:
         runs += 1
         runner = batch.start("run-batch")
@@ -75,6 +88,7 @@ def test_fifty_items_two_kills_transient_failures_hangs_and_a_limit(batch):
             batch.taskfile.write_text(text + new if old is None else text.replace(old, new))
         if kills < 2 and runner.poll() is None:
             runner.send_signal(signal.SIGKILL)
+            killed_at.append(time.time())
             runner.wait()
             kills += 1
             continue
@@ -92,7 +106,9 @@ def test_fifty_items_two_kills_transient_failures_hangs_and_a_limit(batch):
         assert new.strip() in text
 
     keys = {f"g{g}:m{m}" for g in range(GROUPS) for m in range(MODULES)}
-    duplicates = {key: count for key, count in done.items() if count != 1}
+    # A second success is excused only for a first one that met a kill (see SETTLE and DYING).
+    raced = {key for key, at in successes(batch) if any(-DYING < kill - at < SETTLE for kill in killed_at)}
+    duplicates = {key: count for key, count in done.items() if count > 1 + (key in raced)}
     assert set(done) == keys and not duplicates, (duplicates, output)
 
     pids = {int(line.split()[2]) for line in (batch.path / "runs.log").read_text().splitlines()}
@@ -106,7 +122,9 @@ def test_fifty_items_two_kills_transient_failures_hangs_and_a_limit(batch):
     figures = {
         "runs": runs, "kills survived": kills, "agent starts": sum(batch.runs("start").values()),
         "attempts recorded": len(attempts), "failures by class": by_class, "items lost": len(keys) - len(done),
-        "duplicate successes": len(duplicates), "orphans": 0,
+        "duplicate successes": len(duplicates),
+        "successes again after one killed as it finished (not counted)": sum(done[key] - 1 for key in raced),
+        "orphans": 0,
     }
     print("soak:", json.dumps(figures))
     assert by_class.get("transient", 0) >= 10 and by_class.get("wait", 0) == 1
@@ -120,17 +138,6 @@ def test_fifty_items_two_kills_transient_failures_hangs_and_a_limit(batch):
 
 KILL_GROUPS, KILL_MODULES, KILLS = 4, 20, 15
 KILL_SEED = 20261201
-# Between an agent's exit and its record there is a moment no runner can close: a few
-# milliseconds, but more on a busy machine (over 0.2 s seen with 8 test runs on 2 cores).
-# So a success run again after a kill that came less than SETTLE after it is not counted
-# as repeated (the figures say how many there were). A success recorded late, as when a
-# helper held the agent's output, was late by seconds.
-SETTLE = 0.5
-# The same moment seen from the other side: SIGKILL sent, the runner's teardown (its memory
-# goes before its files close) and the watchdog's wake-up take a few milliseconds, more on a
-# busy machine, and an agent that finishes in them has succeeded where no runner is left to
-# record it (seen: "done" at most 10 ms after the kill was sent). Such a success is not counted either.
-DYING = 0.2
 HELPER_FILES = ("helper", "background", "daemon", "child")
 HEADER = re.compile(r"^=== \S+ attempt \d+ of run (\S+) at ", re.MULTILINE)
 KEYS = [f"g{g}:m{m}" for g in range(KILL_GROUPS) for m in range(KILL_MODULES)]
@@ -158,6 +165,13 @@ def helpers_at_work(rng: random.Random) -> dict:
     return behaviours
 
 
+def successes(batch) -> list[tuple[str, float]]:
+    """Each success the agents wrote to runs.log: the item, and when."""
+    log = batch.path / "runs.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [(line.split()[1], float(line.split()[3])) for line in lines if line.startswith("done ")]
+
+
 class KillLoop:
     """Runs `doit run-batch -n 8`, kills it with SIGKILL at random moments, then runs it to
     its end; keeps every pid it sees, to look for leftovers after."""
@@ -176,23 +190,18 @@ class KillLoop:
                 if text.isdigit():
                     self.pids.add(int(text))
 
-    def successes(self) -> list[tuple[str, float]]:
-        log = self.batch.path / "runs.log"
-        lines = log.read_text().splitlines() if log.exists() else []
-        return [(line.split()[1], float(line.split()[3])) for line in lines if line.startswith("done ")]
-
     def wait_for_a_moment(self, runner) -> None:
         """A random moment: one kill in four a while after the runner started (in its start-up
         and recovery, often); the others after the few successes of its own it had by then, so
         that on a busy machine a kill still lands mid-work and no loop ends before its kills."""
-        started_with = len(self.successes())
+        started_with = len(successes(self.batch))
         if self.rng.random() < 0.25:
             deadline, wanted = time.monotonic() + self.rng.uniform(0.1, 1.5), None
         else:
             deadline, wanted = time.monotonic() + 30, started_with + self.rng.randint(0, 2)
         while time.monotonic() < deadline and runner.poll() is None:
             self.note_helpers()
-            if wanted is not None and len(self.successes()) >= wanted and self.batch.runs("start"):
+            if wanted is not None and len(successes(self.batch)) >= wanted and self.batch.runs("start"):
                 time.sleep(self.rng.uniform(0.0, 1.0))
                 return
             time.sleep(0.05)
@@ -240,7 +249,7 @@ class KillLoop:
         """Each item's successes, as how long after each the next kill came (None: none came;
         negative: the kill came first, by less than DYING)."""
         raced: dict[str, list[float]] = {}
-        for key, at in self.successes():
+        for key, at in successes(self.batch):
             after = [kill - at for kill in self.kills if kill > at - DYING]
             raced.setdefault(key, []).append(round(min(after), 3) if after else None)
         return raced
