@@ -16,6 +16,7 @@ item's state folder and its checkbox in task.md; tells the run's listeners.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -247,11 +248,10 @@ class ItemRun:
 def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, state: BatchState,
                    record: dict[str, Any]) -> Finished:
     """The record and tick steps, shared with recovery: a paid-for success is written first."""
-    if run is None:  # recovery, before any item runs
+    # Recovery (no run) records before any item runs, so it takes no turn.
+    with run.supervisor.bookkeeping if run is not None else contextlib.nullcontext():
         ticked = record_success(taskfile, group, item, state, record)
-    else:
-        with run.supervisor.bookkeeping:
-            ticked = record_success(taskfile, group, item, state, record)
+        if run is not None:
             run.hub.publish("item_finished", item.key, {**record, "ticked": ticked})
     if ticked:
         return Finished()

@@ -8,7 +8,9 @@ import os
 
 from batch_tasks import records
 from batch_tasks.item_status import ABSENT, DONE, FORGOTTEN_NOW, read_status
+from batch_tasks.lifecycle import finish_success
 from batch_tasks.state import BatchState, rewrite_in_place
+from batch_tasks.taskfile import load_plan
 
 
 def test_the_tick_flips_the_success_record_where_it_is(batch, monkeypatch):
@@ -22,9 +24,6 @@ def test_the_tick_flips_the_success_record_where_it_is(batch, monkeypatch):
         return tick(taskfile, group, item, state, record)
 
     monkeypatch.setattr(records, "tick", noting)
-    from batch_tasks.lifecycle import finish_success
-    from batch_tasks.taskfile import load_plan
-
     plan = load_plan(batch.taskfile)
     state = BatchState(batch.taskfile)
     state.ensure()
