@@ -1,4 +1,4 @@
-"""The project's own tasks: `doit example`, `doit test`, `doit bench`.
+"""The project's own tasks: `doit example`, `doit test`, `doit bench`, `doit mutate`.
 
 doit's own records of these go under build/, so the repository root stays as it was.
 """
@@ -60,3 +60,9 @@ def task_bench():
     """Run the benchmarks (bench/README.md says what they measure)."""
     benches = ("overhead.py", "throughput.py", "pipeline.py", "live_view.py", "isolation.py")
     return {"actions": [f"{sys.executable} bench/{bench}" for bench in benches], "uptodate": [False]}
+
+
+def task_mutate():
+    """The mutation score of the modules where decisions are made (bench/mutation.py; needs the
+    `mutation` extra): minutes, not part of the tests."""
+    return {"actions": [f"{sys.executable} bench/mutation.py"], "uptodate": [False], "verbosity": 2}

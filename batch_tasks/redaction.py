@@ -98,7 +98,12 @@ class Redactor:
         except ValueError:
             return line
         masked = self.value(value)
-        return line if masked == value else json.dumps(masked, ensure_ascii=False).encode("utf-8", "surrogateescape")
+        if masked == value:
+            return line
+        try:
+            return json.dumps(masked, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate (`\\ud800`) the agent printed: kept escaped
+            return json.dumps(masked).encode()
 
     def stream(self) -> "StreamRedactor":
         return StreamRedactor(self)

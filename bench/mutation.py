@@ -1,0 +1,83 @@
+"""Mutation score of the modules where decisions are made: `doit mutate` (or `python bench/mutation.py`).
+
+mutmut (configured in pyproject.toml's [tool.mutmut]) makes small changes to those modules
+(a comparison flipped, a condition dropped, a number off by one, an early return) and runs
+the fast tests on plain data that cover each changed function; a change no test notices
+survives. Each module's score is the share of its mutants that were caught (killed, or
+timed out), leaving out the equivalent ones: changes that cannot alter behaviour, listed with
+why in bench/mutation-equivalent.txt. The table is written to bench/mutation.md.
+
+Not part of the suite's time: it takes minutes (`--max-children` sets how many at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENT = Path(__file__).with_name("mutation-equivalent.txt")
+TABLE = Path(__file__).with_name("mutation.md")
+CAUGHT = {"killed", "timeout"}
+RESULT = re.compile(r"^\s*(batch_tasks\.[\w.]+?)\.(x\S*__mutmut_\d+):\s*(.+?)\s*$")
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """`module.mutant  why`, one a line, from bench/mutation-equivalent.txt."""
+    listed = {}
+    for line in EQUIVALENT.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, why = line.partition(" ")
+            listed[name] = why.strip()
+    return listed
+
+
+def scores(results: str, equivalent: dict[str, str]) -> dict[str, Counter]:
+    by_module: dict[str, Counter] = defaultdict(Counter)
+    for line in results.splitlines():
+        if match := RESULT.match(line):
+            module, mutant, status = match.groups()
+            name = f"{module}.{mutant}"
+            by_module[module]["equivalent" if name in equivalent else status] += 1
+    return by_module
+
+
+def table(by_module: dict[str, Counter]) -> str:
+    rows = ["| module | mutants | equivalent | caught | survived | score |", "|---|---|---|---|---|---|"]
+    for module, counts in sorted(by_module.items()):
+        total = sum(counts.values()) - counts["equivalent"]
+        caught = sum(counts[status] for status in CAUGHT)
+        score = f"{100 * caught / total:.0f} %" if total else "-"
+        rows.append(f"| `{module}` | {sum(counts.values())} | {counts['equivalent']} | {caught} | {total - caught} | {score} |")
+    return "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
+    options = parser.parse_args()
+    mutmut = [sys.executable, "-m", "mutmut"]
+    shutil.rmtree(ROOT / "mutants", ignore_errors=True)  # mutmut's copy of the code, made anew
+    subprocess.run([*mutmut, "run", "--max-children", str(options.max_children)], cwd=ROOT,
+                   stdout=subprocess.DEVNULL, check=True)
+    results = subprocess.run([*mutmut, "results", "--all", "true"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+    equivalent = equivalent_mutants()
+    by_module = scores(results, equivalent)
+    survivors = [line.strip() for line in results.splitlines()
+                 if (m := RESULT.match(line)) and m[3] not in CAUGHT and f"{m[1]}.{m[2]}" not in equivalent]
+    TABLE.write_text("# Mutation scores\n\nWritten by `doit mutate` (bench/mutation.py).\n\n" + table(by_module)
+                     + ("\nSurvivors:\n\n" + "\n".join(f"- `{s}`" for s in survivors) + "\n" if survivors else ""),
+                     encoding="utf-8")
+    print(table(by_module), end="")
+    print(f"{len(survivors)} survivors (`mutmut show NAME` shows one); written to {TABLE.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
