@@ -70,10 +70,9 @@ class Limits:
     idle_timeout: float | None
     finished: Callable[[], bool]
 
-    def exceeded(self, started: float, last_output: float | None, result_at: float | None) -> str | None:
-        """Why the attempt must stop now, if it must. Before its first output an agent may be
-        silent for idle_timeout plus START_ALLOWANCE: CLIs take a while to start."""
-        now = time.monotonic()
+    def exceeded(self, started: float, last_output: float | None, result_at: float | None, now: float) -> str | None:
+        """Why the attempt must stop at `now` (time.monotonic), if it must. Before its first output
+        an agent may be silent for idle_timeout plus START_ALLOWANCE: CLIs take a while to start."""
         if self.timeout is not None and now - started > self.timeout:
             return f"timed out after {self.timeout:g}s"
         if self.idle_timeout is not None:
@@ -308,7 +307,7 @@ class Supervisor:
                 while child.poll() is None:
                     if result_at is None and limits.finished():
                         result_at = time.monotonic()
-                    stopped_for = limits.exceeded(started, last_output, result_at)
+                    stopped_for = limits.exceeded(started, last_output, result_at, time.monotonic())
                     if stopped_for is not None:
                         processes.stop(include_agent=True)
                         child.wait()

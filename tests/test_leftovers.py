@@ -93,14 +93,12 @@ def test_timeouts_hold_after_the_agent_closes_its_output(batch, limit, reason):
     assert not [line for line in (batch.path / "runs.log").read_text().splitlines() if alive(int(line.split()[2]))]
 
 
-def test_an_agent_that_never_prints_gets_a_start_up_allowance_then_stops(batch):
-    """The idle clock starts at the first output; until then idle_timeout + 30 s."""
-    batch.write("# T\n## G\n- [ ] a: slow start\n- [ ] b: mute\n",
-                front_matter("idle_timeout: 1s", "retries: 0", "parallel: 2"))
-    batch.behave(a={"quiet": True, "sleep": 3}, b={"quiet": True, "hang": 120})
-    result = batch.run("run-batch", "--continue", timeout=90)
+def test_an_agent_silent_at_its_start_for_longer_than_idle_timeout_is_not_stopped(batch):
+    """The idle clock starts at the first output (when the allowance ends: test_limits.py)."""
+    batch.write("# T\n## G\n- [ ] a: slow start\n", front_matter("idle_timeout: 1s", "retries: 0"))
+    batch.behave(a={"quiet": True, "sleep": 3})
+    result = batch.run("run-batch")
     assert (batch.state("g", "a") / "result.json").exists(), result.stdout  # 3 s silent, then success
-    assert record(batch, "g", "b", "failure.json")["reason"] == "no output in its first 31s"
 
 
 @pytest.fixture(params=["cgroup", "marker"])
