@@ -69,10 +69,10 @@ def main() -> int:
                              text=True, check=True).stdout
     equivalent = equivalent_mutants()
     by_module = scores(results, equivalent)
-    survivors = [line.strip() for line in results.splitlines()
+    survivors = [f"{m[1]}.{m[2]}` ({m[3]})" for line in results.splitlines()
                  if (m := RESULT.match(line)) and m[3] not in CAUGHT and f"{m[1]}.{m[2]}" not in equivalent]
     TABLE.write_text("# Mutation scores\n\nWritten by `doit mutate` (bench/mutation.py).\n\n" + table(by_module)
-                     + ("\nSurvivors:\n\n" + "\n".join(f"- `{s}`" for s in survivors) + "\n" if survivors else ""),
+                     + ("\nSurvivors:\n\n" + "\n".join(f"- `{s}" for s in survivors) + "\n" if survivors else ""),
                      encoding="utf-8")
     print(table(by_module), end="")
     print(f"{len(survivors)} survivors (`mutmut show NAME` shows one); written to {TABLE.relative_to(ROOT)}")

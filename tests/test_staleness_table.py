@@ -9,8 +9,12 @@ import pytest
 
 from batch_tasks.item_status import (ABSENT, DONE, FAILED, FORGOTTEN_NOW, INTERRUPTED, RUNNING_NOW,
                                      UNREADABLE, ItemStatus)
-from batch_tasks.staleness import (DONE_BY_HAND, KILLED_MID_RUN, TICK_PENDING, UNREADABLE_REASON, Verdict,
-                                   assess_statuses, fingerprint, upstream_digest)
+import json
+
+from batch_tasks.item_status import read_status
+from batch_tasks.staleness import (DONE_BY_HAND, KILLED_MID_RUN, TICK_PENDING, UNREADABLE_REASON, Verdict, assess,
+                                   assess_statuses, fingerprint, settings_digest, stamp, upstream_digest)
+from batch_tasks.state import BatchState
 from batch_tasks.taskfile import parse
 
 PLAN = """---
@@ -78,6 +82,7 @@ def test_an_item_without_a_result_runs_unless_ticked_by_hand(status, ticked, rea
     plan = plan_of(a=ticked)
     verdict = verdicts_of(plan, {"one:a": status})["one:a"]
     assert (verdict.reason, verdict.runs) == (reason, runs)
+    assert (verdict.spent_usd, verdict.duration_s) == (0.0, None)  # no result: nothing spent on it
     assert verdict.problem == status.problem
     assert bool(verdict) is not runs  # doit reads true as up to date
     assert str(verdict) == reason
@@ -95,6 +100,13 @@ def test_a_result_whose_tick_was_not_written_is_done_its_tick_pending():
     statuses = {"one:a": done(plan, "one:a", ticked=False)}
     assert verdicts_of(plan, statuses)["one:a"].reason == TICK_PENDING
     assert not verdicts_of(plan, statuses)["one:a"].runs
+
+
+def test_a_result_that_says_no_cost_cost_nothing():
+    plan = plan_of(a=True)
+    record = {"run_id": "r", "ticked": True, "fingerprint": prints_of(plan)["one:a"]}
+    verdict = verdicts_of(plan, {"one:a": ItemStatus(DONE, result=record)})["one:a"]
+    assert (verdict.reason, verdict.spent_usd, verdict.duration_s) == ("done", 0.0, None)
 
 
 def test_a_result_unticked_by_hand_runs_again_and_counts_what_it_cost():
@@ -146,6 +158,12 @@ def test_an_item_runs_when_its_upstream_ran_again_since_its_result():
     assert verdicts["three:a"].reason == "upstream: two:a will run"
     assert not verdicts["one:a"].runs
 
+    statuses = all_done(plan)
+    statuses["two:a"] = done(plan, "two:a", run_id="a later run", upstream=statuses["two:a"].result["upstream"])
+    verdicts = verdicts_of(plan, statuses)
+    assert not verdicts["two:a"].runs
+    assert verdicts["three:a"].reason == "upstream: group 'two' ran again since"  # one item upstream
+
 
 def test_an_upstream_item_ticked_or_unticked_by_hand_is_news_downstream():
     plan = plan_of(a=True, b=True, c=True, two=True, three=True)
@@ -154,6 +172,15 @@ def test_an_upstream_item_ticked_or_unticked_by_hand_is_news_downstream():
     verdicts = verdicts_of(plan, statuses)
     assert verdicts["one:b"].reason == DONE_BY_HAND and not verdicts["one:b"].runs
     assert verdicts["two:a"].reason == "upstream: group 'one' ran again since"
+
+
+def test_the_stamps_in_every_records_upstream_digest_stay_what_they_were():
+    # Each result record keeps the digest of its upstream's stamps: another word here would
+    # make every finished item's upstream look changed after an upgrade, and run them all again.
+    plan = plan_of(a=True)
+    ticked, still_open = plan.groups[0].items[0], plan.groups[0].items[1]
+    assert (stamp(None, ticked), stamp(None, still_open)) == ("by hand", "open")
+    assert stamp({"run_id": "r-1"}, still_open) == "r-1"
 
 
 def test_the_first_group_has_no_upstream_to_wait_for():
@@ -172,3 +199,25 @@ def test_a_tick_by_hand_keeps_an_item_done_whatever_its_upstream():
 def test_a_verdict_is_up_to_date_for_doit_exactly_when_it_does_not_run():
     assert bool(Verdict(False, "done")) is True
     assert bool(Verdict(True, "new")) is False
+
+
+def test_the_settings_digest_changes_with_what_changes_an_agents_work_only():
+    base = {"agent": "command", "command": ["x"], "parallel": 2}
+    assert settings_digest(base) == settings_digest({**base, "parallel": 8})  # how many at once: same work
+    assert settings_digest(base) != settings_digest({**base, "model": "other"})
+    assert settings_digest(base) != settings_digest({**base, "command": ["y"]})
+    assert settings_digest({"agent": "command"}) == settings_digest({})  # a default said aloud is no change
+
+
+def test_the_verdicts_read_from_a_state_folder_are_those_of_its_statuses(tmp_path):
+    plan = plan_of(a=True)
+    state = BatchState(tmp_path / "task.md")
+    state.ensure()
+    item = state.item("one", "a")
+    item.ensure()
+    Path(item.result).write_text(json.dumps(done(plan, "one:a", cost_usd=2.0).result))
+    verdicts = assess(plan, state, prints_of(plan))
+    statuses = {item.key: read_status(state.item(item.group, item.module)) for item in plan.items()}
+    assert verdicts == assess_statuses(plan, statuses, prints_of(plan))
+    assert (verdicts["one:a"].reason, verdicts["one:a"].spent_usd) == ("done", 2.0)
+    assert verdicts["one:b"].reason == "new"
