@@ -59,16 +59,22 @@ def table(by_module: dict[str, Counter]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help="only these (e.g. staleness), of pyproject.toml's only_mutate")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     options = parser.parse_args()
     mutmut = [sys.executable, "-m", "mutmut"]
     shutil.rmtree(ROOT / "mutants", ignore_errors=True)  # mutmut's copy of the code, made anew
-    subprocess.run([*mutmut, "run", "--max-children", str(options.max_children)], cwd=ROOT,
-                   stdout=subprocess.DEVNULL, check=True)
+    subprocess.run([*mutmut, "run", "--max-children", str(options.max_children),
+                    *(f"batch_tasks.{module}.*" for module in options.modules)],
+                   cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
     results = subprocess.run([*mutmut, "results", "--all", "true"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout
     equivalent = equivalent_mutants()
     by_module = scores(results, equivalent)
+    if options.modules:  # the others were not tested this time
+        wanted = {f"batch_tasks.{module}" for module in options.modules}
+        by_module = {module: counts for module, counts in by_module.items() if module in wanted}
+        results = "\n".join(line for line in results.splitlines() if (m := RESULT.match(line)) and m[1] in wanted)
     survivors = [f"{m[1]}.{m[2]}` ({m[3]})" for line in results.splitlines()
                  if (m := RESULT.match(line)) and m[3] not in CAUGHT and f"{m[1]}.{m[2]}" not in equivalent]
     TABLE.write_text("# Mutation scores\n\nWritten by `doit mutate` (bench/mutation.py).\n\n" + table(by_module)
