@@ -139,10 +139,15 @@ def codex_env(api: FakeOpenAI, home: Path, codex: str, *, idle_ms: int = 60_000)
         "stream_max_retries = 0\n"
         f"stream_idle_timeout_ms = {idle_ms}\n"
     )
+    # Codex will not put its sandbox helper (run through bubblewrap, where that is installed)
+    # under the temporary folder, which the test's home is in: give it another temporary folder.
+    temporary = home / "tmp"
+    temporary.mkdir(exist_ok=True)
     return {
         "PATH": os.pathsep.join([str(Path(codex).parent), os.environ.get("PATH", "/usr/bin:/bin")]),
         "HOME": str(home),
         "CODEX_HOME": str(codex_home),
+        "TMPDIR": str(temporary),
         API_KEY_VARIABLE: "sk-fake-openai-key",
         "NO_PROXY": "127.0.0.1",
     }
