@@ -10,11 +10,25 @@ import sys
 
 import pytest
 
-from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, error, find_claude, text, tool_use
+import fake_gemini
+import fake_openai
+from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, find_claude, prompt_too_long, text, tool_use
 
 CLAUDE = find_claude()
 needs_claude = pytest.mark.skipif(CLAUDE is None and not os.environ.get("CI"),
                                   reason="the claude CLI is not installed: bash .ci/run installs the pinned version")
+CODEX, GEMINI = fake_openai.find_codex(), fake_gemini.find_gemini()
+needs_codex = pytest.mark.skipif(CODEX is None and not os.environ.get("CI"), reason="the codex CLI is not installed")
+needs_gemini = pytest.mark.skipif(GEMINI is None and not os.environ.get("CI"), reason="the gemini CLI is not installed")
+# The step before's result is the shared context an overflowed item is retried without.
+TWO_STEPS = """\
+# Adjusted
+## Outline
+- [ ] auth: outline the notes
+## Write notes
+- [ ] auth: write notes/auth.md
+"""
+OUTLINE = "OUTLINE OF AUTH: a long text every later step of auth is told"
 ONE_ITEM = """\
 # Adjusted
 ## Write notes
@@ -40,8 +54,8 @@ def command_lines(batch) -> list[list[str]]:
     return [line for line in lines if line != ["--version"]]
 
 
-def claude_batch(batch, extra: str = ""):
-    batch.write(ONE_ITEM, front_matter=f"---\nagent: claude\npermission_mode: acceptEdits\n"
+def claude_batch(batch, extra: str = "", body: str = ONE_ITEM):
+    batch.write(body, front_matter=f"---\nagent: claude\npermission_mode: acceptEdits\n"
                                        f"allowed_tools: [Write, Bash, Edit, Read]\nretry_base: 0.2s\n{extra}---\n")
 
 
@@ -84,3 +98,70 @@ def test_claude_out_of_turns_goes_on_in_its_session_with_twice_the_turns(batch):
     assert attempts[1]["adjusted"]["changes"] == {"max_turns": 2} and attempts[1]["ok"]
     assert "adjusted for max turns: max_turns 1 -> 2, the same session" in result.stdout
     assert "- [x] auth:" in batch.taskfile.read_text()
+
+
+def assert_overflow_retried_fresh(batch, result, first_prompt: str, second_prompt: str, trimmed=True) -> list[str]:
+    """The second attempt of write-notes:auth ran in a fresh session, `trimmed` of the step
+    before's result, with its own instruction; returns that attempt's command line."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert OUTLINE in first_prompt and (OUTLINE not in second_prompt) is trimmed
+    assert "write notes/auth.md" in second_prompt
+    attempts = batch.record("write-notes", "auth")["attempts"]
+    assert attempts[1]["adjusted"]["cause"] == "context_overflow" and attempts[1]["adjusted"]["session"] == "fresh"
+    assert attempts[0]["session_id"] != attempts[1]["session_id"]
+    assert "adjusted for context overflow" in result.stdout
+    assert batch.taskfile.read_text().count("- [x]") == 2
+    return command_lines(batch)[-1]
+
+
+@needs_claude
+def test_claude_prompt_too_long_is_retried_fresh_without_the_shared_context(batch):
+    claude_batch(batch, body=TWO_STEPS)
+    routes = {"Step: Outline": [text(OUTLINE)], "Step: Write notes": [prompt_too_long(), *writes(batch, "auth")]}
+    with FakeAnthropic(by_prompt=routes) as api:
+        result = batch.run("run-batch", env=claude_env(api, batch), timeout=180)
+        asked = [" ".join(user_texts(r.body)) for r in api.main_requests]
+        asked = [prompt for prompt in asked if "Step: Write notes" in prompt]
+    second = assert_overflow_retried_fresh(batch, result, asked[0], asked[-1])
+    assert "--resume" not in second
+    assert batch.record("write-notes", "auth")["attempts"][1]["adjusted"]["trim"] is True
+
+
+@needs_codex
+def test_codex_out_of_context_window_is_retried_fresh_on_the_larger_model_named(batch):
+    batch.write(TWO_STEPS, front_matter="---\nagent: codex\nmodel: gpt-5.4-mini\nretry_base: 0.2s\n"
+                                        "adjust: {context_overflow: {model: gpt-5.5}}\n---\n")
+    routes = {"Step: Outline": [fake_openai.text(OUTLINE)],
+              "Step: Write notes": [fake_openai.context_window_exceeded(),
+                                    fake_openai.shell(f"mkdir -p notes && echo '# auth' > notes/auth.md"),
+                                    fake_openai.text("Wrote auth.")]}
+    with fake_openai.FakeOpenAI(by_prompt=routes) as api:
+        env = fake_openai.codex_env(api, batch.path / "home", CODEX)
+        env["PATH"] = logging_wrapper(batch, "codex", CODEX) + os.pathsep + env["PATH"]
+        result = batch.run("run-batch", env=env, timeout=180)
+        asked = [api.user_text(r.body) for r in api.turns("Step: Write notes")]
+    first = command_lines(batch)[-2]
+    second = assert_overflow_retried_fresh(batch, result, asked[0], asked[-1], trimmed=False)
+    assert first[first.index("--model") + 1] == "gpt-5.4-mini" and second[second.index("--model") + 1] == "gpt-5.5"
+    assert "resume" not in second
+    assert batch.record("write-notes", "auth")["attempts"][1]["adjusted"]["changes"] == {"model": "gpt-5.5"}
+
+
+@needs_gemini
+def test_gemini_token_limit_is_retried_fresh_without_the_shared_context(batch):
+    batch.write(TWO_STEPS, front_matter="---\nagent: gemini\nmodel: gemini-2.5-flash\n"
+                                        "allowed_tools: [write_file]\nretry_base: 0.2s\n---\n")
+    path = str(batch.path / "notes" / "auth.md")
+    routes = {"Step: Outline": [fake_gemini.text(OUTLINE)],
+              "Step: Write notes": [fake_gemini.token_limit(), fake_gemini.write_file(path, "# auth\n"),
+                                    fake_gemini.text("Wrote auth.")]}
+    with fake_gemini.FakeGemini(by_prompt=routes) as api:
+        home = batch.path / "home"
+        (home / "tmp").mkdir(parents=True)
+        env = {**fake_gemini.gemini_env(api, home, GEMINI), "TMPDIR": str(home / "tmp"),
+               "GEMINI_CLI_NO_RELAUNCH": "true"}
+        env["PATH"] = logging_wrapper(batch, "gemini", GEMINI) + os.pathsep + env["PATH"]
+        result = batch.run("run-batch", env=env, timeout=180)
+        asked = [api.user_text(r.body) for r in api.turns("Step: Write notes")]
+    second = assert_overflow_retried_fresh(batch, result, asked[0], asked[-1])
+    assert "--resume" not in second
