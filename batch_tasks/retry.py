@@ -112,7 +112,8 @@ DEFAULT_ADJUST: Mapping[str, Mapping[str, Any]] = {
     TOOL_LOOP: {"repeats": 3},  # a fresh session, told the item's history
     # a fresh session told the item's history, on the next model of `escalate:` if there is one
     SAME_CHECK: {"escalate": True},
-    # `timeout` times factor, up to cap, when its last output came within progress_s of the stop
+    # `timeout` times factor, up to cap, when its last output came within progress_s (at most
+    # half the timeout) of the stop
     HANG: {"factor": 2, "cap": 7200.0, "progress_s": 30.0},
 }
 # The agents whose models genai-prices knows, by provider: a stronger model's cost is estimated so.
@@ -207,7 +208,7 @@ def describe_adjust(policy: Mapping[str, Mapping[str, Any] | None], escalate: tu
             lines.append(f"{cause}: a fresh session told the item's history{ladder}")
         else:
             lines.append(f"{cause}: timeout x{options['factor']:g} up to {seconds(options['cap'])}, when it had "
-                         f"output in its last {seconds(options['progress_s'])}")
+                         f"output in its last {seconds(options['progress_s'])} (at most half the timeout)")
     return lines
 
 
@@ -306,7 +307,7 @@ def adjust(attempts: list[Failed], settings: Mapping[str, Any]) -> Adjustment | 
         return Adjustment(cause, changes, _was(settings, changes), "fresh", history=True, extra_usd=extra)
     # HANG: only one that was still making progress gets longer; a silent one is retried as before.
     timeout = settings.get("timeout")
-    if not timeout or last.quiet_s is None or last.quiet_s > policy["progress_s"]:
+    if not timeout or last.quiet_s is None or last.quiet_s > min(policy["progress_s"], timeout / 2):
         return None
     longer = min(policy["cap"], timeout * policy["factor"])
     if longer <= timeout:

@@ -47,7 +47,10 @@ def check(output: str) -> Failed:
     # a hang: a longer timeout when it was making progress; a silent one as before
     ([Failed(TRANSIENT, HANG, quiet_s=1.0)], {}, ({"timeout": 120.0}, "", False, False)),
     ([Failed(TRANSIENT, HANG, quiet_s=1.0)], {"timeout": 5000.0}, ({"timeout": 7200.0}, "", False, False)),
-    ([Failed(TRANSIENT, HANG, quiet_s=45.0)], {}, None),
+    ([Failed(TRANSIENT, HANG, quiet_s=45.0)], {"timeout": 600.0}, None),
+    ([Failed(TRANSIENT, HANG, quiet_s=25.0)], {"timeout": 600.0}, ({"timeout": 1200.0}, "", False, False)),
+    ([Failed(TRANSIENT, HANG, quiet_s=2.5)], {"timeout": 4.0}, None),  # within 30 s, but not half the timeout
+    ([Failed(TRANSIENT, HANG)], {}, None),  # stopped while silent, or never said anything
     ([Failed(TRANSIENT, HANG, quiet_s=1.0)], {"timeout": None}, None),
     ([Failed(TRANSIENT)], {}, None),
 ])

@@ -12,6 +12,7 @@ import pytest
 
 import fake_gemini
 import fake_openai
+from conftest import FRONT_MATTER
 from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, find_claude, prompt_too_long, text, tool_use
 
 CLAUDE = find_claude()
@@ -100,9 +101,9 @@ def test_claude_out_of_turns_goes_on_in_its_session_with_twice_the_turns(batch):
     assert "- [x] auth:" in batch.taskfile.read_text()
 
 
-def assert_overflow_retried_fresh(batch, result, first_prompt: str, second_prompt: str, trimmed=True) -> list[str]:
+def assert_overflow_retried_fresh(batch, result, first_prompt: str, second_prompt: str, trimmed=True) -> None:
     """The second attempt of write-notes:auth ran in a fresh session, `trimmed` of the step
-    before's result, with its own instruction; returns that attempt's command line."""
+    before's result, with its own instruction."""
     assert result.returncode == 0, result.stdout + result.stderr
     assert OUTLINE in first_prompt and (OUTLINE not in second_prompt) is trimmed
     assert "write notes/auth.md" in second_prompt
@@ -111,7 +112,6 @@ def assert_overflow_retried_fresh(batch, result, first_prompt: str, second_promp
     assert attempts[0]["session_id"] != attempts[1]["session_id"]
     assert "adjusted for context overflow" in result.stdout
     assert batch.taskfile.read_text().count("- [x]") == 2
-    return command_lines(batch)[-1]
 
 
 @needs_claude
@@ -122,8 +122,8 @@ def test_claude_prompt_too_long_is_retried_fresh_without_the_shared_context(batc
         result = batch.run("run-batch", env=claude_env(api, batch), timeout=180)
         asked = [" ".join(user_texts(r.body)) for r in api.main_requests]
         asked = [prompt for prompt in asked if "Step: Write notes" in prompt]
-    second = assert_overflow_retried_fresh(batch, result, asked[0], asked[-1])
-    assert "--resume" not in second
+    assert_overflow_retried_fresh(batch, result, asked[0], asked[-1])
+    assert "--resume" not in command_lines(batch)[-1]
     assert batch.record("write-notes", "auth")["attempts"][1]["adjusted"]["trim"] is True
 
 
@@ -140,8 +140,8 @@ def test_codex_out_of_context_window_is_retried_fresh_on_the_larger_model_named(
         env["PATH"] = logging_wrapper(batch, "codex", CODEX) + os.pathsep + env["PATH"]
         result = batch.run("run-batch", env=env, timeout=180)
         asked = [api.user_text(r.body) for r in api.turns("Step: Write notes")]
-    first = command_lines(batch)[-2]
-    second = assert_overflow_retried_fresh(batch, result, asked[0], asked[-1], trimmed=False)
+    assert_overflow_retried_fresh(batch, result, asked[0], asked[-1], trimmed=False)
+    first, second = command_lines(batch)[-2:]
     assert first[first.index("--model") + 1] == "gpt-5.4-mini" and second[second.index("--model") + 1] == "gpt-5.5"
     assert "resume" not in second
     assert batch.record("write-notes", "auth")["attempts"][1]["adjusted"]["changes"] == {"model": "gpt-5.5"}
@@ -163,5 +163,56 @@ def test_gemini_token_limit_is_retried_fresh_without_the_shared_context(batch):
         env["PATH"] = logging_wrapper(batch, "gemini", GEMINI) + os.pathsep + env["PATH"]
         result = batch.run("run-batch", env=env, timeout=180)
         asked = [api.user_text(r.body) for r in api.turns("Step: Write notes")]
-    second = assert_overflow_retried_fresh(batch, result, asked[0], asked[-1])
-    assert "--resume" not in second
+    assert_overflow_retried_fresh(batch, result, asked[0], asked[-1])
+    assert "--resume" not in command_lines(batch)[-1]
+
+
+def command_batch(batch, extra: str, body: str = ONE_ITEM):
+    batch.write(body, front_matter=FRONT_MATTER[:-len("---\n")] + "retry_base: 0.1s\n" + extra + "---\n")
+
+
+def test_a_command_stopped_while_busy_gets_a_longer_timeout(batch):
+    command_batch(batch, "timeout: 4s\n")
+    # Busy for 6 s, then 5 s: more than the timeout, less than twice it.
+    batch.behave(auth={"talk": 6, "attempts": {"2": {"talk": 5, "write": "prompt-2.txt"}}})
+    result = batch.run("run-batch", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    attempts = batch.record("write-notes", "auth")["attempts"]
+    assert attempts[0]["reason"] == "timed out after 4s"
+    assert attempts[1]["adjusted"]["changes"] == {"timeout": 8.0}
+    said = "adjusted for hang: timeout 4s -> 8s"
+    assert said in (batch.path / "prompt-2.txt").read_text() and said in result.stdout
+    assert "- [x] auth:" in batch.taskfile.read_text()
+
+
+def test_a_command_stopped_while_silent_is_retried_as_before(batch):
+    command_batch(batch, "timeout: 3s\n")
+    batch.behave(auth={"hang": 30, "attempts": {"2": {"hang": 0}}})
+    result = batch.run("run-batch", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    attempts = batch.record("write-notes", "auth")["attempts"]
+    assert attempts[0]["reason"] == "timed out after 3s" and "adjusted" not in attempts[1]
+    assert "adjusted" not in result.stdout
+
+
+def test_a_command_that_says_its_context_overflowed_is_retried_without_the_shared_context(batch):
+    command_batch(batch, "", body=TWO_STEPS)
+    batch.behave(**{"outline:auth": {"print": OUTLINE},
+                    "write-notes:auth": {"print": "batch-tasks: cause context_overflow", "exit": 1,
+                                         "write": "prompt-1.txt",
+                                         "attempts": {"2": {"print": "ok", "exit": 0, "write": "prompt-2.txt"}}}})
+    result = batch.run("run-batch", timeout=120)
+    first, second = ((batch.path / f"prompt-{n}.txt").read_text() for n in (1, 2))
+    assert_overflow_retried_fresh(batch, result, first, second)
+    assert batch.record("write-notes", "auth")["attempts"][0]["reason"] == "exit status 1 (context_overflow)"
+
+
+def test_a_command_that_says_it_loops_on_a_tool_error_is_retried_told_its_history(batch):
+    command_batch(batch, "")
+    batch.behave(auth={"print": "batch-tasks: cause tool_loop", "exit": 1,
+                       "attempts": {"2": {"print": "ok", "exit": 0, "write": "prompt-2.txt"}}})
+    result = batch.run("run-batch", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    told = (batch.path / "prompt-2.txt").read_text()
+    assert "What was tried on this item so far" in told and "- attempt 1: exit status 1 (tool_loop)" in told
+    assert batch.record("write-notes", "auth")["attempts"][1]["adjusted"]["history"] is True
