@@ -216,3 +216,47 @@ def test_a_command_that_says_it_loops_on_a_tool_error_is_retried_told_its_histor
     told = (batch.path / "prompt-2.txt").read_text()
     assert "What was tried on this item so far" in told and "- attempt 1: exit status 1 (tool_loop)" in told
     assert batch.record("write-notes", "auth")["attempts"][1]["adjusted"]["history"] is True
+
+
+# Fails the same way each time until notes/auth.md (where the scripted agent writes its prompt)
+# holds the item's history: a prompt that told it.
+CHECK = ('check: [python3, -c, "import sys; ok = \'What was tried on this item so far\' in open(\'notes/auth.md\').read(); '
+         'print(\'ok\' if ok else \'FAILED notes/auth.md: no history\'); sys.exit(0 if ok else 1)"]\n')
+
+
+def test_a_command_failing_its_check_the_same_way_twice_starts_fresh_told_its_history(batch):
+    command_batch(batch, CHECK)
+    (batch.path / "notes").mkdir()
+    batch.behave(auth={"write": "notes/auth.md"})
+    result = batch.run("run-batch", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    attempts = batch.record("write-notes", "auth")["attempts"]
+    assert [a.get("adjusted", {}).get("cause") for a in attempts] == [None, None, "same_check"]
+    told = (batch.path / "notes" / "auth.md").read_text()
+    assert told.count("FAILED notes/auth.md: no history") == 2
+    assert "adjusted for same check: a fresh session, told the item's history" in result.stdout
+    assert "- [x] auth:" in batch.taskfile.read_text()
+
+
+@needs_claude
+def test_claude_failing_its_check_the_same_way_twice_goes_up_the_escalate_ladder(batch):
+    check = ('check: [python3, -c, "import sys; ok = open(\'notes/auth.md\').read().startswith(\'#\'); '
+             'print(\'ok\' if ok else \'FAILED notes/auth.md: not a heading\'); sys.exit(0 if ok else 1)"]\n')
+    claude_batch(batch, "model: claude-sonnet-4-5\nescalate: [claude-opus-4-1]\n" + check)
+    path = str(batch.path / "notes" / "auth.md")
+    draft = [tool_use("Write", {"file_path": path, "content": "draft\n"}), text("Wrote a draft.")]
+    with FakeAnthropic(by_prompt={"Module: auth": [*draft, *draft, *writes(batch, "auth")]}) as api:
+        result = batch.run("run-batch", env=claude_env(api, batch), timeout=180)
+        requests = api.main_requests
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second, third = command_lines(batch)
+    assert first[first.index("--model") + 1] == second[second.index("--model") + 1] == "claude-sonnet-4-5"
+    assert "--resume" in second  # a check retry goes on in its session, as before
+    assert third[third.index("--model") + 1] == "claude-opus-4-1" and "--resume" not in third
+    assert requests[-1].body["model"] != requests[0].body["model"]  # (the CLI maps names to its current models)
+    told = " ".join(user_texts(requests[-1].body))
+    assert "What was tried on this item so far" in told and told.count("FAILED notes/auth.md: not a heading") == 2
+    attempts = batch.record("write-notes", "auth")["attempts"]
+    assert attempts[2]["adjusted"]["changes"] == {"model": "claude-opus-4-1"}
+    assert "same check: model claude-sonnet-4-5 -> claude-opus-4-1" in result.stdout
+    assert (batch.path / "notes" / "auth.md").read_text() == "# auth\n"
