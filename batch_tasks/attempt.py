@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import process, prompt
-from .agents import AGENTS, HANG, PERMANENT, TRANSIENT, Outcome
+from .agents import AGENTS, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, Outcome
+from .agents.base import ToolLoop
 from .errors import BatchError
 from .events import AgentEvent
 from .records import Attempt
@@ -73,6 +74,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
     reader = agent.reader(job.settings)
     result_seen = threading.Event()
     last_line: list[float] = []  # when the agent last said anything: was it making progress when stopped?
+    loop = ToolLoop(((job.settings.get("adjust") or {}).get(TOOL_LOOP) or {}).get("repeats") or 0)
 
     with folder.open_log() as log, folder.open_events() as event_log:
 
@@ -85,6 +87,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
         def on_line(line: str) -> None:
             last_line[:] = [time.monotonic()]
             for event in reader.feed(line):
+                loop.see(event)
                 record_event(event)
                 if event.kind == "result":
                     result_seen.set()
@@ -139,6 +142,10 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
     busy = quiet_s is not None and (job.settings["idle_timeout"] is None or quiet_s < job.settings["idle_timeout"])
     attempt.outcome = outcome_of(reader, ended.status, ended.stopped_for, result_seen.is_set(),
                                  round(quiet_s, 3) if busy else None)
+    if not attempt.outcome.ok and loop.repeats and loop.seen and attempt.outcome.cause in (None, MAX_TURNS, HANG):
+        # More turns or time would only go on failing so: the loop is the cause to meet.
+        attempt.outcome.cause = TOOL_LOOP
+        attempt.outcome.reason += f" (after {loop.call} failed {loop.run} times in a row: {loop.last[1]})"
     return attempt
 
 

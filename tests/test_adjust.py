@@ -117,3 +117,22 @@ def test_an_adjustment_says_what_changed():
     made = Adjustment(MAX_TURNS, {"max_turns": 20}, {"max_turns": 10}, "continue")
     assert made.text() == "adjusted for max turns: max_turns 10 -> 20, the same session"
     assert made.record()["changes"] == {"max_turns": 20}
+
+
+def test_a_tool_loop_is_the_same_call_failing_the_same_way_in_a_row():
+    from batch_tasks.agents.base import ToolLoop
+    from batch_tasks.events import AgentEvent
+
+    def run(results):
+        loop = ToolLoop(3)
+        for call, error in results:
+            loop.see(AgentEvent("tool_use", call))
+            loop.see(AgentEvent("tool_result", error, {"is_error": bool(error)}))
+        return loop.seen
+
+    fails = ("Bash: pytest -q", "Exit code 1")
+    assert run([fails] * 3)
+    assert not run([fails] * 2)
+    assert not run([fails, fails, ("Bash: pytest -q", ""), fails])  # a success between
+    assert not run([fails, fails, ("Bash: pytest -x", "Exit code 1")])  # another call
+    assert not run([fails, fails, ("Bash: pytest -q", "Exit code 2")])  # another error

@@ -260,3 +260,21 @@ def test_claude_failing_its_check_the_same_way_twice_goes_up_the_escalate_ladder
     assert attempts[2]["adjusted"]["changes"] == {"model": "claude-opus-4-1"}
     assert "same check: model claude-sonnet-4-5 -> claude-opus-4-1" in result.stdout
     assert (batch.path / "notes" / "auth.md").read_text() == "# auth\n"
+
+
+@needs_claude
+def test_claude_looping_on_a_failing_tool_is_retried_fresh_told_its_history(batch):
+    claude_batch(batch, "max_turns: 3\n")
+    failing = [tool_use("Bash", {"command": "ls no-such-file"})] * 3
+    with FakeAnthropic(by_prompt={"Module: auth": [*failing, *writes(batch, "auth")]}) as api:
+        result = batch.run("run-batch", env=claude_env(api, batch), timeout=180)
+        requests = api.main_requests
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = command_lines(batch)
+    assert "--resume" not in second and second[second.index("--max-turns") + 1] == "3"  # not more turns
+    attempts = batch.record("write-notes", "auth")["attempts"]
+    assert attempts[0]["cause"] == "tool_loop" and "failed 3 times in a row" in attempts[0]["reason"]
+    told = " ".join(user_texts(requests[-1].body))
+    assert "What was tried on this item so far" in told and "Bash: ls no-such-file failed 3 times" in told
+    assert "adjusted for tool loop: a fresh session, told the item's history" in result.stdout
+    assert "- [x] auth:" in batch.taskfile.read_text()

@@ -87,6 +87,29 @@ class CostEstimate:
         return [AgentEvent("error", reason, {"failure_class": PERMANENT, "message": reason})] if reason else []
 
 
+class ToolLoop:
+    """Watches an attempt's events for a tool failing the same way again and again: the same
+    call (`Bash: pytest -q`) with the same error, `repeats` times in a row."""
+
+    def __init__(self, repeats: int):
+        self.repeats = repeats
+        self.call = ""  # the last tool call, as its event says it
+        self.last: tuple[str, str] | None = None
+        self.run = 0  # how many times in a row the last failure came
+
+    def see(self, event: AgentEvent) -> None:
+        if event.kind == "tool_use":
+            self.call = event.text
+        elif event.kind == "tool_result":
+            failure = (self.call, event.text) if event.data.get("is_error") else None
+            self.run = self.run + 1 if failure is not None and failure == self.last else int(failure is not None)
+            self.last = failure
+
+    @property
+    def seen(self) -> bool:
+        return self.run >= self.repeats
+
+
 class OutputReader:
     """Reads one attempt's output line by line into events; then says how it ended."""
 
