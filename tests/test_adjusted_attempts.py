@@ -98,6 +98,10 @@ def test_claude_out_of_turns_goes_on_in_its_session_with_twice_the_turns(batch):
     assert attempts[0]["reason"].startswith("reached max turns") and "adjusted" not in attempts[0]
     assert attempts[1]["adjusted"]["changes"] == {"max_turns": 2} and attempts[1]["ok"]
     assert "adjusted for max turns: max_turns 1 -> 2, the same session" in result.stdout
+    summary = result.stdout.split("\n\n")[-1]
+    cost = f"${attempts[1]['cost_usd']:.4f}"
+    assert f"adjusted: 1 attempt, {cost}\n  write-notes:auth attempt 2: adjusted for max turns: " \
+           f"max_turns 1 -> 2, the same session {cost}" in summary
     assert "- [x] auth:" in batch.taskfile.read_text()
 
 
@@ -278,3 +282,16 @@ def test_claude_looping_on_a_failing_tool_is_retried_fresh_told_its_history(batc
     assert "What was tried on this item so far" in told and "Bash: ls no-such-file failed 3 times" in told
     assert "adjusted for tool loop: a fresh session, told the item's history" in result.stdout
     assert "- [x] auth:" in batch.taskfile.read_text()
+
+
+@needs_claude
+def test_more_turns_are_not_given_when_the_budget_cannot_hold_them(batch):
+    claude_batch(batch, "max_turns: 1\nbudget_usd: 0.025\n")  # the first attempt costs $0.0174, as much again
+    with FakeAnthropic(by_prompt={"Module: auth": writes(batch, "auth")}) as api:
+        result = batch.run("run-batch", env=claude_env(api, batch), timeout=120)
+    assert result.returncode == 1
+    assert len(command_lines(batch)) == 1
+    failure = batch.record("write-notes", "auth", "failure")
+    assert failure["reason"] == ("reached max turns (1) (not adjusted for max turns: max_turns 1 -> 2, the same "
+                                 "session: the batch's budget cannot hold it)")
+    assert "adjusted:" not in result.stdout.split("\n\n")[-1]
