@@ -295,3 +295,30 @@ def test_more_turns_are_not_given_when_the_budget_cannot_hold_them(batch):
     assert failure["reason"] == ("reached max turns (1) (not adjusted for max turns: max_turns 1 -> 2, the same "
                                  "session: the batch's budget cannot hold it)")
     assert "adjusted:" not in result.stdout.split("\n\n")[-1]
+
+
+def test_a_dry_run_shows_the_adjustments_by_cause_as_set(batch):
+    command_batch(batch, "adjust: {max_turns: {cap: 50}, hang: false}\nescalate: [model-a, model-b]\n",
+                  body=TWO_STEPS.replace("## Write notes\n", "## Write notes\n<!-- adjust: {same_check: {escalate: false}} -->\n"))
+    result = batch.run("run-batch", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "2 would run, 0 up to date"
+    assert "  a failed attempt's next one in outline, by cause (adjust:, escalate:):\n" \
+           "    context_overflow: a fresh session, the shared context trimmed\n" \
+           "    max_turns: the same session, max_turns x2 up to 50\n" \
+           "    tool_loop: after 3 same tool errors, a fresh session told the item's history\n" \
+           "    same_check: a fresh session told the item's history, then the next model of escalate: " \
+           "['model-a', 'model-b']\n" \
+           "    hang: retried as before (adjust: {hang: false})\n" in result.stdout
+    # A hint's adjust: starts from the defaults, as any hint replaces the batch's setting.
+    assert "  a failed attempt's next one in write-notes, by cause (adjust:, escalate:):\n" in result.stdout
+    assert "    same_check: a fresh session told the item's history\n" in result.stdout
+    assert "    hang: timeout x2 up to 7200s, when it had output in its last 30s (at most half the timeout)\n" \
+           in result.stdout
+
+
+def test_a_wrong_adjust_setting_is_one_error_at_its_line(batch):
+    command_batch(batch, "adjust: {max_turns: {factor: 1}}\n")
+    result = batch.run("run-batch", "--dry-run")
+    assert result.returncode == 3
+    assert result.stderr == "ERROR: task.md:5: setting 'adjust' max_turns.factor must be a number above 1, e.g. 2, not 1\n"
