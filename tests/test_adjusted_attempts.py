@@ -187,6 +187,11 @@ def test_a_command_stopped_while_busy_gets_a_longer_timeout(batch):
     said = "adjusted for hang: timeout 4s -> 8s"
     assert said in (batch.path / "prompt-2.txt").read_text() and said in result.stdout
     assert "- [x] auth:" in batch.taskfile.read_text()
+    story = batch.run("batch-log", "write-notes:auth").stdout
+    assert "retry: timed out after 4s: retry 1 of 2 in " in story and f"s; {said} (at " in story
+    report = json.loads(batch.run("batch-report", "--format", "json", "-o", "-").stdout)
+    bars = [bar for bar in report["segments"] if bar["kind"] == "done"]
+    assert [bar["reason"] for bar in bars] == [said]
 
 
 def test_a_command_stopped_while_silent_is_retried_as_before(batch):
