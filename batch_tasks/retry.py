@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .agents import CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Outcome
+from .agents import AGENTS, CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Outcome
 from .errors import SettingError
 
 # With a `check` and isolation: the item's check failed (retried with the agent told why,
@@ -284,8 +284,9 @@ def adjust(attempts: list[Failed], settings: Mapping[str, Any]) -> Adjustment | 
     policy = (settings.get("adjust") or DEFAULT_ADJUST).get(cause) if cause else None
     if policy is None:
         return None
+    takes_model = "model" in AGENTS[settings.get("agent") or "command"].supports  # a command takes none
     if cause == CONTEXT_OVERFLOW:
-        model = policy["model"] if policy["model"] != settings.get("model") else None
+        model = policy["model"] if takes_model and policy["model"] != settings.get("model") else None
         changes = {"model": model} if model else {}
         extra = _model_cost(last, settings, model) if model else None
         return Adjustment(cause, changes, _was(settings, changes), "fresh", trim=not changes, extra_usd=extra)
@@ -299,7 +300,7 @@ def adjust(attempts: list[Failed], settings: Mapping[str, Any]) -> Adjustment | 
     if cause == TOOL_LOOP:
         return Adjustment(cause, {}, {}, "fresh", history=True)
     if cause == SAME_CHECK:
-        ladder = list(settings.get("escalate") or ()) if policy["escalate"] else []
+        ladder = list(settings.get("escalate") or ()) if policy["escalate"] and takes_model else []
         current = settings.get("model")
         step = ladder.index(current) + 1 if current in ladder else 0
         changes = {"model": ladder[step]} if step < len(ladder) else {}

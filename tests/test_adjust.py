@@ -42,6 +42,11 @@ def check(output: str) -> Failed:
      ({"model": "opus-max"}, "fresh", False, True)),
     ([check(FAILED_CHECK), check(FAILED_CHECK)], {"model": "opus-max", "escalate": ("opus", "opus-max")},
      ({}, "fresh", False, True)),
+    ([check(FAILED_CHECK), check(FAILED_CHECK)], {"agent": "command", "model": None, "escalate": ("opus",)},
+     ({}, "fresh", False, True)),  # a command takes no model
+    ([check(FAILED_CHECK), check(FAILED_CHECK)], {"escalate": ("opus",),
+                                                  "adjust": parse_adjust({SAME_CHECK: {"escalate": False}})},
+     ({}, "fresh", False, True)),
     ([check(FAILED_CHECK), check("tests/test_a.py::test_two FAILED")], {}, None),  # another failure
     ([check(FAILED_CHECK)], {}, None),  # the first
     # a hang: a longer timeout when it was making progress; a silent one as before
@@ -66,8 +71,12 @@ def test_what_an_adjustment_costs_more_is_estimated():
     more_turns = adjust([Failed(PERMANENT, MAX_TURNS, cost_usd=0.3)], BASE)
     assert more_turns.extra_usd == pytest.approx(0.3)  # twice the turns: as much again
     stronger = adjust([check(FAILED_CHECK), Failed(CHECK, check=FAILED_CHECK, cost_usd=0.2)],
-                      {**BASE, "agent": "command", "escalate": ("x",)})
+                      {**BASE, "escalate": ("a-model-nobody-prices",)})
     assert stronger.extra_usd == 0.2  # no price known: what the last attempt cost
+    tokens = {"input": 1000, "output": 100, "cache_read": 0, "cache_write": 0}
+    priced = adjust([check(FAILED_CHECK), Failed(CHECK, check=FAILED_CHECK, cost_usd=0.2, tokens=tokens)],
+                    {**BASE, "escalate": ("claude-opus-4-1",)})
+    assert priced.extra_usd == pytest.approx(1000 * 15e-6 + 100 * 75e-6)  # its tokens at opus's list price
     assert adjust([Failed(PERMANENT, TOOL_LOOP, cost_usd=1.0)], BASE).extra_usd is None
 
 
