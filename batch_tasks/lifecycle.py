@@ -142,7 +142,7 @@ class ItemRun:
             why = "; ".join(filter(None, (decision.why, refused)))
             return self.fail(outcome.reason + (f" ({why})" if why else ""))
         self.counts = decision.counted(self.counts)
-        cause = f"{outcome.reason}: {decision.why}" + "".join(f"; {said}" for said in (refused,) if said)
+        cause = f"{outcome.reason}: {decision.why}" + (f"; {refused}" if refused else "")
         if adjustment is not None:
             self.adjusted = adjustment
             self.job = replace(job, settings={**job.settings, **adjustment.changes})
@@ -318,7 +318,7 @@ def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
             "number": last["attempt"], "class": last["failure_class"], "reason": last["reason"],
             "session_id": last["session_id"], "check_output": (last.get("check") or {}).get("tail", ""),
             "conflicts": (last.get("merge") or {}).get("conflicts", []),
-            "cause": attempts[-1].outcome.cause if attempts[-1].outcome else None,
+            "cause": last["cause"],
             "adjusted": adjusted.text() if adjusted else "",
         }
     if adjusted is not None and adjusted.trim:  # the item's own instruction stays whole
