@@ -126,36 +126,28 @@ def _number_above_one(value: Any) -> float:
     return float(value)
 
 
-def _whole(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SettingError(f"must be a whole number from 1 up, not {value!r}")
-    return value
-
-
 def _model(value: Any) -> str | None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise SettingError(f"must name a model, not {value!r}")
     return value
 
 
-def _yes_no(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise SettingError(f"must be true or false, not {value!r}")
-    return value
+def _setting(parser: str):
+    """A parser of settings.py (which imports this module), by name."""
+    def parse(value: Any) -> Any:
+        from . import settings
 
+        return getattr(settings, parser)(value)
 
-def _seconds(value: Any) -> float:
-    from .settings import duration_seconds  # settings imports this module
-
-    return duration_seconds(value)
+    return parse
 
 
 KEYS = {
     CONTEXT_OVERFLOW: {"model": _model},
-    MAX_TURNS: {"factor": _number_above_one, "cap": _whole},
-    TOOL_LOOP: {"repeats": _whole},
-    SAME_CHECK: {"escalate": _yes_no},
-    HANG: {"factor": _number_above_one, "cap": _seconds, "progress_s": _seconds},
+    MAX_TURNS: {"factor": _number_above_one, "cap": _setting("_positive_int")},
+    TOOL_LOOP: {"repeats": _setting("_positive_int")},
+    SAME_CHECK: {"escalate": _setting("_flag")},
+    HANG: {"factor": _number_above_one, "cap": _setting("duration_seconds"), "progress_s": _setting("duration_seconds")},
 }
 
 
