@@ -1,11 +1,12 @@
 """Adjusting a failed attempt's next one to its cause (batch_tasks/retry.py): plain data in,
 plain data out, one table."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from batch_tasks.agents import CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT
+from batch_tasks.agents import AGENTS, CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT
 from batch_tasks.errors import SettingError
 from batch_tasks.retry import (CHECK, DEFAULT_ADJUST, SAME_CHECK, Adjustment, Failed, adjust, budget_holds,
                                cause_of, check_signature, decide, Counts, parse_adjust)
@@ -145,3 +146,35 @@ def test_a_tool_loop_is_the_same_call_failing_the_same_way_in_a_row():
     assert not run([fails, fails, ("Bash: pytest -q", ""), fails])  # a success between
     assert not run([fails, fails, ("Bash: pytest -x", "Exit code 1")])  # another call
     assert not run([fails, fails, ("Bash: pytest -q", "Exit code 2")])  # another error
+
+
+# What each CLI prints when it ends so (recorded from the real CLIs against the fakes), and the cause read.
+CLAUDE_OVERFLOW = ('{"type":"result","subtype":"success","is_error":true,"terminal_reason":"prompt_too_long",'
+                   '"api_error_status":400,"num_turns":1,"session_id":"s","result":"Prompt is too long · the request '
+                   'is ~208310 tokens (limit 200000) but this conversation is only ~2497 tokens"}')
+CODEX_OVERFLOW = ('{"type":"turn.failed","error":{"message":"Codex ran out of room in the model\'s context window. '
+                  'Start a new thread or clear earlier history before retrying."}}')
+GEMINI_OVERFLOW = ('{"type":"result","status":"error","error":{"type":"unknown","message":"[API Error: {\\"error\\":'
+                   '{\\"code\\":400,\\"message\\":\\"The input token count (1200293) exceeds the maximum number of '
+                   'tokens allowed (1048576).\\",\\"status\\":\\"INVALID_ARGUMENT\\"}}]"},"stats":{}}')
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("agent, stream, exit_status, cause", [
+    ("claude", [CLAUDE_OVERFLOW], 1, CONTEXT_OVERFLOW),
+    ("claude", (FIXTURES / "claude" / "max_turns.jsonl").read_text().splitlines(), 1, MAX_TURNS),
+    ("claude", (FIXTURES / "claude" / "auth_401.jsonl").read_text().splitlines(), 1, None),
+    ("codex", [CODEX_OVERFLOW], 1, CONTEXT_OVERFLOW),
+    ("codex", (FIXTURES / "codex" / "auth_401.jsonl").read_text().splitlines(), 1, None),
+    ("gemini", [GEMINI_OVERFLOW], 1, CONTEXT_OVERFLOW),
+    ("gemini", (FIXTURES / "gemini" / "max_turns.jsonl").read_text().splitlines(), 1, None),  # no flag to raise it
+    ("command", ["batch-tasks: cause context_overflow"], 1, CONTEXT_OVERFLOW),
+    ("command", ["batch-tasks: cause tool_loop"], 1, TOOL_LOOP),
+    ("command", ["batch-tasks: cause boredom"], 1, None),
+    ("command", ["batch-tasks: cause tool_loop"], 0, None),  # it succeeded after all
+])
+def test_each_agent_reads_the_cause_from_its_own_output(agent, stream, exit_status, cause):
+    reader = AGENTS[agent].reader({"model": None, "item_budget_usd": None})
+    for line in stream:
+        reader.feed(line)
+    assert reader.outcome(exit_status).cause == cause
