@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import process, prompt
-from .agents import AGENTS, PERMANENT, TRANSIENT, Outcome
+from .agents import AGENTS, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, Outcome
+from .agents.base import ToolLoop
 from .errors import BatchError
 from .events import AgentEvent
 from .records import Attempt
@@ -72,6 +73,8 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
     }
     reader = agent.reader(job.settings)
     result_seen = threading.Event()
+    last_line: list[float] = []  # when the agent last said anything: was it making progress when stopped?
+    loop = ToolLoop(((job.settings.get("adjust") or {}).get(TOOL_LOOP) or {}).get("repeats") or 0)
 
     with folder.open_log() as log, folder.open_events() as event_log:
 
@@ -82,7 +85,9 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
             run.hub.publish("item_event", key, event)
 
         def on_line(line: str) -> None:
+            last_line[:] = [time.monotonic()]
             for event in reader.feed(line):
+                loop.see(event)
                 record_event(event)
                 if event.kind == "result":
                     result_seen.set()
@@ -132,14 +137,25 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
     attempt.exit_status = ended.status
     if run.supervisor.stopping.is_set() and ended.status < 0:
         return attempt  # stopped with the run: no outcome
-    attempt.outcome = outcome_of(reader, ended.status, ended.stopped_for, result_seen.is_set())
+    # Stopped by `idle_timeout`, it was silent; by `timeout`, it may have been busy to the end.
+    quiet_s = time.monotonic() - last_line[0] if last_line else None
+    busy = quiet_s is not None and (job.settings["idle_timeout"] is None or quiet_s < job.settings["idle_timeout"])
+    attempt.outcome = outcome_of(reader, ended.status, ended.stopped_for, result_seen.is_set(),
+                                 round(quiet_s, 3) if busy else None)
+    if not attempt.outcome.ok and loop.repeats and loop.seen and attempt.outcome.cause in (None, MAX_TURNS, HANG):
+        # More turns or time would only go on failing so: the loop is the cause to meet.
+        attempt.outcome.cause = TOOL_LOOP
+        attempt.outcome.reason += f" (after {loop.call} failed {loop.run} times in a row: {loop.last[1]})"
     return attempt
 
 
-def outcome_of(reader, status: int, stopped_for: str | None, said_result: bool) -> Outcome:
-    """How an attempt ended, from its agent's word and from how its process ended."""
+def outcome_of(reader, status: int, stopped_for: str | None, said_result: bool,
+               quiet_s: float | None = None) -> Outcome:
+    """How an attempt ended, from its agent's word and from how its process ended; a hang
+    says how long the agent had been silent when it was stopped (`quiet_s`), if not for that."""
     if stopped_for is None:
         return reader.outcome(status)
     if said_result:
         return reader.outcome(0)  # it said how it ended, then lingered: its word counts
-    return Outcome(ok=False, reason=stopped_for, failure_class=TRANSIENT)
+    return Outcome(ok=False, reason=stopped_for, failure_class=TRANSIENT, cause=HANG,
+                   data={} if quiet_s is None else {"quiet_s": quiet_s})

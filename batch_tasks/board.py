@@ -54,6 +54,7 @@ class ItemView:
     session_id: str = ""
     landing: dict[str, Any] = field(default_factory=dict)  # an isolated item's evidence: merge, check, kept
     worker: str = ""  # the Dask worker that runs it, for a remote item (see executors)
+    adjusted: tuple[dict[str, Any], ...] = ()  # its attempts adjusted to a cause (retry.py): attempt, text, cost_usd
 
     def copy(self) -> "ItemView":
         """A copy to hand to the views, as dataclasses.replace makes, in a fifth of its time."""
@@ -165,6 +166,8 @@ class Board:
                 view.agent = record.get("agent") or view.agent
                 view.session_id = _last_session(record) or view.session_id
                 view.landing = landing_of(record)
+                view.adjusted = tuple({"attempt": a["attempt"], "text": a["adjusted"]["text"], "cost_usd": a["cost_usd"]}
+                                      for a in record.get("attempts") or () if a.get("adjusted"))
             self._move(view, DONE if ok else FAILED)
             seen = view.copy()
         self._tell("finished", seen)

@@ -19,7 +19,7 @@ from doit.cmd_forget import Forget as DoitForget
 from doit.control import TaskControl
 
 from . import batch as batch_mod
-from . import executors, graph, history, nothing_to_do, process, recovery
+from . import executors, graph, history, nothing_to_do, process, recovery, retry
 from .agents import AGENTS
 from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
@@ -259,12 +259,27 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")
             self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
+        self._tell_adjustments(batch.plan, {item.group for item, _ in stale})
         left_out = [item for item in batch.plan.items() if item.optional and item.key not in control.tasks]
         for item in left_out:
             self.outstream.write(f"{item.key}  skipped (optional: run with --optional)\n")
         self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale)} up to date"
                              + (f", {len(left_out)} optional left out" if left_out else "") + "\n")
         return 0
+
+
+    def _tell_adjustments(self, plan, groups: set[str]) -> None:
+        """How a failed attempt's next one would be adjusted, by cause (retry.py): once, or per
+        group where hints differ. Indented, as all but the items' own lines are."""
+        policies: dict[str, list[str]] = {}
+        for group in plan.groups:
+            if group.slug in groups:
+                lines = retry.describe_adjust(group.settings["adjust"], group.settings.get("escalate"))
+                policies.setdefault("\n".join(lines), []).append(group.slug)
+        for lines, slugs in policies.items():
+            where = f" in {', '.join(slugs)}" if len(policies) > 1 else ""
+            self.outstream.write(f"  a failed attempt's next one{where}, by cause (adjust:, escalate:):\n")
+            self.outstream.write("".join(f"    {line}\n" for line in lines.splitlines()))
 
 
 def _tell_how_it_was_read(plan, dry_run: bool) -> list[str]:

@@ -21,7 +21,7 @@ import json
 import os
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -81,6 +81,7 @@ class ItemRun:
         self.folder = self.state.item(job.item.group, job.item.module)
         self.attempts: list[Attempt] = []
         self.counts = retry.Counts()
+        self.adjusted: retry.Adjustment | None = None  # how the next attempt is adjusted to the last one's failure
         self.facts: dict[str, Any] | None = None  # set by prepare: what the result is made from
         self.workspace = None  # the attempt's worktree (workspace.AttemptWorkspace), when isolated
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
@@ -117,6 +118,9 @@ class ItemRun:
                                                 self.session_to_continue())
         except BatchError as error:  # its worktree could not be made, or its setup failed
             return self.fail(f"worktree: {error}")
+        if self.adjusted is not None:
+            attempt.extra["adjusted"] = self.adjusted.record()
+            self.adjusted = None
         self.attempts.append(attempt)
         if attempt.outcome is not None and attempt.outcome.ok:
             self.land(attempt)
@@ -131,16 +135,36 @@ class ItemRun:
         if outcome.ok:
             return self.succeed(attempt)
         failure = outcome.failure_class
-        decision = retry.decide(failure, outcome.retry_at, self.counts, job.settings, time.time())
+        adjustment, refused = self.adjustment()
+        decision = retry.decide(failure, outcome.retry_at, self.counts, job.settings, time.time(),
+                                adjusted=adjustment is not None)
         if not decision.retry:
-            return self.fail(outcome.reason + (f" ({decision.why})" if decision.why else ""))
+            why = "; ".join(filter(None, (decision.why, refused)))
+            return self.fail(outcome.reason + (f" ({why})" if why else ""))
         self.counts = decision.counted(self.counts)
-        cause = f"{outcome.reason}: {decision.why}"
+        cause = f"{outcome.reason}: {decision.why}" + (f"; {refused}" if refused else "")
+        if adjustment is not None:
+            self.adjusted = adjustment
+            self.job = replace(job, settings={**job.settings, **adjustment.changes})
+            cause += f"; {adjustment.text()}"
         with self.folder.open_log() as log:
             log.write(f"=== {job.item.key} attempt {number} failed ({failure}): {cause} ===\n".encode())
         self.note(number, "retry", cause, {"retry_at": decision.at})  # so that batch-status can say it waits, and why
         self.run.hub.publish("item_retrying", job.item.key, number, cause, decision.at)
         return Again(decision)
+
+    def adjustment(self) -> tuple[retry.Adjustment | None, str]:
+        """How the next attempt is adjusted to the last one's cause (see retry.py), if at all;
+        and, when one that costs more is not made, why."""
+        failed = [retry.Failed(a.outcome.failure_class, a.outcome.cause, a.outcome.data.get("num_turns"),
+                               a.outcome.data.get("quiet_s"), (a.extra.get("check") or {}).get("tail", ""),
+                               a.outcome.data.get("cost_usd"), a.outcome.data.get("tokens"))
+                  for a in self.attempts if a.outcome is not None and not a.outcome.ok]
+        adjustment = retry.adjust(failed, self.job.settings) if failed else None
+        if adjustment is not None and adjustment.extra_usd is not None \
+                and not retry.budget_holds(self.run.budget, adjustment.extra_usd):
+            return None, f"not {adjustment.text()}: the batch's budget cannot hold it"
+        return adjustment, ""
 
     def note(self, number: int, kind: str, text: str, data: dict[str, Any]) -> None:
         """A line of the runner's own in the item's events.jsonl, which batch-status reads."""
@@ -210,6 +234,9 @@ class ItemRun:
         """After a failed check, the session that made the work: the next attempt goes on with it in
         the same folder (a check failure keeps the worktree). Not after a conflict: that attempt
         starts from the new tip in a fresh worktree, where the session's memory of its files is wrong."""
+        if self.adjusted is not None and self.adjusted.session:
+            # An adjustment says: the last attempt's session goes on (with more turns), or a fresh one.
+            return self.attempts[-1].record()["session_id"] if self.adjusted.session == "continue" else None
         told = attempt_to_tell_of(self.attempts).record() if self.attempts else None
         return told["session_id"] if told and told["failure_class"] == retry.CHECK else None
 
@@ -221,7 +248,7 @@ class ItemRun:
         return {"worktree": str(kept.path), "branch": kept.branch, "commit": kept.commit, "wip": kept.wip}
 
     def prompt_context(self) -> dict[str, Any]:
-        return prompt_context(self.job, self.state, self.attempts)
+        return prompt_context(self.job, self.state, self.attempts, self.adjusted)
 
     def succeed(self, attempt: Attempt) -> Finished:
         job = self.job
@@ -259,8 +286,10 @@ def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, st
                     "ticked; the next run ticks it, or runs it again if its instruction changed")
 
 
-def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt]) -> dict[str, Any]:
-    """What the prompt template is given for an item's next attempt."""
+def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
+                   adjusted: retry.Adjustment | None = None) -> dict[str, Any]:
+    """What the prompt template is given for an item's next attempt; `adjusted` may leave out
+    the shared context (after an overflow) or add the item's history."""
     item = job.item
     context: dict[str, Any] = {
         "batch": {"title": job.batch_title, "path": str(job.taskfile)},
@@ -270,6 +299,7 @@ def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt]) -> 
                  "instruction": item.instruction, "line": item.line},
         "previous": None,
         "previous_attempt": None,
+        "history": [],
     }
     if job.previous is not None:
         status = read_status(state.item(job.previous.group, job.previous.module))
@@ -288,7 +318,18 @@ def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt]) -> 
             "number": last["attempt"], "class": last["failure_class"], "reason": last["reason"],
             "session_id": last["session_id"], "check_output": (last.get("check") or {}).get("tail", ""),
             "conflicts": (last.get("merge") or {}).get("conflicts", []),
+            "cause": last["cause"],
+            "adjusted": adjusted.text() if adjusted else "",
         }
+    if adjusted is not None and adjusted.trim:  # the item's own instruction stays whole
+        context["group"]["body"] = ""
+        if context["previous"]:
+            context["previous"].update(result_text="", result={})
+    if adjusted is not None and adjusted.history:
+        context["history"] = [{"number": a["attempt"], "class": a["failure_class"], "reason": a["reason"],
+                               "check_output": (a.get("check") or {}).get("tail", ""),
+                               "adjusted": (a.get("adjusted") or {}).get("text", "")}
+                              for a in (attempt.record() for attempt in attempts)]
     return context
 
 

@@ -45,6 +45,7 @@ class Attempt:
             "ok": outcome.ok,
             "reason": outcome.reason,
             "failure_class": outcome.failure_class,
+            "cause": outcome.cause,
             "cost_usd": outcome.data.get("cost_usd"),
             "cost_estimated": bool(outcome.data.get("cost_estimated")),
             "tokens": outcome.data.get("tokens"),

@@ -158,7 +158,8 @@ def _segments(events, run_end: float, killed: bool) -> list[dict[str, Any]]:
                 "attempt": event["attempt"],
                 "start": event["started"],
                 "end": event["finished"],
-                "reason": event.get("reason") or "",
+                # An attempt adjusted to the last one's cause (retry.py) says how, before how it ended.
+                "reason": "; ".join(filter(None, ((event.get("adjusted") or {}).get("text"), event.get("reason")))),
                 "exit_status": event.get("exit_status"),
                 "cost_usd": event.get("cost_usd"),
                 "tokens": event.get("tokens") or {},

@@ -31,6 +31,7 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     cost = f", {money(totals['cost_usd'])}" if totals["cost_usd"] else ""
     lines = [f"{', '.join(counted)}, {board.already_done} already done in {duration(totals['elapsed'])}{cost}"]
     lines.extend(notes)
+    lines += _adjusted([view for view in views if view.adjusted])
     lines += _landed([view for view in by_state[DONE] if view.landing.get("merge")], board.root)
     if by_state[FAILED]:
         lines.append("failed:")
@@ -60,6 +61,20 @@ def _landed(views: list[ItemView], root: str) -> list[str]:
     lines += [f"  {view.key}: {landing_line(view, root)}" for view in views[:NAMES_LISTED]]
     if len(views) > NAMES_LISTED:
         lines.append(f"  and {len(views) - NAMES_LISTED} more (each one's result.json holds its evidence)")
+    return lines
+
+
+def _adjusted(views: list[ItemView]) -> list[str]:
+    """The attempts adjusted to their cause (see retry.py), and what they cost."""
+    made = [(view.key, adjusted) for view in views for adjusted in view.adjusted]
+    if not made:
+        return []
+    cost = money(sum(adjusted["cost_usd"] or 0 for _, adjusted in made))
+    lines = [f"adjusted: {plural(len(made), 'attempt')}" + (f", {cost}" if cost else "")]
+    lines += [f"  {key} attempt {adjusted['attempt']}: {adjusted['text']} {money(adjusted['cost_usd'])}".rstrip()
+              for key, adjusted in made[:NAMES_LISTED]]
+    if len(made) > NAMES_LISTED:
+        lines.append(f"  and {len(made) - NAMES_LISTED} more (each item's records name them)")
     return lines
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from .agents import AGENTS
 from .errors import SettingError
+from .retry import DEFAULT_ADJUST, parse_adjust
 
 
 def _argv(value: Any) -> tuple[str, ...]:
@@ -90,6 +91,12 @@ def duration_seconds(value: Any) -> float:
 def _exit_codes(value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in value):
         raise SettingError(f"must be a list of exit statuses, e.g. [75], not {value!r}")
+    return tuple(value)
+
+
+def _models(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) and m.strip() for m in value):
+        raise SettingError(f"must list models, weaker to stronger, e.g. [claude-sonnet-4-5, claude-opus-4-1], not {value!r}")
     return tuple(value)
 
 
@@ -223,6 +230,9 @@ FIELDS: Mapping[str, Field] = {
         Field("timeout", duration_seconds, None, group=True, fingerprinted=False),
         Field("idle_timeout", duration_seconds, None, group=True, fingerprinted=False),
         Field("transient_exit_codes", _exit_codes, (), group=True, fingerprinted=True),
+        # A failed attempt's next one, adjusted by cause (retry.py); `escalate`: stronger models, in turn.
+        Field("adjust", parse_adjust, DEFAULT_ADJUST, group=True, fingerprinted=False),
+        Field("escalate", _models, None, group=True, fingerprinted=False),
         # How task.md is read (README: "Dialects"), and the order of the items within a group.
         Field("format", _format, None, group=False, fingerprinted=False),
         Field("group_order", _group_order, None, group=True, fingerprinted=False),

@@ -113,6 +113,12 @@ def error(
                  headers=hdrs, delay=delay)
 
 
+def prompt_too_long(tokens: int = 208310, limit: int = 200000) -> Reply:
+    """The API's answer to a conversation longer than the model's window: a 400
+    invalid_request_error "prompt is too long: N tokens > M maximum"."""
+    return error(400, f"prompt is too long: {tokens} tokens > {limit} maximum")
+
+
 def hang(seconds: float, *, delay: float = 0.0) -> Reply:
     """Send 200 + message_start, stall `seconds`, then drop the connection
     without finishing the message (the server's stop() cuts the stall short).

@@ -35,7 +35,8 @@ USAGE = {"promptTokenCount": 1000, "cachedContentTokenCount": 600, "candidatesTo
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED",
           500: "INTERNAL", 503: "UNAVAILABLE"}
 
-__all__ = ["FakeGemini", "api_error", "error", "find_gemini", "gemini_env", "hang", "shell", "text", "write_file"]
+__all__ = ["FakeGemini", "api_error", "error", "find_gemini", "gemini_env", "hang", "shell", "text", "token_limit",
+           "write_file"]
 
 
 def write_file(file_path: str, content: str) -> Reply:
@@ -51,6 +52,14 @@ def api_error(status: int, message: str, *, retry_delay: str | None = None) -> R
     details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}] if retry_delay else []
     return error(status, {"error": {"code": status, "message": message, "status": STATUS.get(status, "UNKNOWN"),
                                     "details": details}})
+
+
+def token_limit(count: int = 1200293, limit: int = 1048576) -> Reply:
+    """The API's answer to a conversation longer than the model's window: a 400 INVALID_ARGUMENT
+    "The input token count (N) exceeds the maximum number of tokens allowed (M)."."""
+    message = f"The input token count ({count}) exceeds the maximum number of tokens allowed ({limit})."
+    return error(400, {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT",
+                                 "errors": [{"message": message, "domain": "global", "reason": "badRequest"}]}})
 
 
 class FakeGemini(LoopbackAPI):

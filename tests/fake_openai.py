@@ -35,7 +35,7 @@ MODEL = "gpt-5-codex"
 USAGE = {"input_tokens": 1000, "input_tokens_details": {"cached_tokens": 600},
          "output_tokens": 50, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 1050}
 
-__all__ = ["FakeOpenAI", "apply_patch", "codex_env", "error", "find_codex", "hang", "http_error", "shell",
+__all__ = ["FakeOpenAI", "apply_patch", "codex_env", "context_window_exceeded", "error", "find_codex", "hang", "http_error", "shell",
            "text", "usage_limit"]
 
 
@@ -52,6 +52,14 @@ def apply_patch(patch: str) -> Reply:
 def http_error(status: int, message: str = "", code: str | None = None) -> Reply:
     kind = {401: "invalid_request_error", 429: "rate_limit_exceeded"}.get(status, "server_error")
     return error(status, {"error": {"message": message or f"status {status}", "type": kind, "code": code}})
+
+
+def context_window_exceeded() -> Reply:
+    """The Responses API's answer to an input longer than the model's window (a 400, code
+    context_length_exceeded); codex says "Codex ran out of room in the model's context window"."""
+    return error(400, {"error": {"message": "Your input exceeds the context window of this model. Please adjust "
+                                            "your input and try again.", "type": "invalid_request_error",
+                                 "param": "input", "code": "context_length_exceeded"}})
 
 
 def usage_limit(resets_in: float) -> Reply:

@@ -1,6 +1,7 @@
 """The agent adapters, by the name used in `agent:`."""
 
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, OutputReader
+from .base import (CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Agent, Outcome,
+                   OutputReader)
 from .claude import ClaudeAgent
 from .codex import CodexAgent
 from .command import CommandAgent
@@ -8,4 +9,5 @@ from .gemini import GeminiAgent
 
 AGENTS: dict[str, Agent] = {agent.name: agent for agent in (CommandAgent(), ClaudeAgent(), CodexAgent(), GeminiAgent())}
 
-__all__ = ["AGENTS", "PERMANENT", "TRANSIENT", "WAIT", "Agent", "Outcome", "OutputReader"]
+__all__ = ["AGENTS", "CONTEXT_OVERFLOW", "HANG", "MAX_TURNS", "PERMANENT", "TOOL_LOOP", "TRANSIENT", "WAIT", "Agent",
+           "Outcome", "OutputReader"]

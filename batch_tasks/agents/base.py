@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -12,7 +13,20 @@ from ..events import AgentEvent
 # Why an attempt failed decides what happens next (see the README, "When things go wrong").
 TRANSIENT = "transient"  # worth retrying: 429/529/5xx, network, a hang, killed by a signal it did not choose
 WAIT = "wait"  # a usage or rate limit that resets at a known time: pause, then go on
-PERMANENT = "permanent"  # retrying cannot help: authentication, billing, invalid request, max turns, budget
+PERMANENT = "permanent"  # retrying as it was cannot help: authentication, billing, invalid request, max turns, budget
+
+# What went wrong, when an agent's output says more than its class: each may be met by an
+# adjusted next attempt (see retry.py).
+CONTEXT_OVERFLOW = "context_overflow"  # the prompt or the conversation too long for the model's window
+MAX_TURNS = "max_turns"  # the agent used all the turns it was given
+TOOL_LOOP = "tool_loop"  # the same tool failed the same way again and again
+HANG = "hang"  # stopped for its `timeout` or `idle_timeout`
+# The APIs' own words for an overflow: Anthropic's 400 "prompt is too long: N tokens > M maximum"
+# (Claude Code: "Prompt is too long"), OpenAI's `context_length_exceeded` ("Your input exceeds the
+# context window of this model"; Codex: "ran out of room in the model's context window"), Gemini's
+# 400 "The input token count (N) exceeds the maximum number of tokens allowed (M)".
+OVERFLOW = re.compile(r"prompt is too long|context.window|context_length_exceeded"
+                      r"|input token count.{0,40}exceeds the maximum number of tokens", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass
@@ -24,6 +38,7 @@ class Outcome:
     failure_class: str | None = None  # TRANSIENT, WAIT or PERMANENT when not ok
     retry_at: float | None = None  # with WAIT: the epoch time the limit resets
     result_text: str = ""  # the agent's final answer (the command agent: its last lines of output)
+    cause: str | None = None  # CONTEXT_OVERFLOW, MAX_TURNS, TOOL_LOOP or HANG, when the output says so
     # As the agent reports them: session_id, model, cost_usd, num_turns, and
     # tokens {input, output, cache_read, cache_write}.
     data: dict[str, Any] = field(default_factory=dict)
@@ -70,6 +85,29 @@ class CostEstimate:
     def error_event(self) -> list[AgentEvent]:
         reason = self.over_budget()
         return [AgentEvent("error", reason, {"failure_class": PERMANENT, "message": reason})] if reason else []
+
+
+class ToolLoop:
+    """Watches an attempt's events for a tool failing the same way again and again: the same
+    call (`Bash: pytest -q`) with the same error, `repeats` times in a row."""
+
+    def __init__(self, repeats: int):
+        self.repeats = repeats
+        self.call = ""  # the last tool call, as its event says it
+        self.last: tuple[str, str] | None = None
+        self.run = 0  # how many times in a row the last failure came
+
+    def see(self, event: AgentEvent) -> None:
+        if event.kind == "tool_use":
+            self.call = event.text
+        elif event.kind == "tool_result":
+            failure = (self.call, event.text) if event.data.get("is_error") else None
+            self.run = self.run + 1 if failure is not None and failure == self.last else int(failure is not None)
+            self.last = failure
+
+    @property
+    def seen(self) -> bool:
+        return self.run >= self.repeats
 
 
 class OutputReader:

@@ -11,7 +11,8 @@ import re
 from typing import Any, Mapping
 
 from ..events import AgentEvent
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome, short, tool_text
+from .base import (CONTEXT_OVERFLOW, MAX_TURNS, OVERFLOW, PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome,
+                   short, tool_text)
 
 
 # The CLI's own names for API errors (the `error` field of its synthetic assistant message)
@@ -203,11 +204,19 @@ class ClaudeReader(JsonLinesReader):
             reason, failure_class = self._failure(result)
             retry_at = self.retry_at if failure_class == WAIT else None
             return Outcome(ok=False, reason=reason, failure_class=failure_class,
-                           retry_at=retry_at, result_text=text, data=data)
+                           retry_at=retry_at, result_text=text, data=data, cause=self._cause(result))
         if exit_status != 0:  # a good result, then the CLI failed or was killed on its way out
             reason = f"killed by signal {-exit_status}" if exit_status < 0 else f"exit status {exit_status}"
             return Outcome(ok=False, reason=reason, failure_class=TRANSIENT, result_text=text, data=data)
         return Outcome(ok=True, result_text=text, data=data)
+
+    def _cause(self, result: dict) -> str | None:
+        """Max turns, or an overflow: 2.1 ends one with terminal_reason `prompt_too_long` and the
+        API's 400 reworded ("Prompt is too long · the request is ~208310 tokens (limit 200000) …")."""
+        if result.get("subtype") == "error_max_turns":
+            return MAX_TURNS
+        said = f"{result.get('terminal_reason')} {result.get('result')} {(self.api_error or {}).get('message')}"
+        return CONTEXT_OVERFLOW if result.get("terminal_reason") == "prompt_too_long" or OVERFLOW.search(said) else None
 
     def _data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"session_id": self.session_id, "model": self.model, "tokens": dict(self.tokens)}

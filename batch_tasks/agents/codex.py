@@ -17,7 +17,8 @@ from typing import Any, Mapping
 from ..errors import SettingError
 from ..events import AgentEvent
 from ..pricing import estimated_cost
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome, short, tool_text
+from .base import (CONTEXT_OVERFLOW, OVERFLOW, PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome,
+                   short, tool_text)
 
 
 # `permission_mode` is codex's --sandbox. Alone, `codex exec` is read-only; a batch edits
@@ -226,8 +227,10 @@ class CodexReader(JsonLinesReader):
             return Outcome(ok=True, result_text=self.result_text, data=data)
         if self.failure:
             failure_class, retry_at = classify(self.failure)
+            # "Codex ran out of room in the model's context window": the API's context_length_exceeded.
+            cause = CONTEXT_OVERFLOW if OVERFLOW.search(self.failure) else None
             return Outcome(ok=False, reason=short(self.failure, 200), failure_class=failure_class,
-                           retry_at=retry_at, result_text=self.result_text, data=data)
+                           retry_at=retry_at, result_text=self.result_text, data=data, cause=cause)
         return self.unexplained_end(exit_status, "codex ended before its turn completed", data)
 
 

@@ -2,7 +2,9 @@
 
 A non-zero exit is a permanent failure, unless its status is listed in
 `transient_exit_codes`; a killed command is a transient one; a command that
-prints `batch-tasks: retry at TIME` hit a limit that resets at TIME.
+prints `batch-tasks: retry at TIME` hit a limit that resets at TIME; one that prints
+`batch-tasks: cause CAUSE` (context_overflow, tool_loop) says why it failed, so that its
+next attempt is adjusted to that (see retry.py).
 """
 
 from __future__ import annotations
@@ -16,21 +18,28 @@ from typing import Any, Mapping
 
 from ..events import AgentEvent
 from ..errors import SettingError
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, Outcome, OutputReader
+from .base import CONTEXT_OVERFLOW, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Agent, Outcome, OutputReader
 
 # How much of the end of a command's output becomes its result, for the next group's prompt.
 RESULT_LINES = 40
 # A command that hit a limit says when it resets: `batch-tasks: retry at 1795480000` (or an ISO time).
 RETRY_AT = re.compile(r"^batch-tasks: retry at (.+)$")
+# A command says why it failed: `batch-tasks: cause context_overflow`.
+CAUSE = re.compile(r"^batch-tasks: cause (\w+)\s*$")
+CAUSES = (CONTEXT_OVERFLOW, TOOL_LOOP)
 
 
 class CommandReader(OutputReader):
     def __init__(self):
         self.tail: deque[str] = deque(maxlen=RESULT_LINES)
         self.retry_at: float | None = None
+        self.cause: str | None = None
 
     def feed(self, line: str) -> list[AgentEvent]:
         self.tail.append(line)
+        said = CAUSE.match(line)
+        if said and said.group(1) in CAUSES:
+            self.cause = said.group(1)
         limit = RETRY_AT.match(line)
         if limit:
             self.retry_at = _when(limit.group(1))
@@ -46,7 +55,8 @@ class CommandReader(OutputReader):
                            failure_class=WAIT, retry_at=self.retry_at, result_text=result)
         if exit_status < 0:
             return Outcome(ok=False, reason=f"killed by signal {-exit_status}", failure_class=TRANSIENT, result_text=result)
-        return Outcome(ok=False, reason=f"exit status {exit_status}", failure_class=PERMANENT, result_text=result)
+        return Outcome(ok=False, reason=f"exit status {exit_status}" + (f" ({self.cause})" if self.cause else ""),
+                       failure_class=PERMANENT, result_text=result, cause=self.cause)
 
 
 def _when(text: str) -> float | None:

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 from ..errors import SettingError
 from ..events import AgentEvent
 from ..pricing import estimated_cost
-from .base import PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome, short, tool_text
+from .base import (CONTEXT_OVERFLOW, OVERFLOW, PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome,
+                   short, tool_text)
 
 
 # `permission_mode` is gemini's --approval-mode. By default edits are approved and other
@@ -193,8 +194,10 @@ class GeminiReader(JsonLinesReader):
                            result_text=self.result_text, data=data)
         if self.failure:
             message, failure_class, retry_at = self.failure
+            # The API's 400 "The input token count (N) exceeds the maximum number of tokens allowed (M)".
+            cause = CONTEXT_OVERFLOW if OVERFLOW.search(message) else None
             return Outcome(ok=False, reason=short(message, 200), failure_class=failure_class,
-                           retry_at=retry_at, result_text=self.result_text, data=data)
+                           retry_at=retry_at, result_text=self.result_text, data=data, cause=cause)
         if self.finished and exit_status == 0:
             return Outcome(ok=True, result_text=self.result_text, data=data)
         if not self.finished and exit_status in (0, 1) and not PERMANENT_ERRORS.search(self.last_output):

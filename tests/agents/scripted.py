@@ -16,7 +16,8 @@ behaviour.json in the batch folder, keyed by BATCH_ITEM or BATCH_MODULE (`*` for
            "split" (in two writes, a pause between), or "lines" (one line of the value at a time)),
    "limit_at": seconds from now, may be negative (say a limit resets then, exit 1),
    "progress": frames (a `\r` progress bar, 0.3 s a frame, no newline),
-   "huge_line": bytes (print one line that long), "quiet": true (print nothing of its own)}
+   "huge_line": bytes (print one line that long), "quiet": true (print nothing of its own),
+   "talk": seconds (print a line every 0.2 s that long: busy, not hung)}
 Every helper it starts writes its pid to helper-<module>.pid, background-<module>.pid or
 daemon-<module>.pid in the batch folder.
 """
@@ -111,6 +112,11 @@ if "progress" in behaviour:
         sys.stdout.flush()
         time.sleep(0.3)
     print(flush=True)
+if "talk" in behaviour:
+    until = time.monotonic() + behaviour["talk"]
+    while time.monotonic() < until:
+        print("working", flush=True)
+        time.sleep(0.2)
 if "huge_line" in behaviour:
     block = b"x" * 65536
     left = behaviour["huge_line"]
