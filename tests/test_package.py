@@ -1,6 +1,9 @@
 """The package as people install it: its licence, said everywhere a user looks, and its
 metadata, read from pyproject.toml as it is."""
 
+import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -14,3 +17,27 @@ def test_the_licence_is_said_everywhere_a_user_looks():
     assert "License :: OSI Approved :: MIT License" in PROJECT["classifiers"]
     assert any(c.startswith("Programming Language :: Python :: 3") for c in PROJECT["classifiers"])
     assert "\n## Licence\n\nMIT: see [LICENSE](LICENSE).\n" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_console_script_is_batch_tasks_and_says_its_version():
+    assert PROJECT["scripts"] == {"batch-tasks": "batch_tasks.main:run"}
+    shown = subprocess.run([sys.executable, "-m", "batch_tasks", "--version"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert re.fullmatch(rf"batch-tasks {re.escape(PROJECT['version'])} \(doit 0\.37\.\d+\)\n", shown.stdout)
+
+
+def test_batch_tasks_runs_the_batch_and_its_commands_without_a_doit_cfg(batch):
+    batch.write("# T\n## Inventory\n- [ ] auth: list it\n- [ ] billing: list it\n")
+
+    def batch_tasks(*args):
+        return subprocess.run([sys.executable, "-m", "batch_tasks", *args], cwd=batch.path, capture_output=True, text=True, timeout=60)
+
+    assert "usage: batch-tasks [OPTIONS]" in batch_tasks("--help").stdout
+    ran = batch_tasks("-j", "2", "inventory:auth")
+    assert ran.returncode == 0 and "1 done, 0 failed" in ran.stdout, ran.stdout + ran.stderr
+    assert batch.runs() == {"inventory:auth": 1}
+    assert "inventory:billing" in batch_tasks("list", "--all").stdout  # doit's own, reading task.md
+    assert "1/2 done" in batch_tasks("status").stdout
+    assert batch_tasks("run", "--dry-run").stdout.endswith("1 would run, 1 up to date\n")
+    assert batch_tasks("graph").returncode == 0
+    assert not (batch.path / "doit.cfg").exists()
