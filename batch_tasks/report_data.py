@@ -23,6 +23,8 @@ KINDS = {
     "failed-transient": ("failed: transient", "#ff7f0e"),
     "failed-wait": ("failed: usage limit", "#9467bd"),
     "failed-permanent": ("failed: permanent", "#d62728"),
+    "failed-check": ("failed: its check", "#e377c2"),
+    "failed-conflict": ("failed: merge conflict", "#8c564b"),
     "interrupted": ("interrupted", "#7f7f7f"),
     "waiting": ("waiting to retry", "#f2d16b"),
     "paused": ("paused for a usage limit", "#c5b0d5"),

@@ -1,0 +1,26 @@
+"""The report's logic, on plain data: the history's events as a run writes them, and
+what the report makes of them (no process runs)."""
+
+from __future__ import annotations
+
+from batch_tasks import report_data, report_svg, retry
+from batch_tasks.agents import PERMANENT, TRANSIENT, WAIT
+
+
+def attempt_ended(item: str, attempt: int, start: float, failure_class: str | None, reason: str = "") -> dict:
+    return {"event": "attempt_ended", "t": start + 1, "item": item, "attempt": attempt, "started": start,
+            "finished": start + 1, "ok": failure_class is None, "failure_class": failure_class, "reason": reason}
+
+
+def test_every_failure_class_has_a_bar_of_its_own_colour_in_the_timeline():
+    classes = [TRANSIENT, WAIT, PERMANENT, retry.CHECK, retry.CONFLICT]
+    events = [attempt_ended(f"g:m{n}", 1, 100.0 + n, failure_class) for n, failure_class in enumerate(classes)]
+    segments = report_data._segments(events, run_end=200.0, killed=False)
+    assert {s["kind"] for s in segments} == {f"failed-{c}" for c in classes}
+    colours = {report_data.KINDS[s["kind"]][1] for s in segments}
+    assert len(colours) == len(classes)
+    data = {"items": [report_data._blank_item(s["item"]) for s in segments], "segments": segments, "pauses": [],
+            "kinds": {kind: {"label": label, "colour": colour} for kind, (label, colour) in report_data.KINDS.items()},
+            "run": {"started": 100.0, "workers": 1}, "groups": [], "concurrency": []}
+    svg = report_svg.timeline(data)
+    assert 'data-kind="failed-conflict"' in svg and 'data-kind="failed-check"' in svg
