@@ -334,6 +334,9 @@ class Forget(FriendlyArgs, TaskMdHint, DoitForget):
     """doit's `forget`; for a batch's items it also sets their results aside, so they run again."""
 
     def _execute(self, forget_sub, forget_disable_default, forget_all):
+        if not self.sel_tasks and not forget_all:  # a batch has no default tasks to forget
+            sys.stderr.write("ERROR: name what to forget: `doit forget GROUP:MODULE` (or a GROUP), or `doit forget --all`\n")
+            return EXIT_BAD_INPUT
         batch = getattr(self.loader, "batch", None)
         if batch is not None:
             self.dep_manager = _ForgetsResultsToo(self.dep_manager, batch)

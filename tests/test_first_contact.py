@@ -122,3 +122,12 @@ def test_task_md_mistakes_still_reach_doit_list_as_they_are(configured):
     configured.write(TASK + "<!-- parallel: lots -->\n")
     assert one_line_error(configured.run("list")).startswith("ERROR: task.md:12: hint 'parallel'")
 
+
+
+def test_forget_without_a_name_says_what_it_takes_and_forgets_nothing(configured):
+    assert configured.run("run-batch", "inventory:auth").returncode == 0
+    error = one_line_error(configured.run("forget"))
+    assert error == "ERROR: name what to forget: `doit forget GROUP:MODULE` (or a GROUP), or `doit forget --all`"
+    assert configured.run("run-batch", "--dry-run").stdout.endswith("3 would run, 1 up to date\n")
+    assert configured.run("forget", "--all").returncode == 0
+    assert configured.run("run-batch", "--dry-run").stdout.endswith("4 would run, 0 up to date\n")
