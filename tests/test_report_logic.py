@@ -24,3 +24,18 @@ def test_every_failure_class_has_a_bar_of_its_own_colour_in_the_timeline():
             "run": {"started": 100.0, "workers": 1}, "groups": [], "concurrency": []}
     svg = report_svg.timeline(data)
     assert 'data-kind="failed-conflict"' in svg and 'data-kind="failed-check"' in svg
+
+
+def test_the_joblogs_seq_goes_on_from_the_last_run_in_the_file(tmp_path):
+    from batch_tasks.joblog import JobLog
+
+    path = tmp_path / "jobs.log"
+    for run in range(2):
+        log = JobLog(path)
+        for n, key in enumerate(["g:a", "g:b"]):
+            log.attempt_started(key, 1, 100.0 + n)
+            log.attempt_ended(key, {"attempt": 1, "started": 100.0 + n, "finished": 101.0 + n, "exit_status": 0})
+        log.close()
+    rows = [line.split("\t") for line in path.read_text().splitlines()]
+    assert rows[0][0] == "Seq" and [row[0] for row in rows[1:]] == ["1", "2", "3", "4"]
+    assert [row[-1] for row in rows[1:]] == ["g:a", "g:b", "g:a", "g:b"]
