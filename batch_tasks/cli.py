@@ -25,7 +25,17 @@ from .errors import BatchError
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALL_STARTED = 0, 1, 3, 4
 
 # make's and GNU parallel's spellings, as people type them.
-MAKE_SPELLINGS = {"-j": "-n", "--jobs": "--parallel", "-k": "--continue", "--keep-going": "--continue"}
+MAKE_SPELLINGS = {"-j": "-n", "--jobs": "--parallel", "-k": "--continue", "--keep-going": "--continue",
+                  "-B": "-a", "--always-make": "--always-execute"}
+# Options people bring from other tools that mean something here under another name.
+ELSEWHERE = {
+    "--eta": "progress and the ETA are in the live panel (in a terminal), or `doit batch-status --watch`",
+    "--bar": "progress and the ETA are in the live panel (in a terminal), or `doit batch-status --watch`",
+    "--progress": "progress and the ETA are in the live panel (in a terminal), or `doit batch-status --watch`",
+    "--version": "`batch-tasks --version` says the version",
+}
+# What a number option counts (each takes 1 or more).
+COUNTS = {"num_process": "how many items run at once"}
 
 CONFIG_LINE = r"printf '[GLOBAL]\nloader = batch\n' > doit.cfg"
 
@@ -119,12 +129,18 @@ class _Spellings:
             matches = [s for s in self.by_spelling if s.startswith(spelled) and s.startswith("--")]
             if len(matches) == 1:
                 return matches[0], *self.by_spelling[matches[0]]
-        hint = closest(spelled, sorted(self.shown, key=self._order), 0.5)
+        if spelled in ELSEWHERE:
+            raise UsageError(f"unknown option {spelled}; {ELSEWHERE[spelled]}")
+        hint = None
+        if spelled.startswith("--"):  # a letter is no misspelling: only a long name is compared
+            longs = sorted((s for s in self.shown if s.startswith("--")), key=self._order)
+            bare = closest(spelled[2:], [s[2:] for s in longs], 0.6)
+            hint = f"--{bare}" if bare else None
         raise UsageError(f"unknown option {spelled}" + (f"; did you mean {hint}?" if hint else ""))
 
     def _order(self, spelling: str) -> int:
-        # Short and long alike, the options in the order of the help: the most used first.
-        preferred = ["-n", "-j", "-c", "-k", "-a", "-T", "--dry-run", "-h"]
+        # The options in the order of the help: the most used first.
+        preferred = ["--parallel", "--jobs", "--continue", "--keep-going", "--always-execute", "--dry-run", "--taskfile"]
         return preferred.index(spelling) if spelling in preferred else len(preferred)
 
 
@@ -150,7 +166,7 @@ def normalise(args: list[str], options, aliases: dict[str, str]) -> tuple[list[s
                     raise UsageError(f"option {spelled} takes no value")
                 out.append(canonical)
             else:
-                out += [canonical, value if "=" in arg else _value(spelled, rest)]
+                out += [canonical, _checked(option, spelled, value if "=" in arg else _value(spelled, rest))]
         elif arg.startswith("-") and arg != "-":
             letters = arg[1:]
             while letters:
@@ -159,7 +175,7 @@ def normalise(args: list[str], options, aliases: dict[str, str]) -> tuple[list[s
                 if option.type is bool:
                     out.append(canonical)
                 else:
-                    out += [canonical, letters or _value(spelled, rest)]
+                    out += [canonical, _checked(option, spelled, letters or _value(spelled, rest))]
                     letters = ""
         else:
             names.append(arg)
@@ -170,6 +186,13 @@ def _value(spelled: str, rest: list[str]) -> str:
     if not rest:
         raise UsageError(f"option {spelled} needs a value")
     return rest.pop(0)
+
+
+def _checked(option, spelled: str, value: str) -> str:
+    """A number option's value, refused unless it is a whole number of 1 or more."""
+    if option.type is int and not (value.isdigit() and int(value) >= 1):
+        raise UsageError(f"option {spelled} takes {COUNTS.get(option.name, 'a number')}, 1 or more, not {value}")
+    return value
 
 
 class FriendlyArgs:
