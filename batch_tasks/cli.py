@@ -57,6 +57,8 @@ options:
   -a, --always-execute
                       run the selected items even if they are current
   --dry-run           print every item that would run, and why; run nothing
+  -q, --question      print nothing, run nothing: exit 1 if any item would
+                      run, else 0 (make's -q)
   --failed            run only the items that failed last time
   --optional          also run the items marked optional (Kiro's `- [ ]*`)
   --joblog FILE       append a line per attempt as it ends to FILE, in GNU

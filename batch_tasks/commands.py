@@ -47,6 +47,7 @@ CONFIG_HINT = (
 )
 
 opt_dry_run = flag("dry_run", "print every item that would run, and why; run nothing")
+opt_question = flag("question", "print nothing, run nothing: exit 1 if any item would run, else 0 (make's -q)", short="q")
 opt_parallel = {
     "name": "num_process",
     "short": "n",
@@ -101,7 +102,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_failed, opt_optional, opt_joblog,
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_question, opt_failed, opt_optional, opt_joblog,
                    opt_executor, opt_scheduler)
 
     def execute(self, params, args):
@@ -113,14 +114,15 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if seen is not None and (said := nothing_to_do.answer(path, seen)) is not None:
                 return self._say_nothing_to_do(said)
             # Every mistake is found before anything is written.
-            batch = batch_mod.load(path, for_dry_run=params.get("dry_run"))
-            told = _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
+            looks_only = params.get("dry_run") or params.get("question")
+            batch = batch_mod.load(path, for_dry_run=looks_only)
+            told = [] if params.get("question") else _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
             if executors.scheduler_of(batch.plan.settings, params.get("executor", ""), params.get("scheduler", "")):
                 from .executors import dask_cluster  # only a Dask run needs what it brings
 
                 dask_cluster.check_ready(batch, {item.key for item in batch.plan.items()
                                                  if batch.verdicts[item.key].runs or params.get("always")})
-            if params.get("dry_run"):
+            if looks_only:
                 self.loader.batch = batch
                 return super().execute(params, args)
             if not args and not params.get("failed") and not params.get("always"):
@@ -178,13 +180,15 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     _checked: frozenset = frozenset()
     _rerun = "doit run-batch"
 
-    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False,
-                 optional=False, executor="", scheduler=""):
+    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, question=False, joblog="",
+                 failed=False, optional=False, executor="", scheduler=""):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
         selected = {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
         will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or always)}
+        if question:
+            return EXIT_FAILED if self._would_run(batch, control, selected, always)[1] else 0
         if dry_run:
             check_prompts((control.tasks[key].meta["job"] for key in sorted(will_run)), batch.state)
             return self._dry_run(batch, control, selected, always)
@@ -245,7 +249,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
         return code
 
-    def _dry_run(self, batch, control, selected: set[str], always: bool) -> int:
+    def _would_run(self, batch, control, selected: set[str], always: bool) -> tuple[list, list]:
+        """The selected items, and those of them that would run, with why."""
         def reason(item):
             task = control.tasks[item.key]
             if self.dep_manager.status_is_ignore(task):
@@ -254,7 +259,10 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             return verdict.reason if verdict.runs else ("forced (-a)" if always else None)
 
         chosen = [item for item in batch.plan.items() if item.key in selected]
-        stale = [(item, why) for item in chosen if (why := reason(item)) is not None]
+        return chosen, [(item, why) for item in chosen if (why := reason(item)) is not None]
+
+    def _dry_run(self, batch, control, selected: set[str], always: bool) -> int:
+        chosen, stale = self._would_run(batch, control, selected, always)
         width = max((len(item.key) for item, _ in stale), default=0)
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")

@@ -131,3 +131,13 @@ def test_forget_without_a_name_says_what_it_takes_and_forgets_nothing(configured
     assert configured.run("run-batch", "--dry-run").stdout.endswith("3 would run, 1 up to date\n")
     assert configured.run("forget", "--all").returncode == 0
     assert configured.run("run-batch", "--dry-run").stdout.endswith("4 would run, 0 up to date\n")
+
+
+@pytest.mark.parametrize("question", ["-q", "--question"])
+def test_question_answers_by_its_exit_status_alone_as_makes_does(configured, question):
+    asked = configured.run("run-batch", question)
+    assert (asked.returncode, asked.stdout, asked.stderr) == (1, "", "")  # work is pending
+    assert configured.run("run-batch", "inventory").returncode == 0
+    assert configured.run("run-batch", question, "inventory").returncode == 0  # the group is done
+    assert configured.run("run-batch", "review", question).returncode == 1
+    assert configured.runs() == {"inventory:auth": 1, "inventory:billing": 1, "inventory:catalog": 1}
