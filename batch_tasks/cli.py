@@ -54,8 +54,10 @@ options:
   -c, -k, --continue, --keep-going
                       keep going past a failed item: items that do not depend
                       on it still run
-  -a, --always-execute
-                      run the selected items even if they are current
+  -a, -B, --always-execute
+                      run the named items (or a named group's) even if they
+                      are current; what they wait for runs only if it is not
+  --upstream          with -a: also run again everything they wait for
   --dry-run           print every item that would run, and why; run nothing
   -q, --question      print nothing, run nothing: exit 1 if any item would
                       run, else 0 (make's -q)

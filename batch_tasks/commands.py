@@ -80,7 +80,9 @@ opt_scheduler = {
     "default": "",
     "help": "with --executor dask: the Dask scheduler's address, tcp://HOST:8786",
 }
-opt_always = flag("always", "run the selected items even if they are up to date", short="a", long="always-execute")
+opt_always = flag("always", "run the named items even if they are up to date (not what they wait for)", short="a",
+                  long="always-execute")
+opt_upstream = flag("upstream", "with -a: also run again everything the named items wait for")
 
 
 class _ReadsTaskFile:
@@ -102,7 +104,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_question, opt_failed, opt_optional, opt_joblog,
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_upstream, opt_dry_run, opt_question, opt_failed, opt_optional, opt_joblog,
                    opt_executor, opt_scheduler)
 
     def execute(self, params, args):
@@ -180,18 +182,19 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     _checked: frozenset = frozenset()
     _rerun = "doit run-batch"
 
-    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, question=False, joblog="",
-                 failed=False, optional=False, executor="", scheduler=""):
+    def _execute(self, num_process=0, continue_=False, always=False, upstream=False, dry_run=False, question=False,
+                 joblog="", failed=False, optional=False, executor="", scheduler=""):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
         selected = {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
-        will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or always)}
+        forced = _forced(control, selected) if upstream else _forced(control, control.selected_tasks) if always else frozenset()
+        will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or key in forced)}
         if question:
-            return EXIT_FAILED if self._would_run(batch, control, selected, always)[1] else 0
+            return EXIT_FAILED if self._would_run(batch, control, selected, forced)[1] else 0
         if dry_run:
             check_prompts((control.tasks[key].meta["job"] for key in sorted(will_run)), batch.state)
-            return self._dry_run(batch, control, selected, always)
+            return self._dry_run(batch, control, selected, forced)
         if not will_run <= self._checked:  # a selection: checked now, under the lock
             self._check(batch, will_run)
         self._hint_at_config()
@@ -209,7 +212,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             run.merge_queue = MergeQueue(run.isolation)
         if will_run:
             run.executor = executors.choose(batch, executors.scheduler_of(batch.plan.settings, executor, scheduler), run)
-        reporter = BatchReporter(self.outstream, {}, workers=workers, run=run, always=always, rerun=self._rerun)
+        reporter = BatchReporter(self.outstream, {}, workers=workers, run=run, forced=forced, rerun=self._rerun)
         runner = BatchRunner(
             self.dep_manager,
             reporter,
@@ -217,7 +220,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             dispatcher,
             candidates(batch.plan, durations) if will_run else {},
             continue_=continue_,
-            always_execute=always,
+            forced=forced,
         )
         recorders = None
         if will_run:
@@ -249,20 +252,20 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
         return code
 
-    def _would_run(self, batch, control, selected: set[str], always: bool) -> tuple[list, list]:
+    def _would_run(self, batch, control, selected: set[str], forced: frozenset[str]) -> tuple[list, list]:
         """The selected items, and those of them that would run, with why."""
         def reason(item):
             task = control.tasks[item.key]
             if self.dep_manager.status_is_ignore(task):
                 return None
             verdict = batch.verdicts[item.key]
-            return verdict.reason if verdict.runs else ("forced (-a)" if always else None)
+            return verdict.reason if verdict.runs else ("forced (-a)" if item.key in forced else None)
 
         chosen = [item for item in batch.plan.items() if item.key in selected]
         return chosen, [(item, why) for item in chosen if (why := reason(item)) is not None]
 
-    def _dry_run(self, batch, control, selected: set[str], always: bool) -> int:
-        chosen, stale = self._would_run(batch, control, selected, always)
+    def _dry_run(self, batch, control, selected: set[str], forced: frozenset[str]) -> int:
+        chosen, stale = self._would_run(batch, control, selected, forced)
         width = max((len(item.key) for item, _ in stale), default=0)
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")
@@ -287,6 +290,12 @@ def _tell_how_it_was_read(plan, dry_run: bool) -> list[str]:
     if lines:
         sys.stderr.write("\n".join(lines) + "\n")
     return lines
+
+
+def _forced(control, names) -> frozenset[str]:
+    """What -a runs even if it is current: the named items, and every item of a named group."""
+    tasks = control.tasks
+    return frozenset(name for named in names for name in [named, *(tasks[named].task_dep if tasks[named].has_subtask else ())])
 
 
 def _failed_last_time(batch) -> list[str]:

@@ -141,3 +141,16 @@ def test_question_answers_by_its_exit_status_alone_as_makes_does(configured, que
     assert configured.run("run-batch", question, "inventory").returncode == 0  # the group is done
     assert configured.run("run-batch", "review", question).returncode == 1
     assert configured.runs() == {"inventory:auth": 1, "inventory:billing": 1, "inventory:catalog": 1}
+
+
+def test_always_execute_runs_the_named_item_alone_and_upstream_only_when_asked(configured):
+    assert configured.run("run-batch").returncode == 0
+    forced = configured.run("run-batch", "review:auth", "-a")
+    assert forced.returncode == 0, forced.stderr
+    assert configured.runs("start") == {"inventory:auth": 1, "inventory:billing": 1, "inventory:catalog": 1, "review:auth": 2}
+    assert "1 done, 0 failed, 3 already done" in forced.stdout
+    assert configured.run("run-batch", "--dry-run").stdout.endswith("0 would run, 4 up to date\n")
+    assert configured.run("run-batch", "-a", "inventory", "--dry-run").stdout.endswith("3 would run, 0 up to date\n")
+    upstream = configured.run("run-batch", "review:auth", "-a", "--upstream")
+    assert upstream.returncode == 0, upstream.stderr
+    assert configured.runs("start") == {"inventory:auth": 2, "inventory:billing": 2, "inventory:catalog": 2, "review:auth": 3}
