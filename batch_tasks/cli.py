@@ -20,6 +20,7 @@ from doit.cmd_run import Run as DoitRun
 from doit.exceptions import InvalidDodoFile
 
 from .errors import BatchError
+from .stopping import EXIT_CLOSED_OUTPUT, EXIT_CTRL_C, drop_output
 
 # Exit statuses of `doit run-batch` (the README lists them).
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALL_STARTED = 0, 1, 3, 4
@@ -215,7 +216,14 @@ class FriendlyArgs:
         if wants_help:
             sys.stdout.write(self.help() + ("" if self.help().endswith("\n") else "\n"))
             return 0
-        return super().parse_execute(args)
+        try:
+            return super().parse_execute(args)
+        except BrokenPipeError:  # `doit info X | head`: the reader has what it wanted
+            drop_output(sys.stdout)
+            return EXIT_CLOSED_OUTPUT
+        except KeyboardInterrupt:  # before a run's own handler is in place, or a command without one
+            sys.stderr.write("Stopped by Ctrl-C.\n")
+            return EXIT_CTRL_C
 
     def help(self):
         return self.help_text if self.help_text is not None else super().help()

@@ -2,7 +2,13 @@
 any order, and one line with a suggestion (never a repr, never a traceback) for a
 mistake, from run-batch and from doit's own commands on a batch."""
 
+import os
+import signal
+import subprocess
+
 import pytest
+
+from conftest import wait_for
 
 TASK = """\
 # T
@@ -154,3 +160,32 @@ def test_always_execute_runs_the_named_item_alone_and_upstream_only_when_asked(c
     upstream = configured.run("run-batch", "review:auth", "-a", "--upstream")
     assert upstream.returncode == 0, upstream.stderr
     assert configured.runs("start") == {"inventory:auth": 2, "inventory:billing": 2, "inventory:catalog": 2, "review:auth": 3}
+
+
+@pytest.mark.parametrize("args", [["info", "inventory:auth"], ["batch-graph", "--dot"], ["list", "--all"]])
+def test_output_closed_early_ends_quietly_as_head_expects(configured, args):
+    reader = subprocess.Popen(configured.command(*args), cwd=configured.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # as `| head` does once it has its lines
+    _, err = reader.communicate(timeout=60)
+    assert (reader.returncode, err.decode()) == (141, "")
+
+
+def test_ctrl_c_while_it_starts_is_one_line_and_130(configured):
+    fifo = configured.path / "slow.md"
+    os.mkfifo(fifo)  # task.md read from a pipe: the run waits at its start until it is written
+    starting = subprocess.Popen(configured.command("run-batch", "-T", "slow.md"), cwd=configured.path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = wait_for(lambda: _open_for_writing(fifo))  # the run has it open, reading
+    starting.send_signal(signal.SIGINT)
+    out, err = starting.communicate(timeout=60)
+    os.close(writer)
+    assert "Traceback" not in err and err.strip() == "Stopped by Ctrl-C."
+    assert starting.returncode == 130
+    assert not (configured.path / "runs.log").exists()
+
+
+def _open_for_writing(fifo):
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no reader yet
+        return None
