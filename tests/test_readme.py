@@ -10,11 +10,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from gitrepo import git
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -75,6 +78,22 @@ def test_every_install_command_installs_from_a_clone_as_the_package_is_not_on_py
     assert len(installs) >= 5
     for options, what in installs:
         assert what.strip("'").startswith("."), f"install {options}{what}: not a path"
+
+
+# Every markdown snippet, also those indented in a list and fenced with more backticks.
+SNIPPETS = [(README[:m.start()].count("\n") + 1, textwrap.dedent(m.group(3)))
+            for m in re.finditer(r"^( *)(`{3,})markdown\n(.*?)^\1\2$", README, re.M | re.S)]
+
+
+@pytest.mark.parametrize("line, snippet", SNIPPETS, ids=[f"README.md:{line}" for line, _ in SNIPPETS])
+def test_every_task_md_snippet_reads_as_shown(tmp_path, line, snippet):
+    folder = monolith_copy(tmp_path, snippet)
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=T", "-c", "user.email=t@example.invalid",
+                                                                  "commit", "-q", "-m", "snippet"]):
+        git(*command, cwd=folder)  # `isolation: worktree` needs a repository, as the README says
+    shown = subprocess.run(["bash", "-c", "doit run-batch --dry-run"], cwd=folder, env=shell_env(), capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0 and re.search(r"^[1-9]\d* would run", shown.stdout, re.M), shown.stdout + shown.stderr
 
 
 CONSOLES = [(body, at) for kind, body, at in BLOCKS if kind == "console"]
