@@ -252,20 +252,19 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
         return code
 
-    def _would_run(self, batch, control, selected: set[str], forced: frozenset[str]) -> tuple[list, list]:
-        """The selected items, and those of them that would run, with why."""
+    def _would_run(self, batch, control, selected: set[str], forced: frozenset[str]) -> tuple[list, list, list]:
+        """The selected items; those of them that would run, with why; and those `doit ignore` left out."""
+        chosen = [item for item in batch.plan.items() if item.key in selected]
+        ignored = [item for item in chosen if self.dep_manager.status_is_ignore(control.tasks[item.key])]
+
         def reason(item):
-            task = control.tasks[item.key]
-            if self.dep_manager.status_is_ignore(task):
-                return None
             verdict = batch.verdicts[item.key]
             return verdict.reason if verdict.runs else ("forced (-a)" if item.key in forced else None)
 
-        chosen = [item for item in batch.plan.items() if item.key in selected]
-        return chosen, [(item, why) for item in chosen if (why := reason(item)) is not None]
+        return chosen, [(item, why) for item in chosen if item not in ignored and (why := reason(item)) is not None], ignored
 
     def _dry_run(self, batch, control, selected: set[str], forced: frozenset[str]) -> int:
-        chosen, stale = self._would_run(batch, control, selected, forced)
+        chosen, stale, ignored = self._would_run(batch, control, selected, forced)
         width = max((len(item.key) for item, _ in stale), default=0)
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")
@@ -273,7 +272,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         left_out = [item for item in batch.plan.items() if item.optional and item.key not in control.tasks]
         for item in left_out:
             self.outstream.write(f"{item.key}  skipped (optional: run with --optional)\n")
-        self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale)} up to date"
+        self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale) - len(ignored)} up to date"
+                             + (f", {len(ignored)} ignored (`doit forget` it to run it)" if ignored else "")
                              + (f", {len(left_out)} optional left out" if left_out else "") + "\n")
         return 0
 

@@ -189,3 +189,17 @@ def _open_for_writing(fifo):
         return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
     except OSError:  # no reader yet
         return None
+
+
+def test_doit_clean_says_why_a_batch_has_nothing_to_clean_and_what_to_do(configured):
+    assert configured.run("run-batch", "inventory:auth").returncode == 0
+    error = one_line_error(configured.run("clean"))
+    assert error == ("ERROR: a batch's items leave no files for `doit clean` to remove: `doit forget GROUP:MODULE` "
+                     "makes an item run again; its records are kept under .batch/task/")
+    assert configured.run("run-batch", "-q", "inventory:auth").returncode == 0  # nothing was forgotten
+
+
+def test_dry_run_counts_an_ignored_item_as_ignored_not_up_to_date(configured):
+    assert configured.run("ignore", "inventory:billing").returncode == 0
+    shown = configured.run("run-batch", "--dry-run")
+    assert shown.stdout.endswith("3 would run, 0 up to date, 1 ignored (`doit forget` it to run it)\n"), shown.stdout
