@@ -9,7 +9,7 @@ left as it was: escaping is the HTML's business, not the data's.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 from . import history
@@ -36,7 +36,7 @@ KINDS = {
 }
 WAITS = ("waiting", "paused", f"step-{WAITING_TO_MERGE}")  # bars of no work
 TAIL_LINES = 30
-TAIL_BYTES = 8192
+TAIL_LINE_BYTES = 2000  # of one line of a failure's tail
 TOP_EXPENSIVE = 10
 
 
@@ -86,7 +86,7 @@ def build(batch, run_id: str) -> dict[str, Any]:
             for row in sorted(rows, key=lambda r: (-(r["cost_usd"] or 0), -r["tokens_fresh"]))
             if row["cost_usd"] or row["tokens_fresh"]
         ][:TOP_EXPENSIVE],
-        "failures": [_failure(batch, row) for row in rows if row["outcome"] in (history.FAILED, history.INTERRUPTED)],
+        "failures": [_failure(batch, row, run_id) for row in rows if row["outcome"] in (history.FAILED, history.INTERRUPTED)],
         "graph": _graph(batch),
     }
 
@@ -261,7 +261,7 @@ def _groups(batch, rows) -> list[dict[str, Any]]:
     return result
 
 
-def _failure(batch, row) -> dict[str, Any]:
+def _failure(batch, row, run_id: str) -> dict[str, Any]:
     folder = batch.state.item(row["group"], row["module"])
     return {
         "item": row["key"],
@@ -269,27 +269,40 @@ def _failure(batch, row) -> dict[str, Any]:
         "why": row["why"],
         "causes": [
             {"attempt": a["attempt"], "failure_class": a.get("failure_class"), "reason": a.get("reason"),
-             "exit_status": a.get("exit_status")}
+             "exit_status": a.get("exit_status"), "text": _cause_text(a.get("reason") or "", a.get("exit_status"))}
             for a in row["attempts"]
             if not a.get("ok")
         ],
         "log": folder.log,
-        "output_tail": _tail(folder.log),
+        "output_tail": _tail(folder.log, row["key"], run_id),
     }
 
 
-def _tail(path: str) -> str:
-    """The last lines of an item's output.log (read without following a symlink)."""
+def _cause_text(reason: str, exit_status: int | None) -> str:
+    """An attempt's cause, with its exit status unless the cause says it already."""
+    if exit_status is None or f"exit status {exit_status}" in reason:
+        return reason
+    return f"{reason} (exit status {exit_status})"
+
+
+def _tail(path: str, key: str, run_id: str) -> str:
+    """The last lines an item printed in the run `run_id` (read without following a symlink):
+    its output.log holds every run's attempts, each under its header (attempt.header)."""
+    opens, of_run = f"=== {key} attempt ".encode(), f" of run {run_id} at ".encode()
+    lines: deque[bytes] = deque(maxlen=TAIL_LINES)
+    inside = False
     try:
         with open_to_read(path) as stream:
-            size = os.fstat(stream.fileno()).st_size
-            stream.seek(max(0, size - TAIL_BYTES))
-            lines = stream.read().decode("utf-8", "replace").splitlines()
+            for line in stream:
+                if line.startswith(opens) and b" of run " in line:
+                    if inside and of_run not in line:
+                        break  # a later run's attempt
+                    inside = inside or of_run in line
+                if inside:
+                    lines.append(line[:TAIL_LINE_BYTES].rstrip(b"\n"))
     except OSError:
         return ""
-    if size > TAIL_BYTES:
-        lines = lines[1:]  # the first line read is cut
-    return "\n".join(lines[-TAIL_LINES:])
+    return "\n".join(line.decode("utf-8", "replace") for line in lines)
 
 
 def _graph(batch) -> dict[str, Any]:

@@ -39,3 +39,23 @@ def test_the_joblogs_seq_goes_on_from_the_last_run_in_the_file(tmp_path):
     rows = [line.split("\t") for line in path.read_text().splitlines()]
     assert rows[0][0] == "Seq" and [row[0] for row in rows[1:]] == ["1", "2", "3", "4"]
     assert [row[-1] for row in rows[1:]] == ["g:a", "g:b", "g:a", "g:b"]
+
+
+def test_a_reports_failure_tail_is_that_runs_output_not_a_later_runs(tmp_path):
+    from batch_tasks.attempt import header
+
+    log = tmp_path / "output.log"
+    log.write_bytes(header("g:a", 1, "RUN-OLD") + b"old line\n"
+                    + b"=== g:a attempt 1 failed (permanent): exit status 2 ===\n"
+                    + header("g:a", 2, "RUN-OLD") + b"old again\n"
+                    + header("g:a", 1, "RUN-NEW") + b"new line\n")
+    old = report_data._tail(str(log), "g:a", "RUN-OLD").splitlines()
+    assert "old line" in old and old[-1] == "old again" and "new line" not in old
+    assert report_data._tail(str(log), "g:a", "RUN-NEW").splitlines()[-1] == "new line"
+    assert report_data._tail(str(log), "g:a", "RUN-NONE") == ""
+
+
+def test_a_cause_says_its_exit_status_once():
+    assert report_data._cause_text("exit status 2", 2) == "exit status 2"
+    assert report_data._cause_text("max turns reached", 1) == "max turns reached (exit status 1)"
+    assert report_data._cause_text("interrupted", None) == "interrupted"
