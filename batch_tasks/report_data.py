@@ -45,11 +45,20 @@ def choose_run(state_root, run_id: str | None) -> str:
     if run_id is None:
         if not ids:
             raise BatchError("no run recorded yet: run `doit run-batch` first")
-        return ids[-1]
+        # The latest run that started an item: one that started none (the budget was spent,
+        # it was stopped at once) has nothing to show.
+        return next((past for past in reversed(ids) if _started_an_item(state_root, past)), ids[-1])
     if run_id not in ids:
         known = ", ".join(ids[-5:]) or "none"
         raise BatchError(f"no run {run_id!r} recorded (latest: {known}; `doit batch-status --runs` lists them)")
     return run_id
+
+
+def _started_an_item(state_root, run_id: str) -> bool:
+    try:
+        return any(event["event"] == "attempt_started" for event in history.read_run(state_root, run_id))
+    except OSError:
+        return False
 
 
 def build(batch, run_id: str) -> dict[str, Any]:

@@ -59,3 +59,16 @@ def test_a_cause_says_its_exit_status_once():
     assert report_data._cause_text("exit status 2", 2) == "exit status 2"
     assert report_data._cause_text("max turns reached", 1) == "max turns reached (exit status 1)"
     assert report_data._cause_text("interrupted", None) == "interrupted"
+
+
+def test_the_default_report_is_of_the_latest_run_that_ran_an_item(tmp_path):
+    from batch_tasks import history
+
+    for run_id, ran in [("20260101T000000Z-aaaaaa", True), ("20260102T000000Z-bbbbbb", True), ("20260103T000000Z-cccccc", False)]:
+        log = history.History(tmp_path, run_id)
+        log.run_started({"items": ["g:a"]})
+        if ran:
+            log.attempt_started("g:a", 1, 1.0)
+        log.run_ended({"exit_status": 0 if ran else 4})
+    assert report_data.choose_run(tmp_path, None) == "20260102T000000Z-bbbbbb"
+    assert report_data.choose_run(tmp_path, "20260103T000000Z-cccccc") == "20260103T000000Z-cccccc"  # asked for by name
