@@ -88,7 +88,7 @@ class Board:
         self.workers = workers
         self.root = root or os.getcwd()  # paths are shown relative to it: task.md's folder
         self.begun = time.time() if begun is None else begun
-        self.ended: float | None = None  # set for a run that is over
+        self.at_rest = False  # no run in progress: a picture of the batch, not of a run
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter({WAITING: len(self.items)})
         self.in_flight: dict[str, ItemView] = {}  # running or waiting to retry, in order of start
@@ -265,8 +265,9 @@ class Board:
             **count,
             "total": len(self.items),
             "already_done": self.already_done,
-            "elapsed": (self.ended or now) - self.begun,
-            "eta": _eta(done_sum / done_count if done_count else None, count[WAITING], flying, self.workers, now),
+            "elapsed": None if self.at_rest else now - self.begun,
+            "eta": None if self.at_rest else _eta(done_sum / done_count if done_count else None, count[WAITING], flying,
+                                                  self.workers, now),
             "cost_usd": cost,
         }
 
@@ -361,12 +362,9 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
         elif item.done:
             view.activity = "done by hand"
             board._move(view, DONE)
-    started = [v.started for v in board.items.values() if v.started]
+    board.at_rest = not run_started
     if run_started:
         board.begun = run_started
-    elif started:  # the span of what was run, for a run that is over
-        board.begun = min(started)
-        board.ended = max((v.finished for v in board.items.values() if v.finished), default=board.begun)
     if run_started:  # the ETA's mean, like the runner's: the items done in this run
         board._done_seconds = [0.0, 0]
         for view in board.items.values():

@@ -90,7 +90,8 @@ def progress_line(totals: dict[str, Any], groups_now: list[str] = ()) -> str:
     parts.append(f"{totals['running']} running" + (f" in {', '.join(groups_now)}" if groups_now else ""))
     if totals[RETRYING]:
         parts.append(f"{totals[RETRYING]} waiting to retry")
-    parts.append(f"{duration(totals['elapsed'])} elapsed")
+    if totals["elapsed"] is not None:
+        parts.append(f"{duration(totals['elapsed'])} elapsed")
     if totals["eta"] is not None:
         parts.append(f"ETA {duration(totals['eta'])}")
     if totals["cost_usd"]:
