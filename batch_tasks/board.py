@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from . import tool_counts
+from .tails import said_last
 from .events import STEP, AgentEvent
 from .item_status import ABSENT, UNREADABLE, read_status
 from .state import BatchState, open_to_read
@@ -28,7 +30,6 @@ DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED = "done", "failed", "interrupted
 IN_FLIGHT = (RUNNING, RETRYING)
 ENDED = (DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED)
 STATES = (WAITING, *IN_FLIGHT, *ENDED)
-TAIL_LINES = 10  # of a failed attempt's output, shown with its cause
 EXIT_STOPPED = {"Ctrl-C": 130, "SIGTERM": 143}
 
 
@@ -54,6 +55,11 @@ class ItemView:
     session_id: str = ""
     landing: dict[str, Any] = field(default_factory=dict)  # an isolated item's evidence: merge, check, kept
     worker: str = ""  # the Dask worker that runs it, for a remote item (see executors)
+    tools: Counter[str] = field(default_factory=Counter)  # its tool calls in this run, by tool
+
+    @property
+    def tool_calls(self) -> int:
+        return sum(self.tools.values())
 
     def copy(self) -> "ItemView":
         """A copy to hand to the views, as dataclasses.replace makes, in a fifth of its time."""
@@ -123,6 +129,8 @@ class Board:
                 view.cost_usd = (view.cost_usd or 0) + data["cost_usd"]  # one result per attempt
             if event.kind == "worker":
                 view.worker = str(data.get("worker") or "")
+            if event.kind == "tool_use":
+                view.tools = view.tools + Counter([str(data.get("name") or "?")])  # a new one: copies share it
             if event.kind == "started":
                 view.model = data.get("model") or view.model
                 view.session_id = data.get("session_id") or view.session_id
@@ -154,7 +162,7 @@ class Board:
         """An item's end: done, or failed for `reason` with its attempt's last lines."""
         tail = tuple(output_tail)
         if not ok and not tail:
-            tail = tuple(output_tail_of(self.items[key].log)) if key in self.items else ()
+            tail = tuple(said_last(self.items[key].log)) if key in self.items else ()
         with self.lock:
             view = self._view(key)
             view.finished, view.reason, view.output_tail = time.time(), reason, tail
@@ -302,26 +310,17 @@ def landing_of(record: dict[str, Any]) -> dict[str, Any]:
     return {name: record[name] for name in ("merge", "check", "kept") if isinstance(record.get(name), dict)}
 
 
+def _last_run(record: dict[str, Any]) -> str | None:
+    """The run of a record's last attempt: its tool calls are that run's."""
+    attempts = record.get("attempts") or []
+    last = attempts[-1] if attempts and isinstance(attempts[-1], dict) else {}
+    return last.get("run_id") if isinstance(last.get("run_id"), str) else None
+
+
 def _last_session(record: dict[str, Any]) -> str:
     attempts = record.get("attempts") or []
     last = attempts[-1] if attempts and isinstance(attempts[-1], dict) else {}
     return str(last.get("session_id") or record.get("session_id") or "")
-
-
-def output_tail_of(log: str, lines: int = TAIL_LINES, tail_bytes: int = 65536) -> list[str]:
-    """The last lines the item's last attempt printed, from its output.log (whose
-    `=== … ===` lines are the runner's own headers)."""
-    try:
-        with open_to_read(log) as stream:  # planted there, a link could show a file from elsewhere
-            start = max(0, os.fstat(stream.fileno()).st_size - tail_bytes)
-            stream.seek(start)
-            text = stream.read().decode("utf-8", "replace").splitlines()[1 if start else 0 :]
-    except OSError:
-        return []
-    headers = [i for i, line in enumerate(text) if line.startswith("=== ") and " attempt " in line and " at " in line]
-    after = text[headers[-1] + 1 :] if headers else text
-    printed = [line for line in after if line.strip() and not line.startswith("=== ")]
-    return printed[-lines:]
 
 
 def board_from_state(plan, state: BatchState, run_started: float | None, workers: int | None = None) -> Board:
@@ -339,6 +338,7 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
             view.attempt, view.started = running.get("attempt", 1), running.get("started")
             view.log = folder.log
             _read_activity(view, folder.events)
+            view.tools = tool_counts.count(folder.events, running.get("run_id"))
             board._move(view, RETRYING if view.retry_at else RUNNING)
         elif status.kind == ABSENT and run_started and _read_activity(view, folder.events, since=run_started):
             # Its first attempt's worktree is being made and set up: no agent has started yet.
@@ -348,16 +348,18 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
             view.started, view.finished = result.get("started"), result.get("finished")
             view.cost_usd, view.tokens = result.get("cost_usd"), result.get("tokens") or {}
             view.landing = landing_of(result)
+            view.tools = tool_counts.count(folder.events, _last_run(result))
             board._move(view, DONE)
         elif failure:
             view.reason, view.log = failure.get("reason", ""), folder.log
             view.finished, view.cost_usd = failure.get("finished"), failure.get("cost_usd")
             view.agent, view.session_id = failure.get("agent") or "", _last_session(failure)
             view.landing = landing_of(failure)
+            view.tools = tool_counts.count(folder.events, _last_run(failure))
             if failure.get("interrupted"):
                 board._move(view, INTERRUPTED)
             else:
-                view.output_tail = tuple(output_tail_of(folder.log))
+                view.output_tail = tuple(said_last(folder.log))
                 board._move(view, FAILED)
         elif item.done:
             view.activity = "done by hand"

@@ -102,6 +102,8 @@ def progress_line(totals: dict[str, Any], groups_now: list[str] = ()) -> str:
 def finished_line(view: ItemView, root: str = ".") -> str:
     """How an item ended, in one line; a failure with its cause and log."""
     spent = " ".join(part for part in (duration(view.duration), money(view.cost_usd)) if view.started and part)
+    if view.tool_calls:
+        spent = " · ".join(part for part in (spent, plural(view.tool_calls, "tool call")) if part)
     if view.state == DONE:
         landed = landing_line(view, root)
         return f"✓ {view.key} {spent}".rstrip() + (f" · {landed}" if landed else "")

@@ -9,10 +9,10 @@ left as it was: escaping is the HTML's business, not the data's.
 from __future__ import annotations
 
 import os
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from typing import Any
 
-from . import history
+from . import history, tool_counts
 from .errors import BatchError
 from .events import AGENT, CHECK, MERGING, SETUP, WAITING_TO_MERGE
 from .state import open_to_read
@@ -38,6 +38,7 @@ WAITS = ("waiting", "paused", f"step-{WAITING_TO_MERGE}")  # bars of no work
 TAIL_LINES = 30
 TAIL_LINE_BYTES = 2000  # of one line of a failure's tail
 TOP_EXPENSIVE = 10
+TOP_TOOLS = 8
 
 
 def choose_run(state_root, run_id: str | None) -> str:
@@ -72,6 +73,11 @@ def build(batch, run_id: str) -> dict[str, Any]:
         items.setdefault(segment["item"], _blank_item(segment["item"]))
     _settle(items, events, segments)
     rows = list(items.values())
+    tools_of_run: Counter[str] = Counter()
+    for row in rows:
+        counted = tool_counts.count(batch.state.item(row["group"], row["module"]).events, run_id)
+        row["tool_calls"], row["tools"] = sum(counted.values()), dict(counted.most_common(TOP_TOOLS))
+        tools_of_run.update(counted)
     return {
         "run": {
             **summary,
@@ -90,6 +96,7 @@ def build(batch, run_id: str) -> dict[str, Any]:
         "pauses": [{"agent": e.get("agent"), "start": e["t"], "end": e.get("until")} for e in events if e["event"] == "paused"],
         "concurrency": _concurrency(segments),
         "groups": _groups(batch, rows),
+        "top_tools": tools_of_run.most_common(TOP_TOOLS),
         "most_expensive": [
             row["key"]
             for row in sorted(rows, key=lambda r: (-(r["cost_usd"] or 0), -r["tokens_fresh"]))

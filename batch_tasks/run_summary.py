@@ -29,7 +29,8 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     ended = {**totals, NOT_STARTED: totals[NOT_STARTED] + len(never)}
     counted = [f"{totals['done']} done", f"{totals['failed']} failed"]
     counted += [f"{ended[s]} {s}" for s in (INTERRUPTED, NOT_STARTED, SKIPPED) if ended[s]]
-    cost = f", {money(totals['cost_usd'])}" if totals["cost_usd"] else ""
+    tool_calls = sum(view.tool_calls for view in views)
+    cost = (f", {plural(tool_calls, 'tool call')}" if tool_calls else "") + (f", {money(totals['cost_usd'])}" if totals["cost_usd"] else "")
     if board.at_rest:
         counted[0] = f"{totals['done']} of {totals['total']} done"
         lines = [", ".join(counted + ([f"{totals[WAITING]} open"] if totals[WAITING] else [])) + cost]

@@ -28,3 +28,35 @@ def test_status_at_rest_shows_the_batch_not_a_run_without_eta_or_elapsed():
     assert said[0] == "2 of 4 done, 0 failed, 2 open"
     assert not any("not started" in line or "the run ended first" in line for line in said), said
     assert said[-1] == "next: `doit run-batch` reruns only the 2 items left"
+
+
+def test_an_items_tool_calls_are_counted_live_and_shown_where_it_ends():
+    from batch_tasks.events import AgentEvent
+    from batch_tasks.live_view import finished_line
+
+    board = Board([("g:a", "g")], begun=1000.0)
+    board.started("g:a", 1, "")
+    for name, text in (("Read", "Read src/a.py"), ("Edit", "Edit src/a.py"), ("Read", "Read src/b.py")):
+        board.event("g:a", AgentEvent("tool_use", text, {"name": name}))
+    board.event("g:a", AgentEvent("assistant", "done"))
+    board.finished("g:a", True)
+    view = board.snapshot()[0]
+    assert view.tools == {"Read": 2, "Edit": 1}
+    assert finished_line(view).endswith(" · 3 tool calls")
+    assert "tool call" not in finished_line(Board([("g:b", "g")]).snapshot()[0])  # none: not said
+
+
+def test_tool_calls_are_counted_from_events_jsonl_for_one_run(tmp_path):
+    import json
+
+    from batch_tasks import tool_counts
+
+    events = tmp_path / "events.jsonl"
+    lines = [{"run_id": "R1", "kind": "tool_use", "data": {"name": "Bash"}},
+             {"run_id": "R2", "kind": "tool_use", "data": {"name": "Edit"}},
+             {"run_id": "R2", "kind": "tool_use", "data": {"name": "Edit"}},
+             {"run_id": "R2", "kind": "assistant", "text": "tool_use is a word too", "data": {}}]
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"cut')
+    assert tool_counts.count(str(events), "R2") == {"Edit": 2}
+    assert tool_counts.count(str(events)) == {"Bash": 1, "Edit": 2}
+    assert tool_counts.count(str(tmp_path / "none.jsonl")) == {}
