@@ -269,7 +269,17 @@ class List(FriendlyArgs, TaskMdHint, DoitList):
 
 
 class Info(FriendlyArgs, TaskMdHint, DoitInfo):
-    pass
+    """doit's `info`; for a batch's item, what a person asks of it (item_info), not doit's internals."""
+
+    def _execute(self, pos_args, hide_status=False):
+        task = next((t for t in self.task_list if len(pos_args) == 1 and t.name == pos_args[0]), None)
+        batch = getattr(self.loader, "batch", None)
+        if task is None or batch is None or "job" not in (task.meta or {}):
+            return super()._execute(pos_args, hide_status)
+        from .item_info import describe
+
+        self.outstream.write("\n".join(describe(batch, task.meta["job"])) + "\n")
+        return 1 if batch.verdicts[task.name].runs else 0
 
 
 class Ignore(FriendlyArgs, TaskMdHint, DoitIgnore):

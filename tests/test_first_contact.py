@@ -203,3 +203,19 @@ def test_dry_run_counts_an_ignored_item_as_ignored_not_up_to_date(configured):
     assert configured.run("ignore", "inventory:billing").returncode == 0
     shown = configured.run("run-batch", "--dry-run")
     assert shown.stdout.endswith("3 would run, 0 up to date, 1 ignored (`doit forget` it to run it)\n"), shown.stdout
+
+
+def test_info_on_an_item_says_what_a_person_asks_in_a_screenful(configured):
+    configured.behave(**{"inventory:billing": {"exit": 2, "print": "no src/billing.py"}})
+    configured.run("run-batch", "inventory", "-k")
+    done = configured.run("info", "inventory:auth")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "inventory:auth  (task.md line 7): list the functions"
+    assert "state: done" in done.stdout and "would run: no, up to date" in done.stdout
+    assert "waits for: nothing" in done.stdout and "prompt, its first lines:" in done.stdout
+    failed = configured.run("info", "review:auth").stdout
+    assert "state: open" in failed and "would run: yes, new" in failed and "waits for: all of inventory" in failed
+    assert len(lines) < 30 and "meta" not in done.stdout and "uptodate" not in done.stdout
+    broken = configured.run("info", "inventory:billing").stdout
+    assert "state: failed: exit status 2" in broken and "would run: yes, failed last time (exit status 2)" in broken
