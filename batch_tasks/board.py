@@ -302,6 +302,8 @@ def _eta(mean: float | None, waiting: int, flying: list, workers: int, now: floa
     if mean is None or not left:
         return None
     work = waiting * mean + sum(max(0.0, mean - (now - (started or now))) for started, _ in flying)
+    if work <= 0:
+        return None  # only items running past the mean are left: no figure, rather than a 0.0s that stays
     return work / max(1, min(max(workers, len(flying)), left))
 
 

@@ -3,6 +3,9 @@ folders would move it (no process runs)."""
 
 from __future__ import annotations
 
+import re
+import time
+
 from batch_tasks.board import Board
 from batch_tasks.live_view import progress_line
 from batch_tasks.run_summary import summary
@@ -60,3 +63,52 @@ def test_tool_calls_are_counted_from_events_jsonl_for_one_run(tmp_path):
     assert tool_counts.count(str(events), "R2") == {"Edit": 2}
     assert tool_counts.count(str(events)) == {"Bash": 1, "Edit": 2}
     assert tool_counts.count(str(tmp_path / "none.jsonl")) == {}
+
+
+def test_at_80_columns_a_long_name_is_shortened_and_every_row_keeps_attempt_and_time():
+    from batch_tasks.live_view import _rows
+
+    board = Board([("g:a", "g"), ("extract-interfaces:src/payments/providers/legacy_gateway_adapter", "extract-interfaces")])
+    for key in board.items:
+        board.started(key, 1, "")
+        board.event(key, __import__("batch_tasks.events", fromlist=["AgentEvent"]).AgentEvent("assistant", "Edit src/a.py"))
+        board.items[key].started = time.time() - 5
+    rows = [text for text, _ in _rows(board.flying(), 80, now=time.time())]
+    assert all(len(row) <= 80 for row in rows), rows
+    assert all(re.search(r" #1  5\.\ds  Edit src/a", row) for row in rows), rows
+    name = rows[1].split()[0]
+    assert name.startswith("extract-interfa") and "…" in name and name.endswith("gateway_adapter") and len(name) == 32
+
+
+def test_the_eta_is_not_a_stuck_zero_while_items_run_past_the_mean():
+    from batch_tasks.board import _eta
+
+    assert _eta(10.0, 0, [(1000.0, None)], 4, now=1005.0) == 5.0
+    assert _eta(10.0, 0, [(1000.0, None)], 4, now=1030.0) is None  # overdue: no figure rather than 0.0s
+    assert _eta(10.0, 2, [(1000.0, None)], 1, now=1030.0) == 20.0
+
+
+def test_the_terminal_panel_leaves_no_stale_status_and_a_tail_line_does_not_wrap(monkeypatch):
+    import io
+    import re
+
+    from batch_tasks.live_view import TerminalView
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    screen = Terminal()
+    board = Board([("g:a", "g"), ("g:b", "g")], begun=1000.0)
+    view = TerminalView(screen, board)
+    board.watch(view)
+    board.started("g:a", 1, "")
+    board.finished("g:a", False, reason="exit status 2", output_tail=["x" * 200])
+    view.close(["1 done"])
+    raw = screen.getvalue()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)
+    assert ("    " + "x" * 75 + "…") in text and "x" * 77 not in text  # one line, cut at the terminal's width
+    last_status = raw.rindex("0 running")
+    assert "\x1b[2K" in raw[last_status:raw.rindex("1 done")]  # the panel is erased before the summary
