@@ -13,8 +13,7 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["
 
 def test_the_licence_is_said_everywhere_a_user_looks():
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
-    assert PROJECT["license"] == {"text": "MIT"}
-    assert "License :: OSI Approved :: MIT License" in PROJECT["classifiers"]
+    assert PROJECT["license"] == "MIT" and PROJECT["license-files"] == ["LICENSE"]  # SPDX, as packaging now asks
     assert any(c.startswith("Programming Language :: Python :: 3") for c in PROJECT["classifiers"])
     assert "\n## Licence\n\nMIT: see [LICENSE](LICENSE).\n" in (ROOT / "README.md").read_text(encoding="utf-8")
 
