@@ -31,6 +31,7 @@ from .joblog import JobLog
 from .lifecycle import check_prompts
 from .live_view import view_for
 from .loader import BatchLoader
+from .main import typed
 from .merge_queue import MergeQueue
 from .redaction import Redactor
 from .reporter import BatchReporter
@@ -111,7 +112,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         path = Path(params["taskfile"]).absolute()
         self.loader.optional = params.get("optional", False)
         try:
-            self._rerun = rerun_command(params["taskfile"])
+            self._rerun = rerun_command(params["taskfile"], self.bin_name)
             seen = nothing_to_do.look(path, self.config) if nothing_to_do.may_answer(params, args) else None
             if seen is not None and (said := nothing_to_do.answer(path, seen)) is not None:
                 return self._say_nothing_to_do(said)
@@ -249,7 +250,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if recorders is not None:
             run.hub.unsubscribe(recorders)
             recorders.run_ended({"exit_status": code, "stopped_by": stop.causes[0] if stop.causes else None})
-            self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
+            self.outstream.write(f"report: {typed(self.bin_name, 'batch-report')} --run {run.run_id}  (writes report.html)\n")
         return code
 
     def _would_run(self, batch, control, selected: set[str], forced: frozenset[str]) -> tuple[list, list, list]:
@@ -364,11 +365,11 @@ def _workers(num_process: int | None, batch) -> int:
     return num_process or batch.plan.settings.get("parallel") or 1
 
 
-def rerun_command(taskfile: str) -> str:
+def rerun_command(taskfile: str, bin_name: str = "doit") -> str:
     """How to run this batch again, as typed: `-T FILE` unless it is the task.md found by default."""
     if Path(taskfile).absolute() == Path("task.md").absolute():
-        return "doit run-batch"
-    return f"doit run-batch -T {shlex.quote(taskfile)}"
+        return typed(bin_name, "run-batch")
+    return f"{typed(bin_name, 'run-batch')} -T {shlex.quote(taskfile)}"
 
 
 opt_dot = flag("dot", "print Graphviz dot (doit batch-graph --dot | dot -Tsvg > batch.svg)")

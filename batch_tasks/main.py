@@ -40,6 +40,15 @@ Each command is also `doit run-batch`, `doit batch-status`, … (see the README)
 """
 
 
+def typed(bin_name: str, command: str) -> str:
+    """A doit command (`run-batch`, `batch-report`, …) as the user types it: with the
+    program they started (`batch-tasks report`; `doit batch-report` from doit)."""
+    if bin_name != "batch-tasks":
+        return f"doit {command}"
+    short = next((name for name, doit_command in COMMANDS.items() if doit_command == command and name != "run"), None)
+    return "batch-tasks" if command == "run-batch" else f"batch-tasks {short or command}"
+
+
 def version() -> str:
     return f"batch-tasks {metadata.version('batch-tasks')} (doit {metadata.version('doit')})"
 

@@ -35,6 +35,8 @@ def test_batch_tasks_runs_the_batch_and_its_commands_without_a_doit_cfg(batch):
     ran = batch_tasks("-j", "2", "inventory:auth")
     assert ran.returncode == 0 and "1 done, 0 failed" in ran.stdout, ran.stdout + ran.stderr
     assert batch.runs() == {"inventory:auth": 1}
+    assert "report: batch-tasks report --run " in ran.stdout  # said as it was typed: pipx puts no doit on PATH
+    assert "next: `batch-tasks` reruns only the 1 item left" in batch_tasks("status").stdout
     assert "inventory:billing" in batch_tasks("list", "--all").stdout  # doit's own, reading task.md
     assert "1/2 done" in batch_tasks("status").stdout
     assert batch_tasks("run", "--dry-run").stdout.endswith("1 would run, 1 up to date\n")
