@@ -72,3 +72,13 @@ def test_the_default_report_is_of_the_latest_run_that_ran_an_item(tmp_path):
         log.run_ended({"exit_status": 0 if ran else 4})
     assert report_data.choose_run(tmp_path, None) == "20260102T000000Z-bbbbbb"
     assert report_data.choose_run(tmp_path, "20260103T000000Z-cccccc") == "20260103T000000Z-cccccc"  # asked for by name
+
+
+def test_a_runs_time_is_counted_from_its_process_start_as_its_summarys_is(tmp_path):
+    from batch_tasks import history
+
+    log = history.History(tmp_path, "20260101T000000Z-aaaaaa")
+    log.run_started({"items": ["g:a"], "began": 1000.0})
+    log.run_ended({"exit_status": 0})
+    events = history.read_run(tmp_path, "20260101T000000Z-aaaaaa")
+    assert history.run_summary("20260101T000000Z-aaaaaa", events)["started"] == 1000.0
