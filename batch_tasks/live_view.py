@@ -31,7 +31,7 @@ GAP = "  "
 MIN_ACTIVITY = 16
 MIN_NAME = 24  # an item's name in the panel is cut only beyond this, and beyond 2/5 of the width
 # The panel's columns, and the order in which they give way to a narrow terminal.
-GIVE_WAY = ("cost", "tokens", "worker", "attempt", "time", "step")  # a step explains its activity: it goes last
+GIVE_WAY = ("tools", "cost", "tokens", "worker", "attempt", "time", "step")  # a step explains its activity: it goes last
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -218,6 +218,7 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
                 "worker": printable(view.worker.split("://")[-1]) if view.worker else "",  # a remote item's
                 "step": view.step if not waiting else "",
                 "time": f"in {duration(max(0.0, view.retry_at - now))}" if waiting else duration(view.duration),
+                "tools": plural(view.tool_calls, "tool") if view.tool_calls else "",
                 "activity": printable(view.activity),
                 "tokens": tokens(view.tokens),
                 "cost": money(view.cost_usd),
@@ -226,7 +227,7 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
         )
     if not cells:
         return []
-    columns = ("attempt", "worker", "time", "step", "tokens", "cost")
+    columns = ("attempt", "worker", "time", "tools", "step", "tokens", "cost")
     widths = {name: max(len(cell[name]) for cell in cells) for name in ("item", *columns)}
     # One long name must not push every row's attempt and time off: longer names lose their middle.
     widths["item"] = min(widths["item"], max(MIN_NAME, width * 2 // 5))
@@ -249,7 +250,7 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
         if len(activity) > activity_width:
             activity = activity[: activity_width - 1] + "…"
         parts = [cell["item"].ljust(widths["item"])]
-        parts += [cell[name].rjust(widths[name]) for name in ("attempt", "worker", "time") if name in shown]
+        parts += [cell[name].rjust(widths[name]) for name in ("attempt", "worker", "time", "tools") if name in shown]
         parts += [cell["step"].ljust(widths["step"])] if "step" in shown else []
         parts.append(activity.ljust(activity_width) if any(n in shown for n in ("tokens", "cost")) else activity)
         parts += [cell[name].rjust(widths[name]) for name in ("tokens", "cost") if name in shown]

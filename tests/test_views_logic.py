@@ -112,3 +112,17 @@ def test_the_terminal_panel_leaves_no_stale_status_and_a_tail_line_does_not_wrap
     assert ("    " + "x" * 75 + "…") in text and "x" * 77 not in text  # one line, cut at the terminal's width
     last_status = raw.rindex("0 running")
     assert "\x1b[2K" in raw[last_status:raw.rindex("1 done")]  # the panel is erased before the summary
+
+
+def test_a_running_items_row_shows_its_tool_calls_and_gives_them_up_first():
+    from batch_tasks.events import AgentEvent
+    from batch_tasks.live_view import _rows
+
+    board = Board([("g:a", "g")])
+    board.started("g:a", 1, "")
+    for _ in range(3):
+        board.event("g:a", AgentEvent("tool_use", "Read src/a.py", {"name": "Read"}))
+    wide = _rows(board.flying(), 120, now=time.time())[0][0]
+    assert re.search(r" #1  \d+\.\ds  3 tools  Read src/a\.py$", wide), wide
+    narrow = _rows(board.flying(), 30, now=time.time())[0][0]
+    assert "tools" not in narrow and narrow.endswith("Read src/a.py")  # the activity keeps its room
