@@ -47,6 +47,10 @@ def test_a_long_option_is_suggested_only_when_it_is_spelled_like_one(option, mes
     assert refused(option) == message
 
 
+def test_an_option_without_its_value_says_so():
+    assert refused("inventory", "-n") == "option -n needs a value"
+
+
 @pytest.mark.parametrize("value", ["--dry-run", "0", "-1", "two", "1.5"])
 def test_minus_n_takes_a_number_of_items_at_once_and_nothing_else(value):
     for spelled in ("-n", "-j", "--parallel"):
