@@ -53,7 +53,7 @@ class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if not watch:
             board, picture = _status(batch)
             console.print(picture)
-            print_lines(console, summary(board, rerun=rerun_command(os.path.relpath(batch.plan.path))))
+            print_lines(console, summary(board, rerun=rerun_command(os.path.relpath(batch.plan.path), self.bin_name)))
             return 0
         try:
             with Live(console=console, refresh_per_second=4) as live:

@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from . import tool_counts
+from .tails import said_last
 from .events import STEP, AgentEvent
 from .item_status import ABSENT, UNREADABLE, read_status
 from .state import BatchState, open_to_read
@@ -28,7 +30,6 @@ DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED = "done", "failed", "interrupted
 IN_FLIGHT = (RUNNING, RETRYING)
 ENDED = (DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED)
 STATES = (WAITING, *IN_FLIGHT, *ENDED)
-TAIL_LINES = 10  # of a failed attempt's output, shown with its cause
 EXIT_STOPPED = {"Ctrl-C": 130, "SIGTERM": 143}
 
 
@@ -55,6 +56,11 @@ class ItemView:
     landing: dict[str, Any] = field(default_factory=dict)  # an isolated item's evidence: merge, check, kept
     worker: str = ""  # the Dask worker that runs it, for a remote item (see executors)
     adjusted: tuple[dict[str, Any], ...] = ()  # its attempts adjusted to a cause (retry.py): attempt, text, cost_usd
+    tools: Counter[str] = field(default_factory=Counter)  # its tool calls in this run, by tool
+
+    @property
+    def tool_calls(self) -> int:
+        return sum(self.tools.values())
 
     def copy(self) -> "ItemView":
         """A copy to hand to the views, as dataclasses.replace makes, in a fifth of its time."""
@@ -89,7 +95,7 @@ class Board:
         self.workers = workers
         self.root = root or os.getcwd()  # paths are shown relative to it: task.md's folder
         self.begun = time.time() if begun is None else begun
-        self.ended: float | None = None  # set for a run that is over
+        self.at_rest = False  # no run in progress: a picture of the batch, not of a run
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter({WAITING: len(self.items)})
         self.in_flight: dict[str, ItemView] = {}  # running or waiting to retry, in order of start
@@ -124,6 +130,8 @@ class Board:
                 view.cost_usd = (view.cost_usd or 0) + data["cost_usd"]  # one result per attempt
             if event.kind == "worker":
                 view.worker = str(data.get("worker") or "")
+            if event.kind == "tool_use":
+                view.tools = view.tools + Counter([str(data.get("name") or "?")])  # a new one: copies share it
             if event.kind == "started":
                 view.model = data.get("model") or view.model
                 view.session_id = data.get("session_id") or view.session_id
@@ -155,7 +163,7 @@ class Board:
         """An item's end: done, or failed for `reason` with its attempt's last lines."""
         tail = tuple(output_tail)
         if not ok and not tail:
-            tail = tuple(output_tail_of(self.items[key].log)) if key in self.items else ()
+            tail = tuple(said_last(self.items[key].log)) if key in self.items else ()
         with self.lock:
             view = self._view(key)
             view.finished, view.reason, view.output_tail = time.time(), reason, tail
@@ -268,8 +276,9 @@ class Board:
             **count,
             "total": len(self.items),
             "already_done": self.already_done,
-            "elapsed": (self.ended or now) - self.begun,
-            "eta": _eta(done_sum / done_count if done_count else None, count[WAITING], flying, self.workers, now),
+            "elapsed": None if self.at_rest else now - self.begun,
+            "eta": None if self.at_rest else _eta(done_sum / done_count if done_count else None, count[WAITING], flying,
+                                                  self.workers, now),
             "cost_usd": cost,
         }
 
@@ -296,6 +305,8 @@ def _eta(mean: float | None, waiting: int, flying: list, workers: int, now: floa
     if mean is None or not left:
         return None
     work = waiting * mean + sum(max(0.0, mean - (now - (started or now))) for started, _ in flying)
+    if work <= 0:
+        return None  # only items running past the mean are left: no figure, rather than a 0.0s that stays
     return work / max(1, min(max(workers, len(flying)), left))
 
 
@@ -304,26 +315,17 @@ def landing_of(record: dict[str, Any]) -> dict[str, Any]:
     return {name: record[name] for name in ("merge", "check", "kept") if isinstance(record.get(name), dict)}
 
 
+def _last_run(record: dict[str, Any]) -> str | None:
+    """The run of a record's last attempt: its tool calls are that run's."""
+    attempts = record.get("attempts") or []
+    last = attempts[-1] if attempts and isinstance(attempts[-1], dict) else {}
+    return last.get("run_id") if isinstance(last.get("run_id"), str) else None
+
+
 def _last_session(record: dict[str, Any]) -> str:
     attempts = record.get("attempts") or []
     last = attempts[-1] if attempts and isinstance(attempts[-1], dict) else {}
     return str(last.get("session_id") or record.get("session_id") or "")
-
-
-def output_tail_of(log: str, lines: int = TAIL_LINES, tail_bytes: int = 65536) -> list[str]:
-    """The last lines the item's last attempt printed, from its output.log (whose
-    `=== … ===` lines are the runner's own headers)."""
-    try:
-        with open_to_read(log) as stream:  # planted there, a link could show a file from elsewhere
-            start = max(0, os.fstat(stream.fileno()).st_size - tail_bytes)
-            stream.seek(start)
-            text = stream.read().decode("utf-8", "replace").splitlines()[1 if start else 0 :]
-    except OSError:
-        return []
-    headers = [i for i, line in enumerate(text) if line.startswith("=== ") and " attempt " in line and " at " in line]
-    after = text[headers[-1] + 1 :] if headers else text
-    printed = [line for line in after if line.strip() and not line.startswith("=== ")]
-    return printed[-lines:]
 
 
 def board_from_state(plan, state: BatchState, run_started: float | None, workers: int | None = None) -> Board:
@@ -341,6 +343,7 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
             view.attempt, view.started = running.get("attempt", 1), running.get("started")
             view.log = folder.log
             _read_activity(view, folder.events)
+            view.tools = tool_counts.count(folder.events, running.get("run_id"))
             board._move(view, RETRYING if view.retry_at else RUNNING)
         elif status.kind == ABSENT and run_started and _read_activity(view, folder.events, since=run_started):
             # Its first attempt's worktree is being made and set up: no agent has started yet.
@@ -350,26 +353,25 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
             view.started, view.finished = result.get("started"), result.get("finished")
             view.cost_usd, view.tokens = result.get("cost_usd"), result.get("tokens") or {}
             view.landing = landing_of(result)
+            view.tools = tool_counts.count(folder.events, _last_run(result))
             board._move(view, DONE)
         elif failure:
             view.reason, view.log = failure.get("reason", ""), folder.log
             view.finished, view.cost_usd = failure.get("finished"), failure.get("cost_usd")
             view.agent, view.session_id = failure.get("agent") or "", _last_session(failure)
             view.landing = landing_of(failure)
+            view.tools = tool_counts.count(folder.events, _last_run(failure))
             if failure.get("interrupted"):
                 board._move(view, INTERRUPTED)
             else:
-                view.output_tail = tuple(output_tail_of(folder.log))
+                view.output_tail = tuple(said_last(folder.log))
                 board._move(view, FAILED)
         elif item.done:
             view.activity = "done by hand"
             board._move(view, DONE)
-    started = [v.started for v in board.items.values() if v.started]
+    board.at_rest = not run_started
     if run_started:
         board.begun = run_started
-    elif started:  # the span of what was run, for a run that is over
-        board.begun = min(started)
-        board.ended = max((v.finished for v in board.items.values() if v.finished), default=board.begun)
     if run_started:  # the ETA's mean, like the runner's: the items done in this run
         board._done_seconds = [0.0, 0]
         for view in board.items.values():

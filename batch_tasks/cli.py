@@ -20,12 +20,23 @@ from doit.cmd_run import Run as DoitRun
 from doit.exceptions import InvalidDodoFile
 
 from .errors import BatchError
+from .stopping import EXIT_CLOSED_OUTPUT, EXIT_CTRL_C, drop_output
 
 # Exit statuses of `doit run-batch` (the README lists them).
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALL_STARTED = 0, 1, 3, 4
 
 # make's and GNU parallel's spellings, as people type them.
-MAKE_SPELLINGS = {"-j": "-n", "--jobs": "--parallel", "-k": "--continue", "--keep-going": "--continue"}
+MAKE_SPELLINGS = {"-j": "-n", "--jobs": "--parallel", "-k": "--continue", "--keep-going": "--continue",
+                  "-B": "-a", "--always-make": "--always-execute"}
+# Options people bring from other tools that mean something here under another name.
+ELSEWHERE = {
+    "--eta": "progress and the ETA are in the live panel (in a terminal), or `doit batch-status --watch`",
+    "--bar": "progress and the ETA are in the live panel (in a terminal), or `doit batch-status --watch`",
+    "--progress": "progress and the ETA are in the live panel (in a terminal), or `doit batch-status --watch`",
+    "--version": "`batch-tasks --version` says the version",
+}
+# What a number option counts (each takes 1 or more).
+COUNTS = {"num_process": "how many items run at once"}
 
 CONFIG_LINE = r"printf '[GLOBAL]\nloader = batch\n' > doit.cfg"
 
@@ -44,9 +55,13 @@ options:
   -c, -k, --continue, --keep-going
                       keep going past a failed item: items that do not depend
                       on it still run
-  -a, --always-execute
-                      run the selected items even if they are current
+  -a, -B, --always-execute
+                      run the named items (or a named group's) even if they
+                      are current; what they wait for runs only if it is not
+  --upstream          with -a: also run again everything they wait for
   --dry-run           print every item that would run, and why; run nothing
+  -q, --question      print nothing, run nothing: exit 1 if any item would
+                      run, else 0 (make's -q)
   --failed            run only the items that failed last time
   --optional          also run the items marked optional (Kiro's `- [ ]*`)
   --joblog FILE       append a line per attempt as it ends to FILE, in GNU
@@ -119,12 +134,18 @@ class _Spellings:
             matches = [s for s in self.by_spelling if s.startswith(spelled) and s.startswith("--")]
             if len(matches) == 1:
                 return matches[0], *self.by_spelling[matches[0]]
-        hint = closest(spelled, sorted(self.shown, key=self._order), 0.5)
+        if spelled in ELSEWHERE:
+            raise UsageError(f"unknown option {spelled}; {ELSEWHERE[spelled]}")
+        hint = None
+        if spelled.startswith("--"):  # a letter is no misspelling: only a long name is compared
+            longs = sorted((s for s in self.shown if s.startswith("--")), key=self._order)
+            bare = closest(spelled[2:], [s[2:] for s in longs], 0.6)
+            hint = f"--{bare}" if bare else None
         raise UsageError(f"unknown option {spelled}" + (f"; did you mean {hint}?" if hint else ""))
 
     def _order(self, spelling: str) -> int:
-        # Short and long alike, the options in the order of the help: the most used first.
-        preferred = ["-n", "-j", "-c", "-k", "-a", "-T", "--dry-run", "-h"]
+        # The options in the order of the help: the most used first.
+        preferred = ["--parallel", "--jobs", "--continue", "--keep-going", "--always-execute", "--dry-run", "--taskfile"]
         return preferred.index(spelling) if spelling in preferred else len(preferred)
 
 
@@ -150,7 +171,7 @@ def normalise(args: list[str], options, aliases: dict[str, str]) -> tuple[list[s
                     raise UsageError(f"option {spelled} takes no value")
                 out.append(canonical)
             else:
-                out += [canonical, value if "=" in arg else _value(spelled, rest)]
+                out += [canonical, _checked(option, spelled, value if "=" in arg else _value(spelled, rest))]
         elif arg.startswith("-") and arg != "-":
             letters = arg[1:]
             while letters:
@@ -159,7 +180,7 @@ def normalise(args: list[str], options, aliases: dict[str, str]) -> tuple[list[s
                 if option.type is bool:
                     out.append(canonical)
                 else:
-                    out += [canonical, letters or _value(spelled, rest)]
+                    out += [canonical, _checked(option, spelled, letters or _value(spelled, rest))]
                     letters = ""
         else:
             names.append(arg)
@@ -170,6 +191,13 @@ def _value(spelled: str, rest: list[str]) -> str:
     if not rest:
         raise UsageError(f"option {spelled} needs a value")
     return rest.pop(0)
+
+
+def _checked(option, spelled: str, value: str) -> str:
+    """A number option's value, refused unless it is a whole number of 1 or more."""
+    if option.type is int and not (value.isdigit() and int(value) >= 1):
+        raise UsageError(f"option {spelled} takes {COUNTS.get(option.name, 'a number')}, 1 or more, not {value}")
+    return value
 
 
 class FriendlyArgs:
@@ -188,7 +216,14 @@ class FriendlyArgs:
         if wants_help:
             sys.stdout.write(self.help() + ("" if self.help().endswith("\n") else "\n"))
             return 0
-        return super().parse_execute(args)
+        try:
+            return super().parse_execute(args)
+        except BrokenPipeError:  # `doit info X | head`: the reader has what it wanted
+            drop_output(sys.stdout)
+            return EXIT_CLOSED_OUTPUT
+        except KeyboardInterrupt:  # before a run's own handler is in place, or a command without one
+            sys.stderr.write("Stopped by Ctrl-C.\n")
+            return EXIT_CTRL_C
 
     def help(self):
         return self.help_text if self.help_text is not None else super().help()
@@ -234,7 +269,17 @@ class List(FriendlyArgs, TaskMdHint, DoitList):
 
 
 class Info(FriendlyArgs, TaskMdHint, DoitInfo):
-    pass
+    """doit's `info`; for a batch's item, what a person asks of it (item_info), not doit's internals."""
+
+    def _execute(self, pos_args, hide_status=False):
+        task = next((t for t in self.task_list if len(pos_args) == 1 and t.name == pos_args[0]), None)
+        batch = getattr(self.loader, "batch", None)
+        if task is None or batch is None or "job" not in (task.meta or {}):
+            return super()._execute(pos_args, hide_status)
+        from .item_info import describe
+
+        self.outstream.write("\n".join(describe(batch, task.meta["job"])) + "\n")
+        return 1 if batch.verdicts[task.name].runs else 0
 
 
 class Ignore(FriendlyArgs, TaskMdHint, DoitIgnore):

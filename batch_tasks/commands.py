@@ -31,6 +31,7 @@ from .joblog import JobLog
 from .lifecycle import check_prompts
 from .live_view import view_for
 from .loader import BatchLoader
+from .main import typed
 from .merge_queue import MergeQueue
 from .redaction import Redactor
 from .reporter import BatchReporter
@@ -47,6 +48,7 @@ CONFIG_HINT = (
 )
 
 opt_dry_run = flag("dry_run", "print every item that would run, and why; run nothing")
+opt_question = flag("question", "print nothing, run nothing: exit 1 if any item would run, else 0 (make's -q)", short="q")
 opt_parallel = {
     "name": "num_process",
     "short": "n",
@@ -79,7 +81,9 @@ opt_scheduler = {
     "default": "",
     "help": "with --executor dask: the Dask scheduler's address, tcp://HOST:8786",
 }
-opt_always = flag("always", "run the selected items even if they are up to date", short="a", long="always-execute")
+opt_always = flag("always", "run the named items even if they are up to date (not what they wait for)", short="a",
+                  long="always-execute")
+opt_upstream = flag("upstream", "with -a: also run again everything the named items wait for")
 
 
 class _ReadsTaskFile:
@@ -101,26 +105,27 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_failed, opt_optional, opt_joblog,
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_upstream, opt_dry_run, opt_question, opt_failed, opt_optional, opt_joblog,
                    opt_executor, opt_scheduler)
 
     def execute(self, params, args):
         path = Path(params["taskfile"]).absolute()
         self.loader.optional = params.get("optional", False)
         try:
-            self._rerun = rerun_command(params["taskfile"])
+            self._rerun = rerun_command(params["taskfile"], self.bin_name)
             seen = nothing_to_do.look(path, self.config) if nothing_to_do.may_answer(params, args) else None
             if seen is not None and (said := nothing_to_do.answer(path, seen)) is not None:
                 return self._say_nothing_to_do(said)
             # Every mistake is found before anything is written.
-            batch = batch_mod.load(path, for_dry_run=params.get("dry_run"))
-            told = _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
+            looks_only = params.get("dry_run") or params.get("question")
+            batch = batch_mod.load(path, for_dry_run=looks_only)
+            told = [] if params.get("question") else _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
             if executors.scheduler_of(batch.plan.settings, params.get("executor", ""), params.get("scheduler", "")):
                 from .executors import dask_cluster  # only a Dask run needs what it brings
 
                 dask_cluster.check_ready(batch, {item.key for item in batch.plan.items()
                                                  if batch.verdicts[item.key].runs or params.get("always")})
-            if params.get("dry_run"):
+            if looks_only:
                 self.loader.batch = batch
                 return super().execute(params, args)
             if not args and not params.get("failed") and not params.get("always"):
@@ -178,16 +183,19 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     _checked: frozenset = frozenset()
     _rerun = "doit run-batch"
 
-    def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False,
-                 optional=False, executor="", scheduler=""):
+    def _execute(self, num_process=0, continue_=False, always=False, upstream=False, dry_run=False, question=False,
+                 joblog="", failed=False, optional=False, executor="", scheduler=""):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
         selected = {task.name for task in tasks_and_deps_iter(control.tasks, control.selected_tasks)}
-        will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or always)}
+        forced = _forced(control, selected) if upstream else _forced(control, control.selected_tasks) if always else frozenset()
+        will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or key in forced)}
+        if question:
+            return EXIT_FAILED if self._would_run(batch, control, selected, forced)[1] else 0
         if dry_run:
             check_prompts((control.tasks[key].meta["job"] for key in sorted(will_run)), batch.state)
-            return self._dry_run(batch, control, selected, always)
+            return self._dry_run(batch, control, selected, forced)
         if not will_run <= self._checked:  # a selection: checked now, under the lock
             self._check(batch, will_run)
         self._hint_at_config()
@@ -205,7 +213,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             run.merge_queue = MergeQueue(run.isolation)
         if will_run:
             run.executor = executors.choose(batch, executors.scheduler_of(batch.plan.settings, executor, scheduler), run)
-        reporter = BatchReporter(self.outstream, {}, workers=workers, run=run, always=always, rerun=self._rerun)
+        reporter = BatchReporter(self.outstream, {}, workers=workers, run=run, forced=forced, rerun=self._rerun)
         runner = BatchRunner(
             self.dep_manager,
             reporter,
@@ -213,7 +221,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             dispatcher,
             candidates(batch.plan, durations) if will_run else {},
             continue_=continue_,
-            always_execute=always,
+            forced=forced,
         )
         recorders = None
         if will_run:
@@ -242,19 +250,22 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if recorders is not None:
             run.hub.unsubscribe(recorders)
             recorders.run_ended({"exit_status": code, "stopped_by": stop.causes[0] if stop.causes else None})
-            self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
+            self.outstream.write(f"report: {typed(self.bin_name, 'batch-report')} --run {run.run_id}  (writes report.html)\n")
         return code
 
-    def _dry_run(self, batch, control, selected: set[str], always: bool) -> int:
-        def reason(item):
-            task = control.tasks[item.key]
-            if self.dep_manager.status_is_ignore(task):
-                return None
-            verdict = batch.verdicts[item.key]
-            return verdict.reason if verdict.runs else ("forced (-a)" if always else None)
-
+    def _would_run(self, batch, control, selected: set[str], forced: frozenset[str]) -> tuple[list, list, list]:
+        """The selected items; those of them that would run, with why; and those `doit ignore` left out."""
         chosen = [item for item in batch.plan.items() if item.key in selected]
-        stale = [(item, why) for item in chosen if (why := reason(item)) is not None]
+        ignored = [item for item in chosen if self.dep_manager.status_is_ignore(control.tasks[item.key])]
+
+        def reason(item):
+            verdict = batch.verdicts[item.key]
+            return verdict.reason if verdict.runs else ("forced (-a)" if item.key in forced else None)
+
+        return chosen, [(item, why) for item in chosen if item not in ignored and (why := reason(item)) is not None], ignored
+
+    def _dry_run(self, batch, control, selected: set[str], forced: frozenset[str]) -> int:
+        chosen, stale, ignored = self._would_run(batch, control, selected, forced)
         width = max((len(item.key) for item, _ in stale), default=0)
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")
@@ -263,7 +274,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         left_out = [item for item in batch.plan.items() if item.optional and item.key not in control.tasks]
         for item in left_out:
             self.outstream.write(f"{item.key}  skipped (optional: run with --optional)\n")
-        self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale)} up to date"
+        self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale) - len(ignored)} up to date"
+                             + (f", {len(ignored)} ignored (`doit forget` it to run it)" if ignored else "")
                              + (f", {len(left_out)} optional left out" if left_out else "") + "\n")
         return 0
 
@@ -294,6 +306,12 @@ def _tell_how_it_was_read(plan, dry_run: bool) -> list[str]:
     if lines:
         sys.stderr.write("\n".join(lines) + "\n")
     return lines
+
+
+def _forced(control, names) -> frozenset[str]:
+    """What -a runs even if it is current: the named items, and every item of a named group."""
+    tasks = control.tasks
+    return frozenset(name for named in names for name in [named, *(tasks[named].task_dep if tasks[named].has_subtask else ())])
 
 
 def _failed_last_time(batch) -> list[str]:
@@ -349,6 +367,9 @@ class Forget(FriendlyArgs, TaskMdHint, DoitForget):
     """doit's `forget`; for a batch's items it also sets their results aside, so they run again."""
 
     def _execute(self, forget_sub, forget_disable_default, forget_all):
+        if not self.sel_tasks and not forget_all:  # a batch has no default tasks to forget
+            sys.stderr.write("ERROR: name what to forget: `doit forget GROUP:MODULE` (or a GROUP), or `doit forget --all`\n")
+            return EXIT_BAD_INPUT
         batch = getattr(self.loader, "batch", None)
         if batch is not None:
             self.dep_manager = _ForgetsResultsToo(self.dep_manager, batch)
@@ -359,11 +380,11 @@ def _workers(num_process: int | None, batch) -> int:
     return num_process or batch.plan.settings.get("parallel") or 1
 
 
-def rerun_command(taskfile: str) -> str:
+def rerun_command(taskfile: str, bin_name: str = "doit") -> str:
     """How to run this batch again, as typed: `-T FILE` unless it is the task.md found by default."""
     if Path(taskfile).absolute() == Path("task.md").absolute():
-        return "doit run-batch"
-    return f"doit run-batch -T {shlex.quote(taskfile)}"
+        return typed(bin_name, "run-batch")
+    return f"{typed(bin_name, 'run-batch')} -T {shlex.quote(taskfile)}"
 
 
 opt_dot = flag("dot", "print Graphviz dot (doit batch-graph --dot | dot -Tsvg > batch.svg)")

@@ -48,6 +48,7 @@ from typing import Any, Iterable
 from .attempt_processes import is_same_process
 from .agents import AGENTS
 from .live_view import duration, money
+from .process import process_started
 from .redaction import Redactor
 from .state import open_to_read, read_json
 
@@ -192,6 +193,7 @@ def run_meta(batch, argv: list[str], workers: int, will_run: Iterable[str]) -> d
         "taskfile": str(batch.plan.path),
         "workers": workers,
         "items": [item.key for item in batch.plan.items() if item.key in planned],
+        "began": process_started(),  # the run's time counts from here, as its summary's does
     }
 
 
@@ -254,7 +256,9 @@ def read_run(state_root: Path | str, run_id: str) -> list[dict[str, Any]]:
 
 def run_summary(run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     """When a run began and ended, what it did, what it cost; `killed` if it never said it ended."""
-    started = next((e["t"] for e in events if e["event"] == "run_started"), events[0]["t"] if events else None)
+    opened = next((e for e in events if e["event"] == "run_started"), events[0] if events else None)
+    # From its process's start, as its summary counts (a run recorded before `began` was, from its first event).
+    started = (opened.get("began") or opened["t"]) if opened else None
     ended = next((e for e in reversed(events) if e["event"] == "run_ended"), None)
     finished = [e for e in events if e["event"] == "item_finished"]
     count = {outcome: sum(1 for e in finished if e.get("outcome") == outcome) for outcome in (DONE, FAILED, INTERRUPTED)}

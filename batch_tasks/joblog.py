@@ -7,7 +7,8 @@ or empty file; so does this). The columns, tab-separated, as parallel writes the
 
     Seq  Host  Starttime  JobRuntime  Send  Receive  Exitval  Signal  Command
 
-Seq numbers attempts in the order they started, Host is `:` (this machine),
+Seq numbers attempts in the order they started, on from the file's last (as parallel's,
+unique in a file that runs append to), Host is `:` (this machine),
 Starttime is Unix time and JobRuntime seconds (`%10.3f`), Send and Receive are 0
 (nothing is transferred), Exitval is the exit status and Signal the signal that
 stopped it (0 when none), Command is the item's key (`GROUP:MODULE`).
@@ -34,14 +35,15 @@ class JobLog:
         self._seq: dict[tuple[str, int], int] = {}
         if os.fstat(self._fd).st_size == 0:
             os.write(self._fd, HEADER.encode())
+        self._first = _last_seq(Path(path)) + 1
 
     def attempt_started(self, key: str, attempt: int, started: float) -> None:
         with self._lock:
-            self._seq.setdefault((key, attempt), len(self._seq) + 1)
+            self._seq.setdefault((key, attempt), self._first + len(self._seq))
 
     def attempt_ended(self, key: str, record: dict[str, Any]) -> None:
         with self._lock:
-            seq = self._seq.setdefault((key, record["attempt"]), len(self._seq) + 1)
+            seq = self._seq.setdefault((key, record["attempt"]), self._first + len(self._seq))
         status = record.get("exit_status")
         exitval, signal = _exit_and_signal(status, stopped=record.get("reason") == "interrupted")
         started = record.get("started") or 0.0
@@ -69,6 +71,13 @@ class JobLog:
     def paused(self, agent, until) -> None: ...
 
     def item_finished(self, key, outcome, record, why="") -> None: ...
+
+
+def _last_seq(path: Path) -> int:
+    """The highest Seq of the lines the file holds (0 for none)."""
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        numbers = [int(first) for line in lines if (first := line.partition("\t")[0]).isdigit()]
+    return max(numbers, default=0)
 
 
 def _exit_and_signal(status: int | None, stopped: bool) -> tuple[int, int]:

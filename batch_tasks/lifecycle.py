@@ -223,8 +223,9 @@ class ItemRun:
                                                         on_step=lambda step, text: self.tell_step(attempt.number, step, text))
                     attempt.extra["merge"] = merged.record()
                     if not merged.merged:
-                        self.keep(f"merge conflict: {merged.reason}")
-                        return failed(f"merge conflict: {merged.reason}", retry.CONFLICT)
+                        why = merged.reason if merged.reason.startswith("merge conflict") else f"merge conflict: {merged.reason}"
+                        self.keep(why)
+                        return failed(why, retry.CONFLICT)
                     workspace.remove()
                     self.workspace = None
         except BatchError as error:  # git refused something: the work stays where it is

@@ -29,8 +29,9 @@ PIPE_WIDTH = 200
 HEARTBEAT_SECONDS = 120.0  # of silence in the plain lines before an item gets one
 GAP = "  "
 MIN_ACTIVITY = 16
+MIN_NAME = 24  # an item's name in the panel is cut only beyond this, and beyond 2/5 of the width
 # The panel's columns, and the order in which they give way to a narrow terminal.
-GIVE_WAY = ("cost", "tokens", "worker", "attempt", "time", "step")  # a step explains its activity: it goes last
+GIVE_WAY = ("tools", "cost", "tokens", "worker", "attempt", "time", "step")  # a step explains its activity: it goes last
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -90,7 +91,8 @@ def progress_line(totals: dict[str, Any], groups_now: list[str] = ()) -> str:
     parts.append(f"{totals['running']} running" + (f" in {', '.join(groups_now)}" if groups_now else ""))
     if totals[RETRYING]:
         parts.append(f"{totals[RETRYING]} waiting to retry")
-    parts.append(f"{duration(totals['elapsed'])} elapsed")
+    if totals["elapsed"] is not None:
+        parts.append(f"{duration(totals['elapsed'])} elapsed")
     if totals["eta"] is not None:
         parts.append(f"ETA {duration(totals['eta'])}")
     if totals["cost_usd"]:
@@ -101,6 +103,8 @@ def progress_line(totals: dict[str, Any], groups_now: list[str] = ()) -> str:
 def finished_line(view: ItemView, root: str = ".") -> str:
     """How an item ended, in one line; a failure with its cause and log."""
     spent = " ".join(part for part in (duration(view.duration), money(view.cost_usd)) if view.started and part)
+    if view.tool_calls:
+        spent = " · ".join(part for part in (spent, plural(view.tool_calls, "tool call")) if part)
     if view.state == DONE:
         landed = landing_line(view, root)
         return f"✓ {view.key} {spent}".rstrip() + (f" · {landed}" if landed else "")
@@ -202,7 +206,7 @@ def print_lines(console: Console, lines: list[str]) -> None:
 
 
 def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]]:
-    """One line per item in flight: the item's name is never cut; the other columns give
+    """One line per item in flight: an item's name is cut only in its middle, and only when long; the other columns give
     way in the order of GIVE_WAY; the activity takes what is left of the width."""
     cells = []
     for view in views:
@@ -214,6 +218,7 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
                 "worker": printable(view.worker.split("://")[-1]) if view.worker else "",  # a remote item's
                 "step": view.step if not waiting else "",
                 "time": f"in {duration(max(0.0, view.retry_at - now))}" if waiting else duration(view.duration),
+                "tools": plural(view.tool_calls, "tool") if view.tool_calls else "",
                 "activity": printable(view.activity),
                 "tokens": tokens(view.tokens),
                 "cost": money(view.cost_usd),
@@ -222,8 +227,12 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
         )
     if not cells:
         return []
-    columns = ("attempt", "worker", "time", "step", "tokens", "cost")
+    columns = ("attempt", "worker", "time", "tools", "step", "tokens", "cost")
     widths = {name: max(len(cell[name]) for cell in cells) for name in ("item", *columns)}
+    # One long name must not push every row's attempt and time off: longer names lose their middle.
+    widths["item"] = min(widths["item"], max(MIN_NAME, width * 2 // 5))
+    for cell in cells:
+        cell["item"] = _shortened(cell["item"], widths["item"])
     shown = [name for name in columns if widths[name]]
 
     def others() -> int:
@@ -241,12 +250,19 @@ def _rows(views: list[ItemView], width: int, now: float) -> list[tuple[str, str]
         if len(activity) > activity_width:
             activity = activity[: activity_width - 1] + "…"
         parts = [cell["item"].ljust(widths["item"])]
-        parts += [cell[name].rjust(widths[name]) for name in ("attempt", "worker", "time") if name in shown]
+        parts += [cell[name].rjust(widths[name]) for name in ("attempt", "worker", "time", "tools") if name in shown]
         parts += [cell["step"].ljust(widths["step"])] if "step" in shown else []
         parts.append(activity.ljust(activity_width) if any(n in shown for n in ("tokens", "cost")) else activity)
         parts += [cell[name].rjust(widths[name]) for name in ("tokens", "cost") if name in shown]
         rows.append((GAP.join(parts).rstrip(), cell["style"]))
     return rows
+
+
+def _shortened(name: str, width: int) -> str:
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[len(name) - (width - 1 - head):]
 
 
 class PlainView:
@@ -317,7 +333,8 @@ class TerminalView:
     def __init__(self, stream, board: Board):
         self.console = console_for(stream)
         self.board = board
-        self.live = Live(Panel(board), console=self.console, refresh_per_second=4)
+        # transient: once stopped (the end, Ctrl-C), the panel is erased; the summary says the rest.
+        self.live = Live(Panel(board), console=self.console, refresh_per_second=4, transient=True)
         self.live.start()
 
     def started(self, view: ItemView) -> None:
@@ -330,8 +347,8 @@ class TerminalView:
         if view.state in (NOT_STARTED, SKIPPED):
             return  # by why, in the summary
         self.live.console.print(Text(finished_line(view, self.board.root), style=self.STYLES.get(view.state, "")))
-        for line in tail_lines(view):
-            self.live.console.print(Text(line, style="dim"))
+        for line in tail_lines(view):  # a line each, cut at the width: a long one would wrap the tail to a screenful
+            self.live.console.print(Text(line, style="dim"), no_wrap=True, overflow="ellipsis", crop=True)
 
     def retrying(self, view: ItemView) -> None:
         self.live.console.print(Text(retry_line(view), style="yellow"))

@@ -7,6 +7,7 @@ directly and needs no configuration.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from doit.cmd_base import TaskLoader2
@@ -62,6 +63,10 @@ class BatchLoader(TaskLoader2):
         if cmd.name == "run":
             raise InvalidDodoFile("a batch runs with `doit run-batch` (it locks, checks the agents and shows "
                                   "the panel); doit's own `run` cannot run its items")
+        if cmd.name == "clean":
+            records = Path(os.path.relpath(BatchState(self.path).root))
+            raise InvalidDodoFile("a batch's items leave no files for `doit clean` to remove: `doit forget GROUP:MODULE` "
+                                  f"makes an item run again; its records are kept under {records}/")
         try:
             needs_records = self._needs_records(cmd.name)
             if self.batch is None or (needs_records and self.batch.verdicts is None):

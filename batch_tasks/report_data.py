@@ -9,10 +9,10 @@ left as it was: escaping is the HTML's business, not the data's.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict, deque
 from typing import Any
 
-from . import history
+from . import history, tool_counts
 from .errors import BatchError
 from .events import AGENT, CHECK, MERGING, SETUP, WAITING_TO_MERGE
 from .state import open_to_read
@@ -23,6 +23,8 @@ KINDS = {
     "failed-transient": ("failed: transient", "#ff7f0e"),
     "failed-wait": ("failed: usage limit", "#9467bd"),
     "failed-permanent": ("failed: permanent", "#d62728"),
+    "failed-check": ("failed: its check", "#e377c2"),
+    "failed-conflict": ("failed: merge conflict", "#8c564b"),
     "interrupted": ("interrupted", "#7f7f7f"),
     "waiting": ("waiting to retry", "#f2d16b"),
     "paused": ("paused for a usage limit", "#c5b0d5"),
@@ -34,8 +36,9 @@ KINDS = {
 }
 WAITS = ("waiting", "paused", f"step-{WAITING_TO_MERGE}")  # bars of no work
 TAIL_LINES = 30
-TAIL_BYTES = 8192
+TAIL_LINE_BYTES = 2000  # of one line of a failure's tail
 TOP_EXPENSIVE = 10
+TOP_TOOLS = 8
 
 
 def choose_run(state_root, run_id: str | None) -> str:
@@ -43,11 +46,20 @@ def choose_run(state_root, run_id: str | None) -> str:
     if run_id is None:
         if not ids:
             raise BatchError("no run recorded yet: run `doit run-batch` first")
-        return ids[-1]
+        # The latest run that started an item: one that started none (the budget was spent,
+        # it was stopped at once) has nothing to show.
+        return next((past for past in reversed(ids) if _started_an_item(state_root, past)), ids[-1])
     if run_id not in ids:
         known = ", ".join(ids[-5:]) or "none"
         raise BatchError(f"no run {run_id!r} recorded (latest: {known}; `doit batch-status --runs` lists them)")
     return run_id
+
+
+def _started_an_item(state_root, run_id: str) -> bool:
+    try:
+        return any(event["event"] == "attempt_started" for event in history.read_run(state_root, run_id))
+    except OSError:
+        return False
 
 
 def build(batch, run_id: str) -> dict[str, Any]:
@@ -61,6 +73,11 @@ def build(batch, run_id: str) -> dict[str, Any]:
         items.setdefault(segment["item"], _blank_item(segment["item"]))
     _settle(items, events, segments)
     rows = list(items.values())
+    tools_of_run: Counter[str] = Counter()
+    for row in rows:
+        counted = tool_counts.count(batch.state.item(row["group"], row["module"]).events, run_id)
+        row["tool_calls"], row["tools"] = sum(counted.values()), dict(counted.most_common(TOP_TOOLS))
+        tools_of_run.update(counted)
     return {
         "run": {
             **summary,
@@ -79,12 +96,13 @@ def build(batch, run_id: str) -> dict[str, Any]:
         "pauses": [{"agent": e.get("agent"), "start": e["t"], "end": e.get("until")} for e in events if e["event"] == "paused"],
         "concurrency": _concurrency(segments),
         "groups": _groups(batch, rows),
+        "top_tools": tools_of_run.most_common(TOP_TOOLS),
         "most_expensive": [
             row["key"]
             for row in sorted(rows, key=lambda r: (-(r["cost_usd"] or 0), -r["tokens_fresh"]))
             if row["cost_usd"] or row["tokens_fresh"]
         ][:TOP_EXPENSIVE],
-        "failures": [_failure(batch, row) for row in rows if row["outcome"] in (history.FAILED, history.INTERRUPTED)],
+        "failures": [_failure(batch, row, run_id) for row in rows if row["outcome"] in (history.FAILED, history.INTERRUPTED)],
         "graph": _graph(batch),
     }
 
@@ -260,7 +278,7 @@ def _groups(batch, rows) -> list[dict[str, Any]]:
     return result
 
 
-def _failure(batch, row) -> dict[str, Any]:
+def _failure(batch, row, run_id: str) -> dict[str, Any]:
     folder = batch.state.item(row["group"], row["module"])
     return {
         "item": row["key"],
@@ -268,27 +286,40 @@ def _failure(batch, row) -> dict[str, Any]:
         "why": row["why"],
         "causes": [
             {"attempt": a["attempt"], "failure_class": a.get("failure_class"), "reason": a.get("reason"),
-             "exit_status": a.get("exit_status")}
+             "exit_status": a.get("exit_status"), "text": _cause_text(a.get("reason") or "", a.get("exit_status"))}
             for a in row["attempts"]
             if not a.get("ok")
         ],
         "log": folder.log,
-        "output_tail": _tail(folder.log),
+        "output_tail": _tail(folder.log, row["key"], run_id),
     }
 
 
-def _tail(path: str) -> str:
-    """The last lines of an item's output.log (read without following a symlink)."""
+def _cause_text(reason: str, exit_status: int | None) -> str:
+    """An attempt's cause, with its exit status unless the cause says it already."""
+    if exit_status is None or f"exit status {exit_status}" in reason:
+        return reason
+    return f"{reason} (exit status {exit_status})"
+
+
+def _tail(path: str, key: str, run_id: str) -> str:
+    """The last lines an item printed in the run `run_id` (read without following a symlink):
+    its output.log holds every run's attempts, each under its header (attempt.header)."""
+    opens, of_run = f"=== {key} attempt ".encode(), f" of run {run_id} at ".encode()
+    lines: deque[bytes] = deque(maxlen=TAIL_LINES)
+    inside = False
     try:
         with open_to_read(path) as stream:
-            size = os.fstat(stream.fileno()).st_size
-            stream.seek(max(0, size - TAIL_BYTES))
-            lines = stream.read().decode("utf-8", "replace").splitlines()
+            for line in stream:
+                if line.startswith(opens) and b" of run " in line:
+                    if inside and of_run not in line:
+                        break  # a later run's attempt
+                    inside = inside or of_run in line
+                if inside:
+                    lines.append(line[:TAIL_LINE_BYTES].rstrip(b"\n"))
     except OSError:
         return ""
-    if size > TAIL_BYTES:
-        lines = lines[1:]  # the first line read is cut
-    return "\n".join(lines[-TAIL_LINES:])
+    return "\n".join(line.decode("utf-8", "replace") for line in lines)
 
 
 def _graph(batch) -> dict[str, Any]:

@@ -29,12 +29,12 @@ def _will_run(task) -> bool:
 class BatchReporter:
     desc = "a live panel in a terminal, one line per item elsewhere; then a summary with costs"
 
-    def __init__(self, outstream, options, workers: int = 1, run: Run | None = None, always: bool = False,
+    def __init__(self, outstream, options, workers: int = 1, run: Run | None = None, forced: frozenset = frozenset(),
                  rerun: str = "doit run-batch"):
         self.out = outstream
         self.workers = workers
         self.run = run
-        self.always = always  # -a: the selected items run, up to date or not
+        self.forced = forced  # -a: these items run, up to date or not
         self.rerun = rerun  # how to run the batch again, as the summary says
         self.board = Board([])
         self.view = None
@@ -43,7 +43,7 @@ class BatchReporter:
 
     def initialize(self, tasks, selected_tasks):
         selected = [t for t in tasks_and_deps_iter(tasks, selected_tasks) if _is_item(t)]
-        running = [t for t in selected if self.always or _will_run(t)]
+        running = [t for t in selected if t.name in self.forced or _will_run(t)]
         jobs = [t.meta["job"] for t in running]
         self.board = Board(
             [(t.name, t.subtask_of) for t in running],

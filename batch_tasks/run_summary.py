@@ -23,13 +23,19 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     by_state: dict[str, list[ItemView]] = defaultdict(list)
     for view in views:
         by_state[view.state].append(view)
-    # Items still waiting once nothing is in flight never started: the run ended first.
-    never = [] if by_state[RUNNING] or by_state[RETRYING] else by_state[WAITING]
+    # Items still waiting once nothing is in flight never started: the run ended first
+    # (with no run in progress, they are the batch's open items).
+    never = [] if by_state[RUNNING] or by_state[RETRYING] or board.at_rest else by_state[WAITING]
     ended = {**totals, NOT_STARTED: totals[NOT_STARTED] + len(never)}
     counted = [f"{totals['done']} done", f"{totals['failed']} failed"]
     counted += [f"{ended[s]} {s}" for s in (INTERRUPTED, NOT_STARTED, SKIPPED) if ended[s]]
-    cost = f", {money(totals['cost_usd'])}" if totals["cost_usd"] else ""
-    lines = [f"{', '.join(counted)}, {board.already_done} already done in {duration(totals['elapsed'])}{cost}"]
+    tool_calls = sum(view.tool_calls for view in views)
+    cost = (f", {plural(tool_calls, 'tool call')}" if tool_calls else "") + (f", {money(totals['cost_usd'])}" if totals["cost_usd"] else "")
+    if board.at_rest:
+        counted[0] = f"{totals['done']} of {totals['total']} done"
+        lines = [", ".join(counted + ([f"{totals[WAITING]} open"] if totals[WAITING] else [])) + cost]
+    else:
+        lines = [f"{', '.join(counted)}, {board.already_done} already done in {duration(totals['elapsed'])}{cost}"]
     lines.extend(notes)
     lines += _adjusted([view for view in views if view.adjusted])
     lines += _landed([view for view in by_state[DONE] if view.landing.get("merge")], board.root)

@@ -33,8 +33,9 @@ def is_item(task) -> bool:
 
 class BatchRunner(Runner):
     def __init__(self, dep_manager, reporter, run: Run, dispatcher: Dispatcher, candidates: dict[str, Candidate],
-                 continue_: bool = False, always_execute: bool = False):
-        super().__init__(dep_manager, reporter, continue_=continue_, always_execute=always_execute)
+                 continue_: bool = False, forced: frozenset[str] = frozenset()):
+        super().__init__(dep_manager, reporter, continue_=continue_)
+        self.forced = forced  # -a: these run even if they are up to date
         self.run, self.dispatcher, self.candidates = run, dispatcher, candidates
         self._results: queue.Queue[tuple[Candidate, Finished | Again]] = queue.Queue()
         self._nodes: dict[str, object] = {}  # items handed out by doit and not finished
@@ -58,6 +59,11 @@ class BatchRunner(Runner):
             tick = getattr(self.reporter, "tick", None)
             if tick is not None:
                 tick(time.time())
+
+    def select_task(self, node, tasks_dict):
+        # doit's -a is one switch for every task it meets; here it holds for the forced ones alone.
+        self.always_execute = node.task.name in self.forced
+        return super().select_task(node, tasks_dict)
 
     def _pull(self, task_dispatcher) -> None:
         """Hear from doit every task that is ready now; tell it of every one that is done."""

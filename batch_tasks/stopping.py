@@ -17,9 +17,10 @@ from . import process
 from .attempt_processes import GRACE_SECONDS
 
 CLOSED_OUTPUT = "its output closing"
+EXIT_CTRL_C, EXIT_CLOSED_OUTPUT = 128 + signal.SIGINT, 128 + signal.SIGPIPE
 _NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
-_STATUS = {"Ctrl-C": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM, "SIGHUP": 128 + signal.SIGHUP,
-           CLOSED_OUTPUT: 128 + signal.SIGPIPE}
+_STATUS = {"Ctrl-C": EXIT_CTRL_C, "SIGTERM": 128 + signal.SIGTERM, "SIGHUP": 128 + signal.SIGHUP,
+           CLOSED_OUTPUT: EXIT_CLOSED_OUTPUT}
 
 
 class Stop:
@@ -79,10 +80,16 @@ class GuardedOutput:
 
     def _gone(self) -> None:
         self.closed = True
-        try:  # so that the interpreter's last flush at exit finds somewhere to write
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
+        drop_output(self.stream)
         self.stop(CLOSED_OUTPUT)
+
+
+def drop_output(stream) -> None:
+    """Send what is still to be written to `stream`, whose reader went, nowhere: so that
+    the interpreter's last flush at exit finds somewhere to write."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -98,11 +98,11 @@ def parse(text: str, path: Path) -> Plan:
     outline = outline_mod.read(lines, front.body_start)
     dialect, reason = dialects.detect(outline, path, front.settings.get("format"), front.lines.get("format"))
     reading = dialects.reader(dialect)(outline, path)
-    hints, hint_warnings = _hints(outline, path)
+    hints = _hints(outline, path)
     drafts = [group for group in reading.groups if group.items]
     if not drafts:
         raise TaskFileError(path, *lint.nothing_found(outline))
-    warnings = reading.warnings + hint_warnings + lint.lookalikes(outline, dialect)
+    warnings = reading.warnings + lint.lookalikes(outline, dialect)
     if dialect in OWN_BY_INDENT:
         warnings += lint.loose_blocks(outline, [item for group in drafts for item in group.items])
     groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect)
@@ -121,12 +121,11 @@ def parse(text: str, path: Path) -> Plan:
     )
 
 
-def _hints(outline, path: Path) -> tuple[dict[int, dict[str, tuple[Any, int]]], list[tuple[int, str]]]:
-    """The hints under each heading, by its index, each with its line; and a warning for
-    each comment that is almost a hint. A comment is a hint only when its key is a
-    setting as written (lower case): `<!-- ITO:START -->` is a comment."""
+def _hints(outline, path: Path) -> dict[int, dict[str, tuple[Any, int]]]:
+    """The hints under each heading, by its index, each with its line. A comment is a hint
+    when its key is a setting as written (lower case); one whose key is almost a setting is
+    an error, as in the front matter; any other is a comment (`<!-- ITO:START -->`)."""
     by_heading: dict[int, dict[str, tuple[Any, int]]] = {}
-    warnings = []
     for comment in outline.comments:
         match = HINT.match(comment.content)
         if not match:
@@ -135,8 +134,7 @@ def _hints(outline, path: Path) -> tuple[dict[int, dict[str, tuple[Any, int]]], 
         if name not in settings_mod.FIELDS:
             guess = settings_mod.near_miss(name, in_group=True)
             if guess is not None:
-                warnings.append((comment.line, f"the comment `<!-- {name}: … -->` is not a hint: did you mean {guess!r}? "
-                                 "(a hint's key is a setting, in lower case)"))
+                raise TaskFileError(path, comment.line, f"unknown hint {name!r}: did you mean {guess!r}?")
             continue
         if comment.heading is None:
             raise TaskFileError(path, comment.line, "a hint must be inside a group (under a heading)")
@@ -155,7 +153,7 @@ def _hints(outline, path: Path) -> tuple[dict[int, dict[str, tuple[Any, int]]], 
             hints[name] = (settings_mod.parse_setting(name, value, in_group=True), comment.line)
         except SettingError as error:
             raise TaskFileError(path, comment.line, str(error)) from None
-    return by_heading, warnings
+    return by_heading
 
 
 def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):

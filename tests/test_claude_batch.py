@@ -74,6 +74,14 @@ def test_a_batch_of_claude_items_runs_through_the_real_cli(batch):
     summary = result.stdout.split("\n\n")[-1]
     assert "2 done, 0 failed" in summary and "$0.0" in summary
     assert "by group:" in summary and "most expensive:" in summary
+    assert "2 tool calls, $0.0" in summary.splitlines()[0]  # each item's one Write
+    assert "✓ write-notes:auth" in result.stdout and " · 1 tool call" in result.stdout
+    status = batch.run("batch-status").stdout
+    assert "2 of 2 done, 0 failed, 2 tool calls" in status
+    report = json.loads(batch.run("batch-report", "--format", "json", "-o", "-").stdout)
+    assert [(row["key"], row["tool_calls"], row["tools"]) for row in report["items"]] == [
+        ("write-notes:auth", 1, {"Write": 1}), ("write-notes:billing", 1, {"Write": 1})]
+    assert report["top_tools"] == [["Write", 2]]
 
 
 def test_events_reach_the_log_and_batch_status_while_the_agent_runs(batch):
@@ -102,6 +110,8 @@ def test_an_authentication_failure_fails_the_item_with_that_reason(batch):
         result = batch.run("run-batch", env=claude_env(api, batch), timeout=120)
     assert result.returncode == 1
     assert "authentication failed (401)" in result.stdout
+    assert '{"' not in result.stdout  # its last lines are its words, not its stream-json
+    assert "      Failed to authenticate. API Error: 401 Invalid API key" in result.stdout.split("\nfailed:\n")[1]
     failure = json.loads((batch.state("write-notes", "auth") / "failure.json").read_text())
     assert failure["reason"].startswith("authentication failed (401)")
     assert failure["attempts"][0]["failure_class"] == "permanent"

@@ -2,7 +2,13 @@
 any order, and one line with a suggestion (never a repr, never a traceback) for a
 mistake, from run-batch and from doit's own commands on a batch."""
 
+import os
+import signal
+import subprocess
+
 import pytest
+
+from conftest import wait_for
 
 TASK = """\
 # T
@@ -63,18 +69,10 @@ def test_minus_k_keeps_going_past_a_failure(configured, keep_going):
     assert configured.runs()["inventory:catalog"] == 1 and configured.runs("start")["inventory:auth"] == 2
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["-x"], "unknown option -x; did you mean -n?"),
-        (["--keepgoing"], "unknown option --keepgoing; did you mean --keep-going?"),
-        (["--dryrun"], "unknown option --dryrun; did you mean --dry-run?"),
-        (["inventory", "-n"], "option -n needs a value"),
-    ],
-)
-def test_an_unknown_option_is_one_line_with_a_suggestion(configured, args, message):
-    error = one_line_error(configured.run("run-batch", *args))
-    assert error == f"ERROR: {message} (`doit run-batch --help` lists them)"
+def test_an_unknown_option_is_one_line_with_a_suggestion(configured):
+    # One process for the promise (one line, exit 3, nothing runs); test_cli has the suggestions.
+    error = one_line_error(configured.run("run-batch", "inventory", "--keepgoing"))
+    assert error == "ERROR: unknown option --keepgoing; did you mean --keep-going? (`doit run-batch --help` lists them)"
     assert not (configured.path / "runs.log").exists()
 
 
@@ -122,3 +120,94 @@ def test_task_md_mistakes_still_reach_doit_list_as_they_are(configured):
     configured.write(TASK + "<!-- parallel: lots -->\n")
     assert one_line_error(configured.run("list")).startswith("ERROR: task.md:12: hint 'parallel'")
 
+
+
+def test_forget_without_a_name_says_what_it_takes_and_forgets_nothing(configured):
+    assert configured.run("run-batch", "inventory:auth").returncode == 0
+    error = one_line_error(configured.run("forget"))
+    assert error == "ERROR: name what to forget: `doit forget GROUP:MODULE` (or a GROUP), or `doit forget --all`"
+    assert configured.run("run-batch", "--dry-run").stdout.endswith("3 would run, 1 up to date\n")
+    assert configured.run("forget", "--all").returncode == 0
+    assert configured.run("run-batch", "--dry-run").stdout.endswith("4 would run, 0 up to date\n")
+
+
+@pytest.mark.parametrize("question", ["-q", "--question"])
+def test_question_answers_by_its_exit_status_alone_as_makes_does(configured, question):
+    asked = configured.run("run-batch", question)
+    assert (asked.returncode, asked.stdout, asked.stderr) == (1, "", "")  # work is pending
+    assert configured.run("run-batch", "inventory").returncode == 0
+    assert configured.run("run-batch", question, "inventory").returncode == 0  # the group is done
+    assert configured.run("run-batch", "review", question).returncode == 1
+    assert configured.runs() == {"inventory:auth": 1, "inventory:billing": 1, "inventory:catalog": 1}
+
+
+def test_always_execute_runs_the_named_item_alone_and_upstream_only_when_asked(configured):
+    assert configured.run("run-batch").returncode == 0
+    forced = configured.run("run-batch", "review:auth", "-a")
+    assert forced.returncode == 0, forced.stderr
+    assert configured.runs("start") == {"inventory:auth": 1, "inventory:billing": 1, "inventory:catalog": 1, "review:auth": 2}
+    assert "1 done, 0 failed, 3 already done" in forced.stdout
+    assert configured.run("run-batch", "--dry-run").stdout.endswith("0 would run, 4 up to date\n")
+    assert configured.run("run-batch", "-a", "inventory", "--dry-run").stdout.endswith("3 would run, 0 up to date\n")
+    upstream = configured.run("run-batch", "review:auth", "-a", "--upstream")
+    assert upstream.returncode == 0, upstream.stderr
+    assert configured.runs("start") == {"inventory:auth": 2, "inventory:billing": 2, "inventory:catalog": 2, "review:auth": 3}
+
+
+@pytest.mark.parametrize("args", [["info", "inventory:auth"], ["batch-graph", "--dot"], ["list", "--all"]])
+def test_output_closed_early_ends_quietly_as_head_expects(configured, args):
+    reader = subprocess.Popen(configured.command(*args), cwd=configured.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # as `| head` does once it has its lines
+    _, err = reader.communicate(timeout=60)
+    assert (reader.returncode, err.decode()) == (141, "")
+
+
+def test_ctrl_c_while_it_starts_is_one_line_and_130(configured):
+    fifo = configured.path / "slow.md"
+    os.mkfifo(fifo)  # task.md read from a pipe: the run waits at its start until it is written
+    starting = subprocess.Popen(configured.command("run-batch", "-T", "slow.md"), cwd=configured.path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = wait_for(lambda: _open_for_writing(fifo))  # the run has it open, reading
+    starting.send_signal(signal.SIGINT)
+    out, err = starting.communicate(timeout=60)
+    os.close(writer)
+    assert "Traceback" not in err and err.strip() == "Stopped by Ctrl-C."
+    assert starting.returncode == 130
+    assert not (configured.path / "runs.log").exists()
+
+
+def _open_for_writing(fifo):
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no reader yet
+        return None
+
+
+def test_doit_clean_says_why_a_batch_has_nothing_to_clean_and_what_to_do(configured):
+    assert configured.run("run-batch", "inventory:auth").returncode == 0
+    error = one_line_error(configured.run("clean"))
+    assert error == ("ERROR: a batch's items leave no files for `doit clean` to remove: `doit forget GROUP:MODULE` "
+                     "makes an item run again; its records are kept under .batch/task/")
+    assert configured.run("run-batch", "-q", "inventory:auth").returncode == 0  # nothing was forgotten
+
+
+def test_dry_run_counts_an_ignored_item_as_ignored_not_up_to_date(configured):
+    assert configured.run("ignore", "inventory:billing").returncode == 0
+    shown = configured.run("run-batch", "--dry-run")
+    assert shown.stdout.endswith("3 would run, 0 up to date, 1 ignored (`doit forget` it to run it)\n"), shown.stdout
+
+
+def test_info_on_an_item_says_what_a_person_asks_in_a_screenful(configured):
+    configured.behave(**{"inventory:billing": {"exit": 2, "print": "no src/billing.py"}})
+    configured.run("run-batch", "inventory", "-k")
+    done = configured.run("info", "inventory:auth")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "inventory:auth  (task.md line 7): list the functions"
+    assert "state: done" in done.stdout and "would run: no, up to date" in done.stdout
+    assert "waits for: nothing" in done.stdout and "prompt, its first lines:" in done.stdout
+    failed = configured.run("info", "review:auth").stdout
+    assert "state: open" in failed and "would run: yes, new" in failed and "waits for: all of inventory" in failed
+    assert len(lines) < 30 and "meta" not in done.stdout and "uptodate" not in done.stdout
+    broken = configured.run("info", "inventory:billing").stdout
+    assert "state: failed: exit status 2" in broken and "would run: yes, failed last time (exit status 2)" in broken

@@ -82,6 +82,8 @@ def test_parallel_items_land_one_merge_each_and_the_users_tree_is_untouched(tmp_
     # Of the two that edit one line, the second merge conflicted and was redone from the new tip.
     redone = [m for m in ("first", "second") if ("second" if m == "first" else "first", 1) in told and (m, 2) in told]
     assert redone and "shared.py" in told[redone[0], 2]["prompt"]
+    conflicted = json.loads((repo / f".batch/task/items/same-line/{redone[0]}/result.json").read_text())
+    assert conflicted["attempts"][0]["reason"] == "merge conflict in shared.py"  # said once
 
     record = json.loads((repo / ".batch/task/items/sections/beta/result.json").read_text())
     assert record["check"]["passed"] and record["merge"]["status"] == "merged"

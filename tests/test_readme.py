@@ -10,11 +10,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from gitrepo import git
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -23,10 +26,12 @@ DOIT_BIN = Path(sys.executable).parent  # where this environment's `doit` is
 
 # Commands of the README that these tests do not run, and why.
 NOT_RUN_HERE = {
+    "pipx install ./batch-tasks    # or: uv tool install ./batch-tasks": "installs into the reader's home (the newcomer's test runs the command it installs)",
     "pip install -q -e '.[test]' && python -m pytest -q": "the test suite itself",
     "doit batch-report --run 20260101T120000Z-3f9a1c -o last-week.html": "names a run id of another folder's history",
     # "Beyond one machine": a cluster of machines (tests/test_dask_executor.py runs one on loopback).
-    "pip install 'batch-tasks[dask]'": "installs into the reader's environment",
+    "pip install './batch-tasks[dask]'    # from a clone of this repository; in its development venv: pip install -e '.[dask]'":
+        "installs into the reader's environment",
     "dask scheduler --port 8786": "a server that runs until stopped",
     "dask worker tcp://HOST:8786 --nthreads 4 --resources agent=4": "names the reader's scheduler",
     "doit run-batch --executor dask --scheduler tcp://HOST:8786": "names the reader's scheduler",
@@ -66,6 +71,29 @@ def test_the_readme_is_what_these_tests_read():
     for command in [*NOT_RUN_HERE, *NEEDS.values()]:
         assert command in README, f"{command!r} is no longer in the README: drop it here"
     assert "tools/summarize.py" not in README  # the first example called a script that is not there
+
+
+def test_every_install_command_installs_from_a_clone_as_the_package_is_not_on_pypi():
+    installs = re.findall(r"(?:pip|pipx|uv tool) install ((?:-\w+ )*)(\S+)", README)
+    assert len(installs) >= 5
+    for options, what in installs:
+        assert what.strip("'").startswith("."), f"install {options}{what}: not a path"
+
+
+# Every markdown snippet, also those indented in a list and fenced with more backticks.
+SNIPPETS = [(README[:m.start()].count("\n") + 1, textwrap.dedent(m.group(3)))
+            for m in re.finditer(r"^( *)(`{3,})markdown\n(.*?)^\1\2$", README, re.M | re.S)]
+
+
+@pytest.mark.parametrize("line, snippet", SNIPPETS, ids=[f"README.md:{line}" for line, _ in SNIPPETS])
+def test_every_task_md_snippet_reads_as_shown(tmp_path, line, snippet):
+    folder = monolith_copy(tmp_path, snippet)
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=T", "-c", "user.email=t@example.invalid",
+                                                                  "commit", "-q", "-m", "snippet"]):
+        git(*command, cwd=folder)  # `isolation: worktree` needs a repository, as the README says
+    shown = subprocess.run(["bash", "-c", "doit run-batch --dry-run"], cwd=folder, env=shell_env(), capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0 and re.search(r"^[1-9]\d* would run", shown.stdout, re.M), shown.stdout + shown.stderr
 
 
 CONSOLES = [(body, at) for kind, body, at in BLOCKS if kind == "console"]
@@ -151,6 +179,8 @@ def test_a_newcomer_installs_and_runs_the_example_as_the_readme_says(tmp_path):
     setup = [body for kind, body, _ in BLOCKS if kind == "sh"][0]
     script = setup + (
         "doit run-batch --help | head -1\n"
+        "batch-tasks --version\n"
+        "(cd build/example && batch-tasks)\n"
         "cd build/example\n"
         "doit forget extract-interfaces && doit run-batch -j 2\n"
         "mv src/billing.py . && doit forget inventory:billing && ! doit run-batch\n"
@@ -161,6 +191,8 @@ def test_a_newcomer_installs_and_runs_the_example_as_the_readme_says(tmp_path):
     assert ran.returncode == 0, out
     assert "9 done, 0 failed, 0 already done" in out and "Try next, there:" in out
     assert "usage: doit run-batch [OPTIONS] [GROUP | GROUP:MODULE ...]" in out
+    assert re.search(r"^batch-tasks \d+\.\d+\.\d+ \(doit 0\.37\.\d+\)$", out, re.M)  # the console script
+    assert "0 done, 0 failed, 9 already done" in out  # batch-tasks is run-batch
     assert "5 done, 0 failed, 4 already done" in out  # -j 2: a forgotten group, and what follows it
     assert "inventory: there is no src/billing.py to read" in out  # the failure's cause, on screen
     totals = [line for line in out.splitlines() if re.match(r"\d+ done, \d+ failed", line)]

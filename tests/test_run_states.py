@@ -212,7 +212,7 @@ def test_batch_status_shows_an_item_waiting_to_retry_and_one_interrupted(batch):
     runner.send_signal(2)
     runner.communicate(timeout=30)
     after = batch.run("batch-status").stdout
-    assert "0 done, 0 failed, 2 interrupted" in after and "■ g:a interrupted" in after
+    assert "0 of 2 done, 0 failed, 2 interrupted" in after and "■ g:a interrupted" in after
 
 
 def _front_matter(parallel):

@@ -33,12 +33,16 @@ def test_metadata_is_kept_and_ignored_with_a_note():
 
 
 def test_a_comment_is_a_hint_only_when_its_key_is_a_setting_in_lower_case():
-    plan = plan_of(AGENT + "# A\n<!-- ITO:START -->\n<!-- Parallel: 2 -->\n<!-- paralel: 3 -->\n- [ ] x: y\n<!-- ITO:END -->\n")
-    assert plan.groups[0].limit is None
-    assert plan.warnings == (
-        (6, "the comment `<!-- Parallel: … -->` is not a hint: did you mean 'parallel'? (a hint's key is a setting, in lower case)"),
-        (7, "the comment `<!-- paralel: … -->` is not a hint: did you mean 'parallel'? (a hint's key is a setting, in lower case)"),
-    )
+    plan = plan_of(AGENT + "# A\n<!-- ITO:START -->\n<!-- owner: ana -->\n- [ ] x: y\n<!-- ITO:END -->\n")
+    assert plan.groups[0].limit is None and plan.warnings == ()
+
+
+@pytest.mark.parametrize("key", ["paralel", "Parallel", "max-turns"])
+def test_a_near_miss_of_a_setting_in_a_hint_is_an_error_as_in_the_front_matter(key):
+    with pytest.raises(TaskFileError) as error:
+        plan_of(AGENT + f"# A\n<!-- ITO:START -->\n<!-- {key}: 2 -->\n- [ ] x: y\n")
+    meant = "max_turns" if key == "max-turns" else "parallel"
+    assert (error.value.line, error.value.message) == (6, f"unknown hint {key!r}: did you mean {meant!r}?")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,5 @@
+"""`python -m batch_tasks`: the `batch-tasks` command."""
+
+from .main import run
+
+run()
