@@ -122,10 +122,12 @@ def test_the_panel_columns_give_way_least_used_first_and_activity_takes_the_rest
     narrow = drawn(board, width=80)[1]
     assert len(narrow) == 80 and "#3" in narrow and "$" not in narrow and "tok" not in narrow  # cost, tokens go first
     assert narrow.endswith("…") and "Edit src/billing/" in narrow
+    cut = drawn(board, width=60)[1]
+    assert re.match(r"extract-int…aces:billing  #3  \d+\.\ds  Edit src/", cut)  # a long name gives its middle
     smaller = drawn(board, width=50)[1]
-    assert re.match(r"extract-interfaces:billing  \d+\.\ds  Edit src/", smaller) and "#3" not in smaller  # then attempt
+    assert re.match(r"extract-int…aces:billing  \d+\.\ds  Edit src/", smaller) and "#3" not in smaller  # then attempt
     tiny = drawn(board, width=40)[1]
-    assert tiny.startswith("extract-interfaces:billing  Edit src/") and len(tiny) == 40  # then time
+    assert tiny.startswith("extract-int…aces:billing  Edit src/") and len(tiny) == 40  # then time
 
 
 def test_the_panel_never_grows_taller_than_the_screen():
