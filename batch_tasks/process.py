@@ -51,6 +51,7 @@ WATCHDOG = Path(__file__).with_name("watchdog.py")
 # Threads that may start an agent, or record a success, at once (see Supervisor.bookkeeping).
 BOOKKEEPERS = 2
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+LOOK_EVERY = 0.5  # seconds between two looks at whether the watchdog is still there, and not stopped
 
 
 class StoppedError(Exception):
@@ -104,13 +105,17 @@ def _on_path(name: str, path: str | None) -> str | None:
 
 class _Watchdog:
     """The runner's end of watchdog.py: started with the first agent, told of each attempt;
-    if it is gone (an agent may kill it), another is started and told of the agents running."""
+    if it is gone (an agent may kill it), another is started and told of the agents running.
+    The runner never waits for it: what it is told goes into a pipe that is never written
+    to when full, and a watchdog that does not read it (stopped: an agent may send it SIGSTOP)
+    is replaced as a gone one is, when the pipe is full or at the next look."""
 
     def __init__(self, running: Callable[[], list[AttemptProcesses]]) -> None:
         self._running = running
         self._child: subprocess.Popen | None = None
         self._alive: int | None = None  # the end of its pipe that closes only when this process dies
         self._lock = threading.Lock()
+        self._looked = 0.0
 
     def tell(self, *words: str) -> None:
         with self._lock:
@@ -121,9 +126,13 @@ class _Watchdog:
                 self._write(words)
 
     def look(self) -> None:
-        """Replace it if it is gone: between two messages, only this notices."""
+        """Replace it if it is gone or stopped: between two messages, only this notices."""
+        now = time.monotonic()
+        if now - self._looked < LOOK_EVERY:
+            return
+        self._looked = now
         with self._lock:
-            if self._child is not None and self._child.poll() is not None:
+            if self._child is not None and (self._child.poll() is not None or _stopped(self._child.pid)):
                 self._replace()
 
     def _start(self) -> None:
@@ -133,9 +142,10 @@ class _Watchdog:
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                        start_new_session=True, pass_fds=(gone,))
         os.close(gone)
+        os.set_blocking(self._child.stdin.fileno(), False)
 
     def _replace(self) -> None:
-        self._child.kill()  # if it is only stuck
+        self._child.kill()  # if it is only stuck, or stopped (SIGKILL ends a stopped process too)
         self._child.wait()
         self._child.stdin.close()
         os.close(self._alive)
@@ -144,11 +154,21 @@ class _Watchdog:
             self._write(("pid", processes.attempt_id, str(processes.pid)))
 
     def _write(self, words) -> bool:
+        """False if it is gone or does not read what it is told (the pipe is full)."""
         try:
             os.write(self._child.stdin.fileno(), (" ".join(words) + "\n").encode())
             return True
-        except OSError:
+        except OSError:  # BlockingIOError among them
             return False
+
+
+def _stopped(pid: int) -> bool:
+    """True if the process is stopped (SIGSTOP, SIGTSTP, or held by a debugger)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb", buffering=0) as stream:
+            return stream.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
+    except (OSError, IndexError):
+        return False
 
 
 def _join_cgroup(cgroup: str | None, pid: int) -> str | None:

@@ -3,6 +3,7 @@ then a resume."""
 
 import signal
 import subprocess
+import threading
 import time
 
 import psutil
@@ -50,6 +51,22 @@ def resume_and_check(batch, done_before: set[str]) -> None:
         assert starts[item] == 1, f"{item} ran again after it had completed"
     assert all(f"- [x] m{i}:" in batch.taskfile.read_text() for i in range(6))
     assert not [pid for pid in agent_pids(batch) if alive(pid)]
+
+
+def watchdogs(runner) -> list[psutil.Process]:
+    """The runner's watchdogs (see batch_tasks/watchdog.py)."""
+    found = []
+    try:
+        children = psutil.Process(runner.pid).children()
+    except psutil.Error:
+        return found
+    for child in children:
+        try:
+            if any(part.endswith("watchdog.py") for part in child.cmdline()):
+                found.append(child)
+        except psutil.Error:  # the killed one, until the runner reaps it
+            continue
+    return found
 
 
 def test_kill_9_mid_group_then_resume(busy):
@@ -137,21 +154,110 @@ def test_a_watchdog_killed_mid_run_is_replaced_and_still_ends_the_agents(busy):
     agents = {int(line.split()[2]) for line in (busy.path / "runs.log").read_text().splitlines()
               if line.split()[0] == "start" and line.split()[1] in ("g:m4", "g:m5")}
 
-    def watchdogs() -> list[psutil.Process]:
-        found = []
-        for child in psutil.Process(runner.pid).children():
-            try:
-                if any(part.endswith("watchdog.py") for part in child.cmdline()):
-                    found.append(child)
-            except psutil.Error:  # the killed one, until the runner reaps it
-                continue
-        return found
-
-    first = wait_for(watchdogs)[0]
+    first = wait_for(lambda: watchdogs(runner))[0]
     first.kill()
-    second = wait_for(lambda: [w for w in watchdogs() if w.pid != first.pid], timeout=10)[0]
+    second = wait_for(lambda: [w for w in watchdogs(runner) if w.pid != first.pid], timeout=10)[0]
     time.sleep(0.3)  # it reads what it was told every 50 ms
     runner.kill()
     runner.wait(timeout=10)
     wait_for(lambda: not [pid for pid in agents if alive(pid)], timeout=20)
     wait_for(lambda: not alive(second.pid), timeout=20)  # then it removed their cgroups and ended
+
+
+def test_a_stopped_watchdog_is_replaced_and_still_ends_the_agents(busy):
+    """An agent may stop the run's watchdog (SIGSTOP): a stopped watchdog hears nothing, and
+    would do nothing when the runner dies. It is replaced as a killed one is, within a second,
+    and the agents still die with a runner killed with -9."""
+    runner = busy.start("run-batch", "-n", "3")
+    wait_for(lambda: busy.runs("start")["g:m4"] == 1 and busy.runs("start")["g:m5"] == 1)
+    agents = {int(line.split()[2]) for line in (busy.path / "runs.log").read_text().splitlines()
+              if line.split()[0] == "start" and line.split()[1] in ("g:m4", "g:m5")}
+    first = wait_for(lambda: watchdogs(runner))[0]
+    first.suspend()
+    try:
+        second = wait_for(lambda: [w for w in watchdogs(runner) if w.pid != first.pid], timeout=10)[0]
+        wait_for(lambda: not alive(first.pid), timeout=10)  # killed, not left stopped
+        time.sleep(0.3)  # it reads what it was told every 50 ms
+        runner.kill()
+        runner.wait(timeout=10)
+        wait_for(lambda: not [pid for pid in agents if alive(pid)], timeout=20)
+        wait_for(lambda: not alive(second.pid), timeout=20)
+    finally:
+        if alive(first.pid):
+            first.kill()
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+
+
+class WatchdogStopper:
+    """Stops (SIGSTOP) every watchdog of the runner it sees, as an agent bent on outliving it would."""
+
+    def __init__(self) -> None:
+        self.stopped: set[int] = set()
+        self._done = threading.Event()
+        self._runner = None
+        self._thread = threading.Thread(target=self._stop_them, daemon=True)
+        self._thread.start()
+
+    def watch(self, runner) -> None:
+        self._runner = runner
+
+    def _stop_them(self) -> None:
+        while not self._done.wait(0.02):
+            for watchdog in watchdogs(self._runner) if self._runner is not None else ():
+                if watchdog.pid not in self.stopped:
+                    try:
+                        watchdog.suspend()
+                        self.stopped.add(watchdog.pid)
+                    except psutil.Error:
+                        pass
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        for pid in self.stopped:
+            try:
+                psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
+
+
+def test_twelve_hundred_items_with_their_watchdogs_stopped_end_and_ctrl_c_still_works(batch):
+    """A stopped watchdog reads nothing: a runner that waited for it to read hung after about
+    350 items, deaf to Ctrl-C. It must neither hang nor stop answering."""
+    count = 1200
+    batch.write("# Many\n## G\n" + "".join(f"- [ ] m{i}: item {i}\n" for i in range(count)),
+                '---\nagent: command\ncommand: ["true"]\n---\n')
+    stopper = WatchdogStopper()
+    output = batch.path / "output.txt"
+    try:
+        with open(output, "w") as stream:
+            runner = subprocess.Popen(batch.command("run-batch", "-n", "8"), cwd=batch.path, stdout=stream,
+                                      stderr=subprocess.STDOUT, text=True)
+        stopper.watch(runner)
+        ticked = lambda: batch.taskfile.read_text().count("- [x] ")  # noqa: E731
+        try:
+            wait_for(lambda: ticked() >= 600, timeout=120)
+            runner.send_signal(signal.SIGINT)
+            assert runner.wait(timeout=15) == 130, output.read_text()[-2000:]
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+        assert ticked() < count, "it should have been stopped mid-run"
+
+        with open(output, "w") as stream:
+            runner = subprocess.Popen(batch.command("run-batch", "-n", "8"), cwd=batch.path, stdout=stream,
+                                      stderr=subprocess.STDOUT, text=True)
+        stopper.watch(runner)
+        try:
+            assert runner.wait(timeout=180) == 0, output.read_text()[-2000:]
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+        assert ticked() == count
+        assert stopper.stopped, "no watchdog was ever stopped: the test tested nothing"
+    finally:
+        stopper.close()
