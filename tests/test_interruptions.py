@@ -261,3 +261,29 @@ def test_twelve_hundred_items_with_their_watchdogs_stopped_end_and_ctrl_c_still_
         assert stopper.stopped, "no watchdog was ever stopped: the test tested nothing"
     finally:
         stopper.close()
+
+
+def test_an_agent_that_ends_while_its_runner_cannot_record_it_is_not_paid_for_again(batch):
+    """The last window: an agent that succeeds in the moment its runner is being killed. Here
+    that moment is held open: the runner is stopped (SIGSTOP) while its agent finishes, then
+    killed. Its watchdog, which holds the agent's exit status, writes it down; the next run
+    finishes the item from that record instead of running the agent again."""
+    batch.write("# T\n## G\n- [ ] m0: the one that finishes as its runner dies\n")
+    batch.behave(m0={"sleep": 1.0})
+    runner = batch.start("run-batch")
+    try:
+        agent = psutil.Process(wait_for(lambda: [int(line.split()[2]) for line in
+                                                 (batch.path / "runs.log").read_text().splitlines()]
+                                        if (batch.path / "runs.log").exists() else None)[0])
+        psutil.Process(runner.pid).suspend()
+        wait_for(lambda: batch.runs("done")["g:m0"] == 1 and not alive(agent.pid))
+    finally:
+        runner.kill()
+        runner.wait(timeout=10)
+    assert not (batch.state("g", "m0") / "result.json").exists()
+
+    result = batch.run("run-batch")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "finished g:m0 from its log" in result.stdout + result.stderr
+    assert batch.runs("done")["g:m0"] == 1 and batch.runs("start")["g:m0"] == 1, "its agent was paid for twice"
+    assert "- [x] m0:" in batch.taskfile.read_text()
