@@ -36,6 +36,7 @@ from .lifecycle import finish_success
 from .plan import Group, Item
 from .records import Attempt, success_record, tick
 from .staleness import KILLED_MID_RUN, TICK_PENDING
+from .watchdog_channel import exits_written
 from .state import ItemState, read_bytes, read_json
 
 
@@ -169,6 +170,8 @@ def _salvage(group: Group, item: Item, folder: ItemState, running: dict) -> dict
 def exit_seen_by_watchdog(folder: ItemState, running: dict) -> dict | None:
     """How the killed attempt's agent ended, as its run's watchdog wrote it down when the
     runner died before it could record that (see watchdog.py): an exit event's data, or None."""
+    if isinstance(running.get("runner_pid"), int):
+        exits_written(running["runner_pid"])  # a moment after its runner's death
     record = read_json(folder.exit)
     attempt_id = running.get("attempt_id")
     if record is None or not attempt_id or record.get("attempt_id") != attempt_id:

@@ -21,9 +21,11 @@ again. So the runner hands the watchdog each agent's pidfd as it starts it: with
 kernel keeps the agent's exit status for the watchdog (in the zombie, or, once reaped, in
 the pidfd itself: Linux 6.15), whoever reaps it. Once the runner is gone, the watchdog
 writes the status of each agent that ended by itself (not by its SIGKILL) to the file the
-runner named for it (`exit.json` in the item's state folder), which recovery reads.
+runner named for it (`exit.json` in the item's state folder), which recovery reads; then
+it takes the name WRITTEN (its `comm`), which the next run's recovery waits for.
 
-Run as `python -S watchdog.py FD`, FD that pipe's read end; it imports nothing of the
+Run as `python -S watchdog.py FD RUNNER`, FD that pipe's read end, RUNNER the runner's
+pid (by which recovery finds it); it imports nothing of the
 package. On its standard input, a socket of packets, it reads: `start ID [EXIT_FILE]`,
 `pid ID PID` (with the agent's pidfd), `end ID [CGROUP]`; every GATHER seconds, not as
 each comes (three an item, each a wake-up that competes with the runner for the
@@ -52,6 +54,7 @@ PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11
 PIDFD_INFO_EXIT = 1 << 3
 EXIT_CODE_AT = 60
 EXIT_CODE_FIELD = 49  # of /proc/PID/stat after the command's ")": a zombie's wait status
+WRITTEN = "exits-written"  # its name once the exits are written down (watchdog_channel.exits_written)
 
 
 class Attempt:
@@ -123,6 +126,11 @@ def main() -> None:
             status = exit_status(attempt.pidfd, attempt.pid, deadline)
             if status is not None and (by_itself[attempt_id] or status != -signal.SIGKILL):
                 _write_exit(attempt.exit_file, attempt_id, status)
+    try:
+        with open("/proc/self/comm", "w", encoding="ascii") as stream:
+            stream.write(WRITTEN)
+    except OSError:
+        pass  # then recovery waits for it to end
     deadline = time.monotonic() + CGROUP_WAIT
     while cgroups := {folder: until for folder, until in cgroups.items() if remove(folder, max(until, deadline))}:
         time.sleep(0.05)

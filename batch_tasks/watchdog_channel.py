@@ -1,6 +1,7 @@
 """The runner's end of the run's watchdog (watchdog.py): it starts it, tells it of each
-attempt and hands it each agent's pidfd, and replaces it when it is gone or stopped.
-It may touch: the watchdog process it started.
+attempt and hands it each agent's pidfd, and replaces it when it is gone or stopped;
+and, for the next run's recovery, waits until a dead runner's watchdogs have written down
+how its agents ended. It may touch: the watchdog process it started.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import subprocess
 import sys
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 
 WATCHDOG = Path(__file__).with_name("watchdog.py")
 LOOK_EVERY = 0.5  # seconds between two looks at whether the watchdog is still there, and not stopped
+WRITTEN = b"exits-written\n"  # watchdog.WRITTEN: a watchdog's name once it has written the exits down
+WRITTEN_WAIT = 10.0  # seconds, at most, to wait for that: its agents are given 5 s to end once killed
 
 
 class WatchdogChannel:
@@ -70,7 +74,7 @@ class WatchdogChannel:
         gone, self._alive = os.pipe()
         self._channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # Its output nowhere: a caller reading the runner's to its end does not wait for it.
-        self._child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG), str(gone)], stdin=theirs,
+        self._child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG), str(gone), str(os.getpid())], stdin=theirs,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                        start_new_session=True, pass_fds=(gone,))
         os.close(gone)
@@ -104,3 +108,27 @@ def _stopped(pid: int) -> bool:
             return stream.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
     except (OSError, IndexError):
         return False
+
+
+@lru_cache(maxsize=None)
+def exits_written(runner_pid: int) -> None:
+    """Return once every watchdog of that (dead) runner has written down how its agents ended,
+    or is gone: a moment after the runner's death, a few seconds at most. Once per runner."""
+    deadline = time.monotonic() + WRITTEN_WAIT
+    while _writing(runner_pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _writing(runner_pid: int) -> bool:
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as stream:
+                    argv = stream.read().split(b"\0")
+                if len(argv) > 4 and argv[2].endswith(b"watchdog.py") and argv[4] == str(runner_pid).encode():
+                    with open(f"/proc/{name}/comm", "rb") as stream:
+                        if stream.read() != WRITTEN:
+                            return True
+            except OSError:
+                continue
+    return False
