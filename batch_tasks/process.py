@@ -14,8 +14,9 @@ children; a process that it starts and that leaves it in the microseconds before
 the move is outside the cgroup, and found by its marker when the next run
 recovers, as everything is without cgroups). It dies with
 its runner: the run's watchdog (watchdog.py) kills it when the runner is gone,
-however it went, and removes each attempt's cgroup once it is freed, so that no
-item waits for that. What the agent started itself the next run stops (see recovery).
+however it went, writes down how it ended if it had ended by itself (it holds its
+pidfd), and removes each attempt's cgroup once it is freed, so that no item waits
+for that. What the agent started itself the next run stops (see recovery).
 
 The agent's own exit decides: it is reported (`on_exit`) the moment it happens,
 even while a helper it started still holds its output open; then its helpers
@@ -155,7 +156,7 @@ class Supervisor:
         self._boot_time = psutil.boot_time()
 
     def keep_watch(self) -> None:
-        """About once a second: a watchdog killed between two agents' starts is replaced."""
+        """Often: a watchdog killed or stopped between two agents' starts is replaced (see WatchdogChannel.look)."""
         self._watchdog.look()
 
     def _created(self, pid: int) -> float:
