@@ -1,6 +1,8 @@
 """Interruptions lose nothing: kill -9, Ctrl-C, SIGTERM, SIGHUP and a closed output mid-group,
 then a resume."""
 
+import os
+import platform
 import signal
 import subprocess
 import threading
@@ -287,3 +289,40 @@ def test_an_agent_that_ends_while_its_runner_cannot_record_it_is_not_paid_for_ag
     assert "finished g:m0 from its log" in result.stdout + result.stderr
     assert batch.runs("done")["g:m0"] == 1 and batch.runs("start")["g:m0"] == 1, "its agent was paid for twice"
     assert "- [x] m0:" in batch.taskfile.read_text()
+
+
+def test_the_watchdog_reads_an_agents_exit_status_whoever_reaps_it():
+    """Through a pidfd taken before the agent could be reaped: from the zombie while it is
+    one, and from the pidfd once something reaped it (Linux 6.15)."""
+    from batch_tasks.watchdog import exit_status
+
+    deadline = time.monotonic() + 10
+    killed = subprocess.Popen(["sleep", "30"])
+    pidfd = os.pidfd_open(killed.pid)
+    killed.kill()
+    assert exit_status(pidfd, killed.pid, deadline) == -signal.SIGKILL  # a zombie: nobody reaped it yet
+    killed.wait()
+    os.close(pidfd)
+
+    if tuple(int(part) for part in platform.release().split(".")[:2] if part.isdigit()) >= (6, 15):
+        ended = subprocess.Popen(["sh", "-c", "exit 3"])
+        pidfd = os.pidfd_open(ended.pid)
+        ended.wait()  # reaped by its parent: its status is the pidfd's now
+        assert exit_status(pidfd, ended.pid, deadline) == 3
+        os.close(pidfd)
+
+
+def test_recovery_reads_only_the_exit_record_of_the_killed_attempt(tmp_path):
+    from batch_tasks.recovery import exit_seen_by_watchdog
+    from batch_tasks.state import ItemState
+
+    folder = ItemState(str(tmp_path))
+    running = {"attempt_id": "a1", "runner_pid": -1}
+    assert exit_seen_by_watchdog(folder, running) is None
+    (tmp_path / "exit.json").write_text('{"attempt_id": "a0", "status": 0}')
+    assert exit_seen_by_watchdog(folder, running) is None  # an earlier attempt's
+    (tmp_path / "exit.json").write_text('{"attempt_id": "a1", "status": "0"}')
+    assert exit_seen_by_watchdog(folder, running) is None
+    (tmp_path / "exit.json").write_text('{"attempt_id": "a1", "status": 0}')
+    assert exit_seen_by_watchdog(folder, running) == {"status": 0, "stopped_for": None}
+    assert exit_seen_by_watchdog(folder, {"runner_pid": -1}) is None  # a record of no attempt
