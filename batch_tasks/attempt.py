@@ -125,6 +125,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
                 idle_timeout=job.settings["idle_timeout"],
                 finished=result_seen.is_set,
                 redact=run.redactor,
+                exit_file=folder.exit,  # the watchdog's record of its exit, should this run die first
             )
         except process.StoppedError:
             return attempt

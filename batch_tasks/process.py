@@ -14,8 +14,9 @@ children; a process that it starts and that leaves it in the microseconds before
 the move is outside the cgroup, and found by its marker when the next run
 recovers, as everything is without cgroups). It dies with
 its runner: the run's watchdog (watchdog.py) kills it when the runner is gone,
-however it went, and removes each attempt's cgroup once it is freed, so that no
-item waits for that. What the agent started itself the next run stops (see recovery).
+however it went, writes down how it ended if it had ended by itself (it holds its
+pidfd), and removes each attempt's cgroup once it is freed, so that no item waits
+for that. What the agent started itself the next run stops (see recovery).
 
 The agent's own exit decides: it is reported (`on_exit`) the moment it happens,
 even while a helper it started still holds its output open; then its helpers
@@ -43,11 +44,11 @@ import psutil
 from .attempt_processes import ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, new_cgroup, remove_stale_cgroups
 from .output_stream import OutputStream
 from .redaction import Redactor
+from .watchdog_channel import WatchdogChannel
 
 RESULT_GRACE = 5.0  # for an agent to exit by itself after its final result
 START_ALLOWANCE = 30.0  # silence allowed before an agent's first output, on top of idle_timeout
 AFTER_EXIT = 0.5  # how long the output of a finished attempt is read on, once its helpers are gone
-WATCHDOG = Path(__file__).with_name("watchdog.py")
 # Threads that may start an agent, or record a success, at once (see Supervisor.bookkeeping).
 BOOKKEEPERS = 2
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -101,55 +102,6 @@ def _on_path(name: str, path: str | None) -> str | None:
     return shutil.which(name, path=path)
 
 
-class _Watchdog:
-    """The runner's end of watchdog.py: started with the first agent, told of each attempt;
-    if it is gone (an agent may kill it), another is started and told of the agents running."""
-
-    def __init__(self, running: Callable[[], list[AttemptProcesses]]) -> None:
-        self._running = running
-        self._child: subprocess.Popen | None = None
-        self._alive: int | None = None  # the end of its pipe that closes only when this process dies
-        self._lock = threading.Lock()
-
-    def tell(self, *words: str) -> None:
-        with self._lock:
-            if self._child is None:
-                self._start()
-            if not self._write(words):
-                self._replace()
-                self._write(words)
-
-    def look(self) -> None:
-        """Replace it if it is gone: between two messages, only this notices."""
-        with self._lock:
-            if self._child is not None and self._child.poll() is not None:
-                self._replace()
-
-    def _start(self) -> None:
-        gone, self._alive = os.pipe()
-        # Its output nowhere: a caller reading the runner's to its end does not wait for it.
-        self._child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG), str(gone)], stdin=subprocess.PIPE,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                       start_new_session=True, pass_fds=(gone,))
-        os.close(gone)
-
-    def _replace(self) -> None:
-        self._child.kill()  # if it is only stuck
-        self._child.wait()
-        self._child.stdin.close()
-        os.close(self._alive)
-        self._start()
-        for processes in self._running():
-            self._write(("pid", processes.attempt_id, str(processes.pid)))
-
-    def _write(self, words) -> bool:
-        try:
-            os.write(self._child.stdin.fileno(), (" ".join(words) + "\n").encode())
-            return True
-        except OSError:
-            return False
-
-
 def _join_cgroup(cgroup: str | None, pid: int) -> str | None:
     """Move the agent just started into its cgroup, with what it started already; None if it
     cannot be (then its processes are found by their marker and session)."""
@@ -193,7 +145,7 @@ class Supervisor:
         self.stopping = threading.Event()  # set once the run is being stopped
         self._running: dict[int, AttemptProcesses] = {}
         self._lock = threading.Lock()
-        self._watchdog = _Watchdog(self._agents)
+        self._watchdog = WatchdogChannel()
         # An item's bookkeeping (starting its agent, recording its success: files, a program
         # start, an fsync, a hundred system calls) is done by a few threads at a time. Eight
         # at once queue for the interpreter lock at every call and spend more in handing it
@@ -202,12 +154,8 @@ class Supervisor:
         self.bookkeeping = threading.BoundedSemaphore(BOOKKEEPERS)
         self._boot_time = psutil.boot_time()
 
-    def _agents(self) -> list[AttemptProcesses]:
-        with self._lock:
-            return list(self._running.values())
-
     def keep_watch(self) -> None:
-        """About once a second: a watchdog killed between two agents' starts is replaced."""
+        """Often: a watchdog killed or stopped between two agents' starts is replaced (see WatchdogChannel.look)."""
         self._watchdog.look()
 
     def _created(self, pid: int) -> float:
@@ -232,6 +180,7 @@ class Supervisor:
         idle_timeout: float | None = None,
         finished: Callable[[], bool] = lambda: False,
         redact: Redactor | None = None,
+        exit_file: str | None = None,
     ) -> Exit:
         """Run one agent to its exit, or stop it: after `timeout` in all, after `idle_timeout`
         without output, or RESULT_GRACE after `finished()` (its final result) if it lingers.
@@ -239,20 +188,22 @@ class Supervisor:
         What it prints (stdout and stderr, in order, masked by `redact`) goes to `log` as it
         arrives, and line by line to `on_line`. `on_start` gets what identifies its processes
         (record it: a later run stops them with `stop_leftovers`), `on_exit` how it ended,
-        the moment it exits. Raises OSError when the program cannot start.
+        the moment it exits. Should this run die first, the watchdog writes how it ended to
+        `exit_file` (see watchdog.py). Raises OSError when the program cannot start.
         """
         with _Turn(self.bookkeeping) as turn:
             return self._run(turn, argv, cwd, env, stdin, log, on_line, on_start, on_exit,
-                             Limits(timeout, idle_timeout, finished), redact)
+                             Limits(timeout, idle_timeout, finished), redact, exit_file)
 
-    def _run(self, turn: "_Turn", argv, cwd, env, stdin, log, on_line, on_start, on_exit, limits, redact) -> Exit:
+    def _run(self, turn: "_Turn", argv, cwd, env, stdin, log, on_line, on_start, on_exit, limits, redact,
+             exit_file) -> Exit:
         command = _resolve(argv, cwd, env)
         attempt_id = uuid.uuid4().hex
         cgroup = new_cgroup(attempt_id)
         if self.stopping.is_set():
             _remove(cgroup, attempt_id)
             raise StoppedError()
-        self._watchdog.tell("start", attempt_id)  # before it starts: it is never missed
+        self._watchdog.started(attempt_id, exit_file)  # before it starts: it is never missed
         try:
             # Not under the lock: starts from several threads at once do not wait for each other.
             child = subprocess.Popen(
@@ -265,10 +216,12 @@ class Supervisor:
                 start_new_session=True,
             )
         except BaseException:
-            self._watchdog.tell("end", attempt_id)
+            self._watchdog.ended(attempt_id, None)
             _remove(cgroup, attempt_id)
             raise
-        self._watchdog.tell("pid", attempt_id, str(child.pid))
+        # Its pidfd, before anyone could reap it: through it the watchdog can learn how it ended.
+        exited = _exit_watch(child.pid)
+        self._watchdog.agent(attempt_id, child.pid, exited)
         cgroup = _join_cgroup(cgroup, child.pid)
         processes = AttemptProcesses(child.pid, self._created(child.pid), attempt_id, cgroup, child)
         with self._lock:
@@ -283,7 +236,7 @@ class Supervisor:
             _feed(child.stdin, stdin)
             output = OutputStream(child.stdout.fileno(), log, on_line, redact or Redactor({}))
             turn.end()
-            return self._watch(child, processes, output, on_exit, limits)
+            return self._watch(child, processes, output, on_exit, limits, exited)
         finally:
             turn.end()  # stopping what it left may wait
             with self._lock:
@@ -291,36 +244,34 @@ class Supervisor:
             if child.poll() is None:  # we are leaving early: leave nothing behind
                 processes.stop()
             # Its cgroup is freed a moment after its last process: the watchdog removes it.
-            self._watchdog.tell("end", attempt_id, *([cgroup] if cgroup else []))
+            self._watchdog.ended(attempt_id, cgroup)
+            if exited is not None:
+                os.close(exited)
             child.stdout.close()
 
-    def _watch(self, child, processes: AttemptProcesses, output: OutputStream, on_exit, limits: Limits) -> Exit:
+    def _watch(self, child, processes: AttemptProcesses, output: OutputStream, on_exit, limits: Limits,
+               exited: int | None) -> Exit:
         started = time.monotonic()
         last_output = result_at = None
         stopped_for = None
         with selectors.DefaultSelector() as selector:
             selector.register(output.fd, selectors.EVENT_READ)
-            exited = _exit_watch(child.pid)
             if exited is not None:
                 selector.register(exited, selectors.EVENT_READ)
-            try:
-                while child.poll() is None:
-                    if result_at is None and limits.finished():
-                        result_at = time.monotonic()
-                    stopped_for = limits.exceeded(started, last_output, result_at, time.monotonic())
-                    if stopped_for is not None:
-                        processes.stop(include_agent=True)
-                        child.wait()
-                        break
-                    for key, _ in selector.select(timeout=0.25):
-                        if key.fd == output.fd:
-                            if output.read_available():
-                                last_output = time.monotonic()
-                            if output.closed:  # it closed its output: watch the process alone
-                                selector.unregister(output.fd)
-            finally:
-                if exited is not None:
-                    os.close(exited)
+            while child.poll() is None:
+                if result_at is None and limits.finished():
+                    result_at = time.monotonic()
+                stopped_for = limits.exceeded(started, last_output, result_at, time.monotonic())
+                if stopped_for is not None:
+                    processes.stop(include_agent=True)
+                    child.wait()
+                    break
+                for key, _ in selector.select(timeout=0.25):
+                    if key.fd == output.fd:
+                        if output.read_available():
+                            last_output = time.monotonic()
+                        if output.closed:  # it closed its output: watch the process alone
+                            selector.unregister(output.fd)
         output.read_available(chunks=64)  # what it wrote before it exited is in the pipe
         ended = Exit(child.returncode, stopped_for)
         on_exit(ended)

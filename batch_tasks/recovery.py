@@ -10,7 +10,8 @@ run that stopped at a typo in task.md leaves them owed to the next.
 - A run killed while an agent ran: its agent died with it (see process), but what
   the agent started may still run: it is stopped, and half-written records are
   removed. If that very attempt (its run id and number) had in fact succeeded (its
-  exit, or its final result event, is in its log), the item is finished from that
+  exit, or its final result event, is in its log; or the run's watchdog wrote down its
+  exit, when the runner died before it could), the item is finished from that
   log through the lifecycle's own record and tick steps rather than paid for again.
   Otherwise it runs again.
 - With `isolation: worktree`, git says how far the killed attempt got: a merge that
@@ -35,7 +36,8 @@ from .lifecycle import finish_success
 from .plan import Group, Item
 from .records import Attempt, success_record, tick
 from .staleness import KILLED_MID_RUN, TICK_PENDING
-from .state import ItemState, read_bytes
+from .watchdog_channel import exits_written
+from .state import ItemState, read_bytes, read_json
 
 
 def owed(batch: Batch) -> bool:
@@ -145,7 +147,7 @@ def _salvage(group: Group, item: Item, folder: ItemState, running: dict) -> dict
     number, run_id = running.get("attempt"), running.get("run_id")
     if not isinstance(number, int) or not isinstance(run_id, str):
         return None
-    exit_event = _exit_event(folder.events, run_id, number)
+    exit_event = _exit_event(folder.events, run_id, number) or exit_seen_by_watchdog(folder, running)
     reader = AGENTS[group.settings["agent"]].reader(group.settings)
     saw_result = False
     for line in _attempt_lines(folder.log, item.key, number, run_id):
@@ -163,6 +165,19 @@ def _salvage(group: Group, item: Item, folder: ItemState, running: dict) -> dict
     record = success_record(running, group.settings, [*running.get("earlier", []), attempt.record()], outcome, item.key)
     record["salvaged"] = True
     return record
+
+
+def exit_seen_by_watchdog(folder: ItemState, running: dict) -> dict | None:
+    """How the killed attempt's agent ended, as its run's watchdog wrote it down when the
+    runner died before it could record that (see watchdog.py): an exit event's data, or None."""
+    if isinstance(running.get("runner_pid"), int):
+        exits_written(running["runner_pid"])  # a moment after its runner's death
+    record = read_json(folder.exit)
+    attempt_id = running.get("attempt_id")
+    if record is None or not attempt_id or record.get("attempt_id") != attempt_id:
+        return None
+    status = record.get("status")
+    return {"status": status, "stopped_for": None} if type(status) is int else None
 
 
 def _attempt_lines(log: str, key: str, number: int, run_id: str) -> list[str]:

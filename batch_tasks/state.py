@@ -15,6 +15,8 @@ are read as absent.
             events.jsonl          what it did, one normalized event a line, appended live
             running.json          the latest attempt's start: beside no result, an attempt in
                                   progress (or one a killed run left)
+            exit.json             how the agent of an attempt its run could not record ended,
+                                  written by the run's watchdog (see watchdog.py)
             result.json           the success record: the item's doit target; set aside as
                                   result.previous.json when an attempt starts
             failure.json          why the last attempt failed or was interrupted
@@ -42,6 +44,7 @@ from .errors import BatchError
 RESULT = "result.json"
 FAILURE = "failure.json"
 RUNNING = "running.json"
+EXIT = "exit.json"
 FORGOTTEN = "forgotten.json"
 
 
@@ -209,6 +212,7 @@ class ItemState:
         self.result = f"{folder}/{RESULT}"
         self.failure = f"{folder}/{FAILURE}"
         self.running = f"{folder}/{RUNNING}"
+        self.exit = f"{folder}/{EXIT}"
         self.forgotten = f"{folder}/{FORGOTTEN}"
 
     def ensure(self) -> None:

@@ -115,8 +115,7 @@ def pytest_runtest_protocol(item, nextitem):
     setup to its teardown, the module fixtures it sets up included (one runs a batch, one
     starts a Dask cluster); a test marked `alone` holds it exclusively, so that no other test
     loads the machine meanwhile. The soak tests are: their kill -9 loops measure how a run
-    fares against unlucky timing, and a sibling test's load (not the run) can stretch the
-    moment between an agent's exit and its record past what they allow."""
+    fares against unlucky timing, not against a sibling test's load."""
     checkout = hashlib.sha256(str(item.config.rootpath).encode()).hexdigest()[:12]  # every worker's, one file
     with open(Path(tempfile.gettempdir()) / f"batch-tasks-tests-{checkout}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX if item.get_closest_marker("alone") else fcntl.LOCK_SH)
