@@ -1,8 +1,9 @@
 """Running git: argv lists, never a shell, and one clear line when git fails.
 
 May touch: only the repository a call's `cwd` is in, and only as the call says.
-Every call runs with the repository's hooks off (nothing from a workspace runs
-through us), without automatic gc (six worktrees committing at once must not
+Every call runs with no program that git configuration names (hooks, fsmonitor,
+filters, drivers…: see git_config_guard; nothing an agent plants runs through us),
+without automatic gc (six worktrees committing at once must not
 start six repacks), without prompts, and deaf to GIT_DIR and its kin, which
 would point it at another repository than the folder it is given.
 """
@@ -15,15 +16,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from . import git_config_guard
 from .errors import BatchError
 
-# Options for every call. commit.gpgSign is off because the runner's own commits
-# (leftovers, WIP, merges) must never hang on a passphrase prompt or fail to keep work.
+# Options for every call, beside git_config_guard's (which also keeps commits unsigned: the
+# runner's own commits must never hang on a passphrase prompt or fail to keep work).
 OPTIONS = (
-    "-c", "core.hooksPath=/dev/null",
     "-c", "gc.auto=0",
     "-c", "maintenance.auto=false",
-    "-c", "commit.gpgSign=false",
     "-c", "core.quotePath=false",
 )
 # These would make git work on another repository, index or object store than cwd's.
@@ -76,7 +76,7 @@ def git(*args: str, cwd: Path | str, allowed: tuple[int, ...] = (0,), input: byt
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
             capture_output=True,
-            env=_environment(cwd if args[0] in COMMITTING else None),
+            env=git_config_guard.environment(cwd, _environment(cwd if args[0] in COMMITTING else None)),
         )
     except FileNotFoundError:
         raise BatchError("isolation: worktree needs git on PATH") from None
