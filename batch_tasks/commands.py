@@ -19,7 +19,7 @@ from doit.cmd_forget import Forget as DoitForget
 from doit.control import TaskControl
 
 from . import batch as batch_mod
-from . import executors, graph, history, nothing_to_do, process, recovery
+from . import executors, graph, history, nothing_to_do, process, recovery, repository_guard
 from .agents import AGENTS
 from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
@@ -202,6 +202,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
             run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
             run.isolation.prepare()
+            run.repository = repository_guard.note(run.isolation.top)
             run.merge_queue = MergeQueue(run.isolation)
         if will_run:
             run.executor = executors.choose(batch, executors.scheduler_of(batch.plan.settings, executor, scheduler), run)

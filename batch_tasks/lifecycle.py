@@ -112,12 +112,19 @@ class ItemRun:
     def attempt(self) -> Finished | Again:
         job, number = self.job, len(self.attempts) + 1
         running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
+        guard, name = self.run.repository, f"{job.item.key} attempt {number}"
+        if guard is not None:
+            guard.started(name)
         try:  # here or on a remote worker: the run's executor (see executors)
             attempt = self.run.executor.attempt(self, number, self.prompt_context(), running,
                                                 self.session_to_continue())
         except BatchError as error:  # its worktree could not be made, or its setup failed
+            if guard is not None:
+                guard.ended(name)
             return self.fail(f"worktree: {error}")
         self.attempts.append(attempt)
+        if guard is not None:
+            self.fail_for_repository_changes(attempt, guard.ended(name))
         if attempt.outcome is not None and attempt.outcome.ok:
             self.land(attempt)
         outcome = attempt.outcome
@@ -167,6 +174,16 @@ class ItemRun:
                 self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
                                                                  job.settings, log)
         return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
+
+    def fail_for_repository_changes(self, attempt: Attempt, changed) -> None:
+        """What changed in the repository's git settings while the attempt ran was put back (see
+        repository_guard): the attempt fails, naming it; for good if it ran alone."""
+        if changed is not None and attempt.outcome is not None:
+            said, names = attempt.outcome, ", ".join(changed.names)
+            reason = (f"changed the repository's {names} (undone)" if changed.alone else
+                      f"the repository's {names} changed while it ran, by it or an attempt beside it (undone)")
+            attempt.outcome = Outcome(ok=False, reason=reason, failure_class=PERMANENT if changed.alone else TRANSIENT,
+                                      result_text=said.result_text, data=said.data)
 
     def land(self, attempt: Attempt) -> None:
         """The agent succeeded: commit its work, check it, merge it; or fail the attempt, saying why."""
