@@ -123,6 +123,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if params.get("dry_run"):
                 self.loader.batch = batch
                 return super().execute(params, args)
+            if args or params.get("always") or params.get("failed") or any(v.runs for v in batch.verdicts.values()):
+                # What runs comes from task.md as it is: an agent can write (and sign) the plan cache.
+                batch = batch_mod.load(path, trust_cache=False)
             if not args and not params.get("failed") and not params.get("always"):
                 self._check(batch, {item.key for item in batch.plan.items()
                                     if batch.verdicts[item.key].runs and (params.get("optional") or not item.optional)})
@@ -131,7 +134,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 if recovered:
                     for note in recovery.recover(batch):
                         self.outstream.write(f"recovered: {note}\n")
-                    batch = batch_mod.load(path)  # as the repairs left it
+                    batch = batch_mod.load(path, trust_cache=False)  # as the repairs left it
                 self.loader.batch = batch
                 code = super().execute(params, args)
                 if seen is not None and not recovered:

@@ -14,9 +14,12 @@ written without following any symbolic link), and one secret of the user's,
   every item's checkbox mark masked. A tick changes a mark only, so the cache
   survives the ticks of a run: each item's `done` and line as written are read
   from its mark in the file as it is now.
-- Signed (HMAC) with the user's secret, kept outside the workspace: the state
-  folder is writable by the agents, and a plan crafted there, with a key anyone
-  can compute, could otherwise set the command that the runner runs.
+- Signed (HMAC) with the user's secret, kept outside the workspace, so that a state
+  folder made by someone else (shared, committed) is never taken. An agent runs as
+  the user and can read that secret: so the cache only ever serves what runs nothing
+  (listing, `doit info`, `--dry-run`, the graph, deciding there is nothing to run);
+  a `run-batch` that runs anything parses task.md afresh (taskfile.load_plan's
+  `trust_cache`), and its plan replaces the cache.
 - Anything wrong with it (missing, damaged, crafted, made by other code, a link)
   only means that the plan is parsed afresh.
 """
