@@ -144,10 +144,13 @@ def _isolation(value: Any) -> str:
 
 
 def _branch_name(value: Any) -> str:
-    """Checked as a ref name by git itself when the batch loads (worktree.Isolation.validate)."""
+    """Checked as a ref name by git itself when the batch loads (worktree.Isolation.validate).
+    `refs/heads/main`, as git itself spells it, is the branch `main`."""
     if not isinstance(value, str) or not value.strip() or value != value.strip():
         raise SettingError(f"must be a branch name such as batch/refactor, not {value!r}")
-    return value
+    if value.startswith("refs/") and not value.startswith("refs/heads/"):
+        raise SettingError(f"must be a branch, not the ref {value!r}")
+    return value.removeprefix("refs/heads/")
 
 
 def _relative_globs(value: Any) -> tuple[str, ...]:
