@@ -120,6 +120,12 @@ def rev(ref: str, cwd: Path | str) -> str | None:
     return found.text or None
 
 
+def changed_paths(base: str, tip: str, cwd: Path | str) -> list[str]:
+    """The paths (repository-relative) that differ between two commits, a rename as both its names."""
+    return git("diff", "--name-only", "-z", "--no-renames", "--no-textconv", "--no-ext-diff", base, tip, "--",
+               cwd=cwd).fields()
+
+
 def is_ancestor(commit: str, of: str, cwd: Path | str) -> bool:
     return git("merge-base", "--is-ancestor", commit, of, cwd=cwd, allowed=(0, 1)).status == 0
 

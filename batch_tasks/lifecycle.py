@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import checkbox, prompt, retry
+from . import checkbox, prompt, protected_paths, retry
 from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
 from .check import Check
 from .errors import BatchError
 from .events import CHECK, SETUP, STEP
-from .git import environment_for_worktrees
+from .git import changed_paths, environment_for_worktrees
 from .item_status import DONE, read_status
 from .plan import Group, Item
 from .records import Attempt, failure_record, record_failure, record_success, success_record
@@ -62,6 +62,9 @@ class Finished:
 
     failure: str | None = None
     interrupted: bool = False
+
+
+CLAIM_CHARACTERS = 2000  # of the agent's final message, kept in its attempt's record beside the check's verdict
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,9 @@ class ItemRun:
                 committed = workspace.commit_leftovers(settings["allow_empty"])
                 if not committed.changed and not settings["allow_empty"]:
                     return failed("no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT)
+                touched = self.protected_paths_touched(attempt, workspace, committed.commit)
+                if touched:
+                    return failed(", ".join(f"touched protected path {path}" for path in touched), PERMANENT)
             check = Check.from_settings(settings, item.group, item.module)
             if check is None and workspace is None:
                 return  # nothing to land
@@ -222,6 +228,20 @@ class ItemRun:
                     self.workspace = None
         except BatchError as error:  # git refused something: the work stays where it is
             failed(f"landing its work: {error}", PERMANENT)
+
+    def protected_paths_touched(self, attempt: Attempt, workspace, tip: str) -> list[str]:
+        """The paths the item's work changed that `protect` covers and its text does not name
+        (see protected_paths); the record keeps them beside the agent's claim and the check's verdict."""
+        settings, item = self.job.settings, self.job.item
+        check = Check.from_settings(settings, item.group, item.module)
+        named_by_check = protected_paths.check_paths(check.command(workspace.path) if check else (),
+                                                     str(workspace.isolation.relative_folder), str(workspace.path))
+        protect = protected_paths.globs(settings["protect"], named_by_check)
+        changed = changed_paths(workspace.base, tip, workspace.isolation.top)
+        touched = protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)
+        attempt.extra["claim"] = self.run.redactor.text(attempt.outcome.result_text[-CLAIM_CHARACTERS:])
+        attempt.extra["protected"] = {"touched": touched, "globs": protect}
+        return touched
 
     def session_to_continue(self) -> str | None:
         """After a failed check, the session that made the work: the next attempt goes on with it in

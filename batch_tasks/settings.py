@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from . import protected_paths
 from .agents import AGENTS
 from .errors import SettingError
 
@@ -163,6 +164,16 @@ def _relative_globs(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _protected_globs(value: Any) -> tuple[str, ...]:
+    """Relative to the repository; `[]` protects nothing."""
+    if not isinstance(value, list) or not all(isinstance(glob, str) and glob.strip() for glob in value):
+        raise SettingError("must be a list of globs, relative to the repository, e.g. [\"{check}\", \"tests/*\"]")
+    for glob in value:
+        if glob.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", glob):
+            raise SettingError(f"must hold relative globs only, not {glob!r}")
+    return tuple(value)
+
+
 SCHEDULER = re.compile(r"^(tcp|tls|ucx|inproc)://\S+$")
 
 
@@ -239,6 +250,8 @@ FIELDS: Mapping[str, Field] = {
         # Where the work lands: a different branch starts from HEAD, without the work done so far.
         Field("integrate", _branch_name, None, group=False, fingerprinted=True),
         Field("allow_empty", _flag, False, group=True, fingerprinted=False),
+        # What an item's work may not change (README: "A tick means the work landed").
+        Field("protect", _protected_globs, protected_paths.DEFAULT, group=True, fingerprinted=False),
         # Where attempts run (README: "Beyond one machine"): this machine, or a Dask cluster's
         # workers, which fetch from and push to `remote` and get only the `pass_env` variables.
         Field("executor", _executor, "local", group=False, fingerprinted=False),

@@ -79,9 +79,13 @@ def test_a_planted_program_never_runs_through_batch_tasks_git(tmp_path, monkeypa
 AGENTS = Path(__file__).parent / "agents"
 
 
-def hostile_batch(tmp_path: Path, body: str, plan: dict, **extra: str) -> Path:
-    """A repository whose task.md runs the hostile agent, isolated, with the plan given."""
+def hostile_batch(tmp_path: Path, body: str, plan: dict, setup_files: dict | None = None, **extra: str) -> Path:
+    """A repository (with SETUP_FILES committed) whose task.md runs the hostile agent, isolated,
+    with the plan given."""
     repo = make_repo(tmp_path / "repo")
+    for name, text in (setup_files or {}).items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
     command = json.dumps([sys.executable, str(AGENTS / "hostile.py"), "{module}"])
     settings = {"agent": "command", "command": command, "isolation": "worktree", **extra}
     front = "---\n" + "".join(f"{key}: {value}\n" for key, value in settings.items()) + "---\n"
