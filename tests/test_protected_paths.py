@@ -4,6 +4,7 @@ An agent that rewrites the test its check runs is not ticked, and its work does 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -66,3 +67,12 @@ def test_an_agent_that_rewrites_its_check_is_not_ticked_and_nothing_of_it_lands(
     fixer = json.loads((item_folder(repo, "work", "fixer") / "result.json").read_text())
     assert fixer["attempts"][-1]["protected"]["touched"] == [] and fixer["check"]["passed"]
     assert "touched protected path tests/test_core.py" in result.stdout + result.stderr
+    report = subprocess.run([sys.executable, "-m", "doit", "batch-report", "--format", "json", "-o", "-"], cwd=repo,
+                            capture_output=True, text=True, timeout=60)
+    claims = {claim["item"]: claim for claim in json.loads(report.stdout)["claims"]}
+    assert claims["work:cheat"]["claim"].strip().endswith("All tests pass.")
+    assert claims["work:cheat"]["check"] == "not run" and claims["work:cheat"]["touched"] == ["tests/test_core.py"]
+    assert claims["work:fixer"]["check"] == "passed" and claims["work:fixer"]["touched"] == []
+    assert subprocess.run([sys.executable, "-m", "doit", "batch-report"], cwd=repo, timeout=60).returncode == 0
+    html = (repo / "report.html").read_text()
+    assert "Claims and verdicts" in html and "touched" in html and "All tests pass." in html
