@@ -20,6 +20,7 @@ from doit.cmd_run import Run as DoitRun
 from doit.exceptions import InvalidDodoFile
 
 from .errors import BatchError
+from .redaction import MaskedText, Redactor
 
 # Exit statuses of `doit run-batch` (the README lists them).
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALL_STARTED = 0, 1, 3, 4
@@ -234,7 +235,9 @@ class List(FriendlyArgs, TaskMdHint, DoitList):
 
 
 class Info(FriendlyArgs, TaskMdHint, DoitInfo):
-    pass
+    def _execute(self, pos_args, hide_status=False):  # doit passes options by these names
+        self.outstream = MaskedText(self.outstream, Redactor(os.environ))  # task.md's commands may name a secret
+        return super()._execute(pos_args, hide_status=hide_status)
 
 
 class Ignore(FriendlyArgs, TaskMdHint, DoitIgnore):

@@ -240,7 +240,7 @@ class ItemRun:
         changed = changed_paths(workspace.base, tip, workspace.isolation.top)
         touched = protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)
         attempt.extra["claim"] = self.run.redactor.text(attempt.outcome.result_text[-CLAIM_CHARACTERS:])
-        attempt.extra["protected"] = {"touched": touched, "globs": protect}
+        attempt.extra["protected"] = {"touched": self.run.redactor.value(touched)}
         return touched
 
     def session_to_continue(self) -> str | None:

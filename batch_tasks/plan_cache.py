@@ -22,6 +22,8 @@ written without following any symbolic link), and one secret of the user's,
   `trust_cache`), and its plan replaces the cache.
 - Anything wrong with it (missing, damaged, crafted, made by other code, a link)
   only means that the plan is parsed afresh.
+- Never kept for a task.md that names a secret of the environment (see redaction):
+  the plan holds its commands, and plan.json would keep the secret in clear.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Any
 from . import __version__
 from . import plan as plan_mod
 from .plan import Item, Plan, mark_column
+from .redaction import Redactor
 
 NAME = "plan.json"
 FORMAT = 1
@@ -183,6 +186,8 @@ def load(cache_dir: Path, path: Path, data: bytes) -> Plan | None:
 def store(cache_dir: Path, path: Path, data: bytes, plan: Plan) -> None:
     """Keep PLAN, parsed from DATA, for the next load; a cache that cannot be written only costs time."""
     marks = [item.mark_offset for item in plan.items()]
+    if Redactor(os.environ)(data) != data:
+        return  # task.md names a secret of the environment: it is never kept in clear
     secret = signing_key()
     key = _key(path, data, marks) if all(offset > 0 for offset in marks) else None
     if secret is None or key is None:
