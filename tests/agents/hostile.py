@@ -3,7 +3,7 @@
 What each module does is in the JSON file named by $HOSTILE_PLAN, keyed by module:
   {"git": [[args], ...] (git commands, run in its folder),
    "hooks": {"name": "script"} (written, executable, into the repository's hooks folder),
-   "write": {"path": "text"} (files written, relative to its folder; "size": bytes makes a sparse one),
+   "write": {"path": "text"} (files written, relative to its folder),
    "sparse": {"path": bytes} (a sparse file that long),
    "print": "text" (printed), "wait_for": "/a/path" (wait until it exists, at most 60 s),
    "say": "text" (its final message: the last line it prints), "exit": status}
@@ -34,6 +34,7 @@ for path, text in plan.get("write", {}).items():
     with open(path, "w") as stream:
         stream.write(text)
 for path, size in plan.get("sparse", {}).items():
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "wb") as stream:
         stream.truncate(size)
 if plan.get("print"):
