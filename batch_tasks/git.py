@@ -25,6 +25,10 @@ OPTIONS = (
     "-c", "gc.auto=0",
     "-c", "maintenance.auto=false",
     "-c", "core.quotePath=false",
+    # Two task files of one repository run at once: wait for the other's lock on a ref or on
+    # packed-refs (git gives up after 0.1 s and 1 s), rather than fail an item.
+    "-c", "core.filesRefLockTimeout=30000",
+    "-c", "core.packedRefsTimeout=30000",
 )
 # These would make git work on another repository, index or object store than cwd's.
 LOCATION_VARIABLES = (
