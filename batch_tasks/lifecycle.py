@@ -197,6 +197,8 @@ class ItemRun:
             attempt.outcome = Outcome(ok=False, reason=reason, failure_class=failure,
                                       result_text=said.result_text, data=said.data)
 
+        if self.lands:  # what the agent says it did, kept beside what the gate finds
+            attempt.extra["claim"] = self.run.redactor.text(said.result_text[-CLAIM_CHARACTERS:])
         try:
             if workspace is not None:
                 committed = workspace.commit_leftovers(settings["allow_empty"])
@@ -231,7 +233,7 @@ class ItemRun:
 
     def protected_paths_touched(self, attempt: Attempt, workspace, tip: str) -> list[str]:
         """The paths the item's work changed that `protect` covers and its text does not name
-        (see protected_paths); the record keeps them beside the agent's claim and the check's verdict."""
+        (see protected_paths), kept in the attempt's record beside its claim and its check's verdict."""
         settings, item = self.job.settings, self.job.item
         check = Check.from_settings(settings, item.group, item.module)
         named_by_check = protected_paths.check_paths(check.command(workspace.path) if check else (),
@@ -239,7 +241,6 @@ class ItemRun:
         protect = protected_paths.globs(settings["protect"], named_by_check)
         changed = changed_paths(workspace.base, tip, workspace.isolation.top)
         touched = protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)
-        attempt.extra["claim"] = self.run.redactor.text(attempt.outcome.result_text[-CLAIM_CHARACTERS:])
         attempt.extra["protected"] = {"touched": self.run.redactor.value(touched)}
         return touched
 
