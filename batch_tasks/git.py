@@ -80,7 +80,7 @@ def git(*args: str, cwd: Path | str, allowed: tuple[int, ...] = (0,), input: byt
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
             capture_output=True,
-            env=git_config_guard.environment(cwd, _environment(cwd if args[0] in COMMITTING else None)),
+            env=git_config_guard.environment(args, cwd, _environment(cwd if args[0] in COMMITTING else None)),
         )
     except FileNotFoundError:
         raise BatchError("isolation: worktree needs git on PATH") from None

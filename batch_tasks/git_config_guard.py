@@ -50,16 +50,20 @@ DRIVER_SETTINGS = {
     ("remote", "vcs"): "",
 }
 SECTIONS = frozenset(section for section, _ in DRIVER_SETTINGS)
+REFS_ONLY = frozenset({"rev-parse", "update-ref", "symbolic-ref", "merge-base", "branch", "check-ref-format",
+                       "for-each-ref", "init"})
 
 
-def environment(cwd, env: dict[str, str]) -> dict[str, str]:
-    """ENV with FIXED, and a harmless value for every driver setting configured in CWD now,
-    added to its command-line configuration."""
-    found = subprocess.run(["git", "config", "-z", "--list"], cwd=cwd, stdin=subprocess.DEVNULL,
-                           capture_output=True, env=env)
+def environment(args: tuple[str, ...], cwd, env: dict[str, str]) -> dict[str, str]:
+    """ENV for `git ARGS` in CWD, with FIXED and, unless the command runs no driver, a harmless
+    value for every driver setting configured there now, added to its command-line configuration."""
     settings = list(FIXED)
-    for section, driver in sorted(_driver_names(found.stdout.decode("utf-8", "surrogateescape"))):
-        settings += [(f"{section}.{driver}.{key}", value) for (s, key), value in DRIVER_SETTINGS.items() if s == section]
+    if not runs_no_driver(args):
+        found = subprocess.run(["git", "config", "-z", "--list"], cwd=cwd, stdin=subprocess.DEVNULL,
+                               capture_output=True, env=env)
+        for section, driver in sorted(_driver_names(found.stdout.decode("utf-8", "surrogateescape"))):
+            settings += [(f"{section}.{driver}.{key}", value)
+                         for (s, key), value in DRIVER_SETTINGS.items() if s == section]
     try:
         count = int(env.get("GIT_CONFIG_COUNT", "0"))
     except ValueError:
@@ -69,6 +73,12 @@ def environment(cwd, env: dict[str, str]) -> dict[str, str]:
         guarded[f"GIT_CONFIG_KEY_{number}"], guarded[f"GIT_CONFIG_VALUE_{number}"] = key, value
     guarded["GIT_CONFIG_COUNT"] = str(count + len(settings))
     return guarded
+
+
+def runs_no_driver(args: tuple[str, ...]) -> bool:
+    """Commands that read or write refs only, as batch-tasks calls them (no patch, no checkout,
+    no transport): the configuration need not be read for them, which spares a process."""
+    return args[0] in REFS_ONLY or args[:2] in (("worktree", "list"), ("worktree", "prune"))
 
 
 def _driver_names(listing: str) -> set[tuple[str, str]]:

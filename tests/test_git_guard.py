@@ -69,6 +69,10 @@ def test_a_planted_program_never_runs_through_batch_tasks_git(tmp_path, monkeypa
     git("merge", "--abort", cwd=repo)
     git("worktree", "add", "-q", "--detach", str(tmp_path / "wt"), "main", cwd=repo)
     git("status", "--porcelain", cwd=tmp_path / "wt")
+    git("update-ref", "refs/heads/made", "HEAD", "", cwd=repo)  # the commands that touch refs only
+    git("branch", "-D", "made", cwd=repo)
+    git("rev-parse", "--verify", "HEAD", cwd=repo)
+    git("worktree", "prune", cwd=repo)
     assert not marker.exists(), marker.read_text()
 
     # The planting works: git as the user runs it is steered by it.
