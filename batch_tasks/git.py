@@ -11,7 +11,9 @@ would point it at another repository than the folder it is given.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +38,11 @@ LOCATION_VARIABLES = (
     "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX",
 )
 COMMITTING = ("commit", "merge")
+# Another process's `git worktree add` (a second task file's run in the same repository) has
+# made its entry in .git/worktrees but not yet written all of it: for that moment, every git
+# that lists the worktrees fails. Worth another try, a few times (about 5 s in all).
+HALF_MADE_WORKTREE = re.compile(r"failed to read .*worktrees/.*/(commondir|gitdir|HEAD)")
+HALF_MADE_TRIES = 14
 FALLBACK_IDENTITY = {
     "GIT_AUTHOR_NAME": "batch-tasks", "GIT_AUTHOR_EMAIL": "batch-tasks@localhost",
     "GIT_COMMITTER_NAME": "batch-tasks", "GIT_COMMITTER_EMAIL": "batch-tasks@localhost",
@@ -73,22 +80,26 @@ def git(*args: str, cwd: Path | str, allowed: tuple[int, ...] = (0,), input: byt
 
     Output is decoded with surrogate escapes, so that any path git prints goes back
     to the file system unchanged."""
-    try:
-        done = subprocess.run(
-            ["git", *OPTIONS, *args],
-            cwd=cwd,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            env=git_config_guard.environment(args, cwd, _environment(cwd if args[0] in COMMITTING else None)),
-        )
-    except FileNotFoundError:
-        raise BatchError("isolation: worktree needs git on PATH") from None
-    result = Result(done.returncode, done.stdout.decode("utf-8", "surrogateescape"),
-                    done.stderr.decode("utf-8", "replace"))
-    if result.status not in allowed:
-        raise GitError(args, cwd, result.status, result.err)
-    return result
+    for waited in range(HALF_MADE_TRIES):
+        try:
+            done = subprocess.run(
+                ["git", *OPTIONS, *args],
+                cwd=cwd,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                env=git_config_guard.environment(args, cwd, _environment(cwd if args[0] in COMMITTING else None)),
+            )
+        except FileNotFoundError:
+            raise BatchError("isolation: worktree needs git on PATH") from None
+        result = Result(done.returncode, done.stdout.decode("utf-8", "surrogateescape"),
+                        done.stderr.decode("utf-8", "replace"))
+        if result.status in allowed:
+            return result
+        if not HALF_MADE_WORKTREE.search(result.err):
+            break
+        time.sleep(0.05 * (waited + 1))  # another run's `git worktree add` finishes its entry meanwhile
+    raise GitError(args, cwd, result.status, result.err)
 
 
 def environment_for_worktrees() -> dict[str, str]:
