@@ -1,4 +1,5 @@
-"""Running git: argv lists, never a shell, and one clear line when git fails.
+"""Running git: argv lists, never a shell, and one clear line when git fails (after a few
+tries, when what failed was another run's worktree, half made).
 
 May touch: only the repository a call's `cwd` is in, and only as the call says.
 Every call runs with no program that git configuration names (hooks, fsmonitor,
