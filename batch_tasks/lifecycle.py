@@ -232,15 +232,9 @@ class ItemRun:
             failed(f"landing its work: {error}", PERMANENT)
 
     def protected_paths_touched(self, attempt: Attempt, workspace, tip: str) -> list[str]:
-        """The paths the item's work changed that `protect` covers and its text does not name
-        (see protected_paths), kept in the attempt's record beside its claim and its check's verdict."""
-        settings, item = self.job.settings, self.job.item
-        check = Check.from_settings(settings, item.group, item.module)
-        named_by_check = protected_paths.check_paths(check.command(workspace.path) if check else (),
-                                                     str(workspace.isolation.relative_folder), str(workspace.path))
-        protect = protected_paths.globs(settings["protect"], named_by_check)
-        changed = changed_paths(workspace.base, tip, workspace.isolation.top)
-        touched = protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)
+        """The protected paths the item's work touched (see protected_touched), kept in the
+        attempt's record beside its claim and its check's verdict."""
+        touched = protected_touched(self.job.settings, self.job.item, workspace, tip)
         attempt.extra["protected"] = {"touched": self.run.redactor.value(touched)}
         return touched
 
@@ -281,6 +275,17 @@ class ItemRun:
         record_failure(self.folder, record)
         self.run.hub.publish("item_finished", self.job.item.key, record)
         return Finished("interrupted: the run was stopped", interrupted=True)
+
+
+def protected_touched(settings: Mapping[str, Any], item: Item, workspace, tip: str) -> list[str]:
+    """The paths the item's work (its worktree's base to TIP) changed that `protect` covers and
+    its text does not name (see protected_paths). Shared with recovery's landing."""
+    check = Check.from_settings(settings, item.group, item.module)
+    named_by_check = protected_paths.check_paths(check.command(workspace.path) if check else (),
+                                                 str(workspace.isolation.relative_folder), str(workspace.path))
+    protect = protected_paths.globs(settings["protect"], named_by_check)
+    changed = changed_paths(workspace.base, tip, workspace.isolation.top)
+    return protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)
 
 
 def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, state: BatchState,

@@ -76,3 +76,22 @@ def test_an_agent_that_rewrites_its_check_is_not_ticked_and_nothing_of_it_lands(
     assert subprocess.run([sys.executable, "-m", "doit", "batch-report"], cwd=repo, timeout=60).returncode == 0
     html = (repo / "report.html").read_text()
     assert "Claims and verdicts" in html and "touched" in html and "All tests pass." in html
+
+
+def test_a_landing_after_kill_9_honours_protect_too(tmp_path):
+    """A run killed during the check leaves a success to land; the next run lands such work through
+    recovery, which refuses it as the run would (here `protect` was set in between)."""
+    from test_isolated_batch import kill_9_when, run, setup
+
+    plan = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'kept'"}}
+    repo, env = setup(tmp_path, "# E\n## G\n- [ ] alpha: edit alpha\n", plan, protect="[]", check_retries="0",
+                      retries="0")
+    kill_9_when(repo, {**env, "CHECK_HANGS_ONCE": "alpha"}, (tmp_path / "checks" / "alpha.hung").exists)
+    (repo / "task.md").write_text((repo / "task.md").read_text().replace("protect: []", "protect: [shared.py]"))
+
+    resumed = run(repo, env)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    assert "alpha = 'kept'" not in git("show", "batch/task:shared.py", cwd=repo)
+    assert "- [ ] alpha" in (repo / "task.md").read_text()
+    failure = json.loads((repo / ".batch/task/items/g/alpha/failure.json").read_text())
+    assert failure["reason"] == "touched protected path shared.py"
