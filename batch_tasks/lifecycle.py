@@ -5,8 +5,10 @@
               executors), in its own git worktree with `isolation: worktree`;
               after a failure the runner is told whether, and when, to come back for another
               (see retry.py): the slot is free meanwhile
-    land      after the agent succeeded: its work committed (isolated), its `check` run, its
-              branch merged through the run's one merge queue; any of these can fail the attempt
+    land      after the agent succeeded: its work committed (isolated) and refused if it touched a
+              protected path (protected_paths), its `check` run, its branch merged through the
+              run's one merge queue; any of these can fail the attempt (and so does a change it
+              made to the repository's git settings: repository_guard)
     record    on success, its result record with the evidence, durably, before anything else
     tick      then its checkbox
 
@@ -122,12 +124,11 @@ class ItemRun:
             attempt = self.run.executor.attempt(self, number, self.prompt_context(), running,
                                                 self.session_to_continue())
         except BatchError as error:  # its worktree could not be made, or its setup failed
-            if guard is not None:
-                guard.ended(name)
             return self.fail(f"worktree: {error}")
+        finally:
+            changed = guard.ended(name) if guard is not None else None
         self.attempts.append(attempt)
-        if guard is not None:
-            self.fail_for_repository_changes(attempt, guard.ended(name))
+        self.fail_for_repository_changes(attempt, changed)
         if attempt.outcome is not None and attempt.outcome.ok:
             self.land(attempt)
         outcome = attempt.outcome
