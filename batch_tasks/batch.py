@@ -25,21 +25,28 @@ class Batch:
     budget: Budget
 
 
-def load(path: Path, for_dry_run: bool = False, read_records: bool = True) -> Batch:
+def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust_cache: bool = True) -> Batch:
     """Raises TaskFileError or BatchError for anything wrong, before anything runs (a dry
-    run lists a plan whose agent is not set up, saying so)."""
+    run lists a plan whose agent is not set up, saying so). `trust_cache=False`: the plan
+    as task.md has it (see taskfile.load_plan), for a run."""
     path = path.absolute()
     state = BatchState(path)
-    plan = taskfile.load_plan(path, cache_dir=state.root, for_dry_run=for_dry_run)
     # Groups mostly share a template: each one is read, checked and digested once.
     by_setting: dict[str | None, tuple[Template, str]] = {}
     templates = {}
-    for group in plan.groups:
-        setting = group.settings["template"]
-        if setting not in by_setting:
-            template = load_template(path, setting, group.line)
-            by_setting[setting] = (template, digest(template.source))
-        templates[group.slug] = by_setting[setting][0]
+
+    def load_templates(plan: Plan) -> None:
+        for group in plan.groups:
+            setting = group.settings["template"]
+            if setting not in by_setting:
+                template = load_template(path, setting, group.line)
+                by_setting[setting] = (template, digest(template.source))
+            templates[group.slug] = by_setting[setting][0]
+
+    plan = taskfile.load_plan(path, cache_dir=state.root, for_dry_run=for_dry_run, trust_cache=trust_cache,
+                              before_keeping=load_templates)
+    if not templates:
+        load_templates(plan)  # taken from the cache
     fingerprints = {}
     for group in plan.groups:
         template_part = by_setting[group.settings["template"]][1]

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from . import process
 from .errors import BatchError
 from .git import environment_for_worktrees, git
+from .redaction import Redactor
 
 SETUP_TAIL_LINES = 40
 
@@ -106,7 +107,7 @@ def inside(path: str, folder: str) -> bool:
 def run_setup(argv, worktree: Path, folder: Path, log, timeout: float | None, supervisor: process.Supervisor) -> None:
     tail: deque[str] = deque(maxlen=SETUP_TAIL_LINES)
     env = {**environment_for_worktrees(), "BATCH_WORKTREE": str(worktree)}
-    log.write(f"=== worktree_setup: {' '.join(argv)} ===\n".encode())
+    log.write(f"=== worktree_setup: {Redactor(os.environ).text(' '.join(argv))} ===\n".encode())
     try:
         ended = supervisor.run(list(argv), cwd=folder, env=env, stdin=b"", log=log, on_line=tail.append, timeout=timeout)
     except OSError as error:

@@ -21,6 +21,7 @@ from doit.exceptions import InvalidDodoFile
 
 from .errors import BatchError
 from .stopping import EXIT_CLOSED_OUTPUT, EXIT_CTRL_C, drop_output
+from .redaction import MaskedText, Redactor
 
 # Exit statuses of `doit run-batch` (the README lists them).
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALL_STARTED = 0, 1, 3, 4
@@ -269,13 +270,15 @@ class List(FriendlyArgs, TaskMdHint, DoitList):
 
 
 class Info(FriendlyArgs, TaskMdHint, DoitInfo):
-    """doit's `info`; for a batch's item, what a person asks of it (item_info), not doit's internals."""
+    """doit's `info`; for a batch's item, what a person asks of it (item_info), not doit's internals.
+    Its output is masked: task.md's commands may name a secret."""
 
-    def _execute(self, pos_args, hide_status=False):
+    def _execute(self, pos_args, hide_status=False):  # doit passes options by these names
+        self.outstream = MaskedText(self.outstream, Redactor(os.environ))
         task = next((t for t in self.task_list if len(pos_args) == 1 and t.name == pos_args[0]), None)
         batch = getattr(self.loader, "batch", None)
         if task is None or batch is None or "job" not in (task.meta or {}):
-            return super()._execute(pos_args, hide_status)
+            return super()._execute(pos_args, hide_status=hide_status)
         from .item_info import describe
 
         self.outstream.write("\n".join(describe(batch, task.meta["job"])) + "\n")

@@ -19,7 +19,7 @@ from doit.cmd_forget import Forget as DoitForget
 from doit.control import TaskControl
 
 from . import batch as batch_mod
-from . import executors, graph, history, nothing_to_do, process, recovery, retry
+from . import executors, graph, history, nothing_to_do, process, recovery, repository_guard, retry
 from .agents import AGENTS
 from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
@@ -128,6 +128,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if looks_only:
                 self.loader.batch = batch
                 return super().execute(params, args)
+            if args or params.get("always") or params.get("failed") or any(v.runs for v in batch.verdicts.values()):
+                # What runs comes from task.md as it is: an agent can write (and sign) the plan cache.
+                batch = batch_mod.load(path, trust_cache=False)
             if not args and not params.get("failed") and not params.get("always"):
                 self._check(batch, {item.key for item in batch.plan.items()
                                     if batch.verdicts[item.key].runs and (params.get("optional") or not item.optional)})
@@ -136,7 +139,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 if recovered:
                     for note in recovery.recover(batch):
                         self.outstream.write(f"recovered: {note}\n")
-                    batch = batch_mod.load(path)  # as the repairs left it
+                    batch = batch_mod.load(path, trust_cache=False)  # as the repairs left it
                 self.loader.batch = batch
                 code = super().execute(params, args)
                 if seen is not None and not recovered:
@@ -210,6 +213,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
             run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
             run.isolation.prepare()
+            run.repository = repository_guard.note(run.isolation.top)
             run.merge_queue = MergeQueue(run.isolation)
         if will_run:
             run.executor = executors.choose(batch, executors.scheduler_of(batch.plan.settings, executor, scheduler), run)

@@ -1,8 +1,10 @@
-"""Running git: argv lists, never a shell, and one clear line when git fails.
+"""Running git: argv lists, never a shell, and one clear line when git fails (after a few
+tries, when what failed was another run's worktree, half made).
 
 May touch: only the repository a call's `cwd` is in, and only as the call says.
-Every call runs with the repository's hooks off (nothing from a workspace runs
-through us), without automatic gc (six worktrees committing at once must not
+Every call runs with no program that git configuration names (hooks, fsmonitor,
+filters, drivers…: see git_config_guard; nothing an agent plants runs through us),
+without automatic gc (six worktrees committing at once must not
 start six repacks), without prompts, and deaf to GIT_DIR and its kin, which
 would point it at another repository than the folder it is given.
 """
@@ -10,21 +12,26 @@ would point it at another repository than the folder it is given.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from . import git_config_guard
 from .errors import BatchError
 
-# Options for every call. commit.gpgSign is off because the runner's own commits
-# (leftovers, WIP, merges) must never hang on a passphrase prompt or fail to keep work.
+# Options for every call, beside git_config_guard's (which also keeps commits unsigned: the
+# runner's own commits must never hang on a passphrase prompt or fail to keep work).
 OPTIONS = (
-    "-c", "core.hooksPath=/dev/null",
     "-c", "gc.auto=0",
     "-c", "maintenance.auto=false",
-    "-c", "commit.gpgSign=false",
     "-c", "core.quotePath=false",
+    # Two task files of one repository run at once: wait for the other's lock on a ref or on
+    # packed-refs (git gives up after 0.1 s and 1 s), rather than fail an item.
+    "-c", "core.filesRefLockTimeout=30000",
+    "-c", "core.packedRefsTimeout=30000",
 )
 # These would make git work on another repository, index or object store than cwd's.
 LOCATION_VARIABLES = (
@@ -32,6 +39,11 @@ LOCATION_VARIABLES = (
     "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX",
 )
 COMMITTING = ("commit", "merge")
+# Another process's `git worktree add` (a second task file's run in the same repository) has
+# made its entry in .git/worktrees but not yet written all of it: for that moment, every git
+# that lists the worktrees fails. Worth another try, a few times (about 5 s in all).
+HALF_MADE_WORKTREE = re.compile(r"failed to read .*worktrees/.*/(commondir|gitdir|HEAD)")
+HALF_MADE_TRIES = 14
 FALLBACK_IDENTITY = {
     "GIT_AUTHOR_NAME": "batch-tasks", "GIT_AUTHOR_EMAIL": "batch-tasks@localhost",
     "GIT_COMMITTER_NAME": "batch-tasks", "GIT_COMMITTER_EMAIL": "batch-tasks@localhost",
@@ -69,22 +81,26 @@ def git(*args: str, cwd: Path | str, allowed: tuple[int, ...] = (0,), input: byt
 
     Output is decoded with surrogate escapes, so that any path git prints goes back
     to the file system unchanged."""
-    try:
-        done = subprocess.run(
-            ["git", *OPTIONS, *args],
-            cwd=cwd,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            env=_environment(cwd if args[0] in COMMITTING else None),
-        )
-    except FileNotFoundError:
-        raise BatchError("isolation: worktree needs git on PATH") from None
-    result = Result(done.returncode, done.stdout.decode("utf-8", "surrogateescape"),
-                    done.stderr.decode("utf-8", "replace"))
-    if result.status not in allowed:
-        raise GitError(args, cwd, result.status, result.err)
-    return result
+    for waited in range(HALF_MADE_TRIES):
+        try:
+            done = subprocess.run(
+                ["git", *OPTIONS, *args],
+                cwd=cwd,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                env=git_config_guard.environment(args, cwd, _environment(cwd if args[0] in COMMITTING else None)),
+            )
+        except FileNotFoundError:
+            raise BatchError("isolation: worktree needs git on PATH") from None
+        result = Result(done.returncode, done.stdout.decode("utf-8", "surrogateescape"),
+                        done.stderr.decode("utf-8", "replace"))
+        if result.status in allowed:
+            return result
+        if not HALF_MADE_WORKTREE.search(result.err):
+            break
+        time.sleep(0.05 * (waited + 1))  # another run's `git worktree add` finishes its entry meanwhile
+    raise GitError(args, cwd, result.status, result.err)
 
 
 def environment_for_worktrees() -> dict[str, str]:
@@ -118,6 +134,12 @@ def rev(ref: str, cwd: Path | str) -> str | None:
     """The commit `ref` names, or None if it names none."""
     found = git("rev-parse", "-q", "--verify", "--end-of-options", f"{ref}^{{commit}}", cwd=cwd, allowed=(0, 1))
     return found.text or None
+
+
+def changed_paths(base: str, tip: str, cwd: Path | str) -> list[str]:
+    """The paths (repository-relative) that differ between two commits, a rename as both its names."""
+    return git("diff", "--name-only", "-z", "--no-renames", "--no-textconv", "--no-ext-diff", base, tip, "--",
+               cwd=cwd).fields()
 
 
 def is_ancestor(commit: str, of: str, cwd: Path | str) -> bool:

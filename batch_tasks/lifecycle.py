@@ -5,8 +5,10 @@
               executors), in its own git worktree with `isolation: worktree`;
               after a failure the runner is told whether, and when, to come back for another
               (see retry.py): the slot is free meanwhile
-    land      after the agent succeeded: its work committed (isolated), its `check` run, its
-              branch merged through the run's one merge queue; any of these can fail the attempt
+    land      after the agent succeeded: its work committed (isolated) and refused if it touched a
+              protected path (protected_paths), its `check` run, its branch merged through the
+              run's one merge queue; any of these can fail the attempt (and so does a change it
+              made to the repository's git settings: repository_guard)
     record    on success, its result record with the evidence, durably, before anything else
     tick      then its checkbox
 
@@ -25,12 +27,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import checkbox, prompt, retry
+from . import checkbox, prompt, protected_paths, retry
 from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
 from .check import Check
 from .errors import BatchError
 from .events import CHECK, SETUP, STEP
-from .git import environment_for_worktrees
+from .git import changed_paths, environment_for_worktrees
 from .item_status import DONE, read_status
 from .plan import Group, Item
 from .records import Attempt, failure_record, record_failure, record_success, success_record
@@ -62,6 +64,9 @@ class Finished:
 
     failure: str | None = None
     interrupted: bool = False
+
+
+CLAIM_CHARACTERS = 2000  # of the agent's final message, kept in its attempt's record beside the check's verdict
 
 
 @dataclass(frozen=True)
@@ -113,15 +118,21 @@ class ItemRun:
     def attempt(self) -> Finished | Again:
         job, number = self.job, len(self.attempts) + 1
         running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
+        guard, name = self.run.repository, f"{job.item.key} attempt {number}"
+        if guard is not None:
+            guard.started(name)
         try:  # here or on a remote worker: the run's executor (see executors)
             attempt = self.run.executor.attempt(self, number, self.prompt_context(), running,
                                                 self.session_to_continue())
         except BatchError as error:  # its worktree could not be made, or its setup failed
             return self.fail(f"worktree: {error}")
+        finally:
+            changed = guard.ended(name) if guard is not None else None
         if self.adjusted is not None:
             attempt.extra["adjusted"] = self.adjusted.record()
             self.adjusted = None
         self.attempts.append(attempt)
+        self.fail_for_repository_changes(attempt, changed)
         if attempt.outcome is not None and attempt.outcome.ok:
             self.land(attempt)
         outcome = attempt.outcome
@@ -192,6 +203,16 @@ class ItemRun:
                                                                  job.settings, log)
         return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
 
+    def fail_for_repository_changes(self, attempt: Attempt, changed) -> None:
+        """What changed in the repository's git settings while the attempt ran was put back (see
+        repository_guard): the attempt fails, naming it; for good if it ran alone."""
+        if changed is not None and attempt.outcome is not None:
+            said, names = attempt.outcome, ", ".join(changed.names)
+            reason = (f"changed the repository's {names} (undone)" if changed.alone else
+                      f"the repository's {names} changed while it ran, by it or an attempt beside it (undone)")
+            attempt.outcome = Outcome(ok=False, reason=reason, failure_class=PERMANENT if changed.alone else TRANSIENT,
+                                      result_text=said.result_text, data=said.data)
+
     def land(self, attempt: Attempt) -> None:
         """The agent succeeded: commit its work, check it, merge it; or fail the attempt, saying why."""
         job, workspace, said = self.job, self.workspace, attempt.outcome
@@ -201,11 +222,16 @@ class ItemRun:
             attempt.outcome = Outcome(ok=False, reason=reason, failure_class=failure,
                                       result_text=said.result_text, data=said.data)
 
+        if self.lands:  # what the agent says it did, kept beside what the gate finds
+            attempt.extra["claim"] = self.run.redactor.text(said.result_text[-CLAIM_CHARACTERS:])
         try:
             if workspace is not None:
                 committed = workspace.commit_leftovers(settings["allow_empty"])
                 if not committed.changed and not settings["allow_empty"]:
                     return failed("no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT)
+                touched = self.protected_paths_touched(attempt, workspace, committed.commit)
+                if touched:
+                    return failed(", ".join(f"touched protected path {path}" for path in touched), PERMANENT)
             check = Check.from_settings(settings, item.group, item.module)
             if check is None and workspace is None:
                 return  # nothing to land
@@ -230,6 +256,13 @@ class ItemRun:
                     self.workspace = None
         except BatchError as error:  # git refused something: the work stays where it is
             failed(f"landing its work: {error}", PERMANENT)
+
+    def protected_paths_touched(self, attempt: Attempt, workspace, tip: str) -> list[str]:
+        """The protected paths the item's work touched (see protected_touched), kept in the
+        attempt's record beside its claim and its check's verdict."""
+        touched = protected_touched(self.job.settings, self.job.item, workspace, tip)
+        attempt.extra["protected"] = {"touched": self.run.redactor.value(touched)}
+        return touched
 
     def session_to_continue(self) -> str | None:
         """After a failed check, the session that made the work: the next attempt goes on with it in
@@ -271,6 +304,17 @@ class ItemRun:
         record_failure(self.folder, record)
         self.run.hub.publish("item_finished", self.job.item.key, record)
         return Finished("interrupted: the run was stopped", interrupted=True)
+
+
+def protected_touched(settings: Mapping[str, Any], item: Item, workspace, tip: str) -> list[str]:
+    """The paths the item's work (its worktree's base to TIP) changed that `protect` covers and
+    its text does not name (see protected_paths). Shared with recovery's landing."""
+    check = Check.from_settings(settings, item.group, item.module)
+    named_by_check = protected_paths.check_paths(check.command(workspace.path) if check else (),
+                                                 str(workspace.isolation.relative_folder), str(workspace.path))
+    protect = protected_paths.globs(settings["protect"], named_by_check)
+    changed = changed_paths(workspace.base, tip, workspace.isolation.top)
+    return protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)
 
 
 def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, state: BatchState,

@@ -15,8 +15,9 @@ What is compared (any difference, or anything that cannot be read: the full load
   of an item that has none: its lstat (kind, inode, size, mtime, ctime), walked without
   following a link; and run.lock empty (no run in progress, none killed).
 
-A stamp is signed with the user's key (plan_cache's): the agents can write the state
-folder, and a stamp they made could otherwise keep items from running. A time from
+A stamp is signed with the user's key (plan_cache's): a state folder someone else made
+is never taken. An agent (the same user) could read the key and forge a stamp; that
+only keeps items from running, as ticking task.md itself would: a stamp runs nothing. A time from
 lstat is trusted only when it is older than RACY_SECONDS at the stamp's writing, since
 a change within the file system's clock granularity could leave it as it was: a run
 right after records were written leaves no stamp, and the next one does.

@@ -14,11 +14,16 @@ written without following any symbolic link), and one secret of the user's,
   every item's checkbox mark masked. A tick changes a mark only, so the cache
   survives the ticks of a run: each item's `done` and line as written are read
   from its mark in the file as it is now.
-- Signed (HMAC) with the user's secret, kept outside the workspace: the state
-  folder is writable by the agents, and a plan crafted there, with a key anyone
-  can compute, could otherwise set the command that the runner runs.
+- Signed (HMAC) with the user's secret, kept outside the workspace, so that a state
+  folder made by someone else (shared, committed) is never taken. An agent runs as
+  the user and can read that secret: so the cache only ever serves what runs nothing
+  (listing, `doit info`, `--dry-run`, the graph, deciding there is nothing to run);
+  a `run-batch` that runs anything parses task.md afresh (taskfile.load_plan's
+  `trust_cache`), and its plan replaces the cache.
 - Anything wrong with it (missing, damaged, crafted, made by other code, a link)
   only means that the plan is parsed afresh.
+- Never kept for a task.md that names a secret of the environment (see redaction):
+  the plan holds its commands, and plan.json would keep the secret in clear.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 from . import __version__
 from . import plan as plan_mod
 from .plan import Item, Plan, mark_column
+from .redaction import Redactor
 
 NAME = "plan.json"
 FORMAT = 1
@@ -180,6 +186,8 @@ def load(cache_dir: Path, path: Path, data: bytes) -> Plan | None:
 def store(cache_dir: Path, path: Path, data: bytes, plan: Plan) -> None:
     """Keep PLAN, parsed from DATA, for the next load; a cache that cannot be written only costs time."""
     marks = [item.mark_offset for item in plan.items()]
+    if Redactor(os.environ)(data) != data:
+        return  # task.md names a secret of the environment: it is never kept in clear
     secret = signing_key()
     key = _key(path, data, marks) if all(offset > 0 for offset in marks) else None
     if secret is None or key is None:

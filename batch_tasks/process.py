@@ -234,7 +234,8 @@ class Supervisor:
                 raise StoppedError()
             on_start(processes)
             _feed(child.stdin, stdin)
-            output = OutputStream(child.stdout.fileno(), log, on_line, redact or Redactor({}))
+            # Unless told otherwise, this process's own secrets: a setup or a check prints them too.
+            output = OutputStream(child.stdout.fileno(), log, on_line, redact if redact is not None else Redactor(os.environ))
             turn.end()
             return self._watch(child, processes, output, on_exit, limits, exited)
         finally:

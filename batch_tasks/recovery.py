@@ -32,7 +32,7 @@ from .attempt_processes import stop_leftovers
 from .attempt import outcome_of
 from .batch import Batch
 from .item_status import RUNNING_NOW, read_status
-from .lifecycle import finish_success
+from .lifecycle import finish_success, protected_touched
 from .plan import Group, Item
 from .records import Attempt, success_record, tick
 from .staleness import KILLED_MID_RUN, TICK_PENDING
@@ -118,6 +118,8 @@ class _Landing:
             workspace = workspace or isolation.reopen(item.group, item.module)
             if workspace is None or not workspace.commit_leftovers(group.settings["allow_empty"]).changed:
                 return None
+        if protected_touched(group.settings, item, workspace, workspace.tip()):
+            return None  # it runs again, and fails there, naming what it touched
         check = Check.from_settings(group.settings, item.group, item.module)
         with folder.open_log() as log:
             if check is not None and not check.run(workspace.path, workspace.folder, isolation.supervisor, log).passed:

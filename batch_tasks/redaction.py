@@ -39,7 +39,7 @@ def _encode(text: str) -> bytes:
 
 def _forms(secret: str) -> set[str]:
     """Every form of one secret worth looking for."""
-    forms = {secret, secret.replace("\n", "\r\n")}
+    forms = {secret, secret.replace("\n", "\r\n"), repr(secret)[1:-1]}  # repr: as `doit info` shows settings
     escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
     for candidate in (escaped, json.dumps(secret)[1:-1]):
         forms |= {candidate, candidate.replace("/", "\\/")}
@@ -107,6 +107,20 @@ class Redactor:
 
     def stream(self) -> "StreamRedactor":
         return StreamRedactor(self)
+
+
+class MaskedText:
+    """A text stream that writes what it is given masked: for a command whose every write is
+    one whole value or line (doit's `info`)."""
+
+    def __init__(self, stream, redactor: Redactor):
+        self.stream, self.redactor = stream, redactor
+
+    def write(self, text: str) -> int:
+        return self.stream.write(self.redactor.text(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 class StreamRedactor:

@@ -103,6 +103,7 @@ def build(batch, run_id: str) -> dict[str, Any]:
             if row["cost_usd"] or row["tokens_fresh"]
         ][:TOP_EXPENSIVE],
         "failures": [_failure(batch, row, run_id) for row in rows if row["outcome"] in (history.FAILED, history.INTERRUPTED)],
+        "claims": [claim for row in rows for claim in _claims(row)],
         "graph": _graph(batch),
     }
 
@@ -293,6 +294,20 @@ def _failure(batch, row, run_id: str) -> dict[str, Any]:
         "log": folder.log,
         "output_tail": _tail(folder.log, row["key"], run_id),
     }
+
+
+def _claims(row) -> list[dict[str, Any]]:
+    """Each landing attempt of an item: what its agent said beside what the gate found (its
+    check's verdict, the protected paths its work touched)."""
+    found = []
+    for attempt in row["attempts"]:
+        if "claim" not in attempt:
+            continue
+        check = attempt.get("check")
+        found.append({"item": row["key"], "attempt": attempt["attempt"], "claim": attempt["claim"],
+                      "check": "not run" if check is None else "passed" if check.get("passed") else "failed",
+                      "touched": (attempt.get("protected") or {}).get("touched", []), "ok": attempt.get("ok")})
+    return found
 
 
 def _cause_text(reason: str, exit_status: int | None) -> str:

@@ -35,6 +35,7 @@ from .errors import SettingError
 # `check_retries` times), or its merge conflicted (retried from the new tip, against `retries`).
 CHECK, CONFLICT = "check", "conflict"
 MAX_WAITS = 5  # an item that hits a limit more often than this fails, so no batch waits forever
+MAX_PAUSE = 24 * 3600  # the longest one pause lasts, whatever reset time a limit names
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ def decide(
     if failure == WAIT and retry_at is not None and retry_at > now:
         if counts.waits >= MAX_WAITS:
             return Decision(False, why=f"a limit was hit {counts.waits + 1} times")
+        if retry_at > now + MAX_PAUSE:  # a limit years away (or a mistake) must not hold the batch that long
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(retry_at))
+            return Decision(True, WAIT, now + MAX_PAUSE, f"limit resets at {when}, more than {MAX_PAUSE // 3600}h away: "
+                                                         f"paused {MAX_PAUSE // 3600}h at most, then tried again")
         when = time.strftime("%H:%M:%S", time.localtime(retry_at))
         return Decision(True, WAIT, retry_at, f"limit resets at {when}")
     if failure == CHECK:

@@ -33,6 +33,7 @@ class Run:
     redactor: Redactor = field(default_factory=lambda: Redactor(os.environ))
     isolation: Any = None  # worktree.Isolation, when any item runs isolated
     merge_queue: Any = None  # merge_queue.MergeQueue, with it
+    repository: Any = None  # repository_guard.AdminFiles: the repository's git settings as the run found them
     executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
     hub: Hub = field(init=False)
     _digests: dict[int, str] = field(default_factory=dict, repr=False)

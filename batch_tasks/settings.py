@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from . import protected_paths
 from .agents import AGENTS
 from .errors import SettingError
 from .retry import DEFAULT_ADJUST, parse_adjust
@@ -151,10 +152,13 @@ def _isolation(value: Any) -> str:
 
 
 def _branch_name(value: Any) -> str:
-    """Checked as a ref name by git itself when the batch loads (worktree.Isolation.validate)."""
+    """Checked as a ref name by git itself when the batch loads (worktree.Isolation.validate).
+    `refs/heads/main`, as git itself spells it, is the branch `main`."""
     if not isinstance(value, str) or not value.strip() or value != value.strip():
         raise SettingError(f"must be a branch name such as batch/refactor, not {value!r}")
-    return value
+    if value.startswith("refs/") and not value.startswith("refs/heads/"):
+        raise SettingError(f"must be a branch, not the ref {value!r}")
+    return value.removeprefix("refs/heads/")
 
 
 def _relative_globs(value: Any) -> tuple[str, ...]:
@@ -164,6 +168,16 @@ def _relative_globs(value: Any) -> tuple[str, ...]:
     for glob in value:
         if glob.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", glob):
             raise SettingError(f"must hold relative paths only, not {glob!r}")
+    return tuple(value)
+
+
+def _protected_globs(value: Any) -> tuple[str, ...]:
+    """Relative to the repository; `[]` protects nothing."""
+    if not isinstance(value, list) or not all(isinstance(glob, str) and glob.strip() for glob in value):
+        raise SettingError("must be a list of globs, relative to the repository, e.g. [\"{check}\", \"tests/*\"]")
+    for glob in value:
+        if glob.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", glob):
+            raise SettingError(f"must hold relative globs only, not {glob!r}")
     return tuple(value)
 
 
@@ -246,6 +260,8 @@ FIELDS: Mapping[str, Field] = {
         # Where the work lands: a different branch starts from HEAD, without the work done so far.
         Field("integrate", _branch_name, None, group=False, fingerprinted=True),
         Field("allow_empty", _flag, False, group=True, fingerprinted=False),
+        # What an item's work may not change (README: "A tick means the work landed").
+        Field("protect", _protected_globs, protected_paths.DEFAULT, group=True, fingerprinted=False),
         # Where attempts run (README: "Beyond one machine"): this machine, or a Dask cluster's
         # workers, which fetch from and push to `remote` and get only the `pass_env` variables.
         Field("executor", _executor, "local", group=False, fingerprinted=False),

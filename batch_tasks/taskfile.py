@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import plan_cache
 from . import settings as settings_mod
@@ -36,25 +36,31 @@ CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 OWN_BY_INDENT = ("batch", "speckit", "kiro")
 
 
-def load_plan(path: Path, cache_dir: Path | None = None, *, for_dry_run: bool = False) -> Plan:
+def load_plan(path: Path, cache_dir: Path | None = None, *, for_dry_run: bool = False, trust_cache: bool = True,
+              before_keeping: Callable[[Plan], None] | None = None) -> Plan:
     """Read and parse task.md, reusing the plan cached (see plan_cache) for these bytes.
 
     An agent that cannot run as configured (plan.agent_problem) is an error, except
-    `for_dry_run`, which lists the plan anyway.
+    `for_dry_run`, which lists the plan anyway. `trust_cache=False` parses afresh (and
+    keeps that plan): what runs never comes from a cache an agent could have written.
+    A plan parsed afresh is kept only once `before_keeping` (the rest of the load's
+    checks) accepted it, so a batch that cannot load leaves no cache.
 
     Parsing 10,000 items takes markdown-it about half a second; checking and
     reading the cache a few hundredths, so a batch that did not change loads fast.
     """
     data = _read(path)
-    if cache_dir is not None:
+    if cache_dir is not None and trust_cache:
         cached = plan_cache.load(cache_dir, path, data)
         if cached is not None:
             return _checked(cached, for_dry_run)
-    plan = parse(_decode(path, data), path)
+    plan = _checked(parse(_decode(path, data), path), for_dry_run)
     plan_cache.locate_marks(plan, data)
+    if before_keeping is not None:
+        before_keeping(plan)
     if cache_dir is not None:
         plan_cache.store(cache_dir, path, data, plan)
-    return _checked(plan, for_dry_run)
+    return plan
 
 
 def _checked(plan: Plan, for_dry_run: bool) -> Plan:

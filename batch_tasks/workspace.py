@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .worktree import Isolation
 
 RECORD = "batch-tasks.json"
+MAX_FILE_BYTES = 100 * 2**20  # as GitHub's own limit: a bigger file is a mistake, or an attack on the runner's time
 
 
 class WorkspaceError(BatchError):
@@ -101,7 +102,7 @@ class AttemptWorkspace:
         """A failed or interrupted attempt: commit (WIP) what is uncommitted, and leave it all in place."""
         try:
             wip, note = commit_work(self.path, self.baseline, wip_message(self.isolation, self.key, why, self.run_id)), ""
-        except GitError as error:
+        except BatchError as error:  # git refused, or a file too big to commit: all stays uncommitted
             wip, note = False, str(error)
         return Kept(self.path, self.branch, self.tip(), wip, note)
 
@@ -126,6 +127,7 @@ def commit_work(path: Path, baseline: Baseline, message: str) -> bool:
     untouched = [p for p in dirty if baseline.untouched_since(path, p)]
     if len(untouched) == len(dirty):
         return False
+    _refuse_huge_files(path, [p for p in dirty if p not in untouched])
     specs = ["."] + [f":(exclude,literal){p}" for p in untouched]
     git("add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=path,
         input="\0".join(specs).encode("utf-8", "surrogateescape"))
@@ -133,6 +135,18 @@ def commit_work(path: Path, baseline: Baseline, message: str) -> bool:
         return False
     git("commit", "-q", "--no-verify", "-F", "-", cwd=path, input=message.encode())
     return True
+
+
+def _refuse_huge_files(worktree: Path, paths: list[str]) -> None:
+    """git would take minutes to hash a file of gigabytes (a sparse one costs the agent nothing)."""
+    for relative in paths:
+        try:
+            size = os.lstat(worktree / relative).st_size
+        except OSError:
+            continue
+        if size > MAX_FILE_BYTES:
+            raise WorkspaceError(f"the agent left {relative}, of {size / 2**20:,.0f} MiB: batch-tasks commits no file "
+                                 f"over {MAX_FILE_BYTES // 2**20} MiB; it is left uncommitted in {worktree}")
 
 
 def _message(isolation: "Isolation", key: str, title: str, body: str, result: str, run_id: str) -> str:

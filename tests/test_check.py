@@ -13,6 +13,9 @@ import pytest
 from batch_tasks.check import TAIL_BYTES, TAIL_LINES, Check
 from batch_tasks.errors import SettingError
 from batch_tasks.settings import FIELDS, fingerprinted, parse_setting, resolve
+from batch_tasks.taskfile import load_plan
+from batch_tasks.worktree import Isolation
+from gitrepo import git, make_repo
 
 
 def python(code: str) -> tuple[str, ...]:
@@ -119,3 +122,17 @@ def test_what_makes_an_item_stale():
     # Defaults change no fingerprint: a batch written before these settings stays current.
     assert fingerprinted(resolve({}, {})) == {}
     assert fingerprinted(resolve({"isolation": "worktree"}, {})) == {"isolation": "worktree"}
+
+
+def test_integrate_names_a_branch_as_git_spells_it_too(tmp_path):
+    """`integrate: refs/heads/main` is the branch main, not refs/heads/refs/heads/main."""
+    assert parse_setting("integrate", "refs/heads/work/batch", in_group=False) == "work/batch"
+    with pytest.raises(SettingError, match="must be a branch, not the ref 'refs/tags/v1'"):
+        parse_setting("integrate", "refs/tags/v1", in_group=False)
+    repo = make_repo(tmp_path / "repo")
+    (repo / "task.md").write_text("---\nagent: command\ncommand: [\"true\"]\nisolation: worktree\n"
+                                  "integrate: refs/heads/landing\n---\n# B\n## G\n- [ ] a: do\n")
+    isolation = Isolation(repo / "task.md", load_plan(repo / "task.md").settings)
+    isolation.validate()
+    isolation.prepare()
+    assert git("for-each-ref", "--format=%(refname)", cwd=repo).split() == ["refs/heads/landing", "refs/heads/main"]

@@ -16,6 +16,7 @@ from batch_tasks.checkbox import set_checkbox
 from batch_tasks.plan import Plan
 from batch_tasks.state import BatchState
 from batch_tasks.taskfile import load_plan, parse
+from conftest import FRONT_MATTER
 
 FRONT = "---\ncommand: [x]\nmax_concurrent: {command: 2}\n---\n"
 TEXT = FRONT + "# T\n## One\n<!-- parallel: 2 -->\n- [ ] a: first\n  with a body\n- [x] `src/b`: second\n## Two\n- [ ] a: third\n"
@@ -170,14 +171,38 @@ def test_a_planted_cache_runs_no_code(batch, tmp_path):
         assert not marker.exists(), args
     assert batch.runs("done") == {"g:a": 1, "g:b": 1}  # task.md's own command ran
 
-    # Signed with the user's secret, that same forgery would be taken: the signature is what kept it out.
-    forged = forged_cache(batch, marker)
-    header, body = forged.split(b"\n", 1)
+
+
+def signed_forgery(batch, marker: Path) -> bytes:
+    """The forgery, signed with the user's key: an agent runs as the user, and can read it."""
+    header, body = forged_cache(batch, marker).split(b"\n", 1)
     header = json.loads(header)
     header["signature"] = plan_cache._signature(plan_cache.signing_key(), header["key"], header["marks_then"], body)
-    (state / "plan.json").write_bytes(json.dumps(header).encode() + b"\n" + body)
-    plan = load_plan(batch.taskfile, state)
-    assert plan.group("g").settings["command"] == ("touch", str(marker))
+    return json.dumps(header).encode() + b"\n" + body
+
+
+def test_a_cache_signed_with_the_users_key_runs_no_code(batch, tmp_path):
+    """What runs comes from task.md as it is: a cache that lists as the forger wants still runs
+    nothing of the forger's, whether items are new, changed by the forgery, or picked by name."""
+    batch.write("## G\n- [ ] a: one\n- [ ] b: two\n")
+    (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    marker = tmp_path / "PWNED"
+    state = cache_of(batch.taskfile)
+    state.mkdir(parents=True)
+    (state / "plan.json").write_bytes(signed_forgery(batch, marker))
+    assert load_plan(batch.taskfile, state).group("g").settings["command"] == ("touch", str(marker))  # it lists so
+
+    result = batch.run("run-batch")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not marker.exists()
+    assert batch.runs("done") == {"g:a": 1, "g:b": 1}
+    assert load_plan(batch.taskfile, state).group("g").settings["command"] != ("touch", str(marker))  # replaced
+
+    for args in (("run-batch",), ("run-batch", "g:a"), ("run-batch", "--always")):
+        (state / "plan.json").write_bytes(signed_forgery(batch, marker))  # with the items ticked: "changed"
+        result = batch.run(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not marker.exists(), args
 
 
 def test_the_cache_is_never_read_or_written_through_a_link(tmp_path):
@@ -263,3 +288,14 @@ def test_fields_added_to_the_plan_are_carried_without_a_change_to_the_cache(tmp_
     decoded = json.loads(encoded, object_hook=lambda value: plan_cache._decode(value, path.read_bytes(), set()))
     assert decoded == extended
     assert [item.also_ticks for item in decoded.items()] == [boxes] * 3
+
+
+def test_a_batch_that_cannot_load_leaves_no_cache(batch):
+    """A template error is found after task.md is parsed: the plan is not kept all the same."""
+    (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    (batch.path / "broken.j2").write_text("{% if %}\n")
+    batch.write("## G\n- [ ] a: one\n", front_matter=FRONT_MATTER.replace("---\n", "---\ntemplate: broken.j2\n", 1))
+    for args in (("list",), ("run-batch",), ("run-batch", "--dry-run")):
+        result = batch.run(*args)
+        assert result.returncode != 0 and "broken.j2" in result.stderr, result.stdout + result.stderr
+        assert not (cache_of(batch.taskfile) / "plan.json").exists(), args

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import time
 
 from conftest import FRONT_MATTER
 
@@ -216,4 +217,28 @@ def test_a_limit_that_resets_at_infinity_is_no_pause(batch):
     batch.behave(a={"print": "batch-tasks: retry at inf", "exit": 1})
     result = batch.run("run-batch")
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
-    assert "exit status 1" in json.loads((batch.state("g", "a") / "failure.json").read_text())["reason"]
+    assert "retry at inf`: not a time to wait for" in json.loads((batch.state("g", "a") / "failure.json").read_text())["reason"]
+
+
+def test_a_limit_that_resets_beyond_any_calendar_is_a_clear_failure(batch):
+    batch.write("# T\n## G\n- [ ] a: odd limit\n", FRONT_MATTER.replace("agent: command\n", "agent: command\nretries: 0\n"))
+    batch.behave(a={"print": "batch-tasks: retry at 1e20", "exit": 1})
+    result = batch.run("run-batch")
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    failure = json.loads((batch.state("g", "a") / "failure.json").read_text())
+    assert failure["reason"] == "it said `batch-tasks: retry at 1e20`: not a time to wait for (Unix or ISO 8601 time)"
+    assert failure["attempts"][0]["failure_class"] == "permanent"
+
+
+def test_a_limit_that_resets_in_years_pauses_a_day_at_most_and_says_so():
+    from batch_tasks import retry
+    from batch_tasks.agents.command import CommandReader
+
+    reader = CommandReader()
+    reader.feed("batch-tasks: retry at 9999-12-31")
+    outcome = reader.outcome(1)
+    assert outcome.failure_class == "wait"
+    now = time.time()
+    decision = retry.decide(outcome.failure_class, outcome.retry_at, retry.Counts(), {"retries": 2}, now)
+    assert decision.retry and decision.at == now + retry.MAX_PAUSE
+    assert decision.why == "limit resets at 9999-12-31 00:00:00, more than 24h away: paused 24h at most, then tried again"

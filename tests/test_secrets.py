@@ -7,6 +7,7 @@ escaped as JSON encoders do and as nobody does.
 
 import json
 import os
+import subprocess
 import sys
 
 
@@ -94,3 +95,41 @@ def test_a_secret_in_a_check_s_command_line_is_masked_where_its_step_is_shown(ba
     assert [event["data"]["step"] for event in steps] == ["agent", "check"] and steps[1]["text"].endswith(" pass ***")
     shown = [batch.state("g", "a") / name for name in ("events.jsonl", "output.log", "result.json")]
     assert leaks("".join(path.read_text() for path in shown) + result.stdout + result.stderr) == []
+
+
+def test_what_setup_and_the_merged_state_check_print_is_masked_everywhere_kept(tmp_path):
+    """worktree_setup and the check (on the item's worktree, and again on the merged state) print the
+    secret, and task.md's check names it: masked in every file kept, the report, `doit info`, plan.json."""
+    from gitrepo import git
+    from test_git_guard import hostile_batch, run_batch
+
+    prints = "import os, sys; print(sys.argv[1], os.environ['SPLIT_SECRET'], flush=True)"
+    setup = json.dumps([sys.executable, "-c", prints, "setup"])
+    check = json.dumps([sys.executable, "-c", prints, "check", SPLIT])
+    started = {name: str(tmp_path / f"{name}-started") for name in ("a", "b")}
+    plan = {name: {"write": {started[name]: "", f"{name}.py": "x = 1\n"}, "wait_for": started[other]}
+            for name, other in (("a", "b"), ("b", "a"))}  # both start from one tip: the second merges on a moved one
+    repo = hostile_batch(tmp_path, "# T\n## G\n- [ ] a: one\n- [ ] b: two\n", plan, worktree_setup=setup, check=check,
+                         parallel="2")
+    result = run_batch(repo, tmp_path, env={"SPLIT_SECRET": SPLIT})
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = [json.loads((repo / ".batch" / "task" / "items" / "g" / name / "result.json").read_text()) for name in "ab"]
+    assert any(record["merge"].get("merged_state_check") for record in records)  # the check ran on the merged state
+    (repo / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    info = subprocess.run([sys.executable, "-m", "doit", "info", "g:a"], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "SPLIT_SECRET": SPLIT}, timeout=60)
+    report = subprocess.run([sys.executable, "-m", "doit", "batch-report", "-o", str(tmp_path / "report.html")],
+                            cwd=repo, capture_output=True, text=True, env={**os.environ, "SPLIT_SECRET": SPLIT},
+                            timeout=60)
+    assert info.returncode == 0 and report.returncode == 0, info.stderr + report.stderr
+    assert "***" in info.stdout, info.stdout
+    checkouts = (repo / ".batch" / "task" / "integration", repo / ".batch" / "task" / "worktrees")  # the user's files
+    files = [p for p in (repo / ".batch").rglob("*")
+             if p.is_file() and p.suffix != ".sqlite" and not any(p.is_relative_to(c) for c in checkouts)]
+    assert not (repo / ".batch" / "task" / "plan.json").exists()  # task.md names the secret: no plan kept
+    kept_text = "".join(p.read_text(errors="replace") for p in [*files, tmp_path / "report.html"])
+    assert "setup ***" in kept_text and "check ***" in kept_text
+    leaked = {str(p): p.read_text(errors="replace").count(SPLIT) for p in [*files, tmp_path / "report.html"]}
+    assert {path: count for path, count in leaked.items() if count} == {}
+    assert [form for form in forms(SPLIT) if form in kept_text + info.stdout + result.stdout + result.stderr] == []
+    assert SPLIT not in git("log", "--all", "--format=%B", cwd=repo)

@@ -9,7 +9,6 @@ next attempt is adjusted to that (see retry.py).
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections import deque
@@ -34,6 +33,7 @@ class CommandReader(OutputReader):
         self.tail: deque[str] = deque(maxlen=RESULT_LINES)
         self.retry_at: float | None = None
         self.cause: str | None = None
+        self.no_time: str | None = None  # a `retry at` line whose time is none to wait for
 
     def feed(self, line: str) -> list[AgentEvent]:
         self.tail.append(line)
@@ -43,6 +43,9 @@ class CommandReader(OutputReader):
         limit = RETRY_AT.match(line)
         if limit:
             self.retry_at = _when(limit.group(1))
+            if self.retry_at is None:
+                self.no_time = line
+                return [AgentEvent("output", line)]
             return [AgentEvent("error", line, {"failure_class": WAIT, "retry_at": self.retry_at})]
         return [AgentEvent("output", line)]
 
@@ -53,6 +56,9 @@ class CommandReader(OutputReader):
         if self.retry_at is not None:
             return Outcome(ok=False, reason=f"a limit, until {time.strftime('%H:%M:%S', time.localtime(self.retry_at))}",
                            failure_class=WAIT, retry_at=self.retry_at, result_text=result)
+        if self.no_time is not None:
+            return Outcome(ok=False, reason=f"it said `{self.no_time}`: not a time to wait for (Unix or ISO 8601 time)",
+                           failure_class=PERMANENT, result_text=result)
         if exit_status < 0:
             return Outcome(ok=False, reason=f"killed by signal {-exit_status}", failure_class=TRANSIENT, result_text=result)
         return Outcome(ok=False, reason=f"exit status {exit_status}" + (f" ({self.cause})" if self.cause else ""),
@@ -60,16 +66,20 @@ class CommandReader(OutputReader):
 
 
 def _when(text: str) -> float | None:
-    """Unix time, or an ISO 8601 time (local unless it says its zone)."""
+    """Unix time, or an ISO 8601 time (local unless it says its zone); None for what is neither,
+    or is no date of the calendar (`inf`, `1e20`)."""
     try:
         moment = float(text)
-        return moment if math.isfinite(moment) else None  # `inf` is no time to wait for
     except ValueError:
-        pass
+        try:
+            return datetime.fromisoformat(text.strip()).timestamp()
+        except (ValueError, OverflowError, OSError):
+            return None
     try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
+        datetime.fromtimestamp(moment)
+    except (ValueError, OverflowError, OSError):
         return None
+    return moment
 
 
 class CommandAgent(Agent):
