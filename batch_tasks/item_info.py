@@ -1,11 +1,12 @@
 """`doit info GROUP:MODULE` for a batch's item: what a person asks of it, in a screenful.
-Its state, whether it would run and why, what it waits for, its prompt's first lines
+Its state, whether it would run and why, what it waits for, its check, its prompt's first lines
 and its last result. It only reads: the plan, the item's records and its output.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from typing import Any
 
@@ -29,6 +30,8 @@ def describe(batch, job) -> list[str]:
     lines.append(f"would run: yes, {verdict.reason}" if verdict.runs else "would run: no, up to date")
     lines.append(f"waits for: {graph.waits_for(batch.plan, item)}")
     lines.append(f"agent: {job.settings['agent']}" + (f", model {job.settings['model']}" if job.settings.get("model") else ""))
+    if job.settings.get("check"):
+        lines.append(f"its check: {shlex.join(job.settings['check'])}")
     prompt = _prompt(job, batch.state)
     lines.append(f"prompt, its first lines: ({len(prompt)} lines in all)")
     lines += [f"    {line}" for line in prompt[:PROMPT_LINES]]
