@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from . import item_log
 from .events import STEP, AgentEvent
 from .item_status import ABSENT, UNREADABLE, read_status
 from .state import BatchState, open_to_read
@@ -317,7 +318,7 @@ def output_tail_of(log: str, lines: int = TAIL_LINES, tail_bytes: int = 65536) -
             text = stream.read().decode("utf-8", "replace").splitlines()[1 if start else 0 :]
     except OSError:
         return []
-    headers = [i for i, line in enumerate(text) if line.startswith("=== ") and " attempt " in line and " at " in line]
+    headers = [i for i, line in enumerate(text) if item_log.is_attempt_header(line)]
     after = text[headers[-1] + 1 :] if headers else text
     printed = [line for line in after if line.strip() and not line.startswith("=== ")]
     return printed[-lines:]

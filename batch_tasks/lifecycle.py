@@ -1,6 +1,9 @@
-"""An item's lifecycle: its steps, in order, fed one by one.
+"""An item's lifecycle: its steps, in order, fed one by one, driving the item's state machine
+(see item_machine: each step is a transition it allows, noted in the item's events.jsonl).
 
-    prepare   untick it if it changed; set its old result aside; note what it is made from
+    prepare   untick it if it changed; set its old result aside; note what it is made from;
+              ask recovery where a killed or stopped run left its last attempt: one whose agent
+              had succeeded resumes at the landing step after the last it reached
     attempt   one attempt (see attempt.py), here or on a remote worker (the run's executor, see
               executors), in its own git worktree with `isolation: worktree`;
               after a failure the runner is told whether, and when, to come back for another
@@ -10,14 +13,14 @@
     record    on success, its result record with the evidence, durably, before anything else
     tick      then its checkbox
 
-A failed or interrupted item leaves a failure record and its checkbox open. Touches the
-item's state folder and its checkbox in task.md; tells the run's listeners.
+A failed or interrupted item leaves a failure record and its checkbox open; a stop anywhere
+is one "interrupted", whose record names the step reached, for the next run to go on from.
+Touches the item's state folder and its checkbox in task.md; tells the run's listeners.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import time
@@ -25,15 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import checkbox, prompt, retry
+from . import checkbox, item_log, prompt, recovery, retry
+from . import item_machine as machine
 from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
 from .check import Check
 from .errors import BatchError
 from .events import CHECK, SETUP, STEP
 from .git import environment_for_worktrees
 from .item_status import DONE, read_status
+from .process import StoppedError
 from .plan import Group, Item
-from .records import Attempt, failure_record, record_failure, record_success, success_record
+from . import records
+from .records import Attempt, RecordedAttempt, failure_record, record_failure, success_record, write_result
+from .workspace import WorkspaceError
 from .run import Run
 from .state import BatchState, state_of
 
@@ -83,13 +90,19 @@ class ItemRun:
         self.counts = retry.Counts()
         self.facts: dict[str, Any] | None = None  # set by prepare: what the result is made from
         self.workspace = None  # the attempt's worktree (workspace.AttemptWorkspace), when isolated
+        route = machine.Route.of(job.settings["isolation"] == "worktree", bool(job.settings.get("check")))
+        self.machine = machine.ItemMachine(route, on_change=self._noted)
+        self.current: Attempt | None = None  # the attempt the machine's states are of
+        self.resumed: recovery.Resumption | None = None
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
-        self.lands = job.settings["isolation"] == "worktree" or bool(job.settings.get("check"))
+        self.lands = route.lands
 
     def step(self) -> Finished | Again:
         try:
             if self.facts is None:
                 self.prepare()
+            if self.resumed is not None:
+                return self.resume()
             return self.attempt()
         except OSError as error:
             # A full disk or an unwritable state folder: task.md is only ever ticked after a
@@ -99,6 +112,9 @@ class ItemRun:
     def prepare(self) -> None:
         job = self.job
         self.folder.ensure()
+        with self.folder.open_log() as log:
+            self.resumed = recovery.resumption(job.group, job.item, self.folder, read_status(self.folder),
+                                               self.run.isolation, log)
         if job.untick_first:
             checkbox.set_checkbox(job.taskfile, job.group, job.item, False, self.state.tick_lock)
         self.folder.set_result_aside()
@@ -109,15 +125,39 @@ class ItemRun:
             "upstream": self.run.upstream_digest(job.upstream, self.state),
         }
 
+    def resume(self) -> Finished | Again:
+        """The killed or stopped attempt's agent had succeeded: its landing goes on where it stopped."""
+        found, self.resumed = self.resumed, None
+        attempt = Attempt(found.number, found.session_id, found.started, found.run_id, time.time(),
+                          found.exit_status, found.outcome, extra=found.extra)
+        self.attempts = [*map(RecordedAttempt, found.earlier), attempt]
+        self.current, self.workspace, self.machine.state = attempt, found.workspace, found.state
+        self.facts["resumed_at"] = found.state  # the record says its agent's success was a killed run's
+        if found.merge is not None:
+            attempt.extra["merge"] = found.merge
+        return self.conclude(attempt)
+
     def attempt(self) -> Finished | Again:
         job, number = self.job, len(self.attempts) + 1
         running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
+        self.current = Attempt(number, "", time.time(), self.run.run_id)
+        self.machine.fire(machine.START)
         try:  # here or on a remote worker: the run's executor (see executors)
             attempt = self.run.executor.attempt(self, number, self.prompt_context(), running,
                                                 self.session_to_continue())
         except BatchError as error:  # its worktree could not be made, or its setup failed
             return self.fail(f"worktree: {error}")
+        except StoppedError:  # stopped while its worktree was set up
+            return self.interrupted()
         self.attempts.append(attempt)
+        self.current = attempt
+        if attempt.outcome is not None and attempt.outcome.ok:
+            self.machine.fire(machine.AGENT_SUCCEEDED)
+        return self.conclude(attempt)
+
+    def conclude(self, attempt: Attempt) -> Finished | Again:
+        """Land a success from the step its item reached; then record it, or decide what comes next."""
+        job, number = self.job, attempt.number
         if attempt.outcome is not None and attempt.outcome.ok:
             self.land(attempt)
         outcome = attempt.outcome
@@ -136,17 +176,25 @@ class ItemRun:
             return self.fail(outcome.reason + (f" ({decision.why})" if decision.why else ""))
         self.counts = decision.counted(self.counts)
         cause = f"{outcome.reason}: {decision.why}"
+        self.machine.fire(machine.RETRY)
         with self.folder.open_log() as log:
-            log.write(f"=== {job.item.key} attempt {number} failed ({failure}): {cause} ===\n".encode())
+            log.write(item_log.failed_header(job.item.key, number, failure, cause))
         self.note(number, "retry", cause, {"retry_at": decision.at})  # so that batch-status can say it waits, and why
         self.run.hub.publish("item_retrying", job.item.key, number, cause, decision.at)
         return Again(decision)
 
     def note(self, number: int, kind: str, text: str, data: dict[str, Any]) -> None:
         """A line of the runner's own in the item's events.jsonl, which batch-status reads."""
-        with self.folder.open_events() as events:
-            events.write(json.dumps({"t": round(time.time(), 3), "run_id": self.run.run_id, "attempt": number,
-                                     "kind": kind, "text": text, "data": data}) + "\n")
+        item_log.append(self.folder, self.run.run_id, number, kind, text, data)
+
+    def _noted(self, event: str, before: str, after: str) -> None:
+        """Each move of the item's machine, under the attempt it is of (a resumed one's own run and
+        number): where a run killed now stopped, for the next one to read."""
+        attempt = self.current
+        # Only a landing's states say more than the agent's exit does (see recovery).
+        if attempt is not None and self.lands and after in machine.LANDING:
+            item_log.append(self.folder, attempt.run_id, attempt.number, item_log.STATE, after,
+                            {"state": after, "event": event})
 
     def tell_step(self, number: int, step: str, text: str = "") -> None:
         """The step (SETUP … MERGING, see events.py) an item that lands its work is at, and what it does there."""
@@ -169,8 +217,10 @@ class ItemRun:
         return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
 
     def land(self, attempt: Attempt) -> None:
-        """The agent succeeded: commit its work, check it, merge it; or fail the attempt, saying why."""
-        job, workspace, said = self.job, self.workspace, attempt.outcome
+        """The agent succeeded: the route's landing steps (commit its work, check it, merge it) from
+        the one after the state its item reached; or fail the attempt, saying why. A stop during
+        any of them leaves the attempt without an outcome: interrupted, at the step reached."""
+        job, said = self.job, attempt.outcome
         settings, item = job.settings, job.item
 
         def failed(reason: str, failure: str) -> None:
@@ -178,33 +228,47 @@ class ItemRun:
                                       result_text=said.result_text, data=said.data)
 
         try:
-            if workspace is not None:
-                committed = workspace.commit_leftovers(settings["allow_empty"])
-                if not committed.changed and not settings["allow_empty"]:
-                    return failed("no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT)
-            check = Check.from_settings(settings, item.group, item.module)
-            if check is None and workspace is None:
-                return  # nothing to land
             with self.folder.open_log() as log:
-                if check is not None:
-                    here = workspace.path if workspace else job.taskfile.parent
-                    self.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
-                    result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,
-                                       redact=self.run.redactor)
-                    attempt.extra["check"] = result.record()
-                    if not result.passed:
-                        return failed(result.reason, retry.CHECK)
-                if workspace is not None:
-                    merged = self.run.merge_queue.merge(workspace, check, log, settings,
-                                                        on_step=lambda step, text: self.tell_step(attempt.number, step, text))
-                    attempt.extra["merge"] = merged.record()
-                    if not merged.merged:
-                        self.keep(f"merge conflict: {merged.reason}")
-                        return failed(f"merge conflict: {merged.reason}", retry.CONFLICT)
-                    workspace.remove()
-                    self.workspace = None
+                while (step := self.machine.next_step()) not in (machine.RECORD_STEP, None):
+                    why = self.land_step(step, attempt, log)
+                    if why is not None:
+                        return failed(*why)
+                    self.machine.fire(step)
+        except StoppedError:
+            attempt.outcome = None
         except BatchError as error:  # git refused something: the work stays where it is
             failed(f"landing its work: {error}", PERMANENT)
+
+    def land_step(self, step: str, attempt: Attempt, log) -> tuple[str, str] | None:
+        """One landing step; None if it passed, else why it failed and its failure class."""
+        settings, item, workspace = self.job.settings, self.job.item, self.workspace
+        if step == machine.COMMITTED_STEP:
+            committed = workspace.commit_leftovers(settings["allow_empty"])
+            if not committed.changed and not settings["allow_empty"]:
+                return "no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT
+            return None
+        check = Check.from_settings(settings, item.group, item.module)
+        if step == machine.CHECK_STEP:
+            here = workspace.path if workspace else self.job.taskfile.parent
+            self.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
+            result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,
+                               redact=self.run.redactor)
+            attempt.extra["check"] = result.record()
+            if workspace is not None:
+                workspace.discard_leftovers()  # what a check leaves is never the item's work
+            return None if result.passed else (result.reason, retry.CHECK)
+        merged = self.run.merge_queue.merge(workspace, check, log, settings,
+                                            on_step=lambda step, text: self.tell_step(attempt.number, step, text))
+        attempt.extra["merge"] = merged.record()
+        if not merged.merged:
+            self.keep(f"merge conflict: {merged.reason}")
+            return f"merge conflict: {merged.reason}", retry.CONFLICT
+        try:
+            workspace.remove()
+        except WorkspaceError as error:  # landed all the same: what is left is named, never merged again
+            attempt.extra["kept"] = {"worktree": str(workspace.path), "branch": workspace.branch, "why": str(error)}
+        self.workspace = None
+        return None
 
     def session_to_continue(self) -> str | None:
         """After a failed check, the session that made the work: the next attempt goes on with it in
@@ -227,10 +291,13 @@ class ItemRun:
         job = self.job
         record = success_record(self.facts, job.settings, [a.record() for a in self.attempts], attempt.outcome,
                                 job.item.key)
-        record.update({name: attempt.extra[name] for name in ("check", "merge") if name in attempt.extra})
-        return finish_success(self.run, job.taskfile, job.group, job.item, self.state, record)
+        record.update({name: attempt.extra[name] for name in ("check", "merge", "kept") if name in attempt.extra})
+        if "resumed_at" in self.facts:
+            record.update(salvaged=True, resumed_at=self.facts["resumed_at"])
+        return finish_success(self.run, job.taskfile, job.group, job.item, self.state, record, self.machine)
 
     def fail(self, reason: str) -> Finished:
+        self.machine.fire(machine.GIVE_UP)
         record = failure_record(self.job.item.key, reason, self.attempts)
         record["kept"] = self.keep(reason)
         record_failure(self.folder, record)
@@ -238,7 +305,16 @@ class ItemRun:
         return Finished(reason)
 
     def interrupted(self) -> Finished:
+        reached, attempt = self.machine.state, self.current
+        self.machine.fire(machine.STOPPED)
         record = failure_record(self.job.item.key, "the run was stopped", self.attempts, interrupted=True)
+        if reached in machine.LANDING and attempt is not None:
+            # Its agent had succeeded: the next run goes on from here, without paying it again.
+            record["resume"] = {**self.facts, "state": reached, "attempt": attempt.number, "run_id": attempt.run_id,
+                                "session_id": attempt.session_id, "attempt_started": attempt.started,
+                                "earlier": [a.record() for a in self.attempts[:-1]], "extra": attempt.extra}
+            if reached != machine.AGENT_DONE and self.workspace is not None:
+                self.workspace.discard_leftovers()  # what its check left is not its work
         record["kept"] = self.keep("interrupted: the run was stopped")
         record_failure(self.folder, record)
         self.run.hub.publish("item_finished", self.job.item.key, record)
@@ -246,11 +322,15 @@ class ItemRun:
 
 
 def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, state: BatchState,
-                   record: dict[str, Any]) -> Finished:
-    """The record and tick steps, shared with recovery: a paid-for success is written first."""
-    # Recovery (no run) records before any item runs, so it takes no turn.
+                   record: dict[str, Any], item_machine: machine.ItemMachine | None = None) -> Finished:
+    """The record and tick steps: a paid-for success is written first, then ticked."""
+    item_machine = item_machine or machine.ItemMachine(machine.Route(), state=machine.AGENT_DONE)
+    # Without a run (a test of the records alone) nothing else takes turns.
     with run.supervisor.bookkeeping if run is not None else contextlib.nullcontext():
-        ticked = record_success(taskfile, group, item, state, record)
+        write_result(state.item(item.group, item.module), record)
+        item_machine.fire(machine.RECORD)
+        ticked = records.tick(taskfile, group, item, state, record)
+        item_machine.fire(machine.TICK if ticked else machine.TICK_REFUSED)
         if run is not None:
             run.hub.publish("item_finished", item.key, {**record, "ticked": ticked})
     if ticked:

@@ -26,6 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import item_log
 from .bootstrap import bootstrap
 from .check import Check, CheckResult, NullLog
 from .events import MERGING, WAITING_TO_MERGE
@@ -120,7 +121,7 @@ class MergeQueue:
             # The tip moved since the branch was made: the merged state is new, and must pass too.
             self._set_up_for(check, settings, log)
             folder = here / isolation.relative_folder
-            log.write(f"=== check on the merged state of {workspace.key} ===\n".encode())
+            log.write(item_log.note_header(f"check on the merged state of {workspace.key}"))
             try:
                 checked = check.run(worktree=here, cwd=folder, supervisor=isolation.supervisor, log=log)
             except BaseException:  # the run is stopping: the branch keeps its tip

@@ -86,3 +86,32 @@ def test_whatever_the_events_a_tick_follows_a_record_which_follows_the_routes_la
             assert reached[index - 1] == (m.MERGED if isolated else m.CHECKED if checked else m.AGENT_DONE)
         if state == m.MERGED and checked:
             assert reached[index - 1] == m.CHECKED
+
+
+def test_the_item_log_finds_an_attempts_states_exit_and_output_by_its_own_header(tmp_path):
+    from batch_tasks import item_log
+    from batch_tasks.state import BatchState
+
+    (tmp_path / "task.md").write_text("# T\n")
+    state = BatchState(tmp_path / "task.md")
+    state.ensure()
+    folder = state.item("g", "a")
+    folder.ensure()
+    item_log.append(folder, "run1", 1, item_log.STATE, "", {"state": m.COMMITTED})
+    item_log.append(folder, "run1", 2, item_log.STATE, "", {"state": m.AGENT_DONE})
+    item_log.append(folder, "run1", 1, item_log.EXIT, "", {"status": 0})
+    with open(folder.events, "a") as events:
+        events.write('{"run_id": "run1", "attempt": 1, "kind": "sta')  # a line a kill cut short
+    with folder.open_log() as log:
+        log.write(item_log.attempt_header("g:a", 1, "run1") + b"first\n")
+        log.write(item_log.note_header("check on the merged state of g:a") + b"checked\n")
+        log.write(item_log.failed_header("g:a", 1, "check", "it failed") + item_log.attempt_header("g:a", 2, "run1"))
+        log.write(b"second\n")
+    assert item_log.states_reached(folder.events, "run1", 1) == [m.COMMITTED]
+    assert item_log.exit_of(folder.events, "run1", 1) == {"status": 0}
+    assert item_log.exit_of(folder.events, "run1", 2) is None
+    assert item_log.attempt_output(folder.log, "g:a", 1, "run1") == ["first", "=== check on the merged state of g:a ===",
+                                                                      "checked"]
+    assert item_log.attempt_output(folder.log, "g:a", 2, "run1") == ["second", ""]
+    assert item_log.is_attempt_header(item_log.attempt_header("g:a", 3, "r").decode().rstrip("\n"))
+    assert not item_log.is_attempt_header("=== check on the merged state of g:a ===")
