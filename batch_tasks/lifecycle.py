@@ -146,8 +146,10 @@ class ItemRun:
             attempt = self.run.executor.attempt(self, number, self.prompt_context(), running,
                                                 self.session_to_continue())
         except BatchError as error:  # its worktree could not be made, or its setup failed
+            if self.run.supervisor.stopping.is_set():
+                return self.interrupted()  # its setup was stopped with the run
             return self.fail(f"worktree: {error}")
-        except StoppedError:  # stopped while its worktree was set up
+        except StoppedError:
             return self.interrupted()
         self.attempts.append(attempt)
         self.current = attempt
@@ -253,9 +255,11 @@ class ItemRun:
             self.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
             result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,
                                redact=self.run.redactor)
-            attempt.extra["check"] = result.record()
             if workspace is not None:
                 workspace.discard_leftovers()  # what a check leaves is never the item's work
+            if not result.passed and self.run.supervisor.stopping.is_set():
+                raise StoppedError()  # stopped with the run: its work was not judged
+            attempt.extra["check"] = result.record()
             return None if result.passed else (result.reason, retry.CHECK)
         merged = self.run.merge_queue.merge(workspace, check, log, settings,
                                             on_step=lambda step, text: self.tell_step(attempt.number, step, text))

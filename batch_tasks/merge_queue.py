@@ -31,6 +31,7 @@ from .bootstrap import bootstrap
 from .check import Check, CheckResult, NullLog
 from .events import MERGING, WAITING_TO_MERGE
 from .git import GitError, git, is_ancestor, rev
+from .process import StoppedError
 from .workspace import AttemptWorkspace, trailer_lines
 from .worktree import Isolation
 
@@ -129,6 +130,8 @@ class MergeQueue:
                 raise
             if not checked.passed:
                 self._undo()
+                if isolation.supervisor.stopping.is_set():
+                    raise StoppedError()  # stopped with the run: the merged state was not judged
                 overlap = _overlap(workspace.base, before, item, here)
                 return MergeResult(CONFLICT, f"{checked.reason} on the merged state", conflicts=overlap,
                                    check=checked, **evidence)

@@ -93,3 +93,50 @@ def test_kill_9_during_a_check_without_isolation_runs_the_check_again_before_any
     assert resumed.returncode == 1, resumed.stdout + resumed.stderr
     assert "- [ ] alpha" in (repo / "task.md").read_text()
     assert check_runs(tmp_path) == 2 and agent_starts(tmp_path) == 1
+
+
+STOPS_ITS_RUNNER = """
+import json, os, signal, sys, time
+marker = os.environ["EDITOR_LOG"] + ".stopped"
+with open(os.environ["EDITOR_LOG"], "a") as log:
+    log.write(json.dumps({"module": sys.argv[1]}) + "\\n")
+with open("shared.py", "a") as edited:
+    edited.write("# the agent's edit\\n")
+if not os.path.exists(marker):  # the first time: its runner is stopped just before it exits, with 0
+    open(marker, "w").close()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    os.kill(os.getppid(), signal.SIGINT)
+    time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["in place", "isolated"])
+def test_a_stop_between_the_agents_exit_and_its_check_is_interrupted_then_resumed_at_its_check(tmp_path, isolated):
+    agent = tmp_path / "stops_its_runner.py"
+    agent.write_text(STOPS_ITS_RUNNER)
+    repo, env = setup(tmp_path, EDIT, isolated=isolated, command=[sys.executable, str(agent), "{module}"])
+    stopped = run(repo, env)
+    assert "internal error" not in stopped.stdout + stopped.stderr
+    folder = repo / ".batch/task/items/g/alpha"
+    failure = json.loads((folder / "failure.json").read_text())
+    assert failure["interrupted"] and failure["resume"]["state"] == ("committed" if isolated else "agent done")
+    assert not (folder / "running.json").exists()
+    assert "- [ ] alpha" in (repo / "task.md").read_text()
+
+    resumed = run(repo, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert agent_starts(tmp_path) == 1 and check_runs(tmp_path) == 1  # checked once, paid once
+    assert "- [x] alpha" in (repo / "task.md").read_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_during_a_check_does_not_pay_the_agent_again(tmp_path, signum):
+    repo, env = setup(tmp_path, EDIT)
+    hung = tmp_path / "checks" / "alpha.hung"
+    stop_when(repo, {**env, "CHECK_HANGS_ONCE": "alpha"}, hung.exists, signum)
+    assert "- [ ] alpha" in (repo / "task.md").read_text()
+    resumed = run(repo, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert agent_starts(tmp_path) == 1 and check_runs(tmp_path) == 2
+    assert merges(repo) == ["Merge g:alpha into batch/task"]
+    assert "- [x] alpha" in (repo / "task.md").read_text()
