@@ -94,6 +94,7 @@ class ItemRun:
         self.machine = machine.ItemMachine(route, on_change=self._noted)
         self.current: Attempt | None = None  # the attempt the machine's states are of
         self.resumed: recovery.Resumption | None = None
+        self.kept_aside: list[dict[str, Any]] = []  # earlier attempts' work, kept on branches of their own
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
         self.lands = route.lands
 
@@ -142,9 +143,14 @@ class ItemRun:
         running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
         self.current = Attempt(number, "", time.time(), self.run.run_id)
         self.machine.fire(machine.START)
+        continues = self.session_to_continue()
+        if continues is None and self.workspace is not None:
+            # A fresh session starts from a clean worktree: what the last one left (a hung attempt's
+            # half-done edit) is committed as WIP, and kept aside as the new worktree is made.
+            self.workspace.keep("an earlier attempt, kept aside for a fresh session")
+            self.workspace = None
         try:  # here or on a remote worker: the run's executor (see executors)
-            attempt = self.run.executor.attempt(self, number, self.prompt_context(), running,
-                                                self.session_to_continue())
+            attempt = self.run.executor.attempt(self, number, self.prompt_context(), running, continues)
         except BatchError as error:  # its worktree could not be made, or its setup failed
             if self.run.supervisor.stopping.is_set():
                 return self.interrupted()  # its setup was stopped with the run
@@ -216,6 +222,8 @@ class ItemRun:
             with self.folder.open_log() as log:
                 self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
                                                                  job.settings, log)
+            if self.workspace.replaced is not None:  # an earlier attempt's work, renamed aside: named
+                self.kept_aside.append(_named(self.workspace.replaced))
         return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
 
     def land(self, attempt: Attempt) -> None:
@@ -286,7 +294,7 @@ class ItemRun:
         if self.workspace is None:
             return None
         kept, self.workspace = self.workspace.keep(why), None
-        return {"worktree": str(kept.path), "branch": kept.branch, "commit": kept.commit, "wip": kept.wip}
+        return _named(kept)
 
     def prompt_context(self) -> dict[str, Any]:
         return prompt_context(self.job, self.state, self.attempts)
@@ -296,6 +304,7 @@ class ItemRun:
         record = success_record(self.facts, job.settings, [a.record() for a in self.attempts], attempt.outcome,
                                 job.item.key)
         record.update({name: attempt.extra[name] for name in ("check", "merge", "kept") if name in attempt.extra})
+        record["kept_attempts"] = self.kept_aside
         if "resumed_at" in self.facts:
             record.update(salvaged=True, resumed_at=self.facts["resumed_at"])
         return finish_success(self.run, job.taskfile, job.group, job.item, self.state, record, self.machine)
@@ -304,6 +313,7 @@ class ItemRun:
         self.machine.fire(machine.GIVE_UP)
         record = failure_record(self.job.item.key, reason, self.attempts)
         record["kept"] = self.keep(reason)
+        record["kept_attempts"] = self.kept_aside
         record_failure(self.folder, record)
         self.run.hub.publish("item_finished", self.job.item.key, {**record, "failed": True})
         return Finished(reason)
@@ -320,6 +330,7 @@ class ItemRun:
             if reached != machine.AGENT_DONE and self.workspace is not None:
                 self.workspace.discard_leftovers()  # what its check left is not its work
         record["kept"] = self.keep("interrupted: the run was stopped")
+        record["kept_attempts"] = self.kept_aside
         record_failure(self.folder, record)
         self.run.hub.publish("item_finished", self.job.item.key, record)
         return Finished("interrupted: the run was stopped", interrupted=True)
@@ -341,6 +352,10 @@ def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, st
         return Finished()
     return Finished(f"{item.key} succeeded, but its line in {taskfile.name} changed while it ran, so it was not "
                     "ticked; the next run ticks it, or runs it again if its instruction changed")
+
+
+def _named(kept) -> dict[str, Any]:
+    return {"worktree": str(kept.path), "branch": kept.branch, "commit": kept.commit, "wip": kept.wip}
 
 
 def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt]) -> dict[str, Any]:

@@ -140,3 +140,31 @@ def test_a_stop_during_a_check_does_not_pay_the_agent_again(tmp_path, signum):
     assert agent_starts(tmp_path) == 1 and check_runs(tmp_path) == 2
     assert merges(repo) == ["Merge g:alpha into batch/task"]
     assert "- [x] alpha" in (repo / "task.md").read_text()
+
+
+HANGS_AFTER_A_HALF_EDIT = """
+import json, os, sys, time
+with open(os.environ["EDITOR_LOG"], "a") as log:
+    log.write(json.dumps({"module": sys.argv[1]}) + "\\n")
+if os.environ["BATCH_ATTEMPT"] == "1":
+    with open("half-done.py", "w") as half:
+        half.write("# a half-done edit\\n")
+    time.sleep(60)  # then hangs, past its timeout
+with open("shared.py", "a") as edited:
+    edited.write("# the whole edit\\n")
+"""
+
+
+def test_a_hung_attempts_half_edit_is_kept_aside_and_never_lands_through_its_retry(tmp_path):
+    agent = tmp_path / "hangs.py"
+    agent.write_text(HANGS_AFTER_A_HALF_EDIT)
+    repo, env = setup(tmp_path, EDIT, command=[sys.executable, str(agent), "{module}"], timeout="3")
+    result = run(repo, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert agent_starts(tmp_path) == 2
+    landed = git("ls-tree", "-r", "--name-only", "batch/task", cwd=repo).split()
+    assert "half-done.py" not in landed
+    assert "# the whole edit" in git("show", "batch/task:shared.py", cwd=repo)
+    # The hung attempt's work is kept aside, on a branch of its own, and named in the item's record.
+    [kept] = json.loads((repo / ".batch/task/items/g/alpha/result.json").read_text())["kept_attempts"]
+    assert "half-done.py" in git("ls-tree", "-r", "--name-only", kept["branch"], cwd=repo).split()
