@@ -136,6 +136,8 @@ class ItemRun:
         self.facts["resumed_at"] = found.state  # the record says its agent's success was a killed run's
         if found.merge is not None:
             attempt.extra["merge"] = found.merge
+            if self.workspace is not None:  # killed between its merge and its clean-up
+                self.remove_merged(attempt)
         return self.conclude(attempt)
 
     def attempt(self) -> Finished | Again:
@@ -275,12 +277,15 @@ class ItemRun:
         if not merged.merged:
             self.keep(f"merge conflict: {merged.reason}")
             return f"merge conflict: {merged.reason}", retry.CONFLICT
+        self.remove_merged(attempt)
+        return None
+
+    def remove_merged(self, attempt: Attempt) -> None:
+        workspace, self.workspace = self.workspace, None
         try:
             workspace.remove()
         except WorkspaceError as error:  # landed all the same: what is left is named, never merged again
             attempt.extra["kept"] = {"worktree": str(workspace.path), "branch": workspace.branch, "why": str(error)}
-        self.workspace = None
-        return None
 
     def session_to_continue(self) -> str | None:
         """After a failed check, the session that made the work: the next attempt goes on with it in

@@ -140,16 +140,16 @@ def _in_git(group: Group, item: Item, running: Mapping[str, Any], found, isolati
     if not isinstance(run_id, str):
         return None, None, None
     said = found or (None, Outcome(ok=True), None)
-    merged = isolation.merged_commit(item.group, item.module, run_id)
-    if merged is not None:
-        return (item_machine.MERGED, said[1], said[2]), None, {"status": "merged", "merge_commit": merged,
-                                                               "recovered": True}
     workspace = isolation.reopen(item.group, item.module)
     if workspace is not None and read_record(workspace.path).get("run_id") != run_id:
         workspace = None  # another run's attempt: not this one's work
     if workspace is not None:
         workspace.run_id = run_id
-    else:
+    merged = isolation.merged_commit(item.group, item.module, run_id)
+    if merged is not None:
+        return (item_machine.MERGED, said[1], said[2]), workspace, {"status": "merged", "merge_commit": merged,
+                                                                    "recovered": True}
+    if workspace is None:
         workspace = fetch_pushed_success(isolation, group, item, running, log)
         if workspace is not None:  # its worker committed and pushed its success
             return (item_machine.COMMITTED, said[1], said[2]), workspace, None

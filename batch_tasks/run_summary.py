@@ -32,6 +32,8 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     lines = [f"{', '.join(counted)}, {board.already_done} already done in {duration(totals['elapsed'])}{cost}"]
     lines.extend(notes)
     lines += _landed([view for view in by_state[DONE] if view.landing.get("merge")], board.root)
+    if any(view.landing.get("kept_attempts") or view.landing.get("kept") for view in views):
+        lines.append("kept attempts: doit batch-clean removes those whose work is merged or on another branch")
     if by_state[FAILED]:
         lines.append("failed:")
         for view in by_state[FAILED]:
@@ -64,7 +66,7 @@ def _landed(views: list[ItemView], root: str) -> list[str]:
 
 
 def _kept(view: ItemView, root: str) -> list[str]:
-    kept = landing_line(view, root) if view.landing.get("kept") else ""
+    kept = landing_line(view, root) if view.landing.get("kept") or view.landing.get("kept_attempts") else ""
     return [f"      {kept}"] if kept else []
 
 

@@ -168,3 +168,32 @@ def test_a_hung_attempts_half_edit_is_kept_aside_and_never_lands_through_its_ret
     # The hung attempt's work is kept aside, on a branch of its own, and named in the item's record.
     [kept] = json.loads((repo / ".batch/task/items/g/alpha/result.json").read_text())["kept_attempts"]
     assert "half-done.py" in git("ls-tree", "-r", "--name-only", kept["branch"], cwd=repo).split()
+
+
+def test_kept_attempts_are_named_and_batch_clean_removes_only_what_is_on_another_branch(tmp_path):
+    agent = tmp_path / "hangs.py"
+    agent.write_text(HANGS_AFTER_A_HALF_EDIT)
+    repo, env = setup(tmp_path, EDIT, command=[sys.executable, str(agent), "{module}"], timeout="3")
+    result = run(repo, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [kept] = json.loads((repo / ".batch/task/items/g/alpha/result.json").read_text())["kept_attempts"]
+    assert kept["branch"] in result.stdout  # the summary names it
+    assert "doit batch-clean" in result.stdout
+
+    def clean() -> str:
+        done = subprocess.run([sys.executable, "-m", "doit", "batch-clean"], cwd=repo, capture_output=True, text=True,
+                              timeout=60, env={**os.environ, **env})
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    said = clean()  # its half edit is on no other branch: it stays, and why is said
+    assert f"kept {kept['branch']}" in said and "1 commit(s) on no other branch" in said
+    assert git("rev-parse", "--verify", "-q", kept["branch"], cwd=repo) == kept["commit"]
+    assert Path(kept["worktree"]).is_dir()
+
+    git("branch", "taken-by-hand", kept["branch"], cwd=repo)  # the user keeps that work elsewhere
+    said = clean()
+    assert f"removed {kept['branch']}" in said and "its work is on taken-by-hand" in said
+    assert git("rev-parse", "--verify", "-q", kept["branch"], cwd=repo, check=False) == ""
+    assert not Path(kept["worktree"]).exists()
+    assert "nothing kept" in clean()
