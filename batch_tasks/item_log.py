@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from .state import ItemState, read_bytes
 
 STATE = "state"  # the kind of the line that says the item machine moved (see item_machine)
+PROCESSES = "processes"  # what identifies the processes of a check it started, for the next run to stop
 EXIT = "exit"
 _HEADER = re.compile(r"^=== (?P<key>.+) attempt (?P<number>\d+) of run (?P<run>\S+) at [^=]+ ===$")
 
@@ -65,6 +66,20 @@ def _events(path: str, run_id: str, number: int) -> Iterator[dict[str, Any]]:
 def states_reached(path: str, run_id: str, number: int) -> list[str]:
     return [event["data"].get("state") for event in _events(path, run_id, number)
             if event.get("kind") == STATE and isinstance(event.get("data"), dict)]
+
+
+def processes_of(path: str, run_id: str) -> list[dict[str, Any]]:
+    """What identifies the processes of the checks the run started for the item, in any attempt."""
+    found = []
+    for raw in (read_bytes(path) or b"").splitlines():
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if (isinstance(event, dict) and event.get("run_id") == run_id and event.get("kind") == PROCESSES
+                and isinstance(event.get("data"), dict)):
+            found.append(event["data"])
+    return found
 
 
 def exit_of(path: str, run_id: str, number: int) -> dict[str, Any] | None:

@@ -197,6 +197,12 @@ class ItemRun:
         """A line of the runner's own in the item's events.jsonl, which batch-status reads."""
         item_log.append(self.folder, self.run.run_id, number, kind, text, data)
 
+    def noting_processes(self, attempt: Attempt):
+        """What records a check's processes, under the attempt's own run: a run killed while it runs
+        leaves them for the next to stop (see recovery)."""
+        return lambda processes: item_log.append(self.folder, attempt.run_id, attempt.number, item_log.PROCESSES,
+                                                 "check", processes.record())
+
     def _noted(self, event: str, before: str, after: str) -> None:
         """Each move of the item's machine, under the attempt it is of (a resumed one's own run and
         number): where a run killed now stopped, for the next one to read."""
@@ -264,7 +270,7 @@ class ItemRun:
             here = workspace.path if workspace else self.job.taskfile.parent
             self.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
             result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,
-                               redact=self.run.redactor)
+                               redact=self.run.redactor, on_start=self.noting_processes(attempt))
             if workspace is not None:
                 workspace.discard_leftovers()  # what a check leaves is never the item's work
             if not result.passed and self.run.supervisor.stopping.is_set():
@@ -272,7 +278,8 @@ class ItemRun:
             attempt.extra["check"] = result.record()
             return None if result.passed else (result.reason, retry.CHECK)
         merged = self.run.merge_queue.merge(workspace, check, log, settings,
-                                            on_step=lambda step, text: self.tell_step(attempt.number, step, text))
+                                            on_step=lambda step, text: self.tell_step(attempt.number, step, text),
+                                            on_start=self.noting_processes(attempt))
         attempt.extra["merge"] = merged.record()
         if not merged.merged:
             self.keep(f"merge conflict: {merged.reason}")

@@ -85,10 +85,10 @@ class MergeQueue:
     _holder: str | None = None  # the item merging now, named to those waiting behind it
 
     def merge(self, workspace: AttemptWorkspace, check: Check | None = None, log=None,
-              settings=None, on_step: Callable[[str, str], None] | None = None) -> MergeResult:
+              settings=None, on_step: Callable[[str, str], None] | None = None, on_start=None) -> MergeResult:
         """Merge the item's branch; `settings` (the item's group's) say how to set up the runner's
         worktree should the check have to run there. `on_step(step, text)` hears WAITING_TO_MERGE
-        (if another item holds the queue, naming it) and then MERGING."""
+        (if another item holds the queue, naming it) and then MERGING; `on_start` is the check's (see check)."""
         log, tell = log or NullLog(), on_step or (lambda step, text: None)
         if not self._lock.acquire(blocking=False):
             holder = self._holder
@@ -97,12 +97,12 @@ class MergeQueue:
         try:
             self._holder = workspace.key
             tell(MERGING, f"into {self.isolation.branch}")
-            return self._merge(workspace, check, log, settings or self.isolation.settings)
+            return self._merge(workspace, check, log, settings or self.isolation.settings, on_start)
         finally:
             self._holder = None
             self._lock.release()
 
-    def _merge(self, workspace: AttemptWorkspace, check: Check | None, log, settings) -> MergeResult:
+    def _merge(self, workspace: AttemptWorkspace, check: Check | None, log, settings, on_start=None) -> MergeResult:
         isolation, here = self.isolation, self.isolation.integration_path
         before, item = isolation.tip(), workspace.tip()
         evidence = {"base": workspace.base, "item_commit": item, "integration_before": before}
@@ -124,7 +124,8 @@ class MergeQueue:
             folder = here / isolation.relative_folder
             log.write(item_log.note_header(f"check on the merged state of {workspace.key}"))
             try:
-                checked = check.run(worktree=here, cwd=folder, supervisor=isolation.supervisor, log=log)
+                checked = check.run(worktree=here, cwd=folder, supervisor=isolation.supervisor, log=log,
+                                    on_start=on_start)
             except BaseException:  # the run is stopping: the branch keeps its tip
                 self._undo()
                 raise

@@ -20,10 +20,10 @@ AGENTS = Path(__file__).parent / "agents"
 
 
 def setup(tmp_path: Path, plan: dict, body: str = "# E\n## G\n- [ ] alpha: edit alpha\n", isolated: bool = True,
-          command: list[str] | None = None, **extra: str) -> tuple[Path, dict]:
+          command: list[str] | None = None, check: list[str] | None = None, **extra: str) -> tuple[Path, dict]:
     repo = make_repo(tmp_path / "repo")
     command = command or [sys.executable, str(AGENTS / "editor.py"), "{module}"]
-    check = [sys.executable, str(AGENTS / "check_once.py"), "{module}"]
+    check = check or [sys.executable, str(AGENTS / "check_once.py"), "{module}"]
     lines = ["---", "agent: command", f"command: {json.dumps(command)}", f"check: {json.dumps(check)}",
              *(["isolation: worktree"] if isolated else []), *(f"{key}: {value}" for key, value in extra.items()), "---"]
     (repo / "task.md").write_text("\n".join(lines) + "\n" + body)
@@ -197,3 +197,40 @@ def test_kept_attempts_are_named_and_batch_clean_removes_only_what_is_on_another
     assert git("rev-parse", "--verify", "-q", kept["branch"], cwd=repo, check=False) == ""
     assert not Path(kept["worktree"]).exists()
     assert "nothing kept" in clean()
+
+
+LEAVES_A_DAEMON = """
+import os, sys, time
+pid_file, marker = sys.argv[1], sys.argv[1] + ".once"
+if not os.path.exists(marker):  # the first time: a daemon of its own (setsid, double fork), then it hangs
+    open(marker, "w").close()
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            for fd in (0, 1, 2):
+                os.close(fd)
+            time.sleep(1)  # so that the run is killed before it says its pid, with the check still running
+            open(pid_file, "w").write(str(os.getpid()))
+            time.sleep(120)
+        os._exit(0)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["in place", "isolated"])
+def test_what_a_check_started_is_stopped_by_the_next_run_after_a_kill_9(tmp_path, isolated):
+    import psutil
+
+    script, pid_file = tmp_path / "daemon_check.py", tmp_path / "daemon.pid"
+    script.write_text(LEAVES_A_DAEMON)
+    repo, env = setup(tmp_path, EDIT, isolated=isolated, check=[sys.executable, str(script), str(pid_file)])
+    stop_when(repo, env, Path(f"{pid_file}.once").exists)
+    daemon = psutil.Process(int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=30)))
+    try:
+        resumed = run(repo, env)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE
+        assert agent_starts(tmp_path) == 1 and "- [x] alpha" in (repo / "task.md").read_text()
+    finally:
+        if daemon.is_running():
+            daemon.kill()
