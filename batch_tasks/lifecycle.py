@@ -40,6 +40,7 @@ from .process import StoppedError
 from .plan import Group, Item
 from . import records
 from .records import Attempt, RecordedAttempt, failure_record, record_failure, success_record, write_result
+from .merge_queue import BranchLocked
 from .workspace import WorkspaceError
 from .run import Run
 from .state import BatchState, state_of
@@ -94,6 +95,7 @@ class ItemRun:
         self.machine = machine.ItemMachine(route, on_change=self._noted)
         self.current: Attempt | None = None  # the attempt the machine's states are of
         self.resumed: recovery.Resumption | None = None
+        self.resumable = False  # a failure the next run goes on from, its agent not run again
         self.kept_aside: list[dict[str, Any]] = []  # earlier attempts' work, kept on branches of their own
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
         self.lands = route.lands
@@ -151,6 +153,7 @@ class ItemRun:
             # half-done edit) is committed as WIP, and kept aside as the new worktree is made.
             self.workspace.keep("an earlier attempt, kept aside for a fresh session")
             self.workspace = None
+        refs = self.run.isolation.other_refs() if self.job.settings["isolation"] == "worktree" else None
         try:  # here or on a remote worker: the run's executor (see executors)
             attempt = self.run.executor.attempt(self, number, self.prompt_context(), running, continues)
         except BatchError as error:  # its worktree could not be made, or its setup failed
@@ -161,9 +164,29 @@ class ItemRun:
             return self.interrupted()
         self.attempts.append(attempt)
         self.current = attempt
+        if refs is not None and attempt.outcome is not None:
+            self.refuse_moved_refs(attempt, refs)
         if attempt.outcome is not None and attempt.outcome.ok:
             self.machine.fire(machine.AGENT_SUCCEEDED)
         return self.conclude(attempt)
+
+    def resume_record(self, reached: str) -> dict[str, Any]:
+        """What the next run needs to go on from `reached` with the current attempt (see recovery)."""
+        attempt = self.current
+        return {**self.facts, "state": reached, "attempt": attempt.number, "run_id": attempt.run_id,
+                "session_id": attempt.session_id, "attempt_started": attempt.started,
+                "earlier": [a.record() for a in self.attempts[:-1]], "extra": attempt.extra}
+
+    def refuse_moved_refs(self, attempt: Attempt, before: Mapping[str, str]) -> None:
+        """An attempt may move its own branch only: one that moved any other fails, naming it (left
+        as it is: the user decides), and nothing of it lands."""
+        after = self.run.isolation.other_refs()
+        moved = sorted(ref for ref in before.keys() | after.keys() if before.get(ref) != after.get(ref))
+        if moved:
+            said = ", ".join(f"{ref} ({(before.get(ref) or 'none')[:12]} → {(after.get(ref) or 'deleted')[:12]})"
+                             for ref in moved)
+            attempt.outcome = Outcome(ok=False, reason=f"the attempt moved {said}: only its own branch may move",
+                                      failure_class=PERMANENT, data=attempt.outcome.data)
 
     def conclude(self, attempt: Attempt) -> Finished | Again:
         """Land a success from the step its item reached; then record it, or decide what comes next."""
@@ -201,7 +224,7 @@ class ItemRun:
         """What records a check's processes, under the attempt's own run: a run killed while it runs
         leaves them for the next to stop (see recovery)."""
         return lambda processes: item_log.append(self.folder, attempt.run_id, attempt.number, item_log.PROCESSES,
-                                                 "check", processes.record())
+                                                 data=processes.record())
 
     def _noted(self, event: str, before: str, after: str) -> None:
         """Each move of the item's machine, under the attempt it is of (a resumed one's own run and
@@ -209,8 +232,8 @@ class ItemRun:
         attempt = self.current
         # Only a landing's states say more than the agent's exit does (see recovery).
         if attempt is not None and self.lands and after in machine.LANDING:
-            item_log.append(self.folder, attempt.run_id, attempt.number, item_log.STATE, after,
-                            {"state": after, "event": event})
+            item_log.append(self.folder, attempt.run_id, attempt.number, item_log.STATE,
+                            data={"state": after, "event": event})  # no text: not an activity to show
 
     def tell_step(self, number: int, step: str, text: str = "") -> None:
         """The step (SETUP … MERGING, see events.py) an item that lands its work is at, and what it does there."""
@@ -254,6 +277,9 @@ class ItemRun:
                     self.machine.fire(step)
         except StoppedError:
             attempt.outcome = None
+        except BranchLocked as error:  # checked, and kept: the next run merges it, its agent not run again
+            self.resumable = True
+            failed(str(error), PERMANENT)
         except BatchError as error:  # git refused something: the work stays where it is
             failed(f"landing its work: {error}", PERMANENT)
 
@@ -322,8 +348,11 @@ class ItemRun:
         return finish_success(self.run, job.taskfile, job.group, job.item, self.state, record, self.machine)
 
     def fail(self, reason: str) -> Finished:
+        reached = self.machine.state
         self.machine.fire(machine.GIVE_UP)
         record = failure_record(self.job.item.key, reason, self.attempts)
+        if self.resumable:
+            record["resume"] = self.resume_record(reached)
         record["kept"] = self.keep(reason)
         record["kept_attempts"] = self.kept_aside
         record_failure(self.folder, record)
@@ -336,9 +365,7 @@ class ItemRun:
         record = failure_record(self.job.item.key, "the run was stopped", self.attempts, interrupted=True)
         if reached in machine.LANDING and attempt is not None:
             # Its agent had succeeded: the next run goes on from here, without paying it again.
-            record["resume"] = {**self.facts, "state": reached, "attempt": attempt.number, "run_id": attempt.run_id,
-                                "session_id": attempt.session_id, "attempt_started": attempt.started,
-                                "earlier": [a.record() for a in self.attempts[:-1]], "extra": attempt.extra}
+            record["resume"] = self.resume_record(reached)
             if reached != machine.AGENT_DONE and self.workspace is not None:
                 self.workspace.discard_leftovers()  # what its check left is not its work
         record["kept"] = self.keep("interrupted: the run was stopped")

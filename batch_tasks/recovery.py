@@ -32,7 +32,7 @@ from .agents import AGENTS, Outcome
 from .attempt import outcome_of
 from .attempt_processes import stop_leftovers
 from .batch import Batch
-from .item_status import INTERRUPTED, RUNNING_NOW, ItemStatus, read_status
+from .item_status import FAILED, INTERRUPTED, RUNNING_NOW, ItemStatus, read_status
 from .plan import Group, Item
 from .records import tick
 from .staleness import KILLED_MID_RUN, TICK_PENDING
@@ -98,7 +98,7 @@ def resumption(group: Group, item: Item, folder: ItemState, status: ItemStatus, 
     if status.kind == RUNNING_NOW:
         running = status.running
         found = _reached(group, item, folder, running)
-    elif status.kind == INTERRUPTED and isinstance(status.failure.get("resume"), dict):
+    elif status.kind in (INTERRUPTED, FAILED) and isinstance(status.failure.get("resume"), dict):
         running = status.failure["resume"]
         found = _reached(group, item, folder, running, stopped_at=running.get("state"))
     else:

@@ -234,3 +234,105 @@ def test_what_a_check_started_is_stopped_by_the_next_run_after_a_kill_9(tmp_path
     finally:
         if daemon.is_running():
             daemon.kill()
+
+
+def test_the_integration_branch_is_held_by_the_runner_so_no_checkout_can_move_under_it(tmp_path):
+    repo, env = setup(tmp_path, EDIT)
+    assert run(repo, env).returncode == 0
+    refused = subprocess.run(["git", "checkout", "batch/task"], cwd=repo, capture_output=True, text=True)
+    assert refused.returncode != 0 and "batch/task" in refused.stderr
+    assert git("symbolic-ref", "HEAD", cwd=repo) == "refs/heads/main"
+
+
+MOVES_MAIN = """
+import json, os, subprocess, sys
+with open(os.environ["EDITOR_LOG"], "a") as log:
+    log.write(json.dumps({"module": sys.argv[1]}) + "\\n")
+with open("shared.py", "a") as edited:
+    edited.write("# an edit, committed onto the user's main too\\n")
+subprocess.run(["git", "commit", "-qam", "sneaky"], check=True)
+subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD"], check=True)
+"""
+
+
+def test_an_attempt_that_moves_another_branch_fails_naming_it_and_lands_nothing(tmp_path):
+    agent = tmp_path / "moves_main.py"
+    agent.write_text(MOVES_MAIN)
+    repo, env = setup(tmp_path, EDIT, command=[sys.executable, str(agent), "{module}"], retries="0")
+    result = run(repo, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    failure = json.loads((repo / ".batch/task/items/g/alpha/failure.json").read_text())
+    assert "refs/heads/main" in failure["reason"]
+    assert merges(repo) == [] and agent_starts(tmp_path) == 1
+    assert "- [ ] alpha" in (repo / "task.md").read_text()
+
+
+HOLDS_THE_MERGED_STATE = """
+import os, sys, time
+state = os.environ["CHECK_STATE"]
+with open(os.path.join(state, sys.argv[1] + ".runs"), "a") as runs:
+    runs.write(os.environ["BATCH_WORKTREE"] + "\\n")
+if os.path.basename(os.environ["BATCH_WORKTREE"]) == "integration" and not os.path.exists(os.path.join(state, "held")):
+    open(os.path.join(state, "held"), "w").close()
+    while not os.path.exists(os.path.join(state, "go")):
+        time.sleep(0.05)
+"""
+
+
+def user_commit_on(repo: Path, branch: str, name: str) -> str:
+    """A commit of the user's onto `branch`, made without checking it out (the runner holds it)."""
+    tip = git("rev-parse", branch, cwd=repo)
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input="the user's\n", text=True,
+                          capture_output=True, check=True).stdout.strip()
+    index = {**os.environ, "GIT_INDEX_FILE": str(repo / ".git" / "user-index")}
+    subprocess.run(["git", "read-tree", tip], cwd=repo, env=index, check=True)
+    subprocess.run(["git", "update-index", "--add", "--cacheinfo", f"100644,{blob},{name}"], cwd=repo, env=index, check=True)
+    tree = subprocess.run(["git", "write-tree"], cwd=repo, env=index, capture_output=True, text=True, check=True).stdout.strip()
+    commit = git("commit-tree", tree, "-p", tip, "-m", "the user's own commit", cwd=repo)
+    git("update-ref", f"refs/heads/{branch}", commit, tip, cwd=repo)
+    return commit
+
+
+def test_a_user_commit_on_the_integration_branch_during_a_merged_state_check_lands_again_without_the_agent(tmp_path):
+    script = tmp_path / "holds.py"
+    script.write_text(HOLDS_THE_MERGED_STATE)
+    plan = {name: {"file": "shared.py", "line": line, "text": f"{name} = 'edited'", "await": ["alpha", "beta"]}
+            for name, line in (("alpha", 2), ("beta", 11))}
+    repo, env = setup(tmp_path, plan, body="# E\n## G\n- [ ] alpha: edit alpha\n- [ ] beta: edit beta\n",
+                      check=[sys.executable, str(script), "{module}"], parallel="2")
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**os.environ, **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for((tmp_path / "checks" / "held").exists, timeout=90)
+    users = user_commit_on(repo, "batch/task", "users-file.txt")
+    (tmp_path / "checks" / "go").touch()
+    out, _ = runner.communicate(timeout=120)
+    assert runner.returncode == 0, out
+    assert agent_starts(tmp_path, "alpha") == 1 and agent_starts(tmp_path, "beta") == 1
+    assert git("merge-base", "--is-ancestor", users, "batch/task", cwd=repo, check=False) == ""
+    assert "users-file.txt" in git("ls-tree", "--name-only", "batch/task", cwd=repo).split()
+    assert (repo / "task.md").read_text().count("- [x]") == 2
+
+
+def test_a_stale_lock_of_the_integration_branch_is_named_and_costs_no_agent_run(tmp_path):
+    plan = {"alpha": {**EDIT["alpha"], "gate": "go"}}
+    repo, env = setup(tmp_path, plan)
+    env["GATES"] = str(tmp_path)
+    git("branch", "batch/task", cwd=repo)
+    lock = repo / ".git/refs/heads/batch/task.lock"
+    lock.write_text("")  # what a git that crashed leaves: before a run, nothing starts
+    refused = run(repo, env)
+    assert refused.returncode == 3 and "batch/task.lock" in refused.stderr and agent_starts(tmp_path) == 0
+    lock.unlink()
+
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**os.environ, **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: agent_starts(tmp_path) == 1)
+    lock.write_text("")  # and while its agent works: its merge cannot land
+    (tmp_path / "go").touch()
+    out, _ = runner.communicate(timeout=120)
+    assert runner.returncode == 1 and "batch/task.lock" in out, out
+    assert "- [ ] alpha" in (repo / "task.md").read_text() and agent_starts(tmp_path) == 1
+    lock.unlink()
+    landed = run(repo, env)
+    assert landed.returncode == 0, landed.stdout + landed.stderr
+    assert agent_starts(tmp_path) == 1 and merges(repo) == ["Merge g:alpha into batch/task"]
