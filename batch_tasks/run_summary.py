@@ -39,7 +39,7 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
         for view in by_state[FAILED]:
             lines += [f"  {finished_line(view, board.root)}", *_kept(view, board.root), *tail_lines(view, "      ")]
     if by_state[INTERRUPTED]:
-        lines.append("interrupted (run again, they start over):")
+        lines.append("interrupted (run again: they go on from the step they reached):")
         for view in by_state[INTERRUPTED]:
             lines += [f"  {finished_line(view, board.root)}", *_kept(view, board.root)]
     for state, heading, views_of in ((NOT_STARTED, "not started", by_state[NOT_STARTED] + never), (SKIPPED, "skipped", by_state[SKIPPED])):
