@@ -5,11 +5,12 @@
               ask recovery where a killed or stopped run left its last attempt: one whose agent
               had succeeded resumes at the landing step after the last it reached
     attempt   one attempt (see attempt.py), here or on a remote worker (the run's executor, see
-              executors), in its own git worktree with `isolation: worktree`;
-              after a failure the runner is told whether, and when, to come back for another
+              executors), in its own git worktree with `isolation: worktree` (a fresh session in
+              a clean one: what the last left is kept aside); an attempt that moved any branch
+              but its own fails; after a failure the runner is told whether, and when, to come back for another
               (see retry.py): the slot is free meanwhile
     land      after the agent succeeded: its work committed (isolated), its `check` run, its
-              branch merged through the run's one merge queue; any of these can fail the attempt
+              branch merged through the run's one merge queue (see landing); any can fail it
     record    on success, its result record with the evidence, durably, before anything else
     tick      then its checkbox
 
@@ -28,20 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import checkbox, item_log, prompt, recovery, retry
+from . import checkbox, item_log, landing, prompt, records, recovery, retry
 from . import item_machine as machine
-from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
-from .check import Check
+from .agents import TRANSIENT, WAIT
 from .errors import BatchError
-from .events import CHECK, SETUP, STEP
+from .events import SETUP, STEP
 from .git import environment_for_worktrees
 from .item_status import DONE, read_status
 from .process import StoppedError
 from .plan import Group, Item
-from . import records
 from .records import Attempt, RecordedAttempt, failure_record, record_failure, success_record, write_result
-from .merge_queue import BranchLocked
-from .workspace import WorkspaceError
 from .run import Run
 from .state import BatchState, state_of
 
@@ -139,7 +136,7 @@ class ItemRun:
         if found.merge is not None:
             attempt.extra["merge"] = found.merge
             if self.workspace is not None:  # killed between its merge and its clean-up
-                self.remove_merged(attempt)
+                landing.remove_merged(self, attempt)
         return self.conclude(attempt)
 
     def attempt(self) -> Finished | Again:
@@ -165,7 +162,7 @@ class ItemRun:
         self.attempts.append(attempt)
         self.current = attempt
         if refs is not None and attempt.outcome is not None:
-            self.refuse_moved_refs(attempt, refs)
+            landing.refuse_moved_refs(self, attempt, refs)
         if attempt.outcome is not None and attempt.outcome.ok:
             self.machine.fire(machine.AGENT_SUCCEEDED)
         return self.conclude(attempt)
@@ -177,22 +174,11 @@ class ItemRun:
                 "session_id": attempt.session_id, "attempt_started": attempt.started,
                 "earlier": [a.record() for a in self.attempts[:-1]], "extra": attempt.extra}
 
-    def refuse_moved_refs(self, attempt: Attempt, before: Mapping[str, str]) -> None:
-        """An attempt may move its own branch only: one that moved any other fails, naming it (left
-        as it is: the user decides), and nothing of it lands."""
-        after = self.run.isolation.other_refs()
-        moved = sorted(ref for ref in before.keys() | after.keys() if before.get(ref) != after.get(ref))
-        if moved:
-            said = ", ".join(f"{ref} ({(before.get(ref) or 'none')[:12]} → {(after.get(ref) or 'deleted')[:12]})"
-                             for ref in moved)
-            attempt.outcome = Outcome(ok=False, reason=f"the attempt moved {said}: only its own branch may move",
-                                      failure_class=PERMANENT, data=attempt.outcome.data)
-
     def conclude(self, attempt: Attempt) -> Finished | Again:
         """Land a success from the step its item reached; then record it, or decide what comes next."""
         job, number = self.job, attempt.number
         if attempt.outcome is not None and attempt.outcome.ok:
-            self.land(attempt)
+            landing.land(self, attempt)
         outcome = attempt.outcome
         if outcome is not None and not outcome.ok:
             outcome.failure_class = retry.failure_class(outcome, attempt.exit_status, job.settings)
@@ -219,12 +205,6 @@ class ItemRun:
     def note(self, number: int, kind: str, text: str, data: dict[str, Any]) -> None:
         """A line of the runner's own in the item's events.jsonl, which batch-status reads."""
         item_log.append(self.folder, self.run.run_id, number, kind, text, data)
-
-    def noting_processes(self, attempt: Attempt):
-        """What records a check's processes, under the attempt's own run: a run killed while it runs
-        leaves them for the next to stop (see recovery)."""
-        return lambda processes: item_log.append(self.folder, attempt.run_id, attempt.number, item_log.PROCESSES,
-                                                 data=processes.record())
 
     def _noted(self, event: str, before: str, after: str) -> None:
         """Each move of the item's machine, under the attempt it is of (a resumed one's own run and
@@ -256,69 +236,6 @@ class ItemRun:
             if self.workspace.replaced is not None:  # an earlier attempt's work, renamed aside: named
                 self.kept_aside.append(_named(self.workspace.replaced))
         return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
-
-    def land(self, attempt: Attempt) -> None:
-        """The agent succeeded: the route's landing steps (commit its work, check it, merge it) from
-        the one after the state its item reached; or fail the attempt, saying why. A stop during
-        any of them leaves the attempt without an outcome: interrupted, at the step reached."""
-        job, said = self.job, attempt.outcome
-        settings, item = job.settings, job.item
-
-        def failed(reason: str, failure: str) -> None:
-            attempt.outcome = Outcome(ok=False, reason=reason, failure_class=failure,
-                                      result_text=said.result_text, data=said.data)
-
-        try:
-            with self.folder.open_log() as log:
-                while (step := self.machine.next_step()) not in (machine.RECORD_STEP, None):
-                    why = self.land_step(step, attempt, log)
-                    if why is not None:
-                        return failed(*why)
-                    self.machine.fire(step)
-        except StoppedError:
-            attempt.outcome = None
-        except BranchLocked as error:  # checked, and kept: the next run merges it, its agent not run again
-            self.resumable = True
-            failed(str(error), PERMANENT)
-        except BatchError as error:  # git refused something: the work stays where it is
-            failed(f"landing its work: {error}", PERMANENT)
-
-    def land_step(self, step: str, attempt: Attempt, log) -> tuple[str, str] | None:
-        """One landing step; None if it passed, else why it failed and its failure class."""
-        settings, item, workspace = self.job.settings, self.job.item, self.workspace
-        if step == machine.COMMITTED_STEP:
-            committed = workspace.commit_leftovers(settings["allow_empty"])
-            if not committed.changed and not settings["allow_empty"]:
-                return "no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT
-            return None
-        check = Check.from_settings(settings, item.group, item.module)
-        if step == machine.CHECK_STEP:
-            here = workspace.path if workspace else self.job.taskfile.parent
-            self.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
-            result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,
-                               redact=self.run.redactor, on_start=self.noting_processes(attempt))
-            if workspace is not None:
-                workspace.discard_leftovers()  # what a check leaves is never the item's work
-            if not result.passed and self.run.supervisor.stopping.is_set():
-                raise StoppedError()  # stopped with the run: its work was not judged
-            attempt.extra["check"] = result.record()
-            return None if result.passed else (result.reason, retry.CHECK)
-        merged = self.run.merge_queue.merge(workspace, check, log, settings,
-                                            on_step=lambda step, text: self.tell_step(attempt.number, step, text),
-                                            on_start=self.noting_processes(attempt))
-        attempt.extra["merge"] = merged.record()
-        if not merged.merged:
-            self.keep(f"merge conflict: {merged.reason}")
-            return f"merge conflict: {merged.reason}", retry.CONFLICT
-        self.remove_merged(attempt)
-        return None
-
-    def remove_merged(self, attempt: Attempt) -> None:
-        workspace, self.workspace = self.workspace, None
-        try:
-            workspace.remove()
-        except WorkspaceError as error:  # landed all the same: what is left is named, never merged again
-            attempt.extra["kept"] = {"worktree": str(workspace.path), "branch": workspace.branch, "why": str(error)}
 
     def session_to_continue(self) -> str | None:
         """After a failed check, the session that made the work: the next attempt goes on with it in

@@ -34,7 +34,7 @@ from .events import MERGING, WAITING_TO_MERGE
 from .git import GitError, git, is_ancestor, rev
 from .process import StoppedError
 from .workspace import AttemptWorkspace, trailer_lines
-from .worktree import BranchLocked, Isolation, stale_lock
+from .worktree import Isolation, stale_lock
 
 MERGED = "merged"
 CONFLICT = "conflict"
