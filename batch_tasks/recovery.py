@@ -71,6 +71,9 @@ def recover(batch: Batch) -> list[str]:
                 if reached is not None:
                     notes.append(f"resuming {item.key} from its log after its step {reached[0]!r}: its agent had "
                                  "succeeded just before its run was killed, and is not run again")
+                elif running.get("executor") == "dask":
+                    notes.append(f"resuming {item.key} from its remote attempt: a success it pushed lands without "
+                                 "its agent being run again")
     return notes
 
 
