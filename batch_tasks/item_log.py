@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from .state import ItemState, read_bytes
 
 STATE = "state"  # the kind of the line that says the item machine moved (see item_machine)
-PROCESSES = "processes"  # what identifies the processes of a check it started, for the next run to stop
+PROCESSES = "processes"  # what identifies a check's or setup's processes, for the next run to stop
 EXIT = "exit"
 _HEADER = re.compile(r"^=== (?P<key>.+) attempt (?P<number>\d+) of run (?P<run>\S+) at [^=]+ ===$")
 
@@ -69,7 +69,7 @@ def states_reached(path: str, run_id: str, number: int) -> list[str]:
 
 
 def processes_of(path: str, run_id: str) -> list[dict[str, Any]]:
-    """What identifies the processes of the checks the run started for the item, in any attempt."""
+    """What identifies the processes of the checks and setups the run started for the item."""
     found = []
     for raw in (read_bytes(path) or b"").splitlines():
         try:

@@ -66,7 +66,7 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
         here = workspace.path if workspace else item_run.job.taskfile.parent
         item_run.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
         result = check.run(here, workspace.folder if workspace else here, item_run.run.supervisor, log,
-                           redact=item_run.run.redactor, on_start=_noting_processes(item_run, attempt))
+                           redact=item_run.run.redactor, on_start=noting_processes(item_run, attempt))
         if workspace is not None:
             workspace.discard_leftovers()  # what a check leaves is never the item's work
         if not result.passed and item_run.run.supervisor.stopping.is_set():
@@ -75,7 +75,7 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
         return None if result.passed else (result.reason, retry.CHECK)
     merged = item_run.run.merge_queue.merge(workspace, check, log, settings,
                                         on_step=lambda step, text: item_run.tell_step(attempt.number, step, text),
-                                        on_start=_noting_processes(item_run, attempt))
+                                        on_start=noting_processes(item_run, attempt))
     attempt.extra["merge"] = merged.record()
     if not merged.merged:
         item_run.keep(f"merge conflict: {merged.reason}")
@@ -104,8 +104,8 @@ def refuse_moved_refs(item_run: "ItemRun", attempt: Attempt, before: Mapping[str
                                   failure_class=PERMANENT, data=attempt.outcome.data)
 
 
-def _noting_processes(item_run: "ItemRun", attempt: Attempt):
-    """What records a check's processes, under the attempt's own run: a run killed while it runs
-    leaves them for the next to stop (see recovery)."""
+def noting_processes(item_run: "ItemRun", attempt: Attempt):
+    """What records a check's or a setup's processes, under the attempt's own run: a run killed
+    while they run leaves them for the next to stop (see recovery)."""
     return lambda processes: item_log.append(item_run.folder, attempt.run_id, attempt.number, item_log.PROCESSES,
                                              data=processes.record())

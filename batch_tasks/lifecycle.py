@@ -40,7 +40,7 @@ from .process import StoppedError
 from .plan import Group, Item
 from .records import Attempt, RecordedAttempt, failure_record, record_failure, success_record, write_result
 from .run import Run
-from .state import BatchState, state_of
+from .state import BatchState, state_of, write_json_atomic
 
 
 @dataclass(slots=True)
@@ -206,6 +206,15 @@ class ItemRun:
         """A line of the runner's own in the item's events.jsonl, which batch-status reads."""
         item_log.append(self.folder, self.run.run_id, number, kind, text, data)
 
+    def noting_setup(self, number: int):
+        """A worktree_setup's processes, recorded as an agent's are (running.json): a run killed
+        during the setup leaves an attempt killed mid-run, whose processes the next run stops."""
+        def record(processes) -> None:
+            write_json_atomic(self.folder.running, {
+                **self.facts, "earlier": [a.record() for a in self.attempts], "run_id": self.run.run_id,
+                "attempt": number, "attempt_started": time.time(), "runner_pid": os.getpid(), **processes.record()})
+        return record
+
     def _noted(self, event: str, before: str, after: str) -> None:
         """Each move of the item's machine, under the attempt it is of (a resumed one's own run and
         number): where a run killed now stopped, for the next one to read."""
@@ -232,7 +241,8 @@ class ItemRun:
             self.tell_step(number, SETUP, shlex.join(setup) if setup else "making its worktree")
             with self.folder.open_log() as log:
                 self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
-                                                                 job.settings, log)
+                                                                 job.settings, log,
+                                                                 on_start=self.noting_setup(number))
             if self.workspace.replaced is not None:  # an earlier attempt's work, renamed aside: named
                 self.kept_aside.append(_named(self.workspace.replaced))
         return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}

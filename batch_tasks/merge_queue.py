@@ -134,7 +134,7 @@ class MergeQueue:
         checked = None
         if check is not None and not is_ancestor(before, item, here):
             # The tip moved since the branch was made: the merged state is new, and must pass too.
-            self._set_up_for(check, settings, log)
+            self._set_up_for(check, settings, log, on_start)
             folder = here / isolation.relative_folder
             log.write(item_log.note_header(f"check on the merged state of {workspace.key}"))
             try:
@@ -169,7 +169,7 @@ class MergeQueue:
         return MergeResult(MERGED, "merged", merge_commit=merged, files=_numstat(before, merged, here),
                            check=checked, **evidence)
 
-    def _set_up_for(self, check: Check, settings, log) -> None:
+    def _set_up_for(self, check: Check, settings, log, on_start=None) -> None:
         """The runner's worktree gets the item's worktree_copy and worktree_setup, once each."""
         wanted = (tuple(settings.get("worktree_copy") or ()), tuple(settings.get("worktree_setup") or ()))
         if wanted in self._set_up or wanted == ((), ()):
@@ -177,7 +177,7 @@ class MergeQueue:
         isolation = self.isolation
         bootstrap(isolation.integration_path, folder=isolation.integration_path / isolation.relative_folder,
                   source_folder=isolation.folder, top=isolation.top, settings=settings, log=log,
-                  supervisor=isolation.supervisor)
+                  supervisor=isolation.supervisor, on_start=on_start)
         self._set_up.add(wanted)
 
     def _undo(self) -> None:

@@ -66,7 +66,7 @@ def recover(batch: Batch) -> list[str]:
                     notes.append(f"stopped what the agent of {item.key} (pid {pid}) left running when its run was killed")
                 checks = item_log.processes_of(folder.events, running["run_id"]) if running.get("run_id") else []
                 if sum(stop_leftovers(check) for check in checks):
-                    notes.append(f"stopped what a check of {item.key} left running when its run was killed")
+                    notes.append(f"stopped what a check or setup of {item.key} left running when its run was killed")
                 reached = _reached(group, item, folder, running)
                 if reached is not None:
                     notes.append(f"resuming {item.key} from its log after its step {reached[0]!r}: its agent had "

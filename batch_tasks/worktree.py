@@ -222,10 +222,10 @@ class Isolation:
     # Attempts
 
     def open_attempt(self, group: str, module: str, run_id: str, settings: Mapping[str, Any] | None = None,
-                     log=None, base: str | None = None) -> "AttemptWorkspace":
+                     log=None, base: str | None = None, on_start=None) -> "AttemptWorkspace":
         """A fresh worktree on the item's branch, from `base` (default: the integration tip),
-        with worktree_copy and worktree_setup done. An earlier attempt's branch with work not
-        merged is kept under another name (`workspace.replaced`). Raises SetupFailed."""
+        with worktree_copy and worktree_setup done (`on_start`: see bootstrap). An earlier attempt's
+        branch with work not merged is kept under another name (`workspace.replaced`). Raises SetupFailed."""
         settings = self.settings if settings is None else settings
         branch, path = self.item_branch(group, module), self.item_path(group, module)
         with self.lock:
@@ -242,7 +242,8 @@ class Isolation:
         workspace.save()
         try:
             workspace.baseline = bootstrap(path, folder=workspace.folder, source_folder=self.folder, top=self.top,
-                                           settings=settings, log=log or NullLog(), supervisor=self.supervisor)
+                                           settings=settings, log=log or NullLog(), supervisor=self.supervisor,
+                                           on_start=on_start)
         except (SetupFailed, OSError):
             workspace.remove()  # it holds nothing but what the setup did
             raise

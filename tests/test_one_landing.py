@@ -336,3 +336,21 @@ def test_a_stale_lock_of_the_integration_branch_is_named_and_costs_no_agent_run(
     landed = run(repo, env)
     assert landed.returncode == 0, landed.stdout + landed.stderr
     assert agent_starts(tmp_path) == 1 and merges(repo) == ["Merge g:alpha into batch/task"]
+
+
+def test_what_a_worktree_setup_started_is_stopped_by_the_next_run_after_a_kill_9(tmp_path):
+    import psutil
+
+    script, pid_file = tmp_path / "daemon_setup.py", tmp_path / "daemon.pid"
+    script.write_text(LEAVES_A_DAEMON)
+    repo, env = setup(tmp_path, EDIT, worktree_setup=json.dumps([sys.executable, str(script), str(pid_file)]))
+    stop_when(repo, env, Path(f"{pid_file}.once").exists)
+    daemon = psutil.Process(int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=30)))
+    try:
+        resumed = run(repo, env)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE
+        assert "- [x] alpha" in (repo / "task.md").read_text()
+    finally:
+        if daemon.is_running():
+            daemon.kill()
