@@ -115,6 +115,8 @@ class ItemRun:
         with self.folder.open_log() as log:
             self.resumed = recovery.resumption(job.group, job.item, self.folder, read_status(self.folder),
                                                self.run.isolation, log)
+        if self.resumed is not None and self.resumed.fingerprint != dict(job.fingerprint):
+            self.resumed = None  # made from another instruction, template or settings: not this item's work
         if job.untick_first:
             checkbox.set_checkbox(job.taskfile, job.group, job.item, False, self.state.tick_lock)
         self.folder.set_result_aside()

@@ -92,6 +92,7 @@ class Resumption:
     extra: dict[str, Any] = field(default_factory=dict)  # what its record said of its check, so far
     workspace: Any = None  # its worktree (workspace.AttemptWorkspace), with isolation
     merge: dict[str, Any] | None = None  # with MERGED: the evidence git gave of its merge
+    fingerprint: dict[str, str] = field(default_factory=dict)  # what the item was made from then
 
 
 def resumption(group: Group, item: Item, folder: ItemState, status: ItemStatus, isolation=None,
@@ -116,7 +117,8 @@ def resumption(group: Group, item: Item, folder: ItemState, status: ItemStatus, 
     state, outcome, exit_status = found
     return Resumption(state, running["attempt"], running["run_id"], str(running.get("session_id", "")),
                       float(running.get("attempt_started") or 0.0), exit_status, outcome,
-                      list(running.get("earlier") or []), dict(running.get("extra") or {}), workspace, merge)
+                      list(running.get("earlier") or []), dict(running.get("extra") or {}), workspace, merge,
+                      dict(running.get("fingerprint") or {}))
 
 
 def _reached(group: Group, item: Item, folder: ItemState, running: Mapping[str, Any],

@@ -354,3 +354,15 @@ def test_what_a_worktree_setup_started_is_stopped_by_the_next_run_after_a_kill_9
     finally:
         if daemon.is_running():
             daemon.kill()
+
+
+def test_an_item_reworded_after_a_stop_during_its_check_runs_its_agent_again(tmp_path):
+    repo, env = setup(tmp_path, EDIT)
+    hung = tmp_path / "checks" / "alpha.hung"
+    stop_when(repo, {**env, "CHECK_HANGS_ONCE": "alpha"}, hung.exists, signal.SIGINT)
+    task = repo / "task.md"
+    task.write_text(task.read_text().replace("- [ ] alpha: edit alpha", "- [ ] alpha: edit alpha, reworded"))
+    resumed = run(repo, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert agent_starts(tmp_path) == 2  # the stopped work was made from the old wording: not landed as this
+    assert "- [x] alpha: edit alpha, reworded" in task.read_text()
