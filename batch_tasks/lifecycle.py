@@ -112,9 +112,10 @@ class ItemRun:
     def prepare(self) -> None:
         job = self.job
         self.folder.ensure()
-        with self.folder.open_log() as log:
-            self.resumed = recovery.resumption(job.group, job.item, self.folder, read_status(self.folder),
-                                               self.run.isolation, log)
+        status = read_status(self.folder)
+        if status.kind in recovery.RESUMABLE:  # only a stopped attempt can be gone on with
+            with self.folder.open_log() as log:
+                self.resumed = recovery.resumption(job.group, job.item, self.folder, status, self.run.isolation, log)
         if self.resumed is not None and self.resumed.fingerprint != dict(job.fingerprint):
             self.resumed = None  # made from another instruction, template or settings: not this item's work
         if job.untick_first:

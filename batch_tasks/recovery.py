@@ -39,6 +39,9 @@ from .staleness import KILLED_MID_RUN, TICK_PENDING
 from .state import ItemState
 
 
+RESUMABLE = (RUNNING_NOW, INTERRUPTED, FAILED)  # the statuses an attempt that may be gone on with leaves
+
+
 def owed(batch: Batch) -> bool:
     return any(v.reason in (TICK_PENDING, KILLED_MID_RUN) for v in batch.verdicts.values())
 
