@@ -144,6 +144,7 @@ class ItemRun:
 
     def attempt(self) -> Finished | Again:
         job, number = self.job, len(self.attempts) + 1
+        self.facts.pop("resumed_at", None)  # a new attempt's success is its own
         running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
         self.current = Attempt(number, "", time.time(), self.run.run_id)
         self.machine.fire(machine.START)
@@ -186,7 +187,8 @@ class ItemRun:
         if outcome is not None and not outcome.ok:
             outcome.failure_class = retry.failure_class(outcome, attempt.exit_status, job.settings)
         record = attempt.record()
-        self.run.budget.spend(record["cost_usd"])
+        if attempt.run_id == self.run.run_id:  # a resumed attempt was paid for, and counted, in its own run
+            self.run.budget.spend(record["cost_usd"])
         self.run.hub.publish("attempt_ended", job.item.key, record)
         if outcome is None:
             return self.interrupted()
