@@ -74,7 +74,10 @@ def test_a_three_wave_batch_on_a_real_project_killed_four_times_lands_each_item_
     (repo / "task.md").write_text("\n".join(front) + "\n")
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", "six as released, and the plan", cwd=repo)
-    env = {**os.environ, "AGENT_LOG": str(tmp_path / "agents.log")}
+    # As on a user's machine, Python writes its bytecode: the suite leaves __pycache__ folders in a
+    # project that has no .gitignore, which must neither land nor stop a landing.
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+           "AGENT_LOG": str(tmp_path / "agents.log")}
     rng = random.Random(SEED)
 
     for _ in range(KILLS):
@@ -95,6 +98,7 @@ def test_a_three_wave_batch_on_a_real_project_killed_four_times_lands_each_item_
                  "batch/task", cwd=repo)
     landed = [entry.strip().split("\x1f") for entry in merges.split("\x1e") if entry.strip()]
     assert Counter(item.strip() for _, item in landed) == Counter(keys)  # each ticked item landed once
+    assert "__pycache__" not in git("ls-tree", "-r", "--name-only", "batch/task", cwd=repo)
     for commit, item in landed:  # the suite passes at every merge commit
         tree = tmp_path / "at" / commit
         tree.mkdir(parents=True)
