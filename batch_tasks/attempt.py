@@ -8,7 +8,6 @@ task.md's folder).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -16,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import process, prompt
+from . import item_log, process, prompt
 from .agents import AGENTS, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, Outcome
 from .agents.base import ToolLoop
 from .errors import BatchError
@@ -27,11 +26,6 @@ from .state import ItemState, write_json_atomic
 if TYPE_CHECKING:
     from .lifecycle import ItemJob
     from .run import Run
-
-
-def header(key: str, number: int, run_id: str) -> bytes:
-    """The line that opens an attempt in output.log; recovery finds an attempt by it."""
-    return f"=== {key} attempt {number} of run {run_id} at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode()
 
 
 def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context: Mapping[str, Any],
@@ -79,8 +73,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
     with folder.open_log() as log, folder.open_events() as event_log:
 
         def record_event(event: AgentEvent) -> None:
-            line = {"t": round(time.time(), 3), "run_id": run.run_id, "attempt": number, **event.to_json()}
-            event_log.write(json.dumps(line) + "\n")
+            event_log.write(item_log.line(run.run_id, number, event.kind, event.text, event.data))
             event_log.flush()
             run.hub.publish("item_event", key, event)
 
@@ -107,7 +100,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
             run.hub.publish("attempt_started", key, number, attempt.started)
             run.hub.publish("item_started", key, number, folder.log)
 
-        log.write(header(key, number, run.run_id))
+        log.write(item_log.attempt_header(key, number, run.run_id))
         log.flush()
         try:
             ended = (supervisor or run.supervisor).run(
@@ -119,7 +112,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
                 on_line=on_line,
                 on_start=on_start,
                 # At once, the moment it exits: a run killed from then on can finish the item from its log.
-                on_exit=lambda ended: record_event(AgentEvent("exit", data={"status": ended.status,
+                on_exit=lambda ended: record_event(AgentEvent(item_log.EXIT, data={"status": ended.status,
                                                                             "stopped_for": ended.stopped_for})),
                 timeout=job.settings["timeout"],
                 idle_timeout=job.settings["idle_timeout"],

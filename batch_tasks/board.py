@@ -312,7 +312,11 @@ def _eta(mean: float | None, waiting: int, flying: list, workers: int, now: floa
 
 def landing_of(record: dict[str, Any]) -> dict[str, Any]:
     """What a record says of the item's work landing: its merge and check, or where it is kept."""
-    return {name: record[name] for name in ("merge", "check", "kept") if isinstance(record.get(name), dict)}
+    landing = {name: record[name] for name in ("merge", "check", "kept") if isinstance(record.get(name), dict)}
+    earlier = record.get("kept_attempts")
+    if isinstance(earlier, list) and earlier:
+        landing["kept_attempts"] = [kept for kept in earlier if isinstance(kept, dict)]
+    return landing
 
 
 def _last_run(record: dict[str, Any]) -> str | None:

@@ -1,25 +1,29 @@
-"""An item's lifecycle: its steps, in order, fed one by one.
+"""An item's lifecycle: its steps, in order, fed one by one, driving the item's state machine
+(see item_machine: each step is a transition it allows, noted in the item's events.jsonl).
 
-    prepare   untick it if it changed; set its old result aside; note what it is made from
+    prepare   untick it if it changed; set its old result aside; note what it is made from;
+              ask recovery where a killed or stopped run left its last attempt: one whose agent
+              had succeeded resumes at the landing step after the last it reached
     attempt   one attempt (see attempt.py), here or on a remote worker (the run's executor, see
-              executors), in its own git worktree with `isolation: worktree`;
-              after a failure the runner is told whether, and when, to come back for another
+              executors), in its own git worktree with `isolation: worktree` (a fresh session in
+              a clean one: what the last left is kept aside); an attempt that moved any branch
+              but its own fails; after a failure the runner is told whether, and when, to come back for another
               (see retry.py): the slot is free meanwhile
     land      after the agent succeeded: its work committed (isolated) and refused if it touched a
               protected path (protected_paths), its `check` run, its branch merged through the
-              run's one merge queue; any of these can fail the attempt (and so does a change it
-              made to the repository's git settings: repository_guard)
+              run's one merge queue (see landing); any can fail it (and so does a change it made
+              to the repository's git settings: repository_guard)
     record    on success, its result record with the evidence, durably, before anything else
     tick      then its checkbox
 
-A failed or interrupted item leaves a failure record and its checkbox open. Touches the
-item's state folder and its checkbox in task.md; tells the run's listeners.
+A failed or interrupted item leaves a failure record and its checkbox open; a stop anywhere
+is one "interrupted", whose record names the step reached, for the next run to go on from.
+Touches the item's state folder and its checkbox in task.md; tells the run's listeners.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import time
@@ -27,17 +31,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import checkbox, prompt, protected_paths, retry
+from . import checkbox, item_log, landing, prompt, records, recovery, retry
+from . import item_machine as machine
 from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
-from .check import Check
 from .errors import BatchError
-from .events import CHECK, SETUP, STEP
-from .git import changed_paths, environment_for_worktrees
+from .events import SETUP, STEP
+from .git import environment_for_worktrees
 from .item_status import DONE, read_status
+from .process import StoppedError
 from .plan import Group, Item
-from .records import Attempt, failure_record, record_failure, record_success, success_record
+from .records import Attempt, RecordedAttempt, failure_record, record_failure, success_record, write_result
 from .run import Run
-from .state import BatchState, state_of
+from .state import BatchState, state_of, write_json_atomic
 
 
 @dataclass(slots=True)
@@ -66,9 +71,6 @@ class Finished:
     interrupted: bool = False
 
 
-CLAIM_CHARACTERS = 2000  # of the agent's final message, kept in its attempt's record beside the check's verdict
-
-
 @dataclass(frozen=True)
 class Again:
     """Come back for another attempt: at `decision.at`, after a pause of its agent if WAIT."""
@@ -89,13 +91,21 @@ class ItemRun:
         self.adjusted: retry.Adjustment | None = None  # how the next attempt is adjusted to the last one's failure
         self.facts: dict[str, Any] | None = None  # set by prepare: what the result is made from
         self.workspace = None  # the attempt's worktree (workspace.AttemptWorkspace), when isolated
+        route = machine.Route.of(job.settings["isolation"] == "worktree", bool(job.settings.get("check")))
+        self.machine = machine.ItemMachine(route, on_change=self._noted)
+        self.current: Attempt | None = None  # the attempt the machine's states are of
+        self.resumed: recovery.Resumption | None = None
+        self.resumable = False  # a failure the next run goes on from, its agent not run again
+        self.kept_aside: list[dict[str, Any]] = []  # earlier attempts' work, kept on branches of their own
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
-        self.lands = job.settings["isolation"] == "worktree" or bool(job.settings.get("check"))
+        self.lands = route.lands
 
     def step(self) -> Finished | Again:
         try:
             if self.facts is None:
                 self.prepare()
+            if self.resumed is not None:
+                return self.resume()
             return self.attempt()
         except OSError as error:
             # A full disk or an unwritable state folder: task.md is only ever ticked after a
@@ -105,6 +115,12 @@ class ItemRun:
     def prepare(self) -> None:
         job = self.job
         self.folder.ensure()
+        status = read_status(self.folder)
+        if status.kind in recovery.RESUMABLE:  # only a stopped attempt can be gone on with
+            with self.folder.open_log() as log:
+                self.resumed = recovery.resumption(job.group, job.item, self.folder, status, self.run.isolation, log)
+        if self.resumed is not None and self.resumed.fingerprint != dict(job.fingerprint):
+            self.resumed = None  # made from another instruction, template or settings: not this item's work
         if job.untick_first:
             checkbox.set_checkbox(job.taskfile, job.group, job.item, False, self.state.tick_lock)
         self.folder.set_result_aside()
@@ -115,31 +131,76 @@ class ItemRun:
             "upstream": self.run.upstream_digest(job.upstream, self.state),
         }
 
+    def resume(self) -> Finished | Again:
+        """The killed or stopped attempt's agent had succeeded: its landing goes on where it stopped."""
+        found, self.resumed = self.resumed, None
+        attempt = Attempt(found.number, found.session_id, found.started, found.run_id, time.time(),
+                          found.exit_status, found.outcome, extra=found.extra)
+        self.attempts = [*map(RecordedAttempt, found.earlier), attempt]
+        self.current, self.workspace, self.machine.state = attempt, found.workspace, found.state
+        self.facts["resumed_at"] = found.state  # the record says its agent's success was a killed run's
+        if found.merge is not None:
+            attempt.extra["merge"] = found.merge
+            if self.workspace is not None:  # killed between its merge and its clean-up
+                landing.remove_merged(self, attempt)
+        return self.conclude(attempt)
+
     def attempt(self) -> Finished | Again:
         job, number = self.job, len(self.attempts) + 1
+        self.facts.pop("resumed_at", None)  # a new attempt's success is its own
         running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
+        self.current = Attempt(number, "", time.time(), self.run.run_id)
+        self.machine.fire(machine.START)
+        continues = self.session_to_continue()
+        if continues is None and self.workspace is not None:
+            # A fresh session starts from a clean worktree: what the last one left (a hung attempt's
+            # half-done edit) is committed as WIP, and kept aside as the new worktree is made.
+            self.workspace.keep("an earlier attempt, kept aside for a fresh session")
+            self.workspace = None
+        refs = self.run.isolation.other_refs() if self.job.settings["isolation"] == "worktree" else None
         guard, name = self.run.repository, f"{job.item.key} attempt {number}"
         if guard is not None:
             guard.started(name)
         try:  # here or on a remote worker: the run's executor (see executors)
-            attempt = self.run.executor.attempt(self, number, self.prompt_context(), running,
-                                                self.session_to_continue())
+            attempt = self.run.executor.attempt(self, number, self.prompt_context(), running, continues)
         except BatchError as error:  # its worktree could not be made, or its setup failed
+            if self.run.supervisor.stopping.is_set():
+                return self.interrupted()  # its setup was stopped with the run
             return self.fail(f"worktree: {error}")
+        except StoppedError:
+            return self.interrupted()
         finally:
             changed = guard.ended(name) if guard is not None else None
         if self.adjusted is not None:
             attempt.extra["adjusted"] = self.adjusted.record()
             self.adjusted = None
         self.attempts.append(attempt)
+        self.current = attempt
         self.fail_for_repository_changes(attempt, changed)
+        if refs is not None and attempt.outcome is not None:
+            landing.refuse_moved_refs(self, attempt, refs)
         if attempt.outcome is not None and attempt.outcome.ok:
-            self.land(attempt)
+            self.machine.fire(machine.AGENT_SUCCEEDED)
+        return self.conclude(attempt)
+
+    def resume_record(self, reached: str) -> dict[str, Any]:
+        """What the next run needs to go on from `reached` with the current attempt (see recovery)."""
+        attempt = self.current
+        return {**self.facts, "state": reached, "attempt": attempt.number, "run_id": attempt.run_id,
+                "session_id": attempt.session_id, "attempt_started": attempt.started,
+                "earlier": [a.record() for a in self.attempts[:-1]], "extra": attempt.extra}
+
+    def conclude(self, attempt: Attempt) -> Finished | Again:
+        """Land a success from the step its item reached; then record it, or decide what comes next."""
+        job, number = self.job, attempt.number
+        if attempt.outcome is not None and attempt.outcome.ok:
+            landing.land(self, attempt)
         outcome = attempt.outcome
         if outcome is not None and not outcome.ok:
             outcome.failure_class = retry.failure_class(outcome, attempt.exit_status, job.settings)
         record = attempt.record()
-        self.run.budget.spend(record["cost_usd"])
+        if attempt.run_id == self.run.run_id:  # a resumed attempt was paid for, and counted, in its own run
+            self.run.budget.spend(record["cost_usd"])
         self.run.hub.publish("attempt_ended", job.item.key, record)
         if outcome is None:
             return self.interrupted()
@@ -158,8 +219,9 @@ class ItemRun:
             self.adjusted = adjustment
             self.job = replace(job, settings={**job.settings, **adjustment.changes})
             cause += f"; {adjustment.text()}"
+        self.machine.fire(machine.RETRY)
         with self.folder.open_log() as log:
-            log.write(f"=== {job.item.key} attempt {number} failed ({failure}): {cause} ===\n".encode())
+            log.write(item_log.failed_header(job.item.key, number, failure, cause))
         self.note(number, "retry", cause, {"retry_at": decision.at})  # so that batch-status can say it waits, and why
         self.run.hub.publish("item_retrying", job.item.key, number, cause, decision.at)
         return Again(decision)
@@ -177,11 +239,37 @@ class ItemRun:
             return None, f"not {adjustment.text()}: the batch's budget cannot hold it"
         return adjustment, ""
 
+    def fail_for_repository_changes(self, attempt: Attempt, changed) -> None:
+        """What changed in the repository's git settings while the attempt ran was put back (see
+        repository_guard): the attempt fails, naming it; for good if it ran alone."""
+        if changed is not None and attempt.outcome is not None:
+            said, names = attempt.outcome, ", ".join(changed.names)
+            reason = (f"changed the repository's {names} (undone)" if changed.alone else
+                      f"the repository's {names} changed while it ran, by it or an attempt beside it (undone)")
+            attempt.outcome = Outcome(ok=False, reason=reason, failure_class=PERMANENT if changed.alone else TRANSIENT,
+                                      result_text=said.result_text, data=said.data)
+
     def note(self, number: int, kind: str, text: str, data: dict[str, Any]) -> None:
         """A line of the runner's own in the item's events.jsonl, which batch-status reads."""
-        with self.folder.open_events() as events:
-            events.write(json.dumps({"t": round(time.time(), 3), "run_id": self.run.run_id, "attempt": number,
-                                     "kind": kind, "text": text, "data": data}) + "\n")
+        item_log.append(self.folder, self.run.run_id, number, kind, text, data)
+
+    def noting_setup(self, number: int):
+        """A worktree_setup's processes, recorded as an agent's are (running.json): a run killed
+        during the setup leaves an attempt killed mid-run, whose processes the next run stops."""
+        def record(processes) -> None:
+            write_json_atomic(self.folder.running, {
+                **self.facts, "earlier": [a.record() for a in self.attempts], "run_id": self.run.run_id,
+                "attempt": number, "attempt_started": time.time(), "runner_pid": os.getpid(), **processes.record()})
+        return record
+
+    def _noted(self, event: str, before: str, after: str) -> None:
+        """Each move of the item's machine, under the attempt it is of (a resumed one's own run and
+        number): where a run killed now stopped, for the next one to read."""
+        attempt = self.current
+        # Only a landing's states say more than the agent's exit does (see recovery).
+        if attempt is not None and self.lands and after in machine.LANDING:
+            item_log.append(self.folder, attempt.run_id, attempt.number, item_log.STATE,
+                            data={"state": after, "event": event})  # no text: not an activity to show
 
     def tell_step(self, number: int, step: str, text: str = "") -> None:
         """The step (SETUP … MERGING, see events.py) an item that lands its work is at, and what it does there."""
@@ -200,69 +288,11 @@ class ItemRun:
             self.tell_step(number, SETUP, shlex.join(setup) if setup else "making its worktree")
             with self.folder.open_log() as log:
                 self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
-                                                                 job.settings, log)
+                                                                 job.settings, log,
+                                                                 on_start=self.noting_setup(number))
+            if self.workspace.replaced is not None:  # an earlier attempt's work, renamed aside: named
+                self.kept_aside.append(_named(self.workspace.replaced))
         return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
-
-    def fail_for_repository_changes(self, attempt: Attempt, changed) -> None:
-        """What changed in the repository's git settings while the attempt ran was put back (see
-        repository_guard): the attempt fails, naming it; for good if it ran alone."""
-        if changed is not None and attempt.outcome is not None:
-            said, names = attempt.outcome, ", ".join(changed.names)
-            reason = (f"changed the repository's {names} (undone)" if changed.alone else
-                      f"the repository's {names} changed while it ran, by it or an attempt beside it (undone)")
-            attempt.outcome = Outcome(ok=False, reason=reason, failure_class=PERMANENT if changed.alone else TRANSIENT,
-                                      result_text=said.result_text, data=said.data)
-
-    def land(self, attempt: Attempt) -> None:
-        """The agent succeeded: commit its work, check it, merge it; or fail the attempt, saying why."""
-        job, workspace, said = self.job, self.workspace, attempt.outcome
-        settings, item = job.settings, job.item
-
-        def failed(reason: str, failure: str) -> None:
-            attempt.outcome = Outcome(ok=False, reason=reason, failure_class=failure,
-                                      result_text=said.result_text, data=said.data)
-
-        if self.lands:  # what the agent says it did, kept beside what the gate finds
-            attempt.extra["claim"] = self.run.redactor.text(said.result_text[-CLAIM_CHARACTERS:])
-        try:
-            if workspace is not None:
-                committed = workspace.commit_leftovers(settings["allow_empty"])
-                if not committed.changed and not settings["allow_empty"]:
-                    return failed("no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT)
-                touched = self.protected_paths_touched(attempt, workspace, committed.commit)
-                if touched:
-                    return failed(", ".join(f"touched protected path {path}" for path in touched), PERMANENT)
-            check = Check.from_settings(settings, item.group, item.module)
-            if check is None and workspace is None:
-                return  # nothing to land
-            with self.folder.open_log() as log:
-                if check is not None:
-                    here = workspace.path if workspace else job.taskfile.parent
-                    self.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
-                    result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,
-                                       redact=self.run.redactor)
-                    attempt.extra["check"] = result.record()
-                    if not result.passed:
-                        return failed(result.reason, retry.CHECK)
-                if workspace is not None:
-                    merged = self.run.merge_queue.merge(workspace, check, log, settings,
-                                                        on_step=lambda step, text: self.tell_step(attempt.number, step, text))
-                    attempt.extra["merge"] = merged.record()
-                    if not merged.merged:
-                        why = merged.reason if merged.reason.startswith("merge conflict") else f"merge conflict: {merged.reason}"
-                        self.keep(why)
-                        return failed(why, retry.CONFLICT)
-                    workspace.remove()
-                    self.workspace = None
-        except BatchError as error:  # git refused something: the work stays where it is
-            failed(f"landing its work: {error}", PERMANENT)
-
-    def protected_paths_touched(self, attempt: Attempt, workspace, tip: str) -> list[str]:
-        """The protected paths the item's work touched (see protected_touched), kept in the
-        attempt's record beside its claim and its check's verdict."""
-        touched = protected_touched(self.job.settings, self.job.item, workspace, tip)
-        attempt.extra["protected"] = {"touched": self.run.redactor.value(touched)}
-        return touched
 
     def session_to_continue(self) -> str | None:
         """After a failed check, the session that made the work: the next attempt goes on with it in
@@ -279,7 +309,7 @@ class ItemRun:
         if self.workspace is None:
             return None
         kept, self.workspace = self.workspace.keep(why), None
-        return {"worktree": str(kept.path), "branch": kept.branch, "commit": kept.commit, "wip": kept.wip}
+        return _named(kept)
 
     def prompt_context(self) -> dict[str, Any]:
         return prompt_context(self.job, self.state, self.attempts, self.adjusted)
@@ -288,47 +318,60 @@ class ItemRun:
         job = self.job
         record = success_record(self.facts, job.settings, [a.record() for a in self.attempts], attempt.outcome,
                                 job.item.key)
-        record.update({name: attempt.extra[name] for name in ("check", "merge") if name in attempt.extra})
-        return finish_success(self.run, job.taskfile, job.group, job.item, self.state, record)
+        record.update({name: attempt.extra[name] for name in ("check", "merge", "kept") if name in attempt.extra})
+        record["kept_attempts"] = self.kept_aside
+        if "resumed_at" in self.facts:
+            record.update(salvaged=True, resumed_at=self.facts["resumed_at"])
+        return finish_success(self.run, job.taskfile, job.group, job.item, self.state, record, self.machine)
 
     def fail(self, reason: str) -> Finished:
+        reached = self.machine.state
+        self.machine.fire(machine.GIVE_UP)
         record = failure_record(self.job.item.key, reason, self.attempts)
+        if self.resumable:
+            record["resume"] = self.resume_record(reached)
         record["kept"] = self.keep(reason)
+        record["kept_attempts"] = self.kept_aside
         record_failure(self.folder, record)
         self.run.hub.publish("item_finished", self.job.item.key, {**record, "failed": True})
         return Finished(reason)
 
     def interrupted(self) -> Finished:
+        reached, attempt = self.machine.state, self.current
+        self.machine.fire(machine.STOPPED)
         record = failure_record(self.job.item.key, "the run was stopped", self.attempts, interrupted=True)
+        if reached in machine.LANDING and attempt is not None:
+            # Its agent had succeeded: the next run goes on from here, without paying it again.
+            record["resume"] = self.resume_record(reached)
+            if reached != machine.AGENT_DONE and self.workspace is not None:
+                self.workspace.discard_leftovers()  # what its check left is not its work
         record["kept"] = self.keep("interrupted: the run was stopped")
+        record["kept_attempts"] = self.kept_aside
         record_failure(self.folder, record)
         self.run.hub.publish("item_finished", self.job.item.key, record)
         return Finished("interrupted: the run was stopped", interrupted=True)
 
 
-def protected_touched(settings: Mapping[str, Any], item: Item, workspace, tip: str) -> list[str]:
-    """The paths the item's work (its worktree's base to TIP) changed that `protect` covers and
-    its text does not name (see protected_paths). Shared with recovery's landing."""
-    check = Check.from_settings(settings, item.group, item.module)
-    named_by_check = protected_paths.check_paths(check.command(workspace.path) if check else (),
-                                                 str(workspace.isolation.relative_folder), str(workspace.path))
-    protect = protected_paths.globs(settings["protect"], named_by_check)
-    changed = changed_paths(workspace.base, tip, workspace.isolation.top)
-    return protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)
-
-
 def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, state: BatchState,
-                   record: dict[str, Any]) -> Finished:
-    """The record and tick steps, shared with recovery: a paid-for success is written first."""
-    # Recovery (no run) records before any item runs, so it takes no turn.
+                   record: dict[str, Any], item_machine: machine.ItemMachine | None = None) -> Finished:
+    """The record and tick steps: a paid-for success is written first, then ticked."""
+    item_machine = item_machine or machine.ItemMachine(machine.Route(), state=machine.AGENT_DONE)
+    # Without a run (a test of the records alone) nothing else takes turns.
     with run.supervisor.bookkeeping if run is not None else contextlib.nullcontext():
-        ticked = record_success(taskfile, group, item, state, record)
+        write_result(state.item(item.group, item.module), record)
+        item_machine.fire(machine.RECORD)
+        ticked = records.tick(taskfile, group, item, state, record)
+        item_machine.fire(machine.TICK if ticked else machine.TICK_REFUSED)
         if run is not None:
             run.hub.publish("item_finished", item.key, {**record, "ticked": ticked})
     if ticked:
         return Finished()
     return Finished(f"{item.key} succeeded, but its line in {taskfile.name} changed while it ran, so it was not "
                     "ticked; the next run ticks it, or runs it again if its instruction changed")
+
+
+def _named(kept) -> dict[str, Any]:
+    return {"worktree": str(kept.path), "branch": kept.branch, "commit": kept.commit, "wip": kept.wip}
 
 
 def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],

@@ -135,6 +135,9 @@ def landing_line(view: ItemView, root: str = ".") -> str:
     if isinstance(kept.get("branch"), str) and isinstance(kept.get("worktree"), str):
         wip = " with a WIP commit" if kept.get("wip") else ""
         parts.append(f"kept on {kept['branch']}{wip} in {relative(kept['worktree'], root)}")
+    earlier = [kept["branch"] for kept in view.landing.get("kept_attempts") or () if isinstance(kept.get("branch"), str)]
+    if earlier:
+        parts.append(f"earlier attempts kept on {', '.join(earlier)}")
     return printable(", ".join(parts))
 
 

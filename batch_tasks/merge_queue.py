@@ -26,15 +26,21 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import item_log
 from .bootstrap import bootstrap
 from .check import Check, CheckResult, NullLog
+from .errors import BatchError
 from .events import MERGING, WAITING_TO_MERGE
 from .git import GitError, git, is_ancestor, rev
+from .process import StoppedError
 from .workspace import AttemptWorkspace, trailer_lines
-from .worktree import Isolation
+from .worktree import Isolation, stale_lock
 
 MERGED = "merged"
 CONFLICT = "conflict"
+MOVES_FOLLOWED = 3  # how many times a merge follows an integration tip that moved under it
+
+
 
 
 @dataclass(frozen=True)
@@ -83,10 +89,10 @@ class MergeQueue:
     _holder: str | None = None  # the item merging now, named to those waiting behind it
 
     def merge(self, workspace: AttemptWorkspace, check: Check | None = None, log=None,
-              settings=None, on_step: Callable[[str, str], None] | None = None) -> MergeResult:
+              settings=None, on_step: Callable[[str, str], None] | None = None, on_start=None) -> MergeResult:
         """Merge the item's branch; `settings` (the item's group's) say how to set up the runner's
         worktree should the check have to run there. `on_step(step, text)` hears WAITING_TO_MERGE
-        (if another item holds the queue, naming it) and then MERGING."""
+        (if another item holds the queue, naming it) and then MERGING; `on_start` is the check's (see check)."""
         log, tell = log or NullLog(), on_step or (lambda step, text: None)
         if not self._lock.acquire(blocking=False):
             holder = self._holder
@@ -95,19 +101,29 @@ class MergeQueue:
         try:
             self._holder = workspace.key
             tell(MERGING, f"into {self.isolation.branch}")
-            return self._merge(workspace, check, log, settings or self.isolation.settings)
+            for _ in range(MOVES_FOLLOWED):
+                try:
+                    result = self._merge(workspace, check, log, settings or self.isolation.settings, on_start)
+                except GitError as error:
+                    raise stale_lock(error, self.isolation.branch) or error
+                if result is not None:
+                    return result
+            raise BatchError(f"{self.isolation.branch} kept moving while {workspace.key} merged "
+                             f"({MOVES_FOLLOWED} times): something other than batch-tasks commits onto it")
         finally:
             self._holder = None
             self._lock.release()
 
-    def _merge(self, workspace: AttemptWorkspace, check: Check | None, log, settings) -> MergeResult:
+    def _merge(self, workspace: AttemptWorkspace, check: Check | None, log, settings, on_start=None) -> MergeResult:
+        """The merge, or None if the integration branch moved under it (a commit of the user's,
+        made without checking it out): then it is made again, on the new tip."""
         isolation, here = self.isolation, self.isolation.integration_path
-        before, item = isolation.tip(), workspace.tip()
+        git("reset", "-q", "--hard", cwd=here)  # the runner's worktree holds the integration branch: at its tip
+        before, item = rev("HEAD", here), workspace.tip()
         evidence = {"base": workspace.base, "item_commit": item, "integration_before": before}
         if is_ancestor(item, before, here):
             landed = isolation.merged_commit(workspace.group, workspace.module, workspace.run_id)
             return MergeResult(MERGED, "already on the integration branch", merge_commit=landed, **evidence)
-        git("reset", "-q", "--hard", before, cwd=here)  # the runner's worktree is detached: at the tip now
         tried = git("merge", "--no-ff", "--no-commit", "--no-verify", "-q", workspace.branch, cwd=here, allowed=(0, 1, 2, 128))
         if tried.status != 0:
             conflicts = git("diff", "--name-only", "-z", "--diff-filter=U", cwd=here).fields()
@@ -118,37 +134,42 @@ class MergeQueue:
         checked = None
         if check is not None and not is_ancestor(before, item, here):
             # The tip moved since the branch was made: the merged state is new, and must pass too.
-            self._set_up_for(check, settings, log)
+            self._set_up_for(check, settings, log, on_start)
             folder = here / isolation.relative_folder
-            log.write(f"=== check on the merged state of {workspace.key} ===\n".encode())
+            log.write(item_log.note_header(f"check on the merged state of {workspace.key}"))
             try:
-                checked = check.run(worktree=here, cwd=folder, supervisor=isolation.supervisor, log=log)
+                checked = check.run(worktree=here, cwd=folder, supervisor=isolation.supervisor, log=log,
+                                    on_start=on_start)
             except BaseException:  # the run is stopping: the branch keeps its tip
                 self._undo()
                 raise
             if not checked.passed:
                 self._undo()
+                if isolation.supervisor.stopping.is_set():
+                    raise StoppedError()  # stopped with the run: the merged state was not judged
                 overlap = _overlap(workspace.base, before, item, here)
                 return MergeResult(CONFLICT, f"{checked.reason} on the merged state", conflicts=overlap,
                                    check=checked, **evidence)
         message = (f"Merge {workspace.key} into {isolation.branch}\n\n"
                    f"batch-tasks merged {workspace.branch} ({item[:12]}, from {workspace.base[:12]}).\n\n"
                    + trailer_lines(isolation, workspace.key, workspace.run_id))
-        git("commit", "-q", "--no-verify", "-F", "-", cwd=here, input=message.encode())
-        merged = rev("HEAD", here)
-        if checked is not None:
-            git("reset", "-q", "--hard", cwd=here)  # what the check changed in tracked files goes
+        tree = git("write-tree", cwd=here).text
+        merged = git("commit-tree", tree, "-p", before, "-p", item, "-F", "-", cwd=here, input=message.encode()).text
         # Only now does the branch advance, and only from the tip the merge was made on.
         moved = git("update-ref", "-m", f"batch-tasks: merge {workspace.key}", isolation.ref, merged, before,
                     cwd=here, allowed=(0, 1, 128))
         if moved.status != 0:
             self._undo()
-            return MergeResult(CONFLICT, f"{isolation.branch} moved while merging (by hand?); try again from its tip",
-                               check=checked, **evidence)
+            if ".lock" in moved.err:
+                raise GitError(("update-ref", isolation.ref), here, moved.status, moved.err)
+            log.write(item_log.note_header(f"{isolation.branch} moved under the merge of {workspace.key}: "
+                                           "merging again on its new tip"))
+            return None
+        git("reset", "-q", "--hard", cwd=here)  # the merge is the tip now; what the check changed goes
         return MergeResult(MERGED, "merged", merge_commit=merged, files=_numstat(before, merged, here),
                            check=checked, **evidence)
 
-    def _set_up_for(self, check: Check, settings, log) -> None:
+    def _set_up_for(self, check: Check, settings, log, on_start=None) -> None:
         """The runner's worktree gets the item's worktree_copy and worktree_setup, once each."""
         wanted = (tuple(settings.get("worktree_copy") or ()), tuple(settings.get("worktree_setup") or ()))
         if wanted in self._set_up or wanted == ((), ()):
@@ -156,13 +177,13 @@ class MergeQueue:
         isolation = self.isolation
         bootstrap(isolation.integration_path, folder=isolation.integration_path / isolation.relative_folder,
                   source_folder=isolation.folder, top=isolation.top, settings=settings, log=log,
-                  supervisor=isolation.supervisor)
+                  supervisor=isolation.supervisor, on_start=on_start)
         self._set_up.add(wanted)
 
     def _undo(self) -> None:
         """Back to the integration tip; untracked files (the setup's among them) stay."""
         git("merge", "--abort", cwd=self.isolation.integration_path, allowed=(0, 1, 128))
-        git("reset", "-q", "--hard", self.isolation.tip(), cwd=self.isolation.integration_path)
+        git("reset", "-q", "--hard", cwd=self.isolation.integration_path)
 
 
 def _numstat(before: str, after: str, cwd) -> tuple[FileChange, ...]:

@@ -53,6 +53,20 @@ class Attempt:
         }
 
 
+@dataclass(frozen=True)
+class RecordedAttempt:
+    """An attempt of a killed or stopped run, as its record has it."""
+
+    fields: dict[str, Any]
+
+    @property
+    def number(self) -> int:
+        return self.fields.get("attempt", 0)
+
+    def record(self) -> dict[str, Any]:
+        return self.fields
+
+
 def success_record(run: Mapping[str, Any], settings, attempts: list[dict], outcome: Outcome, key: str) -> dict[str, Any]:
     finished = time.time()
     return {
@@ -76,17 +90,15 @@ def success_record(run: Mapping[str, Any], settings, attempts: list[dict], outco
     }
 
 
-def record_success(taskfile: Path, group: Group, item: Item, state: BatchState, record: dict[str, Any]) -> bool:
-    """Write the result (the paid-for success, first and durably), then tick; False if the
-    tick could not be written (the item's line changed, task.md is read-only): the next
-    run writes it from the result (see recovery)."""
-    folder = state.item(item.group, item.module)
+def write_result(folder: ItemState, record: dict[str, Any]) -> None:
+    """The paid-for success, first and durably, unticked; `tick` then flips it. If the tick
+    cannot be written (the item's line changed, task.md is read-only), the next run writes it
+    from the result (see recovery)."""
     rest = json.dumps({name: value for name, value in record.items() if name != "ticked"}, sort_keys=True)
     write_atomic(folder.result, f"{UNTICKED.decode()}, {rest[1:]}\n", durable=True)
     # Its running.json stays: beside a result it says nothing (see item_status), and a
     # deleted file is what every item's new files would be searched past.
     folder.remove(folder.failure, folder.forgotten)
-    return tick(taskfile, group, item, state, record)
 
 
 def tick(taskfile: Path, group: Group, item: Item, state: BatchState, record: dict[str, Any]) -> bool:

@@ -1,43 +1,47 @@
-"""Repairing what a killed run left behind, before the next run starts.
+"""Repairing what a killed or stopped run left behind, and finding where its items stopped.
 
 Repairs are owed until they are done: they follow from the items' records (see
 staleness: TICK_PENDING, KILLED_MID_RUN), not from how the last run ended, so a
-run that stopped at a typo in task.md leaves them owed to the next.
+run that stopped at a typo in task.md leaves them owed to the next. `recover` runs
+before the run:
 
 - A run killed between an item's result and its tick left the tick unwritten:
   it is written now (on the item's line as task.md has it now), and the paid-for
   result is kept.
-- A run killed while an agent ran: its agent died with it (see process), but what
-  the agent started may still run: it is stopped, and half-written records are
-  removed. If that very attempt (its run id and number) had in fact succeeded (its
-  exit, or its final result event, is in its log; or the run's watchdog wrote down its
-  exit, when the runner died before it could), the item is finished from that
-  log through the lifecycle's own record and tick steps rather than paid for again.
-  Otherwise it runs again.
-- With `isolation: worktree`, git says how far the killed attempt got: a merge that
-  landed is ticked; the attempt's success (committed, or still uncommitted in its
-  worktree, or pushed by the Dask worker that ran it: found with `git ls-remote`, once
-  that attempt has ended) goes straight to check and merge; a half-done merge is aborted first. A
-  success an earlier attempt committed (its check failed) is not landed: the item runs again.
+- A run killed while an item ran: what its agent, check or setup started may still
+  run: it is stopped, and half-written records are removed.
+
+Then, in the run, the item's lifecycle asks `resumption` where its last attempt got (see
+item_machine): a killed (running.json) or stopped (an interrupted failure.json that names
+its step) attempt whose agent had succeeded resumes at the step after the last it reached
+(commit, check, merge, record, tick) through the lifecycle's own code, its agent not paid
+for again. Where it got is read from the item machine's states in its events.jsonl (see
+item_log), from the agent's exit or final result in its log (or the exit the run's watchdog
+wrote down, when the runner died before it could), and, with `isolation:
+worktree`, from git: a merge that landed this run of the item counts as merged whatever
+the log says; the attempt's worktree (or the branch a Dask worker pushed) holds its work.
+A success an earlier attempt committed (its check failed) is not resumed: the item runs again.
 """
 
 from __future__ import annotations
 
-import json
-import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-from . import process
+from . import item_log, item_machine
 from .agents import AGENTS, Outcome
-from .attempt_processes import stop_leftovers
 from .attempt import outcome_of
+from .attempt_processes import stop_leftovers
 from .batch import Batch
-from .item_status import RUNNING_NOW, read_status
-from .lifecycle import finish_success, protected_touched
+from .item_status import FAILED, INTERRUPTED, RUNNING_NOW, ItemStatus, read_status
 from .plan import Group, Item
-from .records import Attempt, success_record, tick
+from .records import tick
 from .staleness import KILLED_MID_RUN, TICK_PENDING
+from .state import ItemState, read_json
 from .watchdog_channel import exits_written
-from .state import ItemState, read_bytes, read_json
+
+
+RESUMABLE = (RUNNING_NOW, INTERRUPTED, FAILED)  # the statuses an attempt that may be gone on with leaves
 
 
 def owed(batch: Batch) -> bool:
@@ -47,7 +51,6 @@ def owed(batch: Batch) -> bool:
 def recover(batch: Batch) -> list[str]:
     """Repair leftovers; return one line per repair, for the user."""
     notes = []
-    landing = _Landing(batch)
     for group in batch.plan.groups:
         for item in group.items:
             reason = batch.verdicts[item.key].reason
@@ -66,110 +69,128 @@ def recover(batch: Batch) -> list[str]:
                 if stop_leftovers(running):
                     pid = running.get("pid")
                     notes.append(f"stopped what the agent of {item.key} (pid {pid}) left running when its run was killed")
-                record = _salvage(group, item, folder, running)
-                if group.settings["isolation"] == "worktree":
-                    record = landing.land(group, item, running, record)
-                if record is not None:
-                    finish_success(None, batch.plan.path, group, item, batch.state, record)
-                    notes.append(f"finished {item.key} from its log: its agent had succeeded just before its run was killed")
-    landing.close()
+                checks = item_log.processes_of(folder.events, running["run_id"]) if running.get("run_id") else []
+                if sum(stop_leftovers(check) for check in checks):
+                    notes.append(f"stopped what a check or setup of {item.key} left running when its run was killed")
+                reached = _reached(group, item, folder, running)
+                if reached is not None:
+                    notes.append(f"resuming {item.key} from its log after its step {reached[0]!r}: its agent had "
+                                 "succeeded just before its run was killed, and is not run again")
+                elif running.get("executor") == "dask":
+                    notes.append(f"resuming {item.key} from its remote attempt: a success it pushed lands without "
+                                 "its agent being run again")
     return notes
 
 
-class _Landing:
-    """Check and merge, for isolated items a killed run left between their agent's success and
-    their tick: through the same worktree, check and merge queue as a run's."""
+@dataclass
+class Resumption:
+    """Where a killed or stopped attempt got: its item goes on from `state` (a landing state)."""
 
-    def __init__(self, batch: Batch):
-        self.batch, self.isolation, self.queue = batch, None, None
+    state: str
+    number: int
+    run_id: str
+    session_id: str
+    started: float
+    exit_status: int | None
+    outcome: Outcome
+    earlier: list[dict[str, Any]] = field(default_factory=list)  # the records of the attempts before it
+    extra: dict[str, Any] = field(default_factory=dict)  # what its record said of its check, so far
+    workspace: Any = None  # its worktree (workspace.AttemptWorkspace), with isolation
+    merge: dict[str, Any] | None = None  # with MERGED: the evidence git gave of its merge
+    fingerprint: dict[str, str] = field(default_factory=dict)  # what the item was made from then
 
-    def land(self, group: Group, item: Item, running: dict, salvaged: dict | None) -> dict | None:
-        from .check import Check
-        from .merge_queue import MergeQueue
-        from .worktree import Isolation
 
-        run_id = running.get("run_id")
-        if not isinstance(run_id, str):
+def resumption(group: Group, item: Item, folder: ItemState, status: ItemStatus, isolation=None,
+               log=None) -> Resumption | None:
+    """Where the item's last attempt got, if its agent had succeeded and its work is still where it
+    was left; None: it runs again (`isolation`: the run's worktree.Isolation, with isolation)."""
+    if status.kind == RUNNING_NOW:
+        running = status.running
+        found = _reached(group, item, folder, running)
+    elif status.kind in (INTERRUPTED, FAILED) and isinstance(status.failure.get("resume"), dict):
+        running = status.failure["resume"]
+        found = _reached(group, item, folder, running, stopped_at=running.get("state"))
+    else:
+        return None
+    workspace = merge = None
+    if group.settings["isolation"] == "worktree":
+        if isolation is None:
             return None
-        if self.isolation is None:
-            self.isolation = Isolation(self.batch.plan.path, self.batch.plan.settings, process.Supervisor())
-            self.isolation.prepare()  # aborts a half-done merge
-            self.queue = MergeQueue(self.isolation)
-        isolation = self.isolation
-        merged = isolation.merged_commit(item.group, item.module, run_id)
-        if merged is not None:
-            record = salvaged or _salvaged_record(group, item, running)
-            return {**record, "merge": {"status": "merged", "merge_commit": merged, "recovered": True}}
-        folder = self.batch.state.item(item.group, item.module)
-        workspace = isolation.pending_success(item.group, item.module, run_id) if salvaged is not None else None
-        if workspace is None:  # a remote attempt (executors/dask_cluster) may have pushed its success
-            from .executors.fetched import fetch_pushed_success
-
-            with folder.open_log() as log:
-                workspace = fetch_pushed_success(isolation, group, item, running, log)
-            if workspace is not None:
-                salvaged = salvaged or _salvaged_record(group, item, running)
-        if salvaged is None:
-            # Its agent had not succeeded. A success committed on its branch is an earlier attempt's,
-            # whose check failed: not to land. It runs again; the new attempt keeps this one's work aside.
-            return None
-        if workspace is None or workspace.leftovers():
-            # Killed before its success was (all) committed, maybe over an earlier attempt's commit.
-            workspace = workspace or isolation.reopen(item.group, item.module)
-            if workspace is None or not workspace.commit_leftovers(group.settings["allow_empty"]).changed:
-                return None
-        if protected_touched(group.settings, item, workspace, workspace.tip()):
-            return None  # it runs again, and fails there, naming what it touched
-        check = Check.from_settings(group.settings, item.group, item.module)
-        with folder.open_log() as log:
-            if check is not None and not check.run(workspace.path, workspace.folder, isolation.supervisor, log).passed:
-                return None  # it runs again, in its kept worktree's place
-            result = self.queue.merge(workspace, check, log, group.settings)
-        if not result.merged:
-            return None
-        workspace.remove()
-        return {**salvaged, "merge": result.record()}
-
-    def close(self) -> None:
-        if self.isolation is not None:
-            self.isolation.close()
+        found, workspace, merge = _in_git(group, item, running, found, isolation, log)
+    if found is None:
+        return None
+    state, outcome, exit_status = found
+    return Resumption(state, running["attempt"], running["run_id"], str(running.get("session_id", "")),
+                      float(running.get("attempt_started") or 0.0), exit_status, outcome,
+                      list(running.get("earlier") or []), dict(running.get("extra") or {}), workspace, merge,
+                      dict(running.get("fingerprint") or {}))
 
 
-def _salvaged_record(group: Group, item: Item, running: dict) -> dict:
-    """The success record of an attempt whose work git holds, when its log said nothing more."""
-    outcome = Outcome(ok=True)
-    attempt = Attempt(running.get("attempt", 0), running.get("session_id", ""), running.get("attempt_started", 0.0),
-                      running["run_id"], time.time(), None, outcome)
-    attempts = [*running.get("earlier", []), attempt.record()]
-    return success_record(running, group.settings, attempts, outcome, item.key)
-
-
-def _salvage(group: Group, item: Item, folder: ItemState, running: dict) -> dict | None:
-    """The success record of the killed attempt, if its log shows that very attempt succeeded."""
+def _reached(group: Group, item: Item, folder: ItemState, running: Mapping[str, Any],
+             stopped_at: str | None = None) -> tuple[str, Outcome, int | None] | None:
     number, run_id = running.get("attempt"), running.get("run_id")
     if not isinstance(number, int) or not isinstance(run_id, str):
         return None
-    exit_event = _exit_event(folder.events, run_id, number) or exit_seen_by_watchdog(folder, running)
+    route = item_machine.Route.of(group.settings["isolation"] == "worktree", bool(group.settings.get("check")))
+    noted = item_log.states_reached(folder.events, run_id, number)
+    state = item_machine.furthest([*noted, *([stopped_at] if stopped_at else [])], route)
+    outcome, exit_status = _agent_said(group, item, folder, running)
+    if state is None and outcome is None:
+        return None  # it was still working: it runs again
+    if state is not None and state not in item_machine.LANDING[:-1]:
+        return None  # recorded already: the result, not this, says the rest
+    return state or item_machine.AGENT_DONE, outcome or Outcome(ok=True), exit_status
+
+
+def _in_git(group: Group, item: Item, running: Mapping[str, Any], found, isolation, log):
+    """With isolation, git has the last word: merged is merged, and a landing goes on only in the
+    attempt's own worktree (or from the branch its remote worker pushed). Returns what is found,
+    the worktree, and the merge's evidence."""
+    from .executors.fetched import fetch_pushed_success
+    from .workspace import read_record
+
+    run_id = running.get("run_id")
+    if not isinstance(run_id, str):
+        return None, None, None
+    said = found or (None, Outcome(ok=True), None)
+    workspace = isolation.reopen(item.group, item.module)
+    if workspace is not None and read_record(workspace.path).get("run_id") != run_id:
+        workspace = None  # another run's attempt: not this one's work
+    if workspace is not None:
+        workspace.run_id = run_id
+    merged = isolation.merged_commit(item.group, item.module, run_id)
+    if merged is not None:
+        return (item_machine.MERGED, said[1], said[2]), workspace, {"status": "merged", "merge_commit": merged,
+                                                                    "recovered": True}
+    if workspace is None:
+        workspace = fetch_pushed_success(isolation, group, item, running, log)
+        if workspace is not None:  # its worker committed and pushed its success
+            return (item_machine.COMMITTED, said[1], said[2]), workspace, None
+    if found is None or workspace is None:
+        return None, None, None
+    return found, workspace, None
+
+
+def _agent_said(group: Group, item: Item, folder: ItemState,
+                running: Mapping[str, Any]) -> tuple[Outcome | None, int | None]:
+    """The killed attempt's success (and exit status), if its log shows that very attempt succeeded."""
+    run_id, number = running["run_id"], running["attempt"]
+    exit_event = item_log.exit_of(folder.events, run_id, number) or exit_seen_by_watchdog(folder, running)
     reader = AGENTS[group.settings["agent"]].reader(group.settings)
     saw_result = False
-    for line in _attempt_lines(folder.log, item.key, number, run_id):
+    for line in item_log.attempt_output(folder.log, item.key, number, run_id):
         saw_result |= any(event.kind == "result" for event in reader.feed(line))
     if exit_event is None and not saw_result:
-        return None  # it was still working: it runs again
+        return None, None
     if exit_event is None:  # killed after its result, before its exit: its word counts
         outcome = outcome_of(reader, -9, "its run was killed", True)
     else:
         outcome = outcome_of(reader, exit_event["status"], exit_event.get("stopped_for"), saw_result)
-    if not outcome.ok:
-        return None
-    attempt = Attempt(number, running.get("session_id", ""), running.get("attempt_started", 0.0), run_id,
-                      time.time(), exit_event["status"] if exit_event else None, outcome)
-    record = success_record(running, group.settings, [*running.get("earlier", []), attempt.record()], outcome, item.key)
-    record["salvaged"] = True
-    return record
+    return (outcome, exit_event and exit_event.get("status")) if outcome.ok else (None, None)
 
 
-def exit_seen_by_watchdog(folder: ItemState, running: dict) -> dict | None:
+
+def exit_seen_by_watchdog(folder: ItemState, running: Mapping[str, Any]) -> dict | None:
     """How the killed attempt's agent ended, as its run's watchdog wrote it down when the
     runner died before it could record that (see watchdog.py): an exit event's data, or None."""
     if isinstance(running.get("runner_pid"), int):
@@ -180,30 +201,3 @@ def exit_seen_by_watchdog(folder: ItemState, running: dict) -> dict | None:
         return None
     status = record.get("status")
     return {"status": status, "stopped_for": None} if type(status) is int else None
-
-
-def _attempt_lines(log: str, key: str, number: int, run_id: str) -> list[str]:
-    """The lines the attempt printed: after its own header, up to the next header of the item."""
-    header, next_header = f"=== {key} attempt {number} of run {run_id} at ".encode(), f"=== {key} attempt ".encode()
-    raw = (read_bytes(log) or b"").split(b"\n")
-    lines, inside = [], False
-    for line in raw:
-        if line.startswith(header):
-            lines, inside = [], True
-        elif inside and line.startswith(next_header):
-            break
-        elif inside:
-            lines.append(line.decode("utf-8", "replace").rstrip("\r"))
-    return lines
-
-
-def _exit_event(events: str, run_id: str, number: int) -> dict | None:
-    lines = (read_bytes(events) or b"").splitlines()
-    for line in reversed(lines):
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # the line a kill cut short
-        if event.get("run_id") == run_id and event.get("attempt") == number and event.get("kind") == "exit":
-            return event["data"]
-    return None

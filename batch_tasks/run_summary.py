@@ -39,12 +39,14 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     lines.extend(notes)
     lines += _adjusted([view for view in views if view.adjusted])
     lines += _landed([view for view in by_state[DONE] if view.landing.get("merge")], board.root)
+    if any(view.landing.get("kept_attempts") or view.landing.get("kept") for view in views):
+        lines.append("kept attempts: doit batch-clean removes those whose work is merged or on another branch")
     if by_state[FAILED]:
         lines.append("failed:")
         for view in by_state[FAILED]:
             lines += [f"  {finished_line(view, board.root)}", *_kept(view, board.root), *tail_lines(view, "      ")]
     if by_state[INTERRUPTED]:
-        lines.append("interrupted (run again, they start over):")
+        lines.append("interrupted (run again: they go on from the step they reached):")
         for view in by_state[INTERRUPTED]:
             lines += [f"  {finished_line(view, board.root)}", *_kept(view, board.root)]
     for state, heading, views_of in ((NOT_STARTED, "not started", by_state[NOT_STARTED] + never), (SKIPPED, "skipped", by_state[SKIPPED])):
@@ -85,7 +87,7 @@ def _adjusted(views: list[ItemView]) -> list[str]:
 
 
 def _kept(view: ItemView, root: str) -> list[str]:
-    kept = landing_line(view, root) if view.landing.get("kept") else ""
+    kept = landing_line(view, root) if view.landing.get("kept") or view.landing.get("kept_attempts") else ""
     return [f"      {kept}"] if kept else []
 
 

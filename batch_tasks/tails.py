@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 
+from . import item_log
 from .state import open_to_read
 
 TAIL_LINES = 10  # of a failed attempt's output, shown with its cause
@@ -59,7 +60,7 @@ def output_tail_of(log: str, lines: int = TAIL_LINES) -> list[str]:
     """The last lines the item's last attempt printed, from its output.log (whose
     `=== … ===` lines are the runner's own headers)."""
     text = _end_of(log)
-    headers = [i for i, line in enumerate(text) if line.startswith("=== ") and " attempt " in line and " at " in line]
+    headers = [i for i, line in enumerate(text) if item_log.is_attempt_header(line)]
     after = text[headers[-1] + 1 :] if headers else text
     printed = [line for line in after if line.strip() and not line.startswith("=== ")]
     return printed[-lines:]

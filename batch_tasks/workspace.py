@@ -8,6 +8,7 @@ Removing is refused while anything is uncommitted or not on the integration bran
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -97,6 +98,23 @@ class AttemptWorkspace:
     def leftovers(self) -> list[str]:
         """Paths with uncommitted changes, other than what copy and setup left as they left it."""
         return [path for path in dirty_paths(self.path) if not self.baseline.untouched_since(self.path, path)]
+
+    def discard_leftovers(self) -> list[str]:
+        """What a check left (files it wrote or rewrote) is never the item's work: put the worktree
+        back as its branch has it (what copy and setup left stays). Returns the paths put back."""
+        left = set(self.leftovers())
+        if not left:
+            return []
+        status = git("status", "--porcelain", "-z", "--untracked-files=all", "--no-renames", cwd=self.path).fields()
+        untracked = {entry[3:] for entry in status if entry.startswith("??")}
+        tracked = sorted(left - untracked)
+        if tracked:
+            git("checkout", "-q", "HEAD", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=self.path,
+                input="\0".join(f":(literal){p}" for p in tracked).encode("utf-8", "surrogateescape"))
+        for path in left & untracked:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path / path)
+        return sorted(left)
 
     def keep(self, why: str) -> Kept:
         """A failed or interrupted attempt: commit (WIP) what is uncommitted, and leave it all in place."""

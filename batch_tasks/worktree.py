@@ -4,9 +4,10 @@ the runner's own worktree of the integration branch, where the merge queue merge
 May touch, in the repository holding task.md: the integration branch (created from
 HEAD at the first run, then advanced only by the merge queue), the item branches
 `<integrate>.items/<group>/<module>` (and earlier attempts kept as `….<time>`), the
-worktree list, and the folders `.batch/<stem>/integration/` (the runner's worktree,
-on a detached HEAD: the integration branch is never checked out, so the user may check
-it out any time) and `.batch/<stem>/worktrees/<group>/<module>/` (one per item). Never
+worktree list, and the folders `.batch/<stem>/integration/` (the runner's worktree, where
+the integration branch is checked out: git then refuses to check it out anywhere else, so
+no checkout can move under a merge or revert what landed; the user reads it with `git log`,
+`git show`, `git diff` and merges it, any time) and `.batch/<stem>/worktrees/<group>/<module>/` (one per item). Never
 the user's working tree, index, HEAD or checked-out branch; `.batch/.gitignore` (`*`)
 keeps the state folder out of `git status`. Nothing with commits that are not on the
 integration branch is ever deleted: such a branch is renamed aside, its worktree kept.
@@ -52,6 +53,20 @@ class IsolationError(BatchError):
     def __init__(self, message: str, setting: str = "isolation"):
         super().__init__(message)
         self.setting = setting
+
+
+class BranchLocked(BatchError):
+    """A branch's lock file is there: a git that crashed left it, and the branch cannot move."""
+
+
+def stale_lock(error: GitError, branch: str) -> BranchLocked | None:
+    """A lock git could not take because a crashed git left it: named, with what to do."""
+    said = error.stderr
+    if ".lock': File exists" not in said:
+        return None
+    path = said.split("Unable to create '", 1)[1].split("'", 1)[0] if "Unable to create '" in said else "a .lock file"
+    return BranchLocked(f"{path} is there (a git that crashed left it), so {branch} cannot move; remove it if no "
+                        "git runs in this repository, then run again: what was checked is kept")
 
 
 class Isolation:
@@ -132,6 +147,12 @@ class Isolation:
     def prepare(self) -> None:
         """Make the integration branch (from HEAD, once) and the runner's own worktree of it.
         A half-done merge a killed run left there is aborted: the branch keeps its tip."""
+        try:
+            self._prepare()
+        except GitError as error:
+            raise stale_lock(error, self.branch) or error
+
+    def _prepare(self) -> None:
         self.state_root.mkdir(parents=True, exist_ok=True)
         _ignore_folder(self.state_root.parent)
         with self.lock:
@@ -142,7 +163,7 @@ class Isolation:
                     cwd=self.top)
             if _worktree_at(self.top, self.integration_path) is None:
                 _move_aside(self.integration_path)
-                git("worktree", "add", "-q", "--detach", str(self.integration_path), self.ref, cwd=self.top)
+                git("worktree", "add", "-q", str(self.integration_path), self.branch, cwd=self.top)
             for spare in self._spares():  # a run killed while recycling one may have left it half clean
                 git("reset", "-q", "--hard", cwd=spare)
                 git("clean", "-ffdxq", cwd=spare)
@@ -158,8 +179,18 @@ class Isolation:
         if merging:
             git("merge", "--abort", cwd=path, allowed=(0, 1, 128))
         git("reset", "-q", "--hard", cwd=path)  # the runner's own checkout: nothing of anyone's is lost
-        git("checkout", "-q", "--detach", self.tip(), cwd=path)
+        git("checkout", "-q", self.branch, cwd=path)  # one a run made before held no branch
+        git("reset", "-q", "--hard", cwd=path)
         return merging
+
+    def other_refs(self) -> dict[str, str]:
+        """The branches and tags an attempt's agent has no business moving: all but the
+        integration branch (the merge queue's) and the items' branches (each attempt's own)."""
+        listed = git("for-each-ref", "--format=%(refname)%00%(objectname)", "refs/heads/", "refs/tags/",
+                     cwd=self.top).out.splitlines()
+        items = f"refs/heads/{self.branch}.items/"
+        return {ref: tip for ref, _, tip in (entry.partition("\0") for entry in listed)
+                if ref != self.ref and not ref.startswith(items)}
 
     def close(self) -> None:
         """At the end of a run: remove the spare worktrees (the runner's own stays for the next run)."""
@@ -191,10 +222,10 @@ class Isolation:
     # Attempts
 
     def open_attempt(self, group: str, module: str, run_id: str, settings: Mapping[str, Any] | None = None,
-                     log=None, base: str | None = None) -> "AttemptWorkspace":
+                     log=None, base: str | None = None, on_start=None) -> "AttemptWorkspace":
         """A fresh worktree on the item's branch, from `base` (default: the integration tip),
-        with worktree_copy and worktree_setup done. An earlier attempt's branch with work not
-        merged is kept under another name (`workspace.replaced`). Raises SetupFailed."""
+        with worktree_copy and worktree_setup done (`on_start`: see bootstrap). An earlier attempt's
+        branch with work not merged is kept under another name (`workspace.replaced`). Raises SetupFailed."""
         settings = self.settings if settings is None else settings
         branch, path = self.item_branch(group, module), self.item_path(group, module)
         with self.lock:
@@ -211,7 +242,8 @@ class Isolation:
         workspace.save()
         try:
             workspace.baseline = bootstrap(path, folder=workspace.folder, source_folder=self.folder, top=self.top,
-                                           settings=settings, log=log or NullLog(), supervisor=self.supervisor)
+                                           settings=settings, log=log or NullLog(), supervisor=self.supervisor,
+                                           on_start=on_start)
         except (SetupFailed, OSError):
             workspace.remove()  # it holds nothing but what the setup did
             raise

@@ -197,7 +197,7 @@ def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path
     # The remote attempts go on, push their branches; the next run lands them without their agents.
     resumed = run_batch(repo, cluster, env, "-n", "4")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert resumed.stdout.count("recovered: finished work:") == 4
+    assert resumed.stdout.count("recovered: resuming work:") == 4
     assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in modules]  # no agent twice
     assert (repo / "task.md").read_text().count("- [x]") == 4
     assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in modules]

@@ -144,7 +144,7 @@ def test_a_run_killed_right_after_the_agent_succeeded_is_finished_from_the_log(b
     stand_in.write_text(stand_in.read_text().replace("time.sleep(0.5); os.kill(os.getppid(), signal.SIGKILL); time.sleep(30)", ""))
     resumed = batch.run("run-batch", env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "finished g:a from its log" in resumed.stdout
+    assert "resuming g:a from its log" in resumed.stdout
     assert record(batch, "g", "a")["salvaged"] is True
     assert (batch.path / "claude-runs.log").read_text().count("run") == 2  # g:a once, h:a once
     assert batch.taskfile.read_text().count("- [x]") == 2

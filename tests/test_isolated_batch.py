@@ -141,7 +141,7 @@ def test_kill_9_during_the_check_then_a_run_that_checks_and_merges_without_the_a
 
     resumed = run(repo, env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "finished g:alpha" in resumed.stdout
+    assert "resuming g:alpha from its log" in resumed.stdout
     assert len(starts(tmp_path)) == 1  # the agent was paid for once
     assert "- [x] alpha" in (repo / "task.md").read_text()
     assert "alpha = 'kept'" in git("show", "batch/task:shared.py", cwd=repo)
@@ -200,7 +200,7 @@ def test_kill_9_during_the_merge_then_a_run_that_aborts_it_and_lands_without_the
 
     resumed = run(repo, env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"finished g:{second}" in resumed.stdout
+    assert f"resuming g:{second} from its log" in resumed.stdout
     assert sorted(s["module"] for s in starts(tmp_path)) == ["alpha", "beta"]  # no agent paid for twice
     assert (repo / "task.md").read_text().count("- [x]") == 2
     assert git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=integration, check=False) == ""

@@ -187,11 +187,13 @@ def test_the_users_working_tree_is_untouched(repo):
     assert snapshot(repo) == before
     assert isolation.how_to_take() == ("the work is on batch/task: git log --oneline main..batch/task, "
                                        "then git merge batch/task")
-    # The integration branch is never checked out by the runner: the user may take it at once.
-    assert "branch refs/heads/batch/task\n" not in git("worktree", "list", "--porcelain", cwd=repo) + "\n"
+    # The integration branch is checked out in the runner's own worktree only: nowhere else can it be.
+    holders = [block for block in git("worktree", "list", "--porcelain", cwd=repo).split("\n\n")
+               if "branch refs/heads/batch/task\n" in block + "\n"]
+    assert len(holders) == 1 and holders[0].startswith(f"worktree {repo / '.batch/task/integration'}")
     git("stash", "-q", "-u", cwd=repo)
-    git("switch", "-q", "batch/task", cwd=repo)
-    assert "beta = 'one'" in (repo / "shared.py").read_text()
+    git("merge", "-q", "--no-edit", "batch/task", cwd=repo)  # the user takes it into their branch
+    assert "beta = 'one'" in git("show", "HEAD:shared.py", cwd=repo)
 
 
 def test_a_failed_attempt_is_kept_with_a_wip_commit(repo):
@@ -453,6 +455,7 @@ def test_a_branch_moved_by_hand_during_a_merge_is_not_overwritten(repo):
     # Someone moves the integration branch while the merged state is being checked.
     moves_it = ("git", "-C", str(repo), "update-ref", "refs/heads/batch/task", by_hand)
     result = queue.merge(second, Check(moves_it, 60, "edit", "beta"))
-    assert result.status == CONFLICT and "moved while merging" in result.reason
-    assert isolation.tip() == by_hand
+    # Not a conflict: merged again on the tip it was moved to, which it keeps as its first parent.
+    assert result.merged and isolation.tip() == result.merge_commit
+    assert git("rev-parse", f"{result.merge_commit}^1", cwd=repo) == by_hand
     assert git("status", "--porcelain", cwd=isolation.integration_path) == ""

@@ -108,7 +108,7 @@ def test_a_stopped_run_calls_its_items_interrupted_not_failed(batch):
     # Was: `1/12 done · 4 failed` after Ctrl-C.
     first = summary.lstrip().splitlines()[0]
     assert first.startswith("0 done, 0 failed, ") and re.search(r" [23] interrupted", first)
-    assert "interrupted (run again, they start over):\n  ■ g:a interrupted after" in summary
+    assert "interrupted (run again: they go on from the step they reached):\n  ■ g:a interrupted after" in summary
     assert "next: `doit run-batch` reruns only the 3 items left" in summary
     assert "\nfailed:\n" not in summary
 

@@ -10,6 +10,7 @@ import json
 import random
 import re
 import signal
+import sys
 import time
 from collections import Counter
 
@@ -334,3 +335,115 @@ def test_eighty_items_killed_fifteen_times_with_helpers_then_half_reworded_and_k
     check_loop(batch, loop, figures, kill_loop_text(front_matter, reworded, box="[x]"), needed)
     rerun = {key for key in KEYS if batch.record(*key.split(":"))["run_id"] != results[key]}
     assert rerun == stale  # each stale item has a result of its new work; the rest kept theirs
+
+
+LANDING_SEED = 20261206
+LANDING_GROUPS, LANDING_MODULES = 3, 24
+LANDING_KEYS = [f"g{g}:m{m}" for g in range(LANDING_GROUPS) for m in range(LANDING_MODULES)]
+# Every kind of stop, at random moments: agents, checks, merges and ticks are all cut somewhere.
+STOPS = [signal.SIGKILL, signal.SIGINT, signal.SIGTERM] * 3
+LANDING_CHECK = ("import os, random, sys, time\n"
+                 "time.sleep(random.uniform(0.05, 0.4))\n"
+                 "open('check-report.txt', 'w').write('what a check leaves')\n"  # never the item's work
+                 "sys.exit(0 if os.path.exists(sys.argv[1]) else 1)\n")
+
+
+def chaos_agents(rng: random.Random) -> dict:
+    """Each item writes its own file; some fail transiently once, a few hang past their timeout."""
+    behaviours = {}
+    for key in LANDING_KEYS:
+        group, module = key.split(":")
+        behaviour = {"sleep": rng.uniform(0.05, 0.6), "write": f"out-{group}-{module}.txt"}
+        roll = rng.random()
+        if roll < 0.2:
+            behaviour["attempts"] = {"1": {"exit": 75}}
+        elif roll < 0.25:
+            behaviour["attempts"] = {"1": {"hang": 60}}
+        behaviours[key] = behaviour
+    return behaviours
+
+
+def landing_text(front_matter: str, notes: list[str], box: str = "[ ]") -> str:
+    body = "# Landing soak\n" + "".join(f"{note}\n" for note in notes)
+    for g in range(LANDING_GROUPS):
+        body += f"\n## G{g}\n" + "".join(f"- {box} m{m}: write module {m} of step {g}\n" for m in range(LANDING_MODULES))
+    return front_matter + body
+
+
+@pytest.mark.alone
+def test_seventy_two_isolated_items_with_a_check_stopped_nine_ways_while_the_user_edits(batch):
+    from gitrepo import git
+
+    print("soak landing: seed", LANDING_SEED)
+    rng = random.Random(LANDING_SEED)
+    check = [sys.executable, "-c", LANDING_CHECK, "out-{group}-{module}.txt"]
+    settings = ["isolation: worktree", f"check: {json.dumps(check)}", "transient_exit_codes: [75]", "retries: 3",
+                "retry_base: 0.1s", "retry_cap: 0.5s", "timeout: 4s"]
+    front_matter = FRONT_MATTER.replace("agent: command\n", "agent: command\n" + "".join(s + "\n" for s in settings))
+    git("init", "-q", "-b", "main", cwd=batch.path)
+    git("config", "user.name", "Soak", cwd=batch.path)
+    git("config", "user.email", "soak@example.invalid", cwd=batch.path)
+    (batch.path / ".gitignore").write_text("runs.log\n")
+    batch.behave(**chaos_agents(rng))
+    notes: list[str] = []
+    batch.write(landing_text("", notes), front_matter)
+    git("add", "-A", cwd=batch.path)
+    git("commit", "-q", "-m", "the plan", cwd=batch.path)
+    env = {"SCRIPTED_RUNS_LOG": str(batch.path / "runs.log")}
+    loop, stopped, started = KillLoop(batch, rng), Counter(), time.monotonic()
+
+    for signum in rng.sample(STOPS, len(STOPS)):
+        runner = loop.runner = batch.start("run-batch", "-n", "8", env=env)
+        loop.wait_for_a_moment(runner)
+        if runner.poll() is not None:
+            break  # all done between two stops
+        # The user edits task.md while the run ticks its items (a line of their own, kept).
+        notes.append(f"A note of the user's, number {len(notes) + 1}.")
+        text = batch.taskfile.read_text()
+        batch.taskfile.write_text(text.replace("# Landing soak\n", "# Landing soak\n" + notes[-1] + "\n", 1))
+        runner.send_signal(signum)
+        if signum == signal.SIGKILL:
+            loop.kills.append(time.time())
+        runner.communicate(timeout=120)
+        stopped[signal.Signals(signum).name] += 1
+    runner = batch.start("run-batch", "-n", "8", env=env)
+    output, _ = runner.communicate(timeout=900)
+    loop.note_helpers()
+    loop.pids |= {int(line.split()[2]) for line in (batch.path / "runs.log").read_text().splitlines()}
+
+    done, kills_after = batch.runs("done"), loop.raced()
+    text = batch.taskfile.read_text()
+    lost = [key for key in LANDING_KEYS if not (batch.state(*key.split(":")) / "result.json").exists()]
+    repeated = {key: done[key] - 1 - sum(1 for after in kills_after[key] if after is not None and after < SETTLE)
+                for key in LANDING_KEYS if done[key] > 1}
+    repeated = {key: count for key, count in repeated.items() if count > 0}
+    merged = Counter()
+    for trailers in git("log", "--first-parent", "--merges", "--format=%(trailers:key=Batch-Item,valueonly)%x1e",
+                        "batch/task", cwd=batch.path).split("\x1e"):
+        if trailers.strip():
+            merged[trailers.strip()] += 1
+    on_branch = set(git("ls-tree", "--name-only", "batch/task", cwd=batch.path).split())
+    ticked = {f"g{g}:m{m}" for g in range(LANDING_GROUPS) for m in range(LANDING_MODULES)
+              if f"- [x] m{m}: write module {m} of step {g}\n" in text.split(f"## G{g}\n", 1)[1].split("\n## ", 1)[0] + "\n"}
+    unlanded = [key for key in ticked if merged[key] != 1 or f"out-{key.replace(':', '-')}.txt" not in on_branch]
+    untickeds = [key for key in merged if key not in ticked]
+    left = loop.leftovers()
+    figures = {"stops": dict(stopped), "exit": runner.returncode, "items lost": len(lost),
+               "paid twice": sum(repeated.values()), "ticked without landing": len(unlanded),
+               "landed without tick": len(untickeds), "leftovers": len(left),
+               "user notes kept": sum(note in text for note in notes), "user notes": len(notes),
+               "attempts started": sum(batch.runs("start").values()), "wall time": round(time.monotonic() - started, 1)}
+    print("soak landing:", json.dumps(figures))
+    try:
+        assert runner.returncode == 0, output
+        assert not lost and not repeated and not unlanded and not untickeds, (lost, repeated, unlanded, untickeds)
+        assert ticked == set(LANDING_KEYS)
+        assert all(note in text for note in notes)
+        assert "check-report.txt" not in on_branch
+        assert not left, left
+    finally:
+        for pid in left:
+            try:
+                psutil.Process(pid).kill()
+            except psutil.Error:
+                pass

@@ -19,16 +19,15 @@ worktree and branch here (as worktree.Isolation does), and the item's state fold
 from __future__ import annotations
 
 import io
-import json
 import os
 import tarfile
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from .. import item_log
 from ..agents import PERMANENT, TRANSIENT, Outcome
 from ..bootstrap import SetupFailed, copy_files
 from ..errors import BatchError
@@ -263,9 +262,7 @@ class RemoteAgent:
         """Which worker runs the item: in its events (batch-status reads them) and on the panel."""
         item_run, run = self.item_run, self.item_run.run
         event = AgentEvent("worker", text=f"on worker {worker} ({host})", data={"worker": worker, "host": host})
-        with item_run.folder.open_events() as events:
-            events.write(json.dumps({"t": round(time.time(), 3), "run_id": run.run_id, "attempt": self.number,
-                                     **event.to_json()}) + "\n")
+        item_log.append(item_run.folder, run.run_id, self.number, event.kind, event.text, event.data)
         run.hub.publish("item_event", item_run.job.item.key, event)
 
     def _ended(self, future, ended: Exit | None, log) -> Exit:

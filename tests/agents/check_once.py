@@ -2,7 +2,9 @@
 (remembering that in $CHECK_STATE, outside the repository), passes otherwise; the first
 time for each module in $CHECK_HANGS_ONCE it first hangs (for a test to kill the runner),
 and likewise for $CHECK_HANGS_MERGED, but only when it checks a merged state (in the
-runner's own worktree, `.batch/<stem>/integration`)."""
+runner's own worktree, `.batch/<stem>/integration`). Each run is counted in $CHECK_STATE/<module>.runs;
+for each module in $CHECK_LEAVES it leaves what a test run or a formatter does: an untracked
+report file, and a tracked file (shared.py) rewritten."""
 
 import os
 import sys
@@ -17,6 +19,14 @@ def hangs_once(variable: str, marker: str) -> None:
 
 module = sys.argv[1]
 state = os.path.join(os.environ["CHECK_STATE"], module)
+with open(f"{state}.runs", "a") as runs:
+    runs.write(f"{os.getpid()} {os.environ['BATCH_WORKTREE']}\n")
+if module in os.environ.get("CHECK_LEAVES", "").split(","):
+    with open("check-report.txt", "w") as report:
+        report.write("what a check writes\n")
+    if os.path.exists("shared.py"):
+        with open("shared.py", "a") as formatted:
+            formatted.write("# reformatted by the check\n")
 hangs_once("CHECK_HANGS_ONCE", f"{state}.hung")
 if os.path.basename(os.environ["BATCH_WORKTREE"]) == "integration":
     hangs_once("CHECK_HANGS_MERGED", f"{state}.merged.hung")

@@ -1,0 +1,149 @@
+"""An item's life as one state machine: its states, the events that move it, and the allowed
+transitions as data. The live run (lifecycle) and the repair of a killed one (recovery) drive
+the same machine, so that an item a run left half-way resumes at the step it reached, through
+the same code, instead of a second road.
+
+    machine = ItemMachine(route=Route(commits=True, checks=True, merges=True))
+    machine.fire(START)                  # RUNNING
+    machine.fire(AGENT_SUCCEEDED)        # AGENT_DONE: now machine.next_step() == COMMIT
+    machine.fire(COMMITTED) ...          # CHECKED, MERGED, RECORDED, TICKED
+    machine.fire(STOPPED)                # from any state not over: INTERRUPTED
+
+An event the table does not allow in the current state raises IllegalTransition: a step
+taken out of order is a bug, never a silent tick. Each transition is told to `on_change`
+(lifecycle writes it to the item's events.jsonl, see item_log), which is how the next run
+knows where a killed one stopped. Plain data only: no files, no processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+# States. PENDING: not started in this run; RUNNING: an attempt's agent works; WAITING: an
+# attempt failed and another comes; AGENT_DONE … RECORDED: the landing steps, in order;
+# TICKED, FAILED, INTERRUPTED: over. TICK_OWED: over, its result written but its checkbox not
+# (its line changed while it ran): the next run writes it.
+PENDING, RUNNING, WAITING = "pending", "running", "waiting"
+AGENT_DONE, COMMITTED, CHECKED, MERGED, RECORDED = "agent done", "committed", "checked", "merged", "recorded"
+TICKED, TICK_OWED, FAILED, INTERRUPTED = "ticked", "tick owed", "failed", "interrupted"
+STATES = (PENDING, RUNNING, WAITING, AGENT_DONE, COMMITTED, CHECKED, MERGED, RECORDED, TICKED, TICK_OWED, FAILED,
+          INTERRUPTED)
+OVER = frozenset({TICKED, TICK_OWED, FAILED, INTERRUPTED})
+# The landing steps in the order an item reaches them; recovery resumes after the last reached.
+LANDING = (AGENT_DONE, COMMITTED, CHECKED, MERGED, RECORDED)
+
+# Events.
+START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, MERGE, RECORD, TICK, TICK_REFUSED = (
+    "start", "agent succeeded", "commit", "check passed", "merge", "record", "tick", "tick refused")
+RETRY, GIVE_UP, STOPPED = "retry", "give up", "stopped"
+EVENTS = (START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, MERGE, RECORD, TICK, TICK_REFUSED, RETRY, GIVE_UP, STOPPED)
+
+# Steps: what the lifecycle does next, named for the event that ends it.
+COMMITTED_STEP, CHECK_STEP, MERGE_STEP, RECORD_STEP, TICK_STEP = COMMIT, CHECK_PASSED, MERGE, RECORD, TICK
+
+_IN_FLIGHT = (RUNNING, AGENT_DONE, COMMITTED, CHECKED, MERGED)
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (PENDING, START): RUNNING,
+    (WAITING, START): RUNNING,
+    (RUNNING, AGENT_SUCCEEDED): AGENT_DONE,
+    (AGENT_DONE, COMMIT): COMMITTED,
+    (AGENT_DONE, CHECK_PASSED): CHECKED,  # without isolation: nothing to commit
+    (COMMITTED, CHECK_PASSED): CHECKED,
+    (COMMITTED, MERGE): MERGED,  # isolated, no check
+    (CHECKED, MERGE): MERGED,
+    (AGENT_DONE, RECORD): RECORDED,  # neither isolated nor checked: nothing to land
+    (CHECKED, RECORD): RECORDED,
+    (MERGED, RECORD): RECORDED,
+    (RECORDED, TICK): TICKED,
+    (RECORDED, TICK_REFUSED): TICK_OWED,
+    # An attempt can fail at its agent or at any landing step before its record.
+    **{(state, RETRY): WAITING for state in _IN_FLIGHT},
+    **{(state, GIVE_UP): FAILED for state in (*_IN_FLIGHT, PENDING, WAITING)},
+    # A stop anywhere but over is one thing: interrupted. After its record the paid-for
+    # success is safe; the tick is owed, not lost.
+    **{(state, STOPPED): INTERRUPTED for state in (PENDING, WAITING, *_IN_FLIGHT)},
+    (RECORDED, STOPPED): TICK_OWED,
+}
+
+
+class IllegalTransition(Exception):
+    def __init__(self, state: str, event: str):
+        super().__init__(f"{event!r} is not allowed in state {state!r}")
+        self.state, self.event = state, event
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which landing steps an item takes: its work committed (isolated), checked, merged (isolated)."""
+
+    commits: bool = False
+    checks: bool = False
+    merges: bool = False
+
+    @classmethod
+    def of(cls, isolated: bool, checked: bool) -> "Route":
+        return cls(commits=isolated, checks=checked, merges=isolated)
+
+    @property
+    def lands(self) -> bool:
+        return self.commits or self.checks or self.merges
+
+    def steps(self) -> tuple[str, ...]:
+        """The steps from AGENT_DONE to the end, in order."""
+        return tuple(step for step, taken in ((COMMITTED_STEP, self.commits), (CHECK_STEP, self.checks),
+                                              (MERGE_STEP, self.merges), (RECORD_STEP, True), (TICK_STEP, True))
+                     if taken)
+
+
+_STATE_AFTER = {COMMITTED_STEP: COMMITTED, CHECK_STEP: CHECKED, MERGE_STEP: MERGED, RECORD_STEP: RECORDED,
+                TICK_STEP: TICKED}
+
+
+def next_step(state: str, route: Route) -> str | None:
+    """The step an item in `state` takes next on `route`; None when it is not landing."""
+    if state not in LANDING:
+        return None
+    reached = LANDING.index(state)
+    for step in route.steps():
+        after = _STATE_AFTER[step]
+        if after == TICKED or LANDING.index(after) > reached:
+            return step
+    return None
+
+
+def furthest(states, route: Route) -> str | None:
+    """Of the landing states an attempt's log names, the furthest on its route (None: none)."""
+    reached = [state for state in states if state in LANDING]
+    return max(reached, key=LANDING.index) if reached else None
+
+
+@dataclass
+class ItemMachine:
+    route: Route
+    state: str = PENDING
+    on_change: Callable[[str, str, str], None] | None = None  # (event, before, after)
+    history: list[tuple[str, str]] = field(default_factory=list)  # (event, state reached)
+
+    def allows(self, event: str) -> bool:
+        if (self.state, event) not in TRANSITIONS:
+            return False
+        # The table says what any route may do; a landing step must also be this route's next.
+        return event not in _STATE_AFTER or event == self.next_step()
+
+    def fire(self, event: str) -> str:
+        if not self.allows(event):
+            raise IllegalTransition(self.state, event)
+        after = TRANSITIONS[(self.state, event)]
+        before, self.state = self.state, after
+        self.history.append((event, after))
+        if self.on_change is not None:
+            self.on_change(event, before, after)
+        return after
+
+    def next_step(self) -> str | None:
+        return next_step(self.state, self.route)
+
+    @property
+    def over(self) -> bool:
+        return self.state in OVER
