@@ -44,6 +44,11 @@ def land(item_run: "ItemRun", attempt: Attempt) -> None:
         attempt.extra["claim"] = item_run.run.redactor.text(said.result_text[-CLAIM_CHARACTERS:])
     try:
         with item_run.folder.open_log() as log:
+            if item_run.machine.state in (machine.COMMITTED, machine.CHECKED) and item_run.workspace is not None:
+                # Resumed after its commit: the gate as it is set now decides, not as it was.
+                why = _protected(item_run, attempt, item_run.workspace.tip())
+                if why is not None:
+                    return failed(*why)
             while (step := item_run.machine.next_step()) not in (machine.RECORD_STEP, None):
                 why = _step(item_run, step, attempt, log)
                 if why is not None:
@@ -65,11 +70,7 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
         committed = workspace.commit_leftovers(settings["allow_empty"])
         if not committed.changed and not settings["allow_empty"]:
             return "no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT
-        touched = protected_touched(settings, item, workspace, committed.commit)
-        attempt.extra["protected"] = {"touched": item_run.run.redactor.value(touched)}
-        if touched:
-            return ", ".join(f"touched protected path {path}" for path in touched), PERMANENT
-        return None
+        return _protected(item_run, attempt, committed.commit)
     check = Check.from_settings(settings, item.group, item.module)
     if step == machine.CHECK_STEP:
         here = workspace.path if workspace else item_run.job.taskfile.parent
@@ -91,6 +92,16 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
         item_run.keep(why)
         return why, retry.CONFLICT
     remove_merged(item_run, attempt)
+    return None
+
+
+def _protected(item_run: "ItemRun", attempt: Attempt, tip: str) -> tuple[str, str] | None:
+    """The protected paths the work touched, kept in the attempt's record beside its claim and
+    its check's verdict; a failure naming each, if any."""
+    touched = protected_touched(item_run.job.settings, item_run.job.item, item_run.workspace, tip)
+    attempt.extra["protected"] = {"touched": item_run.run.redactor.value(touched)}
+    if touched:
+        return ", ".join(f"touched protected path {path}" for path in touched), PERMANENT
     return None
 
 

@@ -286,7 +286,7 @@ def test_an_agent_that_ends_while_its_runner_cannot_record_it_is_not_paid_for_ag
 
     result = batch.run("run-batch")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "finished g:m0 from its log" in result.stdout + result.stderr
+    assert "resuming g:m0 from its log" in result.stdout + result.stderr
     assert batch.runs("done")["g:m0"] == 1 and batch.runs("start")["g:m0"] == 1, "its agent was paid for twice"
     assert "- [x] m0:" in batch.taskfile.read_text()
 
