@@ -197,7 +197,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                                                       if name in os.environ]))
         stop = Stop(run.supervisor)
         self.outstream = GuardedOutput(self.outstream, stop)
-        dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
+        dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
             run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)

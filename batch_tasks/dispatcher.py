@@ -4,8 +4,11 @@ doit says what is ready (its dependencies met, not up to date); the runner offer
 each ready item here, and asks, whenever something changed, which to start now.
 An item starts when every rule allows it: `-n` in all, its group's `parallel`, its
 agent's `max_concurrent`, no usage-limit pause of its agent, its retry's backoff
-over, the budget not spent and the run not halted (these two only hold back items
-that have not started yet: a started item's retries go on). Among the items that
+over, the run not halted (this only holds back items that have not started yet: a
+started item's retries go on), and the budget able to hold what the attempt may cost
+beside what is spent and reserved (see budget). An item the budget cannot hold waits
+while others run (their reservations may come back); once nothing is reserved and it
+still does not fit, it never starts (a retry ends its item). Among the items that
 may start, the one with the longest remaining chain goes first (the critical path,
 from each item's last recorded duration), ties in document order.
 
@@ -18,8 +21,9 @@ import heapq
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Mapping
 
+from .budget import Budget
 from .plan import Plan
 
 
@@ -32,6 +36,7 @@ class Candidate:
     group: str = field(compare=False)
     group_limit: int | None = field(compare=False)
     agent: str = field(compare=False)
+    reserve_usd: float | None = field(compare=False, default=None)  # what an attempt may cost; None: unknown
 
 
 class Dispatcher:
@@ -39,11 +44,11 @@ class Dispatcher:
         self,
         capacity: int,
         agent_limits: Mapping[str, int] | None = None,
-        budget_refusal: Callable[[], str | None] = lambda: None,
+        budget: Budget | None = None,
     ):
         self.capacity = capacity
         self.agent_limits = dict(agent_limits or {})
-        self._budget_refusal = budget_refusal  # why no new item may start, if it may not
+        self.budget = budget or Budget(None)
         self._ready: dict[str, list[Candidate]] = {}  # by group: a heap, best first
         self._delayed: list[tuple[float, Candidate]] = []  # retries in backoff, by when
         self._started: set[str] = set()  # items that have had an attempt
@@ -64,6 +69,7 @@ class Dispatcher:
     def release(self, candidate: Candidate) -> None:
         """An attempt of the item ended: its slot is free."""
         self.running -= 1
+        self.budget.release(candidate.key)
         self._by_group[candidate.group] -= 1
         self._by_agent[candidate.agent] -= 1
 
@@ -90,7 +96,7 @@ class Dispatcher:
     # Deciding.
     def take(self, now: float) -> tuple[list[Candidate], list[tuple[str, str]]]:
         """The items to start now, best first; and those that never will, with why (the run
-        is halted, or the budget is spent)."""
+        is halted, or the budget cannot hold them: a started one among these is a retry)."""
         while self._delayed and self._delayed[0][0] <= now:
             _, candidate = heapq.heappop(self._delayed)
             heapq.heappush(self._ready.setdefault(candidate.group, []), candidate)
@@ -102,9 +108,12 @@ class Dispatcher:
             best = min((heap[0] for heap in self._ready.values() if heap and self._allows(heap[0], now)), default=None)
             if best is None:
                 break
-            if best.key not in self._started and (refusal := self._budget_refusal()):
-                self._halted = refusal
-                refused += self._drop_unstarted(refusal)
+            if not self.budget.reserve(best.key, best.reserve_usd):
+                refusal = self.budget.refusal(best.reserve_usd)
+                if refusal is None:
+                    break  # it fits once running attempts give their reservations back
+                heapq.heappop(self._ready[best.group])
+                refused.append((best.key, refusal))
                 continue
             heapq.heappop(self._ready[best.group])
             self._started.add(best.key)
@@ -170,10 +179,14 @@ def critical_paths(plan: Plan, durations: Mapping[str, float | None]) -> dict[st
     return chain
 
 
-def candidates(plan: Plan, durations: Mapping[str, float | None]) -> dict[str, Candidate]:
-    """Every item as the dispatcher sees it."""
+def candidates(plan: Plan, durations: Mapping[str, float | None],
+               forecast_highs: Mapping[str, float | None] | None = None) -> dict[str, Candidate]:
+    """Every item as the dispatcher sees it. An attempt reserves its `item_budget_usd`
+    when set (its agent's hard cap), else the high end of its forecast, if known."""
     chain = critical_paths(plan, durations)
+    highs = forecast_highs or {}
     return {
-        item.key: Candidate((-chain[item.key], place), item.key, group.slug, group.limit, group.settings["agent"])
+        item.key: Candidate((-chain[item.key], place), item.key, group.slug, group.limit, group.settings["agent"],
+                            group.settings.get("item_budget_usd") or highs.get(item.key))
         for place, (group, item) in enumerate((g, i) for g in plan.groups for i in g.items)
     }

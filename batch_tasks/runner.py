@@ -85,8 +85,11 @@ class BatchRunner(Runner):
 
     def _start_what_may(self, now: float) -> None:
         starts, refused = self.dispatcher.take(now)
-        self.not_started += len(refused)
         for key, why in refused:
+            if key in self._runs:  # a retry the budget cannot hold ends its item
+                self._settle(self.candidates[key], self._runs[key].fail(f"no retry: {why}"))
+                continue
+            self.not_started += 1
             self._nodes.pop(key, None)
             self.run.hub.publish("item_not_started", key, why)
         for candidate in starts:

@@ -1,0 +1,48 @@
+"""Spend, through real runs: the budget reserved at each start and never overshot, the
+forecast of what a run will cost, and the prompt cache written once per group. Claude
+items run the real CLI against tests/fake_anthropic.py, which charges tokens as set."""
+
+import json
+import os
+
+import pytest
+
+from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, find_claude, text
+
+CLAUDE = find_claude()
+needs_claude = pytest.mark.skipif(
+    CLAUDE is None and not os.environ.get("CI"),  # in CI a missing CLI must fail, not skip
+    reason="the claude CLI is not installed: bash .ci/run installs the pinned version",
+)
+
+# One turn of claude-sonnet-4-5 with 130,000 input tokens ($3/M) and 40 output ($15/M):
+# $0.3906, what each item costs.
+ITEM_USAGE = {"input_tokens": 130_000, "output_tokens": 40, "cache_creation_input_tokens": 0,
+              "cache_read_input_tokens": 0}
+
+
+def claude_env(api, batch) -> dict:
+    env = cli_env(api.url, batch.path / "home", CLAUDE_CODE_MAX_RETRIES="0")
+    env["PATH"] = claude_path_env(CLAUDE)
+    return env
+
+
+def claude_batch(batch, modules, extra: str = "", parallel: int = 4) -> None:
+    items = "".join(f"- [ ] {module}: answer\n" for module in modules)
+    batch.write(f"# Spend\n## Answer\n{items}", front_matter=(
+        f"---\nagent: claude\nmodel: claude-sonnet-4-5-20250929\nparallel: {parallel}\n{extra}---\n"))
+
+
+@needs_claude
+def test_a_budget_at_n4_is_never_passed(batch):
+    # Once: all four started at once, and the run spent $1.56 of its $1.00.
+    modules = ["a", "b", "c", "d"]
+    claude_batch(batch, modules, "budget_usd: 1.00\nitem_budget_usd: 0.50\n")
+    with FakeAnthropic(usage=ITEM_USAGE) as api:
+        result = batch.run("run-batch", "-n", "4", env=claude_env(api, batch), timeout=180)
+    assert result.returncode == 4, result.stdout + result.stderr  # not all started
+    costs = [batch.record("answer", m)["cost_usd"] for m in modules if (batch.state("answer", m) / "result.json").exists()]
+    assert len(costs) == 2 and all(cost == pytest.approx(0.3906, abs=0.001) for cost in costs)
+    assert sum(costs) <= 1.00
+    assert "it may cost $0.50, $0.28 more than is left" in result.stdout
+    assert "budget: $0.78 of $1.00 spent" in result.stdout
