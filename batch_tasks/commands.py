@@ -19,7 +19,7 @@ from doit.cmd_forget import Forget as DoitForget
 from doit.control import TaskControl
 
 from . import batch as batch_mod
-from . import executors, graph, history, nothing_to_do, process, recovery
+from . import executors, forecast, graph, history, nothing_to_do, process, recovery
 from .agents import AGENTS
 from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
@@ -199,6 +199,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         self.outstream = GuardedOutput(self.outstream, stop)
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
+        estimates = forecast.of_batch(batch, will_run) if will_run else {}
+        if estimates:
+            self.outstream.write(forecast.total(estimates) + "\n")
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
             run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
             run.isolation.prepare()
@@ -211,7 +214,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             reporter,
             run,
             dispatcher,
-            candidates(batch.plan, durations) if will_run else {},
+            candidates(batch.plan, durations, {key: e.high for key, e in estimates.items()}) if will_run else {},
             continue_=continue_,
             always_execute=always,
         )
@@ -256,14 +259,19 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         chosen = [item for item in batch.plan.items() if item.key in selected]
         stale = [(item, why) for item in chosen if (why := reason(item)) is not None]
         width = max((len(item.key) for item, _ in stale), default=0)
+        estimates = forecast.of_batch(batch, (item.key for item, _ in stale))
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")
             self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
+            if item.key in estimates:
+                self.outstream.write(f"{'':<{width}}    cost: {forecast.line(estimates[item.key])}\n")
         left_out = [item for item in batch.plan.items() if item.optional and item.key not in control.tasks]
         for item in left_out:
             self.outstream.write(f"{item.key}  skipped (optional: run with --optional)\n")
         self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale)} up to date"
                              + (f", {len(left_out)} optional left out" if left_out else "") + "\n")
+        if estimates:
+            self.outstream.write(forecast.total(estimates) + "\n")
         return 0
 
 

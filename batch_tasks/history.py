@@ -21,7 +21,7 @@ written); the rest depends on the event:
     step             item, attempt, step (setup, agent, check, waiting to merge, merging),
                      text (what it does there): an item that lands its work reached that step
     item_finished    item, outcome (done, failed, interrupted, not started), why,
-                     duration_s, cost_usd, tokens, attempts (count)
+                     duration_s, cost_usd, tokens, attempts (count), model
     run_ended        totals: {done, failed, interrupted, not_started, attempts, cost_usd,
                      and what the runner adds: exit_status, stopped_by}
 
@@ -120,6 +120,7 @@ class History:
             cost_usd=record.get("cost_usd"),
             tokens=record.get("tokens"),
             attempts=len(record.get("attempts") or ()),
+            model=record.get("model"),  # the one that answered: what a forecast prices its tokens at
         )
 
     def run_ended(self, totals: dict[str, Any]) -> None:

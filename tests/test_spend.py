@@ -46,3 +46,29 @@ def test_a_budget_at_n4_is_never_passed(batch):
     assert sum(costs) <= 1.00
     assert "it may cost $0.50, $0.28 more than is left" in result.stdout
     assert "budget: $0.78 of $1.00 spent" in result.stdout
+
+
+@needs_claude
+def test_the_forecast_of_a_rerun_is_within_a_quarter_of_the_last_runs_cost(batch):
+    claude_batch(batch, ["a", "b"])
+    with FakeAnthropic(usage=ITEM_USAGE) as api:
+        env = claude_env(api, batch)
+        before = batch.run("run-batch", "--dry-run", env=env)
+        assert before.stdout.count("cost: unknown (no run of it") == 2
+        assert "forecast: cost unknown for all 2 items" in before.stdout
+        first = batch.run("run-batch", env=env, timeout=120)
+        assert first.returncode == 0, first.stdout + first.stderr
+        spent = sum(batch.record("answer", m)["cost_usd"] for m in ("a", "b"))
+        with batch.taskfile.open("a") as taskfile:
+            taskfile.write("- [ ] c: answer\n")  # new: priced at its group's median
+        dry = batch.run("run-batch", "--dry-run", "-a", env=env)
+        assert "cost: about $0.39, " in dry.stdout and "(its last run; $0.39–$0.39)" in dry.stdout
+        assert "(its group's median; $0.39–$0.39)" in dry.stdout
+        forecast_line = next(line for line in dry.stdout.splitlines() if line.startswith("forecast: "))
+        forecast = float(forecast_line.split()[1].lstrip("$"))
+        again = batch.run("run-batch", "-a", env=env, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith(forecast_line)  # said again as the run starts
+    assert forecast == pytest.approx(spent * 3 / 2, rel=0.25)
+    actual = sum(batch.record("answer", m)["cost_usd"] for m in ("a", "b", "c"))
+    assert forecast == pytest.approx(actual, rel=0.25)
