@@ -12,6 +12,14 @@ still does not fit, it never starts (a retry ends its item). Among the items tha
 may start, the one with the longest remaining chain goes first (the critical path,
 from each item's last recorded duration), ties in document order.
 
+The prompt cache: items of a group share the first part of their prompts (the agent
+CLI's own instructions, then the plan's and group's context). Where the provider caches
+a prompt's prefix, the first of a group to start writes it and pays the write (1.25 x
+the input price at Anthropic); those started beside it, before it was written, pay the
+write too. So the first item of such a group starts alone; the others start once its
+first response arrived (the cache is written then), reading the cache at 0.1 x. Each
+start within the cache's lifetime keeps the group warm; past it, one starts alone again.
+
 Plain data in, plain data out: no threads, no clocks of its own (`now` is passed in).
 """
 
@@ -26,6 +34,9 @@ from typing import Mapping
 from .budget import Budget
 from .plan import Plan
 
+CACHE_SECONDS = 300.0  # a prompt cache's lifetime (Anthropic's default; OpenAI's and Google's are as long or longer)
+PROMPT_CACHING_AGENTS = frozenset({"claude", "codex", "gemini"})  # their providers cache a prompt's prefix
+
 
 @dataclass(frozen=True, order=True)
 class Candidate:
@@ -37,6 +48,7 @@ class Candidate:
     group_limit: int | None = field(compare=False)
     agent: str = field(compare=False)
     reserve_usd: float | None = field(compare=False, default=None)  # what an attempt may cost; None: unknown
+    warms_cache: bool = field(compare=False, default=False)  # its group's first starts alone (see above)
 
 
 class Dispatcher:
@@ -54,6 +66,8 @@ class Dispatcher:
         self._started: set[str] = set()  # items that have had an attempt
         self._pauses: dict[str, float] = {}  # agent → epoch time its limit resets
         self._halted: str | None = None  # why no new item starts
+        self._warming: dict[str, str] = {}  # group → its item whose first response is awaited
+        self._warm_until: dict[str, float] = {}  # group → when its prompt cache expires
         self.running = 0
         self._by_group: Counter[str] = Counter()
         self._by_agent: Counter[str] = Counter()
@@ -70,8 +84,19 @@ class Dispatcher:
         """An attempt of the item ended: its slot is free."""
         self.running -= 1
         self.budget.release(candidate.key)
+        if self._warming.get(candidate.group) == candidate.key:
+            del self._warming[candidate.group]  # it ended before a response: the next starts alone
         self._by_group[candidate.group] -= 1
         self._by_agent[candidate.agent] -= 1
+
+    def first_response(self, candidate: Candidate, now: float) -> None:
+        """The item's first response arrived: its group's prompt cache is written."""
+        if self._warming.get(candidate.group) == candidate.key:
+            del self._warming[candidate.group]
+            self._warm_until[candidate.group] = now + CACHE_SECONDS
+
+    def awaits_first_response(self, key: str) -> bool:
+        return key in self._warming.values()
 
     def pause(self, agent: str, until: float) -> None:
         self._pauses[agent] = max(until, self._pauses.get(agent, 0.0))
@@ -117,6 +142,11 @@ class Dispatcher:
                 continue
             heapq.heappop(self._ready[best.group])
             self._started.add(best.key)
+            if best.warms_cache:
+                if self._warm_until.get(best.group, 0.0) > now:
+                    self._warm_until[best.group] = now + CACHE_SECONDS  # its read renews the cache
+                else:
+                    self._warming[best.group] = best.key
             self.running += 1
             self._by_group[best.group] += 1
             self._by_agent[best.agent] += 1
@@ -135,6 +165,7 @@ class Dispatcher:
             (candidate.group_limit is None or self._by_group[candidate.group] < candidate.group_limit)
             and (agent_limit is None or self._by_agent[candidate.agent] < agent_limit)
             and self._pauses.get(candidate.agent, 0.0) <= now
+            and not (candidate.warms_cache and candidate.group in self._warming)
         )
 
     def _drop_unstarted(self, why: str) -> list[tuple[str, str]]:
@@ -187,6 +218,8 @@ def candidates(plan: Plan, durations: Mapping[str, float | None],
     highs = forecast_highs or {}
     return {
         item.key: Candidate((-chain[item.key], place), item.key, group.slug, group.limit, group.settings["agent"],
-                            group.settings.get("item_budget_usd") or highs.get(item.key))
+                            group.settings.get("item_budget_usd") or highs.get(item.key),
+                            group.settings.get("prefill_cache", True) and group.settings["agent"] in PROMPT_CACHING_AGENTS
+                            and len(group.items) > 1)
         for place, (group, item) in enumerate((g, i) for g in plan.groups for i in g.items)
     }

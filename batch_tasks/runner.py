@@ -25,6 +25,8 @@ from .lifecycle import Again, Finished, ItemRun
 from .run import Run
 
 TICK_SECONDS = 1.0  # how often the view is told the time, and a stop is looked for
+FIRST_RESPONSE = object()  # what an attempt's thread says when its agent's first answer came
+RESPONSE_KINDS = frozenset({"assistant", "tool_use", "usage", "result"})  # an answer of the model's
 
 
 def is_item(task) -> bool:
@@ -36,7 +38,9 @@ class BatchRunner(Runner):
                  continue_: bool = False, always_execute: bool = False):
         super().__init__(dep_manager, reporter, continue_=continue_, always_execute=always_execute)
         self.run, self.dispatcher, self.candidates = run, dispatcher, candidates
-        self._results: queue.Queue[tuple[Candidate, Finished | Again]] = queue.Queue()
+        self._results: queue.Queue[tuple[Candidate, Finished | Again | object]] = queue.Queue()
+        self._awaited: set[str] = set()  # items whose first response the dispatcher waits for
+        run.hub.subscribe(self)
         self._nodes: dict[str, object] = {}  # items handed out by doit and not finished
         self._runs: dict[str, ItemRun] = {}
         self._completed: deque = deque()  # processed nodes doit is still to hear of
@@ -98,7 +102,16 @@ class BatchRunner(Runner):
             if item_run is None:
                 item_run = self._runs[candidate.key] = ItemRun(node.task.meta["job"], self.run)
                 self.reporter.execute_task(node.task)
+            if self.dispatcher.awaits_first_response(candidate.key):
+                self._awaited.add(candidate.key)
             self._threads.submit(self._work, candidate, item_run)
+
+    def item_event(self, key: str, event) -> None:
+        """From an attempt's thread (the hub): its agent's first answer lets the rest of its
+        group start, reading the prompt cache it wrote."""
+        if event.kind in RESPONSE_KINDS and key in self._awaited:
+            self._awaited.discard(key)
+            self._results.put((self.candidates[key], FIRST_RESPONSE))
 
     def _work(self, candidate: Candidate, item_run: ItemRun) -> None:
         try:
@@ -114,8 +127,12 @@ class BatchRunner(Runner):
         except queue.Empty:
             return
         while True:
-            self.dispatcher.release(candidate)
-            self._settle(candidate, step)
+            if step is FIRST_RESPONSE:
+                self.dispatcher.first_response(candidate, time.time())
+            else:
+                self._awaited.discard(candidate.key)
+                self.dispatcher.release(candidate)
+                self._settle(candidate, step)
             try:
                 candidate, step = self._results.get_nowait()
             except queue.Empty:

@@ -10,7 +10,7 @@ import pytest
 from batch_tasks import retry
 from batch_tasks.agents import PERMANENT, TRANSIENT, WAIT
 from batch_tasks.budget import Budget
-from batch_tasks.dispatcher import Candidate, Dispatcher, candidates, critical_paths
+from batch_tasks.dispatcher import CACHE_SECONDS, Candidate, Dispatcher, candidates, critical_paths
 from batch_tasks.item_status import ABSENT, DONE, FAILED, FORGOTTEN_NOW, UNREADABLE, ItemStatus
 from batch_tasks.staleness import assess_statuses, fingerprint
 from batch_tasks.taskfile import parse
@@ -19,8 +19,8 @@ NOW = 1_000_000.0
 
 
 def candidate(key: str, place: int, chain: float = 1.0, group: str = "g", limit: int | None = None, agent: str = "command",
-              reserve_usd: float | None = None):
-    return Candidate((-chain, place), key, group, limit, agent, reserve_usd)
+              reserve_usd: float | None = None, warms_cache: bool = False):
+    return Candidate((-chain, place), key, group, limit, agent, reserve_usd, warms_cache)
 
 
 def keys(starts) -> list[str]:
@@ -152,6 +152,40 @@ def test_a_spent_budget_starts_no_new_item():
     starts, refused = dispatcher.take(NOW)
     assert starts == [] and [key for key, _ in refused] == ["g:0", "g:1", "g:2"]
     assert refused[1][1] == "the batch's budget of $1.00 is spent"
+
+
+def test_a_groups_first_item_starts_alone_and_the_rest_once_its_first_response_came():
+    dispatcher = Dispatcher(capacity=4)
+    group = [candidate(f"g:{n}", n, agent="claude", warms_cache=True) for n in range(4)]
+    for item in group + [candidate("h:x", 9, group="h")]:
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:0", "h:x"]  # another group takes a free slot
+    assert dispatcher.awaits_first_response("g:0") and dispatcher.take(NOW + 1) == ([], [])
+    dispatcher.first_response(group[0], NOW + 2)
+    assert keys(dispatcher.take(NOW + 2)[0]) == ["g:1", "g:2"]
+
+
+def test_a_first_item_that_ends_without_a_response_hands_the_cache_to_the_next():
+    dispatcher = Dispatcher(capacity=4)
+    group = [candidate(f"g:{n}", n, agent="claude", warms_cache=True) for n in range(3)]
+    for item in group:
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:0"]
+    dispatcher.release(group[0])
+    assert keys(dispatcher.take(NOW)[0]) == ["g:1"]  # alone again
+    dispatcher.first_response(group[1], NOW + 1)
+    dispatcher.release(group[1])
+    # Past the cache's lifetime with no start to renew it, the next starts alone again.
+    dispatcher.offer(group[0], not_before=NOW + 1)
+    assert keys(dispatcher.take(NOW + 1 + CACHE_SECONDS + 1)[0]) == ["g:0"]
+    assert dispatcher.awaits_first_response("g:0")
+
+
+def test_only_groups_of_an_agent_with_a_prompt_cache_and_more_than_one_item_warm_it_first():
+    plan = parse("---\nagent: claude\n---\n# T\n## Two\n- [ ] a: x\n- [ ] b: x\n## One\n- [ ] c: x\n"
+                 "## Off\n<!-- prefill_cache: false -->\n- [ ] d: x\n- [ ] e: x\n", Path("/nowhere/task.md"))
+    assert {key: c.warms_cache for key, c in candidates(plan, {}).items()} == {
+        "two:a": True, "two:b": True, "one:c": False, "off:d": False, "off:e": False}
 
 
 def test_withdraw_takes_back_started_items_between_attempts():

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from conftest import BatchFolder
 from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, find_claude, text
 
 CLAUDE = find_claude()
@@ -72,3 +73,50 @@ def test_the_forecast_of_a_rerun_is_within_a_quarter_of_the_last_runs_cost(batch
     assert forecast == pytest.approx(spent * 3 / 2, rel=0.25)
     actual = sum(batch.record("answer", m)["cost_usd"] for m in ("a", "b", "c"))
     assert forecast == pytest.approx(actual, rel=0.25)
+
+
+SHARED_TOKENS = 20_000
+NO_USAGE = {"input_tokens": 0, "output_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+
+
+def cached_fan_out(batch, prefill: bool, first_token_after: float = 3.0):
+    """16 items at -n 8 whose prompts share 20,000 tokens of context first. Returns each
+    main request (what it read from and wrote to the cache), each item's first attempt's
+    start, and how long the first item to start waited for its first response."""
+    context = "".join(f"Fact {n}: the shared context of this group, line {n:05d}.\n" for n in range(1500))
+    (batch.path / "shared.md.j2").write_text(context[: SHARED_TOKENS * 4] + "\nModule: {{ item.module }}\n{{ item.instruction }}\n")
+    modules = [f"m{n:02d}" for n in range(16)]
+    items = "".join(f"- [ ] {module}: answer for {module}\n" for module in modules)
+    batch.write(f"# Spend\n## Answer\n{items}", front_matter=(
+        "---\nagent: claude\nmodel: claude-sonnet-4-5-20250929\nparallel: 8\ntemplate: shared.md.j2\n"
+        f"prefill_cache: {'true' if prefill else 'false'}\n---\n"))
+    with FakeAnthropic([text("done", delay=first_token_after)] * 16, usage=NO_USAGE, prompt_cache=True) as api:
+        result = batch.run("run-batch", "-n", "8", env=claude_env(api, batch), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    starts = {m: batch.record("answer", m)["attempts"][0]["started"] for m in modules}
+    first = min(starts, key=starts.get)
+    answered = next(e["t"] for e in batch.events("answer", first) if e["kind"] in ("assistant", "usage", "result"))
+    return api.main_requests, starts, answered - starts[first]
+
+
+def input_cost(requests) -> float:
+    """In input-price units: writes at 1.25, reads at 0.1."""
+    return sum(1.25 * r.cache_write + 0.1 * r.cache_read for r in requests)
+
+
+@needs_claude
+def test_a_group_writes_the_prompt_cache_once_and_its_other_items_read_it(tmp_path):
+    today_folder, cached_folder = BatchFolder(tmp_path / "today"), BatchFolder(tmp_path / "cached")
+    today_folder.path.mkdir()
+    cached_folder.path.mkdir()
+    today, today_starts, _ = cached_fan_out(today_folder, prefill=False)
+    cached, cached_starts, first_response = cached_fan_out(cached_folder, prefill=True)
+    assert sum(1 for r in today if r.cache_write >= SHARED_TOKENS) == 8  # all of the first eight
+    assert sum(1 for r in cached if r.cache_write >= SHARED_TOKENS) == 1
+    assert sum(1 for r in cached if r.cache_read >= SHARED_TOKENS) == 15
+    assert input_cost(cached) <= 0.6 * input_cost(today)
+    last_today = max(today_starts.values()) - min(today_starts.values())
+    last_cached = max(cached_starts.values()) - min(cached_starts.values())
+    print(f"input cost {input_cost(cached):.0f} vs {input_cost(today):.0f}; last start {last_cached:.1f}s vs "
+          f"{last_today:.1f}s, one first response {first_response:.1f}s")
+    assert last_cached <= last_today + first_response
