@@ -200,6 +200,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
         estimates = forecast.of_batch(batch, will_run) if will_run else {}
+        run.forecast = {key: estimate.usd for key, estimate in estimates.items()}
         if estimates:
             self.outstream.write(forecast.total(estimates) + "\n")
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
@@ -221,7 +222,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         recorders = None
         if will_run:
             recorders = history.Recorders(history.History(batch.state.root, run.run_id), JobLog(joblog) if joblog else None)
-            recorders.run_started(history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run))
+            recorders.run_started({**history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run),
+                                   "forecast": run.forecast})
             run.hub.subscribe(recorders)
         with stop.on_signals():
             result = runner.run_all(control.task_dispatcher())

@@ -11,6 +11,7 @@ Each item's forecast comes from the first of these that is known:
 4. else unknown, and said so.
 
 Reads the history only; decides nothing (the dispatcher reserves a forecast's high end).
+The summary shows each group's forecast against what it cost, and the prompt cache's saving.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Iterable, Mapping
 from .budget import dollars
 from .history import read_run, run_ids
 from .plan import Plan
-from .pricing import estimated_cost
+from .pricing import cache_saving, estimated_cost
 
 PROVIDERS = {"claude": "anthropic", "codex": "openai", "gemini": "google"}
 OWN, GROUP, AGENT, UNKNOWN = "its last run", "its group's median", "median of its agent and model", "unknown"
@@ -124,6 +125,13 @@ def of_batch(batch, keys: Iterable[str]) -> dict[str, Estimate]:
     return forecast(batch.plan, history, priced)
 
 
+def of_last_run(state_root) -> dict[str, float | None]:
+    """The forecast the last run started with (its `run_started` records it)."""
+    ids = run_ids(state_root)
+    started = next((e for e in read_run(state_root, ids[-1]) if e["event"] == "run_started"), {}) if ids else {}
+    return started.get("forecast") or {}
+
+
 def line(estimate: Estimate) -> str:
     """One item's forecast, as `--dry-run` prints it."""
     if estimate.usd is None:
@@ -143,3 +151,38 @@ def total(estimates: Mapping[str, Estimate]) -> str:
     took = f", {sum(times):.0f}s of agent time" if times else ""
     more = f"; {unknown} more of unknown cost" if unknown else ""
     return f"forecast: {dollars(usd)} ({dollars(low)}–{dollars(high)}) for {len(known)} items{took}{more}"
+
+
+def against_actual(forecast_usd: Mapping[str, float | None], views: Iterable[Any]) -> list[str]:
+    """For the summary: each group's forecast against what its items cost, and what the
+    prompt cache saved. `views`: the board's items (key, group, agent, model, tokens, cost_usd)."""
+    lines = []
+    by_group: dict[str, list] = {}
+    for view in views:
+        if view.key in forecast_usd:
+            by_group.setdefault(view.group, []).append(view)
+    if by_group:
+        lines.append("forecast against actual, by group:")
+    for group, members in by_group.items():
+        known = [forecast_usd[v.key] for v in members if forecast_usd[v.key] is not None]
+        spent = sum(v.cost_usd or 0.0 for v in members)
+        unknown = len(members) - len(known)
+        said = dollars(sum(known)) if known else "unknown"
+        more = f"; {unknown} of unknown cost" if known and unknown else ""
+        lines.append(f"  {group}: forecast {said}, spent {dollars(spent)} ({len(members)} items{more})")
+    lines += cache_line(views)
+    return lines
+
+
+def cache_line(views: Iterable[Any]) -> list[str]:
+    """The prompt cache over the run: tokens read and written, and what it saved."""
+    reads = writes = 0
+    saved = 0.0
+    for view in views:
+        tokens = view.tokens or {}
+        reads, writes = reads + (tokens.get("cache_read") or 0), writes + (tokens.get("cache_write") or 0)
+        saving = cache_saving(PROVIDERS.get(view.agent, ""), view.model or None, tokens) if view.agent in PROVIDERS else None
+        saved += saving or 0.0
+    if not (reads or writes):
+        return []
+    return [f"prompt cache: {reads:,} tokens read, {writes:,} written; saved {dollars(saved)} against none"]

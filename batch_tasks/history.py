@@ -11,7 +11,8 @@ written); the rest depends on the event:
 
     run_started      run, command_line (list), versions ({batch-tasks, doit, python,
                      and each agent CLI used: its `--version`}), settings (the front
-                     matter's), title, taskfile, workers (-n), items (the keys it means to run)
+                     matter's), title, taskfile, workers (-n), items (the keys it means to run),
+                     forecast (item → its forecast in USD, null if unknown; see forecast)
     attempt_started  item, attempt (1, 2, ...), started
     attempt_ended    item, attempt, started, finished, exit_status, ok, reason,
                      failure_class (transient, wait, permanent, or null), tokens, cost_usd,

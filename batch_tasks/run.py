@@ -34,6 +34,7 @@ class Run:
     isolation: Any = None  # worktree.Isolation, when any item runs isolated
     merge_queue: Any = None  # merge_queue.MergeQueue, with it
     executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
+    forecast: dict[str, float | None] = field(default_factory=dict)  # what each item should cost (see forecast)
     hub: Hub = field(init=False)
     _digests: dict[int, str] = field(default_factory=dict, repr=False)
     _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

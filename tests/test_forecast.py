@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_tasks.forecast import AGENT, GROUP, OWN, UNKNOWN, Past, forecast, past_runs, total
+from batch_tasks.forecast import AGENT, GROUP, OWN, UNKNOWN, Past, against_actual, forecast, past_runs, total
 from batch_tasks.taskfile import parse
 
 PLAN = """---
@@ -52,3 +52,21 @@ def test_tokens_are_priced_at_todays_list_price_and_the_last_run_counts():
     assert found["one:a"] == [Past(0.3906, 3.0), Past(0.12, None)]
     assert found["one:b"] == [Past(None, None)]
     assert forecast(plan(), found, ["one:b"])["one:b"].source == GROUP
+
+
+def test_the_summary_says_each_groups_forecast_against_its_cost_and_what_the_cache_saved():
+    from types import SimpleNamespace as View
+
+    sonnet = "claude-sonnet-4-5-20250929"
+    views = [View(key="one:a", group="one", agent="claude", model=sonnet, cost_usd=0.30,
+                  tokens={"input": 0, "output": 0, "cache_write": 1_000_000, "cache_read": 0}),
+             View(key="one:b", group="one", agent="claude", model=sonnet, cost_usd=0.20,
+                  tokens={"input": 0, "output": 0, "cache_write": 0, "cache_read": 1_000_000}),
+             View(key="two:d", group="two", agent="command", model="", cost_usd=None, tokens={})]
+    # At $3 a million input tokens: a write costs $0.75 more, a read $2.70 less.
+    assert against_actual({"one:a": 0.25, "one:b": None}, views) == [
+        "forecast against actual, by group:",
+        "  one: forecast $0.25, spent $0.50 (2 items; 1 of unknown cost)",
+        "prompt cache: 1,000,000 tokens read, 1,000,000 written; saved $1.95 against none",
+    ]
+    assert against_actual({}, views[2:]) == []

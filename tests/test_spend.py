@@ -73,6 +73,9 @@ def test_the_forecast_of_a_rerun_is_within_a_quarter_of_the_last_runs_cost(batch
     assert forecast == pytest.approx(spent * 3 / 2, rel=0.25)
     actual = sum(batch.record("answer", m)["cost_usd"] for m in ("a", "b", "c"))
     assert forecast == pytest.approx(actual, rel=0.25)
+    against = f"  answer: forecast ${forecast:.2f}, spent ${actual:.2f} (3 items)"
+    assert against in again.stdout
+    assert against in batch.run("batch-status").stdout  # from the last run's history
 
 
 SHARED_TOKENS = 20_000
@@ -96,7 +99,7 @@ def cached_fan_out(batch, prefill: bool, first_token_after: float = 3.0):
     starts = {m: batch.record("answer", m)["attempts"][0]["started"] for m in modules}
     first = min(starts, key=starts.get)
     answered = next(e["t"] for e in batch.events("answer", first) if e["kind"] in ("assistant", "usage", "result"))
-    return api.main_requests, starts, answered - starts[first]
+    return api.main_requests, starts, answered - starts[first], result
 
 
 def input_cost(requests) -> float:
@@ -109,8 +112,8 @@ def test_a_group_writes_the_prompt_cache_once_and_its_other_items_read_it(tmp_pa
     today_folder, cached_folder = BatchFolder(tmp_path / "today"), BatchFolder(tmp_path / "cached")
     today_folder.path.mkdir()
     cached_folder.path.mkdir()
-    today, today_starts, _ = cached_fan_out(today_folder, prefill=False)
-    cached, cached_starts, first_response = cached_fan_out(cached_folder, prefill=True)
+    today, today_starts, _, _ = cached_fan_out(today_folder, prefill=False)
+    cached, cached_starts, first_response, result = cached_fan_out(cached_folder, prefill=True)
     assert sum(1 for r in today if r.cache_write >= SHARED_TOKENS) == 8  # all of the first eight
     assert sum(1 for r in cached if r.cache_write >= SHARED_TOKENS) == 1
     assert sum(1 for r in cached if r.cache_read >= SHARED_TOKENS) == 15
@@ -120,3 +123,4 @@ def test_a_group_writes_the_prompt_cache_once_and_its_other_items_read_it(tmp_pa
     print(f"input cost {input_cost(cached):.0f} vs {input_cost(today):.0f}; last start {last_cached:.1f}s vs "
           f"{last_today:.1f}s, one first response {first_response:.1f}s")
     assert last_cached <= last_today + first_response
+    assert "prompt cache: " in result.stdout and "saved $" in result.stdout
