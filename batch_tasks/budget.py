@@ -19,6 +19,7 @@ class Budget:
         self.spent = spent_usd  # by the results already recorded, then by this run's attempts
         self.refused = 0  # items not started for the budget
         self._reserved: dict[str, float] = {}  # running attempt's item → its reservation
+        self.fallbacks: dict[str, tuple[str, str]] = {}  # item run on its fallback_model → (that model, why)
         self._lock = threading.Lock()
 
     def spend(self, amount_usd: float | None) -> None:
@@ -47,6 +48,12 @@ class Budget:
                 self._reserved[key] = self._left() if amount_usd is None else amount_usd
             return True
 
+    def left(self, besides: str | None = None) -> float | None:
+        """What is left beside what is spent and reserved (not counting the reservation of
+        `besides`); None without a budget."""
+        with self._lock:
+            return None if self.limit is None else self._left() + self._reserved.get(besides, 0.0)
+
     def release(self, key: str) -> None:
         """The attempt ended: its actual cost is (or will be) spent instead."""
         with self._lock:
@@ -68,9 +75,12 @@ class Budget:
     def note(self) -> str:
         if self.limit is None:
             return ""
+        said = f"budget: {dollars(self.spent)} of {dollars(self.limit)} spent"
         if self.refused:
-            return f"budget: {dollars(self.spent)} of {dollars(self.limit)} spent; items that did not fit were not started"
-        return f"budget: {dollars(self.spent)} of {dollars(self.limit)} spent"
+            said += "; items that did not fit were not started"
+        for key, (model, why) in self.fallbacks.items():
+            said += f"\n  {key} ran on its fallback_model {model}: {why}"
+        return said
 
     def _left(self) -> float:
         return self.limit - self.spent - sum(self._reserved.values())

@@ -215,7 +215,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             reporter,
             run,
             dispatcher,
-            candidates(batch.plan, durations, {key: e.high for key, e in estimates.items()}) if will_run else {},
+            candidates(batch.plan, durations, estimates) if will_run else {},
             continue_=continue_,
             always_execute=always,
         )

@@ -29,10 +29,13 @@ import heapq
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from .budget import Budget
+from .budget import Budget, dollars
 from .plan import Plan
+
+if TYPE_CHECKING:
+    from .forecast import Estimate
 
 CACHE_SECONDS = 300.0  # a prompt cache's lifetime (Anthropic's default; OpenAI's and Google's are as long or longer)
 PROMPT_CACHING_AGENTS = frozenset({"claude", "codex", "gemini"})  # their providers cache a prompt's prefix
@@ -49,6 +52,8 @@ class Candidate:
     agent: str = field(compare=False)
     reserve_usd: float | None = field(compare=False, default=None)  # what an attempt may cost; None: unknown
     warms_cache: bool = field(compare=False, default=False)  # its group's first starts alone (see above)
+    forecast_usd: float | None = field(compare=False, default=None)  # what it should cost at its model
+    fallback_model: str | None = field(compare=False, default=None)  # its cheaper model near the budget's end
 
 
 class Dispatcher:
@@ -68,6 +73,7 @@ class Dispatcher:
         self._halted: str | None = None  # why no new item starts
         self._warming: dict[str, str] = {}  # group → its item whose first response is awaited
         self._warm_until: dict[str, float] = {}  # group → when its prompt cache expires
+        self._unstarted_forecast: dict[str, float] = {}  # items offered, not started → their forecast
         self.running = 0
         self._by_group: Counter[str] = Counter()
         self._by_agent: Counter[str] = Counter()
@@ -75,6 +81,8 @@ class Dispatcher:
     # What happens.
     def offer(self, candidate: Candidate, not_before: float = 0.0) -> None:
         """The item is ready (or, after a failed attempt, ready again from `not_before`)."""
+        if candidate.key not in self._started and candidate.forecast_usd is not None:
+            self._unstarted_forecast[candidate.key] = candidate.forecast_usd
         if not_before:
             heapq.heappush(self._delayed, (not_before, candidate))
         else:
@@ -138,9 +146,13 @@ class Dispatcher:
                 if refusal is None:
                     break  # it fits once running attempts give their reservations back
                 heapq.heappop(self._ready[best.group])
+                self._unstarted_forecast.pop(best.key, None)
                 refused.append((best.key, refusal))
                 continue
             heapq.heappop(self._ready[best.group])
+            if best.key not in self._started and best.fallback_model:
+                self._choose_model(best)
+            self._unstarted_forecast.pop(best.key, None)
             self._started.add(best.key)
             if best.warms_cache:
                 if self._warm_until.get(best.group, 0.0) > now:
@@ -158,6 +170,17 @@ class Dispatcher:
         times = [self._delayed[0][0]] if self._delayed else []
         times += [until for until in self._pauses.values() if until > now]
         return min(times, default=None)
+
+    def _choose_model(self, candidate: Candidate) -> None:
+        """Near the budget's end: an item starts on its fallback model once what is left of the
+        budget (its own reservation included) is below the forecast of the items not started
+        yet, itself included, at their configured models."""
+        left = self.budget.left(besides=candidate.key)
+        remaining = sum(self._unstarted_forecast.values())
+        if left is not None and left < remaining:
+            self.budget.fallbacks[candidate.key] = (candidate.fallback_model, (
+                f"{dollars(left)} left of the budget, below the {dollars(remaining)} forecast "
+                f"of the {len(self._unstarted_forecast)} items not started"))
 
     def _allows(self, candidate: Candidate, now: float) -> bool:
         agent_limit = self.agent_limits.get(candidate.agent)
@@ -211,15 +234,16 @@ def critical_paths(plan: Plan, durations: Mapping[str, float | None]) -> dict[st
 
 
 def candidates(plan: Plan, durations: Mapping[str, float | None],
-               forecast_highs: Mapping[str, float | None] | None = None) -> dict[str, Candidate]:
+               estimates: Mapping[str, Estimate] | None = None) -> dict[str, Candidate]:
     """Every item as the dispatcher sees it. An attempt reserves its `item_budget_usd`
     when set (its agent's hard cap), else the high end of its forecast, if known."""
     chain = critical_paths(plan, durations)
-    highs = forecast_highs or {}
+    highs = {key: estimate.high for key, estimate in (estimates or {}).items()}
+    forecasts = {key: estimate.usd for key, estimate in (estimates or {}).items()}
     return {
         item.key: Candidate((-chain[item.key], place), item.key, group.slug, group.limit, group.settings["agent"],
                             group.settings.get("item_budget_usd") or highs.get(item.key),
                             group.settings.get("prefill_cache", True) and group.settings["agent"] in PROMPT_CACHING_AGENTS
-                            and len(group.items) > 1)
+                            and len(group.items) > 1, forecasts.get(item.key), group.settings.get("fallback_model"))
         for place, (group, item) in enumerate((g, i) for g in plan.groups for i in g.items)
     }

@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 
 from doit.exceptions import TaskFailed, UnmetDependency
 from doit.runner import Runner
@@ -100,7 +101,10 @@ class BatchRunner(Runner):
             node = self._nodes[candidate.key]
             item_run = self._runs.get(candidate.key)
             if item_run is None:
-                item_run = self._runs[candidate.key] = ItemRun(node.task.meta["job"], self.run)
+                job = node.task.meta["job"]
+                if candidate.key in self.run.budget.fallbacks:  # near the budget's end (see dispatcher)
+                    job = replace(job, settings={**job.settings, "model": self.run.budget.fallbacks[candidate.key][0]})
+                item_run = self._runs[candidate.key] = ItemRun(job, self.run)
                 self.reporter.execute_task(node.task)
             if self.dispatcher.awaits_first_response(candidate.key):
                 self._awaited.add(candidate.key)

@@ -188,6 +188,21 @@ def test_only_groups_of_an_agent_with_a_prompt_cache_and_more_than_one_item_warm
         "two:a": True, "two:b": True, "one:c": False, "off:d": False, "off:e": False}
 
 
+def test_items_start_on_their_fallback_model_once_the_budget_left_is_below_their_forecast():
+    budget = Budget(1.30)
+    dispatcher = Dispatcher(capacity=1, budget=budget)
+    items = [Candidate((-1.0, n), f"g:{n}", "g", None, "claude", 0.39, False, 0.39, "haiku") for n in range(4)]
+    for item in items:
+        dispatcher.offer(item)
+    for n, (cost, fallback) in enumerate([(0.13, True), (0.39, False), (0.39, False), (0.39, False)]):
+        assert dispatcher.take(NOW) == ([items[n]], [])
+        assert (items[n].key in budget.fallbacks) == fallback
+        budget.spend(cost)
+        dispatcher.release(items[n])
+    assert budget.fallbacks == {"g:0": ("haiku", "$1.30 left of the budget, below the $1.56 forecast of the 4 items not started")}
+    assert budget.spent == pytest.approx(1.30) and dispatcher.idle
+
+
 def test_withdraw_takes_back_started_items_between_attempts():
     dispatcher = Dispatcher(capacity=1)
     a, b = candidate("g:a", 0), candidate("g:b", 1)

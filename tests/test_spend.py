@@ -124,3 +124,26 @@ def test_a_group_writes_the_prompt_cache_once_and_its_other_items_read_it(tmp_pa
           f"{last_today:.1f}s, one first response {first_response:.1f}s")
     assert last_cached <= last_today + first_response
     assert "prompt cache: " in result.stdout and "saved $" in result.stdout
+
+
+@needs_claude
+def test_near_the_budgets_end_items_run_on_the_fallback_model_and_the_summary_says_so(batch):
+    modules = ["a", "b", "c", "d"]
+    claude_batch(batch, modules, parallel=1)
+    with FakeAnthropic(usage=ITEM_USAGE) as api:  # each item: $0.39 on Sonnet, $0.13 on Haiku
+        env = claude_env(api, batch)
+        assert batch.run("run-batch", env=env, timeout=180).returncode == 0  # the forecast: $0.39 an item
+        # The batch's budget counts its recorded results ($1.56): $1.36 is left of it.
+        claude_batch(batch, modules, "budget_usd: 2.92\nfallback_model: claude-haiku-4-5-20251001\n", parallel=1)
+        result = batch.run("run-batch", "-a", env=env, timeout=180)
+    # Without the fallback three would fit and the fourth not; the first ran on Haiku, as
+    # $1.36 was below the $1.56 the four should cost on Sonnet, and then all four fit.
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = [batch.record("answer", m) for m in modules]
+    by_model = {r["model"]: r["item"] for r in records}
+    assert sorted(r["model"] for r in records) == ["claude-haiku-4-5-20251001"] + ["claude-sonnet-4-5-20250929"] * 3
+    assert sum(r["cost_usd"] for r in records) == pytest.approx(0.1302 + 3 * 0.3906, abs=0.001)
+    assert "budget: $2.86 of $2.92 spent" in result.stdout
+    first = by_model["claude-haiku-4-5-20251001"]  # the first to start: the longest last time
+    assert (f"{first} ran on its fallback_model claude-haiku-4-5-20251001: $1.36 left of the budget, "
+            "below the $1.56 forecast of the 4 items not started") in result.stdout
