@@ -20,6 +20,9 @@ write too. So the first item of such a group starts alone; the others start once
 first response arrived (the cache is written then), reading the cache at 0.1 x. Each
 start within the cache's lifetime keeps the group warm; past it, one starts alone again.
 
+Near the budget's end: an item with a `fallback_model` starts on it once what is left of
+the budget is below the forecast of the items not started yet (the budget says which).
+
 Plain data in, plain data out: no threads, no clocks of its own (`now` is passed in).
 """
 
