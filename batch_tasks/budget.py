@@ -3,7 +3,8 @@ and whether one more attempt fits. It is never overshot by what was known at a s
 an attempt starts only if spent + reserved + its own reservation stays within it.
 
 An attempt's reservation is what it may cost: its `item_budget_usd` when set, else the
-high end of its forecast; with neither known, all that is left (it runs alone). The
+high end of its forecast, else its group's dearest attempt of this run (the dispatcher
+says which); with none known, all that is left (it runs alone). The
 reservation is released when the attempt ends, and its actual cost counted instead.
 Plain data behind a lock: the dispatcher asks, the item's lifecycle spends.
 """

@@ -77,6 +77,7 @@ class Dispatcher:
         self._warming: dict[str, str] = {}  # group → its item whose first response is awaited
         self._warm_until: dict[str, float] = {}  # group → when its prompt cache expires
         self._unstarted_forecast: dict[str, float] = {}  # items offered, not started → their forecast
+        self._group_costs: dict[str, list[float]] = {}  # group → what its attempts of this run cost
         self.running = 0
         self._by_group: Counter[str] = Counter()
         self._by_agent: Counter[str] = Counter()
@@ -91,9 +92,11 @@ class Dispatcher:
         else:
             heapq.heappush(self._ready.setdefault(candidate.group, []), candidate)
 
-    def release(self, candidate: Candidate) -> None:
-        """An attempt of the item ended: its slot is free."""
+    def release(self, candidate: Candidate, cost_usd: float | None = None) -> None:
+        """An attempt of the item ended, having cost `cost_usd` if known: its slot is free."""
         self.running -= 1
+        if cost_usd is not None:
+            self._group_costs.setdefault(candidate.group, []).append(cost_usd)
         self.budget.release(candidate.key)
         if self._warming.get(candidate.group) == candidate.key:
             del self._warming[candidate.group]  # it ended before a response: the next starts alone
@@ -144,8 +147,9 @@ class Dispatcher:
             best = min((heap[0] for heap in self._ready.values() if heap and self._allows(heap[0], now)), default=None)
             if best is None:
                 break
-            if not self.budget.reserve(best.key, best.reserve_usd):
-                refusal = self.budget.refusal(best.reserve_usd)
+            reservation = self._reservation(best)
+            if not self.budget.reserve(best.key, reservation):
+                refusal = self.budget.refusal(reservation)
                 if refusal is None:
                     break  # it fits once running attempts give their reservations back
                 heapq.heappop(self._ready[best.group])
@@ -173,6 +177,14 @@ class Dispatcher:
         times = [self._delayed[0][0]] if self._delayed else []
         times += [until for until in self._pauses.values() if until > now]
         return min(times, default=None)
+
+    def _reservation(self, candidate: Candidate) -> float | None:
+        """Its own (see candidates), else the dearest attempt of its group in this run: a group
+        new to the history runs its first item alone, not all of them."""
+        if candidate.reserve_usd is not None:
+            return candidate.reserve_usd
+        costs = self._group_costs.get(candidate.group)
+        return max(costs) if costs else None
 
     def _choose_model(self, candidate: Candidate) -> None:
         """Near the budget's end: an item starts on its fallback model once what is left of the

@@ -135,12 +135,17 @@ class BatchRunner(Runner):
                 self.dispatcher.first_response(candidate, time.time())
             else:
                 self._awaited.discard(candidate.key)
-                self.dispatcher.release(candidate)
+                self.dispatcher.release(candidate, self._last_cost(candidate.key))
                 self._settle(candidate, step)
             try:
                 candidate, step = self._results.get_nowait()
             except queue.Empty:
                 return
+
+    def _last_cost(self, key: str) -> float | None:
+        attempts = self._runs[key].attempts if key in self._runs else ()
+        outcome = attempts[-1].outcome if attempts else None
+        return outcome.data.get("cost_usd") if outcome is not None else None
 
     def _settle(self, candidate: Candidate, step: Finished | Again) -> None:
         if isinstance(step, Again):

@@ -131,6 +131,19 @@ def test_an_item_of_unknown_cost_reserves_all_that_is_left_and_runs_alone():
     assert dispatcher.take(NOW) == ([], [("g:b", "the batch's budget of $1.00 is spent (it needed $0.10 more)")])
 
 
+def test_a_group_new_to_the_history_reserves_its_dearest_attempt_so_far_after_the_first():
+    budget = Budget(1.00)
+    dispatcher = Dispatcher(capacity=4, budget=budget)
+    items = [candidate(f"g:{n}", n) for n in range(4)]
+    for item in items:
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:0"]  # unknown: all that is left, alone
+    budget.spend(0.20)
+    dispatcher.release(items[0], cost_usd=0.20)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:1", "g:2", "g:3"]  # $0.20 each now
+    assert budget.reserved == pytest.approx(0.60)
+
+
 def test_a_retry_the_budget_cannot_hold_is_refused_too():
     budget = Budget(1.00)
     dispatcher = Dispatcher(capacity=2, budget=budget)
