@@ -82,10 +82,10 @@ SHARED_TOKENS = 20_000
 NO_USAGE = {"input_tokens": 0, "output_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
 
-def cached_fan_out(batch, prefill: bool, first_token_after: float = 3.0):
+def cached_fan_out(batch, prefill: bool, first_token_after: float = 5.0):
     """16 items at -n 8 whose prompts share 20,000 tokens of context first. Returns each
-    main request (what it read from and wrote to the cache), each item's first attempt's
-    start, and how long the first item to start waited for its first response."""
+    main request (what it read from and wrote to the cache), how many items started
+    before the first one to start had its first response, and the run's output."""
     context = "".join(f"Fact {n}: the shared context of this group, line {n:05d}.\n" for n in range(1500))
     (batch.path / "shared.md.j2").write_text(context[: SHARED_TOKENS * 4] + "\nModule: {{ item.module }}\n{{ item.instruction }}\n")
     modules = [f"m{n:02d}" for n in range(16)]
@@ -99,7 +99,7 @@ def cached_fan_out(batch, prefill: bool, first_token_after: float = 3.0):
     starts = {m: batch.record("answer", m)["attempts"][0]["started"] for m in modules}
     first = min(starts, key=starts.get)
     answered = next(e["t"] for e in batch.events("answer", first) if e["kind"] in ("assistant", "usage", "result"))
-    return api.main_requests, starts, answered - starts[first], result
+    return api.main_requests, sum(1 for m in modules if m != first and starts[m] < answered), result
 
 
 def input_cost(requests) -> float:
@@ -112,17 +112,15 @@ def test_a_group_writes_the_prompt_cache_once_and_its_other_items_read_it(tmp_pa
     today_folder, cached_folder = BatchFolder(tmp_path / "today"), BatchFolder(tmp_path / "cached")
     today_folder.path.mkdir()
     cached_folder.path.mkdir()
-    today, today_starts, _, _ = cached_fan_out(today_folder, prefill=False)
-    cached, cached_starts, first_response, result = cached_fan_out(cached_folder, prefill=True)
+    today, started_beside_today, _ = cached_fan_out(today_folder, prefill=False)
+    cached, started_beside, result = cached_fan_out(cached_folder, prefill=True)
+    assert started_beside_today >= 7 and started_beside == 0  # the others waited for the first one's answer
     assert sum(1 for r in today if r.cache_write >= SHARED_TOKENS) == 8  # all of the first eight
     assert sum(1 for r in cached if r.cache_write >= SHARED_TOKENS) == 1
     assert sum(1 for r in cached if r.cache_read >= SHARED_TOKENS) == 15
     assert input_cost(cached) <= 0.6 * input_cost(today)
-    last_today = max(today_starts.values()) - min(today_starts.values())
-    last_cached = max(cached_starts.values()) - min(cached_starts.values())
-    print(f"input cost {input_cost(cached):.0f} vs {input_cost(today):.0f}; last start {last_cached:.1f}s vs "
-          f"{last_today:.1f}s, one first response {first_response:.1f}s")
-    assert last_cached <= last_today + first_response
+    # What it costs in time (the last item's start, against one first response) is measured
+    # by bench/prompt_cache.py, in medians: a timed test would measure the machine's load.
     assert "prompt cache: " in result.stdout and "saved $" in result.stdout
 
 
