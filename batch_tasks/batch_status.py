@@ -15,7 +15,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
-from . import history
+from . import forecast, history
 from .board import board_from_state
 from .cli import FriendlyArgs, flag
 from .commands import _ReadsTaskFile, rerun_command
@@ -53,7 +53,8 @@ class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if not watch:
             board, picture = _status(batch)
             console.print(picture)
-            print_lines(console, summary(board, rerun=rerun_command(os.path.relpath(batch.plan.path), self.bin_name)))
+            notes = forecast.against_actual(forecast.of_last_run(batch.state.root), board.snapshot())
+            print_lines(console, summary(board, notes, rerun=rerun_command(os.path.relpath(batch.plan.path), self.bin_name)))
             return 0
         try:
             with Live(console=console, refresh_per_second=4) as live:

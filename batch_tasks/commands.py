@@ -19,7 +19,7 @@ from doit.cmd_forget import Forget as DoitForget
 from doit.control import TaskControl
 
 from . import batch as batch_mod
-from . import executors, graph, history, nothing_to_do, process, recovery, repository_guard, retry
+from . import executors, forecast, graph, history, nothing_to_do, process, recovery, repository_guard, retry
 from .agents import AGENTS
 from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
@@ -208,8 +208,12 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                                                       if name in os.environ]))
         stop = Stop(run.supervisor)
         self.outstream = GuardedOutput(self.outstream, stop)
-        dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
+        dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
+        estimates = forecast.of_batch(batch, will_run) if will_run else {}
+        run.forecast = {key: estimate.usd for key, estimate in estimates.items()}
+        if estimates:
+            self.outstream.write(forecast.total(estimates) + "\n")
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
             run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
             run.isolation.prepare()
@@ -223,14 +227,15 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             reporter,
             run,
             dispatcher,
-            candidates(batch.plan, durations) if will_run else {},
+            candidates(batch.plan, durations, estimates) if will_run else {},
             continue_=continue_,
             forced=forced,
         )
         recorders = None
         if will_run:
             recorders = history.Recorders(history.History(batch.state.root, run.run_id), JobLog(joblog) if joblog else None)
-            recorders.run_started(history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run))
+            recorders.run_started({**history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run),
+                                   "forecast": run.forecast})
             run.hub.subscribe(recorders)
         with stop.on_signals():
             result = runner.run_all(control.task_dispatcher())
@@ -271,9 +276,12 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     def _dry_run(self, batch, control, selected: set[str], forced: frozenset[str]) -> int:
         chosen, stale, ignored = self._would_run(batch, control, selected, forced)
         width = max((len(item.key) for item, _ in stale), default=0)
+        estimates = forecast.of_batch(batch, (item.key for item, _ in stale))
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")
             self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
+            if item.key in estimates:
+                self.outstream.write(f"{'':<{width}}    cost: {forecast.line(estimates[item.key])}\n")
         self._tell_adjustments(batch.plan, {item.group for item, _ in stale})
         left_out = [item for item in batch.plan.items() if item.optional and item.key not in control.tasks]
         for item in left_out:
@@ -281,6 +289,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale) - len(ignored)} up to date"
                              + (f", {len(ignored)} ignored (`doit forget` it to run it)" if ignored else "")
                              + (f", {len(left_out)} optional left out" if left_out else "") + "\n")
+        if estimates:
+            self.outstream.write(forecast.total(estimates) + "\n")
         return 0
 
 

@@ -4,10 +4,24 @@ doit says what is ready (its dependencies met, not up to date); the runner offer
 each ready item here, and asks, whenever something changed, which to start now.
 An item starts when every rule allows it: `-n` in all, its group's `parallel`, its
 agent's `max_concurrent`, no usage-limit pause of its agent, its retry's backoff
-over, the budget not spent and the run not halted (these two only hold back items
-that have not started yet: a started item's retries go on). Among the items that
+over, the run not halted (this only holds back items that have not started yet: a
+started item's retries go on), and the budget able to hold what the attempt may cost
+beside what is spent and reserved (see budget). An item the budget cannot hold waits
+while others run (their reservations may come back); once nothing is reserved and it
+still does not fit, it never starts (a retry ends its item). Among the items that
 may start, the one with the longest remaining chain goes first (the critical path,
 from each item's last recorded duration), ties in document order.
+
+The prompt cache: items of a group share the first part of their prompts (the agent
+CLI's own instructions, then the plan's and group's context). Where the provider caches
+a prompt's prefix, the first of a group to start writes it and pays the write (1.25 x
+the input price at Anthropic); those started beside it, before it was written, pay the
+write too. So the first item of such a group starts alone; the others start once its
+first response arrived (the cache is written then), reading the cache at 0.1 x. Each
+start within the cache's lifetime keeps the group warm; past it, one starts alone again.
+
+Near the budget's end: an item with a `fallback_model` starts on it once what is left of
+the budget is below the forecast of the items not started yet (the budget says which).
 
 Plain data in, plain data out: no threads, no clocks of its own (`now` is passed in).
 """
@@ -18,9 +32,16 @@ import heapq
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Mapping
 
+from .budget import Budget, dollars
 from .plan import Plan
+
+if TYPE_CHECKING:
+    from .forecast import Estimate
+
+CACHE_SECONDS = 300.0  # a prompt cache's lifetime (Anthropic's default; OpenAI's and Google's are as long or longer)
+PROMPT_CACHING_AGENTS = frozenset({"claude", "codex", "gemini"})  # their providers cache a prompt's prefix
 
 
 @dataclass(frozen=True, order=True)
@@ -32,6 +53,10 @@ class Candidate:
     group: str = field(compare=False)
     group_limit: int | None = field(compare=False)
     agent: str = field(compare=False)
+    reserve_usd: float | None = field(compare=False, default=None)  # what an attempt may cost; None: unknown
+    warms_cache: bool = field(compare=False, default=False)  # its group's first starts alone (see above)
+    forecast_usd: float | None = field(compare=False, default=None)  # what it should cost at its model
+    fallback_model: str | None = field(compare=False, default=None)  # its cheaper model near the budget's end
 
 
 class Dispatcher:
@@ -39,16 +64,20 @@ class Dispatcher:
         self,
         capacity: int,
         agent_limits: Mapping[str, int] | None = None,
-        budget_refusal: Callable[[], str | None] = lambda: None,
+        budget: Budget | None = None,
     ):
         self.capacity = capacity
         self.agent_limits = dict(agent_limits or {})
-        self._budget_refusal = budget_refusal  # why no new item may start, if it may not
+        self.budget = budget or Budget(None)
         self._ready: dict[str, list[Candidate]] = {}  # by group: a heap, best first
         self._delayed: list[tuple[float, Candidate]] = []  # retries in backoff, by when
         self._started: set[str] = set()  # items that have had an attempt
         self._pauses: dict[str, float] = {}  # agent → epoch time its limit resets
         self._halted: str | None = None  # why no new item starts
+        self._warming: dict[str, str] = {}  # group → its item whose first response is awaited
+        self._warm_until: dict[str, float] = {}  # group → when its prompt cache expires
+        self._unstarted_forecast: dict[str, float] = {}  # items offered, not started → their forecast
+        self._group_costs: dict[str, list[float]] = {}  # group → what its attempts of this run cost
         self.running = 0
         self._by_group: Counter[str] = Counter()
         self._by_agent: Counter[str] = Counter()
@@ -56,16 +85,32 @@ class Dispatcher:
     # What happens.
     def offer(self, candidate: Candidate, not_before: float = 0.0) -> None:
         """The item is ready (or, after a failed attempt, ready again from `not_before`)."""
+        if candidate.key not in self._started and candidate.forecast_usd is not None:
+            self._unstarted_forecast[candidate.key] = candidate.forecast_usd
         if not_before:
             heapq.heappush(self._delayed, (not_before, candidate))
         else:
             heapq.heappush(self._ready.setdefault(candidate.group, []), candidate)
 
-    def release(self, candidate: Candidate) -> None:
-        """An attempt of the item ended: its slot is free."""
+    def release(self, candidate: Candidate, cost_usd: float | None = None) -> None:
+        """An attempt of the item ended, having cost `cost_usd` if known: its slot is free."""
         self.running -= 1
+        if cost_usd is not None:
+            self._group_costs.setdefault(candidate.group, []).append(cost_usd)
+        self.budget.release(candidate.key)
+        if self._warming.get(candidate.group) == candidate.key:
+            del self._warming[candidate.group]  # it ended before a response: the next starts alone
         self._by_group[candidate.group] -= 1
         self._by_agent[candidate.agent] -= 1
+
+    def first_response(self, candidate: Candidate, now: float) -> None:
+        """The item's first response arrived: its group's prompt cache is written."""
+        if self._warming.get(candidate.group) == candidate.key:
+            del self._warming[candidate.group]
+            self._warm_until[candidate.group] = now + CACHE_SECONDS
+
+    def awaits_first_response(self, key: str) -> bool:
+        return key in self._warming.values()
 
     def pause(self, agent: str, until: float) -> None:
         self._pauses[agent] = max(until, self._pauses.get(agent, 0.0))
@@ -90,7 +135,7 @@ class Dispatcher:
     # Deciding.
     def take(self, now: float) -> tuple[list[Candidate], list[tuple[str, str]]]:
         """The items to start now, best first; and those that never will, with why (the run
-        is halted, or the budget is spent)."""
+        is halted, or the budget cannot hold them: a started one among these is a retry)."""
         while self._delayed and self._delayed[0][0] <= now:
             _, candidate = heapq.heappop(self._delayed)
             heapq.heappush(self._ready.setdefault(candidate.group, []), candidate)
@@ -102,12 +147,25 @@ class Dispatcher:
             best = min((heap[0] for heap in self._ready.values() if heap and self._allows(heap[0], now)), default=None)
             if best is None:
                 break
-            if best.key not in self._started and (refusal := self._budget_refusal()):
-                self._halted = refusal
-                refused += self._drop_unstarted(refusal)
+            reservation = self._reservation(best)
+            if not self.budget.reserve(best.key, reservation):
+                refusal = self.budget.refusal(reservation)
+                if refusal is None:
+                    break  # it fits once running attempts give their reservations back
+                heapq.heappop(self._ready[best.group])
+                self._unstarted_forecast.pop(best.key, None)
+                refused.append((best.key, refusal))
                 continue
             heapq.heappop(self._ready[best.group])
+            if best.key not in self._started and best.fallback_model:
+                self._choose_model(best)
+            self._unstarted_forecast.pop(best.key, None)
             self._started.add(best.key)
+            if best.warms_cache:
+                if self._warm_until.get(best.group, 0.0) > now:
+                    self._warm_until[best.group] = now + CACHE_SECONDS  # its read renews the cache
+                else:
+                    self._warming[best.group] = best.key
             self.running += 1
             self._by_group[best.group] += 1
             self._by_agent[best.agent] += 1
@@ -120,12 +178,32 @@ class Dispatcher:
         times += [until for until in self._pauses.values() if until > now]
         return min(times, default=None)
 
+    def _reservation(self, candidate: Candidate) -> float | None:
+        """Its own (see candidates), else the dearest attempt of its group in this run: a group
+        new to the history runs its first item alone, not all of them."""
+        if candidate.reserve_usd is not None:
+            return candidate.reserve_usd
+        costs = self._group_costs.get(candidate.group)
+        return max(costs) if costs else None
+
+    def _choose_model(self, candidate: Candidate) -> None:
+        """Near the budget's end: an item starts on its fallback model once what is left of the
+        budget (its own reservation included) is below the forecast of the items not started
+        yet, itself included, at their configured models."""
+        left = self.budget.left(besides=candidate.key)
+        remaining = sum(self._unstarted_forecast.values())
+        if left is not None and left < remaining:
+            self.budget.fallbacks[candidate.key] = (candidate.fallback_model, (
+                f"{dollars(left)} left of the budget, below the {dollars(remaining)} forecast "
+                f"of the {len(self._unstarted_forecast)} items not started"))
+
     def _allows(self, candidate: Candidate, now: float) -> bool:
         agent_limit = self.agent_limits.get(candidate.agent)
         return (
             (candidate.group_limit is None or self._by_group[candidate.group] < candidate.group_limit)
             and (agent_limit is None or self._by_agent[candidate.agent] < agent_limit)
             and self._pauses.get(candidate.agent, 0.0) <= now
+            and not (candidate.warms_cache and candidate.group in self._warming)
         )
 
     def _drop_unstarted(self, why: str) -> list[tuple[str, str]]:
@@ -170,10 +248,17 @@ def critical_paths(plan: Plan, durations: Mapping[str, float | None]) -> dict[st
     return chain
 
 
-def candidates(plan: Plan, durations: Mapping[str, float | None]) -> dict[str, Candidate]:
-    """Every item as the dispatcher sees it."""
+def candidates(plan: Plan, durations: Mapping[str, float | None],
+               estimates: Mapping[str, Estimate] | None = None) -> dict[str, Candidate]:
+    """Every item as the dispatcher sees it. An attempt reserves its `item_budget_usd`
+    when set (its agent's hard cap), else the high end of its forecast, if known."""
     chain = critical_paths(plan, durations)
+    highs = {key: estimate.high for key, estimate in (estimates or {}).items()}
+    forecasts = {key: estimate.usd for key, estimate in (estimates or {}).items()}
     return {
-        item.key: Candidate((-chain[item.key], place), item.key, group.slug, group.limit, group.settings["agent"])
+        item.key: Candidate((-chain[item.key], place), item.key, group.slug, group.limit, group.settings["agent"],
+                            group.settings.get("item_budget_usd") or highs.get(item.key),
+                            group.settings.get("prefill_cache", True) and group.settings["agent"] in PROMPT_CACHING_AGENTS
+                            and len(group.items) > 1, forecasts.get(item.key), group.settings.get("fallback_model"))
         for place, (group, item) in enumerate((g, i) for g in plan.groups for i in g.items)
     }

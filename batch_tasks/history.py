@@ -11,7 +11,8 @@ written); the rest depends on the event:
 
     run_started      run, command_line (list), versions ({batch-tasks, doit, python,
                      and each agent CLI used: its `--version`}), settings (the front
-                     matter's), title, taskfile, workers (-n), items (the keys it means to run)
+                     matter's), title, taskfile, workers (-n), items (the keys it means to run),
+                     forecast (item → its forecast in USD, null if unknown; see forecast)
     attempt_started  item, attempt (1, 2, ...), started
     attempt_ended    item, attempt, started, finished, exit_status, ok, reason,
                      failure_class (transient, wait, permanent, or null), tokens, cost_usd,
@@ -21,7 +22,7 @@ written); the rest depends on the event:
     step             item, attempt, step (setup, agent, check, waiting to merge, merging),
                      text (what it does there): an item that lands its work reached that step
     item_finished    item, outcome (done, failed, interrupted, not started), why,
-                     duration_s, cost_usd, tokens, attempts (count)
+                     duration_s, cost_usd, tokens, attempts (count), model
     run_ended        totals: {done, failed, interrupted, not_started, attempts, cost_usd,
                      and what the runner adds: exit_status, stopped_by}
 
@@ -121,6 +122,7 @@ class History:
             cost_usd=record.get("cost_usd"),
             tokens=record.get("tokens"),
             attempts=len(record.get("attempts") or ()),
+            model=record.get("model"),  # the one that answered: what a forecast prices its tokens at
         )
 
     def run_ended(self, totals: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from doit.cmd_base import tasks_and_deps_iter
 from doit.exceptions import UnmetDependency
 
+from . import forecast
 from .board import WAITING, Board
 from .live_view import view_for
 from .run_summary import summary
@@ -131,4 +132,6 @@ class BatchReporter:
                 if view.state == WAITING:
                     self.board.not_started(view.key, self.held_back_by or "an item it depends on failed")
             notes = [self.run.budget.note()] if self.run is not None and self.run.budget.note() else []
+            if self.run is not None:
+                notes += forecast.against_actual(self.run.forecast, self.board.snapshot())
             self.view.close(summary(self.board, notes, self.rerun))

@@ -329,7 +329,9 @@ def _model_cost(last: Failed, settings: Mapping[str, Any], model: str) -> float 
 
 def budget_holds(budget: Any, extra_usd: float | None) -> bool:
     """Whether the batch's budget (`budget_usd`, a budget.Budget) can hold an adjustment that may
-    cost `extra_usd` more than an attempt as before: what is left of it must cover that."""
-    if budget.limit is None or extra_usd is None:
-        return budget.limit is None or budget.spent < budget.limit
-    return budget.spent + extra_usd <= budget.limit
+    cost `extra_usd` more than an attempt as before: beside what is spent and what the running
+    attempts (this item's among them) reserved. Of an unknown extra, only that something is left."""
+    if extra_usd is None:
+        left = budget.left()
+        return left is None or left > 0
+    return budget.can_hold(extra_usd)

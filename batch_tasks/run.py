@@ -35,6 +35,7 @@ class Run:
     merge_queue: Any = None  # merge_queue.MergeQueue, with it
     repository: Any = None  # repository_guard.AdminFiles: the repository's git settings as the run found them
     executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
+    forecast: dict[str, float | None] = field(default_factory=dict)  # what each item should cost (see forecast)
     hub: Hub = field(init=False)
     _digests: dict[int, str] = field(default_factory=dict, repr=False)
     _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 
 from doit.exceptions import TaskFailed, UnmetDependency
 from doit.runner import Runner
@@ -25,6 +26,8 @@ from .lifecycle import Again, Finished, ItemRun
 from .run import Run
 
 TICK_SECONDS = 1.0  # how often the view is told the time, and a stop is looked for
+FIRST_RESPONSE = object()  # what an attempt's thread says when its agent's first answer came
+RESPONSE_KINDS = frozenset({"assistant", "tool_use", "usage", "result"})  # an answer of the model's
 
 
 def is_item(task) -> bool:
@@ -37,7 +40,9 @@ class BatchRunner(Runner):
         super().__init__(dep_manager, reporter, continue_=continue_)
         self.forced = forced  # -a: these run even if they are up to date
         self.run, self.dispatcher, self.candidates = run, dispatcher, candidates
-        self._results: queue.Queue[tuple[Candidate, Finished | Again]] = queue.Queue()
+        self._results: queue.Queue[tuple[Candidate, Finished | Again | object]] = queue.Queue()
+        self._awaited: set[str] = set()  # items whose first response the dispatcher waits for
+        run.hub.subscribe(self)
         self._nodes: dict[str, object] = {}  # items handed out by doit and not finished
         self._runs: dict[str, ItemRun] = {}
         self._completed: deque = deque()  # processed nodes doit is still to hear of
@@ -91,17 +96,32 @@ class BatchRunner(Runner):
 
     def _start_what_may(self, now: float) -> None:
         starts, refused = self.dispatcher.take(now)
-        self.not_started += len(refused)
         for key, why in refused:
+            if key in self._runs:  # a retry the budget cannot hold ends its item
+                self._settle(self.candidates[key], self._runs[key].fail(f"no retry: {why}"))
+                continue
+            self.not_started += 1
             self._nodes.pop(key, None)
             self.run.hub.publish("item_not_started", key, why)
         for candidate in starts:
             node = self._nodes[candidate.key]
             item_run = self._runs.get(candidate.key)
             if item_run is None:
-                item_run = self._runs[candidate.key] = ItemRun(node.task.meta["job"], self.run)
+                job = node.task.meta["job"]
+                if candidate.key in self.run.budget.fallbacks:  # near the budget's end (see dispatcher)
+                    job = replace(job, settings={**job.settings, "model": self.run.budget.fallbacks[candidate.key][0]})
+                item_run = self._runs[candidate.key] = ItemRun(job, self.run)
                 self.reporter.execute_task(node.task)
+            if self.dispatcher.awaits_first_response(candidate.key):
+                self._awaited.add(candidate.key)
             self._threads.submit(self._work, candidate, item_run)
+
+    def item_event(self, key: str, event) -> None:
+        """From an attempt's thread (the hub): its agent's first answer lets the rest of its
+        group start, reading the prompt cache it wrote."""
+        if event.kind in RESPONSE_KINDS and key in self._awaited:
+            self._awaited.discard(key)
+            self._results.put((self.candidates[key], FIRST_RESPONSE))
 
     def _work(self, candidate: Candidate, item_run: ItemRun) -> None:
         try:
@@ -117,12 +137,21 @@ class BatchRunner(Runner):
         except queue.Empty:
             return
         while True:
-            self.dispatcher.release(candidate)
-            self._settle(candidate, step)
+            if step is FIRST_RESPONSE:
+                self.dispatcher.first_response(candidate, time.time())
+            else:
+                self._awaited.discard(candidate.key)
+                self.dispatcher.release(candidate, self._last_cost(candidate.key))
+                self._settle(candidate, step)
             try:
                 candidate, step = self._results.get_nowait()
             except queue.Empty:
                 return
+
+    def _last_cost(self, key: str) -> float | None:
+        attempts = self._runs[key].attempts if key in self._runs else ()
+        outcome = attempts[-1].outcome if attempts else None
+        return outcome.data.get("cost_usd") if outcome is not None else None
 
     def _settle(self, candidate: Candidate, step: Finished | Again) -> None:
         if isinstance(step, Again):

@@ -237,6 +237,10 @@ FIELDS: Mapping[str, Field] = {
         Field("item_budget_usd", _dollars, None, group=True, fingerprinted=True),
         # Once the batch has spent this much, no new item starts.
         Field("budget_usd", _dollars, None, group=False, fingerprinted=False),
+        # A group's first item starts alone, so that the others read the prompt cache it wrote.
+        Field("prefill_cache", _flag, True, group=True, fingerprinted=False),
+        # A cheaper model for the items left once the budget cannot hold their forecast at `model`.
+        Field("fallback_model", _text, None, group=True, fingerprinted=False),
         # What happens when things go wrong (README: "When things go wrong").
         Field("retries", _retries, 2, group=True, fingerprinted=False),
         Field("retry_base", duration_seconds, 10.0, group=True, fingerprinted=False),

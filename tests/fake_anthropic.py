@@ -30,6 +30,15 @@ it against this server and reading the strings in its bundle:
   directory, as the CLI states it in its environment message.
 * count_tokens and /v1/models are answered anyway (cheap); other paths get a
   404 in Anthropic's error format.
+
+``prompt_cache=True`` charges main requests as the real API's prompt cache does:
+a request's prompt (its tools, system and messages, in that order; 4 characters
+a token) is read from the cache as far as it shares a prefix with a prompt
+cached less than 5 minutes ago, and written for the rest (the CLI marks the
+last message for caching, so all of it is cacheable); a prompt is cached once
+its response begins. The CLI prices the usage: a write at 1.25 x the input
+price, a read at 0.1 x. Each request records its ``cache_read`` and
+``cache_write`` tokens.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
+CACHE_SECONDS = 300.0  # the API's default cache lifetime, renewed by each read
 
 # Token counts chosen so the CLI computes a small but non-zero cost.
 DEFAULT_USAGE = {
@@ -139,6 +149,8 @@ class Request:
     main: bool = False  # a main-conversation turn (consumes the script)
     reply: str = ""  # kind of reply given
     time: float = field(default_factory=time.monotonic)  # arrival, for retry gaps
+    cache_read: int = 0  # tokens, with prompt_cache
+    cache_write: int = 0
 
 
 def default_is_main(body: Any) -> bool:
@@ -163,8 +175,11 @@ class FakeAnthropic:
         usage: dict | None = None,
         is_main: Callable[[Any], bool] = default_is_main,
         by_prompt: dict[str, list[Reply]] | None = None,
+        prompt_cache: bool = False,
     ):
         self.script = list(turns)
+        self.prompt_cache = prompt_cache
+        self._cached: dict[str, float] = {}  # a cached prompt → when it was last written or read
         # For sessions running at once: a conversation whose first user message
         # contains a key takes its replies from that key's script.
         self.by_prompt = {key: list(replies) for key, replies in (by_prompt or {}).items()}
@@ -245,6 +260,28 @@ class FakeAnthropic:
                 return _in_working_directory(self.script.pop(0), req.body)
         return None
 
+    def _usage(self, req: Request) -> dict:
+        """The request's usage: the script's, or with prompt_cache, its prompt's cache reads and
+        writes (the prompt is cached by `_cache`, once its response begins)."""
+        if not (self.prompt_cache and req.main):
+            return self.usage
+        prompt = _prompt(req.body)
+        now = time.monotonic()
+        with self._lock:
+            live = [cached for cached, at in self._cached.items() if now - at < CACHE_SECONDS]
+            shared = max((_common_prefix(prompt, cached) for cached in live), default=0)
+            for cached in live:
+                if shared and cached.startswith(prompt[:shared]):
+                    self._cached[cached] = now  # a read renews the entry
+        req.cache_read, req.cache_write = shared // 4, (len(prompt) - shared) // 4
+        return dict(self.usage, input_tokens=0, cache_read_input_tokens=req.cache_read,
+                    cache_creation_input_tokens=req.cache_write)
+
+    def _cache(self, req: Request) -> None:
+        if self.prompt_cache and req.main:
+            with self._lock:
+                self._cached[_prompt(req.body)] = time.monotonic()
+
     def _sleep(self, seconds: float) -> bool:
         """Interruptible sleep; False if the server is stopping."""
         return not self._stopping.wait(seconds) if seconds > 0 else True
@@ -260,6 +297,23 @@ def _in_working_directory(reply: Reply, body: Any) -> Reply:
     if found is None:
         return reply
     return replace(reply, input=json.loads(json.dumps(reply.input).replace("{cwd}", found.group(1))))
+
+
+def _prompt(body: Any) -> str:
+    """What the API caches, in its order: tools, then system, then messages."""
+    return json.dumps([body.get("tools"), body.get("system"), body.get("messages")], sort_keys=True)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """How many characters `a` and `b` share from their start (by halves: slices compare in C)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _first_user_text(body: Any) -> str:
@@ -316,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
             if is_messages:
                 reply = reply or text("done")
                 req.reply = reply.kind
-                self._messages(body, reply)
+                self._messages(body, reply, req)
             elif path == "/v1/messages/count_tokens":
                 self._json(200, {"input_tokens": len(json.dumps(body)) // 4})
             elif path == "/api/hello":
@@ -332,16 +386,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = _handle
 
-    def _messages(self, body: Any, reply: Reply) -> None:
+    def _messages(self, body: Any, reply: Reply, req: Request) -> None:
         fake = self.fake
         body = body if isinstance(body, dict) else {}
+        usage = fake._usage(req)
         if not fake._sleep(reply.delay):
             return
         if reply.kind == "error":
             self._json(reply.status, _error_body(reply.status, reply.message), reply.headers)
             return
         model = fake.model or body.get("model") or DEFAULT_MODEL
-        msg = _message(reply, model, fake.usage)
+        msg = _message(reply, model, usage)
+        fake._cache(req)
         if not body.get("stream"):
             if reply.kind == "hang":
                 fake._sleep(reply.seconds)
@@ -358,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         start = dict(msg, content=[], stop_reason=None,
-                     usage=dict(fake.usage, output_tokens=1))
+                     usage=dict(usage, output_tokens=1))
         self.wfile.write(_sse("message_start", {"type": "message_start", "message": start}))
         self.wfile.write(_sse("ping", {"type": "ping"}))
         self.wfile.flush()
@@ -371,7 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(_sse("message_delta", {
             "type": "message_delta",
             "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": None},
-            "usage": {"output_tokens": fake.usage["output_tokens"]},
+            "usage": {"output_tokens": usage["output_tokens"]},
         }))
         self.wfile.write(_sse("message_stop", {"type": "message_stop"}))
         self.wfile.flush()

@@ -133,8 +133,8 @@ def test_once_the_budget_is_spent_no_new_item_starts(batch):
         result = batch.run("run-batch", env=claude_env(api, batch), timeout=120)
     assert result.returncode == 4  # not all started
     assert (batch.path / "notes" / "auth.md").exists() and not (batch.path / "notes" / "billing.md").exists()
-    assert "not started: 1 item, the batch's budget of $0.01 is spent: " in result.stdout
-    assert "no new items were started after that" in result.stdout
+    assert "not started: 1 item, the batch's budget of $0.01 is spent (it needed $0.03" in result.stdout
+    assert "items that did not fit were not started" in result.stdout
 
 
 def test_a_rate_limited_attempt_is_retried_with_a_fresh_session(batch):

@@ -153,4 +153,4 @@ def test_estimated_costs_hold_the_batch_to_its_budget(batch):
     assert result.returncode == 4  # not all started
     assert batch.record("write-notes", "auth")["cost_usd"] > 0.005
     assert not api.turns("Module: billing") and not (batch.path / "notes" / "billing.md").exists()
-    assert "not started: 1 item, the batch's budget of $0.005 is spent: " in result.stdout
+    assert "not started: 1 item, the batch's budget of $0.005 is spent (it needed $" in result.stdout

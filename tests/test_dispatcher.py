@@ -9,7 +9,8 @@ import pytest
 
 from batch_tasks import retry
 from batch_tasks.agents import PERMANENT, TRANSIENT, WAIT
-from batch_tasks.dispatcher import Candidate, Dispatcher, candidates, critical_paths
+from batch_tasks.budget import Budget
+from batch_tasks.dispatcher import CACHE_SECONDS, Candidate, Dispatcher, candidates, critical_paths
 from batch_tasks.item_status import ABSENT, DONE, FAILED, FORGOTTEN_NOW, UNREADABLE, ItemStatus
 from batch_tasks.staleness import assess_statuses, fingerprint
 from batch_tasks.taskfile import parse
@@ -17,8 +18,9 @@ from batch_tasks.taskfile import parse
 NOW = 1_000_000.0
 
 
-def candidate(key: str, place: int, chain: float = 1.0, group: str = "g", limit: int | None = None, agent: str = "command"):
-    return Candidate((-chain, place), key, group, limit, agent)
+def candidate(key: str, place: int, chain: float = 1.0, group: str = "g", limit: int | None = None, agent: str = "command",
+              reserve_usd: float | None = None, warms_cache: bool = False):
+    return Candidate((-chain, place), key, group, limit, agent, reserve_usd, warms_cache)
 
 
 def keys(starts) -> list[str]:
@@ -96,14 +98,122 @@ def test_a_halt_keeps_new_items_back_but_lets_started_ones_retry():
     assert dispatcher.take(NOW + 3) == ([], [("g:c", "g:x failed")])
 
 
-def test_a_spent_budget_starts_no_new_item():
-    refusals = iter([None, "the batch's budget of $1.00 is spent"])
-    dispatcher = Dispatcher(capacity=3, budget_refusal=lambda: next(refusals))
-    for n in range(3):
-        dispatcher.offer(candidate(f"g:{n}", n))
+def test_each_start_reserves_so_the_budget_is_never_overshot():
+    # $1.00 at -n 4, items that may cost $0.50 each and cost $0.40: once this started
+    # all four and spent $1.60.
+    budget = Budget(1.00)
+    dispatcher = Dispatcher(capacity=4, budget=budget)
+    items = [candidate(f"g:{n}", n, reserve_usd=0.50) for n in range(4)]
+    for item in items:
+        dispatcher.offer(item)
+    assert dispatcher.take(NOW) == (items[:2], [])
+    budget.spend(0.40)
+    dispatcher.release(items[0])
+    assert dispatcher.take(NOW) == ([], [])  # $0.10 left beside g:1's reservation: g:2 waits
+    budget.spend(0.40)
+    dispatcher.release(items[1])
     starts, refused = dispatcher.take(NOW)
-    assert keys(starts) == ["g:0"]
-    assert [key for key, _ in refused] == ["g:1", "g:2"] and "budget" in refused[0][1]
+    assert starts == [] and [key for key, _ in refused] == ["g:2", "g:3"]
+    assert refused[0][1] == "the batch's budget of $1.00 cannot hold it: it may cost $0.50, $0.30 more than is left"
+    assert budget.spent == pytest.approx(0.80) and budget.reserved == 0 and dispatcher.idle
+
+
+def test_an_item_of_unknown_cost_reserves_all_that_is_left_and_runs_alone():
+    budget = Budget(1.00)
+    dispatcher = Dispatcher(capacity=4, budget=budget)
+    unknown, known = candidate("g:a", 0, chain=5), candidate("g:b", 1, reserve_usd=0.10)
+    dispatcher.offer(unknown)
+    dispatcher.offer(known)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a"]
+    assert budget.reserved == 1.00 and not budget.can_hold(0.10)
+    budget.spend(1.00)
+    dispatcher.release(unknown)
+    assert dispatcher.take(NOW) == ([], [("g:b", "the batch's budget of $1.00 is spent (it needed $0.10 more)")])
+
+
+def test_a_group_new_to_the_history_reserves_its_dearest_attempt_so_far_after_the_first():
+    budget = Budget(1.00)
+    dispatcher = Dispatcher(capacity=4, budget=budget)
+    items = [candidate(f"g:{n}", n) for n in range(4)]
+    for item in items:
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:0"]  # unknown: all that is left, alone
+    budget.spend(0.20)
+    dispatcher.release(items[0], cost_usd=0.20)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:1", "g:2", "g:3"]  # $0.20 each now
+    assert budget.reserved == pytest.approx(0.60)
+
+
+def test_a_retry_the_budget_cannot_hold_is_refused_too():
+    budget = Budget(1.00)
+    dispatcher = Dispatcher(capacity=2, budget=budget)
+    item = candidate("g:a", 0, reserve_usd=0.60)
+    dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a"]
+    budget.spend(0.60)
+    dispatcher.release(item)
+    dispatcher.offer(item, not_before=NOW + 1)
+    starts, refused = dispatcher.take(NOW + 1)
+    assert starts == [] and [key for key, _ in refused] == ["g:a"]
+
+
+def test_a_spent_budget_starts_no_new_item():
+    budget = Budget(1.00, spent_usd=1.00)
+    dispatcher = Dispatcher(capacity=3, budget=budget)
+    for n in range(3):
+        dispatcher.offer(candidate(f"g:{n}", n, reserve_usd=None if n else 0.01))
+    starts, refused = dispatcher.take(NOW)
+    assert starts == [] and [key for key, _ in refused] == ["g:0", "g:1", "g:2"]
+    assert refused[1][1] == "the batch's budget of $1.00 is spent"
+
+
+def test_a_groups_first_item_starts_alone_and_the_rest_once_its_first_response_came():
+    dispatcher = Dispatcher(capacity=4)
+    group = [candidate(f"g:{n}", n, agent="claude", warms_cache=True) for n in range(4)]
+    for item in group + [candidate("h:x", 9, group="h")]:
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:0", "h:x"]  # another group takes a free slot
+    assert dispatcher.awaits_first_response("g:0") and dispatcher.take(NOW + 1) == ([], [])
+    dispatcher.first_response(group[0], NOW + 2)
+    assert keys(dispatcher.take(NOW + 2)[0]) == ["g:1", "g:2"]
+
+
+def test_a_first_item_that_ends_without_a_response_hands_the_cache_to_the_next():
+    dispatcher = Dispatcher(capacity=4)
+    group = [candidate(f"g:{n}", n, agent="claude", warms_cache=True) for n in range(3)]
+    for item in group:
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:0"]
+    dispatcher.release(group[0])
+    assert keys(dispatcher.take(NOW)[0]) == ["g:1"]  # alone again
+    dispatcher.first_response(group[1], NOW + 1)
+    dispatcher.release(group[1])
+    # Past the cache's lifetime with no start to renew it, the next starts alone again.
+    dispatcher.offer(group[0], not_before=NOW + 1)
+    assert keys(dispatcher.take(NOW + 1 + CACHE_SECONDS + 1)[0]) == ["g:0"]
+    assert dispatcher.awaits_first_response("g:0")
+
+
+def test_only_groups_of_an_agent_with_a_prompt_cache_and_more_than_one_item_warm_it_first():
+    plan = parse("---\nagent: claude\n---\n# T\n## Two\n- [ ] a: x\n- [ ] b: x\n## One\n- [ ] c: x\n"
+                 "## Off\n<!-- prefill_cache: false -->\n- [ ] d: x\n- [ ] e: x\n", Path("/nowhere/task.md"))
+    assert {key: c.warms_cache for key, c in candidates(plan, {}).items()} == {
+        "two:a": True, "two:b": True, "one:c": False, "off:d": False, "off:e": False}
+
+
+def test_items_start_on_their_fallback_model_once_the_budget_left_is_below_their_forecast():
+    budget = Budget(1.30)
+    dispatcher = Dispatcher(capacity=1, budget=budget)
+    items = [Candidate((-1.0, n), f"g:{n}", "g", None, "claude", 0.39, False, 0.39, "haiku") for n in range(4)]
+    for item in items:
+        dispatcher.offer(item)
+    for n, (cost, fallback) in enumerate([(0.13, True), (0.39, False), (0.39, False), (0.39, False)]):
+        assert dispatcher.take(NOW) == ([items[n]], [])
+        assert (items[n].key in budget.fallbacks) == fallback
+        budget.spend(cost)
+        dispatcher.release(items[n])
+    assert budget.fallbacks == {"g:0": ("haiku", "$1.30 left of the budget, below the $1.56 forecast of the 4 items not started")}
+    assert budget.spent == pytest.approx(1.30) and dispatcher.idle
 
 
 def test_withdraw_takes_back_started_items_between_attempts():

@@ -28,3 +28,12 @@ def test_a_known_model_costs_by_its_tokens(provider, model):
 ])
 def test_no_estimate_without_a_known_model_and_tokens(provider, model, given):
     assert estimated_cost(provider, model, given) is None
+
+
+def test_a_sessions_tokens_summed_over_its_turns_are_not_priced_at_a_long_context_rate():
+    # 1,000,000 input tokens over a session's turns, none of them past 200,000: $3 a
+    # million, not the $6 of one request that long.
+    sonnet = "claude-sonnet-4-5-20250929"
+    assert estimated_cost("anthropic", sonnet, {"input": 1_000_000}) == 3.0
+    assert estimated_cost("anthropic", sonnet, {"input": 1_000_000, "cache_read": 2_000_000, "output": 30_000}) == \
+        pytest.approx(10 * estimated_cost("anthropic", sonnet, {"input": 100_000, "cache_read": 200_000, "output": 3_000}))
