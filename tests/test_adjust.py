@@ -2,11 +2,11 @@
 plain data out, one table."""
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from batch_tasks.agents import AGENTS, CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT
+from batch_tasks.budget import Budget
 from batch_tasks.errors import SettingError
 from batch_tasks.retry import (CHECK, DEFAULT_ADJUST, SAME_CHECK, Adjustment, Failed, adjust, budget_holds,
                                cause_of, check_signature, decide, Counts, parse_adjust)
@@ -86,7 +86,15 @@ def test_what_an_adjustment_costs_more_is_estimated():
     (10.0, 9.0, None, True),
 ])
 def test_the_budget_holds_an_adjustment_only_if_what_is_left_covers_it(limit, spent, extra, holds):
-    assert budget_holds(SimpleNamespace(limit=limit, spent=spent), extra) is holds
+    assert budget_holds(Budget(limit, spent), extra) is holds
+
+
+def test_what_running_attempts_reserved_is_not_left_for_an_adjustment():
+    budget = Budget(10.0, 5.0)
+    assert budget.reserve("g:other", 3.0)
+    assert budget_holds(budget, 2.0) and not budget_holds(budget, 2.01)
+    budget.release("g:other")
+    assert budget_holds(budget, 5.0)
 
 
 def test_an_adjusted_permanent_failure_is_retried_against_retries():
