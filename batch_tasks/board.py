@@ -186,6 +186,11 @@ class Board:
         for watcher in self._watchers:
             watcher.paused(agent, until)
 
+    def notice(self, text: str) -> None:
+        """A line about the run as a whole: its Dask cluster waited for, a worker set aside."""
+        for watcher in self._watchers:
+            watcher.notice(text)
+
     def not_started(self, key: str, why: str) -> None:
         self._end(key, NOT_STARTED, why)
 

@@ -50,6 +50,8 @@ class Listener(Protocol):
 
     def item_not_started(self, key: str, why: str) -> None: ...
 
+    def notice(self, source: str, text: str) -> None: ...  # a run-wide line for people, from `source` (a Dask scheduler)
+
 
 class Hub:
     """One run's listeners. A listener's failure never fails an item; it is reported once

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -323,3 +324,61 @@ def test_each_mistake_of_a_dask_run_is_one_clear_error(tmp_path):
     assert unisolated.returncode == 3 and "needs isolation: worktree" in unisolated.stderr
     state = repo / ".batch/task"
     assert not (state / "run.lock").exists() and not (state / "items").exists()  # nothing ran, no lock was taken
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """A cluster of the test's own, for the faults that would break the module's (no worker yet)."""
+    cluster = Cluster(tmp_path / "cluster")
+    yield cluster
+    cluster.close()
+
+
+def test_a_worker_that_cannot_reach_the_remote_is_set_aside(tmp_path, own_cluster):
+    own_cluster.start_worker("healthy", AGENT_SLOTS, env=worker_env())
+    # Its git may not use the file transport: the remote (a folder) is out of its reach.
+    own_cluster.start_worker("broken", AGENT_SLOTS, env={**worker_env(), "GIT_ALLOW_PROTOCOL": "ssh"})
+    own_cluster.wait_for_workers(2)
+    modules = [f"b{n}" for n in range(6)]
+    repo, env = remote_batch(tmp_path, modules, {m: {"write": f"{m}.txt", "sleep": 0.5} for m in modules},
+                             "retries: 0\n")  # one attempt each: the broken worker's failures are not the items'
+
+    result = run_batch(repo, own_cluster, env, "-n", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (repo / "task.md").read_text().count("- [x]") == 6
+    workers = own_cluster.names()
+    assert {w for m in modules for w in workers_of(repo, m)} == {workers["healthy"]}
+    assert len(runs(tmp_path)) == 6  # each agent once, all on the healthy worker
+    said = [line for line in result.stdout.splitlines() if "set aside" in line]
+    assert len(said) == 1, result.stdout  # named once, with git's whole error
+    assert workers["broken"] in said[0] and "transport 'file' not allowed" in said[0], said
+
+
+def test_a_lost_scheduler_is_waited_for_and_the_work_in_flight_lands(tmp_path, own_cluster):
+    own_cluster.start_worker("first", AGENT_SLOTS, env=worker_env())
+    own_cluster.wait_for_workers(1)
+    modules = ["s1", "s2"]
+    repo, env = remote_batch(tmp_path, modules, {m: {"write": f"{m}.txt", "sleep": 4} for m in modules})
+    coordinator = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                                    own_cluster.address, "-n", "2"], cwd=repo, env={**os.environ, **env},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(coordinator.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: len(runs(tmp_path)) == 2)
+        own_cluster.kill_scheduler()  # its workers go too, once their running agents ended (and pushed)
+        wait_for(lambda: any("lost the Dask scheduler" in line for line in lines), timeout=60)
+        own_cluster.restart_scheduler()
+        wait_for(lambda: any("waiting for a Dask worker" in line for line in lines), timeout=60)
+        own_cluster.start_worker("second", AGENT_SLOTS, env=worker_env())
+        assert coordinator.wait(timeout=120) == 0, "".join(lines)
+    finally:
+        if coordinator.poll() is None:
+            coordinator.kill()
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert "going on" in output, output
+    assert (repo / "task.md").read_text().count("- [x]") == 2
+    assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in modules]
+    assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in modules]  # no agent paid twice

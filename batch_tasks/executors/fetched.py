@@ -119,21 +119,31 @@ def fetch_pushed_success(isolation, group, item, running: Mapping[str, Any], log
     if running.get("executor") != "dask" or not isinstance(running.get("branch"), str):
         return None
     _wait_for_remote(running, log)
-    remote, branch = str(running["remote"]), running["branch"]
-    found = git("ls-remote", remote, f"refs/heads/{branch}", cwd=isolation.top, allowed=(0, 2, 128))
-    commit = found.text.split("\t")[0] if found.status == 0 and found.text else None
-    if commit is None:
-        return None
+    remote = str(running["remote"])
     try:
-        git("fetch", "-q", "--no-tags", remote, f"refs/heads/{branch}", cwd=isolation.top)
-        said = trailers(commit, isolation.top)
-        if (said.get("Batch-Result") != "succeeded" or said.get("Batch-Run") != running["run_id"]
-                or said.get("Batch-Item") != item.key):
+        found = pushed_success(isolation.top, remote, running["branch"], running["run_id"], item.key)
+        if found is None:
             return None
-        return adopt(isolation, remote, item.group, item.module, running["run_id"], group.settings, log, commit,
-                     str(running.get("base") or commit))
+        return adopt(isolation, remote, item.group, item.module, running["run_id"], group.settings, log,
+                     found.commit, str(running.get("base") or found.commit))
     except BatchError:
         return None
+
+
+def pushed_success(top: Path, remote: str, branch: str, run_id: str, key: str, start: str | None = None,
+                   base: str | None = None) -> Committed | None:
+    """The success of run `run_id`'s attempt at item `key` that a worker pushed as `branch` (fetched
+    here), if the branch holds one that is new since `start`; None otherwise."""
+    found = git("ls-remote", remote, f"refs/heads/{branch}", cwd=top, allowed=(0, 2, 128))
+    commit = found.text.split("\t")[0] if found.status == 0 and found.text else None
+    if commit is None or commit == start:
+        return None
+    git("fetch", "-q", "--no-tags", remote, f"refs/heads/{branch}", cwd=top)
+    said = trailers(commit, top)
+    if said.get("Batch-Result") != "succeeded" or said.get("Batch-Run") != run_id or said.get("Batch-Item") != key:
+        return None
+    changed = base is None or len({git("rev-parse", f"{c}^{{tree}}", cwd=top).text for c in (commit, base)}) == 2
+    return Committed(commit, True, changed)
 
 
 def _wait_for_remote(running: Mapping[str, Any], log) -> None:
