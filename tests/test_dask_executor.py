@@ -174,13 +174,15 @@ def test_a_secret_reaches_the_agent_on_its_worker_and_no_log(tmp_path, cluster):
 
 def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path, cluster):
     modules = ["a", "b", "c", "d"]
-    behaviour = {m: {"write": f"{m}.txt", "print": f"working on {m}", "sleep": 6} for m in modules}
-    repo, env = remote_batch(tmp_path, modules, behaviour)
+    go = tmp_path / "go"  # they end once the coordinator is killed
+    behaviour = {m: {"write": f"{m}.txt", "print": f"working on {m}", "until": str(go)} for m in modules}
+    behaviour["quick"] = {"write": "quick.txt"}  # lands before the kill
+    repo, env = remote_batch(tmp_path, ["quick", *modules], behaviour)
     coordinator = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
-                                    cluster.address, "-n", "4"], cwd=repo, env={**os.environ, **env},
+                                    cluster.address, "-n", "5"], cwd=repo, env={**os.environ, **env},
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     items = repo / ".batch/task/items/work"
-    wait_for(lambda: all((items / m / "running.json").exists() for m in modules) and len(runs(tmp_path)) == 4)
+    wait_for(lambda: all((items / m / "running.json").exists() for m in modules) and len(runs(tmp_path)) == 5)
     # While they run remotely: what they do, and where, as batch-status reads it from the state folder.
     def status_showing_a() -> str | None:
         shown = subprocess.run([sys.executable, "-m", "doit", "batch-status"], cwd=repo, capture_output=True,
@@ -191,17 +193,20 @@ def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path
     assert "127.0.0.1:" in status and "running" in status
     assert {w for m in modules for w in workers_of(repo, m)} == set(
         json.loads((items / m / "running.json").read_text())["worker"] for m in modules)
+    wait_for(lambda: "- [x] quick" in (repo / "task.md").read_text())
     coordinator.send_signal(signal.SIGKILL)
     coordinator.wait(timeout=10)
-    assert (repo / "task.md").read_text().count("- [x]") == 0
+    assert (repo / "task.md").read_text().count("- [x]") == 1
+    go.touch()
 
     # The remote attempts go on, push their branches; the next run lands them without their agents.
     resumed = run_batch(repo, cluster, env, "-n", "4")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert resumed.stdout.count("recovered: finished work:") == 4
-    assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in modules]  # no agent twice
-    assert (repo / "task.md").read_text().count("- [x]") == 4
-    assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in modules]
+    assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in [*modules, "quick"]]  # no agent twice
+    assert (repo / "task.md").read_text().count("- [x]") == 5
+    assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in [*modules, "quick"]]
+    assert git("ls-remote", "origin", "refs/heads/batch/*", cwd=repo) == ""  # the killed run's merged one too
 
 
 def test_the_live_panel_shows_each_remote_item_at_its_worker(tmp_path, cluster, monkeypatch):
@@ -358,7 +363,8 @@ def test_a_lost_scheduler_is_waited_for_and_the_work_in_flight_lands(tmp_path, o
     own_cluster.start_worker("first", AGENT_SLOTS, env=worker_env())
     own_cluster.wait_for_workers(1)
     modules = ["s1", "s2"]
-    repo, env = remote_batch(tmp_path, modules, {m: {"write": f"{m}.txt", "sleep": 4} for m in modules})
+    go = tmp_path / "go"  # they end once their scheduler is gone
+    repo, env = remote_batch(tmp_path, modules, {m: {"write": f"{m}.txt", "until": str(go)} for m in modules})
     coordinator = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
                                     own_cluster.address, "-n", "2"], cwd=repo, env={**os.environ, **env},
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -368,6 +374,7 @@ def test_a_lost_scheduler_is_waited_for_and_the_work_in_flight_lands(tmp_path, o
     try:
         wait_for(lambda: len(runs(tmp_path)) == 2)
         own_cluster.kill_scheduler()  # its workers go too, once their running agents ended (and pushed)
+        go.touch()
         wait_for(lambda: any("lost the Dask scheduler" in line for line in lines), timeout=60)
         own_cluster.restart_scheduler()
         wait_for(lambda: any("waiting for a Dask worker" in line for line in lines), timeout=60)

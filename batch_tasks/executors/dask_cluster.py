@@ -27,7 +27,7 @@ from ..events import AGENT
 from ..git import git
 from ..workspace import Committed
 from .cluster import Cluster
-from .fetched import FetchedWorkspace, PushedAside, adopt, leave_remote
+from .fetched import FetchedWorkspace, PushedAside, adopt, leave_remote, merged_on_remote
 from .remote_agent import RemoteAgent
 
 if TYPE_CHECKING:
@@ -70,8 +70,7 @@ class DaskExecutor:
     def __init__(self, cluster: Cluster, remote: str, pass_env: Mapping[str, str]):
         self.cluster, self.scheduler, self.remote, self.pass_env = cluster, cluster.scheduler, remote, dict(pass_env)
         self.fetch_lock = threading.Lock()  # one git fetch into the coordinator's repository at a time
-        self.merged: list[tuple[str, str]] = []  # item branches merged here: they leave the remote at the end
-        self.top: Path | None = None
+        self.isolation = None  # the run's: at its end, merged item branches leave the remote
 
     @classmethod
     def connect(cls, batch, scheduler: str, run) -> "DaskExecutor":
@@ -85,8 +84,10 @@ class DaskExecutor:
             raise BatchError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
         settings = batch.plan.settings
         cluster = Cluster(client, scheduler, lambda text: run.hub.publish("notice", scheduler, text))
-        return cls(cluster, remote_of(batch.plan.path.parent, settings),
-                   {name: os.environ[name] for name in settings.get("pass_env", ())})
+        executor = cls(cluster, remote_of(batch.plan.path.parent, settings),
+                       {name: os.environ[name] for name in settings.get("pass_env", ())})
+        executor.isolation = run.isolation
+        return executor
 
     def resources(self, client) -> dict[str, int] | None:
         """One `agent` of a worker's, when its workers say how many agents each may run."""
@@ -138,14 +139,15 @@ class DaskExecutor:
                 if isinstance(item_run.workspace, FetchedWorkspace):  # the attempt before: this one went on from it
                     item_run.workspace.replace_with(came["commit"])
                 item_run.workspace = adopt(run.isolation, self.remote, job.item.group, job.item.module, run.run_id,
-                                           job.settings, log, came["commit"], base, committed, self.merged)
-                self.top = run.isolation.top
+                                           job.settings, log, came["commit"], base, committed, swept=True)
         except SetupFailed as error:
             attempt.outcome = Outcome(ok=False, reason=f"worktree here, for its check: {error}", failure_class=PERMANENT)
         except BatchError as error:
             attempt.outcome = Outcome(ok=False, reason=f"fetching its branch {branch}: {error}", failure_class=TRANSIENT)
 
     def close(self) -> None:
-        if self.merged and self.top is not None:
-            leave_remote(self.top, self.remote, self.merged)
-        self.cluster.close()
+        try:
+            if self.isolation is not None:
+                leave_remote(self.isolation.top, self.remote, merged_on_remote(self.isolation, self.remote))
+        finally:
+            self.cluster.close()

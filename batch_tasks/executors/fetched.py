@@ -30,7 +30,7 @@ class FetchedWorkspace(AttemptWorkspace):
 
     committed: Committed | None = None
     remote: str = ""
-    merged: list | None = None  # where a merged branch is noted, to leave the remote at the run's end
+    swept: bool = False  # once merged, its branch leaves the remote at the run's end (see merged_on_remote)
     worktree: bool = True
 
     def commit_leftovers(self, allow_empty: bool = False) -> Committed:
@@ -66,9 +66,7 @@ class FetchedWorkspace(AttemptWorkspace):
                 if not is_ancestor(tip, self.isolation.ref, self.isolation.top):
                     raise WorkspaceError(f"{self.branch} has commits not on {self.isolation.branch}; it is kept")
                 git("update-ref", "-d", f"refs/heads/{self.branch}", tip, cwd=self.isolation.top)
-        if self.merged is not None:
-            self.merged.append((self.branch, tip))
-        else:
+        if not self.swept:
             leave_remote(self.isolation.top, self.remote, [(self.branch, tip)])
 
 
@@ -93,8 +91,17 @@ def leave_remote(top: Path, remote: str, branches: list[tuple[str, str]]) -> Non
             *(f":refs/heads/{b}" for b, _ in chunk), cwd=top, allowed=(0, 1, 128))
 
 
+def merged_on_remote(isolation, remote: str) -> list[tuple[str, str]]:
+    """The item branches on the remote, and their tips, that the integration branch holds: merged,
+    by this run or by one killed before it could delete them."""
+    found = git("ls-remote", remote, f"refs/heads/{isolation.branch}.items/*", cwd=isolation.top, allowed=(0, 2, 128))
+    pairs = [line.split("\t") for line in found.text.splitlines()] if found.status == 0 else []
+    return [(ref.removeprefix("refs/heads/"), tip) for tip, ref in pairs
+            if rev(tip, isolation.top) is not None and is_ancestor(tip, isolation.ref, isolation.top)]
+
+
 def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings, log, commit: str, base: str,
-          committed: Committed | None = None, merged: list | None = None) -> FetchedWorkspace:
+          committed: Committed | None = None, swept: bool = False) -> FetchedWorkspace:
     """The pushed branch fetched as the item's branch, and, for its check, a worktree of it here
     (with worktree_copy and worktree_setup), as a local attempt leaves its own."""
     branch = isolation.item_branch(group, module)
@@ -104,10 +111,10 @@ def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings
     if Check.from_settings(settings, group, module) is None:  # only the merge runs here: no worktree needed
         replaced = isolation.set_branch(group, module, commit)
         return FetchedWorkspace(isolation, group, module, run_id, isolation.item_path(group, module), branch, base,
-                                replaced=replaced, committed=committed, remote=remote, merged=merged, worktree=False)
+                                replaced=replaced, committed=committed, remote=remote, swept=swept, worktree=False)
     opened = isolation.open_attempt(group, module, run_id, settings, log, base=commit)
     workspace = FetchedWorkspace(**{f.name: getattr(opened, f.name) for f in fields(opened)}, committed=committed,
-                                 remote=remote, merged=merged)
+                                 remote=remote, swept=swept)
     workspace.base = base
     workspace.save()
     return workspace
@@ -115,12 +122,15 @@ def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings
 
 def fetch_pushed_success(isolation, group, item, running: Mapping[str, Any], log) -> FetchedWorkspace | None:
     """Recovery: the worktree here of the branch a killed run's remote attempt pushed, if that
-    branch holds this very run's success (its agent is not run again); else None."""
+    branch holds this very run's success (its agent is not run again); else None. The item
+    branches that run merged leave the remote on the way."""
     if running.get("executor") != "dask" or not isinstance(running.get("branch"), str):
         return None
     _wait_for_remote(running, log)
     remote = str(running["remote"])
     try:
+        # What the killed run merged, it had no time to delete from the remote: deleted now.
+        leave_remote(isolation.top, remote, merged_on_remote(isolation, remote))
         found = pushed_success(isolation.top, remote, running["branch"], running["run_id"], item.key)
         if found is None:
             return None
