@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Callable
 
 from . import process
 from .agents import AGENTS, Outcome
@@ -42,10 +43,11 @@ def owed(batch: Batch) -> bool:
     return any(v.reason in (TICK_PENDING, KILLED_MID_RUN) for v in batch.verdicts.values())
 
 
-def recover(batch: Batch) -> list[str]:
-    """Repair leftovers; return one line per repair, for the user."""
+def recover(batch: Batch, waiting: Callable[[str], None] = lambda text: None) -> list[str]:
+    """Repair leftovers; return one line per repair, for the user (told at once, through
+    `waiting`, of each wait for a remote agent a killed run left running)."""
     notes = []
-    landing = _Landing(batch)
+    landing = _Landing(batch, waiting)
     for group in batch.plan.groups:
         for item in group.items:
             reason = batch.verdicts[item.key].reason
@@ -65,21 +67,28 @@ def recover(batch: Batch) -> list[str]:
                     pid = running.get("pid")
                     notes.append(f"stopped what the agent of {item.key} (pid {pid}) left running when its run was killed")
                 record = _salvage(group, item, folder, running)
+                from_log = record is not None
                 if group.settings["isolation"] == "worktree":
                     record = landing.land(group, item, running, record)
                 if record is not None:
                     finish_success(None, batch.plan.path, group, item, batch.state, record)
-                    notes.append(f"finished {item.key} from its log: its agent had succeeded just before its run was killed")
+                    notes.append(f"finished {item.key} from its log: its agent had succeeded just before its run was "
+                                 "killed" if from_log else _pushed_after_the_kill(item, running))
     landing.close()
     return notes
+
+
+def _pushed_after_the_kill(item: Item, running: dict) -> str:
+    return (f"finished {item.key} from the work its agent on {running.get('worker', 'a Dask worker')} pushed: it "
+            "ended after its run was killed")
 
 
 class _Landing:
     """Check and merge, for isolated items a killed run left between their agent's success and
     their tick: through the same worktree, check and merge queue as a run's."""
 
-    def __init__(self, batch: Batch):
-        self.batch, self.isolation, self.queue = batch, None, None
+    def __init__(self, batch: Batch, waiting: Callable[[str], None]):
+        self.batch, self.waiting, self.isolation, self.queue = batch, waiting, None, None
 
     def land(self, group: Group, item: Item, running: dict, salvaged: dict | None) -> dict | None:
         from .check import Check
@@ -104,7 +113,7 @@ class _Landing:
             from .executors.fetched import fetch_pushed_success
 
             with folder.open_log() as log:
-                workspace = fetch_pushed_success(isolation, group, item, running, log)
+                workspace = fetch_pushed_success(isolation, group, item, running, log, self.waiting)
             if workspace is not None:
                 salvaged = salvaged or _salvaged_record(group, item, running)
         if salvaged is None:

@@ -197,12 +197,22 @@ def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path
     coordinator.send_signal(signal.SIGKILL)
     coordinator.wait(timeout=10)
     assert (repo / "task.md").read_text().count("- [x]") == 1
-    go.touch()
 
-    # The remote attempts go on, push their branches; the next run lands them without their agents.
-    resumed = run_batch(repo, cluster, env, "-n", "4")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert resumed.stdout.count("recovered: finished work:") == 4
+    # The remote attempts go on: the next run waits for them, saying so, and lands what they pushed
+    # without running their agents again.
+    resumed = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                                cluster.address, "-n", "4"], cwd=repo, env={**os.environ, **env},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(resumed.stdout), daemon=True)
+    reader.start()
+    wait_for(lambda: any("still runs: waiting for it to end" in line for line in lines), timeout=60)
+    go.touch()
+    assert resumed.wait(timeout=120) == 0, "".join(lines)
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert output.count("recovered: finished work:") == 4, output
+    assert output.count("pushed: it ended after its run was killed") == 4, output
     assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in [*modules, "quick"]]  # no agent twice
     assert (repo / "task.md").read_text().count("- [x]") == 5
     assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in [*modules, "quick"]]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import BatchError
 from ..git import GitError, git, is_ancestor, rev, trailers
@@ -120,13 +120,15 @@ def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings
     return workspace
 
 
-def fetch_pushed_success(isolation, group, item, running: Mapping[str, Any], log) -> FetchedWorkspace | None:
+def fetch_pushed_success(isolation, group, item, running: Mapping[str, Any], log,
+                         waiting: Callable[[str], None] = lambda text: None) -> FetchedWorkspace | None:
     """Recovery: the worktree here of the branch a killed run's remote attempt pushed, if that
     branch holds this very run's success (its agent is not run again); else None. The item
     branches that run merged leave the remote on the way."""
     if running.get("executor") != "dask" or not isinstance(running.get("branch"), str):
         return None
-    _wait_for_remote(running, log)
+    _wait_for_remote(running, log, lambda: waiting(f"{item.key}: its agent on {running.get('worker')}, started by the "
+                                                   "killed run, still runs: waiting for it to end"))
     remote = str(running["remote"])
     try:
         # What the killed run merged, it had no time to delete from the remote: deleted now.
@@ -156,9 +158,9 @@ def pushed_success(top: Path, remote: str, branch: str, run_id: str, key: str, s
     return Committed(commit, True, changed)
 
 
-def _wait_for_remote(running: Mapping[str, Any], log) -> None:
+def _wait_for_remote(running: Mapping[str, Any], log, say_waiting: Callable[[], None]) -> None:
     """A remote attempt of a killed run may still be running: wait for it to end (its scheduler
-    gone, the attempt went with it)."""
+    gone, the attempt went with it), saying so once."""
     try:
         from distributed import Client, Variable
 
@@ -172,6 +174,7 @@ def _wait_for_remote(running: Mapping[str, Any], log) -> None:
         while time.monotonic() < deadline and state.get(timeout=5) == RUNNING:
             if not told:
                 log.write(f"=== waiting for its remote attempt on {running.get('worker')} to end ===\n".encode())
+                say_waiting()
                 told = True
             time.sleep(0.5)
         state.delete()
