@@ -276,9 +276,10 @@ class Board:
         }
 
     def ended_count(self) -> tuple[int, int]:
-        """How many items have ended, of how many: a plain line's counter."""
+        """How many items have ended, of how many: a plain line's counter. Not those never
+        started: a run stopped (or an item failed) would make it jump to its end."""
         with self.lock:
-            return sum(self.counts[state] for state in ENDED), len(self.items)
+            return sum(self.counts[state] for state in ENDED if state != NOT_STARTED), len(self.items)
 
     def exit_status(self, stopped_by: str | None = None) -> int:
         """0 all done; 1 an item failed; 4 none failed but not all started; 130/143 stopped."""
