@@ -399,3 +399,53 @@ def test_a_lost_scheduler_is_waited_for_and_the_work_in_flight_lands(tmp_path, o
     assert (repo / "task.md").read_text().count("- [x]") == 2
     assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in modules]
     assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in modules]  # no agent paid twice
+
+
+class FakeClient:
+    """What cluster.Cluster asks of a Dask client: its status, and the workers its scheduler has."""
+
+    def __init__(self, workers: list[str]):
+        self.status, self.workers = "running", workers
+
+    def nthreads(self) -> dict[str, int]:
+        return {worker: 1 for worker in self.workers}
+
+    def close(self) -> None:
+        self.status = "closed"
+
+
+def test_the_wait_for_a_worker_is_said_once_and_gives_up_after_its_time(monkeypatch):
+    from batch_tasks.executors import cluster as cluster_module
+    from batch_tasks.process import StoppedError
+
+    monkeypatch.setattr(cluster_module, "WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(cluster_module, "POLL_SECONDS", 0.05)
+    said: list[str] = []
+    client = FakeClient([])
+    waiting = cluster_module.Cluster(client, "tcp://h:8786", said.append)
+    with pytest.raises(StoppedError):
+        waiting.ready(threading.Event())
+    assert said == ["waiting for a Dask worker at tcp://h:8786",
+                    "gave up on the Dask cluster at tcp://h:8786 after 0.3 s of waiting: its items are kept as "
+                    "interrupted"]
+    client.workers = ["tcp://w:1"]  # too late: the run gave up on its cluster
+    with pytest.raises(StoppedError):
+        waiting.ready(threading.Event())
+
+
+def test_every_worker_set_aside_is_an_attempt_that_cannot_start():
+    from batch_tasks.executors.cluster import Cluster
+
+    said: list[str] = []
+    client = FakeClient(["tcp://w:1", "tcp://w:2"])
+    cluster = Cluster(client, "tcp://h:8786", said.append)
+    cluster.set_worker_aside("tcp://w:1", "cannot fetch: fatal: no such remote", "g:a")
+    cluster.set_worker_aside("tcp://w:1", "cannot fetch: fatal: no such remote", "g:b")  # said once
+    assert cluster.ready(threading.Event()) is client and cluster.allowed() == ["tcp://w:2"]
+    cluster.set_worker_aside("tcp://w:2", "cannot start the agent: [Errno 2] No such file: 'claude'", "g:c")
+    with pytest.raises(OSError, match="every Dask worker is set aside for this run: tcp://w:1: cannot fetch"):
+        cluster.ready(threading.Event())
+    assert said == ["set aside the Dask worker tcp://w:1 for this run (g:a goes to another): cannot fetch: fatal: "
+                    "no such remote",
+                    "set aside the Dask worker tcp://w:2 for this run (g:c goes to another): cannot start the agent: "
+                    "[Errno 2] No such file: 'claude'"]

@@ -64,8 +64,8 @@ class Cluster:
                         said = missing
                     if self.waited + time.monotonic() - began > WAIT_SECONDS:
                         self.gave_up = True
-                        self.tell(f"gave up on the Dask cluster at {self.scheduler} after waiting "
-                                  f"{WAIT_SECONDS // 60} minutes: its items are kept as interrupted")
+                        self.tell(f"gave up on the Dask cluster at {self.scheduler} after {WAIT_SECONDS:g} s of "
+                                  "waiting: its items are kept as interrupted")
                         raise StoppedError()
                     stopping.wait(POLL_SECONDS)
             finally:
