@@ -64,6 +64,7 @@ class RemoteAgent:
         self.key = f"batch-tasks-{item_run.run.run_id}-{item_run.job.item.key}-{number}"
         self.submissions = 0  # one more each time a worker set aside sends the attempt elsewhere
         self.worker = ""
+        self.ended: Exit | None = None  # its agent's exit, as its worker said it
         self.result: dict[str, Any] = {}
 
     def run(self, argv, *, cwd, env, stdin: bytes, log, on_line, on_start=lambda p: None, on_exit=lambda e: None,
@@ -78,21 +79,23 @@ class RemoteAgent:
                 client = cluster.ready(run.supervisor.stopping)
                 self.submissions += 1
                 key = self.key if self.submissions == 1 else f"{self.key}.{self.submissions}"
-                ended: list[Exit] = []
+                self.ended = None
                 try:
-                    return_now = self._submit(client, key, spec, log, masker, on_line, on_start, on_exit, ended)
+                    over = self._submit(client, key, spec, log, masker, on_line, on_start, on_exit)
                 except SchedulerLost as lost:
                     cluster.lost(client)
-                    return self._after_loss(str(lost), ended[-1] if ended else None, log)
+                    return self._after_loss(str(lost), log)
+                if over is not None:
+                    return over
                 fault = self.result.get("worker_fault")
-                if return_now is not None or not fault:
-                    return return_now if return_now is not None else self._ended(ended[-1] if ended else None, log)
-                worker = self.result.get("worker", "?")
-                cluster.set_worker_aside(worker, fault, self.item_run.job.item.key)
-                log.write(f"=== the Dask worker {worker} is set aside for this run: {fault} ===\n".encode())
-                if self.result.get("agent_ran"):
+                if fault:
+                    worker = self.result.get("worker", "?")
+                    cluster.set_worker_aside(worker, fault, self.item_run.job.item.key)
+                    log.write(f"=== the Dask worker {worker} is set aside for this run: {fault} ===\n".encode())
+                    if not self.result.get("agent_ran"):
+                        continue  # the same attempt, on another worker
                     self.result["error"] = fault
-                    return self._ended(ended[-1] if ended else None, log)
+                return self._ended(log)
         finally:
             log.write(masker.flush())
 
@@ -108,7 +111,7 @@ class RemoteAgent:
             "module": job.item.module, "run_id": run.run_id, "number": self.number,
         }
 
-    def _submit(self, client, key: str, spec, log, masker, on_line, on_start, on_exit, ended: list) -> Exit | None:
+    def _submit(self, client, key: str, spec, log, masker, on_line, on_start, on_exit) -> Exit | None:
         """One submission, streamed to its end; its result in self.result. Returns an Exit when the
         attempt is over without a result to read (stopped here, cancelled); raises SchedulerLost."""
         from distributed import Queue, Variable, fire_and_forget
@@ -134,7 +137,7 @@ class RemoteAgent:
                     except TimeoutError:
                         batch = None
                 for message in batch or ():
-                    self._take(key, message, log, masker, on_line, on_start, on_exit, ended)
+                    self._take(key, message, log, masker, on_line, on_start, on_exit)
                 if batch and batch[-1][0] == "end":
                     break  # its last word: its result is there, or on its way
                 with _losing_scheduler(client):
@@ -146,7 +149,7 @@ class RemoteAgent:
         if cancelled or future.status == "cancelled":
             if not cancelled:  # nobody here cancelled it: its scheduler forgot it
                 raise SchedulerLost("its task was forgotten")
-            return ended[-1] if ended else Exit(-15, "the run was stopped")
+            return self.ended or Exit(-15, "the run was stopped")
         try:
             with _losing_scheduler(client):
                 self.result = future.result()
@@ -159,7 +162,7 @@ class RemoteAgent:
             state.delete()  # only a killed run's attempts keep theirs: the next run looks
         return None
 
-    def _take(self, key: str, message, log, masker, on_line, on_start, on_exit, ended: list) -> None:
+    def _take(self, key: str, message, log, masker, on_line, on_start, on_exit) -> None:
         kind, *rest = message
         if kind == "out":
             log.write(masker.feed(rest[0]))
@@ -176,8 +179,8 @@ class RemoteAgent:
             self._tell_worker(worker, host)
         elif kind == "exit":
             status, stopped_for = rest
-            ended.append(Exit(status, stopped_for))
-            on_exit(ended[-1])
+            self.ended = Exit(status, stopped_for)
+            on_exit(self.ended)
 
     def _tell_worker(self, worker: str, host: str) -> None:
         """Which worker runs the item: in its events (batch-status reads them) and on the panel."""
@@ -188,13 +191,11 @@ class RemoteAgent:
                                      **event.to_json()}) + "\n")
         run.hub.publish("item_event", item_run.job.item.key, event)
 
-    def _ended(self, ended: Exit | None, log) -> Exit:
+    def _ended(self, log) -> Exit:
         """How the remote attempt ended, as this run sees it, from its result."""
-        came = self.result
+        came, ended = self.result, self.ended
         if came.get("setup_failed"):
             raise SetupFailed(came["setup_failed"], came.get("tail", ""))
-        if came.get("worker_fault") and not came.get("agent_ran"):
-            raise OSError(came["worker_fault"])
         if came.get("lost"):
             return Exit(-9, "its worker was lost mid-attempt")
         if came.get("error"):
@@ -208,13 +209,14 @@ class RemoteAgent:
             return Exit(-15, "its task was cancelled")
         return ended
 
-    def _after_loss(self, why: str, ended: Exit | None, log) -> Exit:
+    def _after_loss(self, why: str, log) -> Exit:
         """Its scheduler lost: wait for one with a worker (StoppedError past the cluster's wait), then
         look for the work its agent pushed, as long as its worker may still have been pushing it."""
         run, cluster = self.item_run.run, self.executor.cluster
         lost_at = time.monotonic()
         log.write(f"=== its Dask scheduler was lost ({why}): waiting for it to be back ===\n".encode())
         cluster.ready(run.supervisor.stopping)
+        ended = self.ended
         if ended is None or ended.status == 0:  # its agent may have succeeded, and pushed
             while True:
                 found = pushed_success(run.isolation.top, self.executor.remote, self.branch, run.run_id,
