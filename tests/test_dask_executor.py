@@ -370,19 +370,22 @@ def test_a_worker_that_cannot_reach_the_remote_is_set_aside(tmp_path, own_cluste
 
 
 def test_a_lost_scheduler_is_waited_for_and_the_work_in_flight_lands(tmp_path, own_cluster):
-    own_cluster.start_worker("first", AGENT_SLOTS, env=worker_env())
+    own_cluster.start_worker("first", 3, env=worker_env())
     own_cluster.wait_for_workers(1)
-    modules = ["s1", "s2"]
-    go = tmp_path / "go"  # they end once their scheduler is gone
-    repo, env = remote_batch(tmp_path, modules, {m: {"write": f"{m}.txt", "until": str(go)} for m in modules})
+    modules = ["s1", "s2", "stuck"]
+    go = tmp_path / "go"  # they end once their scheduler is gone; stuck's first agent never does
+    behaviour = {m: {"write": f"{m}.txt", "until": str(go)} for m in modules}
+    behaviour["stuck"]["attempts"] = {"1": {"until": str(tmp_path / "never")}}
+    repo, env = remote_batch(tmp_path, modules, behaviour)
     coordinator = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
-                                    own_cluster.address, "-n", "2"], cwd=repo, env={**os.environ, **env},
+                                    own_cluster.address, "-n", "3"], cwd=repo, env={**os.environ, **env},
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(coordinator.stdout), daemon=True)
     reader.start()
     try:
-        wait_for(lambda: len(runs(tmp_path)) == 2)
+        wait_for(lambda: len(runs(tmp_path)) == 3)
+        [stuck] = [int(pid) for _, item, pid, _ in runs(tmp_path) if item == "work:stuck"]
         own_cluster.kill_scheduler()  # its workers go too, once their running agents ended (and pushed)
         go.touch()
         wait_for(lambda: any("lost the Dask scheduler" in line for line in lines), timeout=60)
@@ -396,9 +399,15 @@ def test_a_lost_scheduler_is_waited_for_and_the_work_in_flight_lands(tmp_path, o
     reader.join(timeout=10)
     output = "".join(lines)
     assert "going on" in output, output
-    assert (repo / "task.md").read_text().count("- [x]") == 2
+    assert (repo / "task.md").read_text().count("- [x]") == 3
     assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in modules]
-    assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in modules]  # no agent paid twice
+    # No agent that ended was paid twice; the one that could not end was stopped as its worker closed
+    # (none is left running there), and its item ran again, on the new worker.
+    assert sorted(line[1] for line in runs(tmp_path)) == ["work:s1", "work:s2", "work:stuck", "work:stuck"]
+    wait_for(lambda: not psutil.pid_exists(stuck), timeout=20)
+    record = json.loads((repo / ".batch/task/items/work/stuck/result.json").read_text())
+    assert [a["failure_class"] for a in record["attempts"]] == ["transient", None]
+    assert "scheduler was lost" in record["attempts"][0]["reason"]
 
 
 class FakeClient:

@@ -295,7 +295,8 @@ def _remove_worktree(mirror: Path, path: Path) -> None:
 def _stop_when_cancelled(worker, key: str, supervisor: process.Supervisor) -> None:
     """A cancelled task's agent, and all it started, are stopped (SIGTERM, grace, SIGKILL). Not
     when the worker closes (its scheduler lost, most often): Dask gives a running task some
-    time still, in which the agent may end and its work be pushed."""
+    time still, in which the agent may end and its work be pushed; an agent still running
+    when the worker's process exits is killed by the watchdog (see process)."""
     from distributed.core import Status
 
     while not supervisor.stopping.wait(WATCH_SECONDS):
