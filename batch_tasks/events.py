@@ -50,7 +50,8 @@ class Listener(Protocol):
 
     def item_not_started(self, key: str, why: str) -> None: ...
 
-    def notice(self, source: str, text: str) -> None: ...  # a run-wide line for people, from `source` (a Dask scheduler)
+    # A run-wide line for people, from `source` (a Dask scheduler): a wait, a worker set aside.
+    def notice(self, source: str, text: str) -> None: ...
 
 
 class Hub:

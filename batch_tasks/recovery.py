@@ -72,13 +72,15 @@ def recover(batch: Batch, waiting: Callable[[str], None] = lambda text: None) ->
                     record = landing.land(group, item, running, record)
                 if record is not None:
                     finish_success(None, batch.plan.path, group, item, batch.state, record)
-                    notes.append(f"finished {item.key} from its log: its agent had succeeded just before its run was "
-                                 "killed" if from_log else _pushed_after_the_kill(item, running))
+                    pushed_after = not from_log and running.get("executor") == "dask"
+                    notes.append(_pushed_after_the_kill(item, running) if pushed_after else f"finished {item.key} from "
+                                 "its log: its agent had succeeded just before its run was killed")
     landing.close()
     return notes
 
 
 def _pushed_after_the_kill(item: Item, running: dict) -> str:
+    """Its log had no word of its end: its remote agent ended after the kill, and pushed."""
     return (f"finished {item.key} from the work its agent on {running.get('worker', 'a Dask worker')} pushed: it "
             "ended after its run was killed")
 

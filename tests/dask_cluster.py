@@ -34,8 +34,8 @@ class Cluster:
         self.scheduler_file.unlink(missing_ok=True)
         return subprocess.Popen(
             [*DASK, "--host", "127.0.0.1", "--port", port, "--no-dashboard", "--scheduler-file",
-             str(self.scheduler_file), "--idle-timeout", IDLE_TIMEOUT], cwd=self.folder, env={**os.environ, **QUIET}, stdout=subprocess.DEVNULL,
-            stderr=open(self.folder / "scheduler.log", "a"))
+             str(self.scheduler_file), "--idle-timeout", IDLE_TIMEOUT], cwd=self.folder,
+            env={**os.environ, **QUIET}, stdout=subprocess.DEVNULL, stderr=open(self.folder / "scheduler.log", "a"))
 
     def kill_scheduler(self) -> None:
         """As a machine rebooted: SIGKILL. Dask then shuts its workers down too (they do not
