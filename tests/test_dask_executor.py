@@ -349,24 +349,36 @@ def own_cluster(tmp_path):
     cluster.close()
 
 
-def test_a_worker_that_cannot_reach_the_remote_is_set_aside(tmp_path, own_cluster):
-    own_cluster.start_worker("healthy", AGENT_SLOTS, env=worker_env())
+def test_workers_broken_by_their_own_fault_are_set_aside_and_every_item_lands_elsewhere(tmp_path, own_cluster):
+    # The agent is a program on the PATH of the coordinator and of the healthy worker only.
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    (bin_folder / "batch-agent").write_text(f"#!/bin/sh\nexec {sys.executable} {SCRIPTED_AGENT} \"$@\"\n")
+    (bin_folder / "batch-agent").chmod(0o755)
+    with_agent = {"PATH": f"{bin_folder}:{worker_env()['PATH']}"}
+    own_cluster.start_worker("healthy", AGENT_SLOTS, env={**worker_env(), **with_agent})
     # Its git may not use the file transport: the remote (a folder) is out of its reach.
-    own_cluster.start_worker("broken", AGENT_SLOTS, env={**worker_env(), "GIT_ALLOW_PROTOCOL": "ssh"})
-    own_cluster.wait_for_workers(2)
+    own_cluster.start_worker("unreachable", AGENT_SLOTS, env={**worker_env(), **with_agent, "GIT_ALLOW_PROTOCOL": "ssh"})
+    own_cluster.start_worker("no-agent", AGENT_SLOTS, env=worker_env())
+    own_cluster.wait_for_workers(3)
     modules = [f"b{n}" for n in range(6)]
+    agent = 'agent: command\ncommand: ["batch-agent", "{module}", "{group}"]\n'
     repo, env = remote_batch(tmp_path, modules, {m: {"write": f"{m}.txt", "sleep": 0.5} for m in modules},
-                             "retries: 0\n")  # one attempt each: the broken worker's failures are not the items'
+                             "retries: 0\n", agent=agent)  # one attempt each: the workers' failures are not the items'
+    env.update(with_agent)
 
-    result = run_batch(repo, own_cluster, env, "-n", "4")
+    result = run_batch(repo, own_cluster, env, "-n", "6")  # as many as the three workers' slots: each gets some
     assert result.returncode == 0, result.stdout + result.stderr
     assert (repo / "task.md").read_text().count("- [x]") == 6
     workers = own_cluster.names()
     assert {w for m in modules for w in workers_of(repo, m)} == {workers["healthy"]}
     assert len(runs(tmp_path)) == 6  # each agent once, all on the healthy worker
     said = [line for line in result.stdout.splitlines() if "set aside" in line]
-    assert len(said) == 1, result.stdout  # named once, with git's whole error
-    assert workers["broken"] in said[0] and "transport 'file' not allowed" in said[0], said
+    assert len(said) == 2, result.stdout  # each named once, with its whole error
+    [unreachable] = [line for line in said if workers["unreachable"] in line]
+    assert "cannot fetch" in unreachable and "transport 'file' not allowed" in unreachable, said
+    [no_agent] = [line for line in said if workers["no-agent"] in line]
+    assert "cannot start the agent" in no_agent and "batch-agent" in no_agent, said
 
 
 def test_a_lost_scheduler_is_waited_for_and_the_work_in_flight_lands(tmp_path, own_cluster):
