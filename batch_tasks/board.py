@@ -197,6 +197,11 @@ class Board:
         for watcher in self._watchers:
             watcher.paused(agent, until)
 
+    def notice(self, text: str) -> None:
+        """A line about the run as a whole: its Dask cluster waited for, a worker set aside."""
+        for watcher in self._watchers:
+            watcher.notice(text)
+
     def not_started(self, key: str, why: str) -> None:
         self._end(key, NOT_STARTED, why)
 
@@ -283,9 +288,10 @@ class Board:
         }
 
     def ended_count(self) -> tuple[int, int]:
-        """How many items have ended, of how many: a plain line's counter."""
+        """How many items have ended, of how many: a plain line's counter. Not those never
+        started: a run stopped (or an item failed) would make it jump to its end."""
         with self.lock:
-            return sum(self.counts[state] for state in ENDED), len(self.items)
+            return sum(self.counts[state] for state in ENDED if state != NOT_STARTED), len(self.items)
 
     def exit_status(self, stopped_by: str | None = None) -> int:
         """0 all done; 1 an item failed; 4 none failed but not all started; 130/143 stopped."""

@@ -137,7 +137,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             with BatchState(path).run_lock(workers=_workers(params.get("num_process"), batch)):
                 recovered = recovery.owed(batch)
                 if recovered:
-                    for note in recovery.recover(batch):
+                    for note in recovery.recover(batch, waiting=self._say_waiting):
                         self.outstream.write(f"recovered: {note}\n")
                     batch = batch_mod.load(path, trust_cache=False)  # as the repairs left it
                 self.loader.batch = batch
@@ -172,6 +172,11 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     def _hint_at_config(self) -> None:
         if self.config.get("GLOBAL", {}).get("loader") != "batch":
             sys.stderr.write(CONFIG_HINT + "\n")
+
+    def _say_waiting(self, text: str) -> None:
+        """Recovery waits for a remote agent a killed run left running: said at once, not after."""
+        self.outstream.write(f"recovering: {text}\n")
+        self.outstream.flush()
 
     def _check(self, batch, will_run: set[str]) -> None:
         """What would stop the run, found before it starts: a template asking for what is not

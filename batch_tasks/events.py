@@ -50,6 +50,9 @@ class Listener(Protocol):
 
     def item_not_started(self, key: str, why: str) -> None: ...
 
+    # A run-wide line for people, from `source` (a Dask scheduler): a wait, a worker set aside.
+    def notice(self, source: str, text: str) -> None: ...
+
 
 class Hub:
     """One run's listeners. A listener's failure never fails an item; it is reported once

@@ -313,6 +313,9 @@ class PlainView:
     def paused(self, agent: str, until: float) -> None:
         self.line(pause_line(agent, until))
 
+    def notice(self, text: str) -> None:
+        self.line(f"! {printable(text)}")
+
     def tick(self, now: float) -> None:
         if self.board is None:
             return
@@ -358,6 +361,9 @@ class TerminalView:
 
     def paused(self, agent: str, until: float) -> None:
         self.live.console.print(Text(pause_line(agent, until), style="yellow"))
+
+    def notice(self, text: str) -> None:
+        self.live.console.print(Text(f"! {printable(text)}", style="yellow"))
 
     def tick(self, now: float) -> None:
         pass  # rich redraws the panel itself, 4 times a second

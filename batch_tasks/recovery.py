@@ -26,7 +26,7 @@ A success an earlier attempt committed (its check failed) is not resumed: the it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import item_log, item_machine
 from .agents import AGENTS, Outcome
@@ -48,8 +48,9 @@ def owed(batch: Batch) -> bool:
     return any(v.reason in (TICK_PENDING, KILLED_MID_RUN) for v in batch.verdicts.values())
 
 
-def recover(batch: Batch) -> list[str]:
-    """Repair leftovers; return one line per repair, for the user."""
+def recover(batch: Batch, waiting: Callable[[str], None] = lambda text: None) -> list[str]:
+    """Repair leftovers; return one line per repair, for the user (told at once, through
+    `waiting`, of each wait for a remote agent a killed run left running)."""
     notes = []
     for group in batch.plan.groups:
         for item in group.items:
@@ -77,8 +78,13 @@ def recover(batch: Batch) -> list[str]:
                     notes.append(f"resuming {item.key} from its log after its step {reached[0]!r}: its agent had "
                                  "succeeded just before its run was killed, and is not run again")
                 elif running.get("executor") == "dask":
-                    notes.append(f"resuming {item.key} from its remote attempt: a success it pushed lands without "
-                                 "its agent being run again")
+                    from .executors.fetched import wait_for_remote_attempt
+
+                    with folder.open_log() as log:
+                        wait_for_remote_attempt(item, running, log, waiting)
+                    notes.append(f"resuming {item.key} from its remote attempt on {running.get('worker', 'a Dask worker')}"
+                                 ": it ended after its run was killed; a success it pushed lands without its agent "
+                                 "being run again")
     return notes
 
 

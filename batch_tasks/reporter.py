@@ -77,6 +77,9 @@ class BatchReporter:
     def agent_paused(self, agent, until):
         self.board.paused(agent, until)
 
+    def notice(self, source, text):
+        self.board.notice(text)
+
     def item_not_started(self, key, why):
         self.held_back_by = self.held_back_by or why
         self.board.not_started(key, why)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 DASK = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
+# A cluster a test run left behind (killed before its teardown) stops by itself: its scheduler
+# after this long without a task, and its workers with it.
+IDLE_TIMEOUT = "120s"
 QUIET = {"DASK_LOGGING__DISTRIBUTED": "error", "PYTHONWARNINGS": "ignore"}
 
 
@@ -22,11 +25,29 @@ class Cluster:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.scheduler_file = folder / "scheduler.json"
-        self.scheduler = subprocess.Popen(
-            [*DASK, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(self.scheduler_file)],
-            cwd=folder, env={**os.environ, **QUIET}, stdout=subprocess.DEVNULL, stderr=open(folder / "scheduler.log", "w"))
         self.workers: dict[str, subprocess.Popen] = {}
+        self.closing: list[subprocess.Popen] = []  # workers whose scheduler was killed
+        self.scheduler = self._start_scheduler("0")
         self.address = self._wait_for_address()
+
+    def _start_scheduler(self, port: str) -> subprocess.Popen:
+        self.scheduler_file.unlink(missing_ok=True)
+        return subprocess.Popen(
+            [*DASK, "--host", "127.0.0.1", "--port", port, "--no-dashboard", "--scheduler-file",
+             str(self.scheduler_file), "--idle-timeout", IDLE_TIMEOUT], cwd=self.folder,
+            env={**os.environ, **QUIET}, stdout=subprocess.DEVNULL, stderr=open(self.folder / "scheduler.log", "a"))
+
+    def kill_scheduler(self) -> None:
+        """As a machine rebooted: SIGKILL. Dask then shuts its workers down too (they do not
+        reconnect): they are forgotten here, and wait()ed for as they go."""
+        self.scheduler.send_signal(signal.SIGKILL)
+        self.scheduler.wait(timeout=10)
+        self.closing, self.workers = [*self.closing, *self.workers.values()], {}
+
+    def restart_scheduler(self) -> None:
+        """A new scheduler at the same address."""
+        self.scheduler = self._start_scheduler(self.address.rsplit(":", 1)[1])
+        assert self._wait_for_address() == self.address
 
     def _wait_for_address(self) -> str:
         deadline = time.monotonic() + 60
@@ -69,9 +90,11 @@ class Cluster:
         self.workers.pop(name).send_signal(signal.SIGKILL)
 
     def close(self) -> None:
-        for process in [*self.workers.values(), self.scheduler]:
-            process.send_signal(signal.SIGTERM)
-        for process in [*self.workers.values(), self.scheduler]:
+        every = [*self.workers.values(), *self.closing, self.scheduler]
+        for process in every:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in every:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:

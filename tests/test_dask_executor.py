@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -173,13 +174,15 @@ def test_a_secret_reaches_the_agent_on_its_worker_and_no_log(tmp_path, cluster):
 
 def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path, cluster):
     modules = ["a", "b", "c", "d"]
-    behaviour = {m: {"write": f"{m}.txt", "print": f"working on {m}", "sleep": 6} for m in modules}
-    repo, env = remote_batch(tmp_path, modules, behaviour)
+    go = tmp_path / "go"  # they end once the coordinator is killed
+    behaviour = {m: {"write": f"{m}.txt", "print": f"working on {m}", "until": str(go)} for m in modules}
+    behaviour["quick"] = {"write": "quick.txt"}  # lands before the kill
+    repo, env = remote_batch(tmp_path, ["quick", *modules], behaviour)
     coordinator = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
-                                    cluster.address, "-n", "4"], cwd=repo, env={**os.environ, **env},
+                                    cluster.address, "-n", "5"], cwd=repo, env={**os.environ, **env},
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     items = repo / ".batch/task/items/work"
-    wait_for(lambda: all((items / m / "running.json").exists() for m in modules) and len(runs(tmp_path)) == 4)
+    wait_for(lambda: all((items / m / "running.json").exists() for m in modules) and len(runs(tmp_path)) == 5)
     # While they run remotely: what they do, and where, as batch-status reads it from the state folder.
     def status_showing_a() -> str | None:
         shown = subprocess.run([sys.executable, "-m", "doit", "batch-status"], cwd=repo, capture_output=True,
@@ -190,17 +193,30 @@ def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path
     assert "127.0.0.1:" in status and "running" in status
     assert {w for m in modules for w in workers_of(repo, m)} == set(
         json.loads((items / m / "running.json").read_text())["worker"] for m in modules)
+    wait_for(lambda: "- [x] quick" in (repo / "task.md").read_text())
     coordinator.send_signal(signal.SIGKILL)
     coordinator.wait(timeout=10)
-    assert (repo / "task.md").read_text().count("- [x]") == 0
+    assert (repo / "task.md").read_text().count("- [x]") == 1
 
-    # The remote attempts go on, push their branches; the next run lands them without their agents.
-    resumed = run_batch(repo, cluster, env, "-n", "4")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert resumed.stdout.count("recovered: resuming work:") == 4
-    assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in modules]  # no agent twice
-    assert (repo / "task.md").read_text().count("- [x]") == 4
-    assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in modules]
+    # The remote attempts go on: the next run waits for them, saying so, and lands what they pushed
+    # without running their agents again.
+    resumed = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                                cluster.address, "-n", "4"], cwd=repo, env={**os.environ, **env},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(resumed.stdout), daemon=True)
+    reader.start()
+    wait_for(lambda: any("still runs: waiting for it to end" in line for line in lines), timeout=60)
+    go.touch()
+    assert resumed.wait(timeout=120) == 0, "".join(lines)
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert output.count("recovered: resuming work:") == 4, output
+    assert output.count("it ended after its run was killed") == 4, output
+    assert sorted(line[1] for line in runs(tmp_path)) == [f"work:{m}" for m in [*modules, "quick"]]  # no agent twice
+    assert (repo / "task.md").read_text().count("- [x]") == 5
+    assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in [*modules, "quick"]]
+    assert git("ls-remote", "origin", "refs/heads/batch/*", cwd=repo) == ""  # the killed run's merged one too
 
 
 def test_the_live_panel_shows_each_remote_item_at_its_worker(tmp_path, cluster, monkeypatch):
@@ -323,3 +339,134 @@ def test_each_mistake_of_a_dask_run_is_one_clear_error(tmp_path):
     assert unisolated.returncode == 3 and "needs isolation: worktree" in unisolated.stderr
     state = repo / ".batch/task"
     assert not (state / "run.lock").exists() and not (state / "items").exists()  # nothing ran, no lock was taken
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """A cluster of the test's own, for the faults that would break the module's (no worker yet)."""
+    cluster = Cluster(tmp_path / "cluster")
+    yield cluster
+    cluster.close()
+
+
+def test_workers_broken_by_their_own_fault_are_set_aside_and_every_item_lands_elsewhere(tmp_path, own_cluster):
+    # The agent is a program on the PATH of the coordinator and of the healthy worker only.
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    (bin_folder / "batch-agent").write_text(f"#!/bin/sh\nexec {sys.executable} {SCRIPTED_AGENT} \"$@\"\n")
+    (bin_folder / "batch-agent").chmod(0o755)
+    with_agent = {"PATH": f"{bin_folder}:{worker_env()['PATH']}"}
+    own_cluster.start_worker("healthy", AGENT_SLOTS, env={**worker_env(), **with_agent})
+    # Its git may not use the file transport: the remote (a folder) is out of its reach.
+    own_cluster.start_worker("unreachable", AGENT_SLOTS, env={**worker_env(), **with_agent, "GIT_ALLOW_PROTOCOL": "ssh"})
+    own_cluster.start_worker("no-agent", AGENT_SLOTS, env=worker_env())
+    own_cluster.wait_for_workers(3)
+    modules = [f"b{n}" for n in range(6)]
+    agent = 'agent: command\ncommand: ["batch-agent", "{module}", "{group}"]\n'
+    repo, env = remote_batch(tmp_path, modules, {m: {"write": f"{m}.txt", "sleep": 0.5} for m in modules},
+                             "retries: 0\n", agent=agent)  # one attempt each: the workers' failures are not the items'
+    env.update(with_agent)
+
+    result = run_batch(repo, own_cluster, env, "-n", "6")  # as many as the three workers' slots: each gets some
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (repo / "task.md").read_text().count("- [x]") == 6
+    workers = own_cluster.names()
+    assert {w for m in modules for w in workers_of(repo, m)} == {workers["healthy"]}
+    assert len(runs(tmp_path)) == 6  # each agent once, all on the healthy worker
+    said = [line for line in result.stdout.splitlines() if "set aside" in line]
+    assert len(said) == 2, result.stdout  # each named once, with its whole error
+    [unreachable] = [line for line in said if workers["unreachable"] in line]
+    assert "cannot fetch" in unreachable and "transport 'file' not allowed" in unreachable, said
+    [no_agent] = [line for line in said if workers["no-agent"] in line]
+    assert "cannot start the agent" in no_agent and "batch-agent" in no_agent, said
+
+
+def test_a_lost_scheduler_is_waited_for_and_the_work_in_flight_lands(tmp_path, own_cluster):
+    own_cluster.start_worker("first", 3, env=worker_env())
+    own_cluster.wait_for_workers(1)
+    modules = ["s1", "s2", "stuck"]
+    go = tmp_path / "go"  # they end once their scheduler is gone; stuck's first agent never does
+    behaviour = {m: {"write": f"{m}.txt", "until": str(go)} for m in modules}
+    behaviour["stuck"]["attempts"] = {"1": {"until": str(tmp_path / "never")}}
+    repo, env = remote_batch(tmp_path, modules, behaviour)
+    coordinator = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "--executor", "dask", "--scheduler",
+                                    own_cluster.address, "-n", "3"], cwd=repo, env={**os.environ, **env},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(coordinator.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: len(runs(tmp_path)) == 3)
+        [stuck] = [int(pid) for _, item, pid, _ in runs(tmp_path) if item == "work:stuck"]
+        own_cluster.kill_scheduler()  # its workers go too, once their running agents ended (and pushed)
+        go.touch()
+        wait_for(lambda: any("lost the Dask scheduler" in line for line in lines), timeout=60)
+        own_cluster.restart_scheduler()
+        wait_for(lambda: any("waiting for a Dask worker" in line for line in lines), timeout=60)
+        own_cluster.start_worker("second", AGENT_SLOTS, env=worker_env())
+        assert coordinator.wait(timeout=120) == 0, "".join(lines)
+    finally:
+        if coordinator.poll() is None:
+            coordinator.kill()
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert "going on" in output, output
+    assert (repo / "task.md").read_text().count("- [x]") == 3
+    assert sorted(merges(repo)) == [f"Merge work:{m} into batch/task" for m in modules]
+    # No agent that ended was paid twice; the one that could not end was stopped as its worker closed
+    # (none is left running there), and its item ran again, on the new worker.
+    assert sorted(line[1] for line in runs(tmp_path)) == ["work:s1", "work:s2", "work:stuck", "work:stuck"]
+    wait_for(lambda: not psutil.pid_exists(stuck), timeout=20)
+    record = json.loads((repo / ".batch/task/items/work/stuck/result.json").read_text())
+    assert [a["failure_class"] for a in record["attempts"]] == ["transient", None]
+    assert "scheduler was lost" in record["attempts"][0]["reason"]
+
+
+class FakeClient:
+    """What cluster.Cluster asks of a Dask client: its status, and the workers its scheduler has."""
+
+    def __init__(self, workers: list[str]):
+        self.status, self.workers = "running", workers
+
+    def nthreads(self) -> dict[str, int]:
+        return {worker: 1 for worker in self.workers}
+
+    def close(self) -> None:
+        self.status = "closed"
+
+
+def test_the_wait_for_a_worker_is_said_once_and_gives_up_after_its_time(monkeypatch):
+    from batch_tasks.executors import cluster as cluster_module
+    from batch_tasks.process import StoppedError
+
+    monkeypatch.setattr(cluster_module, "WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(cluster_module, "POLL_SECONDS", 0.05)
+    said: list[str] = []
+    client = FakeClient([])
+    waiting = cluster_module.Cluster(client, "tcp://h:8786", said.append)
+    with pytest.raises(StoppedError):
+        waiting.ready(threading.Event())
+    assert said == ["waiting for a Dask worker at tcp://h:8786",
+                    "gave up on the Dask cluster at tcp://h:8786 after 0.3 s of waiting: its items are kept as "
+                    "interrupted"]
+    client.workers = ["tcp://w:1"]  # too late: the run gave up on its cluster
+    with pytest.raises(StoppedError):
+        waiting.ready(threading.Event())
+
+
+def test_every_worker_set_aside_is_an_attempt_that_cannot_start():
+    from batch_tasks.executors.cluster import Cluster
+
+    said: list[str] = []
+    client = FakeClient(["tcp://w:1", "tcp://w:2"])
+    cluster = Cluster(client, "tcp://h:8786", said.append)
+    cluster.set_worker_aside("tcp://w:1", "cannot fetch: fatal: no such remote", "g:a")
+    cluster.set_worker_aside("tcp://w:1", "cannot fetch: fatal: no such remote", "g:b")  # said once
+    assert cluster.ready(threading.Event()) is client and cluster.allowed() == ["tcp://w:2"]
+    cluster.set_worker_aside("tcp://w:2", "cannot start the agent: [Errno 2] No such file: 'claude'", "g:c")
+    with pytest.raises(OSError, match="every Dask worker is set aside for this run: tcp://w:1: cannot fetch"):
+        cluster.ready(threading.Event())
+    assert said == ["set aside the Dask worker tcp://w:1 for this run (g:a goes to another): cannot fetch: fatal: "
+                    "no such remote",
+                    "set aside the Dask worker tcp://w:2 for this run (g:c goes to another): cannot start the agent: "
+                    "[Errno 2] No such file: 'claude'"]

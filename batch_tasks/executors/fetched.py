@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import BatchError
 from ..git import GitError, git, is_ancestor, rev, trailers
@@ -30,7 +30,7 @@ class FetchedWorkspace(AttemptWorkspace):
 
     committed: Committed | None = None
     remote: str = ""
-    merged: list | None = None  # where a merged branch is noted, to leave the remote at the run's end
+    swept: bool = False  # once merged, its branch leaves the remote at the run's end (see merged_on_remote)
     worktree: bool = True
 
     def commit_leftovers(self, allow_empty: bool = False) -> Committed:
@@ -66,9 +66,7 @@ class FetchedWorkspace(AttemptWorkspace):
                 if not is_ancestor(tip, self.isolation.ref, self.isolation.top):
                     raise WorkspaceError(f"{self.branch} has commits not on {self.isolation.branch}; it is kept")
                 git("update-ref", "-d", f"refs/heads/{self.branch}", tip, cwd=self.isolation.top)
-        if self.merged is not None:
-            self.merged.append((self.branch, tip))
-        else:
+        if not self.swept:
             leave_remote(self.isolation.top, self.remote, [(self.branch, tip)])
 
 
@@ -93,8 +91,17 @@ def leave_remote(top: Path, remote: str, branches: list[tuple[str, str]]) -> Non
             *(f":refs/heads/{b}" for b, _ in chunk), cwd=top, allowed=(0, 1, 128))
 
 
+def merged_on_remote(isolation, remote: str) -> list[tuple[str, str]]:
+    """The item branches on the remote, and their tips, that the integration branch holds: merged,
+    by this run or by one killed before it could delete them."""
+    found = git("ls-remote", remote, f"refs/heads/{isolation.branch}.items/*", cwd=isolation.top, allowed=(0, 2, 128))
+    pairs = [line.split("\t") for line in found.text.splitlines()] if found.status == 0 else []
+    return [(ref.removeprefix("refs/heads/"), tip) for tip, ref in pairs
+            if rev(tip, isolation.top) is not None and is_ancestor(tip, isolation.ref, isolation.top)]
+
+
 def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings, log, commit: str, base: str,
-          committed: Committed | None = None, merged: list | None = None) -> FetchedWorkspace:
+          committed: Committed | None = None, swept: bool = False) -> FetchedWorkspace:
     """The pushed branch fetched as the item's branch, and, for its check, a worktree of it here
     (with worktree_copy and worktree_setup), as a local attempt leaves its own."""
     branch = isolation.item_branch(group, module)
@@ -104,41 +111,62 @@ def adopt(isolation, remote: str, group: str, module: str, run_id: str, settings
     if Check.from_settings(settings, group, module) is None:  # only the merge runs here: no worktree needed
         replaced = isolation.set_branch(group, module, commit)
         return FetchedWorkspace(isolation, group, module, run_id, isolation.item_path(group, module), branch, base,
-                                replaced=replaced, committed=committed, remote=remote, merged=merged, worktree=False)
+                                replaced=replaced, committed=committed, remote=remote, swept=swept, worktree=False)
     opened = isolation.open_attempt(group, module, run_id, settings, log, base=commit)
     workspace = FetchedWorkspace(**{f.name: getattr(opened, f.name) for f in fields(opened)}, committed=committed,
-                                 remote=remote, merged=merged)
+                                 remote=remote, swept=swept)
     workspace.base = base
     workspace.save()
     return workspace
 
 
+def wait_for_remote_attempt(item, running: Mapping[str, Any], log, waiting: Callable[[str], None]) -> None:
+    """Recovery, before the run: a killed run's remote attempt may still be running; its end is
+    waited for (said through `waiting`), so that what it pushes is there to land."""
+    if running.get("executor") == "dask" and isinstance(running.get("state"), str):
+        _wait_for_remote(running, log, lambda: waiting(f"{item.key}: its agent on {running.get('worker')}, started by "
+                                                       "the killed run, still runs: waiting for it to end"))
+
+
 def fetch_pushed_success(isolation, group, item, running: Mapping[str, Any], log) -> FetchedWorkspace | None:
-    """Recovery: the worktree here of the branch a killed run's remote attempt pushed, if that
-    branch holds this very run's success (its agent is not run again); else None."""
+    """Recovery: the worktree here of the branch a killed run's remote attempt pushed (its end
+    waited for before the run: wait_for_remote_attempt), if that branch holds this very run's
+    success (its agent is not run again); else None. The item branches that run merged leave
+    the remote on the way."""
     if running.get("executor") != "dask" or not isinstance(running.get("branch"), str):
         return None
-    _wait_for_remote(running, log)
-    remote, branch = str(running["remote"]), running["branch"]
-    found = git("ls-remote", remote, f"refs/heads/{branch}", cwd=isolation.top, allowed=(0, 2, 128))
-    commit = found.text.split("\t")[0] if found.status == 0 and found.text else None
-    if commit is None:
-        return None
+    remote = str(running["remote"])
     try:
-        git("fetch", "-q", "--no-tags", remote, f"refs/heads/{branch}", cwd=isolation.top)
-        said = trailers(commit, isolation.top)
-        if (said.get("Batch-Result") != "succeeded" or said.get("Batch-Run") != running["run_id"]
-                or said.get("Batch-Item") != item.key):
+        # What the killed run merged, it had no time to delete from the remote: deleted now.
+        leave_remote(isolation.top, remote, merged_on_remote(isolation, remote))
+        found = pushed_success(isolation.top, remote, running["branch"], running["run_id"], item.key)
+        if found is None:
             return None
-        return adopt(isolation, remote, item.group, item.module, running["run_id"], group.settings, log, commit,
-                     str(running.get("base") or commit))
+        return adopt(isolation, remote, item.group, item.module, running["run_id"], group.settings, log,
+                     found.commit, str(running.get("base") or found.commit))
     except BatchError:
         return None
 
 
-def _wait_for_remote(running: Mapping[str, Any], log) -> None:
+def pushed_success(top: Path, remote: str, branch: str, run_id: str, key: str, start: str | None = None,
+                   base: str | None = None) -> Committed | None:
+    """The success of run `run_id`'s attempt at item `key` that a worker pushed as `branch` (fetched
+    here), if the branch holds one that is new since `start`; None otherwise."""
+    found = git("ls-remote", remote, f"refs/heads/{branch}", cwd=top, allowed=(0, 2, 128))
+    commit = found.text.split("\t")[0] if found.status == 0 and found.text else None
+    if commit is None or commit == start:
+        return None
+    git("fetch", "-q", "--no-tags", remote, f"refs/heads/{branch}", cwd=top)
+    said = trailers(commit, top)
+    if said.get("Batch-Result") != "succeeded" or said.get("Batch-Run") != run_id or said.get("Batch-Item") != key:
+        return None
+    changed = base is None or len({git("rev-parse", f"{c}^{{tree}}", cwd=top).text for c in (commit, base)}) == 2
+    return Committed(commit, True, changed)
+
+
+def _wait_for_remote(running: Mapping[str, Any], log, say_waiting: Callable[[], None]) -> None:
     """A remote attempt of a killed run may still be running: wait for it to end (its scheduler
-    gone, the attempt went with it)."""
+    gone, the attempt went with it), saying so once."""
     try:
         from distributed import Client, Variable
 
@@ -152,6 +180,7 @@ def _wait_for_remote(running: Mapping[str, Any], log) -> None:
         while time.monotonic() < deadline and state.get(timeout=5) == RUNNING:
             if not told:
                 log.write(f"=== waiting for its remote attempt on {running.get('worker')} to end ===\n".encode())
+                say_waiting()
                 told = True
             time.sleep(0.5)
         state.delete()

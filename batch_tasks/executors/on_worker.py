@@ -15,6 +15,7 @@ through git, the item's branches on the remote. Nothing of the coordinator's mac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -54,7 +55,9 @@ class WorkerIsolation:
 
 
 class Channel:
-    """Messages to the coordinator, sent in batches every FLUSH_SECONDS (and at once when asked)."""
+    """Messages to the coordinator, sent in batches every FLUSH_SECONDS (and at once when asked),
+    from a thread of their own: a scheduler gone makes a send wait for its timeout, and the
+    attempt must not wait with it (it goes on, and pushes)."""
 
     def __init__(self, name: str):
         from distributed import Queue
@@ -62,7 +65,7 @@ class Channel:
         self.queue = Queue(name)
         self.pending: list = []
         self.lock = threading.Lock()
-        self.closed = threading.Event()
+        self.closed, self.wake = threading.Event(), threading.Event()
         self.sender = threading.Thread(target=self._send_every, daemon=True)
         self.sender.start()
 
@@ -70,7 +73,7 @@ class Channel:
         with self.lock:
             self.pending.append(list(message))
         if now:
-            self.flush()
+            self.wake.set()
 
     def write(self, data: bytes) -> int:  # a log: output, setup's output, notes
         if data:
@@ -87,11 +90,14 @@ class Channel:
                     pass
 
     def _send_every(self) -> None:
-        while not self.closed.wait(FLUSH_SECONDS):
+        while not self.closed.is_set():
+            self.wake.wait(FLUSH_SECONDS)
+            self.wake.clear()
             self.flush()
 
     def close(self) -> None:
         self.closed.set()
+        self.wake.set()
         self.sender.join()
         self.flush()
         try:
@@ -120,7 +126,8 @@ def run_on_worker(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         return {"worker": worker.address, **_attempt(spec, worker, channel)}
     finally:
-        state.set(ENDED)
+        with contextlib.suppress(Exception):  # its scheduler gone: the pushed branch says it all
+            state.set(ENDED)
         channel.send("end")  # the result follows at once: the coordinator need not poll for it
         channel.close()
 
@@ -134,7 +141,10 @@ def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:
     watching.start()
     mirror = None
     try:
-        mirror = _checkout(root, path, spec)
+        try:
+            mirror = _checkout(root, path, spec)
+        except BatchError as error:
+            return _worker_fault(f"cannot fetch {spec['branch']} from {spec['remote']}", error)
         workspace = AttemptWorkspace(WorkerIsolation(path, spec["stem"], spec["task_path"]), spec["group"],
                                      spec["module"], spec["run_id"], path, spec["branch"], spec["base"])
         folder = path / spec["relative_folder"]
@@ -150,8 +160,10 @@ def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:
         return {"setup_failed": str(error), "tail": error.tail}
     except process.StoppedError:
         return {"cancelled": True}
-    except BatchError as error:  # git: the remote out of reach, a push refused
+    except BatchError as error:
         return {"error": f"on {worker.address}: {error}"}
+    except OSError as error:  # its disk full, its cache unwritable
+        return _worker_fault("its cache folder", error)
     finally:
         supervisor.stopping.set()  # the watch ends
         if mirror is not None:  # after the result is sent: nobody waits for it
@@ -187,8 +199,8 @@ def _run_agent(spec, worker, channel: Channel, supervisor: process.Supervisor, w
                                on_start=on_start, on_exit=on_exit, timeout=settings["timeout"],
                                idle_timeout=settings["idle_timeout"], finished=result_seen.is_set,
                                redact=Redactor(env, also=spec["secrets"]))
-    except OSError as error:
-        return {"cannot_start": str(error.strerror or error)}
+    except OSError as error:  # no agent CLI there
+        return _worker_fault("cannot start the agent", error)
     finally:
         prompt.unlink(missing_ok=True)
     outcome = outcome_of(reader, ended.status, ended.stopped_for, result_seen.is_set())
@@ -198,8 +210,18 @@ def _run_agent(spec, worker, channel: Channel, supervisor: process.Supervisor, w
         committed = workspace.commit_leftovers(settings["allow_empty"])
     except BatchError as error:  # it left its worktree on another branch: pushed aside, as it is
         return {"land_error": str(error), "kept": _keep(spec, workspace, str(error))}
-    _push(spec, workspace.path, spec["branch"], lease=spec["start"])
+    try:
+        _push(spec, workspace.path, spec["branch"], lease=spec["start"])
+    except BatchError as error:  # its agent ran: the attempt fails, and goes elsewhere next time
+        return {**_worker_fault(f"cannot push {spec['branch']} to {spec['remote']}", error), "agent_ran": True}
     return {"commit": committed.commit, "made_commit": committed.made_commit, "changed": committed.changed}
+
+
+def _worker_fault(what: str, error: Exception) -> dict[str, Any]:
+    """A failure of the worker's own, not the item's: the coordinator sets the worker aside. git's
+    whole error, not its last line: which remote, which key, which host."""
+    said = (getattr(error, "stderr", "") or "").strip() or str(error)
+    return {"worker_fault": f"{what}: {said}"}
 
 
 def _checkout(root: Path, path: Path, spec) -> Path:
@@ -271,8 +293,15 @@ def _remove_worktree(mirror: Path, path: Path) -> None:
 
 
 def _stop_when_cancelled(worker, key: str, supervisor: process.Supervisor) -> None:
-    """A cancelled task's agent, and all it started, are stopped (SIGTERM, grace, SIGKILL)."""
+    """A cancelled task's agent, and all it started, are stopped (SIGTERM, grace, SIGKILL). Not
+    when the worker closes (its scheduler lost, most often): Dask gives a running task some
+    time still, in which the agent may end and its work be pushed; an agent still running
+    when the worker's process exits is killed by the watchdog (see process)."""
+    from distributed.core import Status
+
     while not supervisor.stopping.wait(WATCH_SECONDS):
+        if worker.status in (Status.closing, Status.closed, Status.closing_gracefully, Status.failed):
+            continue
         task = worker.state.tasks.get(key)
         if task is None or task.state != "executing":
             supervisor.stop_all(GRACE_SECONDS)

@@ -17,7 +17,8 @@ behaviour.json in the batch folder, keyed by BATCH_ITEM or BATCH_MODULE (`*` for
    "limit_at": seconds from now, may be negative (say a limit resets then, exit 1),
    "progress": frames (a `\r` progress bar, 0.3 s a frame, no newline),
    "huge_line": bytes (print one line that long), "quiet": true (print nothing of its own),
-   "talk": seconds (print a line every 0.2 s that long: busy, not hung)}
+   "talk": seconds (print a line every 0.2 s that long: busy, not hung),
+   "until": a path (wait for that file to exist, after the sleep: the test says when to go on)}
 Every helper it starts writes its pid to helper-<module>.pid, background-<module>.pid or
 daemon-<module>.pid in the batch folder.
 """
@@ -140,6 +141,8 @@ if "limit_in" in behaviour:
     sys.exit(1)
 time.sleep(behaviour.get("hang", 0))
 time.sleep(behaviour.get("sleep", 0))
+while "until" in behaviour and not os.path.exists(behaviour["until"]):
+    time.sleep(0.05)
 if "write" in behaviour:
     with open(behaviour["write"], "w") as stream:
         stream.write(prompt)
