@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import staleness, taskfile
+from . import staleness, taskfile, workdir as workdir_mod
 from .budget import Budget
 from .plan import Plan, digest
 from .prompt import Template, load_template
@@ -23,6 +23,8 @@ class Batch:
     fingerprints: dict[str, dict[str, str]]  # by item key
     verdicts: dict[str, staleness.Verdict] | None  # by item key; None when loaded without records
     budget: Budget
+    workdir: Path  # where its agents and checks run (see workdir.py)
+    workdir_reason: str
 
 
 def load(path: Path, for_dry_run: bool = False, read_records: bool = True) -> Batch:
@@ -46,12 +48,14 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True) -> Ba
         settings_part = staleness.settings_digest(group.settings)
         for item in group.items:
             fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
+    workdir, workdir_reason = workdir_mod.resolve(plan)
     if any(group.settings["isolation"] == "worktree" for group in plan.groups):
         from .worktree import Isolation  # git is asked only by batches that use it
 
-        Isolation(path, plan.settings).validate()
+        Isolation(path, plan.settings, workdir=workdir).validate()
     if not read_records:
-        return Batch(plan, state, templates, fingerprints, None, Budget(plan.settings.get("budget_usd"), 0.0))
+        return Batch(plan, state, templates, fingerprints, None, Budget(plan.settings.get("budget_usd"), 0.0),
+                     workdir, workdir_reason)
     verdicts = staleness.assess(plan, state, fingerprints)
     budget = Budget(plan.settings.get("budget_usd"), sum(verdict.spent_usd for verdict in verdicts.values()))
-    return Batch(plan, state, templates, fingerprints, verdicts, budget)
+    return Batch(plan, state, templates, fingerprints, verdicts, budget, workdir, workdir_reason)

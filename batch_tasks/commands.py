@@ -114,7 +114,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 return self._say_nothing_to_do(said)
             # Every mistake is found before anything is written.
             batch = batch_mod.load(path, for_dry_run=params.get("dry_run"))
-            told = _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
+            told = _tell_how_it_was_read(batch, dry_run=params.get("dry_run"))
             if executors.scheduler_of(batch.plan.settings, params.get("executor", ""), params.get("scheduler", "")):
                 from .executors import dask_cluster  # only a Dask run needs what it brings
 
@@ -200,7 +200,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget.refusal)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
-            run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
+            run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor, workdir=batch.workdir)
             run.isolation.prepare()
             run.merge_queue = MergeQueue(run.isolation)
         if will_run:
@@ -267,11 +267,15 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         return 0
 
 
-def _tell_how_it_was_read(plan, dry_run: bool) -> list[str]:
-    """How task.md was read (its dialect, when not this tool's own), and each warning and note
-    at its line, on standard error, before anything else; returns those lines."""
+def _tell_how_it_was_read(batch, dry_run: bool) -> list[str]:
+    """How task.md was read (its dialect, when not this tool's own), where its items run (when
+    not in its folder), and each warning and note at its line, on standard error, before
+    anything else; returns those lines."""
+    plan = batch.plan
     name = plan.path.name
     lines = [plan.dialect_reason] if plan.dialect_reason and (dry_run or plan.dialect != "batch") else []
+    if dry_run or batch.workdir != plan.path.parent:
+        lines.append(f"items run in {batch.workdir}: {batch.workdir_reason}")
     lines += [f"{name}:{line}: warning: {message}" for line, message in plan.warnings]
     lines += [f"{name}:{line}: note: {message}" for line, message in plan.notes]
     if dry_run and plan.agent_problem is not None:
@@ -301,7 +305,7 @@ def _check_agents(batch, will_run: set[str]) -> None:
             continue
         name = group.settings["agent"]
         program = AGENTS[name].executable or group.settings["command"][0]
-        found = shutil.which(program) if "/" not in program else shutil.which(batch.plan.path.parent / program)
+        found = shutil.which(program) if "/" not in program else shutil.which(batch.workdir / program)
         if found is None:
             what = f"agent {name!r} needs the {program} command on PATH"
             raise BatchError(what if name != "command" else f"group {group.slug!r}: {program!r} is not a program on PATH")

@@ -64,6 +64,7 @@ def item_job(batch: Batch, index: int, bare_group, item):
     group = plan.groups[index]
     return ItemJob(
         taskfile=plan.path,
+        workdir=batch.workdir,
         batch_title=plan.title,
         group=bare_group,
         group_index=index,

@@ -43,6 +43,7 @@ class ItemJob:
     """Everything one item's run needs, and nothing of the rest of the plan: plain data."""
 
     taskfile: Path
+    workdir: Path  # where its agent and its check run (see workdir.py)
     batch_title: str
     group: Group  # its items are not carried along: see doit_tasks.build_tasks
     group_index: int
@@ -156,17 +157,17 @@ class ItemRun:
             self.run.hub.publish("item_step", self.job.item.key, number, step, text)
 
     def workplace(self, number: int) -> tuple[Path, Mapping[str, str]]:
-        """Where the agent runs, and on what environment: task.md's folder, or its own worktree."""
+        """Where the agent runs, and on what environment: the batch's workdir, or the same folder in its own worktree."""
         job = self.job
         if job.settings["isolation"] != "worktree":
-            return job.taskfile.parent, os.environ
+            return job.workdir, os.environ
         if self.workspace is None:
             setup = job.settings.get("worktree_setup")
             self.tell_step(number, SETUP, shlex.join(setup) if setup else "making its worktree")
             with self.folder.open_log() as log:
                 self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
                                                                  job.settings, log)
-        return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
+        return self.workspace.workdir, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
 
     def land(self, attempt: Attempt) -> None:
         """The agent succeeded: commit its work, check it, merge it; or fail the attempt, saying why."""
@@ -187,9 +188,9 @@ class ItemRun:
                 return  # nothing to land
             with self.folder.open_log() as log:
                 if check is not None:
-                    here = workspace.path if workspace else job.taskfile.parent
+                    here = workspace.path if workspace else job.workdir
                     self.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
-                    result = check.run(here, workspace.folder if workspace else here, self.run.supervisor, log,
+                    result = check.run(here, workspace.workdir if workspace else here, self.run.supervisor, log,
                                        redact=self.run.redactor)
                     attempt.extra["check"] = result.record()
                     if not result.passed:

@@ -119,7 +119,7 @@ class MergeQueue:
         if check is not None and not is_ancestor(before, item, here):
             # The tip moved since the branch was made: the merged state is new, and must pass too.
             self._set_up_for(check, settings, log)
-            folder = here / isolation.relative_folder
+            folder = here / isolation.relative_workdir
             log.write(f"=== check on the merged state of {workspace.key} ===\n".encode())
             try:
                 checked = check.run(worktree=here, cwd=folder, supervisor=isolation.supervisor, log=log)

@@ -90,6 +90,7 @@ class Plan:
     warnings: tuple[tuple[int, str], ...] = ()  # (line, message): shown, nothing stops
     notes: tuple[tuple[int, str], ...] = ()  # (line, message): e.g. metadata kept and ignored
     metadata: Mapping[str, Any] = field(default_factory=dict)  # front matter that is no setting
+    setting_lines: Mapping[str, int] = field(default_factory=dict)  # the front matter's line of each setting
     # (line, message) of an agent that cannot run as configured: an error for a run,
     # not for a dry run, which lists the plan anyway (see agent_error).
     agent_problem: tuple[int, str] | None = None

@@ -90,7 +90,8 @@ class _Landing:
         if not isinstance(run_id, str):
             return None
         if self.isolation is None:
-            self.isolation = Isolation(self.batch.plan.path, self.batch.plan.settings, process.Supervisor())
+            self.isolation = Isolation(self.batch.plan.path, self.batch.plan.settings, process.Supervisor(),
+                                       workdir=self.batch.workdir)
             self.isolation.prepare()  # aborts a half-done merge
             self.queue = MergeQueue(self.isolation)
         isolation = self.isolation

@@ -236,6 +236,8 @@ FIELDS: Mapping[str, Field] = {
         # Where the work lands: a different branch starts from HEAD, without the work done so far.
         Field("integrate", _branch_name, None, group=False, fingerprinted=True),
         Field("allow_empty", _flag, False, group=True, fingerprinted=False),
+        # Where agents and checks run, relative to task.md (default: see workdir.py).
+        Field("workdir", _relative_path, None, group=False, fingerprinted=False),
         # Where attempts run (README: "Beyond one machine"): this machine, or a Dask cluster's
         # workers, which fetch from and push to `remote` and get only the `pass_env` variables.
         Field("executor", _executor, "local", group=False, fingerprinted=False),

@@ -117,6 +117,7 @@ def parse(text: str, path: Path) -> Plan:
         warnings=tuple(sorted(warnings)),
         notes=tuple(front.notes),
         metadata=front.metadata,
+        setting_lines=front.lines,
         agent_problem=agent_problem,
     )
 
