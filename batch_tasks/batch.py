@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import staleness, taskfile, workdir as workdir_mod
+from . import plan_context, staleness, taskfile, workdir as workdir_mod
 from .budget import Budget
 from .plan import Plan, digest
 from .prompt import Template, load_template
@@ -25,6 +25,7 @@ class Batch:
     budget: Budget
     workdir: Path  # where its agents and checks run (see workdir.py)
     workdir_reason: str
+    documents: tuple[str, ...]  # its dialect's design documents beside it, from the workdir (see plan_context)
 
 
 def load(path: Path, for_dry_run: bool = False, read_records: bool = True) -> Batch:
@@ -49,13 +50,14 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True) -> Ba
         for item in group.items:
             fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
     workdir, workdir_reason = workdir_mod.resolve(plan)
+    documents = plan_context.documents(plan.dialect, path.parent, workdir)
     if any(group.settings["isolation"] == "worktree" for group in plan.groups):
         from .worktree import Isolation  # git is asked only by batches that use it
 
         Isolation(path, plan.settings, workdir=workdir).validate()
     if not read_records:
         return Batch(plan, state, templates, fingerprints, None, Budget(plan.settings.get("budget_usd"), 0.0),
-                     workdir, workdir_reason)
+                     workdir, workdir_reason, documents)
     verdicts = staleness.assess(plan, state, fingerprints)
     budget = Budget(plan.settings.get("budget_usd"), sum(verdict.spent_usd for verdict in verdicts.values()))
-    return Batch(plan, state, templates, fingerprints, verdicts, budget, workdir, workdir_reason)
+    return Batch(plan, state, templates, fingerprints, verdicts, budget, workdir, workdir_reason, documents)

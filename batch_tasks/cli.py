@@ -47,6 +47,7 @@ options:
   -a, --always-execute
                       run the selected items even if they are current
   --dry-run           print every item that would run, and why; run nothing
+  --prompts           with --dry-run: print each item's prompt as its agent gets it
   --failed            run only the items that failed last time
   --optional          also run the items marked optional (Kiro's `- [ ]*`)
   --joblog FILE       append a line per attempt as it ends to FILE, in GNU

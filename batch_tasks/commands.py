@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
@@ -28,10 +29,11 @@ from .doit_tasks import item_job
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
-from .lifecycle import check_prompts
+from .lifecycle import check_prompts, prompt_context
 from .live_view import view_for
 from .loader import BatchLoader
 from .merge_queue import MergeQueue
+from .prompt import render as render_prompt
 from .redaction import Redactor
 from .reporter import BatchReporter
 from .run import Run
@@ -58,6 +60,7 @@ opt_parallel = {
 opt_continue = flag("continue", "keep starting items after one failed (those that depend on it still wait)", short="c")
 opt_failed = flag("failed", "run only the items that failed last time")
 opt_optional = flag("optional", "also run the items marked optional (Kiro's `- [ ]*`)")
+opt_prompts = flag("prompts", "with --dry-run: print each item's prompt as its agent would get it")
 opt_joblog = {
     "name": "joblog",
     "long": "joblog",
@@ -101,8 +104,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_failed, opt_optional, opt_joblog,
-                   opt_executor, opt_scheduler)
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_prompts, opt_failed, opt_optional,
+                   opt_joblog, opt_executor, opt_scheduler)
 
     def execute(self, params, args):
         path = Path(params["taskfile"]).absolute()
@@ -179,7 +182,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     _rerun = "doit run-batch"
 
     def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False,
-                 optional=False, executor="", scheduler=""):
+                 optional=False, executor="", scheduler="", prompts=False):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
@@ -187,7 +190,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         will_run = {key for key, verdict in batch.verdicts.items() if key in selected and (verdict.runs or always)}
         if dry_run:
             check_prompts((control.tasks[key].meta["job"] for key in sorted(will_run)), batch.state)
-            return self._dry_run(batch, control, selected, always)
+            return self._dry_run(batch, control, selected, always, prompts)
         if not will_run <= self._checked:  # a selection: checked now, under the lock
             self._check(batch, will_run)
         self._hint_at_config()
@@ -245,7 +248,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write(f"report: doit batch-report --run {run.run_id}  (writes report.html)\n")
         return code
 
-    def _dry_run(self, batch, control, selected: set[str], always: bool) -> int:
+    def _dry_run(self, batch, control, selected: set[str], always: bool, prompts: bool) -> int:
         def reason(item):
             task = control.tasks[item.key]
             if self.dep_manager.status_is_ignore(task):
@@ -259,6 +262,10 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")
             self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
+            if prompts:
+                job = control.tasks[item.key].meta["job"]
+                text = render_prompt(job.template, prompt_context(job, batch.state, []))
+                self.outstream.write(textwrap.indent(text, "    | ", lambda line: True))
         left_out = [item for item in batch.plan.items() if item.optional and item.key not in control.tasks]
         for item in left_out:
             self.outstream.write(f"{item.key}  skipped (optional: run with --optional)\n")

@@ -45,6 +45,7 @@ class ItemJob:
     taskfile: Path
     workdir: Path  # where its agent and its check run (see workdir.py)
     batch_title: str
+    plan_context: Mapping[str, Any]  # the plan's preamble, its design documents, the workdir (see plan_context)
     group: Group  # its items are not carried along: see doit_tasks.build_tasks
     group_index: int
     item: Item
@@ -264,11 +265,11 @@ def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt]) -> 
     """What the prompt template is given for an item's next attempt."""
     item = job.item
     context: dict[str, Any] = {
-        "batch": {"title": job.batch_title, "path": str(job.taskfile)},
+        "batch": {"title": job.batch_title, "path": str(job.taskfile), **job.plan_context},
         "group": {"slug": job.group.slug, "title": job.group.title, "index": job.group_index,
-                  "body": job.group.body},
+                  "body": job.group.body, "context": job.group.context},
         "item": {"key": item.key, "module": item.module, "text": item.text, "body": item.body,
-                 "instruction": item.instruction, "line": item.line},
+                 "instruction": item.instruction, "line": item.line, "parent": item.parent},
         "previous": None,
         "previous_attempt": None,
     }

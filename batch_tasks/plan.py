@@ -46,6 +46,7 @@ class Item:
     # of `parent_needs` (its other required sub-tasks) is ticked too.
     parent_box: tuple[int, str] | None = None
     parent_needs: tuple[tuple[int, str], ...] = ()
+    parent: str = ""  # the task it is a part of (a Kiro sub-task's parent task), as written
     key: str = field(init=False, compare=False)  # its doit task name, GROUP:MODULE
     digest: str = field(init=False, compare=False)  # of its module and instruction: part of its fingerprint
     # Where its checkbox mark was in task.md's bytes when loaded (-1: unknown), so that a
@@ -77,6 +78,9 @@ class Group:
     items: tuple[Item, ...]
     limit: int | None = None  # its `parallel` hint: at most this many of its items at once
     body: str = ""  # the prose between its heading and its first item (`group.body` in templates)
+    # The sections it is inside of that come after the plan's preamble, each heading with its
+    # prose (spec-kit's phase above its `### Tests` group: its **Goal**, its **Independent Test**).
+    context: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Plan:
     notes: tuple[tuple[int, str], ...] = ()  # (line, message): e.g. metadata kept and ignored
     metadata: Mapping[str, Any] = field(default_factory=dict)  # front matter that is no setting
     setting_lines: Mapping[str, int] = field(default_factory=dict)  # the front matter's line of each setting
+    preamble: str = ""  # everything before the first group but the title: what the plan is about
     # (line, message) of an agent that cannot run as configured: an error for a run,
     # not for a dry run, which lists the plan anyway (see agent_error).
     agent_problem: tuple[int, str] | None = None

@@ -91,7 +91,7 @@ def _decode(path: Path, data: bytes) -> str:
 
 def parse(text: str, path: Path) -> Plan:
     """Parse task.md's text (without BOM) into a Plan, or raise TaskFileError."""
-    from . import dialects, front_matter, lint, outline as outline_mod
+    from . import dialects, front_matter, lint, outline as outline_mod, plan_context
 
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     front = front_matter.read(lines, path)
@@ -106,7 +106,8 @@ def parse(text: str, path: Path) -> Plan:
     if dialect in OWN_BY_INDENT:
         warnings += lint.loose_blocks(outline, [item for group in drafts for item in group.items])
     groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect)
-    title = next((h.title for h in outline.headings if h.level == 1), None)
+    title_heading = next((h for h in outline.headings if h.level == 1), None)
+    title = title_heading.title if title_heading else None
     return Plan(
         path=path,
         title=title or path.stem,
@@ -118,6 +119,7 @@ def parse(text: str, path: Path) -> Plan:
         notes=tuple(front.notes),
         metadata=front.metadata,
         setting_lines=front.lines,
+        preamble=plan_context.preamble(outline, drafts[0].heading, title_heading),
         agent_problem=agent_problem,
     )
 
@@ -161,6 +163,8 @@ def _hints(outline, path: Path) -> tuple[dict[int, dict[str, tuple[Any, int]]], 
 
 def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
     """The plan's groups, and the first agent problem (line, message) if any."""
+    from .plan_context import sections_above
+
     groups: list[Group] = []
     agent_problem = None
     for draft, slug in zip(drafts, _group_slugs(drafts, outline, path)):
@@ -185,6 +189,7 @@ def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
                 items=_items(draft, slug, group_settings["group_order"], path, dialect),
                 limit=values.get("parallel"),
                 body=draft.body,
+                context=sections_above(outline, heading, drafts[0].heading),
             )
         )
     return tuple(groups), agent_problem
@@ -281,6 +286,7 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
                 also_ticks=draft_item.also_ticks,
                 parent_box=draft_item.parent_box,
                 parent_needs=draft_item.parent_needs,
+                parent=draft_item.parent,
             )
         )
     return tuple(items)

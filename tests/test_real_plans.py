@@ -96,3 +96,70 @@ def test_an_isolated_kiro_plan_runs_its_agents_at_the_top_of_their_worktree(proj
     [entry] = project.recorded()
     assert "/.batch/tasks/worktrees/" in entry["cwd"]
     assert {"README.md", ".kiro"} <= set(entry["files"]), entry
+
+
+def prompt_of(project: Project, key: str) -> str:
+    return next(entry["prompt"] for entry in project.recorded() if entry["item"] == key)
+
+
+def in_order(text: str, *parts: str) -> None:
+    """Each part is in the text, after the one before."""
+    at = 0
+    for part in parts:
+        found = text.find(part, at)
+        assert found >= 0, f"{part!r} not found after position {at} in:\n{text}"
+        at = found + len(part)
+
+
+def test_a_spec_kit_item_is_told_the_plan_its_design_documents_and_its_phase(project):
+    plan = project.plan("specs/002-export/tasks.md", (FIXTURES / "speckit-tasks.md").read_text())
+    for name in ("spec.md", "plan.md", "data-model.md"):
+        (plan.parent / name).write_text(f"# {name}\n")
+    (plan.parent / "contracts").mkdir()
+    result = project.run(plan, "tests-for-user-story-1:T004")
+    assert result.returncode == 0, result.stdout + result.stderr
+    in_order(prompt_of(project, "tests-for-user-story-1:T004"),
+             'of the batch "Tasks: CSV export"',
+             "**Input**: Design documents from `specs/002-export/`",
+             "specs/002-export/spec.md, specs/002-export/plan.md, specs/002-export/data-model.md, specs/002-export/contracts/",
+             "## Phase 2: User Story 1 - Export a report",
+             "**Goal**: A user downloads any report as a CSV file",
+             "Step: Tests for User Story 1",
+             "> **NOTE: Write these tests FIRST",
+             "Contract test for `GET /reports/{id}.csv`")
+
+
+def test_a_superpowers_task_is_told_the_plans_goal_and_architecture(project):
+    text = (FIXTURES / "superpowers-plan.md").read_text().replace("---\n\n### Task 1", "---\n\n## Phase 1: The writer\n\n### Task 1")
+    plan = project.plan("docs/superpowers/plans/2025-01-01-csv-export.md", text)
+    result = project.run(plan, "phase-1-the-writer:task-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    in_order(prompt_of(project, "phase-1-the-writer:task-1"),
+             'of the batch "CSV Export Implementation Plan"',
+             "**Goal:** Let users download a report as CSV.",
+             "**Architecture:** A writer module and one endpoint.",
+             "Step: Phase 1: The writer",
+             "Module: task-1",
+             "**Files:**")
+
+
+def test_a_kiro_sub_task_is_told_its_parent_task(project):
+    plan = project.plan(".kiro/specs/csv-export/tasks.md", (FIXTURES / "kiro-tasks.md").read_text())
+    (plan.parent / "design.md").write_text("# Design\n")
+    (plan.parent / "requirements.md").write_text("# Requirements\n")
+    result = project.run(plan, "implementation-plan:2.2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    prompt = prompt_of(project, "implementation-plan:2.2")
+    in_order(prompt, ".kiro/specs/csv-export/requirements.md, .kiro/specs/csv-export/design.md",
+             "This item is part of the task:\n2. Write the CSV writer", "Module: 2.2", "Write one row per record")
+    assert "2.1 Write the header row" not in prompt
+
+
+def test_dry_run_prompts_shows_each_prompt(project):
+    plan = project.plan("specs/002-export/tasks.md", (FIXTURES / "speckit-tasks.md").read_text())
+    result = subprocess.run([sys.executable, "-m", "doit", "run-batch", "-T", str(plan), "--dry-run", "--prompts",
+                             "phase-1-setup:T001"], cwd=plan.parent, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "    | **Input**: Design documents from `specs/002-export/`\n" in result.stdout
+    assert "    | Create the `export/` package" in result.stdout
+    assert project.recorded() == []

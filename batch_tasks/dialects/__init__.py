@@ -37,6 +37,7 @@ class DraftItem:
     also_ticks: tuple[tuple[int, str], ...] = ()
     parent_box: tuple[int, str] | None = None
     parent_needs: tuple[tuple[int, str], ...] = ()
+    parent: str = ""  # the task it is part of, as written
 
 
 @dataclass
@@ -91,6 +92,12 @@ def prose(outline: Outline, first: int, last: int) -> str:
     """Lines first..last without comments (hints among them): a group's description."""
     hidden = {line for c in outline.comments if first <= c.line <= last for line in range(c.line, c.end + 1)}
     return "\n".join(outline.lines[n - 1] for n in range(first, last + 1) if n not in hidden).strip()
+
+
+def section_prose(outline: Outline, heading: Heading) -> str:
+    """A heading's own prose: up to the next heading, without comments."""
+    later = outline.headings[heading.index + 1].line - 1 if heading.index + 1 < len(outline.headings) else len(outline.lines)
+    return prose(outline, heading.line + 1, later)
 
 
 def group_body(outline: Outline, heading: Heading, first_item_line: int) -> str:

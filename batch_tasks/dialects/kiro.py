@@ -7,6 +7,7 @@ optional task, run only when asked for. `_Requirements: …_` lines stay in the 
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 from ..outline import Box, Outline
@@ -79,6 +80,7 @@ def read(outline: Outline, path: Path) -> Reading:
         parallel = bool(PARALLEL.search(text))
         text = PARALLEL.sub("", text, count=1).strip()
         parent, needs = ticks_parent.get(box.line, (None, []))
+        above = at_line[parents[box.line].line] if box.line in parents else None
         group_of(groups, outline, box, ordered=True).items.append(
             DraftItem(
                 text=text,
@@ -91,6 +93,14 @@ def read(outline: Outline, path: Path) -> Reading:
                 optional=box.star,
                 parent_box=(parent.line, parent.source) if parent else None,
                 parent_needs=tuple((b.line, b.source) for b in needs),
+                parent=_as_parent(outline, above, children[above.line]) if above else "",
             )
         )
     return Reading(list(groups.values()))
+
+
+def _as_parent(outline: Outline, parent: Box, subtasks: list[Box]) -> str:
+    """A parent task as its sub-tasks' agents are told of it: its line and its own lines, without its sub-tasks."""
+    inside = {n for box in subtasks for n in range(box.line, box.end + 1)}
+    own = [outline.lines[n - 1] for n in range(parent.line + 1, parent.end + 1) if n not in inside]
+    return "\n".join([parent.text, textwrap.dedent("\n".join(own)).strip("\n")]).strip()
