@@ -185,7 +185,10 @@ def _sibling(fd: int, size: int, start: int, indent: int, source: bytes, at: int
     data = os.pread(fd, size - start, start)
     before, after = source[:at], source[at + 1 :]
     candidates = []
+    fence = Fence()
     for number, (line_start, text) in enumerate(_lines(data, 0)):
+        if fence.inside(text):
+            continue  # code: a `# comment` or `#[test]` in it is no heading
         if number and text.startswith(b"#"):
             break
         if (number and len(text) - len(text.lstrip(b" \t")) == indent and len(text) == len(source)
@@ -209,6 +212,24 @@ def _block(fd: int, start: int, indent: int) -> list[tuple[int, bytes]]:
         if complete:
             return lines
         chunk *= 4
+
+
+class Fence:
+    """Whether a line, read in order, is part of a fenced code block (its fences included)."""
+
+    def __init__(self):
+        self.open: bytes | None = None  # the fence that opened the block we are in
+
+    def inside(self, text: bytes) -> bool:
+        stripped = text.lstrip(b" ")
+        if self.open is not None:
+            if stripped.startswith(self.open) and not stripped.lstrip(self.open[:1]).strip():
+                self.open = None
+            return True
+        if len(text) - len(stripped) <= 3 and stripped[:3] in (b"```", b"~~~"):
+            self.open = stripped[: len(stripped) - len(stripped.lstrip(stripped[:1]))]
+            return True
+        return False
 
 
 def _same_file(path: Path, opened: os.stat_result) -> bool:
@@ -257,15 +278,9 @@ def find_checkbox(data: bytes, group: Group, item: Item) -> int | None:
     heading = group.source_line.encode("utf-8").rstrip()
 
     candidates = []  # (under its heading, distance from its old line, offset)
-    current_heading, fence = None, None
+    current_heading, fence = None, Fence()
     for number, (line_start, text) in enumerate(_lines(data)):
-        stripped = text.lstrip(b" ")
-        if fence is not None:  # inside a code block nothing is a heading or an item
-            if stripped.startswith(fence):
-                fence = None
-            continue
-        if len(text) - len(stripped) <= 3 and stripped[:3] in (b"```", b"~~~"):
-            fence = stripped[:3]
+        if fence.inside(text):  # inside a code block nothing is a heading or an item
             continue
         if text.rstrip() == heading:
             current_heading = True

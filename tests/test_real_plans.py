@@ -163,3 +163,59 @@ def test_dry_run_prompts_shows_each_prompt(project):
     assert "    | **Input**: Design documents from `specs/002-export/`\n" in result.stdout
     assert "    | Create the `export/` package" in result.stdout
     assert project.recorded() == []
+
+
+SUPERPOWERS_WITH_COMMENTS = """# Config Loader Implementation Plan
+
+> **For agentic workers:** REQUIRED SUB-SKILL: Use superpowers:subagent-driven-development (recommended) or superpowers:executing-plans to implement this plan task-by-task. Steps use checkbox (`- [ ]`) syntax for tracking.
+
+**Goal:** Read settings from `config.toml`.
+
+---
+
+### Task 1: Parse the file
+
+**Files:**
+- Create: `src/config.rs`
+
+- [ ] **Step 1: Write the failing test**
+
+```rust
+#[test]
+fn reads_the_port() {
+    assert_eq!(parse("port = 8080").port, 8080);
+}
+```
+
+- [ ] **Step 2: Add the sample config**
+
+```toml
+# the default port
+port = 8080
+```
+
+- [ ] **Step 3: Run the test**
+
+```bash
+# expect one test to pass
+cargo test reads_the_port
+```
+
+- [ ] **Step 4: Commit**
+
+### Task 2: Document it
+
+- [ ] **Step 1: Write the section**
+- [ ] **Step 2: Commit**
+"""
+
+
+def test_superpowers_steps_after_code_with_hash_lines_are_ticked(project):
+    plan = project.plan("docs/superpowers/plans/2025-01-02-config.md", SUPERPOWERS_WITH_COMMENTS)
+    before = plan.read_bytes()
+    result = project.run(plan)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert plan.read_bytes() == before.replace(b"- [ ] **Step", b"- [x] **Step")
+    again = project.run(plan)
+    assert again.returncode == 0 and "0 done, 0 failed, 2 already done" in again.stdout, again.stdout + again.stderr
+    assert len(project.recorded()) == 2
