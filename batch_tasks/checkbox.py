@@ -45,7 +45,7 @@ _moves: dict[str, _Moves] = {}  # by task file; read and written under the tick 
 def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Path) -> bool:
     """Set the item's checkbox (and those that tick along); False when the item is no longer
     in the file as it was."""
-    mark = b"x" if done else b" "
+    mark = group.tick.encode() if done else b" "
     with file_lock(lock):
         for _ in range(ATTEMPTS):
             try:
@@ -60,7 +60,7 @@ def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Pat
                 offsets = [own, *_sub_boxes(fd, before.st_size, own, item)]
                 if done and item.parent_box is not None:
                     offsets += _parent_box(fd, before.st_size, item, offsets)
-                stale = [offset for offset in offsets if os.pread(fd, 1, offset).lower() != mark]
+                stale = [offset for offset in offsets if os.pread(fd, 1, offset).lower() != mark.lower()]
                 if not stale:
                     return True
                 # Write only if the file is still the one we read and the brackets are still there.

@@ -81,6 +81,7 @@ class Group:
     # The sections it is inside of that come after the plan's preamble, each heading with its
     # prose (spec-kit's phase above its `### Tests` group: its **Goal**, its **Independent Test**).
     context: str = ""
+    tick: str = "x"  # the mark its ticks write: `X` in a file ticked so (spec-kit's /implement writes `[X]`)
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,8 @@ def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
 
     groups: list[Group] = []
     agent_problem = None
+    marks = [box.mark for box in outline.boxes]
+    tick = "X" if marks.count("X") > marks.count("x") else "x"
     for draft, slug in zip(drafts, _group_slugs(drafts, outline, path)):
         hints: dict[str, tuple[Any, int]] = {}
         for heading in sorted(h for h in draft.headings if h is not None):
@@ -190,6 +192,7 @@ def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
                 limit=values.get("parallel"),
                 body=draft.body,
                 context=sections_above(outline, heading, drafts[0].heading),
+                tick=tick,
             )
         )
     return tuple(groups), agent_problem
@@ -296,7 +299,7 @@ def _waits_for_the_one_before(draft, item, group_order: str | None, before) -> b
     """`group_order` decides, else the dialect: in order, but for a run of parallel marks."""
     if group_order is not None:
         return group_order == "sequential"
-    return draft.ordered and not (item.parallel_mark and before.parallel_mark)
+    return draft.ordered and not (item.parallel_mark and before.parallel_mark and not item.new_run)
 
 
 def _agent_problem(group_settings, hints, front, path: Path) -> tuple[int, str] | None:

@@ -219,3 +219,27 @@ def test_superpowers_steps_after_code_with_hash_lines_are_ticked(project):
     again = project.run(plan)
     assert again.returncode == 0 and "0 done, 0 failed, 2 already done" in again.stdout, again.stdout + again.stderr
     assert len(project.recorded()) == 2
+
+
+def test_spec_kit_same_file_tasks_and_dependencies_wait_and_ticks_keep_the_files_x(project):
+    plan = project.plan("specs/001-photo-albums/tasks.md", (FIXTURES / "speckit-photo-albums.md").read_text())
+    before = plan.read_bytes()
+    graph = subprocess.run([sys.executable, "-m", "doit", "batch-graph", "-T", str(plan)], cwd=plan.parent,
+                           capture_output=True, text=True, timeout=60)
+    group = "implementation-for-user-story-1:"
+    # T005 names T003's file, T007 waits for T006 (## Dependencies): each starts a new run.
+    assert f"  {group}T005  ← {group}T003, {group}T004\n" in graph.stdout, graph.stdout
+    assert f"  {group}T006  ← {group}T003, {group}T004\n" in graph.stdout, graph.stdout
+    assert f"  {group}T007  ← {group}T005, {group}T006\n" in graph.stdout, graph.stdout
+    result = project.run(plan, "-n", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" not in result.stderr, result.stderr  # the **Checkpoint**: line is no item's lost block
+    assert plan.read_bytes() == before.replace(b"- [ ] T0", b"- [X] T0")
+
+
+def test_spec_kit_dependency_on_a_later_task_is_a_warning_at_its_line(project):
+    text = (FIXTURES / "speckit-photo-albums.md").read_text().replace("- T006 blocks T007", "- T003 depends on T007")
+    plan = project.plan("specs/001-photo-albums/tasks.md", text)
+    result = project.run(plan, "--dry-run")
+    line = plan.read_text().splitlines().index("- T003 depends on T007") + 1
+    assert f"tasks.md:{line}: warning: T003 is to wait for T007, which comes after it in the file" in result.stderr

@@ -33,6 +33,7 @@ class DraftItem:
     source_line: str
     module: str | None = None  # written by the user, or a task ID; else made from the text
     parallel_mark: bool = False  # spec-kit's [P], Kiro's (P): runs with the marked ones beside it
+    new_run: bool = False  # marked, but waits for the marked ones before it (spec-kit: the same file)
     optional: bool = False
     also_ticks: tuple[tuple[int, str], ...] = ()
     parent_box: tuple[int, str] | None = None
