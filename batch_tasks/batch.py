@@ -28,12 +28,15 @@ class Batch:
     documents: tuple[str, ...]  # its dialect's design documents beside it, from the workdir (see plan_context)
 
 
-def load(path: Path, for_dry_run: bool = False, read_records: bool = True) -> Batch:
+def load(path: Path, for_dry_run: bool = False, read_records: bool = True, optional: bool = False) -> Batch:
     """Raises TaskFileError or BatchError for anything wrong, before anything runs (a dry
-    run lists a plan whose agent is not set up, saying so)."""
+    run lists a plan whose agent is not set up, saying so). `optional`: the optional items
+    run too, in their place (--optional)."""
     path = path.absolute()
     state = BatchState(path)
     plan = taskfile.load_plan(path, cache_dir=state.root, for_dry_run=for_dry_run)
+    if optional:
+        plan = plan.with_optional()
     # Groups mostly share a template: each one is read, checked and digested once.
     by_setting: dict[str | None, tuple[Template, str]] = {}
     templates = {}

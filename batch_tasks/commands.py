@@ -116,7 +116,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if seen is not None and (said := nothing_to_do.answer(path, seen)) is not None:
                 return self._say_nothing_to_do(said)
             # Every mistake is found before anything is written.
-            batch = batch_mod.load(path, for_dry_run=params.get("dry_run"))
+            batch = batch_mod.load(path, for_dry_run=params.get("dry_run"), optional=params.get("optional", False))
             told = _tell_how_it_was_read(batch, dry_run=params.get("dry_run"))
             if executors.scheduler_of(batch.plan.settings, params.get("executor", ""), params.get("scheduler", "")):
                 from .executors import dask_cluster  # only a Dask run needs what it brings
@@ -134,7 +134,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 if recovered:
                     for note in recovery.recover(batch):
                         self.outstream.write(f"recovered: {note}\n")
-                    batch = batch_mod.load(path)  # as the repairs left it
+                    batch = batch_mod.load(path, optional=params.get("optional", False))  # as the repairs left it
                 self.loader.batch = batch
                 code = super().execute(params, args)
                 if seen is not None and not recovered:

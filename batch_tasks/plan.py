@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -100,6 +100,9 @@ class Plan:
     # (line, message) of an agent that cannot run as configured: an error for a run,
     # not for a dry run, which lists the plan anyway (see agent_error).
     agent_problem: tuple[int, str] | None = None
+    # Whether the optional items run (--optional): then they wait, and are waited for, in
+    # their place; else nothing waits for them. See with_optional.
+    runs_optional: bool = False
     _index: dict = field(default_factory=dict, compare=False, repr=False)
     # Each item's upstream, made once: items that wait for the same things share one
     # tuple, so that what depends on it can be worked out once per tuple.
@@ -116,8 +119,10 @@ class Plan:
             current: list[Item] = []
             for item in group.items:
                 if item.stage != stage:  # a new stage waits for the whole stage before it
-                    stage, before, current = item.stage, tuple(current), []
-                if not item.optional:  # nothing waits for an optional item
+                    stage = item.stage
+                    if current:  # a stage of optional items alone, left out: the one before it stands
+                        before, current = tuple(current), []
+                if self.runs_optional or not item.optional:
                     current.append(item)
                 if before:
                     waits = self._after_stage(before, group, previous, item)
@@ -142,7 +147,7 @@ class Plan:
         if group.settings.get("after") == "all":  # a barrier: everything before it
             earlier = self.groups[:position]
             if position not in self._everything:
-                self._everything[position] = tuple(i for g in earlier for i in g.items if not i.optional)
+                self._everything[position] = tuple(i for g in earlier for i in g.items if self.runs_optional or not i.optional)
             return self._everything[position], [g.slug for g in earlier]
         edge = self._pipeline_edge(group, previous, item)
         if edge is not None:
@@ -153,7 +158,7 @@ class Plan:
         """The group's items but the optional ones: the same tuple for every item after it."""
         key = ("required", group.slug)
         if key not in self._everything:
-            required = tuple(item for item in group.items if not item.optional)
+            required = tuple(item for item in group.items if self.runs_optional or not item.optional)
             self._everything[key] = group.items if len(required) == len(group.items) else required
         return self._everything[key]
 
@@ -170,6 +175,12 @@ class Plan:
             return None
         same = self._index[group.slug][2].get(item.module)
         return same if same is not None and same.module_given else None
+
+    def with_optional(self) -> "Plan":
+        """The same plan, its optional items run in their place: waiting, and waited for."""
+        if self.runs_optional or not any(item.optional for item in self.items()):
+            return self
+        return replace(self, runs_optional=True, _index={}, _upstream={}, _task_dep={}, _everything={})
 
     def group(self, slug: str) -> Group:
         return self._index[slug][1]

@@ -246,7 +246,7 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
 
     items: list[Item] = []
     seen: dict[str, int] = {}
-    stage, last_required = 0, None
+    stage, last = 0, None
     for draft_item in draft.items:
         module = draft_item.module
         if module is not None:
@@ -269,11 +269,10 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
             raise TaskFileError(path, draft_item.line, f"module name {module!r} contains '=': "
                                 "write it another way, e.g. with `-` (doit task names cannot hold '=')")
         seen[module] = draft_item.line
-        # An optional item takes the next stage, but the stage after it waits only for
-        # what it waits for: nothing waits for an optional item.
-        later = last_required is not None and _waits_for_the_one_before(draft, draft_item, group_order, last_required)
-        if not draft_item.optional:
-            stage, last_required = stage + later, draft_item
+        # Optional items take stages of their own, in order; whether anything waits for
+        # them is the plan's to say (Plan.runs_optional).
+        stage += last is not None and _waits_for_the_one_before(draft, draft_item, group_order, last)
+        last = draft_item
         items.append(
             Item(
                 group=slug,
@@ -284,7 +283,7 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
                 line=draft_item.line,
                 source_line=draft_item.source_line,
                 module_given=draft_item.module is not None,
-                stage=stage + later if draft_item.optional else stage,
+                stage=stage,
                 optional=draft_item.optional,
                 also_ticks=draft_item.also_ticks,
                 parent_box=draft_item.parent_box,

@@ -243,3 +243,44 @@ def test_spec_kit_dependency_on_a_later_task_is_a_warning_at_its_line(project):
     result = project.run(plan, "--dry-run")
     line = plan.read_text().splitlines().index("- T003 depends on T007") + 1
     assert f"tasks.md:{line}: warning: T003 is to wait for T007, which comes after it in the file" in result.stderr
+
+
+def test_kiro_parent_with_own_work_runs_and_optional_sub_tasks_run_in_their_place(project):
+    plan = project.plan(".kiro/specs/timezones/tasks.md", (FIXTURES / "kiro-optional.md").read_text())
+    before = plan.read_bytes()
+    result = project.run(plan, "-n", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    key = "implementation-plan:"
+    assert [entry["item"] for entry in project.recorded()] == [key + n for n in ("1", "2", "3", "4.1", "5")]
+    assert "Add `convert(dt, source, target)`" in prompt_of(project, key + "2")
+    assert "Round-trip" not in prompt_of(project, key + "2")
+    assert "implementation-plan:4.2  skipped (optional: run with --optional)" in project.run(plan, "--dry-run").stdout
+    optional_lines = box_lines(before, rb" *- \[ \]\* 2\.1| *- \[ \] 4\.[23]\*")
+    after = plan.read_bytes()
+    assert after == ticked(before, [n for n in box_lines(before, rb" *- \[ \]") if n not in optional_lines])
+
+    project.log.unlink()
+    plan = project.plan(".kiro/specs/timezones-2/tasks.md", (FIXTURES / "kiro-optional.md").read_text())
+    dry = subprocess.run([sys.executable, "-m", "doit", "run-batch", "-T", str(plan), "--optional", "--dry-run"],
+                         cwd=plan.parent, capture_output=True, text=True, timeout=60)
+    # The checkpoints wait for the optional tests before them, which run one at a time.
+    for waits in ("2.1", "4.2", "4.3"):
+        assert f"    after: {key}{waits}\n" in dry.stdout, dry.stdout
+    result = project.run(plan, "-n", "4", "--optional")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [entry["item"] for entry in project.recorded()] == [
+        key + n for n in ("1", "2", "2.1", "3", "4.1", "4.2", "4.3", "5")]
+    assert plan.read_bytes() == before.replace(b"- [ ]", b"- [x]")
+
+
+def ticked(before: bytes, lines: list[int]) -> bytes:
+    out = before.split(b"\n")
+    for number in lines:
+        out[number - 1] = out[number - 1].replace(b"[ ]", b"[x]", 1)
+    return b"\n".join(out)
+
+
+def box_lines(data: bytes, pattern: bytes) -> list[int]:
+    import re
+
+    return [n for n, line in enumerate(data.split(b"\n"), 1) if re.match(pattern, line)]
