@@ -91,7 +91,7 @@ def _decode(path: Path, data: bytes) -> str:
 
 def parse(text: str, path: Path) -> Plan:
     """Parse task.md's text (without BOM) into a Plan, or raise TaskFileError."""
-    from . import dialects, front_matter, lint, outline as outline_mod, plan_context
+    from . import dialects, front_matter, gates as gates_mod, lint, outline as outline_mod, plan_context
 
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     front = front_matter.read(lines, path)
@@ -99,13 +99,19 @@ def parse(text: str, path: Path) -> Plan:
     dialect, reason = dialects.detect(outline, path, front.settings.get("format"), front.lines.get("format"))
     reading = dialects.reader(dialect)(outline, path)
     hints, hint_warnings = _hints(outline, path)
+    gates = gates_mod.read(outline)
+    for group in reading.groups:
+        group.items = [item for item in group.items if item.gate_box or item.line not in gates.not_work]
     drafts = [group for group in reading.groups if group.items]
+    if not drafts and gates.not_work:
+        raise TaskFileError(path, min(gates.not_work), f"its {len(gates.not_work)} checkboxes are success criteria or in "
+                            "sections that say not to do them, and no other is an item: nothing to run")
     if not drafts:
         raise TaskFileError(path, *lint.nothing_found(outline))
     warnings = reading.warnings + hint_warnings + lint.lookalikes(outline, dialect)
     if dialect in OWN_BY_INDENT:
         warnings += lint.loose_blocks(outline, [item for group in drafts for item in group.items])
-    groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect)
+    groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect, gates)
     title_heading = next((h for h in outline.headings if h.level == 1), None)
     title = title_heading.title if title_heading else None
     return Plan(
@@ -116,7 +122,7 @@ def parse(text: str, path: Path) -> Plan:
         dialect=dialect,
         dialect_reason=reason,
         warnings=tuple(sorted(warnings)),
-        notes=tuple(front.notes),
+        notes=tuple(sorted(front.notes + gates.notes)),
         metadata=front.metadata,
         setting_lines=front.lines,
         preamble=plan_context.preamble(outline, drafts[0].heading, title_heading),
@@ -161,14 +167,15 @@ def _hints(outline, path: Path) -> tuple[dict[int, dict[str, tuple[Any, int]]], 
     return by_heading, warnings
 
 
-def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
+def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str, gates):
     """The plan's groups, and the first agent problem (line, message) if any."""
     from .plan_context import sections_above
 
     groups: list[Group] = []
     agent_problem = None
     marks = [box.mark for box in outline.boxes]
-    tick = "X" if marks.count("X") > marks.count("x") else "x"
+    # spec-kit's /implement ticks with `[X]`: a spec-kit file ticked so keeps it.
+    tick = "X" if dialect == "speckit" and marks.count("X") > marks.count("x") else "x"
     for draft, slug in zip(drafts, _group_slugs(drafts, outline, path)):
         hints: dict[str, tuple[Any, int]] = {}
         for heading in sorted(h for h in draft.headings if h is not None):
@@ -177,6 +184,9 @@ def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
                     raise TaskFileError(path, line, f"hint {name!r} is given twice in this group")
                 hints[name] = (value, line)
         values = {name: value for name, (value, _) in hints.items()}
+        gate = gates.check_for(outline, draft.heading)
+        if gate is not None:  # the plan's own criteria decide what lands, over every other check
+            values["check"] = gate
         group_settings = settings_mod.resolve(front.settings, values)
         problem = _agent_problem(group_settings, hints, front, path)  # raises what no dry run may pass
         agent_problem = agent_problem or problem

@@ -284,3 +284,43 @@ def box_lines(data: bytes, pattern: bytes) -> list[int]:
     import re
 
     return [n for n, line in enumerate(data.split(b"\n"), 1) if re.match(pattern, line)]
+
+
+def test_a_phased_plan_runs_each_phase_once_checked_by_its_own_automated_criteria(project):
+    plan = project.plan("thoughts/shared/plans/2025-01-08-session-export.md",
+                        (FIXTURES / "humanlayer-plan.md").read_text())
+    before = plan.read_bytes()
+    result = project.run(plan, "--continue")
+    # Phase 1 passes its criteria; phase 2's says transcript.md must exist, and nothing wrote it.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "read as a phased implementation plan" in result.stderr
+    assert [entry["item"] for entry in project.recorded()] == ["phase-1-session-reader:phase-1",
+                                                              "phase-2-the-export-command:phase-2"] * 1 + \
+        ["phase-2-the-export-command:phase-2"] * 2  # a failed check is retried twice, as check_retries says
+    prompt = prompt_of(project, "phase-1-session-reader:phase-1")
+    in_order(prompt, "Let users export a session's transcript", "Step: Phase 1: Session reader",
+             "**File**: `export/reader.py`", "# returns the events in the order")
+    lines = before.split(b"\n")
+    automated = [n for n, line in enumerate(lines, 1) if line.startswith(b"- [ ] The ")]
+    assert plan.read_bytes() == ticked(before, automated[:2])  # phase 1's automated criteria only
+    assert '"What We\'re NOT Doing": its 2 items are not run' in result.stderr
+    assert "note: for a person to verify (not run, never ticked): A real session loads with all its events" in result.stderr
+
+
+def test_a_deferred_section_of_a_fix_plan_is_not_run(project):
+    text = """# Fix Plan
+
+## High Priority
+- [ ] Fix the crash when the config file is empty
+- [ ] Make `--verbose` print the resolved paths
+
+## Deferred — DO NOT pick
+- [ ] Rewrite the parser with a grammar
+- [ ] Support YAML configs
+"""
+    plan = project.plan("fix_plan.md", text)
+    result = project.run(plan)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [entry["item"].split(":")[0] for entry in project.recorded()] == ["high-priority"] * 2
+    line = plan.read_text().splitlines().index("## Deferred — DO NOT pick") + 1
+    assert f'fix_plan.md:{line}: note: "Deferred — DO NOT pick": its 2 items are not run' in result.stderr, result.stderr

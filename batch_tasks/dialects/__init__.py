@@ -21,6 +21,7 @@ NAMES = {
     "kiro": "a Kiro task list",
     "superpowers": "a superpowers plan",
     "checklist": "a plain checklist",
+    "phases": "a phased implementation plan",
 }
 
 
@@ -39,6 +40,7 @@ class DraftItem:
     parent_box: tuple[int, str] | None = None
     parent_needs: tuple[tuple[int, str], ...] = ()
     parent: str = ""  # the task it is part of, as written
+    gate_box: bool = False  # its own box is a success criterion (the phases dialect): kept, not a gate's
 
 
 @dataclass
@@ -147,11 +149,11 @@ def by_heading(outline: Outline, split, *, ordered: bool, extent=own_extent) -> 
 
 def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | None) -> tuple[str, str]:
     """The dialect to read the file as, and why, in words."""
-    from . import batch, checklist, kiro, speckit, superpowers
+    from . import batch, checklist, kiro, phases, speckit, superpowers
 
     if chosen is not None:
         return chosen, f"read as {NAMES[chosen]}: `format: {chosen}` in the front matter, line {chosen_line}"
-    for module in (speckit, superpowers, kiro, checklist):
+    for module in (speckit, superpowers, kiro, phases, checklist):
         cue = module.cue(outline, path)
         if cue:
             return module.NAME, f"read as {NAMES[module.NAME]}: {cue}"
@@ -159,6 +161,6 @@ def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | 
 
 
 def reader(name: str):
-    from . import batch, checklist, kiro, speckit, superpowers
+    from . import batch, checklist, kiro, phases, speckit, superpowers
 
-    return {m.NAME: m for m in (batch, speckit, kiro, superpowers, checklist)}[name].read
+    return {m.NAME: m for m in (batch, speckit, kiro, superpowers, checklist, phases)}[name].read
