@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import plan_context, staleness, taskfile, workdir as workdir_mod
+from . import outside_settings, plan_context, staleness, taskfile, workdir as workdir_mod
 from .budget import Budget
 from .plan import Plan, digest
 from .prompt import Template, load_template
@@ -28,13 +28,16 @@ class Batch:
     documents: tuple[str, ...]  # its dialect's design documents beside it, from the workdir (see plan_context)
 
 
-def load(path: Path, for_dry_run: bool = False, read_records: bool = True, optional: bool = False) -> Batch:
+def load(path: Path, for_dry_run: bool = False, read_records: bool = True, optional: bool = False,
+         sets: tuple[str, ...] = ()) -> Batch:
     """Raises TaskFileError or BatchError for anything wrong, before anything runs (a dry
     run lists a plan whose agent is not set up, saying so). `optional`: the optional items
-    run too, in their place (--optional)."""
+    run too, in their place (--optional). `sets`: the --set KEY=VALUE given, over every
+    other setting (see outside_settings)."""
     path = path.absolute()
     state = BatchState(path)
-    plan = taskfile.load_plan(path, cache_dir=state.root, for_dry_run=for_dry_run)
+    outside = outside_settings.gather(path, sets)
+    plan = taskfile.load_plan(path, cache_dir=state.root, for_dry_run=for_dry_run, outside=outside)
     if optional:
         plan = plan.with_optional()
     # Groups mostly share a template: each one is read, checked and digested once.

@@ -48,6 +48,8 @@ options:
                       run the selected items even if they are current
   --dry-run           print every item that would run, and why; run nothing
   --prompts           with --dry-run: print each item's prompt as its agent gets it
+  --set KEY=VALUE     a setting, its value as YAML, over all others (repeatable;
+                      also: batch-tasks.toml, pyproject.toml [tool.batch-tasks])
   --failed            run only the items that failed last time
   --optional          also run the items marked optional (Kiro's `- [ ]*`)
   --joblog FILE       append a line per attempt as it ends to FILE, in GNU

@@ -60,6 +60,13 @@ opt_parallel = {
 opt_continue = flag("continue", "keep starting items after one failed (those that depend on it still wait)", short="c")
 opt_failed = flag("failed", "run only the items that failed last time")
 opt_optional = flag("optional", "also run the items marked optional (Kiro's `- [ ]*`)")
+opt_set = {
+    "name": "set",
+    "long": "set",
+    "type": list,
+    "default": [],
+    "help": "KEY=VALUE: a setting, its value as YAML, over the task file's own and every other (repeatable)",
+}
 opt_prompts = flag("prompts", "with --dry-run: print each item's prompt as its agent would get it")
 opt_joblog = {
     "name": "joblog",
@@ -104,8 +111,11 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_prompts, opt_failed, opt_optional,
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_dry_run, opt_prompts, opt_set, opt_failed, opt_optional,
                    opt_joblog, opt_executor, opt_scheduler)
+
+    def parse_execute(self, in_args):
+        return super().parse_execute(_settings_given_back(list(in_args)))
 
     def execute(self, params, args):
         path = Path(params["taskfile"]).absolute()
@@ -116,7 +126,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if seen is not None and (said := nothing_to_do.answer(path, seen)) is not None:
                 return self._say_nothing_to_do(said)
             # Every mistake is found before anything is written.
-            batch = batch_mod.load(path, for_dry_run=params.get("dry_run"), optional=params.get("optional", False))
+            how = {"optional": params.get("optional", False), "sets": tuple(params.get("set") or ())}
+            batch = batch_mod.load(path, for_dry_run=params.get("dry_run"), **how)
             told = _tell_how_it_was_read(batch, dry_run=params.get("dry_run"))
             if executors.scheduler_of(batch.plan.settings, params.get("executor", ""), params.get("scheduler", "")):
                 from .executors import dask_cluster  # only a Dask run needs what it brings
@@ -134,7 +145,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 if recovered:
                     for note in recovery.recover(batch):
                         self.outstream.write(f"recovered: {note}\n")
-                    batch = batch_mod.load(path, optional=params.get("optional", False))  # as the repairs left it
+                    batch = batch_mod.load(path, **how)  # as the repairs left it
                 self.loader.batch = batch
                 code = super().execute(params, args)
                 if seen is not None and not recovered:
@@ -182,7 +193,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     _rerun = "doit run-batch"
 
     def _execute(self, num_process=0, continue_=False, always=False, dry_run=False, joblog="", failed=False,
-                 optional=False, executor="", scheduler="", prompts=False):
+                 optional=False, executor="", scheduler="", prompts=False, set=()):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
@@ -274,6 +285,21 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         return 0
 
 
+def _settings_given_back(args: list[str]) -> list[str]:
+    """doit takes every `NAME=VALUE` argument as a variable of its own before a command sees
+    it, so `--set agent=claude` arrives as a bare `--set`: each gets its value back, in order."""
+    from doit import doit_cmd
+
+    stolen = list((getattr(doit_cmd, "_CMDLINE_VARS", None) or {}).items())
+    given = []
+    for arg in args:
+        given.append(arg)
+        if arg == "--set" and stolen:
+            name, value = stolen.pop(0)
+            given.append(f"{name}={value}")
+    return given
+
+
 def _tell_how_it_was_read(batch, dry_run: bool) -> list[str]:
     """How task.md was read (its dialect, when not this tool's own), where its items run (when
     not in its folder), and each warning and note at its line, on standard error, before
@@ -283,6 +309,9 @@ def _tell_how_it_was_read(batch, dry_run: bool) -> list[str]:
     lines = [plan.dialect_reason] if plan.dialect_reason and (dry_run or plan.dialect != "batch") else []
     if dry_run or batch.workdir != plan.path.parent:
         lines.append(f"items run in {batch.workdir}: {batch.workdir_reason}")
+    if dry_run and plan.setting_sources:
+        given = ", ".join(f"{name} ({where})" for name, where in plan.setting_sources.items())
+        lines.append(f"settings given: {given}")
     lines += [f"{name}:{line}: warning: {message}" for line, message in plan.warnings]
     lines += [f"{name}:{line}: note: {message}" for line, message in plan.notes]
     if dry_run and plan.agent_problem is not None:

@@ -96,6 +96,7 @@ class Plan:
     notes: tuple[tuple[int, str], ...] = ()  # (line, message): e.g. metadata kept and ignored
     metadata: Mapping[str, Any] = field(default_factory=dict)  # front matter that is no setting
     setting_lines: Mapping[str, int] = field(default_factory=dict)  # the front matter's line of each setting
+    setting_sources: Mapping[str, str] = field(default_factory=dict)  # where each setting given came from, in words
     preamble: str = ""  # everything before the first group but the title: what the plan is about
     # (line, message) of an agent that cannot run as configured: an error for a run,
     # not for a dry run, which lists the plan anyway (see agent_error).

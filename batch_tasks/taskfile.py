@@ -36,7 +36,7 @@ CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 OWN_BY_INDENT = ("batch", "speckit", "kiro")
 
 
-def load_plan(path: Path, cache_dir: Path | None = None, *, for_dry_run: bool = False) -> Plan:
+def load_plan(path: Path, cache_dir: Path | None = None, *, for_dry_run: bool = False, outside=None) -> Plan:
     """Read and parse task.md, reusing the plan cached (see plan_cache) for these bytes.
 
     An agent that cannot run as configured (plan.agent_problem) is an error, except
@@ -46,14 +46,17 @@ def load_plan(path: Path, cache_dir: Path | None = None, *, for_dry_run: bool = 
     reading the cache a few hundredths, so a batch that did not change loads fast.
     """
     data = _read(path)
+    # Settings from outside the file change the plan too: the cache's key covers them, as
+    # bytes after the file's own (the cache reads marks only where the file's items are).
+    keyed = data + (b"\0" + outside.salt() if outside else b"")
     if cache_dir is not None:
-        cached = plan_cache.load(cache_dir, path, data)
+        cached = plan_cache.load(cache_dir, path, keyed)
         if cached is not None:
             return _checked(cached, for_dry_run)
-    plan = parse(_decode(path, data), path)
+    plan = parse(_decode(path, data), path, outside)
     plan_cache.locate_marks(plan, data)
     if cache_dir is not None:
-        plan_cache.store(cache_dir, path, data, plan)
+        plan_cache.store(cache_dir, path, keyed, plan)
     return _checked(plan, for_dry_run)
 
 
@@ -89,12 +92,19 @@ def _decode(path: Path, data: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-def parse(text: str, path: Path) -> Plan:
-    """Parse task.md's text (without BOM) into a Plan, or raise TaskFileError."""
+def parse(text: str, path: Path, outside=None) -> Plan:
+    """Parse task.md's text (without BOM) into a Plan, or raise TaskFileError. `outside`: the
+    settings given from outside it (outside_settings.Outside), under and over its own."""
     from . import dialects, front_matter, gates as gates_mod, lint, outline as outline_mod, plan_context
+    from .outside_settings import Outside
 
+    outside = outside or Outside()
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     front = front_matter.read(lines, path)
+    sources = {name: outside.below_source for name in outside.below}
+    sources.update({name: f"front matter, line {line}" for name, line in front.lines.items()})
+    sources.update({name: "--set" for name in outside.above})
+    front.settings = {**outside.below, **front.settings}
     outline = outline_mod.read(lines, front.body_start)
     dialect, reason = dialects.detect(outline, path, front.settings.get("format"), front.lines.get("format"))
     reading = dialects.reader(dialect)(outline, path)
@@ -111,13 +121,13 @@ def parse(text: str, path: Path) -> Plan:
     warnings = reading.warnings + hint_warnings + lint.lookalikes(outline, dialect)
     if dialect in OWN_BY_INDENT:
         warnings += lint.loose_blocks(outline, [item for group in drafts for item in group.items])
-    groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect, gates)
+    groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect, gates, outside.above)
     title_heading = next((h for h in outline.headings if h.level == 1), None)
     title = title_heading.title if title_heading else None
     return Plan(
         path=path,
         title=title or path.stem,
-        settings=front.settings,
+        settings={**front.settings, **outside.above},
         groups=groups,
         dialect=dialect,
         dialect_reason=reason,
@@ -125,6 +135,7 @@ def parse(text: str, path: Path) -> Plan:
         notes=tuple(sorted(front.notes + gates.notes)),
         metadata=front.metadata,
         setting_lines=front.lines,
+        setting_sources=sources,
         preamble=plan_context.preamble(outline, drafts[0].heading, title_heading),
         agent_problem=agent_problem,
     )
@@ -167,7 +178,7 @@ def _hints(outline, path: Path) -> tuple[dict[int, dict[str, tuple[Any, int]]], 
     return by_heading, warnings
 
 
-def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str, gates):
+def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str, gates, over_all):
     """The plan's groups, and the first agent problem (line, message) if any."""
     from .plan_context import sections_above
 
@@ -187,7 +198,7 @@ def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str, 
         gate = gates.check_for(outline, draft.heading)
         if gate is not None:  # the plan's own criteria decide what lands, over every other check
             values["check"] = gate
-        group_settings = settings_mod.resolve(front.settings, values)
+        group_settings = settings_mod.resolve(front.settings, {**values, **over_all})  # --set, over everything
         problem = _agent_problem(group_settings, hints, front, path)  # raises what no dry run may pass
         agent_problem = agent_problem or problem
         heading = draft.heading

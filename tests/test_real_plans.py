@@ -324,3 +324,42 @@ def test_a_deferred_section_of_a_fix_plan_is_not_run(project):
     assert [entry["item"].split(":")[0] for entry in project.recorded()] == ["high-priority"] * 2
     line = plan.read_text().splitlines().index("## Deferred — DO NOT pick") + 1
     assert f'fix_plan.md:{line}: note: "Deferred — DO NOT pick": its 2 items are not run' in result.stderr, result.stderr
+
+
+def recorder_toml(log: Path) -> str:
+    return f"agent = \"command\"\ncommand = [{json.dumps(sys.executable)}, {json.dumps(str(RECORDER))}, {json.dumps(str(log))}]\n"
+
+
+def test_a_generated_plan_runs_unedited_with_settings_from_pyproject_and_set(project):
+    text = (FIXTURES / "speckit-tasks.md").read_text()
+    plan = project.plan("specs/002-export/tasks.md", text, front_matter=False)
+    (project.root / "pyproject.toml").write_text("[project]\nname = \"x\"\n\n[tool.batch-tasks]\n" + recorder_toml(project.log)
+                                                 + "parallel = 2\n")
+    result = project.run(plan, "phase-1-setup:T001")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [entry["item"] for entry in project.recorded()] == ["phase-1-setup:T001"]
+    other = project.root.parent / "other.jsonl"
+    dry = project.run(plan, "--dry-run", "--set", f"command=[{sys.executable}, {RECORDER}, {other}]", "--set", "parallel=3")
+    assert dry.returncode == 0, dry.stderr
+    assert "settings given: agent (pyproject.toml [tool.batch-tasks]), command (--set), parallel (--set)" in dry.stderr
+    result = project.run(plan, "phase-1-setup:T002", "--set", f"command=[{sys.executable}, {RECORDER}, {other}]")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The command is part of T001's fingerprint: changed, T001 is done again before T002.
+    assert [json.loads(line)["item"] for line in other.read_text().splitlines()] == ["phase-1-setup:T001", "phase-1-setup:T002"]
+    assert plan.read_text() == text.replace("- [ ] T001", "- [x] T001").replace("- [ ] T002", "- [x] T002")
+
+
+def test_front_matter_is_over_batch_tasks_toml_and_a_wrong_setting_there_names_its_line(project):
+    plan = project.plan("plans/task.md", "---\nparallel: 2\n---\n# W\n\n## Do\n- [ ] alpha: edit alpha\n", front_matter=False)
+    (plan.parent / "batch-tasks.toml").write_text(recorder_toml(project.log) + "parallel = 5\n")
+    dry = project.run(plan, "--dry-run")
+    assert "settings given: agent (batch-tasks.toml), command (batch-tasks.toml), parallel (front matter, line 2)" in dry.stderr
+    result = project.run(plan)
+    assert result.returncode == 0 and len(project.recorded()) == 1, result.stdout + result.stderr
+    (plan.parent / "batch-tasks.toml").write_text(recorder_toml(project.log) + "paralel = 5\n")
+    result = project.run(plan, "-a")
+    assert result.returncode == 3
+    assert "batch-tasks.toml:3: unknown setting 'paralel': did you mean 'parallel'?" in result.stderr, result.stderr
+    (plan.parent / "batch-tasks.toml").write_text(recorder_toml(project.log))
+    result = project.run(plan, "-a", "--set", "agent=claud")
+    assert result.returncode == 3 and "--set 'agent=claud': setting 'agent' must be one of" in result.stderr
