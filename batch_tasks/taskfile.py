@@ -132,11 +132,11 @@ def parse(text: str, path: Path, outside=None) -> Plan:
         dialect=dialect,
         dialect_reason=reason,
         warnings=tuple(sorted(warnings)),
-        notes=tuple(sorted(front.notes + gates.notes)),
+        notes=tuple(sorted(front.notes + gates.notes + reading.notes)),
         metadata=front.metadata,
         setting_lines=front.lines,
         setting_sources=sources,
-        preamble=plan_context.preamble(outline, drafts[0].heading, title_heading),
+        preamble=reading.preamble if reading.preamble is not None else plan_context.preamble(outline, drafts[0].heading, title_heading),
         agent_problem=agent_problem,
     )
 

@@ -363,3 +363,40 @@ def test_front_matter_is_over_batch_tasks_toml_and_a_wrong_setting_there_names_i
     (plan.parent / "batch-tasks.toml").write_text(recorder_toml(project.log))
     result = project.run(plan, "-a", "--set", "agent=claud")
     assert result.returncode == 3 and "--set 'agent=claud': setting 'agent' must be one of" in result.stderr
+
+
+def test_an_execplan_runs_its_progress_items_in_order_told_the_whole_plan(project):
+    plan = project.plan("docs/execplans/dry-run.md", (FIXTURES / "execplan.md").read_text())
+    before = plan.read_bytes()
+    result = project.run(plan, "-n", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "read as an ExecPlan (PLANS.md)" in result.stderr
+    items = [entry["item"] for entry in project.recorded()]
+    assert [item.split(":")[1][:16] for item in items] == ["add-the-dry-run-", "print-each-plann"]
+    prompt = prompt_of(project, items[0])
+    in_order(prompt, "After this change a user can run `sync --dry-run`", "Decision: the dry run prints to stdout",
+             "Add the option in `sync/cli.py`", "Run `sync --dry-run src dst`", "Step: Progress",
+             "Add the `--dry-run` option to `sync/cli.py`.")
+    assert "Print each planned copy" not in prompt.split("Step: Progress")[0]
+    assert plan.read_bytes() == before.replace(b"- [ ] ", b"- [x] ")
+
+
+def test_a_bmad_story_runs_its_tasks_told_the_story_and_ticks_their_subtasks(project):
+    plan = project.plan("docs/stories/1.2.password-reset.md", (FIXTURES / "bmad-story.md").read_text())
+    before = plan.read_bytes()
+    result = project.run(plan)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "read as a BMAD story" in result.stderr
+    items = [entry["item"] for entry in project.recorded()]
+    assert len(items) == 2 and items[0].startswith("tasks-subtasks:add-the-reset-token")
+    in_order(prompt_of(project, items[0]), "**I want** to reset my password by email", "1. A reset link is mailed",
+             "Tokens are single-use", "Step: Tasks / Subtasks", "Add the reset token model (AC: 1, 2)",
+             "- [ ] Create `ResetToken`")
+    assert plan.read_bytes() == before.replace(b"- [ ] ", b"- [x] ")
+
+
+def test_a_bmad_story_in_draft_says_so(project):
+    plan = project.plan("docs/stories/1.2.password-reset.md",
+                        (FIXTURES / "bmad-story.md").read_text().replace("\nApproved\n", "\nDraft\n"))
+    result = project.run(plan, "--dry-run")
+    assert "note: the story's status is 'Draft'" in result.stderr, result.stderr

@@ -22,6 +22,8 @@ NAMES = {
     "superpowers": "a superpowers plan",
     "checklist": "a plain checklist",
     "phases": "a phased implementation plan",
+    "execplan": "an ExecPlan (PLANS.md)",
+    "bmad": "a BMAD story",
 }
 
 
@@ -56,6 +58,10 @@ class DraftGroup:
 class Reading:
     groups: list[DraftGroup]
     warnings: list[tuple[int, str]] = field(default_factory=list)
+    notes: list[tuple[int, str]] = field(default_factory=list)
+    # What every item is told of the plan, where the dialect says (a document around one
+    # list: the whole of it but the list); else what comes before the first group.
+    preamble: str | None = None
 
 
 def slugify(text: str) -> str:
@@ -101,6 +107,17 @@ def section_prose(outline: Outline, heading: Heading) -> str:
     """A heading's own prose: up to the next heading, without comments."""
     later = outline.headings[heading.index + 1].line - 1 if heading.index + 1 < len(outline.headings) else len(outline.lines)
     return prose(outline, heading.line + 1, later)
+
+
+def document_around(outline: Outline, heading: Heading, title: Heading | None) -> str:
+    """The whole document but its title's line and one section (the list the items are read
+    from): what a plan of one list tells each of its items."""
+    last = outline.section_end(heading)
+    parts = [prose(outline, outline.body_start + 1, heading.line - 1), prose(outline, last + 1, len(outline.lines))]
+    text = "\n\n".join(part for part in parts if part)
+    if title is not None:
+        text = "\n".join(line for line in text.split("\n") if line != title.source)
+    return text.strip()
 
 
 def group_body(outline: Outline, heading: Heading, first_item_line: int) -> str:
@@ -149,11 +166,11 @@ def by_heading(outline: Outline, split, *, ordered: bool, extent=own_extent) -> 
 
 def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | None) -> tuple[str, str]:
     """The dialect to read the file as, and why, in words."""
-    from . import batch, checklist, kiro, phases, speckit, superpowers
+    from . import batch, bmad, checklist, execplan, kiro, phases, speckit, superpowers
 
     if chosen is not None:
         return chosen, f"read as {NAMES[chosen]}: `format: {chosen}` in the front matter, line {chosen_line}"
-    for module in (speckit, superpowers, kiro, phases, checklist):
+    for module in (speckit, superpowers, kiro, phases, execplan, bmad, checklist):
         cue = module.cue(outline, path)
         if cue:
             return module.NAME, f"read as {NAMES[module.NAME]}: {cue}"
@@ -161,6 +178,6 @@ def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | 
 
 
 def reader(name: str):
-    from . import batch, checklist, kiro, phases, speckit, superpowers
+    from . import batch, bmad, checklist, execplan, kiro, phases, speckit, superpowers
 
-    return {m.NAME: m for m in (batch, speckit, kiro, superpowers, checklist, phases)}[name].read
+    return {m.NAME: m for m in (batch, speckit, kiro, superpowers, checklist, phases, execplan, bmad)}[name].read
