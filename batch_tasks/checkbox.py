@@ -24,7 +24,6 @@ from pathlib import Path
 
 from .plan import Group, Item, mark_column
 from .state import file_lock
-from .taskfile import CHECKBOX
 
 ATTEMPTS = 5  # re-reads when the file changes under us; each is a fresh look
 MARKS = (b" ", b"x", b"X")
@@ -269,10 +268,10 @@ def find_checkbox(data: bytes, group: Group, item: Item) -> int | None:
     A candidate is a line equal to the item's own line but for the mark. Of
     several, those under the item's heading win, then the nearest to its old line.
     """
-    match = CHECKBOX.match(item.source_line)
-    if match is None:
+    column = mark_column(item.source_line)  # a list item's box, or a TODO heading's (`### [ ] …`)
+    if column is None:
         return None
-    mark_at = match.start(1)
+    mark_at = len(item.source_line[:column].encode("utf-8"))
     source = item.source_line.encode("utf-8")
     before, after = source[:mark_at], source[mark_at + 1 :]
     heading = group.source_line.encode("utf-8").rstrip()

@@ -122,7 +122,7 @@ def _relative_path(value: Any) -> str:
 
 
 # The task-list formats task.md may be read as (batch_tasks/dialects has one module each).
-FORMATS = ("batch", "speckit", "kiro", "superpowers", "checklist", "phases", "execplan", "bmad")
+FORMATS = ("batch", "speckit", "kiro", "superpowers", "checklist", "phases", "execplan", "bmad", "todo-headings")
 
 
 def _format(value: Any) -> str:

@@ -400,3 +400,18 @@ def test_a_bmad_story_in_draft_says_so(project):
                         (FIXTURES / "bmad-story.md").read_text().replace("\nApproved\n", "\nDraft\n"))
     result = project.run(plan, "--dry-run")
     assert "note: the story's status is 'Draft'" in result.stderr, result.stderr
+
+
+def test_agents_md_todo_headings_run_in_order_and_tick_their_heading(project):
+    plan = project.plan("AGENTS.md", (FIXTURES / "agents-todo.md").read_text())
+    before = plan.read_bytes()
+    result = project.run(plan, "-T", str(plan), "-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "read as a list of TODO headings" in result.stderr
+    items = [entry["item"] for entry in project.recorded()]
+    assert [item.split(":")[1][:12] for item in items] == ["add-a-dry-ru", "retry-failed"]
+    in_order(prompt_of(project, items[0]), "A command line tool that syncs folders", "`ruff check` must pass",
+             "Step: TODO", "Add a --dry-run flag to sync", "The option goes in `sync/cli.py`.")
+    assert plan.read_bytes() == before.replace(b"### [ ] ", b"### [x] ")
+    again = project.run(plan)
+    assert again.returncode == 0 and "0 done, 0 failed, 3 already done" in again.stdout, again.stdout

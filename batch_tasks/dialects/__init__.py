@@ -24,6 +24,7 @@ NAMES = {
     "phases": "a phased implementation plan",
     "execplan": "an ExecPlan (PLANS.md)",
     "bmad": "a BMAD story",
+    "todo-headings": "a list of TODO headings",
 }
 
 
@@ -166,11 +167,11 @@ def by_heading(outline: Outline, split, *, ordered: bool, extent=own_extent) -> 
 
 def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | None) -> tuple[str, str]:
     """The dialect to read the file as, and why, in words."""
-    from . import batch, bmad, checklist, execplan, kiro, phases, speckit, superpowers
+    from . import batch, bmad, checklist, execplan, kiro, phases, speckit, superpowers, todo_headings
 
     if chosen is not None:
         return chosen, f"read as {NAMES[chosen]}: `format: {chosen}` in the front matter, line {chosen_line}"
-    for module in (speckit, superpowers, kiro, phases, execplan, bmad, checklist):
+    for module in (speckit, superpowers, kiro, phases, execplan, bmad, todo_headings, checklist):
         cue = module.cue(outline, path)
         if cue:
             return module.NAME, f"read as {NAMES[module.NAME]}: {cue}"
@@ -178,6 +179,7 @@ def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | 
 
 
 def reader(name: str):
-    from . import batch, bmad, checklist, execplan, kiro, phases, speckit, superpowers
+    from . import batch, bmad, checklist, execplan, kiro, phases, speckit, superpowers, todo_headings
 
-    return {m.NAME: m for m in (batch, speckit, kiro, superpowers, checklist, phases, execplan, bmad)}[name].read
+    dialects = (batch, speckit, kiro, superpowers, checklist, phases, execplan, bmad, todo_headings)
+    return {m.NAME: m for m in dialects}[name].read
