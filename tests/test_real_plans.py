@@ -415,3 +415,42 @@ def test_agents_md_todo_headings_run_in_order_and_tick_their_heading(project):
     assert plan.read_bytes() == before.replace(b"### [ ] ", b"### [x] ")
     again = project.run(plan)
     assert again.returncode == 0 and "0 done, 0 failed, 3 already done" in again.stdout, again.stdout
+
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+# Where each dialect's files live, for the README's examples of them.
+HOMES = {"speckit": "specs/001-export/tasks.md", "kiro": ".kiro/specs/export/tasks.md",
+         "superpowers": "docs/superpowers/plans/2025-01-01-export.md", "phases": "thoughts/shared/plans/export.md",
+         "execplan": "docs/execplans/dry-run.md", "bmad": "docs/stories/1.2.story.md", "todo-headings": "AGENTS.md",
+         "checklist": "fix_plan.md"}
+
+
+def dialect_examples() -> list[tuple[str, str]]:
+    """Each dialect's example in the README's "Dialects" section: (dialect, the markdown block under its bullet)."""
+    import re
+    import textwrap
+
+    section = README[README.index("### Dialects"):README.index("### Settings")]
+    found = []
+    for bullet in re.split(r"^- \*\*`", section, flags=re.M)[1:]:
+        name = bullet.split("`", 1)[0]
+        block = re.search(r"^  (````?)markdown\n(.*?)^  \1$", bullet, re.M | re.S)
+        if name != "batch":
+            assert block, f"the README's {name} dialect has no example"
+            found.append((name, textwrap.dedent(block.group(2))))
+    return found
+
+
+@pytest.mark.parametrize("dialect, example", dialect_examples(), ids=[name for name, _ in dialect_examples()])
+def test_each_readme_dialect_example_runs_as_shown(project, dialect, example):
+    from batch_tasks.dialects import NAMES
+
+    assert set(HOMES) == {name for name, _ in dialect_examples()}
+    plan = project.plan(HOMES[dialect], example, front_matter=False)
+    command = f"command=[{sys.executable}, {RECORDER}, {project.log}]"
+    dry = project.run(plan, "--dry-run", "--set", "agent=command", "--set", command)
+    assert dry.returncode == 0 and f"read as {NAMES[dialect]}" in dry.stderr, dry.stdout + dry.stderr
+    if dialect == "phases":
+        return  # its check is the example's `make test`, which has no Makefile here to run
+    result = project.run(plan, "--set", "agent=command", "--set", command)
+    assert result.returncode == 0 and project.recorded(), result.stdout + result.stderr
