@@ -7,7 +7,7 @@ say not to do their items are skipped.
   the check of the section it is in, the phase, over every other `check` (the plan's
   own criteria decide what lands); its manual items are listed for a person, never run.
 - A section that says not to do its items (`Deferred — DO NOT pick`, `Out of scope`,
-  `Won't do`, `What we're NOT doing`) is skipped, with a note at its heading.
+  `Won't do`, `What we're NOT doing`, `❌ CANCELLED`) is skipped, with a note at its heading.
 
 Only reads the outline; taskfile drops the items and sets the checks.
 """
@@ -23,7 +23,8 @@ VERIFICATION = re.compile(r"\b(?:verification|success criteria|acceptance criter
 AUTOMATED = re.compile(r"\bautomated\b", re.I)
 MANUAL = re.compile(r"\b(?:manual|manually|by hand|human)\b", re.I)
 NOT_TO_DO = re.compile(
-    r"\b(?:deferred|out of scope|won'?t do|will not do|not doing|do not (?:pick|do|implement|start|touch)|don'?t (?:pick|do))\b",
+    r"\b(?:deferred|out of scope|won'?t do|will not do|not doing|cancell?ed|do not (?:pick|do|implement|start|touch)|"
+    r"don'?t (?:pick|do))\b",
     re.I,
 )
 CODE = re.compile(r"`([^`\n]+)`")

@@ -317,6 +317,9 @@ def test_a_deferred_section_of_a_fix_plan_is_not_run(project):
 ## Deferred — DO NOT pick
 - [ ] Rewrite the parser with a grammar
 - [ ] Support YAML configs
+
+## Phase 3: Colour output ❌ CANCELLED
+- [ ] Colour the diff lines
 """
     plan = project.plan("fix_plan.md", text)
     result = project.run(plan)
