@@ -44,6 +44,8 @@ _moves: dict[str, _Moves] = {}  # by task file; read and written under the tick 
 def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Path) -> bool:
     """Set the item's checkbox (and those that tick along); False when the item is no longer
     in the file as it was."""
+    if item.boxless:
+        return True  # nothing in the file to tick: its record is its state
     mark = group.tick.encode() if done else b" "
     with file_lock(lock):
         for _ in range(ATTEMPTS):

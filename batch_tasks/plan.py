@@ -47,6 +47,9 @@ class Item:
     parent_box: tuple[int, str] | None = None
     parent_needs: tuple[tuple[int, str], ...] = ()
     parent: str = ""  # the task it is a part of (a Kiro sub-task's parent task), as written
+    # No checkbox to tick (an older superpowers task, whose steps have none): its state is
+    # kept in the state folder only, and nothing in the file changes.
+    boxless: bool = False
     key: str = field(init=False, compare=False)  # its doit task name, GROUP:MODULE
     digest: str = field(init=False, compare=False)  # of its module and instruction: part of its fingerprint
     # Where its checkbox mark was in task.md's bytes when loaded (-1: unknown), so that a

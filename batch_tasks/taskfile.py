@@ -310,6 +310,7 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
                 parent_box=draft_item.parent_box,
                 parent_needs=draft_item.parent_needs,
                 parent=draft_item.parent,
+                boxless=draft_item.boxless,
             )
         )
     return tuple(items)

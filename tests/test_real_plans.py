@@ -457,3 +457,19 @@ def test_each_readme_dialect_example_runs_as_shown(project, dialect, example):
         return  # its check is the example's `make test`, which has no Makefile here to run
     result = project.run(plan, "--set", "agent=command", "--set", command)
     assert result.returncode == 0 and project.recorded(), result.stdout + result.stderr
+
+
+def test_an_older_superpowers_plan_without_boxes_runs_once_and_is_left_as_it_was(project):
+    plan = project.plan("docs/plans/2025-01-03-slug.md", (FIXTURES / "superpowers-old.md").read_text())
+    before = plan.read_bytes()
+    result = project.run(plan, "-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "has bold steps and no boxes: its state is kept in the state folder only" in result.stderr
+    assert [entry["item"] for entry in project.recorded()] == ["slug-helper-implementation-plan:task-1",
+                                                              "slug-helper-implementation-plan:task-2"]
+    in_order(prompt_of(project, "slug-helper-implementation-plan:task-1"), "**Step 1: Write the failing test**",
+             'git commit -m "feat: add slugify"')
+    assert plan.read_bytes() == before
+    again = project.run(plan)
+    assert again.returncode == 0 and "0 done, 0 failed, 2 already done" in again.stdout, again.stdout + again.stderr
+    assert len(project.recorded()) == 2

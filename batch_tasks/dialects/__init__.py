@@ -44,6 +44,7 @@ class DraftItem:
     parent_needs: tuple[tuple[int, str], ...] = ()
     parent: str = ""  # the task it is part of, as written
     gate_box: bool = False  # its own box is a success criterion (the phases dialect): kept, not a gate's
+    boxless: bool = False  # it has no checkbox: its state is kept in the state folder only
 
 
 @dataclass
