@@ -122,7 +122,7 @@ def _relative_path(value: Any) -> str:
 
 
 # The task-list formats task.md may be read as (batch_tasks/dialects has one module each).
-FORMATS = ("batch", "speckit", "kiro", "superpowers", "checklist", "phases", "execplan", "bmad", "todo-headings")
+FORMATS = ("batch", "speckit", "kiro", "superpowers", "checklist", "phases", "execplan", "bmad", "todo-headings", "cursor")
 
 
 def _format(value: Any) -> str:
@@ -252,7 +252,7 @@ METADATA_KEYS = frozenset(
     """title description summary tags labels date created updated modified author authors owner
     status state feature branch spec specs version id name type kind category priority epic
     project milestone issue issues ticket input inputs prerequisites requirements design
-    references links related progress phase phases estimate goal""".split()
+    references links related progress phase phases estimate goal overview todos isproject""".split()
 )
 
 

@@ -425,7 +425,7 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 HOMES = {"speckit": "specs/001-export/tasks.md", "kiro": ".kiro/specs/export/tasks.md",
          "superpowers": "docs/superpowers/plans/2025-01-01-export.md", "phases": "thoughts/shared/plans/export.md",
          "execplan": "docs/execplans/dry-run.md", "bmad": "docs/stories/1.2.story.md", "todo-headings": "AGENTS.md",
-         "checklist": "fix_plan.md"}
+         "checklist": "fix_plan.md", "cursor": ".cursor/plans/setup-route-hygiene.plan.md"}
 
 
 def dialect_examples() -> list[tuple[str, str]]:
@@ -473,3 +473,20 @@ def test_an_older_superpowers_plan_without_boxes_runs_once_and_is_left_as_it_was
     again = project.run(plan)
     assert again.returncode == 0 and "0 done, 0 failed, 2 already done" in again.stdout, again.stdout + again.stderr
     assert len(project.recorded()) == 2
+
+
+def test_a_cursor_plan_runs_its_open_todos_in_order_and_keeps_the_file_as_it_was(project):
+    plan = project.plan(".cursor/plans/setup-route-hygiene.plan.md", (FIXTURES / "cursor.plan.md").read_text(),
+                        front_matter=False)
+    before = plan.read_bytes()
+    command = f"command=[{sys.executable}, {RECORDER}, {project.log}]"
+    result = project.run(plan, "--set", "agent=command", "--set", command)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "read as a Cursor plan" in result.stderr and "kept in the state folder only" in result.stderr
+    assert [entry["item"] for entry in project.recorded()] == ["setup-route-hygiene:setup-honest-response",
+                                                              "setup-route-hygiene:tests"]
+    in_order(prompt_of(project, "setup-route-hygiene:tests"), "`app/api/setup/route.ts` seeds the admin user",
+             "Compare secrets with `crypto.timingSafeEqual`", "Add tests for the setup route's skipped seeding")
+    assert plan.read_bytes() == before
+    again = project.run(plan, "--set", "agent=command", "--set", command)
+    assert again.returncode == 0 and "0 done, 0 failed, 3 already done" in again.stdout, again.stdout + again.stderr

@@ -25,6 +25,7 @@ NAMES = {
     "execplan": "an ExecPlan (PLANS.md)",
     "bmad": "a BMAD story",
     "todo-headings": "a list of TODO headings",
+    "cursor": "a Cursor plan",
 }
 
 
@@ -168,11 +169,11 @@ def by_heading(outline: Outline, split, *, ordered: bool, extent=own_extent) -> 
 
 def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | None) -> tuple[str, str]:
     """The dialect to read the file as, and why, in words."""
-    from . import batch, bmad, checklist, execplan, kiro, phases, speckit, superpowers, todo_headings
+    from . import batch, bmad, checklist, cursor, execplan, kiro, phases, speckit, superpowers, todo_headings
 
     if chosen is not None:
         return chosen, f"read as {NAMES[chosen]}: `format: {chosen}` in the front matter, line {chosen_line}"
-    for module in (speckit, superpowers, kiro, phases, execplan, bmad, todo_headings, checklist):
+    for module in (cursor, speckit, superpowers, kiro, phases, execplan, bmad, todo_headings, checklist):
         cue = module.cue(outline, path)
         if cue:
             return module.NAME, f"read as {NAMES[module.NAME]}: {cue}"
@@ -180,7 +181,7 @@ def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | 
 
 
 def reader(name: str):
-    from . import batch, bmad, checklist, execplan, kiro, phases, speckit, superpowers, todo_headings
+    from . import batch, bmad, checklist, cursor, execplan, kiro, phases, speckit, superpowers, todo_headings
 
-    dialects = (batch, speckit, kiro, superpowers, checklist, phases, execplan, bmad, todo_headings)
+    dialects = (batch, speckit, kiro, superpowers, checklist, phases, execplan, bmad, todo_headings, cursor)
     return {m.NAME: m for m in dialects}[name].read
