@@ -99,6 +99,10 @@ def parse(text: str, path: Path, outside=None) -> Plan:
     from .outside_settings import Outside
 
     outside = outside or Outside()
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        what = "Taskmaster's tasks.json" if "taskmaster" in str(path).lower() or '"tasks"' in text else "JSON"
+        raise TaskFileError(path, 1, f"is {what}, not a markdown task list: it is not read (yet); nothing ran, "
+                            "nothing changed")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     front = front_matter.read(lines, path)
     sources = {name: outside.below_source for name in outside.below}

@@ -490,3 +490,18 @@ def test_a_cursor_plan_runs_its_open_todos_in_order_and_keeps_the_file_as_it_was
     assert plan.read_bytes() == before
     again = project.run(plan, "--set", "agent=command", "--set", command)
     assert again.returncode == 0 and "0 done, 0 failed, 3 already done" in again.stdout, again.stdout + again.stderr
+
+
+def test_a_taskmaster_tasks_json_is_refused_clearly_and_left_as_it_was(project):
+    tasks = {"master": {"tasks": [{"id": 1, "title": "Set up the project", "description": "Create the package layout",
+                                   "details": "Use the src/ layout", "testStrategy": "pytest runs", "priority": "high",
+                                   "dependencies": [], "status": "pending", "subtasks": []}],
+                        "metadata": {"created": "2025-06-01T00:00:00.000Z", "description": "Tasks for master context"}}}
+    path = project.root / ".taskmaster" / "tasks" / "tasks.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(tasks, indent=2))
+    before = path.read_bytes()
+    result = project.run(path)
+    assert result.returncode == 3
+    assert "tasks.json:1: is Taskmaster's tasks.json, not a markdown task list" in result.stderr, result.stderr
+    assert path.read_bytes() == before
