@@ -20,7 +20,7 @@ from doit.cmd_forget import Forget as DoitForget
 from doit.control import TaskControl
 
 from . import batch as batch_mod
-from . import executors, graph, history, nothing_to_do, process, recovery
+from . import executors, graph, history, nothing_to_do, outside_settings, process, recovery
 from .agents import AGENTS
 from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
@@ -115,7 +115,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                    opt_joblog, opt_executor, opt_scheduler)
 
     def parse_execute(self, in_args):
-        return super().parse_execute(_settings_given_back(list(in_args)))
+        return super().parse_execute(outside_settings.given_back(list(in_args)))
 
     def execute(self, params, args):
         path = Path(params["taskfile"]).absolute()
@@ -283,21 +283,6 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         self.outstream.write(f"{len(stale)} would run, {len(chosen) - len(stale)} up to date"
                              + (f", {len(left_out)} optional left out" if left_out else "") + "\n")
         return 0
-
-
-def _settings_given_back(args: list[str]) -> list[str]:
-    """doit takes every `NAME=VALUE` argument as a variable of its own before a command sees
-    it, so `--set agent=claude` arrives as a bare `--set`: each gets its value back, in order."""
-    from doit import doit_cmd
-
-    stolen = list((getattr(doit_cmd, "_CMDLINE_VARS", None) or {}).items())
-    given = []
-    for arg in args:
-        given.append(arg)
-        if arg == "--set" and stolen:
-            name, value = stolen.pop(0)
-            given.append(f"{name}={value}")
-    return given
 
 
 def _tell_how_it_was_read(batch, dry_run: bool) -> list[str]:

@@ -125,3 +125,18 @@ def parse_sets(sets) -> dict[str, Any]:
         except SettingError as error:
             raise BatchError(f"{SET_OPTION} {given!r}: {error}") from None
     return found
+
+
+def given_back(args: list[str]) -> list[str]:
+    """doit takes every `NAME=VALUE` argument as a variable of its own before a command sees
+    it, so `--set agent=claude` arrives as a bare `--set`: each gets its value back, in order."""
+    from doit import doit_cmd
+
+    stolen = list((getattr(doit_cmd, "_CMDLINE_VARS", None) or {}).items())
+    given = []
+    for arg in args:
+        given.append(arg)
+        if arg == SET_OPTION and stolen:
+            name, value = stolen.pop(0)
+            given.append(f"{name}={value}")
+    return given
