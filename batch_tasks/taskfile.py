@@ -110,7 +110,8 @@ def parse(text: str, path: Path, outside=None) -> Plan:
     sources.update({name: "--set" for name in outside.above})
     front.settings = {**outside.below, **front.settings}
     outline = outline_mod.read(lines, front.body_start)
-    dialect, reason = dialects.detect(outline, path, front.settings.get("format"), front.lines.get("format"))
+    chosen = {**front.settings, **outside.above}.get("format")
+    dialect, reason = dialects.detect(outline, path, chosen, sources.get("format"))
     reading = dialects.reader(dialect)(outline, path)
     hints, hint_warnings = _hints(outline, path)
     gates = gates_mod.read(outline)

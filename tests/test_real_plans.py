@@ -505,3 +505,9 @@ def test_a_taskmaster_tasks_json_is_refused_clearly_and_left_as_it_was(project):
     assert result.returncode == 3
     assert "tasks.json:1: is Taskmaster's tasks.json, not a markdown task list" in result.stderr, result.stderr
     assert path.read_bytes() == before
+
+
+def test_set_format_chooses_the_dialect_and_says_so(project):
+    plan = project.plan("plans/task.md", "# W\n\n## Do\n- [ ] alpha: edit alpha\n")
+    dry = project.run(plan, "--dry-run", "--set", "format=checklist")
+    assert dry.returncode == 0 and "read as a plain checklist: `format: checklist` from --set" in dry.stderr, dry.stderr

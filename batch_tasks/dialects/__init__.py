@@ -167,12 +167,13 @@ def by_heading(outline: Outline, split, *, ordered: bool, extent=own_extent) -> 
     return Reading(list(groups.values()))
 
 
-def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | None) -> tuple[str, str]:
-    """The dialect to read the file as, and why, in words."""
+def detect(outline: Outline, path: Path, chosen: str | None, chosen_where: str | None) -> tuple[str, str]:
+    """The dialect to read the file as, and why, in words (`chosen_where`: where `format:` was given)."""
     from . import batch, bmad, checklist, cursor, execplan, kiro, phases, speckit, superpowers, todo_headings
 
     if chosen is not None:
-        return chosen, f"read as {NAMES[chosen]}: `format: {chosen}` in the front matter, line {chosen_line}"
+        where = f"in the {chosen_where}" if str(chosen_where).startswith("front matter") else f"from {chosen_where}"
+        return chosen, f"read as {NAMES[chosen]}: `format: {chosen}` {where}"
     for module in (cursor, speckit, superpowers, kiro, phases, execplan, bmad, todo_headings, checklist):
         cue = module.cue(outline, path)
         if cue:
