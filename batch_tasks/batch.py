@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import staleness, taskfile
+from . import outside_settings, plan_context, staleness, taskfile, workdir as workdir_mod
 from .budget import Budget
 from .plan import Plan, digest
 from .prompt import Template, load_template
@@ -23,14 +23,21 @@ class Batch:
     fingerprints: dict[str, dict[str, str]]  # by item key
     verdicts: dict[str, staleness.Verdict] | None  # by item key; None when loaded without records
     budget: Budget
+    workdir: Path  # where its agents and checks run (see workdir.py)
+    workdir_reason: str
+    documents: tuple[str, ...]  # its dialect's design documents beside it, from the workdir (see plan_context)
 
 
-def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust_cache: bool = True) -> Batch:
+def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust_cache: bool = True,
+         optional: bool = False, sets: tuple[str, ...] = ()) -> Batch:
     """Raises TaskFileError or BatchError for anything wrong, before anything runs (a dry
     run lists a plan whose agent is not set up, saying so). `trust_cache=False`: the plan
-    as task.md has it (see taskfile.load_plan), for a run."""
+    as task.md has it (see taskfile.load_plan), for a run. `optional`: the optional items
+    run too, in their place (--optional). `sets`: the --set KEY=VALUE given, over every
+    other setting (see outside_settings)."""
     path = path.absolute()
     state = BatchState(path)
+    outside = outside_settings.gather(path, sets)
     # Groups mostly share a template: each one is read, checked and digested once.
     by_setting: dict[str | None, tuple[Template, str]] = {}
     templates = {}
@@ -44,21 +51,26 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
             templates[group.slug] = by_setting[setting][0]
 
     plan = taskfile.load_plan(path, cache_dir=state.root, for_dry_run=for_dry_run, trust_cache=trust_cache,
-                              before_keeping=load_templates)
-    if not templates:
-        load_templates(plan)  # taken from the cache
+                              before_keeping=load_templates, outside=outside)
+    if optional:
+        plan = plan.with_optional()
+    if not templates or optional:
+        load_templates(plan)  # taken from the cache, or groups its optional items make
     fingerprints = {}
     for group in plan.groups:
         template_part = by_setting[group.settings["template"]][1]
         settings_part = staleness.settings_digest(group.settings)
         for item in group.items:
             fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
+    workdir, workdir_reason = workdir_mod.resolve(plan)
+    documents = plan_context.documents(plan.dialect, path.parent, workdir)
     if any(group.settings["isolation"] == "worktree" for group in plan.groups):
         from .worktree import Isolation  # git is asked only by batches that use it
 
-        Isolation(path, plan.settings).validate()
+        Isolation(path, plan.settings, workdir=workdir).validate()
     if not read_records:
-        return Batch(plan, state, templates, fingerprints, None, Budget(plan.settings.get("budget_usd"), 0.0))
+        return Batch(plan, state, templates, fingerprints, None, Budget(plan.settings.get("budget_usd"), 0.0),
+                     workdir, workdir_reason, documents)
     verdicts = staleness.assess(plan, state, fingerprints)
     budget = Budget(plan.settings.get("budget_usd"), sum(verdict.spent_usd for verdict in verdicts.values()))
-    return Batch(plan, state, templates, fingerprints, verdicts, budget)
+    return Batch(plan, state, templates, fingerprints, verdicts, budget, workdir, workdir_reason, documents)

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from .plan import Group, Item, mark_column
 from .state import file_lock
-from .taskfile import CHECKBOX
 
 ATTEMPTS = 5  # re-reads when the file changes under us; each is a fresh look
 MARKS = (b" ", b"x", b"X")
@@ -45,7 +44,9 @@ _moves: dict[str, _Moves] = {}  # by task file; read and written under the tick 
 def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Path) -> bool:
     """Set the item's checkbox (and those that tick along); False when the item is no longer
     in the file as it was."""
-    mark = b"x" if done else b" "
+    if item.boxless:
+        return True  # nothing in the file to tick: its record is its state
+    mark = group.tick.encode() if done else b" "
     with file_lock(lock):
         for _ in range(ATTEMPTS):
             try:
@@ -60,7 +61,7 @@ def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Pat
                 offsets = [own, *_sub_boxes(fd, before.st_size, own, item)]
                 if done and item.parent_box is not None:
                     offsets += _parent_box(fd, before.st_size, item, offsets)
-                stale = [offset for offset in offsets if os.pread(fd, 1, offset).lower() != mark]
+                stale = [offset for offset in offsets if os.pread(fd, 1, offset).lower() != mark.lower()]
                 if not stale:
                     return True
                 # Write only if the file is still the one we read and the brackets are still there.
@@ -185,7 +186,10 @@ def _sibling(fd: int, size: int, start: int, indent: int, source: bytes, at: int
     data = os.pread(fd, size - start, start)
     before, after = source[:at], source[at + 1 :]
     candidates = []
+    fence = Fence()
     for number, (line_start, text) in enumerate(_lines(data, 0)):
+        if fence.inside(text):
+            continue  # code: a `# comment` or `#[test]` in it is no heading
         if number and text.startswith(b"#"):
             break
         if (number and len(text) - len(text.lstrip(b" \t")) == indent and len(text) == len(source)
@@ -209,6 +213,24 @@ def _block(fd: int, start: int, indent: int) -> list[tuple[int, bytes]]:
         if complete:
             return lines
         chunk *= 4
+
+
+class Fence:
+    """Whether a line, read in order, is part of a fenced code block (its fences included)."""
+
+    def __init__(self):
+        self.open: bytes | None = None  # the fence that opened the block we are in
+
+    def inside(self, text: bytes) -> bool:
+        stripped = text.lstrip(b" ")
+        if self.open is not None:
+            if stripped.startswith(self.open) and not stripped.lstrip(self.open[:1]).strip():
+                self.open = None
+            return True
+        if len(text) - len(stripped) <= 3 and stripped[:3] in (b"```", b"~~~"):
+            self.open = stripped[: len(stripped) - len(stripped.lstrip(stripped[:1]))]
+            return True
+        return False
 
 
 def _same_file(path: Path, opened: os.stat_result) -> bool:
@@ -248,24 +270,18 @@ def find_checkbox(data: bytes, group: Group, item: Item) -> int | None:
     A candidate is a line equal to the item's own line but for the mark. Of
     several, those under the item's heading win, then the nearest to its old line.
     """
-    match = CHECKBOX.match(item.source_line)
-    if match is None:
+    column = mark_column(item.source_line)  # a list item's box, or a TODO heading's (`### [ ] …`)
+    if column is None:
         return None
-    mark_at = match.start(1)
+    mark_at = len(item.source_line[:column].encode("utf-8"))
     source = item.source_line.encode("utf-8")
     before, after = source[:mark_at], source[mark_at + 1 :]
     heading = group.source_line.encode("utf-8").rstrip()
 
     candidates = []  # (under its heading, distance from its old line, offset)
-    current_heading, fence = None, None
+    current_heading, fence = None, Fence()
     for number, (line_start, text) in enumerate(_lines(data)):
-        stripped = text.lstrip(b" ")
-        if fence is not None:  # inside a code block nothing is a heading or an item
-            if stripped.startswith(fence):
-                fence = None
-            continue
-        if len(text) - len(stripped) <= 3 and stripped[:3] in (b"```", b"~~~"):
-            fence = stripped[:3]
+        if fence.inside(text):  # inside a code block nothing is a heading or an item
             continue
         if text.rstrip() == heading:
             current_heading = True

@@ -63,6 +63,9 @@ options:
   --dry-run           print every item that would run, and why; run nothing
   -q, --question      print nothing, run nothing: exit 1 if any item would
                       run, else 0 (make's -q)
+  --prompts           with --dry-run: print each item's prompt as its agent gets it
+  --set KEY=VALUE     a setting, its value as YAML, over all others (repeatable;
+                      also: batch-tasks.toml, pyproject.toml [tool.batch-tasks])
   --failed            run only the items that failed last time
   --optional          also run the items marked optional (Kiro's `- [ ]*`)
   --joblog FILE       append a line per attempt as it ends to FILE, in GNU

@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
@@ -19,7 +20,8 @@ from doit.cmd_forget import Forget as DoitForget
 from doit.control import TaskControl
 
 from . import batch as batch_mod
-from . import executors, forecast, graph, history, nothing_to_do, process, recovery, repository_guard, retry
+from . import (executors, forecast, graph, history, nothing_to_do, outside_settings, process, recovery,
+               repository_guard, retry)
 from .agents import AGENTS
 from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
@@ -28,11 +30,12 @@ from .doit_tasks import item_job
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
-from .lifecycle import check_prompts
+from .lifecycle import check_prompts, prompt_context
 from .live_view import view_for
 from .loader import BatchLoader
 from .main import typed
 from .merge_queue import MergeQueue
+from .prompt import render as render_prompt
 from .redaction import Redactor
 from .reporter import BatchReporter
 from .run import Run
@@ -60,6 +63,14 @@ opt_parallel = {
 opt_continue = flag("continue", "keep starting items after one failed (those that depend on it still wait)", short="c")
 opt_failed = flag("failed", "run only the items that failed last time")
 opt_optional = flag("optional", "also run the items marked optional (Kiro's `- [ ]*`)")
+opt_set = {
+    "name": "set",
+    "long": "set",
+    "type": list,
+    "default": [],
+    "help": "KEY=VALUE: a setting, its value as YAML, over the task file's own and every other (repeatable)",
+}
+opt_prompts = flag("prompts", "with --dry-run: print each item's prompt as its agent would get it")
 opt_joblog = {
     "name": "joblog",
     "long": "joblog",
@@ -105,8 +116,11 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "Runs every item whose checkbox is open, and every item that is stale, in\n"
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
-    cmd_options = (opt_parallel, opt_continue, opt_always, opt_upstream, opt_dry_run, opt_question, opt_failed, opt_optional, opt_joblog,
-                   opt_executor, opt_scheduler)
+    cmd_options = (opt_parallel, opt_continue, opt_always, opt_upstream, opt_dry_run, opt_prompts, opt_question, opt_set,
+                   opt_failed, opt_optional, opt_joblog, opt_executor, opt_scheduler)
+
+    def parse_execute(self, in_args):
+        return super().parse_execute(outside_settings.given_back(list(in_args)))
 
     def execute(self, params, args):
         path = Path(params["taskfile"]).absolute()
@@ -118,8 +132,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 return self._say_nothing_to_do(said)
             # Every mistake is found before anything is written.
             looks_only = params.get("dry_run") or params.get("question")
-            batch = batch_mod.load(path, for_dry_run=looks_only)
-            told = [] if params.get("question") else _tell_how_it_was_read(batch.plan, dry_run=params.get("dry_run"))
+            how = {"optional": params.get("optional", False), "sets": tuple(params.get("set") or ())}
+            batch = batch_mod.load(path, for_dry_run=looks_only, **how)
+            told = [] if params.get("question") else _tell_how_it_was_read(batch, dry_run=params.get("dry_run"))
             if executors.scheduler_of(batch.plan.settings, params.get("executor", ""), params.get("scheduler", "")):
                 from .executors import dask_cluster  # only a Dask run needs what it brings
 
@@ -130,7 +145,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 return super().execute(params, args)
             if args or params.get("always") or params.get("failed") or any(v.runs for v in batch.verdicts.values()):
                 # What runs comes from task.md as it is: an agent can write (and sign) the plan cache.
-                batch = batch_mod.load(path, trust_cache=False)
+                batch = batch_mod.load(path, trust_cache=False, **how)
             if not args and not params.get("failed") and not params.get("always"):
                 self._check(batch, {item.key for item in batch.plan.items()
                                     if batch.verdicts[item.key].runs and (params.get("optional") or not item.optional)})
@@ -139,7 +154,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 if recovered:
                     for note in recovery.recover(batch, waiting=self._say_waiting):
                         self.outstream.write(f"recovered: {note}\n")
-                    batch = batch_mod.load(path, trust_cache=False)  # as the repairs left it
+                    batch = batch_mod.load(path, trust_cache=False, **how)  # as the repairs left it
                 self.loader.batch = batch
                 code = super().execute(params, args)
                 if seen is not None and not recovered:
@@ -192,7 +207,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     _rerun = "doit run-batch"
 
     def _execute(self, num_process=0, continue_=False, always=False, upstream=False, dry_run=False, question=False,
-                 joblog="", failed=False, optional=False, executor="", scheduler=""):
+                 joblog="", failed=False, optional=False, executor="", scheduler="", prompts=False, set=()):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
@@ -203,7 +218,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             return EXIT_FAILED if self._would_run(batch, control, selected, forced)[1] else 0
         if dry_run:
             check_prompts((control.tasks[key].meta["job"] for key in sorted(will_run)), batch.state)
-            return self._dry_run(batch, control, selected, forced)
+            return self._dry_run(batch, control, selected, forced, prompts)
         if not will_run <= self._checked:  # a selection: checked now, under the lock
             self._check(batch, will_run)
         self._hint_at_config()
@@ -220,7 +235,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if estimates:
             self.outstream.write(forecast.total(estimates) + "\n")
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
-            run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor)
+            run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor, workdir=batch.workdir)
             run.isolation.prepare()
             run.repository = repository_guard.note(run.isolation.top)
             run.merge_queue = MergeQueue(run.isolation)
@@ -278,7 +293,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
 
         return chosen, [(item, why) for item in chosen if item not in ignored and (why := reason(item)) is not None], ignored
 
-    def _dry_run(self, batch, control, selected: set[str], forced: frozenset[str]) -> int:
+    def _dry_run(self, batch, control, selected: set[str], forced: frozenset[str], prompts: bool = False) -> int:
         chosen, stale, ignored = self._would_run(batch, control, selected, forced)
         width = max((len(item.key) for item, _ in stale), default=0)
         estimates = forecast.of_batch(batch, (item.key for item, _ in stale))
@@ -287,6 +302,10 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
             if item.key in estimates:
                 self.outstream.write(f"{'':<{width}}    cost: {forecast.line(estimates[item.key])}\n")
+            if prompts:
+                job = control.tasks[item.key].meta["job"]
+                text = render_prompt(job.template, prompt_context(job, batch.state, []))
+                self.outstream.write(textwrap.indent(text, "    | ", lambda line: True))
         self._tell_adjustments(batch.plan, {item.group for item, _ in stale})
         left_out = [item for item in batch.plan.items() if item.optional and item.key not in control.tasks]
         for item in left_out:
@@ -313,11 +332,18 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write("".join(f"    {line}\n" for line in lines.splitlines()))
 
 
-def _tell_how_it_was_read(plan, dry_run: bool) -> list[str]:
-    """How task.md was read (its dialect, when not this tool's own), and each warning and note
-    at its line, on standard error, before anything else; returns those lines."""
+def _tell_how_it_was_read(batch, dry_run: bool) -> list[str]:
+    """How task.md was read (its dialect, when not this tool's own), where its items run (when
+    not in its folder), and each warning and note at its line, on standard error, before
+    anything else; returns those lines."""
+    plan = batch.plan
     name = plan.path.name
     lines = [plan.dialect_reason] if plan.dialect_reason and (dry_run or plan.dialect != "batch") else []
+    if dry_run or batch.workdir != plan.path.parent:
+        lines.append(f"items run in {batch.workdir}: {batch.workdir_reason}")
+    if dry_run and plan.setting_sources:
+        given = ", ".join(f"{name} ({where})" for name, where in plan.setting_sources.items())
+        lines.append(f"settings given: {given}")
     lines += [f"{name}:{line}: warning: {message}" for line, message in plan.warnings]
     lines += [f"{name}:{line}: note: {message}" for line, message in plan.notes]
     if dry_run and plan.agent_problem is not None:
@@ -353,7 +379,7 @@ def _check_agents(batch, will_run: set[str]) -> None:
             continue
         name = group.settings["agent"]
         program = AGENTS[name].executable or group.settings["command"][0]
-        found = shutil.which(program) if "/" not in program else shutil.which(batch.plan.path.parent / program)
+        found = shutil.which(program) if "/" not in program else shutil.which(batch.workdir / program)
         if found is None:
             what = f"agent {name!r} needs the {program} command on PATH"
             raise BatchError(what if name != "command" else f"group {group.slug!r}: {program!r} is not a program on PATH")

@@ -64,7 +64,9 @@ def item_job(batch: Batch, index: int, bare_group, item):
     group = plan.groups[index]
     return ItemJob(
         taskfile=plan.path,
+        workdir=batch.workdir,
         batch_title=plan.title,
+        plan_context={"preamble": plan.preamble, "documents": batch.documents, "workdir": str(batch.workdir)},
         group=bare_group,
         group_index=index,
         item=item,

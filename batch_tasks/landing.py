@@ -73,9 +73,9 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
         return _protected(item_run, attempt, committed.commit)
     check = Check.from_settings(settings, item.group, item.module)
     if step == machine.CHECK_STEP:
-        here = workspace.path if workspace else item_run.job.taskfile.parent
+        here = workspace.path if workspace else item_run.job.workdir
         item_run.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
-        result = check.run(here, workspace.folder if workspace else here, item_run.run.supervisor, log,
+        result = check.run(here, workspace.workdir if workspace else here, item_run.run.supervisor, log,
                            redact=item_run.run.redactor, on_start=noting_processes(item_run, attempt))
         if workspace is not None:
             workspace.discard_leftovers()  # what a check leaves is never the item's work
@@ -110,7 +110,7 @@ def protected_touched(settings: Mapping, item, workspace, tip: str) -> list[str]
     its text does not name (see protected_paths)."""
     check = Check.from_settings(settings, item.group, item.module)
     named_by_check = protected_paths.check_paths(check.command(workspace.path) if check else (),
-                                                 str(workspace.isolation.relative_folder), str(workspace.path))
+                                                 str(workspace.isolation.relative_workdir), str(workspace.path))
     protect = protected_paths.globs(settings["protect"], named_by_check)
     changed = changed_paths(workspace.base, tip, workspace.isolation.top)
     return protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)

@@ -50,7 +50,9 @@ class ItemJob:
     """Everything one item's run needs, and nothing of the rest of the plan: plain data."""
 
     taskfile: Path
+    workdir: Path  # where its agent and its check run (see workdir.py)
     batch_title: str
+    plan_context: Mapping[str, Any]  # the plan's preamble, its design documents, the workdir (see plan_context)
     group: Group  # its items are not carried along: see doit_tasks.build_tasks
     group_index: int
     item: Item
@@ -279,10 +281,10 @@ class ItemRun:
             self.run.hub.publish("item_step", self.job.item.key, number, step, text)
 
     def workplace(self, number: int) -> tuple[Path, Mapping[str, str]]:
-        """Where the agent runs, and on what environment: task.md's folder, or its own worktree."""
+        """Where the agent runs, and on what environment: the batch's workdir, or the same folder in its own worktree."""
         job = self.job
         if job.settings["isolation"] != "worktree":
-            return job.taskfile.parent, os.environ
+            return job.workdir, os.environ
         if self.workspace is None:
             setup = job.settings.get("worktree_setup")
             self.tell_step(number, SETUP, shlex.join(setup) if setup else "making its worktree")
@@ -292,7 +294,7 @@ class ItemRun:
                                                                  on_start=self.noting_setup(number))
             if self.workspace.replaced is not None:  # an earlier attempt's work, renamed aside: named
                 self.kept_aside.append(_named(self.workspace.replaced))
-        return self.workspace.folder, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
+        return self.workspace.workdir, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
 
     def session_to_continue(self) -> str | None:
         """After a failed check, the session that made the work: the next attempt goes on with it in
@@ -380,11 +382,11 @@ def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
     the shared context (after an overflow) or add the item's history."""
     item = job.item
     context: dict[str, Any] = {
-        "batch": {"title": job.batch_title, "path": str(job.taskfile)},
+        "batch": {"title": job.batch_title, "path": str(job.taskfile), **job.plan_context},
         "group": {"slug": job.group.slug, "title": job.group.title, "index": job.group_index,
-                  "body": job.group.body},
+                  "body": job.group.body, "context": job.group.context},
         "item": {"key": item.key, "module": item.module, "text": item.text, "body": item.body,
-                 "instruction": item.instruction, "line": item.line},
+                 "instruction": item.instruction, "line": item.line, "parent": item.parent},
         "previous": None,
         "previous_attempt": None,
         "history": [],

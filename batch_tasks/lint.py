@@ -17,6 +17,8 @@ LOOKALIKE = re.compile(
     r"^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:(\[.?\])|[ \t]+(\[[^ xX\]]?\])|[ \t]+\[[ xX]\](\S))"
 )
 TASK_HEADING = re.compile(r"^Task[ \t]+\d", re.I)
+# A section's note after its items (spec-kit's `**Checkpoint**: …`): no item's instruction.
+SECTION_NOTE = re.compile(r"^\*\*Checkpoint\*\*:?")
 BOX = re.compile(r"\[[ xX]\]")
 
 
@@ -57,7 +59,7 @@ def loose_blocks(outline: Outline, items) -> list[tuple[int, str]]:
     """Items whose instruction is their first line alone while un-indented blocks follow
     them: CommonMark leaves those outside the item (superpowers' steps and their code)."""
     warnings = []
-    blocks = [block.line for block in outline.blocks]
+    blocks = [block.line for block in outline.blocks if not SECTION_NOTE.match(outline.lines[block.line - 1])]
     boundaries = sorted([box.line for box in outline.items()] + [h.line for h in outline.headings])
     for item in items:
         if item.body:

@@ -135,7 +135,7 @@ class MergeQueue:
         if check is not None and not is_ancestor(before, item, here):
             # The tip moved since the branch was made: the merged state is new, and must pass too.
             self._set_up_for(check, settings, log, on_start)
-            folder = here / isolation.relative_folder
+            folder = here / isolation.relative_workdir
             log.write(item_log.note_header(f"check on the merged state of {workspace.key}"))
             try:
                 checked = check.run(worktree=here, cwd=folder, supervisor=isolation.supervisor, log=log,

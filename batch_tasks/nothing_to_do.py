@@ -42,7 +42,8 @@ from typing import Any, Iterable, Mapping
 
 import doit
 
-from . import plan_cache
+from . import outside_settings, plan_cache
+from .errors import BatchError
 from .prompt import DEFAULT_TEMPLATE
 from .state import BatchState, open_to_read, write_atomic
 
@@ -87,6 +88,10 @@ def look(path: Path, config: Mapping[str, Any], holding_the_lock: bool = False) 
     inputs.update(f"{doit.__version__}\0{sys.version}\0{state.real_taskfile}\0".encode())
     inputs.update(json.dumps(config, sort_keys=True, default=str).encode() + b"\0")
     inputs.update(hashlib.sha256(data).digest())
+    try:
+        inputs.update(outside_settings.digest(path))  # settings from beside the plan change it too
+    except (OSError, BatchError):
+        return None
     return Look(inputs.hexdigest(), walked, newest, database)
 
 

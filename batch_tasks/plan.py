@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -46,6 +46,10 @@ class Item:
     # of `parent_needs` (its other required sub-tasks) is ticked too.
     parent_box: tuple[int, str] | None = None
     parent_needs: tuple[tuple[int, str], ...] = ()
+    parent: str = ""  # the task it is a part of (a Kiro sub-task's parent task), as written
+    # No checkbox to tick (an older superpowers task, whose steps have none): its state is
+    # kept in the state folder only, and nothing in the file changes.
+    boxless: bool = False
     key: str = field(init=False, compare=False)  # its doit task name, GROUP:MODULE
     digest: str = field(init=False, compare=False)  # of its module and instruction: part of its fingerprint
     # Where its checkbox mark was in task.md's bytes when loaded (-1: unknown), so that a
@@ -77,6 +81,10 @@ class Group:
     items: tuple[Item, ...]
     limit: int | None = None  # its `parallel` hint: at most this many of its items at once
     body: str = ""  # the prose between its heading and its first item (`group.body` in templates)
+    # The sections it is inside of that come after the plan's preamble, each heading with its
+    # prose (spec-kit's phase above its `### Tests` group: its **Goal**, its **Independent Test**).
+    context: str = ""
+    tick: str = "x"  # the mark its ticks write: `X` in a file ticked so (spec-kit's /implement writes `[X]`)
 
 
 @dataclass(frozen=True)
@@ -90,9 +98,15 @@ class Plan:
     warnings: tuple[tuple[int, str], ...] = ()  # (line, message): shown, nothing stops
     notes: tuple[tuple[int, str], ...] = ()  # (line, message): e.g. metadata kept and ignored
     metadata: Mapping[str, Any] = field(default_factory=dict)  # front matter that is no setting
+    setting_lines: Mapping[str, int] = field(default_factory=dict)  # the front matter's line of each setting
+    setting_sources: Mapping[str, str] = field(default_factory=dict)  # where each setting given came from, in words
+    preamble: str = ""  # everything before the first group but the title: what the plan is about
     # (line, message) of an agent that cannot run as configured: an error for a run,
     # not for a dry run, which lists the plan anyway (see agent_error).
     agent_problem: tuple[int, str] | None = None
+    # Whether the optional items run (--optional): then they wait, and are waited for, in
+    # their place; else nothing waits for them. See with_optional.
+    runs_optional: bool = False
     _index: dict = field(default_factory=dict, compare=False, repr=False)
     # Each item's upstream, made once: items that wait for the same things share one
     # tuple, so that what depends on it can be worked out once per tuple.
@@ -109,8 +123,10 @@ class Plan:
             current: list[Item] = []
             for item in group.items:
                 if item.stage != stage:  # a new stage waits for the whole stage before it
-                    stage, before, current = item.stage, tuple(current), []
-                if not item.optional:  # nothing waits for an optional item
+                    stage = item.stage
+                    if current:  # a stage of optional items alone, left out: the one before it stands
+                        before, current = tuple(current), []
+                if self.runs_optional or not item.optional:
                     current.append(item)
                 if before:
                     waits = self._after_stage(before, group, previous, item)
@@ -135,7 +151,7 @@ class Plan:
         if group.settings.get("after") == "all":  # a barrier: everything before it
             earlier = self.groups[:position]
             if position not in self._everything:
-                self._everything[position] = tuple(i for g in earlier for i in g.items if not i.optional)
+                self._everything[position] = tuple(i for g in earlier for i in g.items if self.runs_optional or not i.optional)
             return self._everything[position], [g.slug for g in earlier]
         edge = self._pipeline_edge(group, previous, item)
         if edge is not None:
@@ -146,7 +162,7 @@ class Plan:
         """The group's items but the optional ones: the same tuple for every item after it."""
         key = ("required", group.slug)
         if key not in self._everything:
-            required = tuple(item for item in group.items if not item.optional)
+            required = tuple(item for item in group.items if self.runs_optional or not item.optional)
             self._everything[key] = group.items if len(required) == len(group.items) else required
         return self._everything[key]
 
@@ -163,6 +179,12 @@ class Plan:
             return None
         same = self._index[group.slug][2].get(item.module)
         return same if same is not None and same.module_given else None
+
+    def with_optional(self) -> "Plan":
+        """The same plan, its optional items run in their place: waiting, and waited for."""
+        if self.runs_optional or not any(item.optional for item in self.items()):
+            return self
+        return replace(self, runs_optional=True, _index={}, _upstream={}, _task_dep={}, _everything={})
 
     def group(self, slug: str) -> Group:
         return self._index[slug][1]

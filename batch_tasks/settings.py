@@ -130,7 +130,7 @@ def _relative_path(value: Any) -> str:
 
 
 # The task-list formats task.md may be read as (batch_tasks/dialects has one module each).
-FORMATS = ("batch", "speckit", "kiro", "superpowers", "checklist")
+FORMATS = ("batch", "speckit", "kiro", "superpowers", "checklist", "phases", "execplan", "bmad", "todo-headings", "cursor")
 
 
 def _format(value: Any) -> str:
@@ -266,6 +266,8 @@ FIELDS: Mapping[str, Field] = {
         Field("allow_empty", _flag, False, group=True, fingerprinted=False),
         # What an item's work may not change (README: "A tick means the work landed").
         Field("protect", _protected_globs, protected_paths.DEFAULT, group=True, fingerprinted=False),
+        # Where agents and checks run, relative to task.md (default: see workdir.py).
+        Field("workdir", _relative_path, None, group=False, fingerprinted=False),
         # Where attempts run (README: "Beyond one machine"): this machine, or a Dask cluster's
         # workers, which fetch from and push to `remote` and get only the `pass_env` variables.
         Field("executor", _executor, "local", group=False, fingerprinted=False),
@@ -280,7 +282,7 @@ METADATA_KEYS = frozenset(
     """title description summary tags labels date created updated modified author authors owner
     status state feature branch spec specs version id name type kind category priority epic
     project milestone issue issues ticket input inputs prerequisites requirements design
-    references links related progress phase phases estimate goal""".split()
+    references links related progress phase phases estimate goal overview todos isproject""".split()
 )
 
 

@@ -117,7 +117,7 @@ def _own_reason(item: Item, status: ItemStatus, current: dict[str, str]) -> str 
     changed = [part for part, digest in current.items() if previous.get(part) != digest]
     if changed:
         return f"changed: {', '.join(changed)}"
-    if not item.done and record.get("ticked"):
+    if not item.done and not item.boxless and record.get("ticked"):
         return "unticked by hand"
     return None
 
@@ -134,6 +134,6 @@ def _upstream_reason(upstream: tuple[Item, ...], record, running: list[str], cur
 def _done_reason(item: Item, record) -> str:
     if record is None:
         return DONE_BY_HAND
-    if not item.done:
+    if not item.done and not item.boxless:
         return TICK_PENDING
     return "done"

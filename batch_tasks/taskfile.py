@@ -37,7 +37,7 @@ OWN_BY_INDENT = ("batch", "speckit", "kiro")
 
 
 def load_plan(path: Path, cache_dir: Path | None = None, *, for_dry_run: bool = False, trust_cache: bool = True,
-              before_keeping: Callable[[Plan], None] | None = None) -> Plan:
+              before_keeping: Callable[[Plan], None] | None = None, outside=None) -> Plan:
     """Read and parse task.md, reusing the plan cached (see plan_cache) for these bytes.
 
     An agent that cannot run as configured (plan.agent_problem) is an error, except
@@ -50,16 +50,19 @@ def load_plan(path: Path, cache_dir: Path | None = None, *, for_dry_run: bool = 
     reading the cache a few hundredths, so a batch that did not change loads fast.
     """
     data = _read(path)
+    # Settings from outside the file change the plan too: the cache's key covers them, as
+    # bytes after the file's own (the cache reads marks only where the file's items are).
+    keyed = data + (b"\0" + outside.salt() if outside else b"")
     if cache_dir is not None and trust_cache:
-        cached = plan_cache.load(cache_dir, path, data)
+        cached = plan_cache.load(cache_dir, path, keyed)
         if cached is not None:
             return _checked(cached, for_dry_run)
-    plan = _checked(parse(_decode(path, data), path), for_dry_run)
+    plan = _checked(parse(_decode(path, data), path, outside), for_dry_run)
     plan_cache.locate_marks(plan, data)
     if before_keeping is not None:
         before_keeping(plan)
     if cache_dir is not None:
-        plan_cache.store(cache_dir, path, data, plan)
+        plan_cache.store(cache_dir, path, keyed, plan)
     return plan
 
 
@@ -95,34 +98,56 @@ def _decode(path: Path, data: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-def parse(text: str, path: Path) -> Plan:
-    """Parse task.md's text (without BOM) into a Plan, or raise TaskFileError."""
-    from . import dialects, front_matter, lint, outline as outline_mod
+def parse(text: str, path: Path, outside=None) -> Plan:
+    """Parse task.md's text (without BOM) into a Plan, or raise TaskFileError. `outside`: the
+    settings given from outside it (outside_settings.Outside), under and over its own."""
+    from . import dialects, front_matter, gates as gates_mod, lint, outline as outline_mod, plan_context
+    from .outside_settings import Outside
 
+    outside = outside or Outside()
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        what = "Taskmaster's tasks.json" if "taskmaster" in str(path).lower() or '"tasks"' in text else "JSON"
+        raise TaskFileError(path, 1, f"is {what}, not a markdown task list: it is not read (yet); nothing ran, "
+                            "nothing changed")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     front = front_matter.read(lines, path)
+    sources = {name: outside.below_source for name in outside.below}
+    sources.update({name: f"front matter, line {line}" for name, line in front.lines.items()})
+    sources.update({name: "--set" for name in outside.above})
+    front.settings = {**outside.below, **front.settings}
     outline = outline_mod.read(lines, front.body_start)
-    dialect, reason = dialects.detect(outline, path, front.settings.get("format"), front.lines.get("format"))
+    chosen = {**front.settings, **outside.above}.get("format")
+    dialect, reason = dialects.detect(outline, path, chosen, sources.get("format"))
     reading = dialects.reader(dialect)(outline, path)
     hints = _hints(outline, path)
+    gates = gates_mod.read(outline)
+    for group in reading.groups:
+        group.items = [item for item in group.items if item.gate_box or item.line not in gates.not_work]
     drafts = [group for group in reading.groups if group.items]
+    if not drafts and gates.not_work:
+        raise TaskFileError(path, min(gates.not_work), f"its {len(gates.not_work)} checkboxes are success criteria or in "
+                            "sections that say not to do them, and no other is an item: nothing to run")
     if not drafts:
         raise TaskFileError(path, *lint.nothing_found(outline))
     warnings = reading.warnings + lint.lookalikes(outline, dialect)
     if dialect in OWN_BY_INDENT:
         warnings += lint.loose_blocks(outline, [item for group in drafts for item in group.items])
-    groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect)
-    title = next((h.title for h in outline.headings if h.level == 1), None)
+    groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect, gates, outside.above)
+    title_heading = next((h for h in outline.headings if h.level == 1), None)
+    title = title_heading.title if title_heading else None
     return Plan(
         path=path,
         title=title or path.stem,
-        settings=front.settings,
+        settings={**front.settings, **outside.above},
         groups=groups,
         dialect=dialect,
         dialect_reason=reason,
         warnings=tuple(sorted(warnings)),
-        notes=tuple(front.notes),
+        notes=tuple(sorted(front.notes + gates.notes + reading.notes)),
         metadata=front.metadata,
+        setting_lines=front.lines,
+        setting_sources=sources,
+        preamble=reading.preamble if reading.preamble is not None else plan_context.preamble(outline, drafts[0].heading, title_heading),
         agent_problem=agent_problem,
     )
 
@@ -162,10 +187,15 @@ def _hints(outline, path: Path) -> dict[int, dict[str, tuple[Any, int]]]:
     return by_heading
 
 
-def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
+def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str, gates, over_all):
     """The plan's groups, and the first agent problem (line, message) if any."""
+    from .plan_context import sections_above
+
     groups: list[Group] = []
     agent_problem = None
+    marks = [box.mark for box in outline.boxes]
+    # spec-kit's /implement ticks with `[X]`: a spec-kit file ticked so keeps it.
+    tick = "X" if dialect == "speckit" and marks.count("X") > marks.count("x") else "x"
     for draft, slug in zip(drafts, _group_slugs(drafts, outline, path)):
         hints: dict[str, tuple[Any, int]] = {}
         for heading in sorted(h for h in draft.headings if h is not None):
@@ -174,7 +204,10 @@ def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
                     raise TaskFileError(path, line, f"hint {name!r} is given twice in this group")
                 hints[name] = (value, line)
         values = {name: value for name, (value, _) in hints.items()}
-        group_settings = settings_mod.resolve(front.settings, values)
+        gate = gates.check_for(outline, draft.heading)
+        if gate is not None:  # the plan's own criteria decide what lands, over every other check
+            values["check"] = gate
+        group_settings = settings_mod.resolve(front.settings, {**values, **over_all})  # --set, over everything
         problem = _agent_problem(group_settings, hints, front, path)  # raises what no dry run may pass
         agent_problem = agent_problem or problem
         heading = draft.heading
@@ -188,6 +221,8 @@ def _groups(drafts, outline, front, hints_by_heading, path: Path, dialect: str):
                 items=_items(draft, slug, group_settings["group_order"], path, dialect),
                 limit=values.get("parallel"),
                 body=draft.body,
+                context=sections_above(outline, heading, drafts[0].heading),
+                tick=tick,
             )
         )
     return tuple(groups), agent_problem
@@ -241,7 +276,7 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
 
     items: list[Item] = []
     seen: dict[str, int] = {}
-    stage, last_required = 0, None
+    stage, last = 0, None
     for draft_item in draft.items:
         module = draft_item.module
         if module is not None:
@@ -264,11 +299,10 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
             raise TaskFileError(path, draft_item.line, f"module name {module!r} contains '=': "
                                 "write it another way, e.g. with `-` (doit task names cannot hold '=')")
         seen[module] = draft_item.line
-        # An optional item takes the next stage, but the stage after it waits only for
-        # what it waits for: nothing waits for an optional item.
-        later = last_required is not None and _waits_for_the_one_before(draft, draft_item, group_order, last_required)
-        if not draft_item.optional:
-            stage, last_required = stage + later, draft_item
+        # Optional items take stages of their own, in order; whether anything waits for
+        # them is the plan's to say (Plan.runs_optional).
+        stage += last is not None and _waits_for_the_one_before(draft, draft_item, group_order, last)
+        last = draft_item
         items.append(
             Item(
                 group=slug,
@@ -279,11 +313,13 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
                 line=draft_item.line,
                 source_line=draft_item.source_line,
                 module_given=draft_item.module is not None,
-                stage=stage + later if draft_item.optional else stage,
+                stage=stage,
                 optional=draft_item.optional,
                 also_ticks=draft_item.also_ticks,
                 parent_box=draft_item.parent_box,
                 parent_needs=draft_item.parent_needs,
+                parent=draft_item.parent,
+                boxless=draft_item.boxless,
             )
         )
     return tuple(items)
@@ -293,7 +329,7 @@ def _waits_for_the_one_before(draft, item, group_order: str | None, before) -> b
     """`group_order` decides, else the dialect: in order, but for a run of parallel marks."""
     if group_order is not None:
         return group_order == "sequential"
-    return draft.ordered and not (item.parallel_mark and before.parallel_mark)
+    return draft.ordered and not (item.parallel_mark and before.parallel_mark and not item.new_run)
 
 
 def _agent_problem(group_settings, hints, front, path: Path) -> tuple[int, str] | None:

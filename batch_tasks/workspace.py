@@ -66,8 +66,13 @@ class AttemptWorkspace:
 
     @property
     def folder(self) -> Path:
-        """task.md's folder inside the worktree: where the agent and the check run."""
+        """task.md's folder inside the worktree: where its setup runs."""
         return self.path / self.isolation.relative_folder
+
+    @property
+    def workdir(self) -> Path:
+        """The batch's workdir inside the worktree: where the agent and the check run."""
+        return self.path / self.isolation.relative_workdir
 
     def tip(self) -> str:
         return rev(f"refs/heads/{self.branch}", self.isolation.top)

@@ -70,10 +70,12 @@ def stale_lock(error: GitError, branch: str) -> BranchLocked | None:
 
 
 class Isolation:
-    def __init__(self, taskfile: Path, settings: Mapping[str, Any], supervisor: Supervisor | None = None):
+    def __init__(self, taskfile: Path, settings: Mapping[str, Any], supervisor: Supervisor | None = None,
+                 workdir: Path | None = None):
         self.taskfile = Path(taskfile).absolute()
         self.supervisor = supervisor or Supervisor()  # runs the setups (and the merge queue's checks)
         self.folder = self.taskfile.parent
+        self.workdir = Path(workdir).absolute() if workdir is not None else self.folder  # where agents and checks run
         self.settings = settings
         self.stem = safe_name(self.taskfile.stem)
         self.state_root = BatchState(self.taskfile).root
@@ -97,6 +99,11 @@ class Isolation:
     def relative_folder(self) -> Path:
         """task.md's folder, relative to the repository's top."""
         return Path(os.path.relpath(os.path.realpath(self.folder), os.path.realpath(self.top)))
+
+    @property
+    def relative_workdir(self) -> Path:
+        """Where agents and checks run (see workdir.py), relative to the repository's top."""
+        return Path(os.path.relpath(os.path.realpath(self.workdir), os.path.realpath(self.top)))
 
     @property
     def ref(self) -> str:

@@ -21,6 +21,11 @@ NAMES = {
     "kiro": "a Kiro task list",
     "superpowers": "a superpowers plan",
     "checklist": "a plain checklist",
+    "phases": "a phased implementation plan",
+    "execplan": "an ExecPlan (PLANS.md)",
+    "bmad": "a BMAD story",
+    "todo-headings": "a list of TODO headings",
+    "cursor": "a Cursor plan",
 }
 
 
@@ -33,10 +38,14 @@ class DraftItem:
     source_line: str
     module: str | None = None  # written by the user, or a task ID; else made from the text
     parallel_mark: bool = False  # spec-kit's [P], Kiro's (P): runs with the marked ones beside it
+    new_run: bool = False  # marked, but waits for the marked ones before it (spec-kit: the same file)
     optional: bool = False
     also_ticks: tuple[tuple[int, str], ...] = ()
     parent_box: tuple[int, str] | None = None
     parent_needs: tuple[tuple[int, str], ...] = ()
+    parent: str = ""  # the task it is part of, as written
+    gate_box: bool = False  # its own box is a success criterion (the phases dialect): kept, not a gate's
+    boxless: bool = False  # it has no checkbox: its state is kept in the state folder only
 
 
 @dataclass
@@ -52,6 +61,10 @@ class DraftGroup:
 class Reading:
     groups: list[DraftGroup]
     warnings: list[tuple[int, str]] = field(default_factory=list)
+    notes: list[tuple[int, str]] = field(default_factory=list)
+    # What every item is told of the plan, where the dialect says (a document around one
+    # list: the whole of it but the list); else what comes before the first group.
+    preamble: str | None = None
 
 
 def slugify(text: str) -> str:
@@ -91,6 +104,23 @@ def prose(outline: Outline, first: int, last: int) -> str:
     """Lines first..last without comments (hints among them): a group's description."""
     hidden = {line for c in outline.comments if first <= c.line <= last for line in range(c.line, c.end + 1)}
     return "\n".join(outline.lines[n - 1] for n in range(first, last + 1) if n not in hidden).strip()
+
+
+def section_prose(outline: Outline, heading: Heading) -> str:
+    """A heading's own prose: up to the next heading, without comments."""
+    later = outline.headings[heading.index + 1].line - 1 if heading.index + 1 < len(outline.headings) else len(outline.lines)
+    return prose(outline, heading.line + 1, later)
+
+
+def document_around(outline: Outline, heading: Heading, title: Heading | None) -> str:
+    """The whole document but its title's line and one section (the list the items are read
+    from): what a plan of one list tells each of its items."""
+    last = outline.section_end(heading)
+    parts = [prose(outline, outline.body_start + 1, heading.line - 1), prose(outline, last + 1, len(outline.lines))]
+    text = "\n\n".join(part for part in parts if part)
+    if title is not None:
+        text = "\n".join(line for line in text.split("\n") if line != title.source)
+    return text.strip()
 
 
 def group_body(outline: Outline, heading: Heading, first_item_line: int) -> str:
@@ -137,13 +167,14 @@ def by_heading(outline: Outline, split, *, ordered: bool, extent=own_extent) -> 
     return Reading(list(groups.values()))
 
 
-def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | None) -> tuple[str, str]:
-    """The dialect to read the file as, and why, in words."""
-    from . import batch, checklist, kiro, speckit, superpowers
+def detect(outline: Outline, path: Path, chosen: str | None, chosen_where: str | None) -> tuple[str, str]:
+    """The dialect to read the file as, and why, in words (`chosen_where`: where `format:` was given)."""
+    from . import batch, bmad, checklist, cursor, execplan, kiro, phases, speckit, superpowers, todo_headings
 
     if chosen is not None:
-        return chosen, f"read as {NAMES[chosen]}: `format: {chosen}` in the front matter, line {chosen_line}"
-    for module in (speckit, superpowers, kiro, checklist):
+        where = f"in the {chosen_where}" if str(chosen_where).startswith("front matter") else f"from {chosen_where}"
+        return chosen, f"read as {NAMES[chosen]}: `format: {chosen}` {where}"
+    for module in (cursor, speckit, superpowers, kiro, phases, execplan, bmad, todo_headings, checklist):
         cue = module.cue(outline, path)
         if cue:
             return module.NAME, f"read as {NAMES[module.NAME]}: {cue}"
@@ -151,6 +182,7 @@ def detect(outline: Outline, path: Path, chosen: str | None, chosen_line: int | 
 
 
 def reader(name: str):
-    from . import batch, checklist, kiro, speckit, superpowers
+    from . import batch, bmad, checklist, cursor, execplan, kiro, phases, speckit, superpowers, todo_headings
 
-    return {m.NAME: m for m in (batch, speckit, kiro, superpowers, checklist)}[name].read
+    dialects = (batch, speckit, kiro, superpowers, checklist, phases, execplan, bmad, todo_headings, cursor)
+    return {m.NAME: m for m in dialects}[name].read

@@ -7,13 +7,15 @@ optional task, run only when asked for. `_Requirements: …_` lines stay in the 
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 from ..outline import Box, Outline
 from . import DraftGroup, DraftItem, Reading, group_of, lines_after
 
 NAME = "kiro"
-NUMBER = re.compile(r"^(\d+(?:\.\d+)*)\.?(?:[ \t]+|$)(.*)$", re.S)
+# `2.3`, `2.`, and cc-sdd's optional `2.3*` (Kiro's own is `- [ ]* 2.3`).
+NUMBER = re.compile(r"^(\d+(?:\.\d+)*)\.?(\*)?(?:[ \t]+|$)(.*)$", re.S)
 PARALLEL = re.compile(r"[ \t]*\(P\)")
 REQUIREMENTS = re.compile(r"^[ \t]*(?:[-*+][ \t]+)?_Requirements:")
 
@@ -24,13 +26,20 @@ def cue(outline: Outline, path: Path) -> str | None:
     numbered = [box for box in outline.boxes if NUMBER.match(box.text)]
     if not numbered or len(numbered) * 2 < len(outline.items()):
         return None
-    optional = next((box for box in numbered if box.star), None)
+    optional = next((box for box in numbered if _optional(box)), None)
     if optional is not None:
-        return f'numbered tasks, and an optional one "- [ ]*" at line {optional.line}'
+        marked = "- [ ]*" if optional.star else f"{NUMBER.match(optional.text).group(1)}*"
+        return f'numbered tasks, and an optional one "{marked}" at line {optional.line}'
     for number, line in enumerate(outline.lines, 1):
         if REQUIREMENTS.match(line):
             return f'numbered tasks with "_Requirements:" lines (line {number})'
     return None
+
+
+def _optional(box: Box) -> bool:
+    """Kiro's `- [ ]* 2.3`, or cc-sdd's `- [ ] 2.3*`."""
+    number = NUMBER.match(box.text)
+    return box.star or bool(number and number.group(2))
 
 
 def _parents(boxes: list[Box]) -> dict[int, Box]:
@@ -63,34 +72,54 @@ def read(outline: Outline, path: Path) -> Reading:
         if box.line in parents:
             children.setdefault(parents[box.line].line, []).append(box)
     # The box of a parent task is ticked with its last required sub-task, once the others are.
+    # A parent whose sub-tasks are all optional is work of its own: its box is its item's.
     ticks_parent: dict[int, tuple[Box, list[Box]]] = {}
     at_line = {box.line: box for box in boxes}
+    own_work = set()
     for parent_line, subtasks in children.items():
         parent = at_line[parent_line]
-        required = [box for box in subtasks if not box.star] or subtasks
+        required = [box for box in subtasks if not _optional(box)]
+        if not required and _own_lines(outline, parent, subtasks):
+            own_work.add(parent_line)
+            continue
+        required = required or subtasks
         ticks_parent[required[-1].line] = (parent, required[:-1])
 
     groups: dict[int | None, DraftGroup] = {}
     for box in boxes:
-        if box.line in children:
+        if box.line in children and box.line not in own_work:
             continue  # a parent task: its sub-tasks are the work
         number = NUMBER.match(box.text)
-        module, text = (number.group(1), number.group(2)) if number else (None, box.text)
+        module, text = (number.group(1), number.group(3)) if number else (None, box.text)
         parallel = bool(PARALLEL.search(text))
         text = PARALLEL.sub("", text, count=1).strip()
         parent, needs = ticks_parent.get(box.line, (None, []))
+        above = at_line[parents[box.line].line] if box.line in parents else None
         group_of(groups, outline, box, ordered=True).items.append(
             DraftItem(
                 text=text,
-                body=lines_after(outline, box, box.end),
+                body=_own_lines(outline, box, children[box.line]) if box.line in own_work else lines_after(outline, box, box.end),
                 done=box.mark != " ",
                 line=box.line,
                 source_line=box.source,
                 module=module,
                 parallel_mark=parallel,
-                optional=box.star,
+                optional=_optional(box),
                 parent_box=(parent.line, parent.source) if parent else None,
                 parent_needs=tuple((b.line, b.source) for b in needs),
+                parent=_as_parent(outline, above, children[above.line]) if above else "",
             )
         )
     return Reading(list(groups.values()))
+
+
+def _own_lines(outline: Outline, parent: Box, subtasks: list[Box]) -> str:
+    """A parent task's lines under its own, without its sub-tasks, dedented."""
+    inside = {n for box in subtasks for n in range(box.line, box.end + 1)}
+    own = [outline.lines[n - 1] for n in range(parent.line + 1, parent.end + 1) if n not in inside]
+    return textwrap.dedent("\n".join(own)).strip("\n")
+
+
+def _as_parent(outline: Outline, parent: Box, subtasks: list[Box]) -> str:
+    """A parent task as its sub-tasks' agents are told of it: its line and its own lines, without its sub-tasks."""
+    return "\n".join([parent.text, _own_lines(outline, parent, subtasks)]).strip()

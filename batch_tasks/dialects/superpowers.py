@@ -13,6 +13,8 @@ from ..outline import Outline
 from . import DraftGroup, DraftItem, Reading, prose, slugify
 
 NAME = "superpowers"
+# Older plans: bold steps without boxes (`**Step 1: Write the failing test**`).
+OLD_STEP = re.compile(r"^\*\*Step[ \t]+\d+")
 TASK = re.compile(r"^(Task[ \t]+\d+(?:\.\d+)*)\b[ \t]*[:.\u2013\u2014-]?[ \t]*(.*)$", re.I)
 
 
@@ -20,7 +22,8 @@ def cue(outline: Outline, path: Path) -> str | None:
     tasks = [h for h in outline.headings if TASK.match(h.title)]
     if not tasks:
         return None
-    steps = any(box.text.startswith("**Step") for box in outline.boxes)
+    steps = any(box.text.startswith("**Step") for box in outline.boxes) or any(
+        OLD_STEP.match(line) for line in outline.lines)
     named = "superpowers" in "\n".join(outline.lines[:40]).lower()
     if steps or named or not outline.items():
         return f'the "{tasks[0].source.strip()[:60]}" heading, line {tasks[0].line}'
@@ -38,9 +41,13 @@ def read(outline: Outline, path: Path) -> Reading:
         last = outline.section_end(heading)
         sections.append((heading.line, last))
         boxes = [box for box in outline.boxes if heading.line < box.line <= last and not box.quoted]
-        if not boxes:
+        boxless = not boxes and any(OLD_STEP.match(outline.lines[n - 1]) for n in range(heading.line + 1, last + 1))
+        if not boxes and not boxless:
             reading.warnings.append((heading.line, f'"{heading.title}" has no "- [ ]" step: it is not an item'))
             continue
+        if boxless:
+            reading.notes.append((heading.line, f'"{heading.title}" has bold steps and no boxes: its state is kept '
+                                  "in the state folder only, and nothing in the file is ticked"))
         group = groups.get(heading.parent)
         if group is None:
             parent = outline.headings[heading.parent] if heading.parent is not None else None
@@ -49,16 +56,16 @@ def read(outline: Outline, path: Path) -> Reading:
                 headings={heading.parent},
             )
         group.headings.update(h.index for h in outline.headings if heading.line <= h.line <= last)
-        first = boxes[0]
         group.items.append(
             DraftItem(
                 text=match.group(2).strip() or match.group(1),
                 body=outline.text(heading.line + 1, last),
-                done=all(box.mark != " " for box in boxes),
-                line=first.line,
-                source_line=first.source,
+                done=bool(boxes) and all(box.mark != " " for box in boxes),
+                line=boxes[0].line if boxes else heading.line,
+                source_line=boxes[0].source if boxes else "",
                 module=slugify(match.group(1)),
                 also_ticks=tuple((box.line, box.source) for box in boxes[1:]),
+                boxless=boxless,
             )
         )
     for box in outline.items():
