@@ -156,22 +156,30 @@ def total(estimates: Mapping[str, Estimate]) -> str:
 def against_actual(forecast_usd: Mapping[str, float | None], views: Iterable[Any]) -> list[str]:
     """For the summary: each group's forecast against what its items cost, and what the
     prompt cache saved. `views`: the board's items (key, group, agent, model, tokens, cost_usd)."""
-    lines = []
-    by_group: dict[str, list] = {}
-    for view in views:
-        if view.key in forecast_usd:
-            by_group.setdefault(view.group, []).append(view)
-    if by_group:
-        lines.append("forecast against actual, by group:")
-    for group, members in by_group.items():
-        known = [forecast_usd[v.key] for v in members if forecast_usd[v.key] is not None]
-        spent = sum(v.cost_usd or 0.0 for v in members)
-        unknown = len(members) - len(known)
-        said = dollars(sum(known)) if known else "unknown"
-        more = f"; {unknown} of unknown cost" if known and unknown else ""
-        lines.append(f"  {group}: forecast {said}, spent {dollars(spent)} ({len(members)} items{more})")
+    views = list(views)
+    groups = per_group(forecast_usd, ((v.key, v.group, v.cost_usd) for v in views))
+    lines = ["forecast against actual, by group:"] if groups else []
+    for row in groups:
+        said = dollars(row["forecast_usd"]) if row["forecast_usd"] is not None else "unknown"
+        more = f"; {row['unknown']} of unknown cost" if row["forecast_usd"] is not None and row["unknown"] else ""
+        lines.append(f"  {row['group']}: forecast {said}, spent {dollars(row['spent_usd'])} ({row['items']} items{more})")
     lines += cache_line(views)
     return lines
+
+
+def per_group(forecast_usd: Mapping[str, float | None], items: Iterable[tuple[str, str, float | None]]) -> list[dict]:
+    """Each group's forecast (None: unknown for all its items) beside what its items cost, of the
+    items (key, group, cost) that were forecast; for the summary and the report."""
+    by_group: dict[str, list] = {}
+    for key, group, cost in items:
+        if key in forecast_usd:
+            by_group.setdefault(group, []).append((forecast_usd[key], cost))
+    rows = []
+    for group, members in by_group.items():
+        known = [usd for usd, _ in members if usd is not None]
+        rows.append({"group": group, "forecast_usd": sum(known) if known else None, "items": len(members),
+                     "unknown": len(members) - len(known), "spent_usd": sum(cost or 0.0 for _, cost in members)})
+    return rows
 
 
 def cache_line(views: Iterable[Any]) -> list[str]:

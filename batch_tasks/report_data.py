@@ -12,7 +12,7 @@ import os
 from collections import Counter, defaultdict, deque
 from typing import Any
 
-from . import history, tool_counts
+from . import forecast, history, tool_counts
 from .errors import BatchError
 from .events import AGENT, CHECK, MERGING, SETUP, WAITING_TO_MERGE
 from .state import open_to_read
@@ -104,6 +104,7 @@ def build(batch, run_id: str) -> dict[str, Any]:
         ][:TOP_EXPENSIVE],
         "failures": [_failure(batch, row, run_id) for row in rows if row["outcome"] in (history.FAILED, history.INTERRUPTED)],
         "claims": [claim for row in rows for claim in _claims(row)],
+        "forecast": forecast.per_group(meta.get("forecast") or {}, ((r["key"], r["group"], r["cost_usd"]) for r in rows)),
         "graph": _graph(batch),
     }
 

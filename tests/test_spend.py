@@ -76,6 +76,12 @@ def test_the_forecast_of_a_rerun_is_within_a_quarter_of_the_last_runs_cost(batch
     against = f"  answer: forecast ${forecast:.2f}, spent ${actual:.2f} (3 items)"
     assert against in again.stdout
     assert against in batch.run("batch-status").stdout  # from the last run's history
+    report = json.loads(batch.run("batch-report", "--format", "json", "-o", "-").stdout)
+    [group] = report["forecast"]
+    assert (group["group"], group["items"], group["unknown"]) == ("answer", 3, 0)
+    assert group["forecast_usd"] == pytest.approx(forecast, abs=0.01) and group["spent_usd"] == pytest.approx(actual)
+    assert batch.run("batch-report").returncode == 0
+    assert "Forecast against actual" in (batch.path / "report.html").read_text()
 
 
 SHARED_TOKENS = 20_000
