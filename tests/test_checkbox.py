@@ -200,16 +200,18 @@ def loaded(path: Path, text: str):
 # The user's edit in place keeps every byte's offset: the item's old place holds a line like its own.
 @pytest.mark.parametrize("edited", [
     "# Plan\n## One\nz- [ ] b: first\n",  # the line before it lost its line end
-    "# Plan\n## One\n- [ ] b: firsT\n",
-    "# Plan\n## One\n* [ ] b: first\n",
-    "# Plan\n## One\n- [-] b: first\n",
-    "# Plan\n## One\n- [ ] b: firs\nt",
+    "# Plan\n## One\n\n- [ ] b: firsT\n",
+    "# Plan\n## One\n\n* [ ] b: first\n",
+    "# Plan\n## One\n\n- [-] b: first\n",
+    "# Plan\n## One\n\n- [ ] b: firs\nt",
+    "# Plan\n## One\n\n- [ ] b: first!",
 ])
 def test_a_line_at_the_items_old_place_that_is_not_its_own_is_not_ticked(tmp_path, edited):
     path = tmp_path / "task.md"
     text = "# Plan\n## One\n\n- [ ] b: first\n"
     plan = loaded(path, text)
-    path.write_text(edited + text[len(edited):])
+    assert len(edited) == len(text)
+    path.write_text(edited)
     before = path.read_bytes()
     assert not tick(path, plan, "one:b")
     assert path.read_bytes() == before
