@@ -155,6 +155,7 @@ AFTER_TWO = "# Plan\n## Two\n- [ ] a: x\n## One\n- [ ] a: x\n"
     (ONE, "one:a", "# Plan\n## One\n- [ ]] a: x\n", None),  # starts and ends alike, but longer
     (ONE, "one:a", "# Plan\n## One\n- [ ] a: xx\n", None),
     (ONE, "one:a", "# Plan\n## One\n* [ ] a: x\n", None),
+    (ONE, "one:a", "# Plan\n## One\n- [ ) a: x\n", None),
     (ONE, "one:a", "", None),
     (ONE, "one:a", "## One\n- [ ] a: x", (2, 3)),  # the last line, without a line end
     (ONE, "one:a", "# Plan\r## One\r\r- [ ] a: x\r", (4, 3)),  # old Mac line ends
@@ -165,6 +166,7 @@ AFTER_TWO = "# Plan\n## Two\n- [ ] a: x\n## One\n- [ ] a: x\n"
     (ONE, "one:a", "# Plan\n## One\n```\n~~~\n- [ ] a: x\n```\n- [ ] a: x\n", (7, 3)),  # closed by its own kind
     (ONE, "one:a", "# Plan\n## One\n   ```\n- [ ] a: x\n   ```\n- [ ] a: x\n", (6, 3)),  # three spaces in
     (ONE, "one:a", "# Plan\n## One\n    ```\n- [ ] a: x\n", (4, 3)),  # four: no fence
+    (ONE, "one:a", "# Plan\n## One\n\t```\n- [ ] a: x\n", (4, 3)),  # nor a tab
     (AFTER_TWO, "two:a", "# Plan\n## One\n```\n## Two\n```\n- [ ] a: x\n## Two\n- [ ] a: x\n", (8, 3)),
     # under its own heading wins over nearer; a heading's trailing blanks do not matter
     (AFTER_TWO, "one:a", "# Plan\n## One  \n- [ ] a: x\n## Two\n- [ ] a: x\n", (3, 3)),
@@ -180,6 +182,7 @@ AFTER_TWO = "# Plan\n## Two\n- [ ] a: x\n## One\n- [ ] a: x\n"
     (AFTER_TWO, "one:a", "\ufeff## Uno\n- [ ] a: x\n## Two\n\n\n- [ ] a: x\n", (6, 3)),
     # a BOM is no part of the first line: the heading there is still its heading
     (AFTER_TWO, "one:a", "\ufeff## One\n- [ ] a: x\n## Two\n- [ ] a: x\n", (2, 3)),
+    (AFTER_TWO, "one:a", "## One\n- [ ] a: x\n## Two\n- [ ] a: x\n", (2, 3)),
 ])
 def test_find_checkbox(plan_text, key, data, found):
     assert line_found(plan_text, key, data) == found
@@ -317,6 +320,11 @@ KIRO = ("# Implementation Plan\n\n- [ ] 1. Set up\n\n- [ ] 2. Write the CSV writ
     (KIRO.replace("[ ] 2.1", "[x] 2.1").replace("[ ] 2.2", "[x] 2.2").replace("2. Write the CSV", "2. Write a CSV"), False),
     (KIRO.replace("[ ] 2.1", "[x] 2.1").replace("[ ] 2.2", "[x] 2.2").replace("- [ ] 1. Set up\n", "- [ ] 1. Set up\n\n\n"),
      True),
+    # a ticked copy of a sub-task's line just above or below it is not that sub-task
+    (KIRO.replace("[ ] 2.2", "[x] 2.2").replace("- [ ] 1. Set up\n\n", "- [ ] 1. Set up\n  - [x] 2.1 Write the header row\n"),
+     False),
+    (KIRO.replace("[ ] 2.2 Write one row per record\n", "[x] 2.2 Write one row per record\n  - [x] 2.1 Write the header row\n"),
+     False),
 ])
 def test_a_kiro_parent_ticks_with_its_last_sub_task_once_the_others_are(tmp_path, edited, parent_ticked):
     (tmp_path / ".kiro").mkdir()
@@ -327,3 +335,78 @@ def test_a_kiro_parent_ticks_with_its_last_sub_task_once_the_others_are(tmp_path
     assert "- [x] 2.3 Write the footer" in path.read_text()
     parent = "- [x] 2. Write" if parent_ticked else "- [ ] 2. Write"
     assert path.read_text() == edited.replace("[ ] 2.3", "[x] 2.3").replace("- [ ] 2. Write", parent)
+
+
+# The user renamed the item's heading and wrote a copy of its line under a new heading of the old
+# name: the item's own line, still where it was, is the one ticked.
+RENAMED = "# Plan\n## One\n- [ ] a: x\n- [ ] b: y\n## Two\n- [ ] c: z\n"
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"])
+def test_an_items_line_where_it_was_is_ticked_there(tmp_path, eol):
+    path = tmp_path / "task.md"
+    text = RENAMED.replace("\n", eol)
+    plan = loaded(path, text)
+    edited = text.replace("## One", "## Eno") + "## One" + eol + "- [ ] a: x" + eol
+    path.write_bytes(edited.encode())
+    assert tick(path, plan, "one:a")
+    assert path.read_bytes() == edited.replace("- [ ] a: x", "- [x] a: x", 1).encode()
+
+
+def test_the_last_line_where_it_was_is_ticked_there(tmp_path):
+    path = tmp_path / "task.md"
+    text = RENAMED.removesuffix("\n")
+    plan = loaded(path, text)
+    edited = text.replace("## One\n- [ ] a: x\n", "## Two\n- [ ] c: z\n").replace("## Two\n- [ ] c: z", "## Twe\n- [ ] c: z")
+    edited = edited.replace("## Twe", "## Two", 1)
+    assert len(edited) == len(text)
+    path.write_text(edited)
+    assert tick(path, plan, "two:c")
+    assert path.read_text() == edited[:-len("[ ] c: z")] + "[x] c: z"
+
+
+def test_after_one_item_was_found_moved_the_next_is_looked_for_as_far_moved(tmp_path):
+    path = tmp_path / "task.md"
+    plan = loaded(path, RENAMED)
+    edited = RENAMED.replace("# Plan\n", "# Plan\nA line the user wrote\n").replace("## One", "## Eno")
+    edited += "## One\n- [ ] b: y\n"
+    path.write_text(edited)
+    assert tick(path, plan, "one:a") and tick(path, plan, "one:b")
+    assert path.read_text() == edited.replace("- [ ] a: x\n- [ ] b: y", "- [x] a: x\n- [x] b: y")
+
+
+def test_an_item_gone_is_not_found_where_another_moved_to(tmp_path):
+    path = tmp_path / "task.md"
+    text = "# P\n## One\n- [ ] b: y\n" + "x\n" * 7 + "- [ ] a: x\n"
+    plan = loaded(path, text)
+    edited = "# P\n## One\n- [ ] b: z\n- [ ] a: x\n"  # a moved up by 14 bytes, b's line changed
+    path.write_text(edited)
+    assert tick(path, plan, "one:a")
+    assert not tick(path, plan, "one:b")
+    assert path.read_text() == edited.replace("[ ] a", "[x] a")
+
+
+def test_unticking_clears_a_capital_x_and_the_sub_boxes_ticked_along(tmp_path):
+    path = tmp_path / "task.md"
+    plan = plan_at(path, NESTED)
+    assert tick(path, plan, "a:auth")
+    path.write_text(path.read_text().replace("[x] auth", "[X] auth"))
+    assert tick(path, plan, "a:auth", done=False)
+    assert path.read_text() == NESTED
+
+
+def test_an_items_block_that_ends_the_file_has_its_sub_boxes_ticked(tmp_path):
+    path = tmp_path / "task.md"
+    text = "# A\n- [ ] auth: split it\n  - [ ] move the code"
+    plan = plan_at(path, text)
+    assert tick(path, plan, "a:auth")
+    assert path.read_text() == text.replace("[ ]", "[x]")
+
+
+def test_a_superpowers_tasks_two_same_steps_both_tick(tmp_path):
+    path = tmp_path / "plan.md"
+    text = SUPERPOWERS.replace("- [ ] **Step 2: Commit**\n\n### Task 2",
+                               "- [ ] **Step 2: Run it**\n\n- [ ] **Step 2: Run it**\n\n### Task 2")
+    plan = plan_at(path, text)
+    assert tick(path, plan, "plan:task-1")
+    assert path.read_text() == text.replace("- [ ] **Step", "- [x] **Step", 3)
