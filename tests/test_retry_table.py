@@ -222,8 +222,26 @@ def test_adjustment_and_its_extra_cost(last, settings, changes, extra):
     if changes is None:
         assert made is None
     else:
-        assert (made.changes, made.was, made.extra_usd) == (changes, {name: {**BASE, **settings}[name] for name in changes},
-                                                           extra)
+        was = {name: {**BASE, **settings}[name] for name in changes}
+        assert (made.cause, made.changes, made.was, made.extra_usd) == (last.cause, changes, was, extra)
+
+
+@pytest.mark.parametrize("attempts, settings, cause, changes, was", [
+    ([Failed(PERMANENT, TOOL_LOOP)], {}, TOOL_LOOP, {}, {}),
+    ([CHECK_A, CHECK_A], {}, SAME_CHECK, {}, {}),
+    ([CHECK_A, CHECK_A], {"escalate": ("opus",)}, SAME_CHECK, {"model": "opus"}, {"model": "sonnet"}),
+])
+def test_an_adjustment_names_its_cause_and_what_it_changed_from(attempts, settings, cause, changes, was):
+    made = adjust(attempts, {**BASE, **settings})
+    assert (made.cause, made.changes, made.was, made.history) == (cause, changes, was, True)
+
+
+def test_a_larger_model_for_an_overflow_is_priced_by_the_last_attempts_tokens():
+    tokens = {"input": 1000, "output": 100, "cache_read": 0, "cache_write": 0}
+    made = adjust([Failed(PERMANENT, CONTEXT_OVERFLOW, cost_usd=0.01, tokens=tokens)],
+                  {**BASE, "adjust": parse_adjust({CONTEXT_OVERFLOW: {"model": "claude-opus-4-1"}})})
+    assert made.changes == {"model": "claude-opus-4-1"}
+    assert made.extra_usd == pytest.approx(1000 * 15e-6 + 100 * 75e-6)  # opus's list price
 
 
 def test_max_turns_with_no_turns_known_is_not_adjusted():
