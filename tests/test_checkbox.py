@@ -260,6 +260,11 @@ NESTED = ("# A\n- [ ] auth: split it\n  - [ ] move the code\n  - [ ] move the co
      NESTED.replace("[ ] auth", "[x] auth").replace("  - [ ] move the code\n  - [ ] move the code\n\n",
                                                    "  - [x] move the code\n  - [x] move the code\n\n")
      .replace("  - [ ] keep the names\n- [ ] billing", "  - [ ] keep the names, all\n- [ ] billing")),
+    # a box the user added just above one, as long as it and starting alike, is not it
+    (NESTED.replace("  Notes on it\n", "  Notes on it\n  - [ ] keep the games\n"),
+     NESTED.replace("  Notes on it\n", "  Notes on it\n  - [ ] keep the games\n").replace("[ ] auth", "[x] auth")
+     .replace("  - [ ] move the code\n  - [ ] move the code\n\n", "  - [x] move the code\n  - [x] move the code\n\n")
+     .replace("  - [ ] keep the names\n- [ ] billing", "  - [x] keep the names\n- [ ] billing")),
     (NESTED.replace("  Notes on it\n", "  Notes on it\n  - [ ] a box the user added\n"),
      NESTED.replace("  Notes on it\n", "  Notes on it\n  - [ ] a box the user added\n").replace("[ ] auth", "[x] auth")
      .replace("  - [ ] move the code\n  - [ ] move the code\n\n", "  - [x] move the code\n  - [x] move the code\n\n")
@@ -410,3 +415,5 @@ def test_a_superpowers_tasks_two_same_steps_both_tick(tmp_path):
     plan = plan_at(path, text)
     assert tick(path, plan, "plan:task-1")
     assert path.read_text() == text.replace("- [ ] **Step", "- [x] **Step", 3)
+    assert tick(path, plan, "plan:task-1", done=False)
+    assert path.read_text() == text
