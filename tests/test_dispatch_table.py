@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_tasks.dispatcher import Candidate, Dispatcher, critical_paths
+from batch_tasks.dispatcher import Candidate, Dispatcher, candidates, critical_paths
 from batch_tasks.taskfile import parse
 
 NOW = 1_000_000.0
@@ -80,24 +80,29 @@ def test_a_release_frees_the_slot_of_its_group_and_its_agent():
 
 
 def test_a_spent_budget_holds_back_new_items_but_not_a_started_items_retry():
-    asked = []
-
-    def spent():
-        asked.append(True)
-        return "the batch's budget of $1.00 is spent" if len(asked) > 1 else None
-
-    dispatcher = Dispatcher(capacity=2, budget_refusal=spent)
-    started = candidate("g:a", 0)
+    answers = iter([None, "the batch's budget of $1.00 is spent", None])
+    dispatcher = Dispatcher(capacity=2, budget_refusal=lambda: next(answers))
+    started = candidate("g:a", 1)
     dispatcher.offer(started)
     assert keys(dispatcher.take(NOW)[0]) == ["g:a"]
     dispatcher.release(started)
     dispatcher.offer(started)
-    dispatcher.offer(candidate("g:b", 1))
+    dispatcher.offer(candidate("g:b", 0))  # comes first, and is refused: the started one still starts
     starts, refused = dispatcher.take(NOW)
     assert keys(starts) == ["g:a"] and refused == [("g:b", "the batch's budget of $1.00 is spent")]
     dispatcher.release(starts[0])
     dispatcher.offer(started)
-    assert keys(dispatcher.take(NOW)[0]) == ["g:a"]  # and again, as the budget stays spent
+    dispatcher.offer(candidate("g:c", 2))  # the budget said no once: no new item starts any more
+    assert dispatcher.take(NOW) == ([started], [("g:c", "the batch's budget of $1.00 is spent")])
+
+
+def test_a_release_frees_exactly_one_place_of_its_group():
+    dispatcher = Dispatcher(capacity=4)
+    for n in range(4):
+        dispatcher.offer(candidate(f"g:{n}", n, limit=2))
+    first, _ = dispatcher.take(NOW)[0]
+    dispatcher.release(first)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:2"]
 
 
 def test_the_first_reason_to_halt_is_the_one_given():
@@ -159,6 +164,20 @@ pipeline: true
     ({"two:a": 2.0, "two:b": 6.0, "two:c": None},  # no history in a group: 1 s each
      {"one:a": 5.0, "one:b": 7.0, "two:a": 2.0, "two:b": 6.0, "two:c": 4.0, "two:d": 4.0}),
     ({}, {"one:a": 2.0, "one:b": 2.0, "two:a": 1.0, "two:b": 1.0, "two:c": 1.0, "two:d": 1.0}),
+    # the longest of those waiting for the same items is the later one in the file
+    ({"one:a": 5.0, "one:b": 1.0, "two:a": 7.0, "two:b": 2.0, "two:c": 3.0, "two:d": 9.0},
+     {"one:a": 14.0, "one:b": 10.0, "two:a": 7.0, "two:b": 2.0, "two:c": 3.0, "two:d": 9.0}),
+    ({key: 0.5 for key in ("one:a", "one:b", "two:a", "two:b", "two:c", "two:d")},
+     {"one:a": 1.0, "one:b": 1.0, "two:a": 0.5, "two:b": 0.5, "two:c": 0.5, "two:d": 0.5}),
 ])
 def test_critical_paths(durations, chains):
     assert critical_paths(parse(PIPELINED, Path("/tmp/task.md")), durations) == chains
+
+
+def test_each_item_becomes_a_candidate_with_its_chain_place_group_limit_and_agent():
+    plan = parse("---\nagent: command\ncommand: [x]\npipeline: true\n---\n# T\n## One\n<!-- parallel: 1 -->\n"
+                 "- [ ] a: first\n- [ ] b: first\n## Two\n- [ ] a: second\n", Path("/tmp/task.md"))
+    made = candidates(plan, {"one:a": 2.0})
+    assert [(c.rank, c.key, c.group, c.group_limit, c.agent) for c in made.values()] == [
+        ((-3.0, 0), "one:a", "one", 1, "command"), ((-2.0, 1), "one:b", "one", 1, "command"),
+        ((-1.0, 2), "two:a", "two", None, "command")]
