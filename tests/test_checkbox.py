@@ -280,7 +280,8 @@ def test_sub_boxes_tick_along_in_the_items_block_only(tmp_path, edited, ticked):
 
 def test_a_sub_box_far_down_a_long_block_ticks_along(tmp_path):
     path = tmp_path / "task.md"
-    text = "# A\n- [ ] auth: split it\n" + "  A line of what it is about, at some length.\n" * 2000 + "  - [ ] last\n- [ ] b: x\n"
+    about = "  A line of what it is about, at some length.\n" * 2000  # far past the first read
+    text = "# A\n- [ ] auth: split it\n" + about + "  - [ ] last\n- [ ] b: x\n"
     plan = plan_at(path, text)
     assert tick(path, plan, "a:auth")
     assert path.read_text() == text.replace("- [ ] auth", "- [x] auth").replace("  - [ ] last", "  - [x] last")
@@ -288,15 +289,16 @@ def test_a_sub_box_far_down_a_long_block_ticks_along(tmp_path):
 
 SUPERPOWERS = ("# Plan\n\n> **For agentic workers:** REQUIRED SUB-SKILL: Use superpowers:executing-plans to implement "
                "this plan task-by-task.\n\n### Task 1: Tests\n\n- [ ] **Step 1: Write the test**\n\n"
-               "- [ ] **Step 2: Commit**\n\n### Task 2: Code\n\n- [ ] **Step 1: Write the code**\n\n- [ ] **Step 2: Commit**\n")
+               "- [ ] **Step 2: Commit**\n\n### Task 2: Code\n\n- [ ] **Step 1: Write the code**\n\n"
+               "- [ ] **Step 2: Commit**\n")
+STEP_TWO = "\n\n- [ ] **Step 2: Commit**\n\n### Task 2"
 
 
 @pytest.mark.parametrize("edited, ticked", [
     (SUPERPOWERS, SUPERPOWERS.replace("- [ ] **Step", "- [x] **Step", 2)),
     # its step moved down: found; its step changed: the next task's same step is not it
-    (SUPERPOWERS.replace("\n\n- [ ] **Step 2: Commit**\n\n### Task 2", "\n\nRun: it\n\n- [ ] **Step 2: Commit**\n\n### Task 2"),
-     SUPERPOWERS.replace("\n\n- [ ] **Step 2: Commit**\n\n### Task 2", "\n\nRun: it\n\n- [ ] **Step 2: Commit**\n\n### Task 2")
-     .replace("- [ ] **Step", "- [x] **Step", 2)),
+    (SUPERPOWERS.replace(STEP_TWO, "\n\nRun: it" + STEP_TWO),
+     SUPERPOWERS.replace(STEP_TWO, "\n\nRun: it" + STEP_TWO).replace("- [ ] **Step", "- [x] **Step", 2)),
     (SUPERPOWERS.replace("- [ ] **Step 2: Commit**\n\n### Task 2", "- [ ] **Step 2: Commit it**\n\n### Task 2"),
      SUPERPOWERS.replace("- [ ] **Step 2: Commit**\n\n### Task 2", "- [ ] **Step 2: Commit it**\n\n### Task 2")
      .replace("- [ ] **Step 1", "- [x] **Step 1", 1)),
@@ -326,9 +328,11 @@ KIRO = ("# Implementation Plan\n\n- [ ] 1. Set up\n\n- [ ] 2. Write the CSV writ
     (KIRO.replace("[ ] 2.1", "[x] 2.1").replace("[ ] 2.2", "[x] 2.2").replace("- [ ] 1. Set up\n", "- [ ] 1. Set up\n\n\n"),
      True),
     # a ticked copy of a sub-task's line just above or below it is not that sub-task
-    (KIRO.replace("[ ] 2.2", "[x] 2.2").replace("- [ ] 1. Set up\n\n", "- [ ] 1. Set up\n  - [x] 2.1 Write the header row\n"),
+    (KIRO.replace("[ ] 2.2", "[x] 2.2").replace("- [ ] 1. Set up\n\n",
+                                                "- [ ] 1. Set up\n  - [x] 2.1 Write the header row\n"),
      False),
-    (KIRO.replace("[ ] 2.2 Write one row per record\n", "[x] 2.2 Write one row per record\n  - [x] 2.1 Write the header row\n"),
+    (KIRO.replace("[ ] 2.2 Write one row per record\n",
+                  "[x] 2.2 Write one row per record\n  - [x] 2.1 Write the header row\n"),
      False),
 ])
 def test_a_kiro_parent_ticks_with_its_last_sub_task_once_the_others_are(tmp_path, edited, parent_ticked):
@@ -362,8 +366,8 @@ def test_the_last_line_where_it_was_is_ticked_there(tmp_path):
     path = tmp_path / "task.md"
     text = RENAMED.removesuffix("\n")
     plan = loaded(path, text)
-    edited = text.replace("## One\n- [ ] a: x\n", "## Two\n- [ ] c: z\n").replace("## Two\n- [ ] c: z", "## Twe\n- [ ] c: z")
-    edited = edited.replace("## Twe", "## Two", 1)
+    above, below = text.rsplit("## Two", 1)
+    edited = above.replace("## One\n- [ ] a: x\n", "## Two\n- [ ] c: z\n") + "## Twe" + below
     assert len(edited) == len(text)
     path.write_text(edited)
     assert tick(path, plan, "two:c")

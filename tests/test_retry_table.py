@@ -16,6 +16,7 @@ from batch_tasks.retry import (CHECK, CONFLICT, DEFAULT_ADJUST, MAX_WAITS, SAME_
 
 NOW = 1_000_000.0
 SETTINGS = {"retries": 2, "retry_base": 10.0, "retry_cap": 30.0, "check_retries": 1}
+FIVE = {"retries": 5}
 
 
 @pytest.fixture
@@ -41,9 +42,9 @@ def utc(monkeypatch):
     (TRANSIENT, None, Counts(), 0.5, False, Decision(True, TRANSIENT, NOW + 7.5, "retry 1 of 2 in 7.5s")),
     (TRANSIENT, None, Counts(transient=1, waits=3, checks=1), 0.0, False,
      Decision(True, TRANSIENT, NOW + 10, "retry 2 of 2 in 10.0s")),
-    (TRANSIENT, None, Counts(transient=1), 1.0, {"retries": 5}, Decision(True, TRANSIENT, NOW + 20, "retry 2 of 5 in 20.0s")),
-    (TRANSIENT, None, Counts(transient=2), 1.0, {"retries": 5}, Decision(True, TRANSIENT, NOW + 30, "retry 3 of 5 in 30.0s")),
-    (TRANSIENT, None, Counts(transient=4), 0.0, {"retries": 5}, Decision(True, TRANSIENT, NOW + 15, "retry 5 of 5 in 15.0s")),
+    (TRANSIENT, None, Counts(transient=1), 1.0, FIVE, Decision(True, TRANSIENT, NOW + 20, "retry 2 of 5 in 20.0s")),
+    (TRANSIENT, None, Counts(transient=2), 1.0, FIVE, Decision(True, TRANSIENT, NOW + 30, "retry 3 of 5 in 30.0s")),
+    (TRANSIENT, None, Counts(transient=4), 0.0, FIVE, Decision(True, TRANSIENT, NOW + 15, "retry 5 of 5 in 15.0s")),
     (TRANSIENT, None, Counts(transient=2), 0.0, False, Decision(False)),
     (TRANSIENT, None, Counts(), 0.0, {"retries": 0}, Decision(False)),
     # a failed check: at once, told why, against check_retries only
@@ -51,7 +52,8 @@ def utc(monkeypatch):
     (CHECK, None, Counts(checks=1), 0.0, False, Decision(False)),
     (CHECK, None, Counts(checks=2), 0.0, {"check_retries": 3}, Decision(True, CHECK, NOW, "check retry 3 of 3")),
     # a conflict: at once from the new tip, against retries
-    (CONFLICT, None, Counts(transient=1, checks=1), 0.0, False, Decision(True, CONFLICT, NOW, "retry 2 of 2 from the new tip")),
+    (CONFLICT, None, Counts(transient=1, checks=1), 0.0, False,
+     Decision(True, CONFLICT, NOW, "retry 2 of 2 from the new tip")),
     (CONFLICT, None, Counts(transient=2), 0.0, False, Decision(False)),
     # a permanent failure: only when adjusted, at once, against retries
     (PERMANENT, None, Counts(), 0.0, False, Decision(False)),
@@ -114,7 +116,8 @@ def test_parse_adjust(value, expected):
 @pytest.mark.parametrize("value, message", [
     ([], "must map causes (context_overflow, max_turns, tool_loop, same_check, hang) to false or their options, "
          "e.g. {max_turns: {cap: 50}}, not []"),
-    ({"boredom": False}, "names an unknown cause 'boredom' (known: context_overflow, max_turns, tool_loop, same_check, hang)"),
+    ({"boredom": False},
+     "names an unknown cause 'boredom' (known: context_overflow, max_turns, tool_loop, same_check, hang)"),
     ({HANG: True}, "hang: must be false or a mapping of factor, cap, progress_s, not True"),
     ({HANG: {"quiet": 1}}, "hang: unknown option 'quiet' (known: factor, cap, progress_s)"),
     ({MAX_TURNS: {"factor": True}}, "max_turns.factor must be a number above 1, e.g. 2, not True"),
