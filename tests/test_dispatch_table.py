@@ -1,0 +1,183 @@
+"""Who starts next (batch_tasks/dispatcher.py), at the edges of each rule: a pause that a later
+reset lengthens, a backoff or a pause that ends exactly now, limits freed by a release, a budget
+that holds back new items but not a started item's retry, the critical path's median and its
+longest chain. Plain data, no clocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batch_tasks.dispatcher import Candidate, Dispatcher, candidates, critical_paths
+from batch_tasks.taskfile import parse
+
+NOW = 1_000_000.0
+
+
+def candidate(key: str, place: int, group: str = "g", limit: int | None = None, agent: str = "command"):
+    return Candidate((-1.0, place), key, group, limit, agent)
+
+
+def keys(starts) -> list[str]:
+    return [c.key for c in starts]
+
+
+def test_a_later_reset_lengthens_a_pause_and_an_earlier_one_does_not_shorten_it():
+    dispatcher = Dispatcher(capacity=1)
+    dispatcher.offer(candidate("g:a", 0, agent="claude"))
+    dispatcher.pause("claude", NOW + 30)
+    dispatcher.pause("claude", NOW + 60)
+    dispatcher.pause("claude", NOW + 10)
+    assert dispatcher.next_change(NOW) == NOW + 60
+    assert dispatcher.take(NOW + 59) == ([], [])
+    assert keys(dispatcher.take(NOW + 60)[0]) == ["g:a"]  # it ends at the reset, not after
+
+
+def test_a_pause_of_another_agent_or_one_that_is_over_holds_nothing():
+    dispatcher = Dispatcher(capacity=2)
+    dispatcher.pause("gemini", NOW + 60)
+    dispatcher.pause("claude", NOW - 1)
+    dispatcher.offer(candidate("g:a", 0, agent="claude"))
+    dispatcher.offer(candidate("g:b", 1, agent="codex"))
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a", "g:b"]
+    assert dispatcher.next_change(NOW) == NOW + 60
+    assert dispatcher.next_change(NOW + 60) is None  # a pause that ends now is no change to come
+
+
+def test_the_next_change_is_the_earliest_of_backoffs_and_pauses():
+    dispatcher = Dispatcher(capacity=1)
+    assert dispatcher.next_change(NOW) is None
+    dispatcher.offer(candidate("g:a", 0), not_before=NOW + 20)
+    dispatcher.offer(candidate("g:b", 1), not_before=NOW + 5)
+    dispatcher.pause("claude", NOW + 10)
+    assert dispatcher.next_change(NOW) == NOW + 5
+    assert keys(dispatcher.take(NOW + 5)[0]) == ["g:b"]  # a backoff that ends now is over
+    assert dispatcher.next_change(NOW + 5) == NOW + 10
+
+
+@pytest.mark.parametrize("capacity, group_limit, agent_limit, started", [
+    (3, None, None, ["g:0", "g:1", "g:2"]), (2, None, None, ["g:0", "g:1"]), (3, 2, None, ["g:0", "g:1"]),
+    (3, None, 2, ["g:0", "g:1"]), (3, 1, 2, ["g:0"]), (3, 0, None, []),
+])
+def test_each_limit_allows_exactly_as_many(capacity, group_limit, agent_limit, started):
+    dispatcher = Dispatcher(capacity, agent_limits={"claude": agent_limit} if agent_limit is not None else None)
+    for n in range(4):
+        dispatcher.offer(candidate(f"g:{n}", n, limit=group_limit, agent="claude"))
+    assert keys(dispatcher.take(NOW)[0]) == started
+    assert dispatcher.running == len(started)
+
+
+def test_a_release_frees_the_slot_of_its_group_and_its_agent():
+    dispatcher = Dispatcher(capacity=3, agent_limits={"claude": 1})
+    first = candidate("g:0", 0, limit=1, agent="claude")
+    for item in (first, candidate("g:1", 1, limit=1, agent="claude"), candidate("h:2", 2, group="h", agent="claude")):
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:0"]
+    dispatcher.release(first)
+    assert dispatcher.running == 0
+    assert keys(dispatcher.take(NOW)[0]) == ["g:1"]
+
+
+def test_a_spent_budget_holds_back_new_items_but_not_a_started_items_retry():
+    answers = iter([None, "the batch's budget of $1.00 is spent", None])
+    dispatcher = Dispatcher(capacity=2, budget_refusal=lambda: next(answers))
+    started = candidate("g:a", 1)
+    dispatcher.offer(started)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a"]
+    dispatcher.release(started)
+    dispatcher.offer(started)
+    dispatcher.offer(candidate("g:b", 0))  # comes first, and is refused: the started one still starts
+    starts, refused = dispatcher.take(NOW)
+    assert keys(starts) == ["g:a"] and refused == [("g:b", "the batch's budget of $1.00 is spent")]
+    dispatcher.release(starts[0])
+    dispatcher.offer(started)
+    dispatcher.offer(candidate("g:c", 2))  # the budget said no once: no new item starts any more
+    assert dispatcher.take(NOW) == ([started], [("g:c", "the batch's budget of $1.00 is spent")])
+
+
+def test_a_release_frees_exactly_one_place_of_its_group():
+    dispatcher = Dispatcher(capacity=4)
+    for n in range(4):
+        dispatcher.offer(candidate(f"g:{n}", n, limit=2))
+    first, _ = dispatcher.take(NOW)[0]
+    dispatcher.release(first)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:2"]
+
+
+def test_the_first_reason_to_halt_is_the_one_given():
+    dispatcher = Dispatcher(capacity=1)
+    dispatcher.offer(candidate("g:a", 0))
+    dispatcher.halt("g:x failed")
+    dispatcher.halt("the run was stopped")
+    assert dispatcher.take(NOW) == ([], [("g:a", "g:x failed")])
+
+
+def test_idle_means_nothing_runs_and_nothing_waits():
+    dispatcher = Dispatcher(capacity=1)
+    assert dispatcher.idle
+    item = candidate("g:a", 0)
+    dispatcher.offer(item)
+    assert not dispatcher.idle
+    dispatcher.take(NOW)
+    assert not dispatcher.idle  # it runs
+    dispatcher.release(item)
+    assert dispatcher.idle
+    dispatcher.offer(item, not_before=NOW + 5)
+    assert not dispatcher.idle  # it waits out a backoff
+
+
+def test_withdraw_takes_back_a_started_item_ready_again_and_leaves_new_ones():
+    dispatcher = Dispatcher(capacity=1)
+    a, b = candidate("g:a", 0), candidate("g:b", 1)
+    dispatcher.offer(a)
+    dispatcher.take(NOW)
+    dispatcher.release(a)
+    dispatcher.offer(a)
+    dispatcher.offer(b)
+    assert keys(dispatcher.withdraw()) == ["g:a"]
+    assert keys(dispatcher.take(NOW)[0]) == ["g:b"]
+
+
+PIPELINED = """---
+agent: command
+command: [x]
+pipeline: true
+---
+# T
+## One
+- [ ] a: first
+- [ ] b: first
+## Two
+- [ ] a: second
+- [ ] b: second
+- [ ] c: second
+- [ ] d: second
+"""
+
+
+@pytest.mark.parametrize("durations, chains", [
+    # two:d has no history: the median of its group's (2, 7, 9), not their mean; two:c and two:d wait
+    # for all of `one`, so each of `one` is followed by the longest of its chains
+    ({"one:a": 5.0, "one:b": 1.0, "two:a": 7.0, "two:b": 2.0, "two:c": 9.0},
+     {"one:a": 14.0, "one:b": 10.0, "two:a": 7.0, "two:b": 2.0, "two:c": 9.0, "two:d": 7.0}),
+    ({"two:a": 2.0, "two:b": 6.0, "two:c": None},  # no history in a group: 1 s each
+     {"one:a": 5.0, "one:b": 7.0, "two:a": 2.0, "two:b": 6.0, "two:c": 4.0, "two:d": 4.0}),
+    ({}, {"one:a": 2.0, "one:b": 2.0, "two:a": 1.0, "two:b": 1.0, "two:c": 1.0, "two:d": 1.0}),
+    # the longest of those waiting for the same items is the later one in the file
+    ({"one:a": 5.0, "one:b": 1.0, "two:a": 7.0, "two:b": 2.0, "two:c": 3.0, "two:d": 9.0},
+     {"one:a": 14.0, "one:b": 10.0, "two:a": 7.0, "two:b": 2.0, "two:c": 3.0, "two:d": 9.0}),
+    ({key: 0.5 for key in ("one:a", "one:b", "two:a", "two:b", "two:c", "two:d")},
+     {"one:a": 1.0, "one:b": 1.0, "two:a": 0.5, "two:b": 0.5, "two:c": 0.5, "two:d": 0.5}),
+])
+def test_critical_paths(durations, chains):
+    assert critical_paths(parse(PIPELINED, Path("/tmp/task.md")), durations) == chains
+
+
+def test_each_item_becomes_a_candidate_with_its_chain_place_group_limit_and_agent():
+    plan = parse("---\nagent: command\ncommand: [x]\npipeline: true\n---\n# T\n## One\n<!-- parallel: 1 -->\n"
+                 "- [ ] a: first\n- [ ] b: first\n## Two\n- [ ] a: second\n", Path("/tmp/task.md"))
+    made = candidates(plan, {"one:a": 2.0})
+    assert [(c.rank, c.key, c.group, c.group_limit, c.agent) for c in made.values()] == [
+        ((-3.0, 0), "one:a", "one", 1, "command"), ((-2.0, 1), "one:b", "one", 1, "command"),
+        ((-1.0, 2), "two:a", "two", None, "command")]
