@@ -83,7 +83,7 @@ def test_what_an_adjustment_costs_more_is_estimated():
 
 @pytest.mark.parametrize("limit, spent, extra, holds", [
     (None, 5.0, 100.0, True), (10.0, 5.0, 5.0, True), (10.0, 5.0, 5.01, False), (10.0, 10.0, None, False),
-    (10.0, 9.0, None, True),
+    (10.0, 9.0, None, True), (None, 50.0, None, True), (10.0, 10.0, 0.0, True), (10.0, 10.0, 0.01, False),
 ])
 def test_the_budget_holds_an_adjustment_only_if_what_is_left_covers_it(limit, spent, extra, holds):
     assert budget_holds(Budget(limit, spent), extra) is holds

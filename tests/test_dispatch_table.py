@@ -79,23 +79,6 @@ def test_a_release_frees_the_slot_of_its_group_and_its_agent():
     assert keys(dispatcher.take(NOW)[0]) == ["g:1"]
 
 
-def test_a_spent_budget_holds_back_new_items_but_not_a_started_items_retry():
-    answers = iter([None, "the batch's budget of $1.00 is spent", None])
-    dispatcher = Dispatcher(capacity=2, budget_refusal=lambda: next(answers))
-    started = candidate("g:a", 1)
-    dispatcher.offer(started)
-    assert keys(dispatcher.take(NOW)[0]) == ["g:a"]
-    dispatcher.release(started)
-    dispatcher.offer(started)
-    dispatcher.offer(candidate("g:b", 0))  # comes first, and is refused: the started one still starts
-    starts, refused = dispatcher.take(NOW)
-    assert keys(starts) == ["g:a"] and refused == [("g:b", "the batch's budget of $1.00 is spent")]
-    dispatcher.release(starts[0])
-    dispatcher.offer(started)
-    dispatcher.offer(candidate("g:c", 2))  # the budget said no once: no new item starts any more
-    assert dispatcher.take(NOW) == ([started], [("g:c", "the batch's budget of $1.00 is spent")])
-
-
 def test_a_release_frees_exactly_one_place_of_its_group():
     dispatcher = Dispatcher(capacity=4)
     for n in range(4):

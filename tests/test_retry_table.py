@@ -4,14 +4,13 @@ counted against which limit, said how; and how `adjust:` is read and shown. Plai
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from batch_tasks.agents import CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Outcome
 from batch_tasks.errors import SettingError
 from batch_tasks.retry import (CHECK, CONFLICT, DEFAULT_ADJUST, MAX_WAITS, SAME_CHECK, Adjustment, Counts, Decision,
-                               Failed, adjust, budget_holds, cause_of, check_signature, decide, describe_adjust,
+                               Failed, adjust, cause_of, check_signature, decide, describe_adjust,
                                failure_class, parse_adjust)
 
 NOW = 1_000_000.0
@@ -258,10 +257,3 @@ def test_a_stronger_model_of_another_provider_is_priced_by_its_tokens():
     assert on_openai.changes == {"model": "gpt-4o"} and on_openai.extra_usd == pytest.approx(2.5)
     on_nobody = adjust(attempts, {**BASE, "agent": "command", "model": None, "escalate": ("gpt-4o",)})
     assert on_nobody.changes == {} and on_nobody.extra_usd is None
-
-
-@pytest.mark.parametrize("limit, spent, extra, holds", [
-    (None, 50.0, None, True), (10.0, 9.99, None, True), (10.0, 10.0, 0.0, True), (10.0, 10.0, 0.01, False),
-])
-def test_budget_holds(limit, spent, extra, holds):
-    assert budget_holds(SimpleNamespace(limit=limit, spent=spent), extra) is holds
