@@ -30,7 +30,6 @@ import os
 import selectors
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid

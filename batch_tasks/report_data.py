@@ -8,7 +8,6 @@ left as it was: escaping is the HTML's business, not the data's.
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict, deque
 from typing import Any
 

@@ -137,7 +137,7 @@ def test_codex_out_of_context_window_is_retried_fresh_on_the_larger_model_named(
                                         "adjust: {context_overflow: {model: gpt-5.5}}\n---\n")
     routes = {"Step: Outline": [fake_openai.text(OUTLINE)],
               "Step: Write notes": [fake_openai.context_window_exceeded(),
-                                    fake_openai.shell(f"mkdir -p notes && echo '# auth' > notes/auth.md"),
+                                    fake_openai.shell("mkdir -p notes && echo '# auth' > notes/auth.md"),
                                     fake_openai.text("Wrote auth.")]}
     with fake_openai.FakeOpenAI(by_prompt=routes) as api:
         env = fake_openai.codex_env(api, batch.path / "home", CODEX)

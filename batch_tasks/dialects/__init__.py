@@ -123,6 +123,24 @@ def document_around(outline: Outline, heading: Heading, title: Heading | None) -
     return text.strip()
 
 
+def one_list(outline: Outline, heading: Heading | None) -> Reading:
+    """A document of one list (an ExecPlan's Progress, a BMAD story's Tasks): the boxes of the
+    section under `heading` (not optional ones) as one group, in order, their nested boxes
+    ticked along; the rest of the document, but its title, is what every item is told."""
+    if heading is None:
+        return Reading([])
+    title = next((h for h in outline.headings if h.level == 1), None)
+    last = outline.section_end(heading)
+    group = DraftGroup(heading, ordered=True, headings={heading.index})
+    for box in outline.items():
+        if heading.line < box.line <= last and not box.star:
+            group.items.append(DraftItem(
+                text=box.text, body=lines_after(outline, box, box.end), done=box.mark != " ", line=box.line,
+                source_line=box.source, also_ticks=nested_boxes(outline, box.line, box.end),
+            ))
+    return Reading([group], preamble=document_around(outline, heading, title))
+
+
 def group_body(outline: Outline, heading: Heading, first_item_line: int) -> str:
     return prose(outline, heading.line + 1, first_item_line - 1)
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..outline import Outline
-from . import DraftGroup, DraftItem, Reading, document_around, lines_after, nested_boxes
+from . import Reading, one_list
 
 NAME = "bmad"
 TASKS = re.compile(r"^Tasks\s*/\s*Sub-?tasks\b", re.I)
@@ -45,19 +45,7 @@ def cue(outline: Outline, path: Path) -> str | None:
 
 
 def read(outline: Outline, path: Path) -> Reading:
-    tasks = _tasks(outline)
-    title = next((h for h in outline.headings if h.level == 1), None)
-    if tasks is None:
-        return Reading([])
-    last = outline.section_end(tasks)
-    group = DraftGroup(tasks, ordered=True, headings={tasks.index})
-    for box in outline.items():
-        if tasks.line < box.line <= last and not box.star:
-            group.items.append(DraftItem(
-                text=box.text, body=lines_after(outline, box, box.end), done=box.mark != " ", line=box.line,
-                source_line=box.source, also_ticks=nested_boxes(outline, box.line, box.end),
-            ))
-    reading = Reading([group], preamble=document_around(outline, tasks, title))
+    reading = one_list(outline, _tasks(outline))
     status = _status(outline)
     if status is not None and not READY.match(status[1]):
         reading.notes.append((status[0], f"the story's status is {status[1]!r}: BMAD's developer takes stories that "

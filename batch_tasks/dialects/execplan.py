@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ..outline import Outline
-from . import DraftGroup, DraftItem, Reading, document_around, lines_after, nested_boxes
+from . import Reading, one_list
 
 NAME = "execplan"
 PROGRESS = re.compile(r"^Progress\b", re.I)
@@ -33,16 +33,4 @@ def cue(outline: Outline, path: Path) -> str | None:
 
 
 def read(outline: Outline, path: Path) -> Reading:
-    progress = _progress(outline)
-    title = next((h for h in outline.headings if h.level == 1), None)
-    if progress is None:
-        return Reading([])
-    last = outline.section_end(progress)
-    group = DraftGroup(progress, ordered=True, headings={progress.index})
-    for box in outline.items():
-        if progress.line < box.line <= last and not box.star:
-            group.items.append(DraftItem(
-                text=box.text, body=lines_after(outline, box, box.end), done=box.mark != " ", line=box.line,
-                source_line=box.source, also_ticks=nested_boxes(outline, box.line, box.end),
-            ))
-    return Reading([group], preamble=document_around(outline, progress, title))
+    return one_list(outline, _progress(outline))
