@@ -136,6 +136,13 @@ def rev(ref: str, cwd: Path | str) -> str | None:
     return found.text or None
 
 
+def present_at(commit: str, paths: list[str], cwd) -> list[str]:
+    """Those of PATHS (repository-relative files or folders) that COMMIT holds."""
+    if not paths:
+        return []
+    return git("ls-tree", "-z", "--name-only", commit, "--", *paths, cwd=cwd).fields()
+
+
 def changed_paths(base: str, tip: str, cwd: Path | str) -> list[str]:
     """The paths (repository-relative) that differ between two commits, a rename as both its names."""
     return git("diff", "--name-only", "-z", "--no-renames", "--no-textconv", "--no-ext-diff", base, tip, "--",

@@ -53,6 +53,12 @@ def is_attempt_header(text: str) -> bool:
     return _HEADER.match(text) is not None
 
 
+def run_of_header(text: str, key: str) -> str | None:
+    """The run of an attempt header of item KEY's, else None."""
+    found = _HEADER.match(text)
+    return found["run"] if found and found["key"] == key else None
+
+
 def _events(path: str, run_id: str, number: int) -> Iterator[dict[str, Any]]:
     for raw in (read_bytes(path) or b"").splitlines():
         try:

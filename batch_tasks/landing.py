@@ -18,7 +18,7 @@ from .agents import PERMANENT, Outcome
 from .check import Check
 from .errors import BatchError
 from .events import CHECK
-from .git import changed_paths
+from .git import changed_paths, present_at
 from .process import StoppedError
 from .records import Attempt
 from .workspace import WorkspaceError
@@ -109,8 +109,11 @@ def protected_touched(settings: Mapping, item, workspace, tip: str) -> list[str]
     """The paths the item's work (its worktree's base to TIP) changed that `protect` covers and
     its text does not name (see protected_paths)."""
     check = Check.from_settings(settings, item.group, item.module)
-    named_by_check = protected_paths.check_paths(check.command(workspace.path) if check else (),
-                                                 str(workspace.isolation.relative_workdir), str(workspace.path))
+    # The check's own files: those it names that the repository held before the item's work
+    # (one it names that the work makes, such as its output, is the work's to make).
+    named_by_check = present_at(workspace.base, protected_paths.check_paths(
+        check.command(workspace.path) if check else (), str(workspace.isolation.relative_workdir),
+        str(workspace.path)), workspace.isolation.top)
     protect = protected_paths.globs(settings["protect"], named_by_check)
     changed = changed_paths(workspace.base, tip, workspace.isolation.top)
     return protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict, deque
 from typing import Any
 
-from . import forecast, history, tool_counts
+from . import forecast, history, item_log, tool_counts
 from .errors import BatchError
 from .events import AGENT, CHECK, MERGING, SETUP, WAITING_TO_MERGE
 from .state import open_to_read
@@ -319,17 +319,18 @@ def _cause_text(reason: str, exit_status: int | None) -> str:
 
 def _tail(path: str, key: str, run_id: str) -> str:
     """The last lines an item printed in the run `run_id` (read without following a symlink):
-    its output.log holds every run's attempts, each under its header (attempt.header)."""
-    opens, of_run = f"=== {key} attempt ".encode(), f" of run {run_id} at ".encode()
+    its output.log holds every run's attempts, each under its header (see item_log)."""
     lines: deque[bytes] = deque(maxlen=TAIL_LINES)
     inside = False
     try:
         with open_to_read(path) as stream:
             for line in stream:
-                if line.startswith(opens) and b" of run " in line:
-                    if inside and of_run not in line:
+                run = item_log.run_of_header(line.decode("utf-8", "replace").rstrip("\n"), key) \
+                    if line.startswith(b"=== ") else None
+                if run is not None:
+                    if inside and run != run_id:
                         break  # a later run's attempt
-                    inside = inside or of_run in line
+                    inside = inside or run == run_id
                 if inside:
                     lines.append(line[:TAIL_LINE_BYTES].rstrip(b"\n"))
     except OSError:

@@ -192,12 +192,18 @@ class Isolation:
 
     def other_refs(self) -> dict[str, str]:
         """The branches and tags an attempt's agent has no business moving: all but the
-        integration branch (the merge queue's) and the items' branches (each attempt's own)."""
+        integration branches of batch-tasks' runs (this one's, and another task file's run
+        beside it: under `batch/`, or held by a runner's worktree, `.batch/<stem>/integration`)
+        and their items' branches (each attempt's own). A ref that an agent makes look like a
+        run's during its attempt is missing after it: moved, as any other."""
+        held = {entry["branch"] for entry in worktrees(self.top) if "branch" in entry
+                and Path(entry["worktree"]).name == "integration" and Path(entry["worktree"]).parent.parent.name == ".batch"}
+        runs = {self.ref, *held}
         listed = git("for-each-ref", "--format=%(refname)%00%(objectname)", "refs/heads/", "refs/tags/",
                      cwd=self.top).out.splitlines()
-        items = f"refs/heads/{self.branch}.items/"
         return {ref: tip for ref, _, tip in (entry.partition("\0") for entry in listed)
-                if ref != self.ref and not ref.startswith(items)}
+                if not ref.startswith("refs/heads/batch/") and ref not in runs
+                and not any(ref.startswith(f"{run}.items/") for run in runs)}
 
     def close(self) -> None:
         """At the end of a run: remove the spare worktrees (the runner's own stays for the next run)."""

@@ -42,13 +42,13 @@ def test_the_joblogs_seq_goes_on_from_the_last_run_in_the_file(tmp_path):
 
 
 def test_a_reports_failure_tail_is_that_runs_output_not_a_later_runs(tmp_path):
-    from batch_tasks.attempt import header
+    from batch_tasks.item_log import attempt_header, failed_header
 
     log = tmp_path / "output.log"
-    log.write_bytes(header("g:a", 1, "RUN-OLD") + b"old line\n"
-                    + b"=== g:a attempt 1 failed (permanent): exit status 2 ===\n"
-                    + header("g:a", 2, "RUN-OLD") + b"old again\n"
-                    + header("g:a", 1, "RUN-NEW") + b"new line\n")
+    log.write_bytes(attempt_header("g:a", 1, "RUN-OLD") + b"old line\n"
+                    + failed_header("g:a", 1, "permanent", "exit status 2")
+                    + attempt_header("g:a", 2, "RUN-OLD") + b"old again\n"
+                    + attempt_header("g:a", 1, "RUN-NEW") + b"new line\n")
     old = report_data._tail(str(log), "g:a", "RUN-OLD").splitlines()
     assert "old line" in old and old[-1] == "old again" and "new line" not in old
     assert report_data._tail(str(log), "g:a", "RUN-NEW").splitlines()[-1] == "new line"
