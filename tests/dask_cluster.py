@@ -15,8 +15,9 @@ from pathlib import Path
 DASK = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
 # A cluster a test run left behind (killed before its teardown) stops by itself: its scheduler
-# after this long without a task, and its workers with it.
-IDLE_TIMEOUT = "120s"
+# after this long without a task, and its workers with it. Longer than the whole suite: a
+# module's cluster waits idle while its worker runs other tests between the module's own.
+IDLE_TIMEOUT = "20m"
 QUIET = {"DASK_LOGGING__DISTRIBUTED": "error", "PYTHONWARNINGS": "ignore"}
 
 
