@@ -7,12 +7,13 @@ between two chunks of output) has its own case.
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from batch_tasks.redaction import MIN_LENGTH, Redactor, secret_values
+from batch_tasks.redaction import MIN_LENGTH, MaskedText, Redactor, secret_values
 
 SECRET = "s3cr3t/<value>&more"  # a slash and Go's three escaped characters
 MULTILINE = "-----BEGIN KEY-----\nAAAAbbbbCCCC\n-----END KEY-----"
@@ -86,6 +87,19 @@ def test_a_secret_of_several_lines_is_masked_whole_and_line_by_line(form):
 ])
 def test_each_line_of_a_secret_of_several_lines_is_masked_as_it_is(secret, printed):
     assert Redactor({"PRIVATE_KEY": secret})(f"<{printed}>".encode()) == b"<***>"
+
+
+def test_a_secret_as_python_shows_it_is_masked():
+    # `doit info` shows settings as Python's repr does: `\x01` where JSON says `\u0001`.
+    secret = "abc\x01defg"
+    assert Redactor({"TOKEN": secret})(f"[{repr(secret)[1:-1]}]".encode()) == b"[***]"
+
+
+def test_text_written_through_a_masked_stream_is_masked():
+    written = io.StringIO()
+    masked = MaskedText(written, Redactor({"TOKEN": "tok-123456"}))
+    assert masked.write("a tok-123456 b") == len("a *** b")
+    assert written.getvalue() == "a *** b"
 
 
 def test_a_short_line_of_a_secret_of_several_lines_is_left_alone():
