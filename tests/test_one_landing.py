@@ -155,12 +155,18 @@ with open("shared.py", "a") as edited:
 """
 
 
-def test_a_hung_attempts_half_edit_is_kept_aside_and_never_lands_through_its_retry(tmp_path):
+def run_with_a_hung_attempt(tmp_path):
+    """One item whose first attempt hangs after a half-done edit, and whose retry succeeds."""
     agent = tmp_path / "hangs.py"
     agent.write_text(HANGS_AFTER_A_HALF_EDIT)
     repo, env = setup(tmp_path, EDIT, command=[sys.executable, str(agent), "{module}"], timeout="3")
     result = run(repo, env)
     assert result.returncode == 0, result.stdout + result.stderr
+    return repo, env, result
+
+
+def test_a_hung_attempts_half_edit_is_kept_aside_and_never_lands_through_its_retry(tmp_path):
+    repo, _, _ = run_with_a_hung_attempt(tmp_path)
     assert agent_starts(tmp_path) == 2
     landed = git("ls-tree", "-r", "--name-only", "batch/task", cwd=repo).split()
     assert "half-done.py" not in landed
@@ -171,11 +177,7 @@ def test_a_hung_attempts_half_edit_is_kept_aside_and_never_lands_through_its_ret
 
 
 def test_kept_attempts_are_named_and_batch_clean_removes_only_what_is_on_another_branch(tmp_path):
-    agent = tmp_path / "hangs.py"
-    agent.write_text(HANGS_AFTER_A_HALF_EDIT)
-    repo, env = setup(tmp_path, EDIT, command=[sys.executable, str(agent), "{module}"], timeout="3")
-    result = run(repo, env)
-    assert result.returncode == 0, result.stdout + result.stderr
+    repo, env, result = run_with_a_hung_attempt(tmp_path)
     [kept] = json.loads((repo / ".batch/task/items/g/alpha/result.json").read_text())["kept_attempts"]
     assert kept["branch"] in result.stdout  # the summary names it
     assert "doit batch-clean" in result.stdout
