@@ -172,7 +172,13 @@ def test_a_secret_reaches_the_agent_on_its_worker_and_no_log(tmp_path, cluster):
     assert not any(secret in text or plain in text or "not-for-workers-xyz" in text for text in everything)
 
 
-def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path, cluster):
+def test_remote_events_are_live_then_a_killed_coordinator_loses_nothing(tmp_path, own_cluster):
+    # Four agents that wait and one that lands beside them: five at once, more than the module's
+    # cluster has room for (a quick one left waiting behind the four would never start).
+    cluster = own_cluster
+    for name in ("w1", "w2"):
+        cluster.start_worker(name, 3, env=worker_env())
+    cluster.wait_for_workers(2)
     modules = ["a", "b", "c", "d"]
     go = tmp_path / "go"  # they end once the coordinator is killed
     behaviour = {m: {"write": f"{m}.txt", "print": f"working on {m}", "until": str(go)} for m in modules}
