@@ -26,6 +26,7 @@ from .agents import AGENTS
 from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
+from .doit_bridge import ForgetsToo
 from .doit_tasks import item_job
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
@@ -385,29 +386,6 @@ def _check_agents(batch, will_run: set[str]) -> None:
             raise BatchError(what if name != "command" else f"group {group.slug!r}: {program!r} is not a program on PATH")
 
 
-class _ForgetsResultsToo:
-    """doit's dependency records, seen through `forget`: forgetting an item also sets its
-    result aside, so that it runs again and says why."""
-
-    def __init__(self, records, batch):
-        self._records, self._batch = records, batch
-        self._items = {item.key: item for item in batch.plan.items()}
-
-    def __getattr__(self, name):
-        return getattr(self._records, name)
-
-    def remove(self, task_id):
-        self._records.remove(task_id)
-        if task_id in self._items:
-            item = self._items[task_id]
-            self._batch.state.item(item.group, item.module).forget()
-
-    def remove_all(self):
-        self._records.remove_all()
-        for item in self._items.values():
-            self._batch.state.item(item.group, item.module).forget()
-
-
 class Forget(FriendlyArgs, TaskMdHint, DoitForget):
     """doit's `forget`; for a batch's items it also sets their results aside, so they run again."""
 
@@ -416,8 +394,14 @@ class Forget(FriendlyArgs, TaskMdHint, DoitForget):
             sys.stderr.write("ERROR: name what to forget: `doit forget GROUP:MODULE` (or a GROUP), or `doit forget --all`\n")
             return EXIT_BAD_INPUT
         batch = getattr(self.loader, "batch", None)
-        if batch is not None:
-            self.dep_manager = _ForgetsResultsToo(self.dep_manager, batch)
+        if batch is not None:  # forgetting an item also sets its result aside, so that it runs again and says why
+            items = {item.key: item for item in batch.plan.items()}
+
+            def set_result_aside(key: str) -> None:
+                if key in items:
+                    batch.state.item(items[key].group, items[key].module).forget()
+
+            self.dep_manager = ForgetsToo(self.dep_manager, set_result_aside, items)
         return super()._execute(forget_sub, forget_disable_default, forget_all)
 
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from doit.task import Task
 
 from .batch import Batch
+from .doit_bridge import as_uptodate
 from .staleness import DONE_BY_HAND
 
 
@@ -38,9 +39,8 @@ def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
                     # An item ticked by hand has no record to make; any other has its result.
                     targets=[] if verdict is not None and verdict.reason == DONE_BY_HAND else [result],
                     task_dep=plan.task_dep(item),
-                    # In a tuple doit keeps the Verdict as a value, takes its truth, and
-                    # `doit info` prints it: the reason the item runs.
-                    uptodate=[(verdict,)] if verdict is not None else [],
+                    # doit takes the Verdict's truth, and `doit info` prints it: the reason the item runs.
+                    uptodate=as_uptodate(verdict) if verdict is not None else [],
                     doc=item.text if len(item.text) <= 72 else item.text[:71] + "…",
                     subtask_of=group.slug,
                     io={"capture": False},

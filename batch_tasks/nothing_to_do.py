@@ -43,6 +43,7 @@ from typing import Any, Iterable, Mapping
 import doit
 
 from . import outside_settings, plan_cache
+from .doit_bridge import changed_options, dependency_records
 from .errors import BatchError
 from .prompt import DEFAULT_TEMPLATE
 from .state import BatchState, open_to_read, write_atomic
@@ -57,7 +58,7 @@ HARMLESS_OPTIONS = frozenset({"num_process", "continue", "joblog", "taskfile"})
 
 def may_answer(params, selection: list[str]) -> bool:
     """Whether the command is a plain `run-batch`, whose answer a stamp can give."""
-    changed = getattr(params, "_non_default_keys", None)
+    changed = changed_options(params)
     return not selection and changed is not None and changed <= HARMLESS_OPTIONS
 
 
@@ -227,11 +228,7 @@ def _database_digest(database: str) -> str:
     import sqlite3  # here: only a no-op that may be answered at once needs it
 
     try:
-        connection = sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)
-        try:
-            rows = connection.execute("SELECT task_id, task_data FROM doit ORDER BY task_id").fetchall()
-        finally:
-            connection.close()
+        rows = dependency_records(database)
     except sqlite3.Error as error:
         raise ValueError(str(error)) from None
     return _digest(repr(rows).encode("utf-8", "surrogateescape"))

@@ -130,9 +130,9 @@ def parse_sets(sets) -> dict[str, Any]:
 def given_back(args: list[str]) -> list[str]:
     """doit takes every `NAME=VALUE` argument as a variable of its own before a command sees
     it, so `--set agent=claude` arrives as a bare `--set`: each gets its value back, in order."""
-    from doit import doit_cmd
+    from .doit_bridge import command_line_variables
 
-    stolen = list((getattr(doit_cmd, "_CMDLINE_VARS", None) or {}).items())
+    stolen = command_line_variables()
     given = []
     for arg in args:
         given.append(arg)

@@ -12,6 +12,7 @@ from doit.exceptions import UnmetDependency
 
 from . import forecast
 from .board import WAITING, Board
+from .doit_bridge import uptodate_value
 from .live_view import view_for
 from .run_summary import summary
 from .process import process_started
@@ -23,8 +24,7 @@ def _is_item(task) -> bool:
 
 
 def _will_run(task) -> bool:
-    verdict = task.uptodate[0][0] if task.uptodate else None
-    return bool(getattr(verdict, "runs", True))
+    return bool(getattr(uptodate_value(task), "runs", True))
 
 
 class BatchReporter:

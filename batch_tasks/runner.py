@@ -17,11 +17,11 @@ import time
 from collections import deque
 from dataclasses import replace
 
-from doit.exceptions import TaskFailed, UnmetDependency
-from doit.runner import Runner
+from doit.exceptions import TaskFailed
 
 from .agents import WAIT
 from .dispatcher import Candidate, Dispatcher
+from .doit_bridge import EXHAUSTED, HOLD, ReadyTasks, Runner
 from .lifecycle import Again, Finished, ItemRun
 from .run import Run
 
@@ -37,8 +37,7 @@ def is_item(task) -> bool:
 class BatchRunner(Runner):
     def __init__(self, dep_manager, reporter, run: Run, dispatcher: Dispatcher, candidates: dict[str, Candidate],
                  continue_: bool = False, forced: frozenset[str] = frozenset()):
-        super().__init__(dep_manager, reporter, continue_=continue_)
-        self.forced = forced  # -a: these run even if they are up to date
+        super().__init__(dep_manager, reporter, continue_=continue_, forced=forced)
         self.run, self.dispatcher, self.candidates = run, dispatcher, candidates
         self._results: queue.Queue[tuple[Candidate, Finished | Again | object]] = queue.Queue()
         self._awaited: set[str] = set()  # items whose first response the dispatcher waits for
@@ -52,8 +51,9 @@ class BatchRunner(Runner):
         self._threads = _Threads()
 
     def run_tasks(self, task_dispatcher):
+        ready = ReadyTasks(task_dispatcher)
         while True:
-            self._pull(task_dispatcher)
+            self._pull(ready)
             if self.run.supervisor.stopping.is_set():
                 self._withdraw("the run was stopped")
             self._start_what_may(time.time())
@@ -65,27 +65,21 @@ class BatchRunner(Runner):
             if tick is not None:
                 tick(time.time())
 
-    def select_task(self, node, tasks_dict):
-        # doit's -a is one switch for every task it meets; here it holds for the forced ones alone.
-        self.always_execute = node.task.name in self.forced
-        return super().select_task(node, tasks_dict)
-
-    def _pull(self, task_dispatcher) -> None:
+    def _pull(self, ready: ReadyTasks) -> None:
         """Hear from doit every task that is ready now; tell it of every one that is done."""
         if self._exhausted:
             self._completed.clear()  # doit has nothing more to hand out: it need not hear
         while not self._exhausted:
             done = self._completed.popleft() if self._completed else None
-            try:
-                node = task_dispatcher.generator.send(done)
-            except StopIteration:
+            node = ready.next(done)
+            if node is EXHAUSTED:
                 self._exhausted = True
                 return
-            if node == "hold on":
+            if node is HOLD:
                 if not self._completed:
                     return
                 continue
-            if not self.select_task(node, task_dispatcher.tasks):
+            if not self.select_task(node, ready.tasks):
                 self._completed.append(node)  # up to date, ignored, or failed before it began
             elif is_item(node.task):
                 self._nodes[node.task.name] = node
@@ -166,18 +160,13 @@ class BatchRunner(Runner):
         self.process_task_result(node, None if step.failure is None else TaskFailed(step.failure))
         self._completed.append(node)
 
-    def _handle_task_error(self, node, base_fail):
-        before = self.final_result
-        super()._handle_task_error(node, base_fail)
-        if isinstance(base_fail, UnmetDependency):
-            # Not a failure of its own: the item it depends on is counted already.
-            self.final_result = before
-            self._stop_running = False
+    def task_failed(self, node, unmet_dependency: bool) -> None:
+        if unmet_dependency:
             if is_item(node.task):
                 stopped = self.run.supervisor.stopping.is_set()  # what it waited for was interrupted
                 self.run.hub.publish("item_not_started", node.task.name,
                                      "the run was stopped" if stopped else "an item it depends on failed")
-        elif self._stop_running:
+        elif self.stops:
             stopped = self.run.supervisor.stopping.is_set()
             self.dispatcher.halt("the run was stopped" if stopped else f"{node.task.name} failed")
 
