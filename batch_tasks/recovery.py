@@ -153,15 +153,20 @@ def _in_git(group: Group, item: Item, running: Mapping[str, Any], found, isolati
     attempt's own worktree (or from the branch its remote worker pushed). Returns what is found,
     the worktree, and the merge's evidence."""
     from .executors.fetched import fetch_pushed_success
-    from .workspace import read_record
+    from .workspace import WorkspaceError, read_record
 
     run_id = running.get("run_id")
     if not isinstance(run_id, str):
         return None, None, None
     said = found or (None, Outcome(ok=True), None)
-    workspace = isolation.reopen(item.group, item.module)
-    if workspace is not None and read_record(workspace.path).get("run_id") != run_id:
-        workspace = None  # another run's attempt: not this one's work
+    try:
+        workspace = isolation.reopen(item.group, item.module)
+        if workspace is not None and read_record(workspace.path).get("run_id") != run_id:
+            workspace = None  # another run's attempt: not this one's work
+    except WorkspaceError as error:
+        workspace = None  # what is in it is not known to be this attempt's work alone
+        if log is not None:
+            log.write(item_log.note_header(f"its worktree is not gone on with: {error}"))
     if workspace is not None:
         workspace.run_id = run_id
     merged = isolation.merged_commit(item.group, item.module, run_id)

@@ -199,12 +199,19 @@ def _tree(commit: str, cwd: Path) -> str:
 
 
 def read_record(path: Path) -> dict[str, Any]:
+    """What `save` wrote of the attempt in the worktree at PATH; {} if it wrote nothing (it was
+    killed before). Raises WorkspaceError if it cannot be read: a damaged record is no record
+    of a baseline, and every file setup made would be taken for the agent's work."""
     try:
         with open(admin_folder(path) / RECORD, encoding="utf-8") as stream:
             record = json.load(stream)
-    except (OSError, ValueError, GitError):
+    except FileNotFoundError:
         return {}
-    return record if isinstance(record, dict) else {}
+    except (OSError, ValueError, GitError) as error:
+        raise WorkspaceError(f"the record of the attempt in {path} cannot be read: {error}") from None
+    if not isinstance(record, dict):
+        raise WorkspaceError(f"the record of the attempt in {path} is not an object")
+    return record
 
 
 def remove_stale_index_lock(worktree: Path) -> None:

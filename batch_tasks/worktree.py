@@ -44,8 +44,8 @@ from .errors import BatchError
 from .git import GitError, git, is_ancestor, parse_trailers, rev, trailers, worktree_at as _worktree_at, worktrees
 from .process import Supervisor
 from .state import BatchState, safe_name
-from .workspace import (AttemptWorkspace, Kept, commit_work, item_key, one_line, read_record, remove_stale_index_lock,
-                        wip_message)
+from .workspace import (AttemptWorkspace, Kept, WorkspaceError, commit_work, item_key, one_line, read_record,
+                        remove_stale_index_lock, wip_message)
 
 class IsolationError(BatchError):
     """The batch cannot be isolated as its settings ask; `setting` names the one to blame."""
@@ -302,8 +302,12 @@ class Isolation:
         wip = False
         if entry is not None:
             remove_stale_index_lock(path)
-            record = read_record(path)
-            message = wip_message(self, key, "an earlier attempt, kept aside", record.get("run_id", ""))
+            try:
+                record, why = read_record(path), "an earlier attempt, kept aside"
+            except WorkspaceError as error:
+                # Without its baseline, what setup made is not told from the agent's work: all is kept, aside.
+                record, why = {}, f"an earlier attempt, kept aside whole: {error}"
+            message = wip_message(self, key, why, record.get("run_id", ""))
             wip = commit_work(path, Baseline(record.get("baseline", {})), message)
             tip = rev(f"refs/heads/{branch}", self.top)
         if tip is not None and is_ancestor(tip, self.ref, self.top) and not wip:

@@ -459,3 +459,26 @@ def test_a_branch_moved_by_hand_during_a_merge_is_not_overwritten(repo):
     assert result.merged and isolation.tip() == result.merge_commit
     assert git("rev-parse", f"{result.merge_commit}^1", cwd=repo) == by_hand
     assert git("status", "--porcelain", cwd=isolation.integration_path) == ""
+
+
+def test_a_damaged_attempt_record_is_said_not_read_as_no_baseline_and_its_worktree_is_kept_whole(repo):
+    from batch_tasks.git import admin_folder
+    from batch_tasks.workspace import RECORD, read_record
+
+    isolation = isolation_for(repo)
+    first = isolation.open_attempt("g", "one", "run-1")
+    assert read_record(first.path)["run_id"] == "run-1"
+    (first.path / "made.txt").write_text("the agent's\n")
+    (admin_folder(first.path) / RECORD).write_text('{"baseline": {"made.txt"')  # cut short
+    with pytest.raises(WorkspaceError, match="cannot be read"):
+        read_record(first.path)
+    (admin_folder(first.path) / RECORD).unlink()
+    assert read_record(first.path) == {}  # killed before it was written: nothing to read
+    (admin_folder(first.path) / RECORD).write_text("[]")
+    with pytest.raises(WorkspaceError, match="not an object"):
+        read_record(first.path)
+    second = isolation.open_attempt("g", "one", "run-2")
+    kept = second.replaced
+    said = git("log", "-1", "--format=%s", kept.branch, cwd=repo)
+    assert "kept aside whole" in said and "record" in said, said
+    assert git("show", f"{kept.branch}:made.txt", cwd=repo).strip() == "the agent's"
