@@ -169,9 +169,11 @@ def _wait_for_remote(running: Mapping[str, Any], log, say_waiting: Callable[[], 
     gone, the attempt went with it), saying so once."""
     try:
         from distributed import Client, Variable
-
+    except ImportError:  # no distributed here: nothing of this machine's runs there any more
+        return
+    try:
         client = Client(running["scheduler"], timeout=5, set_as_default=False)
-    except Exception:  # noqa: BLE001 - no distributed, no scheduler: nothing runs there any more
+    except (OSError, TimeoutError):  # its scheduler is gone, and the attempt with it
         return
     try:
         state = Variable(running["state"], client=client)
@@ -184,7 +186,7 @@ def _wait_for_remote(running: Mapping[str, Any], log, say_waiting: Callable[[], 
                 told = True
             time.sleep(0.5)
         state.delete()
-    except Exception:  # noqa: BLE001 - the variable is gone with its scheduler
+    except (OSError, TimeoutError):  # the scheduler went (a lost connection is an OSError), or the variable with it
         pass
     finally:
         client.close()

@@ -57,13 +57,15 @@ class WorkerIsolation:
 class Channel:
     """Messages to the coordinator, sent in batches every FLUSH_SECONDS (and at once when asked),
     from a thread of their own: a scheduler gone makes a send wait for its timeout, and the
-    attempt must not wait with it (it goes on, and pushes)."""
+    attempt must not wait with it (it goes on, and pushes). What could not be sent is counted,
+    for the attempt's result to say."""
 
     def __init__(self, name: str):
         from distributed import Queue
 
         self.queue = Queue(name)
         self.pending: list = []
+        self.undelivered = 0  # messages its coordinator never got
         self.lock = threading.Lock()
         self.closed, self.wake = threading.Event(), threading.Event()
         self.sender = threading.Thread(target=self._send_every, daemon=True)
@@ -86,8 +88,8 @@ class Channel:
             if batch:
                 try:
                     self.queue.put(batch)
-                except Exception:  # noqa: BLE001 - its coordinator is gone: the attempt goes on, and pushes
-                    pass
+                except (OSError, TimeoutError):  # its scheduler is gone (a lost connection): the attempt goes on, and pushes
+                    self.undelivered += len(batch)
 
     def _send_every(self) -> None:
         while not self.closed.is_set():
@@ -124,12 +126,13 @@ def run_on_worker(spec: dict[str, Any]) -> dict[str, Any]:
     state.set(RUNNING)
     channel = Channel(spec["channel"])
     try:
-        return {"worker": worker.address, **_attempt(spec, worker, channel)}
+        result = {"worker": worker.address, **_attempt(spec, worker, channel)}
     finally:
         with contextlib.suppress(Exception):  # its scheduler gone: the pushed branch says it all
             state.set(ENDED)
         channel.send("end")  # the result follows at once: the coordinator need not poll for it
         channel.close()
+    return {**result, "undelivered": channel.undelivered} if channel.undelivered else result
 
 
 def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:

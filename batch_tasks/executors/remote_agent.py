@@ -194,6 +194,10 @@ class RemoteAgent:
     def _ended(self, log) -> Exit:
         """How the remote attempt ended, as this run sees it, from its result."""
         came, ended = self.result, self.ended
+        if came.get("undelivered"):
+            log.write(item_log.note_header(f"{came['undelivered']} messages of its output on {came.get('worker', '?')} "
+                                           "could not be sent here (its scheduler was out of reach); "
+                                           "what it pushed is all there"))
         if came.get("setup_failed"):
             raise SetupFailed(came["setup_failed"], came.get("tail", ""))
         if came.get("lost"):

@@ -1,0 +1,96 @@
+"""Errors on the way to and from a Dask worker: each is handled where it is named (the
+scheduler out of reach), said where it costs something (output that never came), and any
+other reaches the item's run as the bug it is. Plain objects in place of Dask's."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import distributed
+import pytest
+
+from batch_tasks.executors import fetched, on_worker
+from batch_tasks.executors.remote_agent import RemoteAgent
+from batch_tasks.process import Exit
+
+
+class Unreachable:
+    """A Dask object whose scheduler is gone (distributed raises a lost connection as an OSError)."""
+
+    def __init__(self, *args, error: Exception | None = None, **kwargs):
+        self.error = error or OSError("Timed out trying to connect")
+        self.closed = False
+
+    def put(self, batch):
+        raise self.error
+
+    def get(self, timeout=None):
+        raise self.error
+
+    def close(self):
+        self.closed = True
+
+
+def channel_to(queue) -> on_worker.Channel:
+    channel = object.__new__(on_worker.Channel)  # without its sender thread: flushed by hand
+    channel.queue, channel.pending, channel.undelivered = queue, [], 0
+    channel.lock = threading.Lock()
+    return channel
+
+
+def test_output_the_worker_cannot_send_is_counted_not_dropped_silently():
+    channel = channel_to(Unreachable())
+    channel.write(b"one line\n")
+    channel.send("line", "{}")
+    channel.flush()
+    channel.send("exit", 0, None)
+    channel.flush()
+    assert channel.undelivered == 3
+
+
+def test_a_bug_in_sending_the_worker_output_is_not_taken_for_a_lost_scheduler():
+    channel = channel_to(Unreachable(error=TypeError("cannot pickle '_thread.lock' object")))
+    channel.send("line", "{}")
+    with pytest.raises(TypeError):
+        channel.flush()
+
+
+def test_the_coordinator_says_in_the_item_log_how_much_output_never_came():
+    attempt = object.__new__(RemoteAgent)
+    attempt.result, attempt.ended = {"worker": "tcp://w:1", "undelivered": 7}, Exit(0, None)
+    log = io.BytesIO()
+    assert attempt._ended(log) == Exit(0, None)
+    assert b"7 messages of its output on tcp://w:1 could not be sent here" in log.getvalue()
+
+
+RUNNING = {"executor": "dask", "scheduler": "tcp://127.0.0.1:1", "state": "batch-state-x", "worker": "w"}
+
+
+def test_a_scheduler_out_of_reach_ends_recoverys_wait_at_once(monkeypatch):
+    made = []
+
+    def client(*args, **kwargs):
+        made.append(kwargs)
+        raise OSError("Timed out trying to connect to tcp://127.0.0.1:1 after 5 s")
+
+    monkeypatch.setattr(distributed, "Client", client)
+    fetched._wait_for_remote(RUNNING, io.BytesIO(), lambda: pytest.fail("nothing to wait for"))
+    assert made
+
+
+def test_a_scheduler_lost_while_recovery_waits_ends_the_wait(monkeypatch):
+    client = Unreachable()
+    monkeypatch.setattr(distributed, "Client", lambda *args, **kwargs: client)
+    monkeypatch.setattr(distributed, "Variable", lambda name, client: Unreachable())
+    fetched._wait_for_remote(RUNNING, io.BytesIO(), lambda: pytest.fail("nothing to wait for"))
+    assert client.closed
+
+
+def test_a_bug_in_recoverys_wait_for_a_remote_attempt_is_not_swallowed(monkeypatch):
+    client = Unreachable()
+    monkeypatch.setattr(distributed, "Client", lambda *args, **kwargs: client)
+    monkeypatch.setattr(distributed, "Variable", lambda name, client: Unreachable(error=KeyError("state")))
+    with pytest.raises(KeyError):
+        fetched._wait_for_remote(RUNNING, io.BytesIO(), lambda: None)
+    assert client.closed
