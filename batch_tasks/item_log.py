@@ -5,6 +5,7 @@ is decided in one place. Touches only the item's state folder.
 
     append(folder, run_id, attempt, kind, text, data)    # one events.jsonl line
     log.write(attempt_header(key, number, run_id))       # opens an attempt in output.log
+    log.write(internal_error(key, error))                # a bug met in its steps, with its traceback
     states_reached(folder.events, run_id, number)        # the item machine's states, in order
     exit_of(folder.events, run_id, number)               # the agent's exit, if it was written
     attempt_output(folder.log, key, number, run_id)      # the lines that attempt printed
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import traceback
 from typing import Any, Iterator
 
 from .state import ItemState, read_bytes
@@ -47,6 +49,12 @@ def failed_header(key: str, number: int, failure: str, cause: str) -> bytes:
 def note_header(text: str) -> bytes:
     """A line of the runner's own in output.log, never taken for an attempt's header."""
     return f"=== {text} ===\n".encode()
+
+
+def internal_error(key: str, error: BaseException) -> bytes:
+    """A bug met in one of the item's steps, with its traceback: what a report of it needs."""
+    trace = "".join(traceback.format_exception(error))
+    return note_header(f"{key}: internal error, a bug of batch-tasks (its traceback follows)") + trace.encode()
 
 
 def is_attempt_header(text: str) -> bool:

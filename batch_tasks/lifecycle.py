@@ -338,6 +338,19 @@ class ItemRun:
         self.run.hub.publish("item_finished", self.job.item.key, {**record, "failed": True})
         return Finished(reason)
 
+    def internal_error(self, error: Exception) -> Finished:
+        """A bug met in one of its steps: its traceback in the item's log, and a failure record
+        saying so; the other items go on."""
+        reason = f"internal error: {error!r}"
+        record = failure_record(self.job.item.key, reason, self.attempts)
+        with contextlib.suppress(OSError):  # its state folder unwritable: the run's error line says it
+            self.folder.ensure()  # the bug may have come before its first step made it
+            with self.folder.open_log() as log:
+                log.write(self.run.redactor(item_log.internal_error(self.job.item.key, error)))
+            record_failure(self.folder, record)
+        self.run.hub.publish("item_finished", self.job.item.key, {**record, "failed": True})
+        return Finished(reason)
+
     def interrupted(self) -> Finished:
         reached, attempt = self.machine.state, self.current
         self.machine.fire(machine.STOPPED)

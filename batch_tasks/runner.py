@@ -121,8 +121,8 @@ class BatchRunner(Runner):
         try:
             step = item_run.step()
         except Exception as error:  # noqa: BLE001 - a bug in one item must not hang the run
-            self.run.report_error(f"{candidate.key}: internal error: {error!r}")
-            step = Finished(f"internal error: {error!r}")
+            self.run.report_error(f"{candidate.key}: internal error: {error!r} (its traceback is in its log)")
+            step = item_run.internal_error(error)
         self._results.put((candidate, step))
 
     def _collect(self, timeout: float) -> None:

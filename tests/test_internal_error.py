@@ -1,0 +1,50 @@
+"""A bug met in an item's steps reaches one place, the runner's, which records it: the item
+fails with a record saying so, its log holds the traceback (masked), and the run goes on."""
+
+from __future__ import annotations
+
+from batch_tasks import batch as batch_mod
+from batch_tasks.dispatcher import Dispatcher, candidates
+from batch_tasks.doit_tasks import item_job
+from batch_tasks.item_status import FAILED, read_status
+from batch_tasks.lifecycle import ItemRun
+from batch_tasks.redaction import Redactor
+from batch_tasks.run import Run
+from batch_tasks.runner import BatchRunner
+
+
+class Heard:
+    def __init__(self):
+        self.finished = {}
+
+    def item_finished(self, key, record):
+        self.finished[key] = record
+
+
+def test_a_bug_in_an_items_step_fails_it_with_a_record_and_its_traceback_in_its_log(batch, monkeypatch):
+    batch.write("# T\n## G\n- [ ] a: x\n")
+    loaded = batch_mod.load(batch.taskfile)
+    group = loaded.plan.groups[0]
+    said, heard = [], Heard()
+    run = Run(budget=loaded.budget, report_error=said.append, redactor=Redactor({"API_KEY": "sk-secret-123456"}))
+    run.hub.subscribe(heard)
+    item_run = ItemRun(item_job(loaded, 0, group, group.items[0]), run)
+
+    def broken() -> None:
+        raise KeyError("a bug, near sk-secret-123456")
+
+    monkeypatch.setattr(item_run, "prepare", broken)
+    runner = BatchRunner(None, None, run, Dispatcher(1, None, run.budget), candidates(loaded.plan, {}))
+    runner._work(runner.candidates["g:a"], item_run)
+
+    _, step = runner._results.get_nowait()
+    assert step.failure.startswith("internal error: KeyError")
+    assert said == [f"g:a: internal error: {KeyError('a bug, near sk-secret-123456')!r} (its traceback is in its log)"]
+    folder = loaded.state.item("g", "a")
+    status = read_status(folder)
+    assert status.kind == FAILED and status.failure["reason"] == step.failure
+    assert heard.finished["g:a"]["failed"]
+    log = open(folder.log, encoding="utf-8").read()
+    assert "=== g:a: internal error, a bug of batch-tasks (its traceback follows) ===" in log
+    assert "Traceback (most recent call last)" in log and "in broken" in log and "KeyError" in log
+    assert "sk-secret-123456" not in log
