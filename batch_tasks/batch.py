@@ -67,7 +67,7 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
     if any(group.settings["isolation"] == "worktree" for group in plan.groups):
         from .worktree import Isolation  # git is asked only by batches that use it
 
-        Isolation(path, plan.settings, workdir=workdir).validate()
+        Isolation(path, plan.settings, workdir=workdir, state=state).validate()
     if not read_records:
         return Batch(plan, state, templates, fingerprints, None, Budget(plan.settings.get("budget_usd"), 0.0),
                      workdir, workdir_reason, documents)

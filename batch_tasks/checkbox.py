@@ -31,19 +31,17 @@ BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
-class _Moves:
-    """What searches in one task file found, so that the next ticks need not search again."""
+class Moves:
+    """What searches in one task file found, so that the next ticks need not search again:
+    one a run, read and written under the tick lock only."""
 
     found: dict[str, int] = field(default_factory=dict)  # item key → where its mark was found
     shift: int = 0  # how far from its recorded place the last search found an item
 
 
-_moves: dict[str, _Moves] = {}  # by task file; read and written under the tick lock only
-
-
-def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Path) -> bool:
+def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Path, moves: Moves | None = None) -> bool:
     """Set the item's checkbox (and those that tick along); False when the item is no longer
-    in the file as it was."""
+    in the file as it was. `moves`: what earlier ticks of the run found (none: it is searched for)."""
     if item.boxless:
         return True  # nothing in the file to tick: its record is its state
     mark = group.tick.encode() if done else b" "
@@ -55,7 +53,7 @@ def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Pat
                 return False
             try:
                 before = os.fstat(fd)
-                own = _locate(fd, before.st_size, str(taskfile), group, item)
+                own = _locate(fd, before.st_size, group, item, moves if moves is not None else Moves())
                 if own is None:
                     return False
                 offsets = [own, *_sub_boxes(fd, before.st_size, own, item)]
@@ -82,7 +80,7 @@ def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Pat
     return False
 
 
-def _locate(fd: int, size: int, taskfile: str, group: Group, item: Item) -> int | None:
+def _locate(fd: int, size: int, group: Group, item: Item, moves: Moves) -> int | None:
     """The offset of the item's mark in the open task file: where it was, if its line is
     still there, else wherever a search of the file finds it."""
     column = mark_column(item.source_line)
@@ -90,7 +88,6 @@ def _locate(fd: int, size: int, taskfile: str, group: Group, item: Item) -> int 
         return None
     source = item.source_line.encode("utf-8")
     at = len(item.source_line[:column].encode("utf-8"))
-    moves = _moves.setdefault(taskfile, _Moves())
     guesses = [moves.found.get(item.key, -1), item.mark_offset]
     if item.mark_offset >= 0 and moves.shift:
         guesses.append(item.mark_offset + moves.shift)

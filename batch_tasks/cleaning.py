@@ -20,7 +20,6 @@ from .cli import EXIT_BAD_INPUT, FriendlyArgs
 from .commands import _ReadsTaskFile
 from .errors import BatchError
 from .git import git, worktrees
-from .state import BatchState
 from .worktree import Isolation
 
 
@@ -40,9 +39,9 @@ class BatchClean(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self.outstream.write("nothing to clean: no group of this batch runs with isolation: worktree\n")
             return 0
         try:
-            isolation = Isolation(batch.plan.path, batch.plan.settings)
+            isolation = Isolation(batch.plan.path, batch.plan.settings, state=batch.state)
             isolation.validate()
-            with BatchState(batch.plan.path).run_lock():
+            with batch.state.run_lock():
                 lines = clean(isolation)
         except BatchError as error:
             sys.stderr.write(f"ERROR: {error}\n")

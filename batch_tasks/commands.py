@@ -128,8 +128,9 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         self.loader.optional = params.get("optional", False)
         try:
             self._rerun = rerun_command(params["taskfile"], self.bin_name)
-            seen = nothing_to_do.look(path, self.config) if nothing_to_do.may_answer(params, args) else None
-            if seen is not None and (said := nothing_to_do.answer(path, seen)) is not None:
+            state = BatchState(path)  # before loading: a no-op is answered without it
+            seen = nothing_to_do.look(state, self.config) if nothing_to_do.may_answer(params, args) else None
+            if seen is not None and (said := nothing_to_do.answer(state, seen)) is not None:
                 return self._say_nothing_to_do(said)
             # Every mistake is found before anything is written.
             looks_only = params.get("dry_run") or params.get("question")
@@ -150,7 +151,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             if not args and not params.get("failed") and not params.get("always"):
                 self._check(batch, {item.key for item in batch.plan.items()
                                     if batch.verdicts[item.key].runs and (params.get("optional") or not item.optional)})
-            with BatchState(path).run_lock(workers=_workers(params.get("num_process"), batch)):
+            with batch.state.run_lock(workers=_workers(params.get("num_process"), batch)):
                 recovered = recovery.owed(batch)
                 if recovered:
                     for note in recovery.recover(batch, waiting=self._say_waiting):
@@ -159,7 +160,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 self.loader.batch = batch
                 code = super().execute(params, args)
                 if seen is not None and not recovered:
-                    self._keep_nothing_to_do(path, seen, batch, told)
+                    self._keep_nothing_to_do(seen, batch, told)
                 return code
         except BatchError as error:
             sys.stderr.write(f"ERROR: {error}\n")
@@ -167,14 +168,14 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
 
     _found_nothing_to_do: dict | None = None  # set by _execute: what a run with nothing to do said
 
-    def _keep_nothing_to_do(self, path: Path, seen, batch, told: list[str]) -> None:
+    def _keep_nothing_to_do(self, seen, batch, told: list[str]) -> None:
         """A stamp for the next run (see nothing_to_do), if this one found nothing to do."""
         # An isolated batch's load also asks git whether its repository is fit: never skipped.
         if self._found_nothing_to_do is None or any(g.settings["isolation"] == "worktree" for g in batch.plan.groups):
             nothing_to_do.forget(batch.state)
             return
         templates = {group.settings["template"]: batch.templates[group.slug].source for group in batch.plan.groups}
-        nothing_to_do.write(path, self.config, seen, templates.items(), {**self._found_nothing_to_do, "told": told})
+        nothing_to_do.write(batch.state, self.config, seen, templates.items(), {**self._found_nothing_to_do, "told": told})
 
     def _say_nothing_to_do(self, said: dict) -> int:
         """What a full load would say of a batch with nothing to do (see nothing_to_do)."""
@@ -224,7 +225,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self._check(batch, will_run)
         self._hint_at_config()
         workers = _workers(num_process, batch)
-        run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
+        run = Run(budget=batch.budget, state=batch.state,
+                  report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
                   redactor=Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings.get("pass_env", ())
                                                       if name in os.environ]))
         stop = Stop(run.supervisor)
@@ -236,7 +238,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if estimates:
             self.outstream.write(forecast.total(estimates) + "\n")
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
-            run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor, workdir=batch.workdir)
+            run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor, workdir=batch.workdir,
+                                      state=batch.state)
             run.isolation.prepare()
             run.repository = repository_guard.note(run.isolation.top)
             run.merge_queue = MergeQueue(run.isolation)

@@ -42,7 +42,7 @@ from .process import StoppedError
 from .plan import Group, Item
 from .records import Attempt, RecordedAttempt, failure_record, record_failure, success_record, write_result
 from .run import Run
-from .state import BatchState, state_of, write_json_atomic
+from .state import BatchState, write_json_atomic
 
 
 @dataclass(slots=True)
@@ -86,7 +86,7 @@ class ItemRun:
 
     def __init__(self, job: ItemJob, run: Run):
         self.job, self.run = job, run
-        self.state = state_of(job.taskfile)
+        self.state = run.state
         self.folder = self.state.item(job.item.group, job.item.module)
         self.attempts: list[Attempt] = []
         self.counts = retry.Counts()
@@ -124,7 +124,7 @@ class ItemRun:
         if self.resumed is not None and self.resumed.fingerprint != dict(job.fingerprint):
             self.resumed = None  # made from another instruction, template or settings: not this item's work
         if job.untick_first:
-            checkbox.set_checkbox(job.taskfile, job.group, job.item, False, self.state.tick_lock)
+            checkbox.set_checkbox(job.taskfile, job.group, job.item, False, self.state.tick_lock, self.run.ticks)
         self.folder.set_result_aside()
         self.facts = {
             "run_id": self.run.run_id,
@@ -375,7 +375,7 @@ def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, st
     with run.supervisor.bookkeeping if run is not None else contextlib.nullcontext():
         write_result(state.item(item.group, item.module), record)
         item_machine.fire(machine.RECORD)
-        ticked = records.tick(taskfile, group, item, state, record)
+        ticked = records.tick(taskfile, group, item, state, record, run.ticks if run is not None else None)
         item_machine.fire(machine.TICK if ticked else machine.TICK_REFUSED)
         if run is not None:
             run.hub.publish("item_finished", item.key, {**record, "ticked": ticked})

@@ -44,12 +44,13 @@ class BatchLoader(TaskLoader2):
 
     def setup(self, opt_values):
         self.path = Path(opt_values["taskfile"]).absolute()
+        self.state = BatchState(self.path)  # doit's records are there, before the batch is loaded
         self._shows_status = bool(opt_values.get("status"))
         if self.batch is not None and self.batch.plan.path != self.path:
             self.batch = None
 
     def load_doit_config(self):
-        state = BatchState(self.path)
+        state = self.state
         try:
             state.ensure()
         except BatchError as error:
@@ -64,7 +65,7 @@ class BatchLoader(TaskLoader2):
             raise InvalidDodoFile("a batch runs with `doit run-batch` (it locks, checks the agents and shows "
                                   "the panel); doit's own `run` cannot run its items")
         if cmd.name == "clean":
-            records = Path(os.path.relpath(BatchState(self.path).root))
+            records = Path(os.path.relpath(self.state.root))
             raise InvalidDodoFile("a batch's items leave no files for `doit clean` to remove: `doit forget GROUP:MODULE` "
                                   f"makes an item run again; its records are kept under {records}/")
         try:

@@ -72,10 +72,9 @@ class Look:
     database: str  # doit's records (which a run writes itself, as it closes them)
 
 
-def look(path: Path, config: Mapping[str, Any], holding_the_lock: bool = False) -> Look | None:
+def look(state: BatchState, config: Mapping[str, Any], holding_the_lock: bool = False) -> Look | None:
     """None if something cannot be read, or a run is in progress (or was killed), unless
     it is the caller's own."""
-    state = BatchState(path)
     try:
         lock = _lstat(str(state.lock_file))
         if not holding_the_lock and lock is not None and lock.st_size:
@@ -90,40 +89,38 @@ def look(path: Path, config: Mapping[str, Any], holding_the_lock: bool = False) 
     inputs.update(json.dumps(config, sort_keys=True, default=str).encode() + b"\0")
     inputs.update(hashlib.sha256(data).digest())
     try:
-        inputs.update(outside_settings.digest(path))  # settings from beside the plan change it too
+        inputs.update(outside_settings.digest(state.taskfile))  # settings from beside the plan change it too
     except (OSError, BatchError):
         return None
     return Look(inputs.hexdigest(), walked, newest, database)
 
 
-def answer(path: Path, seen: Look) -> dict[str, Any] | None:
+def answer(state: BatchState, seen: Look) -> dict[str, Any] | None:
     """What the last run that found nothing to do said, if nothing changed since; else None."""
-    state = BatchState(path)
     stamp = _read(state)
     if stamp is None:
         return None
     if [stamp.get("inputs"), stamp.get("state"), stamp.get("database")] != [seen.inputs, seen.state, seen.database]:
         return None
-    if not all(_template_now(path, entry) == entry for entry in stamp.get("templates", ())):
+    if not all(_template_now(state.taskfile, entry) == entry for entry in stamp.get("templates", ())):
         return None
     said = stamp.get("said")
     return said if isinstance(said, dict) else None
 
 
-def write(path: Path, config: Mapping[str, Any], before: Look | None, templates: Iterable[tuple[str | None, str]],
-          said: dict[str, Any]) -> None:
+def write(state: BatchState, config: Mapping[str, Any], before: Look | None,
+          templates: Iterable[tuple[str | None, str]], said: dict[str, Any]) -> None:
     """Keep the answer of a run that found nothing to do, if nothing changed while it ran
     and the state folder is old enough to be told from a later change by its times.
     `templates`: each template setting the groups use (None: the default) and the source read."""
-    state = BatchState(path)
-    after = look(path, config, holding_the_lock=True)
+    after = look(state, config, holding_the_lock=True)
     changed = after is None or before is None or (after.inputs, after.state) != (before.inputs, before.state)
     if changed or time.time() - after.newest_ns / 1e9 < RACY_SECONDS:
         forget(state)
         return
     entries = []
     for setting, source in templates:
-        entry = _template_entry(path, setting)
+        entry = _template_entry(state.taskfile, setting)
         if entry is None or entry["digest"] != _digest(source.encode("utf-8")):
             forget(state)
             return

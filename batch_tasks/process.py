@@ -140,7 +140,6 @@ class Supervisor:
     """The agents of one run."""
 
     def __init__(self) -> None:
-        remove_stale_cgroups()
         self.stopping = threading.Event()  # set once the run is being stopped
         self._running: dict[int, AttemptProcesses] = {}
         self._lock = threading.Lock()
@@ -152,6 +151,12 @@ class Supervisor:
         # turns of one or two. No turn is held while waiting: for an agent, a check, another item.
         self.bookkeeping = threading.BoundedSemaphore(BOOKKEEPERS)
         self._boot_time = psutil.boot_time()
+
+    @classmethod
+    def for_run(cls) -> "Supervisor":
+        """A run's: made as the run starts, after what runs killed before left is removed."""
+        remove_stale_cgroups()
+        return cls()
 
     def keep_watch(self) -> None:
         """Often: a watchdog killed or stopped between two agents' starts is replaced (see WatchdogChannel.look)."""

@@ -101,8 +101,9 @@ def write_result(folder: ItemState, record: dict[str, Any]) -> None:
     folder.remove(folder.failure, folder.forgotten)
 
 
-def tick(taskfile: Path, group: Group, item: Item, state: BatchState, record: dict[str, Any]) -> bool:
-    if not checkbox.set_checkbox(taskfile, group, item, True, state.tick_lock):
+def tick(taskfile: Path, group: Group, item: Item, state: BatchState, record: dict[str, Any],
+         moves: checkbox.Moves | None = None) -> bool:
+    if not checkbox.set_checkbox(taskfile, group, item, True, state.tick_lock, moves):
         return False
     result = state.item(item.group, item.module).result
     if not rewrite_in_place(result, UNTICKED, TICKED):  # a record from before the flag led

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .budget import Budget
+from .checkbox import Moves
 from .events import Hub
 from .executors.local import LocalExecutor
 from .history import new_run_id
@@ -27,15 +28,17 @@ from .state import BatchState
 class Run:
     budget: Budget
     report_error: Callable[[str], None]  # for what goes wrong beside the items (a listener)
+    state: BatchState  # the batch's state folder, as loading found it
     run_id: str = field(default_factory=lambda: new_run_id())
     started: float = field(default_factory=time.time)
-    supervisor: Supervisor = field(default_factory=Supervisor)
+    supervisor: Supervisor = field(default_factory=Supervisor.for_run)
     redactor: Redactor = field(default_factory=lambda: Redactor(os.environ))
     isolation: Any = None  # worktree.Isolation, when any item runs isolated
     merge_queue: Any = None  # merge_queue.MergeQueue, with it
     repository: Any = None  # repository_guard.AdminFiles: the repository's git settings as the run found them
     executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
     forecast: dict[str, float | None] = field(default_factory=dict)  # what each item should cost (see forecast)
+    ticks: Moves = field(default_factory=Moves)  # where its ticks found items in task.md (see checkbox)
     hub: Hub = field(init=False)
     _digests: dict[int, str] = field(default_factory=dict, repr=False)
     _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -335,13 +335,6 @@ class BatchState:
                     stream.truncate()
 
 
-@lru_cache(maxsize=8)
-def state_of(taskfile: Path) -> BatchState:
-    """The state folder of a task file, made once for all the items of a run (finding the
-    file's real path costs a system call per folder above it)."""
-    return BatchState(taskfile)
-
-
 def _hold_name(taskfile: Path) -> socket.socket:
     """An abstract Unix socket named for the file's real path: one holder at a time."""
     name = hashlib.sha256(os.fsencode(taskfile)).hexdigest()[:40]

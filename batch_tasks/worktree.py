@@ -71,14 +71,14 @@ def stale_lock(error: GitError, branch: str) -> BranchLocked | None:
 
 class Isolation:
     def __init__(self, taskfile: Path, settings: Mapping[str, Any], supervisor: Supervisor | None = None,
-                 workdir: Path | None = None):
+                 workdir: Path | None = None, state: BatchState | None = None):
         self.taskfile = Path(taskfile).absolute()
         self.supervisor = supervisor or Supervisor()  # runs the setups (and the merge queue's checks)
         self.folder = self.taskfile.parent
         self.workdir = Path(workdir).absolute() if workdir is not None else self.folder  # where agents and checks run
         self.settings = settings
         self.stem = safe_name(self.taskfile.stem)
-        self.state_root = BatchState(self.taskfile).root
+        self.state_root = (state or BatchState(self.taskfile)).root  # the batch's, when a batch is loaded
         self.branch = settings.get("integrate") or f"batch/{self.stem}"
         self.integration_path = self.state_root / "integration"
         self.spares = self.state_root / "worktrees" / ".spare"  # no group's folder starts with a dot

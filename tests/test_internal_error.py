@@ -26,7 +26,8 @@ def test_a_bug_in_an_items_step_fails_it_with_a_record_and_its_traceback_in_its_
     loaded = batch_mod.load(batch.taskfile)
     group = loaded.plan.groups[0]
     said, heard = [], Heard()
-    run = Run(budget=loaded.budget, report_error=said.append, redactor=Redactor({"API_KEY": "sk-secret-123456"}))
+    run = Run(budget=loaded.budget, report_error=said.append, state=loaded.state,
+              redactor=Redactor({"API_KEY": "sk-secret-123456"}))
     run.hub.subscribe(heard)
     item_run = ItemRun(item_job(loaded, 0, group, group.items[0]), run)
 

@@ -18,10 +18,10 @@ def test_the_tick_flips_the_success_record_where_it_is(batch, monkeypatch):
     written = {}
     tick = records.tick
 
-    def noting(taskfile, group, item, state, record):  # the record as written, before its tick
+    def noting(taskfile, group, item, state, record, moves=None):  # the record as written, before its tick
         path = state.item(item.group, item.module).result
         written[item.key] = (os.stat(path).st_ino, open(path, "rb").read())
-        return tick(taskfile, group, item, state, record)
+        return tick(taskfile, group, item, state, record, moves)
 
     monkeypatch.setattr(records, "tick", noting)
     plan = load_plan(batch.taskfile)

@@ -29,9 +29,9 @@ def searches(monkeypatch):
     return calls
 
 
-def tick(path, plan, key, done=True):
+def tick(path, plan, key, done=True, moves=None):
     item = next(item for item in plan.items() if item.key == key)
-    return set_checkbox(path, plan.group(item.group), item, done, path.with_name("tick.lock"))
+    return set_checkbox(path, plan.group(item.group), item, done, path.with_name("tick.lock"), moves)
 
 
 def test_an_unchanged_file_is_ticked_at_the_recorded_offset_without_a_search(tmp_path, searches):
@@ -56,15 +56,19 @@ def test_a_file_moved_under_the_plan_is_searched_once_then_ticked_at_the_new_off
     plan = load_plan(path)
     moved = path.read_text().replace("# G\n", "# G\nA paragraph the user added\nabove the items.\n\n")
     path.write_text(moved)
+    run = checkbox.Moves()  # what one run's ticks found
     for i in range(20):
-        assert tick(path, plan, f"g:m{i}")
+        assert tick(path, plan, f"g:m{i}", moves=run)
     assert searches == ["g:m0"]  # the first tick found how far things moved; the rest went straight there
     assert path.read_text() == moved.replace("- [ ] m", "- [x] m")
     # An item ticked again after a second move: searched, found where it now is.
     again = "Another line on top.\n" + path.read_text()
     path.write_text(again)
-    assert tick(path, plan, "g:m3", done=False)
+    assert tick(path, plan, "g:m3", done=False, moves=run)
     assert path.read_text() == again.replace("- [x] m3:", "- [ ] m3:")
+    # Another run (another process, or the next in this one) knows nothing of this one's: it searches.
+    assert tick(path, plan, "g:m4", done=False, moves=checkbox.Moves())
+    assert searches == ["g:m0", "g:m3", "g:m4"]
 
 
 def test_a_changed_line_is_refused_and_the_file_left_as_it_is(tmp_path, searches):

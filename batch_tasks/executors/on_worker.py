@@ -139,7 +139,7 @@ def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:
     settings = spec["settings"]
     root = Path(os.environ.get("BATCH_TASKS_CACHE") or Path(worker.local_directory) / "batch-tasks")
     path = root / "worktrees" / safe_name(spec["key"])
-    supervisor = process.Supervisor()
+    supervisor = process.Supervisor.for_run()
     watching = threading.Thread(target=_stop_when_cancelled, args=(worker, spec["key"], supervisor), daemon=True)
     watching.start()
     mirror = None
