@@ -19,7 +19,7 @@ from doit.cmd_base import DoitCmdBase
 from .cli import EXIT_BAD_INPUT, FriendlyArgs, flag
 from .commands import _ReadsTaskFile
 from .events import STEP
-from .live_view import money, printable, tokens
+from .formats import money, printable, tokens
 from .state import open_to_read
 
 POLL_SECONDS = 0.25

@@ -48,7 +48,7 @@ from typing import Any, Iterable
 
 from .attempt_processes import is_same_process
 from .agents import AGENTS
-from .live_view import duration, money
+from .formats import duration, money
 from .process import process_started
 from .redaction import Redactor
 from .state import open_to_read, read_json

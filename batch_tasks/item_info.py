@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from . import graph, tool_counts
+from .formats import duration, money, plural
 from .item_status import DONE, FAILED, INTERRUPTED, RUNNING_NOW, UNREADABLE, read_status
-from .live_view import duration, money, plural
 from .tails import said_last
 
 PROMPT_LINES = 8

@@ -16,7 +16,7 @@ import jinja2
 from markupsafe import Markup
 
 from . import report_svg
-from .live_view import duration, money
+from .formats import duration, money
 
 
 def render(data: dict) -> str:

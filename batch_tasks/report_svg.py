@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 
-from .live_view import duration, money
+from .formats import duration, money
 
 ROW = 16  # px per item row
 LABEL = 250  # px for item names, at most

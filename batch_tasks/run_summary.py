@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .board import DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board, ItemView
-from .live_view import duration, finished_line, landing_line, money, plural, tail_lines, tokens
+from .formats import duration, money, plural, tokens
+from .live_view import finished_line, landing_line, tail_lines
 
 TOP_EXPENSIVE = 5
 NAMES_LISTED = 8
