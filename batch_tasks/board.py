@@ -30,7 +30,6 @@ DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED = "done", "failed", "interrupted
 IN_FLIGHT = (RUNNING, RETRYING)
 ENDED = (DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED)
 STATES = (WAITING, *IN_FLIGHT, *ENDED)
-EXIT_STOPPED = {"Ctrl-C": 130, "SIGTERM": 143}
 
 
 @dataclass
@@ -292,16 +291,6 @@ class Board:
         started: a run stopped (or an item failed) would make it jump to its end."""
         with self.lock:
             return sum(self.counts[state] for state in ENDED if state != NOT_STARTED), len(self.items)
-
-    def exit_status(self, stopped_by: str | None = None) -> int:
-        """0 all done; 1 an item failed; 4 none failed but not all started; 130/143 stopped."""
-        with self.lock:
-            counts = dict(self.counts)
-        if stopped_by:
-            return EXIT_STOPPED.get(stopped_by, 130)
-        if counts.get(FAILED):
-            return 1
-        return 4 if any(counts.get(state) for state in (WAITING, *IN_FLIGHT, INTERRUPTED, NOT_STARTED)) else 0
 
 
 def _eta(mean: float | None, waiting: int, flying: list, workers: int, now: float) -> float | None:

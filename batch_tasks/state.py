@@ -235,9 +235,6 @@ class ItemState:
         except (FileNotFoundError, NotADirectoryError):
             return frozenset()
 
-    def read_result(self) -> dict[str, Any] | None:
-        return read_json(self.result)
-
     def forget(self) -> None:
         """Set the result aside, so the item runs again and says why."""
         if self._set_aside("result.forgotten.json"):

@@ -49,9 +49,8 @@ def test_each_state_is_counted_by_its_name():
         RUNNING: 1, RETRYING: 1, NOT_STARTED: 1, SKIPPED: 1, INTERRUPTED: 1, FAILED: 0, WAITING: 1
     }
     assert [view.key for view in board.flying()] == ["g:a", "g:b"]
-    assert board.exit_status() == 4 and board.exit_status("SIGTERM") == 143
     board.finished("g:a", False, {"agent": "claude"}, "exit status 1", ["boom"])
-    assert board.exit_status() == 1
+    assert board.totals()[FAILED] == 1
 
 
 def test_plain_lines_have_a_counter_a_line_per_failed_attempt_and_a_heartbeat():
@@ -194,7 +193,6 @@ def test_a_spent_budget_says_to_raise_it():
     board.finished("g:a", True, {"cost_usd": 5.2})
     board.not_started("g:b", "the batch's budget of $5.00 is spent")
     assert summary(board)[-1] == "next: raise budget_usd in task.md, then `doit run-batch` reruns only the 1 item left"
-    assert board.exit_status() == 4
 
 
 def test_batch_status_shows_an_item_waiting_to_retry_and_one_interrupted(batch):
