@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.text import Text
 
 from . import forecast, history
-from .board import board_from_state
+from .board_on_disk import board_from_state
 from .cli import FriendlyArgs, flag
 from .commands import _ReadsTaskFile, rerun_command
 from .live_view import console_for, panel, print_lines

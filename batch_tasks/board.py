@@ -2,16 +2,16 @@
 does, what waits to retry and until when, which agent is paused for a usage limit, and
 how each item ended (done, failed with its cause, interrupted, not started and why,
 skipped), with what it cost. Filled either live, by the runner in this process, or from
-the items' state folders, by another process (`doit batch-status`).
+the items' state folders, by another process (`doit batch-status`, see board_on_disk):
+both read an item's events through the same note_* functions.
 
 It keeps counts as it goes, so that reading the totals and the items in flight costs
-the same with 10 or 10,000 items waiting. It reads state folders (board_from_state, a
-failed attempt's output tail) and never writes.
+the same with 10 or 10,000 items waiting. It reads a failed attempt's output tail, and
+never writes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -19,11 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from . import tool_counts
+from .events import AgentEvent
 from .tails import said_last
-from .events import STEP, AgentEvent
-from .item_status import ABSENT, UNREADABLE, read_status
-from .state import BatchState, open_to_read
 
 WAITING, RUNNING, RETRYING = "waiting", "running", "retrying"
 DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED = "done", "failed", "interrupted", "not started", "skipped"
@@ -121,30 +118,20 @@ class Board:
     def event(self, key: str, event: AgentEvent) -> None:
         with self.lock:
             view = self._view(key)
-            view.last_activity = time.time()
             data = event.data or {}
-            if event.kind == "usage" and data.get("tokens"):
-                view.tokens = dict(data["tokens"])
+            note_event(view, event.kind, event.text, data, time.time())
+            # A run's own cost and tool calls; from the state folders, the records and tool_counts say them.
             if event.kind == "result" and data.get("cost_usd") is not None:
                 view.cost_usd = (view.cost_usd or 0) + data["cost_usd"]  # one result per attempt
-            if event.kind == "worker":
-                view.worker = str(data.get("worker") or "")
             if event.kind == "tool_use":
                 view.tools = view.tools + Counter([str(data.get("name") or "?")])  # a new one: copies share it
-            if event.kind == "started":
-                view.model = data.get("model") or view.model
-                view.session_id = data.get("session_id") or view.session_id
-                view.activity = f"started ({view.model})" if view.model else "started"
-            elif event.text:
-                view.activity = event.text
 
     def step(self, key: str, attempt: int, step: str, text: str = "") -> None:
         """An item that lands its work is at `step` (events.py) of `attempt`, doing `text`; one whose
         worktree is being set up runs already, though its agent has not started."""
         with self.lock:
             view = self._view(key)
-            view.attempt, view.step, view.last_activity = attempt, step, time.time()
-            view.activity = text  # what it did at the step before is over
+            note_step(view, attempt, step, text, time.time())
             if view.state in (WAITING, RETRYING):
                 view.started, view.retry_at = view.started or view.last_activity, None
                 self._move(view, RUNNING)
@@ -171,7 +158,7 @@ class Board:
                 view.cost_usd = record.get("cost_usd", view.cost_usd)
                 view.tokens = record.get("tokens") or view.tokens
                 view.agent = record.get("agent") or view.agent
-                view.session_id = _last_session(record) or view.session_id
+                view.session_id = last_session(record) or view.session_id
                 view.landing = landing_of(record)
                 view.adjusted = tuple({"attempt": a["attempt"], "text": a["adjusted"]["text"], "cost_usd": a["cost_usd"]}
                                       for a in record.get("attempts") or () if a.get("adjusted"))
@@ -183,8 +170,7 @@ class Board:
         """Attempt `attempt` failed for `cause`; the next one starts at `at`."""
         with self.lock:
             view = self._view(key)
-            view.attempt, view.reason, view.retry_at = attempt, cause, at
-            view.activity, view.step = f"waiting to retry: {cause}", ""
+            note_retry(view, attempt, cause, at)
             self._move(view, RETRYING)
             seen = view.copy()
         self._tell("retrying", seen)
@@ -222,6 +208,18 @@ class Board:
             self._move(view, state)
             seen = view.copy()
         self._tell("finished", seen)
+
+    def settle(self, view: ItemView, state: str) -> None:
+        """Put an item read from the state folders in its state, before anyone watches."""
+        with self.lock:
+            self._move(view, state)
+
+    def count_done_since(self, since: float) -> None:
+        """The ETA's mean from the items done since SINCE alone, as the runner's counts them: those of the run."""
+        with self.lock:
+            done = [view.duration for view in self.items.values()
+                    if view.state == DONE and view.finished and view.finished >= since and view.duration is not None]
+            self._done_seconds = [sum(done), len(done)]
 
     def _view(self, key: str) -> ItemView:
         if key not in self.items:  # an item the run did not plan on (run again by hand)
@@ -293,6 +291,37 @@ class Board:
             return sum(self.counts[state] for state in ENDED if state != NOT_STARTED), len(self.items)
 
 
+# What an item's events say of it, live (from the run's hub) or read back from its events.jsonl.
+
+
+def note_event(view: ItemView, kind: str, text: str, data: dict[str, Any], at: float) -> None:
+    """An agent's event: its sign of life, its model, tokens, worker and latest activity."""
+    view.last_activity = at
+    if kind == "usage" and isinstance(data.get("tokens"), dict) and data["tokens"]:
+        view.tokens = dict(data["tokens"])
+    if kind == "worker":
+        view.worker = str(data.get("worker") or "")
+    if kind == "started":
+        view.retry_at = None
+        view.model = str(data.get("model") or view.model)
+        view.session_id = str(data.get("session_id") or view.session_id)
+        view.activity = f"started ({view.model})" if view.model else "started"
+    elif text:
+        view.activity = str(text)
+
+
+def note_step(view: ItemView, attempt: int, step: str, text: str, at: float) -> None:
+    """The runner's: an item that lands its work is at STEP of ATTEMPT, doing TEXT."""
+    view.attempt, view.step, view.retry_at, view.last_activity = attempt or view.attempt, step, None, at
+    view.activity = text  # what it did at the step before is over
+
+
+def note_retry(view: ItemView, attempt: int, cause: str, retry_at: float) -> None:
+    """The runner's: ATTEMPT failed for CAUSE, and the next starts at RETRY_AT."""
+    view.attempt, view.reason, view.retry_at = attempt or view.attempt, cause, retry_at
+    view.activity, view.step = f"waiting to retry: {cause}", ""
+
+
 def _eta(mean: float | None, waiting: int, flying: list, workers: int, now: float) -> float | None:
     """The work left, at the mean duration of the items done, over the items that can run
     at once: it counts down as the running ones age, not only when one ends."""
@@ -314,118 +343,7 @@ def landing_of(record: dict[str, Any]) -> dict[str, Any]:
     return landing
 
 
-def _last_run(record: dict[str, Any]) -> str | None:
-    """The run of a record's last attempt: its tool calls are that run's."""
-    attempts = record.get("attempts") or []
-    last = attempts[-1] if attempts and isinstance(attempts[-1], dict) else {}
-    return last.get("run_id") if isinstance(last.get("run_id"), str) else None
-
-
-def _last_session(record: dict[str, Any]) -> str:
+def last_session(record: dict[str, Any]) -> str:
     attempts = record.get("attempts") or []
     last = attempts[-1] if attempts and isinstance(attempts[-1], dict) else {}
     return str(last.get("session_id") or record.get("session_id") or "")
-
-
-def board_from_state(plan, state: BatchState, run_started: float | None, workers: int | None = None) -> Board:
-    """Rebuild the board from the items' state folders, for a run in another process or past."""
-    board = Board([(item.key, item.group) for item in plan.items()], workers=workers or 1, root=str(plan.path.parent))
-    for item in plan.items():
-        folder = state.item(item.group, item.module)
-        view = board.items[item.key]
-        status = read_status(folder)  # the one reader of an item's records
-        result, failure, running = status.result, status.failure, status.running
-        if status.kind == UNREADABLE:
-            view.reason = status.problem
-            board._move(view, FAILED)
-        elif running and run_started:
-            view.attempt, view.started = running.get("attempt", 1), running.get("started")
-            view.log = folder.log
-            _read_activity(view, folder.events)
-            view.tools = tool_counts.count(folder.events, running.get("run_id"))
-            board._move(view, RETRYING if view.retry_at else RUNNING)
-        elif status.kind == ABSENT and run_started and _read_activity(view, folder.events, since=run_started):
-            # Its first attempt's worktree is being made and set up: no agent has started yet.
-            view.log = folder.log
-            board._move(view, RUNNING)
-        elif result:
-            view.started, view.finished = result.get("started"), result.get("finished")
-            view.cost_usd, view.tokens = result.get("cost_usd"), result.get("tokens") or {}
-            view.landing = landing_of(result)
-            view.tools = tool_counts.count(folder.events, _last_run(result))
-            board._move(view, DONE)
-        elif failure:
-            view.reason, view.log = failure.get("reason", ""), folder.log
-            view.finished, view.cost_usd = failure.get("finished"), failure.get("cost_usd")
-            view.agent, view.session_id = failure.get("agent") or "", _last_session(failure)
-            view.landing = landing_of(failure)
-            view.tools = tool_counts.count(folder.events, _last_run(failure))
-            if failure.get("interrupted"):
-                board._move(view, INTERRUPTED)
-            else:
-                view.output_tail = tuple(said_last(folder.log))
-                board._move(view, FAILED)
-        elif item.done:
-            view.activity = "done by hand"
-            board._move(view, DONE)
-    board.at_rest = not run_started
-    if run_started:
-        board.begun = run_started
-    if run_started:  # the ETA's mean, like the runner's: the items done in this run
-        board._done_seconds = [0.0, 0]
-        for view in board.items.values():
-            if view.state == DONE and view.finished and view.finished >= run_started and view.duration is not None:
-                board._done_seconds[0] += view.duration
-                board._done_seconds[1] += 1
-    return board
-
-
-def _read_activity(view: ItemView, events_path: str, tail_bytes: int = 16384, since: float | None = None) -> bool:
-    """The latest activity, step and token count of a running item, and whether it waits to
-    retry, from the end of its events (with `since`, only of those written since then);
-    True if it read any."""
-    try:
-        with open_to_read(events_path) as stream:
-            start = max(0, os.fstat(stream.fileno()).st_size - tail_bytes)
-            stream.seek(start)
-            lines = stream.read().splitlines()[1 if start else 0 :]  # a cut first line is no event
-    except OSError:
-        return False
-    seen = False
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(event, dict):
-            continue
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        stamp = event.get("t") if isinstance(event.get("t"), (int, float)) else None
-        if since is not None and (stamp is None or stamp < since):
-            continue
-        seen = True
-        if stamp is not None:
-            view.last_activity = stamp
-            view.started = view.started or stamp
-        if event.get("kind") == "retry" and isinstance(data.get("retry_at"), (int, float)):
-            # The runner's own notice (an agent's retries within an attempt carry no retry_at).
-            view.retry_at, view.reason = data["retry_at"], str(event.get("text") or "")
-            view.attempt = event.get("attempt") or view.attempt
-            view.activity, view.step = f"waiting to retry: {view.reason}", ""
-            continue
-        if event.get("kind") == STEP:  # the runner's too: where an item that lands its work is
-            view.step, view.retry_at = str(data.get("step") or ""), None
-            view.attempt = event.get("attempt") or view.attempt
-            view.activity = str(event.get("text") or "")
-            continue
-        if event.get("kind") == "worker":
-            view.worker = str(data.get("worker") or "")
-        if event.get("kind") == "started":
-            view.retry_at = None
-            view.model = str(data.get("model") or "")
-            view.activity = f"started ({view.model})" if view.model else "started"
-        elif event.get("text"):
-            view.activity = str(event["text"])
-        if event.get("kind") == "usage" and isinstance(data.get("tokens"), dict):
-            view.tokens = data["tokens"]
-    return seen

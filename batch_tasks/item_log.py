@@ -7,6 +7,7 @@ is decided in one place. Touches only the item's state folder.
     log.write(attempt_header(key, number, run_id))       # opens an attempt in output.log
     log.write(internal_error(key, error))                # a bug met in its steps, with its traceback
     states_reached(folder.events, run_id, number)        # the item machine's states, in order
+    recent_events(folder.events, since)                  # its latest events, for batch-status
     exit_of(folder.events, run_id, number)               # the agent's exit, if it was written
     attempt_output(folder.log, key, number, run_id)      # the lines that attempt printed
 """
@@ -14,12 +15,13 @@ is decided in one place. Touches only the item's state folder.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import traceback
 from typing import Any, Iterator
 
-from .state import ItemState, read_bytes
+from .state import ItemState, open_to_read, read_bytes
 
 STATE = "state"  # the kind of the line that says the item machine moved (see item_machine)
 PROCESSES = "processes"  # what identifies a check's or setup's processes, for the next run to stop
@@ -67,14 +69,41 @@ def run_of_header(text: str, key: str) -> str | None:
     return found["run"] if found and found["key"] == key else None
 
 
+def _parsed(raw: bytes) -> dict[str, Any] | None:
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return None  # the line a kill cut short
+    return event if isinstance(event, dict) else None
+
+
 def _events(path: str, run_id: str, number: int) -> Iterator[dict[str, Any]]:
     for raw in (read_bytes(path) or b"").splitlines():
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            continue  # the line a kill cut short
-        if isinstance(event, dict) and event.get("run_id") == run_id and event.get("attempt") == number:
+        event = _parsed(raw)
+        if event is not None and event.get("run_id") == run_id and event.get("attempt") == number:
             yield event
+
+
+def recent_events(path: str, since: float | None = None, tail_bytes: int = 16384) -> list[dict[str, Any]]:
+    """The item's latest events, oldest first: those in the last TAIL_BYTES of its events.jsonl
+    (with SINCE, only those written since then), each a dict whose `data` is a dict."""
+    try:
+        with open_to_read(path) as stream:
+            start = max(0, os.fstat(stream.fileno()).st_size - tail_bytes)
+            stream.seek(start)
+            lines = stream.read().splitlines()[1 if start else 0 :]  # a cut first line is no event
+    except OSError:
+        return []
+    found = []
+    for raw in lines:
+        event = _parsed(raw)
+        if event is None:
+            continue
+        stamp = event.get("t")
+        if since is not None and not (isinstance(stamp, (int, float)) and stamp >= since):
+            continue
+        found.append({**event, "data": event["data"] if isinstance(event.get("data"), dict) else {}})
+    return found
 
 
 def states_reached(path: str, run_id: str, number: int) -> list[str]:
@@ -86,11 +115,8 @@ def processes_of(path: str, run_id: str) -> list[dict[str, Any]]:
     """What identifies the processes of the checks and setups the run started for the item."""
     found = []
     for raw in (read_bytes(path) or b"").splitlines():
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            continue
-        if (isinstance(event, dict) and event.get("run_id") == run_id and event.get("kind") == PROCESSES
+        event = _parsed(raw)
+        if (event is not None and event.get("run_id") == run_id and event.get("kind") == PROCESSES
                 and isinstance(event.get("data"), dict)):
             found.append(event["data"])
     return found

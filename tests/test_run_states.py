@@ -202,7 +202,7 @@ def test_batch_status_shows_an_item_waiting_to_retry_and_one_interrupted(batch):
     deadline = time.monotonic() + 30
     while batch.runs("start").total() < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    # The runner's notice of a failed attempt, as events.jsonl carries it (see board._read_activity).
+    # The runner's notice of a failed attempt, as events.jsonl carries it (see board_on_disk._read_activity).
     notice = {"t": time.time(), "attempt": 1, "kind": "retry", "text": "server error (529)", "data": {"retry_at": time.time() + 50}}
     with open(batch.state("g", "b") / "events.jsonl", "a") as events:
         events.write(json.dumps(notice) + "\n")

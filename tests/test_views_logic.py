@@ -126,3 +126,40 @@ def test_a_running_items_row_shows_its_tool_calls_and_gives_them_up_first():
     assert re.search(r" #1  \d+\.\ds  3 tools  Read src/a\.py$", wide), wide
     narrow = _rows(board.flying(), 30, now=time.time())[0][0]
     assert "tools" not in narrow and narrow.endswith("Read src/a.py")  # the activity keeps its room
+
+
+def test_an_items_events_read_back_from_its_log_show_as_they_did_live(tmp_path):
+    """batch-status reads an item's events.jsonl through item_log, and notes each event as the
+    live board does: both show the same."""
+    from batch_tasks import item_log
+    from batch_tasks.board import ItemView
+    from batch_tasks.board_on_disk import _read_activity
+    from batch_tasks.events import CHECK, STEP, AgentEvent
+    from batch_tasks.state import ItemState
+
+    folder = ItemState(str(tmp_path / "items" / "g" / "a"), str(tmp_path))
+    folder.ensure()
+    board = Board([("g:a", "g")])
+    board.started("g:a", 1, "")
+    fields = ("activity", "step", "model", "session_id", "tokens", "worker", "attempt", "retry_at", "reason")
+
+    def same_both_ways():
+        read = ItemView("g:a", "g", attempt=1)  # as its running.json says (see board_from_state)
+        assert _read_activity(read, folder.events)
+        live = board.items["g:a"]
+        assert {name: getattr(read, name) for name in fields} == {name: getattr(live, name) for name in fields}
+
+    for event in (AgentEvent("started", data={"model": "opus", "session_id": "s-1"}),
+                  AgentEvent("worker", "on worker tcp://w:1 (w)", {"worker": "tcp://w:1"}),
+                  AgentEvent("usage", data={"tokens": {"input": 5, "output": 7}}),
+                  AgentEvent("tool_use", "Read src/a.py", {"name": "Read"})):
+        board.event("g:a", event)
+        item_log.append(folder, "run-1", 1, event.kind, event.text, event.data)
+    same_both_ways()
+    board.step("g:a", 1, CHECK, "running the check")
+    item_log.append(folder, "run-1", 1, STEP, "running the check", {"step": CHECK})
+    same_both_ways()
+    at = time.time() + 30
+    board.retrying("g:a", 1, "server error (529)", at)
+    item_log.append(folder, "run-1", 1, "retry", "server error (529)", {"retry_at": at})
+    same_both_ways()
