@@ -343,6 +343,8 @@ class ItemRun:
         saying so; the other items go on."""
         reason = f"internal error: {error!r}"
         record = failure_record(self.job.item.key, reason, self.attempts)
+        if self.machine.state in machine.LANDING and self.current is not None and self.facts is not None:
+            record["resume"] = self.resume_record(self.machine.state)  # its agent is not paid for again
         with contextlib.suppress(OSError):  # its state folder unwritable: the run's error line says it
             self.folder.ensure()  # the bug may have come before its first step made it
             with self.folder.open_log() as log:

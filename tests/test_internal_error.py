@@ -3,11 +3,16 @@ fails with a record saying so, its log holds the traceback (masked), and the run
 
 from __future__ import annotations
 
+import time
+
 from batch_tasks import batch as batch_mod
+from batch_tasks import item_machine as machine
+from batch_tasks.agents import Outcome
 from batch_tasks.dispatcher import Dispatcher, candidates
 from batch_tasks.doit_tasks import item_job
 from batch_tasks.item_status import FAILED, read_status
 from batch_tasks.lifecycle import ItemRun
+from batch_tasks.records import Attempt
 from batch_tasks.redaction import Redactor
 from batch_tasks.run import Run
 from batch_tasks.runner import BatchRunner
@@ -49,3 +54,23 @@ def test_a_bug_in_an_items_step_fails_it_with_a_record_and_its_traceback_in_its_
     assert "=== g:a: internal error, a bug of batch-tasks (its traceback follows) ===" in log
     assert "Traceback (most recent call last)" in log and "in broken" in log and "KeyError" in log
     assert "sk-secret-123456" not in log
+
+
+def test_a_bug_met_while_landing_a_success_leaves_it_to_be_gone_on_with_not_paid_for_again(batch):
+    batch.write("# T\n## G\n- [ ] a: x\n")
+    loaded = batch_mod.load(batch.taskfile)
+    group = loaded.plan.groups[0]
+    run = Run(budget=loaded.budget, report_error=print, state=loaded.state)
+    item_run = ItemRun(item_job(loaded, 0, group, group.items[0]), run)
+    item_run.prepare()
+    item_run.current = Attempt(1, "session-1", time.time(), run.run_id, time.time(), 0, Outcome(ok=True))
+    item_run.attempts.append(item_run.current)
+    item_run.machine.fire(machine.START)
+    item_run.machine.fire(machine.AGENT_SUCCEEDED)
+
+    step = item_run.internal_error(RuntimeError("a bug in the check's step"))
+
+    status = read_status(loaded.state.item("g", "a"))
+    assert status.kind == FAILED and status.failure["reason"] == step.failure
+    assert status.failure["resume"]["state"] == machine.AGENT_DONE
+    assert status.failure["resume"]["session_id"] == "session-1"
