@@ -1,7 +1,8 @@
 """One run's state, in one object that `run-batch` creates and hands to every item:
-its id, its agents (process control), where they run (its executor), its listeners,
-its secrets mask, its budget, and what its items have in common. Nothing of a run
-lives in module globals, so a second run in the same process starts clean."""
+its id, its state folder, its agents (process control), where they run (its executor),
+its listeners, its secrets mask, its budget, where its ticks found items in task.md, and
+what its items have in common. Nothing of a run lives in module globals, so a second run
+in the same process starts clean."""
 
 from __future__ import annotations
 
