@@ -1,0 +1,145 @@
+"""Which files an item will likely touch, predicted before it starts: the files its text
+names (`` `src/auth.py` ``, spec-kit's "in src/models/user.py", superpowers' `Modify:
+src/x.py:12-30` lines, a Kiro task's sub-bullets), and the files its own earlier attempts
+and its module's earlier items changed, as their records say (the merges that landed them,
+and the files a merge conflicted on). The dispatcher keeps two items that share one apart;
+spec-kit's dialect cuts a run of `[P]` tasks where two name one file.
+
+A path is compared by its end: `auth.py` is `src/auth.py`, and `src/auth.py` (relative to
+the working folder, as a plan writes it) is `app/src/auth.py` (relative to the repository,
+as git and the records say it); `src/a/index.ts` and `src/b/index.ts` are not one file.
+
+A prediction only orders starts: whatever a record says (the agent could write one), it
+never decides whether an item runs, what is checked, or what lands.
+
+Plain data: `predict` reads records through item_status; the rest reads nothing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Iterable
+
+from . import records
+from .item_status import read_status
+from .plan import Plan
+from .state import BatchState
+
+# A token that may be a path: word characters, dots, dashes, `@`, `+`, and slashes between
+# them; not the rest of an absolute path, a URL or a template's `{id}.csv` (nothing of the
+# kind may come before it).
+# A superpowers line's `:12-30` (the lines to change) is not part of it.
+TOKEN = re.compile(r"(?<![\w/.@+:})\]>$%-])((?:[\w.@+-]+/)*[\w.@+-]*[\w])(?::\d+(?:-\d+)?)?")
+# File names a path may end in without a folder: extensions of source, configuration and text files.
+EXTENSIONS = frozenset("""
+    py pyi pyx ipynb js mjs cjs jsx ts mts cts tsx vue svelte astro json jsonc json5 jsonl yaml yml toml ini
+    cfg conf env properties md mdx rst txt adoc tex html htm css scss sass less xml svg csv tsv sql prisma
+    graphql gql proto sh bash zsh fish ps1 bat rs go mod sum java kt kts scala groovy gradle c h cc cpp cxx
+    hpp hh cs fs vb swift m mm rb erb php pl lua r dart ex exs erl hrl hs ml elm clj zig nim jl tf tfvars
+    hcl lock nix cmake mk dockerfile
+""".split())
+NAMES = frozenset({"Makefile", "Dockerfile", "Gemfile", "Rakefile", "Procfile", "Justfile", "Jenkinsfile",
+                   "CMakeLists.txt", "LICENSE", "CODEOWNERS"})
+# Names of things, written as files: two items that mention Next.js do not edit one file.
+NOT_FILES = frozenset({"node.js", "next.js", "nuxt.js", "vue.js", "react.js", "express.js", "nest.js",
+                       "three.js", "d3.js", "chart.js", "ember.js", "alpine.js", "socket.io"})
+EXTENSION = re.compile(r"\.([A-Za-z][A-Za-z0-9]{0,9}|[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*)$")
+
+
+def named(text: str) -> list[str]:
+    """The files a text names, each once, in the order named."""
+    found: dict[str, None] = {}
+    for match in TOKEN.finditer(text):
+        path = _as_file(match.group(1))
+        if path is not None:
+            found.setdefault(path, None)
+    return list(found)
+
+
+def _as_file(token: str) -> str | None:
+    """The token as a relative file path, or None if it does not look like one."""
+    token = token.rstrip(".")
+    parts = [part for part in token.split("/") if part not in ("", ".", "..")]
+    if not parts:
+        return None
+    name = parts[-1]
+    if name.lower() in NOT_FILES:
+        return None
+    ending = EXTENSION.search(name)
+    if name in NAMES or (name.startswith(".") and len(name) > 1 and name[1:].replace("-", "").isalnum()):
+        pass  # Makefile, .gitignore
+    elif ending is None or ending.start() == 0:
+        return None
+    elif len(parts) == 1 and ending.group(1).lower() not in EXTENSIONS:
+        return None  # `np.array`, `e.g`, `config.schema`: words with dots, not files
+    return posixpath.join(*parts)
+
+
+def same_file(one: str, other: str) -> bool:
+    """Whether two paths may name one file: equal, or one the other's end, folder by folder."""
+    if one == other:
+        return True
+    shorter, longer = sorted((one, other), key=len)
+    return longer.endswith("/" + shorter)
+
+
+def _name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+class Claims:
+    """The files some items hold (those running), to ask who holds a file another would touch."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, dict[str, set[str]]] = {}  # file name → path → the items holding it
+
+    def hold(self, key: str, files: Iterable[str]) -> None:
+        for path in files:
+            self._by_name.setdefault(_name(path), {}).setdefault(path, set()).add(key)
+
+    def drop(self, key: str, files: Iterable[str]) -> None:
+        for path in files:
+            holders = self._by_name.get(_name(path), {}).get(path)
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del self._by_name[_name(path)][path]
+                    if not self._by_name[_name(path)]:
+                        del self._by_name[_name(path)]
+
+    def clash(self, key: str, files: Iterable[str]) -> tuple[str, str] | None:
+        """(another item holding one of FILES, that file as FILES names it), or None."""
+        for path in files:
+            for held, holders in self._by_name.get(_name(path), {}).items():
+                others = holders - {key}
+                if others and same_file(path, held):
+                    return min(others), path
+        return None
+
+
+def predict(plan: Plan, state: BatchState, keys: Iterable[str] | None = None) -> dict[str, frozenset[str]]:
+    """The files each item of KEYS (all, if None) will likely touch: those its text names, and
+    those its own records and its module's earlier items' records say were changed. Only the
+    records of those items are read."""
+    wanted = {item.key for item in plan.items()} if keys is None else set(keys)
+    modules = {item.module for item in plan.items() if item.key in wanted and item.module_given}
+    changed: dict[str, list[str]] = {}  # module → what its items' records name, so far
+    predicted: dict[str, frozenset[str]] = {}
+    for item in plan.items():
+        module_kin = item.module_given and item.module in modules
+        if item.key not in wanted and not module_kin:
+            continue
+        own = _recorded(state, item.group, item.module)
+        if item.key in wanted:
+            files = frozenset(named(item.instruction)).union(own, changed.get(item.module, ()) if module_kin else ())
+            if files:
+                predicted[item.key] = files
+        if module_kin and own:
+            changed.setdefault(item.module, []).extend(own)
+    return predicted
+
+
+def _recorded(state: BatchState, group: str, module: str) -> list[str]:
+    status = read_status(state.item(group, module))
+    return [path for record in (status.result, status.failure) if record for path in records.files_of(record)]
