@@ -21,7 +21,7 @@ from doit.control import TaskControl
 
 from . import batch as batch_mod
 from . import (executors, forecast, graph, history, nothing_to_do, outside_settings, process, recovery,
-               repository_guard, retry)
+               repository_guard, retry, touches)
 from .agents import AGENTS
 from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
@@ -247,7 +247,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             reporter,
             run,
             dispatcher,
-            candidates(batch.plan, durations, estimates) if will_run else {},
+            candidates(batch.plan, durations, estimates, _predicted(batch, will_run, workers)) if will_run else {},
             continue_=continue_,
             forced=forced,
         )
@@ -423,6 +423,14 @@ class Forget(FriendlyArgs, TaskMdHint, DoitForget):
 
 def _workers(num_process: int | None, batch) -> int:
     return num_process or batch.plan.settings.get("parallel") or 1
+
+
+def _predicted(batch, will_run, workers: int) -> dict[str, frozenset[str]]:
+    """The files each item that runs will likely touch, for the dispatcher to keep apart;
+    nothing with `keep_apart: false`, or where one item runs at a time anyway."""
+    if workers < 2 or batch.plan.settings.get("keep_apart") is False:
+        return {}
+    return touches.predict(batch.plan, batch.state, will_run)
 
 
 def rerun_command(taskfile: str, bin_name: str = "doit") -> str:

@@ -19,8 +19,8 @@ NOW = 1_000_000.0
 
 
 def candidate(key: str, place: int, chain: float = 1.0, group: str = "g", limit: int | None = None, agent: str = "command",
-              reserve_usd: float | None = None, warms_cache: bool = False):
-    return Candidate((-chain, place), key, group, limit, agent, reserve_usd, warms_cache)
+              reserve_usd: float | None = None, warms_cache: bool = False, touches: tuple[str, ...] = ()):
+    return Candidate((-chain, place), key, group, limit, agent, reserve_usd, warms_cache, touches=frozenset(touches))
 
 
 def keys(starts) -> list[str]:
@@ -228,6 +228,48 @@ def test_withdraw_takes_back_started_items_between_attempts():
     dispatcher.halt("the run was stopped")
     assert dispatcher.take(NOW + 60) == ([], [("g:b", "the run was stopped")])
     assert dispatcher.idle
+
+
+def test_two_items_that_touch_one_file_do_not_run_together_while_another_can_run_instead():
+    dispatcher = Dispatcher(capacity=2)
+    a, b = candidate("g:a", 0, touches=["src/auth.py"]), candidate("g:b", 1, touches=["auth.py", "docs/b.md"])
+    c, d = candidate("g:c", 2, touches=["src/other.py"]), candidate("g:d", 3)
+    for item in (a, b, c, d):
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a", "g:c"]  # b is passed over, not dropped
+    dispatcher.release(c)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:d"]
+    dispatcher.release(a)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:b"]  # first once its file is free, as its place says
+
+
+def test_when_only_an_item_kept_apart_is_left_its_slot_waits_for_the_file():
+    dispatcher = Dispatcher(capacity=2)
+    a, b = candidate("one:a", 0, group="one", touches=["README.md"]), candidate("two:b", 1, group="two", touches=["README.md"])
+    dispatcher.offer(a)
+    dispatcher.offer(b)
+    assert keys(dispatcher.take(NOW)[0]) == ["one:a"]
+    assert dispatcher.take(NOW) == ([], []) and dispatcher.running == 1  # across groups too; nothing refused
+    dispatcher.release(a)
+    dispatcher.offer(a, not_before=NOW + 30)  # a retry in backoff holds no file
+    assert keys(dispatcher.take(NOW)[0]) == ["two:b"]
+    assert dispatcher.take(NOW + 31) == ([], [])  # and waits for it in turn
+    dispatcher.release(b)
+    assert keys(dispatcher.take(NOW + 31)[0]) == ["one:a"]
+
+
+def test_items_predicted_nothing_or_different_files_run_together():
+    dispatcher = Dispatcher(capacity=3)
+    for item in (candidate("g:a", 0, touches=["src/a/index.ts"]), candidate("g:b", 1, touches=["src/b/index.ts"]),
+                 candidate("g:c", 2)):
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a", "g:b", "g:c"]
+
+
+def test_candidates_carry_the_files_predicted_for_them():
+    plan = parse("---\nagent: command\ncommand: [x]\n---\n# T\n## G\n- [ ] a: x\n- [ ] b: x\n", Path("/nowhere/task.md"))
+    made = candidates(plan, {}, touches={"g:a": frozenset({"src/a.py"})})
+    assert (made["g:a"].touches, made["g:b"].touches) == ({"src/a.py"}, frozenset())
 
 
 PIPELINED = """---
