@@ -218,7 +218,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             return EXIT_FAILED if self._would_run(batch, control, selected, forced)[1] else 0
         if dry_run:
             check_prompts((control.tasks[key].meta["job"] for key in sorted(will_run)), batch.state)
-            return self._dry_run(batch, control, selected, forced, prompts)
+            return self._dry_run(batch, control, selected, forced, prompts, _workers(num_process, batch))
         if not will_run <= self._checked:  # a selection: checked now, under the lock
             self._check(batch, will_run)
         self._hint_at_config()
@@ -293,13 +293,17 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
 
         return chosen, [(item, why) for item in chosen if item not in ignored and (why := reason(item)) is not None], ignored
 
-    def _dry_run(self, batch, control, selected: set[str], forced: frozenset[str], prompts: bool = False) -> int:
+    def _dry_run(self, batch, control, selected: set[str], forced: frozenset[str], prompts: bool = False,
+                 workers: int = 1) -> int:
         chosen, stale, ignored = self._would_run(batch, control, selected, forced)
         width = max((len(item.key) for item, _ in stale), default=0)
         estimates = forecast.of_batch(batch, (item.key for item, _ in stale))
+        apart = _kept_apart(batch, [item.key for item, _ in stale], workers)
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")
             self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
+            if item.key in apart:
+                self.outstream.write(f"{'':<{width}}    kept apart from: {graph.apart_from(apart[item.key])}\n")
             if item.key in estimates:
                 self.outstream.write(f"{'':<{width}}    cost: {forecast.line(estimates[item.key])}\n")
             if prompts:
@@ -425,12 +429,18 @@ def _workers(num_process: int | None, batch) -> int:
     return num_process or batch.plan.settings.get("parallel") or 1
 
 
-def _predicted(batch, will_run, workers: int) -> dict[str, frozenset[str]]:
-    """The files each item that runs will likely touch, for the dispatcher to keep apart;
-    nothing with `keep_apart: false`, or where one item runs at a time anyway."""
+def _predicted(batch, will_run, workers: int = 2) -> dict[str, frozenset[str]]:
+    """The files each item that runs (all, if None) will likely touch, for the dispatcher to
+    keep apart; nothing with `keep_apart: false`, or where one item runs at a time anyway."""
     if workers < 2 or batch.plan.settings.get("keep_apart") is False:
         return {}
     return touches.predict(batch.plan, batch.state, will_run)
+
+
+def _kept_apart(batch, will_run=None, workers: int = 2) -> dict[str, list[tuple[str, str]]]:
+    """Which items the dispatcher keeps apart, and why: `--dry-run` and `batch-graph` say so."""
+    predicted = _predicted(batch, will_run, workers)
+    return graph.kept_apart(batch.plan, predicted) if predicted else {}
 
 
 def rerun_command(taskfile: str, bin_name: str = "doit") -> str:
@@ -452,5 +462,6 @@ class BatchGraph(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
 
     def _execute(self, dot=False):
         plan = self.loader.batch.plan
-        self.outstream.write(graph.as_dot(plan) if dot else graph.as_text(plan))
+        apart = _kept_apart(self.loader.batch)
+        self.outstream.write(graph.as_dot(plan, apart) if dot else graph.as_text(plan, apart))
         return 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from . import records
 from .item_status import read_status
@@ -110,12 +110,17 @@ class Claims:
 
     def clash(self, key: str, files: Iterable[str]) -> tuple[str, str] | None:
         """(another item holding one of FILES, that file as FILES names it), or None."""
+        return next(self.clashes(key, files), None)
+
+    def clashes(self, key: str, files: Iterable[str]) -> Iterator[tuple[str, str]]:
+        """Each other item holding one of FILES, once, with the first such file as FILES names it."""
+        told = {key}
         for path in files:
             for held, holders in self._by_name.get(_name(path), {}).items():
-                others = holders - {key}
-                if others and same_file(path, held):
-                    return min(others), path
-        return None
+                if holders - told and same_file(path, held):
+                    for other in sorted(holders - told):
+                        told.add(other)
+                        yield other, path
 
 
 def predict(plan: Plan, state: BatchState, keys: Iterable[str] | None = None) -> dict[str, frozenset[str]]:
@@ -142,4 +147,5 @@ def predict(plan: Plan, state: BatchState, keys: Iterable[str] | None = None) ->
 
 def _recorded(state: BatchState, group: str, module: str) -> list[str]:
     status = read_status(state.item(group, module))
-    return [path for record in (status.result, status.failure) if record for path in records.files_of(record)]
+    return [path for record in (status.result, status.failure) if record for path in records.files_of(record)
+            if path.isprintable()]  # a name with a line break in it would break the lines that show it

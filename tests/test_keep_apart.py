@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import FRONT_MATTER
 from gitrepo import git, make_repo
 
 EDITOR = Path(__file__).parent / "agents" / "editor.py"
@@ -72,3 +73,18 @@ def test_two_items_naming_one_file_are_kept_apart_and_with_that_off_they_conflic
               if len((record := json.loads((repo / f".batch/task/items/edits/{module}/result.json").read_text()))
                      ["attempts"]) == 2]
     assert len(redone) == 1 and redone[0]["attempts"][0]["reason"] == "merge conflict in shared.py"
+
+
+def test_dry_run_and_batch_graph_say_which_items_are_kept_apart_and_why(batch):
+    batch.write(BODY)
+    said = "kept apart from: edits:first (both touch shared.py)"
+    dry = batch.run("run-batch", "--dry-run", "-n", "2")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.stdout.split("edits:second")[1].split("edits:third")[0].strip().splitlines()[-1].strip() == said
+    assert dry.stdout.count("kept apart") == 1
+    assert "kept apart" not in batch.run("run-batch", "--dry-run", "-n", "1").stdout  # one at a time anyway
+    graph = batch.run("batch-graph").stdout
+    assert "  edits:second  ← nothing\n      kept apart from edits:first (both touch shared.py)\n" in graph, graph
+
+    batch.write(BODY, front_matter=FRONT_MATTER.replace("---\n", "---\nkeep_apart: false\n", 1))
+    assert "kept apart" not in batch.run("run-batch", "--dry-run", "-n", "2").stdout + batch.run("batch-graph").stdout

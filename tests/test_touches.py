@@ -4,10 +4,11 @@ spec-kit, superpowers and Kiro write them, records as the merge queue leaves the
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from batch_tasks import records, touches
+from batch_tasks import graph, records, touches
 from batch_tasks.state import BatchState
 from batch_tasks.taskfile import parse
 
@@ -122,3 +123,36 @@ def test_an_item_is_predicted_its_named_files_its_own_records_and_its_modules_ea
         "api:docs": {"docs/api.md"},  # what its own last attempt conflicted on
     }
     assert touches.predict(plan, state, ["api:user"]) == {"api:user": {"src/api/users.py"}}
+
+
+PLAN = """---
+agent: command
+command: [x]
+---
+# Plan
+## Models
+- [ ] user: add the User model in src/models/user.py, registered in `src/models/__init__.py`
+- [ ] team: add the Team model, registered in `models/__init__.py`
+- [ ] role: add the Role model in src/models/role.py
+## API
+<!-- pipeline: true -->
+- [ ] user: the /users endpoint in src/api/users.py, from src/models/user.py
+- [ ] role: the /roles endpoint, reading src/models/__init__.py
+"""
+
+
+def test_items_are_kept_apart_where_they_share_a_file_and_neither_waits_for_the_other():
+    plan = parse(PLAN, Path("/nowhere/task.md"))
+    predicted = {item.key: frozenset(touches.named(item.instruction)) for item in plan.items()}
+    apart = graph.kept_apart(plan, predicted)
+    # api:user waits for models:user (pipeline), so their shared user.py keeps nothing apart; api:role
+    # waits only for models:role, so it may run beside models:user and models:team.
+    assert apart == {"models:team": [("models:user", "models/__init__.py")],
+                     "api:role": [("models:user", "src/models/__init__.py"), ("models:team", "src/models/__init__.py")]}
+    text = graph.as_text(plan, apart)
+    assert ("  models:team  ← nothing\n      kept apart from models:user (both touch models/__init__.py)\n"
+            "  models:role") in text
+    assert ('"models:user" -> "models:team" [style=dashed, dir=none, constraint=false, label="models/__init__.py"];'
+            in graph.as_dot(plan, apart))
+    assert graph.kept_apart(parse(PLAN.replace("<!-- pipeline: true -->\n", ""), Path("/nowhere/task.md")),
+                            predicted) == {"models:team": [("models:user", "models/__init__.py")]}
