@@ -247,9 +247,10 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             reporter,
             run,
             dispatcher,
-            candidates(batch.plan, durations, estimates, _predicted(batch, will_run, workers)) if will_run else {},
+            candidates(batch.plan, durations, estimates) if will_run else {},
             continue_=continue_,
             forced=forced,
+            predict=touches.Predictor(batch.plan, batch.state) if _keeps_apart(batch, workers) else None,
         )
         recorders = None
         if will_run:
@@ -429,17 +430,15 @@ def _workers(num_process: int | None, batch) -> int:
     return num_process or batch.plan.settings.get("parallel") or 1
 
 
-def _predicted(batch, will_run, workers: int = 2) -> dict[str, frozenset[str]]:
-    """The files each item that runs (all, if None) will likely touch, for the dispatcher to
-    keep apart; nothing with `keep_apart: false`, or where one item runs at a time anyway."""
-    if workers < 2 or batch.plan.settings.get("keep_apart") is False:
-        return {}
-    return touches.predict(batch.plan, batch.state, will_run)
+def _keeps_apart(batch, workers: int) -> bool:
+    """Whether items predicted to touch one file are kept apart: not with `keep_apart: false`,
+    nor where one item runs at a time anyway."""
+    return workers >= 2 and batch.plan.settings.get("keep_apart") is not False
 
 
 def _kept_apart(batch, will_run=None, workers: int = 2) -> dict[str, list[tuple[str, str]]]:
     """Which items the dispatcher keeps apart, and why: `--dry-run` and `batch-graph` say so."""
-    predicted = _predicted(batch, will_run, workers)
+    predicted = touches.predict(batch.plan, batch.state, will_run) if _keeps_apart(batch, workers) else {}
     return graph.kept_apart(batch.plan, predicted) if predicted else {}
 
 

@@ -293,11 +293,10 @@ def critical_paths(plan: Plan, durations: Mapping[str, float | None]) -> dict[st
 
 
 def candidates(plan: Plan, durations: Mapping[str, float | None],
-               estimates: Mapping[str, Estimate] | None = None,
-               touches: Mapping[str, frozenset[str]] | None = None) -> dict[str, Candidate]:
+               estimates: Mapping[str, Estimate] | None = None) -> dict[str, Candidate]:
     """Every item as the dispatcher sees it. An attempt reserves its `item_budget_usd`
-    when set (its agent's hard cap), else the high end of its forecast, if known.
-    `touches`: the files each item will likely touch (touches.predict)."""
+    when set (its agent's hard cap), else the high end of its forecast, if known. The
+    files it will likely touch are predicted once it is ready (see runner)."""
     chain = critical_paths(plan, durations)
     highs = {key: estimate.high for key, estimate in (estimates or {}).items()}
     forecasts = {key: estimate.usd for key, estimate in (estimates or {}).items()}
@@ -305,7 +304,6 @@ def candidates(plan: Plan, durations: Mapping[str, float | None],
         item.key: Candidate((-chain[item.key], place), item.key, group.slug, group.limit, group.settings["agent"],
                             group.settings.get("item_budget_usd") or highs.get(item.key),
                             group.settings.get("prefill_cache", True) and group.settings["agent"] in PROMPT_CACHING_AGENTS
-                            and len(group.items) > 1, forecasts.get(item.key), group.settings.get("fallback_model"),
-                            (touches or {}).get(item.key, frozenset()))
+                            and len(group.items) > 1, forecasts.get(item.key), group.settings.get("fallback_model"))
         for place, (group, item) in enumerate((g, i) for g in plan.groups for i in g.items)
     }

@@ -12,7 +12,7 @@ as git and the records say it); `src/a/index.ts` and `src/b/index.ts` are not on
 A prediction only orders starts: whatever a record says (the agent could write one), it
 never decides whether an item runs, what is checked, or what lands.
 
-Plain data: `predict` reads records through item_status; the rest reads nothing.
+Plain data: `Predictor` reads records through item_status; the rest reads nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 
 from . import records
 from .item_status import read_status
-from .plan import Plan
+from .plan import Item, Plan
 from .state import BatchState
 
 # A token that may be a path: word characters, dots, dashes, `@`, `+`, and slashes between
@@ -123,26 +123,31 @@ class Claims:
                         yield other, path
 
 
+class Predictor:
+    """The files an item will likely touch: those its text names, and those its own records
+    and its module's earlier items' records say were changed, read when asked (the runner
+    asks as an item becomes ready, when its module's earlier items of the run have landed)."""
+
+    def __init__(self, plan: Plan, state: BatchState):
+        self._state = state
+        self._modules: dict[str, list[Item]] = {}  # module → its items that name it, in plan order
+        for item in plan.items():
+            if item.module_given:
+                self._modules.setdefault(item.module, []).append(item)
+
+    def __call__(self, item: Item) -> frozenset[str]:
+        earlier = []
+        for kin in self._modules.get(item.module, ()) if item.module_given else ():
+            if kin is item:
+                break
+            earlier += _recorded(self._state, kin.group, kin.module)
+        return frozenset(named(item.instruction)).union(_recorded(self._state, item.group, item.module), earlier)
+
+
 def predict(plan: Plan, state: BatchState, keys: Iterable[str] | None = None) -> dict[str, frozenset[str]]:
-    """The files each item of KEYS (all, if None) will likely touch: those its text names, and
-    those its own records and its module's earlier items' records say were changed. Only the
-    records of those items are read."""
-    wanted = {item.key for item in plan.items()} if keys is None else set(keys)
-    modules = {item.module for item in plan.items() if item.key in wanted and item.module_given}
-    changed: dict[str, list[str]] = {}  # module → what its items' records name, so far
-    predicted: dict[str, frozenset[str]] = {}
-    for item in plan.items():
-        module_kin = item.module_given and item.module in modules
-        if item.key not in wanted and not module_kin:
-            continue
-        own = _recorded(state, item.group, item.module)
-        if item.key in wanted:
-            files = frozenset(named(item.instruction)).union(own, changed.get(item.module, ()) if module_kin else ())
-            if files:
-                predicted[item.key] = files
-        if module_kin and own:
-            changed.setdefault(item.module, []).extend(own)
-    return predicted
+    """What each item of KEYS (all, if None) will likely touch, where anything is predicted."""
+    predictor, wanted = Predictor(plan, state), None if keys is None else set(keys)
+    return {item.key: files for item in plan.items() if wanted is None or item.key in wanted if (files := predictor(item))}
 
 
 def _recorded(state: BatchState, group: str, module: str) -> list[str]:

@@ -266,12 +266,6 @@ def test_items_predicted_nothing_or_different_files_run_together():
     assert keys(dispatcher.take(NOW)[0]) == ["g:a", "g:b", "g:c"]
 
 
-def test_candidates_carry_the_files_predicted_for_them():
-    plan = parse("---\nagent: command\ncommand: [x]\n---\n# T\n## G\n- [ ] a: x\n- [ ] b: x\n", Path("/nowhere/task.md"))
-    made = candidates(plan, {}, touches={"g:a": frozenset({"src/a.py"})})
-    assert (made["g:a"].touches, made["g:b"].touches) == ({"src/a.py"}, frozenset())
-
-
 PIPELINED = """---
 agent: command
 command: [x]

@@ -124,6 +124,15 @@ def test_an_item_is_predicted_its_named_files_its_own_records_and_its_modules_ea
     }
     assert touches.predict(plan, state, ["api:user"]) == {"api:user": {"src/api/users.py"}}
 
+    # Asked once ready, the run's own landings count: models:user landed before api:user was ready.
+    predictor = touches.Predictor(plan, state)
+    folder = state.item("models", "user")
+    folder.ensure()
+    with open(folder.result, "w") as stream:
+        json.dump({"attempts": [merge_attempt(["src/models/user.py", "src/db.py"])]}, stream)
+    api_user = next(item for item in plan.items() if item.key == "api:user")
+    assert predictor(api_user) == {"src/api/users.py", "src/models/user.py", "src/db.py"}
+
 
 PLAN = """---
 agent: command
