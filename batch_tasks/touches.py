@@ -28,8 +28,7 @@ from .state import BatchState
 
 # A token that may be a path: word characters, dots, dashes, `@`, `+`, and slashes between
 # them; not the rest of an absolute path, a URL or a template's `{id}.csv` (nothing of the
-# kind may come before it).
-# A superpowers line's `:12-30` (the lines to change) is not part of it.
+# kind may come before it). A superpowers line's `:12-30` (the lines to change) is no part of it.
 TOKEN = re.compile(r"(?<![\w/.@+:})\]>$%-])((?:[\w.@+-]+/)*[\w.@+-]*[\w])(?::\d+(?:-\d+)?)?")
 # File names a path may end in without a folder: extensions of source, configuration and text files.
 EXTENSIONS = frozenset("""
@@ -44,7 +43,7 @@ NAMES = frozenset({"Makefile", "Dockerfile", "Gemfile", "Rakefile", "Procfile", 
 # Names of things, written as files: two items that mention Next.js do not edit one file.
 NOT_FILES = frozenset({"node.js", "next.js", "nuxt.js", "vue.js", "react.js", "express.js", "nest.js",
                        "three.js", "d3.js", "chart.js", "ember.js", "alpine.js", "socket.io"})
-EXTENSION = re.compile(r"\.([A-Za-z][A-Za-z0-9]{0,9}|[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*)$")
+EXTENSION = re.compile(r"\.([A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*)$")  # with a letter: `v1.2` has none
 
 
 def named(text: str) -> list[str]:
@@ -138,7 +137,7 @@ class Predictor:
     def __call__(self, item: Item) -> frozenset[str]:
         earlier = []
         for kin in self._modules.get(item.module, ()) if item.module_given else ():
-            if kin is item:
+            if kin.key == item.key:
                 break
             earlier += _recorded(self._state, kin.group, kin.module)
         return frozenset(named(item.instruction)).union(_recorded(self._state, item.group, item.module), earlier)
