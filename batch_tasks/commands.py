@@ -456,7 +456,8 @@ class BatchGraph(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     name = "batch-graph"
     doc_purpose = "show what each item waits for (text, or Graphviz dot)"
     doc_usage = "[--dot]"
-    doc_description = "Groups in order; under each, every item and what it waits for."
+    doc_description = ("Groups in order; under each, every item, what it waits for, and which items it is kept "
+                       "apart from (both predicted to touch one file).")
     cmd_options = (opt_dot,)
 
     def _execute(self, dot=False):
