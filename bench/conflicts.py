@@ -109,8 +109,9 @@ def main() -> None:
     args = parser.parse_args()
     workloads = ("runs", "pairs", "one") if args.workload == "all" else (args.workload,)
     shutil.rmtree(WORK, ignore_errors=True)
-    lines = [f"## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC: {args.items} items, -n {args.jobs}, "
-             f"agents {args.agent_seconds:g} s, median of {args.repeat}; load average before: {load()}"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BENCH, capture_output=True, text=True).stdout.strip()
+    lines = [f"## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC (at {commit}): {args.items} items, "
+             f"-n {args.jobs}, agents {args.agent_seconds:g} s, median of {args.repeat}; load average before: {load()}"]
     print(lines[0], flush=True)
     for workload in workloads:
         figures: dict[bool, list[dict[str, float]]] = {True: [], False: []}
@@ -121,10 +122,13 @@ def main() -> None:
                 figures[keep_apart].append(measure(folder, args.jobs, args.agent_seconds))
                 print(f"  {workload} keep_apart={keep_apart}: {figures[keep_apart][-1]}", flush=True)
         lines.append(f"\n{workload}:\n\n| keep_apart | conflicts | reruns | failed | agent runs | wall s |\n|---|---|---|---|---|---|")
+        medians = {keep_apart: {name: statistics.median(run[name] for run in runs) for name in runs[0]}
+                   for keep_apart, runs in figures.items()}
         for keep_apart in (True, False):
-            medians = {name: statistics.median(run[name] for run in figures[keep_apart]) for name in figures[keep_apart][0]}
             lines.append(f"| {str(keep_apart).lower()} | " + " | ".join(
-                f"{value:.1f}" if name == "wall s" else f"{value:g}" for name, value in medians.items()) + " |")
+                f"{value:.1f}" if name == "wall s" else f"{value:g}" for name, value in medians[keep_apart].items()) + " |")
+        ratios = [on["wall s"] / off["wall s"] for on, off in zip(figures[True], figures[False])]
+        lines.append(f"\nwall time, on / off, repetition by repetition: {', '.join(f'{r:.2f}' for r in ratios)}")
     lines.append(f"\nload average after: {load()}")
     text = "\n".join(lines) + "\n"
     print(text)
