@@ -220,18 +220,7 @@ class Dispatcher:
         return max(costs) if costs else None
 
     def _choose_model(self, candidate: Candidate) -> None:
-        """Files: two items predicted to touch one file (see touches) do not run at the same time.
-An item whose files another running item holds is passed over for the next best that
-may start; if none may, it waits, and its slot stays free until the holder ends, even
-when nothing else would use it. That is worth an idle slot: the one that would start
-second starts from a tip without the holder's work, so if git cannot merge the two
-(agents editing one file mostly add at the same places: its imports, its end) its
-merge conflicts after the holder landed, and its agent runs again from there, paid
-for twice and done no sooner than had it waited; only a clean merge would have gained,
-and at most the holder's remaining time. A file is held from the item's start to its
-release (its attempt's end, its landing included). `keep_apart: false` predicts nothing.
-
-Near the budget's end: an item starts on its fallback model once what is left of the
+        """Near the budget's end: an item starts on its fallback model once what is left of the
         budget (its own reservation included) is below the forecast of the items not started
         yet, itself included, at their configured models."""
         left = self.budget.left(besides=candidate.key)
