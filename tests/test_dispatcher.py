@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from batch_tasks import retry
+from batch_tasks import retry, touches
 from batch_tasks.agents import PERMANENT, TRANSIENT, WAIT
 from batch_tasks.budget import Budget
 from batch_tasks.dispatcher import CACHE_SECONDS, Candidate, Dispatcher, candidates, critical_paths
@@ -264,6 +266,36 @@ def test_items_predicted_nothing_or_different_files_run_together():
                  candidate("g:c", 2)):
         dispatcher.offer(item)
     assert keys(dispatcher.take(NOW)[0]) == ["g:a", "g:b", "g:c"]
+
+
+FILES = ["src/a.py", "a.py", "lib/a.py", "b.md", "docs/b.md", "c.txt"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(capacity=st.integers(1, 4), items=st.lists(st.sets(st.sampled_from(FILES), max_size=2), min_size=1, max_size=8),
+       ends=st.lists(st.integers(0, 7), max_size=30))
+def test_no_two_running_items_share_a_file_and_no_slot_idles_but_for_one(capacity, items, ends):
+    """Whatever items, files and order of endings: every item starts once; two running items
+    never share a file; and a slot stays free only while each waiting item's file is held."""
+    dispatcher = Dispatcher(capacity=capacity)
+    waiting = {f"g:{n}": candidate(f"g:{n}", n, touches=files) for n, files in enumerate(items)}
+    for item in waiting.values():
+        dispatcher.offer(item)
+    running: list[Candidate] = []
+    ends = iter(ends)
+    while waiting or running:
+        started, _ = dispatcher.take(NOW)
+        for item in started:
+            del waiting[item.key]
+        running += started
+        for n, one in enumerate(running):
+            assert not any(touches.same_file(a, b) for other in running[n + 1:] for a in one.touches for b in other.touches)
+        if len(running) < capacity:
+            assert all(any(touches.same_file(a, b) for a in item.touches for other in running for b in other.touches)
+                       for item in waiting.values())
+        ended = running.pop(next(ends, 0) % len(running))
+        dispatcher.release(ended)
+    assert dispatcher.idle
 
 
 PIPELINED = """---
