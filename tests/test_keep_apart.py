@@ -63,6 +63,8 @@ def test_two_items_naming_one_file_are_kept_apart_and_with_that_off_they_conflic
     assert not overlap(first[1], second[1]) and first[1][1] <= second[1][0]
     assert overlap(first[1], third[1])
     assert "alpha = 'second 1'" in git("show", "batch/task:shared.py", cwd=repo)
+    record = json.loads((repo / ".batch/task/items/edits/third/result.json").read_text())
+    assert record["attempts"][0]["changed"] == ["notes.txt"]  # what its next attempt is predicted to touch
 
     # Not kept apart: first and second run together (each waits to see the other start), and conflict.
     repo, result = run_batch(tmp_path / "off", False, {"first": ["second"], "second": ["first"]})

@@ -84,9 +84,12 @@ RECORDS = [
      ["app/src/auth.py", "app/tests/test_auth.py"]),
     ({"attempts": [merge_attempt(conflicts=["shared.py"]), merge_attempt(["shared.py", "b.py"])]}, ["shared.py", "b.py"]),
     ({"attempts": [{"ok": False, "reason": "check failed"}]}, []),
+    ({"attempts": [{"ok": False, "reason": "check failed", "changed": ["src/x.py", "tests/test_x.py"]}]},
+     ["src/x.py", "tests/test_x.py"]),  # what it committed, though it never landed
     # what a damaged (or written-over) record holds is skipped, never a crash
     ({"attempts": "lots"}, []),
     ({"attempts": [{"merge": {"files": [{"path": 3}, "x.py"], "conflicts": [None, "y.py"]}}]}, ["y.py"]),
+    ({"attempts": [{"changed": "x.py", "merge": "y.py"}, "z.py"]}, []),
     ({}, []),
 ]
 
