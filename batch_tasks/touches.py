@@ -1,8 +1,8 @@
 """Which files an item will likely touch, predicted before it starts: the files its text
 names (`` `src/auth.py` ``, spec-kit's "in src/models/user.py", superpowers' `Modify:
 src/x.py:12-30` lines, a Kiro task's sub-bullets), and the files its own earlier attempts
-and its module's earlier items changed, as their records say (the merges that landed them,
-and the files a merge conflicted on). The dispatcher keeps two items that share one apart;
+and its module's earlier items changed, as their records say (what each committed, what
+its merge landed, and the files a merge conflicted on). The dispatcher keeps two items that share one apart;
 spec-kit's dialect cuts a run of `[P]` tasks where two name one file.
 
 A path is compared by its end: `auth.py` is `src/auth.py`, and `src/auth.py` (relative to
