@@ -146,7 +146,8 @@ class Predictor:
 def predict(plan: Plan, state: BatchState, keys: Iterable[str] | None = None) -> dict[str, frozenset[str]]:
     """What each item of KEYS (all, if None) will likely touch, where anything is predicted."""
     predictor, wanted = Predictor(plan, state), None if keys is None else set(keys)
-    return {item.key: files for item in plan.items() if wanted is None or item.key in wanted if (files := predictor(item))}
+    return {item.key: files for item in plan.items()
+            if (wanted is None or item.key in wanted) and (files := predictor(item))}
 
 
 def _recorded(state: BatchState, group: str, module: str) -> list[str]:
