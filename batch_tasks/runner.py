@@ -2,7 +2,8 @@
 
 doit's task dispatcher still decides what is ready: it hands out every task whose
 dependencies are met, and `select_task` (doit's own) checks whether it is up to date.
-Ready items go to the Dispatcher; each one it starts gets a thread of its own for one
+Ready items go to the Dispatcher, each with the files it will likely touch (touches,
+asked as it becomes ready); each one it starts gets a thread of its own for one
 attempt, and comes back through one queue. No thread ever waits for a turn: an item
 between attempts (a backoff, a usage-limit pause) holds no slot and no thread.
 
