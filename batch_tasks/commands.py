@@ -21,7 +21,7 @@ from doit.control import TaskControl
 
 from . import batch as batch_mod
 from . import (executors, forecast, graph, history, nothing_to_do, outside_settings, process, recovery,
-               repository_guard, retry)
+               repository_guard, retry, touches)
 from .agents import AGENTS
 from .board import Board
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
@@ -220,7 +220,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             return EXIT_FAILED if self._would_run(batch, control, selected, forced)[1] else 0
         if dry_run:
             check_prompts((control.tasks[key].meta["job"] for key in sorted(will_run)), batch.state)
-            return self._dry_run(batch, control, selected, forced, prompts)
+            return self._dry_run(batch, control, selected, forced, prompts, _workers(num_process, batch))
         if not will_run <= self._checked:  # a selection: checked now, under the lock
             self._check(batch, will_run)
         self._hint_at_config()
@@ -254,6 +254,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             candidates(batch.plan, durations, estimates) if will_run else {},
             continue_=continue_,
             forced=forced,
+            predict=touches.Predictor(batch.plan, batch.state) if _keeps_apart(batch, workers) else None,
         )
         recorders = None
         if will_run:
@@ -297,13 +298,17 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
 
         return chosen, [(item, why) for item in chosen if item not in ignored and (why := reason(item)) is not None], ignored
 
-    def _dry_run(self, batch, control, selected: set[str], forced: frozenset[str], prompts: bool = False) -> int:
+    def _dry_run(self, batch, control, selected: set[str], forced: frozenset[str], prompts: bool = False,
+                 workers: int = 1) -> int:
         chosen, stale, ignored = self._would_run(batch, control, selected, forced)
         width = max((len(item.key) for item, _ in stale), default=0)
         estimates = forecast.of_batch(batch, (item.key for item, _ in stale))
+        apart = _kept_apart(batch, [item.key for item, _ in stale], workers)
         for item, why in stale:
             self.outstream.write(f"{item.key:<{width}}  {why}\n")
             self.outstream.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
+            if item.key in apart:
+                self.outstream.write(f"{'':<{width}}    kept apart from: {graph.apart_from(apart[item.key])}\n")
             if item.key in estimates:
                 self.outstream.write(f"{'':<{width}}    cost: {forecast.line(estimates[item.key])}\n")
             if prompts:
@@ -412,6 +417,18 @@ def _workers(num_process: int | None, batch) -> int:
     return num_process or batch.plan.settings.get("parallel") or 1
 
 
+def _keeps_apart(batch, workers: int) -> bool:
+    """Whether items predicted to touch one file are kept apart: not with `keep_apart: false`,
+    nor where one item runs at a time anyway."""
+    return workers >= 2 and batch.plan.settings.get("keep_apart") is not False
+
+
+def _kept_apart(batch, will_run=None, workers: int = 2) -> dict[str, list[tuple[str, str]]]:
+    """Which items the dispatcher keeps apart, and why: `--dry-run` and `batch-graph` say so."""
+    predicted = touches.predict(batch.plan, batch.state, will_run) if _keeps_apart(batch, workers) else {}
+    return graph.kept_apart(batch.plan, predicted) if predicted else {}
+
+
 def rerun_command(taskfile: str, bin_name: str = "doit") -> str:
     """How to run this batch again, as typed: `-T FILE` unless it is the task.md found by default."""
     if Path(taskfile).absolute() == Path("task.md").absolute():
@@ -426,10 +443,12 @@ class BatchGraph(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     name = "batch-graph"
     doc_purpose = "show what each item waits for (text, or Graphviz dot)"
     doc_usage = "[--dot]"
-    doc_description = "Groups in order; under each, every item and what it waits for."
+    doc_description = ("Groups in order; under each, every item, what it waits for, and which items it is kept "
+                       "apart from (both predicted to touch one file).")
     cmd_options = (opt_dot,)
 
     def _execute(self, dot=False):
         plan = self.loader.batch.plan
-        self.outstream.write(graph.as_dot(plan) if dot else graph.as_text(plan))
+        apart = _kept_apart(self.loader.batch)
+        self.outstream.write(graph.as_dot(plan, apart) if dot else graph.as_text(plan, apart))
         return 0

@@ -20,6 +20,17 @@ write too. So the first item of such a group starts alone; the others start once
 first response arrived (the cache is written then), reading the cache at 0.1 x. Each
 start within the cache's lifetime keeps the group warm; past it, one starts alone again.
 
+Files: two items predicted to touch one file (see touches) do not run at the same time.
+An item whose files another running item holds is passed over for the next best that
+may start; if none may, it waits, and its slot stays free until the holder ends, even
+when nothing else would use it. That is worth an idle slot: the one that would start
+second starts from a tip without the holder's work, so if git cannot merge the two
+(agents editing one file mostly add at the same places: its imports, its end) its
+merge conflicts after the holder landed, and its agent runs again from there, paid
+for twice and done no sooner than had it waited; only a clean merge would have gained,
+and at most the holder's remaining time. A file is held from the item's start to its
+release (its attempt's end, its landing included). `keep_apart: false` predicts nothing.
+
 Near the budget's end: an item with a `fallback_model` starts on it once what is left of
 the budget is below the forecast of the items not started yet (the budget says which).
 
@@ -36,6 +47,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from .budget import Budget, dollars
 from .plan import Plan
+from .touches import Claims
 
 if TYPE_CHECKING:
     from .forecast import Estimate
@@ -57,6 +69,7 @@ class Candidate:
     warms_cache: bool = field(compare=False, default=False)  # its group's first starts alone (see above)
     forecast_usd: float | None = field(compare=False, default=None)  # what it should cost at its model
     fallback_model: str | None = field(compare=False, default=None)  # its cheaper model near the budget's end
+    touches: frozenset[str] = field(compare=False, default=frozenset())  # the files it will likely touch
 
 
 class Dispatcher:
@@ -78,6 +91,7 @@ class Dispatcher:
         self._warm_until: dict[str, float] = {}  # group → when its prompt cache expires
         self._unstarted_forecast: dict[str, float] = {}  # items offered, not started → their forecast
         self._group_costs: dict[str, list[float]] = {}  # group → what its attempts of this run cost
+        self._claims = Claims()  # the files of the items running
         self.running = 0
         self._by_group: Counter[str] = Counter()
         self._by_agent: Counter[str] = Counter()
@@ -98,6 +112,7 @@ class Dispatcher:
         if cost_usd is not None:
             self._group_costs.setdefault(candidate.group, []).append(cost_usd)
         self.budget.release(candidate.key)
+        self._claims.drop(candidate.key, candidate.touches)
         if self._warming.get(candidate.group) == candidate.key:
             del self._warming[candidate.group]  # it ended before a response: the next starts alone
         self._by_group[candidate.group] -= 1
@@ -144,7 +159,8 @@ class Dispatcher:
         if self._halted:
             refused += self._drop_unstarted(self._halted)
         while self.running < self.capacity:
-            best = min((heap[0] for heap in self._ready.values() if heap and self._allows(heap[0], now)), default=None)
+            best = min((found for heap in self._ready.values() if heap and self._allows(heap[0], now)
+                        if (found := self._first_apart(heap)) is not None), default=None)
             if best is None:
                 break
             reservation = self._reservation(best)
@@ -152,11 +168,12 @@ class Dispatcher:
                 refusal = self.budget.refusal(reservation)
                 if refusal is None:
                     break  # it fits once running attempts give their reservations back
-                heapq.heappop(self._ready[best.group])
+                self._remove(best)
                 self._unstarted_forecast.pop(best.key, None)
                 refused.append((best.key, refusal))
                 continue
-            heapq.heappop(self._ready[best.group])
+            self._remove(best)
+            self._claims.hold(best.key, best.touches)
             if best.key not in self._started and best.fallback_model:
                 self._choose_model(best)
             self._unstarted_forecast.pop(best.key, None)
@@ -171,6 +188,22 @@ class Dispatcher:
             self._by_agent[best.agent] += 1
             starts.append(best)
         return starts, refused
+
+    def _first_apart(self, heap: list[Candidate]) -> Candidate | None:
+        """The group's best item that touches no file a running item holds (see above)."""
+        top = heap[0]
+        if not top.touches or self._claims.clash(top.key, top.touches) is None:
+            return top
+        return next((c for c in sorted(heap)[1:] if not c.touches or self._claims.clash(c.key, c.touches) is None),
+                    None)
+
+    def _remove(self, candidate: Candidate) -> None:
+        heap = self._ready[candidate.group]
+        if heap[0] is candidate:
+            heapq.heappop(heap)
+        else:  # passed over one or more that wait for a file
+            heap.remove(candidate)
+            heapq.heapify(heap)
 
     def next_change(self, now: float) -> float | None:
         """When waiting items may become startable by time alone (a backoff or a pause ends)."""
@@ -251,7 +284,8 @@ def critical_paths(plan: Plan, durations: Mapping[str, float | None]) -> dict[st
 def candidates(plan: Plan, durations: Mapping[str, float | None],
                estimates: Mapping[str, Estimate] | None = None) -> dict[str, Candidate]:
     """Every item as the dispatcher sees it. An attempt reserves its `item_budget_usd`
-    when set (its agent's hard cap), else the high end of its forecast, if known."""
+    when set (its agent's hard cap), else the high end of its forecast, if known. The
+    files it will likely touch are predicted once it is ready (see runner)."""
     chain = critical_paths(plan, durations)
     highs = {key: estimate.high for key, estimate in (estimates or {}).items()}
     forecasts = {key: estimate.usd for key, estimate in (estimates or {}).items()}

@@ -96,18 +96,22 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
 
 
 def _protected(item_run: "ItemRun", attempt: Attempt, tip: str) -> tuple[str, str] | None:
-    """The protected paths the work touched, kept in the attempt's record beside its claim and
-    its check's verdict; a failure naming each, if any."""
-    touched = protected_touched(item_run.job.settings, item_run.job.item, item_run.workspace, tip)
+    """The paths the work changed (what the item's next attempts are predicted to touch, see
+    touches) and the protected ones among them, kept in the attempt's record beside its claim
+    and its check's verdict; a failure naming each protected one, if any."""
+    workspace = item_run.workspace
+    changed = changed_paths(workspace.base, tip, workspace.isolation.top)
+    touched = protected_touched(item_run.job.settings, item_run.job.item, workspace, changed)
+    attempt.extra["changed"] = item_run.run.redactor.value(changed)
     attempt.extra["protected"] = {"touched": item_run.run.redactor.value(touched)}
     if touched:
         return ", ".join(f"touched protected path {path}" for path in touched), PERMANENT
     return None
 
 
-def protected_touched(settings: Mapping, item, workspace, tip: str) -> list[str]:
-    """The paths the item's work (its worktree's base to TIP) changed that `protect` covers and
-    its text does not name (see protected_paths)."""
+def protected_touched(settings: Mapping, item, workspace, changed: list[str]) -> list[str]:
+    """The paths of CHANGED (by the item's work, from its worktree's base) that `protect`
+    covers and its text does not name (see protected_paths)."""
     check = Check.from_settings(settings, item.group, item.module)
     # The check's own files: those it names that the repository held before the item's work
     # (one it names that the work makes, such as its output, is the work's to make).
@@ -115,7 +119,6 @@ def protected_touched(settings: Mapping, item, workspace, tip: str) -> list[str]
         check.command(workspace.path) if check else (), str(workspace.isolation.relative_workdir),
         str(workspace.path)), workspace.isolation.top)
     protect = protected_paths.globs(settings["protect"], named_by_check)
-    changed = changed_paths(workspace.base, tip, workspace.isolation.top)
     return protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)
 
 

@@ -139,3 +139,23 @@ def sum_tokens(per_attempt) -> dict[str, int] | None:
         for name, count in (tokens or {}).items():
             totals[name] = totals.get(name, 0) + (count or 0)
     return totals or None
+
+
+def files_of(record: Mapping[str, Any]) -> list[str]:
+    """The files a result or failure record says its attempts changed: what each committed
+    (landing's `changed`), what their merges landed, and what a merge conflicted on. Each
+    once; nothing from a damaged record."""
+    found: dict[str, None] = {}
+    attempts = record.get("attempts")
+    for attempt in attempts if isinstance(attempts, list) else ():
+        if not isinstance(attempt, dict):
+            continue
+        merge = attempt.get("merge") if isinstance(attempt.get("merge"), dict) else {}
+        files = merge.get("files") if isinstance(merge.get("files"), list) else []
+        paths = [change.get("path") for change in files if isinstance(change, dict)]
+        for listed in (attempt.get("changed"), merge.get("conflicts")):
+            paths += listed if isinstance(listed, list) else []
+        for path in paths:
+            if isinstance(path, str) and path:
+                found.setdefault(path, None)
+    return list(found)

@@ -2,7 +2,8 @@
 
 doit's task dispatcher still decides what is ready: it hands out every task whose
 dependencies are met, and `select_task` (doit's own) checks whether it is up to date.
-Ready items go to the Dispatcher; each one it starts gets a thread of its own for one
+Ready items go to the Dispatcher, each with the files it will likely touch (touches,
+asked as it becomes ready); each one it starts gets a thread of its own for one
 attempt, and comes back through one queue. No thread ever waits for a turn: an item
 between attempts (a backoff, a usage-limit pause) holds no slot and no thread.
 
@@ -16,6 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
+from typing import Callable
 
 from doit.exceptions import TaskFailed
 
@@ -23,6 +25,7 @@ from .agents import WAIT
 from .dispatcher import Candidate, Dispatcher
 from .doit_bridge import EXHAUSTED, HOLD, ReadyTasks, Runner
 from .lifecycle import Again, Finished, ItemRun
+from .plan import Item
 from .run import Run
 
 TICK_SECONDS = 1.0  # how often the view is told the time, and a stop is looked for
@@ -36,9 +39,11 @@ def is_item(task) -> bool:
 
 class BatchRunner(Runner):
     def __init__(self, dep_manager, reporter, run: Run, dispatcher: Dispatcher, candidates: dict[str, Candidate],
-                 continue_: bool = False, forced: frozenset[str] = frozenset()):
+                 continue_: bool = False, forced: frozenset[str] = frozenset(),
+                 predict: Callable[[Item], frozenset[str]] | None = None):
         super().__init__(dep_manager, reporter, continue_=continue_, forced=forced)
         self.run, self.dispatcher, self.candidates = run, dispatcher, candidates
+        self.predict = predict  # the files an item will likely touch (touches.Predictor), or None
         self._results: queue.Queue[tuple[Candidate, Finished | Again | object]] = queue.Queue()
         self._awaited: set[str] = set()  # items whose first response the dispatcher waits for
         run.hub.subscribe(self)
@@ -83,10 +88,19 @@ class BatchRunner(Runner):
                 self._completed.append(node)  # up to date, ignored, or failed before it began
             elif is_item(node.task):
                 self._nodes[node.task.name] = node
-                self.dispatcher.offer(self.candidates[node.task.name])
+                self.dispatcher.offer(self._ready(node))
             else:  # a group: nothing to run, it only gathers its items
                 self.process_task_result(node, self.execute_task(node.task))
                 self._completed.append(node)
+
+    def _ready(self, node) -> Candidate:
+        """The item as the dispatcher sees it, now that it is ready: the files it will likely
+        touch are predicted now, when its module's earlier items of this run have landed."""
+        candidate = self.candidates[node.task.name]
+        if self.predict is not None:
+            candidate = replace(candidate, touches=self.predict(node.task.meta["job"].item))
+            self.candidates[node.task.name] = candidate
+        return candidate
 
     def _start_what_may(self, now: float) -> None:
         starts, refused = self.dispatcher.take(now)

@@ -227,6 +227,8 @@ FIELDS: Mapping[str, Field] = {
         Field("pipeline", _flag, False, group=True, fingerprinted=False),
         Field("after", _after, None, group=True, fingerprinted=False),
         Field("max_concurrent", _per_agent_limits, None, group=False, fingerprinted=False),
+        # Two items predicted to touch one file do not run at once (dispatcher, touches).
+        Field("keep_apart", _flag, True, group=False, fingerprinted=False),
         Field("template", _relative_path, None, group=True, fingerprinted=False),
         # Options of the agent CLIs, each mapped by its adapter to the CLI's own flag.
         Field("model", _text, None, group=True, fingerprinted=True),

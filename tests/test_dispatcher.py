@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from batch_tasks import retry
+from batch_tasks import retry, touches
 from batch_tasks.agents import PERMANENT, TRANSIENT, WAIT
 from batch_tasks.budget import Budget
 from batch_tasks.dispatcher import CACHE_SECONDS, Candidate, Dispatcher, candidates, critical_paths
@@ -19,8 +21,8 @@ NOW = 1_000_000.0
 
 
 def candidate(key: str, place: int, chain: float = 1.0, group: str = "g", limit: int | None = None, agent: str = "command",
-              reserve_usd: float | None = None, warms_cache: bool = False):
-    return Candidate((-chain, place), key, group, limit, agent, reserve_usd, warms_cache)
+              reserve_usd: float | None = None, warms_cache: bool = False, touches: tuple[str, ...] = ()):
+    return Candidate((-chain, place), key, group, limit, agent, reserve_usd, warms_cache, touches=frozenset(touches))
 
 
 def keys(starts) -> list[str]:
@@ -227,6 +229,72 @@ def test_withdraw_takes_back_started_items_between_attempts():
     assert keys(dispatcher.withdraw()) == ["g:a"]
     dispatcher.halt("the run was stopped")
     assert dispatcher.take(NOW + 60) == ([], [("g:b", "the run was stopped")])
+    assert dispatcher.idle
+
+
+def test_two_items_that_touch_one_file_do_not_run_together_while_another_can_run_instead():
+    dispatcher = Dispatcher(capacity=2)
+    a, b = candidate("g:a", 0, touches=["src/auth.py"]), candidate("g:b", 1, touches=["auth.py", "docs/b.md"])
+    c, d = candidate("g:c", 2, touches=["src/other.py"]), candidate("g:d", 3)
+    for item in (a, b, c, d):
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a", "g:c"]  # b is passed over, not dropped
+    dispatcher.release(c)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:d"]
+    dispatcher.release(a)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:b"]  # first once its file is free, as its place says
+
+
+def test_when_only_an_item_kept_apart_is_left_its_slot_waits_for_the_file():
+    dispatcher = Dispatcher(capacity=2)
+    a, b = candidate("one:a", 0, group="one", touches=["README.md"]), candidate("two:b", 1, group="two", touches=["README.md"])
+    dispatcher.offer(a)
+    dispatcher.offer(b)
+    assert keys(dispatcher.take(NOW)[0]) == ["one:a"]
+    assert dispatcher.take(NOW) == ([], []) and dispatcher.running == 1  # across groups too; nothing refused
+    dispatcher.release(a)
+    dispatcher.offer(a, not_before=NOW + 30)  # a retry in backoff holds no file
+    assert keys(dispatcher.take(NOW)[0]) == ["two:b"]
+    assert dispatcher.take(NOW + 31) == ([], [])  # and waits for it in turn
+    dispatcher.release(b)
+    assert keys(dispatcher.take(NOW + 31)[0]) == ["one:a"]
+
+
+def test_items_predicted_nothing_or_different_files_run_together():
+    dispatcher = Dispatcher(capacity=3)
+    for item in (candidate("g:a", 0, touches=["src/a/index.ts"]), candidate("g:b", 1, touches=["src/b/index.ts"]),
+                 candidate("g:c", 2)):
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a", "g:b", "g:c"]
+
+
+FILES = ["src/a.py", "a.py", "lib/a.py", "b.md", "docs/b.md", "c.txt"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(capacity=st.integers(1, 4), items=st.lists(st.sets(st.sampled_from(FILES), max_size=2), min_size=1, max_size=8),
+       ends=st.lists(st.integers(0, 7), max_size=30))
+def test_no_two_running_items_share_a_file_and_no_slot_idles_but_for_one(capacity, items, ends):
+    """Whatever items, files and order of endings: every item starts once; two running items
+    never share a file; and a slot stays free only while each waiting item's file is held."""
+    dispatcher = Dispatcher(capacity=capacity)
+    waiting = {f"g:{n}": candidate(f"g:{n}", n, touches=files) for n, files in enumerate(items)}
+    for item in waiting.values():
+        dispatcher.offer(item)
+    running: list[Candidate] = []
+    ends = iter(ends)
+    while waiting or running:
+        started, _ = dispatcher.take(NOW)
+        for item in started:
+            del waiting[item.key]
+        running += started
+        for n, one in enumerate(running):
+            assert not any(touches.same_file(a, b) for other in running[n + 1:] for a in one.touches for b in other.touches)
+        if len(running) < capacity:
+            assert all(any(touches.same_file(a, b) for a in item.touches for other in running for b in other.touches)
+                       for item in waiting.values())
+        ended = running.pop(next(ends, 0) % len(running))
+        dispatcher.release(ended)
     assert dispatcher.idle
 
 

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from ..outline import Outline
+from ..touches import named
 from . import DraftItem, Reading, by_heading
 
 NAME = "speckit"
@@ -43,8 +44,6 @@ def split(text: str) -> tuple[str | None, str, bool]:
     return module, (PARALLEL.sub("", text, count=1) if parallel else text).strip(), parallel
 
 
-# A file a task names: a path with a folder, or a file name with an extension.
-FILE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]*\w|[\w-]+\.[A-Za-z][A-Za-z0-9]{0,5})(?![\w/-])")
 ID = re.compile(r"\bT(\d{3,})\b(?:[ \t]*[-\u2013][ \t]*T(\d{3,})\b)?")
 DEPENDENCIES = re.compile(r"^Dependenc", re.I)
 # "A before B", "A blocks B": B waits for A; "B depends on A", "B after A": the other way.
@@ -104,15 +103,16 @@ def _dependencies(outline: Outline) -> list[tuple[int, str, str]]:
 
 def _cut_runs(items: list[DraftItem], waits: set[tuple[str, str]]) -> None:
     """A `[P]` task that names a file a task of its run names, or waits for one of them,
-    starts a new run: spec-kit runs tasks on the same file in order."""
+    starts a new run: spec-kit runs tasks on the same file in order (the files a task names,
+    as touches reads them; the dispatcher keeps apart what this leaves together)."""
     run: list[DraftItem] = []
     files: set[str] = set()
     for item in items:
         if not item.parallel_mark:
-            run, files = [item], set(FILE.findall(item.text))
+            run, files = [item], set(named(item.text))
             continue
-        named = set(FILE.findall(item.text))
-        if named & files or any((item.module, other.module) in waits for other in run):
+        names = set(named(item.text))
+        if names & files or any((item.module, other.module) in waits for other in run):
             item.new_run, run, files = True, [], set()
         run.append(item)
-        files |= named
+        files |= names
