@@ -50,6 +50,9 @@ class Item:
     # No checkbox to tick (an older superpowers task, whose steps have none): its state is
     # kept in the state folder only, and nothing in the file changes.
     boxless: bool = False
+    # Its state is a status field of the file rather than a checkbox (Taskmaster's tasks.json,
+    # a Cursor plan's todos): where it is, as status_field reads it; its tick writes that field.
+    status_at: tuple[str, ...] = ()
     key: str = field(init=False, compare=False)  # its doit task name, GROUP:MODULE
     digest: str = field(init=False, compare=False)  # of its module and instruction: part of its fingerprint
     # Where its checkbox mark was in task.md's bytes when loaded (-1: unknown), so that a

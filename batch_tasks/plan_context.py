@@ -24,6 +24,7 @@ from .outline import Heading, Outline
 DOCUMENTS = {
     "speckit": ("spec.md", "plan.md", "data-model.md", "research.md", "quickstart.md", "contracts"),
     "kiro": ("requirements.md", "design.md", "research.md"),
+    "taskmaster": ("../docs/prd.txt", "../docs/prd.md"),  # .taskmaster/docs/, beside tasks/
 }
 
 

@@ -425,7 +425,8 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 HOMES = {"speckit": "specs/001-export/tasks.md", "kiro": ".kiro/specs/export/tasks.md",
          "superpowers": "docs/superpowers/plans/2025-01-01-export.md", "phases": "thoughts/shared/plans/export.md",
          "execplan": "docs/execplans/dry-run.md", "bmad": "docs/stories/1.2.story.md", "todo-headings": "AGENTS.md",
-         "checklist": "fix_plan.md", "cursor": ".cursor/plans/setup-route-hygiene.plan.md"}
+         "checklist": "fix_plan.md", "cursor": ".cursor/plans/setup-route-hygiene.plan.md",
+         "taskmaster": ".taskmaster/tasks/tasks.json"}
 
 
 def dialect_examples() -> list[tuple[str, str]]:
@@ -437,7 +438,7 @@ def dialect_examples() -> list[tuple[str, str]]:
     found = []
     for bullet in re.split(r"^- \*\*`", section, flags=re.M)[1:]:
         name = bullet.split("`", 1)[0]
-        block = re.search(r"^  (````?)markdown\n(.*?)^  \1$", bullet, re.M | re.S)
+        block = re.search(r"^  (````?)(?:markdown|json)\n(.*?)^  \1$", bullet, re.M | re.S)
         if name != "batch":
             assert block, f"the README's {name} dialect has no example"
             found.append((name, textwrap.dedent(block.group(2))))
@@ -490,21 +491,6 @@ def test_a_cursor_plan_runs_its_open_todos_in_order_and_keeps_the_file_as_it_was
     assert plan.read_bytes() == before
     again = project.run(plan, "--set", "agent=command", "--set", command)
     assert again.returncode == 0 and "0 done, 0 failed, 3 already done" in again.stdout, again.stdout + again.stderr
-
-
-def test_a_taskmaster_tasks_json_is_refused_clearly_and_left_as_it_was(project):
-    tasks = {"master": {"tasks": [{"id": 1, "title": "Set up the project", "description": "Create the package layout",
-                                   "details": "Use the src/ layout", "testStrategy": "pytest runs", "priority": "high",
-                                   "dependencies": [], "status": "pending", "subtasks": []}],
-                        "metadata": {"created": "2025-06-01T00:00:00.000Z", "description": "Tasks for master context"}}}
-    path = project.root / ".taskmaster" / "tasks" / "tasks.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(tasks, indent=2))
-    before = path.read_bytes()
-    result = project.run(path)
-    assert result.returncode == 3
-    assert "tasks.json:1: is Taskmaster's tasks.json, not a markdown task list" in result.stderr, result.stderr
-    assert path.read_bytes() == before
 
 
 def test_set_format_chooses_the_dialect_and_says_so(project):
