@@ -8,6 +8,10 @@ say not to do their items are skipped.
   own criteria decide what lands); its manual items are listed for a person, never run.
 - A section that says not to do its items (`Deferred — DO NOT pick`, `Out of scope`,
   `Won't do`, `What we're NOT doing`, `❌ CANCELLED`) is skipped, with a note at its heading.
+- Maestro's Auto Run documents hold boxes that are no work either: a list led in by
+  `Before implementing, verify:` (conditions the work's agent checks, listed for a person),
+  and the reset boxes of a progress gate (`- [ ] **Reset 1_ANALYZE.md**: Uncheck all
+  tasks in …`, Maestro's loop control, which a batch does not loop); each has a note at its line.
 
 Only reads the outline; taskfile drops the items and sets the checks.
 """
@@ -19,7 +23,8 @@ from dataclasses import dataclass, field
 
 from .outline import Heading, Outline
 
-VERIFICATION = re.compile(r"\b(?:verification|success criteria|acceptance criteria|definition of done)\b", re.I)
+VERIFICATION = re.compile(r"\b(?:verification|success criteria|acceptance criteria|definition of done|"
+                          r"needs? manual review)\b", re.I)
 AUTOMATED = re.compile(r"\bautomated\b", re.I)
 MANUAL = re.compile(r"\b(?:manual|manually|by hand|human)\b", re.I)
 NOT_TO_DO = re.compile(
@@ -27,6 +32,14 @@ NOT_TO_DO = re.compile(
     r"don'?t (?:pick|do))\b",
     re.I,
 )
+# A section of what waits or was let go (Maestro's `### Blocked / Waiting`, `### Accepted Risks`).
+HELD = re.compile(r"^(?:blocked|waiting|accepted risks?)\b", re.I)
+# The line leading a list of conditions to check first: `Before implementing, verify:`.
+VERIFY_FIRST = re.compile(r"\bbefore\b[^.]*\b(?:verify|check|confirm|ensure|make sure)\b[^.]*:$|"
+                          r"\b(?:verify|check|confirm|ensure|make sure)\b[^.]*\bbefore\b[^.]*:$", re.I)
+# Maestro's reset box: `**Reset 1_ANALYZE.md**: Uncheck all tasks in …`.
+RESET_BOX = re.compile(r"^(?:\*\*)?reset\b.*\b(?:uncheck|reset)\b", re.I)
+LIST_LINE = re.compile(r"^(?:[ \t]+\S|[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t])")
 CODE = re.compile(r"`([^`\n]+)`")
 # A backtick span that is a command: words with a space (`make test`), or one of these alone.
 RUNNERS = {"make", "pytest", "tox", "nox", "ruff", "mypy", "cargo", "npm", "pnpm", "yarn", "bun", "just", "go", "mvn", "gradle"}
@@ -62,7 +75,8 @@ def read(outline: Outline) -> Gates:
     for heading in outline.headings:
         if heading.index in done:
             continue
-        skipped, gate = NOT_TO_DO.search(heading.title), VERIFICATION.search(heading.title)
+        skipped = NOT_TO_DO.search(heading.title) or HELD.match(heading.title)
+        gate = VERIFICATION.search(heading.title)
         if not skipped and not gate:
             continue
         last = outline.section_end(heading)
@@ -77,7 +91,36 @@ def read(outline: Outline) -> Gates:
         else:
             done.update(inside)
             _gate(outline, heading, boxes, gates)
+    _not_work_boxes(outline, gates)
     return gates
+
+
+def _not_work_boxes(outline: Outline, gates: Gates) -> None:
+    """Maestro's boxes that are no work: conditions to verify first, and the loop's resets."""
+    for box in outline.items():
+        if box.line in gates.not_work:
+            continue
+        if RESET_BOX.search(box.text):
+            gates.not_work.add(box.line)
+            gates.notes.append((box.line, "a reset box (Maestro's loop control: it unchecks other documents' tasks) "
+                                "is not work: not run, never ticked"))
+            continue
+        lead = _lead_in(outline, box.line)
+        if lead is not None and VERIFY_FIRST.search(outline.lines[lead - 1].strip()):
+            gates.not_work.add(box.line)
+            gates.notes.append((box.line, f"for a person to verify before the work (line {lead} says so; not run, "
+                                f"never ticked): {box.text}"))
+
+
+def _lead_in(outline: Outline, line: int) -> int | None:
+    """The line that leads the list a box is in: the first above it that is prose, not part of
+    the list and not blank; None where a heading comes first."""
+    for number in range(line - 1, outline.body_start, -1):
+        text = outline.lines[number - 1]
+        if not text.strip() or LIST_LINE.match(text):
+            continue
+        return None if text.lstrip().startswith("#") or outline.in_opaque(number) else number
+    return None
 
 
 def _gate(outline: Outline, heading: Heading, boxes, gates: Gates) -> None:
