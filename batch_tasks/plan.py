@@ -104,6 +104,7 @@ class Plan:
     setting_lines: Mapping[str, int] = field(default_factory=dict)  # the front matter's line of each setting
     setting_sources: Mapping[str, str] = field(default_factory=dict)  # where each setting given came from, in words
     preamble: str = ""  # everything before the first group but the title: what the plan is about
+    documents_named: tuple[str, ...] = ()  # design documents the plan itself names, as written
     # (line, message) of an agent that cannot run as configured: an error for a run,
     # not for a dry run, which lists the plan anyway (see agent_error).
     agent_problem: tuple[int, str] | None = None

@@ -152,6 +152,7 @@ def parse(text: str, path: Path, outside=None) -> Plan:
         setting_sources=sources,
         preamble=reading.preamble if reading.preamble is not None else plan_context.preamble(outline, drafts[0].heading, title_heading),
         agent_problem=agent_problem,
+        documents_named=reading.documents,
     )
 
 

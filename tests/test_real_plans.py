@@ -143,6 +143,24 @@ def test_a_superpowers_task_is_told_the_plans_goal_and_architecture(project):
              "**Files:**")
 
 
+def test_a_superpowers_task_is_told_to_read_the_design_its_header_names_and_the_spec_of_its_name(project):
+    text = (FIXTURES / "superpowers-plan.md").read_text().replace(
+        "**Architecture:**", "**Spec:** `docs/superpowers/specs/2024-12-20-export-formats-design.md`\n\n**Architecture:**")
+    plan = project.plan("docs/superpowers/plans/2025-01-01-csv-export.md", text)
+    specs = project.root / "docs" / "superpowers" / "specs"
+    specs.mkdir(parents=True)
+    for name in ("2024-12-20-export-formats-design.md", "2025-01-01-csv-export-design.md", "2025-01-01-other-design.md"):
+        (specs / name).write_text("# Design\n")
+    result = project.run(plan, "csv-export-implementation-plan:task-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    prompt = prompt_of(project, "csv-export-implementation-plan:task-1")
+    in_order(prompt, "Read these design documents first (paths from your working folder): "
+             "docs/superpowers/specs/2024-12-20-export-formats-design.md, "
+             "docs/superpowers/specs/2025-01-01-csv-export-design.md\n", "**Goal:** Let users download a report as CSV.",
+             "Module: task-1")
+    assert "other-design" not in prompt
+
+
 def test_a_kiro_sub_task_is_told_its_parent_task(project):
     plan = project.plan(".kiro/specs/csv-export/tasks.md", (FIXTURES / "kiro-tasks.md").read_text())
     (plan.parent / "design.md").write_text("# Design\n")

@@ -67,6 +67,7 @@ class Reading:
     # What every item is told of the plan, where the dialect says (a document around one
     # list: the whole of it but the list); else what comes before the first group.
     preamble: str | None = None
+    documents: tuple[str, ...] = ()  # design documents the plan names, as written (superpowers' **Spec:**)
 
 
 def slugify(text: str) -> str:
