@@ -2,7 +2,7 @@
 one item, run by one agent session with the whole section (its steps, code blocks and
 `**Files:**` list) as its instruction; tasks run in order; the heading above the tasks
 is their group. The item is done when all its step boxes are; it ticks them all. The
-design document its header names (`**Spec:** \`docs/superpowers/specs/…-design.md\``) is
+design document its header names (`**Spec:** docs/superpowers/specs/…-design.md`) is
 one every item is told to read.
 """
 
@@ -17,7 +17,7 @@ from . import DraftGroup, DraftItem, Reading, prose, slugify
 NAME = "superpowers"
 # Older plans: bold steps without boxes (`**Step 1: Write the failing test**`).
 OLD_STEP = re.compile(r"^\*\*Step[ \t]+\d+")
-# The design document a plan's header names: `**Spec:** \`docs/superpowers/specs/…-design.md\``,
+# The design document a plan's header names: `**Spec:** docs/superpowers/specs/…-design.md`,
 # `**Approved design:** …`, `(spec: …)`.
 DESIGN = re.compile(r"(?<![\w./-])((?:[\w.-]+/)*[\w.-]+-design\.md|docs/superpowers/specs/[\w./-]+\.md)\b")
 TASK = re.compile(r"^(Task[ \t]+\d+(?:\.\d+)*)\b[ \t]*[:.\u2013\u2014-]?[ \t]*(.*)$", re.I)
