@@ -72,7 +72,7 @@ def documents(plan, workdir: Path) -> tuple[str, ...]:
     folder = plan.path.parent
     candidates = [folder / name for name in DOCUMENTS.get(plan.dialect, ())]
     for named in plan.documents_named:
-        candidates.append(next((base / named for base in (workdir, folder) if (base / named).exists()), workdir / named))
+        candidates += [base / named for base in (workdir, folder)]
     if plan.dialect == "superpowers":  # beside the plan in older ones (docs/plans/)
         candidates += [folder.parent / "specs" / f"{plan.path.stem}-design.md", folder / f"{plan.path.stem}-design.md"]
     found = []

@@ -54,16 +54,17 @@ def read(text: str, lines: list[str], path: Path) -> tuple[Outline, Reading, str
     heading = Heading(0, where, 2, tag or "tasks", lines[where - 1], None)
     outline = Outline(lines, [heading], [], [], [], [], 0)
     reading = Reading([], preamble=_preamble(data, tag))
-    tasks = [(node, value) for node, value in zip(tasks_node.elements, holder_value(data, tag)["tasks"])]
+    tasks = list(zip(tasks_node.elements, _holder(data, tag)["tasks"]))
     group = DraftGroup(heading, ordered=True, headings={0})
     _Order(text, path, tag, tasks, reading).into(group)
     if not group.items:
-        raise TaskFileError(path, where, f"none of its {len(tasks)} tasks is pending, in progress or done: nothing to run")
+        raise TaskFileError(path, where, f"none of its {len(tasks)} tasks is pending, in progress or done: "
+                            "nothing to run")
     reading.groups.append(group)
     return outline, reading, f"read as Taskmaster's tasks.json: {why}"
 
 
-def holder_value(data, tag):
+def _holder(data, tag):
     return data[tag] if tag is not None else data
 
 
@@ -94,8 +95,14 @@ def _current_tag(path: Path) -> str | None:
 
 
 def _preamble(data, tag) -> str:
-    metadata = holder_value(data, tag).get("metadata")
+    metadata = _holder(data, tag).get("metadata")
     return str(metadata.get("description") or "") if isinstance(metadata, dict) else ""
+
+
+def _listed(value, name: str) -> list:
+    """A list member of a task (its dependencies, its subtasks); anything else is none."""
+    found = value.get(name) if isinstance(value, dict) else None
+    return found if isinstance(found, list) else []
 
 
 def _priority(value: dict) -> int:
@@ -132,9 +139,9 @@ class _Order:
     def deps(self, key: str) -> list[str]:
         """A task's dependencies as task ids, with those its subtasks name in other tasks."""
         node, value = self.tasks[key]
-        found = [str(d).split(".")[0] for d in value.get("dependencies") or ()]
-        for sub in value.get("subtasks") or ():
-            for needed in (sub.get("dependencies") or ()) if isinstance(sub, dict) else ():
+        found = [str(d).split(".")[0] for d in _listed(value, "dependencies")]
+        for sub in _listed(value, "subtasks"):
+            for needed in _listed(sub, "dependencies"):
                 if "." in str(needed) and str(needed).split(".")[0] != key:
                     found.append(str(needed).split(".")[0])
         for needed in found:
@@ -191,10 +198,9 @@ class _Order:
     def add(self, group: DraftGroup, key: str, done: bool) -> None:
         """The task's items: itself, or its subtasks in their order (all done with it)."""
         node, value = self.tasks[key]
-        subtasks = [(n, v) for n, v in zip(node.members["subtasks"].elements, value["subtasks"])] \
-            if isinstance(value.get("subtasks"), list) and value["subtasks"] and "subtasks" in node.members else []
+        subtasks = list(zip(node.members["subtasks"].elements, value["subtasks"])) if _listed(value, "subtasks") else []
         if not subtasks:
-            group.items.append(self.item(key, node, value, done, ("",)))
+            group.items.append(self.item(key, node, value, done, key))
             return
         parent = _instruction(f"Task {key}: {value.get('title', '')}".strip(), value)
         self.subs = {}
@@ -210,19 +216,20 @@ class _Order:
                 self.reading.notes.append((self.line(sub_node), f"subtask {full} is {status}: not run"))
         deps = {}
         for full in waiting:
-            named = [str(d) if "." in str(d) else f"{key}.{d}" for d in self.subs[full][1].get("dependencies") or ()]
+            named = [str(d) if "." in str(d) else f"{key}.{d}" for d in _listed(self.subs[full][1], "dependencies")]
             deps[full] = [d for d in dict.fromkeys(named) if d in self.subs and d != full]
         for full in self.in_order(waiting, deps, stopped, "subtask"):
             sub_node, sub = self.subs[full]
             is_done = done or _status(sub) in DONE
-            group.items.append(self.item(full, sub_node, sub, is_done, (key, full.split(".", 1)[1]), parent))
+            group.items.append(self.item(full, sub_node, sub, is_done, key, full.split(".", 1)[1], parent))
 
-    def item(self, key: str, node: Node, value: dict, done: bool, where: tuple[str, ...], parent: str = "") -> DraftItem:
-        task_id = where[0] or key
+    def item(self, key: str, node: Node, value: dict, done: bool, task_id: str, sub_id: str = "",
+             parent: str = "") -> DraftItem:
+        """An item: a task (`3`), or a subtask (`3.2`) told its task."""
         return DraftItem(
             text=str(value.get("title") or f"Task {key}"), body=_instruction("", value), done=done,
             line=self.line(node), source_line="", module=key, parent=parent,
-            status_at=("taskmaster", self.tag or "", task_id, where[1] if len(where) > 1 else ""),
+            status_at=("taskmaster", self.tag or "", task_id, sub_id),
         )
 
 
