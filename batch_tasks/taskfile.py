@@ -122,6 +122,7 @@ def parse(text: str, path: Path, outside=None) -> Plan:
         chosen = {**front.settings, **outside.above}.get("format")
         dialect, reason = dialects.detect(outline, path, chosen, sources.get("format"))
         reading = dialects.reader(dialect)(outline, path)
+    _unknown_keys(front, dialect, path)
     hints = _hints(outline, path)
     gates = gates_mod.read(outline)
     for group in reading.groups:
@@ -154,6 +155,16 @@ def parse(text: str, path: Path, outside=None) -> Plan:
         agent_problem=agent_problem,
         documents_named=reading.documents,
     )
+
+
+def _unknown_keys(front, dialect: str, path: Path) -> None:
+    """Front matter keys that are no setting: an error in a batch task.md (a typo must not pass
+    unseen), metadata in a plan another tool wrote (ExecPlans' `total_tasks:`), with a note."""
+    for name, (line, error) in front.unknown.items():
+        if dialect == "batch":
+            raise TaskFileError(path, line, error)
+        front.notes.append((line, f"front matter {name!r} is no setting: kept and ignored, as metadata of a plan "
+                            "another tool wrote"))
 
 
 def _hints(outline, path: Path) -> dict[int, dict[str, tuple[Any, int]]]:

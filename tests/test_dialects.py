@@ -207,3 +207,19 @@ def test_a_capitalized_word_before_a_colon_is_prose_not_a_module():
     assert [(i.module, i.text) for i in plan.items()] == [
         ("auth", "split it"), ("run-pnpm-test", "Run: pnpm test"), ("run-pnpm-lint", "Run: pnpm lint"), ("Run", "it"),
     ]
+
+
+def test_front_matter_another_tool_wrote_is_kept_as_metadata_but_a_batch_task_md_refuses_it():
+    from batch_tasks.errors import TaskFileError
+
+    front = "---\nplan_id: nav_refactor\ntotal_tasks: 12\ncompleted_tasks: 6\n---\n"
+    execplan = front + (FIXTURES / "execplan.md").read_text()
+    plan = read("execplan.md", execplan)
+    assert plan.dialect == "execplan" and plan.metadata["total_tasks"] == 12
+    assert (3, "front matter 'total_tasks' is no setting: kept and ignored, as metadata of a plan another tool "
+            "wrote") in plan.notes
+    with pytest.raises(TaskFileError) as raised:
+        parse(front + "# Work\n## Do\n- [ ] alpha: edit alpha\n", Path("task.md"))
+    assert raised.value.line == 3 and "unknown setting 'total_tasks' (known: " in str(raised.value)
+    with pytest.raises(TaskFileError, match="unknown setting 'paralel': did you mean 'parallel'"):
+        read("execplan.md", "---\nparalel: 2\n---\n" + (FIXTURES / "execplan.md").read_text())
