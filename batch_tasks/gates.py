@@ -90,13 +90,24 @@ def read(outline: Outline) -> Gates:
                                     "(the section says not to do them)"))
         else:
             done.update(inside)
-            _gate(outline, heading, boxes, gates)
+            owner = outline.headings[heading.parent] if heading.parent is not None else None
+            _gate(outline, heading.title, heading.line, owner, boxes, gates)
     _not_work_boxes(outline, gates)
     return gates
 
 
 def _not_work_boxes(outline: Outline, gates: Gates) -> None:
-    """Maestro's boxes that are no work: conditions to verify first, and the loop's resets."""
+    """Lists led in by a line rather than a heading that are no work: verification lists
+    (`**Acceptance Criteria**:`), gates of the section they are in; Maestro's conditions to
+    verify first, and its loop's resets."""
+    criteria: dict[int, list] = {}  # by the line leading them
+    for box in outline.items():
+        lead = _lead_in(outline, box.line)
+        if box.line not in gates.not_work and lead is not None and _leads_criteria(outline.lines[lead - 1]):
+            criteria.setdefault(lead, []).append(box)
+    for lead, boxes in criteria.items():
+        section = outline.headings[boxes[0].heading] if boxes[0].heading is not None else None
+        _gate(outline, outline.lines[lead - 1].strip().strip("*:").strip(), lead, section, boxes, gates)
     for box in outline.items():
         if box.line in gates.not_work:
             continue
@@ -123,12 +134,19 @@ def _lead_in(outline: Outline, line: int) -> int | None:
     return None
 
 
-def _gate(outline: Outline, heading: Heading, boxes, gates: Gates) -> None:
-    owner = outline.headings[heading.parent] if heading.parent is not None else None
+def _leads_criteria(line: str) -> bool:
+    """`**Acceptance Criteria**:`, `Success criteria:`: a line that only names a verification list."""
+    text = line.strip()
+    return text.endswith(":") and len(text) <= 60 and VERIFICATION.search(text) is not None
+
+
+def _gate(outline: Outline, title: str, line: int, owner: Heading | None, boxes, gates: Gates) -> None:
+    """A verification list (`title`, at `line`): its commands check the work of the section
+    `owner`; its other boxes are for a person."""
     commands, manual = [], []
     for box in boxes:
         under = outline.headings[box.heading].title if box.heading is not None else ""
-        command = None if MANUAL.search(under) else command_in(box.text)
+        command = None if MANUAL.search(under) or MANUAL.search(title) else command_in(box.text)
         if command is not None:
             commands.append(command)
         else:
@@ -136,11 +154,11 @@ def _gate(outline: Outline, heading: Heading, boxes, gates: Gates) -> None:
         gates.not_work.add(box.line)
     if commands:
         if owner is None:
-            gates.notes.append((heading.line, f'"{heading.title}" names commands but is in no section: '
+            gates.notes.append((line, f'"{title}" names commands but is in no section: '
                                 "they check nothing (put it under the heading of the work it checks)"))
         else:
             gates.checks.setdefault(owner.index, []).extend(commands)
-            gates.notes.append((heading.line, f'"{heading.title}": {", ".join(f"`{c}`" for c in commands)} '
+            gates.notes.append((line, f'"{title}": {", ".join(f"`{c}`" for c in commands)} '
                                 f'check the work of "{owner.title}" (not run as items)'))
     for box in manual:
         gates.notes.append((box.line, f"for a person to verify (not run, never ticked): {box.text}"))

@@ -223,3 +223,29 @@ def test_front_matter_another_tool_wrote_is_kept_as_metadata_but_a_batch_task_md
     assert raised.value.line == 3 and "unknown setting 'total_tasks' (known: " in str(raised.value)
     with pytest.raises(TaskFileError, match="unknown setting 'paralel': did you mean 'parallel'"):
         read("execplan.md", "---\nparalel: 2\n---\n" + (FIXTURES / "execplan.md").read_text())
+
+
+CHECKPOINTS = """# Navigation refactor
+
+### Checkpoint 1: Remove the nested stack
+
+**Changes**:
+
+- [ ] Remove the `NavigationStack` wrapper from `StartMatchScreen.swift`
+
+**Acceptance Criteria**:
+
+- [ ] Zero `NavigationStack` instances in `StartMatchScreen`
+- [ ] Unit tests pass: `swift test --filter Navigation`
+
+**Rollback**: revert to the callbacks.
+"""
+
+
+def test_a_list_led_in_by_acceptance_criteria_is_a_gate_of_its_section_not_work():
+    plan = read("checkpoints.md", CHECKPOINTS, Path("plans/checkpoints.md"))
+    assert [item.line for item in plan.items()] == [7]
+    [group] = plan.groups
+    assert group.settings["check"] == ("sh", "-ec", "swift test --filter Navigation")
+    assert (11, "for a person to verify (not run, never ticked): Zero `NavigationStack` instances in "
+            "`StartMatchScreen`") in plan.notes
