@@ -69,24 +69,24 @@ def _taskmaster(text: str, where: tuple[str, ...], value: str) -> list[tuple[int
     json.loads(text[skip:])  # raises what is no JSON any more
     root = parse(text, skip)
     holder = root.members[tag] if tag else root
-    task = _with_id(holder.members["tasks"].elements, text, task_id)
+    task = _with_id(holder.members["tasks"].elements, task_id)
     if task is None:
         return None
     target = task
     if sub_id:
         subtasks = task.members["subtasks"].elements
-        target = _with_id(subtasks, text, sub_id)
+        target = _with_id(subtasks, sub_id)
         if target is None:
             return None
-    edits = _set(target, text, value)
+    edits = _set(target, value)
     if sub_id and value == "done":
         others = [s for s in subtasks if s is not target]
         if all(_status_of(s) in ("done", "completed", "cancelled") for s in others):
-            edits += _set(task, text, "done")
+            edits += _set(task, "done")
     return edits
 
 
-def _with_id(nodes, text: str, wanted: str):
+def _with_id(nodes, wanted: str):
     for node in nodes:
         found = node.members.get("id")
         if found is not None and str(found.value) == wanted:
@@ -99,7 +99,7 @@ def _status_of(node) -> str:
     return str(found.value).lower() if found is not None else "pending"
 
 
-def _set(node, text: str, value: str) -> list[tuple[int, int, str]]:
+def _set(node, value: str) -> list[tuple[int, int, str]]:
     """The edit that gives the object this status: its value replaced, or a member added after its id."""
     status = node.members.get("status")
     if status is not None:
