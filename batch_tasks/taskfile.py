@@ -133,7 +133,9 @@ def parse(text: str, path: Path, outside=None) -> Plan:
                             "sections that say not to do them, and no other is an item: nothing to run")
     if not drafts:
         raise TaskFileError(path, *lint.nothing_found(outline))
-    warnings = reading.warnings + ([] if structured else lint.lookalikes(outline, dialect))
+    # A box the gates explain (a success criterion, a box not to do) needs no warning that it is no item.
+    warnings = [w for w in reading.warnings if w[0] not in gates.not_work]
+    warnings += [] if structured else lint.lookalikes(outline, dialect)
     if dialect in OWN_BY_INDENT:
         warnings += lint.loose_blocks(outline, [item for group in drafts for item in group.items])
     groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect, gates, outside.above)

@@ -249,3 +249,11 @@ def test_a_list_led_in_by_acceptance_criteria_is_a_gate_of_its_section_not_work(
     assert group.settings["check"] == ("sh", "-ec", "swift test --filter Navigation")
     assert (11, "for a person to verify (not run, never ticked): Zero `NavigationStack` instances in "
             "`StartMatchScreen`") in plan.notes
+
+
+def test_a_superpowers_plans_success_criteria_are_explained_once_not_warned_of():
+    text = (FIXTURES / "superpowers-plan.md").read_text() + "\n## Success Criteria\n\n- [ ] `lib/writer.py` exists\n"
+    plan = read("superpowers-plan.md", text)
+    line = len(text.splitlines())
+    assert [message for at, message in plan.warnings if at == line] == []
+    assert (line, "for a person to verify (not run, never ticked): `lib/writer.py` exists") in plan.notes
