@@ -41,6 +41,9 @@ VERIFY_FIRST = re.compile(r"\bbefore\b[^.]*\b(?:verify|check|confirm|ensure|make
 RESET_BOX = re.compile(r"^(?:\*\*)?reset\b.*\b(?:uncheck|reset)\b", re.I)
 LIST_LINE = re.compile(r"^(?:[ \t]+\S|[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t])")
 CODE = re.compile(r"`([^`\n]+)`")
+# A command's first word names a program as one is typed (`make`, `./run.sh`, `go`): a span that
+# starts with a capital is a name or a file (`Meeting - Project Review.md`), not a command.
+PROGRAM = re.compile(r"^[a-z0-9_.~/-][\w.+~/-]*$")
 # A backtick span that is a command: words with a space (`make test`), or one of these alone.
 RUNNERS = {"make", "pytest", "tox", "nox", "ruff", "mypy", "cargo", "npm", "pnpm", "yarn", "bun", "just", "go", "mvn", "gradle"}
 
@@ -64,7 +67,8 @@ def command_in(text: str) -> str | None:
     for span in CODE.findall(text):
         span = span.strip()
         words = span.split()
-        if words and (len(words) > 1 or words[0] in RUNNERS) and not span.startswith(("/", "<")):
+        if (words and (len(words) > 1 or words[0] in RUNNERS) and not span.startswith(("/", "<"))
+                and PROGRAM.match(words[0])):
             return span
     return None
 
@@ -102,8 +106,8 @@ def _not_work_boxes(outline: Outline, gates: Gates) -> None:
     verify first, and its loop's resets."""
     criteria: dict[int, list] = {}  # by the line leading them
     for box in outline.items():
-        lead = _lead_in(outline, box.line)
-        if box.line not in gates.not_work and lead is not None and _leads_criteria(outline.lines[lead - 1]):
+        lead = lead_in(outline, box.line)
+        if box.line not in gates.not_work and lead is not None and leads_criteria(outline.lines[lead - 1]):
             criteria.setdefault(lead, []).append(box)
     for lead, boxes in criteria.items():
         section = outline.headings[boxes[0].heading] if boxes[0].heading is not None else None
@@ -116,14 +120,14 @@ def _not_work_boxes(outline: Outline, gates: Gates) -> None:
             gates.notes.append((box.line, "a reset box (Maestro's loop control: it unchecks other documents' tasks) "
                                 "is not work: not run, never ticked"))
             continue
-        lead = _lead_in(outline, box.line)
+        lead = lead_in(outline, box.line)
         if lead is not None and VERIFY_FIRST.search(outline.lines[lead - 1].strip()):
             gates.not_work.add(box.line)
             gates.notes.append((box.line, f"for a person to verify before the work (line {lead} says so; not run, "
                                 f"never ticked): {box.text}"))
 
 
-def _lead_in(outline: Outline, line: int) -> int | None:
+def lead_in(outline: Outline, line: int) -> int | None:
     """The line that leads the list a box is in: the first above it that is prose, not part of
     the list and not blank; None where a heading comes first."""
     for number in range(line - 1, outline.body_start, -1):
@@ -134,9 +138,9 @@ def _lead_in(outline: Outline, line: int) -> int | None:
     return None
 
 
-def _leads_criteria(line: str) -> bool:
-    """`**Acceptance Criteria**:`, `Success criteria:`: a line that only names a verification list."""
-    text = line.strip()
+def leads_criteria(line: str) -> bool:
+    """`**Acceptance Criteria**:`, `**Verification:**`: a line that only names a verification list."""
+    text = line.strip().strip("*_")
     return text.endswith(":") and len(text) <= 60 and VERIFICATION.search(text) is not None
 
 
@@ -146,7 +150,8 @@ def _gate(outline: Outline, title: str, line: int, owner: Heading | None, boxes,
     commands, manual = [], []
     for box in boxes:
         under = outline.headings[box.heading].title if box.heading is not None else ""
-        command = None if MANUAL.search(under) or MANUAL.search(title) else command_in(box.text)
+        manual_here = MANUAL.search(under) or MANUAL.search(title) or MANUAL.match(box.text.lstrip("*_ "))
+        command = None if manual_here else command_in(box.text)
         if command is not None:
             commands.append(command)
         else:
@@ -161,4 +166,8 @@ def _gate(outline: Outline, title: str, line: int, owner: Heading | None, boxes,
             gates.notes.append((line, f'"{title}": {", ".join(f"`{c}`" for c in commands)} '
                                 f'check the work of "{owner.title}" (not run as items)'))
     for box in manual:
-        gates.notes.append((box.line, f"for a person to verify (not run, never ticked): {box.text}"))
+        if AUTOMATED.match(box.text.lstrip("*_ ")):  # `Automated: Unit tests pass`, without the command
+            gates.notes.append((box.line, f"an automated criterion that names no command: not run, nothing checks "
+                                f"it: {box.text}"))
+        else:
+            gates.notes.append((box.line, f"for a person to verify (not run, never ticked): {box.text}"))

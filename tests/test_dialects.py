@@ -257,3 +257,38 @@ def test_a_superpowers_plans_success_criteria_are_explained_once_not_warned_of()
     line = len(text.splitlines())
     assert [message for at, message in plan.warnings if at == line] == []
     assert (line, "for a person to verify (not run, never ticked): `lib/writer.py` exists") in plan.notes
+
+
+PHASES_LED = """# Plan: Filename validation
+
+## Implementation Phases
+
+### Phase 1: Create the string extension
+
+**File**: `Sources/String+Filename.swift`
+
+**Verification:**
+- [ ] Automated: `make build` succeeds
+- [ ] Manual: the file appears in the project navigator
+
+### Phase 2: Apply it when saving
+
+**Verification:**
+- [ ] Automated: `make test` passes
+
+## Success Criteria
+
+- [ ] Voice note "Q1/Q2 Planning" creates `Q1-Q2 Planning.md`
+"""
+
+
+def test_phases_whose_criteria_are_led_in_by_a_bold_line_are_one_item_each_checked_by_their_commands():
+    plan = read("plan.md", PHASES_LED, Path("thoughts/shared/plans/filename-validation.md"))
+    assert plan.dialect == "phases"
+    assert [(item.key, item.line) for item in plan.items()] == [
+        ("phase-1-create-the-string-extension:phase-1", 10), ("phase-2-apply-it-when-saving:phase-2", 16)]
+    assert [group.settings["check"] for group in plan.groups] == [("sh", "-ec", "make build"), ("sh", "-ec", "make test")]
+    assert (11, "for a person to verify (not run, never ticked): Manual: the file appears in the project navigator") \
+        in plan.notes
+    assert (20, 'for a person to verify (not run, never ticked): Voice note "Q1/Q2 Planning" creates `Q1-Q2 '
+            'Planning.md`') in plan.notes  # a file name is no command
