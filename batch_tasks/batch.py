@@ -63,7 +63,7 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
         for item in group.items:
             fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
     workdir, workdir_reason = workdir_mod.resolve(plan)
-    documents = plan_context.documents(plan.dialect, path.parent, workdir)
+    documents = plan_context.documents(plan, workdir)
     if any(group.settings["isolation"] == "worktree" for group in plan.groups):
         from .worktree import Isolation  # git is asked only by batches that use it
 

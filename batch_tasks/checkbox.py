@@ -1,4 +1,5 @@
-"""Ticking (or unticking) exactly one item's checkbox in task.md, and the boxes that tick along with it.
+"""Ticking (or unticking) exactly one item's checkbox in task.md, and the boxes that tick along with it
+(an item whose state is a status field instead, of a tasks.json or a Cursor plan: status_field).
 
 It touches task.md (and the tick lock), and only the bytes between brackets, written in place:
 every other byte stays as it was, parallel ticks cannot lose each other (one lock),
@@ -44,6 +45,10 @@ def set_checkbox(taskfile: Path, group: Group, item: Item, done: bool, lock: Pat
     in the file as it was. `moves`: what earlier ticks of the run found (none: it is searched for)."""
     if item.boxless:
         return True  # nothing in the file to tick: its record is its state
+    if item.status_at:
+        from .status_field import set_status
+
+        return set_status(taskfile, item, done, lock)
     mark = group.tick.encode() if done else b" "
     with file_lock(lock):
         for _ in range(ATTEMPTS):

@@ -1,5 +1,6 @@
 """task.md's front matter: the batch's settings, each checked at its line, and the
-metadata other tools write there (spec-kit's `description:`), kept and ignored.
+metadata other tools write there (spec-kit's `description:`), kept and ignored; other
+keys are kept aside, for taskfile to refuse in a batch task.md or keep in another tool's plan.
 
 Reads only the lines it is given; every mistake is a TaskFileError naming its line.
 """
@@ -27,6 +28,9 @@ class FrontMatter:
     notes: list[tuple[int, str]] = field(default_factory=list)
     body_start: int = 0  # the index of the first line after it
     present: bool = False
+    # Keys that are no setting and no near miss of one, by name: (line, the error a batch
+    # task.md gets for it). A plan another tool wrote keeps them as metadata (see taskfile).
+    unknown: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 def _plain(value: Any) -> Any:
@@ -92,7 +96,11 @@ def read(lines: list[str], path: Path) -> FrontMatter:
         try:
             found.settings[name] = settings_mod.parse_setting(name, value, in_group=False)
         except SettingError as error:
-            raise TaskFileError(path, line, str(error)) from None
+            if name in settings_mod.FIELDS or settings_mod.near_miss(name, in_group=False) is not None:
+                raise TaskFileError(path, line, str(error)) from None
+            found.unknown[name] = (line, str(error))
+            found.metadata[name] = _plain(value)
+            continue
         found.lines[name] = line
     return found
 

@@ -50,6 +50,9 @@ class Item:
     # No checkbox to tick (an older superpowers task, whose steps have none): its state is
     # kept in the state folder only, and nothing in the file changes.
     boxless: bool = False
+    # Its state is a status field of the file rather than a checkbox (Taskmaster's tasks.json,
+    # a Cursor plan's todos): where it is, as status_field reads it; its tick writes that field.
+    status_at: tuple[str, ...] = ()
     key: str = field(init=False, compare=False)  # its doit task name, GROUP:MODULE
     digest: str = field(init=False, compare=False)  # of its module and instruction: part of its fingerprint
     # Where its checkbox mark was in task.md's bytes when loaded (-1: unknown), so that a
@@ -101,6 +104,7 @@ class Plan:
     setting_lines: Mapping[str, int] = field(default_factory=dict)  # the front matter's line of each setting
     setting_sources: Mapping[str, str] = field(default_factory=dict)  # where each setting given came from, in words
     preamble: str = ""  # everything before the first group but the title: what the plan is about
+    documents_named: tuple[str, ...] = ()  # design documents the plan itself names, as written
     # (line, message) of an agent that cannot run as configured: an error for a run,
     # not for a dry run, which lists the plan anyway (see agent_error).
     agent_problem: tuple[int, str] | None = None

@@ -9,6 +9,7 @@ the task list. In the prompt they come in this order, what is shared by most ite
 description, the parent task, then the item.
 
 Reads the outline (preamble, sections) and, for the documents, only whether they exist.
+A named document that is not there is left out: the agent is told only of what it can read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .outline import Heading, Outline
 DOCUMENTS = {
     "speckit": ("spec.md", "plan.md", "data-model.md", "research.md", "quickstart.md", "contracts"),
     "kiro": ("requirements.md", "design.md", "research.md"),
+    "taskmaster": ("../docs/prd.txt", "../docs/prd.md"),  # .taskmaster/docs/, beside tasks/
 }
 
 
@@ -61,11 +63,20 @@ def sections_above(outline: Outline, heading: Heading | None, first_group: Headi
     return "\n\n".join(parts)
 
 
-def documents(dialect: str, plan_folder: Path, workdir: Path) -> tuple[str, ...]:
-    """The dialect's design documents that exist beside the plan, as paths from the workdir."""
+def documents(plan, workdir: Path) -> tuple[str, ...]:
+    """The design documents that exist, as paths from the workdir: those the dialect's tools
+    write beside the plan, those the plan names (from the repository's top, where its paths
+    start, or from its folder), and a superpowers plan's spec of the same name
+    (`docs/superpowers/specs/2025-01-03-slug-design.md` for `plans/2025-01-03-slug.md`, or
+    beside it)."""
+    folder = plan.path.parent
+    candidates = [folder / name for name in DOCUMENTS.get(plan.dialect, ())]
+    for named in plan.documents_named:
+        candidates += [base / named for base in (workdir, folder)]
+    if plan.dialect == "superpowers":  # beside the plan in older ones (docs/plans/)
+        candidates += [folder.parent / "specs" / f"{plan.path.stem}-design.md", folder / f"{plan.path.stem}-design.md"]
     found = []
-    for name in DOCUMENTS.get(dialect, ()):
-        path = plan_folder / name
+    for path in candidates:
         if path.exists():
             found.append(os.path.relpath(path, workdir) + ("/" if path.is_dir() else ""))
-    return tuple(found)
+    return tuple(dict.fromkeys(found))

@@ -279,12 +279,14 @@ FIELDS: Mapping[str, Field] = {
 }
 
 # Front matter that other tools write about a document (spec-kit's template has
-# `description:`): kept on the plan and ignored, never mistaken for a setting.
+# `description:`, Copilot's plans `applyTo:`, ExecPlan tasks `plan_id:`): kept on the plan
+# and ignored, never mistaken for a setting.
 METADATA_KEYS = frozenset(
     """title description summary tags labels date created updated modified author authors owner
     status state feature branch spec specs version id name type kind category priority epic
     project milestone issue issues ticket input inputs prerequisites requirements design
-    references links related progress phase phases estimate goal overview todos isproject""".split()
+    references links related progress phase phases estimate goal overview todos isproject
+    applyto plan_id plan_file task_id""".split()
 )
 
 

@@ -104,21 +104,25 @@ def parse(text: str, path: Path, outside=None) -> Plan:
     from . import dialects, front_matter, gates as gates_mod, lint, outline as outline_mod, plan_context
     from .outside_settings import Outside
 
+    from .dialects import taskmaster
+
     outside = outside or Outside()
-    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
-        what = "Taskmaster's tasks.json" if "taskmaster" in str(path).lower() or '"tasks"' in text else "JSON"
-        raise TaskFileError(path, 1, f"is {what}, not a markdown task list: it is not read (yet); nothing ran, "
-                            "nothing changed")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    front = front_matter.read(lines, path)
+    structured = taskmaster.is_json(path, text)  # no front matter, no markdown: JSON
+    front = front_matter.FrontMatter() if structured else front_matter.read(lines, path)
     sources = {name: outside.below_source for name in outside.below}
     sources.update({name: f"front matter, line {line}" for name, line in front.lines.items()})
     sources.update({name: "--set" for name in outside.above})
     front.settings = {**outside.below, **front.settings}
-    outline = outline_mod.read(lines, front.body_start)
-    chosen = {**front.settings, **outside.above}.get("format")
-    dialect, reason = dialects.detect(outline, path, chosen, sources.get("format"))
-    reading = dialects.reader(dialect)(outline, path)
+    if structured:
+        outline, reading, reason = taskmaster.read(text, lines, path)
+        dialect = taskmaster.NAME
+    else:
+        outline = outline_mod.read(lines, front.body_start)
+        chosen = {**front.settings, **outside.above}.get("format")
+        dialect, reason = dialects.detect(outline, path, chosen, sources.get("format"))
+        reading = dialects.reader(dialect)(outline, path)
+    _unknown_keys(front, dialect, path)
     hints = _hints(outline, path)
     gates = gates_mod.read(outline)
     for group in reading.groups:
@@ -129,7 +133,9 @@ def parse(text: str, path: Path, outside=None) -> Plan:
                             "sections that say not to do them, and no other is an item: nothing to run")
     if not drafts:
         raise TaskFileError(path, *lint.nothing_found(outline))
-    warnings = reading.warnings + lint.lookalikes(outline, dialect)
+    # A box the gates explain (a success criterion, a box not to do) needs no warning that it is no item.
+    warnings = [w for w in reading.warnings if w[0] not in gates.not_work]
+    warnings += [] if structured else lint.lookalikes(outline, dialect)
     if dialect in OWN_BY_INDENT:
         warnings += lint.loose_blocks(outline, [item for group in drafts for item in group.items])
     groups, agent_problem = _groups(drafts, outline, front, hints, path, dialect, gates, outside.above)
@@ -149,7 +155,18 @@ def parse(text: str, path: Path, outside=None) -> Plan:
         setting_sources=sources,
         preamble=reading.preamble if reading.preamble is not None else plan_context.preamble(outline, drafts[0].heading, title_heading),
         agent_problem=agent_problem,
+        documents_named=reading.documents,
     )
+
+
+def _unknown_keys(front, dialect: str, path: Path) -> None:
+    """Front matter keys that are no setting: an error in a batch task.md (a typo must not pass
+    unseen), metadata in a plan another tool wrote (ExecPlans' `total_tasks:`), with a note."""
+    for name, (line, error) in front.unknown.items():
+        if dialect == "batch":
+            raise TaskFileError(path, line, error)
+        front.notes.append((line, f"front matter {name!r} is no setting: kept and ignored, as metadata of a plan "
+                            "another tool wrote"))
 
 
 def _hints(outline, path: Path) -> dict[int, dict[str, tuple[Any, int]]]:
@@ -320,6 +337,7 @@ def _items(draft, slug: str, group_order: str | None, path: Path, dialect: str) 
                 parent_needs=draft_item.parent_needs,
                 parent=draft_item.parent,
                 boxless=draft_item.boxless,
+                status_at=draft_item.status_at,
             )
         )
     return tuple(items)

@@ -146,6 +146,24 @@ def test_eight_items_over_two_workers_land_here_within_max_concurrent(tmp_path, 
         {"path": "m5.txt", "added": len(git("show", "batch/task:m5.txt", cwd=repo).splitlines()), "removed": 0}]
 
 
+def test_a_plan_deep_in_the_repository_runs_its_agent_at_the_worktrees_top_on_its_worker(tmp_path, cluster):
+    repo = make_repo(tmp_path / "repo")
+    recorder = Path(__file__).parent / "agents" / "recorder.py"
+    command = json.dumps([sys.executable, str(recorder), str(tmp_path / "recorded.jsonl")])
+    plan = repo / "plans" / "fix_plan.md"  # a checklist: its paths start at the repository's top
+    plan.parent.mkdir()
+    plan.write_text(f"---\nagent: command\ncommand: {command}\nisolation: worktree\nallow_empty: true\n---\n"
+                    "# Fix plan\n## High Priority\n- [ ] Fix the crash in shared.py\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "the plan", cwd=repo)
+    bare_remote(repo, tmp_path)
+    result = run_batch(repo, cluster, {}, "-T", str(plan))
+    assert result.returncode == 0, result.stdout + result.stderr
+    [entry] = [json.loads(line) for line in (tmp_path / "recorded.jsonl").read_text().splitlines()]
+    assert {"shared.py", "plans", "task.md"} <= set(entry["files"]), entry  # the worktree's top, not plans/
+    assert not entry["cwd"].startswith(str(repo)), entry  # on its worker, in its own folder
+
+
 def test_a_secret_reaches_the_agent_on_its_worker_and_no_log(tmp_path, cluster):
     secret, plain = "sk-remote-0123456789abcdef", "shipped-word-42"
     behaviour = {"leaky": {"write": "leaky.txt", "leak": ["DEPLOY_TOKEN", "SHIPPED_WORD"]},

@@ -207,3 +207,88 @@ def test_a_capitalized_word_before_a_colon_is_prose_not_a_module():
     assert [(i.module, i.text) for i in plan.items()] == [
         ("auth", "split it"), ("run-pnpm-test", "Run: pnpm test"), ("run-pnpm-lint", "Run: pnpm lint"), ("Run", "it"),
     ]
+
+
+def test_front_matter_another_tool_wrote_is_kept_as_metadata_but_a_batch_task_md_refuses_it():
+    from batch_tasks.errors import TaskFileError
+
+    front = "---\nplan_id: nav_refactor\ntotal_tasks: 12\ncompleted_tasks: 6\n---\n"
+    execplan = front + (FIXTURES / "execplan.md").read_text()
+    plan = read("execplan.md", execplan)
+    assert plan.dialect == "execplan" and plan.metadata["total_tasks"] == 12
+    assert (3, "front matter 'total_tasks' is no setting: kept and ignored, as metadata of a plan another tool "
+            "wrote") in plan.notes
+    with pytest.raises(TaskFileError) as raised:
+        parse(front + "# Work\n## Do\n- [ ] alpha: edit alpha\n", Path("task.md"))
+    assert raised.value.line == 3 and "unknown setting 'total_tasks' (known: " in str(raised.value)
+    with pytest.raises(TaskFileError, match="unknown setting 'paralel': did you mean 'parallel'"):
+        read("execplan.md", "---\nparalel: 2\n---\n" + (FIXTURES / "execplan.md").read_text())
+
+
+CHECKPOINTS = """# Navigation refactor
+
+### Checkpoint 1: Remove the nested stack
+
+**Changes**:
+
+- [ ] Remove the `NavigationStack` wrapper from `StartMatchScreen.swift`
+
+**Acceptance Criteria**:
+
+- [ ] Zero `NavigationStack` instances in `StartMatchScreen`
+- [ ] Unit tests pass: `swift test --filter Navigation`
+
+**Rollback**: revert to the callbacks.
+"""
+
+
+def test_a_list_led_in_by_acceptance_criteria_is_a_gate_of_its_section_not_work():
+    plan = read("checkpoints.md", CHECKPOINTS, Path("plans/checkpoints.md"))
+    assert [item.line for item in plan.items()] == [7]
+    [group] = plan.groups
+    assert group.settings["check"] == ("sh", "-ec", "swift test --filter Navigation")
+    assert (11, "for a person to verify (not run, never ticked): Zero `NavigationStack` instances in "
+            "`StartMatchScreen`") in plan.notes
+
+
+def test_a_superpowers_plans_success_criteria_are_explained_once_not_warned_of():
+    text = (FIXTURES / "superpowers-plan.md").read_text() + "\n## Success Criteria\n\n- [ ] `lib/writer.py` exists\n"
+    plan = read("superpowers-plan.md", text)
+    line = len(text.splitlines())
+    assert [message for at, message in plan.warnings if at == line] == []
+    assert (line, "for a person to verify (not run, never ticked): `lib/writer.py` exists") in plan.notes
+
+
+PHASES_LED = """# Plan: Filename validation
+
+## Implementation Phases
+
+### Phase 1: Create the string extension
+
+**File**: `Sources/String+Filename.swift`
+
+**Verification:**
+- [ ] Automated: `make build` succeeds
+- [ ] Manual: the file appears in the project navigator
+
+### Phase 2: Apply it when saving
+
+**Verification:**
+- [ ] Automated: `make test` passes
+
+## Success Criteria
+
+- [ ] Voice note "Q1/Q2 Planning" creates `Q1-Q2 Planning.md`
+"""
+
+
+def test_phases_whose_criteria_are_led_in_by_a_bold_line_are_one_item_each_checked_by_their_commands():
+    plan = read("plan.md", PHASES_LED, Path("thoughts/shared/plans/filename-validation.md"))
+    assert plan.dialect == "phases"
+    assert [(item.key, item.line) for item in plan.items()] == [
+        ("phase-1-create-the-string-extension:phase-1", 10), ("phase-2-apply-it-when-saving:phase-2", 16)]
+    assert [group.settings["check"] for group in plan.groups] == [("sh", "-ec", "make build"), ("sh", "-ec", "make test")]
+    assert (11, "for a person to verify (not run, never ticked): Manual: the file appears in the project navigator") \
+        in plan.notes
+    assert (20, 'for a person to verify (not run, never ticked): Voice note "Q1/Q2 Planning" creates `Q1-Q2 '
+            'Planning.md`') in plan.notes  # a file name is no command

@@ -26,6 +26,7 @@ NAMES = {
     "bmad": "a BMAD story",
     "todo-headings": "a list of TODO headings",
     "cursor": "a Cursor plan",
+    "taskmaster": "Taskmaster's tasks.json",
 }
 
 
@@ -46,6 +47,7 @@ class DraftItem:
     parent: str = ""  # the task it is part of, as written
     gate_box: bool = False  # its own box is a success criterion (the phases dialect): kept, not a gate's
     boxless: bool = False  # it has no checkbox: its state is kept in the state folder only
+    status_at: tuple[str, ...] = ()  # its state is a status field of the file instead (status_field)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Reading:
     # What every item is told of the plan, where the dialect says (a document around one
     # list: the whole of it but the list); else what comes before the first group.
     preamble: str | None = None
+    documents: tuple[str, ...] = ()  # design documents the plan names, as written (superpowers' **Spec:**)
 
 
 def slugify(text: str) -> str:

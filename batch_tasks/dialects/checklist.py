@@ -7,6 +7,7 @@ module: each gets one made from its text.
 from __future__ import annotations
 
 import bisect
+import re
 from pathlib import Path
 
 from ..outline import Outline
@@ -15,11 +16,16 @@ from .batch import module_like
 
 NAME = "checklist"
 FILE_NAMES = {"fix_plan.md", "@fix_plan.md"}
+# The template variables Maestro fills in an Auto Run document.
+MAESTRO = re.compile(r"\{\{(?:AUTORUN_FOLDER|AGENT_NAME|AGENT_PATH|LOOP_NUMBER)\}\}")
 
 
 def cue(outline: Outline, path: Path) -> str | None:
     if path.name.lower() in FILE_NAMES:
         return f"the file is named {path.name}"
+    maestro = next((n for n, line in enumerate(outline.lines, 1) if MAESTRO.search(line)), None)
+    if maestro is not None:
+        return f"Maestro's Auto Run variables ({MAESTRO.search(outline.lines[maestro - 1]).group()}, line {maestro})"
     items = outline.items()
     if items and not any(module_like(box.text) for box in items):
         return f'no item names a module (the first, line {items[0].line}: "{items[0].text[:40]}")'

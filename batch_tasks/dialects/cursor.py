@@ -1,8 +1,9 @@
 """The Cursor plan dialect (`.cursor/plans/*.plan.md`): the front matter's `todos` (id,
 content, status, dependencies) are the items, in their order, one at a time; the plan
 below is what every item is told. A todo whose status is `completed` is done, a
-`cancelled` one is not run. The todos' status in the file is not rewritten: each item's
-state is kept in the state folder only, and a note says so.
+`cancelled` one is not run. The tick is the todo's `status: completed`, written in the
+front matter as Cursor does (status_field); a todo without an `id` cannot be found there
+again: its state is kept in the state folder only, and a note says so.
 """
 
 from __future__ import annotations
@@ -53,14 +54,16 @@ def read(outline: Outline, path: Path) -> Reading:
         if status in ("cancelled", "canceled"):
             reading.notes.append((line, f"todo {key!r} is cancelled: not run"))
             continue
+        named = todo.get("id") not in (None, "")
+        if not named:
+            reading.notes.append((line, f"todo {number + 1} has no id: its status in the file is left as it is; its "
+                                  "state is kept in the state folder only"))
         group.items.append(DraftItem(
             text=str(todo.get("content") or key), body="", done=status == "completed", line=line, source_line="",
-            module=key, boxless=True,
+            module=key, boxless=not named, status_at=("cursor", key) if named else (),
         ))
     if group.items:
         reading.groups.append(group)
-        reading.notes.append((1, "a Cursor plan: the todos' status in the file is left as it is; each one's state is "
-                              "kept in the state folder only"))
     return reading
 
 

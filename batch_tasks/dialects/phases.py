@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..gates import AUTOMATED, MANUAL, VERIFICATION, command_in
+from ..gates import AUTOMATED, MANUAL, VERIFICATION, command_in, lead_in, leads_criteria
 from ..outline import Outline
 from . import DraftGroup, DraftItem, Reading, slugify
 
@@ -20,23 +20,39 @@ PHASE = re.compile(r"^(Phase[ \t]+\d+(?:\.\d+)*)\b[ \t]*[:.\u2013\u2014-]?[ \t]*
 
 def cue(outline: Outline, path: Path) -> str | None:
     phases = [h for h in outline.headings if PHASE.match(h.title)]
-    criteria = next((h for h in outline.headings if VERIFICATION.search(h.title)), None)
-    if phases and criteria is not None and _ticks(outline, phases[0]):
-        return f'"{phases[0].source.strip()[:60]}" sections with "{criteria.title}" (line {criteria.line})'
+    if phases and _ticks(outline, phases[0]):
+        box = _ticks(outline, phases[0])[0]
+        named = _named_by(outline, box, phases[0])
+        return f'"{phases[0].source.strip()[:60]}" sections with "{named[0]}" (line {named[1]})'
     return None
 
 
+def _named_by(outline: Outline, box, phase) -> tuple[str, int]:
+    """What makes a box a criterion: the verification heading it is under, or the line leading its list."""
+    heading = next(h for h in _chain(outline, outline.headings[box.heading], phase) if VERIFICATION.search(h.title)) \
+        if box.heading is not None and box.heading != phase.index and any(
+            VERIFICATION.search(h.title) for h in _chain(outline, outline.headings[box.heading], phase)) else None
+    if heading is not None:
+        return heading.title, heading.line
+    lead = lead_in(outline, box.line)
+    return outline.lines[lead - 1].strip().strip("*_:"), lead
+
+
 def _ticks(outline: Outline, heading) -> list:
-    """The phase's automated criteria boxes: the ones its success ticks."""
+    """The phase's automated criteria boxes: the ones its success ticks. A criterion is under a
+    verification heading (`#### Automated Verification:`) or in a list led in by a line naming
+    one (`**Verification:**`); automated, by its heading, its lead, its `Automated:`, or a command."""
     last = outline.section_end(heading)
     found = []
     for box in outline.boxes[outline.box_after(heading.line) : outline.box_after(last)]:
         under = outline.headings[box.heading] if box.heading is not None else None
-        if box.quoted or under is None or MANUAL.search(under.title):
+        if box.quoted or under is None or MANUAL.search(under.title) or MANUAL.match(box.text.lstrip("*_ ")):
             continue
-        if any(VERIFICATION.search(h.title) for h in _chain(outline, under, heading)) and (
-            AUTOMATED.search(under.title) or command_in(box.text)
-        ):
+        lead = lead_in(outline, box.line)
+        led = lead is not None and leads_criteria(outline.lines[lead - 1])
+        headed = any(VERIFICATION.search(h.title) for h in _chain(outline, under, heading))
+        if (headed or led) and (AUTOMATED.search(under.title) or AUTOMATED.match(box.text.lstrip("*_ "))
+                                or (led and AUTOMATED.search(outline.lines[lead - 1])) or command_in(box.text)):
             found.append(box)
     return found
 

@@ -1,7 +1,9 @@
 """The superpowers dialect (docs/superpowers/plans/*.md): each `### Task N:` section is
 one item, run by one agent session with the whole section (its steps, code blocks and
 `**Files:**` list) as its instruction; tasks run in order; the heading above the tasks
-is their group. The item is done when all its step boxes are; it ticks them all.
+is their group. The item is done when all its step boxes are; it ticks them all. The
+design document its header names (`**Spec:** docs/superpowers/specs/…-design.md`) is
+one every item is told to read.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from . import DraftGroup, DraftItem, Reading, prose, slugify
 NAME = "superpowers"
 # Older plans: bold steps without boxes (`**Step 1: Write the failing test**`).
 OLD_STEP = re.compile(r"^\*\*Step[ \t]+\d+")
+# The design document a plan's header names: `**Spec:** docs/superpowers/specs/…-design.md`,
+# `**Approved design:** …`, `(spec: …)`.
+DESIGN = re.compile(r"(?<![\w./-])((?:[\w.-]+/)*[\w.-]+-design\.md|docs/superpowers/specs/[\w./-]+\.md)\b")
 TASK = re.compile(r"^(Task[ \t]+\d+(?:\.\d+)*)\b[ \t]*[:.\u2013\u2014-]?[ \t]*(.*)$", re.I)
 
 
@@ -72,4 +77,6 @@ def read(outline: Outline, path: Path) -> Reading:
         if not any(first < box.line <= last for first, last in sections):
             reading.warnings.append((box.line, 'this checkbox is in no "### Task" section: it is not an item'))
     reading.groups = list(groups.values())
+    header = outline.lines[outline.body_start : sections[0][0] - 1] if sections else []
+    reading.documents = tuple(dict.fromkeys(m.group(1) for line in header for m in DESIGN.finditer(line)))
     return reading

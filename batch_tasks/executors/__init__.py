@@ -5,10 +5,10 @@ number, its prompt context, what running.json is to hold, the session to go on w
 returns the attempt, its agent run to its end; the lifecycle lands it (check, merge queue, record, tick) the same way
 whatever ran it, on this machine.
 
-    local   (executors/local.py) today's path: the agent runs here, in task.md's folder or
-            in the item's own worktree
-    dask    (executors/dask_cluster.py) the agent runs on a Dask worker (on_worker.py), in a
-            worktree of its own fetched from the git remote; its branch is pushed, fetched back
+    local   (executors/local.py) today's path: the agent runs here, in the batch's workdir
+            (workdir.py) or the same folder of the item's own worktree
+    dask    (executors/dask_cluster.py) the agent runs on a Dask worker (on_worker.py), in the
+            same folder of a worktree of its own fetched from the git remote; its branch is pushed, fetched back
             and landed here (fetched.py)
 
 `choose` reads the settings and run-batch's options; a wrong choice is one BatchError (exit 3)

@@ -111,7 +111,7 @@ class DaskExecutor:
             git("push", "-q", "--no-verify", "--force", self.remote, f"{base}:refs/heads/{branch}", cwd=isolation.top)
         agent = RemoteAgent(self, item_run, number, branch, base, start)
         item_run.tell_step(number, AGENT, "on a Dask worker: its worktree, setup and agent")
-        attempt = run_attempt(job, run, item_run.folder, number, context, running, isolation.relative_folder,
+        attempt = run_attempt(job, run, item_run.folder, number, context, running, isolation.relative_workdir,
                               self.pass_env, supervisor=agent)
         came = agent.result
         if came.get("pushed_while_lost") and attempt.outcome is not None:  # its worker's word: it succeeded

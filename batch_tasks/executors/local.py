@@ -1,5 +1,6 @@
-"""The local executor: each attempt's agent runs on this machine, in task.md's folder, or
-with `isolation: worktree` in the item's own worktree (the lifecycle's `workplace`).
+"""The local executor: each attempt's agent runs on this machine, in the batch's workdir
+(workdir.py), or with `isolation: worktree` in the same folder of the item's own worktree
+(the lifecycle's `workplace`).
 
 Touches what the attempt touches (see attempt.py) and, isolated, the item's worktree.
 """

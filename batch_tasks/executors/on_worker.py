@@ -158,7 +158,8 @@ def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:
             (staging / spec["relative_folder"]).mkdir(parents=True, exist_ok=True)
             workspace.baseline = bootstrap(path, folder=folder, source_folder=staging / spec["relative_folder"],
                                            top=staging, settings=settings, log=channel, supervisor=supervisor)
-        return _run_agent(spec, worker, channel, supervisor, workspace, folder, root)
+        # The agent runs where it would here: the batch's workdir (see workdir.py), its setup in task.md's folder.
+        return _run_agent(spec, worker, channel, supervisor, workspace, path / spec["relative_workdir"], root)
     except SetupFailed as error:
         return {"setup_failed": str(error), "tail": error.tail}
     except process.StoppedError:
@@ -174,7 +175,7 @@ def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:
 
 
 def _run_agent(spec, worker, channel: Channel, supervisor: process.Supervisor, workspace: AttemptWorkspace,
-               folder: Path, root: Path) -> dict[str, Any]:
+               workdir: Path, root: Path) -> dict[str, Any]:
     settings = spec["settings"]
     prompt = root / "prompts" / f"{safe_name(spec['key'])}.md"
     prompt.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +199,7 @@ def _run_agent(spec, worker, channel: Channel, supervisor: process.Supervisor, w
         channel.send("exit", ended.status, ended.stopped_for, now=True)
 
     try:
-        ended = supervisor.run(argv, cwd=folder, env=env, stdin=spec["stdin"], log=channel, on_line=on_line,
+        ended = supervisor.run(argv, cwd=workdir, env=env, stdin=spec["stdin"], log=channel, on_line=on_line,
                                on_start=on_start, on_exit=on_exit, timeout=settings["timeout"],
                                idle_timeout=settings["idle_timeout"], finished=result_seen.is_set,
                                redact=Redactor(env, also=spec["secrets"]))

@@ -106,7 +106,8 @@ class RemoteAgent:
         run, job, isolation = item_run.run, item_run.job, item_run.run.isolation
         return {
             "remote": executor.remote, "branch": self.branch, "base": self.base, "start": self.start,
-            "relative_folder": isolation.relative_folder.as_posix(), "copies": _copies(isolation, job.settings),
+            "relative_folder": isolation.relative_folder.as_posix(),
+            "relative_workdir": isolation.relative_workdir.as_posix(), "copies": _copies(isolation, job.settings),
             "settings": dict(job.settings), "argv": list(argv), "env": dict(env), "stdin": stdin,
             "prompt_path": item_run.folder.prompt, "secrets": list(executor.pass_env.values()),
             "stem": isolation.stem, "task_path": isolation.task_path, "group": job.item.group,
