@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from batch_tasks import retry
+from batch_tasks.agents import WAIT
 from batch_tasks.budget import Budget
 from batch_tasks.dispatcher import CACHE_SECONDS, Candidate, Dispatcher, candidates, critical_paths
 from batch_tasks.forecast import Estimate
@@ -252,3 +254,38 @@ def test_each_start_within_the_caches_lifetime_renews_it():
         dispatcher.release(group[n - 1])
         assert keys(dispatcher.take(at)[0]) == [f"g:{n}"]
         assert not dispatcher.awaits_first_response(f"g:{n}")
+
+
+def test_a_ready_item_takes_a_free_slot_while_a_one_at_a_time_group_runs():
+    # The slow group's items rank first (their chain is longer), but only one of them may run:
+    # the slots it leaves go to whatever else is ready, as soon as it is.
+    dispatcher = Dispatcher(capacity=4)
+    slow = [candidate(f"slow:m{n}", n, group="slow", limit=1) for n in range(1, 9)]
+    for item in slow:
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["slow:m1"]
+    dispatcher.release(slow[0])
+    dispatcher.offer(candidate("next:m1", 9, group="next"))  # ready once slow:m1 is done
+    assert keys(dispatcher.take(NOW)[0]) == ["slow:m2", "next:m1"]
+    assert dispatcher.running == 2 and dispatcher.take(NOW) == ([], [])
+
+
+def test_a_usage_limit_pauses_that_agent_for_the_whole_batch_once_then_its_items_go_on():
+    # Nothing of that agent starts before the reset, free slots or not.
+    settings = {"retries": 2, "retry_base": 10.0, "retry_cap": 300.0, "check_retries": 0}
+    dispatcher = Dispatcher(capacity=2)
+    items = [candidate(f"g:m{n}", n, agent="claude") for n in range(4)]
+    other = candidate("h:x", 4, group="h", agent="codex")
+    for item in (*items, other):
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:m0", "g:m1"]
+    decision = retry.decide(WAIT, NOW + 90, retry.Counts(), settings, NOW)
+    assert (decision.kind, decision.at) == (WAIT, NOW + 90)
+    dispatcher.release(items[0])
+    dispatcher.again(items[0], decision.at, usage_limit=decision.kind == WAIT)
+    assert keys(dispatcher.take(NOW + 1)[0]) == ["h:x"]  # another agent's item takes the free slot
+    dispatcher.release(items[1])
+    dispatcher.release(other)
+    assert dispatcher.take(NOW + 89) == ([], []) and dispatcher.next_change(NOW + 89) == NOW + 90
+    assert keys(dispatcher.take(NOW + 90)[0]) == ["g:m0", "g:m2"]  # the retry first, in document order
+    assert decision.counted(retry.Counts()) == retry.Counts(waits=1)  # one pause counted, not a retry
