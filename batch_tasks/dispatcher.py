@@ -92,7 +92,7 @@ class Dispatcher:
         else:
             heapq.heappush(self._ready.setdefault(candidate.group, []), candidate)
 
-    def again(self, candidate: Candidate, at: float, usage_limit: bool = False) -> None:
+    def again(self, candidate: Candidate, at: float, usage_limit: bool) -> None:
         """The item's attempt failed and another comes at `at`; after a usage limit of its agent,
         that agent's items all wait until then (its limit is the whole batch's)."""
         if usage_limit:

@@ -289,3 +289,15 @@ def test_a_usage_limit_pauses_that_agent_for_the_whole_batch_once_then_its_items
     assert dispatcher.take(NOW + 89) == ([], []) and dispatcher.next_change(NOW + 89) == NOW + 90
     assert keys(dispatcher.take(NOW + 90)[0]) == ["g:m0", "g:m2"]  # the retry first, in document order
     assert decision.counted(retry.Counts()) == retry.Counts(waits=1)  # one pause counted, not a retry
+
+
+def test_a_retry_after_any_other_failure_waits_alone():
+    dispatcher = Dispatcher(capacity=2)
+    failed, other = candidate("g:a", 0, agent="claude"), candidate("g:b", 1, agent="claude")
+    dispatcher.offer(failed)
+    dispatcher.take(NOW)
+    dispatcher.release(failed)
+    dispatcher.again(failed, NOW + 10, usage_limit=False)
+    dispatcher.offer(other)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:b"]  # its agent is not paused
+    assert keys(dispatcher.take(NOW + 10)[0]) == ["g:a"]
