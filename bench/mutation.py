@@ -98,7 +98,9 @@ def main() -> int:
     measured = rows(by_module, commit)
     kept_rows, kept_survivors = kept_from_last(set(by_module)) if options.modules else ([], [])
     all_survivors = sorted(kept_survivors + survivors)
-    TABLE.write_text("# Mutation scores\n\nWritten by `doit mutate` (bench/mutation.py).\n\n"
+    TABLE.write_text("# Mutation scores\n\nWritten by `doit mutate` (bench/mutation.py). A mutant listed as equivalent "
+                     "is named by its function and number: after a change to a function,\n"
+                     "bench/mutation-equivalent.txt is to be read again against `mutmut show`.\n\n"
                      + "\n".join(HEADER + sorted(kept_rows + measured)) + "\n"
                      + ("\nSurvivors:\n\n" + "\n".join(all_survivors) + "\n" if all_survivors else ""),
                      encoding="utf-8")
