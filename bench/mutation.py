@@ -39,6 +39,12 @@ def equivalent_mutants() -> dict[str, str]:
     return listed
 
 
+def caught_though_listed(results: str, equivalent: dict[str, str]) -> list[str]:
+    """Mutants listed as equivalent that a test caught: the list names them by an old number."""
+    return [f"{m[1]}.{m[2]}" for line in results.splitlines()
+            if (m := RESULT.match(line)) and m[3] in CAUGHT and f"{m[1]}.{m[2]}" in equivalent]
+
+
 def scores(results: str, equivalent: dict[str, str]) -> dict[str, Counter]:
     by_module: dict[str, Counter] = defaultdict(Counter)
     for line in results.splitlines():
@@ -106,6 +112,8 @@ def main() -> int:
                      encoding="utf-8")
     print("\n".join(HEADER + measured))
     print(f"{len(survivors)} survivors (`mutmut show NAME` shows one); written to {TABLE.relative_to(ROOT)}")
+    for name in caught_though_listed(results, equivalent):
+        print(f"{name} is listed as equivalent but was caught: renumber {EQUIVALENT.name}")
     return 0
 
 
