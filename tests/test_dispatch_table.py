@@ -1,7 +1,8 @@
 """Who starts next (batch_tasks/dispatcher.py), at the edges of each rule: a pause that a later
 reset lengthens, a backoff or a pause that ends exactly now, limits freed by a release, a budget
 that holds back new items but not a started item's retry, the critical path's median and its
-longest chain. Plain data, no clocks."""
+longest chain, what decides a fallback model, the prompt cache's lifetime, the free slots beside
+a one-at-a-time group, a usage limit that holds its agent's items. Plain data, no clocks."""
 
 from __future__ import annotations
 
