@@ -106,6 +106,13 @@ class Dispatcher:
         else:
             heapq.heappush(self._ready.setdefault(candidate.group, []), candidate)
 
+    def again(self, candidate: Candidate, at: float, usage_limit: bool) -> None:
+        """The item's attempt failed and another comes at `at`; after a usage limit of its agent,
+        that agent's items all wait until then (its limit is the whole batch's)."""
+        if usage_limit:
+            self.pause(candidate.agent, at)
+        self.offer(candidate, not_before=at)
+
     def release(self, candidate: Candidate, cost_usd: float | None = None) -> None:
         """An attempt of the item ended, having cost `cost_usd` if known: its slot is free."""
         self.running -= 1

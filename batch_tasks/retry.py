@@ -26,6 +26,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Mapping
 
 from .agents import AGENTS, CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Outcome
@@ -137,22 +138,21 @@ def _model(value: Any) -> str | None:
     return value
 
 
-def _setting(parser: str):
-    """A parser of settings.py (which imports this module), by name."""
-    def parse(value: Any) -> Any:
-        from . import settings
+def _setting(parser: str, value: Any) -> Any:
+    """`value` read by a parser of settings.py (which imports this module), named: looked up
+    when a setting is read, not when this module is imported."""
+    from . import settings
 
-        return getattr(settings, parser)(value)
-
-    return parse
+    return getattr(settings, parser)(value)
 
 
 KEYS = {
     CONTEXT_OVERFLOW: {"model": _model},
-    MAX_TURNS: {"factor": _number_above_one, "cap": _setting("_positive_int")},
-    TOOL_LOOP: {"repeats": _setting("_positive_int")},
-    SAME_CHECK: {"escalate": _setting("_flag")},
-    HANG: {"factor": _number_above_one, "cap": _setting("duration_seconds"), "progress_s": _setting("duration_seconds")},
+    MAX_TURNS: {"factor": _number_above_one, "cap": partial(_setting, "_positive_int")},
+    TOOL_LOOP: {"repeats": partial(_setting, "_positive_int")},
+    SAME_CHECK: {"escalate": partial(_setting, "_flag")},
+    HANG: {"factor": _number_above_one, "cap": partial(_setting, "duration_seconds"),
+           "progress_s": partial(_setting, "duration_seconds")},
 }
 
 

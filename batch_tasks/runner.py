@@ -164,10 +164,9 @@ class BatchRunner(Runner):
     def _settle(self, candidate: Candidate, step: Finished | Again) -> None:
         if isinstance(step, Again):
             decision = step.decision
+            self.dispatcher.again(candidate, decision.at, usage_limit=decision.kind == WAIT)
             if decision.kind == WAIT:
-                self.dispatcher.pause(candidate.agent, decision.at)
                 self.run.hub.publish("agent_paused", candidate.agent, decision.at)
-            self.dispatcher.offer(candidate, not_before=decision.at)
             return
         node = self._nodes.pop(candidate.key)
         del self._runs[candidate.key]

@@ -5,7 +5,9 @@ mutmut (configured in pyproject.toml's [tool.mutmut]) makes small changes to tho
 the fast tests on plain data that cover each changed function; a change no test notices
 survives. Each module's score is the share of its mutants that were caught (killed, or
 timed out), leaving out the equivalent ones: changes that cannot alter behaviour, listed with
-why in bench/mutation-equivalent.txt. The table is written to bench/mutation.md.
+why in bench/mutation-equivalent.txt. The table is written to bench/mutation.md; a run of some
+modules (`python bench/mutation.py dispatcher`) replaces their rows only, each row saying the
+commit it was measured at.
 
 Not part of the suite's time: it takes minutes (`--max-children` sets how many at once).
 """
@@ -37,6 +39,12 @@ def equivalent_mutants() -> dict[str, str]:
     return listed
 
 
+def caught_though_listed(results: str, equivalent: dict[str, str]) -> list[str]:
+    """Mutants listed as equivalent that a test caught: the list names them by an old number."""
+    return [f"{m[1]}.{m[2]}" for line in results.splitlines()
+            if (m := RESULT.match(line)) and m[3] in CAUGHT and f"{m[1]}.{m[2]}" in equivalent]
+
+
 def scores(results: str, equivalent: dict[str, str]) -> dict[str, Counter]:
     by_module: dict[str, Counter] = defaultdict(Counter)
     for line in results.splitlines():
@@ -47,14 +55,28 @@ def scores(results: str, equivalent: dict[str, str]) -> dict[str, Counter]:
     return by_module
 
 
-def table(by_module: dict[str, Counter]) -> str:
-    rows = ["| module | mutants | equivalent | caught | survived | score |", "|---|---|---|---|---|---|"]
+HEADER = ["| module | mutants | equivalent | caught | survived | score | measured at |", "|---|---|---|---|---|---|---|"]
+
+
+def rows(by_module: dict[str, Counter], commit: str) -> list[str]:
+    made = []
     for module, counts in sorted(by_module.items()):
         total = sum(counts.values()) - counts["equivalent"]
         caught = sum(counts[status] for status in CAUGHT)
         score = f"{100 * caught / total:.0f} %" if total else "-"
-        rows.append(f"| `{module}` | {sum(counts.values())} | {counts['equivalent']} | {caught} | {total - caught} | {score} |")
-    return "\n".join(rows) + "\n"
+        made.append(f"| `{module}` | {sum(counts.values())} | {counts['equivalent']} | {caught} | {total - caught} "
+                    f"| {score} | {commit} |")
+    return made
+
+
+def kept_from_last(measured: set[str]) -> tuple[list[str], list[str]]:
+    """The table's rows and survivors of the modules not measured this time, as last written."""
+    text = TABLE.read_text(encoding="utf-8") if TABLE.exists() else ""
+    kept_rows = [line for line in text.splitlines()
+                 if (m := re.match(r"\| `(batch_tasks\.\w+)` \|", line)) and m[1] not in measured]
+    kept_survivors = [line for line in text.splitlines()
+                      if (m := re.match(r"- `(batch_tasks\.\w+)\.x", line)) and m[1] not in measured]
+    return kept_rows, kept_survivors
 
 
 def main() -> int:
@@ -75,13 +97,23 @@ def main() -> int:
         wanted = {f"batch_tasks.{module}" for module in options.modules}
         by_module = {module: counts for module, counts in by_module.items() if module in wanted}
         results = "\n".join(line for line in results.splitlines() if (m := RESULT.match(line)) and m[1] in wanted)
-    survivors = [f"{m[1]}.{m[2]}` ({m[3]})" for line in results.splitlines()
+    survivors = [f"- `{m[1]}.{m[2]}` ({m[3]})" for line in results.splitlines()
                  if (m := RESULT.match(line)) and m[3] not in CAUGHT and f"{m[1]}.{m[2]}" not in equivalent]
-    TABLE.write_text("# Mutation scores\n\nWritten by `doit mutate` (bench/mutation.py).\n\n" + table(by_module)
-                     + ("\nSurvivors:\n\n" + "\n".join(f"- `{s}" for s in survivors) + "\n" if survivors else ""),
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    measured = rows(by_module, commit)
+    kept_rows, kept_survivors = kept_from_last(set(by_module)) if options.modules else ([], [])
+    all_survivors = sorted(kept_survivors + survivors)
+    TABLE.write_text("# Mutation scores\n\nWritten by `doit mutate` (bench/mutation.py). A mutant listed as equivalent "
+                     "is named by its function and number: after a change to a function,\n"
+                     "bench/mutation-equivalent.txt is to be read again against `mutmut show`.\n\n"
+                     + "\n".join(HEADER + sorted(kept_rows + measured)) + "\n"
+                     + ("\nSurvivors:\n\n" + "\n".join(all_survivors) + "\n" if all_survivors else ""),
                      encoding="utf-8")
-    print(table(by_module), end="")
+    print("\n".join(HEADER + measured))
     print(f"{len(survivors)} survivors (`mutmut show NAME` shows one); written to {TABLE.relative_to(ROOT)}")
+    for name in caught_though_listed(results, equivalent):
+        print(f"{name} is listed as equivalent but was caught: renumber {EQUIVALENT.name}")
     return 0
 
 

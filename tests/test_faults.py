@@ -81,26 +81,6 @@ def test_timeout_stops_an_attempt_that_talks_but_never_ends(batch):
     assert record(batch, "g", "a", "failure.json")["reason"] == "timed out after 1.5s"
 
 
-def test_a_usage_limit_pauses_that_agent_for_the_whole_batch_once(batch):
-    items = "".join(f"- [ ] m{i}: item {i}\n" for i in range(4))
-    batch.write(f"# T\n## G\n{items}", front_matter("parallel: 2"))
-    batch.behave(**{"*": {"sleep": 0.3}}, m0={"attempts": {"1": {"limit_in": 2.5}}})
-    result = batch.run("run-batch")
-    assert result.returncode == 0, result.stdout + result.stderr
-    failure = record(batch, "g", "m0")["attempts"][0]
-    assert failure["failure_class"] == "wait"
-    reset = failure["finished"] + 2.5 - 0.5  # the limit was announced just before the attempt ended
-    starts = {}
-    for line in (batch.path / "runs.log").read_text().splitlines():
-        event, item, _, moment = line.split()
-        if event == "start":
-            starts.setdefault(item, []).append(float(moment))
-    assert len(starts["g:m0"]) == 2 and starts["g:m0"][1] >= reset  # one pause, then one retry
-    # Items that started once the limit was known (a moment after the attempt that met it ended).
-    late = [item for item, times in starts.items() if item != "g:m0" and times[0] > failure["finished"] + 0.1]
-    assert late and all(starts[item][0] >= reset for item in late)  # nothing of the agent started meanwhile
-
-
 def fake_claude(batch, then: str) -> dict:
     """A stand-in `claude` that replays a real recorded success, then does `then`."""
     bin_folder = batch.path / "bin"

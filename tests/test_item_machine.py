@@ -58,6 +58,17 @@ def test_a_resumed_item_goes_on_after_the_furthest_step_its_log_names():
     assert m.next_step(m.CHECKED, route) == m.MERGE_STEP
     assert m.next_step(m.RECORDED, route) == m.TICK_STEP
     assert m.furthest([m.RUNNING, m.WAITING], route) is None
+    # The furthest by the route's order, not by name: "checked" comes after "committed".
+    assert m.furthest([m.CHECKED, m.COMMITTED, m.AGENT_DONE], route) == m.CHECKED
+
+
+def test_a_refused_event_names_the_state_and_the_event_and_moves_nothing():
+    machine = m.ItemMachine(m.Route(), state=m.TICKED)
+    with pytest.raises(m.IllegalTransition) as refused:
+        machine.fire(m.START)
+    assert (refused.value.state, refused.value.event) == (m.TICKED, m.START)
+    assert str(refused.value) == "'start' is not allowed in state 'ticked'"
+    assert (machine.state, machine.history) == (m.TICKED, [])
 
 
 def test_every_transition_is_noted_with_its_before_and_after():

@@ -3,14 +3,21 @@ answered from that run's stamp, with the same answer; after any change, it is lo
 
 That the fast path was taken is seen from what it does not do: it loads no plan, so a
 plan cache removed before it stays removed (a full load writes it again).
+
+A stamp is left only once the state folder's times are older than the file system's clock
+can tell apart: the run meant to leave one reads a clock that far ahead rather than waiting
+for it (LATER).
 """
 
 import json
 import re
-import time
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from batch_tasks import nothing_to_do
 from batch_tasks.state import BatchState
 from conftest import FRONT_MATTER
 
@@ -22,7 +29,14 @@ TASK = """\
 ## Extract interfaces
 - [ ] auth: extract a protocol
 """
-RACY_SECONDS = 2.0  # nothing_to_do.RACY_SECONDS: records younger than this leave no stamp
+RACY_SECONDS = nothing_to_do.RACY_SECONDS  # records younger than this leave no stamp
+# `doit ARGS` on a clock SECONDS ahead (the first argument): a run as it would go that much later.
+LATER = """\
+import runpy, sys, time
+ahead, now = float(sys.argv.pop(1)), time.time
+time.time = lambda: now() + ahead
+runpy.run_module("doit", run_name="__main__", alter_sys=True)
+"""
 
 
 def answer(result) -> tuple:
@@ -34,11 +48,16 @@ def stamped(batch) -> bool:
     return (BatchState(batch.taskfile).root / "nothing-to-do.json").exists()
 
 
-def fast(batch, *args):
-    """A run-batch, and whether it answered from the stamp (it loaded no plan)."""
+def fast(batch, *args, later: float = 0.0):
+    """A run-batch (`later` seconds from now, as its clock reads), and whether it answered from
+    the stamp (it loaded no plan)."""
     cache = BatchState(batch.taskfile).root / "plan.json"
     cache.unlink(missing_ok=True)
-    result = batch.run("run-batch", *args)
+    if later:
+        result = subprocess.run([sys.executable, "-c", LATER, str(later), "run-batch", *args], cwd=batch.path,
+                                capture_output=True, text=True, timeout=60)
+    else:
+        result = batch.run("run-batch", *args)
     return result, not cache.exists()
 
 
@@ -49,8 +68,7 @@ def settled(batch):
     batch.write(TASK)
     (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
     assert batch.run("run-batch").returncode == 0
-    time.sleep(RACY_SECONDS + 0.2)
-    slow, was_fast = fast(batch)
+    slow, was_fast = fast(batch, later=RACY_SECONDS)
     assert not was_fast and stamped(batch), slow.stdout + slow.stderr
     batch.slow_answer = answer(slow)
     return batch
@@ -129,8 +147,7 @@ def test_a_template_touched_or_edited_loads_in_full(batch):
     (batch.path / "prompt.j2").write_text("Do {{ item.instruction }}.\n")
     batch.write(TASK, front_matter=FRONT_MATTER.replace("\n---\n", "\ntemplate: prompt.j2\n---\n", 1))
     assert batch.run("run-batch").returncode == 0
-    time.sleep(RACY_SECONDS + 0.2)
-    fast(batch)
+    fast(batch, later=RACY_SECONDS)
     assert stamped(batch)
     template = batch.path / "prompt.j2"
     template.touch()
@@ -147,3 +164,20 @@ def test_a_run_that_ran_something_leaves_no_stamp(settled):
     result = settled.run("run-batch")
     assert "1 done" in result.stdout
     assert not stamped(settled)
+
+
+@pytest.mark.parametrize("age, stamps", [(RACY_SECONDS - 0.01, False), (RACY_SECONDS + 0.01, True)])
+def test_a_stamp_is_left_only_once_the_state_folders_times_are_older_than_the_clock_can_tell(tmp_path, monkeypatch,
+                                                                                             age, stamps):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the signing key's folder
+    taskfile = tmp_path / "task.md"
+    taskfile.write_text("# T\n## G\n- [x] a: done\n")
+    state = BatchState(taskfile)
+    state.ensure()
+    item = state.item("g", "a")
+    item.ensure()
+    (Path(item.folder) / "result.json").write_text("{}")
+    seen = nothing_to_do.look(taskfile, {})
+    monkeypatch.setattr(nothing_to_do.time, "time", lambda: seen.newest_ns / 1e9 + age)
+    nothing_to_do.write(taskfile, {}, seen, [], {"already_done": 1})
+    assert (nothing_to_do.answer(taskfile, seen) == {"already_done": 1}) is stamps

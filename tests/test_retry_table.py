@@ -9,8 +9,8 @@ import pytest
 
 from batch_tasks.agents import CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Outcome
 from batch_tasks.errors import SettingError
-from batch_tasks.retry import (CHECK, CONFLICT, DEFAULT_ADJUST, MAX_WAITS, SAME_CHECK, Adjustment, Counts, Decision,
-                               Failed, adjust, cause_of, check_signature, decide, describe_adjust,
+from batch_tasks.retry import (CHECK, CONFLICT, DEFAULT_ADJUST, MAX_PAUSE, MAX_WAITS, SAME_CHECK, Adjustment, Counts,
+                               Decision, Failed, adjust, cause_of, check_signature, decide, describe_adjust,
                                failure_class, parse_adjust)
 
 NOW = 1_000_000.0
@@ -33,6 +33,10 @@ def utc(monkeypatch):
     (WAIT, NOW + 90, Counts(transient=2, waits=MAX_WAITS - 1, checks=1), 0.0, False,
      Decision(True, WAIT, NOW + 90, "limit resets at 13:48:10")),
     (WAIT, NOW + 90, Counts(waits=MAX_WAITS), 0.0, False, Decision(False, why="a limit was hit 6 times")),
+    # a day away at most: one further is paused for a day, then tried again
+    (WAIT, NOW + MAX_PAUSE, Counts(), 0.0, False, Decision(True, WAIT, NOW + MAX_PAUSE, "limit resets at 13:46:40")),
+    (WAIT, NOW + MAX_PAUSE + 1, Counts(), 0.0, False, Decision(True, WAIT, NOW + MAX_PAUSE, (
+        "limit resets at 1970-01-13 13:46:41, more than 24h away: paused 24h at most, then tried again"))),
     # one that resets now, or has no time, is a transient failure: a backoff
     (WAIT, NOW, Counts(), 0.0, False, Decision(True, TRANSIENT, NOW + 5, "retry 1 of 2 in 5.0s")),
     (WAIT, None, Counts(waits=MAX_WAITS), 0.0, False, Decision(True, TRANSIENT, NOW + 5, "retry 1 of 2 in 5.0s")),

@@ -126,17 +126,3 @@ def test_a_parallel_false_group_runs_in_document_order_beside_free_slots(batch):
     order = start_order(batch)
     assert [key for key in order if key.startswith("b:")] == [f"b:b{n}" for n in range(1, 9)]
     assert most_at_once(span for key, span in timeline(batch).items() if key.startswith("b:")) == 1
-
-
-def test_a_ready_item_takes_a_free_slot_while_a_one_at_a_time_group_runs(batch):
-    """A group held to one at a time must not keep the other slots from a ready item."""
-    body = "# P\n## Slow\n<!-- parallel: 1 -->\n" + "".join(f"- [ ] m{n}: slow {n}\n" for n in range(1, 9))
-    body += "## Next\n- [ ] m1: follows slow m1\n"
-    batch.write(body, front_matter("parallel: 4", "pipeline: true"))
-    batch.behave(**{"*": {"sleep": 0.6}}, **{"next:m1": {"sleep": 0.0}})
-    assert batch.run("run-batch").returncode == 0
-    times = timeline(batch)
-    ready_at = times["slow:m1"][1]
-    # It starts while slow:m2 still runs, long before the slow group is through.
-    assert times["next:m1"][0] < times["slow:m2"][1] < times["slow:m3"][0]
-    assert times["next:m1"][0] - ready_at < 0.5, times["next:m1"][0] - ready_at

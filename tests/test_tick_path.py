@@ -4,7 +4,6 @@ every guarantee of a tick kept; a search of the file only when the file moved un
 import dataclasses
 import os
 import threading
-import time
 
 import pytest
 
@@ -166,25 +165,32 @@ def test_a_sub_box_moved_in_its_block_is_found_and_a_changed_one_left(tmp_path):
     assert path.read_text() == copy.replace("[ ] a:", "[x] a:")
 
 
-def test_a_run_whose_file_an_editor_replaces_with_lines_above_every_item(batch):
-    batch.write("# T\n\n## G\n" + "".join(f"- [ ] m{i:02d}: item {i}\n" for i in range(40)))
-    batch.behave(**{"*": {"sleep": 0.3}})
-    runner = batch.start("run-batch", "-n", "4")
-    deadline = time.monotonic() + 30
-    while batch.runs("done")["g:m05"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert runner.poll() is None, "the run ended before the edit"
-    # An editor's save: a new file, renamed over task.md, with lines added above every item
-    # (every mark moves) and its line ends turned into CRLF.
-    text = batch.taskfile.read_text().replace("# T\n", "# T\n\nA preface,\nadded mid-run.\n")
-    replacement = batch.path / ".task.md.swp"
-    replacement.write_bytes(text.replace("\n", "\r\n").encode())
-    os.replace(replacement, batch.taskfile)
-    output, _ = runner.communicate(timeout=120)
-    assert runner.returncode == 0, output
-    final = batch.taskfile.read_bytes()
-    assert b"A preface,\r\nadded mid-run.\r\n" in final
-    assert final.count(b"- [x] m") == 40 and b"[ ]" not in final
-    assert final.replace(b"[x]", b"[ ]") == text.replace("[x]", "[ ]").replace("\n", "\r\n").encode()
-    assert batch.runs("done").total() == 40
-    assert "40 already done" in batch.run("run-batch").stdout
+def save_in_place(path, data: bytes) -> None:
+    path.write_bytes(data)  # the same file, written over
+
+
+def save_renamed_over(path, data: bytes) -> None:
+    replacement = path.with_name(".task.md.swp")  # a new file, renamed over task.md
+    replacement.write_bytes(data)
+    os.replace(replacement, path)
+
+
+@pytest.mark.parametrize("save", [save_in_place, save_renamed_over])
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_an_editors_save_between_ticks_is_kept_and_every_item_still_ticked(tmp_path, save, eol):
+    # As a run sees a user edit task.md: the plan (and its marks' offsets) loaded before, a
+    # third of the items ticked, then a save that adds lines above every item, changes the
+    # prose, appends a section and may turn every line end into CRLF.
+    path = tmp_path / "task.md"
+    path.write_text(FRONT + "# T\n\nSome prose that must stay.\n\n## G\n"
+                    + "".join(f"- [ ] m{i:02d}: item {i}\n" for i in range(30)))
+    plan = load_plan(path)
+    for i in range(10):
+        assert tick(path, plan, f"g:m{i:02d}")
+    edited = (path.read_text().replace("# T\n", "# T\n\nA preface,\nadded mid-run.\n")
+              .replace("Some prose that must stay.", "Edited prose.\nAnd a new line.")
+              + "\n## Later\nA note added while the batch ran.\n").replace("\n", eol).encode()
+    save(path, edited)
+    for i in range(10, 30):
+        assert tick(path, plan, f"g:m{i:02d}")
+    assert path.read_bytes() == edited.replace(b"- [ ] m", b"- [x] m")

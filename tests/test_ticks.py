@@ -1,11 +1,11 @@
-"""Ticking: exactly the item's own byte, never losing a parallel tick or a user's edit."""
+"""Ticking: exactly the item's own byte, never losing a parallel tick or a user's edit (an editor's
+save between ticks: test_tick_path.py)."""
 
-import os
-import time
 from pathlib import Path
 
 from batch_tasks.checkbox import find_checkbox, set_checkbox
 from batch_tasks.taskfile import parse
+from conftest import wait_for
 
 MANY = "# T\n\nSome prose that must stay.\n\n## G\n" + "".join(f"- [ ] m{i:02d}: item {i}\n" for i in range(30))
 
@@ -19,37 +19,11 @@ def test_parallel_ticks_change_only_the_marks(batch):
     assert batch.taskfile.read_bytes() == before.replace(b"- [ ] m", b"- [x] m")
 
 
-def test_user_edits_during_the_run_are_kept(batch):
-    batch.write(MANY)
-    batch.behave(**{"*": {"sleep": 0.4}})
-    runner = batch.start("run-batch", "-n", "4")
-    deadline = time.monotonic() + 20
-    while batch.runs("start")["g:m05"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    # An in-place edit (an editor that writes the file over)...
-    text = batch.taskfile.read_text()
-    batch.taskfile.write_text(text.replace("Some prose that must stay.", "Edited prose.\nAnd a new line."))
-    time.sleep(0.5)
-    # ...and one that writes a new file and renames it over task.md.
-    text = batch.taskfile.read_text() + "\n## Later\nA note added while the batch ran.\n"
-    replacement = batch.path / ".task.md.swp"
-    replacement.write_text(text)
-    os.replace(replacement, batch.taskfile)
-    output, _ = runner.communicate(timeout=60)
-    assert runner.returncode == 0, output
-    final = batch.taskfile.read_text()
-    assert "Edited prose.\nAnd a new line." in final
-    assert "A note added while the batch ran." in final
-    assert final.count("- [x] m") == 30
-
-
 def test_an_item_edited_mid_run_is_reported_not_ticked(batch):
     batch.write("# T\n## G\n- [ ] a: slow one\n- [ ] b: quick one\n")
     batch.behave(a={"sleep": 1.5})
     runner = batch.start("run-batch", "-n", "2")
-    deadline = time.monotonic() + 20
-    while batch.runs("start")["g:a"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: batch.runs("start")["g:a"])
     batch.taskfile.write_text(batch.taskfile.read_text().replace("slow one", "slow one, reworded"))
     output, _ = runner.communicate(timeout=30)
     assert runner.returncode != 0
