@@ -177,7 +177,7 @@ def test_a_stamp_is_left_only_once_the_state_folders_times_are_older_than_the_cl
     item = state.item("g", "a")
     item.ensure()
     (Path(item.folder) / "result.json").write_text("{}")
-    seen = nothing_to_do.look(taskfile, {})
+    seen = nothing_to_do.look(state, {})
     monkeypatch.setattr(nothing_to_do.time, "time", lambda: seen.newest_ns / 1e9 + age)
-    nothing_to_do.write(taskfile, {}, seen, [], {"already_done": 1})
-    assert (nothing_to_do.answer(taskfile, seen) == {"already_done": 1}) is stamps
+    nothing_to_do.write(state, {}, seen, [], {"already_done": 1})
+    assert (nothing_to_do.answer(state, seen) == {"already_done": 1}) is stamps
