@@ -17,6 +17,7 @@ from .executors.local import LocalExecutor
 from .history import new_run_id
 from .item_status import DONE, read_status
 from .plan import Item
+from .ports import Ports
 from .process import Supervisor
 from .redaction import Redactor
 from .staleness import stamp, upstream_digest
@@ -36,6 +37,7 @@ class Run:
     repository: Any = None  # repository_guard.AdminFiles: the repository's git settings as the run found them
     executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
     forecast: dict[str, float | None] = field(default_factory=dict)  # what each item should cost (see forecast)
+    ports: Ports = field(default_factory=Ports)  # its items' BATCH_PORT and BATCH_SLOT leases
     hub: Hub = field(init=False)
     _digests: dict[int, str] = field(default_factory=dict, repr=False)
     _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
