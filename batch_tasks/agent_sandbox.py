@@ -28,7 +28,7 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from .agents import AGENTS
 from .errors import BatchError
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 REFUSED = re.compile(r"Read-only file system|Permission denied|EROFS|EACCES")
 PRIVATE_TMP = "/tmp"  # a fresh one per process: TMPDIR points there, wherever it pointed outside
 REFUSALS_KEPT = 20  # refused lines noted in the item's log after each process
+EXCERPT = 240
 # The files of a worktree's own .git folder that say where the repository is, or what
 # batch-tasks recorded of the attempt: rewritten, they would steer the runner's git.
 ADMIN_PROTECTED = ("commondir", "gitdir", "config.worktree", "batch-tasks.json")
@@ -174,14 +175,24 @@ def why_refused(said: str) -> str:
 
 
 class Refusals:
-    """What the sandbox refused one process, from the lines it printed (at most REFUSALS_KEPT)."""
+    """What the sandbox refused one process, from the lines it printed: at most REFUSALS_KEPT,
+    each cut to EXCERPT characters around the refusal (an agent CLI's line is a whole JSON event)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
 
     def hear(self, line: str) -> None:
-        if len(self.lines) < REFUSALS_KEPT and REFUSED.search(line):
-            self.lines.append(" ".join(line.split()))
+        found = REFUSED.search(line) if len(self.lines) < REFUSALS_KEPT else None
+        if found is not None:
+            start = max(0, found.start() - EXCERPT // 2)
+            self.lines.append(" ".join(line[start:start + EXCERPT].split()))
+
+    def listening(self, on_line: Callable[[str], None]) -> Callable[[str], None]:
+        """`on_line`, with each line heard here first."""
+        def both(line: str) -> None:
+            self.hear(line)
+            on_line(line)
+        return both
 
 
 def _inside(path: str, folder: str) -> bool:

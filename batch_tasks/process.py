@@ -199,8 +199,8 @@ class Supervisor:
         if sandbox is not None:
             from .agent_sandbox import Refusals
 
-            refused, heard = Refusals(), on_line
-            on_line = lambda line: (refused.hear(line), heard(line))  # noqa: E731
+            refused = Refusals()
+            on_line = refused.listening(on_line)
         with _Turn(self.bookkeeping) as turn:
             ended = self._run(turn, argv, cwd, env, stdin, log, on_line, on_start, on_exit,
                               Limits(timeout, idle_timeout, finished), redact, exit_file, sandbox)

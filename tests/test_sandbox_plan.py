@@ -73,6 +73,9 @@ def test_what_the_sandbox_refused_is_picked_from_the_output_at_most_twenty_lines
         refused.hear(line)
     assert refused.lines[:2] == ["touch: cannot touch '/x': Read-only file system", "open: Permission denied"]
     assert len(refused.lines) == 20
+    event = Refusals()
+    event.hear('{"type":"user","content":"' + "x" * 5000 + "EROFS: read-only file system, open '/home/u/x'" + "y" * 5000)
+    assert len(event.lines[0]) == 240 and "EROFS: read-only file system, open '/home/u/x'" in event.lines[0]
 
 
 def test_a_refused_user_namespace_says_what_the_system_lacks():
