@@ -160,3 +160,29 @@ def test_the_real_claude_cli_works_inside_the_sandbox(tmp_path):
     assert not (home / "intruded.md").exists()
     log = (repo / ".batch/task/items/notes/auth/output.log").read_text()
     assert "=== the sandbox refused:" in log and "intruded.md" in log.split("=== the sandbox refused:")[1]
+
+
+def test_a_branch_beside_its_own_stays_put_even_for_a_git_told_to_keep_no_reflog(tmp_path):
+    """The folder of refs holding the item's branch is writable (git replaces a ref by a rename
+    beside it): the other branches in it are read-only files on top, the reflogs aside."""
+    from types import SimpleNamespace
+
+    from batch_tasks.agent_sandbox import for_workspace
+
+    repo = make_repo(tmp_path / "repo")
+    git("config", "core.logAllRefUpdates", "false", cwd=repo)  # no reflog to refuse an append to
+    git("branch", "batch/task.items/edits/beta", cwd=repo)
+    assert not (repo / ".git/logs/refs/heads/batch/task.items/edits/beta").exists()
+    path = repo / ".batch" / "task" / "worktrees" / "edits" / "alpha"
+    git("worktree", "add", "-q", "-b", "batch/task.items/edits/alpha", str(path), cwd=repo)
+    workspace = SimpleNamespace(path=path, branch="batch/task.items/edits/alpha", isolation=SimpleNamespace(top=repo))
+    sandbox = for_workspace(workspace, {"sandbox": True, "agent": "command"})
+    before = git("rev-parse", "batch/task.items/edits/beta", "main", cwd=repo)
+    tries = ("git commit -q --allow-empty -m mine && echo committed; "
+             "for ref in refs/heads/batch/task.items/edits/beta refs/heads/main; do "
+             "git -c core.logAllRefUpdates=false update-ref $ref HEAD || echo refused $ref; done")
+    done = subprocess.run(sandbox.argv(["sh", "-c", tries], path), capture_output=True, text=True)
+    assert done.stdout.split("\n")[:3] == ["committed", "refused refs/heads/batch/task.items/edits/beta",
+                                           "refused refs/heads/main"], done.stdout + done.stderr
+    assert git("rev-parse", "batch/task.items/edits/beta", "main", cwd=repo) == before
+    assert git("log", "-1", "--format=%s", "batch/task.items/edits/alpha", cwd=repo) == "mine"
