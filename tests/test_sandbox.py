@@ -41,13 +41,16 @@ def output_log(repo: Path, module: str) -> str:
 
 def test_an_agent_in_the_sandbox_is_refused_everything_but_its_own_work(tmp_path):
     repo = sandboxed_repo(tmp_path, "# Edits\n- [ ] alpha: do alpha\n- [ ] beta: do beta\n")
-    home, cache = tmp_path / "home", tmp_path / "cache"
+    home = tmp_path / "home"
+    cache = home / ".cache"  # where the key is by default: in the home folder, which the sandbox shows
     home.mkdir()
     worktrees, state = repo / ".batch" / "task" / "worktrees" / "edits", repo / ".batch" / "task"
     targets = [str(home / "intruded"), str(repo / "shared.py"), str(worktrees / "{other}" / "shared.py"),
                str(repo / ".git" / "config"), str(cache / "batch-tasks" / "plan-cache.key"),
                str(state / "items" / "edits" / "{module}" / "running.json"), str(state / "intruded")]
+    key = cache / "batch-tasks" / "plan-cache.key"
     env = {"HOME": str(home), "XDG_CACHE_HOME": str(cache), "INTRUDER_TARGETS": json.dumps(targets),
+           "INTRUDER_READS": json.dumps([str(key), str(repo / "shared.py")]),
            "INTRUDER_WAIT_FOR": str(worktrees / "{other}" / ".git")}
     main = git("rev-parse", "main", cwd=repo)
     result = run(repo, env, "-n", "2")
@@ -58,8 +61,9 @@ def test_an_agent_in_the_sandbox_is_refused_everything_but_its_own_work(tmp_path
         said = output_log(repo, module)
         for target in targets:
             target = target.replace("{module}", module).replace("{other}", {"alpha": "beta", "beta": "alpha"}[module])
-            assert f"refused {target}" in said, said
+            assert f"refused {target}: [Errno 30] Read-only file system" in said, said  # there, and refused
         assert "WROTE" not in said
+        assert f"unreadable {key}" in said and f"READ {repo / 'shared.py'}" in said  # hidden, not just read-only
         assert "update-ref: exit 128" in said and "git config: exit 255" in said, said
         assert f"committed {module}" in said
         assert "=== the sandbox refused: refused" in said  # noted after the agent's exit

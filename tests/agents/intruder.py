@@ -2,11 +2,11 @@
 
 Each path in $INTRUDER_TARGETS (a JSON list; `{module}` is replaced by the item's module,
 `{other}` by the other item's) is appended to; it prints `refused PATH: why` or
-`WROTE PATH`. Then it tries `git update-ref refs/heads/main HEAD` and `git config
+`WROTE PATH`; each in $INTRUDER_READS is read: `unreadable PATH: why` or `READ PATH`. Then it tries `git update-ref refs/heads/main HEAD` and `git config
 --local`, and prints how each went; then writes `<module>.txt` in its worktree and commits
 it on its own branch. With $INTRUDER_CONNECT (a port), it first connects to that port on
 the loopback and prints `connected` or `cannot connect: why`. Before the writes, it waits
-(at most 20 s) for $INTRUDER_WAIT_FOR (with the same replacements) to exist: the other
+(at most 60 s) for $INTRUDER_WAIT_FOR (with the same replacements) to exist: the other
 item's worktree, so that both run at once.
 """
 
@@ -34,7 +34,7 @@ if port:
     except OSError as error:
         print(f"cannot connect: {error}", flush=True)
 wait_for = placed(os.environ.get("INTRUDER_WAIT_FOR", ""))
-deadline = time.monotonic() + 20
+deadline = time.monotonic() + 60
 while wait_for and not os.path.exists(wait_for) and time.monotonic() < deadline:
     time.sleep(0.05)
 for target in json.loads(os.environ.get("INTRUDER_TARGETS", "[]")):
@@ -45,6 +45,13 @@ for target in json.loads(os.environ.get("INTRUDER_TARGETS", "[]")):
         print(f"WROTE {target}", flush=True)
     except OSError as error:
         print(f"refused {target}: {error}", flush=True)
+for target in json.loads(os.environ.get("INTRUDER_READS", "[]")):
+    try:
+        with open(target, "rb") as stream:
+            stream.read()
+        print(f"READ {target}", flush=True)
+    except OSError as error:
+        print(f"unreadable {target}: {error}", flush=True)
 for argv in (["git", "update-ref", "refs/heads/main", "HEAD"], ["git", "config", "--local", "intruder.was", "here"]):
     tried = subprocess.run(argv, capture_output=True, text=True)
     print(f"{' '.join(argv[:2])}: exit {tried.returncode} {tried.stderr.strip()}", flush=True)
