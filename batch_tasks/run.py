@@ -35,9 +35,9 @@ class Run:
     isolation: Any = None  # worktree.Isolation, when any item runs isolated
     merge_queue: Any = None  # merge_queue.MergeQueue, with it
     repository: Any = None  # repository_guard.AdminFiles: the repository's git settings as the run found them
+    ports: Ports = field(default_factory=Ports)  # its items' BATCH_PORT and BATCH_SLOT leases
     executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
     forecast: dict[str, float | None] = field(default_factory=dict)  # what each item should cost (see forecast)
-    ports: Ports = field(default_factory=Ports)  # its items' BATCH_PORT and BATCH_SLOT leases
     hub: Hub = field(init=False)
     _digests: dict[int, str] = field(default_factory=dict, repr=False)
     _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
