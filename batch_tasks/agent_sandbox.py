@@ -55,8 +55,8 @@ class SandboxUnavailable(BatchError):
 class Sandbox:
     """What bwrap is told, as plain paths: read-only everywhere but `writable` (bound as
     they are; `writable_if_there` when they exist), with `protected` read-only again on
-    top, `shown` bound back (read-only) over the private /tmp, and `hidden` replaced by an
-    empty read-only folder."""
+    top, `shown` (and the command's own folders in /tmp: temp_homes) bound back read-only
+    over the private /tmp, and `hidden` replaced by an empty read-only folder."""
 
     bwrap: str
     writable: tuple[str, ...]
@@ -69,7 +69,7 @@ class Sandbox:
     def argv(self, command: Sequence[str], cwd: Path | str) -> list[str]:
         args = [self.bwrap, "--unshare-user", "--die-with-parent", "--ro-bind", "/", "/",
                 "--dev", "/dev", "--proc", "/proc", "--tmpfs", PRIVATE_TMP]
-        for path in self.shown:
+        for path in (*self.shown, *temp_homes(command, self.shown)):
             args += ["--ro-bind", path, path]
         for path in self.writable:
             args += ["--bind", path, path]
@@ -193,6 +193,18 @@ class Refusals:
             self.hear(line)
             on_line(line)
         return both
+
+
+def temp_homes(command: Sequence[str], shown: Sequence[str] = ()) -> list[str]:
+    """What the command needs from the /tmp it cannot see: the folder right under /tmp that
+    holds its program, or a file it names (a script, a virtual environment), if there."""
+    found: list[str] = []
+    for argument in command:
+        if _inside(argument, PRIVATE_TMP) and argument != PRIVATE_TMP:
+            home = os.path.join(PRIVATE_TMP, os.path.relpath(argument, PRIVATE_TMP).split(os.sep)[0])
+            if home not in found and home not in shown and os.path.exists(home):
+                found.append(home)
+    return found
 
 
 def _inside(path: str, folder: str) -> bool:

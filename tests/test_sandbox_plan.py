@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -51,6 +53,17 @@ def test_the_repository_and_home_are_shown_over_the_private_tmp_only_when_they_a
     inside = plan(**facts(outside_temp=["/tmp/t/repo", "/home/u"])).argv(["true"], "/")
     assert mounts(inside, "--ro-bind") == ["/", "/tmp/t/repo"]
     assert inside.index("/tmp/t/repo") > inside.index("--tmpfs")  # bound after /tmp is made private
+
+
+def test_a_command_kept_in_tmp_is_shown_its_folder_there():
+    with tempfile.TemporaryDirectory(dir="/tmp") as home:
+        script = Path(home, "tests", "agent.py")
+        script.parent.mkdir()
+        script.write_text("")
+        argv = plan(**facts()).argv(["/usr/bin/python3", str(script), "/tmp/not-there/x", "--flag"], "/")
+        assert mounts(argv, "--ro-bind") == ["/", home]  # the folder right under /tmp that holds it
+        shown = plan(**facts(outside_temp=[home])).argv(["python3", str(script)], "/")
+        assert mounts(shown, "--ro-bind") == ["/", home]  # once
 
 
 def test_the_network_is_cut_only_when_asked_and_the_key_is_hidden_read_only():
