@@ -84,25 +84,29 @@ class Sandbox:
         return [*args, "--setenv", "TMPDIR", PRIVATE_TMP, "--chdir", str(cwd), "--", *command]
 
 
-def plan(*, bwrap: str, worktree: str, admin: str, branch: str, ref_siblings: Iterable[str], agent: str,
+def plan(*, bwrap: str, worktree: str, admin: str, branch: str | None, ref_siblings: Iterable[str], agent: str,
          home: str, extra_writable: Iterable[str] = (), hidden: Iterable[str] = (), network: bool = True,
          outside_temp: Iterable[str] = ()) -> Sandbox:
     """The sandbox of one worktree, from plain facts: its own .git folder `admin`
-    (`<common>/worktrees/<name>`), its `branch`, the names beside the branch in its folder of
-    refs, and the paths under /tmp that must stay visible (`outside_temp`: the repository,
-    the home folder)."""
+    (`<common>/worktrees/<name>`), its `branch` (None: it commits nothing, and only the
+    worktree is writable), the names beside the branch in its folder of refs, and the paths
+    under /tmp that must stay visible (`outside_temp`: the repository, the home folder)."""
     common = os.path.dirname(os.path.dirname(admin))
-    ref_folder = os.path.dirname(os.path.join(common, "refs", "heads", branch))
-    own = os.path.basename(branch)
+    git_writable: tuple[str, ...] = ()
+    protected: tuple[str, ...] = ()
+    if branch is not None:
+        ref_folder = os.path.dirname(os.path.join(common, "refs", "heads", branch))
+        own = os.path.basename(branch)
+        git_writable = (admin, os.path.join(common, "objects"), ref_folder,
+                        os.path.join(common, "logs", "refs", "heads", branch))
+        protected = (*(os.path.join(admin, name) for name in ADMIN_PROTECTED), os.path.join(common, "objects", "info"),
+                     *(os.path.join(ref_folder, name) for name in sorted(ref_siblings) if name != own))
     state = [os.path.join(home, path) for path in AGENTS[agent].state_paths]
     return Sandbox(
         bwrap=bwrap,
-        writable=(worktree, admin, os.path.join(common, "objects"), ref_folder,
-                  os.path.join(common, "logs", "refs", "heads", branch)),
+        writable=(worktree, *git_writable),
         writable_if_there=tuple(_unique([*state, *(os.path.expanduser(path) for path in extra_writable)])),
-        protected=(*(os.path.join(admin, name) for name in ADMIN_PROTECTED),
-                   os.path.join(common, "objects", "info"),
-                   *(os.path.join(ref_folder, name) for name in sorted(ref_siblings) if name != own)),
+        protected=protected,
         shown=tuple(path for path in _unique(outside_temp) if _inside(path, PRIVATE_TMP)),
         hidden=tuple(hidden),
         network=network,
@@ -112,20 +116,31 @@ def plan(*, bwrap: str, worktree: str, admin: str, branch: str, ref_siblings: It
 def for_workspace(workspace: "AttemptWorkspace", settings: Mapping[str, Any]) -> Sandbox | None:
     """The sandbox the item's next process runs in, or None without `sandbox: true`. Made
     afresh for each: a branch made beside its own since the last is read-only too."""
+    return for_worktree(workspace.path, workspace.isolation.top, settings, workspace.branch)
+
+
+def for_merged_state(integration: Path, top: Path, settings: Mapping[str, Any]) -> Sandbox | None:
+    """The sandbox of an item's setup and check on the merged state, in the runner's worktree
+    of the integration branch: they run the item's work too, but commit nothing."""
+    return for_worktree(integration, top, settings, None)
+
+
+def for_worktree(path: Path, top: Path, settings: Mapping[str, Any], branch: str | None) -> Sandbox | None:
     if not settings.get("sandbox"):
         return None
-    admin = str(admin_folder(workspace.path))
+    admin = str(admin_folder(path))
     common = os.path.dirname(os.path.dirname(admin))
-    reflog = Path(common, "logs", "refs", "heads", workspace.branch)
-    reflog.parent.mkdir(parents=True, exist_ok=True)
-    reflog.touch()  # git appends to it; a bound file must be there
+    siblings: list[str] = []
+    if branch is not None:
+        reflog = Path(common, "logs", "refs", "heads", branch)
+        reflog.parent.mkdir(parents=True, exist_ok=True)
+        reflog.touch()  # git appends to it; a bound file must be there
+        siblings = os.listdir(Path(common, "refs", "heads", branch).parent)
     home = os.path.expanduser("~")
-    return plan(bwrap=bwrap_program(), worktree=str(workspace.path), admin=admin, branch=workspace.branch,
-                ref_siblings=os.listdir(Path(common, "refs", "heads", workspace.branch).parent),
+    return plan(bwrap=bwrap_program(), worktree=str(path), admin=admin, branch=branch, ref_siblings=siblings,
                 agent=settings["agent"], home=home, extra_writable=settings.get("sandbox_write") or (),
                 hidden=[folder for folder in [key_folder()] if os.path.isdir(folder)],
-                network=settings.get("sandbox_network", True),
-                outside_temp=[str(workspace.isolation.top), common, home])
+                network=settings.get("sandbox_network", True), outside_temp=[str(top), common, home])
 
 
 def key_folder() -> str:

@@ -40,7 +40,10 @@ def output_log(repo: Path, module: str) -> str:
 
 
 def test_an_agent_in_the_sandbox_is_refused_everything_but_its_own_work(tmp_path):
-    repo = sandboxed_repo(tmp_path, "# Edits\n- [ ] alpha: do alpha\n- [ ] beta: do beta\n")
+    # Its worktree_setup and its check run in the same sandbox.
+    outside = {"worktree_setup": json.dumps(["sh", "-c", "touch \"$HOME/from-setup\"; touch setup-was-here"]),
+               "check": json.dumps(["sh", "-c", "touch \"$HOME/from-check\"; test -f setup-was-here"])}
+    repo = sandboxed_repo(tmp_path, "# Edits\n- [ ] alpha: do alpha\n- [ ] beta: do beta\n", **outside)
     home = tmp_path / "home"
     cache = home / ".cache"  # where the key is by default: in the home folder, which the sandbox shows
     home.mkdir()
@@ -67,11 +70,14 @@ def test_an_agent_in_the_sandbox_is_refused_everything_but_its_own_work(tmp_path
         assert "update-ref: exit 128" in said and "git config: exit 255" in said, said
         assert f"committed {module}" in said
         assert "=== the sandbox refused: refused" in said  # noted after the agent's exit
+        assert f"=== the sandbox refused: touch: cannot touch '{home}/from-setup': Read-only file system ===" in said
+        assert f"=== the sandbox refused: touch: cannot touch '{home}/from-check': Read-only file system ===" in said
         # Its own commit is on its branch, and landed.
         assert f"{module}: its work" in git("log", "--format=%s", "batch/task", cwd=repo)
         assert git("show", f"batch/task:{module}.txt", cwd=repo) == f"the work of {module}"
     assert "intruded" not in (repo / "shared.py").read_text() + (repo / ".git" / "config").read_text()
     assert not (home / "intruded").exists() and not (state / "intruded").exists()
+    assert not (home / "from-setup").exists() and not (home / "from-check").exists()
     assert "intruded" not in (cache / "batch-tasks" / "plan-cache.key").read_bytes().decode("latin-1")
     assert git("rev-parse", "main", cwd=repo) == main
     assert "intruder" not in git("config", "--local", "--list", cwd=repo)

@@ -106,3 +106,9 @@ def test_a_sandbox_without_a_worktree_of_its_own_is_refused_before_anything_runs
                                                      "executor": {"dask": "tcp://h:8786"}})
     with pytest.raises(SandboxUnavailable, match="executor: local"):
         preflight([remote])
+
+
+def test_on_the_merged_state_only_the_runners_worktree_is_writable_and_no_ref():
+    argv = plan(**facts(worktree=f"{REPO}/.batch/task/integration", branch=None, ref_siblings=[])).argv(["true"], "/")
+    assert mounts(argv, "--bind") == [f"{REPO}/.batch/task/integration"]
+    assert mounts(argv, "--ro-bind-try") == []
