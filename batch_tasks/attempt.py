@@ -24,19 +24,21 @@ from .records import Attempt
 from .state import ItemState, write_json_atomic
 
 if TYPE_CHECKING:
+    from .agent_sandbox import Sandbox
     from .lifecycle import ItemJob
     from .run import Run
 
 
 def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context: Mapping[str, Any],
                 running: Mapping[str, Any], where: Path, environment: Mapping[str, str],
-                continues: str | None = None, supervisor: process.Supervisor | None = None) -> Attempt:
+                continues: str | None = None, supervisor: process.Supervisor | None = None,
+                sandbox: Sandbox | None = None) -> Attempt:
     """`context` is the prompt template's; `running` what running.json is to hold besides
     this attempt's own facts; the agent runs in `where`, with `environment` under the
     batch's own variables. `continues`: the earlier session to go on with, if its agent can
     (told only what went wrong, in templates/resume.md.j2); else a fresh session, told all.
     `supervisor` starts the agent (default the run's: here; a remote executor passes one of
-    its own, of the same shape)."""
+    its own, of the same shape); in `sandbox`, if given (see agent_sandbox)."""
     agent = AGENTS[job.settings["agent"]]
     resume = continues if continues and agent.resumes(job.settings) else ""
     fresh = str(uuid.uuid4())
@@ -119,6 +121,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
                 finished=result_seen.is_set,
                 redact=run.redactor,
                 exit_file=folder.exit,  # the watchdog's record of its exit, should this run die first
+                sandbox=sandbox,
             )
         except process.StoppedError:
             return attempt

@@ -45,15 +45,15 @@ class Baseline:
 
 
 def bootstrap(worktree: Path, *, folder: Path, source_folder: Path, top: Path, settings: Mapping[str, Any], log,
-              supervisor: process.Supervisor, on_start=None) -> Baseline:
+              supervisor: process.Supervisor, on_start=None, sandbox=None) -> Baseline:
     """Copy `worktree_copy` from the user's checkout (task.md's folder there is
     `source_folder`, its repository `top`), then run `worktree_setup` in `folder`
     (task.md's folder in the worktree; `on_start` gets what identifies its processes, to
-    record). Raises SetupFailed."""
+    record), in `sandbox` if given (see agent_sandbox). Raises SetupFailed."""
     copied = copy_files(settings.get("worktree_copy") or (), source_folder, top, worktree)
     setup = settings.get("worktree_setup")
     if setup:
-        run_setup(setup, worktree, folder, log, settings.get("timeout"), supervisor, on_start)
+        run_setup(setup, worktree, folder, log, settings.get("timeout"), supervisor, on_start, sandbox)
     if not copied and not setup:
         return Baseline()
     return Baseline({path: _content(worktree / path) for path in dirty_paths(worktree)})
@@ -106,13 +106,13 @@ def inside(path: str, folder: str) -> bool:
 
 
 def run_setup(argv, worktree: Path, folder: Path, log, timeout: float | None, supervisor: process.Supervisor,
-              on_start=None) -> None:
+              on_start=None, sandbox=None) -> None:
     tail: deque[str] = deque(maxlen=SETUP_TAIL_LINES)
     env = {**environment_for_worktrees(), "BATCH_WORKTREE": str(worktree)}
     log.write(f"=== worktree_setup: {Redactor(os.environ).text(' '.join(argv))} ===\n".encode())
     try:
         ended = supervisor.run(list(argv), cwd=folder, env=env, stdin=b"", log=log, on_line=tail.append, timeout=timeout,
-                               on_start=on_start or (lambda processes: None))
+                               on_start=on_start or (lambda processes: None), sandbox=sandbox)
     except OSError as error:
         raise SetupFailed(f"worktree_setup cannot start {argv[0]!r}: {error.strerror or error}", "") from None
     if ended.status != 0 or ended.stopped_for:

@@ -81,10 +81,12 @@ class Check:
         env: Mapping[str, str] | None = None,
         redact: Redactor | None = None,
         on_start=None,
+        sandbox=None,
     ) -> CheckResult:
         """Run the check to its end (or its timeout), as one of `supervisor`'s processes (the run's:
         it stops with the run; raises process.StoppedError if the run is stopping). `on_start` gets
-        what identifies its processes, to record: a run killed meanwhile leaves them to the next."""
+        what identifies its processes, to record: a run killed meanwhile leaves them to the next.
+        In `sandbox`, if given: the agent's (see agent_sandbox)."""
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         environment = {
             **(environment_for_worktrees() if env is None else env),
@@ -98,6 +100,7 @@ class Check:
             ended = (supervisor or process.Supervisor()).run(
                 self.command(worktree), cwd=cwd, env=environment, stdin=b"", log=sink,
                 on_line=tail.append, timeout=self.timeout, redact=redact, on_start=on_start or (lambda processes: None),
+                sandbox=sandbox,
             )
         except OSError as error:
             message = f"cannot start the check {self.argv[0]!r}: {error.strerror or error}"

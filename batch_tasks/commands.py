@@ -19,6 +19,7 @@ from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
 from doit.cmd_forget import Forget as DoitForget
 from doit.control import TaskControl
 
+from . import agent_sandbox
 from . import batch as batch_mod
 from . import (executors, forecast, graph, history, nothing_to_do, outside_settings, process, recovery,
                repository_guard, retry, touches)
@@ -392,6 +393,7 @@ def _check_agents(batch, will_run: set[str]) -> None:
         if found is None:
             what = f"agent {name!r} needs the {program} command on PATH"
             raise BatchError(what if name != "command" else f"group {group.slug!r}: {program!r} is not a program on PATH")
+    agent_sandbox.preflight(group for group in batch.plan.groups if any(item.key in will_run for item in group.items))
 
 
 class Forget(FriendlyArgs, TaskMdHint, DoitForget):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING, Mapping
 
+from . import agent_sandbox
 from . import item_log, protected_paths, retry
 from . import item_machine as machine
 from .agents import PERMANENT, Outcome
@@ -76,7 +77,9 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
         here = workspace.path if workspace else item_run.job.workdir
         item_run.tell_step(attempt.number, CHECK, shlex.join(check.command(here)))
         result = check.run(here, workspace.workdir if workspace else here, item_run.run.supervisor, log,
-                           redact=item_run.run.redactor, on_start=noting_processes(item_run, attempt))
+                           env=item_run.item_environment(), redact=item_run.run.redactor,
+                           on_start=noting_processes(item_run, attempt),
+                           sandbox=agent_sandbox.for_workspace(workspace, settings) if workspace else None)
         if workspace is not None:
             workspace.discard_leftovers()  # what a check leaves is never the item's work
         if not result.passed and item_run.run.supervisor.stopping.is_set():

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import checkbox, item_log, landing, prompt, records, recovery, retry
+from . import services
 from . import item_machine as machine
 from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
 from .errors import BatchError
 from .events import SETUP, STEP
-from .git import environment_for_worktrees
 from .item_status import DONE, read_status
 from .process import StoppedError
 from .plan import Group, Item
@@ -101,8 +101,24 @@ class ItemRun:
         self.kept_aside: list[dict[str, Any]] = []  # earlier attempts' work, kept on branches of their own
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
         self.lands = route.lands
+        self.services = services.ItemServices(job.settings, job.workdir, run, self.folder,  # its ports, slot, services
+                                              {"BATCH_GROUP": job.item.group, "BATCH_MODULE": job.item.module,
+                                               "BATCH_ITEM": job.item.key})
 
     def step(self) -> Finished | Again:
+        try:
+            ended = self._step()
+        except BaseException:
+            self.release()
+            raise
+        if isinstance(ended, Finished):
+            self.release()
+        return ended
+
+    def release(self) -> None:
+        self.services.release(self.worktree())
+
+    def _step(self) -> Finished | Again:
         try:
             if self.facts is None:
                 self.prepare()
@@ -281,10 +297,12 @@ class ItemRun:
             self.run.hub.publish("item_step", self.job.item.key, number, step, text)
 
     def workplace(self, number: int) -> tuple[Path, Mapping[str, str]]:
-        """Where the agent runs, and on what environment: the batch's workdir, or the same folder in its own worktree."""
+        """Where the agent runs, and on what environment: the batch's workdir, or the same folder in its own
+        worktree; the item's services started first."""
         job = self.job
         if job.settings["isolation"] != "worktree":
-            return job.workdir, os.environ
+            self.start_services()
+            return job.workdir, self.item_environment()
         if self.workspace is None:
             setup = job.settings.get("worktree_setup")
             self.tell_step(number, SETUP, shlex.join(setup) if setup else "making its worktree")
@@ -294,7 +312,18 @@ class ItemRun:
                                                                  on_start=self.noting_setup(number))
             if self.workspace.replaced is not None:  # an earlier attempt's work, renamed aside: named
                 self.kept_aside.append(_named(self.workspace.replaced))
-        return self.workspace.workdir, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
+        self.start_services()
+        return self.workspace.workdir, self.item_environment()
+
+    def item_environment(self) -> dict[str, str]:
+        """The environment of what runs for the item (services, agent, check): see services.ItemServices."""
+        return self.services.environment(self.worktree())
+
+    def start_services(self) -> None:
+        self.services.start(self.worktree())
+
+    def worktree(self) -> Path | None:
+        return self.workspace.path if self.workspace is not None else None
 
     def session_to_continue(self) -> str | None:
         """After a failed check, the session that made the work: the next attempt goes on with it in

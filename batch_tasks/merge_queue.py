@@ -26,6 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import agent_sandbox
 from . import item_log
 from .bootstrap import bootstrap
 from .check import Check, CheckResult, NullLog
@@ -139,7 +140,8 @@ class MergeQueue:
             log.write(item_log.note_header(f"check on the merged state of {workspace.key}"))
             try:
                 checked = check.run(worktree=here, cwd=folder, supervisor=isolation.supervisor, log=log,
-                                    on_start=on_start)
+                                    on_start=on_start,
+                                    sandbox=agent_sandbox.for_merged_state(here, isolation.top, settings))
             except BaseException:  # the run is stopping: the branch keeps its tip
                 self._undo()
                 raise
@@ -177,7 +179,8 @@ class MergeQueue:
         isolation = self.isolation
         bootstrap(isolation.integration_path, folder=isolation.integration_path / isolation.relative_folder,
                   source_folder=isolation.folder, top=isolation.top, settings=settings, log=log,
-                  supervisor=isolation.supervisor, on_start=on_start)
+                  supervisor=isolation.supervisor, on_start=on_start,
+                  sandbox=agent_sandbox.for_merged_state(isolation.integration_path, isolation.top, settings))
         self._set_up.add(wanted)
 
     def _undo(self) -> None:

@@ -36,14 +36,18 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import psutil
 
+from . import item_log
 from .attempt_processes import ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, new_cgroup, remove_stale_cgroups
 from .output_stream import OutputStream
 from .redaction import Redactor
 from .watchdog_channel import WatchdogChannel
+
+if TYPE_CHECKING:
+    from .agent_sandbox import Sandbox
 
 RESULT_GRACE = 5.0  # for an agent to exit by itself after its final result
 START_ALLOWANCE = 30.0  # silence allowed before an agent's first output, on top of idle_timeout
@@ -185,6 +189,7 @@ class Supervisor:
         finished: Callable[[], bool] = lambda: False,
         redact: Redactor | None = None,
         exit_file: str | None = None,
+        sandbox: Sandbox | None = None,
     ) -> Exit:
         """Run one agent to its exit, or stop it: after `timeout` in all, after `idle_timeout`
         without output, or RESULT_GRACE after `finished()` (its final result) if it lingers.
@@ -193,15 +198,26 @@ class Supervisor:
         arrives, and line by line to `on_line`. `on_start` gets what identifies its processes
         (record it: a later run stops them with `stop_leftovers`), `on_exit` how it ended,
         the moment it exits. Should this run die first, the watchdog writes how it ended to
-        `exit_file` (see watchdog.py). Raises OSError when the program cannot start.
+        `exit_file` (see watchdog.py). In a `sandbox` (see agent_sandbox), what it was refused
+        is noted in `log` after its exit. Raises OSError when the program cannot start.
         """
+        if sandbox is not None:
+            from .agent_sandbox import Refusals
+
+            refused = Refusals()
+            on_line = refused.listening(on_line)
         with _Turn(self.bookkeeping) as turn:
-            return self._run(turn, argv, cwd, env, stdin, log, on_line, on_start, on_exit,
-                             Limits(timeout, idle_timeout, finished), redact, exit_file)
+            ended = self._run(turn, argv, cwd, env, stdin, log, on_line, on_start, on_exit,
+                              Limits(timeout, idle_timeout, finished), redact, exit_file, sandbox)
+        if sandbox is not None and refused.lines:
+            log.write(item_log.note_header("the sandbox refused: " + " | ".join(refused.lines)))
+        return ended
 
     def _run(self, turn: "_Turn", argv, cwd, env, stdin, log, on_line, on_start, on_exit, limits, redact,
-             exit_file) -> Exit:
+             exit_file, sandbox) -> Exit:
         command = _resolve(argv, cwd, env)
+        if sandbox is not None:
+            command = sandbox.argv(command, cwd)
         attempt_id = uuid.uuid4().hex
         cgroup = new_cgroup(attempt_id)
         if self.stopping.is_set():

@@ -19,6 +19,7 @@ from .executors.local import LocalExecutor
 from .history import new_run_id
 from .item_status import DONE, read_status
 from .plan import Item
+from .ports import Ports
 from .process import Supervisor
 from .redaction import Redactor
 from .staleness import stamp, upstream_digest
@@ -37,6 +38,7 @@ class Run:
     isolation: Any = None  # worktree.Isolation, when any item runs isolated
     merge_queue: Any = None  # merge_queue.MergeQueue, with it
     repository: Any = None  # repository_guard.AdminFiles: the repository's git settings as the run found them
+    ports: Ports = field(default_factory=Ports)  # its items' BATCH_PORT and BATCH_SLOT leases
     executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
     forecast: dict[str, float | None] = field(default_factory=dict)  # what each item should cost (see forecast)
     ticks: Moves = field(default_factory=Moves)  # where its ticks found items in task.md (see checkbox)

@@ -208,6 +208,12 @@ def _env_names(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _writable_paths(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(path, str) and path.startswith(("/", "~")) for path in value):
+        raise SettingError(f"must be a list of absolute paths, e.g. [~/.cache/pip, /var/tmp/build], not {value!r}")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -275,6 +281,13 @@ FIELDS: Mapping[str, Field] = {
         Field("executor", _executor, "local", group=False, fingerprinted=False),
         Field("remote", _text, None, group=False, fingerprinted=False),
         Field("pass_env", _env_names, (), group=False, fingerprinted=False),
+        # Isolation beyond git (README: "A sandbox per agent, and ports of its own").
+        Field("sandbox", _flag, False, group=True, fingerprinted=False),
+        Field("sandbox_network", _flag, True, group=True, fingerprinted=False),
+        Field("sandbox_write", _writable_paths, (), group=True, fingerprinted=False),
+        Field("ports_per_item", _positive_int, 10, group=True, fingerprinted=False),
+        Field("services", _argv, None, group=True, fingerprinted=False),
+        Field("services_down", _argv, None, group=True, fingerprinted=False),
     )
 }
 

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import agent_sandbox
 from .bootstrap import Baseline, SetupFailed, bootstrap, inside
 from .check import NullLog
 from .errors import BatchError
@@ -256,7 +257,7 @@ class Isolation:
         try:
             workspace.baseline = bootstrap(path, folder=workspace.folder, source_folder=self.folder, top=self.top,
                                            settings=settings, log=log or NullLog(), supervisor=self.supervisor,
-                                           on_start=on_start)
+                                           on_start=on_start, sandbox=agent_sandbox.for_workspace(workspace, settings))
         except (SetupFailed, OSError):
             workspace.remove()  # it holds nothing but what the setup did
             raise

@@ -180,6 +180,7 @@ class Agent:
 
     name: str = ""
     executable: str | None = None  # the CLI it needs on PATH
+    state_paths: tuple[str, ...] = ()  # its own folders and files in the home folder, writable in a sandbox
     supports: frozenset[str] = frozenset()  # the AGENT_OPTIONS it honours
     # For an option it does not honour: what to do instead, when there is something.
     instead: Mapping[str, str] = {}

@@ -234,6 +234,7 @@ class ClaudeReader(JsonLinesReader):
 
 class ClaudeAgent(Agent):
     name = "claude"
+    state_paths = (".claude", ".claude.json")
     executable = "claude"
     supports = frozenset({"model", "allowed_tools", "permission_mode", "max_turns", "extra_args", "item_budget_usd"})
 

@@ -236,6 +236,7 @@ class CodexReader(JsonLinesReader):
 
 class CodexAgent(Agent):
     name = "codex"
+    state_paths = (".codex",)
     executable = "codex"
     # item_budget_usd: codex has no budget of its own; the reader holds the estimate to it.
     supports = frozenset({"model", "permission_mode", "extra_args", "item_budget_usd"})

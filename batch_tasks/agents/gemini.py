@@ -212,6 +212,7 @@ class GeminiReader(JsonLinesReader):
 
 class GeminiAgent(Agent):
     name = "gemini"
+    state_paths = (".gemini",)
     executable = "gemini"
     # item_budget_usd: gemini has no budget of its own; the reader holds the estimate to it.
     supports = frozenset({"model", "allowed_tools", "permission_mode", "extra_args", "item_budget_usd"})

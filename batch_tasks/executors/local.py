@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
+from .. import agent_sandbox
 from ..attempt import run_attempt
 from ..events import AGENT
 
@@ -22,8 +23,10 @@ class LocalExecutor:
                 continues: str | None = None) -> "Attempt":
         where, environment = item_run.workplace(number)
         item_run.tell_step(number, AGENT)
+        workspace = item_run.workspace
         return run_attempt(item_run.job, item_run.run, item_run.folder, number, context, running, where, environment,
-                           continues=continues)
+                           continues=continues,
+                           sandbox=agent_sandbox.for_workspace(workspace, item_run.job.settings) if workspace else None)
 
     def close(self) -> None:
         pass

@@ -68,9 +68,10 @@ class RemoteAgent:
         self.result: dict[str, Any] = {}
 
     def run(self, argv, *, cwd, env, stdin: bytes, log, on_line, on_start=lambda p: None, on_exit=lambda e: None,
-            timeout=None, idle_timeout=None, finished=lambda: False, redact=None, exit_file=None) -> Exit:
+            timeout=None, idle_timeout=None, finished=lambda: False, redact=None, exit_file=None, sandbox=None) -> Exit:
         # `exit_file` is a local watchdog's (see watchdog.py): a remote agent's exit reaches the
-        # next run through the branch its worker pushed instead.
+        # next run through the branch its worker pushed instead. No `sandbox`: a run refuses it
+        # with this executor before it starts (see agent_sandbox.preflight).
         run, cluster = self.item_run.run, self.executor.cluster
         if run.supervisor.stopping.is_set():
             raise StoppedError()

@@ -1,0 +1,152 @@
+"""BATCH_PORT and BATCH_SLOT: blocks of ports no two items of any run hold at once, freed
+when the item is over, and by the kernel when its runner is killed."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from batch_tasks.ports import UNIT, NoPortsLeft, Ports
+from conftest import wait_for
+
+AGENTS = Path(__file__).parent / "agents"
+
+
+def free(folder: Path, port: int) -> bool:
+    """Nobody holds the lock of the unit starting at `port`, and nobody listens on it."""
+    fd = os.open(folder / f"{port}.lock", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_leases_never_overlap_and_slots_are_the_smallest_free(tmp_path):
+    ports = Ports(tmp_path, first=30000, last=30099)
+    one, two, wide = ports.lease(10), ports.lease(5), ports.lease(25)
+    assert (one.port, two.port, wide.port) == (30000, 30010, 30020)  # 25 ports: three units
+    assert [one.slot, two.slot, wide.slot] == [1, 2, 3]
+    assert ports.lease(10).port == 30050
+    two.release()
+    two.release()  # once is enough; again does nothing
+    again = ports.lease(10)
+    assert (again.port, again.slot) == (30010, 2)
+    assert again.environment() == {"BATCH_PORT": "30010", "BATCH_SLOT": "2"}
+
+
+def test_another_process_holding_a_block_is_skipped_and_its_death_frees_it(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom batch_tasks.ports import Ports\n"
+                               f"lease = Ports(__import__('pathlib').Path({str(tmp_path)!r}), 30000, 30099).lease(20)\n"
+                               "print(lease.port, flush=True)\nsys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "30000"
+        assert Ports(tmp_path, 30000, 30099).lease(10).port == 30020
+        holder.kill()  # kill -9: the kernel lets go of its locks
+        holder.wait()
+        assert Ports(tmp_path, 30000, 30099).lease(10).port == 30000
+    finally:
+        holder.kill()
+
+
+def test_a_full_range_is_one_clear_error_and_gives_its_slot_back(tmp_path):
+    ports = Ports(tmp_path, first=30000, last=30019)
+    held = ports.lease(20)
+    with pytest.raises(NoPortsLeft, match="no block of 10 ports is free from 30000 to 30019"):
+        ports.lease(10)
+    held.release()
+    assert ports.lease(10).slot == 1
+
+
+def port_batch(tmp_path: Path, items: int) -> Path:
+    command = json.dumps([sys.executable, str(AGENTS / "port_holder.py")])
+    body = "# Serve\n" + "".join(f"- [ ] m{n}: serve m{n}\n" for n in range(items))
+    (tmp_path / "task.md").write_text(f"---\nagent: command\ncommand: {command}\n---\n{body}")
+    return tmp_path / "task.md"
+
+
+def served(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_eight_items_at_four_at_once_each_serve_on_a_port_of_their_own(tmp_path):
+    port_batch(tmp_path, 8)
+    log, locks = tmp_path / "ports.log", tmp_path / "temp"
+    locks.mkdir()
+    env = {**os.environ, "PORTS_LOG": str(log), "PORTS_TOGETHER": "4", "TMPDIR": str(locks)}
+    result = subprocess.run([sys.executable, "-m", "doit", "run-batch", "-n", "4"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr  # a port taken twice fails its agent's bind
+    lines = served(log)
+    assert len(lines) == 8
+    for wave in (lines[:4], lines[4:]):  # each four listened at the same time
+        assert len({line["port"] for line in wave}) == 4 and {line["slot"] for line in wave} == {1, 2, 3, 4}
+    assert all(line["port"] % UNIT == 0 for line in lines)
+    folder = locks / "batch-tasks-ports"
+    assert all(free(folder, line["port"]) for line in lines)  # nothing left bound or locked
+
+
+def test_a_runner_killed_with_9_leaves_no_port_bound_or_locked(tmp_path):
+    port_batch(tmp_path, 8)
+    log, locks = tmp_path / "ports.log", tmp_path / "temp"
+    locks.mkdir()
+    env = {**os.environ, "PORTS_LOG": str(log), "PORTS_TOGETHER": "100", "TMPDIR": str(locks)}
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "-n", "4"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lines = wait_for(lambda: len(served(log)) == 4 and served(log), timeout=60)
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    wait_for(lambda: not any(psutil.pid_exists(line["pid"]) and psutil.Process(line["pid"]).status() != "zombie"
+                             for line in lines), timeout=30)  # the run's watchdog stops its agents
+    folder = locks / "batch-tasks-ports"
+    assert len({line["port"] for line in lines}) == 4
+    assert all(free(folder, line["port"]) for line in lines)
+
+
+def test_services_start_once_before_each_items_agent_and_stop_when_it_is_over(tmp_path):
+    from gitrepo import git, make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    service = [sys.executable, str(AGENTS / "service.py")]
+    (repo / "task.md").write_text(
+        f"---\nagent: command\ncommand: {json.dumps([sys.executable, str(AGENTS / 'port_holder.py')])}\n"
+        f"isolation: worktree\nretry_base: 0.1s\nservices: {json.dumps([*service, 'up'])}\n"
+        f"services_down: {json.dumps([*service, 'down'])}\n---\n# Serve\n- [ ] m0: serve\n- [ ] m1: serve\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "the plan", cwd=repo)
+    log = tmp_path / "ports.log"
+    env = {**os.environ, "PORTS_LOG": str(log), "PORTS_TOGETHER": "1", "TMPDIR": str(tmp_path),
+           "SERVICE_FAILS": "m1"}
+    result = subprocess.run([sys.executable, "-m", "doit", "run-batch", "-n", "2"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0  # m1's services never started: it failed, its agent never ran
+    lines = served(log)
+    m0 = [line for line in lines if line["module"] == "m0"]
+    assert [line.get("service") for line in m0] == ["up", None, "down"]  # None: the agent's own line
+    assert len({line["port"] for line in m0}) == 1 and len({line["slot"] for line in m0}) == 1
+    assert m0[0]["worktree"].endswith(".batch/task/worktrees/serve/m0")
+    assert git("show", "batch/task:m0.txt", cwd=repo).startswith("m0 served on")
+    m1 = [line.get("service") for line in lines if line["module"] == "m1"]
+    assert m1 == ["up"]  # it fails the item, as a failed worktree_setup does: no agent, and nothing to stop
+    output = (repo / ".batch/task/items/serve/m1/output.log").read_text()
+    assert "the database would not start" in output and "=== services failed: exit status 3 ===" in output
+    assert "services: exit status 3" in json.loads((repo / ".batch/task/items/serve/m1/failure.json").read_text())["reason"]
