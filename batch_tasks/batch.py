@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import outside_settings, plan_context, staleness, taskfile, workdir as workdir_mod
 from .budget import Budget
+from .errors import BatchError
 from .plan import Plan, digest
 from .prompt import Template, load_template
 from .state import BatchState
@@ -64,6 +65,11 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
             fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
     workdir, workdir_reason = workdir_mod.resolve(plan)
     documents = plan_context.documents(plan.dialect, path.parent, workdir)
+    for group in plan.groups:
+        if group.settings.get("review") and group.settings["isolation"] != "worktree":
+            line = plan.setting_lines.get("review", group.line)
+            raise BatchError(f"{path.name}:{line}: review: needs isolation: worktree (what waits for review is the "
+                             f"item's own branch), in group {group.slug!r}")
     if any(group.settings["isolation"] == "worktree" for group in plan.groups):
         from .worktree import Isolation  # git is asked only by batches that use it
 

@@ -23,13 +23,15 @@ from . import tool_counts
 from .tails import said_last
 from .events import STEP, AgentEvent
 from .item_status import ABSENT, UNREADABLE, read_status
+from .review import review_command
 from .state import BatchState, open_to_read
 
 WAITING, RUNNING, RETRYING = "waiting", "running", "retrying"
 DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED = "done", "failed", "interrupted", "not started", "skipped"
+AWAITING_REVIEW = "awaiting review"  # checked, waiting for a person's decision: neither in flight nor ended
 IN_FLIGHT = (RUNNING, RETRYING)
 ENDED = (DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED)
-STATES = (WAITING, *IN_FLIGHT, *ENDED)
+STATES = (WAITING, *IN_FLIGHT, AWAITING_REVIEW, *ENDED)
 EXIT_STOPPED = {"Ctrl-C": 130, "SIGTERM": 143}
 
 
@@ -146,7 +148,7 @@ class Board:
             view = self._view(key)
             view.attempt, view.step, view.last_activity = attempt, step, time.time()
             view.activity = text  # what it did at the step before is over
-            if view.state in (WAITING, RETRYING):
+            if view.state in (WAITING, RETRYING, AWAITING_REVIEW):
                 view.started, view.retry_at = view.started or view.last_activity, None
                 self._move(view, RUNNING)
             seen = view.copy()
@@ -210,6 +212,16 @@ class Board:
             with self.lock:
                 self._view(key).landing = landing_of(record)  # where its work is kept
         self._end(key, INTERRUPTED, "the run was stopped")
+
+    def awaiting_review(self, key: str, command: str) -> None:
+        """It waits for its review, holding no slot: who waits, and the command that reviews it."""
+        with self.lock:
+            view = self._view(key)
+            view.reason, view.retry_at = f"review it: {command}", None
+            if view.state != AWAITING_REVIEW:
+                self._move(view, AWAITING_REVIEW)
+            seen = view.copy()
+        self._tell("finished", seen)
 
     def skipped(self, key: str, why: str) -> None:
         self._end(key, SKIPPED, why)
@@ -371,7 +383,10 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
             view.agent, view.session_id = failure.get("agent") or "", _last_session(failure)
             view.landing = landing_of(failure)
             view.tools = tool_counts.count(folder.events, _last_run(failure))
-            if failure.get("interrupted"):
+            if failure.get("awaiting_review"):
+                view.reason = f"review it: {review_command(item.key)}"
+                board._move(view, AWAITING_REVIEW)
+            elif failure.get("interrupted"):
                 board._move(view, INTERRUPTED)
             else:
                 view.output_tail = tuple(said_last(folder.log))

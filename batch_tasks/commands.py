@@ -24,7 +24,7 @@ from . import (executors, forecast, graph, history, nothing_to_do, outside_setti
                repository_guard, retry)
 from .agents import AGENTS
 from .board import Board
-from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
+from .cli import EXIT_AWAITING_REVIEW, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
 from .doit_tasks import item_job
 from .errors import BatchError
@@ -94,6 +94,8 @@ opt_scheduler = {
 }
 opt_always = flag("always", "run the named items even if they are up to date (not what they wait for)", short="a",
                   long="always-execute")
+opt_no_wait_review = flag("no_wait_review", "end the run when nothing is left but items awaiting review "
+                          "(exit status 5); the next run takes their decisions")
 opt_upstream = flag("upstream", "with -a: also run again everything the named items wait for")
 
 
@@ -117,7 +119,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
     cmd_options = (opt_parallel, opt_continue, opt_always, opt_upstream, opt_dry_run, opt_prompts, opt_question, opt_set,
-                   opt_failed, opt_optional, opt_joblog, opt_executor, opt_scheduler)
+                   opt_failed, opt_optional, opt_joblog, opt_executor, opt_scheduler, opt_no_wait_review)
 
     def parse_execute(self, in_args):
         return super().parse_execute(outside_settings.given_back(list(in_args)))
@@ -207,7 +209,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     _rerun = "doit run-batch"
 
     def _execute(self, num_process=0, continue_=False, always=False, upstream=False, dry_run=False, question=False,
-                 joblog="", failed=False, optional=False, executor="", scheduler="", prompts=False, set=()):
+                 joblog="", failed=False, optional=False, executor="", scheduler="", prompts=False, set=(),
+                 no_wait_review=False):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
@@ -226,6 +229,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         run = Run(budget=batch.budget, report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
                   redactor=Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings.get("pass_env", ())
                                                       if name in os.environ]))
+        run.waits_for_reviews = not no_wait_review
         stop = Stop(run.supervisor)
         self.outstream = GuardedOutput(self.outstream, stop)
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget)
@@ -265,6 +269,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 f"run `{self._rerun}` again to do the rest.\n"
             )
             code = stop.exit_status
+        elif result and runner.left_awaiting_review and not reporter.board.totals()["failed"]:
+            code = EXIT_AWAITING_REVIEW
         elif result:
             code = EXIT_FAILED
         else:

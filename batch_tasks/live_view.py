@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .board import DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, SKIPPED, Board, ItemView
+from .board import AWAITING_REVIEW, DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, SKIPPED, Board, ItemView
 from .events import CHECK, MERGING, WAITING_TO_MERGE
 
 PIPE_WIDTH = 200
@@ -85,7 +85,8 @@ def plural(count: int, word: str) -> str:
 
 def progress_line(totals: dict[str, Any], groups_now: list[str] = ()) -> str:
     parts = [f"{totals['done']}/{totals['total']} done"]
-    for state, label in ((FAILED, "failed"), (INTERRUPTED, "interrupted"), (NOT_STARTED, "not started")):
+    for state, label in ((FAILED, "failed"), (INTERRUPTED, "interrupted"), (AWAITING_REVIEW, "awaiting review"),
+                         (NOT_STARTED, "not started")):
         if totals[state]:
             parts.append(f"{totals[state]} {label}")
     parts.append(f"{totals['running']} running" + (f" in {', '.join(groups_now)}" if groups_now else ""))
@@ -110,6 +111,8 @@ def finished_line(view: ItemView, root: str = ".") -> str:
         return f"✓ {view.key} {spent}".rstrip() + (f" · {landed}" if landed else "")
     if view.state == INTERRUPTED:
         return f"■ {view.key} interrupted" + (f" after {spent}" if spent else "")
+    if view.state == AWAITING_REVIEW:
+        return f"⏸ {view.key} awaiting review" + (f" after {spent}" if spent else "") + f"; {view.reason}"
     if view.state == NOT_STARTED:
         return f"· {view.key} not started: {view.reason}"
     if view.state == SKIPPED:

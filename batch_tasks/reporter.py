@@ -15,6 +15,7 @@ from .board import WAITING, Board
 from .live_view import view_for
 from .run_summary import summary
 from .process import process_started
+from .review import review_command
 from .run import Run
 
 
@@ -37,6 +38,7 @@ class BatchReporter:
         self.run = run
         self.forced = forced  # -a: these items run, up to date or not
         self.rerun = rerun  # how to run the batch again, as the summary says
+        self.bin_name = "batch-tasks" if rerun.startswith("batch-tasks") else "doit"
         self.board = Board([])
         self.view = None
         self.records: dict[str, dict] = {}
@@ -67,6 +69,9 @@ class BatchReporter:
 
     def item_finished(self, key, record):
         self.records[key] = record
+
+    def item_awaiting_review(self, key, awaiting):
+        self.board.awaiting_review(key, review_command(key, self.bin_name))
 
     def item_step(self, key, attempt, step, text):
         self.board.step(key, attempt, step, text)
@@ -105,7 +110,9 @@ class BatchReporter:
             return
         if isinstance(fail, UnmetDependency):
             return  # not started: the hub says so (item_not_started)
-        if fail.message.startswith("interrupted"):
+        if fail.message == "awaiting review":  # the run ended without its review: it still waits
+            self.board.awaiting_review(task.name, review_command(task.name, self.bin_name))
+        elif fail.message.startswith("interrupted"):
             self.board.interrupted(task.name, self.records.get(task.name))
         else:
             self.board.finished(task.name, False, self.records.get(task.name), fail.message)

@@ -36,6 +36,7 @@ class Run:
     repository: Any = None  # repository_guard.AdminFiles: the repository's git settings as the run found them
     executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
     forecast: dict[str, float | None] = field(default_factory=dict)  # what each item should cost (see forecast)
+    waits_for_reviews: bool = True  # False: the run ends when nothing is left but items awaiting review
     hub: Hub = field(init=False)
     _digests: dict[int, str] = field(default_factory=dict, repr=False)
     _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

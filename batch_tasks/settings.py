@@ -181,6 +181,20 @@ def _protected_globs(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _review(value: Any) -> dict[str, Any]:
+    """`human` (a person decides, with `doit batch-review`), `agent` (a reviewer agent: the
+    group's agent), or `{agent: claude, model: …, template: …}`."""
+    if value == "human":
+        return {"by": "human"}
+    if value == "agent":
+        return {"by": "agent"}
+    if isinstance(value, dict) and set(value) <= {"agent", "model", "template"} and "agent" in value:
+        reviewer = {"by": "agent", "agent": _agent(value["agent"])}
+        reviewer.update({name: _text(value[name]) for name in ("model", "template") if name in value})
+        return reviewer
+    raise SettingError(f"must be human, agent, or {{agent: claude, model: …, template: …}}, not {value!r}")
+
+
 SCHEDULER = re.compile(r"^(tcp|tls|ucx|inproc)://\S+$")
 
 
@@ -266,6 +280,8 @@ FIELDS: Mapping[str, Field] = {
         Field("allow_empty", _flag, False, group=True, fingerprinted=False),
         # What an item's work may not change (README: "A tick means the work landed").
         Field("protect", _protected_globs, protected_paths.DEFAULT, group=True, fingerprinted=False),
+        # Who decides, after its check, whether an isolated item's work lands (README: "Review before it lands").
+        Field("review", _review, None, group=True, fingerprinted=False),
         # Where agents and checks run, relative to task.md (default: see workdir.py).
         Field("workdir", _relative_path, None, group=False, fingerprinted=False),
         # Where attempts run (README: "Beyond one machine"): this machine, or a Dask cluster's

@@ -1,0 +1,113 @@
+"""`review: human` end to end: real `doit run-batch` processes on a real git repository, the
+decisions given with `doit batch-review` from a second process, while the run waits and
+between runs. Nothing lands unreviewed, after any stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import wait_for
+from gitrepo import git
+from test_isolated_batch import run, setup, starts
+
+BODY = "# Edits\n## Sections\n- [ ] alpha: edit alpha\n"
+PLAN = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'attempt {attempt}'"}}
+
+
+def doit(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=repo, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **env})
+
+
+def start(repo: Path, env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "doit", "run-batch", *args], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **env})
+
+
+def awaiting(repo: Path) -> dict | None:
+    try:
+        failure = json.loads((repo / ".batch/task/items/sections/alpha/failure.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return failure.get("awaiting_review")
+
+
+def landed(repo: Path) -> str:
+    return git("show", "batch/task:shared.py", cwd=repo)
+
+
+def test_a_run_waits_for_its_review_given_from_another_terminal_reject_then_approve(tmp_path):
+    repo, env = setup(tmp_path, BODY, PLAN, review="human")
+    runner = start(repo, env)
+    try:
+        first = wait_for(lambda: awaiting(repo))
+        assert "alpha = 'attempt 1'" not in landed(repo)  # checked, not landed: it waits
+        listing = doit(repo, env, "batch-review")
+        assert listing.returncode == 0 and "sections:alpha: edit alpha" in listing.stdout
+        assert "1 file changed" in listing.stdout and "check passed" in listing.stdout
+        shown = doit(repo, env, "batch-review", "sections:alpha")
+        assert "+alpha = 'attempt 1'" in shown.stdout
+        rejected = doit(repo, env, "batch-review", "sections:alpha", "--reject", "say it is the second try")
+        assert rejected.returncode == 0, rejected.stderr
+        # Back to its session, told why; then back for review, with its new work.
+        second = wait_for(lambda: (said := awaiting(repo)) and said["commit"] != first["commit"] and said)
+        told = starts(tmp_path)
+        assert [s["attempt"] for s in told] == [1, 2]
+        assert "rejected in review: say it is the second try" in told[1]["prompt"]
+        assert "attempt 2" not in landed(repo)
+        approved = doit(repo, env, "batch-review", "sections:alpha", "--approve")
+        assert approved.returncode == 0, approved.stderr
+        out, _ = runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 0, out
+    assert "awaiting review" in out and "batch-review sections:alpha" in out  # who waits, and the command
+    assert "alpha = 'attempt 2'" in landed(repo)
+    assert "- [x] alpha" in (repo / "task.md").read_text()
+    assert second["commit"] == git("rev-parse", "batch/task^2", cwd=repo)  # the very commit approved
+
+
+def test_nothing_lands_unreviewed_after_a_kill_a_forged_approval_or_a_run_that_does_not_wait(tmp_path):
+    repo, env = setup(tmp_path, BODY, PLAN, review="human")
+    ended = run(repo, env, "--no-wait-review")
+    assert ended.returncode == 5, ended.stdout + ended.stderr
+    assert awaiting(repo) and "attempt 1" not in landed(repo)
+    assert "awaiting review" in ended.stdout
+
+    before = _waits(repo)
+    runner = start(repo, env)  # waits for the review; killed while it does
+    wait_for(lambda: _waits(repo) > before)
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.communicate(timeout=30)
+
+    # An approval written by what cannot sign with the user's key is no approval.
+    folder = repo / ".batch/task/items/sections/alpha"
+    body = json.dumps({"item": "sections:alpha", "verdict": "approve", "commit": awaiting(repo)["commit"], "why": "",
+                       "at": 0}, sort_keys=True)
+    (folder / "review.json").write_text(json.dumps({"body": body, "signature": "0" * 64}))
+    again = run(repo, env, "--no-wait-review")
+    assert again.returncode == 5, again.stdout + again.stderr
+    assert "attempt 1" not in landed(repo)
+    assert "- [ ] alpha" in (repo / "task.md").read_text()
+
+    status = doit(repo, env, "batch-status")
+    assert "awaiting review" in status.stdout and "batch-review sections:alpha" in status.stdout
+    approved = doit(repo, env, "batch-review", "sections:alpha", "--approve")
+    assert approved.returncode == 0, approved.stderr
+    last = run(repo, env, "--no-wait-review")
+    assert last.returncode == 0, last.stdout + last.stderr
+    assert "alpha = 'attempt 1'" in landed(repo)
+    assert [s["attempt"] for s in starts(tmp_path)] == [1]  # its agent ran once, in the first run
+
+
+def _waits(repo: Path) -> int:
+    """How often the item was said to wait for its review, in its events.jsonl."""
+    lines = (repo / ".batch/task/items/sections/alpha/events.jsonl").read_text().splitlines()
+    steps = [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
+    return sum(step.get("data", {}).get("step") == "awaiting review" for step in steps)
