@@ -81,6 +81,15 @@ def test_nothing_lands_unreviewed_after_a_kill_a_forged_approval_or_a_run_that_d
     assert "awaiting review" in ended.stdout
 
     before = _waits(repo)
+    runner = start(repo, env)  # waits for the review; Ctrl-C while it does keeps it awaiting review
+    wait_for(lambda: _waits(repo) > before)
+    runner.send_signal(signal.SIGINT)
+    out, _ = runner.communicate(timeout=30)
+    assert runner.returncode == 130, out
+    assert awaiting(repo) and not json.loads((repo / ".batch/task/items/sections/alpha/failure.json").read_text())[
+        "interrupted"]
+
+    before = _waits(repo)
     runner = start(repo, env)  # waits for the review; killed while it does
     wait_for(lambda: _waits(repo) > before)
     os.kill(runner.pid, signal.SIGKILL)
@@ -91,6 +100,10 @@ def test_nothing_lands_unreviewed_after_a_kill_a_forged_approval_or_a_run_that_d
     body = json.dumps({"item": "sections:alpha", "verdict": "approve", "commit": awaiting(repo)["commit"], "why": "",
                        "at": 0}, sort_keys=True)
     (folder / "review.json").write_text(json.dumps({"body": body, "signature": "0" * 64}))
+    # Nor is a record that says it was approved (the agent can write the state folder).
+    failure = json.loads((folder / "failure.json").read_text())
+    failure["resume"]["state"] = "approved"
+    (folder / "failure.json").write_text(json.dumps(failure))
     again = run(repo, env, "--no-wait-review")
     assert again.returncode == 5, again.stdout + again.stderr
     assert "attempt 1" not in landed(repo)
