@@ -23,7 +23,7 @@ from . import batch as batch_mod
 from . import (executors, forecast, graph, history, nothing_to_do, outside_settings, process, recovery,
                repository_guard, retry)
 from .agents import AGENTS
-from .board import Board
+from .board import AWAITING_REVIEW, Board
 from .cli import EXIT_AWAITING_REVIEW, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
 from .doit_tasks import item_job
@@ -35,9 +35,11 @@ from .live_view import view_for
 from .loader import BatchLoader
 from .main import typed
 from .merge_queue import MergeQueue
+from .notify import Notifier
 from .prompt import render as render_prompt
 from .redaction import Redactor
 from .reporter import BatchReporter
+from .review import review_command
 from .run import Run
 from .run_summary import summary
 from .runner import BatchRunner
@@ -261,6 +263,11 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             recorders.run_started({**history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run),
                                    "forecast": run.forecast})
             run.hub.subscribe(recorders)
+        notifier = None
+        if batch.plan.settings.get("notify"):
+            notifier = Notifier(batch.plan.settings["notify"], str(batch.plan.path), run.run_id, run.redactor,
+                                run.report_error, lambda key: review_command(key, self.bin_name))
+            run.hub.subscribe(notifier)
         with stop.on_signals():
             result = runner.run_all(control.task_dispatcher())
         if stop.causes:
@@ -282,6 +289,10 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if run.isolation is not None:
             run.isolation.close()
             self.outstream.write(run.isolation.how_to_take() + "\n")
+        if notifier is not None:
+            totals = reporter.board.totals()
+            notifier.run_ended(code, {"done": totals["done"], "failed": totals["failed"],
+                                      "awaiting_review": totals[AWAITING_REVIEW], "interrupted": totals["interrupted"]})
         if recorders is not None:
             run.hub.unsubscribe(recorders)
             recorders.run_ended({"exit_status": code, "stopped_by": stop.causes[0] if stop.causes else None})

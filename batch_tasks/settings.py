@@ -282,6 +282,8 @@ FIELDS: Mapping[str, Field] = {
         Field("protect", _protected_globs, protected_paths.DEFAULT, group=True, fingerprinted=False),
         # Who decides, after its check, whether an isolated item's work lands (README: "Review before it lands").
         Field("review", _review, None, group=True, fingerprinted=False),
+        # A command told of what a person cares about (README: "Review before it lands").
+        Field("notify", _argv, None, group=False, fingerprinted=False),
         # Where agents and checks run, relative to task.md (default: see workdir.py).
         Field("workdir", _relative_path, None, group=False, fingerprinted=False),
         # Where attempts run (README: "Beyond one machine"): this machine, or a Dask cluster's

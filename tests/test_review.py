@@ -14,6 +14,7 @@ from pathlib import Path
 from conftest import wait_for
 from gitrepo import git
 from test_isolated_batch import run, setup, starts
+from test_notify import notify_argv, told as notify_log
 
 BODY = "# Edits\n## Sections\n- [ ] alpha: edit alpha\n"
 PLAN = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'attempt {attempt}'"}}
@@ -42,7 +43,8 @@ def landed(repo: Path) -> str:
 
 
 def test_a_run_waits_for_its_review_given_from_another_terminal_reject_then_approve(tmp_path):
-    repo, env = setup(tmp_path, BODY, PLAN, review="human")
+    notices = tmp_path / "notices.log"
+    repo, env = setup(tmp_path, BODY, PLAN, review="human", notify=json.dumps(notify_argv(notices)))
     runner = start(repo, env)
     try:
         first = wait_for(lambda: awaiting(repo))
@@ -71,6 +73,9 @@ def test_a_run_waits_for_its_review_given_from_another_terminal_reject_then_appr
     assert "alpha = 'attempt 2'" in landed(repo)
     assert "- [x] alpha" in (repo / "task.md").read_text()
     assert second["commit"] == git("rev-parse", "batch/task^2", cwd=repo)  # the very commit approved
+    notified = [message for _, message in notify_log(notices)]
+    assert [m["event"] for m in notified] == ["awaiting_review", "awaiting_review", "run_ended"]
+    assert notified[0]["command"] == "doit batch-review sections:alpha" and notified[-1]["exit_status"] == 0
 
 
 def test_nothing_lands_unreviewed_after_a_kill_a_forged_approval_or_a_run_that_does_not_wait(tmp_path):
