@@ -70,6 +70,8 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
             line = plan.setting_lines.get("review", group.line)
             raise BatchError(f"{path.name}:{line}: review: needs isolation: worktree (what waits for review is the "
                              f"item's own branch), in group {group.slug!r}")
+        if (group.settings.get("review") or {}).get("template"):
+            load_template(path, group.settings["review"]["template"], group.line)  # a missing one: said now
     if any(group.settings["isolation"] == "worktree" for group in plan.groups):
         from .worktree import Isolation  # git is asked only by batches that use it
 

@@ -334,6 +334,11 @@ def landing_of(record: dict[str, Any]) -> dict[str, Any]:
     earlier = record.get("kept_attempts")
     if isinstance(earlier, list) and earlier:
         landing["kept_attempts"] = [kept for kept in earlier if isinstance(kept, dict)]
+    attempts = record.get("attempts") if isinstance(record.get("attempts"), list) else []
+    reviews = [a["review"] for a in attempts if isinstance(a, dict) and isinstance(a.get("review"), dict)]
+    if reviews:  # the last decision, and what every reviewer agent's review cost
+        costs = [r["cost_usd"] for r in reviews if isinstance(r.get("cost_usd"), (int, float))]
+        landing["review"] = {**reviews[-1], "cost_usd": sum(costs) if costs else None}
     return landing
 
 

@@ -124,7 +124,7 @@ def finished_line(view: ItemView, root: str = ".") -> str:
 def landing_line(view: ItemView, root: str = ".") -> str:
     """An isolated item's evidence, in one line: its merge commit, what it changed, its check; or
     where the work of a failed or interrupted one is kept. Records are untrusted: shapes checked."""
-    merge, check, kept = (view.landing.get(name) or {} for name in ("merge", "check", "kept"))
+    merge, check, kept, review = (view.landing.get(name) or {} for name in ("merge", "check", "kept", "review"))
     parts = []
     if isinstance(merge.get("merge_commit"), str):
         landed = f"merged {merge['merge_commit'][:12]}"
@@ -135,6 +135,9 @@ def landing_line(view: ItemView, root: str = ".") -> str:
         parts.append(landed)
     if check.get("passed") is True and isinstance(check.get("duration_s"), (int, float)):
         parts.append(f"check passed in {duration(check['duration_s'])}")
+    if review.get("verdict") == "approve":
+        cost = money(review["cost_usd"]) if isinstance(review.get("cost_usd"), (int, float)) else ""
+        parts.append(f"approved by {review.get('by') or 'a person'}" + (f" (review {cost})" if cost else ""))
     if isinstance(kept.get("branch"), str) and isinstance(kept.get("worktree"), str):
         wip = " with a WIP commit" if kept.get("wip") else ""
         parts.append(f"kept on {kept['branch']}{wip} in {relative(kept['worktree'], root)}")

@@ -126,10 +126,20 @@ def work_tip(item_run: "ItemRun") -> str:
 def approve_step(item_run: "ItemRun", attempt: "Attempt") -> tuple[str, str] | None:
     """The APPROVE step: None when the work is approved; why it failed (a rejection, told to its
     session as a failed check is); NotYet when no decision holds for its tip."""
-    decision = read_decision(item_run.folder, item_run.job.item.key, work_tip(item_run))
+    key, commit = item_run.job.item.key, work_tip(item_run)
+    decision = read_decision(item_run.folder, key, commit)
+    if decision is None and item_run.job.settings["review"]["by"] == "agent" \
+            and not attempt.extra.get("review", {}).get("undecided"):  # once: then a person decides
+        from .reviewer import review as ask_reviewer
+
+        found, attempt.extra["review"] = ask_reviewer(item_run, attempt, commit)
+        if found is not None:
+            decision = Decision(APPROVE if found[0] == "approve" else REJECT, commit, found[1])
+            write_decision(item_run.folder, key, decision)  # signed as a person's is: the merge proves it so
     if decision is None:
         raise NotYet()
-    attempt.extra["review"] = {"verdict": decision.verdict, "commit": decision.commit, "why": decision.why}
+    attempt.extra["review"] = {**attempt.extra.get("review", {}), "verdict": decision.verdict,
+                               "commit": decision.commit, "why": decision.why}
     if decision.verdict == APPROVE:
         return None  # kept until it merged: a resumed merge proves its approval again (see `approved`)
     forget_decision(item_run.folder)
@@ -155,7 +165,7 @@ def park(item_run: "ItemRun", attempt: "Attempt") -> AwaitingReview:
     record["awaiting_review"] = {
         "since": time.time(), "branch": item_run.workspace.branch, "commit": work_tip(item_run),
         "check": attempt.extra.get("check"), "claim": attempt.extra.get("claim", ""),
-        "cost_usd": attempt.record()["cost_usd"],
+        "cost_usd": attempt.record()["cost_usd"], "reviewer": attempt.extra.get("review"),
     }
     record["resume"] = item_run.resume_record(item_run.machine.state)
     record_failure(item_run.folder, record)

@@ -70,6 +70,7 @@ def test_a_run_waits_for_its_review_given_from_another_terminal_reject_then_appr
             runner.kill()
     assert runner.returncode == 0, out
     assert "awaiting review" in out and "batch-review sections:alpha" in out  # who waits, and the command
+    assert "approved by a person" in out
     assert "alpha = 'attempt 2'" in landed(repo)
     assert "- [x] alpha" in (repo / "task.md").read_text()
     assert second["commit"] == git("rev-parse", "batch/task^2", cwd=repo)  # the very commit approved
