@@ -85,6 +85,9 @@ def test_nothing_lands_unreviewed_after_a_kill_a_forged_approval_or_a_run_that_d
     assert ended.returncode == 5, ended.stdout + ended.stderr
     assert awaiting(repo) and "attempt 1" not in landed(repo)
     assert "awaiting review" in ended.stdout
+    report = doit(repo, env, "batch-report")
+    assert report.returncode == 0, report.stderr
+    assert "awaiting review" in (repo / "report.html").read_text()  # the report says who waits
 
     before = _waits(repo)
     runner = start(repo, env)  # waits for the review; Ctrl-C while it does keeps it awaiting review
