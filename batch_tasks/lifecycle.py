@@ -306,6 +306,11 @@ class ItemRun:
                                                                  on_start=self.noting_setup(number))
             if self.workspace.replaced is not None:  # an earlier attempt's work, renamed aside: named
                 self.kept_aside.append(_named(self.workspace.replaced))
+        elif self.workspace.run_id != self.run.run_id:
+            # An earlier run's session goes on here (after a failed check, a rejection): the work is
+            # this run's now, for the next run to find it (see recovery) and its commits to say so.
+            self.workspace.run_id = self.run.run_id
+            self.workspace.save()
         return self.workspace.workdir, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
 
     def session_to_continue(self) -> str | None:

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import plan_cache, retry
-from .git import rev
 from .records import failure_record, record_failure
 from .state import ItemState, open_to_read, write_json_atomic
 
@@ -116,11 +115,8 @@ class NotYet(Exception):
 
 
 def work_tip(item_run: "ItemRun") -> str:
-    """The commit that waits for review: the item branch's tip, which its worktree must agree on."""
-    workspace = item_run.workspace
-    tip = workspace.tip()
-    branch_tip = rev(f"refs/heads/{workspace.branch}", workspace.isolation.top)
-    return tip if branch_tip == tip else ""
+    """The commit that waits for review: the item branch's tip, what the merge queue merges."""
+    return item_run.workspace.tip() or ""
 
 
 def approve_step(item_run: "ItemRun", attempt: "Attempt") -> tuple[str, str] | None:

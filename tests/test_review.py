@@ -133,3 +133,47 @@ def _waits(repo: Path) -> int:
     lines = (repo / ".batch/task/items/sections/alpha/events.jsonl").read_text().splitlines()
     steps = [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
     return sum(step.get("data", {}).get("step") == "awaiting review" for step in steps)
+
+
+def test_the_readmes_review_example_runs_as_shown_and_its_webhook_gets_each_event(tmp_path):
+    """The README's "Review before it lands": its task.md (the editor agent in Claude's place), its
+    commands in order, each succeeding, and its curl notify posting to a loopback webhook."""
+    import re
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Review before it lands\n", 1)[1]  # its blocks are the first ones after it
+    task = re.search(r"^```markdown\n(.*?)^```$", section, re.M | re.S).group(1)
+    commands = re.search(r"^```sh\n(.*?)^```$", section, re.M | re.S).group(1).splitlines()
+    curl = re.search(r"^```yaml\nnotify: (.*?)\n```$", section, re.M | re.S).group(1)
+    front, body = task.split("---\n")[1], task.split("---\n", 2)[2]
+    assert "review: human" in front and body.startswith("# Exporters")
+    posted = []
+
+    class Webhook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        notify = curl.replace("https://hooks.example.com/batch", f"http://127.0.0.1:{server.server_port}/batch")
+        plan = {"csv": {"file": "shared.py", "line": 2, "text": "alpha = 'csv {attempt}'"}}
+        repo, env = setup(tmp_path, body, plan, review="human", notify=notify)
+        first = run(repo, env, "--no-wait-review")
+        assert first.returncode == 5, first.stdout + first.stderr
+        for command in commands:
+            ran = subprocess.run(["bash", "-c", command], cwd=repo, capture_output=True, text=True, timeout=120,
+                                 env={**os.environ, **env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+            assert ran.returncode == 0, f"$ {command}\n{ran.stdout}{ran.stderr}"
+    finally:
+        server.shutdown()
+    assert "alpha = 'csv 2'" in git("show", "batch/task:shared.py", cwd=repo)  # rejected once, then approved
+    assert "register it in alphabetical order" in starts(tmp_path)[1]["prompt"]
+    assert [m["event"] for m in posted].count("awaiting_review") == 2 and posted[-1]["event"] == "run_ended"
