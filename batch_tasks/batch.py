@@ -70,6 +70,12 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
             line = plan.setting_lines.get("review", group.line)
             raise BatchError(f"{path.name}:{line}: review: needs isolation: worktree (what waits for review is the "
                              f"item's own branch), in group {group.slug!r}")
+        if group.settings.get("land") == "pr" and group.settings["isolation"] != "worktree":
+            raise BatchError(f"{path.name}:{plan.setting_lines.get('land', group.line)}: land: pr needs isolation: "
+                             f"worktree (what a pull request proposes is the item's own branch), in group {group.slug!r}")
+        if group.settings.get("land") == "pr" and group.settings.get("review"):
+            raise BatchError(f"{path.name}:{plan.setting_lines.get('review', group.line)}: review: and land: pr "
+                             f"together: the pull request is the review; choose one, in group {group.slug!r}")
         if (group.settings.get("review") or {}).get("template"):
             load_template(path, group.settings["review"]["template"], group.line)  # a missing one: said now
     if any(group.settings["isolation"] == "worktree" for group in plan.groups):

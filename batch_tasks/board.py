@@ -389,7 +389,9 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
             view.landing = landing_of(failure)
             view.tools = tool_counts.count(folder.events, _last_run(failure))
             if failure.get("awaiting_review"):
-                view.reason = f"review it: {review_command(item.key)}"
+                said = failure["awaiting_review"]
+                pull = isinstance(said, dict) and said.get("pull_request") is not None
+                view.reason = f"review it: {said.get('waits_for') if pull else review_command(item.key)}"
                 board._move(view, AWAITING_REVIEW)
             elif failure.get("interrupted"):
                 board._move(view, INTERRUPTED)

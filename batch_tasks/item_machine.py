@@ -63,6 +63,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (CHECKED, ASK_REVIEW): AWAITING_REVIEW,
     (AWAITING_REVIEW, APPROVE): APPROVED,
     (APPROVED, MERGE): MERGED,
+    (APPROVED, RECORD): RECORDED,  # `land: pr`: merged on GitHub, not here
     (AGENT_DONE, RECORD): RECORDED,  # neither isolated nor checked: nothing to land
     (CHECKED, RECORD): RECORDED,
     (MERGED, RECORD): RECORDED,
@@ -97,8 +98,10 @@ class Route:
     reviews: bool = False
 
     @classmethod
-    def of(cls, isolated: bool, checked: bool, reviewed: bool = False) -> "Route":
-        return cls(commits=isolated, checks=checked, merges=isolated, reviews=reviewed and isolated)
+    def of(cls, isolated: bool, checked: bool, reviewed: bool = False, pull_request: bool = False) -> "Route":
+        """`pull_request` (`land: pr`): the pull request's review and merge take the merge's place."""
+        return cls(commits=isolated, checks=checked, merges=isolated and not pull_request,
+                   reviews=(reviewed or pull_request) and isolated)
 
     @property
     def lands(self) -> bool:

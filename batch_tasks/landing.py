@@ -1,8 +1,9 @@
 """An item's landing, after its agent succeeded: the steps of its route (see item_machine) from
-the one after the state it reached: its work committed (isolated), its `check` run, its branch
-merged through the run's one merge queue. Each step that passes moves the item's machine; one
-that fails fails the attempt, saying why (with `review:`, a rejection; see review); a stop during any of them leaves the attempt without
-an outcome (interrupted, at the step reached). What a check leaves is put back, and what it
+the one after the state it reached: its work committed (isolated), its `check` run, with
+`review:` its decision waited for (see review), its branch merged through the run's one merge
+queue (with `land: pr`, a pull request instead: see pull_request). Each step that passes moves
+the item's machine; one that fails fails the attempt, saying why (a rejection in review is
+one); a stop during any of them leaves the attempt without an outcome (interrupted, at the step reached). What a check leaves is put back, and what it
 starts is recorded, for the run after a kill to stop. Touches the attempt's worktree (see
 workspace), through the merge queue the integration branch, and the item's events.jsonl.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING, Mapping
 
-from . import item_log, protected_paths, retry, review
+from . import item_log, protected_paths, pull_request, retry, review
 from . import item_machine as machine
 from .agents import PERMANENT, Outcome
 from .check import Check
@@ -76,9 +77,14 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
             return "no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT
         return _protected(item_run, attempt, committed.commit)
     if step == machine.ASK_REVIEW_STEP:
+        if settings.get("land") == "pr":
+            pull_request.ask(item_run, attempt, workspace.tip())
         return None  # the item waits from here: its record and its step say so (see review.park)
     if step == machine.APPROVE_STEP:
-        return review.approve_step(item_run, attempt)
+        why = review.approve_step(item_run, attempt)
+        if why is None and settings.get("land") == "pr":
+            remove_merged(item_run, attempt)  # merged on GitHub: its worktree's work is there
+        return why
     check = Check.from_settings(settings, item.group, item.module)
     if step == machine.CHECK_STEP:
         here = workspace.path if workspace else item_run.job.workdir

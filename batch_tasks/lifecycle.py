@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import checkbox, item_log, landing, prompt, records, recovery, retry, review
+from . import checkbox, github, item_log, landing, prompt, records, recovery, retry, review
 from . import item_machine as machine
 from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
 from .errors import BatchError
@@ -95,13 +95,15 @@ class ItemRun:
         self.facts: dict[str, Any] | None = None  # set by prepare: what the result is made from
         self.workspace = None  # the attempt's worktree (workspace.AttemptWorkspace), when isolated
         route = machine.Route.of(job.settings["isolation"] == "worktree", bool(job.settings.get("check")),
-                                 reviewed=bool(job.settings.get("review")))
+                                 reviewed=bool(job.settings.get("review")),
+                                 pull_request=job.settings.get("land") == "pr")
         self.machine = machine.ItemMachine(route, on_change=self._noted)
         self.current: Attempt | None = None  # the attempt the machine's states are of
         self.resumed: recovery.Resumption | None = None
         self.resumable = False  # a failure the next run goes on from, its agent not run again
         self.kept_aside: list[dict[str, Any]] = []  # earlier attempts' work, kept on branches of their own
         self.parked = False  # awaiting its review (see review.py): its next step takes the decision
+        self.review_poll_at = 0.0  # `land: pr`: when its pull request is next asked about
         self.told_ended: set[int] = set()  # attempts (by number) whose end this run counted and told
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
         self.lands = route.lands
@@ -311,7 +313,10 @@ class ItemRun:
             # this run's now, for the next run to find it (see recovery) and its commits to say so.
             self.workspace.run_id = self.run.run_id
             self.workspace.save()
-        return self.workspace.workdir, {**environment_for_worktrees(), "BATCH_WORKTREE": str(self.workspace.path)}
+        environment = environment_for_worktrees()
+        if job.settings.get("land") == "pr":  # the token that opens and reads its pull request is not the agent's
+            environment = {name: value for name, value in environment.items() if name not in github.TOKEN_NAMES}
+        return self.workspace.workdir, {**environment, "BATCH_WORKTREE": str(self.workspace.path)}
 
     def session_to_continue(self) -> str | None:
         """After a failed check, the session that made the work: the next attempt goes on with it in

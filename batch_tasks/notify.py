@@ -44,13 +44,13 @@ class Notifier:
 
     # From the run's hub.
     def item_awaiting_review(self, key: str, awaiting: dict[str, Any]) -> None:
-        command = self.review_command(key)
+        command = awaiting["waits_for"] if awaiting.get("pull_request") is not None else self.review_command(key)
         self.send(AWAITING_REVIEW, f"{key} awaits your review: {command}", item=key, command=command,
                   commit=awaiting.get("commit"), cost_usd=awaiting.get("cost_usd"))
 
     def agent_paused(self, agent: str, until: float) -> None:
-        self.send(PAUSED, f"{agent} hit a usage limit: its items wait until {time.strftime('%H:%M', time.localtime(until))}",
-                  agent=agent, until=until)
+        resumes = time.strftime("%H:%M", time.localtime(until))
+        self.send(PAUSED, f"{agent} hit a usage limit: its items wait until {resumes}", agent=agent, until=until)
 
     def item_finished(self, key: str, record: dict[str, Any]) -> None:
         if record.get("failed"):

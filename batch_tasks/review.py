@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import plan_cache, retry
+from . import plan_cache, pull_request, retry
 from .records import failure_record, record_failure
 from .state import ItemState, open_to_read, write_json_atomic
 
@@ -123,6 +123,8 @@ def approve_step(item_run: "ItemRun", attempt: "Attempt") -> tuple[str, str] | N
     """The APPROVE step: None when the work is approved; why it failed (a rejection, told to its
     session as a failed check is); NotYet when no decision holds for its tip."""
     key, commit = item_run.job.item.key, work_tip(item_run)
+    if item_run.job.settings.get("land") == "pr":
+        return pull_request.approve_step(item_run, attempt, commit, NotYet)
     decision = read_decision(item_run.folder, key, commit)
     if decision is None and item_run.job.settings["review"]["by"] == "agent" \
             and not attempt.extra.get("review", {}).get("undecided"):  # once: then a person decides
@@ -145,18 +147,23 @@ def approve_step(item_run: "ItemRun", attempt: "Attempt") -> tuple[str, str] | N
 def approved(item_run: "ItemRun") -> bool:
     """Whether the work about to merge holds a signed approval: asked again when an item resumes
     as approved, since the state its events.jsonl notes (which the agent can write) is no decision."""
+    if item_run.job.settings.get("land") == "pr":
+        return False  # merged on GitHub is recorded at once, never resumed from: GitHub is asked again
     decision = read_decision(item_run.folder, item_run.job.item.key, work_tip(item_run))
     return decision is not None and decision.verdict == APPROVE
 
 
 def decided(item_run: "ItemRun") -> bool:
     """Whether a parked item has a decision to take (the runner hands it back then)."""
+    if item_run.job.settings.get("land") == "pr":
+        return pull_request.due(item_run, time.time()) and \
+            pull_request.verdict(item_run, item_run.current, work_tip(item_run)) is not None
     return read_decision(item_run.folder, item_run.job.item.key, work_tip(item_run)) is not None
 
 
 def park(item_run: "ItemRun", attempt: "Attempt") -> AwaitingReview:
     """The item waits for its review: recorded so (its worktree kept as it is), and said."""
-    job, key = item_run.job, item_run.job.item.key
+    key = item_run.job.item.key
     record = failure_record(key, "awaiting review", item_run.attempts)
     record["awaiting_review"] = {
         "since": time.time(), "branch": item_run.workspace.branch, "commit": work_tip(item_run),
@@ -164,8 +171,11 @@ def park(item_run: "ItemRun", attempt: "Attempt") -> AwaitingReview:
         "cost_usd": attempt.record()["cost_usd"], "reviewer": attempt.extra.get("review"),
     }
     record["resume"] = item_run.resume_record(item_run.machine.state)
+    waits_for = (pull_request.waiting_text(attempt) if item_run.job.settings.get("land") == "pr"
+                 else review_command(key))
+    record["awaiting_review"].update(waits_for=waits_for, pull_request=attempt.extra.get("pull_request"))
     record_failure(item_run.folder, record)
-    item_run.tell_step(attempt.number, AWAITING_STEP, review_command(key))
+    item_run.tell_step(attempt.number, AWAITING_STEP, waits_for)
     item_run.run.hub.publish("item_awaiting_review", key, record["awaiting_review"])
     return AwaitingReview(key)
 

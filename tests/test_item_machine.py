@@ -122,6 +122,9 @@ def test_a_reviewed_route_waits_for_its_approval_between_its_check_and_its_merge
         m.RUNNING, m.AGENT_DONE, m.COMMITTED, m.CHECKED, m.AWAITING_REVIEW, m.APPROVED, m.MERGED, m.RECORDED, m.TICKED]
     assert walk(m.Route.of(isolated=True, checked=False, reviewed=True)) == [
         m.RUNNING, m.AGENT_DONE, m.COMMITTED, m.AWAITING_REVIEW, m.APPROVED, m.MERGED, m.RECORDED, m.TICKED]
+    # `land: pr`: the pull request is the review, and its merge on GitHub the merge.
+    assert walk(m.Route.of(isolated=True, checked=True, pull_request=True)) == [
+        m.RUNNING, m.AGENT_DONE, m.COMMITTED, m.CHECKED, m.AWAITING_REVIEW, m.APPROVED, m.RECORDED, m.TICKED]
     # Without isolation there is no branch to wait with: nothing is reviewed.
     assert not m.Route.of(isolated=False, checked=True, reviewed=True).reviews
     waiting = m.ItemMachine(m.Route.of(True, True, reviewed=True), state=m.AWAITING_REVIEW)

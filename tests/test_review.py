@@ -169,8 +169,9 @@ def test_the_readmes_review_example_runs_as_shown_and_its_webhook_gets_each_even
         first = run(repo, env, "--no-wait-review")
         assert first.returncode == 5, first.stdout + first.stderr
         for command in commands:
+            path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # where `doit` is
             ran = subprocess.run(["bash", "-c", command], cwd=repo, capture_output=True, text=True, timeout=120,
-                                 env={**os.environ, **env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+                                 env={**os.environ, **env, "PATH": path})
             assert ran.returncode == 0, f"$ {command}\n{ran.stdout}{ran.stderr}"
     finally:
         server.shutdown()
