@@ -178,3 +178,27 @@ def test_the_readmes_review_example_runs_as_shown_and_its_webhook_gets_each_even
     assert "alpha = 'csv 2'" in git("show", "batch/task:shared.py", cwd=repo)  # rejected once, then approved
     assert "register it in alphabetical order" in starts(tmp_path)[1]["prompt"]
     assert [m["event"] for m in posted].count("awaiting_review") == 2 and posted[-1]["event"] == "run_ended"
+
+
+def test_the_views_show_an_item_awaiting_review_and_who_it_waits_for():
+    from batch_tasks.board import Board, landing_of
+    from batch_tasks.live_view import landing_line, progress_line
+    from batch_tasks.run_summary import summary
+
+    board = Board([("g:a", "g"), ("g:b", "g")], begun=1000.0)
+    board.started("g:a", 1, "")
+    board.awaiting_review("g:a", "doit batch-review g:a")
+    board.started("g:b", 1, "")
+    assert [view.key for view in board.flying()] == ["g:b"]  # it holds no row of the panel: it runs nothing
+    assert "1 awaiting review" in progress_line(board.totals())
+    board.awaiting_review("g:b", "pull request #12 https://github.example/acme/widgets/pull/12")
+    lines = summary(board)
+    assert lines[0].startswith("0 done, 0 failed, 2 awaiting review")
+    assert any("g:a awaiting review" in line and "review it: doit batch-review g:a" in line for line in lines)
+    assert any("review it: pull request #12" in line for line in lines)
+    board.started("g:a", 2, "")  # its decision came: it runs again, in a row of the panel
+    assert {view.key for view in board.flying()} == {"g:a"}
+    view = board.snapshot()[0]
+    view.landing = landing_of({"attempts": [{"review": {"verdict": "reject", "by": "claude", "cost_usd": 0.01}},
+                                            {"review": {"verdict": "approve", "by": "claude", "cost_usd": 0.02}}]})
+    assert "approved by claude (review $0.0300)" in landing_line(view)
