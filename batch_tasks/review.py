@@ -16,7 +16,8 @@ this module's own label) binds the item, the decision and the commit: a decision
 written by anything without the key is ignored, and an approval of one commit never lands
 another (work changed after its approval waits again). What it does not hold against: a
 process that can read the key (an agent running as you, outside a sandbox) can sign, or
-run `doit batch-review --approve` itself.
+run `doit batch-review --approve` itself (which refuses from inside an attempt, by its
+BATCH_ATTEMPT_ID: an agent that unsets it gets past).
 
 Touches the item's review.json (removed once its decision is taken) and, through the
 lifecycle, its records and events.jsonl.

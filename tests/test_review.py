@@ -202,3 +202,36 @@ def test_the_views_show_an_item_awaiting_review_and_who_it_waits_for():
     view.landing = landing_of({"attempts": [{"review": {"verdict": "reject", "by": "claude", "cost_usd": 0.01}},
                                             {"review": {"verdict": "approve", "by": "claude", "cost_usd": 0.02}}]})
     assert "approved by claude (review $0.0300)" in landing_line(view)
+
+
+def test_a_decision_holds_only_signed_with_the_key_for_its_item_and_commit(tmp_path, monkeypatch):
+    from batch_tasks import review
+    from batch_tasks.state import BatchState
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "task.md").write_text("# T\n")
+    state = BatchState(tmp_path / "task.md")
+    state.ensure()
+    folder = state.item("g", "a")
+    folder.ensure()
+    review.write_decision(folder, "g:a", review.Decision(review.APPROVE, "c0ffee"))
+    assert review.read_decision(folder, "g:a", "c0ffee") == review.Decision(review.APPROVE, "c0ffee")
+    assert review.read_decision(folder, "g:a", "beef00") is None  # another commit: no decision on it
+    assert review.read_decision(folder, "g:b", "c0ffee") is None  # another item's
+    path = Path(folder.folder) / review.DECISION
+    signed = json.loads(path.read_text())
+    body = json.loads(signed["body"])
+    path.write_text(json.dumps({**signed, "body": json.dumps({**body, "commit": "beef00"}, sort_keys=True)}))
+    assert review.read_decision(folder, "g:a", "beef00") is None  # its words changed: the signature no longer holds
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "another-users-cache"))
+    review.write_decision(folder, "g:a", review.Decision(review.REJECT, "c0ffee", "no"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert review.read_decision(folder, "g:a", "c0ffee") is None  # signed with a key not this user's
+
+
+def test_an_agent_that_runs_batch_review_itself_is_refused(tmp_path):
+    repo, env = setup(tmp_path, BODY, PLAN, review="human")
+    assert run(repo, env, "--no-wait-review").returncode == 5
+    inside = doit(repo, {**env, "BATCH_ATTEMPT_ID": "an-attempt"}, "batch-review", "sections:alpha", "--approve")
+    assert inside.returncode == 3 and "a person's" in inside.stderr
+    assert not (repo / ".batch/task/items/sections/alpha/review.json").exists()
