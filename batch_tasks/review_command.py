@@ -16,7 +16,8 @@ item whose branch moved since is refused, so what was seen is what lands.
 from __future__ import annotations
 
 import os
-import pydoc
+import shlex
+import subprocess
 import sys
 
 from doit.cmd_base import DoitCmdBase
@@ -71,7 +72,8 @@ class BatchReview(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 diff = git("diff", "--no-ext-diff", "--no-textconv", "--stat", "--patch", f"{target}...{branch}",
                            cwd=top).text
                 text = redact(f"{key}: {item.text}\n{diff}\n")
-                pydoc.pager(text) if self.outstream.isatty() else self.outstream.write(text)
+                if not (self.outstream.isatty() and _paged(text)):
+                    self.outstream.write(text)
                 return 0
             if rev(branch, top) != said.get("commit"):
                 raise BatchError(f"{key}'s branch {branch} moved since it asked for review: nothing decided "
@@ -88,6 +90,15 @@ class BatchReview(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 "rejected: its session is told why, and it comes back for review")
         self.outstream.write(f"{key} {told} (at once in the run going on, else in the next `doit run-batch`)\n")
         return 0
+
+
+def _paged(text: str) -> bool:
+    """Shown through $PAGER (else `less -R`), in a terminal; False if there is none to run."""
+    try:
+        subprocess.run(shlex.split(os.environ.get("PAGER") or "less -R"), input=text.encode(), check=False)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _where(batch, item) -> tuple[str, str, str]:

@@ -229,9 +229,21 @@ def test_a_decision_holds_only_signed_with_the_key_for_its_item_and_commit(tmp_p
     assert review.read_decision(folder, "g:a", "c0ffee") is None  # signed with a key not this user's
 
 
-def test_an_agent_that_runs_batch_review_itself_is_refused(tmp_path):
+def test_an_agent_that_runs_batch_review_itself_is_refused_and_a_person_gets_the_diff_paged(tmp_path, monkeypatch):
+    from test_live_view import run_on_a_terminal
+
     repo, env = setup(tmp_path, BODY, PLAN, review="human")
     assert run(repo, env, "--no-wait-review").returncode == 5
+    monkeypatch.setenv("PAGER", f"{sys.executable} -c \"import sys; print('PAGED'); print(sys.stdin.read())\"")
+
+    class Folder:
+        path = repo
+
+        def command(self, *args):
+            return [sys.executable, "-m", "doit", *args]
+
+    shown = run_on_a_terminal(Folder(), "batch-review", "sections:alpha")
+    assert "PAGED" in shown and "+alpha = 'attempt 1'" in shown
     inside = doit(repo, {**env, "BATCH_ATTEMPT_ID": "an-attempt"}, "batch-review", "sections:alpha", "--approve")
     assert inside.returncode == 3 and "a person's" in inside.stderr
     assert not (repo / ".batch/task/items/sections/alpha/review.json").exists()
