@@ -70,7 +70,7 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
             line = plan.setting_lines.get("review", group.line)
             raise BatchError(f"{path.name}:{line}: review: needs isolation: worktree (what waits for review is the "
                              f"item's own branch), in group {group.slug!r}")
-        if group.settings.get("land") == "pr" and group.settings["isolation"] != "worktree":
+        if group.settings.get("land") in ("pr", "pr-batch") and group.settings["isolation"] != "worktree":
             raise BatchError(f"{path.name}:{plan.setting_lines.get('land', group.line)}: land: pr needs isolation: "
                              f"worktree (what a pull request proposes is the item's own branch), in group {group.slug!r}")
         if group.settings.get("land") == "pr" and group.settings.get("review"):

@@ -289,6 +289,13 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if run.isolation is not None:
             run.isolation.close()
             self.outstream.write(run.isolation.how_to_take() + "\n")
+            landed = {key: record for key, record in reporter.records.items()
+                      if (record.get("merge") or {}).get("status") == "merged" and not record.get("failed")}
+            if batch.plan.settings.get("land") == "pr-batch" and landed:
+                from .pull_request import open_for_batch
+
+                self.outstream.write(open_for_batch(run.isolation, batch.plan.settings, batch.plan.title, landed,
+                                                    run.redactor, run.run_id) + "\n")
         if notifier is not None:
             totals = reporter.board.totals()
             notifier.run_ended(code, {"done": totals["done"], "failed": totals["failed"],

@@ -314,7 +314,7 @@ class ItemRun:
             self.workspace.run_id = self.run.run_id
             self.workspace.save()
         environment = environment_for_worktrees()
-        if job.settings.get("land") == "pr":  # the token that opens and reads its pull request is not the agent's
+        if job.settings.get("land") in ("pr", "pr-batch"):  # the token that opens pull requests is not the agent's
             environment = {name: value for name, value in environment.items() if name not in github.TOKEN_NAMES}
         return self.workspace.workdir, {**environment, "BATCH_WORKTREE": str(self.workspace.path)}
 

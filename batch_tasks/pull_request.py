@@ -41,8 +41,7 @@ GITHUB_URL = re.compile(r"github\.com[:/]([^/\s]+/[^/\s]+?)(?:\.git)?/?$")
 OPEN, MERGED, CHANGES, CLOSED = "open", "merged", "changes", "closed"
 
 
-def _client(item_run: "ItemRun") -> github.GitHub:
-    settings, top = item_run.job.settings, item_run.workspace.isolation.top
+def _client(settings, top) -> github.GitHub:
     auth = github.token()
     if auth is None:
         raise github.GitHubError("land: pr needs a token: GH_TOKEN or GITHUB_TOKEN, or `gh auth login`")
@@ -61,26 +60,28 @@ def _remote(settings) -> str:
     return settings.get("remote") or "origin"
 
 
-def _base_branch(item_run: "ItemRun") -> str:
-    settings = item_run.job.settings
+def _base_branch(settings, top) -> str:
     if settings.get("pr_base"):
         return settings["pr_base"]
-    found = git("symbolic-ref", "-q", "--short", "HEAD", cwd=item_run.workspace.isolation.top, allowed=(0, 1))
+    found = git("symbolic-ref", "-q", "--short", "HEAD", cwd=top, allowed=(0, 1))
     return found.text or "main"
 
 
 def kept(item_run: "ItemRun") -> dict[str, Any]:
+    return _read_kept(os.path.join(item_run.folder.folder, PR_FILE))
+
+
+def _read_kept(path: str) -> dict[str, Any]:
     try:
-        with open_to_read(os.path.join(item_run.folder.folder, PR_FILE)) as stream:
+        with open_to_read(path) as stream:
             said = json.loads(stream.read(1 << 16))
     except (OSError, ValueError):
         return {}
     return said if isinstance(said, dict) and isinstance(said.get("number"), int) else {}
 
 
-def push(item_run: "ItemRun", commit: str) -> None:
-    """The item's branch on the remote at `commit`; a token, for an https remote, as a header."""
-    settings, top, branch = item_run.job.settings, item_run.workspace.isolation.top, item_run.workspace.branch
+def push(settings, top, branch: str, commit: str, redactor) -> None:
+    """`branch` on the remote at `commit`; a token, for an https remote, as a header."""
     url = git("remote", "get-url", _remote(settings), cwd=top, allowed=(0, 2, 128)).text or _remote(settings)
     header = []
     if url.startswith("https://") and (auth := github.token()):
@@ -90,25 +91,27 @@ def push(item_run: "ItemRun", commit: str) -> None:
         git(*header, "push", "-q", "--no-verify", url, f"+{commit}:refs/heads/{branch}", cwd=top)
     except GitError as error:  # its message would name the header: said without it
         raise BatchError(f"pushing {branch} to {_remote(settings)} failed: "
-                         f"{item_run.run.redactor.text(error.stderr.strip()[-300:])}") from None
+                         f"{redactor.text(error.stderr.strip()[-300:])}") from None
 
 
 def ask(item_run: "ItemRun", attempt: "Attempt", commit: str) -> None:
     """The ASK_REVIEW step: push the work, and open its pull request (or find it open: the
     session's new commits go to the same one). GitHub not answering is no failure: the item
     waits, and the pull request is opened when it answers (see `verdict`)."""
-    push(item_run, commit)
+    workspace = item_run.workspace
+    push(item_run.job.settings, workspace.isolation.top, workspace.branch, commit, item_run.run.redactor)
     attempt.extra["pull_request"] = _open(item_run, attempt)
 
 
 def _open(item_run: "ItemRun", attempt: "Attempt") -> dict[str, Any]:
     earlier = kept(item_run)
+    settings, top = item_run.job.settings, item_run.workspace.isolation.top
     try:
-        client = _client(item_run)
+        client = _client(settings, top)
         if earlier and client.pull(earlier["number"]).get("state") == OPEN:
             return earlier
         opened = client.open_pull(f"{item_run.job.item.key}: {item_run.job.item.text}"[:250],
-                                  item_run.workspace.branch, _base_branch(item_run), evidence(item_run, attempt))
+                                  item_run.workspace.branch, _base_branch(settings, top), evidence(item_run, attempt))
     except github.RateLimited as error:
         return {"error": str(error), "retry_at": error.until}
     except github.GitHubError as error:
@@ -156,7 +159,7 @@ def verdict(item_run: "ItemRun", attempt: "Attempt", commit: str) -> tuple[str, 
         if "number" not in said:
             return None
     try:
-        client = _client(item_run)
+        client = _client(item_run.job.settings, item_run.workspace.isolation.top)
         pull = client.pull(said["number"])
         if (pull.get("head") or {}).get("ref") != item_run.workspace.branch:
             return CLOSED, f"pull request #{said['number']} is not this item's (its head is another branch)"
@@ -214,3 +217,32 @@ def waiting_text(attempt: "Attempt") -> str:
     if "number" in said:
         return f"pull request #{said['number']}" + (f" {said['url']}" if said.get("url") else "")
     return f"its pull request, not open yet: {said.get('error', 'GitHub did not answer')}"
+
+
+def open_for_batch(isolation, settings, title: str, landed: dict[str, dict], redactor, run_id: str) -> str:
+    """`land: pr-batch`, at the end of a run that landed items: the integration branch pushed, and
+    one pull request for it opened (or, open already, updated by the push); a line for the user."""
+    top, branch = isolation.top, isolation.branch
+    try:
+        push(settings, top, branch, isolation.tip(), redactor)
+    except BatchError as error:
+        return f"the batch's pull request was not opened: {error}"
+    path = os.path.join(isolation.state_root, PR_FILE)
+    earlier = _read_kept(path)
+    lines = [f"The batch \"{title}\", run {run_id}, landed:", ""]
+    for key, record in landed.items():
+        check, merge = record.get("check") or {}, record.get("merge") or {}
+        lines.append(f"- **{key}**: merged {str(merge.get('merge_commit', ''))[:12]}"
+                     + (", check passed" if check.get("passed") else "")
+                     + (f", ${record['cost_usd']:.4f}" if record.get("cost_usd") else ""))
+    try:
+        client = _client(settings, top)
+        if earlier and client.pull(earlier["number"]).get("state") == OPEN:
+            return f"pull request #{earlier['number']} updated: {earlier.get('url', '')}".rstrip()
+        opened = client.open_pull(f"{title}: {len(landed)} item(s)"[:250], branch, _base_branch(settings, top),
+                                  redactor.text("\n".join(lines)))
+    except github.GitHubError as error:
+        return f"the batch's pull request could not be opened: {redactor.text(str(error))}"
+    said = {"number": opened["number"], "url": opened.get("html_url", ""), "branch": branch}
+    write_json_atomic(path, said)
+    return f"pull request #{said['number']} opened: {said['url']}".rstrip()

@@ -196,8 +196,9 @@ def _review(value: Any) -> dict[str, Any]:
 
 
 def _land(value: Any) -> str:
-    if value not in ("local", "pr"):
-        raise SettingError(f"must be local (the merge queue) or pr (a pull request per item), not {value!r}")
+    if value not in ("local", "pr", "pr-batch"):
+        raise SettingError(f"must be local (the merge queue), pr (a pull request per item) or pr-batch (one for "
+                           f"the integration branch), not {value!r}")
     return value
 
 

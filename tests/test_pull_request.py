@@ -6,12 +6,11 @@ and its fix pushed to the same pull request, the merge on GitHub ticking the ite
 from __future__ import annotations
 
 import json
-import subprocess
 
 from conftest import wait_for
 from fake_github import FakeGitHub
 from gitrepo import git
-from test_isolated_batch import setup, starts
+from test_isolated_batch import run, setup, starts
 from test_review import BODY, PLAN, start
 
 BRANCH = "batch/task.items/sections/alpha"
@@ -62,3 +61,27 @@ def test_a_pull_request_per_item_its_requested_changes_go_back_and_its_merge_tic
     statuses = [status for method, path, status in github.requests if method == "POST"]
     assert statuses[:3] == [403, 502, 201]  # a rate limit waited out, a server error retried
     assert all(status != 401 for _, _, status in github.requests)
+
+
+def test_a_batch_pull_request_is_the_integration_branch_opened_once_and_updated_by_later_runs(tmp_path):
+    bare = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    plan = {**PLAN, "beta": {"file": "shared.py", "line": 11, "text": "beta = 'edited'"}}
+    with FakeGitHub(bare, token="t0ken") as github:
+        repo, env = setup(tmp_path, BODY, plan, land="pr-batch", github_api=github.url, github_repo="acme/widgets")
+        git("remote", "add", "origin", str(bare), cwd=repo)
+        git("push", "-q", "origin", "main", cwd=repo)
+        env["GH_TOKEN"] = "t0ken"
+        first = run(repo, env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "pull request #1 opened" in first.stdout
+        pull = github.pulls[1]
+        assert pull["head"]["ref"] == "batch/task" and pull["base"]["ref"] == "main"
+        assert "**sections:alpha**: merged" in pull["body"] and "check passed" in pull["body"]
+        assert github.head("batch/task") == git("rev-parse", "batch/task", cwd=repo)
+
+        (repo / "task.md").write_text((repo / "task.md").read_text() + "- [ ] beta: edit beta\n")
+        second = run(repo, env)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "pull request #1 updated" in second.stdout and list(github.pulls) == [1]
+        assert "beta = 'edited'" in git("show", f"{github.head('batch/task')}:shared.py", cwd=bare)
