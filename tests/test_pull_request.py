@@ -11,7 +11,7 @@ from conftest import wait_for
 from fake_github import FakeGitHub
 from gitrepo import git
 from test_isolated_batch import run, setup, starts
-from test_review import BODY, PLAN, start
+from test_review import BODY, PLAN, ended, start
 
 BRANCH = "batch/task.items/sections/alpha"
 
@@ -49,10 +49,11 @@ def test_a_pull_request_per_item_its_requested_changes_go_back_and_its_merge_tic
             assert "alpha = 'attempt 2'" in git("show", f"{github.head(BRANCH)}:shared.py", cwd=bare)
 
             merged = github.merge(1)
-            out, _ = runner.communicate(timeout=60)
+            out = ended(runner)
         finally:
             if runner.poll() is None:
                 runner.kill()
+                print(runner.communicate()[0])  # what it said, shown with the failure
     assert runner.returncode == 0, out
     assert "pull request #1" in out  # who waits: the pull request
     assert "- [x] alpha" in (repo / "task.md").read_text()

@@ -30,6 +30,15 @@ def start(repo: Path, env: dict, *args: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, **env})
 
 
+def ended(runner: subprocess.Popen, timeout: float = 90) -> str:
+    """What a run printed, once it ended; all of it, in the failure, if it does not end in time."""
+    try:
+        return runner.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        runner.kill()
+        raise AssertionError(f"the run did not end:\n{runner.communicate()[0]}") from None
+
+
 def awaiting(repo: Path) -> dict | None:
     try:
         failure = json.loads((repo / ".batch/task/items/sections/alpha/failure.json").read_text())
@@ -64,10 +73,11 @@ def test_a_run_waits_for_its_review_given_from_another_terminal_reject_then_appr
         assert "attempt 2" not in landed(repo)
         approved = doit(repo, env, "batch-review", "sections:alpha", "--approve")
         assert approved.returncode == 0, approved.stderr
-        out, _ = runner.communicate(timeout=60)
+        out = ended(runner)
     finally:
         if runner.poll() is None:
             runner.kill()
+            print(runner.communicate()[0])  # what it said, shown with the failure
     assert runner.returncode == 0, out
     assert "awaiting review" in out and "batch-review sections:alpha" in out  # who waits, and the command
     assert "approved by a person" in out
