@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 PR_FILE = "pull_request.json"
 DEFAULT_POLL = 30.0
 GITHUB_URL = re.compile(r"github\.com[:/]([^/\s]+/[^/\s]+?)(?:\.git)?/?$")
-OPEN, MERGED, CHANGES, CLOSED = "open", "merged", "changes", "closed"
+OPEN, MERGED, CHANGES, CLOSED, OPENED = "open", "merged", "changes", "closed", "opened"
 
 
 def _client(settings, top) -> github.GitHub:
@@ -150,14 +150,14 @@ def due(item_run: "ItemRun", now: float) -> bool:
 
 def verdict(item_run: "ItemRun", attempt: "Attempt", commit: str) -> tuple[str, str] | None:
     """What GitHub says of the item's work at `commit`: (MERGED, merge commit), (CHANGES, the
-    review's words and comments), (CLOSED, ""), or None (open, or GitHub not answering)."""
+    review's words and comments), (CLOSED, why), (OPENED, "") when it could only be opened now
+    (the item waits again, naming it), or None (open, or GitHub not answering)."""
     said = attempt.extra.get("pull_request") or {}
     if "number" not in said:
         if said.get("retry_at", 0) > time.time():
             return None
         said = attempt.extra["pull_request"] = _open(item_run, attempt)  # it could not be opened before
-        if "number" not in said:
-            return None
+        return (OPENED, "") if "number" in said else None
     try:
         client = _client(item_run.job.settings, item_run.workspace.isolation.top)
         pull = client.pull(said["number"])
@@ -199,7 +199,7 @@ def _changes_requested(client: github.GitHub, number: int, commit: str) -> tuple
 def approve_step(item_run: "ItemRun", attempt: "Attempt", commit: str, not_yet: type[Exception]):
     """The APPROVE step of `land: pr`: merged on GitHub, or why not; `not_yet` while it is open."""
     found = verdict(item_run, attempt, commit)
-    if found is None:
+    if found is None or found[0] == OPENED:
         raise not_yet()
     kind, said = found
     number = attempt.extra["pull_request"]["number"]

@@ -73,8 +73,7 @@ class FakeGitHub:
         self.faults.append((status, {}))
 
     def rate_limit_next(self, reset_in: float) -> None:
-        reset = str(int(time.time() + reset_in) + 1)
-        self.faults.append((403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}))
+        self.faults.append((403, {"x-ratelimit-remaining": "0", "reset_in": reset_in}))
 
     # Answering.
     def answer(self, method: str, path: str, headers, body: dict | None) -> tuple[int, dict, object]:
@@ -83,6 +82,9 @@ class FakeGitHub:
         with self.lock:
             if self.faults:
                 status, extra = self.faults.pop(0)
+                if "reset_in" in extra:  # from when it is answered, as GitHub's is
+                    reset = str(int(time.time() + extra["reset_in"]) + 1)
+                    extra = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}
                 return status, extra, {"message": "API rate limit exceeded" if status == 403 else "Server Error"}
         prefix = f"/repos/{self.repo}/pulls"
         route = path.split("?", 1)[0]

@@ -55,7 +55,8 @@ def test_a_pull_request_per_item_its_requested_changes_go_back_and_its_merge_tic
                 runner.kill()
                 print(runner.communicate()[0])  # what it said, shown with the failure
     assert runner.returncode == 0, out
-    assert "pull request #1" in out  # who waits: the pull request
+    assert "its pull request, not open yet: GitHub's rate limit" in out  # first, while the limit lasts
+    assert "review it: pull request #1 https://github.example/acme/widgets/pull/1" in out  # then who waits
     assert "- [x] alpha" in (repo / "task.md").read_text()
     record = json.loads((repo / ".batch/task/items/sections/alpha/result.json").read_text())
     assert record["merge"]["merge_commit"] == merged and record["merge"]["pull_request"].endswith("/pull/1")
