@@ -120,6 +120,8 @@ def _next(board: Board, by_state: dict[str, list[ItemView]], rerun: str) -> list
         lines = [f"next: fix {failed[0].key}{more}, then {items_left}"]
     elif budget_spent:
         lines = [f"next: raise budget_usd in task.md, then {items_left}"]
+    elif by_state[AWAITING_REVIEW]:
+        lines = [f"next: review {plural(len(by_state[AWAITING_REVIEW]), 'item')} (as above), then {items_left}"]
     else:
         lines = [f"next: {items_left}"]
     for view in failed:

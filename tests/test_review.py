@@ -206,6 +206,7 @@ def test_the_views_show_an_item_awaiting_review_and_who_it_waits_for():
     assert lines[0].startswith("0 done, 0 failed, 2 awaiting review")
     assert any("g:a awaiting review" in line and "review it: doit batch-review g:a" in line for line in lines)
     assert any("review it: pull request #12" in line for line in lines)
+    assert lines[-1] == "next: review 2 items (as above), then `doit run-batch` reruns only the 2 items left"
     board.started("g:a", 2, "")  # its decision came: it runs again, in a row of the panel
     assert {view.key for view in board.flying()} == {"g:a"}
     view = board.snapshot()[0]
