@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import outside_settings, plan_context, staleness, taskfile, workdir as workdir_mod
 from .budget import Budget
+from .errors import BatchError
 from .plan import Plan, digest
 from .prompt import Template, load_template
 from .state import BatchState
@@ -64,6 +65,19 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
             fingerprints[item.key] = staleness.fingerprint(item, settings_part, template_part)
     workdir, workdir_reason = workdir_mod.resolve(plan)
     documents = plan_context.documents(plan, workdir)
+    for group in plan.groups:
+        if group.settings.get("review") and group.settings["isolation"] != "worktree":
+            line = plan.setting_lines.get("review", group.line)
+            raise BatchError(f"{path.name}:{line}: review: needs isolation: worktree (what waits for review is the "
+                             f"item's own branch), in group {group.slug!r}")
+        if group.settings.get("land") in ("pr", "pr-batch") and group.settings["isolation"] != "worktree":
+            raise BatchError(f"{path.name}:{plan.setting_lines.get('land', group.line)}: land: pr needs isolation: "
+                             f"worktree (what a pull request proposes is the item's own branch), in group {group.slug!r}")
+        if group.settings.get("land") == "pr" and group.settings.get("review"):
+            raise BatchError(f"{path.name}:{plan.setting_lines.get('review', group.line)}: review: and land: pr "
+                             f"together: the pull request is the review; choose one, in group {group.slug!r}")
+        if (group.settings.get("review") or {}).get("template"):
+            load_template(path, group.settings["review"]["template"], group.line)  # a missing one: said now
     if any(group.settings["isolation"] == "worktree" for group in plan.groups):
         from .worktree import Isolation  # git is asked only by batches that use it
 

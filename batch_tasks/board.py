@@ -24,9 +24,10 @@ from .tails import said_last
 
 WAITING, RUNNING, RETRYING = "waiting", "running", "retrying"
 DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED = "done", "failed", "interrupted", "not started", "skipped"
+AWAITING_REVIEW = "awaiting review"  # checked, waiting for a person's decision: neither in flight nor ended
 IN_FLIGHT = (RUNNING, RETRYING)
 ENDED = (DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED)
-STATES = (WAITING, *IN_FLIGHT, *ENDED)
+STATES = (WAITING, *IN_FLIGHT, AWAITING_REVIEW, *ENDED)
 
 
 @dataclass
@@ -132,7 +133,7 @@ class Board:
         with self.lock:
             view = self._view(key)
             note_step(view, attempt, step, text, time.time())
-            if view.state in (WAITING, RETRYING):
+            if view.state in (WAITING, RETRYING, AWAITING_REVIEW):
                 view.started, view.retry_at = view.started or view.last_activity, None
                 self._move(view, RUNNING)
             seen = view.copy()
@@ -195,6 +196,16 @@ class Board:
             with self.lock:
                 self._view(key).landing = landing_of(record)  # where its work is kept
         self._end(key, INTERRUPTED, "the run was stopped")
+
+    def awaiting_review(self, key: str, command: str) -> None:
+        """It waits for its review, holding no slot: who waits, and the command that reviews it."""
+        with self.lock:
+            view = self._view(key)
+            view.reason, view.retry_at = f"review it: {command}", None
+            if view.state != AWAITING_REVIEW:
+                self._move(view, AWAITING_REVIEW)
+            seen = view.copy()
+        self._tell("finished", seen)
 
     def skipped(self, key: str, why: str) -> None:
         self._end(key, SKIPPED, why)
@@ -340,6 +351,11 @@ def landing_of(record: dict[str, Any]) -> dict[str, Any]:
     earlier = record.get("kept_attempts")
     if isinstance(earlier, list) and earlier:
         landing["kept_attempts"] = [kept for kept in earlier if isinstance(kept, dict)]
+    attempts = record.get("attempts") if isinstance(record.get("attempts"), list) else []
+    reviews = [a["review"] for a in attempts if isinstance(a, dict) and isinstance(a.get("review"), dict)]
+    if reviews:  # the last decision, and what every reviewer agent's review cost
+        costs = [r["cost_usd"] for r in reviews if isinstance(r.get("cost_usd"), (int, float))]
+        landing["review"] = {**reviews[-1], "cost_usd": sum(costs) if costs else None}
     return landing
 
 

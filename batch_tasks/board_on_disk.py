@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from . import item_log, tool_counts
-from .board import DONE, FAILED, INTERRUPTED, RETRYING, RUNNING, Board, ItemView, last_session, landing_of, note_event
+from .board import AWAITING_REVIEW, DONE, FAILED, INTERRUPTED, RETRYING, RUNNING, Board, ItemView, last_session, landing_of, note_event
 from .board import note_retry, note_step
 from .events import STEP
 from .item_status import ABSENT, UNREADABLE, read_status
+from .review import review_command
 from .state import BatchState
 from .tails import said_last
 
@@ -50,7 +51,12 @@ def board_from_state(plan, state: BatchState, run_started: float | None, workers
             view.agent, view.session_id = failure.get("agent") or "", last_session(failure)
             view.landing = landing_of(failure)
             view.tools = tool_counts.count(folder.events, _last_run(failure))
-            if failure.get("interrupted"):
+            if failure.get("awaiting_review"):
+                said = failure["awaiting_review"]
+                pull = isinstance(said, dict) and said.get("pull_request") is not None
+                view.reason = f"review it: {said.get('waits_for') if pull else review_command(item.key)}"
+                board.settle(view, AWAITING_REVIEW)
+            elif failure.get("interrupted"):
                 board.settle(view, INTERRUPTED)
             else:
                 view.output_tail = tuple(said_last(folder.log))

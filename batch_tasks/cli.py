@@ -25,6 +25,7 @@ from .redaction import MaskedText, Redactor
 
 # Exit statuses of `doit run-batch` (the README lists them).
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALL_STARTED = 0, 1, 3, 4
+EXIT_AWAITING_REVIEW = 5  # --no-wait-review: none failed, but some wait for their review
 
 # make's and GNU parallel's spellings, as people type them.
 MAKE_SPELLINGS = {"-j": "-n", "--jobs": "--parallel", "-k": "--continue", "--keep-going": "--continue",
@@ -74,6 +75,8 @@ options:
                       where the agents run: here (default), or on the workers
                       of that Dask scheduler (see the README: "Beyond one
                       machine")
+  --no-wait-review    end when nothing is left but items awaiting review
+                      (exit 5); the next run takes their decisions
   -T FILE, --taskfile FILE
                       the task file (default: task.md; or $BATCH_TASKFILE)
   -h, --help          this help
@@ -90,7 +93,8 @@ examples:
 
 exit status: 0 all done; 1 an item failed; 3 task.md, a setting, an option or
 a name is wrong (nothing ran); 4 nothing failed, but not every item started
-(the budget was spent); 130 stopped by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP,
+(the budget was spent); 5 nothing failed, but items await review
+(--no-wait-review); 130 stopped by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP,
 141 by its output closing (`| head`).
 """
 

@@ -24,8 +24,8 @@ from . import batch as batch_mod
 from . import (executors, forecast, graph, history, nothing_to_do, outside_settings, process, recovery,
                repository_guard, retry, touches)
 from .agents import AGENTS
-from .board import Board
-from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
+from .board import AWAITING_REVIEW, Board
+from .cli import EXIT_AWAITING_REVIEW, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
 from .doit_bridge import ForgetsToo
 from .doit_tasks import item_job
@@ -37,9 +37,11 @@ from .live_view import view_for
 from .loader import BatchLoader
 from .main import typed
 from .merge_queue import MergeQueue
+from .notify import Notifier
 from .prompt import render as render_prompt
 from .redaction import Redactor
 from .reporter import BatchReporter
+from .review import review_command
 from .run import Run
 from .run_summary import summary
 from .runner import BatchRunner
@@ -96,6 +98,8 @@ opt_scheduler = {
 }
 opt_always = flag("always", "run the named items even if they are up to date (not what they wait for)", short="a",
                   long="always-execute")
+opt_no_wait_review = flag("no_wait_review", "end the run when nothing is left but items awaiting review "
+                          "(exit status 5); the next run takes their decisions")
 opt_upstream = flag("upstream", "with -a: also run again everything the named items wait for")
 
 
@@ -119,7 +123,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         "order of its groups, up to -n items at once; ticks each item that succeeds."
     )
     cmd_options = (opt_parallel, opt_continue, opt_always, opt_upstream, opt_dry_run, opt_prompts, opt_question, opt_set,
-                   opt_failed, opt_optional, opt_joblog, opt_executor, opt_scheduler)
+                   opt_failed, opt_optional, opt_joblog, opt_executor, opt_scheduler, opt_no_wait_review)
 
     def parse_execute(self, in_args):
         return super().parse_execute(outside_settings.given_back(list(in_args)))
@@ -210,7 +214,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
     _rerun = "doit run-batch"
 
     def _execute(self, num_process=0, continue_=False, always=False, upstream=False, dry_run=False, question=False,
-                 joblog="", failed=False, optional=False, executor="", scheduler="", prompts=False, set=()):
+                 joblog="", failed=False, optional=False, executor="", scheduler="", prompts=False, set=(),
+                 no_wait_review=False):
         batch = self.loader.batch
         control = TaskControl(self.task_list)
         control.process(_failed_last_time(batch) if failed else self.sel_tasks)
@@ -230,6 +235,7 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                   report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
                   redactor=Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings.get("pass_env", ())
                                                       if name in os.environ]))
+        run.waits_for_reviews = not no_wait_review
         stop = Stop(run.supervisor)
         self.outstream = GuardedOutput(self.outstream, stop)
         dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget)
@@ -263,6 +269,11 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             recorders.run_started({**history.run_meta(batch, ["doit", *sys.argv[1:]], workers, will_run),
                                    "forecast": run.forecast})
             run.hub.subscribe(recorders)
+        notifier = None
+        if batch.plan.settings.get("notify"):
+            notifier = Notifier(batch.plan.settings["notify"], str(batch.plan.path), run.run_id, run.redactor,
+                                run.report_error, lambda key: review_command(key, self.bin_name))
+            run.hub.subscribe(notifier)
         with stop.on_signals():
             result = runner.run_all(control.task_dispatcher())
         if stop.causes:
@@ -271,6 +282,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                 f"run `{self._rerun}` again to do the rest.\n"
             )
             code = stop.exit_status
+        elif result and runner.left_awaiting_review and not reporter.board.totals()["failed"]:
+            code = EXIT_AWAITING_REVIEW
         elif result:
             code = EXIT_FAILED
         else:
@@ -282,6 +295,17 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if run.isolation is not None:
             run.isolation.close()
             self.outstream.write(run.isolation.how_to_take() + "\n")
+            landed = {key: record for key, record in reporter.records.items()
+                      if (record.get("merge") or {}).get("status") == "merged" and not record.get("failed")}
+            if batch.plan.settings.get("land") == "pr-batch" and landed:
+                from .pull_request import open_for_batch
+
+                self.outstream.write(open_for_batch(run.isolation, batch.plan.settings, batch.plan.title, landed,
+                                                    run.redactor, run.run_id) + "\n")
+        if notifier is not None:
+            totals = reporter.board.totals()
+            notifier.run_ended(code, {"done": totals["done"], "failed": totals["failed"],
+                                      "awaiting_review": totals[AWAITING_REVIEW], "interrupted": totals["interrupted"]})
         if recorders is not None:
             run.hub.unsubscribe(recorders)
             recorders.run_ended({"exit_status": code, "stopped_by": stop.causes[0] if stop.causes else None})

@@ -21,7 +21,7 @@ written); the rest depends on the event:
     paused           agent, until: no attempt of that agent starts before then (a usage limit)
     step             item, attempt, step (setup, agent, check, waiting to merge, merging),
                      text (what it does there): an item that lands its work reached that step
-    item_finished    item, outcome (done, failed, interrupted, not started), why,
+    item_finished    item, outcome (done, failed, interrupted, not started, awaiting review), why,
                      duration_s, cost_usd, tokens, attempts (count), model
     run_ended        totals: {done, failed, interrupted, not_started, attempts, cost_usd,
                      and what the runner adds: exit_status, stopped_by}
@@ -51,6 +51,7 @@ from .agents import AGENTS
 from .formats import duration, money
 from .process import process_started
 from .redaction import Redactor
+from .review import review_command
 from .state import open_to_read, read_json
 
 RUNS = "runs"
@@ -181,6 +182,10 @@ class Recorders:
 
     def item_not_started(self, key: str, why: str) -> None:
         self._each("item_finished", key, "not started", None, why)
+
+    def item_awaiting_review(self, key: str, awaiting: dict[str, Any]) -> None:
+        # Its last word in this run unless its decision comes while the run goes on.
+        self._each("item_finished", key, "awaiting review", None, f"review it: {review_command(key)}")
 
 
 def run_meta(batch, argv: list[str], workers: int, will_run: Iterable[str]) -> dict[str, Any]:

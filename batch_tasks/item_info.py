@@ -42,6 +42,8 @@ def describe(batch, job) -> list[str]:
 def _state(status, item, folder) -> str:
     if status.kind == DONE:
         return "done " + _spent(status.result, folder)
+    if status.kind == FAILED and isinstance(status.failure.get("awaiting_review"), dict):
+        return f"awaiting review: {status.failure['awaiting_review'].get('waits_for', '')} " + _spent(status.failure, folder)
     if status.kind == FAILED:
         return f"failed: {status.failure.get('reason') or 'see its log'} " + _spent(status.failure, folder)
     if status.kind == INTERRUPTED:

@@ -7,6 +7,7 @@ the same code, instead of a second road.
     machine.fire(START)                  # RUNNING
     machine.fire(AGENT_SUCCEEDED)        # AGENT_DONE: now machine.next_step() == COMMIT
     machine.fire(COMMITTED) ...          # CHECKED, MERGED, RECORDED, TICKED
+                                         # (reviewed: CHECKED, AWAITING_REVIEW, APPROVED, MERGED, …)
     machine.fire(STOPPED)                # from any state not over: INTERRUPTED
 
 An event the table does not allow in the current state raises IllegalTransition: a step
@@ -23,26 +24,32 @@ from typing import Callable
 # States. PENDING: not started in this run; RUNNING: an attempt's agent works; WAITING: an
 # attempt failed and another comes; AGENT_DONE … RECORDED: the landing steps, in order;
 # TICKED, FAILED, INTERRUPTED: over. TICK_OWED: over, its result written but its checkbox not
-# (its line changed while it ran): the next run writes it.
+# (its line changed while it ran): the next run writes it. AWAITING_REVIEW: checked, waiting for
+# a person's (or a reviewer agent's) decision, holding no slot; APPROVED: that decision was yes.
 PENDING, RUNNING, WAITING = "pending", "running", "waiting"
 AGENT_DONE, COMMITTED, CHECKED, MERGED, RECORDED = "agent done", "committed", "checked", "merged", "recorded"
+AWAITING_REVIEW, APPROVED = "awaiting review", "approved"
 TICKED, TICK_OWED, FAILED, INTERRUPTED = "ticked", "tick owed", "failed", "interrupted"
-STATES = (PENDING, RUNNING, WAITING, AGENT_DONE, COMMITTED, CHECKED, MERGED, RECORDED, TICKED, TICK_OWED, FAILED,
-          INTERRUPTED)
+STATES = (PENDING, RUNNING, WAITING, AGENT_DONE, COMMITTED, CHECKED, AWAITING_REVIEW, APPROVED, MERGED, RECORDED,
+          TICKED, TICK_OWED, FAILED, INTERRUPTED)
 OVER = frozenset({TICKED, TICK_OWED, FAILED, INTERRUPTED})
 # The landing steps in the order an item reaches them; recovery resumes after the last reached.
-LANDING = (AGENT_DONE, COMMITTED, CHECKED, MERGED, RECORDED)
+LANDING = (AGENT_DONE, COMMITTED, CHECKED, AWAITING_REVIEW, APPROVED, MERGED, RECORDED)
 
 # Events.
 START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, MERGE, RECORD, TICK, TICK_REFUSED = (
     "start", "agent succeeded", "commit", "check passed", "merge", "record", "tick", "tick refused")
+ASK_REVIEW, APPROVE = "ask review", "approve"
 RETRY, GIVE_UP, STOPPED = "retry", "give up", "stopped"
-EVENTS = (START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, MERGE, RECORD, TICK, TICK_REFUSED, RETRY, GIVE_UP, STOPPED)
+EVENTS = (START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, ASK_REVIEW, APPROVE, MERGE, RECORD, TICK, TICK_REFUSED, RETRY,
+          GIVE_UP, STOPPED)
 
 # Steps: what the lifecycle does next, named for the event that ends it.
 COMMITTED_STEP, CHECK_STEP, MERGE_STEP, RECORD_STEP, TICK_STEP = COMMIT, CHECK_PASSED, MERGE, RECORD, TICK
+ASK_REVIEW_STEP, APPROVE_STEP = ASK_REVIEW, APPROVE
 
-_IN_FLIGHT = (RUNNING, AGENT_DONE, COMMITTED, CHECKED, MERGED)
+# A rejection in review is a retry (the session is told why), from AWAITING_REVIEW.
+_IN_FLIGHT = (RUNNING, AGENT_DONE, COMMITTED, CHECKED, AWAITING_REVIEW, APPROVED, MERGED)
 TRANSITIONS: dict[tuple[str, str], str] = {
     (PENDING, START): RUNNING,
     (WAITING, START): RUNNING,
@@ -52,6 +59,11 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (COMMITTED, CHECK_PASSED): CHECKED,
     (COMMITTED, MERGE): MERGED,  # isolated, no check
     (CHECKED, MERGE): MERGED,
+    (COMMITTED, ASK_REVIEW): AWAITING_REVIEW,  # reviewed, no check
+    (CHECKED, ASK_REVIEW): AWAITING_REVIEW,
+    (AWAITING_REVIEW, APPROVE): APPROVED,
+    (APPROVED, MERGE): MERGED,
+    (APPROVED, RECORD): RECORDED,  # `land: pr`: merged on GitHub, not here
     (AGENT_DONE, RECORD): RECORDED,  # neither isolated nor checked: nothing to land
     (CHECKED, RECORD): RECORDED,
     (MERGED, RECORD): RECORDED,
@@ -62,8 +74,10 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     **{(state, GIVE_UP): FAILED for state in (*_IN_FLIGHT, PENDING, WAITING)},
     # A stop anywhere but over is one thing: interrupted. After its record the paid-for
     # success is safe; the tick is owed, not lost.
-    **{(state, STOPPED): INTERRUPTED for state in (PENDING, WAITING, *_IN_FLIGHT)},
+    **{(state, STOPPED): INTERRUPTED for state in (PENDING, WAITING, *_IN_FLIGHT) if state != AWAITING_REVIEW},
     (RECORDED, STOPPED): TICK_OWED,
+    # A stop leaves a review that was asked for asked for: the decision is a person's, not the run's.
+    (AWAITING_REVIEW, STOPPED): AWAITING_REVIEW,
 }
 
 
@@ -75,15 +89,19 @@ class IllegalTransition(Exception):
 
 @dataclass(frozen=True)
 class Route:
-    """Which landing steps an item takes: its work committed (isolated), checked, merged (isolated)."""
+    """Which landing steps an item takes: its work committed (isolated), checked, reviewed
+    (isolated: what waits for review is a branch), merged (isolated)."""
 
     commits: bool = False
     checks: bool = False
     merges: bool = False
+    reviews: bool = False
 
     @classmethod
-    def of(cls, isolated: bool, checked: bool) -> "Route":
-        return cls(commits=isolated, checks=checked, merges=isolated)
+    def of(cls, isolated: bool, checked: bool, reviewed: bool = False, pull_request: bool = False) -> "Route":
+        """`pull_request` (`land: pr`): the pull request's review and merge take the merge's place."""
+        return cls(commits=isolated, checks=checked, merges=isolated and not pull_request,
+                   reviews=(reviewed or pull_request) and isolated)
 
     @property
     def lands(self) -> bool:
@@ -92,12 +110,13 @@ class Route:
     def steps(self) -> tuple[str, ...]:
         """The steps from AGENT_DONE to the end, in order."""
         return tuple(step for step, taken in ((COMMITTED_STEP, self.commits), (CHECK_STEP, self.checks),
+                                              (ASK_REVIEW_STEP, self.reviews), (APPROVE_STEP, self.reviews),
                                               (MERGE_STEP, self.merges), (RECORD_STEP, True), (TICK_STEP, True))
                      if taken)
 
 
-_STATE_AFTER = {COMMITTED_STEP: COMMITTED, CHECK_STEP: CHECKED, MERGE_STEP: MERGED, RECORD_STEP: RECORDED,
-                TICK_STEP: TICKED}
+_STATE_AFTER = {COMMITTED_STEP: COMMITTED, CHECK_STEP: CHECKED, ASK_REVIEW_STEP: AWAITING_REVIEW,
+                APPROVE_STEP: APPROVED, MERGE_STEP: MERGED, RECORD_STEP: RECORDED, TICK_STEP: TICKED}
 
 
 def next_step(state: str, route: Route) -> str | None:

@@ -1,8 +1,9 @@
 """An item's landing, after its agent succeeded: the steps of its route (see item_machine) from
-the one after the state it reached: its work committed (isolated), its `check` run, its branch
-merged through the run's one merge queue. Each step that passes moves the item's machine; one
-that fails fails the attempt, saying why; a stop during any of them leaves the attempt without
-an outcome (interrupted, at the step reached). What a check leaves is put back, and what it
+the one after the state it reached: its work committed (isolated), its `check` run, with
+`review:` its decision waited for (see review), its branch merged through the run's one merge
+queue (with `land: pr`, a pull request instead: see pull_request). Each step that passes moves
+the item's machine; one that fails fails the attempt, saying why (a rejection in review is
+one); a stop during any of them leaves the attempt without an outcome (interrupted, at the step reached). What a check leaves is put back, and what it
 starts is recorded, for the run after a kill to stop. Touches the attempt's worktree (see
 workspace), through the merge queue the integration branch, and the item's events.jsonl.
 """
@@ -13,7 +14,7 @@ import shlex
 from typing import TYPE_CHECKING, Mapping
 
 from . import agent_sandbox
-from . import item_log, protected_paths, retry
+from . import item_log, protected_paths, pull_request, retry, review
 from . import item_machine as machine
 from .agents import PERMANENT, Outcome
 from .check import Check
@@ -50,11 +51,15 @@ def land(item_run: "ItemRun", attempt: Attempt) -> None:
                 why = _protected(item_run, attempt, item_run.workspace.tip())
                 if why is not None:
                     return failed(*why)
+            if item_run.machine.state == machine.APPROVED and not review.approved(item_run):
+                item_run.machine.state = machine.AWAITING_REVIEW  # its log says approved; no signed decision does
             while (step := item_run.machine.next_step()) not in (machine.RECORD_STEP, None):
                 why = _step(item_run, step, attempt, log)
                 if why is not None:
                     return failed(*why)
                 item_run.machine.fire(step)
+    except review.NotYet:
+        pass  # it waits at AWAITING_REVIEW: the lifecycle parks it
     except StoppedError:
         attempt.outcome = None
     except BranchLocked as error:  # checked, and kept: the next run merges it, its agent not run again
@@ -72,6 +77,15 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
         if not committed.changed and not settings["allow_empty"]:
             return "no changes: the agent changed nothing (allow_empty: true to accept that)", PERMANENT
         return _protected(item_run, attempt, committed.commit)
+    if step == machine.ASK_REVIEW_STEP:
+        if settings.get("land") == "pr":
+            pull_request.ask(item_run, attempt, workspace.tip())
+        return None  # the item waits from here: its record and its step say so (see review.park)
+    if step == machine.APPROVE_STEP:
+        why = review.approve_step(item_run, attempt)
+        if why is None and settings.get("land") == "pr":
+            remove_merged(item_run, attempt)  # merged on GitHub: its worktree's work is there
+        return why
     check = Check.from_settings(settings, item.group, item.module)
     if step == machine.CHECK_STEP:
         here = workspace.path if workspace else item_run.job.workdir
@@ -95,6 +109,7 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
         item_run.keep(why)
         return why, retry.CONFLICT
     remove_merged(item_run, attempt)
+    review.forget_decision(item_run.folder)  # taken: its work landed
     return None
 
 

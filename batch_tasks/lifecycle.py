@@ -10,7 +10,8 @@
               but its own fails; after a failure the runner is told whether, and when, to come back for another
               (see retry.py): the slot is free meanwhile
     land      after the agent succeeded: its work committed (isolated) and refused if it touched a
-              protected path (protected_paths), its `check` run, its branch merged through the
+              protected path (protected_paths), its `check` run, with `review:` its approval
+              waited for (review.py: parked without a slot), its branch merged through the
               run's one merge queue (see landing); any can fail it (and so does a change it made
               to the repository's git settings: repository_guard)
     record    on success, its result record with the evidence, durably, before anything else
@@ -31,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import checkbox, item_log, landing, prompt, records, recovery, retry
+from . import checkbox, github, item_log, landing, prompt, records, recovery, retry, review
 from . import services
 from . import item_machine as machine
 from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
@@ -93,19 +94,24 @@ class ItemRun:
         self.adjusted: retry.Adjustment | None = None  # how the next attempt is adjusted to the last one's failure
         self.facts: dict[str, Any] | None = None  # set by prepare: what the result is made from
         self.workspace = None  # the attempt's worktree (workspace.AttemptWorkspace), when isolated
-        route = machine.Route.of(job.settings["isolation"] == "worktree", bool(job.settings.get("check")))
+        route = machine.Route.of(job.settings["isolation"] == "worktree", bool(job.settings.get("check")),
+                                 reviewed=bool(job.settings.get("review")),
+                                 pull_request=job.settings.get("land") == "pr")
         self.machine = machine.ItemMachine(route, on_change=self._noted)
         self.current: Attempt | None = None  # the attempt the machine's states are of
         self.resumed: recovery.Resumption | None = None
         self.resumable = False  # a failure the next run goes on from, its agent not run again
         self.kept_aside: list[dict[str, Any]] = []  # earlier attempts' work, kept on branches of their own
+        self.parked = False  # awaiting its review (see review.py): its next step takes the decision
+        self.review_poll_at = 0.0  # `land: pr`: when its pull request is next asked about
+        self.told_ended: set[int] = set()  # attempts (by number) whose end this run counted and told
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
         self.lands = route.lands
         self.services = services.ItemServices(job.settings, job.workdir, run, self.folder,  # its ports, slot, services
                                               {"BATCH_GROUP": job.item.group, "BATCH_MODULE": job.item.module,
                                                "BATCH_ITEM": job.item.key})
 
-    def step(self) -> Finished | Again:
+    def step(self) -> Finished | Again | review.AwaitingReview:
         try:
             ended = self._step()
         except BaseException:
@@ -124,6 +130,9 @@ class ItemRun:
                 self.prepare()
             if self.resumed is not None:
                 return self.resume()
+            if self.parked:
+                self.parked = False
+                return self.conclude(self.current)
             return self.attempt()
         except OSError as error:
             # A full disk or an unwritable state folder: task.md is only ever ticked after a
@@ -208,7 +217,7 @@ class ItemRun:
                 "session_id": attempt.session_id, "attempt_started": attempt.started,
                 "earlier": [a.record() for a in self.attempts[:-1]], "extra": attempt.extra}
 
-    def conclude(self, attempt: Attempt) -> Finished | Again:
+    def conclude(self, attempt: Attempt) -> Finished | Again | review.AwaitingReview:
         """Land a success from the step its item reached; then record it, or decide what comes next."""
         job, number = self.job, attempt.number
         if attempt.outcome is not None and attempt.outcome.ok:
@@ -216,12 +225,17 @@ class ItemRun:
         outcome = attempt.outcome
         if outcome is not None and not outcome.ok:
             outcome.failure_class = retry.failure_class(outcome, attempt.exit_status, job.settings)
-        record = attempt.record()
-        if attempt.run_id == self.run.run_id:  # a resumed attempt was paid for, and counted, in its own run
-            self.run.budget.spend(record["cost_usd"])
-        self.run.hub.publish("attempt_ended", job.item.key, record)
+        if number not in self.told_ended:  # once, though a review can conclude it twice
+            self.told_ended.add(number)
+            record = attempt.record()
+            if attempt.run_id == self.run.run_id:  # a resumed attempt was paid for, and counted, in its own run
+                self.run.budget.spend(record["cost_usd"])
+            self.run.hub.publish("attempt_ended", job.item.key, record)
         if outcome is None:
             return self.interrupted()
+        if outcome.ok and self.machine.state == machine.AWAITING_REVIEW:
+            self.parked = True
+            return review.park(self, attempt)
         if outcome.ok:
             return self.succeed(attempt)
         failure = outcome.failure_class
@@ -312,12 +326,21 @@ class ItemRun:
                                                                  on_start=self.noting_setup(number))
             if self.workspace.replaced is not None:  # an earlier attempt's work, renamed aside: named
                 self.kept_aside.append(_named(self.workspace.replaced))
+        elif self.workspace.run_id != self.run.run_id:
+            # An earlier run's session goes on here (after a failed check, a rejection): the work is
+            # this run's now, for the next run to find it (see recovery) and its commits to say so.
+            self.workspace.run_id = self.run.run_id
+            self.workspace.save()
         self.start_services()
         return self.workspace.workdir, self.item_environment()
 
     def item_environment(self) -> dict[str, str]:
-        """The environment of what runs for the item (services, agent, check): see services.ItemServices."""
-        return self.services.environment(self.worktree())
+        """The environment of what runs for the item (services, agent, check): see services.ItemServices;
+        the token that opens pull requests is not the agent's."""
+        environment = self.services.environment(self.worktree())
+        if self.job.settings.get("land") in ("pr", "pr-batch"):
+            environment = {name: value for name, value in environment.items() if name not in github.TOKEN_NAMES}
+        return environment
 
     def start_services(self) -> None:
         self.services.start(self.worktree())

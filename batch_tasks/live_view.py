@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .board import DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, SKIPPED, Board, ItemView
+from .board import AWAITING_REVIEW, DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, SKIPPED, Board, ItemView
 from .events import CHECK, MERGING, WAITING_TO_MERGE
 from .formats import clock, duration, money, plural, printable, relative, tokens
 
@@ -36,7 +36,8 @@ GIVE_WAY = ("tools", "cost", "tokens", "worker", "attempt", "time", "step")  # a
 
 def progress_line(totals: dict[str, Any], groups_now: list[str] = ()) -> str:
     parts = [f"{totals['done']}/{totals['total']} done"]
-    for state, label in ((FAILED, "failed"), (INTERRUPTED, "interrupted"), (NOT_STARTED, "not started")):
+    for state, label in ((FAILED, "failed"), (INTERRUPTED, "interrupted"), (AWAITING_REVIEW, "awaiting review"),
+                         (NOT_STARTED, "not started")):
         if totals[state]:
             parts.append(f"{totals[state]} {label}")
     parts.append(f"{totals['running']} running" + (f" in {', '.join(groups_now)}" if groups_now else ""))
@@ -61,6 +62,8 @@ def finished_line(view: ItemView, root: str = ".") -> str:
         return f"✓ {view.key} {spent}".rstrip() + (f" · {landed}" if landed else "")
     if view.state == INTERRUPTED:
         return f"■ {view.key} interrupted" + (f" after {spent}" if spent else "")
+    if view.state == AWAITING_REVIEW:
+        return f"⏸ {view.key} awaiting review" + (f" after {spent}" if spent else "") + f"; {view.reason}"
     if view.state == NOT_STARTED:
         return f"· {view.key} not started: {view.reason}"
     if view.state == SKIPPED:
@@ -72,7 +75,7 @@ def finished_line(view: ItemView, root: str = ".") -> str:
 def landing_line(view: ItemView, root: str = ".") -> str:
     """An isolated item's evidence, in one line: its merge commit, what it changed, its check; or
     where the work of a failed or interrupted one is kept. Records are untrusted: shapes checked."""
-    merge, check, kept = (view.landing.get(name) or {} for name in ("merge", "check", "kept"))
+    merge, check, kept, review = (view.landing.get(name) or {} for name in ("merge", "check", "kept", "review"))
     parts = []
     if isinstance(merge.get("merge_commit"), str):
         landed = f"merged {merge['merge_commit'][:12]}"
@@ -83,6 +86,9 @@ def landing_line(view: ItemView, root: str = ".") -> str:
         parts.append(landed)
     if check.get("passed") is True and isinstance(check.get("duration_s"), (int, float)):
         parts.append(f"check passed in {duration(check['duration_s'])}")
+    if review.get("verdict") == "approve":
+        cost = money(review["cost_usd"]) if isinstance(review.get("cost_usd"), (int, float)) else ""
+        parts.append(f"approved by {review.get('by') or 'a person'}" + (f" (review {cost})" if cost else ""))
     if isinstance(kept.get("branch"), str) and isinstance(kept.get("worktree"), str):
         wip = " with a WIP commit" if kept.get("wip") else ""
         parts.append(f"kept on {kept['branch']}{wip} in {relative(kept['worktree'], root)}")

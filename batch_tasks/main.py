@@ -17,7 +17,7 @@ from doit.doit_cmd import DoitMain
 # (an option, a group, an item, or nothing) is run-batch's.
 COMMANDS = {
     "run": "run-batch", "status": "batch-status", "log": "batch-log", "report": "batch-report", "graph": "batch-graph",
-    "list": "list", "info": "info", "forget": "forget", "ignore": "ignore", "help": "help",
+    "review": "batch-review", "list": "list", "info": "info", "forget": "forget", "ignore": "ignore", "help": "help",
 }
 
 USAGE = """\
@@ -30,6 +30,7 @@ commands:
   log      one item's attempts, tool calls and errors (`-f` follows it)
   report   a run as a page: timeline, costs, failures
   graph    what each item waits for (`--dot` for Graphviz)
+  review   the items awaiting review; one's diff; `--approve` or `--reject WHY`
   list     the groups (`--all` the items, `--status` their state)
   info     one item: its state, and why it would run
   forget   make an item (or a group) run again

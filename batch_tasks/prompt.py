@@ -24,6 +24,7 @@ from .errors import BatchError, TaskFileError
 
 DEFAULT_TEMPLATE = "prompt.md.j2"
 RESUME_TEMPLATE = "resume.md.j2"  # for a session continued after its check failed
+REVIEW_TEMPLATE = "review.md.j2"  # for a reviewer agent (`review: agent`)
 MAX_TEMPLATE_BYTES = 1024 * 1024
 
 
@@ -46,6 +47,11 @@ def load_template(taskfile: Path, setting: str | None, line: int = 0) -> Templat
 def resume_template() -> Template:
     """What a continued session is told after its check failed: the failure, not the whole prompt again."""
     return _packaged(RESUME_TEMPLATE)
+
+
+def review_template() -> Template:
+    """What a reviewer agent is told (see reviewer.py): the instruction, the check, the diff."""
+    return _packaged(REVIEW_TEMPLATE)
 
 
 @lru_cache(maxsize=4)

@@ -14,8 +14,9 @@ before the run:
 Then, in the run, the item's lifecycle asks `resumption` where its last attempt got (see
 item_machine): a killed (running.json) or stopped (an interrupted failure.json that names
 its step) attempt whose agent had succeeded resumes at the step after the last it reached
-(commit, check, merge, record, tick) through the lifecycle's own code, its agent not paid
-for again. Where it got is read from the item machine's states in its events.jsonl (see
+(commit, check, review, merge, record, tick) through the lifecycle's own code, its agent not
+paid for again. An item awaiting review (a failure record marked so, or its state in
+events.jsonl after a kill) resumes awaiting it: its approval is looked for again (see review). Where it got is read from the item machine's states in its events.jsonl (see
 item_log), from the agent's exit or final result in its log (or the exit the run's watchdog
 wrote down, when the runner died before it could), and, with `isolation:
 worktree`, from git: a merge that landed this run of the item counts as merged whatever
@@ -137,7 +138,9 @@ def _reached(group: Group, item: Item, folder: ItemState, running: Mapping[str, 
     number, run_id = running.get("attempt"), running.get("run_id")
     if not isinstance(number, int) or not isinstance(run_id, str):
         return None
-    route = item_machine.Route.of(group.settings["isolation"] == "worktree", bool(group.settings.get("check")))
+    route = item_machine.Route.of(group.settings["isolation"] == "worktree", bool(group.settings.get("check")),
+                                  reviewed=bool(group.settings.get("review")),
+                                  pull_request=group.settings.get("land") == "pr")
     noted = item_log.states_reached(folder.events, run_id, number)
     state = item_machine.furthest([*noted, *([stopped_at] if stopped_at else [])], route)
     outcome, exit_status = _agent_said(group, item, folder, running)

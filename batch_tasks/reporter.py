@@ -16,6 +16,7 @@ from .doit_bridge import uptodate_value
 from .live_view import view_for
 from .run_summary import summary
 from .process import process_started
+from .review import review_command
 from .run import Run
 
 
@@ -37,6 +38,8 @@ class BatchReporter:
         self.run = run
         self.forced = forced  # -a: these items run, up to date or not
         self.rerun = rerun  # how to run the batch again, as the summary says
+        self.bin_name = "batch-tasks" if rerun.startswith("batch-tasks") else "doit"
+        self.waits_for: dict[str, str] = {}  # what each item awaiting review waits for: a command, a pull request
         self.board = Board([])
         self.view = None
         self.records: dict[str, dict] = {}
@@ -67,6 +70,11 @@ class BatchReporter:
 
     def item_finished(self, key, record):
         self.records[key] = record
+
+    def item_awaiting_review(self, key, awaiting):
+        pull = awaiting.get("pull_request") is not None
+        self.waits_for[key] = awaiting["waits_for"] if pull else review_command(key, self.bin_name)
+        self.board.awaiting_review(key, self.waits_for[key])
 
     def item_step(self, key, attempt, step, text):
         self.board.step(key, attempt, step, text)
@@ -105,7 +113,10 @@ class BatchReporter:
             return
         if isinstance(fail, UnmetDependency):
             return  # not started: the hub says so (item_not_started)
-        if fail.message.startswith("interrupted"):
+        if fail.message == "awaiting review":  # the run ended without its review: it still waits
+            waits_for = self.waits_for.get(task.name) or review_command(task.name, self.bin_name)
+            self.board.awaiting_review(task.name, waits_for)
+        elif fail.message.startswith("interrupted"):
             self.board.interrupted(task.name, self.records.get(task.name))
         else:
             self.board.finished(task.name, False, self.records.get(task.name), fail.message)

@@ -42,6 +42,7 @@ class Run:
     executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
     forecast: dict[str, float | None] = field(default_factory=dict)  # what each item should cost (see forecast)
     ticks: Moves = field(default_factory=Moves)  # where its ticks found items in task.md (see checkbox)
+    waits_for_reviews: bool = True  # False: the run ends when nothing is left but items awaiting review
     hub: Hub = field(init=False)
     _digests: dict[int, str] = field(default_factory=dict, repr=False)
     _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .board import DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board, ItemView
+from .board import AWAITING_REVIEW, DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board, ItemView
 from .formats import duration, money, plural, tokens
 from .live_view import finished_line, landing_line, tail_lines
 
@@ -29,7 +29,7 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
     never = [] if by_state[RUNNING] or by_state[RETRYING] or board.at_rest else by_state[WAITING]
     ended = {**totals, NOT_STARTED: totals[NOT_STARTED] + len(never)}
     counted = [f"{totals['done']} done", f"{totals['failed']} failed"]
-    counted += [f"{ended[s]} {s}" for s in (INTERRUPTED, NOT_STARTED, SKIPPED) if ended[s]]
+    counted += [f"{ended[s]} {s}" for s in (INTERRUPTED, AWAITING_REVIEW, NOT_STARTED, SKIPPED) if ended[s]]
     tool_calls = sum(view.tool_calls for view in views)
     cost = (f", {plural(tool_calls, 'tool call')}" if tool_calls else "") + (f", {money(totals['cost_usd'])}" if totals["cost_usd"] else "")
     if board.at_rest:
@@ -50,6 +50,9 @@ def summary(board: Board, notes: list[str] = (), rerun: str = "doit run-batch") 
         lines.append("interrupted (run again: they go on from the step they reached):")
         for view in by_state[INTERRUPTED]:
             lines += [f"  {finished_line(view, board.root)}", *_kept(view, board.root)]
+    if by_state[AWAITING_REVIEW]:
+        lines.append("awaiting review (approved, the next run lands it; rejected, its session is told why):")
+        lines += [f"  {finished_line(view, board.root)}" for view in by_state[AWAITING_REVIEW]]
     for state, heading, views_of in ((NOT_STARTED, "not started", by_state[NOT_STARTED] + never), (SKIPPED, "skipped", by_state[SKIPPED])):
         by_why: dict[str, list[str]] = defaultdict(list)
         for view in views_of:
@@ -118,6 +121,8 @@ def _next(board: Board, by_state: dict[str, list[ItemView]], rerun: str) -> list
         lines = [f"next: fix {failed[0].key}{more}, then {items_left}"]
     elif budget_spent:
         lines = [f"next: raise budget_usd in task.md, then {items_left}"]
+    elif by_state[AWAITING_REVIEW]:
+        lines = [f"next: review {plural(len(by_state[AWAITING_REVIEW]), 'item')} (as above), then {items_left}"]
     else:
         lines = [f"next: {items_left}"]
     for view in failed:

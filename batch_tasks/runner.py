@@ -5,7 +5,9 @@ dependencies are met, and `select_task` (doit's own) checks whether it is up to 
 Ready items go to the Dispatcher, each with the files it will likely touch (touches,
 asked as it becomes ready); each one it starts gets a thread of its own for one
 attempt, and comes back through one queue. No thread ever waits for a turn: an item
-between attempts (a backoff, a usage-limit pause) holds no slot and no thread.
+between attempts (a backoff, a usage-limit pause) holds no slot and no thread; nor does an
+item parked awaiting its review (see review.py), handed back to the dispatcher when its
+decision comes. A run waits for its reviews, unless told not to (`--no-wait-review`).
 
 Touches nothing itself: items touch their own state (lifecycle), doit its records.
 """
@@ -26,6 +28,7 @@ from .dispatcher import Candidate, Dispatcher
 from .doit_bridge import EXHAUSTED, HOLD, ReadyTasks, Runner
 from .lifecycle import Again, Finished, ItemRun
 from .plan import Item
+from .review import AwaitingReview, decided
 from .run import Run
 
 TICK_SECONDS = 1.0  # how often the view is told the time, and a stop is looked for
@@ -53,6 +56,8 @@ class BatchRunner(Runner):
         self._exhausted = False
         self._withdrawn = False
         self.not_started = 0  # items the dispatcher held back for good (a halt, the budget)
+        self._parked: dict[str, Candidate] = {}  # awaiting their review: no slot, no thread
+        self.left_awaiting_review = 0  # items the run ended without, still awaiting review
         self._threads = _Threads()
 
     def run_tasks(self, task_dispatcher):
@@ -61,9 +66,14 @@ class BatchRunner(Runner):
             self._pull(ready)
             if self.run.supervisor.stopping.is_set():
                 self._withdraw("the run was stopped")
+            self._hand_back_reviewed()
             self._start_what_may(time.time())
             if self.dispatcher.idle and not self._completed:
-                return  # nothing runs, nothing can: done, halted, or stopped
+                if not self._parked:
+                    return  # nothing runs, nothing can: done, halted, or stopped
+                if not self.run.waits_for_reviews or self._withdrawn:
+                    self._leave_parked()  # nothing left but reviews, and the run does not wait for them
+                    continue
             self._collect(self._wait_seconds())
             self.run.supervisor.keep_watch()
             tick = getattr(self.reporter, "tick", None)
@@ -161,7 +171,25 @@ class BatchRunner(Runner):
         outcome = attempts[-1].outcome if attempts else None
         return outcome.data.get("cost_usd") if outcome is not None else None
 
-    def _settle(self, candidate: Candidate, step: Finished | Again) -> None:
+    def _hand_back_reviewed(self) -> None:
+        """A parked item whose decision has come gets in line for a slot again, to take it."""
+        for key, candidate in list(self._parked.items()):
+            if decided(self._runs[key]):
+                del self._parked[key]
+                self.dispatcher.offer(candidate)
+
+    def _leave_parked(self) -> None:
+        """The run ends without the reviews it waits for: their items stay awaiting review
+        (recorded so: the next run takes their decisions), neither failed nor interrupted."""
+        for key, candidate in list(self._parked.items()):
+            del self._parked[key]
+            self.left_awaiting_review += 1
+            self._settle(candidate, Finished("awaiting review", interrupted=True))
+
+    def _settle(self, candidate: Candidate, step: Finished | Again | AwaitingReview) -> None:
+        if isinstance(step, AwaitingReview):
+            self._parked[candidate.key] = candidate
+            return
         if isinstance(step, Again):
             decision = step.decision
             self.dispatcher.again(candidate, decision.at, usage_limit=decision.kind == WAIT)
@@ -191,6 +219,7 @@ class BatchRunner(Runner):
         self.dispatcher.halt(why)
         for candidate in self.dispatcher.withdraw():
             self._settle(candidate, self._runs[candidate.key].interrupted())
+        self._leave_parked()
 
     def _wait_seconds(self) -> float:
         now = time.time()

@@ -181,6 +181,33 @@ def _protected_globs(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _review(value: Any) -> dict[str, Any]:
+    """`human` (a person decides, with `doit batch-review`), `agent` (a reviewer agent: the
+    group's agent), or `{agent: claude, model: …, template: …}`."""
+    if value == "human":
+        return {"by": "human"}
+    if value == "agent":
+        return {"by": "agent"}
+    if isinstance(value, dict) and set(value) <= {"agent", "model", "template"} and "agent" in value:
+        reviewer = {"by": "agent", "agent": _agent(value["agent"])}
+        reviewer.update({name: _text(value[name]) for name in ("model", "template") if name in value})
+        return reviewer
+    raise SettingError(f"must be human, agent, or {{agent: claude, model: …, template: …}}, not {value!r}")
+
+
+def _land(value: Any) -> str:
+    if value not in ("local", "pr", "pr-batch"):
+        raise SettingError(f"must be local (the merge queue), pr (a pull request per item) or pr-batch (one for "
+                           f"the integration branch), not {value!r}")
+    return value
+
+
+def _github_repo(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+        raise SettingError(f"must be OWNER/NAME, e.g. octo-org/widgets, not {value!r}")
+    return value
+
+
 SCHEDULER = re.compile(r"^(tcp|tls|ucx|inproc)://\S+$")
 
 
@@ -274,6 +301,16 @@ FIELDS: Mapping[str, Field] = {
         Field("allow_empty", _flag, False, group=True, fingerprinted=False),
         # What an item's work may not change (README: "A tick means the work landed").
         Field("protect", _protected_globs, protected_paths.DEFAULT, group=True, fingerprinted=False),
+        # Who decides, after its check, whether an isolated item's work lands (README: "Review before it lands").
+        Field("review", _review, None, group=True, fingerprinted=False),
+        # Where a checked item lands: the local merge queue, or a pull request (README: "Review before it lands").
+        Field("land", _land, "local", group=True, fingerprinted=False),
+        Field("github_api", _text, None, group=False, fingerprinted=False),
+        Field("github_repo", _github_repo, None, group=False, fingerprinted=False),
+        Field("pr_base", _text, None, group=True, fingerprinted=False),
+        Field("pr_poll", duration_seconds, 30.0, group=True, fingerprinted=False),
+        # A command told of what a person cares about (README: "Review before it lands").
+        Field("notify", _argv, None, group=False, fingerprinted=False),
         # Where agents and checks run, relative to task.md (default: see workdir.py).
         Field("workdir", _relative_path, None, group=False, fingerprinted=False),
         # Where attempts run (README: "Beyond one machine"): this machine, or a Dask cluster's

@@ -110,6 +110,8 @@ def _own_reason(item: Item, status: ItemStatus, current: dict[str, str]) -> str 
             return KILLED_MID_RUN
         if status.kind == INTERRUPTED:
             return "interrupted last time"
+        if status.kind == FAILED and status.failure.get("awaiting_review"):
+            return "awaiting review"
         if status.kind == FAILED:
             return f"failed last time ({status.failure.get('reason', 'see its log')})"
         return "new"

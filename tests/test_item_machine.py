@@ -126,3 +126,33 @@ def test_the_item_log_finds_an_attempts_states_exit_and_output_by_its_own_header
     assert item_log.attempt_output(folder.log, "g:a", 2, "run1") == ["second", ""]
     assert item_log.is_attempt_header(item_log.attempt_header("g:a", 3, "r").decode().rstrip("\n"))
     assert not item_log.is_attempt_header("=== check on the merged state of g:a ===")
+
+
+def test_a_reviewed_route_waits_for_its_approval_between_its_check_and_its_merge():
+    assert walk(m.Route.of(isolated=True, checked=True, reviewed=True)) == [
+        m.RUNNING, m.AGENT_DONE, m.COMMITTED, m.CHECKED, m.AWAITING_REVIEW, m.APPROVED, m.MERGED, m.RECORDED, m.TICKED]
+    assert walk(m.Route.of(isolated=True, checked=False, reviewed=True)) == [
+        m.RUNNING, m.AGENT_DONE, m.COMMITTED, m.AWAITING_REVIEW, m.APPROVED, m.MERGED, m.RECORDED, m.TICKED]
+    # `land: pr`: the pull request is the review, and its merge on GitHub the merge.
+    assert walk(m.Route.of(isolated=True, checked=True, pull_request=True)) == [
+        m.RUNNING, m.AGENT_DONE, m.COMMITTED, m.CHECKED, m.AWAITING_REVIEW, m.APPROVED, m.RECORDED, m.TICKED]
+    # Without isolation there is no branch to wait with: nothing is reviewed.
+    assert not m.Route.of(isolated=False, checked=True, reviewed=True).reviews
+    waiting = m.ItemMachine(m.Route.of(True, True, reviewed=True), state=m.AWAITING_REVIEW)
+    assert not waiting.allows(m.MERGE)  # no merge without its approval
+    assert waiting.fire(m.STOPPED) == m.AWAITING_REVIEW  # a stop keeps it awaiting review
+    assert waiting.fire(m.RETRY) == m.WAITING  # a rejection sends it back to its session
+    assert m.next_step(m.CHECKED, m.Route.of(True, True, reviewed=True)) == m.ASK_REVIEW_STEP
+    assert m.next_step(m.AWAITING_REVIEW, m.Route.of(True, True, reviewed=True)) == m.APPROVE_STEP
+
+
+@given(st.lists(st.sampled_from(m.EVENTS), max_size=40), st.booleans())
+def test_whatever_the_events_a_reviewed_item_merges_only_after_its_approval(events, checked):
+    machine = m.ItemMachine(m.Route.of(True, checked, reviewed=True))
+    for event in events:
+        if machine.allows(event):
+            machine.fire(event)
+    reached = [state for _, state in machine.history]
+    for index, state in enumerate(reached):
+        if state == m.MERGED:
+            assert reached[index - 2:index] == [m.AWAITING_REVIEW, m.APPROVED]

@@ -37,6 +37,10 @@ NOT_RUN_HERE = {
     "dask worker tcp://HOST:8786 --nthreads 4 --resources agent=4": "names the reader's scheduler",
     "doit run-batch --executor dask --scheduler tcp://HOST:8786": "names the reader's scheduler",
     "dask ssh --hostfile hosts.txt --nthreads 4": "logs in to the reader's machines",
+    # "Review before it lands": decisions on an item awaiting review (tests/test_review.py runs them, in order).
+    "doit batch-review add-exporters:csv": "needs an item awaiting review",
+    'doit batch-review add-exporters:csv --reject "register it in alphabetical order"': "needs an item awaiting review",
+    "doit batch-review add-exporters:csv --approve": "needs an item awaiting review",
 }
 NEEDS = {"dot": "doit batch-graph --dot | dot -Tsvg > batch.svg"}  # run where the program is
 

@@ -7,7 +7,8 @@ so that items start from one tip), "gate": NAME (start only once the file $GATES
 a test holds the agent so) and "hang_at": N (the first time it makes attempt N,
 hang after the edit, for a test to kill the runner). "{attempt}" in the text is the attempt's number,
 "{group}" (there and in "gate") its item's group. Each start is logged to $EDITOR_LOG as one JSON
-line: module, attempt, worktree, and the prompt, so that tests can see what the agent was told."""
+line: module, attempt, worktree, the prompt, and which GitHub token variables it was given, so that
+tests can see what the agent was told."""
 
 import json
 import os
@@ -21,7 +22,8 @@ prompt = sys.stdin.read()
 log_path = os.environ["EDITOR_LOG"]
 with open(log_path, "a") as log:
     log.write(json.dumps({"module": module, "attempt": int(os.environ["BATCH_ATTEMPT"]), "cwd": os.getcwd(),
-                          "worktree": os.environ.get("BATCH_WORKTREE"), "prompt": prompt}) + "\n")
+                          "worktree": os.environ.get("BATCH_WORKTREE"), "prompt": prompt,
+                          "tokens": sorted(name for name in ("GH_TOKEN", "GITHUB_TOKEN") if name in os.environ)}) + "\n")
 
 
 def started() -> set[str]:

@@ -1,0 +1,135 @@
+"""A loopback fake of the little of GitHub's REST API that `land: pr` uses: pull requests
+(open, read), their reviews and review comments, and a merge made by the test, over a real
+bare git repository (a pull request's head is what its branch holds there, as on GitHub).
+
+    with FakeGitHub(bare_repo, token="t0ken") as github:   # github.url: the API's base
+        ...                                                 # the run opens a pull request
+        github.request_changes(1, "Use double quotes", [("shared.py", 2, "this line")])
+        github.merge(1)                                     # as a person would, on GitHub
+    github.fail_next(502) / github.rate_limit_next(reset_in=1.0)   # faults, for one request
+
+Only what is needed: a request it does not know is a 404, one without the token a 401.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class FakeGitHub:
+    def __init__(self, bare: Path, token: str, repo: str = "acme/widgets"):
+        self.bare, self.token, self.repo = bare, token, repo
+        self.pulls: dict[int, dict] = {}
+        self.reviews: dict[int, list[dict]] = {}
+        self.comments: dict[int, list[dict]] = {}  # by review id
+        self.requests: list[tuple[str, str, int]] = []  # method, path, status answered
+        self.faults: list[tuple[int, dict]] = []  # (status, headers) for the next requests
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> "FakeGitHub":
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # What a test (a person on GitHub) does.
+    def head(self, branch: str) -> str:
+        return subprocess.run(["git", "rev-parse", f"refs/heads/{branch}"], cwd=self.bare, capture_output=True,
+                              text=True).stdout.strip()
+
+    def request_changes(self, number: int, body: str, comments: list[tuple[str, int, str]] = ()) -> None:
+        with self.lock:
+            review_id = 1000 + sum(len(r) for r in self.reviews.values())
+            commit = self.head(self.pulls[number]["head"]["ref"])
+            self.reviews.setdefault(number, []).append({"id": review_id, "state": "CHANGES_REQUESTED", "body": body,
+                                                        "commit_id": commit, "user": {"login": "reviewer"}})
+            self.comments[review_id] = [{"path": path, "line": line, "body": text} for path, line, text in comments]
+
+    def merge(self, number: int) -> str:
+        """Merged as GitHub's "rebase and merge" of one commit would: the base moves to the head."""
+        with self.lock:
+            pull = self.pulls[number]
+            head = self.head(pull["head"]["ref"])
+            subprocess.run(["git", "update-ref", f"refs/heads/{pull['base']['ref']}", head], cwd=self.bare, check=True)
+            pull.update(merged=True, state="closed", merge_commit_sha=head)
+            return head
+
+    def fail_next(self, status: int) -> None:
+        self.faults.append((status, {}))
+
+    def rate_limit_next(self, reset_in: float) -> None:
+        self.faults.append((403, {"x-ratelimit-remaining": "0", "reset_in": reset_in}))
+
+    # Answering.
+    def answer(self, method: str, path: str, headers, body: dict | None) -> tuple[int, dict, object]:
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {}, {"message": "Bad credentials"}
+        with self.lock:
+            if self.faults:
+                status, extra = self.faults.pop(0)
+                if "reset_in" in extra:  # from when it is answered, as GitHub's is
+                    reset = str(int(time.time() + extra["reset_in"]) + 1)
+                    extra = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}
+                return status, extra, {"message": "API rate limit exceeded" if status == 403 else "Server Error"}
+        prefix = f"/repos/{self.repo}/pulls"
+        route = path.split("?", 1)[0]
+        if method == "POST" and route == prefix:
+            with self.lock:
+                number = len(self.pulls) + 1
+                self.pulls[number] = {"number": number, "html_url": f"https://github.example/{self.repo}/pull/{number}",
+                                      "state": "open", "merged": False, "title": body["title"], "body": body["body"],
+                                      "head": {"ref": body["head"]}, "base": {"ref": body["base"]}}
+                return 201, {}, self._pull(number)
+        found = re.fullmatch(prefix + r"/(\d+)(/reviews(?:/(\d+)/comments)?)?", route)
+        if method != "GET" or found is None or int(found.group(1)) not in self.pulls:
+            return 404, {}, {"message": "Not Found"}
+        number = int(found.group(1))
+        with self.lock:
+            if found.group(3):
+                return 200, {}, self.comments.get(int(found.group(3)), [])
+            if found.group(2):
+                return 200, {}, self.reviews.get(number, [])
+            return 200, {}, self._pull(number)
+
+    def _pull(self, number: int) -> dict:
+        pull = self.pulls[number]
+        sha = pull["merge_commit_sha"] if pull["merged"] else self.head(pull["head"]["ref"])
+        head = dict(pull["head"], sha=sha)
+        return {**pull, "head": head}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeGitHub
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        status, headers, answer = self.fake.answer(self.command, self.path, self.headers, body)
+        with self.fake.lock:
+            self.fake.requests.append((self.command, self.path, status))
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, *args) -> None:
+        pass

@@ -1,0 +1,89 @@
+"""`land: pr` end to end: a real `doit run-batch`, a real bare git remote, and a loopback fake
+of GitHub's REST API (tests/fake_github.py): the pull request opened with the evidence (after
+a rate limit and a server error), a review requesting changes sent back to the item's agent
+and its fix pushed to the same pull request, the merge on GitHub ticking the item."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import wait_for
+from fake_github import FakeGitHub
+from gitrepo import git
+from test_isolated_batch import run, setup, starts
+from test_review import BODY, PLAN, ended, start
+
+BRANCH = "batch/task.items/sections/alpha"
+
+
+def test_a_pull_request_per_item_its_requested_changes_go_back_and_its_merge_ticks_it(tmp_path):
+    bare = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    with FakeGitHub(bare, token="t0ken") as github:
+        repo, env = setup(tmp_path, BODY, PLAN, land="pr", github_api=github.url, github_repo="acme/widgets",
+                          pr_poll="0.2s")
+        git("remote", "add", "origin", str(bare), cwd=repo)
+        git("push", "-q", "origin", "main", cwd=repo)
+        env["GH_TOKEN"] = "t0ken"
+        github.rate_limit_next(reset_in=1.0)  # the first try to open it: paused until the reset
+        github.fail_next(502)  # the next: retried at once
+        runner = start(repo, env)
+        try:
+            wait_for(lambda: 1 in github.pulls)
+            pull = github.pulls[1]
+            assert pull["head"]["ref"] == BRANCH and pull["base"]["ref"] == "main"
+            assert "edit alpha" in pull["body"] and "**Check**: passed" in pull["body"]
+            assert "shared.py" in pull["body"] and "**Cost**" in pull["body"]
+            first = github.head(BRANCH)
+            assert "alpha = 'attempt 1'" in git("show", f"{first}:shared.py", cwd=bare)
+            wait_for(lambda: (repo / ".batch/task/items/sections/alpha/failure.json").exists()
+                     and "pull request #1" in (repo / ".batch/task/items/sections/alpha/failure.json").read_text())
+
+            github.request_changes(1, "Say it is the second try.", [("shared.py", 2, "this line")])
+            wait_for(lambda: github.head(BRANCH) not in ("", first))  # its fix, pushed to the same branch
+            told = starts(tmp_path)
+            assert [s["attempt"] for s in told] == [1, 2]
+            assert all(s["tokens"] == [] for s in told)  # the token that reads its pull request is not the agent's
+            assert "Say it is the second try." in told[1]["prompt"] and "shared.py:2: this line" in told[1]["prompt"]
+            assert list(github.pulls) == [1]  # the same pull request
+            assert "alpha = 'attempt 2'" in git("show", f"{github.head(BRANCH)}:shared.py", cwd=bare)
+
+            merged = github.merge(1)
+            out = ended(runner)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                print(runner.communicate()[0])  # what it said, shown with the failure
+    assert runner.returncode == 0, out
+    assert "its pull request, not open yet: GitHub's rate limit" in out  # first, while the limit lasts
+    assert "review it: pull request #1 https://github.example/acme/widgets/pull/1" in out  # then who waits
+    assert "- [x] alpha" in (repo / "task.md").read_text()
+    record = json.loads((repo / ".batch/task/items/sections/alpha/result.json").read_text())
+    assert record["merge"]["merge_commit"] == merged and record["merge"]["pull_request"].endswith("/pull/1")
+    statuses = [status for method, path, status in github.requests if method == "POST"]
+    assert statuses[:3] == [403, 502, 201]  # a rate limit waited out, a server error retried
+    assert all(status != 401 for _, _, status in github.requests)
+
+
+def test_a_batch_pull_request_is_the_integration_branch_opened_once_and_updated_by_later_runs(tmp_path):
+    bare = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    plan = {**PLAN, "beta": {"file": "shared.py", "line": 11, "text": "beta = 'edited'"}}
+    with FakeGitHub(bare, token="t0ken") as github:
+        repo, env = setup(tmp_path, BODY, plan, land="pr-batch", github_api=github.url, github_repo="acme/widgets")
+        git("remote", "add", "origin", str(bare), cwd=repo)
+        git("push", "-q", "origin", "main", cwd=repo)
+        env["GH_TOKEN"] = "t0ken"
+        first = run(repo, env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "pull request #1 opened" in first.stdout
+        pull = github.pulls[1]
+        assert pull["head"]["ref"] == "batch/task" and pull["base"]["ref"] == "main"
+        assert "**sections:alpha**: merged" in pull["body"] and "check passed" in pull["body"]
+        assert github.head("batch/task") == git("rev-parse", "batch/task", cwd=repo)
+
+        (repo / "task.md").write_text((repo / "task.md").read_text() + "- [ ] beta: edit beta\n")
+        second = run(repo, env)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "pull request #1 updated" in second.stdout and list(github.pulls) == [1]
+        assert "beta = 'edited'" in git("show", f"{github.head('batch/task')}:shared.py", cwd=bare)
