@@ -111,6 +111,9 @@ class ItemRun:
     def tell_step(self, number: int, step: str, text: str = "") -> None:
         self.told.append((number, step, text))
 
+    def item_environment(self) -> dict[str, str]:
+        return {"BATCH_ITEM": "g:a"}
+
     def keep(self, why: str):
         self.kept.append(why)
         self.workspace = None
@@ -126,8 +129,9 @@ def checks(monkeypatch):
     to questions about the work's own commits only."""
     ran, verdicts = [], []
 
-    def run(check, worktree, cwd, supervisor, log, redact, on_start):
+    def run(check, worktree, cwd, supervisor, log, redact, on_start, env, sandbox):
         assert supervisor is found.item_run.run.supervisor and redact is found.item_run.run.redactor
+        assert env == found.item_run.item_environment() and sandbox is None  # no `sandbox: true` here
         log.write(b"the check's output\n")
         ran.append((check.command(worktree), worktree, cwd))
         on_start(SimpleNamespace(record=lambda: {"pid": 42}))
