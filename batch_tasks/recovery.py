@@ -153,7 +153,7 @@ def _in_git(group: Group, item: Item, running: Mapping[str, Any], found, isolati
     attempt's own worktree (or from the branch its remote worker pushed). Returns what is found,
     the worktree, and the merge's evidence."""
     from .executors.fetched import fetch_pushed_success
-    from .workspace import WorkspaceError, read_record
+    from .workspace import WorkspaceError
 
     run_id = running.get("run_id")
     if not isinstance(run_id, str):
@@ -161,7 +161,7 @@ def _in_git(group: Group, item: Item, running: Mapping[str, Any], found, isolati
     said = found or (None, Outcome(ok=True), None)
     try:
         workspace = isolation.reopen(item.group, item.module)
-        if workspace is not None and read_record(workspace.path).get("run_id") != run_id:
+        if workspace is not None and workspace.run_id != run_id:
             workspace = None  # another run's attempt: not this one's work
     except WorkspaceError as error:
         workspace = None  # what is in it is not known to be this attempt's work alone

@@ -7,7 +7,8 @@ HEAD at the first run, then advanced only by the merge queue), the item branches
 worktree list, and the folders `.batch/<stem>/integration/` (the runner's worktree, where
 the integration branch is checked out: git then refuses to check it out anywhere else, so
 no checkout can move under a merge or revert what landed; the user reads it with `git log`,
-`git show`, `git diff` and merges it, any time) and `.batch/<stem>/worktrees/<group>/<module>/` (one per item). Never
+`git show`, `git diff` and merges it, any time), `.batch/<stem>/worktrees/<group>/<module>/` (one per item) and
+`.batch/<stem>/attempts/` (each attempt's signed record: see workspace). Never
 the user's working tree, index, HEAD or checked-out branch; `.batch/.gitignore` (`*`)
 keeps the state folder out of `git status`. Nothing with commits that are not on the
 integration branch is ever deleted: such a branch is renamed aside, its worktree kept.
@@ -41,7 +42,8 @@ from typing import Any, Mapping
 from .bootstrap import Baseline, SetupFailed, bootstrap, inside
 from .check import NullLog
 from .errors import BatchError
-from .git import GitError, git, is_ancestor, parse_trailers, rev, trailers, worktree_at as _worktree_at, worktrees
+from .git import (GitError, admin_folder, git, is_ancestor, parse_trailers, rev, trailers, worktree_at as _worktree_at,
+                  worktrees)
 from .process import Supervisor
 from .state import BatchState, safe_name
 from .workspace import (AttemptWorkspace, Kept, WorkspaceError, commit_work, item_key, one_line, read_record,
@@ -251,7 +253,8 @@ class Isolation:
                 git("checkout", "-q", "-b", branch, base, cwd=path)
             else:
                 git("worktree", "add", "-q", "-b", branch, str(path), base, cwd=self.top)
-        workspace = AttemptWorkspace(self, group, module, run_id, path, branch, base, replaced=replaced)
+        workspace = AttemptWorkspace(self, group, module, run_id, path, branch, base, replaced=replaced,
+                                     gitdir=str(admin_folder(path)))
         workspace.save()
         try:
             workspace.baseline = bootstrap(path, folder=workspace.folder, source_folder=self.folder, top=self.top,
@@ -274,15 +277,22 @@ class Isolation:
         return replaced
 
     def reopen(self, group: str, module: str) -> "AttemptWorkspace | None":
-        """The item's worktree as a killed run left it, if it is there."""
+        """The item's worktree as a killed run left it, if it is there. Raises WorkspaceError if
+        its record is damaged, or names a base its branch does not hold: what was checked would
+        not be what lands (see workspace)."""
         path = self.item_path(group, module)
         if _worktree_at(self.top, path) is None:
             return None
-        record = read_record(path)
+        record = read_record(self, path)
         branch = self.item_branch(group, module)
         base = record.get("base") or git("merge-base", branch, self.ref, cwd=self.top, allowed=(0, 1)).text
+        tip = rev(f"refs/heads/{branch}", self.top)
+        if record and not (tip and rev(str(base), self.top) and is_ancestor(base, tip, self.top)
+                           and is_ancestor(base, self.ref, self.top)):
+            raise WorkspaceError(f"the record of the attempt in {path} names a base, {str(base)[:12]}, that is not on "
+                                 f"both {branch} and {self.branch}")
         workspace = AttemptWorkspace(self, group, module, record.get("run_id", ""), path, branch, base,
-                                     baseline=Baseline(record.get("baseline", {})))
+                                     baseline=Baseline(record.get("baseline", {})), gitdir=record.get("gitdir", ""))
         remove_stale_index_lock(path)
         return workspace
 
@@ -303,7 +313,7 @@ class Isolation:
         if entry is not None:
             remove_stale_index_lock(path)
             try:
-                record, why = read_record(path), "an earlier attempt, kept aside"
+                record, why = read_record(self, path), "an earlier attempt, kept aside"
             except WorkspaceError as error:
                 # Without its baseline, what setup made is not told from the agent's work: all is kept, aside.
                 record, why = {}, f"an earlier attempt, kept aside whole: {error}"
