@@ -94,3 +94,65 @@ def test_a_bug_in_recoverys_wait_for_a_remote_attempt_is_not_swallowed(monkeypat
     with pytest.raises(KeyError):
         fetched._wait_for_remote(RUNNING, io.BytesIO(), lambda: None)
     assert client.closed
+
+
+def test_a_bug_in_closing_the_workers_channel_is_not_swallowed():
+    channel = channel_to(Unreachable(error=RuntimeError("not properly initialized")))
+    channel.queue.close = lambda: (_ for _ in ()).throw(channel.queue.error)
+    channel.closed, channel.wake = threading.Event(), threading.Event()
+    channel.sender = threading.Thread(target=lambda: None)
+    channel.sender.start()
+    with pytest.raises(RuntimeError):
+        channel.close()
+
+
+class NotedState:
+    """The attempt's state variable on the scheduler, whose last `set` fails as ERROR."""
+
+    def __init__(self, error: Exception):
+        self.error, self.values = error, []
+
+    def get(self, timeout=None):
+        return on_worker.SUBMITTED
+
+    def set(self, value):
+        if value == on_worker.ENDED:
+            raise self.error
+        self.values.append(value)
+
+
+class Log(io.BytesIO):
+    """The worker's channel to the item's log."""
+
+    undelivered = 0
+
+    def __init__(self, name=None):
+        super().__init__()
+
+    def send(self, *message, now=False):
+        pass
+
+    def close(self):  # what it held stays readable
+        pass
+
+
+def run_on_worker_with(monkeypatch, state: NotedState) -> tuple[dict, Log]:
+    channel = Log()
+    monkeypatch.setattr(distributed, "get_worker", lambda: type("Worker", (), {"address": "tcp://w:1"})())
+    monkeypatch.setattr(distributed, "get_client", lambda: type("Client", (), {"run_on_scheduler": lambda *a: True})())
+    monkeypatch.setattr(distributed, "Variable", lambda name: state)
+    monkeypatch.setattr(on_worker, "Channel", lambda name: channel)
+    monkeypatch.setattr(on_worker, "_attempt", lambda spec, worker, channel: {"commit": "abc"})
+    spec = {"state": "s", "coordinator": "c", "channel": "q"}
+    return on_worker.run_on_worker(spec), channel
+
+
+def test_an_attempts_end_the_scheduler_could_not_note_is_said_in_the_items_log(monkeypatch):
+    result, log = run_on_worker_with(monkeypatch, NotedState(OSError("Timed out trying to connect")))
+    assert result["commit"] == "abc"
+    assert b"its end could not be noted on its scheduler" in log.getvalue()
+
+
+def test_a_bug_in_noting_an_attempts_end_is_not_swallowed(monkeypatch):
+    with pytest.raises(KeyError):
+        run_on_worker_with(monkeypatch, NotedState(KeyError("state")))
