@@ -261,7 +261,9 @@ class Isolation:
                                            settings=settings, log=log or NullLog(), supervisor=self.supervisor,
                                            on_start=on_start)
         except (SetupFailed, OSError):
-            workspace.remove()  # it holds nothing but what the setup did
+            workspace.baseline = Baseline.of(path)  # what the setup made before it failed is nobody's work
+            if is_ancestor(base, self.ref, self.top):  # else work fetched here: kept, the next attempt keeps it aside
+                workspace.remove()
             raise
         workspace.save()
         return workspace

@@ -309,7 +309,8 @@ def test_copy_and_setup_prepare_the_worktree_and_are_never_committed(repo):
 
 def test_a_failing_setup_fails_the_attempt_with_its_output(repo):
     isolation = isolation_for(repo)
-    setup = [sys.executable, "-c", "import sys; print('no compiler here'); sys.exit(4)"]
+    # What it made before it failed (half a build) is nobody's work: it goes with the worktree.
+    setup = [sys.executable, "-c", "import sys; open('half.o', 'w'); print('no compiler here'); sys.exit(4)"]
     log = (repo.parent / "setup.log").open("wb")
     with pytest.raises(SetupFailed, match="exit status 4") as failure:
         isolation.open_attempt("edit", "alpha", "run-a", {**isolation.settings, "worktree_setup": setup}, log)
