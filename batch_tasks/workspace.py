@@ -259,7 +259,20 @@ def read_record(isolation: "Isolation", path: Path) -> dict[str, Any]:
                              "by someone other than batch-tasks)")
     if record.get("worktree") != str(path) or not isinstance(record.get("baseline"), dict):
         raise WorkspaceError(f"the record of the attempt in {path} is another attempt's")
+    branch = f"refs/heads/{record.get('branch')}"
+    if not holds_base(isolation, record.get("base"), branch):
+        raise WorkspaceError(f"the record of the attempt in {path} names a base, {str(record.get('base'))[:12]}, "
+                             f"that is not on both {branch} and {isolation.ref}")
     return record
+
+
+def holds_base(isolation: "Isolation", base: Any, commit: str) -> bool:
+    """Whether BASE is a commit on both COMMIT's history and the integration branch's, as the
+    base of an attempt's work is: one moved past the work would hide what it changed."""
+    top = isolation.top
+    found = rev(base, top) if isinstance(base, str) and base else None
+    return (found is not None and rev(commit, top) is not None and is_ancestor(found, commit, top)
+            and is_ancestor(found, isolation.ref, top))
 
 
 def _sign(secret: bytes, record: dict[str, Any]) -> str:

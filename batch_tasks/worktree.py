@@ -279,20 +279,13 @@ class Isolation:
         return replaced
 
     def reopen(self, group: str, module: str) -> "AttemptWorkspace | None":
-        """The item's worktree as a killed run left it, if it is there. Raises WorkspaceError if
-        its record is damaged, or names a base its branch does not hold: what was checked would
-        not be what lands (see workspace)."""
+        """The item's worktree as a killed run left it, if it is there (WorkspaceError: its record is damaged)."""
         path = self.item_path(group, module)
         if _worktree_at(self.top, path) is None:
             return None
         record = read_record(self, path)
         branch = self.item_branch(group, module)
         base = record.get("base") or git("merge-base", branch, self.ref, cwd=self.top, allowed=(0, 1)).text
-        tip = rev(f"refs/heads/{branch}", self.top)
-        if record and not (tip and rev(str(base), self.top) and is_ancestor(base, tip, self.top)
-                           and is_ancestor(base, self.ref, self.top)):
-            raise WorkspaceError(f"the record of the attempt in {path} names a base, {str(base)[:12]}, that is not on "
-                                 f"both {branch} and {self.branch}")
         workspace = AttemptWorkspace(self, group, module, record.get("run_id", ""), path, branch, base,
                                      baseline=Baseline(record.get("baseline", {})), gitdir=record.get("gitdir", ""))
         remove_stale_index_lock(path)

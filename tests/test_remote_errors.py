@@ -5,14 +5,19 @@ other reaches the item's run as the bug it is. Plain objects in place of Dask's.
 from __future__ import annotations
 
 import io
+import sys
 import threading
+from types import SimpleNamespace
 
 import distributed
 import pytest
 
+from batch_tasks.errors import BatchError
 from batch_tasks.executors import fetched, on_worker
 from batch_tasks.executors.remote_agent import RemoteAgent
 from batch_tasks.process import Exit
+from batch_tasks.worktree import Isolation
+from gitrepo import git, make_repo
 
 
 class Unreachable:
@@ -156,3 +161,59 @@ def test_an_attempts_end_the_scheduler_could_not_note_is_said_in_the_items_log(m
 def test_a_bug_in_noting_an_attempts_end_is_not_swallowed(monkeypatch):
     with pytest.raises(KeyError):
         run_on_worker_with(monkeypatch, NotedState(KeyError("state")))
+
+
+# --- recovery: the success a killed run's remote attempt pushed -----------------------
+
+
+@pytest.fixture
+def pushed(tmp_path, monkeypatch):
+    """A repository whose integration branch is made, and a remote where a worker pushed the
+    success of run-1's attempt at g:alpha: (isolation, running record, pushed commit)."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
+    repo = make_repo(tmp_path / "repo")
+    isolation = Isolation(repo / "task.md", {"integrate": None})
+    isolation.validate()
+    isolation.prepare()
+    base = isolation.tip()
+    remote = tmp_path / "remote.git"
+    git("clone", "-q", "--bare", str(repo), str(remote), cwd=tmp_path)
+    branch = isolation.item_branch("g", "alpha")
+    (repo / "work.txt").write_text("work\n")
+    git("add", "work.txt", cwd=repo)
+    git("commit", "-q", "-m", "work\n\nBatch-Item: g:alpha\nBatch-Run: run-1\nBatch-Result: succeeded", cwd=repo)
+    commit = git("rev-parse", "HEAD", cwd=repo)
+    git("push", "-q", str(remote), f"HEAD:refs/heads/{branch}", cwd=repo)
+    git("reset", "-q", "--hard", "HEAD~1", cwd=repo)
+    running = {"executor": "dask", "branch": branch, "remote": str(remote), "run_id": "run-1", "base": base}
+    return isolation, running, commit
+
+
+ITEM = SimpleNamespace(group="g", module="alpha", key="g:alpha")
+CHECKED = {"check": [sys.executable, "-c", "pass"]}
+
+
+def test_pushed_work_whose_worktree_here_cannot_be_set_up_is_said_in_the_items_log(pushed):
+    isolation, running, _ = pushed
+    group = SimpleNamespace(settings={**CHECKED, "worktree_setup": [sys.executable, "-c", "raise SystemExit(3)"]})
+    log = io.BytesIO()
+    assert fetched.fetch_pushed_success(isolation, group, ITEM, running, log) is None
+    assert b"the work its worker pushed is not gone on with: worktree_setup" in log.getvalue()
+
+
+def test_an_error_recovery_does_not_name_reaches_the_items_run(pushed, monkeypatch):
+    isolation, running, _ = pushed
+
+    def bug(*args, **kwargs):
+        raise BatchError("not an error of git's or of the setup's")
+
+    monkeypatch.setattr(fetched, "adopt", bug)
+    with pytest.raises(BatchError):
+        fetched.fetch_pushed_success(isolation, SimpleNamespace(settings=CHECKED), ITEM, running, io.BytesIO())
+
+
+def test_a_base_moved_past_the_pushed_work_in_the_running_record_is_not_taken(pushed):
+    isolation, running, commit = pushed
+    found = fetched.fetch_pushed_success(isolation, SimpleNamespace(settings=CHECKED), ITEM,
+                                         {**running, "base": commit}, io.BytesIO())
+    assert found.base == running["base"]  # where the work and the integration branch meet
