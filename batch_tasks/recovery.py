@@ -145,6 +145,9 @@ def _reached(group: Group, item: Item, folder: ItemState, running: Mapping[str, 
         return None  # it was still working: it runs again
     if state is not None and state not in item_machine.LANDING[:-1]:
         return None  # recorded already: the result, not this, says the rest
+    if state in (item_machine.CHECKED, item_machine.MERGED):
+        # The log is the agent's to write: a check it says passed runs again, and git alone says merged.
+        state = item_machine.COMMITTED if route.commits else item_machine.AGENT_DONE
     return state or item_machine.AGENT_DONE, outcome or Outcome(ok=True), exit_status
 
 

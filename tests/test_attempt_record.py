@@ -18,7 +18,8 @@ from gitrepo import git, make_repo
 
 # The agent, the first time: does its dishonest part (FORGERY), rewrites every record of its
 # attempt it can find (the old one in the worktree's admin folder, the runner's in the state
-# folder), says it exited with 0 where the watchdog would, and kills its runner. Later: the honest edit the check wants.
+# folder), says it exited with 0 where the watchdog would, and kills its runner. Later: the
+# honest edit the check wants.
 AGENT = """
 import hashlib, json, os, signal, subprocess, sys
 marker = os.environ["AGENT_MARKER"]
@@ -27,6 +28,14 @@ if os.path.exists(marker):
         stream.write("alpha_done = True\\n")
     sys.exit(0)
 open(marker, "w").close()
+state = os.path.join("..", "..", "..", "items", "g", "alpha")
+def claim(reached):  # a step of its landing, noted in its log as the runner notes it
+    with open(os.path.join(state, "running.json")) as stream:
+        running = json.load(stream)
+    event = {"t": 0, "run_id": running["run_id"], "attempt": running["attempt"], "kind": "state", "text": "",
+             "data": {"state": reached, "event": "check passed"}}
+    with open(os.path.join(state, "events.jsonl"), "a") as stream:
+        stream.write(json.dumps(event) + "\\n")
 def forge(record):
     FORGERY
 admin = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], capture_output=True, text=True).stdout.strip()
@@ -38,7 +47,6 @@ for path in records:
         forge(kept.get("record", kept))
         with open(path, "w") as stream:
             json.dump(kept, stream)
-state = os.path.join("..", "..", "..", "items", "g", "alpha")
 with open(os.path.join(state, "running.json")) as stream:  # its own exit, claimed: a check still decides
     attempt_id = json.load(stream)["attempt_id"]
 with open(os.path.join(state, "exit.json"), "w") as stream:
@@ -62,6 +70,24 @@ MOVES_ITS_BASE = """
     with open("notes.txt", "w") as stream:  # left uncommitted: the runner commits it
         stream.write("notes\\n")
     record["base"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+"""
+
+COMMITS_AND_CLAIMS_IT_WAS_CHECKED = """
+    with open("notes.txt", "w") as stream:  # work that does not pass the check
+        stream.write("notes\\n")
+    subprocess.run(["git", "add", "notes.txt"], check=True)
+    subprocess.run(["git", "commit", "-qm", "notes"], check=True)
+    claim("checked")
+"""
+
+COMMITS_AND_LEAVES_A_FILE_THAT_PASSES_THE_CHECK = """
+    with open("notes.txt", "w") as stream:
+        stream.write("notes\\n")
+    subprocess.run(["git", "add", "notes.txt"], check=True)
+    subprocess.run(["git", "commit", "-qm", "notes"], check=True)
+    with open("approved", "w") as stream:  # left uncommitted, as if the runner had committed all
+        stream.write("yes\\n")
+    claim("committed")
 """
 
 CHECK = """import os, sys
@@ -107,6 +133,19 @@ def test_a_base_the_agent_moves_in_its_record_does_not_hide_a_protected_file_it_
     assert "- [x] alpha" in (repo / "task.md").read_text()
     assert landed(repo, "check.py") == CHECK
     assert "alpha_done" in landed(repo, "shared.py")
+
+
+
+def test_a_check_the_agent_says_in_its_log_was_passed_is_run_again_before_its_work_lands(tmp_path):
+    repo = run_with(tmp_path, COMMITS_AND_CLAIMS_IT_WAS_CHECKED)
+    assert "- [x] alpha" in (repo / "task.md").read_text()
+    assert "alpha_done" in landed(repo, "shared.py")  # the work that passed the check, not the claim
+
+
+def test_a_file_left_uncommitted_after_a_claimed_commit_is_not_seen_by_the_resumed_check(tmp_path):
+    repo = run_with(tmp_path, COMMITS_AND_LEAVES_A_FILE_THAT_PASSES_THE_CHECK)
+    assert "- [x] alpha" in (repo / "task.md").read_text()
+    assert landed(repo, "approved") is not None or "alpha_done" in landed(repo, "shared.py")
 
 
 # --- the record's verification, on plain attempts -------------------------------------
