@@ -255,8 +255,8 @@ def read_record(isolation: "Isolation", path: Path) -> dict[str, Any]:
         raise WorkspaceError(f"the record of the attempt in {path} is not an object")
     secret = plan_cache.signing_key()
     if secret is None or not hmac.compare_digest(_sign(secret, record), str(kept.get("signature"))):
-        raise WorkspaceError(f"the record of the attempt in {path} does not verify ({where} was changed "
-                             "by someone other than batch-tasks)")
+        raise WorkspaceError(f"the record of the attempt in {path} does not verify ({where} is not as "
+                             "batch-tasks signed it with your key)")
     if record.get("worktree") != str(path) or not isinstance(record.get("baseline"), dict):
         raise WorkspaceError(f"the record of the attempt in {path} is another attempt's")
     branch = f"refs/heads/{record.get('branch')}"
