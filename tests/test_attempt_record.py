@@ -148,6 +148,37 @@ def test_a_file_left_uncommitted_after_a_claimed_commit_is_not_seen_by_the_resum
     assert landed(repo, "approved") is not None or "alpha_done" in landed(repo, "shared.py")
 
 
+
+HIDES_A_FILE_FROM_GIT = """
+import os, subprocess
+common = subprocess.run(["git", "rev-parse", "--git-common-dir"], capture_output=True, text=True).stdout.strip()
+with open(os.path.join(common, "info", "exclude"), "a") as stream:  # seen by no git status, nor by `git diff`
+    stream.write("approved\\n")
+for name, text in (("approved", "yes\\n"), ("notes.txt", "notes\\n")):
+    with open(name, "w") as stream:
+        stream.write(text)
+"""
+
+
+def test_a_file_the_agent_hides_from_git_through_the_repositorys_excludes_never_passes_a_check(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    (repo / "check.py").write_text(CHECK)
+    agent = tmp_path / "agent.py"
+    agent.write_text(HIDES_A_FILE_FROM_GIT)
+    (repo / "task.md").write_text("\n".join([
+        "---", "agent: command", f"command: {json.dumps([sys.executable, str(agent)])}",
+        f"check: {json.dumps([sys.executable, 'check.py'])}", "isolation: worktree", "retries: 0", "---",
+        "# E", "## G", "- [ ] alpha: edit alpha", ""]))
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "the plan", cwd=repo)
+    done = subprocess.run([sys.executable, "-m", "doit", "run-batch"], cwd=repo, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "- [ ] alpha" in (repo / "task.md").read_text()
+    assert "info/exclude" in done.stdout + done.stderr
+    assert "approved" not in (repo / ".git" / "info" / "exclude").read_text()
+
+
 # --- the record's verification, on plain attempts -------------------------------------
 
 
