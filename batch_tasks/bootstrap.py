@@ -43,6 +43,11 @@ class Baseline:
     def untouched_since(self, root: Path, path: str) -> bool:
         return path in self.paths and _content(root / path) == self.paths[path]
 
+    @classmethod
+    def of(cls, worktree: Path) -> "Baseline":
+        """What the worktree differs in from its commit now."""
+        return cls({path: _content(worktree / path) for path in dirty_paths(worktree)})
+
 
 def bootstrap(worktree: Path, *, folder: Path, source_folder: Path, top: Path, settings: Mapping[str, Any], log,
               supervisor: process.Supervisor, on_start=None, sandbox=None) -> Baseline:
@@ -56,7 +61,7 @@ def bootstrap(worktree: Path, *, folder: Path, source_folder: Path, top: Path, s
         run_setup(setup, worktree, folder, log, settings.get("timeout"), supervisor, on_start, sandbox)
     if not copied and not setup:
         return Baseline()
-    return Baseline({path: _content(worktree / path) for path in dirty_paths(worktree)})
+    return Baseline.of(worktree)
 
 
 def copy_files(globs, source_folder: Path, top: Path, worktree: Path) -> list[str]:

@@ -47,7 +47,9 @@ def land(item_run: "ItemRun", attempt: Attempt) -> None:
     try:
         with item_run.folder.open_log() as log:
             if item_run.machine.state in (machine.COMMITTED, machine.CHECKED) and item_run.workspace is not None:
-                # Resumed after its commit: the gate as it is set now decides, not as it was.
+                # Resumed after its commit: the check sees what lands (nothing left uncommitted since,
+                # by a killed check or by anyone), and the gate as it is set now decides, not as it was.
+                item_run.workspace.discard_leftovers()
                 why = _protected(item_run, attempt, item_run.workspace.tip())
                 if why is not None:
                     return failed(*why)

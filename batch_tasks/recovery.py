@@ -148,6 +148,9 @@ def _reached(group: Group, item: Item, folder: ItemState, running: Mapping[str, 
         return None  # it was still working: it runs again
     if state is not None and state not in item_machine.LANDING[:-1]:
         return None  # recorded already: the result, not this, says the rest
+    if state in (item_machine.CHECKED, item_machine.MERGED):
+        # The log is the agent's to write: a check it says passed runs again, and git alone says merged.
+        state = item_machine.COMMITTED if route.commits else item_machine.AGENT_DONE
     return state or item_machine.AGENT_DONE, outcome or Outcome(ok=True), exit_status
 
 
@@ -156,7 +159,7 @@ def _in_git(group: Group, item: Item, running: Mapping[str, Any], found, isolati
     attempt's own worktree (or from the branch its remote worker pushed). Returns what is found,
     the worktree, and the merge's evidence."""
     from .executors.fetched import fetch_pushed_success
-    from .workspace import WorkspaceError, read_record
+    from .workspace import WorkspaceError
 
     run_id = running.get("run_id")
     if not isinstance(run_id, str):
@@ -164,7 +167,7 @@ def _in_git(group: Group, item: Item, running: Mapping[str, Any], found, isolati
     said = found or (None, Outcome(ok=True), None)
     try:
         workspace = isolation.reopen(item.group, item.module)
-        if workspace is not None and read_record(workspace.path).get("run_id") != run_id:
+        if workspace is not None and workspace.run_id != run_id:
             workspace = None  # another run's attempt: not this one's work
     except WorkspaceError as error:
         workspace = None  # what is in it is not known to be this attempt's work alone

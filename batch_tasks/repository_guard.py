@@ -1,8 +1,9 @@
 """The repository's own git settings, as a run found them: what an attempt changed there is undone.
 
 An agent runs as the user, so it can change the repository's configuration, its
-attributes and its hooks (`.git/config`, `config.worktree`, `info/attributes`,
-`hooks/`), which steer every git the user runs afterwards. The run notes them when it
+attributes, its excludes and its hooks (`.git/config`, `config.worktree`,
+`info/attributes`, `info/exclude`, `hooks/`), which steer every git the user runs
+afterwards (and what the runner's git commits). The run notes them when it
 starts (`note`); after each attempt, whatever differs is put back as the run found it
 and named (`ended`), and the lifecycle fails the attempt: for good if it ran alone;
 if others ran beside it, no file says which one did it, so each of them fails as a
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from .git import git
 
-WATCHED_FILES = ("config", "config.worktree", "info/attributes")
+# info/exclude: a file it lists is neither committed nor shown, yet the check sees it.
+WATCHED_FILES = ("config", "config.worktree", "info/attributes", "info/exclude")
 WATCHED_FOLDERS = ("hooks",)
 
 

@@ -1,28 +1,40 @@
 """One attempt's worktree: what the agent left is committed, a failure is kept, a merged
 one removed; every commit made here says in its trailers which batch, item and run it is.
 
-May touch: the attempt's own worktree and branch, and its record in the worktree's own
-admin folder inside .git (base, run, what copy and setup left: `batch-tasks.json`).
+May touch: the attempt's own worktree and branch, and its record in the state folder
+(`attempts/<group>/<module>.json`: its base, run, git folder and what copy and setup left).
 Removing is refused while anything is uncommitted or not on the integration branch.
+
+The record decides what is committed (what is not the baseline) and where a killed run goes
+on from, and an agent can write anywhere its user can: so the record is signed with the
+user's key (plan_cache's), and one that does not verify, or names a base that is not on both
+the item's branch and the integration branch, is a damaged record (WorkspaceError). A live
+attempt never reads it back: the runner holds it. Before its work is committed, the
+worktree's git must still be the one it was made with (the `.git` file is the agent's to
+rewrite, and would point the runner's commit at another repository than what lands).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import plan_cache
 from .bootstrap import Baseline, dirty_paths
 from .errors import BatchError
 from .git import GitError, admin_folder, git, is_ancestor, rev
+from .state import open_to_read, write_atomic
 
 if TYPE_CHECKING:
     from .worktree import Isolation
 
-RECORD = "batch-tasks.json"
+RECORD_FORMAT = 1
 MAX_FILE_BYTES = 100 * 2**20  # as GitHub's own limit: a bigger file is a mistake, or an attack on the runner's time
 
 
@@ -58,6 +70,7 @@ class AttemptWorkspace:
     branch: str
     base: str  # the commit it was made from
     baseline: Baseline = field(default_factory=Baseline)
+    gitdir: str = ""  # its own folder in the repository's .git, as made ("": a worker's clone, whose push is checked here)
     replaced: Kept | None = None  # the earlier attempt kept aside to make room for this one
 
     @property
@@ -78,13 +91,31 @@ class AttemptWorkspace:
         return rev(f"refs/heads/{self.branch}", self.isolation.top)
 
     def save(self) -> None:
-        record = {"base": self.base, "run_id": self.run_id, "baseline": self.baseline.paths}
-        with open(admin_folder(self.path) / RECORD, "w", encoding="utf-8") as stream:
-            json.dump(record, stream)
+        """Sign and keep the record, for a later run that goes on from this attempt or keeps it aside."""
+        record = {"worktree": str(self.path), "branch": self.branch, "gitdir": self.gitdir, "base": self.base,
+                  "run_id": self.run_id, "baseline": self.baseline.paths}
+        secret = plan_cache.signing_key()
+        signature = _sign(secret, record) if secret is not None else ""  # then it never verifies: kept whole
+        path = record_file(self.isolation, self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"format": RECORD_FORMAT, "record": record, "signature": signature}))
+
+    def own_git(self) -> None:
+        """Raise WorkspaceError unless the worktree's git is still the one it was made with."""
+        if not self.gitdir:
+            return
+        found = git("rev-parse", "--path-format=absolute", "--absolute-git-dir", "--git-common-dir",
+                    cwd=self.path, allowed=(0, 128)).out.splitlines()
+        common = git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=self.isolation.top).text
+        if found != [self.gitdir, common]:
+            now = ", ".join(found) or "none"
+            raise WorkspaceError(f"the agent pointed its worktree {self.path} at another git folder ({now}) than its "
+                                 f"own, {self.gitdir}; its work is kept there")
 
     def commit_leftovers(self, allow_empty: bool = False) -> Committed:
         """After the agent succeeded: commit what it left uncommitted (its own commits stay),
         so that the branch's tip says, in its trailers, that this run of the item succeeded."""
+        self.own_git()
         head = git("symbolic-ref", "-q", "HEAD", cwd=self.path, allowed=(0, 1)).text
         if head != f"refs/heads/{self.branch}":
             raise WorkspaceError(f"the agent left its worktree {self.path} on {head or 'a detached HEAD'}, "
@@ -140,6 +171,7 @@ class AttemptWorkspace:
             if tip is not None and not is_ancestor(tip, isolation.ref, isolation.top):
                 raise WorkspaceError(f"{self.branch} has commits not on {isolation.branch}; it is kept")
             isolation.recycle(self.path, self.branch, tip)
+            record_file(isolation, self.path).unlink(missing_ok=True)
 
 
 def commit_work(path: Path, baseline: Baseline, message: str) -> bool:
@@ -198,20 +230,54 @@ def _tree(commit: str, cwd: Path) -> str:
     return git("rev-parse", f"{commit}^{{tree}}", cwd=cwd).text
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """What `save` wrote of the attempt in the worktree at PATH; {} if it wrote nothing (it was
-    killed before). Raises WorkspaceError if it cannot be read: a damaged record is no record
-    of a baseline, and every file setup made would be taken for the agent's work."""
+def record_file(isolation: "Isolation", path: Path) -> Path:
+    """Where the record of the attempt in the worktree at PATH is kept: the state folder's
+    `attempts/`, as the worktree is under `worktrees/`."""
+    worktrees = isolation.state_root / "worktrees"
+    return isolation.state_root / "attempts" / f"{Path(path).relative_to(worktrees)}.json"
+
+
+def read_record(isolation: "Isolation", path: Path) -> dict[str, Any]:
+    """What `save` wrote of the attempt in the worktree at PATH, checked; {} if it wrote nothing
+    (it was killed before). Raises WorkspaceError if it cannot be read or does not verify: a
+    damaged record is no record of a baseline (every file setup made would be taken for the
+    agent's work), and a forged one would hide the agent's files from its commit."""
+    where = record_file(isolation, path)
     try:
-        with open(admin_folder(path) / RECORD, encoding="utf-8") as stream:
-            record = json.load(stream)
+        with open_to_read(str(where)) as stream:
+            kept = json.loads(stream.read())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError, GitError) as error:
+    except (OSError, ValueError) as error:
         raise WorkspaceError(f"the record of the attempt in {path} cannot be read: {error}") from None
+    record = kept.get("record") if isinstance(kept, dict) else None
     if not isinstance(record, dict):
         raise WorkspaceError(f"the record of the attempt in {path} is not an object")
+    secret = plan_cache.signing_key()
+    if secret is None or not hmac.compare_digest(_sign(secret, record), str(kept.get("signature"))):
+        raise WorkspaceError(f"the record of the attempt in {path} does not verify ({where} is not as "
+                             "batch-tasks signed it with your key)")
+    if record.get("worktree") != str(path) or not isinstance(record.get("baseline"), dict):
+        raise WorkspaceError(f"the record of the attempt in {path} is another attempt's")
+    branch = f"refs/heads/{record.get('branch')}"
+    if not holds_base(isolation, record.get("base"), branch):
+        raise WorkspaceError(f"the record of the attempt in {path} names a base, {str(record.get('base'))[:12]}, "
+                             f"that is not on both {branch} and {isolation.ref}")
     return record
+
+
+def holds_base(isolation: "Isolation", base: Any, commit: str) -> bool:
+    """Whether BASE is a commit on both COMMIT's history and the integration branch's, as the
+    base of an attempt's work is: one moved past the work would hide what it changed."""
+    top = isolation.top
+    found = rev(base, top) if isinstance(base, str) and base else None
+    return (found is not None and rev(commit, top) is not None and is_ancestor(found, commit, top)
+            and is_ancestor(found, isolation.ref, top))
+
+
+def _sign(secret: bytes, record: dict[str, Any]) -> str:
+    text = json.dumps(record, sort_keys=True)
+    return hmac.new(secret, b"attempt-record\0" + text.encode(), hashlib.sha256).hexdigest()
 
 
 def remove_stale_index_lock(worktree: Path) -> None:

@@ -7,7 +7,8 @@ HEAD at the first run, then advanced only by the merge queue), the item branches
 worktree list, and the folders `.batch/<stem>/integration/` (the runner's worktree, where
 the integration branch is checked out: git then refuses to check it out anywhere else, so
 no checkout can move under a merge or revert what landed; the user reads it with `git log`,
-`git show`, `git diff` and merges it, any time) and `.batch/<stem>/worktrees/<group>/<module>/` (one per item). Never
+`git show`, `git diff` and merges it, any time), `.batch/<stem>/worktrees/<group>/<module>/` (one per item) and
+`.batch/<stem>/attempts/` (each attempt's signed record: see workspace). Never
 the user's working tree, index, HEAD or checked-out branch; `.batch/.gitignore` (`*`)
 keeps the state folder out of `git status`. Nothing with commits that are not on the
 integration branch is ever deleted: such a branch is renamed aside, its worktree kept.
@@ -42,7 +43,8 @@ from . import agent_sandbox
 from .bootstrap import Baseline, SetupFailed, bootstrap, inside
 from .check import NullLog
 from .errors import BatchError
-from .git import GitError, git, is_ancestor, parse_trailers, rev, trailers, worktree_at as _worktree_at, worktrees
+from .git import (GitError, admin_folder, git, is_ancestor, parse_trailers, rev, trailers, worktree_at as _worktree_at,
+                  worktrees)
 from .process import Supervisor
 from .state import BatchState, safe_name
 from .workspace import (AttemptWorkspace, Kept, WorkspaceError, commit_work, item_key, one_line, read_record,
@@ -252,14 +254,17 @@ class Isolation:
                 git("checkout", "-q", "-b", branch, base, cwd=path)
             else:
                 git("worktree", "add", "-q", "-b", branch, str(path), base, cwd=self.top)
-        workspace = AttemptWorkspace(self, group, module, run_id, path, branch, base, replaced=replaced)
+        workspace = AttemptWorkspace(self, group, module, run_id, path, branch, base, replaced=replaced,
+                                     gitdir=str(admin_folder(path)))
         workspace.save()
         try:
             workspace.baseline = bootstrap(path, folder=workspace.folder, source_folder=self.folder, top=self.top,
                                            settings=settings, log=log or NullLog(), supervisor=self.supervisor,
                                            on_start=on_start, sandbox=agent_sandbox.for_workspace(workspace, settings))
         except (SetupFailed, OSError):
-            workspace.remove()  # it holds nothing but what the setup did
+            workspace.baseline = Baseline.of(path)  # what the setup made before it failed is nobody's work
+            if is_ancestor(base, self.ref, self.top):  # else work fetched here: kept, the next attempt keeps it aside
+                workspace.remove()
             raise
         workspace.save()
         return workspace
@@ -275,15 +280,15 @@ class Isolation:
         return replaced
 
     def reopen(self, group: str, module: str) -> "AttemptWorkspace | None":
-        """The item's worktree as a killed run left it, if it is there."""
+        """The item's worktree as a killed run left it, if it is there (WorkspaceError: its record is damaged)."""
         path = self.item_path(group, module)
         if _worktree_at(self.top, path) is None:
             return None
-        record = read_record(path)
+        record = read_record(self, path)
         branch = self.item_branch(group, module)
         base = record.get("base") or git("merge-base", branch, self.ref, cwd=self.top, allowed=(0, 1)).text
         workspace = AttemptWorkspace(self, group, module, record.get("run_id", ""), path, branch, base,
-                                     baseline=Baseline(record.get("baseline", {})))
+                                     baseline=Baseline(record.get("baseline", {})), gitdir=record.get("gitdir", ""))
         remove_stale_index_lock(path)
         return workspace
 
@@ -304,7 +309,7 @@ class Isolation:
         if entry is not None:
             remove_stale_index_lock(path)
             try:
-                record, why = read_record(path), "an earlier attempt, kept aside"
+                record, why = read_record(self, path), "an earlier attempt, kept aside"
             except WorkspaceError as error:
                 # Without its baseline, what setup made is not told from the agent's work: all is kept, aside.
                 record, why = {}, f"an earlier attempt, kept aside whole: {error}"

@@ -309,7 +309,8 @@ def test_copy_and_setup_prepare_the_worktree_and_are_never_committed(repo):
 
 def test_a_failing_setup_fails_the_attempt_with_its_output(repo):
     isolation = isolation_for(repo)
-    setup = [sys.executable, "-c", "import sys; print('no compiler here'); sys.exit(4)"]
+    # What it made before it failed (half a build) is nobody's work: it goes with the worktree.
+    setup = [sys.executable, "-c", "import sys; open('half.o', 'w'); print('no compiler here'); sys.exit(4)"]
     log = (repo.parent / "setup.log").open("wb")
     with pytest.raises(SetupFailed, match="exit status 4") as failure:
         isolation.open_attempt("edit", "alpha", "run-a", {**isolation.settings, "worktree_setup": setup}, log)
@@ -462,21 +463,21 @@ def test_a_branch_moved_by_hand_during_a_merge_is_not_overwritten(repo):
 
 
 def test_a_damaged_attempt_record_is_said_not_read_as_no_baseline_and_its_worktree_is_kept_whole(repo):
-    from batch_tasks.git import admin_folder
-    from batch_tasks.workspace import RECORD, read_record
+    from batch_tasks.workspace import read_record, record_file
 
     isolation = isolation_for(repo)
     first = isolation.open_attempt("g", "one", "run-1")
-    assert read_record(first.path)["run_id"] == "run-1"
+    assert read_record(isolation, first.path)["run_id"] == "run-1"
     (first.path / "made.txt").write_text("the agent's\n")
-    (admin_folder(first.path) / RECORD).write_text('{"baseline": {"made.txt"')  # cut short
+    kept = record_file(isolation, first.path)
+    kept.write_text('{"record": {"baseline": {"made.txt"')  # cut short
     with pytest.raises(WorkspaceError, match="cannot be read"):
-        read_record(first.path)
-    (admin_folder(first.path) / RECORD).unlink()
-    assert read_record(first.path) == {}  # killed before it was written: nothing to read
-    (admin_folder(first.path) / RECORD).write_text("[]")
+        read_record(isolation, first.path)
+    kept.unlink()
+    assert read_record(isolation, first.path) == {}  # killed before it was written: nothing to read
+    kept.write_text("[]")
     with pytest.raises(WorkspaceError, match="not an object"):
-        read_record(first.path)
+        read_record(isolation, first.path)
     second = isolation.open_attempt("g", "one", "run-2")
     kept = second.replaced
     said = git("log", "-1", "--format=%s", kept.branch, cwd=repo)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import BatchError
+from .. import item_log
+from ..bootstrap import SetupFailed
 from ..git import GitError, git, is_ancestor, rev, trailers
 from ..check import Check
-from ..workspace import AttemptWorkspace, Committed, Kept, WorkspaceError
+from ..workspace import AttemptWorkspace, Committed, Kept, WorkspaceError, holds_base
 from .on_worker import RUNNING
 
 RECOVERY_WAIT_SECONDS = 3600  # a killed run's remote attempt still running: how long the next run waits for it
@@ -131,8 +132,9 @@ def wait_for_remote_attempt(item, running: Mapping[str, Any], log, waiting: Call
 def fetch_pushed_success(isolation, group, item, running: Mapping[str, Any], log) -> FetchedWorkspace | None:
     """Recovery: the worktree here of the branch a killed run's remote attempt pushed (its end
     waited for before the run: wait_for_remote_attempt), if that branch holds this very run's
-    success (its agent is not run again); else None. The item branches that run merged leave
-    the remote on the way."""
+    success (its agent is not run again); else None, saying why in LOG when it was pushed but cannot
+    be gone on with (git failed on the way, or its worktree's setup here). The item branches that run
+    merged leave the remote on the way."""
     if running.get("executor") != "dask" or not isinstance(running.get("branch"), str):
         return None
     remote = str(running["remote"])
@@ -143,9 +145,19 @@ def fetch_pushed_success(isolation, group, item, running: Mapping[str, Any], log
         if found is None:
             return None
         return adopt(isolation, remote, item.group, item.module, running["run_id"], group.settings, log,
-                     found.commit, str(running.get("base") or found.commit))
-    except BatchError:
+                     found.commit, base_of(isolation, found.commit, running.get("base")))
+    except (GitError, SetupFailed) as error:
+        if log is not None:
+            log.write(item_log.note_header(f"the work its worker pushed is not gone on with: {error}"))
         return None
+
+
+def base_of(isolation, commit: str, said) -> str:
+    """The commit COMMIT's work started from: as the killed run's record SAID (in the state folder,
+    an agent's to write) if the integration branch holds it below COMMIT, else where the two meet."""
+    if holds_base(isolation, said, commit):
+        return rev(said, isolation.top)
+    return git("merge-base", commit, isolation.ref, cwd=isolation.top).text
 
 
 def pushed_success(top: Path, remote: str, branch: str, run_id: str, key: str, start: str | None = None,

@@ -15,7 +15,6 @@ through git, the item's branches on the remote. Nothing of the coordinator's mac
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import process
+from .. import item_log, process
 from ..agents import AGENTS
 from ..attempt import outcome_of
 from ..attempt_processes import GRACE_SECONDS
@@ -102,14 +101,14 @@ class Channel:
         self.wake.set()
         self.sender.join()
         self.flush()
-        try:
-            self.queue.close()  # the scheduler forgets it once its coordinator lets go too
-        except Exception:  # noqa: BLE001 - its scheduler is gone: nothing to forget
-            pass
+        # The scheduler forgets it once its coordinator lets go too; with its scheduler gone,
+        # distributed sends nothing and raises nothing: whatever this raises is a bug.
+        self.queue.close()
 
 
 def run_on_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from distributed import Variable, get_client, get_worker
+    from distributed.client import ClosedClientError
 
     worker = get_worker()
     state = Variable(spec["state"])
@@ -128,8 +127,12 @@ def run_on_worker(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         result = {"worker": worker.address, **_attempt(spec, worker, channel)}
     finally:
-        with contextlib.suppress(Exception):  # its scheduler gone: the pushed branch says it all
+        try:
             state.set(ENDED)
+        except (OSError, TimeoutError, ClosedClientError) as error:  # its scheduler out of reach
+            channel.write(item_log.note_header(
+                f"its end could not be noted on its scheduler ({error}): a later run may wait for it, as for "
+                "an attempt still running; what it pushed is all there"))
         channel.send("end")  # the result follows at once: the coordinator need not poll for it
         channel.close()
     return {**result, "undelivered": channel.undelivered} if channel.undelivered else result
