@@ -6,7 +6,7 @@ the same code, instead of a second road.
     machine = ItemMachine(route=Route(commits=True, checks=True, merges=True))
     machine.fire(START)                  # RUNNING
     machine.fire(AGENT_SUCCEEDED)        # AGENT_DONE: now machine.next_step() == COMMIT
-    machine.fire(COMMITTED) ...          # CHECKED, MERGED, RECORDED, TICKED
+    machine.fire(COMMITTED) ...          # CHECKED, QUEUED, MERGED, RECORDED, TICKED
     machine.fire(STOPPED)                # from any state not over: INTERRUPTED
 
 An event the table does not allow in the current state raises IllegalTransition: a step
@@ -23,26 +23,32 @@ from typing import Callable
 # States. PENDING: not started in this run; RUNNING: an attempt's agent works; WAITING: an
 # attempt failed and another comes; AGENT_DONE … RECORDED: the landing steps, in order;
 # TICKED, FAILED, INTERRUPTED: over. TICK_OWED: over, its result written but its checkbox not
-# (its line changed while it ran): the next run writes it.
+# (its line changed while it ran): the next run writes it. QUEUED: in the merge queue, its
+# slot given back; the states the queue checks it in (with the items ahead, in a batch) are
+# the queue's, never the item's: a run killed here discards them, and the item enters the
+# queue again in the next run, its agent not run again.
 PENDING, RUNNING, WAITING = "pending", "running", "waiting"
 AGENT_DONE, COMMITTED, CHECKED, MERGED, RECORDED = "agent done", "committed", "checked", "merged", "recorded"
+QUEUED = "queued"
 TICKED, TICK_OWED, FAILED, INTERRUPTED = "ticked", "tick owed", "failed", "interrupted"
-STATES = (PENDING, RUNNING, WAITING, AGENT_DONE, COMMITTED, CHECKED, MERGED, RECORDED, TICKED, TICK_OWED, FAILED,
-          INTERRUPTED)
+STATES = (PENDING, RUNNING, WAITING, AGENT_DONE, COMMITTED, CHECKED, QUEUED, MERGED, RECORDED, TICKED, TICK_OWED,
+          FAILED, INTERRUPTED)
 OVER = frozenset({TICKED, TICK_OWED, FAILED, INTERRUPTED})
 # The landing steps in the order an item reaches them; recovery resumes after the last reached.
-LANDING = (AGENT_DONE, COMMITTED, CHECKED, MERGED, RECORDED)
+LANDING = (AGENT_DONE, COMMITTED, CHECKED, QUEUED, MERGED, RECORDED)
 
 # Events.
 START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, MERGE, RECORD, TICK, TICK_REFUSED = (
     "start", "agent succeeded", "commit", "check passed", "merge", "record", "tick", "tick refused")
+ENQUEUE = "enqueue"
 RETRY, GIVE_UP, STOPPED = "retry", "give up", "stopped"
-EVENTS = (START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, MERGE, RECORD, TICK, TICK_REFUSED, RETRY, GIVE_UP, STOPPED)
+EVENTS = (START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, ENQUEUE, MERGE, RECORD, TICK, TICK_REFUSED, RETRY, GIVE_UP,
+          STOPPED)
 
 # Steps: what the lifecycle does next, named for the event that ends it.
 COMMITTED_STEP, CHECK_STEP, MERGE_STEP, RECORD_STEP, TICK_STEP = COMMIT, CHECK_PASSED, MERGE, RECORD, TICK
 
-_IN_FLIGHT = (RUNNING, AGENT_DONE, COMMITTED, CHECKED, MERGED)
+_IN_FLIGHT = (RUNNING, AGENT_DONE, COMMITTED, CHECKED, QUEUED, MERGED)
 TRANSITIONS: dict[tuple[str, str], str] = {
     (PENDING, START): RUNNING,
     (WAITING, START): RUNNING,
@@ -52,6 +58,11 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (COMMITTED, CHECK_PASSED): CHECKED,
     (COMMITTED, MERGE): MERGED,  # isolated, no check
     (CHECKED, MERGE): MERGED,
+    # Its merge waits its turn without a slot; resumed after a kill, it enters the queue again.
+    (COMMITTED, ENQUEUE): QUEUED,
+    (CHECKED, ENQUEUE): QUEUED,
+    (QUEUED, ENQUEUE): QUEUED,
+    (QUEUED, MERGE): MERGED,
     (AGENT_DONE, RECORD): RECORDED,  # neither isolated nor checked: nothing to land
     (CHECKED, RECORD): RECORDED,
     (MERGED, RECORD): RECORDED,

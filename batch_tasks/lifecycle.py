@@ -280,6 +280,11 @@ class ItemRun:
             self.note(number, STEP, text, {"step": step})
             self.run.hub.publish("item_step", self.job.item.key, number, step, text)
 
+    def park(self, why: str) -> None:
+        """The attempt waits on something other than its agent: its slot goes to another item
+        meanwhile (see runner), and it is handed back when the attempt's step ends."""
+        self.run.hub.publish("item_parked", self.job.item.key, why)
+
     def workplace(self, number: int) -> tuple[Path, Mapping[str, str]]:
         """Where the agent runs, and on what environment: the batch's workdir, or the same folder in its own worktree."""
         job = self.job

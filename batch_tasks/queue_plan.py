@@ -90,6 +90,17 @@ class QueuePlan:
         self.held.add(key)
         return []
 
+    def restart(self, landing: dict[str, object] | None = None) -> None:
+        """The tip moved under the queue as `landing` (passed, in order, with their kinds) were to
+        land: they and every state are made again, on it."""
+        self._discard_from(0)
+        self.waiting[:0] = list(landing or ())
+        self.kinds.update(landing or {})
+
+    def clear(self) -> None:
+        """The queue gives up every item (the run stops)."""
+        self.__init__(self.batch_max, self.parallel, self.flaky_retries, self.size, _next_id=self._next_id)
+
     def decide(self) -> Decision:
         decision = Decision()
         while self.states:

@@ -162,3 +162,23 @@ def test_a_conflict_inside_a_batch_keeps_the_items_before_it_together():
     state = plan.decide().check[0]
     assert plan.conflicted(state.id, "b") == []
     assert checked(plan.decide()) == [((), ("a",), 1)]
+
+
+def test_a_tip_moved_under_a_landing_makes_it_and_every_state_again_in_their_order():
+    plan = plan_of("a", "b", "c", parallel=2, kinds={"a": "x", "b": "x", "c": "x"})
+    first, second = plan.decide().check
+    plan.passed(first.id)
+    assert plan.decide().land == [("a",)]
+    plan.restart({"a": "x"})
+    assert plan.waiting == ["a", "b", "c"] and plan.kinds["a"] == "x"
+    assert [c.items for c in plan.decide().check] == [("a", "b"), ("c",)]
+
+
+def test_a_cleared_queue_holds_nothing_and_its_states_say_nothing_after():
+    plan = plan_of("a", "b")
+    state = plan.decide().check[0]
+    plan.clear()
+    plan.passed(state.id)
+    assert not plan.busy and plan.decide().land == []
+    plan.add("c")
+    assert plan.decide().check[0].id > state.id  # a new state is never mistaken for an old one
