@@ -55,7 +55,7 @@ class QueuePlan:
     batch_max: int = 1
     parallel: int = 1
     flaky_retries: int = 1
-    size: int = 1  # how many items the next state takes: grows on success, shrinks on failure
+    size: int | None = None  # how many items the next state takes (from batch_max): grows on success, shrinks on failure
     waiting: list[str] = field(default_factory=list)  # items in no state, in queue order
     kinds: dict[str, object] = field(default_factory=dict)  # items checked alike may be checked together
     states: list[_State] = field(default_factory=list)  # being checked, the first on the tip
@@ -63,6 +63,9 @@ class QueuePlan:
     held: set[str] = field(default_factory=set)  # conflicted with a state ahead: wait until none is
     confirmed: set[str] = field(default_factory=set)  # in a failure seen twice: no rerun for them
     _next_id: int = 1
+
+    def __post_init__(self) -> None:
+        self.size = self.batch_max if self.size is None else self.size
 
     def add(self, key: str, kind: object = None) -> None:
         """An item enters the queue (behind all others): `kind` is its check, as a value."""
