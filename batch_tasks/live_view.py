@@ -130,6 +130,7 @@ def landing_line(view: ItemView, root: str = ".") -> str:
             added, removed = (sum(c[n] for c in files if isinstance(c.get(n), int)) for n in ("added", "removed"))
             landed += f", {plural(len(files), 'file')} +{added} −{removed}"
         parts.append(landed)
+    parts += queue_parts(merge.get("queue"), view.key)
     if check.get("passed") is True and isinstance(check.get("duration_s"), (int, float)):
         parts.append(f"check passed in {duration(check['duration_s'])}")
     if isinstance(kept.get("branch"), str) and isinstance(kept.get("worktree"), str):
@@ -139,6 +140,19 @@ def landing_line(view: ItemView, root: str = ".") -> str:
     if earlier:
         parts.append(f"earlier attempts kept on {', '.join(earlier)}")
     return printable(", ".join(parts))
+
+
+def queue_parts(queue, key: str) -> list[str]:
+    """What the merge queue did for an item: its merged-state checks, with whom, its bisections."""
+    if not isinstance(queue, dict) or not isinstance(queue.get("checks"), int) or not queue["checks"]:
+        return []
+    together = queue.get("checked_with") if isinstance(queue.get("checked_with"), list) else []
+    others = sorted({other for keys in together if isinstance(keys, list) for other in keys
+                     if isinstance(other, str)} - {key})
+    parts = [plural(queue["checks"], "merged-state check") + (f" with {', '.join(others)}" if others else "")]
+    if isinstance(queue.get("bisected"), int) and queue["bisected"]:
+        parts.append(f"bisected {plural(queue['bisected'], 'time')}")
+    return parts
 
 
 def tail_lines(view: ItemView, indent: str = "    ") -> list[str]:

@@ -126,6 +126,8 @@ def test_a_failing_batch_of_four_is_bisected_its_culprit_told_and_the_others_lan
     finally:
         runner.kill()
     assert runner.returncode == 0, out
+    assert "bisected 1 time" in out and "items in a bisected batch" in out  # the done lines, the summary
+    assert "waiting to merge: bisected: " in out  # the plain line as it happened
     assert agent_starts(tmp_path) == {"z": 1, "h": 1, "c": 1, "d": 1, "e": 1, "f": 2}
     runs = merged_runs(tmp_path)
     held, batch, again = runs[:3]

@@ -126,3 +126,13 @@ def test_a_running_items_row_shows_its_tool_calls_and_gives_them_up_first():
     assert re.search(r" #1  \d+\.\ds  3 tools  Read src/a\.py$", wide), wide
     narrow = _rows(board.flying(), 30, now=time.time())[0][0]
     assert "tools" not in narrow and narrow.endswith("Read src/a.py")  # the activity keeps its room
+
+
+def test_a_landed_items_line_says_what_the_merge_queue_checked_it_with_and_its_bisections():
+    from batch_tasks.live_view import queue_parts
+
+    queue = {"checks": 3, "checked_with": [["g:a", "g:b", "g:c"], ["g:a", "g:b"], ["g:a"]], "bisected": 1}
+    assert queue_parts(queue, "g:a") == ["3 merged-state checks with g:b, g:c", "bisected 1 time"]
+    assert queue_parts({"checks": 1, "checked_with": [["g:a"]], "bisected": 0}, "g:a") == ["1 merged-state check"]
+    assert queue_parts({"checks": 0, "checked_with": [], "bisected": 0}, "g:a") == []  # it landed as it was checked
+    assert queue_parts({"checks": "3"}, "g:a") == [] and queue_parts(None, "g:a") == []  # records are untrusted
