@@ -11,7 +11,8 @@
               (see retry.py): the slot is free meanwhile
     land      after the agent succeeded: its work committed (isolated) and refused if it touched a
               protected path (protected_paths), its `check` run, its branch merged through the
-              run's one merge queue (see landing); any can fail it (and so does a change it made
+              run's one merge queue (see landing), where it waits without its slot (`park`:
+              the runner gives the slot to another item); any can fail it (and so does a change it made
               to the repository's git settings: repository_guard)
     record    on success, its result record with the evidence, durably, before anything else
     tick      then its checkbox

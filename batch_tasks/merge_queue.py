@@ -26,6 +26,7 @@ the items that had passed their checks land in the next run (see recovery).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -303,7 +304,8 @@ class MergeQueue:
             return
         except Exception as error:  # noqa: BLE001 - git or a setup refused: every waiting item hears it
             with self._lock:
-                self._give_up_all(error if isinstance(error, BatchError) else BatchError(f"merge queue: {error!r}"))
+                if any(state.id == candidate.id for state in self._plan.states):  # else given up: it says nothing
+                    self._give_up_all(error if isinstance(error, BatchError) else BatchError(f"merge queue: {error!r}"))
             return
         with self._lock:
             self.checks += 1
@@ -337,11 +339,13 @@ class _Logs:
 
     def write(self, data: bytes) -> None:
         for log in self.logs:
-            log.write(data)
+            with contextlib.suppress(ValueError):  # closed: its item's landing was decided meanwhile
+                log.write(data)
 
     def flush(self) -> None:
         for log in self.logs:
-            log.flush()
+            with contextlib.suppress(ValueError):
+                log.flush()
 
 
 def _numstat(before: str, after: str, cwd) -> tuple[FileChange, ...]:

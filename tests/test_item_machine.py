@@ -115,3 +115,22 @@ def test_the_item_log_finds_an_attempts_states_exit_and_output_by_its_own_header
     assert item_log.attempt_output(folder.log, "g:a", 2, "run1") == ["second", ""]
     assert item_log.is_attempt_header(item_log.attempt_header("g:a", 3, "r").decode().rstrip("\n"))
     assert not item_log.is_attempt_header("=== check on the merged state of g:a ===")
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_an_item_waits_in_the_merge_queue_as_a_state_of_its_own_and_a_killed_run_enters_it_again(checked):
+    machine = m.ItemMachine(m.Route.of(isolated=True, checked=checked), state=m.CHECKED if checked else m.COMMITTED)
+    machine.fire(m.ENQUEUE)
+    assert machine.state == m.QUEUED and machine.next_step() == m.MERGE_STEP
+    machine.fire(m.ENQUEUE)  # resumed after a kill: in the queue again, the state it was checked in gone
+    assert machine.state == m.QUEUED
+    assert m.furthest([m.CHECKED, m.QUEUED], machine.route) == m.QUEUED
+    assert m.TRANSITIONS[(m.QUEUED, m.RETRY)] == m.WAITING  # the culprit of a failing state: back to its agent
+    assert m.TRANSITIONS[(m.QUEUED, m.STOPPED)] == m.INTERRUPTED
+    machine.fire(m.MERGE)
+    assert machine.state == m.MERGED
+
+
+def test_nothing_enters_the_merge_queue_before_its_work_is_committed_nor_after_it_merged():
+    for state in (m.AGENT_DONE, m.MERGED, m.RECORDED, m.RUNNING):
+        assert (state, m.ENQUEUE) not in m.TRANSITIONS
