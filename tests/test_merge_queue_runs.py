@@ -23,8 +23,9 @@ LINES = {"z": 2, "h": 5, "c": 11, "d": 14, "e": 20, "f": 23}  # far enough apart
 
 
 def setup(tmp_path: Path, modules: str, gated: str = "", breaks: str = "", **settings) -> tuple[Path, dict]:
-    """Items `modules`, each editing its own line of shared.py, all from one tip; those in `gated`
-    start their edit once the queue's first merged-state check is held; `breaks` writes `breaks<attempt>`."""
+    """Items `modules`, each editing its own line of shared.py, the others from one tip; those in
+    `gated` start their edit once the queue's first merged-state check is held, and all of them
+    have started; `breaks` writes `breaks<attempt>`."""
     repo = make_repo(tmp_path / "repo")
     front = {"agent": "command", "isolation": "worktree", "parallel": len(modules),
              "command": json.dumps([sys.executable, str(AGENTS / "editor.py"), "{module}"]),
@@ -36,7 +37,8 @@ def setup(tmp_path: Path, modules: str, gated: str = "", breaks: str = "", **set
     ungated = [m for m in modules if m not in gated]
     plan = {module: {"file": "shared.py", "line": LINES[module],
                      "text": f"{module} = 'breaks{{attempt}}'" if module == breaks else f"{module} = 'edited'",
-                     **({"gate": "held"} if module in gated else {"await": ungated})} for module in modules}
+                     **({"gate": "held", "await": list(gated)} if module in gated else {"await": ungated})}
+            for module in modules}
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     (tmp_path / "checks").mkdir()
     env = {**os.environ, "EDITOR_PLAN": str(tmp_path / "plan.json"), "EDITOR_LOG": str(tmp_path / "agent.log"),
@@ -111,6 +113,24 @@ def test_merged_state_checks_run_side_by_side_while_the_items_wait_without_their
                                     "Merge g:z into batch/task"]
     behind = [record(repo, module)["merge"]["queue"]["checked_with"] for module in "zhc"]
     assert sorted(map(len, behind)) == [0, 1, 1]  # one check each for the two merged, none for the first
+
+
+def test_an_item_waiting_in_the_merge_queue_gives_its_slot_to_another_agent(tmp_path):
+    # -n 2: z and h run, and enter the queue; its first merged-state check (h's, or theirs
+    # together) is held. c and d start only together: h's slot must have gone to one of them.
+    repo, env = setup(tmp_path, "zhcd", gated="cd", parallel=2, check_parallel=1)
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**env, "CHECK_HOLD": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: queued(repo, "cd") or runner.poll() is not None, timeout=120)
+        assert (tmp_path / "checks" / "held").exists() and len(merges(repo)) <= 1  # h still held in the queue
+        (tmp_path / "checks" / "go").touch()
+        out, _ = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, out
+    assert agent_starts(tmp_path) == {"z": 1, "h": 1, "c": 1, "d": 1}
+    assert (repo / "task.md").read_text().count("- [x]") == 4
 
 
 def test_a_failing_batch_of_four_is_bisected_its_culprit_told_and_the_others_land_without_their_agents(tmp_path):
