@@ -151,9 +151,11 @@ class BatchRunner(Runner):
             elif step is PARKED:
                 self._parked.add(candidate.key)
                 self._release(candidate)
+                self.run.budget.hold(candidate.key, self._last_cost(candidate.key))  # spent at its end
             else:
                 if candidate.key in self._parked:
                     self._parked.discard(candidate.key)  # its slot was given back when it parked
+                    self.run.budget.release(candidate.key)  # its cost is spent now
                 else:
                     self._release(candidate)
                 self._settle(candidate, step)
