@@ -128,7 +128,7 @@ class MergeQueue:
         self._checked: dict[int, CheckResult] = {}  # a state's last check
         self._pool = ThreadPoolExecutor(max_workers=check_parallel, thread_name_prefix="merged-state check")
         self._checkouts = Checkouts(isolation)
-        self._moves = 0  # how many times the branch moved under the queue (a commit of the user's)
+        self._moves = 0  # how many times in a row the branch moved under the queue (a commit of the user's)
         self.checks = 0  # merged-state checks run, reruns included (the run's report says so per item)
 
     def merge(self, workspace: AttemptWorkspace, check: Check | None = None, log=None, settings=None,
@@ -249,6 +249,7 @@ class MergeQueue:
                 raise BatchError(f"{isolation.branch} kept moving while the queue landed ({MOVES_FOLLOWED} times): "
                                  "something other than batch-tasks commits onto it")
             return False
+        self._moves = 0
         git("reset", "-q", "--hard", cwd=isolation.integration_path)  # the runner's checkout of the branch
         for link in chain.links:
             ticket = self._tickets.pop(link.key)
