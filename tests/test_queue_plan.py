@@ -111,6 +111,7 @@ def test_a_failure_behind_one_still_checked_waits_for_it_and_goes_with_it():
 
 def test_a_failing_batch_of_four_is_bisected_down_to_its_culprit_and_the_others_land():
     plan = plan_of("a", "b", "c", "d", parallel=2, size=4, flaky_retries=1)
+    plan.add("e", None)  # behind the batch: no half takes it
     batch = plan.decide().check[0]
     assert batch.items == ("a", "b", "c", "d")
     plan.failed(batch.id)
@@ -119,6 +120,7 @@ def test_a_failing_batch_of_four_is_bisected_down_to_its_culprit_and_the_others_
     decision = plan.decide()
     assert decision.bisected == [("a", "b", "c", "d")]
     assert checked(decision) == [((), ("a", "b"), 1), (("a", "b"), ("c", "d"), 1)]  # both halves at once
+    assert plan.waiting == ["e"]
     left, right = decision.check
     plan.passed(left.id)
     plan.failed(right.id)
@@ -131,8 +133,9 @@ def test_a_failing_batch_of_four_is_bisected_down_to_its_culprit_and_the_others_
     plan.passed(c.id)
     decision = plan.decide()
     assert decision.land == [("c",)] and decision.culprits == ["d"]
-    assert not plan.busy and not plan.kinds
-    assert plan.size == 2  # 4, halved, doubled, halved, doubled, halved
+    assert checked(decision) == [((), ("e",), 1)]
+    assert not plan.confirmed  # what was confirmed failing has landed, or is the culprit
+    assert plan.size == 2 and isinstance(plan.size, int)  # 4, halved, doubled, halved, doubled, halved
 
 
 def test_a_conflict_with_the_tip_itself_is_the_items_own():
@@ -140,6 +143,32 @@ def test_a_conflict_with_the_tip_itself_is_the_items_own():
     state = plan.decide().check[0]
     assert plan.conflicted(state.id, "a") == ["a"]
     assert checked(plan.decide()) == [((), ("b",), 1)]
+    assert "a" not in plan.held and "a" not in plan.kinds
+
+
+def test_a_plan_starts_at_its_largest_batch():
+    plan = QueuePlan(batch_max=2, parallel=1)
+    for key in "abc":
+        plan.add(key)
+    assert checked(plan.decide()) == [((), ("a", "b"), 1)]
+
+
+def test_the_size_never_halves_below_one_and_stays_a_whole_number():
+    plan = plan_of("a", "b", parallel=1, size=1, flaky_retries=0)
+    plan.failed(plan.decide().check[0].id)
+    assert plan.decide().culprits == ["a"] and plan.size == 1
+    plan = plan_of(*"abcdef", parallel=1, size=4, batch_max=4, flaky_retries=0)
+    plan.failed(plan.decide().check[0].id)  # a b c d: split in two
+    first = plan.decide().check[0]
+    plan.failed(first.id)  # a b: split again, with c d's half still to come
+    decision = plan.decide()
+    assert checked(decision) == [((), ("a",), 1)]
+    plan.passed(decision.check[0].id)
+    plan.decide()
+    plan.failed(plan.states[0].id)
+    assert plan.decide().culprits == ["b"]
+    assert plan.states[0].items == ("c", "d")  # the pending half keeps its size, whatever the size is now
+    assert plan.size == 1 and isinstance(plan.size, int)
 
 
 def test_a_conflict_with_a_state_ahead_waits_for_it_to_land_then_is_tried_on_the_tip():
@@ -153,6 +182,7 @@ def test_a_conflict_with_a_state_ahead_waits_for_it_to_land_then_is_tried_on_the
     decision = plan.decide()
     assert decision.land == [("a",)]
     assert checked(decision) == [((), ("b", "c"), 1)]  # on the tip now
+    assert "b" not in plan.held
     assert plan.conflicted(decision.check[0].id, "b") == ["b"]
     assert checked(plan.decide()) == [((), ("c",), 1)]
 
@@ -175,9 +205,10 @@ def test_a_tip_moved_under_a_landing_makes_it_and_every_state_again_in_their_ord
 
 
 def test_a_cleared_queue_holds_nothing_and_its_states_say_nothing_after():
-    plan = plan_of("a", "b")
+    plan = plan_of("a", "b", batch_max=3, parallel=2, flaky_retries=2, size=2)
     state = plan.decide().check[0]
     plan.clear()
+    assert (plan.batch_max, plan.parallel, plan.flaky_retries, plan.size) == (3, 2, 2, 2)  # its settings stay
     plan.passed(state.id)
     assert not plan.busy and plan.decide().land == []
     plan.add("c")
