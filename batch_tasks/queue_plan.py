@@ -182,5 +182,4 @@ class QueuePlan:
     def _remove(self, key: str) -> None:
         self.waiting.remove(key)
         self.kinds.pop(key, None)
-        self.held.discard(key)
-        self.confirmed.discard(key)
+        self.confirmed.discard(key)  # (never held: an item stops being held when a state takes it)
