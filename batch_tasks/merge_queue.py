@@ -129,7 +129,6 @@ class MergeQueue:
         self._pool = ThreadPoolExecutor(max_workers=check_parallel, thread_name_prefix="merged-state check")
         self._checkouts = Checkouts(isolation)
         self._moves = 0  # how many times in a row the branch moved under the queue (a commit of the user's)
-        self.checks = 0  # merged-state checks run, reruns included (the run's report says so per item)
 
     def merge(self, workspace: AttemptWorkspace, check: Check | None = None, log=None, settings=None,
               on_step: Callable[[str, str], None] | None = None, on_start=None, on_queued=None) -> MergeResult:
@@ -186,6 +185,10 @@ class MergeQueue:
                 for candidate in decision.check:
                     self._start(candidate)
                 if not (decision.land or decision.culprits or decision.check):
+                    live = {state.id for state in self._plan.states}
+                    for given_up in set(self._chains) - live:  # what was made for states given up
+                        self._chains.pop(given_up)
+                        self._checked.pop(given_up, None)
                     return
         except BatchError as error:
             found = stale_lock(error, self.isolation.branch) if isinstance(error, GitError) else None
@@ -309,7 +312,6 @@ class MergeQueue:
                     self._give_up_all(error if isinstance(error, BatchError) else BatchError(f"merge queue: {error!r}"))
             return
         with self._lock:
-            self.checks += 1
             for ticket in tickets:
                 ticket.together.append(list(candidate.items))
             if not checked.passed and self.isolation.supervisor.stopping.is_set():
