@@ -193,6 +193,8 @@ class MergeQueue:
         except BatchError as error:
             found = stale_lock(error, self.isolation.branch) if isinstance(error, GitError) else None
             self._give_up_all(found or error)
+        except Exception as error:  # noqa: BLE001 - a bug here must fail the waiting items, not hang them
+            self._give_up_all(BatchError(f"merge queue: internal error: {error!r}"))
 
     def _start(self, candidate: Candidate) -> None:
         """Make the state (a rerun checks the one made), or find it needs no check; else check it."""
