@@ -322,7 +322,7 @@ class MergeQueue:
             self._checked[candidate.id] = checked
             (self._plan.passed if checked.passed else self._plan.failed)(candidate.id)
             self._drive()
-            if checked.passed and candidate.ahead and candidate.items[0] in self._tickets:
+            if checked.passed and candidate.ahead and any(state.id == candidate.id for state in self._plan.states):
                 for key in candidate.items:  # checked: it lands once what is ahead of it has
                     self._tickets[key].tell(WAITING_TO_MERGE, f"checked; behind {', '.join(candidate.ahead)}")
 
