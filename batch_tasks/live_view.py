@@ -130,9 +130,9 @@ def landing_line(view: ItemView, root: str = ".") -> str:
             added, removed = (sum(c[n] for c in files if isinstance(c.get(n), int)) for n in ("added", "removed"))
             landed += f", {plural(len(files), 'file')} +{added} −{removed}"
         parts.append(landed)
-    parts += queue_parts(merge.get("queue"), view.key)
     if check.get("passed") is True and isinstance(check.get("duration_s"), (int, float)):
         parts.append(f"check passed in {duration(check['duration_s'])}")
+    parts += queue_parts(merge.get("queue"), view.key)
     if isinstance(kept.get("branch"), str) and isinstance(kept.get("worktree"), str):
         wip = " with a WIP commit" if kept.get("wip") else ""
         parts.append(f"kept on {kept['branch']}{wip} in {relative(kept['worktree'], root)}")
