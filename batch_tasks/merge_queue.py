@@ -38,7 +38,7 @@ from .check import Check, CheckResult, NullLog
 from .errors import BatchError
 from .events import MERGING, WAITING_TO_MERGE
 from .git import GitError, git, is_ancestor
-from .merge_states import Chain, Checkouts, Conflict, merge_chain
+from .merge_states import Chain, Checkouts, Conflict, merge_chain, require_merge_tree
 from .process import StoppedError
 from .queue_plan import Candidate, QueuePlan
 from .workspace import AttemptWorkspace, trailer_lines
@@ -119,6 +119,7 @@ class _Ticket:
 
 class MergeQueue:
     def __init__(self, isolation: Isolation, check_parallel: int = 1, batch_max: int = 1, flaky_retries: int = 1):
+        require_merge_tree(isolation.top)
         self.isolation = isolation
         self._lock = threading.RLock()  # the plan, the tickets and the integration branch: one decision at a time
         self._plan = QueuePlan(batch_max=batch_max, parallel=check_parallel, flaky_retries=flaky_retries)

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from .bootstrap import bootstrap
+from .errors import BatchError
 from .git import git, worktrees
 
 
@@ -47,6 +49,18 @@ class Chain:
 class Conflict:
     key: str
     files: tuple[str, ...]
+
+
+MERGE_TREE_SINCE = (2, 38)  # `git merge-tree --write-tree`: a merge made without a worktree
+
+
+def require_merge_tree(top: Path) -> None:
+    """One clear error, before anything runs, where git is too old to make the queue's states."""
+    said = git("version", cwd=top).text
+    found = tuple(int(part) for part in re.findall(r"\d+", said)[:2])
+    if found < MERGE_TREE_SINCE:
+        raise BatchError(f"isolation: worktree needs git {'.'.join(map(str, MERGE_TREE_SINCE))} or later for its "
+                         f"merge queue (git merge-tree --write-tree); this is {said}")
 
 
 def merge_chain(top: Path, base: str, merges) -> Chain | Conflict:

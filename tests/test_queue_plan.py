@@ -213,3 +213,4 @@ def test_a_cleared_queue_holds_nothing_and_its_states_say_nothing_after():
     assert not plan.busy and plan.decide().land == []
     plan.add("c")
     assert plan.decide().check[0].id > state.id  # a new state is never mistaken for an old one
+
