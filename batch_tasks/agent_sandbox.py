@@ -42,9 +42,9 @@ REFUSED = re.compile(r"Read-only file system|Permission denied|EROFS|EACCES")
 PRIVATE_TMP = "/tmp"  # a fresh one per process: TMPDIR points there, wherever it pointed outside
 REFUSALS_KEPT = 20  # refused lines noted in the item's log after each process
 EXCERPT = 240
-# The files of a worktree's own .git folder that say where the repository is, or what
-# batch-tasks recorded of the attempt: rewritten, they would steer the runner's git.
-ADMIN_PROTECTED = ("commondir", "gitdir", "config.worktree", "batch-tasks.json")
+# The files of a worktree's own .git folder that say where the repository is: rewritten, they
+# would steer the runner's git. (The attempt's record is kept in the state folder, signed.)
+ADMIN_PROTECTED = ("commondir", "gitdir", "config.worktree")
 
 
 class SandboxUnavailable(BatchError):

@@ -55,6 +55,13 @@ class Budget:
         with self._lock:
             return None if self.limit is None else self._left() + self._reserved.get(besides, 0.0)
 
+    def hold(self, key: str, amount_usd: float | None) -> None:
+        """What an attempt cost, held for it until it is spent: its slot was given back before
+        its end (it waits in the merge queue), and nothing may start on that money meanwhile."""
+        if amount_usd and self.limit is not None:
+            with self._lock:
+                self._reserved[key] = amount_usd
+
     def release(self, key: str) -> None:
         """The attempt ended: its actual cost is (or will be) spent instead."""
         with self._lock:

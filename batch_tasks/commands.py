@@ -38,6 +38,7 @@ from .loader import BatchLoader
 from .main import typed
 from .merge_queue import MergeQueue
 from .notify import Notifier
+from .settings import FIELDS
 from .prompt import render as render_prompt
 from .redaction import Redactor
 from .reporter import BatchReporter
@@ -249,7 +250,10 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
                                       state=batch.state)
             run.isolation.prepare()
             run.repository = repository_guard.note(run.isolation.top)
-            run.merge_queue = MergeQueue(run.isolation)
+            said = {name: batch.plan.settings.get(name, FIELDS[name].default)
+                    for name in ("check_parallel", "merge_batch", "check_flaky_retries")}
+            run.merge_queue = MergeQueue(run.isolation, said["check_parallel"] or os.cpu_count() or 1,
+                                         said["merge_batch"], said["check_flaky_retries"])
         if will_run:
             run.executor = executors.choose(batch, executors.scheduler_of(batch.plan.settings, executor, scheduler), run)
         reporter = BatchReporter(self.outstream, {}, workers=workers, run=run, forced=forced, rerun=self._rerun)
@@ -292,6 +296,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         if code == 0 and not will_run and run.isolation is None and not reporter.board.snapshot():
             self._found_nothing_to_do = {"already_done": reporter.board.already_done,
                                          "notes": [run.budget.note()] if run.budget.note() else []}
+        if run.merge_queue is not None:
+            run.merge_queue.close()
         if run.isolation is not None:
             run.isolation.close()
             self.outstream.write(run.isolation.how_to_take() + "\n")

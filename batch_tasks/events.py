@@ -42,6 +42,8 @@ class Listener(Protocol):
 
     def item_step(self, key: str, attempt: int, step: str, text: str) -> None: ...  # text: what it does there, or ""
 
+    def item_parked(self, key: str, why: str) -> None: ...  # it waits without its slot (the merge queue)
+
     def item_retrying(self, key: str, attempt: int, cause: str, at: float) -> None: ...
 
     def agent_paused(self, agent: str, until: float) -> None: ...

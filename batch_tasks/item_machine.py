@@ -6,8 +6,8 @@ the same code, instead of a second road.
     machine = ItemMachine(route=Route(commits=True, checks=True, merges=True))
     machine.fire(START)                  # RUNNING
     machine.fire(AGENT_SUCCEEDED)        # AGENT_DONE: now machine.next_step() == COMMIT
-    machine.fire(COMMITTED) ...          # CHECKED, MERGED, RECORDED, TICKED
-                                         # (reviewed: CHECKED, AWAITING_REVIEW, APPROVED, MERGED, …)
+    machine.fire(COMMITTED) ...          # CHECKED, QUEUED, MERGED, RECORDED, TICKED
+                                         # (reviewed: CHECKED, AWAITING_REVIEW, APPROVED, QUEUED, MERGED, …)
     machine.fire(STOPPED)                # from any state not over: INTERRUPTED
 
 An event the table does not allow in the current state raises IllegalTransition: a step
@@ -26,30 +26,33 @@ from typing import Callable
 # TICKED, FAILED, INTERRUPTED: over. TICK_OWED: over, its result written but its checkbox not
 # (its line changed while it ran): the next run writes it. AWAITING_REVIEW: checked, waiting for
 # a person's (or a reviewer agent's) decision, holding no slot; APPROVED: that decision was yes.
+# QUEUED: in the merge queue, its slot given back; the states the queue checks it in (with the
+# items ahead, in a batch) are the queue's, never the item's: a run killed here discards them,
+# and the item enters the queue again in the next run, its agent not run again.
 PENDING, RUNNING, WAITING = "pending", "running", "waiting"
 AGENT_DONE, COMMITTED, CHECKED, MERGED, RECORDED = "agent done", "committed", "checked", "merged", "recorded"
-AWAITING_REVIEW, APPROVED = "awaiting review", "approved"
+AWAITING_REVIEW, APPROVED, QUEUED = "awaiting review", "approved", "queued"
 TICKED, TICK_OWED, FAILED, INTERRUPTED = "ticked", "tick owed", "failed", "interrupted"
-STATES = (PENDING, RUNNING, WAITING, AGENT_DONE, COMMITTED, CHECKED, AWAITING_REVIEW, APPROVED, MERGED, RECORDED,
-          TICKED, TICK_OWED, FAILED, INTERRUPTED)
+STATES = (PENDING, RUNNING, WAITING, AGENT_DONE, COMMITTED, CHECKED, AWAITING_REVIEW, APPROVED, QUEUED, MERGED,
+          RECORDED, TICKED, TICK_OWED, FAILED, INTERRUPTED)
 OVER = frozenset({TICKED, TICK_OWED, FAILED, INTERRUPTED})
 # The landing steps in the order an item reaches them; recovery resumes after the last reached.
-LANDING = (AGENT_DONE, COMMITTED, CHECKED, AWAITING_REVIEW, APPROVED, MERGED, RECORDED)
+LANDING = (AGENT_DONE, COMMITTED, CHECKED, AWAITING_REVIEW, APPROVED, QUEUED, MERGED, RECORDED)
 
 # Events.
 START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, MERGE, RECORD, TICK, TICK_REFUSED = (
     "start", "agent succeeded", "commit", "check passed", "merge", "record", "tick", "tick refused")
-ASK_REVIEW, APPROVE = "ask review", "approve"
+ASK_REVIEW, APPROVE, ENQUEUE = "ask review", "approve", "enqueue"
 RETRY, GIVE_UP, STOPPED = "retry", "give up", "stopped"
-EVENTS = (START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, ASK_REVIEW, APPROVE, MERGE, RECORD, TICK, TICK_REFUSED, RETRY,
-          GIVE_UP, STOPPED)
+EVENTS = (START, AGENT_SUCCEEDED, COMMIT, CHECK_PASSED, ASK_REVIEW, APPROVE, ENQUEUE, MERGE, RECORD, TICK,
+          TICK_REFUSED, RETRY, GIVE_UP, STOPPED)
 
 # Steps: what the lifecycle does next, named for the event that ends it.
 COMMITTED_STEP, CHECK_STEP, MERGE_STEP, RECORD_STEP, TICK_STEP = COMMIT, CHECK_PASSED, MERGE, RECORD, TICK
 ASK_REVIEW_STEP, APPROVE_STEP = ASK_REVIEW, APPROVE
 
 # A rejection in review is a retry (the session is told why), from AWAITING_REVIEW.
-_IN_FLIGHT = (RUNNING, AGENT_DONE, COMMITTED, CHECKED, AWAITING_REVIEW, APPROVED, MERGED)
+_IN_FLIGHT = (RUNNING, AGENT_DONE, COMMITTED, CHECKED, AWAITING_REVIEW, APPROVED, QUEUED, MERGED)
 TRANSITIONS: dict[tuple[str, str], str] = {
     (PENDING, START): RUNNING,
     (WAITING, START): RUNNING,
@@ -64,6 +67,13 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (AWAITING_REVIEW, APPROVE): APPROVED,
     (APPROVED, MERGE): MERGED,
     (APPROVED, RECORD): RECORDED,  # `land: pr`: merged on GitHub, not here
+    # Its merge waits its turn without a slot (only when the merge is its route's next step: see
+    # ItemMachine.allows); resumed after a kill, it enters the queue again.
+    (COMMITTED, ENQUEUE): QUEUED,
+    (CHECKED, ENQUEUE): QUEUED,
+    (APPROVED, ENQUEUE): QUEUED,
+    (QUEUED, ENQUEUE): QUEUED,
+    (QUEUED, MERGE): MERGED,
     (AGENT_DONE, RECORD): RECORDED,  # neither isolated nor checked: nothing to land
     (CHECKED, RECORD): RECORDED,
     (MERGED, RECORD): RECORDED,
@@ -147,7 +157,10 @@ class ItemMachine:
     def allows(self, event: str) -> bool:
         if (self.state, event) not in TRANSITIONS:
             return False
-        # The table says what any route may do; a landing step must also be this route's next.
+        # The table says what any route may do; a landing step must also be this route's next,
+        # and an item enters the merge queue only when its merge is.
+        if event == ENQUEUE:
+            return self.next_step() == MERGE_STEP
         return event not in _STATE_AFTER or event == self.next_step()
 
     def fire(self, event: str) -> str:

@@ -46,7 +46,8 @@ def land(item_run: "ItemRun", attempt: Attempt) -> None:
         attempt.extra["claim"] = item_run.run.redactor.text(said.result_text[-CLAIM_CHARACTERS:])
     try:
         with item_run.folder.open_log() as log:
-            if item_run.machine.state in (machine.COMMITTED, machine.CHECKED) and item_run.workspace is not None:
+            if item_run.machine.state in (machine.COMMITTED, machine.CHECKED, machine.QUEUED) \
+                    and item_run.workspace is not None:
                 # Resumed after its commit: the check sees what lands (nothing left uncommitted since,
                 # by a killed check or by anyone), and the gate as it is set now decides, not as it was.
                 item_run.workspace.discard_leftovers()
@@ -102,10 +103,19 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
             raise StoppedError()  # stopped with the run: its work was not judged
         attempt.extra["check"] = result.record()
         return None if result.passed else (result.reason, retry.CHECK)
+    def queued() -> None:  # its slot is for another agent while it waits for its landing
+        item_run.machine.fire(machine.ENQUEUE)
+        item_run.park("in the merge queue")
+
     merged = item_run.run.merge_queue.merge(workspace, check, log, settings,
-                                        on_step=lambda step, text: item_run.tell_step(attempt.number, step, text),
-                                        on_start=noting_processes(item_run, attempt))
+                                            on_step=lambda step, text: item_run.tell_step(attempt.number, step, text),
+                                            on_start=noting_processes(item_run, attempt), on_queued=queued)
     attempt.extra["merge"] = merged.record()
+    if not merged.merged and merged.check is not None:
+        # Its work failed the check on the state it would land in: back to its own session, with
+        # the check's output, as a failed check of its own is (its worktree stays for it).
+        attempt.extra["check"] = merged.check.record()
+        return f"{merged.reason} (checked with what landed before it)", retry.CHECK
     if not merged.merged:
         why = merged.reason if merged.reason.startswith("merge conflict") else f"merge conflict: {merged.reason}"
         item_run.keep(why)

@@ -12,7 +12,8 @@
     land      after the agent succeeded: its work committed (isolated) and refused if it touched a
               protected path (protected_paths), its `check` run, with `review:` its approval
               waited for (review.py: parked without a slot), its branch merged through the
-              run's one merge queue (see landing); any can fail it (and so does a change it made
+              run's one merge queue (see landing), where it waits without its slot (`park`:
+              the runner gives the slot to another item); any can fail it (and so does a change it made
               to the repository's git settings: repository_guard)
     record    on success, its result record with the evidence, durably, before anything else
     tick      then its checkbox
@@ -309,6 +310,11 @@ class ItemRun:
             text = self.run.redactor.text(text)  # a command line in task.md may hold a secret of the environment
             self.note(number, STEP, text, {"step": step})
             self.run.hub.publish("item_step", self.job.item.key, number, step, text)
+
+    def park(self, why: str) -> None:
+        """The attempt waits on something other than its agent: its slot goes to another item
+        meanwhile (see runner), and it is handed back when the attempt's step ends."""
+        self.run.hub.publish("item_parked", self.job.item.key, why)
 
     def workplace(self, number: int) -> tuple[Path, Mapping[str, str]]:
         """Where the agent runs, and on what environment: the batch's workdir, or the same folder in its own

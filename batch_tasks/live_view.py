@@ -89,6 +89,7 @@ def landing_line(view: ItemView, root: str = ".") -> str:
     if review.get("verdict") == "approve":
         cost = money(review["cost_usd"]) if isinstance(review.get("cost_usd"), (int, float)) else ""
         parts.append(f"approved by {review.get('by') or 'a person'}" + (f" (review {cost})" if cost else ""))
+    parts += queue_parts(merge.get("queue"), view.key)
     if isinstance(kept.get("branch"), str) and isinstance(kept.get("worktree"), str):
         wip = " with a WIP commit" if kept.get("wip") else ""
         parts.append(f"kept on {kept['branch']}{wip} in {relative(kept['worktree'], root)}")
@@ -96,6 +97,19 @@ def landing_line(view: ItemView, root: str = ".") -> str:
     if earlier:
         parts.append(f"earlier attempts kept on {', '.join(earlier)}")
     return printable(", ".join(parts))
+
+
+def queue_parts(queue, key: str) -> list[str]:
+    """What the merge queue did for an item: its merged-state checks, with whom, its bisections."""
+    if not isinstance(queue, dict) or not isinstance(queue.get("checks"), int) or not queue["checks"]:
+        return []
+    together = queue.get("checked_with") if isinstance(queue.get("checked_with"), list) else []
+    others = sorted({other for keys in together if isinstance(keys, list) for other in keys
+                     if isinstance(other, str)} - {key})
+    parts = [plural(queue["checks"], "merged-state check") + (f" with {', '.join(others)}" if others else "")]
+    if isinstance(queue.get("bisected"), int) and queue["bisected"]:
+        parts.append(f"bisected {plural(queue['bisected'], 'time')}")
+    return parts
 
 
 def tail_lines(view: ItemView, indent: str = "    ") -> list[str]:

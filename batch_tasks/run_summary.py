@@ -69,7 +69,12 @@ def _landed(views: list[ItemView], root: str) -> list[str]:
     """The evidence of the items whose work was merged: the first few, one line each."""
     if not views:
         return []
-    lines = [f"landed: {plural(len(views), 'item')} merged"]
+    queues = [view.landing["merge"].get("queue") for view in views]
+    checks = sum(q["checks"] for q in queues if isinstance(q, dict) and isinstance(q.get("checks"), int))
+    bisected = sum(1 for q in queues if isinstance(q, dict) and isinstance(q.get("bisected"), int) and q["bisected"])
+    queue = (f"; merge queue: {plural(checks, 'merged-state check')} ({checks / len(views):.2f} per item)"
+             + (f", {plural(bisected, 'item')} in a bisected batch" if bisected else "")) if checks else ""
+    lines = [f"landed: {plural(len(views), 'item')} merged{queue}"]
     lines += [f"  {view.key}: {landing_line(view, root)}" for view in views[:NAMES_LISTED]]
     if len(views) > NAMES_LISTED:
         lines.append(f"  and {len(views) - NAMES_LISTED} more (each one's result.json holds its evidence)")

@@ -5,9 +5,13 @@ dependencies are met, and `select_task` (doit's own) checks whether it is up to 
 Ready items go to the Dispatcher, each with the files it will likely touch (touches,
 asked as it becomes ready); each one it starts gets a thread of its own for one
 attempt, and comes back through one queue. No thread ever waits for a turn: an item
-between attempts (a backoff, a usage-limit pause) holds no slot and no thread; nor does an
-item parked awaiting its review (see review.py), handed back to the dispatcher when its
-decision comes. A run waits for its reviews, unless told not to (`--no-wait-review`).
+between attempts (a backoff, a usage-limit pause) holds no slot and no thread. A slot is for
+an agent: an item whose attempt waits on something else (its turn in the merge queue) is
+queued: its slot is given back while its thread waits, and the item is handed back when
+that thread ends, as any attempt's is. An item parked awaiting its review (see review.py)
+holds neither slot nor thread, and is handed back to the dispatcher when its decision comes.
+The run ends once no item is queued, and waits for its reviews unless told not to
+(`--no-wait-review`).
 
 Touches nothing itself: items touch their own state (lifecycle), doit its records.
 """
@@ -33,6 +37,7 @@ from .run import Run
 
 TICK_SECONDS = 1.0  # how often the view is told the time, and a stop is looked for
 FIRST_RESPONSE = object()  # what an attempt's thread says when its agent's first answer came
+PARKED = object()  # what it says when it waits without its slot (see item_parked)
 RESPONSE_KINDS = frozenset({"assistant", "tool_use", "usage", "result"})  # an answer of the model's
 
 
@@ -49,6 +54,7 @@ class BatchRunner(Runner):
         self.predict = predict  # the files an item will likely touch (touches.Predictor), or None
         self._results: queue.Queue[tuple[Candidate, Finished | Again | object]] = queue.Queue()
         self._awaited: set[str] = set()  # items whose first response the dispatcher waits for
+        self._queued: set[str] = set()  # items whose attempt waits in the merge queue without a slot
         run.hub.subscribe(self)
         self._nodes: dict[str, object] = {}  # items handed out by doit and not finished
         self._runs: dict[str, ItemRun] = {}
@@ -68,7 +74,7 @@ class BatchRunner(Runner):
                 self._withdraw("the run was stopped")
             self._hand_back_reviewed()
             self._start_what_may(time.time())
-            if self.dispatcher.idle and not self._completed:
+            if self.dispatcher.idle and not self._completed and not self._queued:
                 if not self._parked:
                     return  # nothing runs, nothing can: done, halted, or stopped
                 if not self.run.waits_for_reviews or self._withdrawn:
@@ -141,6 +147,10 @@ class BatchRunner(Runner):
             self._awaited.discard(key)
             self._results.put((self.candidates[key], FIRST_RESPONSE))
 
+    def item_parked(self, key: str, why: str) -> None:
+        """From an attempt's thread (the hub): it waits without needing its slot (see lifecycle's park)."""
+        self._results.put((self.candidates[key], PARKED))
+
     def _work(self, candidate: Candidate, item_run: ItemRun) -> None:
         try:
             step = item_run.step()
@@ -157,14 +167,25 @@ class BatchRunner(Runner):
         while True:
             if step is FIRST_RESPONSE:
                 self.dispatcher.first_response(candidate, time.time())
+            elif step is PARKED:
+                self._queued.add(candidate.key)
+                self._release(candidate)
+                self.run.budget.hold(candidate.key, self._last_cost(candidate.key))  # spent at its end
             else:
-                self._awaited.discard(candidate.key)
-                self.dispatcher.release(candidate, self._last_cost(candidate.key))
+                if candidate.key in self._queued:
+                    self._queued.discard(candidate.key)  # its slot was given back when it was queued
+                    self.run.budget.release(candidate.key)  # its cost is spent now
+                else:
+                    self._release(candidate)
                 self._settle(candidate, step)
             try:
                 candidate, step = self._results.get_nowait()
             except queue.Empty:
                 return
+
+    def _release(self, candidate: Candidate) -> None:
+        self._awaited.discard(candidate.key)
+        self.dispatcher.release(candidate, self._last_cost(candidate.key))
 
     def _last_cost(self, key: str) -> float | None:
         attempts = self._runs[key].attempts if key in self._runs else ()

@@ -294,6 +294,11 @@ FIELDS: Mapping[str, Field] = {
         Field("check", _argv, None, group=True, fingerprinted=True),
         Field("check_timeout", duration_seconds, 600.0, group=True, fingerprinted=False),
         Field("check_retries", _retries, 2, group=True, fingerprinted=False),
+        # The merge queue: merged-state checks at once (default: the number of cores), items one
+        # check may take (1: each its own), reruns of a failing one before an item is blamed.
+        Field("check_parallel", _positive_int, None, group=False, fingerprinted=False),
+        Field("merge_batch", _positive_int, 4, group=False, fingerprinted=False),
+        Field("check_flaky_retries", _retries, 1, group=False, fingerprinted=False),
         Field("worktree_setup", _argv, None, group=True, fingerprinted=False),
         Field("worktree_copy", _relative_globs, (), group=True, fingerprinted=False),
         # Where the work lands: a different branch starts from HEAD, without the work done so far.

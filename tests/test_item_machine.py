@@ -152,7 +152,29 @@ def test_whatever_the_events_a_reviewed_item_merges_only_after_its_approval(even
     for event in events:
         if machine.allows(event):
             machine.fire(event)
-    reached = [state for _, state in machine.history]
+    reached = [state for _, state in machine.history if state != m.QUEUED]  # the queue is on the way to the merge
     for index, state in enumerate(reached):
         if state == m.MERGED:
             assert reached[index - 2:index] == [m.AWAITING_REVIEW, m.APPROVED]
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_an_item_waits_in_the_merge_queue_as_a_state_of_its_own_and_a_killed_run_enters_it_again(checked):
+    machine = m.ItemMachine(m.Route.of(isolated=True, checked=checked), state=m.CHECKED if checked else m.COMMITTED)
+    machine.fire(m.ENQUEUE)
+    assert machine.state == m.QUEUED and machine.next_step() == m.MERGE_STEP
+    machine.fire(m.ENQUEUE)  # resumed after a kill: in the queue again, the state it was checked in gone
+    assert machine.state == m.QUEUED
+    assert m.furthest([m.CHECKED, m.QUEUED], machine.route) == m.QUEUED
+    assert m.TRANSITIONS[(m.QUEUED, m.RETRY)] == m.WAITING  # the culprit of a failing state: back to its agent
+    assert m.TRANSITIONS[(m.QUEUED, m.STOPPED)] == m.INTERRUPTED
+    machine.fire(m.MERGE)
+    assert machine.state == m.MERGED
+
+
+def test_nothing_enters_the_merge_queue_before_its_work_is_committed_nor_after_it_merged():
+    for state in (m.AGENT_DONE, m.MERGED, m.RECORDED, m.RUNNING, m.AWAITING_REVIEW):
+        assert (state, m.ENQUEUE) not in m.TRANSITIONS
+    # A reviewed item enters the queue only once approved: its merge must be its route's next step.
+    assert not m.ItemMachine(m.Route.of(True, True, reviewed=True), state=m.CHECKED).allows(m.ENQUEUE)
+    assert m.ItemMachine(m.Route.of(True, True, reviewed=True), state=m.APPROVED).allows(m.ENQUEUE)

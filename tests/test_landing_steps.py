@@ -5,8 +5,8 @@ while the test reads the live panel (on a pseudo-terminal), `doit batch-status`,
 plain lines; nothing here depends on how fast anything runs.
 
 Three items edit different lines of one file, all from the first tip. `z` lands first.
-`a`'s merge then runs its check on the merged state, holding the merge queue, while `b`
-arrives and waits behind it."""
+`a`'s merge then runs its check on the merged state, holding the merge queue (one merged-state
+check at a time), while `b` arrives and waits behind it."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def setup(tmp_path: Path) -> tuple[Path, dict]:
     repo = make_repo(tmp_path / "repo")
     gate = str(AGENTS / "gate.py")
     front = "\n".join([
-        "---", "agent: command", "parallel: 3", "isolation: worktree",
+        "---", "agent: command", "parallel: 3", "isolation: worktree", "check_parallel: 1",
         f"command: {json.dumps([sys.executable, str(AGENTS / 'editor.py'), '{module}'])}",
         f"check: {json.dumps([sys.executable, gate, 'check-{module}'])}",
         f"worktree_setup: {json.dumps([sys.executable, gate])}",

@@ -274,7 +274,8 @@ import os, sys, time
 state = os.environ["CHECK_STATE"]
 with open(os.path.join(state, sys.argv[1] + ".runs"), "a") as runs:
     runs.write(os.environ["BATCH_WORKTREE"] + "\\n")
-if os.path.basename(os.environ["BATCH_WORKTREE"]) == "integration" and not os.path.exists(os.path.join(state, "held")):
+merged_state = os.path.basename(os.path.dirname(os.environ["BATCH_WORKTREE"])) == "checks"  # the queue's worktree
+if merged_state and not os.path.exists(os.path.join(state, "held")):
     open(os.path.join(state, "held"), "w").close()
     while not os.path.exists(os.path.join(state, "go")):
         time.sleep(0.05)

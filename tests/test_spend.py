@@ -151,3 +151,17 @@ def test_near_the_budgets_end_items_run_on_the_fallback_model_and_the_summary_sa
     first = by_model["claude-haiku-4-5-20251001"]  # the first to start: the longest last time
     assert (f"{first} ran on its fallback_model claude-haiku-4-5-20251001: $1.36 left of the budget, "
             "below the $1.56 forecast of the 4 items not started") in result.stdout
+
+
+def test_what_an_attempt_in_the_merge_queue_cost_is_held_until_it_is_spent():
+    from batch_tasks.budget import Budget
+
+    budget = Budget(1.00)
+    assert budget.reserve("g:a", 0.50)
+    budget.release("g:a")  # its slot given back as it enters the merge queue ...
+    budget.hold("g:a", 0.40)  # ... what it cost is held for it
+    assert not budget.can_hold(0.70) and budget.can_hold(0.60)
+    budget.spend(0.40)
+    budget.release("g:a")  # landed: spent, no longer held
+    assert budget.left() == pytest.approx(0.60)
+    Budget(None).hold("g:b", 0.40)  # no budget: nothing to hold

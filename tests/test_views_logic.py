@@ -163,3 +163,13 @@ def test_an_items_events_read_back_from_its_log_show_as_they_did_live(tmp_path):
     board.retrying("g:a", 1, "server error (529)", at)
     item_log.append(folder, "run-1", 1, "retry", "server error (529)", {"retry_at": at})
     same_both_ways()
+
+
+def test_a_landed_items_line_says_what_the_merge_queue_checked_it_with_and_its_bisections():
+    from batch_tasks.live_view import queue_parts
+
+    queue = {"checks": 3, "checked_with": [["g:a", "g:b", "g:c"], ["g:a", "g:b"], ["g:a"]], "bisected": 1}
+    assert queue_parts(queue, "g:a") == ["3 merged-state checks with g:b, g:c", "bisected 1 time"]
+    assert queue_parts({"checks": 1, "checked_with": [["g:a"]], "bisected": 0}, "g:a") == ["1 merged-state check"]
+    assert queue_parts({"checks": 0, "checked_with": [], "bisected": 0}, "g:a") == []  # it landed as it was checked
+    assert queue_parts({"checks": "3"}, "g:a") == [] and queue_parts(None, "g:a") == []  # records are untrusted

@@ -1,8 +1,8 @@
 """A stand-in `check`: fails the first time for each module named in $CHECK_FAILS_ONCE
 (remembering that in $CHECK_STATE, outside the repository), passes otherwise; the first
 time for each module in $CHECK_HANGS_ONCE it first hangs (for a test to kill the runner),
-and likewise for $CHECK_HANGS_MERGED, but only when it checks a merged state (in the
-runner's own worktree, `.batch/<stem>/integration`). Each run is counted in $CHECK_STATE/<module>.runs;
+and likewise for $CHECK_HANGS_MERGED, but only when it checks a merged state (in one of the
+merge queue's worktrees, `.batch/<stem>/checks/<n>`). Each run is counted in $CHECK_STATE/<module>.runs;
 for each module in $CHECK_LEAVES it leaves what a test run or a formatter does: an untracked
 report file, and a tracked file (shared.py) rewritten."""
 
@@ -28,7 +28,7 @@ if module in os.environ.get("CHECK_LEAVES", "").split(","):
         with open("shared.py", "a") as formatted:
             formatted.write("# reformatted by the check\n")
 hangs_once("CHECK_HANGS_ONCE", f"{state}.hung")
-if os.path.basename(os.environ["BATCH_WORKTREE"]) == "integration":
+if os.path.basename(os.path.dirname(os.environ["BATCH_WORKTREE"])) == "checks":
     hangs_once("CHECK_HANGS_MERGED", f"{state}.merged.hung")
 if module in os.environ.get("CHECK_FAILS_ONCE", "").split(",") and not os.path.exists(state):
     open(state, "w").close()

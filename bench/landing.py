@@ -1,0 +1,168 @@
+"""Landing: the merge queue, serial against speculative and batched, side by side in one run.
+
+Each case is a batch of isolated items in a fresh git repository; each item's agent (a sleep)
+writes a file of its own, and the same `check` runs on the item's own work and on each merged
+state (a sleep, or a CPU-bound loop). A case runs with the serial queue (`check_parallel: 1`,
+`merge_batch: 1`: one merged-state check at a time, one item each) and with the queue as it
+comes (`check_parallel`: the number of cores, `merge_batch: 4`), alternating, each in a fresh
+copy; figures are medians of the whole `doit run-batch` process (its wall time), with:
+
+- the bound: what the batch takes with checks free to overlap: the items' agents and own checks
+  in waves of -n, then the last one's merged-state check (for a CPU-bound check on fewer cores
+  than -n, the CPU time of all the checks that must run, over the cores, when that is more);
+- checks per item: the merged-state checks run (reruns included), over the items;
+- for the failing case, one item's first work fails the check beside any other item's work
+  (its own passes): its agent is run again.
+
+`--today PATH` adds the code at PATH (a checkout of batch-tasks before this queue, e.g. made
+with `git archive`) as a third column, run the same way without the new settings.
+
+    python bench/landing.py [--case twelve twelve-failing three cpu] [--repeat 1] [--today PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+WORK = BENCH / "out" / "landing"
+MODES = {"serial": {"check_parallel": 1, "merge_batch": 1}, "queue": {"merge_batch": 4}}
+
+AGENT = """
+import os, sys, time
+module, seconds = sys.argv[1], float(sys.argv[2])
+time.sleep(seconds)
+os.makedirs("items", exist_ok=True)
+with open(f"items/{module}.txt", "w") as out:
+    out.write(module + "\\n")
+bad = f"items/{module}.bad"
+if module == os.environ.get("LANDING_BAD") and os.environ["BATCH_ATTEMPT"] == "1":
+    open(bad, "w").close()
+elif os.path.exists(bad):
+    os.remove(bad)
+"""
+
+CHECK = """
+import glob, os, sys, time
+seconds, kind = float(sys.argv[1]), sys.argv[2]
+where = os.environ["BATCH_WORKTREE"]  # the queue's worktrees; before it, the runner's own
+merged = os.path.basename(os.path.dirname(where)) == "checks" or os.path.basename(where) == "integration"
+with open(os.environ["LANDING_LOG"], "a") as log:
+    log.write(("merged" if merged else "own") + "\\n")
+if kind == "cpu":
+    spent = time.process_time() + seconds
+    while time.process_time() < spent:
+        sum(range(10000))
+else:
+    time.sleep(seconds)
+sys.exit(1 if glob.glob("items/*.bad") and len(glob.glob("items/*.txt")) > 1 else 0)
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    items: int
+    jobs: int
+    agent_s: float
+    check_s: float
+    check_kind: str = "sleep"  # or "cpu"
+    bad: str = ""  # the item whose first work fails the merged check
+
+    def bound(self, cores: int) -> float:
+        waves = math.ceil(self.items / self.jobs)
+        overlapping = waves * (self.agent_s + self.check_s) + self.check_s
+        if self.check_kind == "cpu":  # each item's own check, and at least one merged-state check
+            return max(overlapping, (self.items + 1) * self.check_s / min(cores, self.jobs) + self.agent_s)
+        return overlapping  # a failing item's redo is not in it: the issue's targets allow for it
+
+    def describe(self) -> str:
+        return (f"{self.name}: {self.items} items, -n {self.jobs}, agents {self.agent_s:g} s, "
+                f"a {self.check_s:g} s {'CPU-bound ' if self.check_kind == 'cpu' else ''}check"
+                + (", one item's first work fails the merged check" if self.bad else ""))
+
+
+CASES = {
+    "twelve": Case("twelve", 12, 4, 1.0, 4.0),
+    "twelve-slower": Case("twelve-slower", 12, 4, 2.0, 5.0),
+    "twelve-failing": Case("twelve-failing", 12, 4, 1.0, 4.0, bad="m05"),
+    "three": Case("three", 3, 3, 1.0, 1.0),
+    "cpu": Case("cpu", 16, 4, 0.5, 1.0, check_kind="cpu"),
+}
+
+
+def make_folder(case: Case, mode: str, into: Path) -> Path:
+    if into.exists():
+        shutil.rmtree(into)
+    into.mkdir(parents=True)
+    (into / "agent.py").write_text(AGENT)
+    (into / "check.py").write_text(CHECK)
+    settings = {"agent": "command", "isolation": "worktree", "parallel": case.jobs,
+                "command": json.dumps([sys.executable, "-S", str(into / "agent.py"), "{module}", str(case.agent_s)]),
+                "check": json.dumps([sys.executable, "-S", str(into / "check.py"), str(case.check_s), case.check_kind]),
+                "retry_base": "1s", **MODES.get(mode, {})}
+    repo = into / "repo"
+    repo.mkdir()
+    items = "".join(f"- [ ] m{n:02d}: write items/m{n:02d}.txt\n" for n in range(case.items))
+    (repo / "task.md").write_text("---\n" + "".join(f"{k}: {v}\n" for k, v in settings.items())
+                                  + "---\n# Landing\n## Items\n" + items)
+    (repo / "README").write_text("a repository\n")
+    for args in (("init", "-q", "-b", "main"), ("add", "-A"),
+                 ("-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "commit", "-q", "-m", "start")):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    return repo
+
+
+def run_once(case: Case, mode: str, today: Path | None = None) -> dict:
+    repo = make_folder(case, mode, WORK / f"{case.name}-{mode}")
+    log = repo.parent / "checks.log"
+    env = {**os.environ, "LANDING_LOG": str(log), "LANDING_BAD": case.bad}
+    if mode == "today":
+        env["PYTHONPATH"] = str(today)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{case.name} ({mode}) failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    kinds = log.read_text().split()
+    return {"wall": wall, "merged_checks": kinds.count("merged"), "own_checks": kinds.count("own")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=["twelve", "twelve-failing", "three", "cpu"])
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--today", type=Path, help="a checkout of batch-tasks before this queue, run beside it")
+    args = parser.parse_args()
+    modes = [*MODES, *(["today"] if args.today else [])]
+    cores = os.cpu_count() or 1
+    print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}; {cores} cores")
+    for name in args.case:
+        case = CASES[name]
+        runs: dict[str, list[dict]] = {mode: [] for mode in modes}
+        for _ in range(args.repeat):
+            for mode in modes:  # alternating: a noisy machine hurts all alike
+                runs[mode].append(run_once(case, mode, args.today))
+        print(case.describe())
+        bound = case.bound(cores)
+        serial = statistics.median(run["wall"] for run in runs["serial"])
+        for mode, results in runs.items():
+            wall = statistics.median(run["wall"] for run in results)
+            checks = statistics.median(run["merged_checks"] for run in results) / case.items
+            print(f"  {mode:7} makespan {wall:6.1f} s  {wall / bound:4.2f} x the bound ({bound:.1f} s)  "
+                  f"{wall / serial:4.2f} x serial  merged-state checks per item {checks:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
