@@ -72,8 +72,9 @@ class MergeQueue:
     def __init__(self, result: MergeResult | Exception):
         self.result, self.merged = result, []
 
-    def merge(self, workspace, check, log, settings, on_step, on_start):
+    def merge(self, workspace, check, log, settings, on_step, on_start, on_queued):
         self.merged.append((workspace, check, settings))
+        on_queued()  # in the queue: its slot given back
         log.write(b"the merge's output\n")
         on_step("merging", "onto batch/task")
         on_start(SimpleNamespace(record=lambda: {"pid": 43}))
@@ -106,13 +107,16 @@ class ItemRun:
                                    supervisor=SimpleNamespace(stopping=threading.Event()),
                                    merge_queue=MergeQueue(merge or merge_result()))
         self.lands, self.resumable = self.machine.route.lands, False
-        self.told, self.kept = [], []
+        self.told, self.kept, self.parked = [], [], []
 
     def tell_step(self, number: int, step: str, text: str = "") -> None:
         self.told.append((number, step, text))
 
     def item_environment(self) -> dict[str, str]:
         return {"BATCH_ITEM": "g:a"}
+
+    def park(self, why: str) -> None:
+        self.parked.append((self.machine.state, why))
 
     def keep(self, why: str):
         self.kept.append(why)
@@ -166,7 +170,8 @@ def test_an_isolated_checked_item_is_committed_checked_and_merged_then_awaits_it
     workspace = item_run.workspace
     said = checks.land(item_run, attempt())
     assert said.outcome.ok and item_run.machine.state == m.MERGED
-    assert [state for _, state in item_run.machine.history] == [m.COMMITTED, m.CHECKED, m.MERGED]
+    assert [state for _, state in item_run.machine.history] == [m.COMMITTED, m.CHECKED, m.QUEUED, m.MERGED]
+    assert item_run.parked == [(m.QUEUED, "in the merge queue")]  # its slot given back while it waited
     assert workspace.done == ["commit allow_empty=False", "discard", "remove"] and item_run.workspace is None
     command = ["pytest", "tests/g/a", "--rootdir=/wt/g-a"]
     assert checks.ran == [(command, workspace.path, workspace.workdir)]
@@ -273,7 +278,7 @@ def test_a_merge_that_fails_keeps_the_work_and_is_a_conflict(tmp_path, checks, r
     workspace = item_run.workspace
     said = checks.land(item_run, attempt())
     assert (said.outcome.reason, said.outcome.failure_class) == (why, retry.CONFLICT)
-    assert item_run.kept == [why] and "remove" not in workspace.done and item_run.machine.state == m.CHECKED
+    assert item_run.kept == [why] and "remove" not in workspace.done and item_run.machine.state == m.QUEUED
     assert said.extra["merge"] == merge_result(CONFLICT, reason).record()
 
 
@@ -282,7 +287,7 @@ def test_a_locked_branch_fails_for_good_and_the_next_run_goes_on_from_it(tmp_pat
     item_run = ItemRun(tmp_path, merge=BranchLocked("batch/task is locked"))
     said = checks.land(item_run, attempt())
     assert (said.outcome.reason, said.outcome.failure_class) == ("batch/task is locked", PERMANENT)
-    assert item_run.resumable and item_run.machine.state == m.CHECKED
+    assert item_run.resumable and item_run.machine.state == m.QUEUED
 
 
 def test_git_refusing_a_step_fails_the_attempt_for_good(tmp_path, checks):
