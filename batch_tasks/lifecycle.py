@@ -470,8 +470,12 @@ def _shape(value: Any) -> Any:
     """What a template can tell of VALUE without reading its words: a dict's keys and their
     shapes, a list's members' shapes, anything else's type and whether it is empty."""
     kind = type(value)
-    if kind is dict:
-        return tuple([(key, _shape(member)) for key, member in value.items()])
-    if kind is list or kind is tuple:
+    if kind is dict:  # leaves inline: a context has some thirty, and ten thousand items
+        return tuple([(key, _shape(member)) if type(member) in _CONTAINERS else (key, type(member), not member)
+                      for key, member in value.items()])
+    if kind in _CONTAINERS:
         return kind, tuple([_shape(member) for member in value])
     return kind, not value
+
+
+_CONTAINERS = (dict, list, tuple)
