@@ -75,6 +75,17 @@ def read_status(folder: ItemState) -> ItemStatus:
     return ItemStatus(ABSENT)
 
 
+def done_record_bytes(folder: ItemState) -> bytes | None:
+    """result.json's bytes if read_status would say DONE from them (a record there), else None:
+    one read, for what must both be found done and be told later by its bytes."""
+    try:
+        with open_to_read(folder.result) as stream:
+            data = stream.read()
+        return data if isinstance(json.loads(data), dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 def read_statuses(folders: Mapping[str, ItemState]) -> dict[str, ItemStatus]:
     """read_status of many items, with one listing of each group's folder: an item whose folder
     is not there has no records, and a big batch's new items cost no open each."""

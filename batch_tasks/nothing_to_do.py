@@ -52,7 +52,7 @@ import doit
 
 from . import outside_settings, plan_cache
 from .errors import BatchError
-from .item_status import DONE, read_status
+from .item_status import done_record_bytes
 from .plan import Item
 from .prompt import DEFAULT_TEMPLATE
 from .state import BatchState, ItemState, open_to_read, write_atomic
@@ -183,13 +183,12 @@ def _own_records(folders: set[str], after: Look, before: Look) -> dict[str, str]
             return None
     young = {}
     for folder in folders:
-        record = f"{folder}/result.json"
-        read = _file_digest(record)  # before and after it is found done: the bytes found done
-        if read is None or read_status(ItemState(folder)).kind != DONE or _file_digest(record) != read:
+        data = done_record_bytes(ItemState(folder))  # the bytes found done are the bytes kept
+        if data is None:
             return None
         _, fields = after.entries.get(folder, (None, None))
         if fields is None or max(fields[-2:]) > racy_ns:
-            young[record] = read
+            young[f"{folder}/result.json"] = _digest(data)
     return young
 
 
