@@ -24,7 +24,7 @@ from . import batch as batch_mod
 from . import (executors, forecast, graph, history, nothing_to_do, outside_settings, process, recovery,
                repository_guard, retry, touches)
 from .agents import AGENTS
-from .board import AWAITING_REVIEW, Board
+from .board import AWAITING_REVIEW, DONE, Board
 from .cli import EXIT_AWAITING_REVIEW, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_ALL_STARTED, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, TaskMdHint, flag
 from .dispatcher import Dispatcher, candidates
 from .doit_bridge import ForgetsToo
@@ -173,14 +173,21 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             return EXIT_BAD_INPUT
 
     _found_nothing_to_do: dict | None = None  # set by _execute: what a run with nothing to do said
+    _ran_to_the_end: tuple[list, dict] | None = None  # set by _execute: the items a run ran, all done, and what next
 
     def _keep_nothing_to_do(self, seen, batch, told: list[str]) -> None:
-        """A stamp for the next run (see nothing_to_do), if this one found nothing to do."""
+        """A stamp for the next run (see nothing_to_do), if this one found nothing to do, or
+        left nothing to do."""
         # An isolated batch's load also asks git whether its repository is fit: never skipped.
-        if self._found_nothing_to_do is None or any(g.settings["isolation"] == "worktree" for g in batch.plan.groups):
+        if (self._found_nothing_to_do is None and self._ran_to_the_end is None
+                or any(g.settings["isolation"] == "worktree" for g in batch.plan.groups)):
             nothing_to_do.forget(batch.state)
             return
         templates = {group.settings["template"]: batch.templates[group.slug].source for group in batch.plan.groups}
+        if self._ran_to_the_end is not None:
+            ran, said = self._ran_to_the_end
+            nothing_to_do.write_after_run(batch.state, self.config, seen, ran, templates.items(), {**said, "told": told})
+            return
         nothing_to_do.write(batch.state, self.config, seen, templates.items(), {**self._found_nothing_to_do, "told": told})
 
     def _say_nothing_to_do(self, said: dict) -> int:
@@ -293,9 +300,15 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
         else:
             code = EXIT_NOT_ALL_STARTED if runner.not_started else 0
         run.executor.close()
-        if code == 0 and not will_run and run.isolation is None and not reporter.board.snapshot():
-            self._found_nothing_to_do = {"already_done": reporter.board.already_done,
+        board = reporter.board
+        if code == 0 and not will_run and run.isolation is None and not board.snapshot():
+            self._found_nothing_to_do = {"already_done": board.already_done,
                                          "notes": [run.budget.note()] if run.budget.note() else []}
+        elif code == 0 and run.isolation is None and not run.budget.note() and board.items.keys() == will_run \
+                and all(view.state == DONE for view in board.snapshot()):
+            # What a full load would say next: every item it selects is done.
+            self._ran_to_the_end = ([item for item in batch.plan.items() if item.key in will_run],
+                                    {"already_done": board.already_done + len(will_run), "notes": []})
         if run.merge_queue is not None:
             run.merge_queue.close()
         if run.isolation is not None:

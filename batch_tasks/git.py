@@ -38,7 +38,7 @@ LOCATION_VARIABLES = (
     "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
     "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX",
 )
-COMMITTING = ("commit", "merge")
+COMMITTING = ("commit", "merge", "commit-tree")
 # Another process's `git worktree add` (a second task file's run in the same repository) has
 # made its entry in .git/worktrees but not yet written all of it: for that moment, every git
 # that lists the worktrees fails. Worth another try, a few times (about 5 s in all).

@@ -9,8 +9,9 @@ it is UNREADABLE, and loading the batch stops with one error naming the file.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import BatchError
 from .state import FAILURE, FORGOTTEN, RUNNING, ItemState, open_to_read
@@ -72,6 +73,36 @@ def read_status(folder: ItemState) -> ItemStatus:
     except Unreadable as error:
         return ItemStatus(UNREADABLE, problem=f"{error.path} cannot be read: {error.why}")
     return ItemStatus(ABSENT)
+
+
+def done_record_bytes(folder: ItemState) -> bytes | None:
+    """result.json's bytes if read_status would say DONE from them (a record there), else None:
+    one read, for what must both be found done and be told later by its bytes."""
+    try:
+        with open_to_read(folder.result) as stream:
+            data = stream.read()
+        return data if isinstance(json.loads(data), dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_statuses(folders: Mapping[str, ItemState]) -> dict[str, ItemStatus]:
+    """read_status of many items, with one listing of each group's folder: an item whose folder
+    is not there has no records, and a big batch's new items cost no open each."""
+    listed: dict[str, frozenset[str] | None] = {}
+    statuses = {}
+    for key, folder in folders.items():
+        parent, _, name = folder.folder.rpartition("/")
+        if parent not in listed:
+            try:
+                listed[parent] = frozenset(os.listdir(parent))
+            except (FileNotFoundError, NotADirectoryError):
+                listed[parent] = frozenset()
+            except OSError:
+                listed[parent] = None  # cannot be listed: each item is read, and says why
+        names = listed[parent]
+        statuses[key] = ItemStatus(ABSENT) if names is not None and name not in names else read_status(folder)
+    return statuses
 
 
 def unreadable_error(key: str, status: ItemStatus) -> BatchError:

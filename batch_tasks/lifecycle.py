@@ -39,7 +39,7 @@ from . import item_machine as machine
 from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
 from .errors import BatchError
 from .events import SETUP, STEP
-from .item_status import DONE, read_status
+from .item_status import DONE, read_status, read_statuses
 from .process import StoppedError
 from .plan import Group, Item
 from .records import Attempt, RecordedAttempt, failure_record, record_failure, success_record, write_result
@@ -450,9 +450,10 @@ def _named(kept) -> dict[str, Any]:
 
 
 def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
-                   adjusted: retry.Adjustment | None = None) -> dict[str, Any]:
+                   adjusted: retry.Adjustment | None = None, status_of=read_status) -> dict[str, Any]:
     """What the prompt template is given for an item's next attempt; `adjusted` may leave out
-    the shared context (after an overflow) or add the item's history."""
+    the shared context (after an overflow) or add the item's history. `status_of`: how the
+    previous item's records are read (read_status)."""
     item = job.item
     context: dict[str, Any] = {
         "batch": {"title": job.batch_title, "path": str(job.taskfile), **job.plan_context},
@@ -465,7 +466,7 @@ def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
         "history": [],
     }
     if job.previous is not None:
-        status = read_status(state.item(job.previous.group, job.previous.module))
+        status = status_of(state.item(job.previous.group, job.previous.module))
         record = status.result if status.kind == DONE else {}
         context["previous"] = {
             "group": job.previous.group,
@@ -512,9 +513,42 @@ def attempt_to_tell_of(attempts: list[Attempt]) -> Attempt:
 
 def check_prompts(jobs, state: BatchState) -> None:
     """Render each item's first prompt: a template that asks for what is not there is one
-    error before anything runs, not a failure of every item."""
+    error before anything runs, not a failure of every item. What a template can ask for
+    depends on its context's shape (which fields are there, empty or none), not on their
+    words: each template is rendered once per shape its items give it, for the first such
+    item, which is also the first item whose rendering would fail."""
+    jobs = list(jobs)
+    previous = {job.item.key: state.item(job.previous.group, job.previous.module)
+                for job in jobs if job.previous is not None}
+    statuses = read_statuses(previous)
+    by_folder = {previous[key].folder: status for key, status in statuses.items()}
+    rendered, shared = set(), {}
     for job in jobs:
+        context = prompt_context(job, state, [], status_of=lambda folder: by_folder[folder.folder])
+        # A group's part is the same for all its items: its shape is taken once (JOBS hold the groups).
+        if id(job.group) not in shared:
+            shared[id(job.group)] = _shape(context["group"])
+        shape = (id(job.template), shared[id(job.group)],
+                 *(_shape(member) for part, member in context.items() if part != "group"))
+        if shape in rendered:
+            continue
+        rendered.add(shape)
         try:
-            prompt.render(job.template, prompt_context(job, state, []))
+            prompt.render(job.template, context)
         except BatchError as error:
             raise BatchError(f"{error} (rendering the prompt of {job.item.key}, line {job.item.line})") from None
+
+
+def _shape(value: Any) -> Any:
+    """What a template can tell of VALUE without reading its words: a dict's keys and their
+    shapes, a list's members' shapes, anything else's type and whether it is empty."""
+    kind = type(value)
+    if kind is dict:  # leaves inline: a context has some thirty, and ten thousand items
+        return tuple([(key, _shape(member)) if type(member) in _CONTAINERS else (key, type(member), not member)
+                      for key, member in value.items()])
+    if kind in _CONTAINERS:
+        return kind, tuple([_shape(member) for member in value])
+    return kind, not value
+
+
+_CONTAINERS = (dict, list, tuple)

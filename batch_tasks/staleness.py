@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from . import settings as settings_mod
-from .item_status import FAILED, FORGOTTEN_NOW, INTERRUPTED, RUNNING_NOW, UNREADABLE, ItemStatus, read_status
+from .item_status import FAILED, FORGOTTEN_NOW, INTERRUPTED, RUNNING_NOW, UNREADABLE, ItemStatus, read_statuses
 from .plan import Item, Plan, digest
 from .state import BatchState
 
@@ -65,7 +65,7 @@ def upstream_digest(stamps: Iterable[tuple[str, str]]) -> str:
 
 def assess(plan: Plan, state: BatchState, fingerprints: Mapping[str, dict[str, str]]) -> dict[str, Verdict]:
     """Every item's verdict, from its status (see item_status), in one pass in document order."""
-    return assess_statuses(plan, {item.key: read_status(state.item(item.group, item.module)) for item in plan.items()},
+    return assess_statuses(plan, read_statuses({item.key: state.item(item.group, item.module) for item in plan.items()}),
                            fingerprints)
 
 

@@ -223,7 +223,8 @@ class Isolation:
         """Delete a branch whose work is all on the integration branch, and make its worktree a
         spare. Hold `lock`, and make sure first that nothing in it is uncommitted."""
         try:
-            git("checkout", "-q", "--detach", cwd=path)
+            # Detached at the same commit: HEAD alone is rewritten (a checkout would refresh every file).
+            git("update-ref", "--no-deref", "-m", "batch-tasks: set aside", "HEAD", "HEAD", cwd=path)
             if tip is not None:
                 git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=self.top)
             git("reset", "-q", "--hard", cwd=path)

@@ -9,7 +9,9 @@ in one run of this script, so that the ratios compare like with like:
 - GNU parallel: `seq N | parallel -jJOBS true`;
 - bare doit: a dodo.py of N tasks with the action ["true"], `doit -n JOBS -P thread`;
 - with --baseline PYTHONPATH, batch-tasks imported from there too (e.g. a clone of main);
-- with `--tool ... wide`, batch-tasks again at -n WIDE (default 16): more slots must not be slower.
+- with `--tool ... wide`, batch-tasks again at -n WIDE (default 16): more slots must not be slower;
+- with `--tool ... groups`, batch-tasks again with the N items in GROUPS groups (default 100), each
+  waiting for the one before: what the barriers between them cost.
 
 Every batch-tasks run's summary says how long it took ("... in 9.8s"); that is printed
 beside the process's own wall time, which it should match (it counts from the process's start).
@@ -32,7 +34,7 @@ The tools alternate between repetitions, so that a noisy machine hurts all alike
 figures are medians of whole-process wall times. The load average is printed
 before and after, and every result is appended to bench/out/throughput-results.txt.
 
-    python bench/throughput.py [--sizes 1000 10000] [--jobs 8] [--repeat 3] [--baseline PATH] [--tool batch make parallel doit wide] [--wide 16]
+    python bench/throughput.py [--sizes 1000 10000] [--jobs 8] [--repeat 3] [--baseline PATH] [--tool batch make parallel doit wide groups] [--wide 16] [--groups 100]
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ RESULTS = OUT / "throughput-results.txt"
 PR_SET_CHILD_SUBREAPER = 36
 
 TOOLS = {"batch": "batch-tasks", "base": "baseline", "make": "make", "parallel": "parallel", "doit": "bare doit",
-         "wide": "batch-tasks -n WIDE"}
-BATCH_TOOLS = ("batch", "base", "wide")
+         "wide": "batch-tasks -n WIDE", "groups": "batch-tasks, GROUPS groups"}
+BATCH_TOOLS = ("batch", "base", "wide", "groups")
 SUMMARY_TIME = re.compile(r"already done in (?:(\d+)m)?([0-9.]+)s")
 # As a normal install runs: bytecode written once and reused (a session may turn that off).
 ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
@@ -91,15 +93,18 @@ def file_creation_us(files: int = 2000) -> float:
     return statistics.median(batches)
 
 
-def prepare(tool: str, folder: Path, count: int) -> None:
+def prepare(tool: str, folder: Path, count: int, groups: int = 1) -> None:
     """A fresh folder holding what TOOL needs to run COUNT trivial items."""
     if folder.exists():
         DONE.mkdir(parents=True, exist_ok=True)
         folder.rename(DONE / f"{folder.name}-{time.monotonic_ns()}")
     folder.mkdir(parents=True)
     if tool in BATCH_TOOLS:
-        lines = ["---", "agent: command", 'command: ["true"]', "---", f"# {count} trivial items", "", "## Work"]
-        lines += [f"- [ ] m{number}: item {number}" for number in range(count)]
+        lines = ["---", "agent: command", 'command: ["true"]', "---", f"# {count} trivial items"]
+        groups = groups if tool == "groups" else 1
+        for group in range(groups):
+            lines += ["", f"## Work {group}"]
+            lines += [f"- [ ] m{number}: item {number}" for number in range(group * count // groups, (group + 1) * count // groups)]
         (folder / "task.md").write_text("\n".join(lines) + "\n")
     elif tool == "make":
         targets = " ".join(f"t{number}" for number in range(count))
@@ -114,6 +119,7 @@ def command(tool: str, count: int, jobs: int, wide: int) -> list[str]:
         "batch": [sys.executable, "-m", "doit", "run-batch", "-n", str(jobs)],
         "base": [sys.executable, "-m", "doit", "run-batch", "-n", str(jobs)],
         "wide": [sys.executable, "-m", "doit", "run-batch", "-n", str(wide)],
+        "groups": [sys.executable, "-m", "doit", "run-batch", "-n", str(jobs)],
         "make": ["make", "-s", f"-j{jobs}"],
         "parallel": ["parallel", f"-j{jobs}", "true"],
         "doit": [sys.executable, "-m", "doit", "-n", str(jobs), "-P", "thread"],
@@ -143,10 +149,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_once(tool: str, count: int, jobs: int, wide: int, baseline: str | None) -> tuple[float, float | None]:
+def run_once(tool: str, count: int, jobs: int, wide: int, baseline: str | None, groups: int = 1) -> tuple[float, float | None]:
     """The wall time of one run, and what batch-tasks' summary said it took."""
     folder = WORK / tool
-    prepare(tool, folder, count)
+    prepare(tool, folder, count, groups)
     feed = "".join(f"{number}\n" for number in range(count)) if tool == "parallel" else None
     env = {**ENVIRONMENT, "PYTHONPATH": baseline} if tool == "base" else ENVIRONMENT
     cpu_before = _children_cpu()
@@ -174,10 +180,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tool", nargs="+", choices=[tool for tool in TOOLS if tool != "base"], default=None)
     parser.add_argument("--wide", type=int, default=16, help="-n of the `wide` tool [default: %(default)s]")
+    parser.add_argument("--groups", type=int, default=100, help="groups of the `groups` tool [default: %(default)s]")
     parser.add_argument("--baseline", metavar="PYTHONPATH", help="also run batch-tasks imported from there (e.g. a clone of main)")
     options = parser.parse_args()
-    options.tool = options.tool or [tool for tool in TOOLS if tool not in ("base", "wide")]
+    options.tool = options.tool or [tool for tool in TOOLS if tool not in ("base", "wide", "groups")]
     TOOLS["wide"] = f"batch-tasks -n {options.wide}"
+    TOOLS["groups"] = f"batch-tasks, {options.groups} groups"
     if options.baseline:
         options.tool.insert(options.tool.index("batch") + 1 if "batch" in options.tool else 0, "base")
     missing = [tool for tool in ("make", "parallel") if tool in options.tool and shutil.which(tool) is None]
@@ -209,7 +217,7 @@ def measure(options, lines: list[str]) -> None:
         for repetition in range(options.repeat):
             order = options.tool[repetition % len(options.tool) :] + options.tool[: repetition % len(options.tool)]
             for tool in order:
-                elapsed, summary = run_once(tool, count, options.jobs, options.wide, options.baseline)
+                elapsed, summary = run_once(tool, count, options.jobs, options.wide, options.baseline, options.groups)
                 times[tool].append(elapsed)
                 if summary is not None:
                     said[tool].append(summary / elapsed)

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from batch_tasks import repository_guard
 from batch_tasks.git import git
 from batch_tasks.state import BatchState
@@ -78,6 +80,61 @@ def test_a_planted_program_never_runs_through_batch_tasks_git(tmp_path, monkeypa
     # The planting works: git as the user runs it is steered by it.
     plain_git("status", cwd=repo)
     assert marker.exists()
+
+
+# Where a driver can be configured after batch-tasks' git has already read the configuration once.
+LATE_PLACES = {
+    "repository": lambda repo, home, text: (repo / ".git" / "config").open("a").write(text),
+    "home": lambda repo, home, text: (home / ".gitconfig").write_text(text),
+    "xdg": lambda repo, home, text: ((home / ".config" / "git").mkdir(parents=True),
+                                     (home / ".config" / "git" / "config").write_text(text)),
+    "include": lambda repo, home, text: (home / "included").write_text(text),  # named before, made now
+    "worktree": lambda repo, home, text: (repo / ".git" / "worktrees" / "wt" / "config.worktree").write_text(text),
+}
+
+
+@pytest.mark.parametrize("place", sorted(LATE_PLACES))
+def test_a_driver_configured_after_the_first_call_is_caught(tmp_path, monkeypatch, place):
+    """The configuration is read once and kept while its files read the same: a driver planted
+    later, in any file git would read, is seen at the next call, with no time passing between."""
+    home, marker = tmp_path / "home", tmp_path / "ran"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    repo = make_repo(tmp_path / "repo")
+    plain_git("config", "include.path", str(home / "included"), cwd=repo)
+    plain_git("config", "extensions.worktreeConfig", "true", cwd=repo)
+    plain_git("worktree", "add", "-q", "--detach", str(tmp_path / "wt"), cwd=repo)
+    folder = tmp_path / "wt"
+    (folder / ".gitattributes").write_text("* filter=evil diff=evil\n")
+    for _ in range(3):  # read, and then kept
+        git("add", "-A", cwd=folder)
+        git("diff", "--cached", "--no-ext-diff", "HEAD", cwd=folder)
+    program = tmp_path / "planted.sh"
+    program.write_text(f'#!/bin/sh\necho "$0 $*" >> {marker}\ncat\n')
+    program.chmod(0o755)
+    LATE_PLACES[place](repo, home, f'[filter "evil"]\n\tclean = {program}\n[diff "evil"]\n\ttextconv = {program}\n')
+    (folder / "shared.py").write_text("changed\n")
+    git("add", "-A", cwd=folder)
+    git("diff", "--cached", "--no-ext-diff", "HEAD", cwd=folder)
+    assert not marker.exists(), marker.read_text()
+    plain_git("add", "--renormalize", ".", cwd=folder)  # the planting works: plain git runs it
+    assert marker.exists()
+
+
+def test_the_configuration_is_read_once_while_its_files_read_the_same(tmp_path, monkeypatch):
+    """A git call spends no process on reading the configuration while nothing in it changed."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    repo = make_repo(tmp_path / "repo")
+    runs = []
+    real_run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: (runs.append(argv[1:3]), real_run(argv, **kw))[1])
+    for _ in range(5):
+        git("status", "--porcelain", cwd=repo)
+    assert sum(argv[:1] == ["config"] for argv in runs) <= 2, runs
+    plain_git("config", "filter.late.clean", "cat", cwd=repo)
+    git("status", "--porcelain", cwd=repo)
+    assert sum(argv[:1] == ["config"] for argv in runs) == 3
 
 
 AGENTS = Path(__file__).parent / "agents"

@@ -68,6 +68,7 @@ def settled(batch):
     batch.write(TASK)
     (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
     assert batch.run("run-batch").returncode == 0
+    (BatchState(batch.taskfile).root / "nothing-to-do.json").unlink()  # the run's own: this one is a full load's
     slow, was_fast = fast(batch, later=RACY_SECONDS)
     assert not was_fast and stamped(batch), slow.stdout + slow.stderr
     batch.slow_answer = answer(slow)
@@ -159,10 +160,11 @@ def test_a_template_touched_or_edited_loads_in_full(batch):
     assert "3 done" in result.stdout  # a changed template makes its items stale
 
 
-def test_a_run_that_ran_something_leaves_no_stamp(settled):
+def test_a_run_that_failed_an_item_leaves_no_stamp(settled):
     edit_task_md(settled)
+    settled.behave(billing={"exit": 2})
     result = settled.run("run-batch")
-    assert "1 done" in result.stdout
+    assert "1 failed" in result.stdout
     assert not stamped(settled)
 
 
@@ -181,3 +183,44 @@ def test_a_stamp_is_left_only_once_the_state_folders_times_are_older_than_the_cl
     monkeypatch.setattr(nothing_to_do.time, "time", lambda: seen.newest_ns / 1e9 + age)
     nothing_to_do.write(state, {}, seen, [], {"already_done": 1})
     assert (nothing_to_do.answer(state, seen) == {"already_done": 1}) is stamps
+
+
+@pytest.fixture
+def just_run(batch):
+    """A batch run to its end a moment ago: no time for its records to age."""
+    batch.write(TASK)
+    (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    assert batch.run("run-batch").returncode == 0
+    return batch
+
+
+def test_the_first_no_op_right_after_a_run_answers_from_its_stamp(just_run):
+    result, was_fast = fast(just_run)
+    assert was_fast, result.stdout + result.stderr
+    (BatchState(just_run.taskfile).root / "nothing-to-do.json").unlink()
+    full, was_fast = fast(just_run)
+    assert not was_fast
+    assert answer(result) == answer(full)
+    assert "0 done, 0 failed, 3 already done in" in result.stdout
+
+
+@pytest.mark.parametrize("change", [edit_task_md, forget, ignore, damage_a_record, rewrite_a_record, forge_the_stamp,
+                                    run_in_progress])
+def test_any_change_right_after_a_run_loads_in_full(just_run, change):
+    assert stamped(just_run)
+    expected = change(just_run)
+    result, was_fast = fast(just_run)
+    assert not was_fast
+    assert expected in result.stdout + result.stderr
+
+
+def test_a_young_record_changed_where_lstat_cannot_tell_loads_in_full(just_run):
+    """A change within the clock's granularity leaves a record's lstat as it was: its bytes tell."""
+    from batch_tasks import nothing_to_do
+
+    seen = nothing_to_do.look(BatchState(just_run.taskfile), {"GLOBAL": {"loader": "batch"}})
+    assert seen is not None and nothing_to_do.answer(BatchState(just_run.taskfile), seen) is not None
+    record = just_run.state("inventory", "billing") / "result.json"
+    data = record.read_bytes()
+    record.write_bytes(data.replace(b"{", b" ", 1)[:len(data)])  # the same size, in place
+    assert nothing_to_do.answer(BatchState(just_run.taskfile), seen) is None  # the lstat seen before it, and yet

@@ -1,0 +1,60 @@
+"""The check before a run (and a dry run) renders each template once per shape of context its
+items give it, not once per item, and still stops at the first item whose prompt would fail;
+an item's records are looked for with one listing of its group's folder. Plain data, in process."""
+
+from __future__ import annotations
+
+import pytest
+
+from batch_tasks import batch as batch_mod
+from batch_tasks import item_status, lifecycle, prompt, staleness
+from batch_tasks.doit_tasks import item_job
+from batch_tasks.errors import BatchError
+from conftest import FRONT_MATTER
+
+PLAN = "# T\n## First\n" + "".join(f"- [ ] m{n}: step one of m{n}\n" for n in range(30)) + \
+       "## Second\n" + "".join(f"- [ ] m{n}: step two of m{n}\n" for n in range(30))
+
+
+def jobs_of(batch):
+    return [item_job(batch, index, group, item) for index, group in enumerate(batch.plan.groups) for item in group.items]
+
+
+def loaded(batch, template: str):
+    batch.write(PLAN, FRONT_MATTER.replace("agent: command\n", "agent: command\ntemplate: t.j2\n"))
+    (batch.path / "t.j2").write_text(template)
+    return batch_mod.load(batch.taskfile, for_dry_run=True)
+
+
+def test_a_template_is_rendered_once_per_shape_of_its_context(batch, monkeypatch):
+    loaded_batch = loaded(batch, "{{ item.instruction }} {% if previous %}{{ previous.instruction }}{% endif %}\n")
+    rendered = []
+    real_render = prompt.render
+    monkeypatch.setattr(prompt, "render", lambda template, context: rendered.append(context["item"]["key"])
+                        or real_render(template, context))
+    lifecycle.check_prompts(jobs_of(loaded_batch), loaded_batch.state)
+    assert rendered == ["first:m0", "second:m0"]  # the first group has no previous item, the second has
+
+
+def test_the_error_names_the_first_item_whose_prompt_fails(batch):
+    loaded_batch = loaded(batch, "{{ item.instruction }}{% if previous %}{{ previous.result.summary }}{% endif %}\n")
+    with pytest.raises(BatchError) as raised:
+        lifecycle.check_prompts(jobs_of(loaded_batch), loaded_batch.state)
+    assert "'dict object' has no attribute 'summary'" in str(raised.value)
+    line = batch.taskfile.read_text().splitlines().index("- [ ] m0: step two of m0") + 1
+    assert str(raised.value).endswith(f"(rendering the prompt of second:m0, line {line})")
+
+
+def test_a_new_items_records_are_not_opened_one_by_one(batch, monkeypatch):
+    loaded_batch = loaded(batch, "{{ item.instruction }}\n")
+    damaged = loaded_batch.state.item("second", "m3")
+    damaged.ensure()
+    with open(damaged.result, "w") as stream:
+        stream.write("{ damaged")
+    opened = []
+    real_record = item_status._record
+    monkeypatch.setattr(item_status, "_record", lambda path: opened.append(path) or real_record(path))
+    verdicts = staleness.assess(loaded_batch.plan, loaded_batch.state, loaded_batch.fingerprints)
+    assert opened == [damaged.result]  # the one item with a folder
+    assert verdicts["second:m3"].problem
+    assert all(verdict.runs and not verdict.problem for key, verdict in verdicts.items() if key != "second:m3")
