@@ -5,7 +5,9 @@ copy of examples/monolith holding the markdown block before it as task.md; every
 other sh command, there too, succeeding."""
 
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -122,6 +124,30 @@ def test_each_console_example_prints_what_it_shows(tmp_path, body, at):
         assert Counter(as_seen(ran.stdout)) == Counter(as_seen(shown)), f"$ {command}\n{ran.stdout}"
 
 
+def watch_until_shown(command: str, folder: Path, wanted: str, timeout: float = 60.0) -> str:
+    """Run COMMAND on a terminal of its own (as `--watch` is meant to be), wait until its screen
+    shows WANTED, then press Ctrl-C; what it showed. It must end at once, with status 0."""
+    controller, terminal = pty.openpty()
+    watcher = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=folder, env=shell_env(), stdin=subprocess.DEVNULL,
+                               stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    shown, deadline = b"", time.monotonic() + timeout
+    try:
+        while wanted.encode() not in shown and time.monotonic() < deadline:
+            if select.select([controller], [], [], 0.5)[0]:
+                try:
+                    shown += os.read(controller, 65536)
+                except OSError:  # the terminal closed: the command ended
+                    break
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=30) == 0, shown.decode(errors="replace")
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+        os.close(controller)
+    return shown.decode(errors="replace")
+
+
 def test_every_other_sh_command_succeeds_in_a_batch_folder(tmp_path):
     folder = monolith_copy(tmp_path)
     (folder / "doit.cfg").unlink()  # the README's printf writes it
@@ -131,12 +157,9 @@ def test_every_other_sh_command_succeeds_in_a_batch_folder(tmp_path):
     for command in (line for body in later for line in commands(body)):
         if command in NOT_RUN_HERE or (command in NEEDS.values() and shutil.which("dot") is None):
             continue
-        if "--watch" in command:  # kept up to date until Ctrl-C: give it one
-            watcher = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=folder, env=shell_env(), stdout=subprocess.PIPE, text=True)
-            time.sleep(2)
-            watcher.send_signal(signal.SIGINT)
-            out, _ = watcher.communicate(timeout=30)
-            assert watcher.returncode == 0 and "done" in out, command
+        if "--watch" in command:  # kept up to date until Ctrl-C: give it one, once it shows its first frame
+            out = watch_until_shown(command, folder, "done")
+            assert "done" in out, command
         else:
             result = subprocess.run(["bash", "-c", command], cwd=folder, env=shell_env(), capture_output=True, text=True, timeout=120)
             assert result.returncode == 0, f"{command}\n{result.stdout}{result.stderr}"
