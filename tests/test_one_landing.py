@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -315,10 +316,34 @@ def test_a_user_commit_on_the_integration_branch_during_a_merged_state_check_lan
     assert (repo / "task.md").read_text().count("- [x]") == 2
 
 
+# git, its wait for another's lock on a ref cut to 0.1 s: a lock no git will remove is given up
+# on as after the runner's 30 s, without the test waiting them out.
+IMPATIENT_GIT = """#!/bin/sh
+for arg; do
+    shift
+    case $arg in
+        core.filesRefLockTimeout=*) arg=core.filesRefLockTimeout=100 ;;
+        core.packedRefsTimeout=*) arg=core.packedRefsTimeout=100 ;;
+    esac
+    set -- "$@" "$arg"
+done
+exec {git} "$@"
+"""
+
+
+def impatient_git(tmp_path: Path) -> dict:
+    """The environment that puts IMPATIENT_GIT first on PATH."""
+    folder = tmp_path / "impatient"
+    folder.mkdir()
+    (folder / "git").write_text(IMPATIENT_GIT.format(git=shutil.which("git")))
+    (folder / "git").chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
 def test_a_stale_lock_of_the_integration_branch_is_named_and_costs_no_agent_run(tmp_path):
     plan = {"alpha": {**EDIT["alpha"], "gate": "go"}}
     repo, env = setup(tmp_path, plan)
-    env["GATES"] = str(tmp_path)
+    env.update(GATES=str(tmp_path), **impatient_git(tmp_path))
     git("branch", "batch/task", cwd=repo)
     lock = repo / ".git/refs/heads/batch/task.lock"
     lock.write_text("")  # what a git that crashed leaves: before a run, nothing starts
