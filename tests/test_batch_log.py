@@ -4,9 +4,8 @@ import json
 import re
 import signal
 import threading
-import time
 
-from conftest import FRONT_MATTER
+from conftest import FRONT_MATTER, wait_for
 
 TASK = "# T\n## Inventory\n- [ ] auth: list the functions\n- [ ] billing: list them\n"
 
@@ -51,15 +50,20 @@ def test_an_agents_tool_calls_results_and_errors_read_as_lines(batch):
 
 def test_follow_prints_events_as_the_item_runs_until_ctrl_c(batch):
     batch.write(TASK)
-    batch.behave(**{"inventory:auth": {"print": "halfway there", "sleep": 1.0}})
+    shown = batch.path / "shown"  # the agent ends only once its line has been followed: live, not read after
+    batch.behave(**{"inventory:auth": {"print": "halfway there", "until": str(shown)}})
     follower = batch.start("batch-log", "-f", "inventory:auth")  # before the item has run at all
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(follower.stdout), daemon=True)
     reader.start()
-    assert batch.run("run-batch").returncode == 0
-    deadline = time.monotonic() + 20
-    while not any("exit status 0" in line for line in seen) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    runner = batch.start("run-batch")
+    try:
+        wait_for(lambda: any("halfway there" in line for line in seen) or runner.poll() is not None, timeout=30)
+    finally:
+        shown.touch()
+    runner.communicate(timeout=60)
+    assert runner.returncode == 0
+    wait_for(lambda: any("exit status 0" in line for line in seen), timeout=20)
     follower.send_signal(signal.SIGINT)
     follower.wait(timeout=10)
     reader.join(timeout=10)

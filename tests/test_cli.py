@@ -25,6 +25,23 @@ def test_makes_always_make_is_always_execute(made):
     assert params["always"] is True and names == ["review:auth"]
 
 
+@pytest.mark.parametrize("keep_going", ["-k", "--keep-going", "--continue", "-c"])
+def test_every_spelling_of_keep_going_is_continue(keep_going):
+    # test_first_contact runs one of them through a real batch.
+    params, names = RUN_BATCH.cmdparser.parse(parsed("inventory", keep_going, "-j1"))
+    assert params["continue"] is True and params["num_process"] == 1 and names == ["inventory"]
+    assert RUN_BATCH.cmdparser.parse(parsed("inventory"))[0]["continue"] is False
+
+
+@pytest.mark.parametrize("question", ["-q", "--question"])
+def test_both_spellings_of_question_ask_it_wherever_they_stand(question):
+    # test_first_contact runs one of them through real batches.
+    for args in ((question,), (question, "inventory"), ("review", question)):
+        params, names = RUN_BATCH.cmdparser.parse(parsed(*args))
+        assert params["question"] is True and names == [arg for arg in args if arg != question]
+    assert RUN_BATCH.cmdparser.parse(parsed("review"))[0]["question"] is False
+
+
 @pytest.mark.parametrize("letter", ["-v", "-x", "-Z"])
 def test_an_unknown_letter_gets_no_suggestion_a_letter_is_no_misspelling(letter):
     assert refused(letter) == f"unknown option {letter}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,30 +156,35 @@ with open("shared.py", "a") as edited:
 """
 
 
-def run_with_a_hung_attempt(tmp_path):
-    """One item whose first attempt hangs after a half-done edit, and whose retry succeeds."""
+@pytest.fixture(scope="module")
+def hung_run(tmp_path_factory) -> dict:
+    """One run of an item whose first attempt hangs after a half-done edit, and whose retry
+    succeeds; with what it left, read at once (a test of this run's batch-clean changes it)."""
+    tmp_path = tmp_path_factory.mktemp("hung")
     agent = tmp_path / "hangs.py"
     agent.write_text(HANGS_AFTER_A_HALF_EDIT)
     repo, env = setup(tmp_path, EDIT, command=[sys.executable, str(agent), "{module}"], timeout="3")
     result = run(repo, env)
     assert result.returncode == 0, result.stdout + result.stderr
-    return repo, env, result
+    [kept] = json.loads((repo / ".batch/task/items/g/alpha/result.json").read_text())["kept_attempts"]
+    return {"repo": repo, "env": env, "result": result, "kept": kept, "agent_starts": agent_starts(tmp_path),
+            "landed": git("ls-tree", "-r", "--name-only", "batch/task", cwd=repo).split(),
+            "landed_shared": git("show", "batch/task:shared.py", cwd=repo),
+            "kept_files": git("ls-tree", "-r", "--name-only", kept["branch"], cwd=repo).split()}
 
 
-def test_a_hung_attempts_half_edit_is_kept_aside_and_never_lands_through_its_retry(tmp_path):
-    repo, _, _ = run_with_a_hung_attempt(tmp_path)
-    assert agent_starts(tmp_path) == 2
-    landed = git("ls-tree", "-r", "--name-only", "batch/task", cwd=repo).split()
-    assert "half-done.py" not in landed
-    assert "# the whole edit" in git("show", "batch/task:shared.py", cwd=repo)
+@pytest.mark.xdist_group("hung-attempt")  # one worker, so that the two share one run
+def test_a_hung_attempts_half_edit_is_kept_aside_and_never_lands_through_its_retry(hung_run):
+    assert hung_run["agent_starts"] == 2
+    assert "half-done.py" not in hung_run["landed"]
+    assert "# the whole edit" in hung_run["landed_shared"]
     # The hung attempt's work is kept aside, on a branch of its own, and named in the item's record.
-    [kept] = json.loads((repo / ".batch/task/items/g/alpha/result.json").read_text())["kept_attempts"]
-    assert "half-done.py" in git("ls-tree", "-r", "--name-only", kept["branch"], cwd=repo).split()
+    assert "half-done.py" in hung_run["kept_files"]
 
 
-def test_kept_attempts_are_named_and_batch_clean_removes_only_what_is_on_another_branch(tmp_path):
-    repo, env, result = run_with_a_hung_attempt(tmp_path)
-    [kept] = json.loads((repo / ".batch/task/items/g/alpha/result.json").read_text())["kept_attempts"]
+@pytest.mark.xdist_group("hung-attempt")
+def test_kept_attempts_are_named_and_batch_clean_removes_only_what_is_on_another_branch(hung_run):
+    repo, env, result, kept = hung_run["repo"], hung_run["env"], hung_run["result"], hung_run["kept"]
     assert kept["branch"] in result.stdout  # the summary names it
     assert "doit batch-clean" in result.stdout
 
@@ -316,10 +322,34 @@ def test_a_user_commit_on_the_integration_branch_during_a_merged_state_check_lan
     assert (repo / "task.md").read_text().count("- [x]") == 2
 
 
+# git, its wait for another's lock on a ref cut to 0.1 s: a lock no git will remove is given up
+# on as after the runner's 30 s, without the test waiting them out.
+IMPATIENT_GIT = """#!/bin/sh
+for arg; do
+    shift
+    case $arg in
+        core.filesRefLockTimeout=*) arg=core.filesRefLockTimeout=100 ;;
+        core.packedRefsTimeout=*) arg=core.packedRefsTimeout=100 ;;
+    esac
+    set -- "$@" "$arg"
+done
+exec {git} "$@"
+"""
+
+
+def impatient_git(tmp_path: Path) -> dict:
+    """The environment that puts IMPATIENT_GIT first on PATH."""
+    folder = tmp_path / "impatient"
+    folder.mkdir()
+    (folder / "git").write_text(IMPATIENT_GIT.format(git=shutil.which("git")))
+    (folder / "git").chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
 def test_a_stale_lock_of_the_integration_branch_is_named_and_costs_no_agent_run(tmp_path):
     plan = {"alpha": {**EDIT["alpha"], "gate": "go"}}
     repo, env = setup(tmp_path, plan)
-    env["GATES"] = str(tmp_path)
+    env.update(GATES=str(tmp_path), **impatient_git(tmp_path))
     git("branch", "batch/task", cwd=repo)
     lock = repo / ".git/refs/heads/batch/task.lock"
     lock.write_text("")  # what a git that crashed leaves: before a run, nothing starts

@@ -77,10 +77,12 @@ def test_repairs_stay_owed_through_a_run_that_stopped_at_a_typo(batch):
 
 def test_a_tick_refused_mid_run_is_written_by_the_next_run_on_the_line_as_it_now_is(batch):
     batch.write("# T\n## G\n- [ ] a: slow one\n")
-    batch.behave(a={"sleep": 1.5})
+    edited = batch.path / "edited"  # the agent ends once the user has edited its line
+    batch.behave(a={"until": str(edited)})
     runner = batch.start("run-batch")
     wait_for(lambda: batch.runs("start")["g:a"] == 1)
     batch.taskfile.write_text(batch.taskfile.read_text().replace("- [ ] a: slow one", "* [ ] a: slow one"))
+    edited.touch()
     runner.communicate(timeout=60)
     assert "* [ ] a: slow one" in batch.taskfile.read_text()
     again = batch.run("run-batch")

@@ -1,8 +1,8 @@
 """Every row of the staleness table: what runs again, what does not, and the reason given."""
 
-import time
-
 import pytest
+
+from conftest import wait_for
 
 TWO_GROUPS = """\
 # T
@@ -81,15 +81,14 @@ def test_changed_items_run_again(ran, change, part):
 
 def test_a_changed_item_is_unticked_when_it_starts(ran):
     edit(ran, "second step of a", "second step of a, again")
-    ran.behave(**{"two:a": {"sleep": 3}})
+    go = ran.path / "go"  # the agent works until the test has looked
+    ran.behave(**{"two:a": {"until": str(go)}})
     process = ran.start("run-batch")
     try:
-        for _ in range(200):
-            if ran.runs("start")["two:a"] == 2:
-                break
-            time.sleep(0.05)
+        wait_for(lambda: ran.runs("start")["two:a"] == 2 or process.poll() is not None, timeout=30)
         assert "- [ ] a: second step of a, again" in ran.taskfile.read_text()
     finally:
+        go.touch()
         process.wait(timeout=30)
     assert "- [x] a: second step of a, again" in ran.taskfile.read_text()
 

@@ -21,10 +21,12 @@ def test_parallel_ticks_change_only_the_marks(batch):
 
 def test_an_item_edited_mid_run_is_reported_not_ticked(batch):
     batch.write("# T\n## G\n- [ ] a: slow one\n- [ ] b: quick one\n")
-    batch.behave(a={"sleep": 1.5})
+    reworded = batch.path / "reworded"  # the agent ends once the user has reworded its line
+    batch.behave(a={"until": str(reworded)})
     runner = batch.start("run-batch", "-n", "2")
     wait_for(lambda: batch.runs("start")["g:a"])
     batch.taskfile.write_text(batch.taskfile.read_text().replace("slow one", "slow one, reworded"))
+    reworded.touch()
     output, _ = runner.communicate(timeout=30)
     assert runner.returncode != 0
     assert "g:a succeeded, but its line in task.md changed while it ran, so it was not ticked" in output
