@@ -170,7 +170,7 @@ class BatchRunner(Runner):
             elif step is PARKED:
                 self._queued.add(candidate.key)
                 self._release(candidate)
-                self.run.budget.hold(candidate.key, self._last_cost(candidate.key))  # spent at its end
+                self.run.budget.hold(candidate.key, self._unspent_cost(candidate.key))  # spent at its end
             else:
                 if candidate.key in self._queued:
                     self._queued.discard(candidate.key)  # its slot was given back when it was queued
@@ -192,12 +192,19 @@ class BatchRunner(Runner):
         outcome = attempts[-1].outcome if attempts else None
         return outcome.data.get("cost_usd") if outcome is not None else None
 
+    def _unspent_cost(self, key: str) -> float | None:
+        """What the item's last attempt cost, unless the budget counted it already (an item
+        handed back from its review was counted when it began to wait)."""
+        item_run = self._runs[key]
+        counted = item_run.current is not None and item_run.current.number in item_run.told_ended
+        return None if counted else self._last_cost(key)
+
     def _hand_back_reviewed(self) -> None:
         """A parked item whose decision has come gets in line for a slot again, to take it."""
         for key, candidate in list(self._parked.items()):
             if decided(self._runs[key]):
                 del self._parked[key]
-                self.dispatcher.offer(candidate)
+                self.dispatcher.hand_back(candidate)
 
     def _leave_parked(self) -> None:
         """The run ends without the reviews it waits for: their items stay awaiting review
