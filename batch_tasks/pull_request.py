@@ -29,6 +29,7 @@ from . import github, retry
 from .agents import PERMANENT
 from .errors import BatchError
 from .git import GitError, git
+from .redaction import Redactor
 from .state import open_to_read, write_json_atomic
 
 if TYPE_CHECKING:
@@ -81,17 +82,18 @@ def _read_kept(path: str) -> dict[str, Any]:
 
 
 def push(settings, top, branch: str, commit: str, redactor) -> None:
-    """`branch` on the remote at `commit`; a token, for an https remote, as a header."""
+    """`branch` on the remote at `commit`; a token, for an https remote, as a header given in
+    git's environment (its argv is shown by `ps` to every user of the machine)."""
     url = git("remote", "get-url", _remote(settings), cwd=top, allowed=(0, 2, 128)).text or _remote(settings)
-    header = []
+    header, secrets = (), []
     if url.startswith("https://") and (auth := github.token()):
         basic = base64.b64encode(f"x-access-token:{auth}".encode()).decode()
-        header = ["-c", f"http.extraHeader=Authorization: Basic {basic}"]
+        header, secrets = (("http.extraHeader", f"Authorization: Basic {basic}"),), [auth, basic]
     try:  # to its URL: a remote's name would bring the remote's configured helpers, which git_config_guard disarms
-        git(*header, "push", "-q", "--no-verify", url, f"+{commit}:refs/heads/{branch}", cwd=top)
-    except GitError as error:  # its message would name the header: said without it
-        raise BatchError(f"pushing {branch} to {_remote(settings)} failed: "
-                         f"{redactor.text(error.stderr.strip()[-300:])}") from None
+        git("push", "-q", "--no-verify", url, f"+{commit}:refs/heads/{branch}", cwd=top, secret_config=header)
+    except GitError as error:  # the token may not be in the environment (`gh auth token`): masked by value too
+        said = Redactor({}, also=secrets).text(redactor.text(error.stderr.strip()[-300:]))
+        raise BatchError(f"pushing {branch} to {_remote(settings)} failed: {said}") from None
 
 
 def ask(item_run: "ItemRun", attempt: "Attempt", commit: str) -> None:

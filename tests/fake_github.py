@@ -8,12 +8,18 @@ bare git repository (a pull request's head is what its branch holds there, as on
         github.merge(1)                                     # as a person would, on GitHub
     github.fail_next(502) / github.rate_limit_next(reset_in=1.0)   # faults, for one request
 
+It also serves the bare repository over git's smart HTTP (`github.git_url`), to a push that
+authenticates as `land: pr` does (HTTP Basic, `x-access-token` and the token), and keeps each
+push's Authorization in `git_auth`.
+
 Only what is needed: a request it does not know is a 404, one without the token a 401.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import subprocess
 import threading
@@ -30,6 +36,7 @@ class FakeGitHub:
         self.comments: dict[int, list[dict]] = {}  # by review id
         self.requests: list[tuple[str, str, int]] = []  # method, path, status answered
         self.faults: list[tuple[int, dict]] = []  # (status, headers) for the next requests
+        self.git_auth: list[str | None] = []  # the Authorization of each request for the git remote
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -46,6 +53,29 @@ class FakeGitHub:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def git_url(self) -> str:
+        return f"{self.url}/git/{self.bare.name}"
+
+    def serve_git(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, bytes]:
+        """git's smart HTTP, by `git http-backend` (CGI) over the bare repository."""
+        auth = headers.get("Authorization")
+        with self.lock:
+            self.git_auth.append(auth)
+        basic = base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
+        if auth != f"Basic {basic}":
+            return 401, {"WWW-Authenticate": 'Basic realm="GitHub"'}, b"Bad credentials"
+        route, _, query = path.partition("?")
+        env = {**os.environ, "GIT_PROJECT_ROOT": str(self.bare.parent), "GIT_HTTP_EXPORT_ALL": "1",
+               "PATH_INFO": route.removeprefix("/git"), "QUERY_STRING": query, "REQUEST_METHOD": method,
+               "CONTENT_TYPE": headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+               "REMOTE_USER": "x-access-token", "REMOTE_ADDR": "127.0.0.1"}
+        done = subprocess.run(["git", "http-backend"], input=body, capture_output=True, env=env)
+        head, _, answer = done.stdout.partition(b"\r\n\r\n")
+        said = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line)
+        status = int(said.pop("Status", "200").split()[0])
+        return status, said, answer
 
     # What a test (a person on GitHub) does.
     def head(self, branch: str) -> str:
@@ -118,13 +148,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
+        if self.path.startswith("/git/"):
+            self._answer(*self.fake.serve_git(self.command, self.path, self.headers, self.rfile.read(length)))
+            return
         body = json.loads(self.rfile.read(length)) if length else None
         status, headers, answer = self.fake.answer(self.command, self.path, self.headers, body)
         with self.fake.lock:
             self.fake.requests.append((self.command, self.path, status))
-        data = json.dumps(answer).encode()
+        self._answer(status, {"Content-Type": "application/json", **headers}, json.dumps(answer).encode())
+
+    def _answer(self, status: int, headers: dict, data: bytes) -> None:
         self.send_response(status)
-        for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
+        for name, value in {"Content-Length": str(len(data)), **headers}.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)

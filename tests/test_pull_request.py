@@ -5,11 +5,19 @@ and its fix pushed to the same pull request, the merge on GitHub ticking the ite
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import shutil
 
+import pytest
+
+from batch_tasks import pull_request
+from batch_tasks.errors import BatchError
+from batch_tasks.redaction import Redactor
 from conftest import wait_for
 from fake_github import FakeGitHub
-from gitrepo import git
+from gitrepo import git, make_repo
 from test_isolated_batch import run, setup, starts
 from test_review import BODY, PLAN, ended, start
 
@@ -87,3 +95,35 @@ def test_a_batch_pull_request_is_the_integration_branch_opened_once_and_updated_
         assert second.returncode == 0, second.stdout + second.stderr
         assert "pull request #1 updated" in second.stdout and list(github.pulls) == [1]
         assert "beta = 'edited'" in git("show", f"{github.head('batch/task')}:shared.py", cwd=bare)
+
+
+def test_a_push_authenticates_with_a_token_that_gits_argv_does_not_show_nor_its_failure(tmp_path, monkeypatch):
+    bare = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    repo = make_repo(tmp_path / "repo")
+    remote = "https://github.example/acme/widgets.git"
+    git("remote", "add", "origin", remote, cwd=repo)
+    commit = git("rev-parse", "HEAD", cwd=repo)
+    argv_log, wrapper = tmp_path / "argv.log", tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()  # every git started, as `ps` would show it
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{argv_log}"\nexec "{shutil.which("git")}" "$@"\n')
+    wrapper.chmod(0o755)
+    with FakeGitHub(bare, token="t0ken-of-the-user") as github:
+        monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+        for name, value in {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{github.git_url}.pushInsteadOf",
+                            "GIT_CONFIG_VALUE_0": remote}.items():  # the https remote, served by the fake
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("GH_TOKEN", github.token)
+        pull_request.push({}, repo, "batch/one", commit, Redactor(os.environ))
+        assert github.head("batch/one") == commit  # it authenticated
+
+        monkeypatch.setenv("GH_TOKEN", "a-token-github-refuses")
+        with pytest.raises(BatchError) as refused:
+            pull_request.push({}, repo, "batch/two", commit, Redactor({}))  # as a token from `gh auth token`
+    tokens = ["t0ken-of-the-user", "a-token-github-refuses"]
+    secrets = tokens + [base64.b64encode(f"x-access-token:{token}".encode()).decode() for token in tokens]
+    assert f"Basic {secrets[2]}" in github.git_auth and f"Basic {secrets[3]}" in github.git_auth
+    started = argv_log.read_text()
+    assert " push " in started and not any(secret in started for secret in secrets)
+    assert "pushing batch/two to origin failed" in str(refused.value)
+    assert not any(secret in str(refused.value) for secret in secrets)
