@@ -7,6 +7,7 @@ bare git repository (a pull request's head is what its branch holds there, as on
         github.request_changes(1, "Use double quotes", [("shared.py", 2, "this line")])
         github.merge(1)                                     # as a person would, on GitHub
     github.fail_next(502) / github.rate_limit_next(reset_in=1.0)   # faults, for one request
+    github.hold_reads(1) ... github.release()   # a slow GitHub: reads of pull request #1 wait
 
 It also serves the bare repository over git's smart HTTP (`github.git_url`), to a push that
 authenticates as `land: pr` does (HTTP Basic, `x-access-token` and the token), and keeps each
@@ -37,6 +38,9 @@ class FakeGitHub:
         self.requests: list[tuple[str, str, int]] = []  # method, path, status answered
         self.faults: list[tuple[int, dict]] = []  # (status, headers) for the next requests
         self.git_auth: list[str | None] = []  # the Authorization of each request for the git remote
+        self.held: set[int] = set()  # pull requests whose reads wait for `release` (or 60 s)
+        self.holding = 0  # reads waiting now
+        self._released = threading.Event()
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -99,6 +103,21 @@ class FakeGitHub:
             pull.update(merged=True, state="closed", merge_commit_sha=head)
             return head
 
+    def hold_reads(self, number: int) -> None:
+        self.held.add(number)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _wait_if_held(self, method: str, route: str) -> None:
+        found = re.fullmatch(f"/repos/{self.repo}/pulls/(\\d+)", route)
+        if method == "GET" and found is not None and int(found.group(1)) in self.held:
+            with self.lock:
+                self.holding += 1
+            self._released.wait(60)
+            with self.lock:
+                self.holding -= 1
+
     def fail_next(self, status: int) -> None:
         self.faults.append((status, {}))
 
@@ -109,6 +128,7 @@ class FakeGitHub:
     def answer(self, method: str, path: str, headers, body: dict | None) -> tuple[int, dict, object]:
         if headers.get("Authorization") != f"Bearer {self.token}":
             return 401, {}, {"message": "Bad credentials"}
+        self._wait_if_held(method, path.split("?", 1)[0])
         with self.lock:
             if self.faults:
                 status, extra = self.faults.pop(0)

@@ -127,3 +127,33 @@ def test_a_push_authenticates_with_a_token_that_gits_argv_does_not_show_nor_its_
     assert " push " in started and not any(secret in started for secret in secrets)
     assert "pushing batch/two to origin failed" in str(refused.value)
     assert not any(secret in str(refused.value) for secret in secrets)
+
+
+def test_a_slow_github_does_not_hold_back_another_items_start(tmp_path):
+    bare = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    plan = {**PLAN, "beta": {"file": "shared.py", "line": 11, "text": "beta = 'edited'"}}
+    with FakeGitHub(bare, token="t0ken") as github:
+        repo, env = setup(tmp_path, BODY + "- [ ] beta: edit beta\n", plan, land="pr", github_api=github.url,
+                          github_repo="acme/widgets", pr_poll="0.2s")
+        git("remote", "add", "origin", str(bare), cwd=repo)
+        git("push", "-q", "origin", "main", cwd=repo)
+        env["GH_TOKEN"] = "t0ken"
+        github.hold_reads(1)  # asked about, alpha's pull request answers only once released
+        runner = start(repo, env)  # one slot: beta starts once alpha waits for its pull request
+        try:
+            wait_for(lambda: github.holding)
+            wait_for(lambda: "beta" in [s["module"] for s in starts(tmp_path)], timeout=20)
+            assert github.holding  # beta started while GitHub had not answered
+            wait_for(lambda: 2 in github.pulls)
+            github.release()
+            github.merge(1)
+            github.merge(2)
+            out = ended(runner)
+        finally:
+            github.release()
+            if runner.poll() is None:
+                runner.kill()
+                print(runner.communicate()[0])  # what it said, shown with the failure
+    assert runner.returncode == 0, out
+    assert (repo / "task.md").read_text().count("- [x]") == 2
