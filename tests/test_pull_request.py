@@ -97,6 +97,34 @@ def test_a_batch_pull_request_is_the_integration_branch_opened_once_and_updated_
         assert "beta = 'edited'" in git("show", f"{github.head('batch/task')}:shared.py", cwd=bare)
 
 
+def fake_gh(folder, said: str, status: int = 0) -> None:
+    """A `gh` whose `auth token` says `said`, with exit status `status`."""
+    gh = folder / "gh"
+    gh.write_text(f'#!/bin/sh\n[ "$*" = "auth token" ] && echo "{said}" && exit {status}\nexit 2\n')
+    gh.chmod(0o755)
+
+
+@pytest.mark.parametrize("environ, gh, found", [
+    ({"GH_TOKEN": "from-gh-token", "GITHUB_TOKEN": "from-github-token"}, ("from-gh", 0), "from-gh-token"),
+    ({"GITHUB_TOKEN": "from-github-token"}, ("from-gh", 0), "from-github-token"),
+    ({}, ("from-gh", 0), "from-gh"),
+    ({}, ("not logged in", 1), None),
+    ({}, None, None),
+], ids=["GH_TOKEN", "GITHUB_TOKEN", "gh auth token", "gh logged out", "no gh"])
+def test_the_token_is_gh_token_else_github_token_else_what_gh_auth_token_says(tmp_path, monkeypatch, environ, gh,
+                                                                                found):
+    from batch_tasks import github
+
+    for name in github.TOKEN_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    if gh is not None:
+        fake_gh(tmp_path, *gh)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no other gh
+    assert github.token() == found
+
+
 def test_a_push_authenticates_with_a_token_that_gits_argv_does_not_show_nor_its_failure(tmp_path, monkeypatch):
     bare = tmp_path / "remote.git"
     git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
@@ -117,9 +145,10 @@ def test_a_push_authenticates_with_a_token_that_gits_argv_does_not_show_nor_its_
         pull_request.push({}, repo, "batch/one", commit, Redactor(os.environ))
         assert github.head("batch/one") == commit  # it authenticated
 
-        monkeypatch.setenv("GH_TOKEN", "a-token-github-refuses")
+        monkeypatch.delenv("GH_TOKEN")  # the token from `gh auth token`, which no redactor of the environment knows
+        fake_gh(wrapper.parent, "a-token-github-refuses")
         with pytest.raises(BatchError) as refused:
-            pull_request.push({}, repo, "batch/two", commit, Redactor({}))  # as a token from `gh auth token`
+            pull_request.push({}, repo, "batch/two", commit, Redactor(os.environ))
     tokens = ["t0ken-of-the-user", "a-token-github-refuses"]
     secrets = tokens + [base64.b64encode(f"x-access-token:{token}".encode()).decode() for token in tokens]
     assert f"Basic {secrets[2]}" in github.git_auth and f"Basic {secrets[3]}" in github.git_auth
