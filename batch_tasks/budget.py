@@ -41,7 +41,10 @@ class Budget:
 
     def reserve(self, key: str, amount_usd: float | None) -> bool:
         """Reserve for an attempt of `key` if it fits (see `can_hold`); an unknown amount
-        reserves all that is left, so nothing else starts beside it."""
+        reserves all that is left, so nothing else starts beside it. Nothing (an attempt that costs
+        nothing more: see the dispatcher's hand_back) always fits, even a spent or overshot budget."""
+        if amount_usd == 0:
+            return True
         with self._lock:
             if not self._fits(amount_usd):
                 return False

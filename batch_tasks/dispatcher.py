@@ -8,9 +8,10 @@ over, the run not halted (this only holds back items that have not started yet: 
 started item's retries go on), and the budget able to hold what the attempt may cost
 beside what is spent and reserved (see budget). An item the budget cannot hold waits
 while others run (their reservations may come back); once nothing is reserved and it
-still does not fit, it never starts (a retry ends its item). Among the items that
-may start, the one with the longest remaining chain goes first (the critical path,
-from each item's last recorded duration), ties in document order.
+still does not fit, it never starts (a retry ends its item); an item handed back once its
+review is decided (see hand_back) costs nothing more, reserves nothing, and is never
+refused. Among the items that may start, the one with the longest remaining chain goes
+first (the critical path, from each item's last recorded duration), ties in document order.
 
 The prompt cache: items of a group share the first part of their prompts (the agent
 CLI's own instructions, then the plan's and group's context). Where the provider caches
@@ -92,6 +93,7 @@ class Dispatcher:
         self._unstarted_forecast: dict[str, float] = {}  # items offered, not started → their forecast
         self._group_costs: dict[str, list[float]] = {}  # group → what its attempts of this run cost
         self._claims = Claims()  # the files of the items running
+        self._paid: set[str] = set()  # items handed back whose next start costs nothing (see hand_back)
         self.running = 0
         self._by_group: Counter[str] = Counter()
         self._by_agent: Counter[str] = Counter()
@@ -105,6 +107,13 @@ class Dispatcher:
             heapq.heappush(self._delayed, (not_before, candidate))
         else:
             heapq.heappush(self._ready.setdefault(candidate.group, []), candidate)
+
+    def hand_back(self, candidate: Candidate) -> None:
+        """The item's review was decided while it waited without a slot: it is ready again, to take
+        that decision (land its work, or fail the attempt it sent back). Its agent's work is paid for
+        and that costs nothing more, so it reserves nothing and no budget, spent or not, refuses it."""
+        self._paid.add(candidate.key)
+        self.offer(candidate)
 
     def again(self, candidate: Candidate, at: float, usage_limit: bool) -> None:
         """The item's attempt failed and another comes at `at`; after a usage limit of its agent,
@@ -170,7 +179,7 @@ class Dispatcher:
                         if (found := self._first_apart(heap)) is not None), default=None)
             if best is None:
                 break
-            reservation = self._reservation(best)
+            reservation = 0.0 if best.key in self._paid else self._reservation(best)
             if not self.budget.reserve(best.key, reservation):
                 refusal = self.budget.refusal(reservation)
                 if refusal is None:
@@ -180,6 +189,7 @@ class Dispatcher:
                 refused.append((best.key, refusal))
                 continue
             self._remove(best)
+            self._paid.discard(best.key)
             self._claims.hold(best.key, best.touches)
             if best.key not in self._started and best.fallback_model:
                 self._choose_model(best)

@@ -76,12 +76,15 @@ class Result:
         return [field for field in self.out.split("\0") if field]
 
 
-def git(*args: str, cwd: Path | str, allowed: tuple[int, ...] = (0,), input: bytes | None = None) -> Result:
+def git(*args: str, cwd: Path | str, allowed: tuple[int, ...] = (0,), input: bytes | None = None,
+        secret_config: tuple[tuple[str, str], ...] = ()) -> Result:
     """Run `git ARGS` in `cwd`; raise GitError unless its exit status is `allowed`.
+    `secret_config` (key, value) pairs reach git through its environment, not its argv.
 
     Output is decoded with surrogate escapes, so that any path git prints goes back
     to the file system unchanged."""
     for waited in range(HALF_MADE_TRIES):
+        env = git_config_guard.environment(args, cwd, _environment(cwd if args[0] in COMMITTING else None))
         try:
             done = subprocess.run(
                 ["git", *OPTIONS, *args],
@@ -89,7 +92,7 @@ def git(*args: str, cwd: Path | str, allowed: tuple[int, ...] = (0,), input: byt
                 input=input,
                 stdin=None if input is not None else subprocess.DEVNULL,
                 capture_output=True,
-                env=git_config_guard.environment(args, cwd, _environment(cwd if args[0] in COMMITTING else None)),
+                env=git_config_guard.with_settings(env, list(secret_config)) if secret_config else env,
             )
         except FileNotFoundError:
             raise BatchError("isolation: worktree needs git on PATH") from None

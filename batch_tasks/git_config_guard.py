@@ -71,15 +71,21 @@ def environment(args: tuple[str, ...], cwd, env: dict[str, str]) -> dict[str, st
         for section, driver in sorted(driver_names(cwd, env)):
             settings += [(f"{section}.{driver}.{key}", value)
                          for (s, key), value in DRIVER_SETTINGS.items() if s == section]
+    return with_settings(env, settings)
+
+
+def with_settings(env: dict[str, str], settings: list[tuple[str, str]]) -> dict[str, str]:
+    """ENV with SETTINGS added to its command-line configuration (GIT_CONFIG_COUNT and its pairs),
+    after those it has: given so, a value is not in git's argv, which `ps` shows to every user."""
     try:
         count = int(env.get("GIT_CONFIG_COUNT", "0"))
     except ValueError:
         count = 0
-    guarded = dict(env)
+    added = dict(env)
     for number, (key, value) in enumerate(settings, start=count):
-        guarded[f"GIT_CONFIG_KEY_{number}"], guarded[f"GIT_CONFIG_VALUE_{number}"] = key, value
-    guarded["GIT_CONFIG_COUNT"] = str(count + len(settings))
-    return guarded
+        added[f"GIT_CONFIG_KEY_{number}"], added[f"GIT_CONFIG_VALUE_{number}"] = key, value
+    added["GIT_CONFIG_COUNT"] = str(count + len(settings))
+    return added
 
 
 def runs_no_driver(args: tuple[str, ...]) -> bool:

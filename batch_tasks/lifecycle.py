@@ -105,6 +105,7 @@ class ItemRun:
         self.kept_aside: list[dict[str, Any]] = []  # earlier attempts' work, kept on branches of their own
         self.parked = False  # awaiting its review (see review.py): its next step takes the decision
         self.review_poll_at = 0.0  # `land: pr`: when its pull request is next asked about
+        self.review_verdict = None  # `land: pr`: what GitHub said, found by the review watch (see pull_request.poll)
         self.told_ended: set[int] = set()  # attempts (by number) whose end this run counted and told
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
         self.lands = route.lands

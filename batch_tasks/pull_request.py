@@ -10,7 +10,8 @@ to the same branch, so the same pull request. Closed unmerged, the item fails.
 The pull request's number is kept in the item's state folder (pull_request.json); it is
 trusted only as far as GitHub confirms it (its head is the item's branch, and, merged, its
 head commit is the item's work). The API (see github.py) is asked at most every `pr_poll`
-per item; a rate limit or an error is said and asked again later, never a failure.
+per item, from the review watch's thread (see review_watch), never the runner's loop nor
+an attempt's step; a rate limit or an error is said and asked again later, never a failure.
 
 Touches the remote (the item's branch, force-pushed: the branch is the batch's own) and the
 item's pull_request.json.
@@ -29,6 +30,7 @@ from . import github, retry
 from .agents import PERMANENT
 from .errors import BatchError
 from .git import GitError, git
+from .redaction import Redactor
 from .state import open_to_read, write_json_atomic
 
 if TYPE_CHECKING:
@@ -81,17 +83,18 @@ def _read_kept(path: str) -> dict[str, Any]:
 
 
 def push(settings, top, branch: str, commit: str, redactor) -> None:
-    """`branch` on the remote at `commit`; a token, for an https remote, as a header."""
+    """`branch` on the remote at `commit`; a token, for an https remote, as a header given in
+    git's environment (its argv is shown by `ps` to every user of the machine)."""
     url = git("remote", "get-url", _remote(settings), cwd=top, allowed=(0, 2, 128)).text or _remote(settings)
-    header = []
+    header, secrets = (), []
     if url.startswith("https://") and (auth := github.token()):
         basic = base64.b64encode(f"x-access-token:{auth}".encode()).decode()
-        header = ["-c", f"http.extraHeader=Authorization: Basic {basic}"]
+        header, secrets = (("http.extraHeader", f"Authorization: Basic {basic}"),), [auth, basic]
     try:  # to its URL: a remote's name would bring the remote's configured helpers, which git_config_guard disarms
-        git(*header, "push", "-q", "--no-verify", url, f"+{commit}:refs/heads/{branch}", cwd=top)
-    except GitError as error:  # its message would name the header: said without it
-        raise BatchError(f"pushing {branch} to {_remote(settings)} failed: "
-                         f"{redactor.text(error.stderr.strip()[-300:])}") from None
+        git("push", "-q", "--no-verify", url, f"+{commit}:refs/heads/{branch}", cwd=top, secret_config=header)
+    except GitError as error:  # the token may not be in the environment (`gh auth token`): masked by value too
+        said = Redactor({}, also=secrets).text(redactor.text(error.stderr.strip()[-300:]))
+        raise BatchError(f"pushing {branch} to {_remote(settings)} failed: {said}") from None
 
 
 def ask(item_run: "ItemRun", attempt: "Attempt", commit: str) -> None:
@@ -196,9 +199,18 @@ def _changes_requested(client: github.GitHub, number: int, commit: str) -> tuple
     return CHANGES, "\n".join(line for line in lines if line)
 
 
-def approve_step(item_run: "ItemRun", attempt: "Attempt", commit: str, not_yet: type[Exception]):
-    """The APPROVE step of `land: pr`: merged on GitHub, or why not; `not_yet` while it is open."""
-    found = verdict(item_run, attempt, commit)
+def poll(item_run: "ItemRun", attempt: "Attempt", commit: str) -> bool:
+    """Whether GitHub has a verdict on the item's work at `commit`, asked by the review watch (off
+    the runner's loop: GitHub may be slow); the verdict is kept for the item's APPROVE step."""
+    item_run.review_verdict = verdict(item_run, attempt, commit)
+    return item_run.review_verdict is not None
+
+
+def approve_step(item_run: "ItemRun", attempt: "Attempt", not_yet: type[Exception]):
+    """The APPROVE step of `land: pr`: merged on GitHub, or why not, as the review watch's `poll`
+    found; `not_yet` while it is open, or not asked yet. It never asks GitHub itself: it runs in
+    the item's attempt, and the pull request it opened a moment ago is asked about from the watch."""
+    found, item_run.review_verdict = item_run.review_verdict, None
     if found is None or found[0] == OPENED:
         raise not_yet()
     kind, said = found

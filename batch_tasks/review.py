@@ -125,7 +125,7 @@ def approve_step(item_run: "ItemRun", attempt: "Attempt") -> tuple[str, str] | N
     session as a failed check is); NotYet when no decision holds for its tip."""
     key, commit = item_run.job.item.key, work_tip(item_run)
     if item_run.job.settings.get("land") == "pr":
-        return pull_request.approve_step(item_run, attempt, commit, NotYet)
+        return pull_request.approve_step(item_run, attempt, NotYet)
     decision = read_decision(item_run.folder, key, commit)
     if decision is None and item_run.job.settings["review"]["by"] == "agent" \
             and not attempt.extra.get("review", {}).get("undecided"):  # once: then a person decides
@@ -155,10 +155,11 @@ def approved(item_run: "ItemRun") -> bool:
 
 
 def decided(item_run: "ItemRun") -> bool:
-    """Whether a parked item has a decision to take (the runner hands it back then)."""
+    """Whether a parked item has a decision to take (the runner hands it back then); asked from
+    the review watch's thread (see review_watch), never the runner's loop."""
     if item_run.job.settings.get("land") == "pr":
         return pull_request.due(item_run, time.time()) and \
-            pull_request.verdict(item_run, item_run.current, work_tip(item_run)) is not None
+            pull_request.poll(item_run, item_run.current, work_tip(item_run))
     return read_decision(item_run.folder, item_run.job.item.key, work_tip(item_run)) is not None
 
 

@@ -9,7 +9,9 @@ between attempts (a backoff, a usage-limit pause) holds no slot and no thread. A
 an agent: an item whose attempt waits on something else (its turn in the merge queue) is
 queued: its slot is given back while its thread waits, and the item is handed back when
 that thread ends, as any attempt's is. An item parked awaiting its review (see review.py)
-holds neither slot nor thread, and is handed back to the dispatcher when its decision comes.
+holds neither slot nor thread, and is handed back to the dispatcher when its decision comes:
+whether it came is asked off this loop (review_watch: GitHub may be slow to say), which
+hears only "decided".
 The run ends once no item is queued, and waits for its reviews unless told not to
 (`--no-wait-review`).
 
@@ -32,12 +34,14 @@ from .dispatcher import Candidate, Dispatcher
 from .doit_bridge import EXHAUSTED, HOLD, ReadyTasks, Runner
 from .lifecycle import Again, Finished, ItemRun
 from .plan import Item
-from .review import AwaitingReview, decided
+from .review import AwaitingReview
+from .review_watch import ReviewWatch
 from .run import Run
 
 TICK_SECONDS = 1.0  # how often the view is told the time, and a stop is looked for
 FIRST_RESPONSE = object()  # what an attempt's thread says when its agent's first answer came
 PARKED = object()  # what it says when it waits without its slot (see item_parked)
+DECIDED = object()  # what the review watch says of a parked item whose review is decided
 RESPONSE_KINDS = frozenset({"assistant", "tool_use", "usage", "result"})  # an answer of the model's
 
 
@@ -64,15 +68,20 @@ class BatchRunner(Runner):
         self.not_started = 0  # items the dispatcher held back for good (a halt, the budget)
         self._parked: dict[str, Candidate] = {}  # awaiting their review: no slot, no thread
         self.left_awaiting_review = 0  # items the run ended without, still awaiting review
+        self._watch = ReviewWatch(lambda key: self._results.put((self.candidates[key], DECIDED)))
         self._threads = _Threads()
 
     def run_tasks(self, task_dispatcher):
-        ready = ReadyTasks(task_dispatcher)
+        try:
+            self._run_tasks(ReadyTasks(task_dispatcher))
+        finally:
+            self._watch.close()
+
+    def _run_tasks(self, ready: ReadyTasks) -> None:
         while True:
             self._pull(ready)
             if self.run.supervisor.stopping.is_set():
                 self._withdraw("the run was stopped")
-            self._hand_back_reviewed()
             self._start_what_may(time.time())
             if self.dispatcher.idle and not self._completed and not self._queued:
                 if not self._parked:
@@ -167,10 +176,14 @@ class BatchRunner(Runner):
         while True:
             if step is FIRST_RESPONSE:
                 self.dispatcher.first_response(candidate, time.time())
+            elif step is DECIDED:
+                parked = self._parked.pop(candidate.key, None)
+                if parked is not None:  # else the run ended without it meanwhile
+                    self.dispatcher.hand_back(parked)  # it gets in line for a slot again, to take its decision
             elif step is PARKED:
                 self._queued.add(candidate.key)
                 self._release(candidate)
-                self.run.budget.hold(candidate.key, self._last_cost(candidate.key))  # spent at its end
+                self.run.budget.hold(candidate.key, self._unspent_cost(candidate.key))  # spent at its end
             else:
                 if candidate.key in self._queued:
                     self._queued.discard(candidate.key)  # its slot was given back when it was queued
@@ -192,24 +205,26 @@ class BatchRunner(Runner):
         outcome = attempts[-1].outcome if attempts else None
         return outcome.data.get("cost_usd") if outcome is not None else None
 
-    def _hand_back_reviewed(self) -> None:
-        """A parked item whose decision has come gets in line for a slot again, to take it."""
-        for key, candidate in list(self._parked.items()):
-            if decided(self._runs[key]):
-                del self._parked[key]
-                self.dispatcher.offer(candidate)
+    def _unspent_cost(self, key: str) -> float | None:
+        """What the item's last attempt cost, unless the budget counted it already (an item
+        handed back from its review was counted when it began to wait)."""
+        item_run = self._runs[key]
+        counted = item_run.current is not None and item_run.current.number in item_run.told_ended
+        return None if counted else self._last_cost(key)
 
     def _leave_parked(self) -> None:
         """The run ends without the reviews it waits for: their items stay awaiting review
         (recorded so: the next run takes their decisions), neither failed nor interrupted."""
         for key, candidate in list(self._parked.items()):
             del self._parked[key]
+            self._watch.forget(key)
             self.left_awaiting_review += 1
             self._settle(candidate, Finished("awaiting review", interrupted=True))
 
     def _settle(self, candidate: Candidate, step: Finished | Again | AwaitingReview) -> None:
         if isinstance(step, AwaitingReview):
             self._parked[candidate.key] = candidate
+            self._watch.watch(candidate.key, self._runs[candidate.key])
             return
         if isinstance(step, Again):
             decision = step.decision

@@ -7,13 +7,20 @@ bare git repository (a pull request's head is what its branch holds there, as on
         github.request_changes(1, "Use double quotes", [("shared.py", 2, "this line")])
         github.merge(1)                                     # as a person would, on GitHub
     github.fail_next(502) / github.rate_limit_next(reset_in=1.0)   # faults, for one request
+    github.hold_reads(1) ... github.release()   # a slow GitHub: reads of pull request #1 wait
+
+It also serves the bare repository over git's smart HTTP (`github.git_url`), to a push that
+authenticates as `land: pr` does (HTTP Basic, `x-access-token` and the token), and keeps each
+push's Authorization in `git_auth`.
 
 Only what is needed: a request it does not know is a 404, one without the token a 401.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import subprocess
 import threading
@@ -30,6 +37,10 @@ class FakeGitHub:
         self.comments: dict[int, list[dict]] = {}  # by review id
         self.requests: list[tuple[str, str, int]] = []  # method, path, status answered
         self.faults: list[tuple[int, dict]] = []  # (status, headers) for the next requests
+        self.git_auth: list[str | None] = []  # the Authorization of each request for the git remote
+        self.held: set[int] = set()  # pull requests whose reads wait for `release` (or 60 s)
+        self.holding = 0  # reads waiting now
+        self._released = threading.Event()
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -46,6 +57,29 @@ class FakeGitHub:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def git_url(self) -> str:
+        return f"{self.url}/git/{self.bare.name}"
+
+    def serve_git(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, bytes]:
+        """git's smart HTTP, by `git http-backend` (CGI) over the bare repository."""
+        auth = headers.get("Authorization")
+        with self.lock:
+            self.git_auth.append(auth)
+        basic = base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
+        if auth != f"Basic {basic}":
+            return 401, {"WWW-Authenticate": 'Basic realm="GitHub"'}, b"Bad credentials"
+        route, _, query = path.partition("?")
+        env = {**os.environ, "GIT_PROJECT_ROOT": str(self.bare.parent), "GIT_HTTP_EXPORT_ALL": "1",
+               "PATH_INFO": route.removeprefix("/git"), "QUERY_STRING": query, "REQUEST_METHOD": method,
+               "CONTENT_TYPE": headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+               "REMOTE_USER": "x-access-token", "REMOTE_ADDR": "127.0.0.1"}
+        done = subprocess.run(["git", "http-backend"], input=body, capture_output=True, env=env)
+        head, _, answer = done.stdout.partition(b"\r\n\r\n")
+        said = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line)
+        status = int(said.pop("Status", "200").split()[0])
+        return status, said, answer
 
     # What a test (a person on GitHub) does.
     def head(self, branch: str) -> str:
@@ -69,6 +103,21 @@ class FakeGitHub:
             pull.update(merged=True, state="closed", merge_commit_sha=head)
             return head
 
+    def hold_reads(self, number: int) -> None:
+        self.held.add(number)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _wait_if_held(self, method: str, route: str) -> None:
+        found = re.fullmatch(f"/repos/{self.repo}/pulls/(\\d+)", route)
+        if method == "GET" and found is not None and int(found.group(1)) in self.held:
+            with self.lock:
+                self.holding += 1
+            self._released.wait(60)
+            with self.lock:
+                self.holding -= 1
+
     def fail_next(self, status: int) -> None:
         self.faults.append((status, {}))
 
@@ -79,6 +128,7 @@ class FakeGitHub:
     def answer(self, method: str, path: str, headers, body: dict | None) -> tuple[int, dict, object]:
         if headers.get("Authorization") != f"Bearer {self.token}":
             return 401, {}, {"message": "Bad credentials"}
+        self._wait_if_held(method, path.split("?", 1)[0])
         with self.lock:
             if self.faults:
                 status, extra = self.faults.pop(0)
@@ -118,13 +168,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
+        if self.path.startswith("/git/"):
+            self._answer(*self.fake.serve_git(self.command, self.path, self.headers, self.rfile.read(length)))
+            return
         body = json.loads(self.rfile.read(length)) if length else None
         status, headers, answer = self.fake.answer(self.command, self.path, self.headers, body)
         with self.fake.lock:
             self.fake.requests.append((self.command, self.path, status))
-        data = json.dumps(answer).encode()
+        self._answer(status, {"Content-Type": "application/json", **headers}, json.dumps(answer).encode())
+
+    def _answer(self, status: int, headers: dict, data: bytes) -> None:
         self.send_response(status)
-        for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
+        for name, value in {"Content-Length": str(len(data)), **headers}.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)

@@ -231,6 +231,27 @@ def test_a_retry_keeps_the_model_its_item_started_on():
     assert dispatcher.take(NOW) == ([a], []) and budget.fallbacks == {}  # $0.40 left, but it started on its model
 
 
+@pytest.mark.parametrize("spent", [1.0, 1.2], ids=["spent", "overshot"])
+def test_an_item_handed_back_from_its_review_lands_on_a_spent_budget_and_its_retry_does_not(spent):
+    # Its work is paid for: taking its decision (landing it, or sending it back) costs nothing more.
+    budget = Budget(1.0)
+    dispatcher = Dispatcher(capacity=2, budget=budget)
+    reviewed, other = fallback_candidate("g:a", 0, 0.6, fallback=None), fallback_candidate("g:b", 1, 0.3, fallback=None)
+    dispatcher.offer(reviewed)
+    assert dispatcher.take(NOW) == ([reviewed], [])
+    budget.spend(spent)
+    dispatcher.release(reviewed, spent)  # it awaits its review, holding no slot
+    dispatcher.hand_back(reviewed)  # its decision came
+    dispatcher.offer(other)
+    starts, refusals = dispatcher.take(NOW)
+    assert starts == [reviewed] and [key for key, _ in refusals] == ["g:b"]
+    assert budget.reserved == 0
+    dispatcher.release(reviewed)
+    dispatcher.offer(reviewed)  # sent back to its agent: that attempt costs again
+    starts, refusals = dispatcher.take(NOW)
+    assert starts == [] and [key for key, _ in refusals] == ["g:a"]
+
+
 @pytest.mark.parametrize("later, together", [(CACHE_SECONDS - 1, ["g:1", "g:2"]), (CACHE_SECONDS, ["g:1"])],
                          ids=["within its lifetime", "as it expires"])
 def test_a_start_within_the_caches_lifetime_reads_it_and_one_as_it_expires_writes_it_alone(later, together):

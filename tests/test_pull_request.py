@@ -5,11 +5,19 @@ and its fix pushed to the same pull request, the merge on GitHub ticking the ite
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import shutil
 
+import pytest
+
+from batch_tasks import pull_request
+from batch_tasks.errors import BatchError
+from batch_tasks.redaction import Redactor
 from conftest import wait_for
 from fake_github import FakeGitHub
-from gitrepo import git
+from gitrepo import git, make_repo
 from test_isolated_batch import run, setup, starts
 from test_review import BODY, PLAN, ended, start
 
@@ -87,3 +95,94 @@ def test_a_batch_pull_request_is_the_integration_branch_opened_once_and_updated_
         assert second.returncode == 0, second.stdout + second.stderr
         assert "pull request #1 updated" in second.stdout and list(github.pulls) == [1]
         assert "beta = 'edited'" in git("show", f"{github.head('batch/task')}:shared.py", cwd=bare)
+
+
+def fake_gh(folder, said: str, status: int = 0) -> None:
+    """A `gh` whose `auth token` says `said`, with exit status `status`."""
+    gh = folder / "gh"
+    gh.write_text(f'#!/bin/sh\n[ "$*" = "auth token" ] && echo "{said}" && exit {status}\nexit 2\n')
+    gh.chmod(0o755)
+
+
+@pytest.mark.parametrize("environ, gh, found", [
+    ({"GH_TOKEN": "from-gh-token", "GITHUB_TOKEN": "from-github-token"}, ("from-gh", 0), "from-gh-token"),
+    ({"GITHUB_TOKEN": "from-github-token"}, ("from-gh", 0), "from-github-token"),
+    ({}, ("from-gh", 0), "from-gh"),
+    ({}, ("not logged in", 1), None),
+    ({}, None, None),
+], ids=["GH_TOKEN", "GITHUB_TOKEN", "gh auth token", "gh logged out", "no gh"])
+def test_the_token_is_gh_token_else_github_token_else_what_gh_auth_token_says(tmp_path, monkeypatch, environ, gh,
+                                                                                found):
+    from batch_tasks import github
+
+    for name in github.TOKEN_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    if gh is not None:
+        fake_gh(tmp_path, *gh)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no other gh
+    assert github.token() == found
+
+
+def test_a_push_authenticates_with_a_token_that_gits_argv_does_not_show_nor_its_failure(tmp_path, monkeypatch):
+    bare = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    repo = make_repo(tmp_path / "repo")
+    remote = "https://github.example/acme/widgets.git"
+    git("remote", "add", "origin", remote, cwd=repo)
+    commit = git("rev-parse", "HEAD", cwd=repo)
+    argv_log, wrapper = tmp_path / "argv.log", tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()  # every git started, as `ps` would show it
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{argv_log}"\nexec "{shutil.which("git")}" "$@"\n')
+    wrapper.chmod(0o755)
+    with FakeGitHub(bare, token="t0ken-of-the-user") as github:
+        monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+        for name, value in {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{github.git_url}.pushInsteadOf",
+                            "GIT_CONFIG_VALUE_0": remote}.items():  # the https remote, served by the fake
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("GH_TOKEN", github.token)
+        pull_request.push({}, repo, "batch/one", commit, Redactor(os.environ))
+        assert github.head("batch/one") == commit  # it authenticated
+
+        monkeypatch.delenv("GH_TOKEN")  # the token from `gh auth token`, which no redactor of the environment knows
+        fake_gh(wrapper.parent, "a-token-github-refuses")
+        with pytest.raises(BatchError) as refused:
+            pull_request.push({}, repo, "batch/two", commit, Redactor(os.environ))
+    tokens = ["t0ken-of-the-user", "a-token-github-refuses"]
+    secrets = tokens + [base64.b64encode(f"x-access-token:{token}".encode()).decode() for token in tokens]
+    assert f"Basic {secrets[2]}" in github.git_auth and f"Basic {secrets[3]}" in github.git_auth
+    started = argv_log.read_text()
+    assert " push " in started and not any(secret in started for secret in secrets)
+    assert "pushing batch/two to origin failed" in str(refused.value)
+    assert not any(secret in str(refused.value) for secret in secrets)
+
+
+def test_a_slow_github_does_not_hold_back_another_items_start(tmp_path):
+    bare = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    plan = {**PLAN, "beta": {"file": "shared.py", "line": 11, "text": "beta = 'edited'"}}
+    with FakeGitHub(bare, token="t0ken") as github:
+        repo, env = setup(tmp_path, BODY + "- [ ] beta: edit beta\n", plan, land="pr", github_api=github.url,
+                          github_repo="acme/widgets", pr_poll="0.2s")
+        git("remote", "add", "origin", str(bare), cwd=repo)
+        git("push", "-q", "origin", "main", cwd=repo)
+        env["GH_TOKEN"] = "t0ken"
+        github.hold_reads(1)  # asked about, alpha's pull request answers only once released
+        runner = start(repo, env)  # one slot: beta starts once alpha waits for its pull request
+        try:
+            wait_for(lambda: github.holding)
+            wait_for(lambda: "beta" in [s["module"] for s in starts(tmp_path)], timeout=20)
+            assert github.holding  # beta started while GitHub had not answered
+            wait_for(lambda: 2 in github.pulls)
+            github.release()
+            github.merge(1)
+            github.merge(2)
+            out = ended(runner)
+        finally:
+            github.release()
+            if runner.poll() is None:
+                runner.kill()
+                print(runner.communicate()[0])  # what it said, shown with the failure
+    assert runner.returncode == 0, out
+    assert (repo / "task.md").read_text().count("- [x]") == 2

@@ -165,3 +165,38 @@ def test_what_an_attempt_in_the_merge_queue_cost_is_held_until_it_is_spent():
     budget.release("g:a")  # landed: spent, no longer held
     assert budget.left() == pytest.approx(0.60)
     Budget(None).hold("g:b", 0.40)  # no budget: nothing to hold
+
+
+@needs_claude
+def test_an_approved_item_lands_on_the_budget_its_attempt_spent(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+    from gitrepo import git, make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    (repo / "task.md").write_text("---\nagent: claude\nmodel: claude-sonnet-4-5-20250929\nisolation: worktree\n"
+                                  "allow_empty: true\nreview: human\nbudget_usd: 0.40\n---\n# Spend\n## Answer\n"
+                                  "- [ ] a: answer\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "the plan", cwd=repo)
+    awaiting = repo / ".batch/task/items/answer/a/failure.json"
+    with FakeAnthropic([text("done")], usage=ITEM_USAGE) as api:
+        env = {**os.environ, **cli_env(api.url, tmp_path / "home", CLAUDE_CODE_MAX_RETRIES="0"),
+               "PATH": claude_path_env(CLAUDE)}
+        runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: awaiting.exists() and "awaiting_review" in awaiting.read_text())  # $0.39 of $0.40 spent
+            approved = subprocess.run([sys.executable, "-m", "doit", "batch-review", "answer:a", "--approve"],
+                                      cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+            assert approved.returncode == 0, approved.stderr
+            out = runner.communicate(timeout=90)[0]
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                print(runner.communicate()[0])
+    assert runner.returncode == 0, out  # its landing cost nothing more: the budget did not refuse it
+    assert "- [x] a" in (repo / "task.md").read_text()
+    assert "budget: $0.39 of $0.40 spent" in out
