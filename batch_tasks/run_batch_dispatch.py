@@ -2,7 +2,8 @@
 run_batch_steps.py holds those before): prepare the run's state, isolation, executor,
 runner and listeners; dispatch until no item is left or the run is stopped; close up
 (what is open closed, pr-batch's pull request, notify: and the history told the end).
-Each a function of what the step before handed over.
+Each a function of what the step before handed over. Builds the run's parts and wires
+them; what each writes is its own (the runner, the merge queue, history, notify).
 """
 
 from __future__ import annotations

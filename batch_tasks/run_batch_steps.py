@@ -1,13 +1,13 @@
 """The steps of `doit run-batch` (commands.py lists them in order): each a function of what
 the step before handed over, returning what the next takes, or an exit status that ends
 the run there. Before doit loads its tasks: look for a no-op's stamp, load, check, lock,
-recover; after: select, answer -q, explain --dry-run, check a selection, prepare, dispatch,
-close up; at the end, keep the no-op stamp. The steps before the lock write nothing. The run itself (prepare, dispatch, close up)
-is run_batch_dispatch.py's.
+recover; once doit has: select, answer -q, explain --dry-run, check a selection (the run
+itself, prepare, dispatch and close up, is run_batch_dispatch.py's); at the end, keep the
+no-op stamp.
 
 Owns the course of one run-batch, not its parts: loading is batch.py's, recovery is
-recovery.py's, who starts next the dispatcher's, an item's life the runner's and its own.
-doit's internals stay behind doit_bridge.
+recovery.py's, the stamp nothing_to_do.py's. Writes only through them, and nothing
+before the lock; doit's internals stay behind doit_bridge.
 """
 
 from __future__ import annotations
