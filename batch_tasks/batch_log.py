@@ -17,7 +17,7 @@ import time
 from doit.cmd_base import DoitCmdBase
 
 from .cli import EXIT_BAD_INPUT, FriendlyArgs, flag
-from .commands import _ReadsTaskFile
+from .loader import ReadsTaskFile
 from .events import STEP
 from .formats import money, printable, tokens
 from .state import open_to_read
@@ -27,7 +27,7 @@ POLL_SECONDS = 0.25
 opt_follow = flag("follow", "keep printing its events as they come, until Ctrl-C", short="f")
 
 
-class BatchLog(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
+class BatchLog(FriendlyArgs, ReadsTaskFile, DoitCmdBase):
     name = "batch-log"
     doc_purpose = "show one item's attempts, tool calls, results and errors"
     doc_usage = "GROUP:MODULE [-f]"

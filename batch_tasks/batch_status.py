@@ -18,7 +18,8 @@ from rich.text import Text
 from . import forecast, history
 from .board_on_disk import board_from_state
 from .cli import FriendlyArgs, flag
-from .commands import _ReadsTaskFile, rerun_command
+from .loader import ReadsTaskFile
+from .main import rerun_command
 from .live_view import console_for, panel, print_lines
 from .run_summary import summary
 from .state import lock_holder
@@ -34,7 +35,7 @@ opt_interval = {
 }
 
 
-class BatchStatus(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
+class BatchStatus(FriendlyArgs, ReadsTaskFile, DoitCmdBase):
     name = "batch-status"
     doc_purpose = "show a batch's progress, from another terminal, or after it ran"
     doc_usage = "[--watch]"

@@ -17,13 +17,13 @@ from doit.cmd_base import DoitCmdBase
 
 from .bootstrap import dirty_paths
 from .cli import EXIT_BAD_INPUT, FriendlyArgs
-from .commands import _ReadsTaskFile
+from .loader import ReadsTaskFile
 from .errors import BatchError
 from .git import git, worktrees
 from .worktree import Isolation
 
 
-class BatchClean(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
+class BatchClean(FriendlyArgs, ReadsTaskFile, DoitCmdBase):
     name = "batch-clean"
     doc_purpose = "remove kept attempts whose work is merged or on another branch"
     doc_usage = ""

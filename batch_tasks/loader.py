@@ -1,8 +1,8 @@
 """The doit loader: lets every doit command (list, info, forget, run-batch) read task.md.
 
 Registered as the `doit.LOADER` plugin `batch`; a folder opts in with one line
-of doit configuration (`loader = batch`, see the README). `run-batch` uses it
-directly and needs no configuration.
+of doit configuration (`loader = batch`, see the README). `run-batch` and the batch's
+other commands use it directly (`ReadsTaskFile`) and need no configuration.
 """
 
 from __future__ import annotations
@@ -85,3 +85,13 @@ class BatchLoader(TaskLoader2):
 
     def _targets(self):
         return [self.batch.state.item(item.group, item.module).result for item in self.batch.plan.items()]
+
+
+class ReadsTaskFile:
+    """A doit command that reads task.md whatever the folder's doit configuration says."""
+
+    def __init__(self, task_loader=None, **kwargs):
+        loader = task_loader if isinstance(task_loader, BatchLoader) else BatchLoader()
+        if task_loader is not None:
+            loader.cmd_names, loader.config = task_loader.cmd_names, task_loader.config
+        super().__init__(task_loader=loader, **kwargs)

@@ -8,8 +8,10 @@ It only translates the command line for doit's own entry point; it reads and wri
 
 from __future__ import annotations
 
+import shlex
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from doit.doit_cmd import DoitMain
 
@@ -48,6 +50,13 @@ def typed(bin_name: str, command: str) -> str:
         return f"doit {command}"
     short = next((name for name, doit_command in COMMANDS.items() if doit_command == command and name != "run"), None)
     return "batch-tasks" if command == "run-batch" else f"batch-tasks {short or command}"
+
+
+def rerun_command(taskfile: str, bin_name: str = "doit") -> str:
+    """How to run this batch again, as typed: `-T FILE` unless it is the task.md found by default."""
+    if Path(taskfile).absolute() == Path("task.md").absolute():
+        return typed(bin_name, "run-batch")
+    return f"{typed(bin_name, 'run-batch')} -T {shlex.quote(taskfile)}"
 
 
 def version() -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from doit.cmd_base import DoitCmdBase
 
 from . import report_data, report_html
-from .commands import _ReadsTaskFile
+from .loader import ReadsTaskFile
 from .errors import BatchError
 from .state import write_atomic
 
@@ -42,7 +42,7 @@ opt_format = {
 }
 
 
-class BatchReport(_ReadsTaskFile, DoitCmdBase):
+class BatchReport(ReadsTaskFile, DoitCmdBase):
     name = "batch-report"
     doc_purpose = "write a run's report: timeline, costs, failures, graph (HTML or JSON)"
     doc_usage = "[-o report.html] [--run ID] [--format html|json]"

@@ -24,7 +24,7 @@ from doit.cmd_base import DoitCmdBase
 
 from . import review
 from .cli import EXIT_BAD_INPUT, FriendlyArgs, flag
-from .commands import _ReadsTaskFile
+from .loader import ReadsTaskFile
 from .errors import BatchError
 from .git import git, rev
 from .item_status import read_status
@@ -36,7 +36,7 @@ opt_reject = {"name": "reject", "long": "reject", "type": str, "default": "",
               "help": "WHY: send the work back to its session, told why; it comes back for review"}
 
 
-class BatchReview(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
+class BatchReview(FriendlyArgs, ReadsTaskFile, DoitCmdBase):
     name = "batch-review"
     doc_purpose = "list the items awaiting review; show one's diff; approve or reject it"
     doc_usage = "[GROUP:MODULE [--approve | --reject WHY]]"
