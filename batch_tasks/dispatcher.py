@@ -122,17 +122,24 @@ class Dispatcher:
             self.pause(candidate.agent, at)
         self.offer(candidate, not_before=at)
 
-    def release(self, candidate: Candidate, cost_usd: float | None = None) -> None:
-        """An attempt of the item ended, having cost `cost_usd` if known: its slot is free."""
+    def release(self, candidate: Candidate, cost_usd: float | None = None, files_held: bool = False) -> None:
+        """An attempt of the item ended, having cost `cost_usd` if known: its slot is free. With
+        `files_held` (it waits for its landing, in the merge queue or for its review) its files
+        are still its own until `let_go_of_files`."""
         self.running -= 1
         if cost_usd is not None:
             self._group_costs.setdefault(candidate.group, []).append(cost_usd)
         self.budget.release(candidate.key)
-        self._claims.drop(candidate.key, candidate.touches)
+        if not files_held:
+            self._claims.drop(candidate.key, candidate.touches)
         if self._warming.get(candidate.group) == candidate.key:
             del self._warming[candidate.group]  # it ended before a response: the next starts alone
         self._by_group[candidate.group] -= 1
         self._by_agent[candidate.agent] -= 1
+
+    def let_go_of_files(self, candidate: Candidate) -> None:
+        """The item that held its files while it waited for its landing has landed, or failed."""
+        self._claims.drop(candidate.key, candidate.touches)
 
     def first_response(self, candidate: Candidate, now: float) -> None:
         """The item's first response arrived: its group's prompt cache is written."""

@@ -182,23 +182,26 @@ class BatchRunner(Runner):
                     self.dispatcher.hand_back(parked)  # it gets in line for a slot again, to take its decision
             elif step is PARKED:
                 self._queued.add(candidate.key)
-                self._release(candidate)
+                # Its files stay its own until it lands: an item started on them now would start from
+                # a tip without its work, and conflict with it (see touches).
+                self._release(candidate, files_held=True)
                 self.run.budget.hold(candidate.key, self._unspent_cost(candidate.key))  # spent at its end
             else:
                 if candidate.key in self._queued:
                     self._queued.discard(candidate.key)  # its slot was given back when it was queued
+                    self.dispatcher.let_go_of_files(candidate)
                     self.run.budget.release(candidate.key)  # its cost is spent now
                 else:
-                    self._release(candidate)
+                    self._release(candidate, files_held=isinstance(step, AwaitingReview))
                 self._settle(candidate, step)
             try:
                 candidate, step = self._results.get_nowait()
             except queue.Empty:
                 return
 
-    def _release(self, candidate: Candidate) -> None:
+    def _release(self, candidate: Candidate, files_held: bool = False) -> None:
         self._awaited.discard(candidate.key)
-        self.dispatcher.release(candidate, self._last_cost(candidate.key))
+        self.dispatcher.release(candidate, self._last_cost(candidate.key), files_held=files_held)
 
     def _last_cost(self, key: str) -> float | None:
         attempts = self._runs[key].attempts if key in self._runs else ()

@@ -260,6 +260,21 @@ def test_when_only_an_item_kept_apart_is_left_its_slot_waits_for_the_file():
     assert keys(dispatcher.take(NOW + 31)[0]) == ["one:a"]
 
 
+def test_an_item_waiting_for_its_landing_gives_back_its_slot_but_keeps_its_files_until_it_lands():
+    dispatcher = Dispatcher(capacity=1)
+    a, b = candidate("g:a", 0, touches=["src/auth.py"]), candidate("g:b", 1, touches=["src/auth.py"])
+    c = candidate("g:c", 2, touches=["src/other.py"])
+    for item in (a, b, c):
+        dispatcher.offer(item)
+    assert keys(dispatcher.take(NOW)[0]) == ["g:a"]
+    dispatcher.release(a, files_held=True)  # in the merge queue: its slot is another agent's
+    assert dispatcher.running == 0 and keys(dispatcher.take(NOW)[0]) == ["g:c"]  # not b: a's work is not on the tip yet
+    dispatcher.release(c)
+    assert dispatcher.take(NOW) == ([], [])
+    dispatcher.let_go_of_files(a)  # landed
+    assert keys(dispatcher.take(NOW)[0]) == ["g:b"]
+
+
 def test_items_predicted_nothing_or_different_files_run_together():
     dispatcher = Dispatcher(capacity=3)
     for item in (candidate("g:a", 0, touches=["src/a/index.ts"]), candidate("g:b", 1, touches=["src/b/index.ts"]),

@@ -2,8 +2,8 @@
 
 It binds 127.0.0.1:$BATCH_PORT (no SO_REUSEADDR: a port another process holds is an error),
 appends `{"module", "port", "slot", "pid"}` as a JSON line to $PORTS_LOG, then waits until
-$PORTS_LOG holds $PORTS_TOGETHER lines (the others listen at the same time; at most 20 s),
-and writes its module's file in its folder.
+the wave of $PORTS_TOGETHER lines its own line is in is whole (the others of its wave listen
+at the same time; at most 20 s), and writes its module's file in its folder.
 """
 
 import json
@@ -20,11 +20,14 @@ module, log = os.environ["BATCH_MODULE"], os.environ["PORTS_LOG"]
 with open(log, "a") as stream:
     stream.write(json.dumps({"module": module, "port": int(os.environ["BATCH_PORT"]),
                              "slot": int(os.environ["BATCH_SLOT"]), "pid": os.getpid()}) + "\n")
+together = int(os.environ["PORTS_TOGETHER"])
 deadline = time.monotonic() + 20
 while time.monotonic() < deadline:
     with open(log) as stream:
-        if len(stream.readlines()) >= int(os.environ["PORTS_TOGETHER"]):
-            break
+        lines = [json.loads(line) for line in stream]
+    mine = next(index for index, line in enumerate(lines) if line.get("pid") == os.getpid())
+    if len(lines) >= (mine // together + 1) * together:
+        break
     time.sleep(0.05)
 with open(f"{module}.txt", "w") as stream:
     stream.write(f"{module} served on {os.environ['BATCH_PORT']}\n")
