@@ -30,9 +30,11 @@ from .dispatcher import Dispatcher, candidates
 from .doit_bridge import ForgetsToo
 from .doit_tasks import item_job
 from .errors import BatchError
+from .executors.local import LocalExecutor
+from .executors.seam import RunTools
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
 from .joblog import JobLog
-from .lifecycle import check_prompts, prompt_context
+from .prompt_context import check_prompts, prompt_context
 from .live_view import view_for
 from .loader import BatchLoader
 from .main import typed
@@ -143,11 +145,8 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             how = {"optional": params.get("optional", False), "sets": tuple(params.get("set") or ())}
             batch = batch_mod.load(path, for_dry_run=looks_only, **how)
             told = [] if params.get("question") else _tell_how_it_was_read(batch, dry_run=params.get("dry_run"))
-            if executors.scheduler_of(batch.plan.settings, params.get("executor", ""), params.get("scheduler", "")):
-                from .executors import dask_cluster  # only a Dask run needs what it brings
-
-                dask_cluster.check_ready(batch, {item.key for item in batch.plan.items()
-                                                 if batch.verdicts[item.key].runs or params.get("always")})
+            executors.check(batch, params.get("executor", ""), params.get("scheduler", ""),
+                            {item.key for item in batch.plan.items() if batch.verdicts[item.key].runs or params.get("always")})
             if looks_only:
                 self.loader.batch = batch
                 return super().execute(params, args)
@@ -239,30 +238,33 @@ class RunBatch(FriendlyArgs, _ReadsTaskFile, DoitCmdBase):
             self._check(batch, will_run)
         self._hint_at_config()
         workers = _workers(num_process, batch)
-        run = Run(budget=batch.budget, state=batch.state,
-                  report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
-                  redactor=Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings.get("pass_env", ())
-                                                      if name in os.environ]))
-        run.waits_for_reviews = not no_wait_review
-        stop = Stop(run.supervisor)
+        supervisor = process.Supervisor.for_run()
+        redactor = Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings.get("pass_env", ())
+                                              if name in os.environ])
+        stop = Stop(supervisor)
         self.outstream = GuardedOutput(self.outstream, stop)
-        dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget)
         durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
         estimates = forecast.of_batch(batch, will_run) if will_run else {}
-        run.forecast = {key: estimate.usd for key, estimate in estimates.items()}
         if estimates:
             self.outstream.write(forecast.total(estimates) + "\n")
+        isolation = repository = merge_queue = None
         if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
-            run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor, workdir=batch.workdir,
-                                      state=batch.state)
-            run.isolation.prepare()
-            run.repository = repository_guard.note(run.isolation.top)
+            isolation = Isolation(batch.plan.path, batch.plan.settings, supervisor, workdir=batch.workdir,
+                                  state=batch.state)
+            isolation.prepare()
+            repository = repository_guard.note(isolation.top)
             said = {name: batch.plan.settings.get(name, FIELDS[name].default)
                     for name in ("check_parallel", "merge_batch", "check_flaky_retries")}
-            run.merge_queue = MergeQueue(run.isolation, said["check_parallel"] or os.cpu_count() or 1,
-                                         said["merge_batch"], said["check_flaky_retries"])
-        if will_run:
-            run.executor = executors.choose(batch, executors.scheduler_of(batch.plan.settings, executor, scheduler), run)
+            merge_queue = MergeQueue(isolation, said["check_parallel"] or os.cpu_count() or 1,
+                                     said["merge_batch"], said["check_flaky_retries"])
+        tools = RunTools(supervisor, redactor, isolation, lambda who, text: run.hub.publish("notice", who, text))
+        run = Run(budget=batch.budget, state=batch.state,
+                  report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
+                  executor=executors.choose(batch, executor, scheduler, tools) if will_run else LocalExecutor(supervisor, redactor),
+                  supervisor=supervisor, redactor=redactor, isolation=isolation, merge_queue=merge_queue,
+                  repository=repository, forecast={key: estimate.usd for key, estimate in estimates.items()},
+                  waits_for_reviews=not no_wait_review)
+        dispatcher = Dispatcher(workers, batch.plan.settings.get("max_concurrent"), run.budget)
         reporter = BatchReporter(self.outstream, {}, workers=workers, run=run, forced=forced, rerun=self._rerun)
         runner = BatchRunner(
             self.dep_manager,

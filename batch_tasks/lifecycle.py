@@ -33,38 +33,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import checkbox, github, item_log, landing, prompt, records, recovery, retry, review
+from . import agent_sandbox, checkbox, github, item_log, landing, records, recovery, retry, review
 from . import services
 from . import item_machine as machine
-from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
+from .agents import PERMANENT, TRANSIENT, Outcome
 from .errors import BatchError
+from .executors.seam import AttemptSpec
 from .events import SETUP, STEP
-from .item_status import DONE, read_status, read_statuses
+from .item_status import read_status
 from .process import StoppedError
 from .plan import Group, Item
 from .records import Attempt, RecordedAttempt, failure_record, record_failure, success_record, write_result
+from .item_job import ItemJob
+from .prompt_context import attempt_to_tell_of, prompt_context
 from .run import Run
 from .state import BatchState, write_json_atomic
-
-
-@dataclass(slots=True)
-class ItemJob:
-    """Everything one item's run needs, and nothing of the rest of the plan: plain data."""
-
-    taskfile: Path
-    workdir: Path  # where its agent and its check run (see workdir.py)
-    batch_title: str
-    plan_context: Mapping[str, Any]  # the plan's preamble, its design documents, the workdir (see plan_context)
-    group: Group  # its items are not carried along: see doit_tasks.build_tasks
-    group_index: int
-    item: Item
-    settings: Mapping[str, Any]
-    template: prompt.Template
-    fingerprint: Mapping[str, str]
-    upstream: tuple[Item, ...]
-    previous: Item | None
-    previous_group_title: str | None
-    untick_first: bool  # it is ticked but stale: open its checkbox while it runs
 
 
 @dataclass(frozen=True)
@@ -189,8 +172,8 @@ class ItemRun:
         guard, name = self.run.repository, f"{job.item.key} attempt {number}"
         if guard is not None:
             guard.started(name)
-        try:  # here or on a remote worker: the run's executor (see executors)
-            attempt = self.run.executor.attempt(self, number, self.prompt_context(), running, continues)
+        try:  # here or on a remote worker: the run's executor (see executors/seam.py)
+            attempt = self.run_by_executor(number, running, continues)
         except BatchError as error:  # its worktree could not be made, or its setup failed
             if self.run.supervisor.stopping.is_set():
                 return self.interrupted()  # its setup was stopped with the run
@@ -210,6 +193,20 @@ class ItemRun:
         if attempt.outcome is not None and attempt.outcome.ok:
             self.machine.fire(machine.AGENT_SUCCEEDED)
         return self.conclude(attempt)
+
+    def run_by_executor(self, number: int, running: Mapping[str, Any], continues: str | None) -> Attempt:
+        """The attempt, described to the run's executor (see executors/seam.py), and its worktree taken back."""
+        executor = self.run.executor
+        where, environment, sandbox = None, {}, None
+        if executor.needs.workplace_here:
+            where, environment = self.workplace(number)
+            if self.workspace is not None:
+                sandbox = agent_sandbox.for_workspace(self.workspace, self.job.settings)
+        spec = AttemptSpec(self.job, number, self.run.run_id, self.folder, self.prompt_context(), running, continues,
+                           where, environment, self.workspace, sandbox)
+        result = executor.attempt(spec, _Reporter(self, number))
+        self.workspace = result.workspace
+        return result.attempt
 
     def resume_record(self, reached: str) -> dict[str, Any]:
         """What the next run needs to go on from `reached` with the current attempt (see recovery)."""
@@ -449,106 +446,19 @@ def _named(kept) -> dict[str, Any]:
     return {"worktree": str(kept.path), "branch": kept.branch, "commit": kept.commit, "wip": kept.wip}
 
 
-def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
-                   adjusted: retry.Adjustment | None = None, status_of=read_status) -> dict[str, Any]:
-    """What the prompt template is given for an item's next attempt; `adjusted` may leave out
-    the shared context (after an overflow) or add the item's history. `status_of`: how the
-    previous item's records are read (read_status)."""
-    item = job.item
-    context: dict[str, Any] = {
-        "batch": {"title": job.batch_title, "path": str(job.taskfile), **job.plan_context},
-        "group": {"slug": job.group.slug, "title": job.group.title, "index": job.group_index,
-                  "body": job.group.body, "context": job.group.context},
-        "item": {"key": item.key, "module": item.module, "text": item.text, "body": item.body,
-                 "instruction": item.instruction, "line": item.line, "parent": item.parent},
-        "previous": None,
-        "previous_attempt": None,
-        "history": [],
-    }
-    if job.previous is not None:
-        status = status_of(state.item(job.previous.group, job.previous.module))
-        record = status.result if status.kind == DONE else {}
-        context["previous"] = {
-            "group": job.previous.group,
-            "group_title": job.previous_group_title,
-            "module": job.previous.module,
-            "instruction": job.previous.instruction,
-            "result_text": record.get("result_text", ""),
-            "result": record,
-        }
-    if attempts:
-        last = attempt_to_tell_of(attempts).record()
-        context["previous_attempt"] = {
-            "number": last["attempt"], "class": last["failure_class"], "reason": last["reason"],
-            "session_id": last["session_id"], "check_output": (last.get("check") or {}).get("tail", ""),
-            "conflicts": (last.get("merge") or {}).get("conflicts", []),
-            "cause": last["cause"],
-            "adjusted": adjusted.text() if adjusted else "",
-        }
-    if adjusted is not None and adjusted.trim:  # the item's own instruction stays whole
-        context["group"]["body"] = ""
-        if context["previous"]:
-            context["previous"].update(result_text="", result={})
-    if adjusted is not None and adjusted.history:
-        context["history"] = [{"number": a["attempt"], "class": a["failure_class"], "reason": a["reason"],
-                               "check_output": (a.get("check") or {}).get("tail", ""),
-                               "adjusted": (a.get("adjusted") or {}).get("text", "")}
-                              for a in (attempt.record() for attempt in attempts)]
-    return context
+class _Reporter:
+    """The one way back from the executor to the item's run while an attempt runs (seam.Reporter)."""
 
+    def __init__(self, item_run: ItemRun, number: int):
+        self.item_run, self.number = item_run, number
 
-def attempt_to_tell_of(attempts: list[Attempt]) -> Attempt:
-    """The attempt the next one is told of (and may go on with): the last, unless it failed
-    before its work was checked (a server error, a hang, a limit) after one whose check
-    failed or whose merge conflicted: that one's work is still what there is, and its
-    check's output what to fix. (A resumed session that hit a server error is so.)"""
-    for attempt in reversed(attempts):
-        failure = attempt.record()["failure_class"]
-        if failure in (retry.CHECK, retry.CONFLICT):
-            return attempt
-        if failure not in (TRANSIENT, WAIT):
-            break
-    return attempts[-1]
+    def step(self, step: str, text: str = "") -> None:
+        self.item_run.tell_step(self.number, step, text)
 
+    def event(self, event) -> None:
+        self.item_run.run.hub.publish("item_event", self.item_run.job.item.key, event)
 
-def check_prompts(jobs, state: BatchState) -> None:
-    """Render each item's first prompt: a template that asks for what is not there is one
-    error before anything runs, not a failure of every item. What a template can ask for
-    depends on its context's shape (which fields are there, empty or none), not on their
-    words: each template is rendered once per shape its items give it, for the first such
-    item, which is also the first item whose rendering would fail."""
-    jobs = list(jobs)
-    previous = {job.item.key: state.item(job.previous.group, job.previous.module)
-                for job in jobs if job.previous is not None}
-    statuses = read_statuses(previous)
-    by_folder = {previous[key].folder: status for key, status in statuses.items()}
-    rendered, shared = set(), {}
-    for job in jobs:
-        context = prompt_context(job, state, [], status_of=lambda folder: by_folder[folder.folder])
-        # A group's part is the same for all its items: its shape is taken once (JOBS hold the groups).
-        if id(job.group) not in shared:
-            shared[id(job.group)] = _shape(context["group"])
-        shape = (id(job.template), shared[id(job.group)],
-                 *(_shape(member) for part, member in context.items() if part != "group"))
-        if shape in rendered:
-            continue
-        rendered.add(shape)
-        try:
-            prompt.render(job.template, context)
-        except BatchError as error:
-            raise BatchError(f"{error} (rendering the prompt of {job.item.key}, line {job.item.line})") from None
-
-
-def _shape(value: Any) -> Any:
-    """What a template can tell of VALUE without reading its words: a dict's keys and their
-    shapes, a list's members' shapes, anything else's type and whether it is empty."""
-    kind = type(value)
-    if kind is dict:  # leaves inline: a context has some thirty, and ten thousand items
-        return tuple([(key, _shape(member)) if type(member) in _CONTAINERS else (key, type(member), not member)
-                      for key, member in value.items()])
-    if kind in _CONTAINERS:
-        return kind, tuple([_shape(member) for member in value])
-    return kind, not value
-
-
-_CONTAINERS = (dict, list, tuple)
+    def started(self, started: float) -> None:
+        hub, key = self.item_run.run.hub, self.item_run.job.item.key
+        hub.publish("attempt_started", key, self.number, started)
+        hub.publish("item_started", key, self.number, self.item_run.folder.log)
