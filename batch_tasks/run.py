@@ -7,6 +7,7 @@ in the same process starts clean."""
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from .budget import Budget
 from .checkbox import Moves
 from .events import Hub
-from .history import new_run_id
 from .item_status import DONE, read_status
 from .plan import Item
 from .ports import Ports
@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from .merge_queue import MergeQueue
     from .repository_guard import AdminFiles
     from .worktree import Isolation
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A run's id: when it started, and enough chance to tell two runs of one second apart."""
+    when = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    return f"{when}-{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True)
