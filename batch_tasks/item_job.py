@@ -12,9 +12,10 @@ from . import prompt
 from .plan import Group, Item
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class ItemJob:
-    """Everything one item's run needs, and nothing of the rest of the plan: plain data."""
+    """Everything one item's run needs, and nothing of the rest of the plan: plain data, read-only
+    (an adjusted attempt gets a new one)."""
 
     taskfile: Path
     workdir: Path  # where its agent and its check run (see workdir.py)
