@@ -28,14 +28,24 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from .agents import AGENTS
 from .errors import BatchError
 from .git import admin_folder
 
-if TYPE_CHECKING:
-    from .workspace import AttemptWorkspace
+
+
+class Repository(Protocol):
+    top: Path
+
+
+class Worktree(Protocol):
+    """What a sandbox needs of an attempt's worktree (a workspace.AttemptWorkspace)."""
+
+    path: Path
+    branch: str
+    isolation: Repository
 
 # What git and the common tools print when the file system refuses a write.
 REFUSED = re.compile(r"Read-only file system|Permission denied|EROFS|EACCES")
@@ -113,7 +123,7 @@ def plan(*, bwrap: str, worktree: str, admin: str, branch: str | None, ref_sibli
     )
 
 
-def for_workspace(workspace: "AttemptWorkspace", settings: Mapping[str, Any]) -> Sandbox | None:
+def for_workspace(workspace: Worktree, settings: Mapping[str, Any]) -> Sandbox | None:
     """The sandbox the item's next process runs in, or None without `sandbox: true`. Made
     afresh for each: a branch made beside its own since the last is read-only too."""
     return for_worktree(workspace.path, workspace.isolation.top, settings, workspace.branch)

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from . import item_log, process, prompt
 from .agents import AGENTS, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, Outcome
@@ -21,33 +21,32 @@ from .agents.base import ToolLoop
 from .errors import BatchError
 from .events import AgentEvent
 from .records import Attempt
-from .state import ItemState, write_json_atomic
+from .state import write_json_atomic
 
 if TYPE_CHECKING:
     from .agent_sandbox import Sandbox
-    from .lifecycle import ItemJob
-    from .run import Run
+    from .executors.seam import AttemptSpec, Reporter
+    from .redaction import Redactor
 
 
-def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context: Mapping[str, Any],
-                running: Mapping[str, Any], where: Path, environment: Mapping[str, str],
-                continues: str | None = None, supervisor: process.Supervisor | None = None,
-                sandbox: Sandbox | None = None) -> Attempt:
-    """`context` is the prompt template's; `running` what running.json is to hold besides
-    this attempt's own facts; the agent runs in `where`, with `environment` under the
-    batch's own variables. `continues`: the earlier session to go on with, if its agent can
-    (told only what went wrong, in templates/resume.md.j2); else a fresh session, told all.
-    `supervisor` starts the agent (default the run's: here; a remote executor passes one of
-    its own, of the same shape); in `sandbox`, if given (see agent_sandbox)."""
+def run_attempt(spec: AttemptSpec, reporter: Reporter, runner, stopping: threading.Event, redactor: Redactor,
+                where: Path, environment: Mapping[str, str], sandbox: Sandbox | None = None) -> Attempt:
+    """The agent runs in `where`, with `environment` under the batch's own variables, started by
+    `runner` (the run's process.Supervisor here; a remote executor passes one of its own, of the
+    same shape); in `sandbox`, if given (see agent_sandbox). `spec.continues`: the earlier session
+    to go on with, if its agent can (told only what went wrong, in templates/resume.md.j2); else a
+    fresh session, told all. `stopping` is the run's: an attempt stopped with it has no outcome."""
+    job, folder, number, run_id = spec.job, spec.folder, spec.number, spec.run_id
+    continues, running = spec.continues, spec.running
     agent = AGENTS[job.settings["agent"]]
     resume = continues if continues and agent.resumes(job.settings) else ""
     fresh = str(uuid.uuid4())
     session_id = agent.resumed_session_id(resume, fresh) if resume else fresh
-    attempt = Attempt(number=number, session_id=session_id, started=time.time(), run_id=run.run_id)
+    attempt = Attempt(number=number, session_id=session_id, started=time.time(), run_id=run_id)
     if resume:
         attempt.extra["resumed_session"] = resume  # the record says whose conversation this goes on with
     try:
-        text = prompt.render(prompt.resume_template() if resume else job.template, context)
+        text = prompt.render(prompt.resume_template() if resume else job.template, spec.context)
     except BatchError as error:
         attempt.outcome = Outcome(ok=False, reason=str(error), failure_class=PERMANENT)
         attempt.finished = time.time()
@@ -65,7 +64,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
         "BATCH_ITEM": key,
         "BATCH_PROMPT_FILE": folder.prompt,
         "BATCH_ATTEMPT": str(number),
-        "BATCH_RUN_ID": run.run_id,
+        "BATCH_RUN_ID": run_id,
     }
     reader = agent.reader(job.settings)
     result_seen = threading.Event()
@@ -75,9 +74,9 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
     with folder.open_log() as log, folder.open_events() as event_log:
 
         def record_event(event: AgentEvent) -> None:
-            event_log.write(item_log.line(run.run_id, number, event.kind, event.text, event.data))
+            event_log.write(item_log.line(run_id, number, event.kind, event.text, event.data))
             event_log.flush()
-            run.hub.publish("item_event", key, event)
+            reporter.event(event)
 
         def on_line(line: str) -> None:
             last_line[:] = [time.monotonic()]
@@ -92,20 +91,19 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
             # started, if this run is killed.
             write_json_atomic(folder.running, {
                 **running,
-                "run_id": run.run_id,
+                "run_id": run_id,
                 "attempt": number,
                 "session_id": attempt.session_id,
                 "attempt_started": attempt.started,
                 "runner_pid": os.getpid(),
                 **processes.record(),
             })
-            run.hub.publish("attempt_started", key, number, attempt.started)
-            run.hub.publish("item_started", key, number, folder.log)
+            reporter.started(attempt.started)
 
-        log.write(item_log.attempt_header(key, number, run.run_id))
+        log.write(item_log.attempt_header(key, number, run_id))
         log.flush()
         try:
-            ended = (supervisor or run.supervisor).run(
+            ended = runner.run(
                 agent.argv(job.settings, argv_context),
                 cwd=where,
                 env=env,
@@ -119,7 +117,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
                 timeout=job.settings["timeout"],
                 idle_timeout=job.settings["idle_timeout"],
                 finished=result_seen.is_set,
-                redact=run.redactor,
+                redact=redactor,
                 exit_file=folder.exit,  # the watchdog's record of its exit, should this run die first
                 sandbox=sandbox,
             )
@@ -132,7 +130,7 @@ def run_attempt(job: ItemJob, run: Run, folder: ItemState, number: int, context:
         finally:
             attempt.finished = time.time()
     attempt.exit_status = ended.status
-    if run.supervisor.stopping.is_set() and ended.status < 0:
+    if stopping.is_set() and ended.status < 0:
         return attempt  # stopped with the run: no outcome
     # Stopped by `idle_timeout`, it was silent; by `timeout`, it may have been busy to the end.
     quiet_s = time.monotonic() - last_line[0] if last_line else None

@@ -54,10 +54,10 @@ def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
 
 
 def item_job(batch: Batch, index: int, bare_group, item):
-    """The plain data one item's run needs (a lifecycle.ItemJob): its group without its items,
+    """The plain data one item's run needs (an item_job.ItemJob): its group without its items,
     its template, what it waits for."""
     # Imported here: the run core behind it is loaded only by commands that run or check items.
-    from .lifecycle import ItemJob
+    from .item_job import ItemJob
 
     plan = batch.plan
     previous = plan.groups[index - 1] if index else None

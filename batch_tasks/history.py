@@ -5,7 +5,7 @@ It may touch only `.batch/<task file stem>/runs/`, one file per run, never rewri
 
     runs/<run id>.jsonl       one JSON object a line, in the order things happened
 
-A run id is the run's start time in UTC and a random tail (`20260101T120000Z-3f9a1c`),
+A run id (run.new_run_id) is the run's start time in UTC and a random tail (`20260101T120000Z-3f9a1c`),
 so that ids sort as runs began. Every line has `event` and `t` (Unix time it was
 written); the rest depends on the event:
 
@@ -37,7 +37,6 @@ import concurrent.futures
 import json
 import os
 import platform
-import secrets
 import shutil
 import subprocess
 import threading
@@ -57,11 +56,6 @@ from .state import open_to_read, read_json
 RUNS = "runs"
 DONE, FAILED, INTERRUPTED, NOT_STARTED = "done", "failed", "interrupted", "not started"
 VERSION_TIMEOUT_S = 10.0
-
-
-def new_run_id(now: float | None = None) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 def runs_folder(state_root: Path | str) -> Path:

@@ -77,7 +77,7 @@ def _spent(record: dict[str, Any] | None, folder) -> str:
 def _prompt(job, state) -> list[str]:
     from . import prompt  # the run core: loaded only for an item's info
     from .errors import BatchError
-    from .lifecycle import prompt_context
+    from .prompt_context import prompt_context
 
     try:
         return prompt.render(job.template, prompt_context(job, state, [])).splitlines()

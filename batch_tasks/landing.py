@@ -27,12 +27,12 @@ from .workspace import WorkspaceError
 from .worktree import BranchLocked
 
 if TYPE_CHECKING:
-    from .lifecycle import ItemRun
+    from .landing_item import LandingItem
 
 CLAIM_CHARACTERS = 2000  # of the agent's final message, kept in its attempt's record beside the check's verdict
 
 
-def land(item_run: "ItemRun", attempt: Attempt) -> None:
+def land(item_run: "LandingItem", attempt: Attempt) -> None:
     """The agent succeeded: the route's landing steps (commit its work, check it, merge it) from
     the one after the state its item reached; or fail the attempt, saying why. A stop during
     any of them leaves the attempt without an outcome: interrupted, at the step reached."""
@@ -72,7 +72,7 @@ def land(item_run: "ItemRun", attempt: Attempt) -> None:
         failed(f"landing its work: {error}", PERMANENT)
 
 
-def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, str] | None:
+def _step(item_run: "LandingItem", step: str, attempt: Attempt, log) -> tuple[str, str] | None:
     """One landing step; None if it passed, else why it failed and its failure class."""
     settings, item, workspace = item_run.job.settings, item_run.job.item, item_run.workspace
     if step == machine.COMMITTED_STEP:
@@ -125,7 +125,7 @@ def _step(item_run: "ItemRun", step: str, attempt: Attempt, log) -> tuple[str, s
     return None
 
 
-def _protected(item_run: "ItemRun", attempt: Attempt, tip: str) -> tuple[str, str] | None:
+def _protected(item_run: "LandingItem", attempt: Attempt, tip: str) -> tuple[str, str] | None:
     """The paths the work changed (what the item's next attempts are predicted to touch, see
     touches) and the protected ones among them, kept in the attempt's record beside its claim
     and its check's verdict; a failure naming each protected one, if any."""
@@ -152,7 +152,7 @@ def protected_touched(settings: Mapping, item, workspace, changed: list[str]) ->
     return protected_paths.violations(changed, f"{item.text}\n{item.body}", protect)
 
 
-def remove_merged(item_run: "ItemRun", attempt: Attempt) -> None:
+def remove_merged(item_run: "LandingItem", attempt: Attempt) -> None:
     workspace, item_run.workspace = item_run.workspace, None
     try:
         workspace.remove()
@@ -160,7 +160,7 @@ def remove_merged(item_run: "ItemRun", attempt: Attempt) -> None:
         attempt.extra["kept"] = {"worktree": str(workspace.path), "branch": workspace.branch, "why": str(error)}
 
 
-def refuse_moved_refs(item_run: "ItemRun", attempt: Attempt, before: Mapping[str, str]) -> None:
+def refuse_moved_refs(item_run: "LandingItem", attempt: Attempt, before: Mapping[str, str]) -> None:
     """An attempt may move its own branch only: one that moved any other fails, naming it (left
     as it is: the user decides), and nothing of it lands."""
     after = item_run.run.isolation.other_refs()
@@ -172,7 +172,7 @@ def refuse_moved_refs(item_run: "ItemRun", attempt: Attempt, before: Mapping[str
                                   failure_class=PERMANENT, data=attempt.outcome.data)
 
 
-def noting_processes(item_run: "ItemRun", attempt: Attempt):
+def noting_processes(item_run: "LandingItem", attempt: Attempt):
     """What records a check's or a setup's processes, under the attempt's own run: a run killed
     while they run leaves them for the next to stop (see recovery)."""
     return lambda processes: item_log.append(item_run.folder, attempt.run_id, attempt.number, item_log.PROCESSES,

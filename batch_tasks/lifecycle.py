@@ -4,8 +4,8 @@
     prepare   untick it if it changed; set its old result aside; note what it is made from;
               ask recovery where a killed or stopped run left its last attempt: one whose agent
               had succeeded resumes at the landing step after the last it reached
-    attempt   one attempt (see attempt.py), here or on a remote worker (the run's executor, see
-              executors), in its own git worktree with `isolation: worktree` (a fresh session in
+    attempt   one attempt (attempt_step.py; the agent's run: attempt.py), here or on a remote worker
+              (the run's executor, through executors/seam.py), in its own git worktree with `isolation: worktree` (a fresh session in
               a clean one: what the last left is kept aside); an attempt that moved any branch
               but its own fails; after a failure the runner is told whether, and when, to come back for another
               (see retry.py): the slot is free meanwhile
@@ -20,69 +20,34 @@
 
 A failed or interrupted item leaves a failure record and its checkbox open; a stop anywhere
 is one "interrupted", whose record names the step reached, for the next run to go on from.
+Its prompt context is prompt_context.py's; what a step returns, step_result.py's.
 Touches the item's state folder and its checkbox in task.md; tells the run's listeners.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shlex
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from . import checkbox, github, item_log, landing, prompt, records, recovery, retry, review
+from . import checkbox, item_log, landing, records, recovery, retry, review
 from . import services
 from . import item_machine as machine
-from .agents import PERMANENT, TRANSIENT, WAIT, Outcome
-from .errors import BatchError
-from .events import SETUP, STEP
-from .item_status import DONE, read_status, read_statuses
-from .process import StoppedError
+from .attempt_step import AttemptStep, named
+from .events import STEP
+from .item_job import ItemJob
+from .item_status import read_status
 from .plan import Group, Item
+from .prompt_context import prompt_context
 from .records import Attempt, RecordedAttempt, failure_record, record_failure, success_record, write_result
 from .run import Run
-from .state import BatchState, write_json_atomic
+from .state import BatchState
+from .step_result import Again, Finished
 
 
-@dataclass(slots=True)
-class ItemJob:
-    """Everything one item's run needs, and nothing of the rest of the plan: plain data."""
-
-    taskfile: Path
-    workdir: Path  # where its agent and its check run (see workdir.py)
-    batch_title: str
-    plan_context: Mapping[str, Any]  # the plan's preamble, its design documents, the workdir (see plan_context)
-    group: Group  # its items are not carried along: see doit_tasks.build_tasks
-    group_index: int
-    item: Item
-    settings: Mapping[str, Any]
-    template: prompt.Template
-    fingerprint: Mapping[str, str]
-    upstream: tuple[Item, ...]
-    previous: Item | None
-    previous_group_title: str | None
-    untick_first: bool  # it is ticked but stale: open its checkbox while it runs
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The item is over: `failure` is None on success, else why it failed."""
-
-    failure: str | None = None
-    interrupted: bool = False
-
-
-@dataclass(frozen=True)
-class Again:
-    """Come back for another attempt: at `decision.at`, after a pause of its agent if WAIT."""
-
-    decision: retry.Decision
-
-
-class ItemRun:
+class ItemRun(AttemptStep):
     """One item's run, from its first attempt to its record. The runner calls `step()`
     (in a thread of its own) once per attempt, until it returns Finished."""
 
@@ -174,44 +139,6 @@ class ItemRun:
                 landing.remove_merged(self, attempt)
         return self.conclude(attempt)
 
-    def attempt(self) -> Finished | Again:
-        job, number = self.job, len(self.attempts) + 1
-        self.facts.pop("resumed_at", None)  # a new attempt's success is its own
-        running = {**self.facts, "earlier": [a.record() for a in self.attempts]}
-        self.current = Attempt(number, "", time.time(), self.run.run_id)
-        self.machine.fire(machine.START)
-        continues = self.session_to_continue()
-        if continues is None and self.workspace is not None:
-            # A fresh session starts from a clean worktree: what the last one left (a hung attempt's
-            # half-done edit) is committed as WIP, and kept aside as the new worktree is made.
-            self.workspace.keep("an earlier attempt, kept aside for a fresh session")
-            self.workspace = None
-        refs = self.run.isolation.other_refs() if self.job.settings["isolation"] == "worktree" else None
-        guard, name = self.run.repository, f"{job.item.key} attempt {number}"
-        if guard is not None:
-            guard.started(name)
-        try:  # here or on a remote worker: the run's executor (see executors)
-            attempt = self.run.executor.attempt(self, number, self.prompt_context(), running, continues)
-        except BatchError as error:  # its worktree could not be made, or its setup failed
-            if self.run.supervisor.stopping.is_set():
-                return self.interrupted()  # its setup was stopped with the run
-            return self.fail(f"worktree: {error}")
-        except StoppedError:
-            return self.interrupted()
-        finally:
-            changed = guard.ended(name) if guard is not None else None
-        if self.adjusted is not None:
-            attempt.extra["adjusted"] = self.adjusted.record()
-            self.adjusted = None
-        self.attempts.append(attempt)
-        self.current = attempt
-        self.fail_for_repository_changes(attempt, changed)
-        if refs is not None and attempt.outcome is not None:
-            landing.refuse_moved_refs(self, attempt, refs)
-        if attempt.outcome is not None and attempt.outcome.ok:
-            self.machine.fire(machine.AGENT_SUCCEEDED)
-        return self.conclude(attempt)
-
     def resume_record(self, reached: str) -> dict[str, Any]:
         """What the next run needs to go on from `reached` with the current attempt (see recovery)."""
         attempt = self.current
@@ -273,28 +200,9 @@ class ItemRun:
             return None, f"not {adjustment.text()}: the batch's budget cannot hold it"
         return adjustment, ""
 
-    def fail_for_repository_changes(self, attempt: Attempt, changed) -> None:
-        """What changed in the repository's git settings while the attempt ran was put back (see
-        repository_guard): the attempt fails, naming it; for good if it ran alone."""
-        if changed is not None and attempt.outcome is not None:
-            said, names = attempt.outcome, ", ".join(changed.names)
-            reason = (f"changed the repository's {names} (undone)" if changed.alone else
-                      f"the repository's {names} changed while it ran, by it or an attempt beside it (undone)")
-            attempt.outcome = Outcome(ok=False, reason=reason, failure_class=PERMANENT if changed.alone else TRANSIENT,
-                                      result_text=said.result_text, data=said.data)
-
     def note(self, number: int, kind: str, text: str, data: dict[str, Any]) -> None:
         """A line of the runner's own in the item's events.jsonl, which batch-status reads."""
         item_log.append(self.folder, self.run.run_id, number, kind, text, data)
-
-    def noting_setup(self, number: int):
-        """A worktree_setup's processes, recorded as an agent's are (running.json): a run killed
-        during the setup leaves an attempt killed mid-run, whose processes the next run stops."""
-        def record(processes) -> None:
-            write_json_atomic(self.folder.running, {
-                **self.facts, "earlier": [a.record() for a in self.attempts], "run_id": self.run.run_id,
-                "attempt": number, "attempt_started": time.time(), "runner_pid": os.getpid(), **processes.record()})
-        return record
 
     def _noted(self, event: str, before: str, after: str) -> None:
         """Each move of the item's machine, under the attempt it is of (a resumed one's own run and
@@ -317,60 +225,12 @@ class ItemRun:
         meanwhile (see runner), and it is handed back when the attempt's step ends."""
         self.run.hub.publish("item_parked", self.job.item.key, why)
 
-    def workplace(self, number: int) -> tuple[Path, Mapping[str, str]]:
-        """Where the agent runs, and on what environment: the batch's workdir, or the same folder in its own
-        worktree; the item's services started first."""
-        job = self.job
-        if job.settings["isolation"] != "worktree":
-            self.start_services()
-            return job.workdir, self.item_environment()
-        if self.workspace is None:
-            setup = job.settings.get("worktree_setup")
-            self.tell_step(number, SETUP, shlex.join(setup) if setup else "making its worktree")
-            with self.folder.open_log() as log:
-                self.workspace = self.run.isolation.open_attempt(job.item.group, job.item.module, self.run.run_id,
-                                                                 job.settings, log,
-                                                                 on_start=self.noting_setup(number))
-            if self.workspace.replaced is not None:  # an earlier attempt's work, renamed aside: named
-                self.kept_aside.append(_named(self.workspace.replaced))
-        elif self.workspace.run_id != self.run.run_id:
-            # An earlier run's session goes on here (after a failed check, a rejection): the work is
-            # this run's now, for the next run to find it (see recovery) and its commits to say so.
-            self.workspace.run_id = self.run.run_id
-            self.workspace.save()
-        self.start_services()
-        return self.workspace.workdir, self.item_environment()
-
-    def item_environment(self) -> dict[str, str]:
-        """The environment of what runs for the item (services, agent, check): see services.ItemServices;
-        the token that opens pull requests is not the agent's."""
-        environment = self.services.environment(self.worktree())
-        if self.job.settings.get("land") in ("pr", "pr-batch"):
-            environment = {name: value for name, value in environment.items() if name not in github.TOKEN_NAMES}
-        return environment
-
-    def start_services(self) -> None:
-        self.services.start(self.worktree())
-
-    def worktree(self) -> Path | None:
-        return self.workspace.path if self.workspace is not None else None
-
-    def session_to_continue(self) -> str | None:
-        """After a failed check, the session that made the work: the next attempt goes on with it in
-        the same folder (a check failure keeps the worktree). Not after a conflict: that attempt
-        starts from the new tip in a fresh worktree, where the session's memory of its files is wrong."""
-        if self.adjusted is not None and self.adjusted.session:
-            # An adjustment says: the last attempt's session goes on (with more turns), or a fresh one.
-            return self.attempts[-1].record()["session_id"] if self.adjusted.session == "continue" else None
-        told = attempt_to_tell_of(self.attempts).record() if self.attempts else None
-        return told["session_id"] if told and told["failure_class"] == retry.CHECK else None
-
     def keep(self, why: str) -> dict[str, Any] | None:
         """Leave the attempt's worktree and branch in place (uncommitted work as WIP), to name them."""
         if self.workspace is None:
             return None
         kept, self.workspace = self.workspace.keep(why), None
-        return _named(kept)
+        return named(kept)
 
     def prompt_context(self) -> dict[str, Any]:
         return prompt_context(self.job, self.state, self.attempts, self.adjusted)
@@ -446,110 +306,3 @@ def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, st
                     "ticked; the next run ticks it, or runs it again if its instruction changed")
 
 
-def _named(kept) -> dict[str, Any]:
-    return {"worktree": str(kept.path), "branch": kept.branch, "commit": kept.commit, "wip": kept.wip}
-
-
-def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
-                   adjusted: retry.Adjustment | None = None, status_of=read_status) -> dict[str, Any]:
-    """What the prompt template is given for an item's next attempt; `adjusted` may leave out
-    the shared context (after an overflow) or add the item's history. `status_of`: how the
-    previous item's records are read (read_status)."""
-    item = job.item
-    context: dict[str, Any] = {
-        "batch": {"title": job.batch_title, "path": str(job.taskfile), **job.plan_context},
-        "group": {"slug": job.group.slug, "title": job.group.title, "index": job.group_index,
-                  "body": job.group.body, "context": job.group.context},
-        "item": {"key": item.key, "module": item.module, "text": item.text, "body": item.body,
-                 "instruction": item.instruction, "line": item.line, "parent": item.parent},
-        "previous": None,
-        "previous_attempt": None,
-        "history": [],
-    }
-    if job.previous is not None:
-        status = status_of(state.item(job.previous.group, job.previous.module))
-        record = status.result if status.kind == DONE else {}
-        context["previous"] = {
-            "group": job.previous.group,
-            "group_title": job.previous_group_title,
-            "module": job.previous.module,
-            "instruction": job.previous.instruction,
-            "result_text": record.get("result_text", ""),
-            "result": record,
-        }
-    if attempts:
-        last = attempt_to_tell_of(attempts).record()
-        context["previous_attempt"] = {
-            "number": last["attempt"], "class": last["failure_class"], "reason": last["reason"],
-            "session_id": last["session_id"], "check_output": (last.get("check") or {}).get("tail", ""),
-            "conflicts": (last.get("merge") or {}).get("conflicts", []),
-            "cause": last["cause"],
-            "adjusted": adjusted.text() if adjusted else "",
-        }
-    if adjusted is not None and adjusted.trim:  # the item's own instruction stays whole
-        context["group"]["body"] = ""
-        if context["previous"]:
-            context["previous"].update(result_text="", result={})
-    if adjusted is not None and adjusted.history:
-        context["history"] = [{"number": a["attempt"], "class": a["failure_class"], "reason": a["reason"],
-                               "check_output": (a.get("check") or {}).get("tail", ""),
-                               "adjusted": (a.get("adjusted") or {}).get("text", "")}
-                              for a in (attempt.record() for attempt in attempts)]
-    return context
-
-
-def attempt_to_tell_of(attempts: list[Attempt]) -> Attempt:
-    """The attempt the next one is told of (and may go on with): the last, unless it failed
-    before its work was checked (a server error, a hang, a limit) after one whose check
-    failed or whose merge conflicted: that one's work is still what there is, and its
-    check's output what to fix. (A resumed session that hit a server error is so.)"""
-    for attempt in reversed(attempts):
-        failure = attempt.record()["failure_class"]
-        if failure in (retry.CHECK, retry.CONFLICT):
-            return attempt
-        if failure not in (TRANSIENT, WAIT):
-            break
-    return attempts[-1]
-
-
-def check_prompts(jobs, state: BatchState) -> None:
-    """Render each item's first prompt: a template that asks for what is not there is one
-    error before anything runs, not a failure of every item. What a template can ask for
-    depends on its context's shape (which fields are there, empty or none), not on their
-    words: each template is rendered once per shape its items give it, for the first such
-    item, which is also the first item whose rendering would fail."""
-    jobs = list(jobs)
-    previous = {job.item.key: state.item(job.previous.group, job.previous.module)
-                for job in jobs if job.previous is not None}
-    statuses = read_statuses(previous)
-    by_folder = {previous[key].folder: status for key, status in statuses.items()}
-    rendered, shared = set(), {}
-    for job in jobs:
-        context = prompt_context(job, state, [], status_of=lambda folder: by_folder[folder.folder])
-        # A group's part is the same for all its items: its shape is taken once (JOBS hold the groups).
-        if id(job.group) not in shared:
-            shared[id(job.group)] = _shape(context["group"])
-        shape = (id(job.template), shared[id(job.group)],
-                 *(_shape(member) for part, member in context.items() if part != "group"))
-        if shape in rendered:
-            continue
-        rendered.add(shape)
-        try:
-            prompt.render(job.template, context)
-        except BatchError as error:
-            raise BatchError(f"{error} (rendering the prompt of {job.item.key}, line {job.item.line})") from None
-
-
-def _shape(value: Any) -> Any:
-    """What a template can tell of VALUE without reading its words: a dict's keys and their
-    shapes, a list's members' shapes, anything else's type and whether it is empty."""
-    kind = type(value)
-    if kind is dict:  # leaves inline: a context has some thirty, and ten thousand items
-        return tuple([(key, _shape(member)) if type(member) in _CONTAINERS else (key, type(member), not member)
-                      for key, member in value.items()])
-    if kind in _CONTAINERS:
-        return kind, tuple([_shape(member) for member in value])
-    return kind, not value
-
-
-_CONTAINERS = (dict, list, tuple)

@@ -34,7 +34,7 @@ from .redaction import Redactor
 from .state import open_to_read, write_json_atomic
 
 if TYPE_CHECKING:
-    from .lifecycle import ItemRun
+    from .landing_item import LandingItem as ItemRun  # what these steps need of lifecycle.ItemRun
     from .records import Attempt
 
 PR_FILE = "pull_request.json"

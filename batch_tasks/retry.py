@@ -26,11 +26,11 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Mapping
 
 from .agents import AGENTS, CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Outcome
 from .errors import SettingError
+from .setting_values import duration_seconds, flag, positive_int
 
 # With a `check` and isolation: the item's check failed (retried with the agent told why,
 # `check_retries` times), or its merge conflicted (retried from the new tip, against `retries`).
@@ -138,21 +138,13 @@ def _model(value: Any) -> str | None:
     return value
 
 
-def _setting(parser: str, value: Any) -> Any:
-    """`value` read by a parser of settings.py (which imports this module), named: looked up
-    when a setting is read, not when this module is imported."""
-    from . import settings
-
-    return getattr(settings, parser)(value)
-
-
 KEYS = {
     CONTEXT_OVERFLOW: {"model": _model},
-    MAX_TURNS: {"factor": _number_above_one, "cap": partial(_setting, "_positive_int")},
-    TOOL_LOOP: {"repeats": partial(_setting, "_positive_int")},
-    SAME_CHECK: {"escalate": partial(_setting, "_flag")},
-    HANG: {"factor": _number_above_one, "cap": partial(_setting, "duration_seconds"),
-           "progress_s": partial(_setting, "duration_seconds")},
+    MAX_TURNS: {"factor": _number_above_one, "cap": positive_int},
+    TOOL_LOOP: {"repeats": positive_int},
+    SAME_CHECK: {"escalate": flag},
+    HANG: {"factor": _number_above_one, "cap": duration_seconds,
+           "progress_s": duration_seconds},
 }
 
 

@@ -38,7 +38,7 @@ from .records import failure_record, record_failure
 from .state import ItemState, open_to_read, write_json_atomic
 
 if TYPE_CHECKING:
-    from .lifecycle import ItemRun
+    from .landing_item import LandingItem as ItemRun  # what these steps need of lifecycle.ItemRun
     from .records import Attempt
 
 DECISION = "review.json"

@@ -34,7 +34,7 @@ from .git import environment_for_worktrees, git
 from .process import StoppedError
 
 if TYPE_CHECKING:
-    from .lifecycle import ItemRun
+    from .landing_item import LandingItem
     from .records import Attempt
 
 DIFF_CHARACTERS = 200_000  # of the diff, in the prompt: a reviewer's context is not endless
@@ -63,7 +63,7 @@ def settings_of(group_settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def review(item_run: "ItemRun", attempt: "Attempt", commit: str) -> tuple[tuple[str, str] | None, dict[str, Any]]:
+def review(item_run: "LandingItem", attempt: "Attempt", commit: str) -> tuple[tuple[str, str] | None, dict[str, Any]]:
     """Run the reviewer on the work at `commit`: its verdict (None: a person decides), and what
     the attempt's record keeps of it. Raises StoppedError when the run stops meanwhile."""
     job, run, workspace = item_run.job, item_run.run, item_run.workspace

@@ -7,16 +7,15 @@ in the same process starts clean."""
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from .budget import Budget
 from .checkbox import Moves
 from .events import Hub
-from .executors.local import LocalExecutor
-from .history import new_run_id
 from .item_status import DONE, read_status
 from .plan import Item
 from .ports import Ports
@@ -25,22 +24,34 @@ from .redaction import Redactor
 from .staleness import stamp, upstream_digest
 from .state import BatchState
 
+if TYPE_CHECKING:
+    from .executors.seam import Executor
+    from .merge_queue import MergeQueue
+    from .repository_guard import AdminFiles
+    from .worktree import Isolation
 
-@dataclass
+
+def new_run_id(now: float | None = None) -> str:
+    """A run's id: when it started, and enough chance to tell two runs of one second apart."""
+    when = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    return f"{when}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
 class Run:
     budget: Budget
     report_error: Callable[[str], None]  # for what goes wrong beside the items (a listener)
     state: BatchState  # the batch's state folder, as loading found it
+    executor: Executor  # where attempts run (see executors)
+    supervisor: Supervisor  # its agents' process control: the executor's, the isolation's and the merge queue's too
     run_id: str = field(default_factory=lambda: new_run_id())
     started: float = field(default_factory=time.time)
-    supervisor: Supervisor = field(default_factory=Supervisor.for_run)
     redactor: Redactor = field(default_factory=lambda: Redactor(os.environ))
-    isolation: Any = None  # worktree.Isolation, when any item runs isolated
-    merge_queue: Any = None  # merge_queue.MergeQueue, with it
-    repository: Any = None  # repository_guard.AdminFiles: the repository's git settings as the run found them
+    isolation: Isolation | None = None  # when any item runs isolated
+    merge_queue: MergeQueue | None = None  # with it
+    repository: AdminFiles | None = None  # the repository's git settings as the run found them (repository_guard)
     ports: Ports = field(default_factory=Ports)  # its items' BATCH_PORT and BATCH_SLOT leases
-    executor: Any = field(default_factory=lambda: LocalExecutor())  # where attempts run (see executors)
-    forecast: dict[str, float | None] = field(default_factory=dict)  # what each item should cost (see forecast)
+    forecast: Mapping[str, float | None] = field(default_factory=dict)  # what each item should cost (see forecast)
     ticks: Moves = field(default_factory=Moves)  # where its ticks found items in task.md (see checkbox)
     waits_for_reviews: bool = True  # False: the run ends when nothing is left but items awaiting review
     hub: Hub = field(init=False)
@@ -48,7 +59,7 @@ class Run:
     _digests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
-        self.hub = Hub(self.report_error)
+        object.__setattr__(self, "hub", Hub(self.report_error))
 
     def upstream_digest(self, upstream: tuple[Item, ...], state: BatchState) -> str:
         """What an item was made from, upstream. Items that wait for the same things share

@@ -12,10 +12,12 @@ import os
 import sys
 from dataclasses import dataclass, replace
 
-from . import dry_run, executors, forecast, history, repository_guard, touches
+from . import dry_run, executors, forecast, history, process, repository_guard, touches
 from .board import AWAITING_REVIEW, DONE
 from .cli import EXIT_AWAITING_REVIEW, EXIT_FAILED, EXIT_NOT_ALL_STARTED
 from .dispatcher import Dispatcher, candidates
+from .executors.local import LocalExecutor
+from .executors.seam import RunTools
 from .joblog import JobLog
 from .main import typed
 from .merge_queue import MergeQueue
@@ -54,22 +56,27 @@ def prepare(chosen: Selected) -> Prepared:
     """The run's state, its isolation and merge queue, its executor, the runner and
     dispatcher, and who listens to its events (the history, the joblog, notify:)."""
     given, batch, will_run = chosen.loaded.given, chosen.loaded.batch, chosen.will_run
-    run = Run(budget=batch.budget, state=batch.state,
-              report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
-              redactor=Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings.get("pass_env", ())
-                                                  if name in os.environ]))
-    run.waits_for_reviews = not given.option("no_wait_review")
-    stop = Stop(run.supervisor)
+    supervisor = process.Supervisor.for_run()
+    redactor = Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings.get("pass_env", ())
+                                          if name in os.environ])
+    stop = Stop(supervisor)
     out = GuardedOutput(given.out, stop)
     estimates = forecast.of_batch(batch, will_run) if will_run else {}
-    run.forecast = {key: estimate.usd for key, estimate in estimates.items()}
     if estimates:
         out.write(forecast.total(estimates) + "\n")
+    isolation = repository = merge_queue = None
     if any(g.settings["isolation"] == "worktree" and any(i.key in will_run for i in g.items) for g in batch.plan.groups):
-        _isolate(run, batch)
-    if will_run:
-        run.executor = executors.choose(batch, executors.scheduler_of(batch.plan.settings, given.option("executor") or "",
-                                                                      given.option("scheduler") or ""), run)
+        isolation, repository, merge_queue = _isolate(batch, supervisor)
+    # The executor's notices go to the run's hub: the run is made after its executor, and the hub with it.
+    tools = RunTools(supervisor, redactor, isolation, lambda who, text: run.hub.publish("notice", who, text))
+    executor = (executors.choose(batch, given.option("executor") or "", given.option("scheduler") or "", tools)
+                if will_run else LocalExecutor(supervisor, redactor))
+    run = Run(budget=batch.budget, state=batch.state,
+              report_error=lambda message: sys.stderr.write(f"batch-tasks: {message}\n"),
+              executor=executor, supervisor=supervisor, redactor=redactor, isolation=isolation,
+              merge_queue=merge_queue, repository=repository,
+              forecast={key: estimate.usd for key, estimate in estimates.items()},
+              waits_for_reviews=not given.option("no_wait_review"))
     reporter = BatchReporter(out, {}, workers=chosen.workers, run=run, forced=chosen.forced, rerun=given.rerun)
     durations = {key: verdict.duration_s for key, verdict in batch.verdicts.items()}
     runner = BatchRunner(
@@ -95,16 +102,15 @@ def prepare(chosen: Selected) -> Prepared:
     return Prepared(chosen, run, stop, out, reporter, runner, recorders, notifier)
 
 
-def _isolate(run: Run, batch) -> None:
+def _isolate(batch, supervisor: process.Supervisor) -> tuple[Isolation, repository_guard.AdminFiles, MergeQueue]:
     """Worktrees for the items, the repository's guard, and the merge queue that lands them."""
-    run.isolation = Isolation(batch.plan.path, batch.plan.settings, run.supervisor, workdir=batch.workdir,
-                              state=batch.state)
-    run.isolation.prepare()
-    run.repository = repository_guard.note(run.isolation.top)
+    isolation = Isolation(batch.plan.path, batch.plan.settings, supervisor, workdir=batch.workdir, state=batch.state)
+    isolation.prepare()
     said = {name: batch.plan.settings.get(name, FIELDS[name].default)
             for name in ("check_parallel", "merge_batch", "check_flaky_retries")}
-    run.merge_queue = MergeQueue(run.isolation, said["check_parallel"] or os.cpu_count() or 1,
-                                 said["merge_batch"], said["check_flaky_retries"])
+    merge_queue = MergeQueue(isolation, said["check_parallel"] or os.cpu_count() or 1,
+                             said["merge_batch"], said["check_flaky_retries"])
+    return isolation, repository_guard.note(isolation.top), merge_queue
 
 
 def dispatch(prepared: Prepared) -> Dispatched:

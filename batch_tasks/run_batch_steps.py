@@ -25,7 +25,7 @@ from . import batch as batch_mod
 from . import dry_run, executors, nothing_to_do, preflight, process, recovery
 from .board import Board
 from .cli import EXIT_FAILED
-from .lifecycle import check_prompts
+from .prompt_context import check_prompts
 from .live_view import view_for
 from .run_summary import summary
 from .state import BatchState
@@ -134,11 +134,8 @@ def load(looked: Looked) -> Loaded:
     given = looked.given
     batch = batch_mod.load(given.path, for_dry_run=given.looks_only, **given.how)
     told = [] if given.option("question") else tell_how_it_was_read(batch, dry_run=given.option("dry_run"))
-    if executors.scheduler_of(batch.plan.settings, given.option("executor") or "", given.option("scheduler") or ""):
-        from .executors import dask_cluster  # only a Dask run needs what it brings
-
-        dask_cluster.check_ready(batch, {item.key for item in batch.plan.items()
-                                         if batch.verdicts[item.key].runs or given.option("always")})
+    executors.check(batch, given.option("executor") or "", given.option("scheduler") or "",
+                    {item.key for item in batch.plan.items() if batch.verdicts[item.key].runs or given.option("always")})
     if not given.looks_only and (given.args or given.option("always") or given.option("failed")
                                  or any(v.runs for v in batch.verdicts.values())):
         # What runs comes from task.md as it is: an agent can write (and sign) the plan cache.

@@ -16,6 +16,7 @@ from . import protected_paths
 from .agents import AGENTS
 from .errors import SettingError
 from .retry import DEFAULT_ADJUST, parse_adjust
+from .setting_values import duration_seconds, flag as _flag, positive_int as _positive_int, whole_number as _whole_number
 
 
 def _argv(value: Any) -> tuple[str, ...]:
@@ -32,16 +33,6 @@ def _agent(value: Any) -> str:
     return value
 
 
-def _whole_number(minimum: int) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise SettingError(f"must be a whole number from {minimum} up, not {value!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _whole_number(1)
 _retries = _whole_number(0)
 
 
@@ -75,20 +66,6 @@ def _dollars(value: Any) -> float:
     return float(value)
 
 
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-SECONDS_PER = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
-
-
-def duration_seconds(value: Any) -> float:
-    """`90s`, `30m`, `1.5h`, `500ms`, or a number of seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-        return float(value)
-    match = DURATION.match(value) if isinstance(value, str) else None
-    if match is None or float(match.group(1)) <= 0:
-        raise SettingError(f"must be a duration such as 90s, 30m or 2h, not {value!r}")
-    return float(match.group(1)) * SECONDS_PER[match.group(2)]
-
-
 def _exit_codes(value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in value):
         raise SettingError(f"must be a list of exit statuses, e.g. [75], not {value!r}")
@@ -99,12 +76,6 @@ def _models(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(m, str) and m.strip() for m in value):
         raise SettingError(f"must list models, weaker to stronger, e.g. [claude-sonnet-4-5, claude-opus-4-1], not {value!r}")
     return tuple(value)
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise SettingError(f"must be true or false, not {value!r}")
-    return value
 
 
 def _after(value: Any) -> str:

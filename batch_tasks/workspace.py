@@ -21,9 +21,10 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import plan_cache
 from .bootstrap import Baseline, dirty_paths
@@ -31,8 +32,37 @@ from .errors import BatchError
 from .git import GitError, admin_folder, git, is_ancestor, rev
 from .state import open_to_read, write_atomic
 
-if TYPE_CHECKING:
-    from .worktree import Isolation
+
+
+class Named(Protocol):
+    """What a commit's trailers name of the batch (on a worker: on_worker.WorkerIsolation)."""
+
+    @property
+    def top(self) -> Path: ...  # the repository's top folder
+
+    @property
+    def task_path(self) -> str: ...  # task.md's path in the repository
+
+
+class Owner(Named, Protocol):
+    """What an attempt's worktree needs of whatever made it (worktree.Isolation): its
+    repository, its integration branch, and where its records are kept."""
+
+    branch: str
+    state_root: Path
+    stem: str
+    lock: threading.Lock  # one change to the repository's worktrees at a time
+
+    @property
+    def ref(self) -> str: ...
+
+    @property
+    def relative_folder(self) -> Path: ...
+
+    @property
+    def relative_workdir(self) -> Path: ...
+
+    def recycle(self, path: Path, branch: str, tip: str | None) -> None: ...
 
 RECORD_FORMAT = 1
 MAX_FILE_BYTES = 100 * 2**20  # as GitHub's own limit: a bigger file is a mistake, or an attack on the runner's time
@@ -62,7 +92,7 @@ class Kept:
 
 @dataclass
 class AttemptWorkspace:
-    isolation: "Isolation"
+    isolation: Owner
     group: str
     module: str
     run_id: str
@@ -209,17 +239,17 @@ def _refuse_huge_files(worktree: Path, paths: list[str]) -> None:
                                  f"over {MAX_FILE_BYTES // 2**20} MiB; it is left uncommitted in {worktree}")
 
 
-def _message(isolation: "Isolation", key: str, title: str, body: str, result: str, run_id: str) -> str:
+def _message(isolation: Named, key: str, title: str, body: str, result: str, run_id: str) -> str:
     """A commit message whose trailers let a later run find what this one did."""
     return (f"{one_line(title)}\n\n{body}\n\n" + trailer_lines(isolation, key, run_id) + f"Batch-Result: {result}\n")
 
 
-def wip_message(isolation: "Isolation", key: str, why: str, run_id: str) -> str:
+def wip_message(isolation: Named, key: str, why: str, run_id: str) -> str:
     return _message(isolation, key, f"WIP {key}: {why}",
                     "What a failed or interrupted attempt left uncommitted, kept by batch-tasks.", "wip", run_id)
 
 
-def trailer_lines(isolation: "Isolation", key: str, run_id: str) -> str:
+def trailer_lines(isolation: Named, key: str, run_id: str) -> str:
     return f"Batch-Task: {isolation.task_path}\nBatch-Item: {key}\nBatch-Run: {one_line(run_id)}\n"
 
 
@@ -235,14 +265,14 @@ def _tree(commit: str, cwd: Path) -> str:
     return git("rev-parse", f"{commit}^{{tree}}", cwd=cwd).text
 
 
-def record_file(isolation: "Isolation", path: Path) -> Path:
+def record_file(isolation: Owner, path: Path) -> Path:
     """Where the record of the attempt in the worktree at PATH is kept: the state folder's
     `attempts/`, as the worktree is under `worktrees/`."""
     worktrees = isolation.state_root / "worktrees"
     return isolation.state_root / "attempts" / f"{Path(path).relative_to(worktrees)}.json"
 
 
-def read_record(isolation: "Isolation", path: Path) -> dict[str, Any]:
+def read_record(isolation: Owner, path: Path) -> dict[str, Any]:
     """What `save` wrote of the attempt in the worktree at PATH, checked; {} if it wrote nothing
     (it was killed before). Raises WorkspaceError if it cannot be read or does not verify: a
     damaged record is no record of a baseline (every file setup made would be taken for the
@@ -271,7 +301,7 @@ def read_record(isolation: "Isolation", path: Path) -> dict[str, Any]:
     return record
 
 
-def holds_base(isolation: "Isolation", base: Any, commit: str) -> bool:
+def holds_base(isolation: Owner, base: Any, commit: str) -> bool:
     """Whether BASE is a commit on both COMMIT's history and the integration branch's, as the
     base of an attempt's work is: one moved past the work would hide what it changed."""
     top = isolation.top

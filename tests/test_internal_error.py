@@ -14,8 +14,8 @@ from batch_tasks.item_status import FAILED, read_status
 from batch_tasks.lifecycle import ItemRun
 from batch_tasks.records import Attempt
 from batch_tasks.redaction import Redactor
-from batch_tasks.run import Run
 from batch_tasks.runner import BatchRunner
+from local_run import local_run
 
 
 class Heard:
@@ -31,8 +31,7 @@ def test_a_bug_in_an_items_step_fails_it_with_a_record_and_its_traceback_in_its_
     loaded = batch_mod.load(batch.taskfile)
     group = loaded.plan.groups[0]
     said, heard = [], Heard()
-    run = Run(budget=loaded.budget, report_error=said.append, state=loaded.state,
-              redactor=Redactor({"API_KEY": "sk-secret-123456"}))
+    run = local_run(loaded, report_error=said.append, redactor=Redactor({"API_KEY": "sk-secret-123456"}))
     run.hub.subscribe(heard)
     item_run = ItemRun(item_job(loaded, 0, group, group.items[0]), run)
 
@@ -60,7 +59,7 @@ def test_a_bug_met_while_landing_a_success_leaves_it_to_be_gone_on_with_not_paid
     batch.write("# T\n## G\n- [ ] a: x\n")
     loaded = batch_mod.load(batch.taskfile)
     group = loaded.plan.groups[0]
-    run = Run(budget=loaded.budget, report_error=print, state=loaded.state)
+    run = local_run(loaded)
     item_run = ItemRun(item_job(loaded, 0, group, group.items[0]), run)
     item_run.prepare()
     item_run.current = Attempt(1, "session-1", time.time(), run.run_id, time.time(), 0, Outcome(ok=True))

@@ -7,16 +7,16 @@ from batch_tasks import batch as batch_mod
 from batch_tasks import process
 from batch_tasks.doit_tasks import item_job
 from batch_tasks.lifecycle import ItemRun
-from batch_tasks.run import Run
 from batch_tasks.state import BatchState
 from gitrepo import make_repo
+from local_run import local_run
 
 
 def test_an_items_run_keeps_its_records_in_the_state_folder_its_run_was_given(batch):
     batch.write("# T\n## G\n- [ ] a: x\n")
     loaded = batch_mod.load(batch.taskfile)
     group = loaded.plan.groups[0]
-    runs = [Run(budget=loaded.budget, report_error=print, state=BatchState(batch.taskfile)) for _ in range(2)]
+    runs = [local_run(loaded, state=BatchState(batch.taskfile)) for _ in range(2)]
     items = [ItemRun(item_job(loaded, 0, group, group.items[0]), run) for run in runs]
     assert [item.state for item in items] == [run.state for run in runs]
     assert items[0].state is not items[1].state  # two runs in one process share nothing
@@ -33,5 +33,5 @@ def test_loading_an_isolated_batch_removes_no_cgroup_and_a_run_removes_what_kill
     loaded = batch_mod.load(repo / "task.md")
     assert loaded.plan.groups[0].settings["isolation"] == "worktree"
     assert removed == []  # reading a plan touches nothing of the machine's
-    Run(budget=loaded.budget, report_error=print, state=loaded.state)
+    local_run(loaded)  # its supervisor, made as run-batch makes it
     assert removed == ["cgroups"]

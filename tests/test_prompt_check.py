@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from batch_tasks import batch as batch_mod
-from batch_tasks import item_status, lifecycle, prompt, staleness
+from batch_tasks import item_status, prompt, prompt_context, staleness
 from batch_tasks.doit_tasks import item_job
 from batch_tasks.errors import BatchError
 from conftest import FRONT_MATTER
@@ -32,14 +32,14 @@ def test_a_template_is_rendered_once_per_shape_of_its_context(batch, monkeypatch
     real_render = prompt.render
     monkeypatch.setattr(prompt, "render", lambda template, context: rendered.append(context["item"]["key"])
                         or real_render(template, context))
-    lifecycle.check_prompts(jobs_of(loaded_batch), loaded_batch.state)
+    prompt_context.check_prompts(jobs_of(loaded_batch), loaded_batch.state)
     assert rendered == ["first:m0", "second:m0"]  # the first group has no previous item, the second has
 
 
 def test_the_error_names_the_first_item_whose_prompt_fails(batch):
     loaded_batch = loaded(batch, "{{ item.instruction }}{% if previous %}{{ previous.result.summary }}{% endif %}\n")
     with pytest.raises(BatchError) as raised:
-        lifecycle.check_prompts(jobs_of(loaded_batch), loaded_batch.state)
+        prompt_context.check_prompts(jobs_of(loaded_batch), loaded_batch.state)
     assert "'dict object' has no attribute 'summary'" in str(raised.value)
     line = batch.taskfile.read_text().splitlines().index("- [ ] m0: step two of m0") + 1
     assert str(raised.value).endswith(f"(rendering the prompt of second:m0, line {line})")

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from ..outline import Outline
-from . import Reading, by_heading
+from .drafts import Reading, by_heading
 
 NAME = "batch"
 MODULE = re.compile(r"^(`?)([^\s`]+?)\1:(?:\s+|$)(.*)$", re.S)

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..outline import Outline
-from . import Reading, one_list
+from .drafts import Reading, one_list
 
 NAME = "bmad"
 TASKS = re.compile(r"^Tasks\s*/\s*Sub-?tasks\b", re.I)

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..outline import Outline
-from . import Reading, by_heading
+from .drafts import Reading, by_heading
 from .batch import module_like
 
 NAME = "checklist"

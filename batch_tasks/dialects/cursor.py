@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..outline import Outline
-from . import DraftGroup, DraftItem, Reading
+from .drafts import DraftGroup, DraftItem, Reading
 
 NAME = "cursor"
 

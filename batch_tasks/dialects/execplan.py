@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ..outline import Outline
-from . import Reading, one_list
+from .drafts import Reading, one_list
 
 NAME = "execplan"
 PROGRESS = re.compile(r"^Progress\b", re.I)

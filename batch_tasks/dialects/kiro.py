@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 from ..outline import Box, Outline
-from . import DraftGroup, DraftItem, Reading, group_of, lines_after
+from .drafts import DraftGroup, DraftItem, Reading, group_of, lines_after
 
 NAME = "kiro"
 # `2.3`, `2.`, and cc-sdd's optional `2.3*` (Kiro's own is `- [ ]* 2.3`).

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..gates import AUTOMATED, MANUAL, VERIFICATION, command_in, lead_in, leads_criteria
 from ..outline import Outline
-from . import DraftGroup, DraftItem, Reading, slugify
+from .drafts import DraftGroup, DraftItem, Reading, slugify
 
 NAME = "phases"
 PHASE = re.compile(r"^(Phase[ \t]+\d+(?:\.\d+)*)\b[ \t]*[:.\u2013\u2014-]?[ \t]*(.*)$", re.I)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..outline import Outline
 from ..touches import named
-from . import DraftItem, Reading, by_heading
+from .drafts import DraftItem, Reading, by_heading
 
 NAME = "speckit"
 TASK_ID = re.compile(r"^(T\d{3,})\b[ \t]*(.*)$", re.S)

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from ..outline import Outline
-from . import DraftGroup, DraftItem, Reading, prose, slugify
+from .drafts import DraftGroup, DraftItem, Reading, prose, slugify
 
 NAME = "superpowers"
 # Older plans: bold steps without boxes (`**Step 1: Write the failing test**`).

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import TaskFileError
 from ..json_positions import Node, line_of, parse
 from ..outline import Heading, Outline
-from . import DraftGroup, DraftItem, Reading
+from .drafts import DraftGroup, DraftItem, Reading
 
 NAME = "taskmaster"
 DONE = ("done", "completed")

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ..outline import Outline
-from . import DraftGroup, DraftItem, Reading, prose
+from .drafts import DraftGroup, DraftItem, Reading, prose
 
 NAME = "todo-headings"
 BOXED = re.compile(r"^\[([ xX])\][ \t]+(.+)$")

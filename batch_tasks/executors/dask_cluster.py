@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..agents import PERMANENT, TRANSIENT, Outcome
+from ..attempt import run_attempt
 from ..bootstrap import SetupFailed
 from ..errors import BatchError
 from ..events import AGENT
@@ -29,51 +31,40 @@ from ..workspace import Committed
 from .cluster import Cluster
 from .fetched import FetchedWorkspace, PushedAside, adopt, leave_remote, merged_on_remote
 from .remote_agent import RemoteAgent
+from .seam import AttemptResult, AttemptSpec, Needs, Reporter, RunTools
 
 if TYPE_CHECKING:
-    from ..lifecycle import ItemRun
     from ..records import Attempt
+    from ..worktree import Isolation
 
 CONNECT_SECONDS = 20
 NO_DISTRIBUTED = "--executor dask needs the distributed package: pip install 'batch-tasks[dask]'"
 
 
-def check_ready(batch, will_run: set[str]) -> None:
-    """What would stop a Dask run, found before anything is written: exit 3."""
+def check_installed() -> None:
+    """`distributed` is there, or one BatchError: exit 3 (what else a Dask run needs is its Needs)."""
     try:
         import distributed  # noqa: F401
     except ImportError:
         raise BatchError(NO_DISTRIBUTED) from None
-    name = batch.plan.path.name
-    for group in batch.plan.groups:
-        if group.settings["isolation"] != "worktree" and any(item.key in will_run for item in group.items):
-            raise BatchError(f"{name}: group {group.slug!r}: --executor dask runs items on other machines, so it "
-                             "needs isolation: worktree (and a git remote the workers reach: remote:)")
-    missing = [variable for variable in batch.plan.settings.get("pass_env", ()) if variable not in os.environ]
-    if missing:
-        raise BatchError(f"{name}: pass_env: {', '.join(missing)} not set in this environment")
-    remote_of(batch.plan.path.parent, batch.plan.settings)
 
 
 def remote_of(folder: Path, settings: Mapping[str, Any]) -> str:
-    """`remote:`, else the URL of the repository's `origin`."""
-    if settings.get("remote"):
-        return settings["remote"]
-    found = git("remote", "get-url", "origin", cwd=folder, allowed=(0, 2, 128))
-    if found.status != 0 or not found.text:
-        raise BatchError("--executor dask needs a git remote the workers can reach: remote: URL in the front "
-                         "matter, or an `origin` remote")
-    return found.text
+    """`remote:`, else the URL of the repository's `origin` (seam.check_needs found there is one)."""
+    return settings.get("remote") or git("remote", "get-url", "origin", cwd=folder).text
 
 
 class DaskExecutor:
-    def __init__(self, cluster: Cluster, remote: str, pass_env: Mapping[str, str]):
+    needs = Needs(isolation=True, remote=True, pass_env=True, workplace_here=False)
+
+    def __init__(self, cluster: Cluster, remote: str, pass_env: Mapping[str, str], tools: RunTools):
         self.cluster, self.scheduler, self.remote, self.pass_env = cluster, cluster.scheduler, remote, dict(pass_env)
         self.fetch_lock = threading.Lock()  # one git fetch into the coordinator's repository at a time
-        self.isolation = None  # the run's: at its end, merged item branches leave the remote
+        self.supervisor, self.redactor = tools.supervisor, tools.redactor
+        self.isolation: Isolation = tools.isolation  # the run's (every item is isolated): at its end, merged item branches leave the remote
 
     @classmethod
-    def connect(cls, batch, scheduler: str, run) -> "DaskExecutor":
+    def connect(cls, batch, scheduler: str, tools: RunTools) -> "DaskExecutor":
         from distributed import Client
 
         # Dask logs each failed reconnection with its traceback: this run says what it waits for itself.
@@ -83,44 +74,39 @@ class DaskExecutor:
         except (OSError, TimeoutError) as error:
             raise BatchError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
         settings = batch.plan.settings
-        cluster = Cluster(client, scheduler, lambda text: run.hub.publish("notice", scheduler, text))
-        executor = cls(cluster, remote_of(batch.plan.path.parent, settings),
-                       {name: os.environ[name] for name in settings.get("pass_env", ())})
-        executor.isolation = run.isolation
-        return executor
+        cluster = Cluster(client, scheduler, lambda text: tools.notice(scheduler, text))
+        return cls(cluster, remote_of(batch.plan.path.parent, settings),
+                   {name: os.environ[name] for name in settings.get("pass_env", ())}, tools)
 
     def resources(self, client) -> dict[str, int] | None:
         """One `agent` of a worker's, when its workers say how many agents each may run."""
         workers = client.scheduler_info().get("workers", {}).values()
         return {"agent": 1} if any("agent" in (w.get("resources") or {}) for w in workers) else None
 
-    def attempt(self, item_run: "ItemRun", number: int, context: Mapping[str, Any], running: Mapping[str, Any],
-                continues: str | None = None) -> "Attempt":
-        """`continues` is not taken: an agent's session lives where it ran, on a worker that may
+    def attempt(self, spec: AttemptSpec, reporter: Reporter) -> AttemptResult:
+        """`spec.continues` is not taken: an agent's session lives where it ran, on a worker that may
         be another one (or gone), so each remote attempt is a fresh session, told all."""
-        from ..attempt import run_attempt
-
-        job, run, isolation = item_run.job, item_run.run, item_run.run.isolation
+        job, isolation = spec.job, self.isolation
         branch = isolation.item_branch(job.item.group, job.item.module)
-        before = item_run.workspace if isinstance(item_run.workspace, FetchedWorkspace) else None
+        workspace = spec.workspace
+        before = workspace if isinstance(workspace, FetchedWorkspace) else None
         if before is not None:  # its check failed: the agent goes on from its own work, as in a local worktree
             base, start = before.base, before.tip()
         else:
             # The worker fetches the item's base as its branch: one ref of its own, no race with other items.
             base = start = isolation.tip()
             git("push", "-q", "--no-verify", "--force", self.remote, f"{base}:refs/heads/{branch}", cwd=isolation.top)
-        agent = RemoteAgent(self, item_run, number, branch, base, start)
-        item_run.tell_step(number, AGENT, "on a Dask worker: its worktree, setup and agent")
-        attempt = run_attempt(job, run, item_run.folder, number, context, running, isolation.relative_workdir,
-                              self.pass_env, supervisor=agent)
+        agent = RemoteAgent(self, spec, reporter, branch, base, start)
+        reporter.step(AGENT, "on a Dask worker: its worktree, setup and agent")
+        attempt = run_attempt(replace(spec, continues=None), reporter, agent, self.supervisor.stopping, self.redactor,
+                              isolation.relative_workdir, self.pass_env)
         came = agent.result
         if came.get("pushed_while_lost") and attempt.outcome is not None:  # its worker's word: it succeeded
             attempt.outcome = Outcome(ok=True, result_text=attempt.outcome.result_text, data=attempt.outcome.data)
         if came.get("kept"):  # a failed attempt's work, pushed aside: its failure record names it
-            item_run.workspace = PushedAside(self.remote, came["kept"]["branch"], came["kept"]["commit"],
-                                             came["kept"]["wip"])
+            workspace = PushedAside(self.remote, came["kept"]["branch"], came["kept"]["commit"], came["kept"]["wip"])
         if attempt.outcome is None:
-            return attempt
+            return AttemptResult(attempt, workspace)
         if came.get("land_error"):
             attempt.outcome = Outcome(ok=False, reason=f"landing its work: {came['land_error']}",
                                       failure_class=PERMANENT)
@@ -128,22 +114,24 @@ class DaskExecutor:
             attempt.outcome = Outcome(ok=False, reason=f"its work did not come back from {came.get('worker')}: "
                                       f"{came.get('error') or 'no branch was pushed'}", failure_class=TRANSIENT)
         elif attempt.outcome.ok:
-            self.bring_back(item_run, attempt, came, branch, base)
-        return attempt
+            workspace = self.bring_back(spec, workspace, attempt, came, branch, base)
+        return AttemptResult(attempt, workspace)
 
-    def bring_back(self, item_run: "ItemRun", attempt: "Attempt", came: dict, branch: str, base: str) -> None:
-        job, run = item_run.job, item_run.run
+    def bring_back(self, spec: AttemptSpec, workspace, attempt: "Attempt", came: dict, branch: str, base: str):
+        """The worktree here its pushed work is fetched into, for its check and its merge."""
+        job = spec.job
         committed = Committed(came["commit"], came["made_commit"], came["changed"])
         try:
-            with self.fetch_lock, item_run.folder.open_log() as log:
-                if isinstance(item_run.workspace, FetchedWorkspace):  # the attempt before: this one went on from it
-                    item_run.workspace.replace_with(came["commit"])
-                item_run.workspace = adopt(run.isolation, self.remote, job.item.group, job.item.module, run.run_id,
-                                           job.settings, log, came["commit"], base, committed, swept=True)
+            with self.fetch_lock, spec.folder.open_log() as log:
+                if isinstance(workspace, FetchedWorkspace):  # the attempt before: this one went on from it
+                    workspace.replace_with(came["commit"])
+                return adopt(self.isolation, self.remote, job.item.group, job.item.module, spec.run_id,
+                             job.settings, log, came["commit"], base, committed, swept=True)
         except SetupFailed as error:
             attempt.outcome = Outcome(ok=False, reason=f"worktree here, for its check: {error}", failure_class=PERMANENT)
         except BatchError as error:
             attempt.outcome = Outcome(ok=False, reason=f"fetching its branch {branch}: {error}", failure_class=TRANSIENT)
+        return workspace
 
     def close(self) -> None:
         try:

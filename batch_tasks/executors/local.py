@@ -1,32 +1,30 @@
-"""The local executor: each attempt's agent runs on this machine, in the batch's workdir
-(workdir.py), or with `isolation: worktree` in the same folder of the item's own worktree
-(the lifecycle's `workplace`).
+"""The local executor: each attempt's agent runs on this machine, where the lifecycle made its
+workplace (the batch's workdir, or with `isolation: worktree` the same folder of the item's own
+worktree), in its sandbox if it has one. Written against the seam (seam.py) alone.
 
-Touches what the attempt touches (see attempt.py) and, isolated, the item's worktree.
+Touches what the attempt touches (see attempt.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
-
-from .. import agent_sandbox
 from ..attempt import run_attempt
 from ..events import AGENT
-
-if TYPE_CHECKING:
-    from ..lifecycle import ItemRun
-    from ..records import Attempt
+from ..process import Supervisor
+from ..redaction import Redactor
+from .seam import AttemptResult, AttemptSpec, Needs, Reporter
 
 
 class LocalExecutor:
-    def attempt(self, item_run: "ItemRun", number: int, context: Mapping[str, Any], running: Mapping[str, Any],
-                continues: str | None = None) -> "Attempt":
-        where, environment = item_run.workplace(number)
-        item_run.tell_step(number, AGENT)
-        workspace = item_run.workspace
-        return run_attempt(item_run.job, item_run.run, item_run.folder, number, context, running, where, environment,
-                           continues=continues,
-                           sandbox=agent_sandbox.for_workspace(workspace, item_run.job.settings) if workspace else None)
+    needs = Needs()
+
+    def __init__(self, supervisor: Supervisor, redactor: Redactor):
+        self.supervisor, self.redactor = supervisor, redactor
+
+    def attempt(self, spec: AttemptSpec, reporter: Reporter) -> AttemptResult:
+        reporter.step(AGENT)
+        attempt = run_attempt(spec, reporter, self.supervisor, self.supervisor.stopping, self.redactor, spec.where,
+                              spec.environment, spec.sandbox)
+        return AttemptResult(attempt, spec.workspace)
 
     def close(self) -> None:
         pass

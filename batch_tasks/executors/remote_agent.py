@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from .. import item_log
 from ..bootstrap import SetupFailed, copy_files
@@ -32,8 +32,11 @@ from .fetched import pushed_success
 from .on_worker import SUBMITTED, run_on_worker
 
 if TYPE_CHECKING:
-    from ..lifecycle import ItemRun
-    from .dask_cluster import DaskExecutor
+    from ..process import Supervisor
+    from ..redaction import Redactor
+    from ..worktree import Isolation
+    from .cluster import Cluster
+    from .seam import AttemptSpec, Reporter
 
 POLL_SECONDS = 0.2  # a long poll of the attempt's queue: events arrive at once, not each POLL
 # How long Dask lets a worker that lost its scheduler finish its running tasks (Worker.close's
@@ -56,12 +59,26 @@ class RemoteProcesses:
         return dict(self.details)
 
 
+class Coordinator(Protocol):
+    """What a remote agent needs of its executor (dask_cluster.DaskExecutor), on the coordinator."""
+
+    cluster: Cluster
+    scheduler: str
+    remote: str
+    pass_env: Mapping[str, str]
+    supervisor: Supervisor  # the run's: its `stopping`
+    redactor: Redactor
+    isolation: Isolation
+
+    def resources(self, client) -> dict[str, int] | None: ...
+
+
 class RemoteAgent:
-    def __init__(self, executor: "DaskExecutor", item_run: "ItemRun", number: int, branch: str, base: str,
+    def __init__(self, executor: Coordinator, spec: AttemptSpec, reporter: Reporter, branch: str, base: str,
                  start: str):
-        self.executor, self.item_run, self.number, self.branch = executor, item_run, number, branch
+        self.executor, self.spec, self.reporter, self.number, self.branch = executor, spec, reporter, spec.number, branch
         self.base, self.start = base, start
-        self.key = f"batch-tasks-{item_run.run.run_id}-{item_run.job.item.key}-{number}"
+        self.key = f"batch-tasks-{spec.run_id}-{spec.job.item.key}-{spec.number}"
         self.submissions = 0  # one more each time a worker set aside sends the attempt elsewhere
         self.worker = ""
         self.ended: Exit | None = None  # its agent's exit, as its worker said it
@@ -72,14 +89,15 @@ class RemoteAgent:
         # `exit_file` is a local watchdog's (see watchdog.py): a remote agent's exit reaches the
         # next run through the branch its worker pushed instead. No `sandbox`: a run refuses it
         # with this executor before it starts (see agent_sandbox.preflight).
-        run, cluster = self.item_run.run, self.executor.cluster
-        if run.supervisor.stopping.is_set():
+        executor, cluster = self.executor, self.executor.cluster
+        stopping = executor.supervisor.stopping
+        if stopping.is_set():
             raise StoppedError()
         spec = self._spec(argv, env, stdin)
-        masker = (redact or run.redactor).stream()
+        masker = (redact or executor.redactor).stream()
         try:
             while True:
-                client = cluster.ready(run.supervisor.stopping)
+                client = cluster.ready(stopping)
                 self.submissions += 1
                 key = self.key if self.submissions == 1 else f"{self.key}.{self.submissions}"
                 self.ended = None
@@ -93,7 +111,7 @@ class RemoteAgent:
                 fault = self.result.get("worker_fault")
                 if fault:
                     worker = self.result.get("worker", "?")
-                    cluster.set_worker_aside(worker, fault, self.item_run.job.item.key)
+                    cluster.set_worker_aside(worker, fault, self.spec.job.item.key)
                     log.write(f"=== the Dask worker {worker} is set aside for this run: {fault} ===\n".encode())
                     if not self.result.get("agent_ran"):
                         continue  # the same attempt, on another worker
@@ -103,16 +121,16 @@ class RemoteAgent:
             log.write(masker.flush())
 
     def _spec(self, argv, env, stdin: bytes) -> dict[str, Any]:
-        item_run, executor = self.item_run, self.executor
-        run, job, isolation = item_run.run, item_run.job, item_run.run.isolation
+        executor, job = self.executor, self.spec.job
+        isolation = executor.isolation
         return {
             "remote": executor.remote, "branch": self.branch, "base": self.base, "start": self.start,
             "relative_folder": isolation.relative_folder.as_posix(),
             "relative_workdir": isolation.relative_workdir.as_posix(), "copies": _copies(isolation, job.settings),
             "settings": dict(job.settings), "argv": list(argv), "env": dict(env), "stdin": stdin,
-            "prompt_path": item_run.folder.prompt, "secrets": list(executor.pass_env.values()),
+            "prompt_path": self.spec.folder.prompt, "secrets": list(executor.pass_env.values()),
             "stem": isolation.stem, "task_path": isolation.task_path, "group": job.item.group,
-            "module": job.item.module, "run_id": run.run_id, "number": self.number,
+            "module": job.item.module, "run_id": self.spec.run_id, "number": self.number,
         }
 
     def _submit(self, client, key: str, spec, log, masker, on_line, on_start, on_exit) -> Exit | None:
@@ -120,7 +138,7 @@ class RemoteAgent:
         attempt is over without a result to read (stopped here, cancelled); raises SchedulerLost."""
         from distributed import Queue, Variable, fire_and_forget
 
-        stopping = self.item_run.run.supervisor.stopping
+        stopping = self.executor.supervisor.stopping
         with _losing_scheduler(client):
             channel, state = Queue(key, client=client), Variable(f"{key}-state", client=client)
             state.set(SUBMITTED)
@@ -188,10 +206,9 @@ class RemoteAgent:
 
     def _tell_worker(self, worker: str, host: str) -> None:
         """Which worker runs the item: in its events (batch-status reads them) and on the panel."""
-        item_run, run = self.item_run, self.item_run.run
         event = AgentEvent("worker", text=f"on worker {worker} ({host})", data={"worker": worker, "host": host})
-        item_log.append(item_run.folder, run.run_id, self.number, event.kind, event.text, event.data)
-        run.hub.publish("item_event", item_run.job.item.key, event)
+        item_log.append(self.spec.folder, self.spec.run_id, self.number, event.kind, event.text, event.data)
+        self.reporter.event(event)
 
     def _ended(self, log) -> Exit:
         """How the remote attempt ended, as this run sees it, from its result."""
@@ -218,18 +235,18 @@ class RemoteAgent:
     def _after_loss(self, why: str, log) -> Exit:
         """Its scheduler lost: wait for one with a worker (StoppedError past the cluster's wait), then
         look for the work its agent pushed, as long as its worker may still have been pushing it."""
-        run, cluster = self.item_run.run, self.executor.cluster
+        cluster, stopping, isolation = self.executor.cluster, self.executor.supervisor.stopping, self.executor.isolation
         lost_at = time.monotonic()
         log.write(f"=== its Dask scheduler was lost ({why}): waiting for it to be back ===\n".encode())
-        cluster.ready(run.supervisor.stopping)
+        cluster.ready(stopping)
         ended = self.ended
         if ended is None or ended.status == 0:  # its agent may have succeeded, and pushed
             while True:
-                found = pushed_success(run.isolation.top, self.executor.remote, self.branch, run.run_id,
-                                       self.item_run.job.item.key, self.start, self.base)
+                found = pushed_success(isolation.top, self.executor.remote, self.branch, self.spec.run_id,
+                                       self.spec.job.item.key, self.start, self.base)
                 if found is not None or time.monotonic() > lost_at + WORKER_CLOSE_SECONDS:
                     break
-                if run.supervisor.stopping.wait(1.0):
+                if stopping.wait(1.0):
                     raise StoppedError()
             if found is not None:
                 self.result = {"worker": self.worker, "commit": found.commit, "made_commit": found.made_commit,
