@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 
 from . import forecast, graph, retry, touches
-from .lifecycle import prompt_context
+from .prompt_context import prompt_context
 from .prompt import render as render_prompt
 
 

@@ -13,7 +13,7 @@ from .agents import AGENTS
 from .doit_tasks import item_job
 from .errors import BatchError
 from .item_status import UNREADABLE, ItemStatus, unreadable_error
-from .lifecycle import check_prompts
+from .prompt_context import check_prompts
 
 
 def check(batch, will_run: Iterable[str]) -> frozenset[str]:

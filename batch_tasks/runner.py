@@ -32,7 +32,8 @@ from doit.exceptions import TaskFailed
 from .agents import WAIT
 from .dispatcher import Candidate, Dispatcher
 from .doit_bridge import EXHAUSTED, HOLD, ReadyTasks, Runner
-from .lifecycle import Again, Finished, ItemRun
+from .lifecycle import ItemRun
+from .step_result import Again, Finished
 from .plan import Item
 from .review import AwaitingReview
 from .review_watch import ReviewWatch
