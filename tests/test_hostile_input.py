@@ -69,7 +69,7 @@ def test_a_yaml_alias_bomb_is_refused_without_taking_the_memory(batch):
 @pytest.mark.parametrize("where, body", [
     ("task.md:6", "# T\n## " + "h" * 2**20 + "\n- [ ] a: x\n"),
     ("task.md:7", "# T\n## G\n- [ ] " + "m" * 2**20 + ": x\n"),
-])
+], ids=["heading", "module"])  # short ids: pytest puts a test's id in PYTEST_CURRENT_TEST, which its agents inherit
 def test_a_name_too_long_for_the_environment_is_refused_at_its_line(batch, where, body):
     batch.write(body)
     refused(batch.run("run-batch"), where, "characters long; at most 200")
