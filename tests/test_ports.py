@@ -18,6 +18,10 @@ import pytest
 from batch_tasks.ports import UNIT, NoPortsLeft, Ports
 from conftest import wait_for
 
+# Each test leases ports from the machine's one range, but keeps its locks in a folder of its
+# own (its TMPDIR): beside each other, two tests could be given the same port to bind.
+pytestmark = pytest.mark.xdist_group("ports")
+
 AGENTS = Path(__file__).parent / "agents"
 
 
@@ -75,11 +79,15 @@ def test_a_full_range_is_one_clear_error_and_gives_its_slot_back(tmp_path):
     assert ports.lease(10).slot == 1
 
 
-def port_batch(tmp_path: Path, items: int) -> Path:
+def port_batch(tmp_path: Path, items: int, together: int) -> tuple[Path, Path, dict[str, str]]:
+    """ITEMS whose agents serve on their ports in waves of TOGETHER: the log they write, the
+    folder of the port locks, and the run's environment."""
     command = json.dumps([sys.executable, str(AGENTS / "port_holder.py")])
     body = "# Serve\n" + "".join(f"- [ ] m{n}: serve m{n}\n" for n in range(items))
     (tmp_path / "task.md").write_text(f"---\nagent: command\ncommand: {command}\n---\n{body}")
-    return tmp_path / "task.md"
+    log, locks = tmp_path / "ports.log", tmp_path / "temp"
+    locks.mkdir()
+    return log, locks, {**os.environ, "PORTS_LOG": str(log), "PORTS_TOGETHER": str(together), "TMPDIR": str(locks)}
 
 
 def served(log: Path) -> list[dict]:
@@ -87,10 +95,7 @@ def served(log: Path) -> list[dict]:
 
 
 def test_eight_items_at_four_at_once_each_serve_on_a_port_of_their_own(tmp_path):
-    port_batch(tmp_path, 8)
-    log, locks = tmp_path / "ports.log", tmp_path / "temp"
-    locks.mkdir()
-    env = {**os.environ, "PORTS_LOG": str(log), "PORTS_TOGETHER": "4", "TMPDIR": str(locks)}
+    log, locks, env = port_batch(tmp_path, 8, together=4)
     result = subprocess.run([sys.executable, "-m", "doit", "run-batch", "-n", "4"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr  # a port taken twice fails its agent's bind
@@ -104,10 +109,7 @@ def test_eight_items_at_four_at_once_each_serve_on_a_port_of_their_own(tmp_path)
 
 
 def test_a_runner_killed_with_9_leaves_no_port_bound_or_locked(tmp_path):
-    port_batch(tmp_path, 8)
-    log, locks = tmp_path / "ports.log", tmp_path / "temp"
-    locks.mkdir()
-    env = {**os.environ, "PORTS_LOG": str(log), "PORTS_TOGETHER": "100", "TMPDIR": str(locks)}
+    log, locks, env = port_batch(tmp_path, 8, together=100)
     runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch", "-n", "4"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
