@@ -19,7 +19,7 @@ from conftest import wait_for
 from fake_github import FakeGitHub
 from gitrepo import git, make_repo
 from test_isolated_batch import run, setup, starts
-from test_review import BODY, PLAN, ended, start
+from test_review import BODY, PLAN, ended, start, stop_if_left
 
 BRANCH = "batch/task.items/sections/alpha"
 
@@ -59,9 +59,7 @@ def test_a_pull_request_per_item_its_requested_changes_go_back_and_its_merge_tic
             merged = github.merge(1)
             out = ended(runner)
         finally:
-            if runner.poll() is None:
-                runner.kill()
-                print(runner.communicate()[0])  # what it said, shown with the failure
+            stop_if_left(runner)
     assert runner.returncode == 0, out
     assert "its pull request, not open yet: GitHub's rate limit" in out  # first, while the limit lasts
     assert "review it: pull request #1 https://github.example/acme/widgets/pull/1" in out  # then who waits
@@ -181,8 +179,6 @@ def test_a_slow_github_does_not_hold_back_another_items_start(tmp_path):
             out = ended(runner)
         finally:
             github.release()
-            if runner.poll() is None:
-                runner.kill()
-                print(runner.communicate()[0])  # what it said, shown with the failure
+            stop_if_left(runner)
     assert runner.returncode == 0, out
     assert (repo / "task.md").read_text().count("- [x]") == 2

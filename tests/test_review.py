@@ -39,6 +39,13 @@ def ended(runner: subprocess.Popen, timeout: float = 90) -> str:
         raise AssertionError(f"the run did not end:\n{runner.communicate()[0]}") from None
 
 
+def stop_if_left(runner: subprocess.Popen) -> None:
+    """A run the test leaves running (it failed): killed, and what it said shown with the failure."""
+    if runner.poll() is None:
+        runner.kill()
+        print(runner.communicate()[0])
+
+
 def awaiting(repo: Path) -> dict | None:
     try:
         failure = json.loads((repo / ".batch/task/items/sections/alpha/failure.json").read_text())
@@ -75,9 +82,7 @@ def test_a_run_waits_for_its_review_given_from_another_terminal_reject_then_appr
         assert approved.returncode == 0, approved.stderr
         out = ended(runner)
     finally:
-        if runner.poll() is None:
-            runner.kill()
-            print(runner.communicate()[0])  # what it said, shown with the failure
+        stop_if_left(runner)
     assert runner.returncode == 0, out
     assert "awaiting review" in out and "batch-review sections:alpha" in out  # who waits, and the command
     assert "approved by a person" in out
