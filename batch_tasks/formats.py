@@ -1,11 +1,12 @@
 """Figures and text as people read them, in every view (the live panel, the summary,
 `batch-status`, `batch-log`, `info`, the report, the runs' history): durations, money,
 tokens, counts of things, times of day, paths from task.md's folder, and an agent's text
-made safe for a terminal. Plain functions of their arguments.
+made safe for a terminal; the closest spelling of a mistyped name. Plain functions of their arguments.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import time
@@ -59,3 +60,13 @@ def relative(path: str, root: str) -> str:
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def closest(word: str, choices, cutoff: float) -> str | None:
+    """The choice spelled most like `word`; ties go to the earlier choice (the more used)."""
+    best, best_score = None, cutoff
+    for choice in choices:
+        score = difflib.SequenceMatcher(None, word, choice).ratio()
+        if score > best_score or (best is None and score >= cutoff):
+            best, best_score = choice, score
+    return best

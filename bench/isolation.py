@@ -1,6 +1,6 @@
 """What isolation costs per item, on a repository of 10,000 files: medians, and a ratio.
 
-Per item, with isolation (`batch_tasks.worktree` and `merge_queue`, no setup, no check):
+Per item, with isolation (`batch_tasks.isolation.worktree` and `merge_queue`, no setup, no check):
 a worktree on its own branch from the integration tip (`open`: the first a `git worktree
 add`, later ones a merged item's worktree recycled), one file edited, what was left
 committed, the branch merged (`--no-ff`) into the integration branch, the worktree and
@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from batch_tasks.merge_queue import MergeQueue  # noqa: E402
-from batch_tasks.worktree import Isolation  # noqa: E402
+from batch_tasks.isolation.worktree import Isolation  # noqa: E402
+from batch_tasks.landing.merge_queue import MergeQueue  # noqa: E402
 
 OUT = Path(__file__).parent / "out" / "isolation"
 STEPS = ("open", "edit", "commit", "merge", "remove")

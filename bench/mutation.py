@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -73,10 +74,16 @@ def kept_from_last(measured: set[str]) -> tuple[list[str], list[str]]:
     """The table's rows and survivors of the modules not measured this time, as last written."""
     text = TABLE.read_text(encoding="utf-8") if TABLE.exists() else ""
     kept_rows = [line for line in text.splitlines()
-                 if (m := re.match(r"\| `(batch_tasks\.\w+)` \|", line)) and m[1] not in measured]
+                 if (m := re.match(r"\| `(batch_tasks\.[\w.]+)` \|", line)) and m[1] not in measured]
     kept_survivors = [line for line in text.splitlines()
-                      if (m := re.match(r"- `(batch_tasks\.\w+)\.x", line)) and m[1] not in measured]
+                      if (m := re.match(r"- `(batch_tasks\.[\w.]+?)\.x", line)) and m[1] not in measured]
     return kept_rows, kept_survivors
+
+
+def mutated_modules() -> dict[str, str]:
+    """pyproject.toml's only_mutate, each module by its own name (dispatcher) and its whole one."""
+    paths = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]["only_mutate"]
+    return {Path(path).stem: path.removesuffix(".py").replace("/", ".") for path in paths}
 
 
 def main() -> int:
@@ -84,17 +91,21 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", help="only these (e.g. staleness), of pyproject.toml's only_mutate")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     options = parser.parse_args()
+    known = mutated_modules()
+    if unknown := [module for module in options.modules if module not in known]:
+        parser.error(f"not in pyproject.toml's only_mutate: {', '.join(unknown)}")
+    modules = [known[module] for module in options.modules]
     mutmut = [sys.executable, "-m", "mutmut"]
     shutil.rmtree(ROOT / "mutants", ignore_errors=True)  # mutmut's copy of the code, made anew
     subprocess.run([*mutmut, "run", "--max-children", str(options.max_children),
-                    *(f"batch_tasks.{module}.*" for module in options.modules)],
+                    *(f"{module}.*" for module in modules)],
                    cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
     results = subprocess.run([*mutmut, "results", "--all", "true"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout
     equivalent = equivalent_mutants()
     by_module = scores(results, equivalent)
     if options.modules:  # the others were not tested this time
-        wanted = {f"batch_tasks.{module}" for module in options.modules}
+        wanted = set(modules)
         by_module = {module: counts for module, counts in by_module.items() if module in wanted}
         results = "\n".join(line for line in results.splitlines() if (m := RESULT.match(line)) and m[1] in wanted)
     survivors = [f"- `{m[1]}.{m[2]}` ({m[3]})" for line in results.splitlines()

@@ -37,7 +37,7 @@ NO_USAGE = {"input_tokens": 0, "output_tokens": 10, "cache_creation_input_tokens
 
 
 def one_run(folder: Path, prefill: bool, first_token: float) -> dict:
-    from batch_tasks.state import BatchState
+    from batch_tasks.state.state import BatchState
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

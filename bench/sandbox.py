@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from batch_tasks.agent_sandbox import for_workspace  # noqa: E402
+from batch_tasks.processes.agent_sandbox import for_workspace  # noqa: E402
 
 
 def git(*args: str, cwd: Path) -> None:

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from batch_tasks import process
-from batch_tasks.state import write_json_atomic
+from batch_tasks.processes import process
+from batch_tasks.state.state import write_json_atomic
 
 
 def main() -> None:

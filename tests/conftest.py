@@ -77,7 +77,7 @@ class BatchFolder:
         return Counter(line.split()[1] for line in lines if line.split()[0] == event)
 
     def state(self, group: str, module: str) -> Path:
-        from batch_tasks.state import BatchState
+        from batch_tasks.state.state import BatchState
 
         return Path(BatchState(self.taskfile).item(group, module).folder)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 
 from batch_tasks.executors.local import LocalExecutor
-from batch_tasks.process import Supervisor
+from batch_tasks.processes.process import Supervisor
 from batch_tasks.redaction import Redactor
-from batch_tasks.run import Run
+from batch_tasks.run.run import Run
 
 
 def local_run(loaded, report_error=print, state=None, redactor=None, **fields) -> Run:

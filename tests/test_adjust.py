@@ -1,4 +1,4 @@
-"""Adjusting a failed attempt's next one to its cause (batch_tasks/retry.py): plain data in,
+"""Adjusting a failed attempt's next one to its cause (batch_tasks/agents/retry.py): plain data in,
 plain data out, one table."""
 
 from pathlib import Path
@@ -6,10 +6,22 @@ from pathlib import Path
 import pytest
 
 from batch_tasks.agents import AGENTS, CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT
-from batch_tasks.budget import Budget
+from batch_tasks.agents.retry import (
+    CHECK,
+    DEFAULT_ADJUST,
+    SAME_CHECK,
+    Adjustment,
+    Counts,
+    Failed,
+    adjust,
+    budget_holds,
+    cause_of,
+    check_signature,
+    decide,
+    parse_adjust,
+)
 from batch_tasks.errors import SettingError
-from batch_tasks.retry import (CHECK, DEFAULT_ADJUST, SAME_CHECK, Adjustment, Failed, adjust, budget_holds,
-                               cause_of, check_signature, decide, Counts, parse_adjust)
+from batch_tasks.state.budget import Budget
 
 BASE = {"agent": "claude", "model": "sonnet", "adjust": DEFAULT_ADJUST, "escalate": None, "max_turns": 10,
         "timeout": 60.0, "retries": 2, "retry_base": 1.0, "retry_cap": 10.0, "check_retries": 2}

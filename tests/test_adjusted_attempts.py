@@ -8,10 +8,9 @@ import os
 import stat
 import sys
 
-import pytest
-
 import fake_gemini
 import fake_openai
+import pytest
 from conftest import FRONT_MATTER
 from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, find_claude, prompt_too_long, text, tool_use
 

@@ -11,14 +11,12 @@ import json
 from datetime import date, datetime, time
 
 import pytest
-
 from agent_streams import CONTEXT, feed, lines, of, settings, tokens
-from batch_tasks import pricing
-from batch_tasks.agents import codex
+
+from batch_tasks.agents import codex, pricing
 from batch_tasks.agents.base import PERMANENT, TRANSIENT, WAIT
 from batch_tasks.agents.codex import CodexAgent
 from batch_tasks.errors import SettingError
-
 
 # --- codex: recorded runs ----------------------------------------------------
 

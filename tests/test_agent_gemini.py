@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from agent_streams import CONTEXT, feed, lines, of, settings, tokens
-from batch_tasks import pricing
-from batch_tasks.agents import gemini
+
+from batch_tasks.agents import gemini, pricing
 from batch_tasks.agents.base import PERMANENT, TRANSIENT, WAIT
 from batch_tasks.agents.gemini import GeminiAgent
 from batch_tasks.errors import SettingError
-
 
 # --- gemini: recorded runs ------------------------------------------------------
 

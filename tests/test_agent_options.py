@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from batch_tasks import settings as settings_module
 from batch_tasks.agents import AGENTS
 from batch_tasks.agents.base import AGENT_OPTIONS
 from batch_tasks.errors import TaskFileError
-from batch_tasks.taskfile import parse
+from batch_tasks.plan import settings as settings_module
+from batch_tasks.plan.taskfile import parse
 
 SUPPORTED = {
     "command": {"command", "transient_exit_codes"},

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from batch_tasks.workspace import WorkspaceError, read_record, record_file
-from batch_tasks.worktree import Isolation
 from gitrepo import git, make_repo
+
+from batch_tasks.isolation.workspace import WorkspaceError, read_record, record_file
+from batch_tasks.isolation.worktree import Isolation
 
 # The agent, the first time: does its dishonest part (FORGERY), rewrites every record of its
 # attempt it can find (the old one in the worktree's admin folder, the runner's in the state

@@ -1,4 +1,4 @@
-"""The batch's budget (batch_tasks/budget.py) on plain data: what the run's summary says of it,
+"""The batch's budget (batch_tasks/state/budget.py) on plain data: what the run's summary says of it,
 how many items it kept back, its amounts as written, the edge of what fits. Reservations as the
 dispatcher takes them are in test_dispatcher.py and test_dispatch_table.py."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch_tasks.budget import Budget, dollars
+from batch_tasks.state.budget import Budget, dollars
 
 
 @pytest.mark.parametrize("amount, written", [

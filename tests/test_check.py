@@ -9,13 +9,13 @@ import time
 
 import psutil
 import pytest
-
-from batch_tasks.check import TAIL_BYTES, TAIL_LINES, Check
-from batch_tasks.errors import SettingError
-from batch_tasks.settings import FIELDS, fingerprinted, parse_setting, resolve
-from batch_tasks.taskfile import load_plan
-from batch_tasks.worktree import Isolation
 from gitrepo import git, make_repo
+
+from batch_tasks.errors import SettingError
+from batch_tasks.isolation.worktree import Isolation
+from batch_tasks.plan.settings import FIELDS, fingerprinted, parse_setting, resolve
+from batch_tasks.plan.taskfile import load_plan
+from batch_tasks.processes.check import TAIL_BYTES, TAIL_LINES, Check
 
 
 def python(code: str) -> tuple[str, ...]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from batch_tasks.checkbox import Moves, find_checkbox, set_checkbox
-from batch_tasks.taskfile import load_plan, parse
+from batch_tasks.plan.taskfile import load_plan, parse
+from batch_tasks.state.checkbox import Moves, find_checkbox, set_checkbox
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dialects"
 

@@ -11,7 +11,6 @@ import os
 import time
 
 import pytest
-
 from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, error, find_claude, hang, text, tool_use
 
 CLAUDE = find_claude()

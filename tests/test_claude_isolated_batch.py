@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, error, find_claude, text, tool_use
 from gitrepo import git, make_repo
 from test_isolated_batch import AGENTS, user_tree

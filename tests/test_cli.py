@@ -3,8 +3,8 @@ suggestion for a mistake, and the values -n takes (no process runs)."""
 
 import pytest
 
-from batch_tasks.cli import UsageError, normalise
-from batch_tasks.commands import RunBatch
+from batch_tasks.commands.cli import UsageError, normalise
+from batch_tasks.commands.commands import RunBatch
 
 RUN_BATCH = RunBatch()
 

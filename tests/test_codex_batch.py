@@ -10,9 +10,9 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-
-from batch_tasks.pricing import estimated_cost
 from fake_openai import FakeOpenAI, apply_patch, codex_env, find_codex, hang, http_error, shell, text, usage_limit
+
+from batch_tasks.agents.pricing import estimated_cost
 
 CODEX = find_codex()
 pytestmark = pytest.mark.skipif(

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from fake_openai import FakeOpenAI, codex_env, find_codex, shell, text
 from gitrepo import git, make_repo
 from test_isolated_batch import AGENTS, user_tree

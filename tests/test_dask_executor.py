@@ -461,7 +461,7 @@ class FakeClient:
 
 def test_the_wait_for_a_worker_is_said_once_and_gives_up_after_its_time(monkeypatch):
     from batch_tasks.executors import cluster as cluster_module
-    from batch_tasks.process import StoppedError
+    from batch_tasks.processes.process import StoppedError
 
     monkeypatch.setattr(cluster_module, "WAIT_SECONDS", 0.3)
     monkeypatch.setattr(cluster_module, "POLL_SECONDS", 0.05)

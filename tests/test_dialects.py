@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_tasks.taskfile import parse
+from batch_tasks.plan.taskfile import parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dialects"
 

@@ -1,4 +1,4 @@
-"""Who starts next (batch_tasks/dispatcher.py), at the edges of each rule: a pause that a later
+"""Who starts next (batch_tasks/run/dispatcher.py), at the edges of each rule: a pause that a later
 reset lengthens, a backoff or a pause that ends exactly now, limits freed by a release, a budget
 that holds back new items but not a started item's retry, the critical path's median and its
 longest chain, what decides a fallback model, the prompt cache's lifetime, the free slots beside
@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from batch_tasks import retry
-from batch_tasks.agents import WAIT
-from batch_tasks.budget import Budget
-from batch_tasks.dispatcher import CACHE_SECONDS, Candidate, Dispatcher, candidates, critical_paths
-from batch_tasks.forecast import Estimate
-from batch_tasks.taskfile import parse
+from batch_tasks.agents import WAIT, retry
+from batch_tasks.plan.taskfile import parse
+from batch_tasks.run.dispatcher import CACHE_SECONDS, Candidate, Dispatcher, candidates, critical_paths
+from batch_tasks.run.forecast import Estimate
+from batch_tasks.state.budget import Budget
 
 NOW = 1_000_000.0
 

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batch_tasks import retry, touches
-from batch_tasks.agents import PERMANENT, TRANSIENT, WAIT
-from batch_tasks.budget import Budget
-from batch_tasks.dispatcher import CACHE_SECONDS, Candidate, Dispatcher, candidates, critical_paths
-from batch_tasks.item_status import ABSENT, DONE, FAILED, FORGOTTEN_NOW, UNREADABLE, ItemStatus
-from batch_tasks.staleness import assess_statuses, fingerprint
-from batch_tasks.taskfile import parse
+from batch_tasks.agents import PERMANENT, TRANSIENT, WAIT, retry
+from batch_tasks.plan import named_files
+from batch_tasks.plan.taskfile import parse
+from batch_tasks.run.dispatcher import CACHE_SECONDS, Candidate, Dispatcher, candidates, critical_paths
+from batch_tasks.state.budget import Budget
+from batch_tasks.state.item_status import ABSENT, DONE, FAILED, FORGOTTEN_NOW, UNREADABLE, ItemStatus
+from batch_tasks.state.staleness import assess_statuses, fingerprint
 
 NOW = 1_000_000.0
 
@@ -304,9 +304,9 @@ def test_no_two_running_items_share_a_file_and_no_slot_idles_but_for_one(capacit
             del waiting[item.key]
         running += started
         for n, one in enumerate(running):
-            assert not any(touches.same_file(a, b) for other in running[n + 1:] for a in one.touches for b in other.touches)
+            assert not any(named_files.same_file(a, b) for other in running[n + 1:] for a in one.touches for b in other.touches)
         if len(running) < capacity:
-            assert all(any(touches.same_file(a, b) for a in item.touches for other in running for b in other.touches)
+            assert all(any(named_files.same_file(a, b) for a in item.touches for other in running for b in other.touches)
                        for item in waiting.values())
         ended = running.pop(next(ends, 0) % len(running))
         dispatcher.release(ended)

@@ -64,6 +64,6 @@ def test_listing_loads_no_template_engine(configured):
     assert listing.returncode == 0, listing.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in listing.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "batch_tasks.batch" in imported and "jinja2" not in imported
+    assert "batch_tasks.tasks.batch" in imported and "jinja2" not in imported
     run = configured.run("run-batch", "--dry-run", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert run.returncode == 0 and "jinja2" in run.stderr  # a dry run renders every prompt

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from batch_tasks.state import BatchState
 from conftest import FRONT_MATTER
+
+from batch_tasks.state.state import BatchState
 
 EXECUTORS = Path(__file__).parent / "executors"
 

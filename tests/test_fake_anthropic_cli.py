@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from fake_anthropic import FakeAnthropic, cli_env, error, find_claude, hang, text, tool_use
 
 CLAUDE = find_claude()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import FRONT_MATTER
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude"

@@ -7,7 +7,6 @@ import signal
 import subprocess
 
 import pytest
-
 from conftest import wait_for
 
 TASK = """\

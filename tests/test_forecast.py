@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from batch_tasks.forecast import AGENT, GROUP, OWN, UNKNOWN, Past, against_actual, forecast, past_runs, total
-from batch_tasks.taskfile import parse
+from batch_tasks.plan.taskfile import parse
+from batch_tasks.run.forecast import AGENT, GROUP, OWN, UNKNOWN, Past, against_actual, forecast, past_runs, total
 
 PLAN = """---
 agent: claude

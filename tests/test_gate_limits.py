@@ -10,10 +10,11 @@ import sys
 import threading
 import time
 
-from batch_tasks.git import git as batch_git
-from batch_tasks.git import rev
 from gitrepo import git, make_repo
 from test_git_guard import hostile_batch, item_folder, run_batch
+
+from batch_tasks.repository.git import git as batch_git
+from batch_tasks.repository.git import rev
 
 
 def test_a_huge_sparse_file_is_refused_at_once_naming_the_limit(tmp_path):

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from batch_tasks.pricing import estimated_cost
 from fake_gemini import FakeGemini, api_error, find_gemini, gemini_env, hang, shell, text, write_file
+
+from batch_tasks.agents.pricing import estimated_cost
 
 GEMINI = find_gemini()
 pytestmark = pytest.mark.skipif(

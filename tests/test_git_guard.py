@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from batch_tasks import repository_guard
-from batch_tasks.git import git
-from batch_tasks.state import BatchState
 from gitrepo import git as plain_git
 from gitrepo import make_repo
+
+from batch_tasks.repository import repository_guard
+from batch_tasks.repository.git import git
+from batch_tasks.state.state import BatchState
 
 
 def plant(repo: Path, home: Path, marker: Path) -> None:

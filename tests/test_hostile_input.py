@@ -8,7 +8,6 @@ import os
 import resource
 
 import pytest
-
 from conftest import FRONT_MATTER
 
 

@@ -36,4 +36,23 @@ def test_no_module_imports_one_that_imports_it_back():
         order = list(graphlib.TopologicalSorter(imports()).static_order())
     except graphlib.CycleError as error:
         raise AssertionError(f"an import circle: {' -> '.join(error.args[1])}") from None
-    assert "batch_tasks.run" in order and "batch_tasks.lifecycle" in order  # the whole package was read
+    assert "batch_tasks.run.run" in order and "batch_tasks.run.lifecycle" in order  # the whole package was read
+
+
+# The package's folders, from the bottom up: the tree is the map of its layers. The few
+# modules at the package's top (errors, events, redaction, formats…) are the ground floor.
+LAYERS = ["batch_tasks", "agents", "plan", "state", "repository", "processes", "isolation", "tasks", "executors",
+          "landing", "run", "views", "commands"]
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else "batch_tasks"
+
+
+def test_every_module_is_in_a_layer_and_imports_only_below_its_own():
+    graph = imports()
+    assert {layer(module) for module in graph} == set(LAYERS), "a folder that is no layer, or a layer with no module"
+    upward = [f"{module} -> {imported}" for module, found in graph.items() for imported in found
+              if LAYERS.index(layer(imported)) > LAYERS.index(layer(module))]
+    assert not upward, "imports up a layer:\n" + "\n".join(sorted(upward))

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import time
 
-from batch_tasks import batch as batch_mod
-from batch_tasks import item_machine as machine
-from batch_tasks.agents import Outcome
-from batch_tasks.dispatcher import Dispatcher, candidates
-from batch_tasks.doit_tasks import item_job
-from batch_tasks.item_status import FAILED, read_status
-from batch_tasks.lifecycle import ItemRun
-from batch_tasks.records import Attempt
-from batch_tasks.redaction import Redactor
-from batch_tasks.runner import BatchRunner
 from local_run import local_run
+
+from batch_tasks.agents import Outcome
+from batch_tasks.redaction import Redactor
+from batch_tasks.run.dispatcher import Dispatcher, candidates
+from batch_tasks.run.lifecycle import ItemRun
+from batch_tasks.run.runner import BatchRunner
+from batch_tasks.state import item_machine as machine
+from batch_tasks.state.item_status import FAILED, read_status
+from batch_tasks.state.records import Attempt
+from batch_tasks.tasks import batch as batch_mod
+from batch_tasks.tasks.doit_tasks import item_job
 
 
 class Heard:

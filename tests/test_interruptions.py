@@ -10,7 +10,6 @@ import time
 
 import psutil
 import pytest
-
 from conftest import wait_for
 
 SIX = "# T\n## G\n" + "".join(f"- [ ] m{i}: item {i}\n" for i in range(6)) + "## H\n- [ ] m0: after\n"
@@ -56,7 +55,7 @@ def resume_and_check(batch, done_before: set[str]) -> None:
 
 
 def watchdogs(runner) -> list[psutil.Process]:
-    """The runner's watchdogs (see batch_tasks/watchdog.py)."""
+    """The runner's watchdogs (see batch_tasks/processes/watchdog.py)."""
     found = []
     try:
         children = psutil.Process(runner.pid).children()
@@ -294,7 +293,7 @@ def test_an_agent_that_ends_while_its_runner_cannot_record_it_is_not_paid_for_ag
 def test_the_watchdog_reads_an_agents_exit_status_whoever_reaps_it():
     """Through a pidfd taken before the agent could be reaped: from the zombie while it is
     one, and from the pidfd once something reaped it (Linux 6.15)."""
-    from batch_tasks.watchdog import exit_status
+    from batch_tasks.processes.watchdog import exit_status
 
     deadline = time.monotonic() + 10
     killed = subprocess.Popen(["sleep", "30"])
@@ -313,8 +312,8 @@ def test_the_watchdog_reads_an_agents_exit_status_whoever_reaps_it():
 
 
 def test_recovery_reads_only_the_exit_record_of_the_killed_attempt(tmp_path):
-    from batch_tasks.recovery import exit_seen_by_watchdog
-    from batch_tasks.state import ItemState
+    from batch_tasks.run.recovery import exit_seen_by_watchdog
+    from batch_tasks.state.state import ItemState
 
     folder = ItemState(str(tmp_path))
     running = {"attempt_id": "a1", "runner_pid": -1}

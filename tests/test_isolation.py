@@ -9,13 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from batch_tasks.bootstrap import SetupFailed
-from batch_tasks.check import Check
-from batch_tasks.merge_queue import CONFLICT, MERGED, MergeQueue
-from batch_tasks.workspace import WorkspaceError
-from batch_tasks.worktree import Isolation, IsolationError
 from gitrepo import SECTIONS, edit_section, git, make_repo, snapshot
+
+from batch_tasks.isolation.bootstrap import SetupFailed
+from batch_tasks.isolation.workspace import WorkspaceError
+from batch_tasks.isolation.worktree import Isolation, IsolationError
+from batch_tasks.landing.merge_queue import CONFLICT, MERGED, MergeQueue
+from batch_tasks.processes.check import Check
 
 PASSING = (sys.executable, "-c", "import sys; sys.exit(0)")
 
@@ -384,9 +384,9 @@ KILLED_MID_MERGE = """
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from batch_tasks.check import Check
-from batch_tasks.merge_queue import MergeQueue
-from batch_tasks.worktree import Isolation
+from batch_tasks.processes.check import Check
+from batch_tasks.landing.merge_queue import MergeQueue
+from batch_tasks.isolation.worktree import Isolation
 from gitrepo import edit_section
 
 isolation = Isolation(Path(sys.argv[1]), {"integrate": None})
@@ -464,7 +464,7 @@ def test_a_branch_moved_by_hand_during_a_merge_is_not_overwritten(repo):
 
 
 def test_a_damaged_attempt_record_is_said_not_read_as_no_baseline_and_its_worktree_is_kept_whole(repo):
-    from batch_tasks.workspace import read_record, record_file
+    from batch_tasks.isolation.workspace import read_record, record_file
 
     isolation = isolation_for(repo)
     first = isolation.open_attempt("g", "one", "run-1")

@@ -1,9 +1,10 @@
 """The item state machine on plain data: its table, its routes, where a resumed item goes next."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from batch_tasks import item_machine as m
+from batch_tasks.state import item_machine as m
 
 
 def walk(route: m.Route) -> list[str]:
@@ -100,8 +101,8 @@ def test_whatever_the_events_a_tick_follows_a_record_which_follows_the_routes_la
 
 
 def test_the_item_log_finds_an_attempts_states_exit_and_output_by_its_own_header(tmp_path):
-    from batch_tasks import item_log
-    from batch_tasks.state import BatchState
+    from batch_tasks.state import item_log
+    from batch_tasks.state.state import BatchState
 
     (tmp_path / "task.md").write_text("# T\n")
     state = BatchState(tmp_path / "task.md")

@@ -1,4 +1,4 @@
-"""An item's landing (batch_tasks/landing.py) step by step, on plain data: each step's verdict,
+"""An item's landing (batch_tasks/landing/landing.py) step by step, on plain data: each step's verdict,
 the reason and failure class of each way it fails, where a resumed item goes on, what the
 attempt's record keeps. The worktree, the check's run, git's answers and the merge queue are
 stand-ins that say what the test tells them; the item's machine and state folder are real.
@@ -14,19 +14,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from batch_tasks import item_log, landing, retry
-from batch_tasks import item_machine as m
-from batch_tasks.agents import PERMANENT, Outcome
-from batch_tasks.check import Check, CheckResult
+from batch_tasks.agents import PERMANENT, Outcome, retry
 from batch_tasks.errors import BatchError
-from batch_tasks.merge_queue import CONFLICT, MERGED, MergeResult
-from batch_tasks.plan import Item
-from batch_tasks.process import StoppedError
-from batch_tasks.records import Attempt
+from batch_tasks.isolation.workspace import Committed, WorkspaceError
+from batch_tasks.isolation.worktree import BranchLocked
+from batch_tasks.landing import landing
+from batch_tasks.landing.merge_queue import CONFLICT, MERGED, MergeResult
+from batch_tasks.plan.plan import Item
+from batch_tasks.processes.check import Check, CheckResult
+from batch_tasks.processes.process import StoppedError
 from batch_tasks.redaction import Redactor
-from batch_tasks.state import BatchState
-from batch_tasks.workspace import Committed, WorkspaceError
-from batch_tasks.worktree import BranchLocked
+from batch_tasks.state import item_log
+from batch_tasks.state import item_machine as m
+from batch_tasks.state.records import Attempt
+from batch_tasks.state.state import BatchState
 
 SECRET = "sk-landing-secret-0123456789"
 CHECK = ("pytest", "tests/{group}/{module}", "--rootdir={worktree}")  # "-" first: not a path of the check

@@ -10,7 +10,6 @@ import time
 
 import psutil
 import pytest
-
 from conftest import FRONT_MATTER, wait_for
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch_tasks.process import RESULT_GRACE, START_ALLOWANCE, Limits
+from batch_tasks.processes.process import RESULT_GRACE, START_ALLOWANCE, Limits
 
 START = 1000.0
 

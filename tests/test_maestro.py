@@ -5,11 +5,10 @@ nor ticked, each with a note at its line; the task runs and is ticked, the rest 
 from __future__ import annotations
 
 import pytest
-
-from test_real_plans import FIXTURES, Project, ticked, box_lines
+from test_real_plans import FIXTURES, Project, box_lines, ticked
 from test_taskmaster import recorder_set
 
-from batch_tasks.taskfile import parse
+from batch_tasks.plan.taskfile import parse
 
 
 @pytest.fixture

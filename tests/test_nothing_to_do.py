@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from batch_tasks import nothing_to_do
-from batch_tasks.state import BatchState
 from conftest import FRONT_MATTER
+
+from batch_tasks.state.state import BatchState
+from batch_tasks.tasks import nothing_to_do
 
 TASK = """\
 # T
@@ -216,7 +216,7 @@ def test_any_change_right_after_a_run_loads_in_full(just_run, change):
 
 def test_a_young_record_changed_where_lstat_cannot_tell_loads_in_full(just_run):
     """A change within the clock's granularity leaves a record's lstat as it was: its bytes tell."""
-    from batch_tasks import nothing_to_do
+    from batch_tasks.tasks import nothing_to_do
 
     seen = nothing_to_do.look(BatchState(just_run.taskfile), {"GLOBAL": {"loader": "batch"}})
     assert seen is not None and nothing_to_do.answer(BatchState(just_run.taskfile), seen) is not None

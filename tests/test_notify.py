@@ -8,9 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-from batch_tasks.notify import Notifier
-from batch_tasks.redaction import Redactor
 from conftest import FRONT_MATTER
+
+from batch_tasks.landing.notify import Notifier
+from batch_tasks.redaction import Redactor
 
 WRITER = "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + ' ' + sys.stdin.read())"
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_for
 from gitrepo import git, make_repo
 

@@ -5,8 +5,6 @@ import time
 from conftest import FRONT_MATTER, wait_for
 
 
-
-
 def test_a_progress_bar_without_newlines_shows_in_the_log_as_it_is_drawn(batch):
     batch.write("# T\n## G\n- [ ] a: draws\n")
     batch.behave(a={"progress": 20})  # 0.3 s a frame, `\r` between frames, one newline at the end

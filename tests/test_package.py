@@ -46,7 +46,7 @@ def test_batch_tasks_runs_the_batch_and_its_commands_without_a_doit_cfg(batch):
 
 def test_the_history_the_report_and_info_show_figures_without_loading_the_live_view():
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, batch_tasks.history, batch_tasks.report_html, batch_tasks.item_info; "
-                               "print(sorted(m for m in sys.modules if m in ('batch_tasks.live_view', 'rich.live')))"],
+        [sys.executable, "-c", "import sys, batch_tasks.run.history, batch_tasks.views.report_html, batch_tasks.views.item_info; "
+                               "print(sorted(m for m in sys.modules if m in ('batch_tasks.views.live_view', 'rich.live')))"],
         capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"

@@ -3,13 +3,14 @@ found again from a path or kept in module globals; loading a batch has no side e
 
 from __future__ import annotations
 
-from batch_tasks import batch as batch_mod
-from batch_tasks import process
-from batch_tasks.doit_tasks import item_job
-from batch_tasks.lifecycle import ItemRun
-from batch_tasks.state import BatchState
 from gitrepo import make_repo
 from local_run import local_run
+
+from batch_tasks.processes import process
+from batch_tasks.run.lifecycle import ItemRun
+from batch_tasks.state.state import BatchState
+from batch_tasks.tasks import batch as batch_mod
+from batch_tasks.tasks.doit_tasks import item_job
 
 
 def test_an_items_run_keeps_its_records_in_the_state_folder_its_run_was_given(batch):

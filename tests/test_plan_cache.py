@@ -10,13 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from batch_tasks import plan_cache, taskfile
-from batch_tasks.checkbox import set_checkbox
-from batch_tasks.plan import Plan
-from batch_tasks.state import BatchState
-from batch_tasks.taskfile import load_plan, parse
 from conftest import FRONT_MATTER
+
+from batch_tasks.plan import plan_cache, taskfile
+from batch_tasks.plan.plan import Plan
+from batch_tasks.plan.taskfile import load_plan, parse
+from batch_tasks.state.checkbox import set_checkbox
+from batch_tasks.state.state import BatchState
 
 FRONT = "---\ncommand: [x]\nmax_concurrent: {command: 2}\n---\n"
 TEXT = FRONT + "# T\n## One\n<!-- parallel: 2 -->\n- [ ] a: first\n  with a body\n- [x] `src/b`: second\n## Two\n- [ ] a: third\n"
@@ -253,11 +253,11 @@ def test_a_change_to_any_of_the_package_code_is_a_new_key(batch, tmp_path):
     """The key covers every .py file of the package, agents included: a copy of it with one
     agent changed does not take the plan cached by the original."""
     batch.write("## G\n- [ ] a: one\n")
-    package = Path(plan_cache.__file__).parent
+    package = Path(plan_cache.__file__).parent.parent  # the whole package
     copy = tmp_path / "copy"
     shutil.copytree(package, copy / "batch_tasks", ignore=shutil.ignore_patterns("__pycache__"))
     code = (
-        "from pathlib import Path; from batch_tasks import taskfile, state; "
+        "from pathlib import Path; from batch_tasks.plan import taskfile; from batch_tasks.state import state; "
         f"p = Path({str(batch.taskfile)!r}); taskfile.load_plan(p, state.BatchState(p).root)"
     )
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from batch_tasks.ports import UNIT, NoPortsLeft, Ports
 from conftest import wait_for
+
+from batch_tasks.processes.ports import UNIT, NoPortsLeft, Ports
 
 # Each test leases ports from the machine's one range, but keeps its locks in a folder of its
 # own (its TMPDIR): beside each other, two tests could be given the same port to bind.
@@ -56,7 +56,7 @@ def test_leases_never_overlap_and_slots_are_the_smallest_free(tmp_path):
 
 
 def test_another_process_holding_a_block_is_skipped_and_its_death_frees_it(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom batch_tasks.ports import Ports\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom batch_tasks.processes.ports import Ports\n"
                                f"lease = Ports(__import__('pathlib').Path({str(tmp_path)!r}), 30000, 30099).lease(20)\n"
                                "print(lease.port, flush=True)\nsys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

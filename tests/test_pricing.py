@@ -2,7 +2,7 @@
 
 import pytest
 
-from batch_tasks.pricing import estimated_cost
+from batch_tasks.agents.pricing import estimated_cost
 
 
 def tokens(input=0, output=0, cache_read=0, cache_write=0) -> dict:

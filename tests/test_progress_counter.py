@@ -3,8 +3,8 @@ after they began (or were up to date), so that a run stopped does not jump to it
 
 import io
 
-from batch_tasks.board import Board
-from batch_tasks.live_view import PlainView
+from batch_tasks.views.board import Board
+from batch_tasks.views.live_view import PlainView
 
 
 def test_a_stopped_run_counts_only_the_items_that_ended_not_those_never_started():

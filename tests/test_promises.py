@@ -6,8 +6,7 @@ import json
 import signal
 import time
 
-from conftest import FRONT_MATTER
-from conftest import wait_for
+from conftest import FRONT_MATTER, wait_for
 
 
 def test_a_killed_rerun_is_not_finished_from_the_previous_runs_exit(batch):

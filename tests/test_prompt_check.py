@@ -5,12 +5,14 @@ an item's records are looked for with one listing of its group's folder. Plain d
 from __future__ import annotations
 
 import pytest
-
-from batch_tasks import batch as batch_mod
-from batch_tasks import item_status, prompt, prompt_context, staleness
-from batch_tasks.doit_tasks import item_job
-from batch_tasks.errors import BatchError
 from conftest import FRONT_MATTER
+
+from batch_tasks.errors import BatchError
+from batch_tasks.plan import prompt
+from batch_tasks.run import prompt_context
+from batch_tasks.state import item_status, staleness
+from batch_tasks.tasks import batch as batch_mod
+from batch_tasks.tasks.doit_tasks import item_job
 
 PLAN = "# T\n## First\n" + "".join(f"- [ ] m{n}: step one of m{n}\n" for n in range(30)) + \
        "## Second\n" + "".join(f"- [ ] m{n}: step two of m{n}\n" for n in range(30))

@@ -25,11 +25,11 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from batch_tasks import settings as settings_mod
-from batch_tasks.checkbox import set_checkbox
 from batch_tasks.errors import TaskFileError
-from batch_tasks.plan import mark_column
-from batch_tasks.taskfile import CHECKBOX, MAX_BYTES, load_plan, parse
+from batch_tasks.plan import settings as settings_mod
+from batch_tasks.plan.plan import mark_column
+from batch_tasks.plan.taskfile import CHECKBOX, MAX_BYTES, load_plan, parse
+from batch_tasks.state.checkbox import set_checkbox
 
 TASK_MD = Path("task.md")
 # Example counts keep the whole file to a few seconds on 2 cores when nothing fails.

@@ -8,12 +8,12 @@ import subprocess
 import sys
 
 import pytest
-
-from batch_tasks.errors import SettingError
-from batch_tasks.protected_paths import DEFAULT, check_paths, globs, violations
-from batch_tasks.settings import parse_setting
 from gitrepo import git
 from test_git_guard import hostile_batch, item_folder, run_batch
+
+from batch_tasks.errors import SettingError
+from batch_tasks.plan.protected_paths import DEFAULT, check_paths, globs, violations
+from batch_tasks.plan.settings import parse_setting
 
 
 def test_the_checks_files_and_ci_are_protected_unless_the_item_names_them():

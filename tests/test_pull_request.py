@@ -11,15 +11,15 @@ import os
 import shutil
 
 import pytest
-
-from batch_tasks import pull_request
-from batch_tasks.errors import BatchError
-from batch_tasks.redaction import Redactor
 from conftest import wait_for
 from fake_github import FakeGitHub
 from gitrepo import git, make_repo
 from test_isolated_batch import run, setup, starts
 from test_review import BODY, PLAN, ended, start, stop_if_left
+
+from batch_tasks.errors import BatchError
+from batch_tasks.landing import pull_request
+from batch_tasks.redaction import Redactor
 
 BRANCH = "batch/task.items/sections/alpha"
 
@@ -111,7 +111,7 @@ def fake_gh(folder, said: str, status: int = 0) -> None:
 ], ids=["GH_TOKEN", "GITHUB_TOKEN", "gh auth token", "gh logged out", "no gh"])
 def test_the_token_is_gh_token_else_github_token_else_what_gh_auth_token_says(tmp_path, monkeypatch, environ, gh,
                                                                                 found):
-    from batch_tasks import github
+    from batch_tasks.landing import github
 
     for name in github.TOKEN_NAMES:
         monkeypatch.delenv(name, raising=False)

@@ -1,4 +1,4 @@
-"""The merge queue's decisions (batch_tasks/queue_plan.py), as tables: what is checked together
+"""The merge queue's decisions (batch_tasks/landing/queue_plan.py), as tables: what is checked together
 and on what, first passed first landed, a flaky check rerun before blame, bisection down to the
 culprit, conflicts with the tip or with what is ahead, the batch size growing and shrinking.
 Plain data: no git, no processes."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch_tasks.queue_plan import Candidate, QueuePlan
+from batch_tasks.landing.queue_plan import Candidate, QueuePlan
 
 
 def plan_of(*keys, batch_max=4, parallel=2, flaky_retries=1, size=1, kinds=None) -> QueuePlan:

@@ -18,7 +18,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from gitrepo import git
 from test_real_plans import dialect_examples
 

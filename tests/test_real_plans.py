@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from gitrepo import git
 
 RECORDER = Path(__file__).parent / "agents" / "recorder.py"
@@ -465,7 +464,7 @@ def dialect_examples() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("dialect, example", dialect_examples(), ids=[name for name, _ in dialect_examples()])
 def test_each_readme_dialect_example_runs_as_shown(project, dialect, example):
-    from batch_tasks.dialects import NAMES
+    from batch_tasks.plan.dialects import NAMES
 
     assert set(HOMES) == {name for name, _ in dialect_examples()}
     plan = project.plan(HOMES[dialect], example, front_matter=False)

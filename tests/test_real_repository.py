@@ -18,7 +18,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from gitrepo import git
 
 SDIST = "six==1.17.0"

@@ -6,11 +6,11 @@ make for minutes; a run of 10,000 items deleted 20,000.)"""
 import json
 import os
 
-from batch_tasks import records
-from batch_tasks.item_status import ABSENT, DONE, FORGOTTEN_NOW, read_status
-from batch_tasks.lifecycle import finish_success
-from batch_tasks.state import BatchState, rewrite_in_place
-from batch_tasks.taskfile import load_plan
+from batch_tasks.plan.taskfile import load_plan
+from batch_tasks.run.lifecycle import finish_success
+from batch_tasks.state import records
+from batch_tasks.state.item_status import ABSENT, DONE, FORGOTTEN_NOW, read_status
+from batch_tasks.state.state import BatchState, rewrite_in_place
 
 
 def test_the_tick_flips_the_success_record_where_it_is(batch, monkeypatch):

@@ -11,7 +11,8 @@ import io
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batch_tasks.redaction import MIN_LENGTH, MaskedText, Redactor, secret_values
 

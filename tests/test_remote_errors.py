@@ -11,13 +11,13 @@ from types import SimpleNamespace
 
 import distributed
 import pytest
+from gitrepo import git, make_repo
 
 from batch_tasks.errors import BatchError
 from batch_tasks.executors import fetched, on_worker
 from batch_tasks.executors.remote_agent import RemoteAgent
-from batch_tasks.process import Exit
-from batch_tasks.worktree import Isolation
-from gitrepo import git, make_repo
+from batch_tasks.isolation.worktree import Isolation
+from batch_tasks.processes.process import Exit
 
 
 class Unreachable:

@@ -15,11 +15,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
-from batch_tasks import history
-from batch_tasks.report_data import KINDS
 from chromium import Chromium, executable
 from conftest import FRONT_MATTER, BatchFolder, wait_for
+
+from batch_tasks.run import history
+from batch_tasks.views.report_data import KINDS
 
 PAYLOAD = "<script>document.body.dataset.pwned='script'</script><img src=x onerror=\"document.body.dataset.pwned='img'\">"
 MIXED = f"""\

@@ -3,8 +3,8 @@ what the report makes of them (no process runs)."""
 
 from __future__ import annotations
 
-from batch_tasks import report_data, report_svg, retry
-from batch_tasks.agents import PERMANENT, TRANSIENT, WAIT
+from batch_tasks.agents import PERMANENT, TRANSIENT, WAIT, retry
+from batch_tasks.views import report_data, report_svg
 
 
 def attempt_ended(item: str, attempt: int, start: float, failure_class: str | None, reason: str = "") -> dict:
@@ -27,7 +27,7 @@ def test_every_failure_class_has_a_bar_of_its_own_colour_in_the_timeline():
 
 
 def test_the_joblogs_seq_goes_on_from_the_last_run_in_the_file(tmp_path):
-    from batch_tasks.joblog import JobLog
+    from batch_tasks.state.joblog import JobLog
 
     path = tmp_path / "jobs.log"
     for run in range(2):
@@ -42,7 +42,7 @@ def test_the_joblogs_seq_goes_on_from_the_last_run_in_the_file(tmp_path):
 
 
 def test_a_reports_failure_tail_is_that_runs_output_not_a_later_runs(tmp_path):
-    from batch_tasks.item_log import attempt_header, failed_header
+    from batch_tasks.state.item_log import attempt_header, failed_header
 
     log = tmp_path / "output.log"
     log.write_bytes(attempt_header("g:a", 1, "RUN-OLD") + b"old line\n"
@@ -62,7 +62,7 @@ def test_a_cause_says_its_exit_status_once():
 
 
 def test_the_default_report_is_of_the_latest_run_that_ran_an_item(tmp_path):
-    from batch_tasks import history
+    from batch_tasks.run import history
 
     for run_id, ran in [("20260101T000000Z-aaaaaa", True), ("20260102T000000Z-bbbbbb", True), ("20260103T000000Z-cccccc", False)]:
         log = history.History(tmp_path, run_id)
@@ -75,7 +75,7 @@ def test_the_default_report_is_of_the_latest_run_that_ran_an_item(tmp_path):
 
 
 def test_a_runs_time_is_counted_from_its_process_start_as_its_summarys_is(tmp_path):
-    from batch_tasks import history
+    from batch_tasks.run import history
 
     log = history.History(tmp_path, "20260101T000000Z-aaaaaa")
     log.run_started({"items": ["g:a"], "began": 1000.0})

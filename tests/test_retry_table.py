@@ -1,4 +1,4 @@
-"""What follows a failed attempt (batch_tasks/retry.py), one table per decision: which retry, when,
+"""What follows a failed attempt (batch_tasks/agents/retry.py), one table per decision: which retry, when,
 counted against which limit, said how; and how `adjust:` is read and shown. Plain data, no clock."""
 
 from __future__ import annotations
@@ -8,10 +8,26 @@ import time
 import pytest
 
 from batch_tasks.agents import CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Outcome
+from batch_tasks.agents.retry import (
+    CHECK,
+    CONFLICT,
+    DEFAULT_ADJUST,
+    MAX_PAUSE,
+    MAX_WAITS,
+    SAME_CHECK,
+    Adjustment,
+    Counts,
+    Decision,
+    Failed,
+    adjust,
+    cause_of,
+    check_signature,
+    decide,
+    describe_adjust,
+    failure_class,
+    parse_adjust,
+)
 from batch_tasks.errors import SettingError
-from batch_tasks.retry import (CHECK, CONFLICT, DEFAULT_ADJUST, MAX_PAUSE, MAX_WAITS, SAME_CHECK, Adjustment, Counts,
-                               Decision, Failed, adjust, cause_of, check_signature, decide, describe_adjust,
-                               failure_class, parse_adjust)
 
 NOW = 1_000_000.0
 SETTINGS = {"retries": 2, "retry_base": 10.0, "retry_cap": 30.0, "check_retries": 1}

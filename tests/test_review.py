@@ -14,7 +14,8 @@ from pathlib import Path
 from conftest import wait_for
 from gitrepo import git
 from test_isolated_batch import run, setup, starts
-from test_notify import notify_argv, told as notify_log
+from test_notify import notify_argv
+from test_notify import told as notify_log
 
 BODY = "# Edits\n## Sections\n- [ ] alpha: edit alpha\n"
 PLAN = {"alpha": {"file": "shared.py", "line": 2, "text": "alpha = 'attempt {attempt}'"}}
@@ -196,9 +197,9 @@ def test_the_readmes_review_example_runs_as_shown_and_its_webhook_gets_each_even
 
 
 def test_the_views_show_an_item_awaiting_review_and_who_it_waits_for():
-    from batch_tasks.board import Board, landing_of
-    from batch_tasks.live_view import landing_line, progress_line
-    from batch_tasks.run_summary import summary
+    from batch_tasks.views.board import Board, landing_of
+    from batch_tasks.views.live_view import landing_line, progress_line
+    from batch_tasks.views.run_summary import summary
 
     board = Board([("g:a", "g"), ("g:b", "g")], begun=1000.0)
     board.started("g:a", 1, "")
@@ -221,8 +222,8 @@ def test_the_views_show_an_item_awaiting_review_and_who_it_waits_for():
 
 
 def test_a_decision_holds_only_signed_with_the_key_for_its_item_and_commit(tmp_path, monkeypatch):
-    from batch_tasks import review
-    from batch_tasks.state import BatchState
+    from batch_tasks.landing import review
+    from batch_tasks.state.state import BatchState
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "task.md").write_text("# T\n")

@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 import pytest
-
-from batch_tasks.reviewer import settings_of, verdict
 from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, find_claude, text, tool_use
 from gitrepo import git, make_repo
 from test_claude_isolated_batch import said
+
+from batch_tasks.landing.reviewer import settings_of, verdict
 
 CLAUDE = find_claude()
 needs_claude = pytest.mark.skipif(CLAUDE is None and not os.environ.get("CI"),

@@ -1,4 +1,4 @@
-"""The review watch (batch_tasks/review_watch.py) on plain data: what it tells the runner of
+"""The review watch (batch_tasks/run/review_watch.py) on plain data: what it tells the runner of
 the parked items it asks about, from its own thread. Waits on what it was asked, not on time."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import queue
 import threading
 
-from batch_tasks import review_watch
-from batch_tasks.review_watch import ReviewWatch
+from batch_tasks.run import review_watch
+from batch_tasks.run.review_watch import ReviewWatch
 
 
 def test_it_tells_once_of_a_decided_item_of_one_it_could_not_ask_and_never_of_one_forgotten(monkeypatch):

@@ -231,7 +231,7 @@ def test_a_limit_that_resets_beyond_any_calendar_is_a_clear_failure(batch):
 
 
 def test_a_limit_that_resets_in_years_pauses_a_day_at_most_and_says_so():
-    from batch_tasks import retry
+    from batch_tasks.agents import retry
     from batch_tasks.agents.command import CommandReader
 
     reader = CommandReader()

@@ -4,8 +4,8 @@ exit status. Plain data: the steps' own annotations, read without running anythi
 
 import typing
 
-from batch_tasks.commands import RunBatch
-from batch_tasks.run_batch_steps import DoitTasks, Ended, Given, run_steps
+from batch_tasks.commands.commands import RunBatch
+from batch_tasks.commands.run_batch_steps import DoitTasks, Ended, Given, run_steps
 
 
 def _takes(step):

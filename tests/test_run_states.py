@@ -10,14 +10,13 @@ import json
 import re
 import time
 
+from conftest import wait_for
 from rich.console import Console
 
-from conftest import wait_for
-
-from batch_tasks.board import FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board
 from batch_tasks.events import AgentEvent
-from batch_tasks.live_view import HEARTBEAT_SECONDS, Panel, view_for
-from batch_tasks.run_summary import summary
+from batch_tasks.views.board import FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board
+from batch_tasks.views.live_view import HEARTBEAT_SECONDS, Panel, view_for
+from batch_tasks.views.run_summary import summary
 
 
 def board_of(*keys, workers=1, **options):

@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from gitrepo import git, make_repo
 
 AGENTS = Path(__file__).parent / "agents"
@@ -127,7 +126,7 @@ def test_a_missing_bwrap_is_one_message_naming_the_package_before_any_agent(tmp_
 def test_the_sandbox_holds_for_a_user_without_privileges():
     """Run as root, bwrap needs no user namespace: the sandbox asks for one all the same, and so
     it is the same for a user without privileges, which this runs it as."""
-    from batch_tasks.agent_sandbox import Sandbox
+    from batch_tasks.processes.agent_sandbox import Sandbox
 
     with tempfile.TemporaryDirectory() as folder:  # pytest's own is its user's alone
         top, own = Path(folder), Path(folder) / "own"
@@ -177,7 +176,7 @@ def test_a_branch_beside_its_own_stays_put_even_for_a_git_told_to_keep_no_reflog
     beside it): the other branches in it are read-only files on top, the reflogs aside."""
     from types import SimpleNamespace
 
-    from batch_tasks.agent_sandbox import for_workspace
+    from batch_tasks.processes.agent_sandbox import for_workspace
 
     repo = make_repo(tmp_path / "repo")
     git("config", "core.logAllRefUpdates", "false", cwd=repo)  # no reflog to refuse an append to

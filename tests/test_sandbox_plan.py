@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from batch_tasks.agent_sandbox import Refusals, SandboxUnavailable, plan, preflight, why_refused
+from batch_tasks.processes.agent_sandbox import Refusals, SandboxUnavailable, plan, preflight, why_refused
 
 REPO = "/home/u/repo"
 ADMIN = f"{REPO}/.git/worktrees/alpha"

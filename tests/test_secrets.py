@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 
-
 PEM = (
     "-----BEGIN PRIVATE KEY-----\n"
     "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n"

@@ -16,7 +16,6 @@ from collections import Counter
 
 import psutil
 import pytest
-
 from conftest import FRONT_MATTER
 
 GROUPS, MODULES = 5, 10

@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-
 from conftest import BatchFolder
 from fake_anthropic import FakeAnthropic, claude_path_env, cli_env, find_claude, text
 
@@ -154,7 +153,7 @@ def test_near_the_budgets_end_items_run_on_the_fallback_model_and_the_summary_sa
 
 
 def test_what_an_attempt_in_the_merge_queue_cost_is_held_until_it_is_spent():
-    from batch_tasks.budget import Budget
+    from batch_tasks.state.budget import Budget
 
     budget = Budget(1.00)
     assert budget.reserve("g:a", 0.50)

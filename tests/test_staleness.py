@@ -1,7 +1,6 @@
 """Every row of the staleness table: what runs again, what does not, and the reason given."""
 
 import pytest
-
 from conftest import wait_for
 
 TWO_GROUPS = """\

@@ -3,19 +3,37 @@ news reaches the items after it: what runs (and is paid for) again rests on thes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from batch_tasks.item_status import (ABSENT, DONE, FAILED, FORGOTTEN_NOW, INTERRUPTED, RUNNING_NOW,
-                                     UNREADABLE, ItemStatus)
-import json
-
-from batch_tasks.item_status import read_status
-from batch_tasks.staleness import (DONE_BY_HAND, KILLED_MID_RUN, TICK_PENDING, UNREADABLE_REASON, Verdict, assess,
-                                   assess_statuses, fingerprint, settings_digest, stamp, upstream_digest)
-from batch_tasks.state import BatchState
-from batch_tasks.taskfile import parse
+from batch_tasks.plan.taskfile import parse
+from batch_tasks.state.item_status import (
+    ABSENT,
+    DONE,
+    FAILED,
+    FORGOTTEN_NOW,
+    INTERRUPTED,
+    RUNNING_NOW,
+    UNREADABLE,
+    ItemStatus,
+    read_status,
+)
+from batch_tasks.state.staleness import (
+    DONE_BY_HAND,
+    KILLED_MID_RUN,
+    TICK_PENDING,
+    UNREADABLE_REASON,
+    Verdict,
+    assess,
+    assess_statuses,
+    fingerprint,
+    settings_digest,
+    stamp,
+    upstream_digest,
+)
+from batch_tasks.state.state import BatchState
 
 PLAN = """---
 agent: command

@@ -9,7 +9,6 @@ import shutil
 import signal
 
 import pytest
-
 from conftest import wait_for
 
 SLOW = "# T\n## G\n- [ ] a: slow\n- [ ] b: slow\n"

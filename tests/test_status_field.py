@@ -3,8 +3,8 @@ it, whatever the indentation, quoting and line ends; nothing else changes."""
 
 from __future__ import annotations
 
-from batch_tasks.status_field import set_status
-from batch_tasks.taskfile import parse
+from batch_tasks.plan.taskfile import parse
+from batch_tasks.state.status_field import set_status
 
 PLAN = """---
 name: Frontend API Doc

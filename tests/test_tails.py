@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from batch_tasks.tails import said_last
+from batch_tasks.state.tails import said_last
 
 STREAM_JSON = '{"type":"system","subtype":"init","cwd":"/w","tools":["Read","Edit"],"mcp_servers":[]}\n'
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from batch_tasks.errors import TaskFileError
-from batch_tasks.taskfile import load_plan, parse
+from batch_tasks.plan.taskfile import load_plan, parse
 
 AGENT = "---\nagent: claude\n---\n"
 

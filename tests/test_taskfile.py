@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from batch_tasks.errors import TaskFileError
-from batch_tasks.taskfile import parse
+from batch_tasks.plan.taskfile import parse
 
 FULL = """\
 ---

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_real_plans import FIXTURES, RECORDER, Project, in_order, prompt_of
 
 from batch_tasks.errors import TaskFileError
-from batch_tasks.taskfile import parse
+from batch_tasks.plan.taskfile import parse
 
 
 @pytest.fixture
@@ -137,7 +136,7 @@ def test_the_current_tag_of_state_json_is_the_one_run(tmp_path):
 
 
 def test_a_tick_rewrites_only_the_status_value_whatever_the_line_ends_and_bom(tmp_path):
-    from batch_tasks.status_field import set_status
+    from batch_tasks.state.status_field import set_status
 
     path = tmp_path / "tasks.json"
     text = "\ufeff" + FLAT.replace("\n", "\r\n").replace('"status": "pending"', '"status":"pending"', 1)

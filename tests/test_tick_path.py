@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from batch_tasks import checkbox
-from batch_tasks.checkbox import set_checkbox
-from batch_tasks.taskfile import load_plan
+from batch_tasks.plan.taskfile import load_plan
+from batch_tasks.state import checkbox
+from batch_tasks.state.checkbox import set_checkbox
 
 FRONT = "---\ncommand: [x]\n---\n"
 

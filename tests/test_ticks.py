@@ -3,9 +3,10 @@ save between ticks: test_tick_path.py)."""
 
 from pathlib import Path
 
-from batch_tasks.checkbox import find_checkbox, set_checkbox
-from batch_tasks.taskfile import parse
 from conftest import wait_for
+
+from batch_tasks.plan.taskfile import parse
+from batch_tasks.state.checkbox import find_checkbox, set_checkbox
 
 MANY = "# T\n\nSome prose that must stay.\n\n## G\n" + "".join(f"- [ ] m{i:02d}: item {i}\n" for i in range(30))
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from batch_tasks import graph, records, touches
-from batch_tasks.state import BatchState
-from batch_tasks.taskfile import parse
+from batch_tasks.plan import named_files
+from batch_tasks.plan.taskfile import parse
+from batch_tasks.state import records, touches
+from batch_tasks.state.state import BatchState
+from batch_tasks.tasks import graph
 
 NAMED = [
     # spec-kit: "in <path>", "at <path>", paths in backticks, two files in one line
@@ -45,7 +47,7 @@ NAMED = [
 
 @pytest.mark.parametrize(("text", "files"), NAMED)
 def test_the_files_a_plan_line_names(text, files):
-    assert touches.named(text) == files
+    assert named_files.named(text) == files
 
 
 SAME = [
@@ -60,8 +62,8 @@ SAME = [
 
 @pytest.mark.parametrize(("one", "other", "same"), SAME)
 def test_one_file_is_compared_by_its_end_folder_by_folder(one, other, same):
-    assert touches.same_file(one, other) is same
-    assert touches.same_file(other, one) is same
+    assert named_files.same_file(one, other) is same
+    assert named_files.same_file(other, one) is same
 
 
 def test_claims_say_who_holds_a_file_until_they_drop_it():
@@ -155,7 +157,7 @@ command: [x]
 
 def test_items_are_kept_apart_where_they_share_a_file_and_neither_waits_for_the_other():
     plan = parse(PLAN, Path("/nowhere/task.md"))
-    predicted = {item.key: frozenset(touches.named(item.instruction)) for item in plan.items()}
+    predicted = {item.key: frozenset(named_files.named(item.instruction)) for item in plan.items()}
     apart = graph.kept_apart(plan, predicted)
     # api:user waits for models:user (pipeline), so their shared user.py keeps nothing apart; api:role
     # waits only for models:role, so it may run beside models:user and models:team.

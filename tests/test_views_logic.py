@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 import time
 
-from batch_tasks.board import Board
-from batch_tasks.live_view import progress_line
-from batch_tasks.run_summary import summary
+from batch_tasks.views.board import Board
+from batch_tasks.views.live_view import progress_line
+from batch_tasks.views.run_summary import summary
 
 
 def board_at_rest() -> Board:
@@ -35,7 +35,7 @@ def test_status_at_rest_shows_the_batch_not_a_run_without_eta_or_elapsed():
 
 def test_an_items_tool_calls_are_counted_live_and_shown_where_it_ends():
     from batch_tasks.events import AgentEvent
-    from batch_tasks.live_view import finished_line
+    from batch_tasks.views.live_view import finished_line
 
     board = Board([("g:a", "g")], begun=1000.0)
     board.started("g:a", 1, "")
@@ -52,7 +52,7 @@ def test_an_items_tool_calls_are_counted_live_and_shown_where_it_ends():
 def test_tool_calls_are_counted_from_events_jsonl_for_one_run(tmp_path):
     import json
 
-    from batch_tasks import tool_counts
+    from batch_tasks.state import tool_counts
 
     events = tmp_path / "events.jsonl"
     lines = [{"run_id": "R1", "kind": "tool_use", "data": {"name": "Bash"}},
@@ -66,7 +66,7 @@ def test_tool_calls_are_counted_from_events_jsonl_for_one_run(tmp_path):
 
 
 def test_at_80_columns_a_long_name_is_shortened_and_every_row_keeps_attempt_and_time():
-    from batch_tasks.live_view import _rows
+    from batch_tasks.views.live_view import _rows
 
     board = Board([("g:a", "g"), ("extract-interfaces:src/payments/providers/legacy_gateway_adapter", "extract-interfaces")])
     for key in board.items:
@@ -81,7 +81,7 @@ def test_at_80_columns_a_long_name_is_shortened_and_every_row_keeps_attempt_and_
 
 
 def test_the_eta_is_not_a_stuck_zero_while_items_run_past_the_mean():
-    from batch_tasks.board import _eta
+    from batch_tasks.views.board import _eta
 
     assert _eta(10.0, 0, [(1000.0, None)], 4, now=1005.0) == 5.0
     assert _eta(10.0, 0, [(1000.0, None)], 4, now=1030.0) is None  # overdue: no figure rather than 0.0s
@@ -92,7 +92,7 @@ def test_the_terminal_panel_leaves_no_stale_status_and_a_tail_line_does_not_wrap
     import io
     import re
 
-    from batch_tasks.live_view import TerminalView
+    from batch_tasks.views.live_view import TerminalView
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -116,7 +116,7 @@ def test_the_terminal_panel_leaves_no_stale_status_and_a_tail_line_does_not_wrap
 
 def test_a_running_items_row_shows_its_tool_calls_and_gives_them_up_first():
     from batch_tasks.events import AgentEvent
-    from batch_tasks.live_view import _rows
+    from batch_tasks.views.live_view import _rows
 
     board = Board([("g:a", "g")])
     board.started("g:a", 1, "")
@@ -131,11 +131,11 @@ def test_a_running_items_row_shows_its_tool_calls_and_gives_them_up_first():
 def test_an_items_events_read_back_from_its_log_show_as_they_did_live(tmp_path):
     """batch-status reads an item's events.jsonl through item_log, and notes each event as the
     live board does: both show the same."""
-    from batch_tasks import item_log
-    from batch_tasks.board import ItemView
-    from batch_tasks.board_on_disk import _read_activity
     from batch_tasks.events import CHECK, STEP, AgentEvent
-    from batch_tasks.state import ItemState
+    from batch_tasks.state import item_log
+    from batch_tasks.state.state import ItemState
+    from batch_tasks.views.board import ItemView
+    from batch_tasks.views.board_on_disk import _read_activity
 
     folder = ItemState(str(tmp_path / "items" / "g" / "a"), str(tmp_path))
     folder.ensure()
@@ -166,7 +166,7 @@ def test_an_items_events_read_back_from_its_log_show_as_they_did_live(tmp_path):
 
 
 def test_a_landed_items_line_says_what_the_merge_queue_checked_it_with_and_its_bisections():
-    from batch_tasks.live_view import queue_parts
+    from batch_tasks.views.live_view import queue_parts
 
     queue = {"checks": 3, "checked_with": [["g:a", "g:b", "g:c"], ["g:a", "g:b"], ["g:a"]], "bisected": 1}
     assert queue_parts(queue, "g:a") == ["3 merged-state checks with g:b, g:c", "bisected 1 time"]

@@ -1,7 +1,7 @@
-"""The agent adapters, by the name used in `agent:`."""
+"""The agent adapters, by the name used in `agent:`; beside them what an agent's tokens cost
+(pricing) and what to do after each way an agent fails (retry)."""
 
-from .base import (CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Agent, Outcome,
-                   OutputReader)
+from .base import CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Agent, Outcome, OutputReader
 from .claude import ClaudeAgent
 from .codex import CodexAgent
 from .command import CommandAgent

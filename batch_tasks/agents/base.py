@@ -164,7 +164,7 @@ class JsonLinesReader(OutputReader):
             return [AgentEvent("output", line)]
 
 
-# The settings that are options of an agent (batch_tasks/settings.py FIELDS); each adapter
+# The settings that are options of an agent (batch_tasks/plan/settings.py FIELDS); each adapter
 # says which it honours, and any other one set is refused when task.md is read.
 AGENT_OPTIONS = ("model", "allowed_tools", "permission_mode", "max_turns", "extra_args", "item_budget_usd",
                  "command", "transient_exit_codes")

@@ -3,7 +3,7 @@
 Its output is one JSON event a line (with stderr merged in). The shapes followed are
 codex-cli 0.169.0's (codex-rs/exec/src/exec_events.rs, docs/exec.md), recorded in
 tests/fixtures/codex/. Codex reports tokens but no cost, and names no model: the model is
-the `model` setting (recorded as such), and the cost is estimated from it (batch_tasks.pricing).
+the `model` setting (recorded as such), and the cost is estimated from it (batch_tasks.agents.pricing).
 """
 
 from __future__ import annotations
@@ -16,10 +16,20 @@ from typing import Any, Mapping
 
 from ..errors import SettingError
 from ..events import AgentEvent
-from ..pricing import estimated_cost
-from .base import (CONTEXT_OVERFLOW, OVERFLOW, PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome,
-                   short, tool_text)
-
+from .base import (
+    CONTEXT_OVERFLOW,
+    OVERFLOW,
+    PERMANENT,
+    TRANSIENT,
+    WAIT,
+    Agent,
+    CostEstimate,
+    JsonLinesReader,
+    Outcome,
+    short,
+    tool_text,
+)
+from .pricing import estimated_cost
 
 # `permission_mode` is codex's --sandbox. Alone, `codex exec` is read-only; a batch edits
 # the project, so workspace-write is the default.

@@ -15,8 +15,8 @@ from collections import deque
 from datetime import datetime
 from typing import Any, Mapping
 
-from ..events import AgentEvent
 from ..errors import SettingError
+from ..events import AgentEvent
 from .base import CONTEXT_OVERFLOW, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Agent, Outcome, OutputReader
 
 # How much of the end of a command's output becomes its result, for the next group's prompt.

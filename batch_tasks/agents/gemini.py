@@ -4,7 +4,7 @@ Its output is one JSON event a line (with stderr merged in): init, message, tool
 tool_result, error, result. The shapes followed are gemini-cli 0.56.0's and 0.61.0's
 (packages/core/src/output/types.ts, docs/cli/headless.md), recorded in
 tests/fixtures/gemini/. --skip-trust and --session-id need 0.41.0 or later.
-Gemini reports tokens but no cost: the cost is estimated from them (batch_tasks.pricing).
+Gemini reports tokens but no cost: the cost is estimated from them (batch_tasks.agents.pricing).
 """
 
 from __future__ import annotations
@@ -15,10 +15,20 @@ from typing import Any, Mapping
 
 from ..errors import SettingError
 from ..events import AgentEvent
-from ..pricing import estimated_cost
-from .base import (CONTEXT_OVERFLOW, OVERFLOW, PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader, Outcome,
-                   short, tool_text)
-
+from .base import (
+    CONTEXT_OVERFLOW,
+    OVERFLOW,
+    PERMANENT,
+    TRANSIENT,
+    WAIT,
+    Agent,
+    CostEstimate,
+    JsonLinesReader,
+    Outcome,
+    short,
+    tool_text,
+)
+from .pricing import estimated_cost
 
 # `permission_mode` is gemini's --approval-mode. By default edits are approved and other
 # tools are refused unless allowed_tools lets them, as Claude's acceptEdits does.

@@ -3,7 +3,7 @@
 An executor is reached only through the seam (seam.py): it is given a read-only description
 of each attempt and a narrow way to report, and returns the attempt, its agent run to its end;
 the lifecycle lands it (check, merge queue, record, tick) the same way whatever ran it, on
-this machine.
+this machine. attempt.py runs one attempt's agent, whichever executor holds it.
 
     local   (executors/local.py) today's path: the agent runs here, in the batch's workdir
             (workdir.py) or the same folder of the item's own worktree
@@ -24,7 +24,7 @@ from importlib import metadata
 from typing import Any, Callable, Mapping
 
 from ..errors import BatchError
-from ..settings import scheduler_address, SettingError
+from ..plan.settings import SettingError, scheduler_address
 from .seam import Executor, Needs, RunTools, check_needs
 
 ENTRY_POINTS = "batch_tasks.executors"

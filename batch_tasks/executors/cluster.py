@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable
 
-from ..process import StoppedError
+from ..processes.process import StoppedError
 
 WAIT_SECONDS = 600  # for a scheduler, or a worker, before the run gives up on the cluster
 RECONNECT_SECONDS = 5  # each try at a scheduler that was lost

@@ -22,20 +22,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..agents import PERMANENT, TRANSIENT, Outcome
-from ..attempt import run_attempt
-from ..bootstrap import SetupFailed
 from ..errors import BatchError
 from ..events import AGENT
-from ..git import git
-from ..workspace import Committed
+from ..isolation.bootstrap import SetupFailed
+from ..isolation.workspace import Committed
+from ..repository.git import git
+from .attempt import run_attempt
 from .cluster import Cluster
 from .fetched import FetchedWorkspace, PushedAside, adopt, leave_remote, merged_on_remote
 from .remote_agent import RemoteAgent
 from .seam import AttemptResult, AttemptSpec, Needs, Reporter, RunTools
 
 if TYPE_CHECKING:
-    from ..records import Attempt
-    from ..worktree import Isolation
+    from ..isolation.worktree import Isolation
+    from ..state.records import Attempt
 
 CONNECT_SECONDS = 20
 NO_DISTRIBUTED = "--executor dask needs the distributed package: pip install 'batch-tasks[dask]'"

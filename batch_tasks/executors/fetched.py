@@ -14,11 +14,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .. import item_log
-from ..bootstrap import SetupFailed
-from ..git import GitError, git, is_ancestor, rev, trailers
-from ..check import Check
-from ..workspace import AttemptWorkspace, Committed, Kept, WorkspaceError, holds_base
+from ..isolation.bootstrap import SetupFailed
+from ..isolation.workspace import AttemptWorkspace, Committed, Kept, WorkspaceError, holds_base
+from ..processes.check import Check
+from ..repository.git import GitError, git, is_ancestor, rev, trailers
+from ..state import item_log
 from .on_worker import RUNNING
 
 RECOVERY_WAIT_SECONDS = 3600  # a killed run's remote attempt still running: how long the next run waits for it

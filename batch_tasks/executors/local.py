@@ -7,10 +7,10 @@ Touches what the attempt touches (see attempt.py).
 
 from __future__ import annotations
 
-from ..attempt import run_attempt
 from ..events import AGENT
-from ..process import Supervisor
+from ..processes.process import Supervisor
 from ..redaction import Redactor
+from .attempt import run_attempt
 from .seam import AttemptResult, AttemptSpec, Needs, Reporter
 
 

@@ -27,16 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import item_log, process
 from ..agents import AGENTS
-from ..attempt import outcome_of
-from ..attempt_processes import GRACE_SECONDS
-from ..bootstrap import SetupFailed, bootstrap
 from ..errors import BatchError
-from ..git import environment_for_worktrees, git
+from ..isolation.bootstrap import SetupFailed, bootstrap
+from ..isolation.workspace import AttemptWorkspace, commit_work, wip_message
+from ..processes import process
 from ..redaction import Redactor
-from ..state import safe_name
-from ..workspace import AttemptWorkspace, commit_work, wip_message
+from ..repository.git import environment_for_worktrees, git
+from ..state import item_log
+from ..state.attempt_processes import GRACE_SECONDS
+from ..state.state import safe_name
+from .attempt import outcome_of
 
 SUBMITTED, RUNNING, ENDED, LOST = "submitted", "running", "ended", "lost"  # an attempt's state variable
 FLUSH_SECONDS = 0.1  # how often what the agent printed is sent on

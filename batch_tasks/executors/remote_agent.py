@@ -24,17 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
-from .. import item_log
-from ..bootstrap import SetupFailed, copy_files
 from ..events import AgentEvent
-from ..process import Exit, StoppedError
+from ..isolation.bootstrap import SetupFailed, copy_files
+from ..processes.process import Exit, StoppedError
+from ..state import item_log
 from .fetched import pushed_success
 from .on_worker import SUBMITTED, run_on_worker
 
 if TYPE_CHECKING:
-    from ..process import Supervisor
+    from ..isolation.worktree import Isolation
+    from ..processes.process import Supervisor
     from ..redaction import Redactor
-    from ..worktree import Isolation
     from .cluster import Cluster
     from .seam import AttemptSpec, Reporter
 

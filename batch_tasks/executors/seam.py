@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 from ..errors import BatchError
 
 if TYPE_CHECKING:
-    from ..agent_sandbox import Sandbox
     from ..events import AgentEvent
-    from ..item_job import ItemJob
-    from ..process import Supervisor
+    from ..isolation.worktree import Isolation
+    from ..plan.item_job import ItemJob
+    from ..processes.agent_sandbox import Sandbox
+    from ..processes.process import Supervisor
     from ..redaction import Redactor
-    from ..records import Attempt
-    from ..state import ItemState
-    from ..worktree import Isolation
+    from ..state.records import Attempt
+    from ..state.state import ItemState
 
 
 class Workspace(Protocol):
@@ -111,7 +111,7 @@ class Executor(Protocol):
 
 def check_needs(needs: Needs, name: str, batch, will_run: set[str]) -> None:
     """What would stop executor `name` in this batch, as one BatchError before anything is written."""
-    from ..git import git
+    from ..repository.git import git
 
     taskfile = batch.plan.path.name
     if needs.isolation:

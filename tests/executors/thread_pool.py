@@ -9,8 +9,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from batch_tasks.attempt import run_attempt
 from batch_tasks.events import AGENT
+from batch_tasks.executors.attempt import run_attempt
 from batch_tasks.executors.seam import AttemptResult, AttemptSpec, Needs, Reporter, RunTools
 
 
