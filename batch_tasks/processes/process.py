@@ -42,14 +42,10 @@ import psutil
 
 from ..redaction import Redactor
 from ..state import item_log
-from ..state.attempt_processes import (
-    ATTEMPT_VARIABLE,
-    GRACE_SECONDS,
-    AttemptProcesses,
-    new_cgroup,
-    remove_stale_cgroups,
-)
+from ..state.attempt_processes import (ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, new_cgroup,
+                                       remove_stale_cgroups)
 from .output_stream import OutputStream
+from .prompt_feed import feed
 from .watchdog_channel import WatchdogChannel
 
 if TYPE_CHECKING:
@@ -259,7 +255,7 @@ class Supervisor:
                 processes.stop(grace=0.0)
                 raise StoppedError()
             on_start(processes)
-            _feed(child.stdin, stdin)
+            feed(child.stdin, stdin)
             # Unless told otherwise, this process's own secrets: a setup or a check prints them too.
             output = OutputStream(child.stdout.fileno(), log, on_line, redact if redact is not None else Redactor(os.environ))
             turn.end()
@@ -365,40 +361,6 @@ def _read_until_closed(output: OutputStream, seconds: float) -> None:
         while not output.closed and (left := deadline - time.monotonic()) > 0:
             if selector.select(timeout=left):
                 output.read_available()
-
-
-def _feed(pipe, data: bytes) -> None:
-    """Give the agent its prompt on stdin, then close it: at once when the pipe holds it all
-    (a prompt mostly fits), else from a thread, so that an agent slow to read it is no wait."""
-    fd = pipe.fileno()
-    os.set_blocking(fd, False)
-    try:
-        written = os.write(fd, data) if data else 0
-    except BlockingIOError:
-        written = 0
-    except OSError:  # it exited without reading: that is fine
-        written = len(data)
-    if written == len(data):
-        _close(pipe)
-        return
-    os.set_blocking(fd, True)
-    threading.Thread(target=_feed_rest, args=(pipe, data[written:]), daemon=True).start()
-
-
-def _feed_rest(pipe, data: bytes) -> None:
-    try:
-        pipe.write(data)
-    except OSError:
-        pass
-    finally:
-        _close(pipe)
-
-
-def _close(pipe) -> None:
-    try:
-        pipe.close()
-    except OSError:
-        pass
 
 
 def _remove(cgroup: str | None, attempt_id: str) -> None:
