@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..agents import retry
 from ..plan import plan_cache
+from ..state.item_machine import AWAITING_REVIEW
 from ..state.records import failure_record, record_failure
 from ..state.state import ItemState, open_to_read, write_json_atomic
 from . import pull_request
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 DECISION = "review.json"
 APPROVE, REJECT = "approve", "reject"
-AWAITING_STEP = "awaiting review"  # the step an item waits at (views, batch-status)
 _LABEL = b"batch-tasks review decision\0"
 
 
@@ -168,7 +168,7 @@ def decided(item_run: "ReviewedItem") -> bool:
 def park(item_run: "ReviewedItem", attempt: "Attempt") -> AwaitingReview:
     """The item waits for its review: recorded so (its worktree kept as it is), and said."""
     key = item_run.job.item.key
-    record = failure_record(key, "awaiting review", item_run.attempts)
+    record = failure_record(key, AWAITING_REVIEW, item_run.attempts)
     record["awaiting_review"] = {
         "since": time.time(), "branch": item_run.workspace.branch, "commit": work_tip(item_run),
         "check": attempt.extra.get("check"), "claim": attempt.extra.get("claim", ""),
@@ -179,7 +179,7 @@ def park(item_run: "ReviewedItem", attempt: "Attempt") -> AwaitingReview:
                  else review_command(key))
     record["awaiting_review"].update(waits_for=waits_for, pull_request=attempt.extra.get("pull_request"))
     record_failure(item_run.folder, record)
-    item_run.tell_step(attempt.number, AWAITING_STEP, waits_for)
+    item_run.tell_step(attempt.number, AWAITING_REVIEW, waits_for)  # the step it waits at
     item_run.run.hub.publish("item_awaiting_review", key, record["awaiting_review"])
     return AwaitingReview(key)
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..agents import AGENTS
 from ..errors import BatchError
+from ..events import REVIEWING
 from ..executors.attempt import outcome_of
 from ..plan import prompt
 from ..processes.process import StoppedError
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from .landing_item import ReviewedItem
 
 DIFF_CHARACTERS = 200_000  # of the diff, in the prompt: a reviewer's context is not endless
-REVIEWING = "review"  # the step shown while it reviews
 VERDICT = re.compile(r"^[\s*_`#>]*VERDICT:\s*\**\s*(APPROVE|CHANGES)\b", re.M | re.I)
 
 

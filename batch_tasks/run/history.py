@@ -51,10 +51,12 @@ from ..landing.review import review_command
 from ..processes.process import process_started
 from ..redaction import Redactor
 from ..state.attempt_processes import is_same_process
+from ..state.item_machine import AWAITING_REVIEW, FAILED, INTERRUPTED
+from ..state.item_status import DONE
 from ..state.state import open_to_read, read_json
 
 RUNS = "runs"
-DONE, FAILED, INTERRUPTED, NOT_STARTED = "done", "failed", "interrupted", "not started"
+NOT_STARTED = "not started"
 VERSION_TIMEOUT_S = 10.0
 
 
@@ -179,7 +181,7 @@ class Recorders:
 
     def item_awaiting_review(self, key: str, awaiting: dict[str, Any]) -> None:
         # Its last word in this run unless its decision comes while the run goes on.
-        self._each("item_finished", key, "awaiting review", None, f"review it: {review_command(key)}")
+        self._each("item_finished", key, AWAITING_REVIEW, None, f"review it: {review_command(key)}")
 
 
 def run_meta(batch, argv: list[str], workers: int, will_run: Iterable[str]) -> dict[str, Any]:
