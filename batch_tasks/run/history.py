@@ -19,7 +19,8 @@ written); the rest depends on the event:
                      session_id: the attempt's record, as in result.json's `attempts`
     retry_scheduled  item, attempt (the one that failed), cause, at (when the next may start)
     paused           agent, until: no attempt of that agent starts before then (a usage limit)
-    step             item, attempt, step (setup, agent, check, waiting to merge, merging),
+    step             item, attempt, step (setup, agent, check, review, awaiting review, waiting to
+                     merge, merging: see events.py),
                      text (what it does there): an item that lands its work reached that step
     item_finished    item, outcome (done, failed, interrupted, not started, awaiting review), why,
                      duration_s, cost_usd, tokens, attempts (count), model

@@ -6,7 +6,7 @@ the same code, instead of a second road.
     machine = ItemMachine(route=Route(commits=True, checks=True, merges=True))
     machine.fire(START)                  # RUNNING
     machine.fire(AGENT_SUCCEEDED)        # AGENT_DONE: now machine.next_step() == COMMIT
-    machine.fire(COMMITTED) ...          # CHECKED, QUEUED, MERGED, RECORDED, TICKED
+    machine.fire(COMMIT) ...             # COMMITTED, then CHECKED, QUEUED, MERGED, RECORDED, TICKED
                                          # (reviewed: CHECKED, AWAITING_REVIEW, APPROVED, QUEUED, MERGED, …)
     machine.fire(STOPPED)                # from any state not over: INTERRUPTED
 
