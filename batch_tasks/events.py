@@ -13,8 +13,10 @@ KINDS = ("started", "assistant", "tool_use", "tool_result", "retry", "usage", "r
          "worker")
 
 # Where an item that lands its work (isolated, or with a `check`) is, for the panel and
-# batch-status: its worktree being made and set up, its agent, its check, the merge queue.
-SETUP, AGENT, CHECK, WAITING_TO_MERGE, MERGING = "setup", "agent", "check", "waiting to merge", "merging"
+# batch-status: its worktree being made and set up, its agent, its check, its reviewer agent,
+# the merge queue. While it waits for a review, its step is the item machine's AWAITING_REVIEW.
+SETUP, AGENT, CHECK, REVIEWING = "setup", "agent", "check", "review"
+WAITING_TO_MERGE, MERGING = "waiting to merge", "merging"
 STEP = "step"  # the kind of the events.jsonl line that says so (the runner's, not an agent's)
 
 

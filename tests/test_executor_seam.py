@@ -1,6 +1,7 @@
 """The executor seam (executors/seam.py): an executor written against it alone, found as an
 installed package's entry point, runs a real run-batch's attempts; what it needs of a run is
-checked before anything is written; a name nothing provides is one clear error."""
+checked before anything is written; a name nothing provides is one clear error. An attempt's
+worktree made where there is no Isolation (a Dask worker's) commits through its small protocol alone."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import os
 from pathlib import Path
 
 from conftest import FRONT_MATTER
+from gitrepo import git, make_repo
 
+from batch_tasks.isolation.bootstrap import Baseline
+from batch_tasks.isolation.workspace import BatchNames, Worktree
+from batch_tasks.repository.git import trailers
 from batch_tasks.state.state import BatchState
 
 EXECUTORS = Path(__file__).parent / "executors"
@@ -57,3 +62,24 @@ def test_an_executor_nothing_provides_is_one_clear_error(batch, tmp_path):
     assert result.returncode == 3, result.stdout + result.stderr
     assert "--executor must be one of dask, isolated-threads, local, threads, not 'nonesuch'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_worktree_made_without_an_isolation_commits_and_keeps_with_the_batchs_names(tmp_path):
+    repo = make_repo(tmp_path / "clone")
+    base = git("rev-parse", "HEAD", cwd=repo)
+    git("checkout", "-q", "-b", "batch/t.items/g/a", cwd=repo)
+    (repo / "setup.out").write_text("what setup made\n")
+    worktree = Worktree(BatchNames(repo, "sub/task.md", "task"), "g", "a", "run-1", repo, "batch/t.items/g/a", base,
+                        baseline=Baseline.of(repo))
+    (repo / "work.py").write_text("print('the agent')\n")
+    committed = worktree.commit_leftovers()
+    assert committed.changed and committed.made_commit
+    assert trailers(committed.commit, repo) == {"Batch-Task": "sub/task.md", "Batch-Item": "g:a",
+                                                "Batch-Run": "run-1", "Batch-Result": "succeeded"}
+    assert git("log", "-1", "--format=%s", cwd=repo) == "g:a: the work of batch task"
+    assert git("show", "--name-only", "--format=", "HEAD", cwd=repo) == "work.py"  # setup's file is nobody's work
+
+    (repo / "half.py").write_text("unfinished\n")
+    kept = worktree.keep("check failed")
+    assert kept.wip and kept.commit == git("rev-parse", "HEAD", cwd=repo)
+    assert trailers(kept.commit, repo)["Batch-Result"] == "wip"

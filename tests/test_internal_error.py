@@ -74,3 +74,22 @@ def test_a_bug_met_while_landing_a_success_leaves_it_to_be_gone_on_with_not_paid
     assert status.kind == FAILED and status.failure["reason"] == step.failure
     assert status.failure["resume"]["state"] == machine.AGENT_DONE
     assert status.failure["resume"]["session_id"] == "session-1"
+
+
+def test_a_bug_met_asking_whether_a_parked_items_review_was_decided_is_recorded_by_its_next_step(batch):
+    batch.write("# T\n## G\n- [ ] a: x\n")
+    loaded = batch_mod.load(batch.taskfile)
+    group = loaded.plan.groups[0]
+    said = []
+    run = local_run(loaded, report_error=said.append)
+    item_run = ItemRun(item_job(loaded, 0, group, group.items[0]), run)
+    item_run.prepare()
+    item_run.parked, item_run.review_error = True, KeyError("the pull request's head")  # as the review watch left it
+    runner = BatchRunner(None, None, run, Dispatcher(1, None, run.budget), candidates(loaded.plan, {}))
+    runner._work(runner.candidates["g:a"], item_run)
+
+    _, step = runner._results.get_nowait()
+    assert step.failure.startswith("internal error: KeyError")
+    assert said and said[0].startswith("g:a: internal error: KeyError")
+    log = open(loaded.state.item("g", "a").log, encoding="utf-8").read()
+    assert "Traceback (most recent call last)" in log and "the pull request's head" in log

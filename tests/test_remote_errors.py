@@ -217,3 +217,22 @@ def test_a_base_moved_past_the_pushed_work_in_the_running_record_is_not_taken(pu
     found = fetched.fetch_pushed_success(isolation, SimpleNamespace(settings=CHECKED), ITEM,
                                          {**running, "base": commit}, io.BytesIO())
     assert found.base == running["base"]  # where the work and the integration branch meet
+
+
+class Ended:
+    """A Dask future whose task ended by raising ERROR."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def result(self):
+        raise self.error
+
+
+def test_a_task_whose_workers_died_under_it_is_a_lost_attempt_and_a_bug_on_the_worker_reaches_the_runner():
+    from batch_tasks.executors.remote_agent import task_result
+
+    result, over = task_result(Ended(distributed.KilledWorker("batch-tasks-run-g:a-1", None, 3)))
+    assert result["lost"] and over.status == -9 and "KilledWorker" in over.stopped_for
+    with pytest.raises(KeyError, match="relative_workdir"):  # recorded with its traceback as an internal error
+        task_result(Ended(KeyError("relative_workdir")))

@@ -10,6 +10,10 @@ from batch_tasks.run import review_watch
 from batch_tasks.run.review_watch import ReviewWatch
 
 
+class Parked(str):
+    """A parked item's run, by its key."""
+
+
 def test_it_tells_once_of_a_decided_item_of_one_it_could_not_ask_and_never_of_one_forgotten(monkeypatch):
     decisions = {"a": False, "b": False, "c": OSError("the state folder is gone"), "d": False}
     asked: list[str] = []
@@ -31,16 +35,18 @@ def test_it_tells_once_of_a_decided_item_of_one_it_could_not_ask_and_never_of_on
     monkeypatch.setattr(review_watch, "decided", decided)
     told: queue.Queue[str] = queue.Queue()
     watch = ReviewWatch(told.put, every=0.01)
+    parked = {key: Parked(key) for key in ("a", "b", "c", "d")}
     for key in ("a", "b", "c"):
-        watch.watch(key, key)
-    assert told.get(timeout=10) == "c"  # handed back: its own step meets the error and records it
+        watch.watch(key, parked[key])
+    assert told.get(timeout=10) == "c"  # handed back, with the error for its own step to raise and record
+    assert parked["c"].review_error is decisions["c"]
     decisions["a"] = True
     assert told.get(timeout=10) == "a"
     with passes:
         since = len(asked)
     watch.forget("b")
     decisions["b"] = True  # decided after the run ended without it: not told
-    watch.watch("d", "d")
+    watch.watch("d", parked["d"])
     asked_again("d", 3)
     assert told.empty()
     assert "a" not in asked[since:] and "c" not in asked[since:]  # told once, then no longer asked about

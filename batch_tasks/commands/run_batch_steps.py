@@ -5,7 +5,7 @@ recover; once doit has: select, answer -q, explain --dry-run, check a selection 
 itself, prepare, dispatch and close up, is run_batch_dispatch.py's); at the end, keep the
 no-op stamp.
 
-Owns the course of one run-batch, not its parts: loading is batch.py's, recovery is
+Owns the course of one run-batch, not its parts: loading is tasks/batch.py's, recovery is
 recovery.py's, the stamp nothing_to_do.py's. Writes only through them, and nothing
 before the lock; doit's internals stay behind doit_bridge.
 """

@@ -5,9 +5,9 @@ of each attempt and a narrow way to report, and returns the attempt, its agent r
 the lifecycle lands it (check, merge queue, record, tick) the same way whatever ran it, on
 this machine. attempt.py runs one attempt's agent, whichever executor holds it.
 
-    local   (executors/local.py) today's path: the agent runs here, in the batch's workdir
-            (workdir.py) or the same folder of the item's own worktree
-    dask    (executors/dask_cluster.py) the agent runs on a Dask worker (on_worker.py), in the
+    local   (local.py) the agent runs here, in the batch's workdir (isolation/workdir.py)
+            or the same folder of the item's own worktree
+    dask    (dask_cluster.py) the agent runs on a Dask worker (on_worker.py), in the
             same folder of a worktree of its own fetched from the git remote; its branch is pushed, fetched back
             and landed here (fetched.py)
     NAME    any other: the `batch_tasks.executors` entry point NAME of an installed package, a
@@ -15,7 +15,8 @@ this machine. attempt.py runs one attempt's agent, whichever executor holds it.
 
 `check` reads the settings and run-batch's options and checks what the chosen executor needs
 (seam.Needs): a wrong choice is one BatchError (exit 3) before anything is written; `choose`
-makes it. Touches nothing itself.
+makes it. Touches nothing itself. Imports tasks/ and below: never the landing, the run or the
+lifecycle that call it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Its output goes to the item's output.log and its events to events.jsonl as they
 come; while it runs, running.json holds what a later run needs to finish it if
-this run is killed. Touches only the item's state folder (and starts its agent in
-task.md's folder).
+this run is killed. Touches only the item's state folder (and starts its agent where the
+executor says: the batch's workdir, or the same folder of the item's worktree).
 """
 
 from __future__ import annotations

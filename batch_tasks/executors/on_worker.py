@@ -23,14 +23,13 @@ import socket
 import tarfile
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..agents import AGENTS
 from ..errors import BatchError
 from ..isolation.bootstrap import SetupFailed, bootstrap
-from ..isolation.workspace import AttemptWorkspace, commit_work, wip_message
+from ..isolation.workspace import BatchNames, Worktree, commit_work, wip_message
 from ..processes import process
 from ..redaction import Redactor
 from ..repository.git import environment_for_worktrees, git
@@ -43,15 +42,6 @@ SUBMITTED, RUNNING, ENDED, LOST = "submitted", "running", "ended", "lost"  # an 
 FLUSH_SECONDS = 0.1  # how often what the agent printed is sent on
 WATCH_SECONDS = 0.2  # how often a cancelled task is looked for
 _cache_lock = threading.Lock()  # one worker's attempts share its cache's repositories
-
-
-@dataclass(frozen=True)
-class WorkerIsolation:
-    """What an AttemptWorkspace needs of an Isolation to commit on a worker: the trailers' names."""
-
-    top: Path
-    stem: str
-    task_path: str
 
 
 class Channel:
@@ -152,8 +142,8 @@ def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:
             mirror = _checkout(root, path, spec)
         except BatchError as error:
             return _worker_fault(f"cannot fetch {spec['branch']} from {spec['remote']}", error)
-        workspace = AttemptWorkspace(WorkerIsolation(path, spec["stem"], spec["task_path"]), spec["group"],
-                                     spec["module"], spec["run_id"], path, spec["branch"], spec["base"])
+        workspace = Worktree(BatchNames(path, spec["task_path"], spec["stem"]), spec["group"], spec["module"],
+                             spec["run_id"], path, spec["branch"], spec["base"])
         folder = path / spec["relative_folder"]
         (root / "staging").mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=root / "staging") as unpacked:
@@ -178,7 +168,7 @@ def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:
             threading.Thread(target=_recycle, args=(mirror, path), daemon=True).start()
 
 
-def _run_agent(spec, worker, channel: Channel, supervisor: process.Supervisor, workspace: AttemptWorkspace,
+def _run_agent(spec, worker, channel: Channel, supervisor: process.Supervisor, workspace: Worktree,
                workdir: Path, root: Path) -> dict[str, Any]:
     settings = spec["settings"]
     prompt = root / "prompts" / f"{safe_name(spec['key'])}.md"
@@ -273,7 +263,7 @@ def _recycle(mirror: Path, path: Path) -> None:
             _remove_worktree(mirror, path)
 
 
-def _keep(spec, workspace: AttemptWorkspace, why: str) -> dict[str, Any] | None:
+def _keep(spec, workspace: Worktree, why: str) -> dict[str, Any] | None:
     """A failed attempt's work, committed (WIP) and pushed to a branch of its own; None if it left none."""
     try:
         wip = commit_work(workspace.path, workspace.baseline,

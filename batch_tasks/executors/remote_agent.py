@@ -137,6 +137,7 @@ class RemoteAgent:
         """One submission, streamed to its end; its result in self.result. Returns an Exit when the
         attempt is over without a result to read (stopped here, cancelled); raises SchedulerLost."""
         from distributed import Queue, Variable, fire_and_forget
+        from distributed.client import ClosedClientError
 
         stopping = self.executor.supervisor.stopping
         with _losing_scheduler(client):
@@ -166,21 +167,17 @@ class RemoteAgent:
                     if not batch and future.done() and (cancelled or not channel.qsize()):
                         break  # it ended without its last word (its worker lost, a cancel): all it sent is taken
         finally:
-            with contextlib.suppress(Exception):  # its scheduler gone: nothing to let go of
+            with contextlib.suppress(ClosedClientError):  # its scheduler gone: nothing to let go of
                 channel.close()
         if cancelled or future.status == "cancelled":
             if not cancelled:  # nobody here cancelled it: its scheduler forgot it
                 raise SchedulerLost("its task was forgotten")
             return self.ended or Exit(-15, "the run was stopped")
-        try:
-            with _losing_scheduler(client):
-                self.result = future.result()
-        except SchedulerLost:
-            raise
-        except Exception as error:  # noqa: BLE001 - its worker died too often (KilledWorker), or a bug there
-            self.result = {"lost": True, "error": repr(error)}
-            return Exit(-9, f"its Dask task failed: {error!r}")
-        with contextlib.suppress(Exception):
+        with _losing_scheduler(client):
+            self.result, over = task_result(future)
+        if over is not None:
+            return over
+        with contextlib.suppress(ClosedClientError):  # its scheduler gone since: nothing to let go of
             state.delete()  # only a killed run's attempts keep theirs: the next run looks
         return None
 
@@ -255,6 +252,19 @@ class RemoteAgent:
                 return ended or Exit(0, None)
         self.result = {"lost": True}
         return Exit(-9, "its Dask scheduler was lost mid-attempt")
+
+
+def task_result(future) -> tuple[dict[str, Any], Exit | None]:
+    """What the attempt's ended task returned; with an Exit when it returned nothing: the workers
+    it went to died under it, one after another (KilledWorker), as a lost worker's attempt. Any
+    other error is a bug in run_on_worker: raised here, with the worker's traceback, for the
+    runner to record in the item's log as an internal error."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result(), None
+    except KilledWorker as error:
+        return {"lost": True, "error": repr(error)}, Exit(-9, f"its Dask task failed: {error!r}")
 
 
 @contextlib.contextmanager

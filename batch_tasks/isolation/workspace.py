@@ -1,5 +1,8 @@
 """One attempt's worktree: what the agent left is committed, a failure is kept, a merged
 one removed; every commit made here says in its trailers which batch, item and run it is.
+A `Worktree` commits and keeps wherever it was made, needing of what made it only the names
+its commits carry (`Named`: a Dask worker has them as data); an `AttemptWorkspace`, made here
+by an Isolation (`Owner`), also keeps its record and is removed once merged.
 
 May touch: the attempt's own worktree and branch, and its record in the state folder
 (`attempts/<group>/<module>.json`: its base, run, git folder and what copy and setup left).
@@ -34,7 +37,9 @@ from .bootstrap import Baseline, dirty_paths
 
 
 class Named(Protocol):
-    """What a commit's trailers name of the batch (on a worker: on_worker.WorkerIsolation)."""
+    """All an attempt's worktree needs of whatever made it to commit there (a Worktree): the
+    repository, and what its commits' titles and trailers name of the batch. An Isolation is
+    one; a Dask worker, which has no Isolation, is sent these three as data (BatchNames)."""
 
     @property
     def top(self) -> Path: ...  # the repository's top folder
@@ -42,14 +47,26 @@ class Named(Protocol):
     @property
     def task_path(self) -> str: ...  # task.md's path in the repository
 
+    @property
+    def stem(self) -> str: ...  # the batch's name, in its commits' titles
+
+
+@dataclass(frozen=True)
+class BatchNames:
+    """Named, as plain data."""
+
+    top: Path
+    task_path: str
+    stem: str
+
 
 class Owner(Named, Protocol):
-    """What an attempt's worktree needs of whatever made it (worktree.Isolation): its
-    repository, its integration branch, and where its records are kept."""
+    """What an attempt's worktree here (an AttemptWorkspace) needs more of what made it
+    (worktree.Isolation), to keep its record and to remove it once merged: the integration
+    branch, and where the records are kept."""
 
     branch: str
     state_root: Path
-    stem: str
     lock: threading.Lock  # one change to the repository's worktrees at a time
 
     @property
@@ -62,6 +79,7 @@ class Owner(Named, Protocol):
     def relative_workdir(self) -> Path: ...
 
     def recycle(self, path: Path, branch: str, tip: str | None) -> None: ...
+
 
 RECORD_FORMAT = 1
 MAX_FILE_BYTES = 100 * 2**20  # as GitHub's own limit: a bigger file is a mistake, or an attack on the runner's time
@@ -90,8 +108,11 @@ class Kept:
 
 
 @dataclass
-class AttemptWorkspace:
-    isolation: Owner
+class Worktree:
+    """An attempt's worktree wherever it was made, here or on a Dask worker: what its agent left
+    is committed, a failed attempt's work kept (WIP). Needs of what made it only its names."""
+
+    isolation: Named
     group: str
     module: str
     run_id: str
@@ -100,34 +121,13 @@ class AttemptWorkspace:
     base: str  # the commit it was made from
     baseline: Baseline = field(default_factory=Baseline)
     gitdir: str = ""  # its own folder in the repository's .git, as made ("": a worker's clone, whose push is checked here)
-    replaced: Kept | None = None  # the earlier attempt kept aside to make room for this one
 
     @property
     def key(self) -> str:
         return item_key(self.group, self.module)
 
-    @property
-    def folder(self) -> Path:
-        """task.md's folder inside the worktree: where its setup runs."""
-        return self.path / self.isolation.relative_folder
-
-    @property
-    def workdir(self) -> Path:
-        """The batch's workdir inside the worktree: where the agent and the check run."""
-        return self.path / self.isolation.relative_workdir
-
     def tip(self) -> str:
         return rev(f"refs/heads/{self.branch}", self.isolation.top)
-
-    def save(self) -> None:
-        """Sign and keep the record, for a later run that goes on from this attempt or keeps it aside."""
-        record = {"worktree": str(self.path), "branch": self.branch, "gitdir": self.gitdir, "base": self.base,
-                  "run_id": self.run_id, "baseline": self.baseline.paths}
-        secret = plan_cache.signing_key()
-        signature = _sign(secret, record) if secret is not None else ""  # then it never verifies: kept whole
-        path = record_file(self.isolation, self.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"format": RECORD_FORMAT, "record": record, "signature": signature}))
 
     def own_git(self) -> None:
         """Raise WorkspaceError unless the worktree's git is still the one it was made with."""
@@ -188,6 +188,35 @@ class AttemptWorkspace:
         except BatchError as error:  # git refused, or a file too big to commit: all stays uncommitted
             wip, note = False, str(error)
         return Kept(self.path, self.branch, self.tip(), wip, note)
+
+
+@dataclass
+class AttemptWorkspace(Worktree):
+    """An attempt's worktree here, made by an Isolation: its record kept in the state folder,
+    and removed once its work is on the integration branch."""
+
+    isolation: Owner
+    replaced: Kept | None = None  # the earlier attempt kept aside to make room for this one
+
+    @property
+    def folder(self) -> Path:
+        """task.md's folder inside the worktree: where its setup runs."""
+        return self.path / self.isolation.relative_folder
+
+    @property
+    def workdir(self) -> Path:
+        """The batch's workdir inside the worktree: where the agent and the check run."""
+        return self.path / self.isolation.relative_workdir
+
+    def save(self) -> None:
+        """Sign and keep the record, for a later run that goes on from this attempt or keeps it aside."""
+        record = {"worktree": str(self.path), "branch": self.branch, "gitdir": self.gitdir, "base": self.base,
+                  "run_id": self.run_id, "baseline": self.baseline.paths}
+        secret = plan_cache.signing_key()
+        signature = _sign(secret, record) if secret is not None else ""  # then it never verifies: kept whole
+        path = record_file(self.isolation, self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"format": RECORD_FORMAT, "record": record, "signature": signature}))
 
     def remove(self) -> None:
         """Remove the worktree (made a spare) and its branch, once all its work is on the

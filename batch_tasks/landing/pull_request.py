@@ -36,7 +36,7 @@ from . import github
 
 if TYPE_CHECKING:
     from ..state.records import Attempt
-    from .landing_item import LandingItem  # what these steps need of an item's run
+    from .landing_item import ReviewedItem  # what these steps need of an item's run
 
 PR_FILE = "pull_request.json"
 DEFAULT_POLL = 30.0
@@ -70,7 +70,7 @@ def _base_branch(settings, top) -> str:
     return found.text or "main"
 
 
-def kept(item_run: "LandingItem") -> dict[str, Any]:
+def kept(item_run: "ReviewedItem") -> dict[str, Any]:
     return _read_kept(os.path.join(item_run.folder.folder, PR_FILE))
 
 
@@ -98,7 +98,7 @@ def push(settings, top, branch: str, commit: str, redactor) -> None:
         raise BatchError(f"pushing {branch} to {_remote(settings)} failed: {said}") from None
 
 
-def ask(item_run: "LandingItem", attempt: "Attempt", commit: str) -> None:
+def ask(item_run: "ReviewedItem", attempt: "Attempt", commit: str) -> None:
     """The ASK_REVIEW step: push the work, and open its pull request (or find it open: the
     session's new commits go to the same one). GitHub not answering is no failure: the item
     waits, and the pull request is opened when it answers (see `verdict`)."""
@@ -107,7 +107,7 @@ def ask(item_run: "LandingItem", attempt: "Attempt", commit: str) -> None:
     attempt.extra["pull_request"] = _open(item_run, attempt)
 
 
-def _open(item_run: "LandingItem", attempt: "Attempt") -> dict[str, Any]:
+def _open(item_run: "ReviewedItem", attempt: "Attempt") -> dict[str, Any]:
     earlier = kept(item_run)
     settings, top = item_run.job.settings, item_run.workspace.isolation.top
     try:
@@ -125,7 +125,7 @@ def _open(item_run: "LandingItem", attempt: "Attempt") -> dict[str, Any]:
     return said
 
 
-def evidence(item_run: "LandingItem", attempt: "Attempt") -> str:
+def evidence(item_run: "ReviewedItem", attempt: "Attempt") -> str:
     """The pull request's body: what the item was asked, what its check said, what changed, its cost."""
     job, workspace = item_run.job, item_run.workspace
     check = attempt.extra.get("check") or {}
@@ -143,7 +143,7 @@ def evidence(item_run: "LandingItem", attempt: "Attempt") -> str:
     return item_run.run.redactor.text("\n".join(parts))
 
 
-def due(item_run: "LandingItem", now: float) -> bool:
+def due(item_run: "ReviewedItem", now: float) -> bool:
     """Whether the item's pull request is to be asked about now (every `pr_poll`)."""
     if now < item_run.review_poll_at:
         return False
@@ -151,7 +151,7 @@ def due(item_run: "LandingItem", now: float) -> bool:
     return True
 
 
-def verdict(item_run: "LandingItem", attempt: "Attempt", commit: str) -> tuple[str, str] | None:
+def verdict(item_run: "ReviewedItem", attempt: "Attempt", commit: str) -> tuple[str, str] | None:
     """What GitHub says of the item's work at `commit`: (MERGED, merge commit), (CHANGES, the
     review's words and comments), (CLOSED, why), (OPENED, "") when it could only be opened now
     (the item waits again, naming it), or None (open, or GitHub not answering)."""
@@ -199,14 +199,14 @@ def _changes_requested(client: github.GitHub, number: int, commit: str) -> tuple
     return CHANGES, "\n".join(line for line in lines if line)
 
 
-def poll(item_run: "LandingItem", attempt: "Attempt", commit: str) -> bool:
+def poll(item_run: "ReviewedItem", attempt: "Attempt", commit: str) -> bool:
     """Whether GitHub has a verdict on the item's work at `commit`, asked by the review watch (off
     the runner's loop: GitHub may be slow); the verdict is kept for the item's APPROVE step."""
     item_run.review_verdict = verdict(item_run, attempt, commit)
     return item_run.review_verdict is not None
 
 
-def approve_step(item_run: "LandingItem", attempt: "Attempt", not_yet: type[Exception]):
+def approve_step(item_run: "ReviewedItem", attempt: "Attempt", not_yet: type[Exception]):
     """The APPROVE step of `land: pr`: merged on GitHub, or why not, as the review watch's `poll`
     found; `not_yet` while it is open, or not asked yet. It never asks GitHub itself: it runs in
     the item's attempt, and the pull request it opened a moment ago is asked about from the watch."""

@@ -35,17 +35,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..agents import retry
 from ..plan import plan_cache
+from ..state.item_machine import AWAITING_REVIEW
 from ..state.records import failure_record, record_failure
 from ..state.state import ItemState, open_to_read, write_json_atomic
 from . import pull_request
 
 if TYPE_CHECKING:
     from ..state.records import Attempt
-    from .landing_item import LandingItem  # what these steps need of an item's run
+    from .landing_item import ReviewedItem  # what these steps need of an item's run
 
 DECISION = "review.json"
 APPROVE, REJECT = "approve", "reject"
-AWAITING_STEP = "awaiting review"  # the step an item waits at (views, batch-status)
 _LABEL = b"batch-tasks review decision\0"
 
 
@@ -117,12 +117,12 @@ class NotYet(Exception):
     """No decision on the item's work yet: it waits."""
 
 
-def work_tip(item_run: "LandingItem") -> str:
+def work_tip(item_run: "ReviewedItem") -> str:
     """The commit that waits for review: the item branch's tip, what the merge queue merges."""
     return item_run.workspace.tip() or ""
 
 
-def approve_step(item_run: "LandingItem", attempt: "Attempt") -> tuple[str, str] | None:
+def approve_step(item_run: "ReviewedItem", attempt: "Attempt") -> tuple[str, str] | None:
     """The APPROVE step: None when the work is approved; why it failed (a rejection, told to its
     session as a failed check is); NotYet when no decision holds for its tip."""
     key, commit = item_run.job.item.key, work_tip(item_run)
@@ -147,7 +147,7 @@ def approve_step(item_run: "LandingItem", attempt: "Attempt") -> tuple[str, str]
     return f"rejected in review: {decision.why or 'no reason given'}", retry.CHECK
 
 
-def approved(item_run: "LandingItem") -> bool:
+def approved(item_run: "ReviewedItem") -> bool:
     """Whether the work about to merge holds a signed approval: asked again when an item resumes
     as approved, since the state its events.jsonl notes (which the agent can write) is no decision."""
     if item_run.job.settings.get("land") == "pr":
@@ -156,7 +156,7 @@ def approved(item_run: "LandingItem") -> bool:
     return decision is not None and decision.verdict == APPROVE
 
 
-def decided(item_run: "LandingItem") -> bool:
+def decided(item_run: "ReviewedItem") -> bool:
     """Whether a parked item has a decision to take (the runner hands it back then); asked from
     the review watch's thread (see review_watch), never the runner's loop."""
     if item_run.job.settings.get("land") == "pr":
@@ -165,10 +165,10 @@ def decided(item_run: "LandingItem") -> bool:
     return read_decision(item_run.folder, item_run.job.item.key, work_tip(item_run)) is not None
 
 
-def park(item_run: "LandingItem", attempt: "Attempt") -> AwaitingReview:
+def park(item_run: "ReviewedItem", attempt: "Attempt") -> AwaitingReview:
     """The item waits for its review: recorded so (its worktree kept as it is), and said."""
     key = item_run.job.item.key
-    record = failure_record(key, "awaiting review", item_run.attempts)
+    record = failure_record(key, AWAITING_REVIEW, item_run.attempts)
     record["awaiting_review"] = {
         "since": time.time(), "branch": item_run.workspace.branch, "commit": work_tip(item_run),
         "check": attempt.extra.get("check"), "claim": attempt.extra.get("claim", ""),
@@ -179,7 +179,7 @@ def park(item_run: "LandingItem", attempt: "Attempt") -> AwaitingReview:
                  else review_command(key))
     record["awaiting_review"].update(waits_for=waits_for, pull_request=attempt.extra.get("pull_request"))
     record_failure(item_run.folder, record)
-    item_run.tell_step(attempt.number, AWAITING_STEP, waits_for)
+    item_run.tell_step(attempt.number, AWAITING_REVIEW, waits_for)  # the step it waits at
     item_run.run.hub.publish("item_awaiting_review", key, record["awaiting_review"])
     return AwaitingReview(key)
 

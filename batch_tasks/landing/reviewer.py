@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..agents import AGENTS
 from ..errors import BatchError
+from ..events import REVIEWING
 from ..executors.attempt import outcome_of
 from ..plan import prompt
 from ..processes.process import StoppedError
@@ -36,10 +37,9 @@ from ..state import item_log
 
 if TYPE_CHECKING:
     from ..state.records import Attempt
-    from .landing_item import LandingItem
+    from .landing_item import ReviewedItem
 
 DIFF_CHARACTERS = 200_000  # of the diff, in the prompt: a reviewer's context is not endless
-REVIEWING = "review"  # the step shown while it reviews
 VERDICT = re.compile(r"^[\s*_`#>]*VERDICT:\s*\**\s*(APPROVE|CHANGES)\b", re.M | re.I)
 
 
@@ -64,7 +64,7 @@ def settings_of(group_settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def review(item_run: "LandingItem", attempt: "Attempt", commit: str) -> tuple[tuple[str, str] | None, dict[str, Any]]:
+def review(item_run: "ReviewedItem", attempt: "Attempt", commit: str) -> tuple[tuple[str, str] | None, dict[str, Any]]:
     """Run the reviewer on the work at `commit`: its verdict (None: a person decides), and what
     the attempt's record keeps of it. Raises StoppedError when the run stops meanwhile."""
     job, run, workspace = item_run.job, item_run.run, item_run.workspace

@@ -103,7 +103,7 @@ def _relative_path(value: Any) -> str:
     return value
 
 
-# The task-list formats task.md may be read as (batch_tasks/dialects has one module each).
+# The task-list formats task.md may be read as (plan/dialects/ has one module each).
 FORMATS = ("batch", "speckit", "kiro", "superpowers", "checklist", "phases", "execplan", "bmad", "todo-headings", "cursor")
 
 

@@ -2,7 +2,7 @@
 
 The format, in short (the README has it in full): optional YAML front matter of
 settings; the file is read in one dialect (batch, speckit, kiro, superpowers,
-checklist: batch_tasks/dialects), which finds the groups and their items;
+checklist: dialects/), which finds the groups and their items;
 `<!-- key: value -->` comments whose key is a setting are group hints. Here the
 dialect's drafts become the plan: group names, modules, order, settings. Every
 mistake is a TaskFileError naming its line. PyYAML and markdown-it are imported

@@ -40,7 +40,7 @@ class Repository(Protocol):
 
 
 class Worktree(Protocol):
-    """What a sandbox needs of an attempt's worktree (a workspace.AttemptWorkspace)."""
+    """What a sandbox needs of an attempt's worktree (a workspace.Worktree)."""
 
     path: Path
     branch: str

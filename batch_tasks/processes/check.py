@@ -6,10 +6,10 @@ Its output goes to the log stream it is given, and its last lines are kept.
 
     check = Check.from_settings(settings, group="extract", module="auth")
     if check is not None:
-        result = check.run(worktree=workspace.path, cwd=workspace.folder, supervisor=run_supervisor, log=log)
+        result = check.run(worktree=workspace.path, cwd=workspace.workdir, supervisor=run_supervisor, log=log)
         result.passed, result.exit_status, result.duration_s, result.tail, result.timed_out
 
-Without isolation, `worktree` and `cwd` are both task.md's folder.
+Without isolation, `worktree` and `cwd` are both the batch's workdir (see isolation/workdir.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ written); the rest depends on the event:
                      session_id: the attempt's record, as in result.json's `attempts`
     retry_scheduled  item, attempt (the one that failed), cause, at (when the next may start)
     paused           agent, until: no attempt of that agent starts before then (a usage limit)
-    step             item, attempt, step (setup, agent, check, waiting to merge, merging),
+    step             item, attempt, step (setup, agent, check, review, awaiting review, waiting to
+                     merge, merging: see events.py),
                      text (what it does there): an item that lands its work reached that step
     item_finished    item, outcome (done, failed, interrupted, not started, awaiting review), why,
                      duration_s, cost_usd, tokens, attempts (count), model
@@ -51,10 +52,12 @@ from ..landing.review import review_command
 from ..processes.process import process_started
 from ..redaction import Redactor
 from ..state.attempt_processes import is_same_process
+from ..state.item_machine import AWAITING_REVIEW, FAILED, INTERRUPTED
+from ..state.item_status import DONE
 from ..state.state import open_to_read, read_json
 
 RUNS = "runs"
-DONE, FAILED, INTERRUPTED, NOT_STARTED = "done", "failed", "interrupted", "not started"
+NOT_STARTED = "not started"
 VERSION_TIMEOUT_S = 10.0
 
 
@@ -179,7 +182,7 @@ class Recorders:
 
     def item_awaiting_review(self, key: str, awaiting: dict[str, Any]) -> None:
         # Its last word in this run unless its decision comes while the run goes on.
-        self._each("item_finished", key, "awaiting review", None, f"review it: {review_command(key)}")
+        self._each("item_finished", key, AWAITING_REVIEW, None, f"review it: {review_command(key)}")
 
 
 def run_meta(batch, argv: list[str], workers: int, will_run: Iterable[str]) -> dict[str, Any]:

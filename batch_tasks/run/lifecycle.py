@@ -73,6 +73,7 @@ class ItemRun(AttemptStep):
         self.parked = False  # awaiting its review (see review.py): its next step takes the decision
         self.review_poll_at = 0.0  # `land: pr`: when its pull request is next asked about
         self.review_verdict = None  # `land: pr`: what GitHub said, found by the review watch (see pull_request.poll)
+        self.review_error: Exception | None = None  # what the review watch met asking of it: its next step raises it
         self.told_ended: set[int] = set()  # attempts (by number) whose end this run counted and told
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
         self.lands = route.lands
@@ -101,6 +102,9 @@ class ItemRun(AttemptStep):
                 return self.resume()
             if self.parked:
                 self.parked = False
+                if self.review_error is not None:  # raised in its own step, for the runner to record
+                    error, self.review_error = self.review_error, None
+                    raise error
                 return self.conclude(self.current)
             return self.attempt()
         except OSError as error:

@@ -10,7 +10,8 @@ decided or forgotten (the run ends without its decision); while watched, no othe
 touches it.
 
 Touches nothing itself: `review.decided` reads the decision (and, for `land: pr`, keeps what
-GitHub said on the item's attempt).
+GitHub said on the item's attempt). An error in asking is kept on the item (`review_error`),
+which is handed back: its step raises it, for the runner to record as the bug it is.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class ReviewWatch:
             for key, item_run in watched:
                 try:
                     found = decided(item_run)
-                except Exception:  # noqa: BLE001 - handed back, its own step meets the error and records it
+                except Exception as error:  # noqa: BLE001 - a bug: handed back, its step raises it, to be recorded
+                    item_run.review_error = error
                     found = True
                 if found:
                     with self._lock:

@@ -33,6 +33,7 @@ from ..agents import WAIT
 from ..doit_bridge import EXHAUSTED, HOLD, ReadyTasks, Runner
 from ..landing.review import AwaitingReview
 from ..plan.plan import Item
+from ..state.item_machine import AWAITING_REVIEW
 from .dispatcher import Candidate, Dispatcher
 from .lifecycle import ItemRun
 from .review_watch import ReviewWatch
@@ -223,7 +224,7 @@ class BatchRunner(Runner):
             del self._parked[key]
             self._watch.forget(key)
             self.left_awaiting_review += 1
-            self._settle(candidate, Finished("awaiting review", interrupted=True))
+            self._settle(candidate, Finished(AWAITING_REVIEW, interrupted=True))
 
     def _settle(self, candidate: Candidate, step: Finished | Again | AwaitingReview) -> None:
         if isinstance(step, AwaitingReview):

@@ -6,7 +6,7 @@ the same code, instead of a second road.
     machine = ItemMachine(route=Route(commits=True, checks=True, merges=True))
     machine.fire(START)                  # RUNNING
     machine.fire(AGENT_SUCCEEDED)        # AGENT_DONE: now machine.next_step() == COMMIT
-    machine.fire(COMMITTED) ...          # CHECKED, QUEUED, MERGED, RECORDED, TICKED
+    machine.fire(COMMIT) ...             # COMMITTED, then CHECKED, QUEUED, MERGED, RECORDED, TICKED
                                          # (reviewed: CHECKED, AWAITING_REVIEW, APPROVED, QUEUED, MERGED, …)
     machine.fire(STOPPED)                # from any state not over: INTERRUPTED
 
@@ -125,8 +125,9 @@ class Route:
                      if taken)
 
 
-_STATE_AFTER = {COMMITTED_STEP: COMMITTED, CHECK_STEP: CHECKED, ASK_REVIEW_STEP: AWAITING_REVIEW,
-                APPROVE_STEP: APPROVED, MERGE_STEP: MERGED, RECORD_STEP: RECORDED, TICK_STEP: TICKED}
+# The state each step leads to, read from the table (a step leads to one state wherever it is taken).
+LANDING_STEPS = (COMMITTED_STEP, CHECK_STEP, ASK_REVIEW_STEP, APPROVE_STEP, MERGE_STEP, RECORD_STEP, TICK_STEP)
+_STATE_AFTER = {step: after for (_, step), after in TRANSITIONS.items() if step in LANDING_STEPS}
 
 
 def next_step(state: str, route: Route) -> str | None:

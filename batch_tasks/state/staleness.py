@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from ..plan import settings as settings_mod
 from ..plan.plan import Item, Plan, digest
+from .item_machine import AWAITING_REVIEW
 from .item_status import FAILED, FORGOTTEN_NOW, INTERRUPTED, RUNNING_NOW, UNREADABLE, ItemStatus, read_statuses
 from .state import BatchState
 
@@ -111,7 +112,7 @@ def _own_reason(item: Item, status: ItemStatus, current: dict[str, str]) -> str 
         if status.kind == INTERRUPTED:
             return "interrupted last time"
         if status.kind == FAILED and status.failure.get("awaiting_review"):
-            return "awaiting review"
+            return AWAITING_REVIEW
         if status.kind == FAILED:
             return f"failed last time ({status.failure.get('reason', 'see its log')})"
         return "new"

@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..events import AgentEvent
+from ..state.item_machine import AWAITING_REVIEW, FAILED, INTERRUPTED
+from ..state.item_status import DONE
 from ..state.tails import said_last
 
+# An item on the board: its outcomes are the item machine's and the records' own names; AWAITING_REVIEW
+# (checked, waiting for a decision) is neither in flight nor ended.
 WAITING, RUNNING, RETRYING = "waiting", "running", "retrying"
-DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED = "done", "failed", "interrupted", "not started", "skipped"
-AWAITING_REVIEW = "awaiting review"  # checked, waiting for a person's decision: neither in flight nor ended
+NOT_STARTED, SKIPPED = "not started", "skipped"  # as history.py names them
 IN_FLIGHT = (RUNNING, RETRYING)
 ENDED = (DONE, FAILED, INTERRUPTED, NOT_STARTED, SKIPPED)
 STATES = (WAITING, *IN_FLIGHT, AWAITING_REVIEW, *ENDED)

@@ -36,10 +36,9 @@ GIVE_WAY = ("tools", "cost", "tokens", "worker", "attempt", "time", "step")  # a
 
 def progress_line(totals: dict[str, Any], groups_now: list[str] = ()) -> str:
     parts = [f"{totals['done']}/{totals['total']} done"]
-    for state, label in ((FAILED, "failed"), (INTERRUPTED, "interrupted"), (AWAITING_REVIEW, "awaiting review"),
-                         (NOT_STARTED, "not started")):
+    for state in (FAILED, INTERRUPTED, AWAITING_REVIEW, NOT_STARTED):
         if totals[state]:
-            parts.append(f"{totals[state]} {label}")
+            parts.append(f"{totals[state]} {state}")
     parts.append(f"{totals['running']} running" + (f" in {', '.join(groups_now)}" if groups_now else ""))
     if totals[RETRYING]:
         parts.append(f"{totals[RETRYING]} waiting to retry")

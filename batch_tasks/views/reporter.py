@@ -15,6 +15,7 @@ from ..landing.review import review_command
 from ..processes.process import process_started
 from ..run import forecast
 from ..run.run import Run
+from ..state.item_machine import AWAITING_REVIEW
 from .board import WAITING, Board
 from .live_view import view_for
 from .run_summary import summary
@@ -113,7 +114,7 @@ class BatchReporter:
             return
         if isinstance(fail, UnmetDependency):
             return  # not started: the hub says so (item_not_started)
-        if fail.message == "awaiting review":  # the run ended without its review: it still waits
+        if fail.message == AWAITING_REVIEW:  # the run ended without its review: it still waits
             waits_for = self.waits_for.get(task.name) or review_command(task.name, self.bin_name)
             self.board.awaiting_review(task.name, waits_for)
         elif fail.message.startswith("interrupted"):
