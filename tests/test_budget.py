@@ -41,6 +41,18 @@ def test_while_attempts_hold_reservations_nothing_is_refused_for_good():
     assert budget.can_hold(0.5)
 
 
+@pytest.mark.parametrize("limit, cost, held", [(1.0, 0.75, 0.75), (1.0, None, 0.0), (1.0, 0.0, 0.0), (None, 0.75, 0.0)])
+def test_a_queued_attempt_holds_what_it_cost_until_released(limit, cost, held):
+    """Its slot is given back while it waits in the merge queue: what it cost stays held, so
+    nothing starts on that money; an unknown or free cost, or no budget, holds nothing."""
+    budget = Budget(limit)
+    budget.hold("g:a", cost)
+    assert budget.reserved == held
+    assert budget.can_hold(0.5) is (limit is None or limit - held >= 0.5)
+    budget.release("g:a")
+    assert budget.reserved == 0.0
+
+
 def test_the_note_names_each_item_run_on_its_fallback_model():
     budget = Budget(2.0, 1.0)
     budget.fallbacks["g:a"] = ("haiku", "$0.50 left")
