@@ -15,7 +15,9 @@ copy; figures are medians of the whole `doit run-batch` process (its wall time),
   (its own passes): its agent is run again.
 
 `--today PATH` adds the code at PATH (a checkout of batch-tasks before this queue, e.g. made
-with `git archive`) as a third column, run the same way without the new settings.
+with `git archive`) as a third column, run the same way without the new settings: doit finds
+its commands by the entry points of PATH's pyproject.toml (its modules may have moved since),
+written where they are found before the installed package's.
 
     python bench/landing.py [--case twelve twelve-failing three cpu] [--repeat 1] [--today PATH]
 """
@@ -33,6 +35,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / "out" / "landing"
@@ -123,12 +130,26 @@ def make_folder(case: Case, mode: str, into: Path) -> Path:
     return repo
 
 
+def entry_points_of(checkout: Path) -> Path:
+    """A folder holding a distribution's metadata with the entry points of `checkout`'s
+    pyproject.toml: put before site-packages, doit loads that code's commands, not the installed."""
+    project = tomllib.loads((checkout / "pyproject.toml").read_text())["project"]
+    info = WORK / "today-site" / f"batch_tasks-{project['version']}.dist-info"
+    shutil.rmtree(info.parent, ignore_errors=True)
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: batch-tasks\nVersion: {project['version']}\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{name} = {where}\n" for name, where in points.items()) + "\n"
+        for group, points in project["entry-points"].items()))
+    return info.parent
+
+
 def run_once(case: Case, mode: str, today: Path | None = None) -> dict:
     repo = make_folder(case, mode, WORK / f"{case.name}-{mode}")
     log = repo.parent / "checks.log"
     env = {**os.environ, "LANDING_LOG": str(log), "LANDING_BAD": case.bad}
     if mode == "today":
-        env["PYTHONPATH"] = str(today)
+        env["PYTHONPATH"] = os.pathsep.join((str(today), str(entry_points_of(today))))
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env=env, capture_output=True, text=True)
     wall = time.monotonic() - started
@@ -155,12 +176,16 @@ def main() -> int:
                 runs[mode].append(run_once(case, mode, args.today))
         print(case.describe())
         bound = case.bound(cores)
-        serial = statistics.median(run["wall"] for run in runs["serial"])
+        walls = {mode: statistics.median(run["wall"] for run in results) for mode, results in runs.items()}
         for mode, results in runs.items():
-            wall = statistics.median(run["wall"] for run in results)
+            wall = walls[mode]
             checks = statistics.median(run["merged_checks"] for run in results) / case.items
+            own = statistics.median(run["own_checks"] for run in results) / case.items
             print(f"  {mode:7} makespan {wall:6.1f} s  {wall / bound:4.2f} x the bound ({bound:.1f} s)  "
-                  f"{wall / serial:4.2f} x serial  merged-state checks per item {checks:.2f}")
+                  f"{wall / walls['serial']:4.2f} x serial"
+                  + (f"  {wall / walls['today']:4.2f} x today" if "today" in walls else "")
+                  + f"  checks per item: merged states {checks:.2f}, own {own:.2f}")
+    print(f"load after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     return 0
 
 
