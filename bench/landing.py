@@ -4,7 +4,8 @@ Each case is a batch of isolated items in a fresh git repository; each item's ag
 writes a file of its own, and the same `check` runs on the item's own work and on each merged
 state (a sleep, or a CPU-bound loop). A case runs with the serial queue (`check_parallel: 1`,
 `merge_batch: 1`: one merged-state check at a time, one item each) and with the queue as it
-comes (`check_parallel`: the number of cores, `merge_batch: 4`), alternating, each in a fresh
+comes (`check_parallel`: the number of cores, `merge_batch: 4`), and the same with `own_check:
+false` (**no-own**: an item's work checked only on merged states), alternating, each in a fresh
 copy; figures are medians of the whole `doit run-batch` process (its wall time), with:
 
 - the bound: what the batch takes with checks free to overlap: the items' agents and own checks
@@ -43,7 +44,8 @@ except ImportError:  # Python 3.10
 
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / "out" / "landing"
-MODES = {"serial": {"check_parallel": 1, "merge_batch": 1}, "queue": {"merge_batch": 4}}
+MODES = {"serial": {"check_parallel": 1, "merge_batch": 1}, "queue": {"merge_batch": 4},
+         "no-own": {"merge_batch": 4, "own_check": "false"}}
 
 AGENT = """
 import os, sys, time

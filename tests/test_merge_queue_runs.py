@@ -196,3 +196,30 @@ def test_a_run_killed_in_the_queue_lands_every_item_that_had_passed_once_in_the_
     assert sorted(merges(repo)) == sorted(f"Merge g:{module} into batch/task" for module in "zhcd")
     assert (repo / "task.md").read_text().count("- [x]") == 4
     assert not (repo / ".batch/task/checks").exists()  # the queue's worktrees go at the run's end
+
+
+def test_without_its_own_check_an_item_is_checked_merged_and_one_that_fails_there_is_told_and_lands(tmp_path):
+    # `own_check: false`: z's work goes to the queue from its agent and is checked there, alone
+    # on the tip (held until h waits behind it); h's first work fails beside z's: h goes back to
+    # its session with the merged check's output, counted as a failed check, and then lands.
+    repo, env = setup(tmp_path, "zh", gated="h", breaks="h", own_check="false", check_parallel=1, merge_batch=4)
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**env, "CHECK_HOLD": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: queued(repo, "h") or runner.poll() is not None, timeout=120)
+        (tmp_path / "checks" / "go").touch()
+        out, _ = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, out
+    runs = [json.loads(line) for line in (tmp_path / "checks" / "runs.jsonl").read_text().splitlines()]
+    assert all(run["merged"] for run in runs), runs  # no item's own check ran
+    assert runs[0]["edits"] == ["z = 'edited'"] and runs[0]["passed"]  # z alone on the tip: checked all the same
+    assert agent_starts(tmp_path) == {"z": 1, "h": 2}
+    told = prompts(tmp_path, "h")[1]
+    assert "FAILED tests/test_h.py" in told and "breaks1" in told
+    failed = record(repo, "h")["attempts"][0]
+    assert failed["failure_class"] == "check", failed
+    assert record(repo, "z")["check"]["passed"]  # its verdict, beside its claim
+    assert sorted(merges(repo)) == ["Merge g:h into batch/task", "Merge g:z into batch/task"]
+    assert every_merge_commit_passes_the_check(repo, tmp_path) == 2

@@ -104,6 +104,7 @@ class _Ticket:
     settings: Any
     tell: Callable[[str, str], None]
     on_start: Any
+    checked: bool  # its own check judged its work
     done: threading.Event = field(default_factory=threading.Event)
     result: MergeResult | None = None
     error: BaseException | None = None
@@ -133,9 +134,11 @@ class MergeQueue:
         self._moves = 0  # how many times in a row the branch moved under the queue (a commit of the user's)
 
     def merge(self, workspace: AttemptWorkspace, check: Check | None = None, log=None, settings=None,
-              on_step: Callable[[str, str], None] | None = None, on_start=None, on_queued=None) -> MergeResult:
+              on_step: Callable[[str, str], None] | None = None, on_start=None, on_queued=None,
+              checked: bool = True) -> MergeResult:
         """Queue the item's branch and wait for its landing to be decided. `on_step(step, text)`
-        hears WAITING_TO_MERGE (behind whom) and MERGING (checked with whom, on what)."""
+        hears WAITING_TO_MERGE (behind whom) and MERGING (checked with whom, on what). `checked`:
+        its own check passed on its work (else only a merged state's check judges it)."""
         tell = on_step or (lambda step, text: None)
         item, here = workspace.tip(), self.isolation.top
         with self._lock:
@@ -145,7 +148,7 @@ class MergeQueue:
                 return MergeResult(MERGED, "already on the integration branch", base=workspace.base,
                                    item_commit=item, integration_before=tip, merge_commit=landed)
             ticket = _Ticket(workspace, item, check, log or NullLog(), settings or self.isolation.settings, tell,
-                             on_start)
+                             on_start, checked)
             ahead = [*(key for state in self._plan.states for key in state.items), *self._plan.waiting]
             self._tickets[workspace.key] = ticket
             self._plan.add(workspace.key, _kind(check))
@@ -237,8 +240,8 @@ class MergeQueue:
         tickets = [self._tickets[key] for key in candidate.items]
         if all(ticket.check is None for ticket in tickets):
             return False
-        # The item's own work on the tip, unchanged: its own check has judged this very tree.
-        return bool(candidate.ahead or len(tickets) > 1
+        # The item's own work on the tip, unchanged, judged by its own check: that very tree passed.
+        return bool(candidate.ahead or len(tickets) > 1 or not tickets[0].checked
                     or not is_ancestor(chain.base, tickets[0].item_commit, self.isolation.top))
 
     def _land(self, items: tuple[str, ...]) -> bool:
