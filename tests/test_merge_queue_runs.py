@@ -67,7 +67,7 @@ def prompts(tmp_path: Path, module: str) -> list[str]:
 
 def merged_runs(tmp_path: Path) -> list[dict]:
     path = tmp_path / "checks" / "runs.jsonl"
-    return [run for run in map(json.loads, path.read_text().splitlines()) if run["merged"]] if path.exists() else []
+    return [run for run in map(json.loads, path.read_text().splitlines()) if run.get("merged")] if path.exists() else []
 
 
 def merges(repo: Path) -> list[str]:
@@ -223,3 +223,35 @@ def test_without_its_own_check_an_item_is_checked_merged_and_one_that_fails_ther
     assert record(repo, "z")["check"]["passed"]  # its verdict, beside its claim
     assert sorted(merges(repo)) == ["Merge g:h into batch/task", "Merge g:z into batch/task"]
     assert every_merge_commit_passes_the_check(repo, tmp_path) == 2
+
+
+def test_a_speculative_state_given_up_has_its_check_stopped_before_anything_behind_it_is_checked(tmp_path):
+    # own_check: false, one item a state, two at once. z's state is held until h and then c wait
+    # behind it; h's first work fails beside z's, and c's state on h lingers. When h is blamed,
+    # c's state is given up: its check must be stopped, not run to its end, before c is checked
+    # again on what landed.
+    repo, env = setup(tmp_path, "zhc", gated="hc", breaks="h", own_check="false", check_parallel=2, merge_batch=1)
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    plan["h"].update(gate="held", **{"await": ["h"]})
+    plan["c"].update(gate="c-go", **{"await": ["c"]})  # c enters the queue after h
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo,
+                              env={**env, "CHECK_HOLD": "1", "CHECK_LINGER": "c"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: queued(repo, "h") or runner.poll() is not None, timeout=120)
+        (tmp_path / "checks" / "c-go").touch()
+        wait_for(lambda: queued(repo, "c") or runner.poll() is not None, timeout=120)
+        (tmp_path / "checks" / "go").touch()
+        out, _ = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, out
+    runs = [json.loads(line) for line in (tmp_path / "checks" / "runs.jsonl").read_text().splitlines()]
+    stopped = [index for index, run in enumerate(runs) if "stopped" in run]
+    assert len(stopped) == 1 and "h = 'breaks1'" in runs[stopped[0]]["stopped"], runs
+    c_again = [index for index, run in enumerate(runs)
+               if run.get("passed") and run["edits"] == ["z = 'edited'", "c = 'edited'"]]
+    assert c_again and stopped[0] < c_again[0], runs  # gone before c's state on the tip was checked
+    assert agent_starts(tmp_path) == {"z": 1, "h": 2, "c": 1}
+    assert sorted(merges(repo)) == sorted(f"Merge g:{module} into batch/task" for module in "zhc")

@@ -19,7 +19,8 @@ decision: each state is the tip with the items ahead merged in, then a batch of 
 merge commits made without a worktree), checked in a pool of `check_parallel` worktrees. A state
 lands only once every state ahead of it has; a failing one is checked again (a flake is nobody's
 fault), then bisected, and its culprit alone goes back to its agent; the others land without
-their agents run again. A state that is just the item's own checked work on the tip needs no
+their agents run again. A check still running on a state given up (one ahead of it failed, or
+the tip moved) is stopped there and then, as a run's stop stops it: it could judge nothing. A state that is just the item's own checked work on the tip needs no
 check. A run killed at any step leaves at most unreferenced commits and the queue's worktrees:
 the items that had passed their checks land in the next run (see recovery).
 """
@@ -42,6 +43,7 @@ from ..processes.check import Check, CheckResult, NullLog
 from ..processes.process import StoppedError
 from ..repository.git import GitError, git, is_ancestor
 from ..state import item_log
+from ..state.attempt_processes import AttemptProcesses
 from .merge_states import Chain, Checkouts, Conflict, merge_chain, require_merge_tree
 from .queue_plan import Candidate, QueuePlan
 
@@ -129,6 +131,7 @@ class MergeQueue:
         self._chains: dict[int, Chain] = {}  # by state id
         self._state_of: dict[str, int] = {}  # an item → the state it was last in
         self._checked: dict[int, CheckResult] = {}  # a state's last check
+        self._running: dict[int, AttemptProcesses] = {}  # a state's check, while it runs
         self._pool = ThreadPoolExecutor(max_workers=check_parallel, thread_name_prefix="merged-state check")
         self._checkouts = Checkouts(isolation)
         self._moves = 0  # how many times in a row the branch moved under the queue (a commit of the user's)
@@ -187,6 +190,8 @@ class MergeQueue:
                     for key in items:
                         self._tickets[key].bisected += 1
                         self._tickets[key].tell(WAITING_TO_MERGE, f"bisected: {', '.join(items)} failed together")
+                for state_id in decision.given_up:
+                    self._stop_check(state_id)
                 for candidate in decision.check:
                     self._start(candidate)
                 if not (decision.land or decision.culprits or decision.check):
@@ -228,6 +233,30 @@ class MergeQueue:
         for key in candidate.items:
             self._tickets[key].tell(MERGING, self._into(key, candidate))
         self._pool.submit(self._check, candidate, self._chains[candidate.id])
+
+    def _stop_check(self, state_id: int) -> None:
+        """A state given up: its check judges nothing, and its cores go to the states that count.
+        Stopped as a run's stop stops a check (and all it started), before anything else is decided."""
+        processes = self._running.pop(state_id, None)
+        if processes is not None:
+            processes.stop()
+
+    def _started(self, state_id: int, on_start):
+        """What hears a state's check start: noted in its items' logs (for the run after a kill),
+        and kept to be stopped if the state is given up; stopped at once if it was meanwhile."""
+        def started(processes: AttemptProcesses) -> None:
+            if on_start is not None:
+                on_start(processes)
+            with self._lock:
+                live = self._live(state_id)
+                if live:
+                    self._running[state_id] = processes
+            if not live:
+                processes.stop()
+        return started
+
+    def _live(self, state_id: int) -> bool:
+        return any(state.id == state_id for state in self._plan.states)
 
     def _into(self, key: str, candidate: Candidate) -> str:
         """What the item's merge is checked with, and on what: for the panel and batch-status."""
@@ -297,8 +326,8 @@ class MergeQueue:
     def _check(self, candidate: Candidate, chain: Chain) -> None:
         with self._lock:
             tickets = [self._tickets[key] for key in candidate.items if key in self._tickets]
-        if len(tickets) != len(candidate.items):
-            return  # given up meanwhile
+            if len(tickets) != len(candidate.items) or not self._live(candidate.id):
+                return  # given up meanwhile
         last = tickets[-1]
         log = _Logs([ticket.log for ticket in tickets])
         try:
@@ -308,7 +337,7 @@ class MergeQueue:
                     + (f" (on {', '.join(candidate.ahead)})" if candidate.ahead else "")
                     + (f", run {candidate.run}" if candidate.run > 1 else "")))
                 checked = last.check.run(worktree=worktree, cwd=folder, supervisor=self.isolation.supervisor,
-                                         log=log, on_start=last.on_start,
+                                         log=log, on_start=self._started(candidate.id, last.on_start),
                                          sandbox=agent_sandbox.for_merged_state(worktree, self.isolation.top,
                                                                                 last.settings))
         except StoppedError as error:
@@ -317,10 +346,13 @@ class MergeQueue:
             return
         except Exception as error:  # noqa: BLE001 - git or a setup refused: every waiting item hears it
             with self._lock:
-                if any(state.id == candidate.id for state in self._plan.states):  # else given up: it says nothing
+                if self._live(candidate.id):  # else given up: it says nothing
                     self._give_up_all(error if isinstance(error, BatchError) else BatchError(f"merge queue: {error!r}"))
             return
         with self._lock:
+            self._running.pop(candidate.id, None)
+            if not self._live(candidate.id):
+                return  # given up meanwhile (its check stopped, or ended first): it says nothing
             for ticket in tickets:
                 ticket.together.append(list(candidate.items))
             if not checked.passed and self.isolation.supervisor.stopping.is_set():
@@ -329,7 +361,7 @@ class MergeQueue:
             self._checked[candidate.id] = checked
             (self._plan.passed if checked.passed else self._plan.failed)(candidate.id)
             self._drive()
-            if checked.passed and candidate.ahead and any(state.id == candidate.id for state in self._plan.states):
+            if checked.passed and candidate.ahead and self._live(candidate.id):
                 for key in candidate.items:  # checked: it lands once what is ahead of it has
                     self._tickets[key].tell(WAITING_TO_MERGE, f"checked; behind {', '.join(candidate.ahead)}")
 
