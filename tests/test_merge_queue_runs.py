@@ -255,3 +255,25 @@ def test_a_speculative_state_given_up_has_its_check_stopped_before_anything_behi
     assert c_again and stopped[0] < c_again[0], runs  # gone before c's state on the tip was checked
     assert agent_starts(tmp_path) == {"z": 1, "h": 2, "c": 1}
     assert sorted(merges(repo)) == sorted(f"Merge g:{module} into batch/task" for module in "zhc")
+
+
+def test_items_whose_check_names_them_are_checked_together_each_check_once_on_the_one_merged_state(tmp_path):
+    # The check names the item ({module}). z's state is held (own_check: false) until h, c and d
+    # wait behind it: they are checked as one batch, their three checks run on the same state.
+    repo, env = setup(tmp_path, "zhcd", gated="hcd", own_check="false", check_parallel=1, merge_batch=4,
+                      check=json.dumps([*CHECK, "{module}"]))
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**env, "CHECK_HOLD": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: queued(repo, "hcd") or runner.poll() is not None, timeout=120)
+        (tmp_path / "checks" / "go").touch()
+        out, _ = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, out
+    first, *batch = merged_runs(tmp_path)
+    assert first["module"] == "z" and len(first["edits"]) == 1
+    assert sorted(run["module"] for run in batch) == ["c", "d", "h"], batch  # each its own check, once
+    assert all(len(run["edits"]) == 4 and run["edits"] == batch[0]["edits"] for run in batch)  # on one state
+    assert sorted(record(repo, "c")["merge"]["queue"]["checked_with"][0]) == ["g:c", "g:d", "g:h"]
+    assert sorted(merges(repo)) == sorted(f"Merge g:{module} into batch/task" for module in "zhcd")

@@ -336,10 +336,7 @@ class MergeQueue:
                     f"check on the merged state of {', '.join(candidate.items)}"
                     + (f" (on {', '.join(candidate.ahead)})" if candidate.ahead else "")
                     + (f", run {candidate.run}" if candidate.run > 1 else "")))
-                checked = last.check.run(worktree=worktree, cwd=folder, supervisor=self.isolation.supervisor,
-                                         log=log, on_start=self._started(candidate.id, last.on_start),
-                                         sandbox=agent_sandbox.for_merged_state(worktree, self.isolation.top,
-                                                                                last.settings))
+                checked = self._run_checks(candidate, _distinct_checks(tickets, worktree), worktree, folder, log)
         except StoppedError as error:
             with self._lock:
                 self._give_up_all(error)
@@ -366,13 +363,37 @@ class MergeQueue:
                     self._tickets[key].tell(WAITING_TO_MERGE, f"checked; behind {', '.join(candidate.ahead)}")
 
 
+    def _run_checks(self, candidate: Candidate, tickets: list[_Ticket], worktree: Path, folder: Path,
+                    log) -> CheckResult:
+        """Each check on the one merged state, in turn (one per item where the command names it:
+        `{module}`, `{group}`), until one fails or the state is given up."""
+        for ticket in tickets:
+            if len(tickets) > 1:
+                log.write(item_log.note_header(f"its check for {ticket.workspace.key}"))
+            checked = ticket.check.run(worktree=worktree, cwd=folder, supervisor=self.isolation.supervisor, log=log,
+                                       on_start=self._started(candidate.id, ticket.on_start),
+                                       sandbox=agent_sandbox.for_merged_state(worktree, self.isolation.top,
+                                                                              ticket.settings))
+            with self._lock:
+                if not checked.passed or not self._live(candidate.id):
+                    break
+        return checked
+
+
+def _distinct_checks(tickets: list[_Ticket], worktree: Path) -> list[_Ticket]:
+    """The items whose check commands differ on a state (the last of those that are the same)."""
+    last_of = {tuple(ticket.check.command(worktree)): ticket for ticket in tickets}
+    return list(last_of.values())
+
+
 def _evidence(ticket: _Ticket, before: str) -> dict[str, Any]:
     return {"base": ticket.workspace.base, "item_commit": ticket.item_commit, "integration_before": before}
 
 
 def _kind(check: Check | None):
-    """Items whose checks are the same command may be checked together, once."""
-    return None if check is None else (tuple(check.command(Path("{worktree}"))), check.timeout)
+    """Items whose checks are the same command, but for the item it names, may be checked together:
+    each distinct command once, on the one merged state."""
+    return None if check is None else (check.argv, check.timeout)
 
 
 class _Logs:
