@@ -21,6 +21,7 @@ its commands by the entry points of PATH's pyproject.toml (its modules may have 
 written where they are found before the installed package's.
 
     python bench/landing.py [--case twelve twelve-failing three cpu] [--repeat 1] [--today PATH]
+                            [--mode serial queue no-own]
 """
 
 from __future__ import annotations
@@ -165,9 +166,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=["twelve", "twelve-failing", "three", "cpu"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--mode", nargs="+", choices=sorted(MODES), default=list(MODES),
+                        help="the queues to run (serial is the reference of the ratios: keep it)")
     parser.add_argument("--today", type=Path, help="a checkout of batch-tasks before this queue, run beside it")
     args = parser.parse_args()
-    modes = [*MODES, *(["today"] if args.today else [])]
+    modes = [*args.mode, *(["today"] if args.today else [])]
     cores = os.cpu_count() or 1
     print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}; {cores} cores")
     for name in args.case:
@@ -184,7 +187,7 @@ def main() -> int:
             checks = statistics.median(run["merged_checks"] for run in results) / case.items
             own = statistics.median(run["own_checks"] for run in results) / case.items
             print(f"  {mode:7} makespan {wall:6.1f} s  {wall / bound:4.2f} x the bound ({bound:.1f} s)  "
-                  f"{wall / walls['serial']:4.2f} x serial"
+                  + (f"{wall / walls['serial']:4.2f} x serial" if "serial" in walls else "")
                   + (f"  {wall / walls['today']:4.2f} x today" if "today" in walls else "")
                   + f"  checks per item: merged states {checks:.2f}, own {own:.2f}")
     print(f"load after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
