@@ -234,6 +234,7 @@ def _tip_moved(plan):
     (_tip_moved, [1, 2, 3]),
     (lambda plan: plan.passed(plan.states[0].id), []),
     (lambda plan: plan.failed(plan.states[1].id), []),  # not judged while the one ahead is checked
+    (lambda plan: (_conflict_ahead(plan), _failed_first(plan)), [2, 3, 1]),  # two give-ups, one decision
 ])
 def test_the_states_given_up_are_named_once_for_their_checks_to_be_stopped(event, given_up):
     plan = plan_of("a", "b", "c", "d", parallel=3, flaky_retries=0)
