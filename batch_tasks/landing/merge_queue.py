@@ -8,7 +8,7 @@ which moves only here, by a compare-and-swap `git update-ref` onto a checked sta
 
     queue = MergeQueue(isolation, check_parallel=2, batch_max=4, flaky_retries=1)  # one per run
     result = queue.merge(workspace, check, log, settings, on_step=, on_start=, on_queued=)
-    if result.merged:
+    if result.merged:                # a MergeResult (merge_result.py), with its evidence
         workspace.remove(); record["merge"] = result.record()
     elif result.check is not None:   # its merged state failed its check: back to its session
     else:                            # a conflict: retry from isolation.tip(), telling result.conflicts
@@ -44,54 +44,11 @@ from ..processes.process import StoppedError
 from ..repository.git import GitError, git, is_ancestor
 from ..state import item_log
 from ..state.attempt_processes import AttemptProcesses
+from .merge_result import CONFLICT, MERGED, MergeResult, numstat, overlap
 from .merge_states import Chain, Checkouts, Conflict, merge_chain, require_merge_tree
 from .queue_plan import Candidate, QueuePlan
 
-MERGED = "merged"
-CONFLICT = "conflict"
 MOVES_FOLLOWED = 3  # how many times the queue follows an integration tip that moved under it
-
-
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    added: int | None  # None for a binary file
-    removed: int | None
-
-
-@dataclass(frozen=True)
-class MergeResult:
-    status: str  # MERGED or CONFLICT
-    reason: str
-    base: str  # the commit the item's branch was made from
-    item_commit: str
-    integration_before: str
-    merge_commit: str | None = None
-    files: tuple[FileChange, ...] = ()  # what landed on the integration branch
-    conflicts: tuple[str, ...] = ()  # files both sides changed: for the agent's next attempt
-    check: CheckResult | None = None  # the check on the merged state, when it ran
-    queue: dict[str, Any] | None = None  # the checks it took part in, with whom, and its bisections
-
-    @property
-    def merged(self) -> bool:
-        return self.status == MERGED
-
-    def record(self) -> dict[str, Any]:
-        """The evidence for the item's result record."""
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "base_commit": self.base,
-            "item_commit": self.item_commit,
-            "integration_before": self.integration_before,
-            "merge_commit": self.merge_commit,
-            "files": [{"path": f.path, "added": f.added, "removed": f.removed} for f in self.files],
-            "conflicts": list(self.conflicts),
-            "merged_state_check": self.check.record() if self.check else None,
-            "queue": self.queue,
-        }
-
-
 TICK_SECONDS = 1.0  # how often a waiting item looks whether the run is stopping
 
 
@@ -295,7 +252,7 @@ class MergeQueue:
             ticket.decide(MergeResult(
                 MERGED, "merged", base=ticket.workspace.base, item_commit=link.item_commit,
                 integration_before=link.before, merge_commit=link.merge_commit,
-                files=_numstat(link.before, link.merge_commit, isolation.top), check=self._checked.pop(state, None)
+                files=numstat(link.before, link.merge_commit, isolation.top), check=self._checked.pop(state, None)
                 if link is chain.links[-1] else self._checked.get(state), queue=ticket.queue_record()))
         return True
 
@@ -303,8 +260,8 @@ class MergeQueue:
         """The culprit: the state of its item alone on what was ahead failed every check."""
         ticket, state = self._tickets.pop(key), self._state_of[key]
         chain, checked = self._chains.pop(state), self._checked.pop(state)
-        overlap = _overlap(ticket.workspace.base, chain.base, ticket.item_commit, self.isolation.top)
-        ticket.decide(MergeResult(CONFLICT, f"{checked.reason} on the merged state", conflicts=overlap, check=checked,
+        both = overlap(ticket.workspace.base, chain.base, ticket.item_commit, self.isolation.top)
+        ticket.decide(MergeResult(CONFLICT, f"{checked.reason} on the merged state", conflicts=both, check=checked,
                                   queue=ticket.queue_record(), **_evidence(ticket, chain.base)))
 
     def _give_up_all(self, error: BaseException) -> None:
@@ -411,18 +368,3 @@ class _Logs:
         for log in self.logs:
             with contextlib.suppress(ValueError):
                 log.flush()
-
-
-def _numstat(before: str, after: str, cwd) -> tuple[FileChange, ...]:
-    changes = []
-    for entry in git("diff", "--numstat", "-z", "--no-renames", before, after, "--", cwd=cwd).fields():
-        added, removed, path = entry.split("\t", 2)
-        changes.append(FileChange(path, None if added == "-" else int(added), None if removed == "-" else int(removed)))
-    return tuple(changes)
-
-
-def _overlap(base: str, before: str, item: str, cwd) -> tuple[str, ...]:
-    """The files changed both on the integration branch since the item's base and by the item."""
-    theirs = set(git("diff", "--name-only", "-z", "--no-renames", base, before, "--", cwd=cwd).fields())
-    ours = git("diff", "--name-only", "-z", "--no-renames", base, item, "--", cwd=cwd).fields()
-    return tuple(path for path in ours if path in theirs)
