@@ -4,7 +4,8 @@ Each case is a batch of isolated items in a fresh git repository; each item's ag
 writes a file of its own, and the same `check` runs on the item's own work and on each merged
 state (a sleep, or a CPU-bound loop). A case runs with the serial queue (`check_parallel: 1`,
 `merge_batch: 1`: one merged-state check at a time, one item each) and with the queue as it
-comes (`check_parallel`: the number of cores, `merge_batch: 4`), alternating, each in a fresh
+comes (`check_parallel`: the number of cores, `merge_batch: 4`), and the same with `own_check:
+false` (**no-own**: an item's work checked only on merged states), alternating, each in a fresh
 copy; figures are medians of the whole `doit run-batch` process (its wall time), with:
 
 - the bound: what the batch takes with checks free to overlap: the items' agents and own checks
@@ -15,9 +16,12 @@ copy; figures are medians of the whole `doit run-batch` process (its wall time),
   (its own passes): its agent is run again.
 
 `--today PATH` adds the code at PATH (a checkout of batch-tasks before this queue, e.g. made
-with `git archive`) as a third column, run the same way without the new settings.
+with `git archive`) as a third column, run the same way without the new settings: doit finds
+its commands by the entry points of PATH's pyproject.toml (its modules may have moved since),
+written where they are found before the installed package's.
 
     python bench/landing.py [--case twelve twelve-failing three cpu] [--repeat 1] [--today PATH]
+                            [--mode serial queue no-own]
 """
 
 from __future__ import annotations
@@ -34,9 +38,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / "out" / "landing"
-MODES = {"serial": {"check_parallel": 1, "merge_batch": 1}, "queue": {"merge_batch": 4}}
+MODES = {"serial": {"check_parallel": 1, "merge_batch": 1}, "queue": {"merge_batch": 4},
+         "no-own": {"merge_batch": 4, "own_check": "false"}}
 
 AGENT = """
 import os, sys, time
@@ -123,12 +133,26 @@ def make_folder(case: Case, mode: str, into: Path) -> Path:
     return repo
 
 
+def entry_points_of(checkout: Path) -> Path:
+    """A folder holding a distribution's metadata with the entry points of `checkout`'s
+    pyproject.toml: put before site-packages, doit loads that code's commands, not the installed."""
+    project = tomllib.loads((checkout / "pyproject.toml").read_text())["project"]
+    info = WORK / "today-site" / f"batch_tasks-{project['version']}.dist-info"
+    shutil.rmtree(info.parent, ignore_errors=True)
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: batch-tasks\nVersion: {project['version']}\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{name} = {where}\n" for name, where in points.items()) + "\n"
+        for group, points in project["entry-points"].items()))
+    return info.parent
+
+
 def run_once(case: Case, mode: str, today: Path | None = None) -> dict:
     repo = make_folder(case, mode, WORK / f"{case.name}-{mode}")
     log = repo.parent / "checks.log"
     env = {**os.environ, "LANDING_LOG": str(log), "LANDING_BAD": case.bad}
     if mode == "today":
-        env["PYTHONPATH"] = str(today)
+        env["PYTHONPATH"] = os.pathsep.join((str(today), str(entry_points_of(today))))
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env=env, capture_output=True, text=True)
     wall = time.monotonic() - started
@@ -142,9 +166,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=["twelve", "twelve-failing", "three", "cpu"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--mode", nargs="+", choices=sorted(MODES), default=list(MODES),
+                        help="the queues to run (serial is the reference of the ratios: keep it)")
     parser.add_argument("--today", type=Path, help="a checkout of batch-tasks before this queue, run beside it")
     args = parser.parse_args()
-    modes = [*MODES, *(["today"] if args.today else [])]
+    modes = [*args.mode, *(["today"] if args.today else [])]
     cores = os.cpu_count() or 1
     print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}; {cores} cores")
     for name in args.case:
@@ -155,12 +181,16 @@ def main() -> int:
                 runs[mode].append(run_once(case, mode, args.today))
         print(case.describe())
         bound = case.bound(cores)
-        serial = statistics.median(run["wall"] for run in runs["serial"])
+        walls = {mode: statistics.median(run["wall"] for run in results) for mode, results in runs.items()}
         for mode, results in runs.items():
-            wall = statistics.median(run["wall"] for run in results)
+            wall = walls[mode]
             checks = statistics.median(run["merged_checks"] for run in results) / case.items
+            own = statistics.median(run["own_checks"] for run in results) / case.items
             print(f"  {mode:7} makespan {wall:6.1f} s  {wall / bound:4.2f} x the bound ({bound:.1f} s)  "
-                  f"{wall / serial:4.2f} x serial  merged-state checks per item {checks:.2f}")
+                  + (f"{wall / walls['serial']:4.2f} x serial" if "serial" in walls else "")
+                  + (f"  {wall / walls['today']:4.2f} x today" if "today" in walls else "")
+                  + f"  checks per item: merged states {checks:.2f}, own {own:.2f}")
+    print(f"load after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     return 0
 
 

@@ -179,3 +179,16 @@ def test_nothing_enters_the_merge_queue_before_its_work_is_committed_nor_after_i
     # A reviewed item enters the queue only once approved: its merge must be its route's next step.
     assert not m.ItemMachine(m.Route.of(True, True, reviewed=True), state=m.CHECKED).allows(m.ENQUEUE)
     assert m.ItemMachine(m.Route.of(True, True, reviewed=True), state=m.APPROVED).allows(m.ENQUEUE)
+
+
+@pytest.mark.parametrize("isolated, reviewed, pull_request, checks", [
+    (True, False, False, False),  # straight to the merge queue: checked there, on the merged state
+    (True, True, False, True),  # a review sees checked work
+    (True, False, True, True),  # a pull request is not the queue's to check
+    (False, False, False, True),  # no queue without isolation
+])
+def test_without_its_own_check_only_work_bound_for_the_merge_queue_skips_it(isolated, reviewed, pull_request, checks):
+    route = m.Route.of(isolated, True, reviewed=reviewed, pull_request=pull_request, own_check=False)
+    assert route.checks is checks
+    assert not m.Route.of(isolated, False, reviewed=reviewed, pull_request=pull_request, own_check=False).checks
+    assert m.Route.of(isolated, True, reviewed=reviewed, pull_request=pull_request).checks  # own_check by default

@@ -71,10 +71,11 @@ class Workspace:
 
 class MergeQueue:
     def __init__(self, result: MergeResult | Exception):
-        self.result, self.merged = result, []
+        self.result, self.merged, self.own_checked = result, [], []
 
-    def merge(self, workspace, check, log, settings, on_step, on_start, on_queued):
+    def merge(self, workspace, check, log, settings, on_step, on_start, on_queued, checked):
         self.merged.append((workspace, check, settings))
+        self.own_checked.append(checked)
         on_queued()  # in the queue: its slot given back
         log.write(b"the merge's output\n")
         on_step("merging", "onto batch/task")
@@ -103,7 +104,8 @@ class ItemRun:
                       "protect": ["{check}", "ci/*"], **settings},
             item=Item("g", "a", "do a", "", False, 2, "- [ ] a: do a"), workdir=tmp_path)
         self.workspace = (workspace or Workspace()) if isolated else None
-        self.machine = m.ItemMachine(m.Route.of(isolated, bool(check)), state=state)
+        self.machine = m.ItemMachine(m.Route.of(isolated, bool(check), own_check=settings.get("own_check", True)),
+                                     state=state)
         self.run = SimpleNamespace(redactor=Redactor({"API_KEY": SECRET}),
                                    supervisor=SimpleNamespace(stopping=threading.Event()),
                                    merge_queue=MergeQueue(merge or merge_result()))
@@ -185,6 +187,21 @@ def test_an_isolated_checked_item_is_committed_checked_and_merged_then_awaits_it
     assert [event["attempt"] for event in map(json.loads, Path(item_run.folder.events).read_text().splitlines())
             if event["kind"] == item_log.PROCESSES] == [1, 1]
     assert Path(item_run.folder.log).read_bytes() == b"the check's output\nthe merge's output\n"
+
+
+def test_without_its_own_check_the_merged_states_check_is_its_verdict(tmp_path, checks):
+    on_merged = CheckResult(0, 2.5, "ok on the merged state", False)
+    merged = MergeResult(MERGED, "merged", "base0", "tip1", "int0", "merge1", check=on_merged)
+    item_run = ItemRun(tmp_path, merge=merged, own_check=False)
+    said = checks.land(item_run, attempt())
+    assert said.outcome.ok and [state for _, state in item_run.machine.history] == [m.COMMITTED, m.QUEUED, m.MERGED]
+    assert checks.ran == [] and item_run.run.merge_queue.own_checked == [False]  # the queue must check it
+    assert said.extra["check"] == on_merged.record()
+    checks.verdicts.append(PASSED)
+    (tmp_path / "own").mkdir()
+    item_run = ItemRun(tmp_path / "own", merge=merged)
+    said = checks.land(item_run, attempt())
+    assert item_run.run.merge_queue.own_checked == [True] and said.extra["check"] == PASSED.record()  # its own
 
 
 def test_without_isolation_the_check_runs_in_the_workdir_and_nothing_is_committed_or_merged(tmp_path, checks):

@@ -67,7 +67,7 @@ def prompts(tmp_path: Path, module: str) -> list[str]:
 
 def merged_runs(tmp_path: Path) -> list[dict]:
     path = tmp_path / "checks" / "runs.jsonl"
-    return [run for run in map(json.loads, path.read_text().splitlines()) if run["merged"]] if path.exists() else []
+    return [run for run in map(json.loads, path.read_text().splitlines()) if run.get("merged")] if path.exists() else []
 
 
 def merges(repo: Path) -> list[str]:
@@ -196,3 +196,84 @@ def test_a_run_killed_in_the_queue_lands_every_item_that_had_passed_once_in_the_
     assert sorted(merges(repo)) == sorted(f"Merge g:{module} into batch/task" for module in "zhcd")
     assert (repo / "task.md").read_text().count("- [x]") == 4
     assert not (repo / ".batch/task/checks").exists()  # the queue's worktrees go at the run's end
+
+
+def test_without_its_own_check_an_item_is_checked_merged_and_one_that_fails_there_is_told_and_lands(tmp_path):
+    # `own_check: false`: z's work goes to the queue from its agent and is checked there, alone
+    # on the tip (held until h waits behind it); h's first work fails beside z's: h goes back to
+    # its session with the merged check's output, counted as a failed check, and then lands.
+    repo, env = setup(tmp_path, "zh", gated="h", breaks="h", own_check="false", check_parallel=1, merge_batch=4)
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**env, "CHECK_HOLD": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: queued(repo, "h") or runner.poll() is not None, timeout=120)
+        (tmp_path / "checks" / "go").touch()
+        out, _ = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, out
+    runs = [json.loads(line) for line in (tmp_path / "checks" / "runs.jsonl").read_text().splitlines()]
+    assert all(run["merged"] for run in runs), runs  # no item's own check ran
+    assert runs[0]["edits"] == ["z = 'edited'"] and runs[0]["passed"]  # z alone on the tip: checked all the same
+    assert agent_starts(tmp_path) == {"z": 1, "h": 2}
+    told = prompts(tmp_path, "h")[1]
+    assert "FAILED tests/test_h.py" in told and "breaks1" in told
+    failed = record(repo, "h")["attempts"][0]
+    assert failed["failure_class"] == "check", failed
+    assert record(repo, "z")["check"]["passed"]  # its verdict, beside its claim
+    assert sorted(merges(repo)) == ["Merge g:h into batch/task", "Merge g:z into batch/task"]
+    assert every_merge_commit_passes_the_check(repo, tmp_path) == 2
+
+
+def test_a_speculative_state_given_up_has_its_check_stopped_before_anything_behind_it_is_checked(tmp_path):
+    # own_check: false, one item a state, two at once. z's state is held until h and then c wait
+    # behind it; h's first work fails beside z's, and c's state on h lingers. When h is blamed,
+    # c's state is given up: its check must be stopped, not run to its end, before c is checked
+    # again on what landed.
+    repo, env = setup(tmp_path, "zhc", gated="hc", breaks="h", own_check="false", check_parallel=2, merge_batch=1)
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    plan["h"].update(gate="held", **{"await": ["h"]})
+    plan["c"].update(gate="c-go", **{"await": ["c"]})  # c enters the queue after h
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo,
+                              env={**env, "CHECK_HOLD": "1", "CHECK_LINGER": "c"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: queued(repo, "h") or runner.poll() is not None, timeout=120)
+        (tmp_path / "checks" / "c-go").touch()
+        wait_for(lambda: queued(repo, "c") or runner.poll() is not None, timeout=120)
+        (tmp_path / "checks" / "go").touch()
+        out, _ = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, out
+    runs = [json.loads(line) for line in (tmp_path / "checks" / "runs.jsonl").read_text().splitlines()]
+    stopped = [index for index, run in enumerate(runs) if "stopped" in run]
+    assert len(stopped) == 1 and "h = 'breaks1'" in runs[stopped[0]]["stopped"], runs
+    c_again = [index for index, run in enumerate(runs)
+               if run.get("passed") and run["edits"] == ["z = 'edited'", "c = 'edited'"]]
+    assert c_again and stopped[0] < c_again[0], runs  # gone before c's state on the tip was checked
+    assert agent_starts(tmp_path) == {"z": 1, "h": 2, "c": 1}
+    assert sorted(merges(repo)) == sorted(f"Merge g:{module} into batch/task" for module in "zhc")
+
+
+def test_items_whose_check_names_them_are_checked_together_each_check_once_on_the_one_merged_state(tmp_path):
+    # The check names the item ({module}). z's state is held (own_check: false) until h, c and d
+    # wait behind it: they are checked as one batch, their three checks run on the same state.
+    repo, env = setup(tmp_path, "zhcd", gated="hcd", own_check="false", check_parallel=1, merge_batch=4,
+                      check=json.dumps([*CHECK, "{module}"]))
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**env, "CHECK_HOLD": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: queued(repo, "hcd") or runner.poll() is not None, timeout=120)
+        (tmp_path / "checks" / "go").touch()
+        out, _ = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, out
+    first, *batch = merged_runs(tmp_path)
+    assert first["module"] == "z" and len(first["edits"]) == 1
+    assert sorted(run["module"] for run in batch) == ["c", "d", "h"], batch  # each its own check, once
+    assert all(len(run["edits"]) == 4 and run["edits"] == batch[0]["edits"] for run in batch)  # on one state
+    assert sorted(record(repo, "c")["merge"]["queue"]["checked_with"][0]) == ["g:c", "g:d", "g:h"]
+    assert sorted(merges(repo)) == sorted(f"Merge g:{module} into batch/task" for module in "zhcd")

@@ -214,3 +214,31 @@ def test_a_cleared_queue_holds_nothing_and_its_states_say_nothing_after():
     plan.add("c")
     assert plan.decide().check[0].id > state.id  # a new state is never mistaken for an old one
 
+
+
+def _failed_first(plan):
+    plan.failed(plan.states[0].id)
+
+
+def _conflict_ahead(plan):
+    plan.conflicted(plan.states[1].id, plan.states[1].items[0])
+
+
+def _tip_moved(plan):
+    plan.restart()
+
+
+@pytest.mark.parametrize("event, given_up", [
+    (_failed_first, [1, 2, 3]),  # a lone culprit: every state behind it held its item
+    (_conflict_ahead, [2, 3]),  # the state that conflicted and those behind it
+    (_tip_moved, [1, 2, 3]),
+    (lambda plan: plan.passed(plan.states[0].id), []),
+    (lambda plan: plan.failed(plan.states[1].id), []),  # not judged while the one ahead is checked
+    (lambda plan: (_conflict_ahead(plan), _failed_first(plan)), [2, 3, 1]),  # two give-ups, one decision
+])
+def test_the_states_given_up_are_named_once_for_their_checks_to_be_stopped(event, given_up):
+    plan = plan_of("a", "b", "c", "d", parallel=3, flaky_retries=0)
+    assert [c.id for c in plan.decide().check] == [1, 2, 3]
+    event(plan)
+    assert plan.decide().given_up == given_up
+    assert plan.decide().given_up == []

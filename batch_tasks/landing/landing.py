@@ -109,10 +109,14 @@ def _step(item_run: "LandingItem", step: str, attempt: Attempt, log) -> tuple[st
         item_run.machine.fire(machine.ENQUEUE)
         item_run.park("in the merge queue")
 
+    own_checked = item_run.machine.route.checks
     merged = item_run.run.merge_queue.merge(workspace, check, log, settings,
                                             on_step=lambda step, text: item_run.tell_step(attempt.number, step, text),
-                                            on_start=noting_processes(item_run, attempt), on_queued=queued)
+                                            on_start=noting_processes(item_run, attempt), on_queued=queued,
+                                            checked=own_checked)
     attempt.extra["merge"] = merged.record()
+    if merged.check is not None and not own_checked:
+        attempt.extra["check"] = merged.check.record()  # its only check: the verdict beside its claim
     if not merged.merged and merged.check is not None:
         # Its work failed the check on the state it would land in: back to its own session, with
         # the check's output, as a failed check of its own is (its worktree stays for it).

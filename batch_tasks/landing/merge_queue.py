@@ -8,7 +8,7 @@ which moves only here, by a compare-and-swap `git update-ref` onto a checked sta
 
     queue = MergeQueue(isolation, check_parallel=2, batch_max=4, flaky_retries=1)  # one per run
     result = queue.merge(workspace, check, log, settings, on_step=, on_start=, on_queued=)
-    if result.merged:
+    if result.merged:                # a MergeResult (merge_result.py), with its evidence
         workspace.remove(); record["merge"] = result.record()
     elif result.check is not None:   # its merged state failed its check: back to its session
     else:                            # a conflict: retry from isolation.tip(), telling result.conflicts
@@ -19,7 +19,8 @@ decision: each state is the tip with the items ahead merged in, then a batch of 
 merge commits made without a worktree), checked in a pool of `check_parallel` worktrees. A state
 lands only once every state ahead of it has; a failing one is checked again (a flake is nobody's
 fault), then bisected, and its culprit alone goes back to its agent; the others land without
-their agents run again. A state that is just the item's own checked work on the tip needs no
+their agents run again. A check still running on a state given up (one ahead of it failed, or
+the tip moved) is stopped there and then, as a run's stop stops it: it could judge nothing. A state that is just the item's own checked work on the tip needs no
 check. A run killed at any step leaves at most unreferenced commits and the queue's worktrees:
 the items that had passed their checks land in the next run (see recovery).
 """
@@ -42,54 +43,12 @@ from ..processes.check import Check, CheckResult, NullLog
 from ..processes.process import StoppedError
 from ..repository.git import GitError, git, is_ancestor
 from ..state import item_log
+from ..state.attempt_processes import AttemptProcesses
+from .merge_result import CONFLICT, MERGED, MergeResult, numstat, overlap
 from .merge_states import Chain, Checkouts, Conflict, merge_chain, require_merge_tree
 from .queue_plan import Candidate, QueuePlan
 
-MERGED = "merged"
-CONFLICT = "conflict"
 MOVES_FOLLOWED = 3  # how many times the queue follows an integration tip that moved under it
-
-
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    added: int | None  # None for a binary file
-    removed: int | None
-
-
-@dataclass(frozen=True)
-class MergeResult:
-    status: str  # MERGED or CONFLICT
-    reason: str
-    base: str  # the commit the item's branch was made from
-    item_commit: str
-    integration_before: str
-    merge_commit: str | None = None
-    files: tuple[FileChange, ...] = ()  # what landed on the integration branch
-    conflicts: tuple[str, ...] = ()  # files both sides changed: for the agent's next attempt
-    check: CheckResult | None = None  # the check on the merged state, when it ran
-    queue: dict[str, Any] | None = None  # the checks it took part in, with whom, and its bisections
-
-    @property
-    def merged(self) -> bool:
-        return self.status == MERGED
-
-    def record(self) -> dict[str, Any]:
-        """The evidence for the item's result record."""
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "base_commit": self.base,
-            "item_commit": self.item_commit,
-            "integration_before": self.integration_before,
-            "merge_commit": self.merge_commit,
-            "files": [{"path": f.path, "added": f.added, "removed": f.removed} for f in self.files],
-            "conflicts": list(self.conflicts),
-            "merged_state_check": self.check.record() if self.check else None,
-            "queue": self.queue,
-        }
-
-
 TICK_SECONDS = 1.0  # how often a waiting item looks whether the run is stopping
 
 
@@ -104,6 +63,7 @@ class _Ticket:
     settings: Any
     tell: Callable[[str, str], None]
     on_start: Any
+    checked: bool  # its own check judged its work
     done: threading.Event = field(default_factory=threading.Event)
     result: MergeResult | None = None
     error: BaseException | None = None
@@ -128,14 +88,17 @@ class MergeQueue:
         self._chains: dict[int, Chain] = {}  # by state id
         self._state_of: dict[str, int] = {}  # an item → the state it was last in
         self._checked: dict[int, CheckResult] = {}  # a state's last check
+        self._running: dict[int, AttemptProcesses] = {}  # a state's check, while it runs
         self._pool = ThreadPoolExecutor(max_workers=check_parallel, thread_name_prefix="merged-state check")
         self._checkouts = Checkouts(isolation)
         self._moves = 0  # how many times in a row the branch moved under the queue (a commit of the user's)
 
     def merge(self, workspace: AttemptWorkspace, check: Check | None = None, log=None, settings=None,
-              on_step: Callable[[str, str], None] | None = None, on_start=None, on_queued=None) -> MergeResult:
+              on_step: Callable[[str, str], None] | None = None, on_start=None, on_queued=None,
+              checked: bool = True) -> MergeResult:
         """Queue the item's branch and wait for its landing to be decided. `on_step(step, text)`
-        hears WAITING_TO_MERGE (behind whom) and MERGING (checked with whom, on what)."""
+        hears WAITING_TO_MERGE (behind whom) and MERGING (checked with whom, on what). `checked`:
+        its own check passed on its work (else only a merged state's check judges it)."""
         tell = on_step or (lambda step, text: None)
         item, here = workspace.tip(), self.isolation.top
         with self._lock:
@@ -145,7 +108,7 @@ class MergeQueue:
                 return MergeResult(MERGED, "already on the integration branch", base=workspace.base,
                                    item_commit=item, integration_before=tip, merge_commit=landed)
             ticket = _Ticket(workspace, item, check, log or NullLog(), settings or self.isolation.settings, tell,
-                             on_start)
+                             on_start, checked)
             ahead = [*(key for state in self._plan.states for key in state.items), *self._plan.waiting]
             self._tickets[workspace.key] = ticket
             self._plan.add(workspace.key, _kind(check))
@@ -184,6 +147,8 @@ class MergeQueue:
                     for key in items:
                         self._tickets[key].bisected += 1
                         self._tickets[key].tell(WAITING_TO_MERGE, f"bisected: {', '.join(items)} failed together")
+                for state_id in decision.given_up:
+                    self._stop_check(state_id)
                 for candidate in decision.check:
                     self._start(candidate)
                 if not (decision.land or decision.culprits or decision.check):
@@ -226,6 +191,30 @@ class MergeQueue:
             self._tickets[key].tell(MERGING, self._into(key, candidate))
         self._pool.submit(self._check, candidate, self._chains[candidate.id])
 
+    def _stop_check(self, state_id: int) -> None:
+        """A state given up: its check judges nothing, and its cores go to the states that count.
+        Stopped as a run's stop stops a check (and all it started), before anything else is decided."""
+        processes = self._running.pop(state_id, None)
+        if processes is not None:
+            processes.stop()
+
+    def _started(self, state_id: int, on_start):
+        """What hears a state's check start: noted in its items' logs (for the run after a kill),
+        and kept to be stopped if the state is given up; stopped at once if it was meanwhile."""
+        def started(processes: AttemptProcesses) -> None:
+            if on_start is not None:
+                on_start(processes)
+            with self._lock:
+                live = self._live(state_id)
+                if live:
+                    self._running[state_id] = processes
+            if not live:
+                processes.stop()
+        return started
+
+    def _live(self, state_id: int) -> bool:
+        return any(state.id == state_id for state in self._plan.states)
+
     def _into(self, key: str, candidate: Candidate) -> str:
         """What the item's merge is checked with, and on what: for the panel and batch-status."""
         others = [other for other in candidate.items if other != key]
@@ -237,8 +226,8 @@ class MergeQueue:
         tickets = [self._tickets[key] for key in candidate.items]
         if all(ticket.check is None for ticket in tickets):
             return False
-        # The item's own work on the tip, unchanged: its own check has judged this very tree.
-        return bool(candidate.ahead or len(tickets) > 1
+        # The item's own work on the tip, unchanged, judged by its own check: that very tree passed.
+        return bool(candidate.ahead or len(tickets) > 1 or not tickets[0].checked
                     or not is_ancestor(chain.base, tickets[0].item_commit, self.isolation.top))
 
     def _land(self, items: tuple[str, ...]) -> bool:
@@ -263,7 +252,7 @@ class MergeQueue:
             ticket.decide(MergeResult(
                 MERGED, "merged", base=ticket.workspace.base, item_commit=link.item_commit,
                 integration_before=link.before, merge_commit=link.merge_commit,
-                files=_numstat(link.before, link.merge_commit, isolation.top), check=self._checked.pop(state, None)
+                files=numstat(link.before, link.merge_commit, isolation.top), check=self._checked.pop(state, None)
                 if link is chain.links[-1] else self._checked.get(state), queue=ticket.queue_record()))
         return True
 
@@ -271,8 +260,8 @@ class MergeQueue:
         """The culprit: the state of its item alone on what was ahead failed every check."""
         ticket, state = self._tickets.pop(key), self._state_of[key]
         chain, checked = self._chains.pop(state), self._checked.pop(state)
-        overlap = _overlap(ticket.workspace.base, chain.base, ticket.item_commit, self.isolation.top)
-        ticket.decide(MergeResult(CONFLICT, f"{checked.reason} on the merged state", conflicts=overlap, check=checked,
+        both = overlap(ticket.workspace.base, chain.base, ticket.item_commit, self.isolation.top)
+        ticket.decide(MergeResult(CONFLICT, f"{checked.reason} on the merged state", conflicts=both, check=checked,
                                   queue=ticket.queue_record(), **_evidence(ticket, chain.base)))
 
     def _give_up_all(self, error: BaseException) -> None:
@@ -294,8 +283,8 @@ class MergeQueue:
     def _check(self, candidate: Candidate, chain: Chain) -> None:
         with self._lock:
             tickets = [self._tickets[key] for key in candidate.items if key in self._tickets]
-        if len(tickets) != len(candidate.items):
-            return  # given up meanwhile
+            if len(tickets) != len(candidate.items) or not self._live(candidate.id):
+                return  # given up meanwhile
         last = tickets[-1]
         log = _Logs([ticket.log for ticket in tickets])
         try:
@@ -304,20 +293,20 @@ class MergeQueue:
                     f"check on the merged state of {', '.join(candidate.items)}"
                     + (f" (on {', '.join(candidate.ahead)})" if candidate.ahead else "")
                     + (f", run {candidate.run}" if candidate.run > 1 else "")))
-                checked = last.check.run(worktree=worktree, cwd=folder, supervisor=self.isolation.supervisor,
-                                         log=log, on_start=last.on_start,
-                                         sandbox=agent_sandbox.for_merged_state(worktree, self.isolation.top,
-                                                                                last.settings))
+                checked = self._run_checks(candidate, _distinct_checks(tickets, worktree), worktree, folder, log)
         except StoppedError as error:
             with self._lock:
                 self._give_up_all(error)
             return
         except Exception as error:  # noqa: BLE001 - git or a setup refused: every waiting item hears it
             with self._lock:
-                if any(state.id == candidate.id for state in self._plan.states):  # else given up: it says nothing
+                if self._live(candidate.id):  # else given up: it says nothing
                     self._give_up_all(error if isinstance(error, BatchError) else BatchError(f"merge queue: {error!r}"))
             return
         with self._lock:
+            self._running.pop(candidate.id, None)
+            if not self._live(candidate.id):
+                return  # given up meanwhile (its check stopped, or ended first): it says nothing
             for ticket in tickets:
                 ticket.together.append(list(candidate.items))
             if not checked.passed and self.isolation.supervisor.stopping.is_set():
@@ -326,9 +315,32 @@ class MergeQueue:
             self._checked[candidate.id] = checked
             (self._plan.passed if checked.passed else self._plan.failed)(candidate.id)
             self._drive()
-            if checked.passed and candidate.ahead and any(state.id == candidate.id for state in self._plan.states):
+            if checked.passed and candidate.ahead and self._live(candidate.id):
                 for key in candidate.items:  # checked: it lands once what is ahead of it has
                     self._tickets[key].tell(WAITING_TO_MERGE, f"checked; behind {', '.join(candidate.ahead)}")
+
+
+    def _run_checks(self, candidate: Candidate, tickets: list[_Ticket], worktree: Path, folder: Path,
+                    log) -> CheckResult:
+        """Each check on the one merged state, in turn (one per item where the command names it:
+        `{module}`, `{group}`), until one fails or the state is given up."""
+        for ticket in tickets:
+            if len(tickets) > 1:
+                log.write(item_log.note_header(f"its check for {ticket.workspace.key}"))
+            checked = ticket.check.run(worktree=worktree, cwd=folder, supervisor=self.isolation.supervisor, log=log,
+                                       on_start=self._started(candidate.id, ticket.on_start),
+                                       sandbox=agent_sandbox.for_merged_state(worktree, self.isolation.top,
+                                                                              ticket.settings))
+            with self._lock:
+                if not checked.passed or not self._live(candidate.id):
+                    break
+        return checked
+
+
+def _distinct_checks(tickets: list[_Ticket], worktree: Path) -> list[_Ticket]:
+    """The items whose check commands differ on a state (the last of those that are the same)."""
+    last_of = {tuple(ticket.check.command(worktree)): ticket for ticket in tickets}
+    return list(last_of.values())
 
 
 def _evidence(ticket: _Ticket, before: str) -> dict[str, Any]:
@@ -336,8 +348,9 @@ def _evidence(ticket: _Ticket, before: str) -> dict[str, Any]:
 
 
 def _kind(check: Check | None):
-    """Items whose checks are the same command may be checked together, once."""
-    return None if check is None else (tuple(check.command(Path("{worktree}"))), check.timeout)
+    """Items whose checks are the same command, but for the item it names, may be checked together:
+    each distinct command once, on the one merged state."""
+    return None if check is None else (check.argv, check.timeout)
 
 
 class _Logs:
@@ -355,18 +368,3 @@ class _Logs:
         for log in self.logs:
             with contextlib.suppress(ValueError):
                 log.flush()
-
-
-def _numstat(before: str, after: str, cwd) -> tuple[FileChange, ...]:
-    changes = []
-    for entry in git("diff", "--numstat", "-z", "--no-renames", before, after, "--", cwd=cwd).fields():
-        added, removed, path = entry.split("\t", 2)
-        changes.append(FileChange(path, None if added == "-" else int(added), None if removed == "-" else int(removed)))
-    return tuple(changes)
-
-
-def _overlap(base: str, before: str, item: str, cwd) -> tuple[str, ...]:
-    """The files changed both on the integration branch since the item's base and by the item."""
-    theirs = set(git("diff", "--name-only", "-z", "--no-renames", base, before, "--", cwd=cwd).fields())
-    ours = git("diff", "--name-only", "-z", "--no-renames", base, item, "--", cwd=cwd).fields()
-    return tuple(path for path in ours if path in theirs)

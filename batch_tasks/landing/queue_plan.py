@@ -6,7 +6,7 @@ merge_queue builds and checks the states this plan asks for, and tells it how ea
     plan.add("g:a"); plan.add("g:b")               # in the order they passed their own checks
     decision = plan.decide()                        # decision.check: states to build and check
     plan.passed(state_id) / plan.failed(state_id) / plan.conflicted(state_id, key)
-    decision = plan.decide()                        # .land (in order), .culprits, .check, .bisected
+    decision = plan.decide()                        # .land (in order), .culprits, .check, .bisected, .given_up
 
 A state is the integration tip with the items of the states ahead of it merged in, then its own
 items (Zuul's speculative chain); its own items are checked once, together (a Bors batch). Up to
@@ -14,7 +14,8 @@ items (Zuul's speculative chain); its own items are checked once, together (a Bo
 state ahead of it has. A failing state is judged once nothing ahead of it is unjudged (what failed
 may be an item ahead): it is checked again `flaky_retries` times on the same state before anyone
 is blamed; then the states behind it are discarded (they hold its items), and it is split in two
-(bisection) or, holding one item, that item is the culprit. The batch size grows (doubles) with
+(bisection) or, holding one item, that item is the culprit. A state given up is named once
+(`given_up`): a check still running on it judges nothing, and is stopped. The batch size grows (doubles) with
 each state that lands and halves with each failure; an item that conflicted with a state ahead of
 it waits until nothing is ahead, and then conflicts with the tip itself or not.
 """
@@ -40,6 +41,7 @@ class Decision:
     check: list[Candidate] = field(default_factory=list)
     culprits: list[str] = field(default_factory=list)  # items that fail their landing: back to their agents
     bisected: list[tuple[str, ...]] = field(default_factory=list)  # failing states split in two
+    given_up: list[int] = field(default_factory=list)  # states given up since the last decision: stop their checks
 
 
 @dataclass
@@ -62,6 +64,7 @@ class QueuePlan:
     splits: list[int] = field(default_factory=list)  # sizes the next states must take: a bisection
     held: set[str] = field(default_factory=set)  # conflicted with a state ahead: wait until none is
     confirmed: set[str] = field(default_factory=set)  # in a failure seen twice: no rerun for them
+    given_up: list[int] = field(default_factory=list)  # states given up, for the next decision to name
     _next_id: int = 1
 
     def __post_init__(self) -> None:
@@ -120,6 +123,7 @@ class QueuePlan:
             else:
                 break
         decision.check += self._form()
+        decision.given_up, self.given_up = self.given_up, []
         return decision
 
     @property
@@ -176,6 +180,7 @@ class QueuePlan:
     def _discard_from(self, index: int) -> None:
         """The states from `index` on are given up: their items wait again, in their order, first."""
         returned = [key for state in self.states[index:] for key in state.items]
+        self.given_up += [state.id for state in self.states[index:]]
         del self.states[index:]
         self.waiting[:0] = returned
 

@@ -268,6 +268,8 @@ FIELDS: Mapping[str, Field] = {
         Field("check", _argv, None, group=True, fingerprinted=True),
         Field("check_timeout", duration_seconds, 600.0, group=True, fingerprinted=False),
         Field("check_retries", _retries, 2, group=True, fingerprinted=False),
+        # false: an item's work enters the merge queue from its agent, checked only on merged states.
+        Field("own_check", _flag, True, group=True, fingerprinted=False),
         # The merge queue: merged-state checks at once (default: the number of cores), items one
         # check may take (1: each its own), reruns of a failing one before an item is blamed.
         Field("check_parallel", _positive_int, None, group=False, fingerprinted=False),

@@ -64,7 +64,8 @@ class ItemRun(AttemptStep):
         self.workspace = None  # the attempt's worktree (workspace.AttemptWorkspace), when isolated
         route = machine.Route.of(job.settings["isolation"] == "worktree", bool(job.settings.get("check")),
                                  reviewed=bool(job.settings.get("review")),
-                                 pull_request=job.settings.get("land") == "pr")
+                                 pull_request=job.settings.get("land") == "pr",
+                                 own_check=job.settings.get("own_check", True))
         self.machine = machine.ItemMachine(route, on_change=self._noted)
         self.current: Attempt | None = None  # the attempt the machine's states are of
         self.resumed: recovery.Resumption | None = None

@@ -139,7 +139,8 @@ def _reached(group: Group, item: Item, folder: ItemState, running: Mapping[str, 
         return None
     route = item_machine.Route.of(group.settings["isolation"] == "worktree", bool(group.settings.get("check")),
                                   reviewed=bool(group.settings.get("review")),
-                                  pull_request=group.settings.get("land") == "pr")
+                                  pull_request=group.settings.get("land") == "pr",
+                                  own_check=group.settings.get("own_check", True))
     noted = item_log.states_reached(folder.events, run_id, number)
     state = item_machine.furthest([*noted, *([stopped_at] if stopped_at else [])], route)
     outcome, exit_status = _agent_said(group, item, folder, running)

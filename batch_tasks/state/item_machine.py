@@ -108,10 +108,14 @@ class Route:
     reviews: bool = False
 
     @classmethod
-    def of(cls, isolated: bool, checked: bool, reviewed: bool = False, pull_request: bool = False) -> "Route":
-        """`pull_request` (`land: pr`): the pull request's review and merge take the merge's place."""
-        return cls(commits=isolated, checks=checked, merges=isolated and not pull_request,
-                   reviews=(reviewed or pull_request) and isolated)
+    def of(cls, isolated: bool, checked: bool, reviewed: bool = False, pull_request: bool = False,
+           own_check: bool = True) -> "Route":
+        """`pull_request` (`land: pr`): the pull request's review and merge take the merge's place.
+        Without `own_check`, work that goes straight to the merge queue is checked there alone (on
+        the merged state); work that waits for a review or a pull request is checked first."""
+        merges, reviews = isolated and not pull_request, (reviewed or pull_request) and isolated
+        return cls(commits=isolated, checks=checked and (own_check or not merges or reviews), merges=merges,
+                   reviews=reviews)
 
     @property
     def lands(self) -> bool:

@@ -11,10 +11,14 @@ of a merged state is one run in the queue's worktrees (`.batch/<stem>/checks/<n>
   30 s), so that checks that run side by side are seen to (by the files they leave, not by time).
 - $CHECK_FLAKY=1: the first merged-state check fails, whatever it finds.
 - $CHECK_HOLD=1: the first merged-state check waits until the file $CHECK_STATE/go exists.
+- $CHECK_LINGER=M: a merged-state check of a state holding M's edit and a `breaks1` lingers (20 s)
+  before it fails; stopped (SIGTERM), it appends {"stopped": edits} to runs.jsonl as it goes. The
+  second failing merged-state check without M's edit waits (at most 20 s) until one lingers.
 """
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -50,6 +54,19 @@ if merged:
         while not os.path.exists(os.path.join(state, "go")) and time.monotonic() < deadline + 90:
             time.sleep(0.02)
 fails = any("breaks1" in line for line in edits) and any("edited" in line for line in edits)
+lingering = os.environ.get("CHECK_LINGER")
+if merged and fails and lingering and any(line.startswith(f"{lingering} = ") for line in edits):
+    def stopped(signum, frame):
+        with open(os.path.join(state, "runs.jsonl"), "a") as runs:
+            runs.write(json.dumps({"stopped": edits}) + "\n")
+        sys.exit(1)
+    signal.signal(signal.SIGTERM, stopped)
+    first("lingers")
+    time.sleep(20)
+elif merged and fails and lingering and not first("failed once"):
+    deadline = time.monotonic() + 20
+    while not os.path.exists(os.path.join(state, "lingers")) and time.monotonic() < deadline:
+        time.sleep(0.02)
 if merged and os.environ.get("CHECK_FLAKY") and first("flaked"):
     fails = True
 with open(os.path.join(state, "runs.jsonl"), "a") as runs:
