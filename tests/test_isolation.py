@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from gitrepo import SECTIONS, edit_section, git, make_repo, snapshot
 from batch_tasks.isolation.bootstrap import SetupFailed
 from batch_tasks.isolation.workspace import WorkspaceError
 from batch_tasks.isolation.worktree import Isolation, IsolationError
+from batch_tasks.errors import BatchError
 from batch_tasks.landing.merge_queue import CONFLICT, MERGED, MergeQueue
 from batch_tasks.processes.check import Check
 
@@ -118,6 +120,26 @@ def test_two_items_on_the_same_lines_the_second_conflicts_then_lands_from_the_ne
     landed = queue.merge(retry, Check(PASSING, 60, "edit", "two"))
     assert landed.merged and landed.check is None  # it started from the tip: its own check was enough
     assert "alpha = \"two's alpha, after one's\"" in git("show", "batch/task:shared.py", cwd=repo)
+
+
+def test_a_bug_in_the_queues_decisions_reaches_the_waiting_item_as_a_bug_with_its_traceback(repo, monkeypatch):
+    """Not as a BatchError, which an item fails with quietly: as an error the runner records
+    as internal, the bug and where it was met attached."""
+    isolation = isolation_for(repo)
+    queue = MergeQueue(isolation)
+    workspace = isolation.open_attempt("edit", "one", "run-1")
+    edit_section(workspace.folder, "alpha", "one's alpha")
+    workspace.commit_leftovers()
+
+    def broken():
+        raise KeyError("a bug in deciding")
+
+    monkeypatch.setattr(queue._plan, "decide", broken)
+    with pytest.raises(Exception) as raised:
+        queue.merge(workspace, Check(PASSING, 60, "edit", "one"))
+    assert not isinstance(raised.value, BatchError)
+    assert isinstance(raised.value.__cause__, KeyError) and raised.value.__cause__.__traceback__ is not None
+    assert "in broken" in "".join(traceback.format_exception(raised.value))
 
 
 def test_a_check_failing_on_the_merged_state_is_undone(repo):

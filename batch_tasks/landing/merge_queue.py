@@ -122,8 +122,10 @@ class MergeQueue:
             if self.isolation.supervisor.stopping.is_set():
                 with self._lock:
                     self._give_up_all(StoppedError())
-        if ticket.error is not None:
+        if isinstance(ticket.error, (BatchError, StoppedError)):
             raise ticket.error
+        if ticket.error is not None:  # a bug, met in the queue's thread: the runner records it, traceback and all
+            raise RuntimeError(f"the merge queue met a bug: {ticket.error!r}") from ticket.error
         return ticket.result
 
     def close(self) -> None:
@@ -161,7 +163,7 @@ class MergeQueue:
             found = stale_lock(error, self.isolation.branch) if isinstance(error, GitError) else None
             self._give_up_all(found or error)
         except Exception as error:  # noqa: BLE001 - a bug here must fail the waiting items, not hang them
-            self._give_up_all(BatchError(f"merge queue: internal error: {error!r}"))
+            self._give_up_all(error)
 
     def _start(self, candidate: Candidate) -> None:
         """Make the state (a rerun checks the one made), or find it needs no check; else check it."""
@@ -298,10 +300,10 @@ class MergeQueue:
             with self._lock:
                 self._give_up_all(error)
             return
-        except Exception as error:  # noqa: BLE001 - git or a setup refused: every waiting item hears it
+        except Exception as error:  # noqa: BLE001 - every waiting item hears it: git or the system refused, or a bug
             with self._lock:
                 if self._live(candidate.id):  # else given up: it says nothing
-                    self._give_up_all(error if isinstance(error, BatchError) else BatchError(f"merge queue: {error!r}"))
+                    self._give_up_all(BatchError(f"merge queue: {error}") if isinstance(error, OSError) else error)
             return
         with self._lock:
             self._running.pop(candidate.id, None)
