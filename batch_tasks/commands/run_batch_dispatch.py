@@ -155,8 +155,7 @@ def close_up(dispatched: Dispatched) -> Ended:
                                                {"already_done": board.already_done + len(will_run), "notes": []}))
     if run.merge_queue is not None:
         run.merge_queue.close()
-    if run.isolation is not None:
-        run.isolation.close()
+    if run.isolation is not None:  # its spare worktrees stay for the next run (batch-clean removes them)
         out.write(run.isolation.how_to_take() + "\n")
         landed = {key: record for key, record in prepared.reporter.records.items()
                   if (record.get("merge") or {}).get("status") == "merged" and not record.get("failed")}
