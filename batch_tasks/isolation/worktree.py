@@ -13,11 +13,9 @@ the user's working tree, index, HEAD or checked-out branch; `.batch/.gitignore` 
 keeps the state folder out of `git status`. Nothing with commits that are not on the
 integration branch is ever deleted: such a branch is renamed aside, its worktree kept.
 
-A checkout of 10,000 files costs seconds on a busy machine; switching a checkout between
-two nearby commits costs milliseconds. So a merged item's worktree is not deleted but
-cleaned (`git clean -ffdx`: nothing of it is left) and set aside as a spare under
-`worktrees/.spare/`, and the next attempt's worktree is a spare moved into place. Spares stay
-from run to run (deleting 100,000 files costs as much as writing them); `batch-clean` removes them.
+A merged item's worktree is not deleted but kept, clean, as a spare for the next attempt
+(see spares): a checkout of a large tree costs seconds, switching one between two nearby
+commits milliseconds.
 
     isolation = Isolation(taskfile, plan.settings, supervisor)   # the run's process.Supervisor
     isolation.validate()            # at load: IsolationError, one line (exit 3)
@@ -47,6 +45,7 @@ from ..repository.git import worktree_at as _worktree_at
 from ..state.state import BatchState, safe_name
 from .bootstrap import Baseline, SetupFailed, bootstrap, inside
 from .integration_checkout import IntegrationCheckout
+from . import spares
 from .kept_aside import move_aside, stamp, unused_branch, unused_path
 from .workspace import (
     AttemptWorkspace,
@@ -221,37 +220,14 @@ class Isolation:
                 and not any(ref.startswith(f"{run}.items/") for run in runs)}
 
     def remove_spares(self) -> int:
-        """`batch-clean`: remove the spare worktrees, which runs keep for the runs after them (a new
-        checkout of a large tree costs seconds, its deletion as much); how many there were."""
+        """`batch-clean`: remove the spare worktrees, which runs keep for the runs after them; how many."""
         with self.lock:
-            spares = self._spares()
-            for spare in spares:
-                git("worktree", "remove", "--force", str(spare), cwd=self.top)
-        return len(spares)
-
-    def _spares(self) -> list[Path]:
-        return [Path(entry["worktree"]) for entry in worktrees(self.top)
-                if Path(entry["worktree"]).parent == self.spares and "detached" in entry
-                and "locked" not in entry and "prunable" not in entry]
+            return spares.remove_all(self.top, self.spares)
 
     def recycle(self, path: Path, branch: str, tip: str | None, clean: bool = False) -> None:
         """Delete a branch whose work is all on the integration branch, and make its worktree a
-        spare. Hold `lock`, and make sure first that nothing in it is uncommitted; `clean`: a
-        status just found nothing in it but its commit (no reset, no clean: each walks the tree)."""
-        try:
-            # Detached at the same commit: HEAD alone is rewritten (a checkout would refresh every file).
-            git("update-ref", "--no-deref", "-m", "batch-tasks: set aside", "HEAD", "HEAD", cwd=path)
-            if tip is not None:
-                git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=self.top)
-            if not clean:
-                git("reset", "-q", "--hard", cwd=path)
-                git("clean", "-ffdxq", cwd=path)
-            self.spares.mkdir(parents=True, exist_ok=True)
-            git("worktree", "move", str(path), str(unused_path(self.spares / "1")), cwd=self.top)
-        except GitError:
-            git("worktree", "remove", "--force", str(path), cwd=self.top, allowed=(0, 128))
-            if tip is not None:
-                git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=self.top, allowed=(0, 1, 128))
+        spare (see spares). Hold `lock`, and make sure first that nothing in it is uncommitted."""
+        spares.set_aside(self.top, self.spares, path, branch, tip, clean)
 
     # Attempts
 
@@ -266,11 +242,7 @@ class Isolation:
             replaced = self._retire(item_key(group, module), branch, path)
             base = base or self.tip()
             path.parent.mkdir(parents=True, exist_ok=True)
-            spares = self._spares()
-            if spares:
-                git("worktree", "move", str(spares[0]), str(path), cwd=self.top)
-                git("checkout", "-q", "-b", branch, base, cwd=path)
-            else:
+            if not spares.take(self.top, self.spares, path, branch, base):
                 git("worktree", "add", "-q", "-b", branch, str(path), base, cwd=self.top)
         workspace = AttemptWorkspace(self, group, module, run_id, path, branch, base, replaced=replaced,
                                      gitdir=str(admin_folder(path)))
