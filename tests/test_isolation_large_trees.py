@@ -90,3 +90,46 @@ def test_a_merged_items_worktree_is_kept_clean_for_the_next_runs_attempts(repo):
     assert MergeQueue(again).merge(second).merged
     second.remove()
     assert again.remove_spares() == 1
+
+
+SEES = """
+import os, sys
+seen = sorted(os.path.relpath(os.path.join(folder, name), ".") for folder, folders, names in os.walk(".")
+              for name in names if ".git" not in folder.split(os.sep) and name != ".git")
+open(os.path.join(os.environ["SEEN"], sys.argv[1]), "w").write("\\n".join(seen))
+"""
+
+
+def test_a_later_runs_attempt_in_a_spare_lands_exactly_the_files_its_check_saw(tmp_path):
+    """A real run leaves its merged item's worktree as a spare; the next run's attempt is made in
+    it. What lands is what its check saw: nothing the spare held before, nothing less."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = make_repo(tmp_path / "repo")
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    agent = json.dumps([sys.executable, "-c", "import sys; open(sys.argv[1] + '.txt', 'w').write('made')", "{module}"])
+    check = json.dumps([sys.executable, "-c", SEES, "{module}"])
+    front = f"---\nagent: command\ncommand: {agent}\nisolation: worktree\ncheck: {check}\n---\n# Two runs\n## Files\n"
+    (repo / "task.md").write_text(front + "- [ ] alpha: make alpha.txt\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "the plan", cwd=repo)
+
+    def run() -> None:
+        done = subprocess.run([sys.executable, "-m", "doit", "run-batch"], cwd=repo, capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "SEEN": str(seen)})
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    run()
+    [spare] = (repo / ".batch" / "task" / "worktrees" / ".spare").iterdir()
+    admin = (spare / ".git").read_text()  # git's own folder of that worktree: a move keeps it
+    (repo / "task.md").write_text((repo / "task.md").read_text() + "- [ ] beta: make beta.txt\n")
+    run()
+    [spare] = (repo / ".batch" / "task" / "worktrees" / ".spare").iterdir()
+    assert (spare / ".git").read_text() == admin  # the second run's attempt was made in it, and set aside again
+    landed = git("ls-tree", "-r", "--name-only", "batch/task", cwd=repo).split()
+    assert "alpha.txt" in landed and "beta.txt" in landed
+    assert sorted(landed) == (seen / "beta").read_text().split("\n")
