@@ -19,6 +19,7 @@ from ..main import rerun_command
 from ..plan import outside_settings
 from ..tasks.loader import ReadsTaskFile
 from .cli import EXIT_BAD_INPUT, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, flag
+from .run_batch_dispatch import close_up, dispatch, prepare
 from .run_batch_steps import (
     DoitTasks,
     Ended,
@@ -86,18 +87,6 @@ opt_no_wait_review = flag("no_wait_review", "end the run when nothing is left bu
 opt_upstream = flag("upstream", "with -a: also run again everything the named items wait for")
 
 
-def run_them(chosen):
-    """The run itself: prepare, dispatch, close up. Imported here: a dry run, `-q` or a no-op
-    never needs the run's machinery (its runner, executors and merge queue).
-    What was loaded stays out of the collector's walks from now on (gc.freeze), and it
-    collects again, on what the run makes."""
-    from .run_batch_dispatch import close_up, dispatch, prepare
-
-    gc.freeze()
-    gc.enable()
-    return run_steps((prepare, dispatch, close_up), chosen)
-
-
 class RunBatch(FriendlyArgs, ReadsTaskFile, DoitCmdBase):
     name = "run-batch"
     aliases, help_text = MAKE_SPELLINGS, RUN_BATCH_HELP
@@ -112,7 +101,7 @@ class RunBatch(FriendlyArgs, ReadsTaskFile, DoitCmdBase):
 
     # The course of a run; a step that returns an exit status ends it there.
     BEFORE_DOIT = (answer_from_the_stamp, load, check_before_the_lock, lock, recover)
-    IN_DOIT = (select, answer_the_question, explain, check_the_selection, run_them)
+    IN_DOIT = (select, answer_the_question, explain, check_the_selection, prepare, dispatch, close_up)
     AFTER_DOIT = (keep_the_stamp,)
 
     def parse_execute(self, in_args):
@@ -122,7 +111,7 @@ class RunBatch(FriendlyArgs, ReadsTaskFile, DoitCmdBase):
         self.loader.optional = params.get("optional", False)
         # Loading 10,000 items makes a million objects and no cycle worth collecting: Python's
         # collector would walk them all, again and again, for a fifth of a dry run's time. It
-        # runs again once a run starts, on what the run makes alone (collect_from_now_on).
+        # runs again once a run starts, on what the run makes alone (see prepare).
         gc.disable()
         try:
             with ExitStack() as held:
