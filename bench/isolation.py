@@ -4,11 +4,20 @@ Per item, with isolation (`batch_tasks.isolation.worktree` and `merge_queue`, no
 a worktree on its own branch from the integration tip (`open`: the first a `git worktree
 add`, later ones a merged item's worktree recycled), one file edited, what was left
 committed, the branch merged (`--no-ff`) into the integration branch, the worktree and
-branch removed (the worktree cleaned and kept as a spare). Beside it, the same edit without isolation: made in the one shared
-checkout and committed there (the least a batch without isolation does to keep the same
-work in git). The two alternate, item after item, so that a noisy machine hurts both alike.
+branch removed (the worktree cleaned and kept as a spare). Beside it, the same edit without
+isolation: made in the one shared checkout and committed there (the least a batch without
+isolation does to keep the same work in git). The two alternate, item after item, so that a
+noisy machine hurts both alike. Once per run: `prepare` (the integration branch, the
+runner's own worktree), `close` (what the run's end does), and the next run's prepare and
+first open, with the spares the first left.
 
-    python bench/isolation.py [--files 10000] [--items 15]
+    python bench/isolation.py [--files 10000] [--items 15] [--cache /tmp/batch-tasks-bench] [--trace]
+
+`--trace` prints every git command of the last item, with its time.
+
+A repository of that many files is made once and kept under `--cache` (100,000 files take
+minutes to write and commit); each run clones it afresh (`git clone --local`: its objects
+hard-linked, its files checked out).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from batch_tasks.isolation.worktree import Isolation  # noqa: E402
+from batch_tasks.repository import git as git_module  # noqa: E402
 from batch_tasks.landing.merge_queue import MergeQueue  # noqa: E402
 
 OUT = Path(__file__).parent / "out" / "isolation"
@@ -37,7 +47,20 @@ def git(*args: str, cwd: Path) -> None:
     subprocess.run(["git", "-c", "gc.auto=0", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_repo(folder: Path, files: int) -> Path:
+def make_repo(folder: Path, files: int, cache: Path) -> Path:
+    """A clone of the kept repository of FILES files, made first if it is not there."""
+    template = cache / f"repo-{files}"
+    if not (template / ".git" / "refs" / "heads" / "main").exists():
+        shutil.rmtree(template, ignore_errors=True)
+        make_template(template, files)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    git("clone", "-q", "--local", str(template), str(folder), cwd=folder.parent)
+    git("config", "user.name", "bench", cwd=folder)
+    git("config", "user.email", "bench@example.invalid", cwd=folder)
+    return folder
+
+
+def make_template(folder: Path, files: int) -> None:
     """FILES small source files in folders of 100, one commit."""
     folder.mkdir(parents=True)
     git("init", "-q", "-b", "main", cwd=folder)
@@ -51,7 +74,6 @@ def make_repo(folder: Path, files: int) -> Path:
     git("add", "-A", cwd=folder)
     git("commit", "-q", "-m", f"{files:,} files", cwd=folder)
     git("repack", "-adq", cwd=folder)  # packed, as a repository of that size is
-    return folder
 
 
 def edit(folder: Path, n: int) -> None:
@@ -59,8 +81,14 @@ def edit(folder: Path, n: int) -> None:
     path.write_text(path.read_text() + f"\n\ndef edited_{n}():\n    return {n}\n")
 
 
+def children_cpu() -> float:
+    """CPU (user+sys) of the git processes ended so far: a loaded machine inflates it less than wall time."""
+    used = os.times()
+    return used.children_user + used.children_system
+
+
 def isolated_item(isolation: Isolation, queue: MergeQueue, n: int) -> dict[str, float]:
-    times, started = {}, time.perf_counter()
+    times, started, cpu = {}, time.perf_counter(), children_cpu()
 
     def lap(step: str) -> None:
         nonlocal started
@@ -78,26 +106,46 @@ def isolated_item(isolation: Isolation, queue: MergeQueue, n: int) -> dict[str, 
     lap("merge")
     workspace.remove()
     lap("remove")
-    return times
+    return {**times, "cpu": children_cpu() - cpu}
+
+
+class Traced:
+    """subprocess, as batch-tasks' git module sees it, noting each git command's time."""
+
+    def __init__(self):
+        self.calls: list[tuple[float, str]] = []
+
+    def __getattr__(self, name):
+        return getattr(subprocess, name)
+
+    def run(self, argv, **kwargs):
+        started = time.perf_counter()
+        try:
+            return subprocess.run(argv, **kwargs)
+        finally:
+            shown = [part for part in argv[1:] if not part.startswith(("-c", "gc.", "maintenance.", "core."))]
+            self.calls.append((time.perf_counter() - started, " ".join(shown)[:100]))
 
 
 def shared_item(folder: Path, n: int) -> dict[str, float]:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     edit(folder, n)
     edited = time.perf_counter()
     git("add", "-A", cwd=folder)
     git("commit", "-q", "-m", f"item {n}", cwd=folder)
-    return {"edit": edited - started, "commit": time.perf_counter() - edited}
+    return {"edit": edited - started, "commit": time.perf_counter() - edited, "cpu": children_cpu() - cpu}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=15)
+    parser.add_argument("--trace", action="store_true", help="print the last item's git commands, timed")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/batch-tasks-bench"))
     options = parser.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)
-    isolated_repo = make_repo(OUT / "isolated", options.files)
-    shared_repo = make_repo(OUT / "shared", options.files)
+    isolated_repo = make_repo(OUT / "isolated", options.files, options.cache)
+    shared_repo = make_repo(OUT / "shared", options.files, options.cache)
     os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
 
     started = time.perf_counter()
@@ -107,12 +155,24 @@ def main() -> None:
     prepare_s = time.perf_counter() - started
     queue = MergeQueue(isolation)
     isolated, shared = [], []
+    traced = Traced()
     for n in range(options.items):
+        if options.trace and n == options.items - 1:
+            git_module.subprocess = traced
         isolated.append(isolated_item(isolation, queue, n))
+        git_module.subprocess = subprocess
         shared.append(shared_item(shared_repo, n))
     started = time.perf_counter()
-    isolation.close()
+    queue.close()  # what a run closes of isolation: the spare worktrees stay for the next run
     close_s = time.perf_counter() - started
+    started = time.perf_counter()
+    again = Isolation(isolated_repo / "task.md", {"integrate": None})
+    again.validate()
+    again.prepare()
+    again_s = time.perf_counter() - started
+    started = time.perf_counter()
+    again.open_attempt("bench", "again", uuid.uuid4().hex)
+    first_open_again_s = time.perf_counter() - started
 
     print(f"{options.files:,} files, {options.items} items, medians (git {_git_version()})\n")
     print("| step | with isolation | without |")
@@ -121,12 +181,21 @@ def main() -> None:
         without = statistics.median(t[step] for t in shared) if step in shared[0] else None
         print(f"| {step} | {statistics.median(t[step] for t in isolated) * 1000:.0f} ms | "
               f"{'—' if without is None else f'{without * 1000:.0f} ms'} |")
-    per_item = statistics.median(sum(t.values()) for t in isolated)
-    reference = statistics.median(sum(t.values()) for t in shared)
+    per_item = statistics.median(sum(t[step] for step in STEPS if step in t) for t in isolated)
+    reference = statistics.median(sum(t[step] for step in STEPS if step in t) for t in shared)
     print(f"| **per item** | **{per_item * 1000:.0f} ms** | **{reference * 1000:.0f} ms** |")
-    print(f"\nratio {per_item / reference:.1f}; isolation adds {(per_item - reference) * 1000:.0f} ms per item; "
+    cpu, cpu_reference = (statistics.median(t["cpu"] for t in kind) for kind in (isolated, shared))
+    print(f"| CPU per item (git's user+sys) | {cpu * 1000:.0f} ms | {cpu_reference * 1000:.0f} ms |")
+    print(f"\nratio {per_item / reference:.1f} (CPU {cpu / cpu_reference:.1f}); "
+          f"isolation adds {(per_item - reference) * 1000:.0f} ms per item; "
           f"the first open (a fresh checkout) {isolated[0]['open'] * 1000:.0f} ms; "
-          f"once per run: prepare {prepare_s * 1000:.0f} ms, close {close_s * 1000:.0f} ms")
+          f"once per run: prepare {prepare_s * 1000:.0f} ms, close {close_s * 1000:.0f} ms; "
+          f"the next run's prepare {again_s * 1000:.0f} ms, its first open {first_open_again_s * 1000:.0f} ms")
+    if traced.calls:
+        print(f"\nthe last item's {len(traced.calls)} git commands, "
+              f"{sum(seconds for seconds, _ in traced.calls) * 1000:.0f} ms in all:")
+        for seconds, command in traced.calls:
+            print(f"  {seconds * 1000:6.0f} ms  git {command}")
 
 
 def _git_version() -> str:

@@ -130,3 +130,14 @@ def test_sqlite_backend_schema_is_one_table_doit_of_task_id_and_task_data(tmp_pa
     rows = doit_bridge.dependency_records(str(tmp_path / "doit.sqlite"))
     assert [task_id for task_id, _ in rows] == ["g:one"]
     assert "ignore" in rows[0][1]
+
+
+def test_sqlite_backend_conn_and_cache_hold_ignore_marks_as_status_is_ignore_reads_them(tmp_path):
+    tasks = [Task(name, None) for name in ("g:one", "g:two", "g:three")]
+    records = dependencies(tmp_path)
+    records.ignore(tasks[0])
+    records.close()
+    records = dependencies(tmp_path)
+    records.ignore(tasks[2])  # set in this process, not yet written
+    assert doit_bridge.ignored(records, tasks) == {"g:one", "g:three"}
+    assert {task.name for task in tasks if records.status_is_ignore(task)} == {"g:one", "g:three"}

@@ -83,7 +83,7 @@ def test_four_items_editing_different_parts_of_one_file_all_merge(repo):
     # Merged worktrees and branches are gone; the branch list holds only main and the integration branch.
     assert not any(workspace.path.exists() for workspace in workspaces.values())
     queue.close()  # the worktrees its checks ran in go with it
-    isolation.close()
+    assert isolation.remove_spares() == 4  # the merged items' worktrees, kept clean for the next run
     assert git("worktree", "list", "--porcelain", cwd=repo).count("worktree ") == 2  # the user's and the runner's
     assert git("branch", "--format=%(refname:short)", cwd=repo).split() == ["batch/task", "main"]
 
@@ -206,7 +206,7 @@ def test_the_users_working_tree_is_untouched(repo):
     one.remove()
     assert queue.merge(two).status == CONFLICT
     two.keep("conflict")
-    isolation.close()
+    assert isolation.remove_spares() == 1  # the merged items' worktrees, kept clean for the next run
     assert snapshot(repo) == before
     assert isolation.how_to_take() == ("the work is on batch/task: git log --oneline main..batch/task, "
                                        "then git merge batch/task")

@@ -1,6 +1,7 @@
 """run-batch's course as a list of named steps (commands.py): each step takes what the one
 before hands over, and the course starts from what the command line gives and ends in an
-exit status. Plain data: the steps' own annotations, read without running anything."""
+exit status. Plain data: the steps' own annotations, read without running anything (and one
+step, in process, standing in for the load)."""
 
 import typing
 
@@ -56,3 +57,22 @@ def test_an_exit_status_ends_the_course_there():
 
     assert run_steps((lambda _: [1], lambda value: value + [2]), None) == [1, 2]
     assert run_steps((lambda _: 4, never), None) == 4
+
+
+def test_the_course_loads_with_the_collector_off_and_leaves_it_on(tmp_path, monkeypatch):
+    import gc
+
+    from batch_tasks.errors import BatchError
+
+    seen = []
+
+    def load(given):  # a stand-in for the steps that load: what they see, then a stop
+        seen.append(gc.isenabled())
+        raise BatchError("stop here")
+
+    monkeypatch.setattr(RunBatch, "BEFORE_DOIT", (load,))
+    command = RunBatch()
+    params, args = command.cmdparser.parse([])
+    params["taskfile"] = str(tmp_path / "task.md")
+    assert command.execute(params, args) == 3
+    assert seen == [False] and gc.isenabled()

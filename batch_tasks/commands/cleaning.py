@@ -1,6 +1,6 @@
 """`doit batch-clean`: the attempts an isolated batch kept aside (failed, conflicted, interrupted,
 superseded: item branches `<integrate>.items/…` and their worktrees), removed once nothing of
-theirs would be lost, and the others named with why they stay.
+theirs would be lost, and the others named with why they stay; and the spare worktrees runs keep.
 
 May touch: the item branches and their worktrees (see worktree). A branch goes only if its tip
 is on another branch (merged into the integration branch, or carried on by a later attempt) and
@@ -43,9 +43,12 @@ class BatchClean(FriendlyArgs, ReadsTaskFile, DoitCmdBase):
             isolation.validate()
             with batch.state.run_lock():
                 lines = clean(isolation)
+                spares = isolation.remove_spares()
         except BatchError as error:
             sys.stderr.write(f"ERROR: {error}\n")
             return EXIT_BAD_INPUT
+        if spares:
+            lines.append(f"removed {spares} spare worktree(s): clean checkouts runs keep for the attempts of the next")
         self.outstream.write("".join(line + "\n" for line in lines) or "nothing kept: nothing to clean\n")
         return 0
 

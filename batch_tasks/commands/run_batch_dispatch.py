@@ -8,6 +8,7 @@ them; what each writes is its own (the runner, the merge queue, history, notify)
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -60,6 +61,10 @@ class Dispatched:
 def prepare(chosen: Selected) -> Prepared:
     """The run's state, its isolation and merge queue, its executor, the runner and
     dispatcher, and who listens to its events (the history, the joblog, notify:)."""
+    # What was loaded stays out of the collector's walks (run-batch loads without it); it
+    # collects again from here, on what the run makes.
+    gc.freeze()
+    gc.enable()
     given, batch, will_run = chosen.loaded.given, chosen.loaded.batch, chosen.will_run
     supervisor = process.Supervisor.for_run()
     redactor = Redactor(os.environ, also=[os.environ[name] for name in batch.plan.settings.get("pass_env", ())
@@ -155,8 +160,7 @@ def close_up(dispatched: Dispatched) -> Ended:
                                                {"already_done": board.already_done + len(will_run), "notes": []}))
     if run.merge_queue is not None:
         run.merge_queue.close()
-    if run.isolation is not None:
-        run.isolation.close()
+    if run.isolation is not None:  # its spare worktrees stay for the next run (batch-clean removes them)
         out.write(run.isolation.how_to_take() + "\n")
         landed = {key: record for key, record in prepared.reporter.records.items()
                   if (record.get("merge") or {}).get("status") == "merged" and not record.get("failed")}

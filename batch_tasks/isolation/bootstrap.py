@@ -131,6 +131,13 @@ def dirty_paths(worktree: Path) -> list[str]:
     return [entry[3:] for entry in fields]
 
 
+def dirty_or_ignored(worktree: Path) -> tuple[list[str], bool]:
+    """dirty_paths, and whether any ignored file is there too, from one walk of the tree."""
+    fields = git("status", "--porcelain", "-z", "--untracked-files=all", "--ignored=matching", "--no-renames",
+                 cwd=worktree).fields()
+    return [entry[3:] for entry in fields if not entry.startswith("!!")], any(e.startswith("!!") for e in fields)
+
+
 def _content(path: Path) -> str:
     """What a path holds, in short: a digest of a file or a link's target; `gone` if absent."""
     try:

@@ -33,7 +33,7 @@ from ..errors import BatchError
 from ..plan import plan_cache
 from ..repository.git import GitError, admin_folder, git, is_ancestor, rev
 from ..state.state import open_to_read, write_atomic
-from .bootstrap import Baseline, dirty_paths
+from .bootstrap import Baseline, dirty_or_ignored, dirty_paths
 
 
 class Named(Protocol):
@@ -78,7 +78,7 @@ class Owner(Named, Protocol):
     @property
     def relative_workdir(self) -> Path: ...
 
-    def recycle(self, path: Path, branch: str, tip: str | None) -> None: ...
+    def recycle(self, path: Path, branch: str, tip: str | None, clean: bool = False) -> None: ...
 
 
 RECORD_FORMAT = 1
@@ -223,12 +223,13 @@ class AttemptWorkspace(Worktree):
         integration branch; otherwise raise WorkspaceError and leave both."""
         isolation = self.isolation
         with isolation.lock:
-            if self.leftovers():
+            dirty, ignored = dirty_or_ignored(self.path)
+            if any(not self.baseline.untouched_since(self.path, path) for path in dirty):
                 raise WorkspaceError(f"{self.path} has uncommitted work; it is kept")
             tip = self.tip()
             if tip is not None and not is_ancestor(tip, isolation.ref, isolation.top):
                 raise WorkspaceError(f"{self.branch} has commits not on {isolation.branch}; it is kept")
-            isolation.recycle(self.path, self.branch, tip)
+            isolation.recycle(self.path, self.branch, tip, clean=not dirty and not ignored)
             record_file(isolation, self.path).unlink(missing_ok=True)
 
 

@@ -13,10 +13,9 @@ the user's working tree, index, HEAD or checked-out branch; `.batch/.gitignore` 
 keeps the state folder out of `git status`. Nothing with commits that are not on the
 integration branch is ever deleted: such a branch is renamed aside, its worktree kept.
 
-A checkout of 10,000 files costs seconds on a busy machine; switching a checkout between
-two nearby commits costs milliseconds. So a merged item's worktree is not deleted but
-cleaned (`git clean -ffdx`: nothing of it is left) and set aside as a spare under
-`worktrees/.spare/`, and the next attempt's worktree is a spare moved into place.
+A merged item's worktree is not deleted but kept, clean, as a spare for the next attempt
+(see spares): a checkout of a large tree costs seconds, switching one between two nearby
+commits milliseconds.
 
     isolation = Isolation(taskfile, plan.settings, supervisor)   # the run's process.Supervisor
     isolation.validate()            # at load: IsolationError, one line (exit 3)
@@ -26,8 +25,7 @@ cleaned (`git clean -ffdx`: nothing of it is left) and set aside as a spare unde
     committed = workspace.commit_leftovers(allow_empty=group_settings["allow_empty"])
     if not committed.changed: workspace.remove()    # and the attempt fails: no changes
     ...                             # check, then MergeQueue.merge (see merge_queue)
-    workspace.remove()              # once merged; a failure: kept = workspace.keep("check failed")
-    isolation.close()               # at run end: the spare worktrees go
+    workspace.remove()              # once merged (made a spare); a failure: kept = workspace.keep("check failed")
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -47,6 +44,9 @@ from ..repository.git import GitError, admin_folder, git, is_ancestor, parse_tra
 from ..repository.git import worktree_at as _worktree_at
 from ..state.state import BatchState, safe_name
 from .bootstrap import Baseline, SetupFailed, bootstrap, inside
+from .integration_checkout import IntegrationCheckout
+from . import spares
+from .kept_aside import move_aside, stamp, unused_branch, unused_path
 from .workspace import (
     AttemptWorkspace,
     Kept,
@@ -94,6 +94,7 @@ class Isolation:
         self.state_root = (state or BatchState(self.taskfile)).root  # the batch's, when a batch is loaded
         self.branch = settings.get("integrate") or f"batch/{self.stem}"
         self.integration_path = self.state_root / "integration"
+        self._integration: IntegrationCheckout | None = None
         self.spares = self.state_root / "worktrees" / ".spare"  # no group's folder starts with a dot
         self._top: Path | None = None
         # The worktree list and branch refs change one at a time; commits in worktrees run side by side.
@@ -121,6 +122,12 @@ class Isolation:
     @property
     def ref(self) -> str:
         return f"refs/heads/{self.branch}"
+
+    @property
+    def integration(self) -> IntegrationCheckout:
+        if self._integration is None:
+            self._integration = IntegrationCheckout(self.top, self.integration_path, self.branch)
+        return self._integration
 
     def item_branch(self, group: str, module: str) -> str:
         # Not `<integrate>/<group>/…`: git cannot hold a branch and a folder of branches of one name.
@@ -181,27 +188,21 @@ class Isolation:
                 head = rev("HEAD", self.top)
                 git("update-ref", "-m", f"batch-tasks: integration branch of {self.taskfile.name}", self.ref, head, "",
                     cwd=self.top)
-            if _worktree_at(self.top, self.integration_path) is None:
-                _move_aside(self.integration_path)
-                git("worktree", "add", "-q", str(self.integration_path), self.branch, cwd=self.top)
-            for spare in self._spares():  # a run killed while recycling one may have left it half clean
-                git("reset", "-q", "--hard", cwd=spare)
-                git("clean", "-ffdxq", cwd=spare)
+            if not self.integration.exists():
+                move_aside(self.integration_path)
+                self.integration.add()
+        # The spares an earlier run left are not cleaned again (each clean walks the tree): one is
+        # moved under `.spare/` only once it was found, or made, clean (see recycle).
         self.abort_half_done_merge()
-        git("clean", "-ffdxq", cwd=self.integration_path)  # a run's copy and setup are done afresh
 
     def abort_half_done_merge(self) -> bool:
         """Recovery: undo whatever a killed merge left in the runner's worktree, and put it at the
         integration tip; True if a merge was in progress. The branch itself keeps its tip."""
-        path = self.integration_path
-        remove_stale_index_lock(path)
-        merging = rev("MERGE_HEAD", path) is not None
-        if merging:
-            git("merge", "--abort", cwd=path, allowed=(0, 1, 128))
-        git("reset", "-q", "--hard", cwd=path)  # the runner's own checkout: nothing of anyone's is lost
-        git("checkout", "-q", self.branch, cwd=path)  # one a run made before held no branch
-        git("reset", "-q", "--hard", cwd=path)
-        return merging
+        return self.integration.abort_half_done_merge()
+
+    def follow_tip(self) -> None:
+        """The runner's worktree put at the integration branch's tip, once the merge queue moved it."""
+        self.integration.follow()
 
     def other_refs(self) -> dict[str, str]:
         """The branches and tags an attempt's agent has no business moving: all but the
@@ -218,33 +219,15 @@ class Isolation:
                 if not ref.startswith("refs/heads/batch/") and ref not in runs
                 and not any(ref.startswith(f"{run}.items/") for run in runs)}
 
-    def close(self) -> None:
-        """At the end of a run: remove the spare worktrees (the runner's own stays for the next run)."""
+    def remove_spares(self) -> int:
+        """`batch-clean`: remove the spare worktrees, which runs keep for the runs after them; how many."""
         with self.lock:
-            for spare in self._spares():
-                git("worktree", "remove", "--force", str(spare), cwd=self.top)
+            return spares.remove_all(self.top, self.spares)
 
-    def _spares(self) -> list[Path]:
-        return [Path(entry["worktree"]) for entry in worktrees(self.top)
-                if Path(entry["worktree"]).parent == self.spares and "detached" in entry
-                and "locked" not in entry and "prunable" not in entry]
-
-    def recycle(self, path: Path, branch: str, tip: str | None) -> None:
+    def recycle(self, path: Path, branch: str, tip: str | None, clean: bool = False) -> None:
         """Delete a branch whose work is all on the integration branch, and make its worktree a
-        spare. Hold `lock`, and make sure first that nothing in it is uncommitted."""
-        try:
-            # Detached at the same commit: HEAD alone is rewritten (a checkout would refresh every file).
-            git("update-ref", "--no-deref", "-m", "batch-tasks: set aside", "HEAD", "HEAD", cwd=path)
-            if tip is not None:
-                git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=self.top)
-            git("reset", "-q", "--hard", cwd=path)
-            git("clean", "-ffdxq", cwd=path)
-            self.spares.mkdir(parents=True, exist_ok=True)
-            git("worktree", "move", str(path), str(_unused_path(self.spares / "1")), cwd=self.top)
-        except GitError:
-            git("worktree", "remove", "--force", str(path), cwd=self.top, allowed=(0, 128))
-            if tip is not None:
-                git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=self.top, allowed=(0, 1, 128))
+        spare (see spares). Hold `lock`, and make sure first that nothing in it is uncommitted."""
+        spares.set_aside(self.top, self.spares, path, branch, tip, clean)
 
     # Attempts
 
@@ -259,11 +242,7 @@ class Isolation:
             replaced = self._retire(item_key(group, module), branch, path)
             base = base or self.tip()
             path.parent.mkdir(parents=True, exist_ok=True)
-            spares = self._spares()
-            if spares:
-                git("worktree", "move", str(spares[0]), str(path), cwd=self.top)
-                git("checkout", "-q", "-b", branch, base, cwd=path)
-            else:
+            if not spares.take(self.top, self.spares, path, branch, base):
                 git("worktree", "add", "-q", "-b", branch, str(path), base, cwd=self.top)
         workspace = AttemptWorkspace(self, group, module, run_id, path, branch, base, replaced=replaced,
                                      gitdir=str(admin_folder(path)))
@@ -314,7 +293,7 @@ class Isolation:
             entry = None
         tip = rev(f"refs/heads/{branch}", self.top)
         if entry is None and tip is None:
-            _move_aside(path)
+            move_aside(path)
             return None
         wip = False
         if entry is not None:
@@ -333,12 +312,12 @@ class Isolation:
             else:
                 git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=self.top)
             return None
-        aside = _unused_branch(self.top, f"{branch}.{_stamp()}")
+        aside = unused_branch(self.top, f"{branch}.{stamp()}")
         if tip is not None:
             git("branch", "-m", branch, aside, cwd=self.top)
         kept_at = path
         if entry is not None:
-            kept_at = _unused_path(Path(f"{path}.{aside.rsplit('.', 1)[1]}"))
+            kept_at = unused_path(Path(f"{path}.{aside.rsplit('.', 1)[1]}"))
             git("worktree", "move", str(path), str(kept_at), cwd=self.top)
         return Kept(kept_at, aside, tip, wip)
 
@@ -379,32 +358,6 @@ class Isolation:
     def task_path(self) -> str:
         """task.md's path in the repository, as the trailers name it."""
         return one_line(Path(os.path.relpath(os.path.realpath(self.taskfile), os.path.realpath(self.top))).as_posix())
-
-
-def _stamp() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
-
-
-def _unused_branch(top: Path, name: str) -> str:
-    candidate, number = name, 1
-    while rev(f"refs/heads/{candidate}", top) is not None:
-        number += 1
-        candidate = f"{name}-{number}"
-    return candidate
-
-
-def _unused_path(path: Path) -> Path:
-    candidate, number = path, 1
-    while os.path.lexists(candidate):
-        number += 1
-        candidate = Path(f"{path}-{number}")
-    return candidate
-
-
-def _move_aside(path: Path) -> None:
-    """Something not a worktree of ours is where one goes: rename it, never delete it."""
-    if os.path.lexists(path):
-        os.rename(path, _unused_path(Path(f"{path}.{_stamp()}")))
 
 
 def _ignore_folder(folder: Path) -> None:

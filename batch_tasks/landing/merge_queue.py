@@ -248,7 +248,7 @@ class MergeQueue:
                                  "something other than batch-tasks commits onto it")
             return False
         self._moves = 0
-        git("reset", "-q", "--hard", cwd=isolation.integration_path)  # the runner's checkout of the branch
+        isolation.follow_tip()  # the runner's checkout of the branch
         for link in chain.links:
             ticket = self._tickets.pop(link.key)
             ticket.decide(MergeResult(

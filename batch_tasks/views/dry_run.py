@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
+from .. import doit_bridge
 from ..agents import retry
 from ..plan.prompt import render as render_prompt
 from ..run import forecast
@@ -31,7 +32,8 @@ def kept_apart(batch, will_run=None, workers: int = 2) -> dict[str, list[tuple[s
 def would_run(batch, tasks, dep_manager, selected, forced) -> tuple[list, list, list]:
     """The selected items; those of them that would run, with why; and those `doit ignore` left out."""
     chosen = [item for item in batch.plan.items() if item.key in selected]
-    ignored = [item for item in chosen if dep_manager.status_is_ignore(tasks[item.key])]
+    marked = doit_bridge.ignored(dep_manager, [tasks[item.key] for item in chosen])
+    ignored = [item for item in chosen if item.key in marked]
 
     def reason(item):
         verdict = batch.verdicts[item.key]

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
-
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from ..events import CHECK, MERGING, WAITING_TO_MERGE
 from ..formats import clock, duration, money, plural, printable, relative, tokens
 from .board import AWAITING_REVIEW, DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, SKIPPED, Board, ItemView
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 PIPE_WIDTH = 200
 HEARTBEAT_SECONDS = 120.0  # of silence in the plain lines before an item gets one
@@ -143,6 +143,8 @@ def step_line(view: ItemView) -> str:
 def console_for(stream) -> Console:
     """A console on `stream`, no highlighter colouring numbers piecemeal; output that
     is no terminal has no width to keep to."""
+    from rich.console import Console
+
     is_terminal = getattr(stream, "isatty", lambda: False)()
     return Console(file=stream, width=None if is_terminal else PIPE_WIDTH, highlight=False)
 
@@ -157,16 +159,24 @@ class Panel:
         now = time.time()
         flying = self.board.flying()
         groups_now = list(dict.fromkeys(view.group for view in flying))
-        yield Text(progress_line(self.board.totals(now), groups_now), style="bold", no_wrap=True, overflow="ellipsis")
+        yield _text(progress_line(self.board.totals(now), groups_now), style="bold", no_wrap=True, overflow="ellipsis")
         pauses = self.board.pauses_now(now)
         for agent, until in pauses.items():
-            yield Text(pause_line(agent, until, now), style="yellow", no_wrap=True, overflow="ellipsis")
+            yield _text(pause_line(agent, until, now), style="yellow", no_wrap=True, overflow="ellipsis")
         room = max(1, (options.height or console.height) - 2 - len(pauses))
         shown = flying if len(flying) <= room else flying[: room - 1]
         for text, style in _rows(shown, options.max_width, now):
-            yield Text(text, style=style, no_wrap=True, overflow="ellipsis")
+            yield _text(text, style=style, no_wrap=True, overflow="ellipsis")
         if len(shown) < len(flying):
-            yield Text(f"+{len(flying) - len(shown)} more running", style="dim")
+            yield _text(f"+{len(flying) - len(shown)} more running", style="dim")
+
+
+def _text(*args, **options) -> Text:
+    """rich's Text. rich is imported where something is drawn: a dry run, a no-op or a listing
+    whose output is no terminal draws nothing, and importing rich costs it 40-60 ms of CPU."""
+    from rich.text import Text
+
+    return Text(*args, **options)
 
 
 def panel(board: Board) -> Panel:
@@ -310,6 +320,8 @@ class TerminalView:
         self.console = console_for(stream)
         self.board = board
         # transient: once stopped (the end, Ctrl-C), the panel is erased; the summary says the rest.
+        from rich.live import Live
+
         self.live = Live(Panel(board), console=self.console, refresh_per_second=4, transient=True)
         self.live.start()
 
@@ -322,18 +334,18 @@ class TerminalView:
     def finished(self, view: ItemView) -> None:
         if view.state in (NOT_STARTED, SKIPPED):
             return  # by why, in the summary
-        self.live.console.print(Text(finished_line(view, self.board.root), style=self.STYLES.get(view.state, "")))
+        self.live.console.print(_text(finished_line(view, self.board.root), style=self.STYLES.get(view.state, "")))
         for line in tail_lines(view):  # a line each, cut at the width: a long one would wrap the tail to a screenful
-            self.live.console.print(Text(line, style="dim"), no_wrap=True, overflow="ellipsis", crop=True)
+            self.live.console.print(_text(line, style="dim"), no_wrap=True, overflow="ellipsis", crop=True)
 
     def retrying(self, view: ItemView) -> None:
-        self.live.console.print(Text(retry_line(view), style="yellow"))
+        self.live.console.print(_text(retry_line(view), style="yellow"))
 
     def paused(self, agent: str, until: float) -> None:
-        self.live.console.print(Text(pause_line(agent, until), style="yellow"))
+        self.live.console.print(_text(pause_line(agent, until), style="yellow"))
 
     def notice(self, text: str) -> None:
-        self.live.console.print(Text(f"! {printable(text)}", style="yellow"))
+        self.live.console.print(_text(f"! {printable(text)}", style="yellow"))
 
     def tick(self, now: float) -> None:
         pass  # rich redraws the panel itself, 4 times a second

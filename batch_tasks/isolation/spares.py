@@ -1,0 +1,67 @@
+"""Spare worktrees: a merged item's worktree, found or made clean, kept under
+`.batch/<stem>/worktrees/.spare/` and moved into place as a later attempt's worktree.
+
+A checkout of 10,000 files costs seconds on a busy machine, deleting one as much; switching a
+checkout between two nearby commits costs milliseconds. So a spare is only ever moved: set
+aside once nothing of it is left but its commit, taken by the next attempt (of this run or of
+a later one: spares stay from run to run) and switched to its base, removed by `batch-clean`.
+A worktree is moved under `.spare/` only once clean, so a spare is taken as it is.
+
+May touch: the worktrees given, the spares' folder, and the item branch being set aside or made.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..repository.git import GitError, git, worktrees
+from .kept_aside import unused_path
+
+
+def listed(top: Path, folder: Path) -> list[Path]:
+    return [Path(entry["worktree"]) for entry in worktrees(top)
+            if Path(entry["worktree"]).parent == folder and "detached" in entry
+            and "locked" not in entry and "prunable" not in entry]
+
+
+def set_aside(top: Path, folder: Path, path: Path, branch: str, tip: str | None, clean: bool = False) -> None:
+    """Delete BRANCH (at TIP) and make its worktree at PATH a spare; `clean`: a status just found
+    nothing in it but its commit (no reset, no clean: each walks the tree). If git refuses, the
+    worktree is removed instead."""
+    try:
+        # Detached at the same commit: HEAD alone is rewritten (a checkout would refresh every file).
+        git("update-ref", "--no-deref", "-m", "batch-tasks: set aside", "HEAD", "HEAD", cwd=path)
+        if tip is not None:
+            git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=top)
+        if not clean:
+            git("reset", "-q", "--hard", cwd=path)
+            git("clean", "-ffdxq", cwd=path)
+        folder.mkdir(parents=True, exist_ok=True)
+        git("worktree", "move", str(path), str(unused_path(folder / "1")), cwd=top)
+    except GitError:
+        git("worktree", "remove", "--force", str(path), cwd=top, allowed=(0, 128))
+        if tip is not None:
+            git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=top, allowed=(0, 1, 128))
+
+
+def take(top: Path, folder: Path, path: Path, branch: str, base: str) -> bool:
+    """A spare moved to PATH, on a new BRANCH at BASE; False if there is none."""
+    found = listed(top, folder)
+    if not found:
+        return False
+    git("worktree", "move", str(found[0]), str(path), cwd=top)
+    # Only the files that differ from the spare's commit are written, and no other is looked
+    # at (`checkout -b` refreshes every entry of the index: a walk of the tree).
+    if git("read-tree", "-m", "-u", "HEAD", base, cwd=path, allowed=(0, 128)).status != 0:
+        git("checkout", "-q", "-b", branch, base, cwd=path)  # git's own word, if it refuses too
+        return True
+    git("update-ref", "-m", f"branch: Created from {base}", f"refs/heads/{branch}", base, "", cwd=path)
+    git("symbolic-ref", "-m", f"checkout: moving to {branch}", "HEAD", f"refs/heads/{branch}", cwd=path)
+    return True
+
+
+def remove_all(top: Path, folder: Path) -> int:
+    found = listed(top, folder)
+    for spare in found:
+        git("worktree", "remove", "--force", str(spare), cwd=top)
+    return len(found)

@@ -1,0 +1,135 @@
+"""What keeps isolation off walks of a large tree, on real git repositories: the runner's own
+worktree holds the integration branch without its files, and merged items' worktrees are kept
+clean, as spares, from one run to the next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gitrepo import edit_section, git, make_repo
+
+from batch_tasks.isolation.worktree import Isolation
+from batch_tasks.landing.merge_queue import MergeQueue
+
+
+@pytest.fixture(autouse=True)
+def no_global_git_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "src").mkdir()
+    (repo / "src" / "deep.py").write_text("deep = 1\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "a folder", cwd=repo)
+    return repo
+
+
+def prepared(repo: Path) -> Isolation:
+    isolation = Isolation(repo / "task.md", {"integrate": None})
+    isolation.validate()
+    isolation.prepare()
+    return isolation
+
+
+def files_in(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*") if ".git" not in path.parts}
+
+
+def test_the_runners_worktree_holds_the_branch_without_its_folders_and_follows_each_landing(repo):
+    config = (repo / ".git" / "config").read_text()
+    isolation = prepared(repo)
+    integration = isolation.integration_path
+    assert files_in(integration) == {"shared.py", "task.md", ".gitignore"}  # no folder written out
+    workspace = isolation.open_attempt("edit", "alpha", "run-1")
+    edit_section(workspace.folder, "alpha", "landed")
+    (workspace.path / "src" / "deep.py").write_text("deep = 2\n")
+    workspace.commit_leftovers()
+    assert MergeQueue(isolation).merge(workspace).merged
+    assert "alpha = 'landed'" in (integration / "shared.py").read_text()  # it followed the branch
+    assert not (integration / "src").exists()
+    # As the user's own git sees it: on the branch, nothing changed, and their configuration untouched.
+    assert git("symbolic-ref", "HEAD", cwd=integration) == "refs/heads/batch/task"
+    assert git("status", "--porcelain", "--untracked-files=all", cwd=integration) == ""
+    assert git("diff", "HEAD", "--stat", cwd=integration) == ""
+    assert (repo / ".git" / "config").read_text() == config
+
+
+def test_a_runners_worktree_an_earlier_version_checked_out_whole_is_made_sparse(repo):
+    git("branch", "batch/task", cwd=repo)
+    git("worktree", "add", "-q", str(repo / ".batch" / "task" / "integration"), "batch/task", cwd=repo)
+    isolation = prepared(repo)
+    assert files_in(isolation.integration_path) == {"shared.py", "task.md", ".gitignore"}
+    assert git("status", "--porcelain", "--untracked-files=all", cwd=isolation.integration_path) == ""
+
+
+def test_a_merged_items_worktree_is_kept_clean_for_the_next_runs_attempts(repo):
+    isolation = prepared(repo)
+    first = isolation.open_attempt("edit", "alpha", "run-1")
+    edit_section(first.folder, "alpha", "one")
+    (first.folder / "build.ignored").write_text("a build output\n")  # not the work: it goes
+    first.commit_leftovers()
+    assert MergeQueue(isolation).merge(first).merged
+    first.remove()
+    [spare] = [Path(entry) for entry in git("worktree", "list", "--porcelain", cwd=repo).splitlines()
+               if entry.startswith("worktree ") and "/.spare/" in entry for entry in [entry.split(" ", 1)[1]]]
+    assert not (spare / "build.ignored").exists()
+
+    again = prepared(repo)  # the next run: the spare is still there, and is what its first attempt gets
+    assert spare.is_dir()
+    second = again.open_attempt("edit", "beta", "run-2")
+    assert not spare.exists() and second.path.is_dir()
+    assert "alpha = 'one'" in (second.folder / "shared.py").read_text()  # at the tip, not the spare's commit
+    assert git("status", "--porcelain", "--untracked-files=all", cwd=second.path) == ""
+    edit_section(second.folder, "beta", "two")
+    assert second.commit_leftovers().changed
+    assert MergeQueue(again).merge(second).merged
+    second.remove()
+    assert again.remove_spares() == 1
+
+
+SEES = """
+import os, sys
+seen = sorted(os.path.relpath(os.path.join(folder, name), ".") for folder, folders, names in os.walk(".")
+              for name in names if ".git" not in folder.split(os.sep) and name != ".git")
+open(os.path.join(os.environ["SEEN"], sys.argv[1]), "w").write("\\n".join(seen))
+"""
+
+
+def test_a_later_runs_attempt_in_a_spare_lands_exactly_the_files_its_check_saw(tmp_path):
+    """A real run leaves its merged item's worktree as a spare; the next run's attempt is made in
+    it. What lands is what its check saw: nothing the spare held before, nothing less."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = make_repo(tmp_path / "repo")
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    agent = json.dumps([sys.executable, "-c", "import sys; open(sys.argv[1] + '.txt', 'w').write('made')", "{module}"])
+    check = json.dumps([sys.executable, "-c", SEES, "{module}"])
+    front = f"---\nagent: command\ncommand: {agent}\nisolation: worktree\ncheck: {check}\n---\n# Two runs\n## Files\n"
+    (repo / "task.md").write_text(front + "- [ ] alpha: make alpha.txt\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "the plan", cwd=repo)
+
+    def run() -> None:
+        done = subprocess.run([sys.executable, "-m", "doit", "run-batch"], cwd=repo, capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "SEEN": str(seen)})
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    run()
+    [spare] = (repo / ".batch" / "task" / "worktrees" / ".spare").iterdir()
+    admin = (spare / ".git").read_text()  # git's own folder of that worktree: a move keeps it
+    (repo / "task.md").write_text((repo / "task.md").read_text() + "- [ ] beta: make beta.txt\n")
+    run()
+    [spare] = (repo / ".batch" / "task" / "worktrees" / ".spare").iterdir()
+    assert (spare / ".git").read_text() == admin  # the second run's attempt was made in it, and set aside again
+    landed = git("ls-tree", "-r", "--name-only", "batch/task", cwd=repo).split()
+    assert "alpha.txt" in landed and "beta.txt" in landed
+    assert sorted(landed) == (seen / "beta").read_text().split("\n")
