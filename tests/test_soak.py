@@ -308,7 +308,7 @@ def check_loop(batch, loop: KillLoop, figures: dict, expected_text: str, needed:
                 pass
 
 
-@pytest.mark.alone
+# Beside other tests (unlike the two soaks around it): it sets no timeout.
 def test_eighty_items_killed_fifteen_times_with_helpers_then_half_reworded_and_killed_again(batch):
     print("soak kill loop: seed", KILL_SEED)
     rng = random.Random(KILL_SEED)
