@@ -93,12 +93,15 @@ class Reply:
     seconds: float = 0.0  # how long a "hang" stalls
     delay: float = 0.0  # wait before answering at all
     together: int = 0  # held until this many main requests have come, for `delay` at most
+    until: threading.Event | None = None  # held until the test sets it (or the server stops)
 
 
-def text(answer: str = "done", *, delay: float = 0.0, together: int = 0) -> Reply:
+def text(answer: str = "done", *, delay: float = 0.0, together: int = 0,
+         until: threading.Event | None = None) -> Reply:
     """An assistant text answer, stop_reason end_turn; with `together`, not before that many
-    main requests have come (sessions known to be in flight at once, without a timing window)."""
-    return Reply("text", text=answer, delay=delay, together=together)
+    main requests have come (sessions known to be in flight at once, without a timing window);
+    with `until`, not before the test has seen what it looks at while the agent runs."""
+    return Reply("text", text=answer, delay=delay, together=together, until=until)
 
 
 def tool_use(name: str, input: dict, *, text: str = "", delay: float = 0.0) -> Reply:
@@ -294,6 +297,10 @@ class FakeAnthropic:
 
     def _hold(self, reply: Reply) -> bool:
         """Wait as the reply says; False if the server is stopping."""
+        if reply.until is not None:
+            while not (reply.until.wait(0.1) or self._stopping.is_set()):
+                pass
+            return not self._stopping.is_set()
         if not reply.together:
             return self._sleep(reply.delay)
         with self._arrived:
