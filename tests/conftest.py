@@ -114,8 +114,12 @@ def pytest_runtest_protocol(item, nextitem):
     """Tests run two or more at a time (pytest-xdist), each holding this lock shared from its
     setup to its teardown, the module fixtures it sets up included (one runs a batch, one
     starts a Dask cluster); a test marked `alone` holds it exclusively, so that no other test
-    loads the machine meanwhile. The soak tests are: their kill -9 loops measure how a run
-    fares against unlucky timing, not against a sibling test's load."""
+    loads the machine meanwhile. The landing soak is: its stops measure how a run fares
+    against unlucky timing, and a sibling test's load could trip its 4 s timeout or widen the
+    moment around a stop that it excuses. An alone test waits until every other worker has
+    run out of tests (flock lets shared holders in ahead of it): it is that much of the
+    suite's tail, with the other workers idle. A test whose kills load can only move runs
+    beside the others."""
     checkout = hashlib.sha256(str(item.config.rootpath).encode()).hexdigest()[:12]  # every worker's, one file
     with open(Path(tempfile.gettempdir()) / f"batch-tasks-tests-{checkout}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX if item.get_closest_marker("alone") else fcntl.LOCK_SH)

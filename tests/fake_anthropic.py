@@ -92,11 +92,16 @@ class Reply:
     headers: dict = field(default_factory=dict)
     seconds: float = 0.0  # how long a "hang" stalls
     delay: float = 0.0  # wait before answering at all
+    together: int = 0  # held until this many main requests have come, for `delay` at most
+    until: threading.Event | None = None  # held until the test sets it (or the server stops)
 
 
-def text(answer: str = "done", *, delay: float = 0.0) -> Reply:
-    """An assistant text answer, stop_reason end_turn."""
-    return Reply("text", text=answer, delay=delay)
+def text(answer: str = "done", *, delay: float = 0.0, together: int = 0,
+         until: threading.Event | None = None) -> Reply:
+    """An assistant text answer, stop_reason end_turn; with `together`, not before that many
+    main requests have come (sessions known to be in flight at once, without a timing window);
+    with `until`, not before the test has seen what it looks at while the agent runs."""
+    return Reply("text", text=answer, delay=delay, together=together, until=until)
 
 
 def tool_use(name: str, input: dict, *, text: str = "", delay: float = 0.0) -> Reply:
@@ -188,6 +193,7 @@ class FakeAnthropic:
         self.is_main = is_main
         self.requests: list[Request] = []
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # told of each main request
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -207,6 +213,8 @@ class FakeAnthropic:
         if not self._httpd:
             return
         self._stopping.set()  # wakes delays and hangs
+        with self._arrived:
+            self._arrived.notify_all()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -252,6 +260,7 @@ class FakeAnthropic:
             self.requests.append(req)
             if not req.main:
                 return None
+            self._arrived.notify_all()
             first = _first_user_text(req.body)
             for key, replies in self.by_prompt.items():
                 if key in first:
@@ -285,6 +294,19 @@ class FakeAnthropic:
     def _sleep(self, seconds: float) -> bool:
         """Interruptible sleep; False if the server is stopping."""
         return not self._stopping.wait(seconds) if seconds > 0 else True
+
+    def _hold(self, reply: Reply) -> bool:
+        """Wait as the reply says; False if the server is stopping."""
+        if reply.until is not None:
+            while not (reply.until.wait(0.1) or self._stopping.is_set()):
+                pass
+            return not self._stopping.is_set()
+        if not reply.together:
+            return self._sleep(reply.delay)
+        with self._arrived:
+            self._arrived.wait_for(lambda: self._stopping.is_set() or len(self.main_requests) >= reply.together,
+                                   timeout=reply.delay)
+        return not self._stopping.is_set()
 
 
 def _in_working_directory(reply: Reply, body: Any) -> Reply:
@@ -390,7 +412,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         body = body if isinstance(body, dict) else {}
         usage = fake._usage(req)
-        if not fake._sleep(reply.delay):
+        if not fake._hold(reply):
             return
         if reply.kind == "error":
             self._json(reply.status, _error_body(reply.status, reply.message), reply.headers)

@@ -8,6 +8,7 @@ session id (they land in the result record).
 
 import json
 import os
+import threading
 import time
 
 import pytest
@@ -40,9 +41,9 @@ def claude_env(api, batch) -> dict:
     return env
 
 
-def writes(batch, module: str, *, delay: float = 0.0):
+def writes(batch, module: str, *, until: threading.Event | None = None):
     path = str(batch.path / "notes" / f"{module}.md")
-    return [tool_use("Write", {"file_path": path, "content": f"# {module}\n"}), text(f"Wrote {module}.", delay=delay)]
+    return [tool_use("Write", {"file_path": path, "content": f"# {module}\n"}), text(f"Wrote {module}.", until=until)]
 
 
 def events_of(batch, group: str, module: str) -> list[dict]:
@@ -85,20 +86,24 @@ def test_a_batch_of_claude_items_runs_through_the_real_cli(batch):
 
 def test_events_reach_the_log_and_batch_status_while_the_agent_runs(batch):
     batch.write(NOTES.replace("- [ ] billing: write notes/billing.md\n", ""), front_matter=FRONT_MATTER.format(extra=""))
-    with FakeAnthropic(by_prompt={"Module: auth": writes(batch, "auth", delay=4.0)}) as api:
+    seen = threading.Event()  # its last answer waits until the test has looked
+    with FakeAnthropic(by_prompt={"Module: auth": writes(batch, "auth", until=seen)}) as api:
         env = claude_env(api, batch)
         runner = batch.start("run-batch", env=env)
-        events_file = batch.state("write-notes", "auth") / "events.jsonl"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if events_file.exists() and '"tool_use"' in events_file.read_text():
-                break
-            time.sleep(0.1)
-        assert runner.poll() is None, "the agent should still be running"
-        assert not (batch.state("write-notes", "auth") / "result.json").exists()
-        status = batch.run("batch-status", env=env)
-        assert f"running: pid {runner.pid}" in status.stdout
-        assert "write-notes:auth  #1" in status.stdout and "Write " in status.stdout
+        try:
+            events_file = batch.state("write-notes", "auth") / "events.jsonl"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if events_file.exists() and '"tool_use"' in events_file.read_text():
+                    break
+                time.sleep(0.1)
+            assert runner.poll() is None, "the agent should still be running"
+            assert not (batch.state("write-notes", "auth") / "result.json").exists()
+            status = batch.run("batch-status", env=env)
+            assert f"running: pid {runner.pid}" in status.stdout
+            assert "write-notes:auth  #1" in status.stdout and "Write " in status.stdout
+        finally:
+            seen.set()
         output, _ = runner.communicate(timeout=60)
     assert runner.returncode == 0, output
 

@@ -162,7 +162,7 @@ def hung_run(tmp_path_factory) -> dict:
     tmp_path = tmp_path_factory.mktemp("hung")
     agent = tmp_path / "hangs.py"
     agent.write_text(HANGS_AFTER_A_HALF_EDIT)
-    repo, env = setup(tmp_path, EDIT, command=[sys.executable, str(agent), "{module}"], timeout="3")
+    repo, env = setup(tmp_path, EDIT, command=[sys.executable, str(agent), "{module}"], timeout="3", retry_base="0.1s")
     result = run(repo, env)
     assert result.returncode == 0, result.stdout + result.stderr
     [kept] = json.loads((repo / ".batch/task/items/g/alpha/result.json").read_text())["kept_attempts"]

@@ -7,14 +7,15 @@ from conftest import FRONT_MATTER, wait_for
 
 def test_a_progress_bar_without_newlines_shows_in_the_log_as_it_is_drawn(batch):
     batch.write("# T\n## G\n- [ ] a: draws\n")
-    batch.behave(a={"progress": 20})  # 0.3 s a frame, `\r` between frames, one newline at the end
+    go = batch.path / "go"  # its last frame waits for it: the bar is drawn, not done, until then
+    batch.behave(a={"progress": 4, "until": str(go)})  # 0.3 s a frame, `\r` between frames, one newline at the end
     log = batch.state("g", "a") / "output.log"
     runner = batch.start("run-batch")
     try:
-        first = wait_for(lambda: log.exists() and "progress" in log.read_text() and log.read_text())
-        assert "progress 20/20" not in first, "the log showed nothing until the bar was done"
+        wait_for(lambda: log.exists() and "progress 3/4" in log.read_text(), timeout=30)
+        go.touch()
         assert runner.wait(timeout=60) == 0
-        assert b"\rprogress 20/20\n" in log.read_bytes()
+        assert b"\rprogress 4/4\n" in log.read_bytes()
     finally:
         runner.kill()
 

@@ -2,7 +2,8 @@
 repository, and a three-wave isolated batch on it (each wave's items build on the last's),
 killed with SIGKILL four times at random moments, then run to its end. Every ticked item
 lands once, and the project's suite passes at every merge commit of the integration branch.
-It downloads from PyPI (as CI can), so it runs alone."""
+It downloads from PyPI (as CI can). It runs beside other tests: no timeout of its batch is
+set, so a loaded machine changes only which moments the kills meet."""
 
 from __future__ import annotations
 
@@ -59,7 +60,6 @@ def project(tmp_path: Path) -> Path:
     return repo
 
 
-@pytest.mark.alone
 def test_a_three_wave_batch_on_a_real_project_killed_four_times_lands_each_item_once_and_green(tmp_path):
     repo = project(tmp_path)
     agent = tmp_path / "agent.py"

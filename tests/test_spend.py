@@ -87,10 +87,13 @@ SHARED_TOKENS = 20_000
 NO_USAGE = {"input_tokens": 0, "output_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
 
-def cached_fan_out(batch, prefill: bool, first_token_after: float = 5.0):
+def cached_fan_out(batch, prefill: bool):
     """16 items at -n 8 whose prompts share 20,000 tokens of context first. Returns each
     main request (what it read from and wrote to the cache), how many items started
-    before the first one to start had its first response, and the run's output."""
+    before the first one to start had its first response, and the run's output.
+    Without prefill, the first eight are answered once all eight asked (so each wrote the
+    cache); with it, the first is answered a second late, a window for the others to start
+    in were they not held back."""
     context = "".join(f"Fact {n}: the shared context of this group, line {n:05d}.\n" for n in range(1500))
     (batch.path / "shared.md.j2").write_text(context[: SHARED_TOKENS * 4] + "\nModule: {{ item.module }}\n{{ item.instruction }}\n")
     modules = [f"m{n:02d}" for n in range(16)]
@@ -98,7 +101,8 @@ def cached_fan_out(batch, prefill: bool, first_token_after: float = 5.0):
     batch.write(f"# Spend\n## Answer\n{items}", front_matter=(
         "---\nagent: claude\nmodel: claude-sonnet-4-5-20250929\nparallel: 8\ntemplate: shared.md.j2\n"
         f"prefill_cache: {'true' if prefill else 'false'}\n---\n"))
-    with FakeAnthropic([text("done", delay=first_token_after)] * 16, usage=NO_USAGE, prompt_cache=True) as api:
+    opening = [text("done", delay=1.0)] if prefill else [text("done", together=8, delay=60)] * 8
+    with FakeAnthropic(opening + [text("done")] * (16 - len(opening)), usage=NO_USAGE, prompt_cache=True) as api:
         result = batch.run("run-batch", "-n", "8", env=claude_env(api, batch), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     starts = {m: batch.record("answer", m)["attempts"][0]["started"] for m in modules}

@@ -18,7 +18,8 @@ behaviour.json in the batch folder, keyed by BATCH_ITEM or BATCH_MODULE (`*` for
    "progress": frames (a `\r` progress bar, 0.3 s a frame, no newline),
    "huge_line": bytes (print one line that long), "quiet": true (print nothing of its own),
    "talk": seconds (print a line every 0.2 s that long: busy, not hung),
-   "until": a path (wait for that file to exist, after the sleep: the test says when to go on)}
+   "until": a path (wait for that file to exist, after the sleep, and before a progress bar's
+   last frame: the test says when to go on)}
 Every helper it starts writes its pid to helper-<module>.pid, background-<module>.pid or
 daemon-<module>.pid in the batch folder.
 """
@@ -109,6 +110,8 @@ if "limit_at" in behaviour:
     sys.exit(1)
 if "progress" in behaviour:
     for frame in range(behaviour["progress"]):
+        while frame + 1 == behaviour["progress"] and "until" in behaviour and not os.path.exists(behaviour["until"]):
+            time.sleep(0.05)  # the last frame waits for the test's word
         sys.stdout.write(f"\rprogress {frame + 1}/{behaviour['progress']}")
         sys.stdout.flush()
         time.sleep(0.3)
