@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import shutil
+from types import SimpleNamespace
 
 import pytest
 from conftest import wait_for
@@ -19,6 +20,7 @@ from test_review import BODY, PLAN, ended, start, stop_if_left
 
 from batch_tasks.errors import BatchError
 from batch_tasks.landing import pull_request
+from batch_tasks.landing.github import GitHub
 from batch_tasks.redaction import Redactor
 
 BRANCH = "batch/task.items/sections/alpha"
@@ -69,6 +71,30 @@ def test_a_pull_request_per_item_its_requested_changes_go_back_and_its_merge_tic
     statuses = [status for method, path, status in github.requests if method == "POST"]
     assert statuses[:3] == [403, 502, 201]  # a rate limit waited out, a server error retried
     assert all(status != 401 for _, _, status in github.requests)
+
+
+def test_a_pull_request_merged_before_the_next_attempt_asks_about_it_is_kept_not_opened_again(tmp_path, monkeypatch):
+    """Its fix was pushed, and a person merged the pull request before the item asked GitHub
+    about it: that pull request is the item's (its verdict judges what was merged), never a
+    second one for the same branch."""
+    bare = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    repo = make_repo(tmp_path / "repo")
+    git("push", "-q", str(bare), "main:main", f"HEAD:refs/heads/{BRANCH}", cwd=repo)
+    monkeypatch.setenv("GH_TOKEN", "t0ken")
+    with FakeGitHub(bare, token="t0ken") as github:
+        settings = {"github_api": github.url, "github_repo": "acme/widgets"}
+        opened = GitHub(github.url, "acme/widgets", "t0ken").open_pull("sections:alpha: edit alpha", BRANCH, "main", "")
+        (tmp_path / "item").mkdir()
+        (tmp_path / "item" / pull_request.PR_FILE).write_text(json.dumps({"number": opened["number"]}))
+        github.merge(opened["number"])
+        item_run = SimpleNamespace(folder=SimpleNamespace(folder=str(tmp_path / "item")),
+                                   job=SimpleNamespace(settings=settings, item=SimpleNamespace(key="sections:alpha",
+                                                                                               text="edit alpha")),
+                                   workspace=SimpleNamespace(isolation=SimpleNamespace(top=repo), branch=BRANCH))
+        monkeypatch.setattr(pull_request, "evidence", lambda item_run, attempt: "")  # its body is not the point
+        assert pull_request._open(item_run, attempt=None) == {"number": opened["number"]}
+        assert list(github.pulls) == [opened["number"]]
 
 
 def test_a_batch_pull_request_is_the_integration_branch_opened_once_and_updated_by_later_runs(tmp_path):

@@ -112,8 +112,10 @@ def _open(item_run: "ReviewedItem", attempt: "Attempt") -> dict[str, Any]:
     settings, top = item_run.job.settings, item_run.workspace.isolation.top
     try:
         client = _client(settings, top)
-        if earlier and client.pull(earlier["number"]).get("state") == OPEN:
-            return earlier
+        if earlier:
+            pull = client.pull(earlier["number"])
+            if pull.get("state") == OPEN or pull.get("merged"):
+                return earlier  # open: the new commits are on it; merged: its verdict says what was merged
         opened = client.open_pull(f"{item_run.job.item.key}: {item_run.job.item.text}"[:250],
                                   item_run.workspace.branch, _base_branch(settings, top), evidence(item_run, attempt))
     except github.RateLimited as error:
