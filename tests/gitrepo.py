@@ -5,7 +5,15 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 SECTIONS = ("alpha", "beta", "gamma", "delta")
+
+
+@pytest.fixture(autouse=True)  # autouse in each module that imports it: git as the tests set it, not the user's
+def no_global_git_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
 
 
 def git(*args: str, cwd: Path, check: bool = True) -> str:

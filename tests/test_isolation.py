@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from gitrepo import SECTIONS, edit_section, git, make_repo, snapshot
+from gitrepo import no_global_git_config  # noqa: F401 - a fixture: imported here, it is autouse here
 
 from batch_tasks.isolation.bootstrap import SetupFailed
 from batch_tasks.isolation.workspace import WorkspaceError
@@ -20,12 +21,6 @@ from batch_tasks.landing.merge_queue import CONFLICT, MERGED, MergeQueue
 from batch_tasks.processes.check import Check
 
 PASSING = (sys.executable, "-c", "import sys; sys.exit(0)")
-
-
-@pytest.fixture(autouse=True)
-def no_global_git_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
 
 
 @pytest.fixture

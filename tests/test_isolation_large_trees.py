@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 from gitrepo import edit_section, git, make_repo
+from gitrepo import no_global_git_config  # noqa: F401 - a fixture: imported here, it is autouse here
 
 from batch_tasks.isolation.worktree import Isolation
 from batch_tasks.landing.merge_queue import MergeQueue
-
-
-@pytest.fixture(autouse=True)
-def no_global_git_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import wait_for
@@ -86,6 +87,29 @@ def queued(repo: Path, modules: str) -> bool:
     return all(entered(module) for module in modules)
 
 
+@contextmanager
+def held_run(repo: Path, env: dict, **extra_env: str):
+    """A `doit run-batch` whose merged-state checks wait (queue_check.py's CHECK_HOLD) until
+    `let_go`; killed if the test leaves it running."""
+    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo,
+                              env={**env, "CHECK_HOLD": "1", **extra_env},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield runner
+    finally:
+        runner.kill()
+
+
+def wait_queued(runner: subprocess.Popen, repo: Path, modules: str) -> None:
+    wait_for(lambda: queued(repo, modules) or runner.poll() is not None, timeout=120)
+
+
+def let_go(tmp_path: Path, runner: subprocess.Popen, timeout: float = 120) -> str:
+    """The held checks go on; what the run printed, once it ended."""
+    (tmp_path / "checks" / "go").touch()
+    return runner.communicate(timeout=timeout)[0]
+
+
 def every_merge_commit_passes_the_check(repo: Path, tmp_path: Path) -> int:
     """Check out each merge commit the run made on the integration branch and run the check there."""
     commits = git("rev-list", "--first-parent", "--merges", "batch/task", cwd=repo).split()
@@ -119,15 +143,10 @@ def test_an_item_waiting_in_the_merge_queue_gives_its_slot_to_another_agent(tmp_
     # -n 2: z and h run, and enter the queue; its first merged-state check (h's, or theirs
     # together) is held. c and d start only together: h's slot must have gone to one of them.
     repo, env = setup(tmp_path, "zhcd", gated="cd", parallel=2, check_parallel=1)
-    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**env, "CHECK_HOLD": "1"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: queued(repo, "cd") or runner.poll() is not None, timeout=120)
+    with held_run(repo, env) as runner:
+        wait_queued(runner, repo, "cd")
         assert (tmp_path / "checks" / "held").exists() and len(merges(repo)) <= 1  # h still held in the queue
-        (tmp_path / "checks" / "go").touch()
-        out, _ = runner.communicate(timeout=120)
-    finally:
-        runner.kill()
+        out = let_go(tmp_path, runner)
     assert runner.returncode == 0, out
     assert agent_starts(tmp_path) == {"z": 1, "h": 1, "c": 1, "d": 1}
     assert (repo / "task.md").read_text().count("- [x]") == 4
@@ -137,14 +156,9 @@ def test_a_failing_batch_of_four_is_bisected_its_culprit_told_and_the_others_lan
     # z lands first; h's merged-state check holds the queue until c, d, e and f wait behind it:
     # they are checked together, and f's first work breaks the others'.
     repo, env = setup(tmp_path, "zhcdef", gated="cdef", breaks="f", check_parallel=1, merge_batch=4)
-    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**env, "CHECK_HOLD": "1"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: queued(repo, "cdef") or runner.poll() is not None, timeout=120)
-        (tmp_path / "checks" / "go").touch()
-        out, _ = runner.communicate(timeout=180)
-    finally:
-        runner.kill()
+    with held_run(repo, env) as runner:
+        wait_queued(runner, repo, "cdef")
+        out = let_go(tmp_path, runner, timeout=180)
     assert runner.returncode == 0, out
     assert "bisected 1 time" in out and "items in a bisected batch" in out  # the done lines, the summary
     assert "waiting to merge: bisected: " in out  # the plain line as it happened
@@ -177,16 +191,12 @@ def test_a_merged_state_check_that_fails_once_is_rerun_on_the_same_state_and_nob
 
 def test_a_run_killed_in_the_queue_lands_every_item_that_had_passed_once_in_the_next_without_their_agents(tmp_path):
     repo, env = setup(tmp_path, "zhcd", gated="cd", check_parallel=1, merge_batch=4)
-    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**env, "CHECK_HOLD": "1"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: queued(repo, "cd") or runner.poll() is not None, timeout=120)
+    with held_run(repo, env) as runner:
+        wait_queued(runner, repo, "cd")
         assert runner.poll() is None
         tip = git("rev-parse", "batch/task", cwd=repo)
         runner.send_signal(signal.SIGKILL)
         runner.communicate(timeout=60)
-    finally:
-        runner.kill()
     assert len(merges(repo)) <= 1  # the first landed, unless checked with h; what was held never did
     assert git("rev-parse", "batch/task", cwd=repo) == tip
 
@@ -203,14 +213,9 @@ def test_without_its_own_check_an_item_is_checked_merged_and_one_that_fails_ther
     # on the tip (held until h waits behind it); h's first work fails beside z's: h goes back to
     # its session with the merged check's output, counted as a failed check, and then lands.
     repo, env = setup(tmp_path, "zh", gated="h", breaks="h", own_check="false", check_parallel=1, merge_batch=4)
-    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**env, "CHECK_HOLD": "1"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: queued(repo, "h") or runner.poll() is not None, timeout=120)
-        (tmp_path / "checks" / "go").touch()
-        out, _ = runner.communicate(timeout=120)
-    finally:
-        runner.kill()
+    with held_run(repo, env) as runner:
+        wait_queued(runner, repo, "h")
+        out = let_go(tmp_path, runner)
     assert runner.returncode == 0, out
     runs = [json.loads(line) for line in (tmp_path / "checks" / "runs.jsonl").read_text().splitlines()]
     assert all(run["merged"] for run in runs), runs  # no item's own check ran
@@ -235,17 +240,11 @@ def test_a_speculative_state_given_up_has_its_check_stopped_before_anything_behi
     plan["h"].update(gate="held", **{"await": ["h"]})
     plan["c"].update(gate="c-go", **{"await": ["c"]})  # c enters the queue after h
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo,
-                              env={**env, "CHECK_HOLD": "1", "CHECK_LINGER": "c"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: queued(repo, "h") or runner.poll() is not None, timeout=120)
+    with held_run(repo, env, CHECK_LINGER="c") as runner:
+        wait_queued(runner, repo, "h")
         (tmp_path / "checks" / "c-go").touch()
-        wait_for(lambda: queued(repo, "c") or runner.poll() is not None, timeout=120)
-        (tmp_path / "checks" / "go").touch()
-        out, _ = runner.communicate(timeout=120)
-    finally:
-        runner.kill()
+        wait_queued(runner, repo, "c")
+        out = let_go(tmp_path, runner)
     assert runner.returncode == 0, out
     runs = [json.loads(line) for line in (tmp_path / "checks" / "runs.jsonl").read_text().splitlines()]
     stopped = [index for index, run in enumerate(runs) if "stopped" in run]
@@ -262,14 +261,9 @@ def test_items_whose_check_names_them_are_checked_together_each_check_once_on_th
     # wait behind it: they are checked as one batch, their three checks run on the same state.
     repo, env = setup(tmp_path, "zhcd", gated="hcd", own_check="false", check_parallel=1, merge_batch=4,
                       check=json.dumps([*CHECK, "{module}"]))
-    runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo, env={**env, "CHECK_HOLD": "1"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: queued(repo, "hcd") or runner.poll() is not None, timeout=120)
-        (tmp_path / "checks" / "go").touch()
-        out, _ = runner.communicate(timeout=120)
-    finally:
-        runner.kill()
+    with held_run(repo, env) as runner:
+        wait_queued(runner, repo, "hcd")
+        out = let_go(tmp_path, runner)
     assert runner.returncode == 0, out
     first, *batch = merged_runs(tmp_path)
     assert first["module"] == "z" and len(first["edits"]) == 1
