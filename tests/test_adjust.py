@@ -6,20 +6,8 @@ from pathlib import Path
 import pytest
 
 from batch_tasks.agents import AGENTS, CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT
-from batch_tasks.agents.retry import (
-    CHECK,
-    DEFAULT_ADJUST,
-    SAME_CHECK,
-    Adjustment,
-    Counts,
-    Failed,
-    adjust,
-    budget_holds,
-    cause_of,
-    check_signature,
-    decide,
-    parse_adjust,
-)
+from batch_tasks.agents.retry import (CHECK, DEFAULT_ADJUST, SAME_CHECK, Adjustment, Counts, Failed, adjust,
+                                      budget_holds, cause_of, check_signature, decide, parse_adjust)
 from batch_tasks.errors import SettingError
 from batch_tasks.state.budget import Budget
 

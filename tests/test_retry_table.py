@@ -8,25 +8,9 @@ import time
 import pytest
 
 from batch_tasks.agents import CONTEXT_OVERFLOW, HANG, MAX_TURNS, PERMANENT, TOOL_LOOP, TRANSIENT, WAIT, Outcome
-from batch_tasks.agents.retry import (
-    CHECK,
-    CONFLICT,
-    DEFAULT_ADJUST,
-    MAX_PAUSE,
-    MAX_WAITS,
-    SAME_CHECK,
-    Adjustment,
-    Counts,
-    Decision,
-    Failed,
-    adjust,
-    cause_of,
-    check_signature,
-    decide,
-    describe_adjust,
-    failure_class,
-    parse_adjust,
-)
+from batch_tasks.agents.retry import (CHECK, CONFLICT, DEFAULT_ADJUST, MAX_PAUSE, MAX_WAITS, SAME_CHECK, Adjustment,
+                                      Counts, Decision, Failed, adjust, cause_of, check_signature, decide,
+                                      describe_adjust, failure_class, parse_adjust)
 from batch_tasks.errors import SettingError
 
 NOW = 1_000_000.0

@@ -9,30 +9,10 @@ from pathlib import Path
 import pytest
 
 from batch_tasks.plan.taskfile import parse
-from batch_tasks.state.item_status import (
-    ABSENT,
-    DONE,
-    FAILED,
-    FORGOTTEN_NOW,
-    INTERRUPTED,
-    RUNNING_NOW,
-    UNREADABLE,
-    ItemStatus,
-    read_status,
-)
-from batch_tasks.state.staleness import (
-    DONE_BY_HAND,
-    KILLED_MID_RUN,
-    TICK_PENDING,
-    UNREADABLE_REASON,
-    Verdict,
-    assess,
-    assess_statuses,
-    fingerprint,
-    settings_digest,
-    stamp,
-    upstream_digest,
-)
+from batch_tasks.state.item_status import (ABSENT, DONE, FAILED, FORGOTTEN_NOW, INTERRUPTED, RUNNING_NOW, UNREADABLE,
+                                           ItemStatus, read_status)
+from batch_tasks.state.staleness import (DONE_BY_HAND, KILLED_MID_RUN, TICK_PENDING, UNREADABLE_REASON, Verdict, assess,
+                                         assess_statuses, fingerprint, settings_digest, stamp, upstream_digest)
 from batch_tasks.state.state import BatchState
 
 PLAN = """---

@@ -11,19 +11,8 @@ import re
 from typing import Any, Mapping
 
 from ..events import AgentEvent
-from .base import (
-    CONTEXT_OVERFLOW,
-    MAX_TURNS,
-    OVERFLOW,
-    PERMANENT,
-    TRANSIENT,
-    WAIT,
-    Agent,
-    JsonLinesReader,
-    Outcome,
-    short,
-    tool_text,
-)
+from .base import (CONTEXT_OVERFLOW, MAX_TURNS, OVERFLOW, PERMANENT, TRANSIENT, WAIT, Agent, JsonLinesReader, Outcome,
+                   short, tool_text)
 
 # The CLI's own names for API errors (the `error` field of its synthetic assistant message)
 # that no retry can fix.

@@ -15,19 +15,8 @@ from typing import Any, Mapping
 
 from ..errors import SettingError
 from ..events import AgentEvent
-from .base import (
-    CONTEXT_OVERFLOW,
-    OVERFLOW,
-    PERMANENT,
-    TRANSIENT,
-    WAIT,
-    Agent,
-    CostEstimate,
-    JsonLinesReader,
-    Outcome,
-    short,
-    tool_text,
-)
+from .base import (CONTEXT_OVERFLOW, OVERFLOW, PERMANENT, TRANSIENT, WAIT, Agent, CostEstimate, JsonLinesReader,
+                   Outcome, short, tool_text)
 from .pricing import estimated_cost
 
 # `permission_mode` is gemini's --approval-mode. By default edits are approved and other

@@ -20,23 +20,9 @@ from ..plan import outside_settings
 from ..tasks.loader import ReadsTaskFile
 from .cli import EXIT_BAD_INPUT, MAKE_SPELLINGS, RUN_BATCH_HELP, FriendlyArgs, flag
 from .run_batch_dispatch import close_up, dispatch, prepare
-from .run_batch_steps import (
-    DoitTasks,
-    Ended,
-    Given,
-    Loaded,
-    answer_from_the_stamp,
-    answer_the_question,
-    check_before_the_lock,
-    check_the_selection,
-    explain,
-    keep_the_stamp,
-    load,
-    lock,
-    recover,
-    run_steps,
-    select,
-)
+from .run_batch_steps import (DoitTasks, Ended, Given, Loaded, answer_from_the_stamp, answer_the_question,
+                              check_before_the_lock, check_the_selection, explain, keep_the_stamp, load, lock, recover,
+                              run_steps, select)
 
 opt_dry_run = flag("dry_run", "print every item that would run, and why; run nothing")
 opt_question = flag("question", "print nothing, run nothing: exit 1 if any item would run, else 0 (make's -q)", short="q")

@@ -47,17 +47,8 @@ from .bootstrap import Baseline, SetupFailed, bootstrap, inside
 from .integration_checkout import IntegrationCheckout
 from . import spares
 from .kept_aside import move_aside, stamp, unused_branch, unused_path
-from .workspace import (
-    AttemptWorkspace,
-    Kept,
-    WorkspaceError,
-    commit_work,
-    item_key,
-    one_line,
-    read_record,
-    remove_stale_index_lock,
-    wip_message,
-)
+from .workspace import (AttemptWorkspace, Kept, WorkspaceError, commit_work, item_key, one_line, read_record,
+                        remove_stale_index_lock, wip_message)
 
 
 class IsolationError(BatchError):

@@ -14,21 +14,8 @@ from ..state import item_log, tool_counts
 from ..state.item_status import ABSENT, UNREADABLE, read_status
 from ..state.state import BatchState
 from ..state.tails import said_last
-from .board import (
-    AWAITING_REVIEW,
-    DONE,
-    FAILED,
-    INTERRUPTED,
-    RETRYING,
-    RUNNING,
-    Board,
-    ItemView,
-    landing_of,
-    last_session,
-    note_event,
-    note_retry,
-    note_step,
-)
+from .board import (AWAITING_REVIEW, DONE, FAILED, INTERRUPTED, RETRYING, RUNNING, Board, ItemView, landing_of,
+                    last_session, note_event, note_retry, note_step)
 
 
 def board_from_state(plan, state: BatchState, run_started: float | None, workers: int | None = None) -> Board:

@@ -9,19 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..formats import duration, money, plural, tokens
-from .board import (
-    AWAITING_REVIEW,
-    DONE,
-    FAILED,
-    INTERRUPTED,
-    NOT_STARTED,
-    RETRYING,
-    RUNNING,
-    SKIPPED,
-    WAITING,
-    Board,
-    ItemView,
-)
+from .board import (AWAITING_REVIEW, DONE, FAILED, INTERRUPTED, NOT_STARTED, RETRYING, RUNNING, SKIPPED, WAITING, Board,
+                    ItemView)
 from .live_view import finished_line, landing_line, tail_lines
 
 TOP_EXPENSIVE = 5
