@@ -6,6 +6,7 @@ without `--status`, `batch-graph`, `forget`) loads without them (`read_records=F
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import BatchError
@@ -29,6 +30,12 @@ class Batch:
     workdir: Path  # where its agents and checks run (see workdir.py)
     workdir_reason: str
     documents: tuple[str, ...]  # its dialect's design documents beside it, from the workdir (see plan_context)
+
+    @cached_property
+    def plan_context(self) -> dict[str, str | tuple[str, ...]]:
+        """What every item's prompt is given of the plan (a job's plan_context): one for all its
+        items, so that the check of prompts takes its shape once."""
+        return {"preamble": self.plan.preamble, "documents": self.documents, "workdir": str(self.workdir)}
 
 
 def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust_cache: bool = True,

@@ -66,7 +66,7 @@ def item_job(batch: Batch, index: int, bare_group, item):
         taskfile=plan.path,
         workdir=batch.workdir,
         batch_title=plan.title,
-        plan_context={"preamble": plan.preamble, "documents": batch.documents, "workdir": str(batch.workdir)},
+        plan_context=batch.plan_context,
         group=bare_group,
         group_index=index,
         item=item,
