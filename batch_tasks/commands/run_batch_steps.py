@@ -210,7 +210,7 @@ def explain(chosen: Selected) -> Selected | int:
     given, batch = chosen.loaded.given, chosen.loaded.batch
     if not given.option("dry_run"):
         return chosen
-    check_prompts((chosen.control.tasks[key].meta["job"] for key in sorted(chosen.will_run)), batch.state)
+    check_prompts((chosen.control.tasks[key].meta["job"] for key in sorted(chosen.will_run)), batch.state, batch.statuses)
     return dry_run.explain(given.out, batch, chosen.control.tasks, chosen.dep_manager, chosen.selected, chosen.forced,
                            given.option("prompts"), chosen.workers)
 

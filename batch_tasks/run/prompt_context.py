@@ -5,13 +5,13 @@ every template renders before anything runs. Reads the previous item's record; t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from ..agents import TRANSIENT, WAIT, retry
 from ..errors import BatchError
 from ..plan import prompt
 from ..plan.item_job import ItemJob
-from ..state.item_status import DONE, read_status, read_statuses
+from ..state.item_status import DONE, ItemStatus, read_status, read_statuses
 from ..state.records import Attempt
 from ..state.state import BatchState
 
@@ -88,17 +88,18 @@ def attempt_to_tell_of(attempts: list[Attempt]) -> Attempt:
     return attempts[-1]
 
 
-def check_prompts(jobs, state: BatchState) -> None:
+def check_prompts(jobs, state: BatchState, statuses: Mapping[str, ItemStatus] | None = None) -> None:
     """Render each item's first prompt: a template that asks for what is not there is one
     error before anything runs, not a failure of every item. What a template can ask for
     depends on its context's shape (which fields are there, empty or none), not on their
     words: each template is rendered once per shape its items give it, for the first such
-    item, which is also the first item whose rendering would fail."""
+    item, which is also the first item whose rendering would fail. STATUSES: every item's,
+    as the batch's load read them (a dry run's, which takes no lock); else the previous
+    items' are read now."""
     jobs = list(jobs)
-    previous = {job.item.key: state.item(job.previous.group, job.previous.module)
-                for job in jobs if job.previous is not None}
-    statuses = read_statuses(previous)
-    by_folder = {previous[key].folder: status for key, status in statuses.items()}
+    if statuses is None:
+        statuses = read_statuses({job.previous.key: state.item(job.previous.group, job.previous.module)
+                                  for job in jobs if job.previous is not None})
     # A first context has no attempt and no history: its shape is its other parts' shapes,
     # each taken from the part prompt_context builds, and the batch's and the group's once
     # for all their items (a job shares its batch's plan_context, and its group).
@@ -109,13 +110,13 @@ def check_prompts(jobs, state: BatchState) -> None:
             batches[batch_key] = _shape(_batch_part(job))
         if id(job.group) not in groups:
             groups[id(job.group)] = _shape(_group_part(job))
-        status = statuses.get(job.item.key)
+        status = None if job.previous is None else statuses[job.previous.key]
         shape = (id(job.template), batches[batch_key], groups[id(job.group)], _shape(_item_part(job.item)),
                  None if status is None else _shape(_previous_part(job, status.result if status.kind == DONE else {})))
         if shape in rendered:
             continue
         rendered.add(shape)
-        context = prompt_context(job, state, [], status_of=lambda folder: by_folder[folder.folder])
+        context = prompt_context(job, state, [], status_of=lambda _, status=status: status)
         try:
             prompt.render(job.template, context)
         except BatchError as error:
