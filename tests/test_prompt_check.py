@@ -60,3 +60,15 @@ def test_a_new_items_records_are_not_opened_one_by_one(batch, monkeypatch):
     assert opened == [damaged.result]  # the one item with a folder
     assert verdicts["second:m3"].problem
     assert all(verdict.runs and not verdict.problem for key, verdict in verdicts.items() if key != "second:m3")
+
+
+def test_a_dry_run_checks_the_prompts_against_the_records_its_load_read(batch, monkeypatch):
+    loaded_batch = loaded(batch, "{{ item.instruction }}{% if previous %}{{ previous.result.summary }}{% endif %}\n")
+    assert all(status.kind == item_status.ABSENT for status in loaded_batch.statuses.values())
+    said_done = {key: item_status.ItemStatus(item_status.DONE, result={"summary": "ok"}) if key.startswith("first:")
+                 else status for key, status in loaded_batch.statuses.items()}
+    monkeypatch.setattr(item_status, "read_statuses", lambda folders: pytest.fail("records read again"))
+    monkeypatch.setattr(prompt_context, "read_statuses", lambda folders: pytest.fail("records read again"))
+    prompt_context.check_prompts(jobs_of(loaded_batch), loaded_batch.state, said_done)
+    with pytest.raises(BatchError, match="has no attribute 'summary'"):
+        prompt_context.check_prompts(jobs_of(loaded_batch), loaded_batch.state, loaded_batch.statuses)

@@ -12,31 +12,24 @@ import gc
 import os
 import sys
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from .. import executors
-from ..executors.local import LocalExecutor
-from ..executors.seam import RunTools
-from ..isolation.worktree import Isolation
-from ..landing.merge_queue import MergeQueue
-from ..landing.notify import Notifier
-from ..landing.review import review_command
 from ..main import typed
-from ..plan.settings import FIELDS
-from ..processes import process
-from ..processes.stopping import GuardedOutput, Stop
-from ..redaction import Redactor
-from ..repository import repository_guard
-from ..run import forecast, history
-from ..run.dispatcher import Dispatcher, candidates
-from ..run.run import Run
-from ..run.runner import BatchRunner
-from ..state import touches
-from ..state.joblog import JobLog
-from ..views import dry_run
 from ..views.board import AWAITING_REVIEW, DONE
-from ..views.reporter import BatchReporter
 from .cli import EXIT_AWAITING_REVIEW, EXIT_FAILED, EXIT_NOT_ALL_STARTED
 from .run_batch_steps import Ended, Selected
+
+if TYPE_CHECKING:
+    from ..isolation.worktree import Isolation
+    from ..landing.merge_queue import MergeQueue
+    from ..landing.notify import Notifier
+    from ..processes import process
+    from ..processes.stopping import GuardedOutput, Stop
+    from ..repository import repository_guard
+    from ..run import history
+    from ..run.run import Run
+    from ..run.runner import BatchRunner
+    from ..views.reporter import BatchReporter
 
 
 @dataclass(frozen=True)
@@ -61,6 +54,25 @@ class Dispatched:
 def prepare(chosen: Selected) -> Prepared:
     """The run's state, its isolation and merge queue, its executor, the runner and
     dispatcher, and who listens to its events (the history, the joblog, notify:)."""
+    # The run's machinery is imported here, where a run starts: a dry run, -q or a no-op
+    # never gets this far, and importing it cost each of them a tenth of their time.
+    from .. import executors
+    from ..executors.local import LocalExecutor
+    from ..executors.seam import RunTools
+    from ..landing.notify import Notifier
+    from ..landing.review import review_command
+    from ..processes import process
+    from ..processes.stopping import GuardedOutput, Stop
+    from ..redaction import Redactor
+    from ..run import forecast, history
+    from ..run.dispatcher import Dispatcher, candidates
+    from ..run.run import Run
+    from ..run.runner import BatchRunner
+    from ..state import touches
+    from ..state.joblog import JobLog
+    from ..views import dry_run
+    from ..views.reporter import BatchReporter
+
     # What was loaded stays out of the collector's walks (run-batch loads without it); it
     # collects again from here, on what the run makes.
     gc.freeze()
@@ -114,6 +126,11 @@ def prepare(chosen: Selected) -> Prepared:
 
 def _isolate(batch, supervisor: process.Supervisor) -> tuple[Isolation, repository_guard.AdminFiles, MergeQueue]:
     """Worktrees for the items, the repository's guard, and the merge queue that lands them."""
+    from ..isolation.worktree import Isolation
+    from ..landing.merge_queue import MergeQueue
+    from ..plan.settings import FIELDS
+    from ..repository import repository_guard
+
     isolation = Isolation(batch.plan.path, batch.plan.settings, supervisor, workdir=batch.workdir, state=batch.state)
     isolation.prepare()
     said = {name: batch.plan.settings.get(name, FIELDS[name].default)

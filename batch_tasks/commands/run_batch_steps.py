@@ -23,7 +23,6 @@ from doit.control import TaskControl
 
 from .. import executors
 from ..processes import process
-from ..run import recovery
 from ..run.prompt_context import check_prompts
 from ..state.state import BatchState
 from ..tasks import batch as batch_mod
@@ -32,7 +31,6 @@ from ..views import dry_run
 from ..views.board import Board
 from ..views.live_view import view_for
 from ..views.run_summary import summary
-from . import preflight
 from .cli import EXIT_FAILED
 
 CONFIG_HINT = (
@@ -154,6 +152,8 @@ def check_before_the_lock(loaded: Loaded) -> Loaded:
     given, batch = loaded.given, loaded.batch
     if given.looks_only or given.args or given.option("failed") or given.option("always"):
         return loaded
+    from . import preflight  # only for a run about to start: a dry run and -q never get here
+
     will_run = {item.key for item in batch.plan.items()
                 if batch.verdicts[item.key].runs and (given.option("optional") or not item.optional)}
     return replace(loaded, checked=preflight.check(batch, will_run))
@@ -169,7 +169,11 @@ def lock(loaded: Loaded) -> Loaded:
 def recover(loaded: Loaded) -> Loaded:
     """What a killed run owes (see recovery), then the batch as the repairs left it."""
     given = loaded.given
-    if given.looks_only or not recovery.owed(loaded.batch):
+    if given.looks_only:
+        return loaded
+    from ..run import recovery  # a dry run or -q recovers nothing: it reads the records as they are
+
+    if not recovery.owed(loaded.batch):
         return loaded
 
     def say_waiting(text: str) -> None:  # recovery may wait for a remote agent: said at once, not after
@@ -210,7 +214,7 @@ def explain(chosen: Selected) -> Selected | int:
     given, batch = chosen.loaded.given, chosen.loaded.batch
     if not given.option("dry_run"):
         return chosen
-    check_prompts((chosen.control.tasks[key].meta["job"] for key in sorted(chosen.will_run)), batch.state)
+    check_prompts((chosen.control.tasks[key].meta["job"] for key in sorted(chosen.will_run)), batch.state, batch.statuses)
     return dry_run.explain(given.out, batch, chosen.control.tasks, chosen.dep_manager, chosen.selected, chosen.forced,
                            given.option("prompts"), chosen.workers)
 
@@ -218,6 +222,8 @@ def explain(chosen: Selected) -> Selected | int:
 def check_the_selection(chosen: Selected) -> Selected:
     """A selection (or -a, --failed) is checked now, under the lock."""
     if not chosen.will_run <= chosen.loaded.checked:
+        from . import preflight
+
         preflight.check(chosen.loaded.batch, chosen.will_run)
     hint_at_config(chosen.loaded.given)
     return chosen

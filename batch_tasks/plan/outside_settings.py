@@ -106,6 +106,8 @@ def _line_of(text: str, name: str) -> int:
 
 def parse_sets(sets) -> dict[str, Any]:
     """`--set KEY=VALUE`, each value as YAML (`--set 'command=[python3, worker.py]'`)."""
+    if not sets:  # YAML's parser only for a value to read: most commands are given none
+        return {}
     import yaml
 
     from .front_matter import YAML_TROUBLE

@@ -48,7 +48,6 @@ from typing import Any, Iterable
 
 from ..agents import AGENTS
 from ..formats import duration, money
-from ..landing.review import review_command
 from ..processes.process import process_started
 from ..redaction import Redactor
 from ..state.attempt_processes import is_same_process
@@ -181,7 +180,10 @@ class Recorders:
         self._each("item_finished", key, "not started", None, why)
 
     def item_awaiting_review(self, key: str, awaiting: dict[str, Any]) -> None:
-        # Its last word in this run unless its decision comes while the run goes on.
+        # Its last word in this run unless its decision comes while the run goes on. Imported
+        # here: the review's module brings GitHub's client, which a forecast, reading history, never needs.
+        from ..landing.review import review_command
+
         self._each("item_finished", key, AWAITING_REVIEW, None, f"review it: {review_command(key)}")
 
 

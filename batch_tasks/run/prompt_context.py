@@ -5,13 +5,13 @@ every template renders before anything runs. Reads the previous item's record; t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from ..agents import TRANSIENT, WAIT, retry
 from ..errors import BatchError
 from ..plan import prompt
 from ..plan.item_job import ItemJob
-from ..state.item_status import DONE, read_status, read_statuses
+from ..state.item_status import DONE, ItemStatus, read_status, read_statuses
 from ..state.records import Attempt
 from ..state.state import BatchState
 
@@ -21,28 +21,17 @@ def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
     """What the prompt template is given for an item's next attempt; `adjusted` may leave out
     the shared context (after an overflow) or add the item's history. `status_of`: how the
     previous item's records are read (read_status)."""
-    item = job.item
     context: dict[str, Any] = {
-        "batch": {"title": job.batch_title, "path": str(job.taskfile), **job.plan_context},
-        "group": {"slug": job.group.slug, "title": job.group.title, "index": job.group_index,
-                  "body": job.group.body, "context": job.group.context},
-        "item": {"key": item.key, "module": item.module, "text": item.text, "body": item.body,
-                 "instruction": item.instruction, "line": item.line, "parent": item.parent},
+        "batch": _batch_part(job),
+        "group": _group_part(job),
+        "item": _item_part(job.item),
         "previous": None,
         "previous_attempt": None,
         "history": [],
     }
     if job.previous is not None:
         status = status_of(state.item(job.previous.group, job.previous.module))
-        record = status.result if status.kind == DONE else {}
-        context["previous"] = {
-            "group": job.previous.group,
-            "group_title": job.previous_group_title,
-            "module": job.previous.module,
-            "instruction": job.previous.instruction,
-            "result_text": record.get("result_text", ""),
-            "result": record,
-        }
+        context["previous"] = _previous_part(job, status.result if status.kind == DONE else {})
     if attempts:
         last = attempt_to_tell_of(attempts).record()
         context["previous_attempt"] = {
@@ -64,6 +53,27 @@ def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
     return context
 
 
+def _batch_part(job: ItemJob) -> dict[str, Any]:
+    return {"title": job.batch_title, "path": str(job.taskfile), **job.plan_context}
+
+
+def _group_part(job: ItemJob) -> dict[str, Any]:
+    group = job.group
+    return {"slug": group.slug, "title": group.title, "index": job.group_index, "body": group.body,
+            "context": group.context}
+
+
+def _item_part(item) -> dict[str, Any]:
+    return {"key": item.key, "module": item.module, "text": item.text, "body": item.body,
+            "instruction": item.instruction, "line": item.line, "parent": item.parent}
+
+
+def _previous_part(job: ItemJob, record: dict[str, Any]) -> dict[str, Any]:
+    previous = job.previous
+    return {"group": previous.group, "group_title": job.previous_group_title, "module": previous.module,
+            "instruction": previous.instruction, "result_text": record.get("result_text", ""), "result": record}
+
+
 def attempt_to_tell_of(attempts: list[Attempt]) -> Attempt:
     """The attempt the next one is told of (and may go on with): the last, unless it failed
     before its work was checked (a server error, a hang, a limit) after one whose check
@@ -78,28 +88,35 @@ def attempt_to_tell_of(attempts: list[Attempt]) -> Attempt:
     return attempts[-1]
 
 
-def check_prompts(jobs, state: BatchState) -> None:
+def check_prompts(jobs, state: BatchState, statuses: Mapping[str, ItemStatus] | None = None) -> None:
     """Render each item's first prompt: a template that asks for what is not there is one
     error before anything runs, not a failure of every item. What a template can ask for
     depends on its context's shape (which fields are there, empty or none), not on their
     words: each template is rendered once per shape its items give it, for the first such
-    item, which is also the first item whose rendering would fail."""
+    item, which is also the first item whose rendering would fail. STATUSES: every item's,
+    as the batch's load read them (a dry run's, which takes no lock); else the previous
+    items' are read now."""
     jobs = list(jobs)
-    previous = {job.item.key: state.item(job.previous.group, job.previous.module)
-                for job in jobs if job.previous is not None}
-    statuses = read_statuses(previous)
-    by_folder = {previous[key].folder: status for key, status in statuses.items()}
-    rendered, shared = set(), {}
+    if statuses is None:
+        statuses = read_statuses({job.previous.key: state.item(job.previous.group, job.previous.module)
+                                  for job in jobs if job.previous is not None})
+    # A first context has no attempt and no history: its shape is its other parts' shapes,
+    # each taken from the part prompt_context builds, and the batch's and the group's once
+    # for all their items (a job shares its batch's plan_context, and its group).
+    rendered, batches, groups = set(), {}, {}
     for job in jobs:
-        context = prompt_context(job, state, [], status_of=lambda folder: by_folder[folder.folder])
-        # A group's part is the same for all its items: its shape is taken once (JOBS hold the groups).
-        if id(job.group) not in shared:
-            shared[id(job.group)] = _shape(context["group"])
-        shape = (id(job.template), shared[id(job.group)],
-                 *(_shape(member) for part, member in context.items() if part != "group"))
+        batch_key = (id(job.plan_context), job.batch_title, job.taskfile)
+        if batch_key not in batches:
+            batches[batch_key] = _shape(_batch_part(job))
+        if id(job.group) not in groups:
+            groups[id(job.group)] = _shape(_group_part(job))
+        status = None if job.previous is None else statuses[job.previous.key]
+        shape = (id(job.template), batches[batch_key], groups[id(job.group)], _shape(_item_part(job.item)),
+                 None if status is None else _shape(_previous_part(job, status.result if status.kind == DONE else {})))
         if shape in rendered:
             continue
         rendered.add(shape)
+        context = prompt_context(job, state, [], status_of=lambda _, status=status: status)
         try:
             prompt.render(job.template, context)
         except BatchError as error:

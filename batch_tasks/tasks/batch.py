@@ -6,6 +6,7 @@ without `--status`, `batch-graph`, `forget`) loads without them (`read_records=F
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import BatchError
@@ -15,6 +16,7 @@ from ..plan.plan import Plan, digest
 from ..plan.prompt import Template, load_template
 from ..state import staleness
 from ..state.budget import Budget
+from ..state.item_status import ItemStatus, read_statuses
 from ..state.state import BatchState
 
 
@@ -29,6 +31,13 @@ class Batch:
     workdir: Path  # where its agents and checks run (see workdir.py)
     workdir_reason: str
     documents: tuple[str, ...]  # its dialect's design documents beside it, from the workdir (see plan_context)
+    statuses: dict[str, ItemStatus] | None = None  # by item key, as the verdicts were made of them
+
+    @cached_property
+    def plan_context(self) -> dict[str, str | tuple[str, ...]]:
+        """What every item's prompt is given of the plan (a job's plan_context): one for all its
+        items, so that the check of prompts takes its shape once."""
+        return {"preamble": self.plan.preamble, "documents": self.documents, "workdir": str(self.workdir)}
 
 
 def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust_cache: bool = True,
@@ -87,6 +96,7 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
     if not read_records:
         return Batch(plan, state, templates, fingerprints, None, Budget(plan.settings.get("budget_usd"), 0.0),
                      workdir, workdir_reason, documents)
-    verdicts = staleness.assess(plan, state, fingerprints)
+    statuses = read_statuses({item.key: state.item(item.group, item.module) for item in plan.items()})
+    verdicts = staleness.assess_statuses(plan, statuses, fingerprints)
     budget = Budget(plan.settings.get("budget_usd"), sum(verdict.spent_usd for verdict in verdicts.values()))
-    return Batch(plan, state, templates, fingerprints, verdicts, budget, workdir, workdir_reason, documents)
+    return Batch(plan, state, templates, fingerprints, verdicts, budget, workdir, workdir_reason, documents, statuses)

@@ -15,6 +15,7 @@ from dataclasses import replace
 from doit.task import Task
 
 from ..doit_bridge import as_uptodate
+from ..plan.item_job import ItemJob
 from ..state.staleness import DONE_BY_HAND
 from .batch import Batch
 
@@ -56,9 +57,6 @@ def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
 def item_job(batch: Batch, index: int, bare_group, item):
     """The plain data one item's run needs (an item_job.ItemJob): its group without its items,
     its template, what it waits for."""
-    # Imported here: the run core behind it is loaded only by commands that run or check items.
-    from ..plan.item_job import ItemJob
-
     plan = batch.plan
     previous = plan.groups[index - 1] if index else None
     group = plan.groups[index]
@@ -66,7 +64,7 @@ def item_job(batch: Batch, index: int, bare_group, item):
         taskfile=plan.path,
         workdir=batch.workdir,
         batch_title=plan.title,
-        plan_context={"preamble": plan.preamble, "documents": batch.documents, "workdir": str(batch.workdir)},
+        plan_context=batch.plan_context,
         group=bare_group,
         group_index=index,
         item=item,
