@@ -201,9 +201,12 @@ def test_batch_status_shows_an_item_waiting_to_retry_and_one_interrupted(batch):
     deadline = time.monotonic() + 30
     while batch.runs("start").total() < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
+    events_of_b = batch.state("g", "b") / "events.jsonl"
+    # Its agent's last line before it sleeps, else a line logged after the notice would be its latest activity.
+    wait_for(lambda: events_of_b.exists() and '"prompt: ' in events_of_b.read_text())
     # The runner's notice of a failed attempt, as events.jsonl carries it (see board_on_disk._read_activity).
     notice = {"t": time.time(), "attempt": 1, "kind": "retry", "text": "server error (529)", "data": {"retry_at": time.time() + 50}}
-    with open(batch.state("g", "b") / "events.jsonl", "a") as events:
+    with open(events_of_b, "a") as events:
         events.write(json.dumps(notice) + "\n")
     status = batch.run("batch-status")
     assert status.returncode == 0, status.stderr
