@@ -17,7 +17,8 @@ from batch_tasks.isolation.bootstrap import SetupFailed
 from batch_tasks.isolation.workspace import WorkspaceError
 from batch_tasks.isolation.worktree import Isolation, IsolationError
 from batch_tasks.errors import BatchError
-from batch_tasks.landing.merge_queue import CONFLICT, MERGED, MergeQueue
+from batch_tasks.landing.merge_queue import MergeQueue
+from batch_tasks.landing.merge_result import CONFLICT, MERGED
 from batch_tasks.processes.check import Check
 
 PASSING = (sys.executable, "-c", "import sys; sys.exit(0)")

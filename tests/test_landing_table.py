@@ -19,7 +19,7 @@ from batch_tasks.errors import BatchError
 from batch_tasks.isolation.workspace import Committed, WorkspaceError
 from batch_tasks.isolation.worktree import BranchLocked
 from batch_tasks.landing import landing
-from batch_tasks.landing.merge_queue import CONFLICT, MERGED, MergeResult
+from batch_tasks.landing.merge_result import CONFLICT, MERGED, MergeResult
 from batch_tasks.plan.plan import Item
 from batch_tasks.processes.check import Check, CheckResult
 from batch_tasks.processes.process import StoppedError
