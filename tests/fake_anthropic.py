@@ -260,6 +260,7 @@ class FakeAnthropic:
             self.requests.append(req)
             if not req.main:
                 return None
+            self._charge_cache(req)  # before the held requests hear of it and are cached
             self._arrived.notify_all()
             first = _first_user_text(req.body)
             for key, replies in self.by_prompt.items():
@@ -269,20 +270,25 @@ class FakeAnthropic:
                 return _in_working_directory(self.script.pop(0), req.body)
         return None
 
-    def _usage(self, req: Request) -> dict:
-        """The request's usage: the script's, or with prompt_cache, its prompt's cache reads and
-        writes (the prompt is cached by `_cache`, once its response begins)."""
-        if not (self.prompt_cache and req.main):
-            return self.usage
+    def _charge_cache(self, req: Request) -> None:
+        """With prompt_cache, what the request reads from the cache and writes to it, as the API
+        decides on arrival (the prompt is cached by `_cache`, once its response begins).
+        Called with the lock held."""
+        if not self.prompt_cache:
+            return
         prompt = _prompt(req.body)
         now = time.monotonic()
-        with self._lock:
-            live = [cached for cached, at in self._cached.items() if now - at < CACHE_SECONDS]
-            shared = max((_common_prefix(prompt, cached) for cached in live), default=0)
-            for cached in live:
-                if shared and cached.startswith(prompt[:shared]):
-                    self._cached[cached] = now  # a read renews the entry
+        live = [cached for cached, at in self._cached.items() if now - at < CACHE_SECONDS]
+        shared = max((_common_prefix(prompt, cached) for cached in live), default=0)
+        for cached in live:
+            if shared and cached.startswith(prompt[:shared]):
+                self._cached[cached] = now  # a read renews the entry
         req.cache_read, req.cache_write = shared // 4, (len(prompt) - shared) // 4
+
+    def _usage(self, req: Request) -> dict:
+        """The request's usage: the script's, or with prompt_cache, its cache reads and writes."""
+        if not (self.prompt_cache and req.main):
+            return self.usage
         return dict(self.usage, input_tokens=0, cache_read_input_tokens=req.cache_read,
                     cache_creation_input_tokens=req.cache_write)
 
