@@ -5,8 +5,8 @@ landing → records and ticks → views. The package's folders are its layers, e
 importing only the ones below it (tests/test_import_graph.py holds them to it), from the
 bottom up:
 
-    (here)      errors, events, redaction, formats, json_positions, setting_values: what every
-                layer uses; doit_bridge (doit's internals), main (the batch-tasks command)
+    (here)      errors, events, redaction, formats, json_positions, setting_values, signing:
+                what every layer uses; doit_bridge (doit's internals), main (the batch-tasks command)
     agents/     the agent CLIs, what their tokens cost, what to do after each failure
     plan/       task.md and other tools' plans (dialects/) read into groups and items, settings
     state/      the state folder: items' logs, records, status, state machine, ticks

@@ -15,6 +15,7 @@ from conftest import FRONT_MATTER
 from batch_tasks.plan import plan_cache, taskfile
 from batch_tasks.plan.plan import Plan
 from batch_tasks.plan.taskfile import load_plan, parse
+from batch_tasks.signing import signing_key
 from batch_tasks.state.checkbox import set_checkbox
 from batch_tasks.state.state import BatchState
 
@@ -177,7 +178,7 @@ def signed_forgery(batch, marker: Path) -> bytes:
     """The forgery, signed with the user's key: an agent runs as the user, and can read it."""
     header, body = forged_cache(batch, marker).split(b"\n", 1)
     header = json.loads(header)
-    header["signature"] = plan_cache._signature(plan_cache.signing_key(), header["key"], header["marks_then"], body)
+    header["signature"] = plan_cache._signature(signing_key(), header["key"], header["marks_then"], body)
     return json.dumps(header).encode() + b"\n" + body
 
 

@@ -3,7 +3,8 @@ the step before handed over, returning what the next takes, or an exit status th
 the run there. Before doit loads its tasks: look for a no-op's stamp, load, check, lock,
 recover; once doit has: select, answer -q, explain --dry-run, check a selection (the run
 itself, prepare, dispatch and close up, is run_batch_dispatch.py's); at the end, keep the
-no-op stamp.
+no-op stamp. The modules that load, check and explain a batch are imported by the steps
+that use them: a run answered by its stamp imports none of them.
 
 Owns the course of one run-batch, not its parts: loading is tasks/batch.py's, recovery is
 recovery.py's, the stamp nothing_to_do.py's. Writes only through them, and nothing
@@ -16,22 +17,21 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from doit.cmd_base import tasks_and_deps_iter
 from doit.control import TaskControl
 
-from .. import executors
-from ..processes import process
-from ..run.prompt_context import check_prompts
+from ..processes.started import process_started
 from ..state.state import BatchState
-from ..tasks import batch as batch_mod
 from ..tasks import nothing_to_do
-from ..views import dry_run
 from ..views.board import Board
 from ..views.live_view import view_for
 from ..views.run_summary import summary
 from .cli import EXIT_FAILED
+
+if TYPE_CHECKING:
+    from ..tasks.batch import Batch
 
 CONFIG_HINT = (
     "hint: for `doit list`, `doit info` and `doit forget` to read task.md here, "
@@ -83,7 +83,7 @@ class Looked:
 class Loaded:
     given: Given
     seen: Any
-    batch: batch_mod.Batch
+    batch: Batch
     told: list  # how task.md was read, as said on standard error
     checked: frozenset = frozenset()  # the items checked before the lock
     recovered: bool = False
@@ -126,7 +126,7 @@ def answer_from_the_stamp(given: Given) -> Looked | int:
         if said["told"]:
             sys.stderr.write("\n".join(said["told"]) + "\n")
         hint_at_config(given)
-        board = Board([], already_done=said["already_done"], begun=process.process_started())
+        board = Board([], already_done=said["already_done"], begun=process_started())
         view_for(given.out, board).close(summary(board, said["notes"], rerun=given.rerun))
         return 0
     return Looked(given, seen)
@@ -134,6 +134,9 @@ def answer_from_the_stamp(given: Given) -> Looked | int:
 
 def load(looked: Looked) -> Loaded:
     """Every mistake is found here, before anything is written."""
+    from .. import executors
+    from ..tasks import batch as batch_mod
+
     given = looked.given
     batch = batch_mod.load(given.path, for_dry_run=given.looks_only, **given.how)
     told = [] if given.option("question") else tell_how_it_was_read(batch, dry_run=given.option("dry_run"))
@@ -172,6 +175,7 @@ def recover(loaded: Loaded) -> Loaded:
     if given.looks_only:
         return loaded
     from ..run import recovery  # a dry run or -q recovers nothing: it reads the records as they are
+    from ..tasks import batch as batch_mod
 
     if not recovery.owed(loaded.batch):
         return loaded
@@ -204,6 +208,8 @@ def answer_the_question(chosen: Selected) -> Selected | int:
     """-q: exit 1 if any item would run, else 0; nothing printed."""
     if not chosen.loaded.given.option("question"):
         return chosen
+    from ..views import dry_run
+
     _, stale, _ = dry_run.would_run(chosen.loaded.batch, chosen.control.tasks, chosen.dep_manager, chosen.selected,
                                     chosen.forced)
     return EXIT_FAILED if stale else 0
@@ -214,6 +220,9 @@ def explain(chosen: Selected) -> Selected | int:
     given, batch = chosen.loaded.given, chosen.loaded.batch
     if not given.option("dry_run"):
         return chosen
+    from ..run.prompt_context import check_prompts
+    from ..views import dry_run
+
     check_prompts((chosen.control.tasks[key].meta["job"] for key in sorted(chosen.will_run)), batch.state, batch.statuses)
     return dry_run.explain(given.out, batch, chosen.control.tasks, chosen.dep_manager, chosen.selected, chosen.forced,
                            given.option("prompts"), chosen.workers)

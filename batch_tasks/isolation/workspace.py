@@ -10,7 +10,7 @@ Removing is refused while anything is uncommitted or not on the integration bran
 
 The record decides what is committed (what is not the baseline) and where a killed run goes
 on from, and an agent can write anywhere its user can: so the record is signed with the
-user's key (plan_cache's), and one that does not verify, or names a base that is not on both
+user's key (see signing), and one that does not verify, or names a base that is not on both
 the item's branch and the integration branch, is a damaged record (WorkspaceError). A live
 attempt never reads it back: the runner holds it. Before its work is committed, the
 worktree's git must still be the one it was made with (the `.git` file is the agent's to
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import BatchError
-from ..plan import plan_cache
+from ..signing import signing_key
 from ..repository.git import GitError, admin_folder, git, is_ancestor, rev
 from ..state.state import open_to_read, write_atomic
 from .bootstrap import Baseline, dirty_or_ignored, dirty_paths
@@ -212,7 +212,7 @@ class AttemptWorkspace(Worktree):
         """Sign and keep the record, for a later run that goes on from this attempt or keeps it aside."""
         record = {"worktree": str(self.path), "branch": self.branch, "gitdir": self.gitdir, "base": self.base,
                   "run_id": self.run_id, "baseline": self.baseline.paths}
-        secret = plan_cache.signing_key()
+        secret = signing_key()
         signature = _sign(secret, record) if secret is not None else ""  # then it never verifies: kept whole
         path = record_file(self.isolation, self.path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -317,7 +317,7 @@ def read_record(isolation: Owner, path: Path) -> dict[str, Any]:
     record = kept.get("record") if isinstance(kept, dict) else None
     if not isinstance(record, dict):
         raise WorkspaceError(f"the record of the attempt in {path} is not an object")
-    secret = plan_cache.signing_key()
+    secret = signing_key()
     if secret is None or not hmac.compare_digest(_sign(secret, record), str(kept.get("signature"))):
         raise WorkspaceError(f"the record of the attempt in {path} does not verify ({where} is not as "
                              "batch-tasks signed it with your key)")

@@ -11,7 +11,7 @@ The lifecycle's review steps (see item_machine: ASK_REVIEW, then APPROVE) come h
              `check_retries`), the session told why; none yet, it goes on waiting
 
 A decision is `review.json` in the item's state folder, written by `doit batch-review`
-(see review_command). Its signature (HMAC-SHA256 with the user's key, plan_cache's, under
+(see review_command). Its signature (HMAC-SHA256 with the user's key, see signing, under
 this module's own label) binds the item, the decision and the commit: a decision file
 written by anything without the key is ignored, and an approval of one commit never lands
 another (work changed after its approval waits again). What it does not hold against: a
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..agents import retry
-from ..plan import plan_cache
+from ..signing import signing_key
 from ..state.item_machine import AWAITING_REVIEW
 from ..state.records import failure_record, record_failure
 from ..state.state import ItemState, open_to_read, write_json_atomic
@@ -77,7 +77,7 @@ def _signature(secret: bytes, body: str) -> str:
 
 def write_decision(folder: ItemState, key: str, decision: Decision) -> None:
     """Sign and keep a decision for the run (this one, or the next) to take."""
-    secret = plan_cache.signing_key()
+    secret = signing_key()
     if secret is None:
         raise OSError("no key to sign the decision with (~/.cache/batch-tasks/plan-cache.key cannot be made)")
     body = json.dumps({"item": key, "verdict": decision.verdict, "commit": decision.commit, "why": decision.why,
@@ -87,7 +87,7 @@ def write_decision(folder: ItemState, key: str, decision: Decision) -> None:
 
 def read_decision(folder: ItemState, key: str, commit: str) -> Decision | None:
     """The signed decision on `key` at `commit`; None if there is none, or none that holds."""
-    secret = plan_cache.signing_key()
+    secret = signing_key()
     try:
         with open_to_read(os.path.join(folder.folder, DECISION)) as stream:
             outer = json.loads(stream.read(1 << 20))

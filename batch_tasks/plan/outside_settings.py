@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BatchError, SettingError, TaskFileError
-from . import settings as settings_mod
 
 BESIDE = "batch-tasks.toml"
 PYPROJECT = "pyproject.toml"
@@ -90,6 +89,8 @@ def _read_file(path: Path, table: str) -> tuple[dict[str, Any], str]:
     if not isinstance(data, dict):
         raise TaskFileError(path, 0, f"[{table}] must be a table of settings")
     where = f"{path.name} [{table}]" if table else path.name
+    from . import settings as settings_mod  # here: a no-op answered by its stamp only digests these files
+
     checked = {}
     for name, value in data.items():
         try:
@@ -110,6 +111,7 @@ def parse_sets(sets) -> dict[str, Any]:
         return {}
     import yaml
 
+    from . import settings as settings_mod
     from .front_matter import YAML_TROUBLE
 
     found: dict[str, Any] = {}

@@ -40,7 +40,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ..signing import code_digest, signing_key
 from ..redaction import Redactor
 from . import plan as plan_mod
 from .plan import Item, Plan, mark_column
@@ -81,16 +81,6 @@ def locate_marks(plan: Plan, data: bytes) -> None:
 # --- the key ---------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def code_digest() -> bytes:
-    """Every .py file of the package, by path and content, and its version."""
-    package = Path(__file__).parent.parent  # the whole package, not this folder of it
-    digest = hashlib.sha256(__version__.encode())
-    for source in sorted(package.rglob("*.py")):
-        digest.update(b"\0" + str(source.relative_to(package)).encode() + b"\0" + source.read_bytes())
-    return digest.digest()
-
-
 def _key(path: Path, data: bytes, marks: list[int]) -> str | None:
     """The key of DATA with the marks at MARKS masked; None if one is not a checkbox mark.
     (The brackets around each are not masked: the key covers them.)"""
@@ -107,31 +97,6 @@ def _key(path: Path, data: bytes, marks: list[int]) -> str | None:
 
 def _marks_now(data: bytes, marks: list[int]) -> str:
     return bytes(map(data.__getitem__, marks)).decode("ascii")
-
-
-def signing_key() -> bytes | None:
-    """The user's key for signing caches, made on first use; None if it cannot be had."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "batch-tasks")
-    key_file = os.path.join(folder, "plan-cache.key")
-    try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        try:
-            fd = os.open(key_file, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            try:
-                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            except FileExistsError:  # made by a process beside us just now
-                fd = os.open(key_file, os.O_RDONLY | os.O_NOFOLLOW)
-            else:
-                with os.fdopen(fd, "wb") as stream:
-                    stream.write(os.urandom(32))
-                fd = os.open(key_file, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as stream:
-            key = stream.read(64)
-    except OSError:
-        return None
-    return key if len(key) == 32 else None
 
 
 def _signature(secret: bytes, key: str, marks_then: str, body: bytes) -> str:

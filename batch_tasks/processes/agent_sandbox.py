@@ -153,7 +153,7 @@ def for_worktree(path: Path, top: Path, settings: Mapping[str, Any], branch: str
 
 
 def key_folder() -> str:
-    """Where the plan cache's signing key is kept (see plan_cache.signing_key)."""
+    """Where the plan cache's signing key is kept (see signing.signing_key)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "batch-tasks")
 

@@ -46,6 +46,7 @@ from ..state.attempt_processes import (ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptP
                                        remove_stale_cgroups)
 from .output_stream import OutputStream
 from .prompt_feed import feed
+from .started import CLOCK_TICKS
 from .watchdog_channel import WatchdogChannel
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ START_ALLOWANCE = 30.0  # silence allowed before an agent's first output, on top
 AFTER_EXIT = 0.5  # how long the output of a finished attempt is read on, once its helpers are gone
 # Threads that may start an agent, or record a success, at once (see Supervisor.bookkeeping).
 BOOKKEEPERS = 2
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class StoppedError(Exception):
@@ -334,16 +334,6 @@ class _Turn:
 
     def __exit__(self, *exc) -> None:
         self.end()
-
-
-def process_started() -> float:
-    """When this process began (epoch seconds): what a run's summary counts its time from.
-    From its start in clock ticks since boot (psutil's create_time adds the boot time in
-    whole seconds, so it can be a second off)."""
-    with open("/proc/self/stat", "rb") as stream:
-        fields = stream.read().rsplit(b")", 1)[1].split()
-    age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / CLOCK_TICKS
-    return time.time() - age
 
 
 def _exit_watch(pid: int) -> int | None:

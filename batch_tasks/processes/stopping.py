@@ -12,9 +12,10 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from ..state.attempt_processes import GRACE_SECONDS
-from . import process
+if TYPE_CHECKING:  # every command imports this module for its exit statuses: psutil only where agents run
+    from . import process
 
 CLOSED_OUTPUT = "its output closing"
 EXIT_CTRL_C, EXIT_CLOSED_OUTPUT = 128 + signal.SIGINT, 128 + signal.SIGPIPE
@@ -34,7 +35,8 @@ class Stop:
         # Ctrl-C once is gentle (SIGTERM, a grace, then SIGKILL); anything else, or twice, at once.
         at_once = cause != "Ctrl-C" or bool(self.causes)
         self.causes.append(cause)
-        threading.Thread(target=self.supervisor.stop_all, args=(0.0 if at_once else GRACE_SECONDS,), daemon=True).start()
+        kwargs = {"grace": 0.0} if at_once else {}  # the supervisor's own grace, when gentle
+        threading.Thread(target=self.supervisor.stop_all, kwargs=kwargs, daemon=True).start()
 
     @property
     def exit_status(self) -> int | None:

@@ -48,7 +48,7 @@ from typing import Any, Iterable
 
 from ..agents import AGENTS
 from ..formats import duration, money
-from ..processes.process import process_started
+from ..processes.started import process_started
 from ..redaction import Redactor
 from ..state.attempt_processes import is_same_process
 from ..state.item_machine import AWAITING_REVIEW, FAILED, INTERRUPTED

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from doit.cmd_base import TaskLoader2
 from doit.exceptions import InvalidDodoFile
@@ -16,8 +17,9 @@ from doit.exceptions import InvalidDodoFile
 from ..errors import BatchError
 from ..formats import closest
 from ..state.state import BatchState
-from . import batch as batch_mod
-from .doit_tasks import build_tasks
+
+if TYPE_CHECKING:
+    from .batch import Batch
 
 opt_taskfile = {
     "name": "taskfile",
@@ -39,7 +41,7 @@ class BatchLoader(TaskLoader2):
 
     def __init__(self):
         super().__init__()
-        self.batch: batch_mod.Batch | None = None  # run-batch loads it itself, before the lock
+        self.batch: Batch | None = None  # run-batch loads it itself, before the lock
         self.optional = True  # Kiro's optional items are tasks (run-batch: only with --optional)
 
     def setup(self, opt_values):
@@ -68,6 +70,11 @@ class BatchLoader(TaskLoader2):
             records = Path(os.path.relpath(self.state.root))
             raise InvalidDodoFile("a batch's items leave no files for `doit clean` to remove: `doit forget GROUP:MODULE` "
                                   f"makes an item run again; its records are kept under {records}/")
+        # Here, not at the top: every doit command imports this loader, and run-batch answered
+        # by its no-op stamp loads no batch.
+        from . import batch as batch_mod
+        from .doit_tasks import build_tasks
+
         try:
             needs_records = self._needs_records(cmd.name)
             if self.batch is None or (needs_records and self.batch.verdicts is None):

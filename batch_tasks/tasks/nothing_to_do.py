@@ -7,7 +7,7 @@ before it loads anything; when all is as the stamp has it, it gives the same ans
 without parsing task.md, reading every record or building a doit task per item.
 
 What is compared (any difference, or anything that cannot be read: the full load):
-- the code (every .py file of the package, plan_cache's digest), doit's and Python's
+- the code (every .py file of the package: signing's code digest), doit's and Python's
   versions, the command's doit configuration, the task file's real path and bytes;
 - each template the groups use: where it is, its lstat and its bytes' digest;
 - doit's database (`doit ignore`, `forget`): its bytes;
@@ -23,7 +23,7 @@ inputs are as they were, every record of an item it did not run is as it was, no
 RACY_SECONDS (its own, just written) are kept in the stamp by their bytes' digest, and
 compared by their bytes too: a change within the clock's granularity shows there.
 
-A stamp is signed with the user's key (plan_cache's): a state folder someone else made
+A stamp is signed with the user's key (see signing): a state folder someone else made
 is never taken. An agent (the same user) could read the key and forge a stamp; that
 only keeps items from running, as ticking task.md itself would: a stamp runs nothing. A time from
 lstat is trusted only when it is older than RACY_SECONDS at the stamp's writing, since
@@ -46,17 +46,20 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import doit
 
 from ..doit_bridge import changed_options, dependency_records
 from ..errors import BatchError
-from ..plan import outside_settings, plan_cache
-from ..plan.plan import Item
+from ..plan import outside_settings
 from ..plan.prompt import DEFAULT_TEMPLATE
+from ..signing import code_digest, signing_key
 from ..state.item_status import done_record_bytes
 from ..state.state import BatchState, ItemState, open_to_read, write_atomic
+
+if TYPE_CHECKING:
+    from ..plan.plan import Item
 
 NAME = "nothing-to-do.json"
 FORMAT = 1
@@ -97,7 +100,7 @@ def look(state: BatchState, config: Mapping[str, Any], holding_the_lock: bool = 
         walked, newest, entries = _state_digest(str(state.root / "items"))
     except (OSError, ValueError):
         return None
-    inputs = hashlib.sha256(plan_cache.code_digest())
+    inputs = hashlib.sha256(code_digest())
     inputs.update(f"{doit.__version__}\0{sys.version}\0{state.real_taskfile}\0".encode())
     inputs.update(json.dumps(config, sort_keys=True, default=str).encode() + b"\0")
     try:
@@ -209,7 +212,7 @@ def _file_digest(path: str) -> str | None:
 
 
 def _stamp(state: BatchState, after: Look, templates: list, said: dict[str, Any], young: dict[str, str]) -> None:
-    secret = plan_cache.signing_key()
+    secret = signing_key()
     if secret is None:
         return
     body = {"format": FORMAT, "inputs": after.inputs, "state": after.state, "database": after.database,
@@ -232,7 +235,7 @@ def forget(state: BatchState) -> None:
 
 
 def _read(state: BatchState) -> dict[str, Any] | None:
-    secret = plan_cache.signing_key()
+    secret = signing_key()
     if secret is None:
         return None
     try:

@@ -12,7 +12,7 @@ from doit.exceptions import UnmetDependency
 
 from ..doit_bridge import uptodate_value
 from ..landing.review import review_command
-from ..processes.process import process_started
+from ..processes.started import process_started
 from ..run import forecast
 from ..run.run import Run
 from ..state.item_machine import AWAITING_REVIEW
