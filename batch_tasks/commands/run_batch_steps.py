@@ -22,7 +22,6 @@ from doit.cmd_base import tasks_and_deps_iter
 from doit.control import TaskControl
 
 from .. import executors
-from ..processes import process
 from ..run.prompt_context import check_prompts
 from ..state.state import BatchState
 from ..tasks import batch as batch_mod
@@ -126,6 +125,8 @@ def answer_from_the_stamp(given: Given) -> Looked | int:
         if said["told"]:
             sys.stderr.write("\n".join(said["told"]) + "\n")
         hint_at_config(given)
+        from ..processes import process  # psutil's with it: only a run, or this answer, needs it
+
         board = Board([], already_done=said["already_done"], begun=process.process_started())
         view_for(given.out, board).close(summary(board, said["notes"], rerun=given.rerun))
         return 0
