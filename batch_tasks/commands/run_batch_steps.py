@@ -22,7 +22,7 @@ from doit.cmd_base import tasks_and_deps_iter
 from doit.control import TaskControl
 
 from .. import executors
-from ..run.prompt_context import check_prompts
+from ..run import prompt_check_stamp
 from ..state.state import BatchState
 from ..tasks import batch as batch_mod
 from ..tasks import nothing_to_do
@@ -215,7 +215,7 @@ def explain(chosen: Selected) -> Selected | int:
     given, batch = chosen.loaded.given, chosen.loaded.batch
     if not given.option("dry_run"):
         return chosen
-    check_prompts((chosen.control.tasks[key].meta["job"] for key in sorted(chosen.will_run)), batch.state, batch.statuses)
+    prompt_check_stamp.check_once(batch, (chosen.control.tasks[key].meta["job"] for key in sorted(chosen.will_run)))
     return dry_run.explain(given.out, batch, chosen.control.tasks, chosen.dep_manager, chosen.selected, chosen.forced,
                            given.option("prompts"), chosen.workers)
 
