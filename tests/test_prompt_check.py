@@ -24,6 +24,10 @@ def jobs_of(batch):
     return [item_job(batch, index, group, item) for index, group in enumerate(batch.plan.groups) for item in group.items]
 
 
+def keys_of(batch):
+    return [item.key for item in batch.plan.items()]
+
+
 def loaded(batch, template: str):
     batch.write(PLAN, FRONT_MATTER.replace("agent: command\n", "agent: command\ntemplate: t.j2\n"))
     (batch.path / "t.j2").write_text(template)
@@ -85,23 +89,23 @@ def test_a_dry_runs_check_is_not_done_again_until_what_it_depends_on_changes(bat
     real_render = prompt.render
     monkeypatch.setattr(prompt, "render", lambda template, context: rendered.append(context["item"]["key"])
                         or real_render(template, context))
-    prompt_check_stamp.check_once(checked, jobs_of(checked))
+    prompt_check_stamp.check_once(checked, keys_of(checked))
     assert rendered == ["first:m0", "second:m0"]
-    prompt_check_stamp.check_once(checked, jobs_of(checked))
+    prompt_check_stamp.check_once(checked, keys_of(checked))
     assert rendered == ["first:m0", "second:m0"]  # the same inputs: not checked again
     # A previous item's result of another shape: what a template is told of it changed.
     other = {**first, "first:m3": item_status.ItemStatus(item_status.DONE, result={"summary": "ok", "files": ["a"]})}
     rendered.clear()
-    prompt_check_stamp.check_once(replace(loaded_batch, statuses=other), jobs_of(checked))
+    prompt_check_stamp.check_once(replace(loaded_batch, statuses=other), keys_of(checked))
     assert rendered == ["first:m0", "second:m0", "second:m3"]
     # Fewer items checked (one ran since), then an edited template: checked again each time.
     rendered.clear()
-    prompt_check_stamp.check_once(checked, jobs_of(checked)[1:])
+    prompt_check_stamp.check_once(checked, keys_of(checked)[1:])
     assert rendered == ["first:m1", "second:m0"]
     (batch.path / "t.j2").write_text("{{ item.instruction }}{% if previous %}{{ previous.result.files }}{% endif %}\n")
     edited = replace(batch_mod.load(batch.taskfile, for_dry_run=True), statuses=first)
     with pytest.raises(BatchError, match="has no attribute 'files'"):
-        prompt_check_stamp.check_once(edited, jobs_of(edited))
+        prompt_check_stamp.check_once(edited, keys_of(edited))
 
 
 def test_a_template_error_is_told_every_time_a_dry_run_is_asked(batch):
@@ -109,6 +113,6 @@ def test_a_template_error_is_told_every_time_a_dry_run_is_asked(batch):
     line = batch.taskfile.read_text().splitlines().index("- [ ] m0: step two of m0") + 1
     for _ in range(2):  # a check that failed leaves no stamp
         with pytest.raises(BatchError) as raised:
-            prompt_check_stamp.check_once(loaded_batch, jobs_of(loaded_batch))
+            prompt_check_stamp.check_once(loaded_batch, keys_of(loaded_batch))
         assert str(raised.value).endswith(f"(rendering the prompt of second:m0, line {line})")
     assert not (loaded_batch.state.root / prompt_check_stamp.NAME).exists()

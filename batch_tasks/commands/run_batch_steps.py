@@ -215,7 +215,7 @@ def explain(chosen: Selected) -> Selected | int:
     given, batch = chosen.loaded.given, chosen.loaded.batch
     if not given.option("dry_run"):
         return chosen
-    prompt_check_stamp.check_once(batch, (chosen.control.tasks[key].meta["job"] for key in sorted(chosen.will_run)))
+    prompt_check_stamp.check_once(batch, sorted(chosen.will_run))
     return dry_run.explain(given.out, batch, chosen.control.tasks, chosen.dep_manager, chosen.selected, chosen.forced,
                            given.option("prompts"), chosen.workers)
 

@@ -34,22 +34,24 @@ from importlib.util import find_spec
 from ..plan import plan_cache
 from ..state.item_status import DONE
 from ..state.state import open_to_read, write_atomic
+from ..tasks.doit_tasks import jobs_of
 from .prompt_context import check_prompts, shape
 
 NAME = "prompts-checked.json"
 
 
-def check_once(batch, jobs) -> None:
-    """check_prompts over JOBS (a dry run's: against the records its load read), unless a
-    check of the same inputs passed before; raises BatchError as check_prompts does."""
-    jobs = list(jobs)
-    inputs = digest(batch, jobs)
+def check_once(batch, keys: list[str]) -> None:
+    """check_prompts over the items KEYS, in that order (a dry run's: against the records
+    its load read), unless a check of the same inputs passed before; raises BatchError as
+    check_prompts does. Their jobs are made only if the check runs."""
+    inputs = digest(batch, keys)
     secret = plan_cache.signing_key()
     stamp = os.path.join(batch.state.root, NAME)
     signature = None if inputs is None or secret is None else _sign(secret, inputs)
     if signature is not None and hmac.compare_digest(_read(stamp), signature):
         return
-    check_prompts(jobs, batch.state, batch.statuses)
+    jobs = jobs_of(batch, keys)
+    check_prompts([jobs[key] for key in keys], batch.state, batch.statuses)
     if signature is not None:
         try:
             write_atomic(stamp, signature + "\n")
@@ -57,8 +59,9 @@ def check_once(batch, jobs) -> None:
             pass  # without a stamp the next dry run only checks again
 
 
-def digest(batch, jobs) -> str | None:
-    """What the check of JOBS depends on (see the module's docstring), or None if it cannot be had."""
+def digest(batch, keys: list[str]) -> str | None:
+    """What the check of the items KEYS depends on (see the module's docstring), or None if it
+    cannot be had."""
     plan = batch.plan
     try:
         with open_to_read(str(plan.path)) as stream:
@@ -75,12 +78,13 @@ def digest(batch, jobs) -> str | None:
     found.update(repr((plan.dialect, plan.settings, batch.plan_context)).encode("utf-8", "surrogateescape"))
     for group in plan.groups:
         found.update(b"\0" + hashlib.sha256(batch.templates[group.slug].source.encode("utf-8", "surrogateescape")).digest())
-    statuses, checked = batch.statuses, []
-    for job in jobs:
-        status = None if job.previous is None else statuses.get(job.previous.key)
-        done = status is not None and status.kind == DONE
-        checked.append(f"{job.item.key}\0{shape(status.result)!r}" if done else job.item.key)
-    found.update("\n".join(checked).encode("utf-8", "surrogateescape"))
+    found.update("\n".join(keys).encode("utf-8", "surrogateescape") + b"\0")
+    done = {key: status for key, status in batch.statuses.items() if status.kind == DONE}
+    if done:  # what each item checked is told of its previous item's result: its shape
+        wanted = set(keys)
+        for item in plan.items():
+            if item.key in wanted and (previous := plan.previous(item)) is not None and previous.key in done:
+                found.update(f"{item.key}\0{shape(done[previous.key].result)!r}\n".encode("utf-8", "surrogateescape"))
     return found.hexdigest()
 
 
