@@ -33,7 +33,8 @@ def build_tasks(batch: Batch, optional: bool = True, jobs: bool = True) -> list[
         items = [item for item in group.items if optional or not item.optional]
         for item in items:
             verdict = batch.verdicts[item.key] if batch.verdicts is not None else None
-            result = batch.state.item(item.group, item.module).result
+            folder = batch.folders[item.key] if batch.folders is not None else batch.state.item(item.group, item.module)
+            result = folder.result
             meta = {"line": item.line}
             if verdict is not None and jobs:
                 meta["job"] = item_job(batch, index, bare_group, item)
