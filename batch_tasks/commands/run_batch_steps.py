@@ -27,9 +27,6 @@ from ..state.state import BatchState
 from ..tasks import batch as batch_mod
 from ..tasks import nothing_to_do
 from ..views import dry_run
-from ..views.board import Board
-from ..views.live_view import view_for
-from ..views.run_summary import summary
 from .cli import EXIT_FAILED
 
 CONFIG_HINT = (
@@ -126,6 +123,9 @@ def answer_from_the_stamp(given: Given) -> Looked | int:
             sys.stderr.write("\n".join(said["told"]) + "\n")
         hint_at_config(given)
         from ..processes import process  # psutil's with it: only a run, or this answer, needs it
+        from ..views.board import Board
+        from ..views.live_view import view_for
+        from ..views.run_summary import summary
 
         board = Board([], already_done=said["already_done"], begun=process.process_started())
         view_for(given.out, board).close(summary(board, said["notes"], rerun=given.rerun))

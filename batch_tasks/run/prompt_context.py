@@ -5,15 +5,17 @@ every template renders before anything runs. Reads the previous item's record; t
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..agents import TRANSIENT, WAIT, retry
 from ..errors import BatchError
 from ..plan import prompt
 from ..plan.item_job import ItemJob
 from ..state.item_status import DONE, ItemStatus, read_status, read_statuses
-from ..state.records import Attempt
 from ..state.state import BatchState
+
+if TYPE_CHECKING:  # a dry run's check has no attempts: their records' module comes with a run
+    from ..state.records import Attempt
 
 
 def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
