@@ -66,7 +66,7 @@ def jobs_of(batch: Batch, keys) -> dict[str, ItemJob]:
         bare_group = None
         for item in group.items:
             if item.key in wanted:
-                bare_group = bare_group or replace(group, items=())
+                bare_group = replace(group, items=()) if bare_group is None else bare_group
                 made[item.key] = item_job(batch, index, bare_group, item)
     return made
 
