@@ -14,6 +14,7 @@ from batch_tasks.plan import prompt
 from batch_tasks.run import prompt_check_stamp, prompt_context
 from batch_tasks.state import item_status, staleness
 from batch_tasks.tasks import batch as batch_mod
+from batch_tasks.tasks import doit_tasks
 from batch_tasks.tasks.doit_tasks import item_job
 
 PLAN = "# T\n## First\n" + "".join(f"- [ ] m{n}: step one of m{n}\n" for n in range(30)) + \
@@ -116,3 +117,12 @@ def test_a_template_error_is_told_every_time_a_dry_run_is_asked(batch):
             prompt_check_stamp.check_once(loaded_batch, keys_of(loaded_batch))
         assert str(raised.value).endswith(f"(rendering the prompt of second:m0, line {line})")
     assert not (loaded_batch.state.root / prompt_check_stamp.NAME).exists()
+
+
+def test_tasks_built_without_jobs_and_the_jobs_made_for_a_few_are_a_runs(batch):
+    """A dry run's tasks carry no jobs; those it makes (for --prompts, or its check) are the ones a run's tasks carry."""
+    loaded_batch = loaded(batch, "{{ item.instruction }}\n")
+    with_jobs = {task.name: task.meta["job"] for task in doit_tasks.build_tasks(loaded_batch) if "job" in (task.meta or {})}
+    assert len(with_jobs) == 60
+    assert not any("job" in (task.meta or {}) for task in doit_tasks.build_tasks(loaded_batch, jobs=False))
+    assert doit_tasks.jobs_of(loaded_batch, ["second:m3", "first:m0"]) == {key: with_jobs[key] for key in ("second:m3", "first:m0")}
