@@ -132,6 +132,8 @@ def ignored(dep_manager, tasks) -> set[str]:
     rows = connection.execute("SELECT task_id, task_data FROM doit WHERE task_data LIKE '%ignore:%'").fetchall()
     marked = {row["task_id"]: row["task_data"] for row in rows}
     marked.update(unsaved)
+    if not marked:  # the usual answer: nothing ignored, and no task to look up
+        return set()
     return {task.name for task in tasks if (marked.get(task.name) or {}).get("ignore:")}
 
 

@@ -128,6 +128,8 @@ def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | 
     rows = [
         row("doit list --all (nothing run yet)", ("list", "--all"), ("list", "--all")),
         row("run-batch --dry-run  vs  list --all --status", ("run-batch", "--dry-run"), ("list", "--all", "--status")),
+        # Bare doit's listing: what a dry run is held against (at most 1.5 x its CPU).
+        row("run-batch --dry-run  vs  list --all", ("run-batch", "--dry-run"), ("list", "--all")),
     ]
     first, _, _ = doit(batch, "run-batch", "-n", "8")
     first_bare, _, _ = doit(bare, "-n", "8", "-P", "thread")

@@ -19,7 +19,6 @@ from doit.cmd_run import Run as DoitRun
 from doit.exceptions import InvalidDodoFile
 
 from ..formats import closest
-from ..processes.stopping import EXIT_CLOSED_OUTPUT, EXIT_CTRL_C, drop_output
 from ..redaction import MaskedText, Redactor
 
 # Exit statuses of `doit run-batch` (the README lists them).
@@ -216,9 +215,13 @@ class FriendlyArgs:
         try:
             return super().parse_execute(args)
         except BrokenPipeError:  # `doit info X | head`: the reader has what it wanted
+            from ..processes.stopping import EXIT_CLOSED_OUTPUT, drop_output  # psutil's with it: not for every listing
+
             drop_output(sys.stdout)
             return EXIT_CLOSED_OUTPUT
         except KeyboardInterrupt:  # before a run's own handler is in place, or a command without one
+            from ..processes.stopping import EXIT_CTRL_C
+
             sys.stderr.write("Stopped by Ctrl-C.\n")
             return EXIT_CTRL_C
 

@@ -95,6 +95,7 @@ class RunBatch(FriendlyArgs, ReadsTaskFile, DoitCmdBase):
 
     def execute(self, params, args):
         self.loader.optional = params.get("optional", False)
+        self.loader.jobs = not (params.get("dry_run") or params.get("question"))  # they make the few they need
         # Loading 10,000 items makes a million objects and no cycle worth collecting: Python's
         # collector would walk them all, again and again, for a fifth of a dry run's time. It
         # runs again once a run starts, on what the run makes alone (see prepare).

@@ -22,12 +22,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from doit.cmd_base import tasks_and_deps_iter
 from doit.control import TaskControl
 
-from ..processes.started import process_started
 from ..state.state import BatchState
 from ..tasks import nothing_to_do
-from ..views.board import Board
-from ..views.live_view import view_for
-from ..views.run_summary import summary
 from .cli import EXIT_FAILED
 
 if TYPE_CHECKING:
@@ -126,6 +122,11 @@ def answer_from_the_stamp(given: Given) -> Looked | int:
         if said["told"]:
             sys.stderr.write("\n".join(said["told"]) + "\n")
         hint_at_config(given)
+        from ..processes.started import process_started
+        from ..views.board import Board
+        from ..views.live_view import view_for
+        from ..views.run_summary import summary
+
         board = Board([], already_done=said["already_done"], begun=process_started())
         view_for(given.out, board).close(summary(board, said["notes"], rerun=given.rerun))
         return 0
@@ -220,10 +221,10 @@ def explain(chosen: Selected) -> Selected | int:
     given, batch = chosen.loaded.given, chosen.loaded.batch
     if not given.option("dry_run"):
         return chosen
-    from ..run.prompt_context import check_prompts
+    from ..run import prompt_check_stamp
     from ..views import dry_run
 
-    check_prompts((chosen.control.tasks[key].meta["job"] for key in sorted(chosen.will_run)), batch.state, batch.statuses)
+    prompt_check_stamp.check_once(batch, sorted(chosen.will_run))
     return dry_run.explain(given.out, batch, chosen.control.tasks, chosen.dep_manager, chosen.selected, chosen.forced,
                            given.option("prompts"), chosen.workers)
 

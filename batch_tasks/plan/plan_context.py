@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .outline import Heading, Outline
+if TYPE_CHECKING:  # a plan from the cache is given without its outline: nothing here is parsed
+    from .outline import Heading, Outline
 
 # The documents each dialect's own tools write beside the task list, which its agents are
 # told to read first (spec-kit's /implement reads these; Kiro and cc-sdd keep requirements

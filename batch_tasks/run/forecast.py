@@ -23,7 +23,6 @@ from typing import Any, Iterable, Mapping
 from ..agents.pricing import cache_saving, estimated_cost
 from ..plan.plan import Plan
 from ..state.budget import dollars
-from .history import read_run, run_ids
 
 PROVIDERS = {"claude": "anthropic", "codex": "openai", "gemini": "google"}
 OWN, GROUP, AGENT, UNKNOWN = "its last run", "its group's median", "median of its agent and model", "unknown"
@@ -121,12 +120,16 @@ def of_batch(batch, keys: Iterable[str]) -> dict[str, Estimate]:
     priced = [key for key in keys if agents[key] in PROVIDERS]
     if not priced:
         return {}
+    from .history import read_run, run_ids  # a batch of commands has no cost to forecast: no history read
+
     history = past_runs((read_run(batch.state.root, run) for run in run_ids(batch.state.root)), agents)
     return forecast(batch.plan, history, priced)
 
 
 def of_last_run(state_root) -> dict[str, float | None]:
     """The forecast the last run started with (its `run_started` records it)."""
+    from .history import read_run, run_ids
+
     ids = run_ids(state_root)
     started = next((e for e in read_run(state_root, ids[-1]) if e["event"] == "run_started"), {}) if ids else {}
     return started.get("forecast") or {}

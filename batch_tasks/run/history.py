@@ -50,7 +50,6 @@ from ..agents import AGENTS
 from ..formats import duration, money
 from ..processes.started import process_started
 from ..redaction import Redactor
-from ..state.attempt_processes import is_same_process
 from ..state.item_machine import AWAITING_REVIEW, FAILED, INTERRUPTED
 from ..state.item_status import DONE
 from ..state.state import open_to_read, read_json
@@ -189,6 +188,7 @@ class Recorders:
 
 def run_meta(batch, argv: list[str], workers: int, will_run: Iterable[str]) -> dict[str, Any]:
     """What `run_started` records for a batch about to run `will_run`."""
+
     planned = set(will_run)
     agents = sorted({g.settings["agent"] for g in batch.plan.groups if any(i.key in planned for i in g.items)})
     return {
@@ -312,6 +312,8 @@ def runs_table(state_root: Path | str) -> str:
 
 def _held(state_root: Path | str) -> bool:
     """Whether a run holds the batch now (state.lock_holder's reading of run.lock)."""
+    from ..state.attempt_processes import is_same_process
+
     holder = read_json(Path(state_root) / "run.lock")
     try:
         return is_same_process(holder["pid"], holder["create_time"])

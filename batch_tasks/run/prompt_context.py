@@ -5,15 +5,17 @@ every template renders before anything runs. Reads the previous item's record; t
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..agents import TRANSIENT, WAIT, retry
 from ..errors import BatchError
 from ..plan import prompt
 from ..plan.item_job import ItemJob
 from ..state.item_status import DONE, ItemStatus, read_status, read_statuses
-from ..state.records import Attempt
 from ..state.state import BatchState
+
+if TYPE_CHECKING:  # a dry run's check has no attempts: their records' module comes with a run
+    from ..state.records import Attempt
 
 
 def prompt_context(job: ItemJob, state: BatchState, attempts: list[Attempt],
@@ -107,15 +109,15 @@ def check_prompts(jobs, state: BatchState, statuses: Mapping[str, ItemStatus] | 
     for job in jobs:
         batch_key = (id(job.plan_context), job.batch_title, job.taskfile)
         if batch_key not in batches:
-            batches[batch_key] = _shape(_batch_part(job))
+            batches[batch_key] = shape(_batch_part(job))
         if id(job.group) not in groups:
-            groups[id(job.group)] = _shape(_group_part(job))
+            groups[id(job.group)] = shape(_group_part(job))
         status = None if job.previous is None else statuses[job.previous.key]
-        shape = (id(job.template), batches[batch_key], groups[id(job.group)], _shape(_item_part(job.item)),
-                 None if status is None else _shape(_previous_part(job, status.result if status.kind == DONE else {})))
-        if shape in rendered:
+        its_shape = (id(job.template), batches[batch_key], groups[id(job.group)], shape(_item_part(job.item)),
+                     None if status is None else shape(_previous_part(job, status.result if status.kind == DONE else {})))
+        if its_shape in rendered:
             continue
-        rendered.add(shape)
+        rendered.add(its_shape)
         context = prompt_context(job, state, [], status_of=lambda _, status=status: status)
         try:
             prompt.render(job.template, context)
@@ -123,15 +125,15 @@ def check_prompts(jobs, state: BatchState, statuses: Mapping[str, ItemStatus] | 
             raise BatchError(f"{error} (rendering the prompt of {job.item.key}, line {job.item.line})") from None
 
 
-def _shape(value: Any) -> Any:
+def shape(value: Any) -> Any:
     """What a template can tell of VALUE without reading its words: a dict's keys and their
     shapes, a list's members' shapes, anything else's type and whether it is empty."""
     kind = type(value)
     if kind is dict:  # leaves inline: a context has some thirty, and ten thousand items
-        return tuple([(key, _shape(member)) if type(member) in _CONTAINERS else (key, type(member), not member)
+        return tuple([(key, shape(member)) if type(member) in _CONTAINERS else (key, type(member), not member)
                       for key, member in value.items()])
     if kind in _CONTAINERS:
-        return kind, tuple([_shape(member) for member in value])
+        return kind, tuple([shape(member) for member in value])
     return kind, not value
 
 

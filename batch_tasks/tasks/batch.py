@@ -17,7 +17,7 @@ from ..plan.prompt import Template, load_template
 from ..state import staleness
 from ..state.budget import Budget
 from ..state.item_status import ItemStatus, read_statuses
-from ..state.state import BatchState
+from ..state.state import BatchState, ItemState
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Batch:
     workdir_reason: str
     documents: tuple[str, ...]  # its dialect's design documents beside it, from the workdir (see plan_context)
     statuses: dict[str, ItemStatus] | None = None  # by item key, as the verdicts were made of them
+    folders: dict[str, ItemState] | None = None  # by item key, the state folders they were read from
 
     @cached_property
     def plan_context(self) -> dict[str, str | tuple[str, ...]]:
@@ -96,7 +97,9 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
     if not read_records:
         return Batch(plan, state, templates, fingerprints, None, Budget(plan.settings.get("budget_usd"), 0.0),
                      workdir, workdir_reason, documents)
-    statuses = read_statuses({item.key: state.item(item.group, item.module) for item in plan.items()})
+    folders = {item.key: state.item(item.group, item.module) for item in plan.items()}
+    statuses = read_statuses(folders)
     verdicts = staleness.assess_statuses(plan, statuses, fingerprints)
     budget = Budget(plan.settings.get("budget_usd"), sum(verdict.spent_usd for verdict in verdicts.values()))
-    return Batch(plan, state, templates, fingerprints, verdicts, budget, workdir, workdir_reason, documents, statuses)
+    return Batch(plan, state, templates, fingerprints, verdicts, budget, workdir, workdir_reason, documents, statuses,
+                 folders)

@@ -5,7 +5,9 @@ waits (task_dep) for what the plan says it waits for; its `uptodate` is its Verd
 so doit skips exactly the items staleness says are current, and `doit info` says why.
 An item has no doit action: its job (plain data, in `meta`) is run by run-batch's own
 runner (see runner.py), which doit's plain `run` is not. A batch loaded without its
-records (for a command that only shows the plan) gives tasks without verdicts or jobs.
+records (for a command that only shows the plan) gives tasks without verdicts or jobs;
+a command that runs nothing (`--dry-run`, `-q`) may ask for tasks without jobs, and make
+the few it needs with `jobs_of`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from ..state.staleness import DONE_BY_HAND
 from .batch import Batch
 
 
-def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
-    """`optional`: whether Kiro's optional items are tasks too (run-batch: only with --optional)."""
+def build_tasks(batch: Batch, optional: bool = True, jobs: bool = True) -> list[Task]:
+    """`optional`: whether Kiro's optional items are tasks too (run-batch: only with --optional).
+    `jobs`: whether each item's task carries its job (a run's do; 10,000 of them are a tenth
+    of a dry run, which needs none of them, or a few)."""
     plan = batch.plan
     tasks: list[Task] = []
     for index, group in enumerate(plan.groups):
@@ -29,9 +33,10 @@ def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
         items = [item for item in group.items if optional or not item.optional]
         for item in items:
             verdict = batch.verdicts[item.key] if batch.verdicts is not None else None
-            result = batch.state.item(item.group, item.module).result
+            folder = batch.folders[item.key] if batch.folders is not None else batch.state.item(item.group, item.module)
+            result = folder.result
             meta = {"line": item.line}
-            if verdict is not None:
+            if verdict is not None and jobs:
                 meta["job"] = item_job(batch, index, bare_group, item)
             tasks.append(
                 Task(
@@ -52,6 +57,18 @@ def build_tasks(batch: Batch, optional: bool = True) -> list[Task]:
             Task(group.slug, None, task_dep=[item.key for item in items], has_subtask=True, doc=group.title)
         )
     return tasks
+
+
+def jobs_of(batch: Batch, keys) -> dict[str, ItemJob]:
+    """The jobs of the items KEYS, by key, as build_tasks makes them."""
+    wanted, made = set(keys), {}
+    for index, group in enumerate(batch.plan.groups):
+        bare_group = None
+        for item in group.items:
+            if item.key in wanted:
+                bare_group = replace(group, items=()) if bare_group is None else bare_group
+                made[item.key] = item_job(batch, index, bare_group, item)
+    return made
 
 
 def item_job(batch: Batch, index: int, bare_group, item):

@@ -43,6 +43,7 @@ class BatchLoader(TaskLoader2):
         super().__init__()
         self.batch: Batch | None = None  # run-batch loads it itself, before the lock
         self.optional = True  # Kiro's optional items are tasks (run-batch: only with --optional)
+        self.jobs = True  # each item's task carries its job (run-batch: not for a dry run or -q)
 
     def setup(self, opt_values):
         self.path = Path(opt_values["taskfile"]).absolute()
@@ -84,7 +85,7 @@ class BatchLoader(TaskLoader2):
         except BatchError as error:
             # doit prints InvalidDodoFile as one line, without a traceback.
             raise InvalidDodoFile(str(error)) from None
-        return build_tasks(self.batch, optional=self.optional)
+        return build_tasks(self.batch, optional=self.optional, jobs=self.jobs)
 
     def _needs_records(self, command: str) -> bool:
         """Whether COMMAND says anything that the items' records decide (`list` only with --status)."""

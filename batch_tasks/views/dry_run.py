@@ -15,6 +15,7 @@ from ..run import forecast
 from ..run.prompt_context import prompt_context
 from ..state import touches
 from ..tasks import graph
+from ..tasks.doit_tasks import jobs_of
 
 
 def keeps_apart(batch, workers: int) -> bool:
@@ -48,6 +49,7 @@ def explain(out, batch, tasks, dep_manager, selected, forced, prompts: bool, wor
     width = max((len(item.key) for item, _ in stale), default=0)
     estimates = forecast.of_batch(batch, (item.key for item, _ in stale))
     apart = kept_apart(batch, [item.key for item, _ in stale], workers)
+    jobs = jobs_of(batch, (item.key for item, _ in stale)) if prompts else {}
     for item, why in stale:
         out.write(f"{item.key:<{width}}  {why}\n")
         out.write(f"{'':<{width}}    after: {graph.waits_for(batch.plan, item)}\n")
@@ -56,7 +58,7 @@ def explain(out, batch, tasks, dep_manager, selected, forced, prompts: bool, wor
         if item.key in estimates:
             out.write(f"{'':<{width}}    cost: {forecast.line(estimates[item.key])}\n")
         if prompts:
-            job = tasks[item.key].meta["job"]
+            job = jobs[item.key]
             text = render_prompt(job.template, prompt_context(job, batch.state, []))
             out.write(textwrap.indent(text, "    | ", lambda line: True))
     _tell_adjustments(out, batch.plan, {item.group for item, _ in stale})
