@@ -5,7 +5,9 @@ beside it, a dodo.py of the same count of bare doit tasks with file targets and
 the same group-after-group dependencies. Then times, alternating the two so that
 a noisy machine hurts both alike: listing, explaining what would run, and a run
 with nothing left to do (with each process's peak memory, RSS, and the time its
-summary says it took, against the process's own). Python processes run as a normal
+summary says it took, against the process's own), and the no-op beside the floor in the same
+loop: ninja and make over the same targets, all up to date, and doit's own start (`doit list`
+of a one-task dodo.py), which any doit command pays. Python processes run as a normal
 install does, writing and reusing their bytecode (PYTHONDONTWRITEBYTECODE, which a
 session may set, is dropped from their environment).
 
@@ -62,6 +64,29 @@ def make_batch(folder: Path, groups: int, modules: int) -> None:
     (folder / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
 
 
+def make_floor(folder: Path, groups: int, modules: int) -> None:
+    """The same targets for ninja and for make (each group after the one before, as the
+    batch's), and a dodo.py of one task: the floor of a no-op, built by `build_floor`."""
+    folder.mkdir(parents=True)
+    (folder / "out").mkdir()
+    ninja, make = ["rule touch", "  command = touch $out", ""], [".PHONY: all", "all: " + " ".join(f"g{g}" for g in range(groups))]
+    for g in range(groups):
+        outputs = [f"out/{g}-{m}" for m in range(modules)]
+        after = f" || g{g - 1}" if g else ""
+        ninja += [f"build {output}: touch task.md{after}" for output in outputs] + [f"build g{g}: phony {' '.join(outputs)}"]
+        make += [f".PHONY: g{g}", f"g{g}: {' '.join(outputs)}"]
+        make += [f"{output}: task.md{f' | g{g - 1}' if g else ''}\n\ttouch $@" for output in outputs]
+    (folder / "build.ninja").write_text("\n".join(ninja) + "\n")
+    (folder / "Makefile").write_text("\n".join(make) + "\n")
+    (folder / "task.md").write_text("")
+    (folder / "dodo.py").write_text('def task_one():\n    return {"actions": None}\n')
+
+
+def build_floor(folder: Path) -> None:
+    for build in (["ninja", "-j", "8"], ["make", "-j", "8"]):
+        subprocess.run(build, cwd=folder, check=True, stdout=subprocess.DEVNULL)
+
+
 def make_bare(folder: Path, groups: int, modules: int) -> None:
     folder.mkdir(parents=True)
     (folder / "out").mkdir()
@@ -72,15 +97,21 @@ def doit(folder: Path, *args: str, pythonpath: str | None = None) -> tuple[float
     """The wall time, peak RSS (MiB) and CPU time (user+sys) of `doit ARGS` in FOLDER, with
     batch-tasks from PYTHONPATH if given."""
     env = {**ENVIRONMENT, "PYTHONPATH": pythonpath} if pythonpath else ENVIRONMENT
+    elapsed, memory, cpu = timed([sys.executable, "-m", "doit", *args], folder, env)
+    if args == ("run-batch",) and pythonpath is None and (said := SUMMARY_TIME.search((folder / "out.log").read_bytes())):
+        SAID.append((int(said.group(1) or 0) * 60 + float(said.group(2))) / elapsed)
+    return elapsed, memory, cpu
+
+
+def timed(command: list[str], folder: Path, env=ENVIRONMENT) -> tuple[float, float, float]:
+    """The wall time, peak RSS (MiB) and CPU time (user+sys) of COMMAND in FOLDER."""
     started = time.perf_counter()
     with open(folder / "out.log", "wb") as log:
-        child = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=folder, stdout=log, stderr=log, env=env)
+        child = subprocess.Popen(command, cwd=folder, stdout=log, stderr=log, env=env)
         _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"doit {' '.join(args)} failed in {folder}:\n{(folder / 'out.log').read_text()[-3000:]}")
-    if args == ("run-batch",) and pythonpath is None and (said := SUMMARY_TIME.search((folder / "out.log").read_bytes())):
-        SAID.append((int(said.group(1) or 0) * 60 + float(said.group(2))) / elapsed)
+        raise SystemExit(f"{' '.join(command)} failed in {folder}:\n{(folder / 'out.log').read_text()[-3000:]}")
     return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # Linux: ru_maxrss in KiB
 
 
@@ -111,9 +142,10 @@ def main() -> None:
 def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | None) -> None:
     count = groups * modules
     shutil.rmtree(work, ignore_errors=True)
-    batch, bare = work / "batch", work / "bare"
+    batch, bare, floor = work / "batch", work / "bare", work / "floor"
     make_batch(batch, groups, modules)
     make_bare(bare, groups, modules)
+    make_floor(floor, groups, modules)
     names = ["batch-tasks", *(["baseline"] if baseline else []), "bare doit"]
 
     def row(title: str, args: tuple[str, ...], bare_args: tuple[str, ...], times: int = repeat) -> list:
@@ -133,6 +165,7 @@ def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | 
     ]
     first, _, _ = doit(batch, "run-batch", "-n", "8")
     first_bare, _, _ = doit(bare, "-n", "8", "-P", "thread")
+    build_floor(floor)
     print(f"first full run: batch-tasks {first:.1f}s, bare doit {first_bare:.1f}s (one process per item vs none)")
     # The first command after the run: its ticks changed task.md since each cached its plan
     # (above), so this shows whether a plan cache survives ticks.
@@ -140,6 +173,8 @@ def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | 
     SAID.clear()
     noop = row("no-op run, all done", ("run-batch",), ())
     told = f"{statistics.median(SAID):.2f}" if SAID else "-"
+    steady, ninja, make, start = medians(repeat, lambda: doit(batch, "run-batch"), lambda: timed(["ninja"], floor),
+                                         lambda: timed(["make", "-s"], floor), lambda: doit(floor, "list"))
     rows += [noop, ["  its peak RSS", *noop[1:]], row("doit list --all (all done)", ("list", "--all"), ("list", "--all"))]
 
     ratios = ["/bare"] + (["base/bare", "/base"] if baseline else [])
@@ -154,6 +189,10 @@ def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | 
             shares = [values[0] / values[-1]] + ([values[1] / values[-1], values[0] / values[1]] if baseline else [])
             print(f"{name:46}{cells}" + "".join(f"{share:10.2f}" for share in shares), flush=True)
     print(f"the no-op's summary said it took {told} of its process's wall time (median)", flush=True)
+    print(f"the no-op beside the floor, CPU, medians of {repeat} in one loop: batch-tasks {steady[2]:.3f} s, "
+          f"ninja {ninja[2]:.3f} s, make {make[2]:.3f} s, doit's own start {start[2]:.3f} s; batch-tasks / ninja "
+          f"{steady[2] / ninja[2]:.1f}, doit's start / ninja {start[2] / ninja[2]:.1f}, batch-tasks / doit's start "
+          f"{steady[2] / start[2]:.2f}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
 
 
