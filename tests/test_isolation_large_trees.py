@@ -47,6 +47,11 @@ def test_the_runners_worktree_holds_the_branch_without_its_folders_and_follows_e
     assert MergeQueue(isolation).merge(workspace).merged
     assert "alpha = 'landed'" in (integration / "shared.py").read_text()  # it followed the branch
     assert not (integration / "src").exists()
+    # Its index holds the folder as one entry (its tree), not one entry a file: following
+    # the branch writes a few hundred entries on a tree of 100,000 files, not 100,000.
+    # (Read from the file: git expands or folds an index as it reads it, by its settings.)
+    index = (Path(git("rev-parse", "--absolute-git-dir", cwd=integration)) / "index").read_bytes()
+    assert b"src/\0" in index and b"src/deep.py" not in index
     # As the user's own git sees it: on the branch, nothing changed, and their configuration untouched.
     assert git("symbolic-ref", "HEAD", cwd=integration) == "refs/heads/batch/task"
     assert git("status", "--porcelain", "--untracked-files=all", cwd=integration) == ""
