@@ -13,7 +13,7 @@ first open, with the spares the first left.
 
     python bench/isolation.py [--files 10000] [--items 15] [--cache /tmp/batch-tasks-bench] [--trace]
 
-`--trace` prints every git command of the last item, with its time.
+`--trace` prints every git command of the last item, with its time (wall, and git's CPU).
 
 A repository of that many files is made once and kept under `--cache` (100,000 files take
 minutes to write and commit); each run clones it afresh (`git clone --local`: its objects
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -83,8 +84,8 @@ def edit(folder: Path, n: int) -> None:
 
 def children_cpu() -> float:
     """CPU (user+sys) of the git processes ended so far: a loaded machine inflates it less than wall time."""
-    used = os.times()
-    return used.children_user + used.children_system
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)  # to the microsecond (os.times: to the tick, 10 ms)
+    return used.ru_utime + used.ru_stime
 
 
 def isolated_item(isolation: Isolation, queue: MergeQueue, n: int) -> dict[str, float]:
@@ -113,18 +114,18 @@ class Traced:
     """subprocess, as batch-tasks' git module sees it, noting each git command's time."""
 
     def __init__(self):
-        self.calls: list[tuple[float, str]] = []
+        self.calls: list[tuple[float, float, str]] = []  # wall, CPU (git's user+sys), command
 
     def __getattr__(self, name):
         return getattr(subprocess, name)
 
     def run(self, argv, **kwargs):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         try:
             return subprocess.run(argv, **kwargs)
         finally:
-            shown = [part for part in argv[1:] if not part.startswith(("-c", "gc.", "maintenance.", "core."))]
-            self.calls.append((time.perf_counter() - started, " ".join(shown)[:100]))
+            shown = [part for part in argv[1:] if not part.startswith(("-c", "gc.", "maintenance.", "core.", "index."))]
+            self.calls.append((time.perf_counter() - started, children_cpu() - cpu, " ".join(shown)[:100]))
 
 
 def shared_item(folder: Path, n: int) -> dict[str, float]:
@@ -193,9 +194,10 @@ def main() -> None:
           f"the next run's prepare {again_s * 1000:.0f} ms, its first open {first_open_again_s * 1000:.0f} ms")
     if traced.calls:
         print(f"\nthe last item's {len(traced.calls)} git commands, "
-              f"{sum(seconds for seconds, _ in traced.calls) * 1000:.0f} ms in all:")
-        for seconds, command in traced.calls:
-            print(f"  {seconds * 1000:6.0f} ms  git {command}")
+              f"{sum(seconds for seconds, _, _ in traced.calls) * 1000:.0f} ms in all "
+              f"(CPU {sum(cpu for _, cpu, _ in traced.calls) * 1000:.0f} ms), wall and CPU each:")
+        for seconds, cpu, command in traced.calls:
+            print(f"  {seconds * 1000:6.0f} ms {cpu * 1000:4.0f} ms  git {command}")
 
 
 def _git_version() -> str:
