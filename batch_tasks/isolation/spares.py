@@ -51,8 +51,11 @@ def take(top: Path, folder: Path, path: Path, branch: str, base: str) -> bool:
         return False
     git("worktree", "move", str(found[0]), str(path), cwd=top)
     # Only the files that differ from the spare's commit are written, and no other is looked
-    # at (`checkout -b` refreshes every entry of the index: a walk of the tree).
-    if git("read-tree", "-m", "-u", "HEAD", base, cwd=path, allowed=(0, 128)).status != 0:
+    # at (`checkout -b` refreshes every entry of the index: a walk of the tree); a file to be
+    # written that is not as the index has it stops it, as it would stop a checkout. Not
+    # `read-tree -m -u`: it drops the index's cache of tree ids and hashes all the folders'
+    # trees again (on 100,000 files 160 ms of CPU, against 90 ms).
+    if git("reset", "-q", "--merge", base, cwd=path, allowed=(0, 128)).status != 0:
         git("checkout", "-q", "-b", branch, base, cwd=path)  # git's own word, if it refuses too
         return True
     git("update-ref", "-m", f"branch: Created from {base}", f"refs/heads/{branch}", base, "", cwd=path)
