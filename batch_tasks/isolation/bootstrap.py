@@ -131,11 +131,12 @@ def dirty_paths(worktree: Path) -> list[str]:
     return [entry[3:] for entry in fields]
 
 
-def dirty_or_ignored(worktree: Path) -> tuple[list[str], bool]:
-    """dirty_paths, and whether any ignored file is there too, from one walk of the tree."""
+def dirty_or_ignored(worktree: Path) -> tuple[list[str], list[str]]:
+    """dirty_paths, and the ignored files and folders there (a folder ends with `/`), from one walk of the tree."""
     fields = git("status", "--porcelain", "-z", "--untracked-files=all", "--ignored=matching", "--no-renames",
                  cwd=worktree).fields()
-    return [entry[3:] for entry in fields if not entry.startswith("!!")], any(e.startswith("!!") for e in fields)
+    return ([entry[3:] for entry in fields if not entry.startswith("!!")],
+            [entry[3:] for entry in fields if entry.startswith("!!")])
 
 
 def _content(path: Path) -> str:

@@ -78,7 +78,7 @@ class Owner(Named, Protocol):
     @property
     def relative_workdir(self) -> Path: ...
 
-    def recycle(self, path: Path, branch: str, tip: str | None, clean: bool = False) -> None: ...
+    def recycle(self, path: Path, branch: str, tip: str | None, ignored: list[str] | None = None) -> None: ...
 
 
 RECORD_FORMAT = 1
@@ -231,7 +231,7 @@ class AttemptWorkspace(Worktree):
             tip = self.tip()
             if tip is not None and not is_ancestor(tip, isolation.ref, isolation.top):
                 raise WorkspaceError(f"{self.branch} has commits not on {isolation.branch}; it is kept")
-            isolation.recycle(self.path, self.branch, tip, clean=not dirty and not ignored)
+            isolation.recycle(self.path, self.branch, tip, ignored=None if dirty else ignored)
             record_file(isolation, self.path).unlink(missing_ok=True)
 
 
