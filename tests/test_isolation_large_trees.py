@@ -118,6 +118,24 @@ def test_a_merged_worktree_holding_ignored_files_alone_loses_those_and_is_not_re
     assert not any(args[0] == "reset" or args == ("clean", "-ffdxq") for args in ran), ran
 
 
+def test_what_a_check_leaves_is_put_back_after_one_walk_of_the_tree(repo, monkeypatch):
+    from batch_tasks.isolation import bootstrap, workspace as workspace_module
+
+    isolation = prepared(repo)
+    workspace = isolation.open_attempt("edit", "alpha", "run-1")
+    edit_section(workspace.folder, "alpha", "one")
+    workspace.commit_leftovers()
+    (workspace.path / "src" / "deep.py").write_text("deep = 'reformatted'\n")  # as a check might leave them
+    (workspace.path / "src" / "coverage.json").write_text("{}\n")
+    ran = []
+    for module in (bootstrap, workspace_module):
+        monkeypatch.setattr(module, "git", lambda *args, **kwargs: ran.append(args) or git_module.git(*args, **kwargs))
+    assert workspace.discard_leftovers() == ["src/coverage.json", "src/deep.py"]
+    assert [args[0] for args in ran].count("status") == 1, ran
+    assert git("status", "--porcelain", "--untracked-files=all", cwd=workspace.path) == ""
+    assert (workspace.path / "src" / "deep.py").read_text() == "deep = 1\n"
+
+
 SEES = """
 import os, sys
 seen = sorted(os.path.relpath(os.path.join(folder, name), ".") for folder, folders, names in os.walk(".")

@@ -127,8 +127,13 @@ def run_setup(argv, worktree: Path, folder: Path, log, timeout: float | None, su
 
 def dirty_paths(worktree: Path) -> list[str]:
     """Paths (relative to the worktree) that differ from its HEAD commit, untracked ones included."""
+    return [path for _, path in dirty_entries(worktree)]
+
+
+def dirty_entries(worktree: Path) -> list[tuple[str, str]]:
+    """dirty_paths, each with its status (`??` untracked, ` M` modified…), from one walk of the tree."""
     fields = git("status", "--porcelain", "-z", "--untracked-files=all", "--no-renames", cwd=worktree).fields()
-    return [entry[3:] for entry in fields]
+    return [(entry[:2], entry[3:]) for entry in fields]
 
 
 def dirty_or_ignored(worktree: Path) -> tuple[list[str], list[str]]:

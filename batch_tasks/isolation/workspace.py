@@ -33,7 +33,7 @@ from ..errors import BatchError
 from ..plan import plan_cache
 from ..repository.git import GitError, admin_folder, common_dir, git, is_ancestor, rev
 from ..state.state import open_to_read, write_atomic
-from .bootstrap import Baseline, dirty_or_ignored, dirty_paths
+from .bootstrap import Baseline, dirty_entries, dirty_or_ignored, dirty_paths
 
 
 class Named(Protocol):
@@ -164,16 +164,21 @@ class Worktree:
 
     def leftovers(self) -> list[str]:
         """Paths with uncommitted changes, other than what copy and setup left as they left it."""
-        return [path for path in dirty_paths(self.path) if not self.baseline.untouched_since(self.path, path)]
+        return [path for _, path in self.leftover_entries()]
+
+    def leftover_entries(self) -> list[tuple[str, str]]:
+        """leftovers, each with its status (`??` untracked)."""
+        return [(status, path) for status, path in dirty_entries(self.path)
+                if not self.baseline.untouched_since(self.path, path)]
 
     def discard_leftovers(self) -> list[str]:
         """What a check left (files it wrote or rewrote) is never the item's work: put the worktree
         back as its branch has it (what copy and setup left stays). Returns the paths put back."""
-        left = set(self.leftovers())
+        entries = self.leftover_entries()  # one walk of the tree: what is left, and which of it is untracked
+        left = {path for _, path in entries}
         if not left:
             return []
-        status = git("status", "--porcelain", "-z", "--untracked-files=all", "--no-renames", cwd=self.path).fields()
-        untracked = {entry[3:] for entry in status if entry.startswith("??")}
+        untracked = {path for status, path in entries if status == "??"}
         tracked = sorted(left - untracked)
         if tracked:
             git("checkout", "-q", "HEAD", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=self.path,
