@@ -8,8 +8,9 @@ files alone, with a sparse index: each top folder is one entry of the index (its
 one entry a file, so following the branch after a landing writes an index of a few hundred
 entries (100 KB at 100,000 files, not 8 MB) and no file beyond the top folder's. The sparse
 settings are given to each of the runner's own git commands here, never written to the
-repository's configuration (which the user's other worktrees share); a `git status` of the user's there sees a clean worktree (their
-git, without those settings, reads the sparse index as the full one it stands for).
+repository's configuration (which the user's other worktrees share); a `git status` of the
+user's there sees a clean worktree (their git, without those settings, reads the sparse index
+as the full one it stands for).
 
 May touch: that worktree, its index, and its sparse-checkout file in its own folder under
 `.git/worktrees/`.
