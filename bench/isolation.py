@@ -11,9 +11,12 @@ noisy machine hurts both alike. Once per run: `prepare` (the integration branch,
 runner's own worktree), `close` (what the run's end does), and the next run's prepare and
 first open, with the spares the first left.
 
-    python bench/isolation.py [--files 10000] [--items 15] [--cache /tmp/batch-tasks-bench] [--trace]
+    python bench/isolation.py [--files 10000] [--items 15] [--cache /tmp/batch-tasks-bench] [--trace] [--check-leaves]
 
-`--trace` prints every git command of the last item, with its time.
+`--trace` prints every git command of the last item, with its time (wall, and git's CPU).
+`--check-leaves`: after each commit a check ran, and left what a test run leaves: a
+`__pycache__` (ignored) and a report (not), put back as after a check (without isolation,
+both are left there, and the report committed with the next item).
 
 A repository of that many files is made once and kept under `--cache` (100,000 files take
 minutes to write and commit); each run clones it afresh (`git clone --local`: its objects
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,7 +43,7 @@ from batch_tasks.repository import git as git_module  # noqa: E402
 from batch_tasks.landing.merge_queue import MergeQueue  # noqa: E402
 
 OUT = Path(__file__).parent / "out" / "isolation"
-STEPS = ("open", "edit", "commit", "merge", "remove")
+STEPS = ("open", "edit", "commit", "check", "merge", "remove")
 
 
 def git(*args: str, cwd: Path) -> None:
@@ -81,13 +85,22 @@ def edit(folder: Path, n: int) -> None:
     path.write_text(path.read_text() + f"\n\ndef edited_{n}():\n    return {n}\n")
 
 
+def leave_caches(folder: Path, n: int) -> None:
+    """What a test run leaves: bytecode beside the module it imported (which the repository
+    ignores), and a report (which it does not)."""
+    cache = folder / f"pkg{n % 100:03d}" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "mod00.cpython-311.pyc").write_bytes(b"\0" * 1000)
+    (folder / "report.json").write_text(f'{{"item": {n}}}\n')
+
+
 def children_cpu() -> float:
     """CPU (user+sys) of the git processes ended so far: a loaded machine inflates it less than wall time."""
-    used = os.times()
-    return used.children_user + used.children_system
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)  # to the microsecond (os.times: to the tick, 10 ms)
+    return used.ru_utime + used.ru_stime
 
 
-def isolated_item(isolation: Isolation, queue: MergeQueue, n: int) -> dict[str, float]:
+def isolated_item(isolation: Isolation, queue: MergeQueue, n: int, check_leaves: bool) -> dict[str, float]:
     times, started, cpu = {}, time.perf_counter(), children_cpu()
 
     def lap(step: str) -> None:
@@ -102,6 +115,10 @@ def isolated_item(isolation: Isolation, queue: MergeQueue, n: int) -> dict[str, 
     lap("edit")
     assert workspace.commit_leftovers().changed
     lap("commit")
+    if check_leaves:  # a check ran in the worktree: what it left is put back, as landing does after one
+        leave_caches(workspace.folder, n)
+        workspace.discard_leftovers()
+        lap("check")
     assert queue.merge(workspace).merged
     lap("merge")
     workspace.remove()
@@ -113,23 +130,25 @@ class Traced:
     """subprocess, as batch-tasks' git module sees it, noting each git command's time."""
 
     def __init__(self):
-        self.calls: list[tuple[float, str]] = []
+        self.calls: list[tuple[float, float, str]] = []  # wall, CPU (git's user+sys), command
 
     def __getattr__(self, name):
         return getattr(subprocess, name)
 
     def run(self, argv, **kwargs):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         try:
             return subprocess.run(argv, **kwargs)
         finally:
-            shown = [part for part in argv[1:] if not part.startswith(("-c", "gc.", "maintenance.", "core."))]
-            self.calls.append((time.perf_counter() - started, " ".join(shown)[:100]))
+            shown = [part for part in argv[1:] if not part.startswith(("-c", "gc.", "maintenance.", "core.", "index."))]
+            self.calls.append((time.perf_counter() - started, children_cpu() - cpu, " ".join(shown)[:100]))
 
 
-def shared_item(folder: Path, n: int) -> dict[str, float]:
+def shared_item(folder: Path, n: int, check_leaves: bool) -> dict[str, float]:
     started, cpu = time.perf_counter(), children_cpu()
     edit(folder, n)
+    if check_leaves:
+        leave_caches(folder, n)
     edited = time.perf_counter()
     git("add", "-A", cwd=folder)
     git("commit", "-q", "-m", f"item {n}", cwd=folder)
@@ -142,10 +161,15 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=15)
     parser.add_argument("--trace", action="store_true", help="print the last item's git commands, timed")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/batch-tasks-bench"))
+    parser.add_argument("--check-leaves", action="store_true",
+                        help="a check after each commit leaves a __pycache__ and a report (put back, with isolation)")
     options = parser.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)
     isolated_repo = make_repo(OUT / "isolated", options.files, options.cache)
     shared_repo = make_repo(OUT / "shared", options.files, options.cache)
+    for repo in (isolated_repo, shared_repo):
+        (repo / ".git" / "info").mkdir(exist_ok=True)
+        (repo / ".git" / "info" / "exclude").write_text("__pycache__/\n")  # as a Python project's .gitignore
     os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
 
     started = time.perf_counter()
@@ -159,9 +183,9 @@ def main() -> None:
     for n in range(options.items):
         if options.trace and n == options.items - 1:
             git_module.subprocess = traced
-        isolated.append(isolated_item(isolation, queue, n))
+        isolated.append(isolated_item(isolation, queue, n, options.check_leaves))
         git_module.subprocess = subprocess
-        shared.append(shared_item(shared_repo, n))
+        shared.append(shared_item(shared_repo, n, options.check_leaves))
     started = time.perf_counter()
     queue.close()  # what a run closes of isolation: the spare worktrees stay for the next run
     close_s = time.perf_counter() - started
@@ -178,6 +202,8 @@ def main() -> None:
     print("| step | with isolation | without |")
     print("|---|---|---|")
     for step in STEPS:
+        if step not in isolated[0]:
+            continue
         without = statistics.median(t[step] for t in shared) if step in shared[0] else None
         print(f"| {step} | {statistics.median(t[step] for t in isolated) * 1000:.0f} ms | "
               f"{'—' if without is None else f'{without * 1000:.0f} ms'} |")
@@ -193,9 +219,10 @@ def main() -> None:
           f"the next run's prepare {again_s * 1000:.0f} ms, its first open {first_open_again_s * 1000:.0f} ms")
     if traced.calls:
         print(f"\nthe last item's {len(traced.calls)} git commands, "
-              f"{sum(seconds for seconds, _ in traced.calls) * 1000:.0f} ms in all:")
-        for seconds, command in traced.calls:
-            print(f"  {seconds * 1000:6.0f} ms  git {command}")
+              f"{sum(seconds for seconds, _, _ in traced.calls) * 1000:.0f} ms in all "
+              f"(CPU {sum(cpu for _, cpu, _ in traced.calls) * 1000:.0f} ms), wall and CPU each:")
+        for seconds, cpu, command in traced.calls:
+            print(f"  {seconds * 1000:6.0f} ms {cpu * 1000:4.0f} ms  git {command}")
 
 
 def _git_version() -> str:

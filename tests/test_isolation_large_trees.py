@@ -11,6 +11,7 @@ from gitrepo import edit_section, git, make_repo
 from gitrepo import no_global_git_config  # noqa: F401 - a fixture: imported here, it is autouse here
 
 from batch_tasks.isolation.worktree import Isolation
+from batch_tasks.repository import git as git_module
 from batch_tasks.landing.merge_queue import MergeQueue
 
 
@@ -47,6 +48,11 @@ def test_the_runners_worktree_holds_the_branch_without_its_folders_and_follows_e
     assert MergeQueue(isolation).merge(workspace).merged
     assert "alpha = 'landed'" in (integration / "shared.py").read_text()  # it followed the branch
     assert not (integration / "src").exists()
+    # Its index holds the folder as one entry (its tree), not one entry a file: following
+    # the branch writes a few hundred entries on a tree of 100,000 files, not 100,000.
+    # (Read from the file: git expands or folds an index as it reads it, by its settings.)
+    index = (Path(git("rev-parse", "--absolute-git-dir", cwd=integration)) / "index").read_bytes()
+    assert b"src/\0" in index and b"src/deep.py" not in index
     # As the user's own git sees it: on the branch, nothing changed, and their configuration untouched.
     assert git("symbolic-ref", "HEAD", cwd=integration) == "refs/heads/batch/task"
     assert git("status", "--porcelain", "--untracked-files=all", cwd=integration) == ""
@@ -85,6 +91,49 @@ def test_a_merged_items_worktree_is_kept_clean_for_the_next_runs_attempts(repo):
     assert MergeQueue(again).merge(second).merged
     second.remove()
     assert again.remove_spares() == 1
+
+
+def test_a_merged_worktree_holding_ignored_files_alone_loses_those_and_is_not_reset(repo, monkeypatch):
+    """What a check leaves that the repository ignores (`__pycache__`) goes by name: a reset and a
+    clean of the whole tree would each walk all of its files again."""
+    from batch_tasks.isolation import spares
+
+    (repo / ".gitignore").write_text("*.ignored\n__pycache__/\n")
+    git("commit", "-q", "-am", "ignore caches", cwd=repo)
+    isolation = prepared(repo)
+    workspace = isolation.open_attempt("edit", "alpha", "run-1")
+    edit_section(workspace.folder, "alpha", "one")
+    workspace.commit_leftovers()
+    assert MergeQueue(isolation).merge(workspace).merged
+    (workspace.path / "src" / "__pycache__").mkdir()
+    (workspace.path / "src" / "__pycache__" / "deep.pyc").write_text("compiled\n")
+    (workspace.path / "report.ignored").write_text("a check's output\n")
+    ran = []
+    monkeypatch.setattr(spares, "git", lambda *args, **kwargs: ran.append(args) or git_module.git(*args, **kwargs))
+    workspace.remove()
+    [spare] = spares.listed(repo, isolation.spares)
+    assert not (spare / "report.ignored").exists() and not (spare / "src" / "__pycache__").exists()
+    assert (spare / "src" / "deep.py").read_text() == "deep = 1\n"
+    assert git("status", "--porcelain", "--untracked-files=all", "--ignored", cwd=spare) == ""
+    assert not any(args[0] == "reset" or args == ("clean", "-ffdxq") for args in ran), ran
+
+
+def test_what_a_check_leaves_is_put_back_after_one_walk_of_the_tree(repo, monkeypatch):
+    from batch_tasks.isolation import bootstrap, workspace as workspace_module
+
+    isolation = prepared(repo)
+    workspace = isolation.open_attempt("edit", "alpha", "run-1")
+    edit_section(workspace.folder, "alpha", "one")
+    workspace.commit_leftovers()
+    (workspace.path / "src" / "deep.py").write_text("deep = 'reformatted'\n")  # as a check might leave them
+    (workspace.path / "src" / "coverage.json").write_text("{}\n")
+    ran = []
+    for module in (bootstrap, workspace_module):
+        monkeypatch.setattr(module, "git", lambda *args, **kwargs: ran.append(args) or git_module.git(*args, **kwargs))
+    assert workspace.discard_leftovers() == ["src/coverage.json", "src/deep.py"]
+    assert [args[0] for args in ran].count("status") == 1, ran
+    assert git("status", "--porcelain", "--untracked-files=all", cwd=workspace.path) == ""
+    assert (workspace.path / "src" / "deep.py").read_text() == "deep = 1\n"
 
 
 SEES = """

@@ -41,8 +41,8 @@ class FetchedWorkspace(AttemptWorkspace):
         if self.worktree:
             super().save()
 
-    def leftovers(self) -> list[str]:
-        return super().leftovers() if self.worktree else []
+    def leftover_entries(self) -> list[tuple[str, str]]:
+        return super().leftover_entries() if self.worktree else []
 
     def keep(self, why: str) -> Kept:
         if self.worktree:

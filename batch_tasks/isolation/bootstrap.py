@@ -127,15 +127,21 @@ def run_setup(argv, worktree: Path, folder: Path, log, timeout: float | None, su
 
 def dirty_paths(worktree: Path) -> list[str]:
     """Paths (relative to the worktree) that differ from its HEAD commit, untracked ones included."""
+    return [path for _, path in dirty_entries(worktree)]
+
+
+def dirty_entries(worktree: Path) -> list[tuple[str, str]]:
+    """dirty_paths, each with its status (`??` untracked, ` M` modified…), from one walk of the tree."""
     fields = git("status", "--porcelain", "-z", "--untracked-files=all", "--no-renames", cwd=worktree).fields()
-    return [entry[3:] for entry in fields]
+    return [(entry[:2], entry[3:]) for entry in fields]
 
 
-def dirty_or_ignored(worktree: Path) -> tuple[list[str], bool]:
-    """dirty_paths, and whether any ignored file is there too, from one walk of the tree."""
+def dirty_or_ignored(worktree: Path) -> tuple[list[str], list[str]]:
+    """dirty_paths, and the ignored files and folders there (a folder ends with `/`), from one walk of the tree."""
     fields = git("status", "--porcelain", "-z", "--untracked-files=all", "--ignored=matching", "--no-renames",
                  cwd=worktree).fields()
-    return [entry[3:] for entry in fields if not entry.startswith("!!")], any(e.startswith("!!") for e in fields)
+    return ([entry[3:] for entry in fields if not entry.startswith("!!")],
+            [entry[3:] for entry in fields if entry.startswith("!!")])
 
 
 def _content(path: Path) -> str:

@@ -4,10 +4,13 @@ the branch, so that git refuses to check it out anywhere else, and holds no file
 Nothing runs there (checks of merged states run in the merge queue's own worktrees), and on a
 tree of 100,000 files each `reset --hard` of a full checkout walks all of them: a second or
 more an item, only to keep files nobody reads. So it is a sparse checkout of the top folder's
-files alone, every other entry marked skip-worktree: following the branch after a landing
-rewrites the index, and no file beyond those. The sparse settings are given to each of the
-runner's own git commands here, never written to the repository's configuration (which the
-user's other worktrees share); a `git status` of the user's there sees a clean worktree.
+files alone, with a sparse index: each top folder is one entry of the index (its tree), not
+one entry a file, so following the branch after a landing writes an index of a few hundred
+entries (100 KB at 100,000 files, not 8 MB) and no file beyond the top folder's. The sparse
+settings are given to each of the runner's own git commands here, never written to the
+repository's configuration (which the user's other worktrees share); a `git status` of the
+user's there sees a clean worktree (their git, without those settings, reads the sparse index
+as the full one it stands for).
 
 May touch: that worktree, its index, and its sparse-checkout file in its own folder under
 `.git/worktrees/`.
@@ -23,7 +26,7 @@ from .workspace import remove_stale_index_lock
 
 # Cone mode: the top folder's files, no folder (git's own `sparse-checkout set` with no folder).
 PATTERNS = "/*\n!/*/\n"
-SPARSE = ("-c", "core.sparseCheckout=true", "-c", "core.sparseCheckoutCone=true")
+SPARSE = ("-c", "core.sparseCheckout=true", "-c", "core.sparseCheckoutCone=true", "-c", "index.sparse=true")
 
 
 class IntegrationCheckout:

@@ -17,6 +17,8 @@ from pathlib import Path
 from ..repository.git import GitError, git, worktrees
 from .kept_aside import unused_path
 
+PATHS_PER_CLEAN = 1000  # a command line of them stays far below the system's limit
+
 
 def listed(top: Path, folder: Path) -> list[Path]:
     return [Path(entry["worktree"]) for entry in worktrees(top)
@@ -24,18 +26,24 @@ def listed(top: Path, folder: Path) -> list[Path]:
             and "locked" not in entry and "prunable" not in entry]
 
 
-def set_aside(top: Path, folder: Path, path: Path, branch: str, tip: str | None, clean: bool = False) -> None:
-    """Delete BRANCH (at TIP) and make its worktree at PATH a spare; `clean`: a status just found
-    nothing in it but its commit (no reset, no clean: each walks the tree). If git refuses, the
-    worktree is removed instead."""
+def set_aside(top: Path, folder: Path, path: Path, branch: str, tip: str | None,
+              ignored: list[str] | None = None) -> None:
+    """Delete BRANCH (at TIP) and make its worktree at PATH a spare. `ignored`: a status just found
+    nothing in it but its commit and these ignored files and folders (a check's `__pycache__`),
+    which alone are deleted; None: not known, so the whole tree is reset and cleaned (each
+    walks it: on 100,000 files 330 ms of CPU, against 20 ms for the paths named). If git
+    refuses, the worktree is removed instead."""
     try:
         # Detached at the same commit: HEAD alone is rewritten (a checkout would refresh every file).
         git("update-ref", "--no-deref", "-m", "batch-tasks: set aside", "HEAD", "HEAD", cwd=path)
         if tip is not None:
             git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=top)
-        if not clean:
+        if ignored is None:
             git("reset", "-q", "--hard", cwd=path)
             git("clean", "-ffdxq", cwd=path)
+        for start in range(0, len(ignored or ()), PATHS_PER_CLEAN):
+            git("clean", "-ffdxq", "--", *(f":(literal){name}" for name in ignored[start:start + PATHS_PER_CLEAN]),
+                cwd=path)
         folder.mkdir(parents=True, exist_ok=True)
         git("worktree", "move", str(path), str(unused_path(folder / "1")), cwd=top)
     except GitError:
@@ -51,8 +59,11 @@ def take(top: Path, folder: Path, path: Path, branch: str, base: str) -> bool:
         return False
     git("worktree", "move", str(found[0]), str(path), cwd=top)
     # Only the files that differ from the spare's commit are written, and no other is looked
-    # at (`checkout -b` refreshes every entry of the index: a walk of the tree).
-    if git("read-tree", "-m", "-u", "HEAD", base, cwd=path, allowed=(0, 128)).status != 0:
+    # at (`checkout -b` refreshes every entry of the index: a walk of the tree); a file to be
+    # written that is not as the index has it stops it, as it would stop a checkout. Not
+    # `read-tree -m -u`: it drops the index's cache of tree ids and hashes all the folders'
+    # trees again (on 100,000 files 160 ms of CPU, against 90 ms).
+    if git("reset", "-q", "--merge", base, cwd=path, allowed=(0, 128)).status != 0:
         git("checkout", "-q", "-b", branch, base, cwd=path)  # git's own word, if it refuses too
         return True
     git("update-ref", "-m", f"branch: Created from {base}", f"refs/heads/{branch}", base, "", cwd=path)

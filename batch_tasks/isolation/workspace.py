@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import BatchError
+from ..repository.git import GitError, admin_folder, common_dir, git, is_ancestor, rev
 from ..signing import signing_key
-from ..repository.git import GitError, admin_folder, git, is_ancestor, rev
 from ..state.state import open_to_read, write_atomic
-from .bootstrap import Baseline, dirty_or_ignored, dirty_paths
+from .bootstrap import Baseline, dirty_entries, dirty_or_ignored, dirty_paths
 
 
 class Named(Protocol):
@@ -78,7 +78,7 @@ class Owner(Named, Protocol):
     @property
     def relative_workdir(self) -> Path: ...
 
-    def recycle(self, path: Path, branch: str, tip: str | None, clean: bool = False) -> None: ...
+    def recycle(self, path: Path, branch: str, tip: str | None, ignored: list[str] | None = None) -> None: ...
 
 
 RECORD_FORMAT = 1
@@ -135,7 +135,7 @@ class Worktree:
             return
         found = git("rev-parse", "--path-format=absolute", "--absolute-git-dir", "--git-common-dir",
                     cwd=self.path, allowed=(0, 128)).out.splitlines()
-        common = git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=self.isolation.top).text
+        common = common_dir(self.isolation.top)
         if found != [self.gitdir, common]:
             now = ", ".join(found) or "none"
             raise WorkspaceError(f"the agent pointed its worktree {self.path} at another git folder ({now}) than its "
@@ -152,8 +152,10 @@ class Worktree:
         message = _message(self.isolation, self.key, f"{self.key}: the work of batch {self.isolation.stem}",
                            "What the agent left uncommitted, committed by batch-tasks.", "succeeded", self.run_id)
         made = commit_work(self.path, self.baseline, message)
-        tip = self.tip()
-        changed = _tree(tip, self.path) != _tree(self.base, self.path)
+        branch = f"refs/heads/{self.branch}"
+        tip, tree, base_tree = git("rev-parse", f"{branch}^{{commit}}", f"{branch}^{{tree}}",
+                                   f"{self.base}^{{tree}}", cwd=self.path).out.split()
+        changed = tree != base_tree
         if not made and (changed or allow_empty):
             # The agent committed everything itself: an empty commit carries the run's trailers.
             git("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", cwd=self.path, input=message.encode())
@@ -162,16 +164,21 @@ class Worktree:
 
     def leftovers(self) -> list[str]:
         """Paths with uncommitted changes, other than what copy and setup left as they left it."""
-        return [path for path in dirty_paths(self.path) if not self.baseline.untouched_since(self.path, path)]
+        return [path for _, path in self.leftover_entries()]
+
+    def leftover_entries(self) -> list[tuple[str, str]]:
+        """leftovers, each with its status (`??` untracked)."""
+        return [(status, path) for status, path in dirty_entries(self.path)
+                if not self.baseline.untouched_since(self.path, path)]
 
     def discard_leftovers(self) -> list[str]:
         """What a check left (files it wrote or rewrote) is never the item's work: put the worktree
         back as its branch has it (what copy and setup left stays). Returns the paths put back."""
-        left = set(self.leftovers())
+        entries = self.leftover_entries()  # one walk of the tree: what is left, and which of it is untracked
+        left = {path for _, path in entries}
         if not left:
             return []
-        status = git("status", "--porcelain", "-z", "--untracked-files=all", "--no-renames", cwd=self.path).fields()
-        untracked = {entry[3:] for entry in status if entry.startswith("??")}
+        untracked = {path for status, path in entries if status == "??"}
         tracked = sorted(left - untracked)
         if tracked:
             git("checkout", "-q", "HEAD", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=self.path,
@@ -229,7 +236,7 @@ class AttemptWorkspace(Worktree):
             tip = self.tip()
             if tip is not None and not is_ancestor(tip, isolation.ref, isolation.top):
                 raise WorkspaceError(f"{self.branch} has commits not on {isolation.branch}; it is kept")
-            isolation.recycle(self.path, self.branch, tip, clean=not dirty and not ignored)
+            isolation.recycle(self.path, self.branch, tip, ignored=None if dirty else ignored)
             record_file(isolation, self.path).unlink(missing_ok=True)
 
 
@@ -247,8 +254,10 @@ def commit_work(path: Path, baseline: Baseline, message: str) -> bool:
     # a second or more, and `git commit` would refresh every entry again. Plumbing instead.
     git("add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=path,
         input="\0".join(f":(literal){p}" for p in changed).encode("utf-8", "surrogateescape"))
-    tree, head = git("write-tree", cwd=path).text, rev("HEAD", path)
-    if head is not None and tree == _tree(head, path):
+    tree = git("write-tree", cwd=path).text
+    found = git("rev-parse", "HEAD^{commit}", "HEAD^{tree}", cwd=path, allowed=(0, 128))
+    head, head_tree = found.out.split() if found.status == 0 else (None, None)
+    if tree == head_tree:
         return False
     parents = ["-p", head] if head is not None else []
     commit = git("commit-tree", tree, *parents, "-F", "-", cwd=path, input=message.encode()).text
@@ -288,10 +297,6 @@ def one_line(text: str) -> str:
 
 def item_key(group: str, module: str) -> str:
     return one_line(f"{group}:{module}")
-
-
-def _tree(commit: str, cwd: Path) -> str:
-    return git("rev-parse", f"{commit}^{{tree}}", cwd=cwd).text
 
 
 def record_file(isolation: Owner, path: Path) -> Path:

@@ -215,10 +215,10 @@ class Isolation:
         with self.lock:
             return spares.remove_all(self.top, self.spares)
 
-    def recycle(self, path: Path, branch: str, tip: str | None, clean: bool = False) -> None:
+    def recycle(self, path: Path, branch: str, tip: str | None, ignored: list[str] | None = None) -> None:
         """Delete a branch whose work is all on the integration branch, and make its worktree a
         spare (see spares). Hold `lock`, and make sure first that nothing in it is uncommitted."""
-        spares.set_aside(self.top, self.spares, path, branch, tip, clean)
+        spares.set_aside(self.top, self.spares, path, branch, tip, ignored)
 
     # Attempts
 

@@ -193,6 +193,13 @@ def worktree_at(cwd: Path | str, path: Path | str) -> dict[str, str] | None:
     return next((entry for entry in worktrees(cwd) if os.path.realpath(entry["worktree"]) == wanted), None)
 
 
+@lru_cache(maxsize=64)
+def common_dir(top: Path) -> str:
+    """The repository's own .git folder (every worktree's shared one), absolute: asked once a
+    process, as a repository's does not move under a run."""
+    return git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=top).text
+
+
 def admin_folder(worktree: Path | str) -> Path:
     """A worktree's own folder inside the repository's .git (index, HEAD, MERGE_HEAD)."""
     return Path(git("rev-parse", "--absolute-git-dir", cwd=worktree).text)
