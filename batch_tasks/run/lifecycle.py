@@ -299,9 +299,11 @@ def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, st
                    record: dict[str, Any], item_machine: machine.ItemMachine | None = None) -> Finished:
     """The record and tick steps: a paid-for success is written first, then ticked."""
     item_machine = item_machine or machine.ItemMachine(machine.Route(), state=machine.AGENT_DONE)
+    # Written before its turn at the bookkeeping: its fsync waits for the disk (milliseconds
+    # on a busy one), and a turn held meanwhile kept the other items' starts and ticks waiting.
+    write_result(state.item(item.group, item.module), record)
     # Without a run (a test of the records alone) nothing else takes turns.
     with run.supervisor.bookkeeping if run is not None else contextlib.nullcontext():
-        write_result(state.item(item.group, item.module), record)
         item_machine.fire(machine.RECORD)
         ticked = records.tick(taskfile, group, item, state, record, run.ticks if run is not None else None)
         item_machine.fire(machine.TICK if ticked else machine.TICK_REFUSED)
