@@ -138,10 +138,18 @@ def _join_cgroup(cgroup: str | None, pid: int) -> str | None:
 
 def _children(pid: int) -> list[int]:
     try:
-        with open(f"/proc/{pid}/task/{pid}/children", "rb") as stream:
-            return [int(word) for word in stream.read().split()]
+        fd = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:  # without a file object's own system calls
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+        return [int(word) for word in data.split()]
     except (OSError, ValueError):
         return []
+    finally:
+        os.close(fd)
 
 
 class Supervisor:
