@@ -11,7 +11,10 @@ in one run of this script, so that the ratios compare like with like:
 - with --baseline PYTHONPATH, batch-tasks imported from there too (e.g. a clone of main);
 - with `--tool ... wide`, batch-tasks again at -n WIDE (default 16): more slots must not be slower;
 - with `--tool ... groups`, batch-tasks again with the N items in GROUPS groups (default 100), each
-  waiting for the one before: what the barriers between them cost.
+  waiting for the one before: what the barriers between them cost;
+- with `--tool ... floor records`, the floor under a Python runner (python_floor.py): `true` started
+  from JOBS threads as batch-tasks starts an agent, alone (`floor`) and with each item's crash-safe
+  records as batch-tasks keeps them (`records`: its files, its result fsynced, its tick).
 
 Every batch-tasks run's summary says how long it took ("... in 9.8s"); that is printed
 beside the process's own wall time, which it should match (it counts from the process's start).
@@ -34,7 +37,7 @@ The tools alternate between repetitions, so that a noisy machine hurts all alike
 figures are medians of whole-process wall times. The load average is printed
 before and after, and every result is appended to bench/out/throughput-results.txt.
 
-    python bench/throughput.py [--sizes 1000 10000] [--jobs 8] [--repeat 3] [--baseline PATH] [--tool batch make parallel doit wide groups] [--wide 16] [--groups 100]
+    python bench/throughput.py [--sizes 1000 10000] [--jobs 8] [--repeat 3] [--baseline PATH] [--tool batch make parallel doit wide groups floor records] [--wide 16] [--groups 100]
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ RESULTS = OUT / "throughput-results.txt"
 PR_SET_CHILD_SUBREAPER = 36
 
 TOOLS = {"batch": "batch-tasks", "base": "baseline", "make": "make", "parallel": "parallel", "doit": "bare doit",
-         "wide": "batch-tasks -n WIDE", "groups": "batch-tasks, GROUPS groups"}
+         "wide": "batch-tasks -n WIDE", "groups": "batch-tasks, GROUPS groups",
+         "floor": "Python floor", "records": "floor+records"}
 BATCH_TOOLS = ("batch", "base", "wide", "groups")
 SUMMARY_TIME = re.compile(r"already done in (?:(\d+)m)?([0-9.]+)s")
 # As a normal install runs: bytecode written once and reused (a session may turn that off).
@@ -123,6 +127,8 @@ def command(tool: str, count: int, jobs: int, wide: int) -> list[str]:
         "make": ["make", "-s", f"-j{jobs}"],
         "parallel": ["parallel", f"-j{jobs}", "true"],
         "doit": [sys.executable, "-m", "doit", "-n", str(jobs), "-P", "thread"],
+        "floor": [sys.executable, str(BENCH / "python_floor.py"), str(count), str(jobs)],
+        "records": [sys.executable, str(BENCH / "python_floor.py"), str(count), str(jobs), "--records"],
     }[tool]
 
 

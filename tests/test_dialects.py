@@ -292,3 +292,31 @@ def test_phases_whose_criteria_are_led_in_by_a_bold_line_are_one_item_each_check
         in plan.notes
     assert (20, 'for a person to verify (not run, never ticked): Voice note "Q1/Q2 Planning" creates `Q1-Q2 '
             'Planning.md`') in plan.notes  # a file name is no command
+
+
+class _CountedLines(list):
+    """The file's lines, counting how many times a line is read."""
+
+    reads = 0
+
+    def __getitem__(self, index):
+        _CountedLines.reads += 1
+        return super().__getitem__(index)
+
+
+def test_the_lists_lead_ins_are_read_once_per_line_not_once_per_box():
+    """Every box asks what leads its list; a 10,000-item list must not be read 10,000 times
+    over (its first run spent most of its loading so), and each answer stays the line above the list."""
+    from batch_tasks.plan import gates, outline
+
+    lines = ["# Plan", "", "**Acceptance Criteria**:", *[f"- [ ] `make t{n}`" for n in range(2000)], "",
+             "## Work", "", "Before implementing, verify:", "- [ ] the tree is clean", "", "- [ ] m: real work"]
+    read = outline.read(lines, 0)
+    counted = _CountedLines(lines)
+    read.lines = counted
+    _CountedLines.reads = 0
+    leads = {box.line: gates.lead_in(read, box.line) for box in read.boxes}
+    assert _CountedLines.reads <= 3 * len(lines)
+    assert [leads[box.line] for box in read.boxes[:2000]] == [3] * 2000
+    assert [leads[box.line] for box in read.boxes[2000:]] == [2007, 2007]  # through a blank line, not a heading
+    assert gates.lead_in(read, 2006) is None and gates.lead_in(read, 1) is None  # a heading first; nothing above

@@ -300,3 +300,15 @@ def test_a_batch_that_cannot_load_leaves_no_cache(batch):
         result = batch.run(*args)
         assert result.returncode != 0 and "broken.j2" in result.stderr, result.stdout + result.stderr
         assert not (cache_of(batch.taskfile) / "plan.json").exists(), args
+
+
+def test_a_batch_says_whether_its_plan_was_parsed_from_the_task_file(tmp_path):
+    """A run parses task.md again unless its load did (the cache is an agent's to write): a first run,
+    with no cache yet, parsed it already, and need not parse 10,000 items twice."""
+    from batch_tasks.tasks import batch as batch_mod
+
+    path = tmp_path / "task.md"
+    path.write_text(TEXT)
+    assert batch_mod.load(path, for_dry_run=True).parsed is True  # no cache yet
+    assert batch_mod.load(path, for_dry_run=True).parsed is False  # taken from the cache it left
+    assert batch_mod.load(path, for_dry_run=True, trust_cache=False).parsed is True

@@ -55,6 +55,23 @@ def test_leases_never_overlap_and_slots_are_the_smallest_free(tmp_path):
     assert again.environment() == {"BATCH_PORT": "30010", "BATCH_SLOT": "2"}
 
 
+def test_a_lease_tries_no_block_its_own_run_holds(tmp_path, monkeypatch):
+    """Each item leases a block as it starts: at -n 8 it would open and try the eight lock files
+    its run holds before finding a free one, for each of 10,000 items."""
+    from batch_tasks.processes import ports as module
+
+    ports = Ports(tmp_path, first=30000, last=30199)
+    held = [ports.lease(10) for _ in range(8)]
+    tried = []
+    opened = module._open_lock
+    monkeypatch.setattr(module, "_open_lock", lambda folder, port: tried.append(port) or opened(folder, port))
+    ninth = ports.lease(20)
+    assert (ninth.port, tried) == (30080, [30080, 30090])
+    held[3].release()
+    assert ports.lease(10).port == 30030  # given back, it is tried again
+    assert tried[2:] == [30030]
+
+
 def test_another_process_holding_a_block_is_skipped_and_its_death_frees_it(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom batch_tasks.processes.ports import Ports\n"
                                f"lease = Ports(__import__('pathlib').Path({str(tmp_path)!r}), 30000, 30099).lease(20)\n"

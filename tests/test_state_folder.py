@@ -126,3 +126,18 @@ def test_batch_status_and_batch_log_read_no_link_planted_after_a_run(batch, tmp_
     assert "✗ g:a" in status.stdout and "PRIVATE KEY" not in status.stdout
     log = batch.run("batch-log", "g:b", timeout=30)
     assert "Traceback" not in log.stdout + log.stderr and log.returncode != 0, log.stdout + log.stderr
+
+
+def test_an_item_folder_says_whether_it_was_made_just_now(tmp_path):
+    """An item whose folder its run has just made has no records to read (a first run skips
+    reading them); one already there, even empty, is read."""
+    from batch_tasks.state.state import BatchState
+
+    state = BatchState(tmp_path / "task.md")
+    state.ensure()
+    folder = state.item("work", "m1")
+    assert folder.ensure() is True
+    assert folder.ensure() is False
+    other = state.item("work", "m2")
+    os.makedirs(other.folder)
+    assert other.ensure() is False

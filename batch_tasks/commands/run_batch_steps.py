@@ -143,9 +143,10 @@ def load(looked: Looked) -> Loaded:
     told = [] if given.option("question") else tell_how_it_was_read(batch, dry_run=given.option("dry_run"))
     executors.check(batch, given.option("executor") or "", given.option("scheduler") or "",
                     {item.key for item in batch.plan.items() if batch.verdicts[item.key].runs or given.option("always")})
-    if not given.looks_only and (given.args or given.option("always") or given.option("failed")
-                                 or any(v.runs for v in batch.verdicts.values())):
-        # What runs comes from task.md as it is: an agent can write (and sign) the plan cache.
+    if not given.looks_only and not batch.parsed and (given.args or given.option("always") or given.option("failed")
+                                                      or any(v.runs for v in batch.verdicts.values())):
+        # What runs comes from task.md as it is: an agent can write (and sign) the plan cache. A
+        # batch without a cache (a first run) was parsed from it already.
         batch = batch_mod.load(given.path, trust_cache=False, **given.how)
     return Loaded(given, looked.seen, batch, told)
 

@@ -46,6 +46,8 @@ def land(item_run: "LandingItem", attempt: Attempt) -> None:
 
     if item_run.lands:  # what the agent says it did, kept beside what the gate finds
         attempt.extra["claim"] = item_run.run.redactor.text(said.result_text[-CLAIM_CHARACTERS:])
+    if item_run.workspace is None and item_run.machine.next_step() in (machine.RECORD_STEP, None):
+        return  # nothing to land (not isolated, nothing to check): its log need not be opened
     try:
         with item_run.folder.open_log() as log:
             if item_run.machine.state in (machine.COMMITTED, machine.CHECKED, machine.QUEUED) \

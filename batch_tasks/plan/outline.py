@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # A checkbox list item's first line; `- [ ]*` is Kiro's optional task (in other
 # dialects it is a line that only looks like an item).
@@ -72,6 +72,8 @@ class Outline:
     blocks: list[Block]
     opaque: list[tuple[int, int]]  # (first, last) lines of code and HTML blocks
     body_start: int  # the first line after the front matter
+    # What a reader works out once per outline rather than once per box (see gates.lead_in).
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     def items(self) -> list[Box]:
         """The checkbox items at the top list level, outside block quotes."""

@@ -52,6 +52,7 @@ class Lease:
             os.close(fd)  # closing the last descriptor of the lock file frees its lock
         if self._ports is not None:
             self._ports.free_slot(self.slot)
+            self._ports.let_go(self.port, len(files))
             self._ports = None
 
 
@@ -62,6 +63,7 @@ class Ports:
         self.folder = folder or Path(tempfile.gettempdir()) / "batch-tasks-ports"
         self.first, self.last = first, last
         self._slots: set[int] = set()
+        self._held: set[int] = set()  # the units this run's leases hold, by their first port
         self._lock = threading.Lock()
 
     def lease(self, count: int) -> Lease:
@@ -71,8 +73,14 @@ class Ports:
             self._slots.add(slot)
         try:
             for start in range(self.first, self.last - units * UNIT + 2, UNIT):
+                block = range(start, start + units * UNIT, UNIT)
+                with self._lock:  # the run's own are not tried: at -n 8, eight lock files opened per lease
+                    if not self._held.isdisjoint(block):
+                        continue
                 files = self._hold(start, units)
                 if files is not None:
+                    with self._lock:
+                        self._held.update(block)
                     return Lease(start, count, slot, files, self)
         except BaseException:
             self.free_slot(slot)
@@ -84,6 +92,10 @@ class Ports:
     def free_slot(self, slot: int) -> None:
         with self._lock:
             self._slots.discard(slot)
+
+    def let_go(self, port: int, units: int) -> None:
+        with self._lock:
+            self._held.difference_update(range(port, port + units * UNIT, UNIT))
 
     def _hold(self, start: int, units: int) -> list[int] | None:
         """Lock the units from `start` on, all or none."""

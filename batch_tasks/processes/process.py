@@ -93,10 +93,12 @@ class Limits:
 
 def _resolve(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> list[str]:
     program = _on_path(argv[0], env.get("PATH")) if "/" not in argv[0] else str(Path(cwd, argv[0]))
-    if program is not None and not os.access(program, os.X_OK) and "/" not in argv[0]:
+    runnable = program is not None and os.access(program, os.X_OK)
+    if not runnable and program is not None and "/" not in argv[0]:
         _on_path.cache_clear()  # gone from where it was: it may be elsewhere on PATH now
         program = _on_path(argv[0], env.get("PATH"))
-    if program is None or not os.access(program, os.X_OK):
+        runnable = program is not None and os.access(program, os.X_OK)
+    if not runnable:
         raise FileNotFoundError(2, "no such program", argv[0])
     return [program, *argv[1:]]
 
@@ -136,10 +138,18 @@ def _join_cgroup(cgroup: str | None, pid: int) -> str | None:
 
 def _children(pid: int) -> list[int]:
     try:
-        with open(f"/proc/{pid}/task/{pid}/children", "rb") as stream:
-            return [int(word) for word in stream.read().split()]
+        fd = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:  # without a file object's own system calls
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+        return [int(word) for word in data.split()]
     except (OSError, ValueError):
         return []
+    finally:
+        os.close(fd)
 
 
 class Supervisor:
@@ -345,6 +355,8 @@ def _exit_watch(pid: int) -> int | None:
 
 
 def _read_until_closed(output: OutputStream, seconds: float) -> None:
+    if output.closed:  # as it is once the agent and its helpers are gone: no selector to make
+        return
     deadline = time.monotonic() + seconds
     with selectors.DefaultSelector() as selector:
         selector.register(output.fd, selectors.EVENT_READ)

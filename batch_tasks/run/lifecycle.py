@@ -39,7 +39,7 @@ from ..plan.item_job import ItemJob
 from ..plan.plan import Group, Item
 from ..state import checkbox, item_log, records
 from ..state import item_machine as machine
-from ..state.item_status import read_status
+from ..state.item_status import ABSENT, ItemStatus, read_status
 from ..state.records import Attempt, RecordedAttempt, failure_record, record_failure, success_record, write_result
 from ..state.state import BatchState
 from . import recovery, services
@@ -115,8 +115,10 @@ class ItemRun(AttemptStep):
 
     def prepare(self) -> None:
         job = self.job
-        self.folder.ensure()
-        status = read_status(self.folder)
+        # A folder made just now holds no record: nothing to read, resume or set aside (on a
+        # first run, seven system calls an item, each a turn at the interpreter lock).
+        fresh = self.folder.ensure()
+        status = ItemStatus(ABSENT) if fresh else read_status(self.folder)
         if status.kind in recovery.RESUMABLE:  # only a stopped attempt can be gone on with
             with self.folder.open_log() as log:
                 self.resumed = recovery.resumption(job.group, job.item, self.folder, status, self.run.isolation, log)
@@ -124,7 +126,8 @@ class ItemRun(AttemptStep):
             self.resumed = None  # made from another instruction, template or settings: not this item's work
         if job.untick_first:
             checkbox.set_checkbox(job.taskfile, job.group, job.item, False, self.state.tick_lock, self.run.ticks)
-        self.folder.set_result_aside()
+        if not fresh:
+            self.folder.set_result_aside()
         self.facts = {
             "run_id": self.run.run_id,
             "started": time.time(),
@@ -299,9 +302,11 @@ def finish_success(run: Run | None, taskfile: Path, group: Group, item: Item, st
                    record: dict[str, Any], item_machine: machine.ItemMachine | None = None) -> Finished:
     """The record and tick steps: a paid-for success is written first, then ticked."""
     item_machine = item_machine or machine.ItemMachine(machine.Route(), state=machine.AGENT_DONE)
+    # Written before its turn at the bookkeeping: its fsync waits for the disk (milliseconds
+    # on a busy one), and a turn held meanwhile kept the other items' starts and ticks waiting.
+    write_result(state.item(item.group, item.module), record)
     # Without a run (a test of the records alone) nothing else takes turns.
     with run.supervisor.bookkeeping if run is not None else contextlib.nullcontext():
-        write_result(state.item(item.group, item.module), record)
         item_machine.fire(machine.RECORD)
         ticked = records.tick(taskfile, group, item, state, record, run.ticks if run is not None else None)
         item_machine.fire(machine.TICK if ticked else machine.TICK_REFUSED)

@@ -33,6 +33,7 @@ class Batch:
     documents: tuple[str, ...]  # its dialect's design documents beside it, from the workdir (see plan_context)
     statuses: dict[str, ItemStatus] | None = None  # by item key, as the verdicts were made of them
     folders: dict[str, ItemState] | None = None  # by item key, the state folders they were read from
+    parsed: bool = False  # its plan was parsed from task.md as it is, not taken from the plan cache
 
     @cached_property
     def plan_context(self) -> dict[str, str | tuple[str, ...]]:
@@ -65,6 +66,9 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
 
     plan = taskfile.load_plan(path, cache_dir=state.root, for_dry_run=for_dry_run, trust_cache=trust_cache,
                               before_keeping=load_templates, outside=outside)
+    # load_plan keeps a plan it parsed only once load_templates accepted it: so templates were
+    # loaded by now exactly when the plan was parsed from task.md, not taken from the cache.
+    parsed = bool(templates)
     if optional:
         plan = plan.with_optional()
     if not templates or optional:
@@ -96,10 +100,10 @@ def load(path: Path, for_dry_run: bool = False, read_records: bool = True, trust
         Isolation(path, plan.settings, workdir=workdir, state=state).validate()
     if not read_records:
         return Batch(plan, state, templates, fingerprints, None, Budget(plan.settings.get("budget_usd"), 0.0),
-                     workdir, workdir_reason, documents)
+                     workdir, workdir_reason, documents, parsed=parsed)
     folders = {item.key: state.item(item.group, item.module) for item in plan.items()}
     statuses = read_statuses(folders)
     verdicts = staleness.assess_statuses(plan, statuses, fingerprints)
     budget = Budget(plan.settings.get("budget_usd"), sum(verdict.spent_usd for verdict in verdicts.values()))
     return Batch(plan, state, templates, fingerprints, verdicts, budget, workdir, workdir_reason, documents, statuses,
-                 folders)
+                 folders, parsed)
