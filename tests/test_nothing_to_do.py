@@ -84,6 +84,19 @@ def test_the_fast_path_gives_the_answer_of_a_full_load(settled):
     assert settled.runs() == {"inventory:auth": 1, "inventory:billing": 1, "extract-interfaces:auth": 1}
 
 
+def test_the_fast_path_imports_nothing_that_loads_checks_or_runs_a_batch(settled):
+    """Its answer needs the stamp, the state folder's walk and the summary's line: a no-op is
+    mostly doit's own start, and what batch-tasks imports beside it is kept to that."""
+    result = settled.run("run-batch", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert answer(result)[:2] == settled.slow_answer[:2]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "batch_tasks.tasks.nothing_to_do" in imported
+    loading = {"batch_tasks.tasks.batch", "batch_tasks.plan.plan", "batch_tasks.plan.settings", "batch_tasks.executors",
+               "batch_tasks.processes.process", "batch_tasks.run.prompt_context", "psutil", "yaml", "jinja2",
+               "markdown_it"}
+    assert not imported & loading
+
+
 def test_options_that_change_what_runs_load_in_full(settled):
     result, was_fast = fast(settled, "-n", "4")  # nothing runs: how many at once changes nothing
     assert was_fast and answer(result) == settled.slow_answer
