@@ -39,11 +39,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import operator
 import os
 import stat
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -85,7 +87,12 @@ class Look:
     database: str  # doit's records (which a run writes itself, as it closes them)
     others: str = ""  # the inputs but the task file's bytes
     taskfile: bytes = b""
-    entries: Mapping[str, tuple] = field(default_factory=dict)  # name: (its item's folder or None, lstat fields)
+    walked: tuple[tuple, ...] = ()  # (name, its item's folder or None, lstat fields...) of each entry
+
+    @cached_property
+    def entries(self) -> dict[str, tuple]:
+        """Each entry by name: (its item's folder or None, its lstat fields)."""
+        return {entry[0]: (entry[1], entry[2:]) for entry in self.walked if len(entry) > 2}
 
 
 def look(state: BatchState, config: Mapping[str, Any], holding_the_lock: bool = False) -> Look | None:
@@ -97,7 +104,7 @@ def look(state: BatchState, config: Mapping[str, Any], holding_the_lock: bool = 
             return None
         data = Path(state.real_taskfile).read_bytes()
         database = _database_digest(str(state.db))
-        walked, newest, entries = _state_digest(str(state.root / "items"))
+        walked_digest, newest, walked = _state_digest(str(state.root / "items"))
     except (OSError, ValueError):
         return None
     inputs = hashlib.sha256(code_digest())
@@ -109,7 +116,7 @@ def look(state: BatchState, config: Mapping[str, Any], holding_the_lock: bool = 
         return None
     others = inputs.hexdigest()
     inputs.update(hashlib.sha256(data).digest())
-    return Look(inputs.hexdigest(), walked, newest, database, others, data, entries)
+    return Look(inputs.hexdigest(), walked_digest, newest, database, others, data, walked)
 
 
 def answer(state: BatchState, seen: Look) -> dict[str, Any] | None:
@@ -334,39 +341,36 @@ def _ignores(database: str) -> bool:
         return True
 
 
-def _state_digest(items: str) -> tuple[str, int, dict[str, tuple]]:
-    """Every group and item folder, result record, and file of an item without one, by lstat;
-    the newest time among them; and each of them by name, with the item folder it belongs to."""
-    seen: list[tuple] = []
-    entries: dict[str, tuple] = {}
-    newest = 0
-
-    def add(name: str, info: os.stat_result | None, owner: str | None = None) -> None:
-        nonlocal newest
-        if info is None:
-            seen.append((name, None))
-            return
-        fields = (info.st_mode, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-        seen.append((name, *fields))
-        entries[name] = (owner, fields)
-        newest = max(newest, info.st_mtime_ns, info.st_ctime_ns)
-
-    top = _lstat(items)
-    add(items, top)
-    if top is not None and stat.S_ISDIR(top.st_mode):
-        for group in sorted(os.scandir(items), key=lambda entry: entry.name):
-            add(group.name, group.stat(follow_symlinks=False))
+def _state_digest(items: str) -> tuple[str, int, tuple[tuple, ...]]:
+    """Every group and item folder, result record, and file of an item without one, by lstat,
+    each as (name, the item folder it belongs to or None, lstat's fields); their digest; and the
+    newest time among them. One plain loop, no call per record: it is most of a no-op's own work."""
+    walked = [_walked(items, None, _lstat(items))]
+    if len(walked[0]) > 2 and stat.S_ISDIR(walked[0][2]):
+        lstat, by_name = os.lstat, operator.attrgetter("name")
+        for group in sorted(os.scandir(items), key=by_name):
+            walked.append(_walked(group.name, None, group.stat(follow_symlinks=False)))
             if not group.is_dir(follow_symlinks=False):
                 continue
-            for item in sorted(os.scandir(group.path), key=lambda entry: entry.name):
+            for item in sorted(os.scandir(group.path), key=by_name):
+                path = item.path
                 if not item.is_dir(follow_symlinks=False):
-                    add(item.path, item.stat(follow_symlinks=False), item.path)
-                    continue
-                try:
-                    add(item.path, os.lstat(f"{item.path}/result.json"), item.path)
-                except FileNotFoundError:
-                    # No result: what it has instead (forgotten, failed, running) decides.
-                    add(item.path, item.stat(follow_symlinks=False), item.path)
-                    for entry in sorted(os.scandir(item.path), key=lambda entry: entry.name):
-                        add(entry.path, entry.stat(follow_symlinks=False), item.path)
-    return _digest(repr(seen).encode()), newest, entries
+                    info = item.stat(follow_symlinks=False)
+                else:
+                    try:
+                        info = lstat(path + "/result.json")
+                    except FileNotFoundError:
+                        # No result: what it has instead (forgotten, failed, running) decides.
+                        walked.append(_walked(path, path, item.stat(follow_symlinks=False)))
+                        walked += [_walked(entry.path, path, entry.stat(follow_symlinks=False))
+                                   for entry in sorted(os.scandir(path), key=by_name)]
+                        continue
+                walked.append((path, path, info.st_mode, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
+    newest = max((max(entry[5:]) for entry in walked if len(entry) > 2), default=0)
+    return _digest(repr(walked).encode()), newest, tuple(walked)
+
+
+def _walked(name: str, owner: str | None, info: os.stat_result | None) -> tuple:
+    if info is None:
+        return (name, owner)
+    return (name, owner, info.st_mode, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
