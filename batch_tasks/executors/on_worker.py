@@ -34,7 +34,7 @@ from ..processes import process
 from ..redaction import Redactor
 from ..repository.git import environment_for_worktrees, git
 from ..state import item_log
-from ..state.attempt_processes import GRACE_SECONDS
+from ..processes.attempt_processes import GRACE_SECONDS
 from ..state.state import safe_name
 from .attempt import outcome_of
 

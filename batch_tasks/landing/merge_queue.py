@@ -43,7 +43,7 @@ from ..processes.check import Check, CheckResult, NullLog
 from ..processes.process import StoppedError
 from ..repository.git import GitError, git, is_ancestor
 from ..state import item_log
-from ..state.attempt_processes import AttemptProcesses
+from ..processes.attempt_processes import AttemptProcesses
 from .merge_result import CONFLICT, MERGED, MergeResult, numstat, overlap
 from .merge_states import Chain, Checkouts, Conflict, merge_chain, require_merge_tree
 from .queue_plan import Candidate, QueuePlan

@@ -312,7 +312,7 @@ def runs_table(state_root: Path | str) -> str:
 
 def _held(state_root: Path | str) -> bool:
     """Whether a run holds the batch now (state.lock_holder's reading of run.lock)."""
-    from ..state.attempt_processes import is_same_process
+    from ..state.process_identity import is_same_process
 
     holder = read_json(Path(state_root) / "run.lock")
     try:

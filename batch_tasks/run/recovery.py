@@ -34,7 +34,7 @@ from ..executors.attempt import outcome_of
 from ..plan.plan import Group, Item
 from ..processes.watchdog_channel import exits_written
 from ..state import item_log, item_machine
-from ..state.attempt_processes import stop_leftovers
+from ..processes.attempt_processes import stop_leftovers
 from ..state.item_status import FAILED, INTERRUPTED, RUNNING_NOW, ItemStatus, read_status
 from ..state.records import tick
 from ..state.staleness import KILLED_MID_RUN, TICK_PENDING

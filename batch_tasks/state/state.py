@@ -367,7 +367,7 @@ def _hold_inode(taskfile: Path):
 def lock_holder(state: BatchState) -> dict[str, Any] | None:
     """The run that holds the batch now, or None. Read without locking, so that
     looking never gets in a run's way: a holder that died is no holder."""
-    from .attempt_processes import is_same_process  # as in run_lock
+    from .process_identity import is_same_process  # as in run_lock
 
     holder = read_json(state.lock_file)
     try:

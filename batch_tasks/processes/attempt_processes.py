@@ -22,6 +22,8 @@ from functools import lru_cache
 
 import psutil
 
+from ..state.process_identity import is_alive, is_same_process
+
 ATTEMPT_VARIABLE = "BATCH_ATTEMPT_ID"
 CGROUP_PREFIX = "batch-tasks-"
 GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL
@@ -127,7 +129,7 @@ class AttemptProcesses:
                 found[candidate.pid] = candidate
         if not include_agent or self.child is not None:
             found.pop(self.pid, None)
-        return [p for p in found.values() if _alive(p)]
+        return [p for p in found.values() if is_alive(p)]
 
     def _belongs(self, candidate: psutil.Process) -> bool:
         try:
@@ -226,18 +228,11 @@ def _signal(processes, signum: int) -> None:
 def _wait_gone(processes, child, deadline: float) -> list[psutil.Process]:
     """Wait until each is gone (a zombie is gone: not every init reaps); return those left."""
     while True:
-        alive = [process for process in processes if _alive(process)]
+        alive = [process for process in processes if is_alive(process)]
         child_running = child is not None and child.poll() is None
         if (not alive and not child_running) or time.monotonic() >= deadline:
             return alive
         time.sleep(0.02)
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def stop_leftovers(running_record: dict) -> bool:
@@ -249,12 +244,3 @@ def stop_leftovers(running_record: dict) -> bool:
     stopped = attempt.stop(grace=GRACE_SECONDS, include_agent=is_same_process(attempt.pid, attempt.create_time))
     attempt.remove_cgroup()
     return stopped
-
-
-def is_same_process(pid: int, create_time: float) -> bool:
-    """True if `pid` is still the process that was started at `create_time` (pids get reused)."""
-    try:
-        process = psutil.Process(pid)
-        return abs(process.create_time() - create_time) < 0.01 and _alive(process)
-    except psutil.Error:
-        return False
