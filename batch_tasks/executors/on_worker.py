@@ -31,10 +31,10 @@ from ..errors import BatchError
 from ..isolation.bootstrap import SetupFailed, bootstrap
 from ..isolation.workspace import BatchNames, Worktree, commit_work, wip_message
 from ..processes import process
+from ..processes.attempt_processes import GRACE_SECONDS
 from ..redaction import Redactor
 from ..repository.git import environment_for_worktrees, git
 from ..state import item_log
-from ..processes.attempt_processes import GRACE_SECONDS
 from ..state.state import safe_name
 from .attempt import outcome_of
 

@@ -39,11 +39,11 @@ from ..events import MERGING, WAITING_TO_MERGE
 from ..isolation.workspace import AttemptWorkspace, trailer_lines
 from ..isolation.worktree import Isolation, stale_lock
 from ..processes import agent_sandbox
+from ..processes.attempt_processes import AttemptProcesses
 from ..processes.check import Check, CheckResult, NullLog
 from ..processes.process import StoppedError
 from ..repository.git import GitError, git, is_ancestor
 from ..state import item_log
-from ..processes.attempt_processes import AttemptProcesses
 from .merge_result import CONFLICT, MERGED, MergeResult, numstat, overlap
 from .merge_states import Chain, Checkouts, Conflict, merge_chain, require_merge_tree
 from .queue_plan import Candidate, QueuePlan

@@ -42,8 +42,7 @@ import psutil
 
 from ..redaction import Redactor
 from ..state import item_log
-from .attempt_processes import (ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, new_cgroup,
-                                       remove_stale_cgroups)
+from .attempt_processes import ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, new_cgroup, remove_stale_cgroups
 from .output_stream import OutputStream
 from .prompt_feed import feed
 from .started import CLOCK_TICKS

@@ -27,19 +27,22 @@ A success an earlier attempt committed (its check failed) is not resumed: the it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..agents import AGENTS, Outcome
 from ..executors.attempt import outcome_of
 from ..plan.plan import Group, Item
+from ..processes.attempt_processes import stop_leftovers
 from ..processes.watchdog_channel import exits_written
 from ..state import item_log, item_machine
-from ..processes.attempt_processes import stop_leftovers
 from ..state.item_status import FAILED, INTERRUPTED, RUNNING_NOW, ItemStatus, read_status
 from ..state.records import tick
 from ..state.staleness import KILLED_MID_RUN, TICK_PENDING
 from ..state.state import ItemState, read_json
 from ..tasks.batch import Batch
+
+if TYPE_CHECKING:
+    from ..isolation.workspace import AttemptWorkspace
 
 RESUMABLE = (RUNNING_NOW, INTERRUPTED, FAILED)  # the statuses an attempt that may be gone on with leaves
 
@@ -101,7 +104,7 @@ class Resumption:
     outcome: Outcome
     earlier: list[dict[str, Any]] = field(default_factory=list)  # the records of the attempts before it
     extra: dict[str, Any] = field(default_factory=dict)  # what its record said of its check, so far
-    workspace: Any = None  # its worktree (workspace.AttemptWorkspace), with isolation
+    workspace: AttemptWorkspace | None = None  # its worktree, with isolation (fetched from a remote worker, or here)
     merge: dict[str, Any] | None = None  # with MERGED: the evidence git gave of its merge
     fingerprint: dict[str, str] = field(default_factory=dict)  # what the item was made from then
 
