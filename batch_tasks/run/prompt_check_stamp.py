@@ -8,7 +8,7 @@ run whose digest is the same skips the check. A check that fails leaves no stamp
 template error is told, at its line, every time it is asked.
 
 What the digest covers (any difference: the check runs again):
-- the code (every .py file of the package, plan_cache's digest), Python's version, and
+- the code (every .py file of the package: signing's code digest), Python's version, and
   Jinja2's installed files (its package's path, size and mtime: an upgrade changes them);
 - the task file's real path and bytes (every item, its text and place; ticks too), its
   dialect and batch settings (--set and the settings from outside it included);
@@ -17,7 +17,7 @@ What the digest covers (any difference: the check runs again):
 - the items checked, in order, and for each whose previous item is done, the shape of
   that item's result record (all a template is told of it; see prompt_context).
 
-Signed with the user's key (plan_cache's), as the no-op stamp is: a state folder someone else
+Signed with the user's key (see signing), as the no-op stamp is: a state folder someone else
 made is never taken. An agent could forge it; that only keeps a dry run from telling of a
 template error that the run itself still finds (a run checks its prompts, stamp or not).
 Touches `prompts-checked.json`; reads the task file and Jinja2's package folder.
@@ -31,7 +31,7 @@ import os
 import sys
 from importlib.util import find_spec
 
-from ..plan import plan_cache
+from ..signing import code_digest, signing_key
 from ..state.item_status import DONE
 from ..state.state import open_to_read, write_atomic
 from ..tasks.doit_tasks import jobs_of
@@ -45,7 +45,7 @@ def check_once(batch, keys: list[str]) -> None:
     its load read), unless a check of the same inputs passed before; raises BatchError as
     check_prompts does. Their jobs are made only if the check runs."""
     inputs = digest(batch, keys)
-    secret = plan_cache.signing_key()
+    secret = signing_key()
     stamp = os.path.join(batch.state.root, NAME)
     signature = None if inputs is None or secret is None else _sign(secret, inputs)
     if signature is not None and hmac.compare_digest(_read(stamp), signature):
@@ -72,7 +72,7 @@ def digest(batch, keys: list[str]) -> str | None:
         return None
     if installed is None or batch.statuses is None:
         return None
-    found = hashlib.sha256(plan_cache.code_digest())
+    found = hashlib.sha256(code_digest())
     found.update(repr((sys.version, jinja.origin, installed.st_size, installed.st_mtime_ns)).encode())
     found.update(os.path.realpath(plan.path).encode("utf-8", "surrogateescape") + b"\0" + data + b"\0")
     found.update(repr((plan.dialect, plan.settings, batch.plan_context)).encode("utf-8", "surrogateescape"))
