@@ -1,4 +1,4 @@
-"""What batch-tasks keys and signs its own files with: the code's digest, and the user's key.
+"""What batch-tasks keys and signs its own files with: the code's digest, the user's key, and the signature.
 
 A cache (the plan cache, the no-op's stamp) is keyed on the code that wrote it, and what
 batch-tasks keeps for itself (caches, stamps, a review's verdict) is signed with a secret of
@@ -10,6 +10,7 @@ nothing of the plan. Touches that key file only.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -50,3 +51,9 @@ def signing_key() -> bytes | None:
     except OSError:
         return None
     return key if len(key) == 32 else None
+
+
+def sign(secret: bytes, label: str, data: bytes) -> str:
+    """DATA's signature (HMAC-SHA256) with the user's SECRET, under LABEL: what kind of file it
+    is, so that a signature made for one kind never verifies another."""
+    return hmac.new(secret, label.encode("utf-8", "surrogateescape") + b"\0" + data, hashlib.sha256).hexdigest()

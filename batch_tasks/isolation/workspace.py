@@ -20,7 +20,6 @@ rewrite, and would point the runner's commit at another repository than what lan
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import json
 import os
@@ -31,7 +30,7 @@ from typing import Any, Protocol
 
 from ..errors import BatchError
 from ..repository.git import GitError, admin_folder, common_dir, git, is_ancestor, rev
-from ..signing import signing_key
+from ..signing import sign, signing_key
 from ..state.state import open_to_read, write_atomic
 from .bootstrap import Baseline, dirty_entries, dirty_or_ignored, dirty_paths
 
@@ -345,8 +344,7 @@ def holds_base(isolation: Owner, base: Any, commit: str) -> bool:
 
 
 def _sign(secret: bytes, record: dict[str, Any]) -> str:
-    text = json.dumps(record, sort_keys=True)
-    return hmac.new(secret, b"attempt-record\0" + text.encode(), hashlib.sha256).hexdigest()
+    return sign(secret, "attempt-record", json.dumps(record, sort_keys=True).encode())
 
 
 def remove_stale_index_lock(worktree: Path) -> None:

@@ -25,7 +25,6 @@ lifecycle, its records and events.jsonl.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..agents import retry
-from ..signing import signing_key
+from ..signing import sign, signing_key
 from ..state.item_machine import AWAITING_REVIEW
 from ..state.records import failure_record, record_failure
 from ..state.state import ItemState, open_to_read, write_json_atomic
@@ -46,7 +45,6 @@ if TYPE_CHECKING:
 
 DECISION = "review.json"
 APPROVE, REJECT = "approve", "reject"
-_LABEL = b"batch-tasks review decision\0"
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def review_command(key: str, bin_name: str = "doit") -> str:
 
 
 def _signature(secret: bytes, body: str) -> str:
-    return hmac.new(secret, _LABEL + body.encode(), hashlib.sha256).hexdigest()
+    return sign(secret, "batch-tasks review decision", body.encode())
 
 
 def write_decision(folder: ItemState, key: str, decision: Decision) -> None:

@@ -40,7 +40,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..signing import code_digest, signing_key
+from ..signing import code_digest, sign, signing_key
 from ..redaction import Redactor
 from . import plan as plan_mod
 from .plan import Item, Plan, mark_column
@@ -100,7 +100,7 @@ def _marks_now(data: bytes, marks: list[int]) -> str:
 
 
 def _signature(secret: bytes, key: str, marks_then: str, body: bytes) -> str:
-    return hmac.new(secret, f"{key}\0{marks_then}\0".encode() + body, hashlib.sha256).hexdigest()
+    return sign(secret, f"{key}\0{marks_then}", body)
 
 
 # --- reading and writing ---------------------------------------------------------------

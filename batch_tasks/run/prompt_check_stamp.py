@@ -31,7 +31,7 @@ import os
 import sys
 from importlib.util import find_spec
 
-from ..signing import code_digest, signing_key
+from ..signing import code_digest, sign, signing_key
 from ..state.item_status import DONE
 from ..state.state import open_to_read, write_atomic
 from ..tasks.doit_tasks import jobs_of
@@ -97,4 +97,4 @@ def _read(path: str) -> str:
 
 
 def _sign(secret: bytes, inputs: str) -> str:
-    return hmac.new(secret, b"prompts-checked\0" + inputs.encode(), hashlib.sha256).hexdigest()
+    return sign(secret, "prompts-checked", inputs.encode())

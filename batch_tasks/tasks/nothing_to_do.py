@@ -56,7 +56,7 @@ from ..doit_bridge import changed_options, dependency_records
 from ..errors import BatchError
 from ..plan import outside_settings
 from ..plan.prompt import DEFAULT_TEMPLATE
-from ..signing import code_digest, signing_key
+from ..signing import code_digest, sign, signing_key
 from ..state.item_status import done_record_bytes
 from ..state.state import BatchState, ItemState, open_to_read, write_atomic
 
@@ -258,7 +258,7 @@ def _read(state: BatchState) -> dict[str, Any] | None:
 
 
 def _sign(secret: bytes, text: str) -> str:
-    return hmac.new(secret, b"nothing-to-do\0" + text.encode(), hashlib.sha256).hexdigest()
+    return sign(secret, "nothing-to-do", text.encode())
 
 
 # --- what is compared ------------------------------------------------------------------
