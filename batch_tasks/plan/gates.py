@@ -39,7 +39,6 @@ VERIFY_FIRST = re.compile(r"\bbefore\b[^.]*\b(?:verify|check|confirm|ensure|make
                           r"\b(?:verify|check|confirm|ensure|make sure)\b[^.]*\bbefore\b[^.]*:$", re.I)
 # Maestro's reset box: `**Reset 1_ANALYZE.md**: Uncheck all tasks in …`.
 RESET_BOX = re.compile(r"^(?:\*\*)?reset\b.*\b(?:uncheck|reset)\b", re.I)
-LIST_LINE = re.compile(r"^(?:[ \t]+\S|[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t])")
 CODE = re.compile(r"`([^`\n]+)`")
 # A command's first word names a program as one is typed (`make`, `./run.sh`, `go`): a span that
 # starts with a capital is a name or a file (`Meeting - Project Review.md`), not a command.
@@ -128,25 +127,9 @@ def _not_work_boxes(outline: Outline, gates: Gates) -> None:
 
 
 def lead_in(outline: Outline, line: int) -> int | None:
-    """The line that leads the list a box is in: the first above it that is prose, not part of
-    the list and not blank; None where a heading comes first."""
-    leads = outline.derived.get("lead_in")
-    if leads is None:
-        leads = outline.derived["lead_in"] = _lead_ins(outline)
+    """The line that leads the list a box is in (see Outline.lead_ins)."""
+    leads = outline.lead_ins
     return leads[line] if 0 <= line < len(leads) else None
-
-
-def _lead_ins(outline: Outline) -> list[int | None]:
-    """lead_in of every line, in one pass down the file: asked of each box, a walk up from it
-    read its whole list, so a list of 10,000 items read 50 million lines."""
-    leads: list[int | None] = [None] * (outline.body_start + 2)  # nothing above the body leads
-    lead = None  # what leads a box on the next line
-    for number in range(outline.body_start + 1, len(outline.lines) + 1):
-        text = outline.lines[number - 1]
-        if text.strip() and not LIST_LINE.match(text):
-            lead = None if text.lstrip().startswith("#") or outline.in_opaque(number) else number
-        leads.append(lead)
-    return leads
 
 
 def leads_criteria(line: str) -> bool:
