@@ -137,13 +137,13 @@ def ignored(dep_manager, tasks) -> set[str]:
     return {task.name for task in tasks if (marked.get(task.name) or {}).get("ignore:")}
 
 
-def dependency_records(database: str) -> list[tuple]:
-    """Every row of doit's SQLite records, by task, read-only. Raises sqlite3.Error."""
-    import sqlite3  # here: only a no-op that may be answered at once needs it
+def dependency_records_hold_an_ignore(database: str) -> bool:
+    """Whether any row of doit's SQLite records, read-only, holds a `doit ignore` mark. Raises sqlite3.Error."""
+    import sqlite3  # here: only a run that may leave the no-op's stamp needs it
     from pathlib import Path
 
     connection = sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)
     try:
-        return connection.execute("SELECT task_id, task_data FROM doit ORDER BY task_id").fetchall()
+        return connection.execute("SELECT 1 FROM doit WHERE task_data LIKE '%ignore:%' LIMIT 1").fetchone() is not None
     finally:
         connection.close()

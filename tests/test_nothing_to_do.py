@@ -237,3 +237,48 @@ def test_a_young_record_changed_where_lstat_cannot_tell_loads_in_full(just_run):
     data = record.read_bytes()
     record.write_bytes(data.replace(b"{", b" ", 1)[:len(data)])  # the same size, in place
     assert nothing_to_do.answer(BatchState(just_run.taskfile), seen) is None  # the lstat seen before it, and yet
+
+
+def test_doit_records_changed_where_lstat_cannot_tell_load_in_full(just_run):
+    """A run closes doit's records a moment before its stamp: a change to them within the clock's
+    granularity leaves their lstat as it was, and their bytes tell."""
+    import sqlite3
+
+    state = BatchState(just_run.taskfile)
+    seen = nothing_to_do.look(state, {"GLOBAL": {"loader": "batch"}})
+    assert seen is not None and nothing_to_do.answer(state, seen) is not None
+    connection = sqlite3.connect(state.db)
+    connection.execute("DELETE FROM doit WHERE task_id = 'extract-interfaces:auth'")  # `doit forget`'s write
+    connection.commit()
+    connection.close()
+    assert nothing_to_do.answer(state, seen) is None  # the lstat seen before it, and yet
+
+
+def test_doit_records_in_a_mode_whose_writes_sqlite_does_not_count_load_in_full(settled):
+    import sqlite3
+
+    state = BatchState(settled.taskfile)
+    assert nothing_to_do.look(state, {}) is not None
+    connection = sqlite3.connect(state.db)
+    assert connection.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    connection.close()
+    assert nothing_to_do.look(state, {}) is None
+    result, was_fast = fast(settled)
+    assert not was_fast and answer(result) == settled.slow_answer
+
+
+def test_a_stamp_with_young_files_is_stamped_again_without_them_once_they_are_old(just_run):
+    """The run's own records and doit's, just written, are compared by their bytes until their
+    times can tell a change; then the next answer stamps again without them."""
+    def young() -> dict:
+        stamp = json.loads((BatchState(just_run.taskfile).root / "nothing-to-do.json").read_text())
+        return json.loads(stamp["body"])["young"]
+
+    assert str(BatchState(just_run.taskfile).db) in young()
+    result, was_fast = fast(just_run)
+    assert was_fast and young()
+    result, was_fast = fast(just_run, later=RACY_SECONDS + 0.5)
+    assert was_fast and young() == {}
+    again, was_fast = fast(just_run)
+    assert was_fast and answer(again) == answer(result)
+    assert forget(just_run) in fast(just_run)[0].stdout  # and any change still loads in full

@@ -10,7 +10,8 @@ What is compared (any difference, or anything that cannot be read: the full load
 - the code (every .py file of the package: signing's code digest), doit's and Python's
   versions, the command's doit configuration, the task file's real path and bytes;
 - each template the groups use: where it is, its lstat and its bytes' digest;
-- doit's database (`doit ignore`, `forget`): its bytes;
+- doit's database (`doit ignore`, `forget`): its lstat and SQLite's own count of the writes
+  committed to it (the file change counter of its header);
 - the state folder: every group and item folder, every result record, and every file
   of an item that has none: its lstat (kind, inode, size, mtime, ctime), walked without
   following a link; and run.lock empty (no run in progress, none killed).
@@ -20,8 +21,10 @@ answer a full load would give, when it can tell that nothing but itself changed 
 since it began: task.md differs only by the ticks of the items it ran, the rest of the
 inputs are as they were, every record of an item it did not run is as it was, no item is
 `doit ignore`d, and the record of each item it ran says done. Records younger than
-RACY_SECONDS (its own, just written) are kept in the stamp by their bytes' digest, and
-compared by their bytes too: a change within the clock's granularity shows there.
+RACY_SECONDS (its own, just written), and doit's database when it is, are kept in the stamp
+by their bytes' digest, and compared by their bytes too: a change within the clock's
+granularity shows there. The first answer given once they are older stamps them again
+without their bytes: a steady no-op reads no record.
 
 A stamp is signed with the user's key (see signing): a state folder someone else made
 is never taken. An agent (the same user) could read the key and forge a stamp; that
@@ -30,8 +33,8 @@ lstat is trusted only when it is older than RACY_SECONDS at the stamp's writing,
 a change within the file system's clock granularity could leave it as it was: a run
 right after records were written leaves no stamp, and the next one does.
 
-It touches the stamp (written by a full load that found nothing to do, removed when
-stale) and reads the rest.
+It touches the stamp (written by a full load that found nothing to do, written again without
+its young files once they are old, removed when stale) and reads the rest.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import operator
+import marshal
 import os
 import stat
 import sys
@@ -52,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import doit
 
-from ..doit_bridge import changed_options, dependency_records
+from ..doit_bridge import changed_options, dependency_records_hold_an_ignore
 from ..errors import BatchError
 from ..plan import outside_settings
 from ..plan.prompt import DEFAULT_TEMPLATE
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
 NAME = "nothing-to-do.json"
 FORMAT = 1
 RACY_SECONDS = 2.0  # coarser than any file system's clock (FAT's is 2 s)
+SQLITE_HEADER = b"SQLite format 3\0"
 # The options that change nothing when nothing is to run; with any other one set, or a
 # selection, the batch is loaded in full.
 HARMLESS_OPTIONS = frozenset({"num_process", "continue", "joblog", "taskfile"})
@@ -85,6 +89,7 @@ class Look:
     state: str  # the state folder as lstat sees it
     newest_ns: int  # the latest mtime or ctime in it
     database: str  # doit's records (which a run writes itself, as it closes them)
+    database_ns: int = 0  # their mtime or ctime, the later
     others: str = ""  # the inputs but the task file's bytes
     taskfile: bytes = b""
     walked: tuple[tuple, ...] = ()  # (name, its item's folder or None, lstat fields...) of each entry
@@ -103,7 +108,7 @@ def look(state: BatchState, config: Mapping[str, Any], holding_the_lock: bool = 
         if not holding_the_lock and lock is not None and lock.st_size:
             return None
         data = Path(state.real_taskfile).read_bytes()
-        database = _database_digest(str(state.db))
+        database, database_ns = _database_identity(str(state.db))
         walked_digest, newest, walked = _state_digest(str(state.root / "items"))
     except (OSError, ValueError):
         return None
@@ -116,7 +121,7 @@ def look(state: BatchState, config: Mapping[str, Any], holding_the_lock: bool = 
         return None
     others = inputs.hexdigest()
     inputs.update(hashlib.sha256(data).digest())
-    return Look(inputs.hexdigest(), walked_digest, newest, database, others, data, walked)
+    return Look(inputs.hexdigest(), walked_digest, newest, database, database_ns, others, data, walked)
 
 
 def answer(state: BatchState, seen: Look) -> dict[str, Any] | None:
@@ -132,7 +137,12 @@ def answer(state: BatchState, seen: Look) -> dict[str, Any] | None:
     if not isinstance(young, dict) or not all(_file_digest(name) == digest for name, digest in young.items()):
         return None
     said = stamp.get("said")
-    return said if isinstance(said, dict) else None
+    if not isinstance(said, dict):
+        return None
+    if young and time.time() - max(seen.newest_ns, seen.database_ns) / 1e9 > RACY_SECONDS:
+        # Their times now tell any later change: the next answers need not read them.
+        _stamp(state, seen, stamp["templates"], said, {})
+    return said
 
 
 def write(state: BatchState, config: Mapping[str, Any], before: Look | None,
@@ -222,6 +232,17 @@ def _stamp(state: BatchState, after: Look, templates: list, said: dict[str, Any]
     secret = signing_key()
     if secret is None:
         return
+    if time.time() - after.database_ns / 1e9 <= RACY_SECONDS:  # just written, as a run closes it
+        database = str(state.db)
+        digest = _file_digest(database)
+        try:
+            unchanged = digest is not None and _database_identity(database)[0] == after.database
+        except (OSError, ValueError):
+            unchanged = False
+        if not unchanged:
+            forget(state)
+            return
+        young = {**young, database: digest}
     body = {"format": FORMAT, "inputs": after.inputs, "state": after.state, "database": after.database,
             "templates": templates, "said": said, "young": young}
     text = json.dumps(body, sort_keys=True)
@@ -304,25 +325,29 @@ def _fields(info: os.stat_result) -> list[int]:
     return [info.st_mode, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
-def _database_digest(database: str) -> str:
-    """doit's records, by what they hold (every run rewrites its pages, even to hold the
-    same); a journal beside them means a write is under way. Raises ValueError if they
-    cannot be read, or are not a file of their own."""
+def _database_identity(database: str) -> tuple[str, int]:
+    """doit's records as lstat sees them, with SQLite's file change counter (bumped by every
+    write committed in its rollback-journal mode: a write within the clock's granularity
+    shows there), and their newest time. A journal beside them means a write is under way.
+    Raises ValueError if they are not a SQLite file of their own in that mode."""
     for suffix in ("-journal", "-wal"):
         if os.path.lexists(database + suffix):
             raise ValueError("doit's database is being written")
-    info = _lstat(database)
-    if info is None:
-        return "none"
+    try:
+        fd = os.open(database, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return "none", 0
+    try:
+        info, header = os.fstat(fd), os.pread(fd, 100, 0)
+    finally:
+        os.close(fd)
     if not stat.S_ISREG(info.st_mode):
         raise ValueError("doit's database is not a file")
-    import sqlite3  # here: only a no-op that may be answered at once needs it
-
-    try:
-        rows = dependency_records(database)
-    except sqlite3.Error as error:
-        raise ValueError(str(error)) from None
-    return _digest(repr(rows).encode("utf-8", "surrogateescape"))
+    # Bytes 18 and 19: the write and read versions, 1 for a rollback journal (2, WAL, counts no write).
+    if header and (not header.startswith(SQLITE_HEADER) or header[18:20] != b"\1\1"):
+        raise ValueError("doit's database is not SQLite in rollback-journal mode")
+    counter = int.from_bytes(header[24:28], "big")
+    return f"{_fields(info)} {counter}", max(info.st_mtime_ns, info.st_ctime_ns)
 
 
 def _ignores(database: str) -> bool:
@@ -332,11 +357,7 @@ def _ignores(database: str) -> bool:
     import sqlite3
 
     try:
-        connection = sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)
-        try:
-            return connection.execute("SELECT 1 FROM doit WHERE task_data LIKE '%ignore:%' LIMIT 1").fetchone() is not None
-        finally:
-            connection.close()
+        return dependency_records_hold_an_ignore(database)
     except sqlite3.Error:
         return True
 
@@ -344,30 +365,39 @@ def _ignores(database: str) -> bool:
 def _state_digest(items: str) -> tuple[str, int, tuple[tuple, ...]]:
     """Every group and item folder, result record, and file of an item without one, by lstat,
     each as (name, the item folder it belongs to or None, lstat's fields); their digest; and the
-    newest time among them. One plain loop, no call per record: it is most of a no-op's own work."""
+    newest time among them. One plain loop, no call per record, each record's lstat relative
+    to its group's folder: it is most of a no-op's own work."""
     walked = [_walked(items, None, _lstat(items))]
     if len(walked[0]) > 2 and stat.S_ISDIR(walked[0][2]):
-        lstat, by_name = os.lstat, operator.attrgetter("name")
-        for group in sorted(os.scandir(items), key=by_name):
-            walked.append(_walked(group.name, None, group.stat(follow_symlinks=False)))
-            if not group.is_dir(follow_symlinks=False):
+        lstat = os.lstat
+        for group in sorted(os.listdir(items)):
+            group_path = f"{items}/{group}"
+            info = lstat(group_path)
+            walked.append(_walked(group, None, info))
+            if not stat.S_ISDIR(info.st_mode):
                 continue
-            for item in sorted(os.scandir(group.path), key=by_name):
-                path = item.path
-                if not item.is_dir(follow_symlinks=False):
-                    info = item.stat(follow_symlinks=False)
-                else:
+            fd = os.open(group_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                for name in sorted(os.listdir(fd)):
+                    path = f"{group_path}/{name}"
                     try:
-                        info = lstat(path + "/result.json")
+                        info = lstat(f"{name}/result.json", dir_fd=fd)
                     except FileNotFoundError:
                         # No result: what it has instead (forgotten, failed, running) decides.
-                        walked.append(_walked(path, path, item.stat(follow_symlinks=False)))
+                        walked.append(_walked(path, path, lstat(name, dir_fd=fd)))
                         walked += [_walked(entry.path, path, entry.stat(follow_symlinks=False))
-                                   for entry in sorted(os.scandir(path), key=by_name)]
+                                   for entry in sorted(os.scandir(path), key=lambda entry: entry.name)]
                         continue
-                walked.append((path, path, info.st_mode, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
+                    except NotADirectoryError:  # a file where an item's folder would be
+                        info = lstat(name, dir_fd=fd)
+                    walked.append((path, path, info.st_mode, info.st_ino, info.st_size, info.st_mtime_ns,
+                                   info.st_ctime_ns))
+            finally:
+                os.close(fd)
     newest = max((max(entry[5:]) for entry in walked if len(entry) > 2), default=0)
-    return _digest(repr(walked).encode()), newest, tuple(walked)
+    # marshal's bytes at a third of repr's cost; its version 2 writes no back-references,
+    # which would follow the objects' sharing: equal walks, equal bytes.
+    return _digest(marshal.dumps(walked, 2)), newest, tuple(walked)
 
 
 def _walked(name: str, owner: str | None, info: os.stat_result | None) -> tuple:
