@@ -251,8 +251,8 @@ def test_a_run_leaves_a_cache_that_its_ticks_did_not_spoil(batch):
 
 
 def test_a_change_to_any_of_the_package_code_is_a_new_key(batch, tmp_path):
-    """The key covers every .py file of the package, agents included: a copy of it with one
-    agent changed does not take the plan cached by the original."""
+    """The key covers every .py file of the package, agents included: with one agent changed,
+    the plan cached before is not taken."""
     batch.write("## G\n- [ ] a: one\n")
     package = Path(plan_cache.__file__).parent.parent  # the whole package
     copy = tmp_path / "copy"
@@ -267,7 +267,7 @@ def test_a_change_to_any_of_the_package_code_is_a_new_key(batch, tmp_path):
         subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=environment)
         return (cache_of(batch.taskfile) / "plan.json").read_bytes().split(b"\n", 1)[0]
 
-    original = load(package.parent)
+    original = load(copy)
     assert load(copy) == original  # the same code: the same key
     with open(copy / "batch_tasks" / "agents" / "command.py", "a") as stream:
         stream.write("\n# changed\n")

@@ -9,7 +9,7 @@ written without following any symbolic link), and one secret of the user's,
   A field added to them is carried as it is, if it holds plain data (text, numbers,
   tuples, lists, dicts, paths, plan.py's dataclasses); anything else leaves the plan
   uncached (parsed every time) until it gets an encoding here.
-- Keyed on everything that shapes a plan: every .py file of the package (agents
+- Keyed on everything that shapes a plan: every .py file of the package by lstat (agents
   included), its version, the task file's real path, and the file's bytes with
   every item's checkbox mark masked. A tick changes a mark only, so the cache
   survives the ticks of a run: each item's `done` and line as written are read
