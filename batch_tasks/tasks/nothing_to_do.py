@@ -394,7 +394,8 @@ def _state_digest(items: str) -> tuple[str, int, tuple[tuple, ...]]:
                                    info.st_ctime_ns))
             finally:
                 os.close(fd)
-    newest = max((max(entry[5:]) for entry in walked if len(entry) > 2), default=0)
+    seen = [entry for entry in walked if len(entry) > 2]
+    newest = max([entry[5] for entry in seen] + [entry[6] for entry in seen], default=0)  # no call per entry
     # marshal's bytes at a third of repr's cost; its version 2 writes no back-references,
     # which would follow the objects' sharing: equal walks, equal bytes.
     return _digest(marshal.dumps(walked, 2)), newest, tuple(walked)
