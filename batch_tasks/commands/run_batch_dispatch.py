@@ -11,8 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..main import typed
 from ..views.board import AWAITING_REVIEW, DONE
@@ -32,8 +31,7 @@ if TYPE_CHECKING:
     from ..views.reporter import BatchReporter
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     selected: Selected
     run: Run
     stop: Stop
@@ -44,8 +42,7 @@ class Prepared:
     notifier: Notifier | None
 
 
-@dataclass(frozen=True)
-class Dispatched:
+class Dispatched(NamedTuple):
     prepared: Prepared
     code: int
 
@@ -168,12 +165,12 @@ def close_up(dispatched: Dispatched) -> Ended:
     run.executor.close()
     ended = Ended(prepared.selected.loaded, code)
     if code == 0 and not will_run and run.isolation is None and not board.snapshot():
-        ended = replace(ended, found_nothing_to_do={"already_done": board.already_done,
+        ended = ended._replace(found_nothing_to_do={"already_done": board.already_done,
                                                     "notes": [run.budget.note()] if run.budget.note() else []})
     elif code == 0 and run.isolation is None and not run.budget.note() and board.items.keys() == will_run \
             and all(view.state == DONE for view in board.snapshot()):
         # What a full load would say next: every item it selects is done.
-        ended = replace(ended, ran_to_the_end=([item for item in batch.plan.items() if item.key in will_run],
+        ended = ended._replace(ran_to_the_end=([item for item in batch.plan.items() if item.key in will_run],
                                                {"already_done": board.already_done + len(will_run), "notes": []}))
     if run.merge_queue is not None:
         run.merge_queue.close()

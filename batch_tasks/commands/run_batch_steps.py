@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from doit.cmd_base import tasks_and_deps_iter
 from doit.control import TaskControl
@@ -45,8 +44,7 @@ def run_steps(steps, given):
     return given
 
 
-@dataclass(frozen=True)
-class Given:
+class Given(NamedTuple):
     """What the command line says, where to write, and what the run holds until it ends."""
     path: Path
     params: Any  # doit's parsed options
@@ -69,14 +67,12 @@ class Given:
         return {"optional": self.option("optional") or False, "sets": tuple(self.option("set") or ())}
 
 
-@dataclass(frozen=True)
-class Looked:
+class Looked(NamedTuple):
     given: Given
     seen: Any  # nothing_to_do's look at the state folder, or None
 
 
-@dataclass(frozen=True)
-class Loaded:
+class Loaded(NamedTuple):
     given: Given
     seen: Any
     batch: Batch
@@ -85,8 +81,7 @@ class Loaded:
     recovered: bool = False
 
 
-@dataclass(frozen=True)
-class DoitTasks:
+class DoitTasks(NamedTuple):
     """What doit hands back once it has loaded the batch's tasks."""
     loaded: Loaded
     task_list: list
@@ -94,8 +89,7 @@ class DoitTasks:
     dep_manager: Any
 
 
-@dataclass(frozen=True)
-class Selected:
+class Selected(NamedTuple):
     loaded: Loaded
     control: TaskControl
     selected: frozenset  # the named items and all they wait for
@@ -105,8 +99,7 @@ class Selected:
     dep_manager: Any
 
 
-@dataclass(frozen=True)
-class Ended:
+class Ended(NamedTuple):
     loaded: Loaded
     code: int
     found_nothing_to_do: dict | None = None  # what a run with nothing to do said
@@ -161,7 +154,7 @@ def check_before_the_lock(loaded: Loaded) -> Loaded:
 
     will_run = {item.key for item in batch.plan.items()
                 if batch.verdicts[item.key].runs and (given.option("optional") or not item.optional)}
-    return replace(loaded, checked=preflight.check(batch, will_run))
+    return loaded._replace(checked=preflight.check(batch, will_run))
 
 
 def lock(loaded: Loaded) -> Loaded:
@@ -188,7 +181,7 @@ def recover(loaded: Loaded) -> Loaded:
 
     for note in recovery.recover(loaded.batch, waiting=say_waiting):
         given.out.write(f"recovered: {note}\n")
-    return replace(loaded, batch=batch_mod.load(given.path, trust_cache=False, **given.how), recovered=True)
+    return loaded._replace(batch=batch_mod.load(given.path, trust_cache=False, **given.how), recovered=True)
 
 
 def select(tasks: DoitTasks) -> Selected:
