@@ -6,8 +6,9 @@ the same group-after-group dependencies. Then times, alternating the two so that
 a noisy machine hurts both alike: listing, explaining what would run, and a run
 with nothing left to do (with each process's peak memory, RSS, and the time its
 summary says it took, against the process's own), and the no-op beside the floor in the same
-loop: ninja and make over the same targets, all up to date, and doit's own start (`doit list`
-of a one-task dodo.py), which any doit command pays. Python processes run as a normal
+loop: ninja and make over the same targets, all up to date, doit's own start (`doit list`
+of a one-task dodo.py), which any doit command pays, and a bare Python walk that lstats
+every item's record, which any no-op that trusts no clock of its own must do. Python processes run as a normal
 install does, writing and reusing their bytecode (PYTHONDONTWRITEBYTECODE, which a
 session may set, is dropped from their environment).
 
@@ -30,6 +31,13 @@ OUT = Path(__file__).parent / "out" / "overhead"
 ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 SUMMARY_TIME = re.compile(rb"already done in (?:(\d+)m)?([0-9.]+)s")
 SAID: list[float] = []  # the no-op summaries' times over the processes' own, as they come
+# The least a no-op must look at: every item's result record, by lstat, from the group's folder.
+WALK = """import os, sys
+for group in os.listdir(sys.argv[1]):
+    fd = os.open(os.path.join(sys.argv[1], group), os.O_RDONLY | os.O_DIRECTORY)
+    for item in os.listdir(fd):
+        os.lstat(item + "/result.json", dir_fd=fd)
+"""
 
 BARE_DODO = '''\
 DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".doit.db", "verbosity": 0}}
@@ -173,8 +181,12 @@ def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | 
     SAID.clear()
     noop = row("no-op run, all done", ("run-batch",), ())
     told = f"{statistics.median(SAID):.2f}" if SAID else "-"
-    steady, ninja, make, start = medians(repeat, lambda: doit(batch, "run-batch"), lambda: timed(["ninja"], floor),
-                                         lambda: timed(["make", "-s"], floor), lambda: doit(floor, "list"))
+    items = next(batch.glob(".batch/*/items"))
+    steady, ninja, make, start, python, walk = medians(
+        repeat, lambda: doit(batch, "run-batch"), lambda: timed(["ninja"], floor), lambda: timed(["make", "-s"], floor),
+        lambda: doit(floor, "list"), lambda: timed([sys.executable, "-c", ""], floor),
+        lambda: timed([sys.executable, "-c", WALK, str(items)], floor))
+    least = start[2] + walk[2] - python[2]  # any doit command, and a look at every record
     rows += [noop, ["  its peak RSS", *noop[1:]], row("doit list --all (all done)", ("list", "--all"), ("list", "--all"))]
 
     ratios = ["/bare"] + (["base/bare", "/base"] if baseline else [])
@@ -193,6 +205,9 @@ def measure(work: Path, groups: int, modules: int, repeat: int, baseline: str | 
           f"ninja {ninja[2]:.3f} s, make {make[2]:.3f} s, doit's own start {start[2]:.3f} s; batch-tasks / ninja "
           f"{steady[2] / ninja[2]:.1f}, doit's start / ninja {start[2] / ninja[2]:.1f}, batch-tasks / doit's start "
           f"{steady[2] / start[2]:.2f}", flush=True)
+    print(f"the floor of a no-op on doit: doit's own start and the records' lstats (a bare Python walk {walk[2]:.3f} s, "
+          f"less Python's start {python[2]:.3f} s) {least:.3f} s, {least / ninja[2]:.1f} x ninja; batch-tasks / this "
+          f"floor {steady[2] / least:.2f}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
 
 
