@@ -166,6 +166,42 @@ def test_a_check_failing_on_the_merged_state_is_undone(repo):
     assert undone.record()["merged_state_check"]["exit_status"] == 3
 
 
+def test_nothing_a_check_left_in_the_queues_worktree_reaches_the_check_of_another_state(repo):
+    """A check runs the items' code: whatever it writes in the queue's worktree, untracked or
+    ignored, is gone before that worktree is lent to the next check (an item that failed its
+    check could otherwise leave a file that makes the next state's check pass). What the setup
+    made stays, as in an item's own worktree: it runs once per worktree."""
+    isolation = isolation_for(repo)
+    queue = MergeQueue(isolation)  # one check at a time: one worktree, lent again
+    runs = repo.parent / "setup-runs"
+    settings = {**isolation.settings, "worktree_setup": [
+        sys.executable, "-c", f"open('deps.ignored', 'w').close(); open('tool.txt', 'w').close(); "
+                              f"open({str(runs)!r}, 'a').write('ran\\n')"]}
+    plants = (sys.executable, "-c",
+              "import os, sys\n"
+              "if not (os.path.exists('deps.ignored') and os.path.exists('tool.txt')): sys.exit(5)\n"
+              "if os.path.exists('planted.txt') or os.path.exists('planted.ignored'): sys.exit(4)\n"
+              "if os.path.exists('x.txt'):\n"
+              "    open('planted.txt', 'w').close(); open('planted.ignored', 'w').close(); sys.exit(3)\n")
+    with (repo.parent / "setup.log").open("wb") as log:
+        workspaces = {module: isolation.open_attempt("edit", module, f"run-{module}", settings, log)
+                      for module in ("first", "x", "y")}
+        runs.unlink()  # the items' own setups
+        for module, workspace in workspaces.items():
+            (workspace.folder / f"{module}.txt").write_text(f"{module}\n")
+            workspace.commit_leftovers()
+
+        def merge(module: str):
+            return queue.merge(workspaces[module], Check(plants, 60, "edit", module), log, settings)
+
+        assert merge("first").merged  # the tip moves on
+        failed = merge("x")
+        assert failed.status == CONFLICT and failed.check.exit_status == 3  # checked merged, and planted
+        assert merge("y").merged
+    assert runs.read_text() == "ran\n"
+    queue.close()
+
+
 def test_an_attempt_that_changed_nothing(repo):
     isolation = isolation_for(repo)
     workspace = isolation.open_attempt("edit", "idle", "run-idle")

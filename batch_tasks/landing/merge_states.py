@@ -82,8 +82,10 @@ def merge_chain(top: Path, base: str, merges) -> Chain | Conflict:
 
 class Checkouts:
     """The queue's worktrees for its checks, one per check at a time; each set up (worktree_copy,
-    worktree_setup) once per setting, as the items' own are. What a check leaves goes when the
-    worktree is lent again (untracked files, the setup's among them, stay)."""
+    worktree_setup) once per setting, as the items' own are. A check runs the items' code, and
+    an item that failed its own could write a file there that passes the next: so a worktree
+    is lent again only once it is exactly its new state, tracked files as the state has them
+    and nothing else, but what the setup made (untracked or ignored, found right after it ran)."""
 
     def __init__(self, isolation):
         self.isolation = isolation
@@ -91,6 +93,7 @@ class Checkouts:
         self._free: list[Path] = []
         self._made = 0
         self._set_up: dict[Path, set] = {}
+        self._setup_made: dict[Path, set[str]] = {}  # the untracked and ignored paths the setup left
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -98,8 +101,9 @@ class Checkouts:
         """A worktree at `commit`; yields task.md's working folder there."""
         path = self._take()
         try:
-            git("checkout", "-q", "-f", "--detach", commit, cwd=path)
-            git("reset", "-q", "--hard", cwd=path)
+            git("reset", "-q", "--hard", commit, cwd=path)  # detached: HEAD, index and files at COMMIT
+            git("clean", "-ffdxq", *(f"--exclude={_exactly(name)}" for name in sorted(self._setup_made.get(path, ()))),
+                cwd=path)
             self._set_up_for(path, settings, log, on_start)
             yield path, path / self.isolation.relative_workdir
         finally:
@@ -138,4 +142,13 @@ class Checkouts:
         bootstrap(path, folder=path / isolation.relative_folder, source_folder=isolation.folder, top=isolation.top,
                   settings=settings, log=log, supervisor=isolation.supervisor, on_start=on_start,
                   sandbox=agent_sandbox.for_merged_state(path, isolation.top, settings))
+        # A folder once, not each file in it (`--untracked-files=normal`): these stay from check to check.
+        found = git("status", "--porcelain", "-z", "--untracked-files=normal", "--ignored=matching", "--no-renames",
+                    cwd=path).fields()
+        self._setup_made.setdefault(path, set()).update(entry[3:] for entry in found if entry[:2] in ("??", "!!"))
         done.add(wanted)
+
+
+def _exactly(name: str) -> str:
+    """A pattern for `git clean --exclude` that matches NAME, relative to the worktree's top, alone."""
+    return "/" + re.sub(r"([\\*?\[ ])", r"\\\1", name)
