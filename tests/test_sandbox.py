@@ -55,7 +55,15 @@ def test_an_agent_in_the_sandbox_is_refused_everything_but_its_own_work(tmp_path
            "INTRUDER_READS": json.dumps([str(key), str(repo / "shared.py")]),
            "INTRUDER_WAIT_FOR": str(worktrees / "{other}" / ".git")}
     main = git("rev-parse", "main", cwd=repo)
-    result = run(repo, env, "-n", "2")
+    # A process of the same user outside (the runner is one too): it can neither see nor signal it.
+    bystander = subprocess.Popen(["sleep", "300"])
+    env["INTRUDER_SIGNAL"] = str(bystander.pid)
+    try:
+        result = run(repo, env, "-n", "2")
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
     assert result.returncode == 0, result.stdout + result.stderr
     assert (cache / "batch-tasks" / "plan-cache.key").exists()  # made by the run, before the agents
 
@@ -65,6 +73,7 @@ def test_an_agent_in_the_sandbox_is_refused_everything_but_its_own_work(tmp_path
             target = target.replace("{module}", module).replace("{other}", {"alpha": "beta", "beta": "alpha"}[module])
             assert f"refused {target}: [Errno 30] Read-only file system" in said, said  # there, and refused
         assert "WROTE" not in said
+        assert f"cannot signal {bystander.pid}: [Errno 3] No such process" in said and "SIGNALLED" not in said
         assert f"unreadable {key}" in said and f"READ {repo / 'shared.py'}" in said  # hidden, not just read-only
         assert "update-ref: exit 128" in said and "git config: exit 255" in said, said
         assert f"committed {module}" in said

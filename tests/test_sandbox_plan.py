@@ -31,7 +31,8 @@ def test_the_worktree_its_git_folder_objects_and_its_own_ref_are_writable_and_no
     assert mounts(argv, "--bind") == [f"{REPO}/.batch/task/worktrees/edits/alpha", ADMIN, f"{REPO}/.git/objects",
                                       f"{REPO}/.git/refs/heads/batch/task.items/edits",
                                       f"{REPO}/.git/logs/refs/heads/{BRANCH}"]
-    assert argv[:6] == ["/usr/bin/bwrap", "--unshare-user", "--die-with-parent", "--ro-bind", "/", "/"]
+    assert argv[:8] == ["/usr/bin/bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
+                        "--ro-bind", "/", "/"]
     assert argv[-4:] == ["/w", "--", "claude", "-p"]
     # The agent CLI's own state, where it is.
     assert mounts(argv, "--bind-try") == ["/home/u/.claude", "/home/u/.claude.json"]

@@ -5,7 +5,8 @@ Writable inside: the item's worktree; its own folder in the repository's .git (i
 but the files that say where the repository is, and batch-tasks' record, stay read-only);
 the object store; the folder of refs that holds its branch, every other ref in it read-only
 (a ref is replaced by a rename, which a read-only file inside a writable folder refuses);
-its branch's reflog; a private /tmp; the agent CLI's own state (`~/.claude`, `~/.codex`…,
+its branch's reflog; a private /tmp; processes and System V IPC of its own (no process
+outside is seen or signalled); the agent CLI's own state (`~/.claude`, `~/.codex`…,
 see Agent.state_paths) and `sandbox_write`. Hidden: the plan cache's signing key. The rest,
 the repository's config, hooks, other refs, the user's checkout, the batch's state folder
 and the home folder among them, is read-only. `sandbox_network: false` cuts the network.
@@ -76,8 +77,10 @@ class Sandbox:
     network: bool = True
 
     def argv(self, command: Sequence[str], cwd: Path | str) -> list[str]:
-        args = [self.bwrap, "--unshare-user", "--die-with-parent", "--ro-bind", "/", "/",
-                "--dev", "/dev", "--proc", "/proc", "--tmpfs", PRIVATE_TMP]
+        # Processes of its own (--unshare-pid): the user's others, the runner, other items' agents
+        # and checks are neither seen nor signalled, as any process of the same user could be.
+        args = [self.bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
+                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", PRIVATE_TMP]
         for path in (*self.shown, *temp_homes(command, self.shown)):
             args += ["--ro-bind", path, path]
         for path in self.writable:

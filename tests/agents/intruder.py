@@ -7,11 +7,13 @@ Each path in $INTRUDER_TARGETS (a JSON list; `{module}` is replaced by the item'
 it on its own branch. With $INTRUDER_CONNECT (a port), it first connects to that port on
 the loopback and prints `connected` or `cannot connect: why`. Before the writes, it waits
 (at most 60 s) for $INTRUDER_WAIT_FOR (with the same replacements) to exist: the other
-item's worktree, so that both run at once.
+item's worktree, so that both run at once. With $INTRUDER_SIGNAL (pids, comma-separated), it
+sends each SIGTERM and prints `SIGNALLED PID` or `cannot signal PID: why`.
 """
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -52,6 +54,12 @@ for target in json.loads(os.environ.get("INTRUDER_READS", "[]")):
         print(f"READ {target}", flush=True)
     except OSError as error:
         print(f"unreadable {target}: {error}", flush=True)
+for pid in filter(None, os.environ.get("INTRUDER_SIGNAL", "").split(",")):
+    try:
+        os.kill(int(pid), signal.SIGTERM)
+        print(f"SIGNALLED {pid}", flush=True)
+    except OSError as error:
+        print(f"cannot signal {pid}: {error}", flush=True)
 for argv in (["git", "update-ref", "refs/heads/main", "HEAD"], ["git", "config", "--local", "intruder.was", "here"]):
     tried = subprocess.run(argv, capture_output=True, text=True)
     print(f"{' '.join(argv[:2])}: exit {tried.returncode} {tried.stderr.strip()}", flush=True)
