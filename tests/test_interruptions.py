@@ -123,9 +123,8 @@ def test_a_closed_output_stops_the_run_as_sigterm_does_then_resume(busy):
 def test_a_second_run_on_the_same_file_is_refused(busy):
     runner = busy.start("run-batch", "-n", "3")
     try:
-        # Only the slow two still run: the first run ticks nothing while the second is refused.
-        wait_for(lambda: len(completed(busy)) >= 4 and busy.runs("start")["g:m5"] == 1)
-        time.sleep(0.3)
+        # Only the slow two still run, the others ticked: the first run ticks nothing while the second is refused.
+        wait_for(lambda: busy.taskfile.read_text().count("- [x]") == 4 and busy.runs("start")["g:m5"] == 1)
         before = busy.taskfile.read_bytes()
         second = busy.run("run-batch")
         assert second.returncode != 0
