@@ -6,10 +6,12 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -107,6 +109,10 @@ def batch(tmp_path) -> BatchFolder:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "alone: runs with no other test beside it, even under pytest-xdist")
+    # A script's background job (`pytest &`) starts with Ctrl-C ignored, and the runs the tests
+    # start would inherit that: those told to stop by Ctrl-C would run on until their timeouts.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -167,13 +167,21 @@ def test_ctrl_c_while_it_starts_is_one_line_and_130(configured):
     os.mkfifo(fifo)  # task.md read from a pipe: the run waits at its start until it is written
     starting = subprocess.Popen(configured.command("run-batch", "-T", "slow.md"), cwd=configured.path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    writer = wait_for(lambda: _open_for_writing(fifo))  # the run has it open, reading
+    writer = wait_for(lambda: _open_for_writing(fifo))  # the run has opened it
+    # A Ctrl-C between that open and the read after it is handled before the read begins, which
+    # then waits forever for the pipe; once the run is asleep in the read, the signal ends it.
+    wait_for(lambda: _asleep_reading_a_pipe(starting.pid))
     starting.send_signal(signal.SIGINT)
     out, err = starting.communicate(timeout=60)
     os.close(writer)
     assert "Traceback" not in err and err.strip() == "Stopped by Ctrl-C."
     assert starting.returncode == 130
     assert not (configured.path / "runs.log").exists()
+
+
+def _asleep_reading_a_pipe(pid: int) -> bool:
+    with open(f"/proc/{pid}/wchan") as wchan:  # where the kernel holds it: pipe_read, anon_pipe_read
+        return "pipe" in wchan.read()
 
 
 def _open_for_writing(fifo):

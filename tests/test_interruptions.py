@@ -70,6 +70,19 @@ def watchdogs(runner) -> list[psutil.Process]:
     return found
 
 
+def told_of(watchdog: psutil.Process, agents: set[int]) -> bool:
+    """The watchdog holds each agent's pidfd: it has read what its runner told it of them (the
+    runner tells a replacement once it has started it: killed before that, it would leave them)."""
+    held = set()
+    for fd in os.listdir(f"/proc/{watchdog.pid}/fd"):
+        try:
+            with open(f"/proc/{watchdog.pid}/fdinfo/{fd}") as info:
+                held |= {int(line.split()[1]) for line in info if line.startswith("Pid:")}
+        except OSError:  # closed meanwhile
+            continue
+    return agents <= held
+
+
 def test_kill_9_mid_group_then_resume(busy):
     runner = busy.start("run-batch", "-n", "3")
     wait_for(lambda: len(completed(busy)) >= 4 and busy.runs("start")["g:m5"] == 1)
@@ -123,9 +136,8 @@ def test_a_closed_output_stops_the_run_as_sigterm_does_then_resume(busy):
 def test_a_second_run_on_the_same_file_is_refused(busy):
     runner = busy.start("run-batch", "-n", "3")
     try:
-        # Only the slow two still run: the first run ticks nothing while the second is refused.
-        wait_for(lambda: len(completed(busy)) >= 4 and busy.runs("start")["g:m5"] == 1)
-        time.sleep(0.3)
+        # Only the slow two still run, the others ticked: the first run ticks nothing while the second is refused.
+        wait_for(lambda: busy.taskfile.read_text().count("- [x]") == 4 and busy.runs("start")["g:m5"] == 1)
         before = busy.taskfile.read_bytes()
         second = busy.run("run-batch")
         assert second.returncode != 0
@@ -158,7 +170,7 @@ def test_a_watchdog_killed_mid_run_is_replaced_and_still_ends_the_agents(busy):
     first = wait_for(lambda: watchdogs(runner))[0]
     first.kill()
     second = wait_for(lambda: [w for w in watchdogs(runner) if w.pid != first.pid], timeout=10)[0]
-    time.sleep(0.3)  # it reads what it was told every 50 ms
+    wait_for(lambda: told_of(second, agents), timeout=10)
     runner.kill()
     runner.wait(timeout=10)
     wait_for(lambda: not [pid for pid in agents if alive(pid)], timeout=20)
@@ -178,7 +190,7 @@ def test_a_stopped_watchdog_is_replaced_and_still_ends_the_agents(busy):
     try:
         second = wait_for(lambda: [w for w in watchdogs(runner) if w.pid != first.pid], timeout=10)[0]
         wait_for(lambda: not alive(first.pid), timeout=10)  # killed, not left stopped
-        time.sleep(0.3)  # it reads what it was told every 50 ms
+        wait_for(lambda: told_of(second, agents), timeout=10)
         runner.kill()
         runner.wait(timeout=10)
         wait_for(lambda: not [pid for pid in agents if alive(pid)], timeout=20)

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from chromium import Chromium, executable
 from conftest import FRONT_MATTER, BatchFolder, wait_for
 
 from batch_tasks.run import history
+from batch_tasks.state.state import BatchState
 from batch_tasks.views.report_data import KINDS
 
 PAYLOAD = "<script>document.body.dataset.pwned='script'</script><img src=x onerror=\"document.body.dataset.pwned='img'\">"
@@ -229,13 +229,17 @@ def test_the_report_renders_in_headless_chromium(mixed, tmp_path):
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def finished_in_history(batch: BatchFolder, key: str) -> bool:
+    root = BatchState(batch.taskfile).root
+    return any(event["event"] == "item_finished" and event["item"] == key
+               for run_id in history.run_ids(root) for event in history.read_run(root, run_id))
+
+
 def test_a_killed_runs_report_shows_it_up_to_the_kill(batch):
     batch.write("# K\n## G\n- [ ] a: quick\n- [ ] b: slow\n")
     batch.behave(b={"sleep": 120})
     runner = batch.start("run-batch", "-n", "2")
-    wait_for(lambda: batch.runs("done")["g:a"] == 1 and batch.runs("start")["g:b"] == 1
-             and (batch.state("g", "a") / "result.json").exists())
-    time.sleep(0.2)  # the history's line for a's end comes after its result
+    wait_for(lambda: batch.runs("start")["g:b"] == 1 and finished_in_history(batch, "g:a"))  # written after its result
     runner.kill()
     runner.wait(timeout=10)
     report = batch.run("batch-report", "--format", "json", "-o", "-")
