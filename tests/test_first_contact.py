@@ -169,7 +169,9 @@ def test_ctrl_c_while_it_starts_is_one_line_and_130(configured):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     writer = wait_for(lambda: _open_for_writing(fifo))  # the run has opened it
     # A Ctrl-C between that open and the read after it is handled before the read begins, which
-    # then waits forever for the pipe; once the run is asleep in the read, the signal ends it.
+    # then waits for the pipe (Python checks for signals between calls, not inside one). A real
+    # Ctrl-C reaches the pipe's writer too, whose end ends that read; this one reaches the run
+    # alone, so it is sent once the run is asleep in the read, where the signal ends it.
     wait_for(lambda: _asleep_reading_a_pipe(starting.pid))
     starting.send_signal(signal.SIGINT)
     out, err = starting.communicate(timeout=60)
