@@ -167,6 +167,7 @@ def close_up(dispatched: Dispatched) -> Ended:
     given, will_run = prepared.selected.loaded.given, prepared.selected.will_run
     run.executor.close()
     run.ports.close()
+    run.supervisor.close()
     ended = Ended(prepared.selected.loaded, code)
     if code == 0 and not will_run and run.isolation is None and not board.snapshot():
         ended = replace(ended, found_nothing_to_do={"already_done": board.already_done,

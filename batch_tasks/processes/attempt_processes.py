@@ -1,8 +1,9 @@
 """Every process one attempt starts: finding them, now or after the runner died, and stopping them.
 
 An attempt's processes are found three ways, so that none is left behind:
-- its cgroup (v2), made for the attempt where the system lets us: the agent joins
-  it before it runs, and every process it starts is born in it, daemons too;
+- its cgroup (v2), where the system lets us: made for it, or one an attempt of its run
+  before it left empty; the agent joins it as it starts, and every process it starts
+  is born in it, daemons too;
 - its marker: the agent gets BATCH_ATTEMPT_ID in its environment, and so does
   everything it starts unless that clears its environment; psutil reads it in
   /proc, so a daemon that left the agent's session is still found;
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -61,6 +63,34 @@ def new_cgroup(attempt_id: str) -> str | None:
     except OSError:
         return None
     return folder
+
+
+class Cgroups:
+    """The cgroups of one run's attempts: one an attempt at a time, and one an attempt left
+    empty (its agent and all it started gone) is the next attempt's, rather than removed and
+    another made (each a walk of the kernel's cgroup tree, per item). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._empty: list[str] = []
+        self._lock = threading.Lock()
+
+    def take(self, attempt_id: str) -> str | None:
+        with self._lock:
+            if self._empty:
+                return self._empty.pop()
+        return new_cgroup(attempt_id)
+
+    def give_back(self, folder: str) -> None:
+        """An attempt's cgroup that it left empty."""
+        with self._lock:
+            self._empty.append(folder)
+
+    def close(self) -> None:
+        """The run is over: its empty cgroups are removed."""
+        with self._lock:
+            empty, self._empty = self._empty, []
+        for folder in empty:
+            AttemptProcesses(0, 0.0, "", folder).remove_cgroup()
 
 
 STALE_AFTER = 60.0  # seconds an attempt's cgroup may stand empty: it never is, but for a killed run's

@@ -15,8 +15,10 @@ the move is outside the cgroup, and found by its marker when the next run
 recovers, as everything is without cgroups). It dies with
 its runner: the run's watchdog (watchdog.py) kills it when the runner is gone,
 however it went, writes down how it ended if it had ended by itself (it holds its
-pidfd), and removes each attempt's cgroup once it is freed, so that no item waits
-for that. What the agent started itself the next run stops (see recovery).
+pidfd), and removes an attempt's cgroup once it is freed, so that no item waits
+for that; a cgroup its attempt left empty (nothing it started outlived its agent) is the
+next attempt's instead, and the run removes those it still has as it closes (`close`).
+What the agent started itself the next run stops (see recovery).
 
 The agent's own exit decides: it is reported (`on_exit`) the moment it happens,
 even while a helper it started still holds its output open; then its helpers
@@ -43,7 +45,8 @@ import psutil
 
 from ..redaction import Redactor
 from ..state import item_log
-from .attempt_processes import ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, new_cgroup, remove_stale_cgroups
+from .attempt_processes import (ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, Cgroups, new_cgroup,
+                                remove_stale_cgroups)
 from .output_stream import OutputStream
 from .prompt_feed import feed
 from .started import CLOCK_TICKS
@@ -161,6 +164,7 @@ class Supervisor:
         self._running: dict[int, AttemptProcesses] = {}
         self._lock = threading.Lock()
         self._watchdog = WatchdogChannel()
+        self._cgroups = Cgroups()
         # An item's bookkeeping (starting its agent, recording its success: files, a program
         # start, an fsync, a hundred system calls) is done by a few threads at a time. Eight
         # at once queue for the interpreter lock at every call and spend more in handing it
@@ -174,6 +178,10 @@ class Supervisor:
         """A run's: made as the run starts, after what runs killed before left is removed."""
         remove_stale_cgroups()
         return cls()
+
+    def close(self) -> None:
+        """The run is over: the cgroups its attempts left empty are removed."""
+        self._cgroups.close()
 
     def keep_watch(self) -> None:
         """Often: a watchdog killed or stopped between two agents' starts is replaced (see WatchdogChannel.look)."""
@@ -235,7 +243,7 @@ class Supervisor:
         if sandbox is not None:
             command = sandbox.argv(command, cwd)
         attempt_id = uuid.uuid4().hex
-        cgroup = new_cgroup(attempt_id)
+        cgroup = self._cgroups.take(attempt_id)
         if self.stopping.is_set():
             _remove(cgroup, attempt_id)
             raise StoppedError()
@@ -258,8 +266,12 @@ class Supervisor:
         # Its pidfd, before anyone could reap it: through it the watchdog can learn how it ended.
         exited = _exit_watch(child.pid)
         self._watchdog.agent(attempt_id, child.pid, exited)
-        cgroup = _join_cgroup(cgroup, child.pid)
+        joined = _join_cgroup(cgroup, child.pid)
+        if joined is None and cgroup is not None:  # an empty one, removed meanwhile by another run as stale
+            joined = _join_cgroup(new_cgroup(attempt_id), child.pid)
+        cgroup = joined
         processes = AttemptProcesses(child.pid, self._created(child.pid), attempt_id, cgroup, child)
+        ended: Exit | None = None
         with self._lock:
             self._running[child.pid] = processes
             # A stop_all that began while it started did not see it: it is stopped here.
@@ -273,15 +285,20 @@ class Supervisor:
             # Unless told otherwise, this process's own secrets: a setup or a check prints them too.
             output = OutputStream(child.stdout.fileno(), log, on_line, redact if redact is not None else Redactor(os.environ))
             turn.end()
-            return self._watch(child, processes, output, on_exit, limits, exited)
+            ended = self._watch(child, processes, output, on_exit, limits, exited)
+            return ended
         finally:
             turn.end()  # stopping what it left may wait
             with self._lock:
                 self._running.pop(child.pid, None)
             if child.poll() is None:  # we are leaving early: leave nothing behind
                 processes.stop()
-            # Its cgroup is freed a moment after its last process: the watchdog removes it.
-            self._watchdog.ended(attempt_id, cgroup)
+            # Its agent gone and nothing it started found in its cgroup, the cgroup is the next
+            # attempt's; else the watchdog removes it, freed a moment after its last process.
+            emptied = cgroup is not None and ended is not None and not ended.helpers_stopped
+            self._watchdog.ended(attempt_id, None if emptied else cgroup)
+            if emptied:
+                self._cgroups.give_back(cgroup)
             if exited is not None:
                 os.close(exited)
             child.stdout.close()
