@@ -258,6 +258,7 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                bufsize=0,  # its pipes are read and written by descriptor: no buffers, no terminal's test for them
             )
         except BaseException:
             self._watchdog.ended(attempt_id, None)
