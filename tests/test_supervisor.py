@@ -37,7 +37,7 @@ def cgroup_of_attempt(supervisor: Supervisor, argv: list[str], folder) -> str:
 
 @needs_cgroups
 def test_a_cgroup_left_empty_is_the_next_attempts_and_removed_as_the_run_closes(tmp_path):
-    supervisor = Supervisor()
+    supervisor = Supervisor.for_run()
     first = cgroup_of_attempt(supervisor, [sys.executable, "-c", "pass"], tmp_path)
     assert cgroup_of_attempt(supervisor, [sys.executable, "-c", "pass"], tmp_path) == first
     supervisor.close()
@@ -45,8 +45,16 @@ def test_a_cgroup_left_empty_is_the_next_attempts_and_removed_as_the_run_closes(
 
 
 @needs_cgroups
-def test_a_cgroup_whose_helper_was_stopped_is_not_taken_again(tmp_path):
+def test_a_supervisor_not_a_runs_keeps_no_cgroup_no_one_would_close(tmp_path):
+    """A command's own (a check run outside a run): each attempt's cgroup is removed as before."""
     supervisor = Supervisor()
+    first = cgroup_of_attempt(supervisor, [sys.executable, "-c", "pass"], tmp_path)
+    assert cgroup_of_attempt(supervisor, [sys.executable, "-c", "pass"], tmp_path) != first
+
+
+@needs_cgroups
+def test_a_cgroup_whose_helper_was_stopped_is_not_taken_again(tmp_path):
+    supervisor = Supervisor.for_run()
     helper = "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])"
     left_behind = cgroup_of_attempt(supervisor, [sys.executable, "-c", helper], tmp_path)
     assert cgroup_of_attempt(supervisor, [sys.executable, "-c", "pass"], tmp_path) != left_behind

@@ -66,11 +66,13 @@ def new_cgroup(attempt_id: str) -> str | None:
 
 
 class Cgroups:
-    """The cgroups of one run's attempts: one an attempt at a time, and one an attempt left
-    empty (its agent and all it started gone) is the next attempt's, rather than removed and
-    another made (each a walk of the kernel's cgroup tree, per item). Thread-safe."""
+    """The cgroups of one run's attempts: one an attempt at a time, and, with `reuse`, one an
+    attempt left empty (its agent and all it started gone) is the next attempt's, rather than
+    removed and another made (each a walk of the kernel's cgroup tree, per item): then whoever
+    made it must `close` it. Thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, reuse: bool = False) -> None:
+        self.reuse = reuse
         self._empty: list[str] = []
         self._lock = threading.Lock()
 
@@ -80,10 +82,12 @@ class Cgroups:
                 return self._empty.pop()
         return new_cgroup(attempt_id)
 
-    def give_back(self, folder: str) -> None:
-        """An attempt's cgroup that it left empty."""
-        with self._lock:
-            self._empty.append(folder)
+    def give_back(self, folder: str) -> bool:
+        """An attempt's cgroup that it left empty: kept for the next, if these are reused."""
+        if self.reuse:
+            with self._lock:
+                self._empty.append(folder)
+        return self.reuse
 
     def close(self) -> None:
         """The run is over: its empty cgroups are removed."""

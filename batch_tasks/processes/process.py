@@ -16,8 +16,9 @@ recovers, as everything is without cgroups). It dies with
 its runner: the run's watchdog (watchdog.py) kills it when the runner is gone,
 however it went, writes down how it ended if it had ended by itself (it holds its
 pidfd), and removes an attempt's cgroup once it is freed, so that no item waits
-for that; a cgroup its attempt left empty (nothing it started outlived its agent) is the
-next attempt's instead, and the run removes those it still has as it closes (`close`).
+for that; in a run's Supervisor (`for_run`), a cgroup its attempt left empty (nothing it
+started outlived its agent) is the next attempt's instead, and the run removes those it
+still has as it closes (`close`).
 What the agent started itself the next run stops (see recovery).
 
 The agent's own exit decides: it is reported (`on_exit`) the moment it happens,
@@ -159,12 +160,12 @@ def _children(pid: int) -> list[int]:
 class Supervisor:
     """The agents of one run."""
 
-    def __init__(self) -> None:
+    def __init__(self, reuse_cgroups: bool = False) -> None:
         self.stopping = threading.Event()  # set once the run is being stopped
         self._running: dict[int, AttemptProcesses] = {}
         self._lock = threading.Lock()
         self._watchdog = WatchdogChannel()
-        self._cgroups = Cgroups()
+        self._cgroups = Cgroups(reuse_cgroups)  # reused only by a run's, which closes them (see close)
         # An item's bookkeeping (starting its agent, recording its success: files, a program
         # start, an fsync, a hundred system calls) is done by a few threads at a time. Eight
         # at once queue for the interpreter lock at every call and spend more in handing it
@@ -177,7 +178,7 @@ class Supervisor:
     def for_run(cls) -> "Supervisor":
         """A run's: made as the run starts, after what runs killed before left is removed."""
         remove_stale_cgroups()
-        return cls()
+        return cls(reuse_cgroups=True)
 
     def close(self) -> None:
         """The run is over: the cgroups its attempts left empty are removed."""
@@ -296,10 +297,9 @@ class Supervisor:
                 processes.stop()
             # Its agent gone and nothing it started found in its cgroup, the cgroup is the next
             # attempt's; else the watchdog removes it, freed a moment after its last process.
-            emptied = cgroup is not None and ended is not None and not ended.helpers_stopped
-            self._watchdog.ended(attempt_id, None if emptied else cgroup)
-            if emptied:
-                self._cgroups.give_back(cgroup)
+            kept = cgroup is not None and ended is not None and not ended.helpers_stopped \
+                and self._cgroups.give_back(cgroup)
+            self._watchdog.ended(attempt_id, None if kept else cgroup)
             if exited is not None:
                 os.close(exited)
             child.stdout.close()
