@@ -68,8 +68,27 @@ def test_a_lease_tries_no_block_its_own_run_holds(tmp_path, monkeypatch):
     ninth = ports.lease(20)
     assert (ninth.port, tried) == (30080, [30080, 30090])
     held[3].release()
-    assert ports.lease(10).port == 30030  # given back, it is tried again
-    assert tried[2:] == [30030]
+    assert ports.lease(10).port == 30030  # given back, it is taken again
+    assert tried[2:] == []  # still locked by its run: no lock file opened for it again
+
+
+def test_a_block_given_back_stays_the_runs_until_it_closes_or_another_size_needs_room(tmp_path):
+    """Items come and go by the thousand: the block an item gives back stays locked for the
+    next item's lease; other runs get it once the run closes, or lets go of it for a lease
+    of another size."""
+    def taken_elsewhere(count: int) -> int:
+        code = (f"from batch_tasks.processes.ports import Ports\n"
+                f"print(Ports(__import__('pathlib').Path({str(tmp_path)!r}), 30000, 30099).lease({count}).port)")
+        return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+    ports = Ports(tmp_path, first=30000, last=30099)
+    ports.lease(10).release()
+    assert taken_elsewhere(10) == 30010  # kept by its run
+    wide = ports.lease(20)  # another size: the kept block is let go, and reused
+    assert wide.port == 30000
+    wide.release()
+    ports.close()
+    assert taken_elsewhere(10) == 30000
 
 
 def test_another_process_holding_a_block_is_skipped_and_its_death_frees_it(tmp_path):

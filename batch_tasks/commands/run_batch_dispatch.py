@@ -163,6 +163,8 @@ def close_up(dispatched: Dispatched) -> Ended:
     run, out, board, batch = prepared.run, prepared.out, prepared.reporter.board, prepared.selected.loaded.batch
     given, will_run = prepared.selected.loaded.given, prepared.selected.will_run
     run.executor.close()
+    run.ports.close()
+    run.supervisor.close()
     ended = Ended(prepared.selected.loaded, code)
     if code == 0 and not will_run and run.isolation is None and not board.snapshot():
         ended = ended._replace(found_nothing_to_do={"already_done": board.already_done,

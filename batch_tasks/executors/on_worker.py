@@ -164,6 +164,7 @@ def _attempt(spec: dict[str, Any], worker, channel: Channel) -> dict[str, Any]:
         return _worker_fault("its cache folder", error)
     finally:
         supervisor.stopping.set()  # the watch ends
+        supervisor.close()  # the cgroups its setup and agent left empty
         if mirror is not None:  # after the result is sent: nobody waits for it
             threading.Thread(target=_recycle, args=(mirror, path), daemon=True).start()
 

@@ -1,8 +1,9 @@
 """Every process one attempt starts: finding them, now or after the runner died, and stopping them.
 
 An attempt's processes are found three ways, so that none is left behind:
-- its cgroup (v2), made for the attempt where the system lets us: the agent joins
-  it before it runs, and every process it starts is born in it, daemons too;
+- its cgroup (v2), where the system lets us: made for it, or one an attempt of its run
+  before it left empty; the agent joins it as it starts, and every process it starts
+  is born in it, daemons too;
 - its marker: the agent gets BATCH_ATTEMPT_ID in its environment, and so does
   everything it starts unless that clears its environment; psutil reads it in
   /proc, so a daemon that left the agent's session is still found;
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -61,6 +63,38 @@ def new_cgroup(attempt_id: str) -> str | None:
     except OSError:
         return None
     return folder
+
+
+class Cgroups:
+    """The cgroups of one run's attempts: one an attempt at a time, and, with `reuse`, one an
+    attempt left empty (its agent and all it started gone) is the next attempt's, rather than
+    removed and another made (each a walk of the kernel's cgroup tree, per item): then whoever
+    made it must `close` it. Thread-safe."""
+
+    def __init__(self, reuse: bool = False) -> None:
+        self.reuse = reuse
+        self._empty: list[str] = []
+        self._lock = threading.Lock()
+
+    def take(self, attempt_id: str) -> str | None:
+        with self._lock:
+            if self._empty:
+                return self._empty.pop()
+        return new_cgroup(attempt_id)
+
+    def give_back(self, folder: str) -> bool:
+        """An attempt's cgroup that it left empty: kept for the next, if these are reused."""
+        if self.reuse:
+            with self._lock:
+                self._empty.append(folder)
+        return self.reuse
+
+    def close(self) -> None:
+        """The run is over: its empty cgroups are removed."""
+        with self._lock:
+            empty, self._empty = self._empty, []
+        for folder in empty:
+            AttemptProcesses(0, 0.0, "", folder).remove_cgroup()
 
 
 STALE_AFTER = 60.0  # seconds an attempt's cgroup may stand empty: it never is, but for a killed run's
@@ -148,11 +182,19 @@ class AttemptProcesses:
     def _cgroup_members(self) -> list[int]:
         if self.cgroup is None:
             return []
+        try:  # a bare descriptor: read after every agent's exit, where a file object costs three more calls
+            fd = os.open(os.path.join(self.cgroup, "cgroup.procs"), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return []
         try:
-            with open(os.path.join(self.cgroup, "cgroup.procs"), encoding="ascii") as stream:
-                return [int(line) for line in stream if line.strip()]
+            data = b""
+            while chunk := os.read(fd, 65536):
+                data += chunk
+            return [int(word) for word in data.split()]
         except (OSError, ValueError):
             return []
+        finally:
+            os.close(fd)
 
     def stop(self, grace: float = GRACE_SECONDS, include_agent: bool = True) -> bool:
         """SIGTERM to every process of the attempt, SIGKILL to what is left after `grace`;

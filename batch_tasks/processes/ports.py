@@ -7,11 +7,15 @@ Ports are handed out in units of UNIT, from FIRST_PORT to LAST_PORT (below Linux
 ephemeral range, where the system picks the ports of outgoing connections). Each unit is
 held by an exclusive `flock` on its lock file, in one folder all runs on the machine share
 (`<temp>/batch-tasks-ports/`): a lease is its open files, and the kernel frees them with its
-process, however that ends (kill -9 included). Touches only that folder.
+process, however that ends (kill -9 included). A block given back stays locked by its run for
+the run's next lease of the same size (items come and go by the thousand: no lock file opened
+and locked again for each), until a lease of another size needs it or the run closes it
+(`close`). Touches only that folder.
 
     lease = run.ports.lease(settings["ports_per_item"])
     lease.environment()       # {"BATCH_PORT": "20010", "BATCH_SLOT": "2"}
     lease.release()           # once all it started is stopped
+    run.ports.close()         # the run is over: its blocks are free for other runs
 """
 
 from __future__ import annotations
@@ -46,13 +50,11 @@ class Lease:
         return {"BATCH_PORT": str(self.port), "BATCH_SLOT": str(self.slot)}
 
     def release(self) -> None:
-        """Give the ports and the slot back (once: a second call does nothing)."""
+        """Give the ports and the slot back to the run (once: a second call does nothing)."""
         files, self._files = self._files, []
-        for fd in files:
-            os.close(fd)  # closing the last descriptor of the lock file frees its lock
         if self._ports is not None:
             self._ports.free_slot(self.slot)
-            self._ports.let_go(self.port, len(files))
+            self._ports.keep(self.port, files)
             self._ports = None
 
 
@@ -63,7 +65,8 @@ class Ports:
         self.folder = folder or Path(tempfile.gettempdir()) / "batch-tasks-ports"
         self.first, self.last = first, last
         self._slots: set[int] = set()
-        self._held: set[int] = set()  # the units this run's leases hold, by their first port
+        self._held: set[int] = set()  # the units this run holds (leased or kept), by their first port
+        self._kept: dict[int, list[int]] = {}  # blocks given back and still locked: first port → its lock files
         self._lock = threading.Lock()
 
     def lease(self, count: int) -> Lease:
@@ -71,6 +74,12 @@ class Ports:
         with self._lock:
             slot = min(set(range(1, len(self._slots) + 2)) - self._slots)
             self._slots.add(slot)
+            kept = next((start for start, files in self._kept.items() if len(files) == units), None)
+            if kept is not None:
+                return Lease(kept, count, slot, self._kept.pop(kept), self)
+            others, self._kept = self._kept, {}  # of another size: let go, for this lease to find room
+            for start, files in others.items():
+                self._let_go(start, files)
         try:
             for start in range(self.first, self.last - units * UNIT + 2, UNIT):
                 block = range(start, start + units * UNIT, UNIT)
@@ -93,9 +102,22 @@ class Ports:
         with self._lock:
             self._slots.discard(slot)
 
-    def let_go(self, port: int, units: int) -> None:
+    def keep(self, port: int, files: list[int]) -> None:
+        """A block given back: still locked, for the next lease of its size."""
         with self._lock:
-            self._held.difference_update(range(port, port + units * UNIT, UNIT))
+            self._kept[port] = files
+
+    def close(self) -> None:
+        """The run is over: every block it kept is free for other runs."""
+        with self._lock:
+            kept, self._kept = self._kept, {}
+            for start, files in kept.items():
+                self._let_go(start, files)
+
+    def _let_go(self, port: int, files: list[int]) -> None:
+        for fd in files:
+            os.close(fd)  # closing the last descriptor of the lock file frees its lock
+        self._held.difference_update(range(port, port + len(files) * UNIT, UNIT))
 
     def _hold(self, start: int, units: int) -> list[int] | None:
         """Lock the units from `start` on, all or none."""

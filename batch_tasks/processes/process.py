@@ -15,8 +15,11 @@ the move is outside the cgroup, and found by its marker when the next run
 recovers, as everything is without cgroups). It dies with
 its runner: the run's watchdog (watchdog.py) kills it when the runner is gone,
 however it went, writes down how it ended if it had ended by itself (it holds its
-pidfd), and removes each attempt's cgroup once it is freed, so that no item waits
-for that. What the agent started itself the next run stops (see recovery).
+pidfd), and removes an attempt's cgroup once it is freed, so that no item waits
+for that; in a run's Supervisor (`for_run`), a cgroup its attempt left empty (nothing it
+started outlived its agent) is the next attempt's instead, and the run removes those it
+still has as it closes (`close`).
+What the agent started itself the next run stops (see recovery).
 
 The agent's own exit decides: it is reported (`on_exit`) the moment it happens,
 even while a helper it started still holds its output open; then its helpers
@@ -26,8 +29,9 @@ closes stdout and stderr.
 
 from __future__ import annotations
 
+import math
 import os
-import selectors
+import select
 import shutil
 import subprocess
 import threading
@@ -42,7 +46,8 @@ import psutil
 
 from ..redaction import Redactor
 from ..state import item_log
-from .attempt_processes import ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, new_cgroup, remove_stale_cgroups
+from .attempt_processes import (ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, Cgroups, new_cgroup,
+                                remove_stale_cgroups)
 from .output_stream import OutputStream
 from .prompt_feed import feed
 from .started import CLOCK_TICKS
@@ -54,6 +59,7 @@ if TYPE_CHECKING:
 RESULT_GRACE = 5.0  # for an agent to exit by itself after its final result
 START_ALLOWANCE = 30.0  # silence allowed before an agent's first output, on top of idle_timeout
 AFTER_EXIT = 0.5  # how long the output of a finished attempt is read on, once its helpers are gone
+WAIT_MS = 250  # between two looks at a running agent's limits
 # Threads that may start an agent, or record a success, at once (see Supervisor.bookkeeping).
 BOOKKEEPERS = 2
 
@@ -154,11 +160,12 @@ def _children(pid: int) -> list[int]:
 class Supervisor:
     """The agents of one run."""
 
-    def __init__(self) -> None:
+    def __init__(self, reuse_cgroups: bool = False) -> None:
         self.stopping = threading.Event()  # set once the run is being stopped
         self._running: dict[int, AttemptProcesses] = {}
         self._lock = threading.Lock()
         self._watchdog = WatchdogChannel()
+        self._cgroups = Cgroups(reuse_cgroups)  # reused only by a run's, which closes them (see close)
         # An item's bookkeeping (starting its agent, recording its success: files, a program
         # start, an fsync, a hundred system calls) is done by a few threads at a time. Eight
         # at once queue for the interpreter lock at every call and spend more in handing it
@@ -171,7 +178,11 @@ class Supervisor:
     def for_run(cls) -> "Supervisor":
         """A run's: made as the run starts, after what runs killed before left is removed."""
         remove_stale_cgroups()
-        return cls()
+        return cls(reuse_cgroups=True)
+
+    def close(self) -> None:
+        """The run is over: the cgroups its attempts left empty are removed."""
+        self._cgroups.close()
 
     def keep_watch(self) -> None:
         """Often: a watchdog killed or stopped between two agents' starts is replaced (see WatchdogChannel.look)."""
@@ -180,8 +191,11 @@ class Supervisor:
     def _created(self, pid: int) -> float:
         """psutil's create_time of a child not yet reaped, from one read of its stat (psutil
         makes three, its boot time among them: that is read once per run here)."""
-        with open(f"/proc/{pid}/stat", "rb", buffering=0) as stream:
-            ticks = int(stream.read().rsplit(b")", 1)[1].split()[19])
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)  # no file object: three calls, not seven
+        try:
+            ticks = int(os.read(fd, 4096).rsplit(b")", 1)[1].split()[19])
+        finally:
+            os.close(fd)
         return ticks / CLOCK_TICKS + self._boot_time
 
     def run(
@@ -230,7 +244,7 @@ class Supervisor:
         if sandbox is not None:
             command = sandbox.argv(command, cwd)
         attempt_id = uuid.uuid4().hex
-        cgroup = new_cgroup(attempt_id)
+        cgroup = self._cgroups.take(attempt_id)
         if self.stopping.is_set():
             _remove(cgroup, attempt_id)
             raise StoppedError()
@@ -245,6 +259,7 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                bufsize=0,  # its pipes are read and written by descriptor: no buffers, no terminal's test for them
             )
         except BaseException:
             self._watchdog.ended(attempt_id, None)
@@ -253,8 +268,12 @@ class Supervisor:
         # Its pidfd, before anyone could reap it: through it the watchdog can learn how it ended.
         exited = _exit_watch(child.pid)
         self._watchdog.agent(attempt_id, child.pid, exited)
-        cgroup = _join_cgroup(cgroup, child.pid)
+        joined = _join_cgroup(cgroup, child.pid)
+        if joined is None and cgroup is not None:  # an empty one, removed meanwhile by another run as stale
+            joined = _join_cgroup(new_cgroup(attempt_id), child.pid)
+        cgroup = joined
         processes = AttemptProcesses(child.pid, self._created(child.pid), attempt_id, cgroup, child)
+        ended: Exit | None = None
         with self._lock:
             self._running[child.pid] = processes
             # A stop_all that began while it started did not see it: it is stopped here.
@@ -268,15 +287,19 @@ class Supervisor:
             # Unless told otherwise, this process's own secrets: a setup or a check prints them too.
             output = OutputStream(child.stdout.fileno(), log, on_line, redact if redact is not None else Redactor(os.environ))
             turn.end()
-            return self._watch(child, processes, output, on_exit, limits, exited)
+            ended = self._watch(child, processes, output, on_exit, limits, exited)
+            return ended
         finally:
             turn.end()  # stopping what it left may wait
             with self._lock:
                 self._running.pop(child.pid, None)
             if child.poll() is None:  # we are leaving early: leave nothing behind
                 processes.stop()
-            # Its cgroup is freed a moment after its last process: the watchdog removes it.
-            self._watchdog.ended(attempt_id, cgroup)
+            # Its agent gone and nothing it started found in its cgroup, the cgroup is the next
+            # attempt's; else the watchdog removes it, freed a moment after its last process.
+            kept = cgroup is not None and ended is not None and not ended.helpers_stopped \
+                and self._cgroups.give_back(cgroup)
+            self._watchdog.ended(attempt_id, None if kept else cgroup)
             if exited is not None:
                 os.close(exited)
             child.stdout.close()
@@ -286,24 +309,26 @@ class Supervisor:
         started = time.monotonic()
         last_output = result_at = None
         stopped_for = None
-        with selectors.DefaultSelector() as selector:
-            selector.register(output.fd, selectors.EVENT_READ)
-            if exited is not None:
-                selector.register(exited, selectors.EVENT_READ)
-            while child.poll() is None:
-                if result_at is None and limits.finished():
-                    result_at = time.monotonic()
-                stopped_for = limits.exceeded(started, last_output, result_at, time.monotonic())
-                if stopped_for is not None:
-                    processes.stop(include_agent=True)
-                    child.wait()
-                    break
-                for key, _ in selector.select(timeout=0.25):
-                    if key.fd == output.fd:
-                        if output.read_available():
-                            last_output = time.monotonic()
-                        if output.closed:  # it closed its output: watch the process alone
-                            selector.unregister(output.fd)
+        # poll, not a selector: one system call a wait, where an epoll selector makes, fills and
+        # closes its own descriptor around the one wait a quick agent needs.
+        watch = select.poll()
+        watch.register(output.fd, select.POLLIN)
+        if exited is not None:
+            watch.register(exited, select.POLLIN)
+        while child.poll() is None:
+            if result_at is None and limits.finished():
+                result_at = time.monotonic()
+            stopped_for = limits.exceeded(started, last_output, result_at, time.monotonic())
+            if stopped_for is not None:
+                processes.stop(include_agent=True)
+                child.wait()
+                break
+            for fd, _ in watch.poll(WAIT_MS):
+                if fd == output.fd:
+                    if output.read_available():
+                        last_output = time.monotonic()
+                    if output.closed:  # it closed its output: watch the process alone
+                        watch.unregister(output.fd)
         output.read_available(chunks=64)  # what it wrote before it exited is in the pipe
         ended = Exit(child.returncode, stopped_for)
         on_exit(ended)
@@ -357,11 +382,11 @@ def _read_until_closed(output: OutputStream, seconds: float) -> None:
     if output.closed:  # as it is once the agent and its helpers are gone: no selector to make
         return
     deadline = time.monotonic() + seconds
-    with selectors.DefaultSelector() as selector:
-        selector.register(output.fd, selectors.EVENT_READ)
-        while not output.closed and (left := deadline - time.monotonic()) > 0:
-            if selector.select(timeout=left):
-                output.read_available()
+    watch = select.poll()
+    watch.register(output.fd, select.POLLIN)
+    while not output.closed and (left := deadline - time.monotonic()) > 0:
+        if watch.poll(math.ceil(left * 1000)):
+            output.read_available()
 
 
 def _remove(cgroup: str | None, attempt_id: str) -> None:

@@ -27,8 +27,10 @@ def feed(pipe, data: bytes) -> None:
 
 
 def _feed_rest(pipe, data: bytes) -> None:
+    view = memoryview(data)
     try:
-        pipe.write(data)
+        while view:  # an unbuffered pipe may take part of it at a time
+            view = view[os.write(pipe.fileno(), view):]
     except OSError:
         pass
     finally:

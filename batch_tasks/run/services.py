@@ -11,7 +11,6 @@ output goes to the item's log, masked. Touches nothing itself.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -49,7 +48,7 @@ class ItemServices:
         if self.lease is None:
             self.lease = self.run.ports.lease(self.settings["ports_per_item"])
         isolated = self.settings["isolation"] == "worktree"
-        env = {**(environment_for_worktrees() if isolated else os.environ), **self.item, **self.lease.environment()}
+        env = {**(environment_for_worktrees() if isolated else self.run.environ), **self.item, **self.lease.environment()}
         if worktree is not None:
             env["BATCH_WORKTREE"] = str(worktree)
         return env
