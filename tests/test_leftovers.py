@@ -132,6 +132,20 @@ def test_a_daemon_with_no_environment_is_found_by_its_cgroup(batch):
         kill_all(daemon)
 
 
+def test_a_daemon_that_left_its_cgroup_is_found_by_its_marker(batch):
+    """As one started in the moment before its agent joined the cgroup would be, or one that moved
+    itself out (a process may, into a cgroup of its user's above it): the run's end finds it."""
+    batch.write("# T\n## G\n- [ ] a: daemon\n")
+    batch.behave(a={"daemon": True, "daemon_cgroup": "leave"})
+    result = batch.run("run-batch")
+    daemon = pid_of(batch, "daemon-a.pid")
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not alive(daemon)
+    finally:
+        kill_all(daemon)
+
+
 def test_ctrl_c_stops_daemons_too(batch, tracking):
     batch.write("# T\n## G\n- [ ] a: daemon\n- [ ] b: background\n", front_matter("parallel: 2"))
     batch.behave(a={"daemon": True, "sleep": 60}, b={"background": True, "sleep": 60})
@@ -149,7 +163,8 @@ def test_ctrl_c_stops_daemons_too(batch, tracking):
 
 def test_kill_9_then_the_next_run_stops_what_the_killed_attempts_started(batch, tracking):
     batch.write("# T\n## G\n- [ ] a: daemon\n- [ ] b: background\n", front_matter("parallel: 2"))
-    batch.behave(a={"daemon": True, "sleep": 60}, b={"background": True, "sleep": 60})
+    # The daemon leaves the cgroup it was born in: found by its marker.
+    batch.behave(a={"daemon": True, "daemon_cgroup": "leave", "sleep": 60}, b={"background": True, "sleep": 60})
     runner = batch.start("run-batch", env=tracking)
     helpers = [pid_of(batch, "daemon-a.pid"), pid_of(batch, "background-b.pid")]
     try:

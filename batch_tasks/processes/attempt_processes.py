@@ -6,7 +6,9 @@ An attempt's processes are found three ways, so that none is left behind:
   is born in it, daemons too;
 - its marker: the agent gets BATCH_ATTEMPT_ID in its environment, and so does
   everything it starts unless that clears its environment; psutil reads it in
-  /proc, so a daemon that left the agent's session is still found;
+  /proc, so a daemon that left the agent's session is still found, and one that left
+  its cgroup too, by one walk of /proc for all of a run's attempts as it ends
+  (`stop_marked`) and for a killed run's as the next recovers;
 - its session and process group (the agent leads both) and its process tree.
 What `record()` returns is all a later run needs to do the same (see recovery).
 It may touch: processes (signals), and cgroup folders it made itself.
@@ -279,10 +281,37 @@ def _wait_gone(processes, child, deadline: float) -> list[psutil.Process]:
 
 def stop_leftovers(running_record: dict) -> bool:
     """For recovery: stop whatever a killed run's attempt left running, as its running.json
-    (the record of `AttemptProcesses.record()`) describes it. True if anything was stopped."""
+    (the record of `AttemptProcesses.record()`) describes it, its cgroup's leavers too. True if
+    anything was stopped."""
     attempt = AttemptProcesses.from_record(running_record)
     if attempt is None:
         return False
     stopped = attempt.stop(grace=GRACE_SECONDS, include_agent=is_same_process(attempt.pid, attempt.create_time))
     attempt.remove_cgroup()
-    return stopped
+    return stop_marked({attempt.attempt_id} - {""}) or stopped
+
+
+def stop_marked(attempt_ids: set[str], grace: float = GRACE_SECONDS) -> bool:
+    """Stop every process that carries the marker of one of ATTEMPT_IDS, wherever it is: what
+    left its attempt's cgroup (a process may move itself into a cgroup of its user's above
+    it, and one started in the moment before its agent joined was never in it). One walk of
+    /proc for them all, done as a run ends and as recovery stops a killed run's attempts, not
+    per attempt. True if anything was stopped."""
+    if not attempt_ids:
+        return False
+    found = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        try:
+            if process.environ().get(ATTEMPT_VARIABLE) in attempt_ids:
+                found.append(process)
+        except psutil.Error:
+            continue  # gone, or another user's
+    if not found:
+        return False
+    _signal(found, signal.SIGTERM)
+    alive = _wait_gone(found, None, time.monotonic() + grace)
+    _signal(alive, signal.SIGKILL)
+    _wait_gone(alive, None, time.monotonic() + 1.0)
+    return True

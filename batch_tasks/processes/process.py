@@ -11,8 +11,8 @@ is started with nothing to run between fork and exec, so that Python can vfork
 (a fork of a 100 MB runner costs milliseconds per item), and is moved into its
 cgroup by the runner right after, with anything it started already (found from its
 children; a process that it starts and that leaves it in the microseconds before
-the move is outside the cgroup, and found by its marker when the next run
-recovers, as everything is without cgroups). It dies with
+the move is outside the cgroup, as is one that moves itself out, and is found by its
+marker as the run ends, or as the next run recovers, as everything is without cgroups). It dies with
 its runner: the run's watchdog (watchdog.py) kills it when the runner is gone,
 however it went, writes down how it ended if it had ended by itself (it holds its
 pidfd), and removes an attempt's cgroup once it is freed, so that no item waits
@@ -46,7 +46,7 @@ import psutil
 
 from ..redaction import Redactor
 from ..state import item_log
-from .attempt_processes import (ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, Cgroups, new_cgroup,
+from .attempt_processes import (ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, Cgroups, new_cgroup, stop_marked,
                                 remove_stale_cgroups)
 from .output_stream import OutputStream
 from .prompt_feed import feed
@@ -163,6 +163,7 @@ class Supervisor:
     def __init__(self, reuse_cgroups: bool = False) -> None:
         self.stopping = threading.Event()  # set once the run is being stopped
         self._running: dict[int, AttemptProcesses] = {}
+        self._started: set[str] = set()  # every attempt's marker, for what leaves its cgroup (see close)
         self._lock = threading.Lock()
         self._watchdog = WatchdogChannel()
         self._cgroups = Cgroups(reuse_cgroups)  # reused only by a run's, which closes them (see close)
@@ -181,7 +182,11 @@ class Supervisor:
         return cls(reuse_cgroups=True)
 
     def close(self) -> None:
-        """The run is over: the cgroups its attempts left empty are removed."""
+        """The run is over: what any of its attempts started and is still running outside their
+        cgroups is stopped (found by its marker), and the cgroups they left empty are removed."""
+        with self._lock:
+            started = set(self._started)
+        stop_marked(started)
         self._cgroups.close()
 
     def keep_watch(self) -> None:
@@ -244,6 +249,8 @@ class Supervisor:
         if sandbox is not None:
             command = sandbox.argv(command, cwd)
         attempt_id = uuid.uuid4().hex
+        with self._lock:
+            self._started.add(attempt_id)
         cgroup = self._cgroups.take(attempt_id)
         if self.stopping.is_set():
             _remove(cgroup, attempt_id)

@@ -10,7 +10,8 @@ behaviour.json in the batch folder, keyed by BATCH_ITEM or BATCH_MODULE (`*` for
    "holder": seconds (start a helper that keeps our stdout open that long; "holder_talks": true
              makes it print all the while, "holder_stubborn": true makes it ignore SIGTERM),
    "background": true (start a helper as `cmd >/dev/null &` does, in our session),
-   "daemon": true (a setsid double-fork daemon; "daemon_env": "clear" starts it with no environment),
+   "daemon": true (a setsid double-fork daemon; "daemon_env": "clear" starts it with no environment,
+             "daemon_cgroup": "leave" has it move itself out of its cgroup, into the one above),
    "close_output": true (close stdout and stderr, then go on: hang, sleep, exit),
    "leak": [variable names] (print their values: "leak_as" "raw", "json" (a JSON line, escaped),
            "split" (in two writes, a pause between), or "lines" (one line of the value at a time)),
@@ -58,6 +59,10 @@ DAEMON = (
     "if os.fork(): os._exit(0)\n"
     "os.setsid()\n"
     "if os.fork(): os._exit(0)\n"
+    "if sys.argv[2:] == ['leave']:\n"
+    "    here = next(line[3:].strip() for line in open('/proc/self/cgroup') if line.startswith('0::'))\n"
+    "    root = next(line.split()[1] for line in open('/proc/self/mounts') if line.split()[2] == 'cgroup2')\n"
+    "    open(f'{root}{os.path.dirname(here)}/cgroup.procs', 'w').write(str(os.getpid()))\n"
     "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
     "for fd in (0, 1, 2): os.close(fd)\n"
     "time.sleep(600)\n"
@@ -99,7 +104,8 @@ if behaviour.get("background"):
 if behaviour.get("daemon"):
     env = {} if behaviour.get("daemon_env") == "clear" else None
     pid_file = os.path.abspath(f"daemon-{module}.pid")
-    subprocess.run([sys.executable, "-c", DAEMON, pid_file], env=env, stdin=subprocess.DEVNULL,
+    subprocess.run([sys.executable, "-c", DAEMON, pid_file, behaviour.get("daemon_cgroup", "")], env=env,
+                   stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     while not os.path.exists(pid_file) or not open(pid_file).read():
         time.sleep(0.01)
