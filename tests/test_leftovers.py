@@ -120,30 +120,22 @@ def test_no_helper_outlives_a_successful_item(batch, tracking):
         kill_all(*helpers)
 
 
-def test_a_daemon_with_no_environment_is_found_by_its_cgroup(batch):
+@pytest.mark.parametrize("daemon", [
+    {"daemon_env": "clear"},  # no environment, no marker: found by its cgroup
+    # Out of its cgroup, as one started in the moment before its agent joined it would be, or one that
+    # moved itself out (a process may, into a cgroup of its user's above it): found by its marker.
+    {"daemon_cgroup": "leave"},
+], ids=["no-environment", "left-its-cgroup"])
+def test_a_daemon_is_found_by_its_cgroup_or_by_its_marker(batch, daemon):
     batch.write("# T\n## G\n- [ ] a: daemon\n")
-    batch.behave(a={"daemon": True, "daemon_env": "clear"})
+    batch.behave(a={"daemon": True, **daemon})
     result = batch.run("run-batch")
-    daemon = pid_of(batch, "daemon-a.pid")
+    started = pid_of(batch, "daemon-a.pid")
     try:
         assert result.returncode == 0, result.stdout + result.stderr
-        assert not alive(daemon)
+        assert not alive(started)
     finally:
-        kill_all(daemon)
-
-
-def test_a_daemon_that_left_its_cgroup_is_found_by_its_marker(batch):
-    """As one started in the moment before its agent joined the cgroup would be, or one that moved
-    itself out (a process may, into a cgroup of its user's above it): the run's end finds it."""
-    batch.write("# T\n## G\n- [ ] a: daemon\n")
-    batch.behave(a={"daemon": True, "daemon_cgroup": "leave"})
-    result = batch.run("run-batch")
-    daemon = pid_of(batch, "daemon-a.pid")
-    try:
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert not alive(daemon)
-    finally:
-        kill_all(daemon)
+        kill_all(started)
 
 
 def test_ctrl_c_stops_daemons_too(batch, tracking):
