@@ -184,19 +184,7 @@ class AttemptProcesses:
     def _cgroup_members(self) -> list[int]:
         if self.cgroup is None:
             return []
-        try:  # a bare descriptor: read after every agent's exit, where a file object costs three more calls
-            fd = os.open(os.path.join(self.cgroup, "cgroup.procs"), os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return []
-        try:
-            data = b""
-            while chunk := os.read(fd, 65536):
-                data += chunk
-            return [int(word) for word in data.split()]
-        except (OSError, ValueError):
-            return []
-        finally:
-            os.close(fd)
+        return read_pids(os.path.join(self.cgroup, "cgroup.procs"))
 
     def stop(self, grace: float = GRACE_SECONDS, include_agent: bool = True) -> bool:
         """SIGTERM to every process of the attempt, SIGKILL to what is left after `grace`;
@@ -250,6 +238,25 @@ class AttemptProcesses:
                 if time.monotonic() > deadline:
                     return
                 time.sleep(0.02)
+
+
+def read_pids(path: str) -> list[int]:
+    """The pids a file of the kernel's lists (a cgroup's members, a process's children); none if it
+    cannot be read. Through a bare descriptor: read for every agent, where a file object costs three
+    more system calls."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+        return [int(word) for word in data.split()]
+    except (OSError, ValueError):
+        return []
+    finally:
+        os.close(fd)
 
 
 def _is_our_cgroup(path: str) -> bool:

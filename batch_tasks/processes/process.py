@@ -46,8 +46,8 @@ import psutil
 
 from ..redaction import Redactor
 from ..state import item_log
-from .attempt_processes import (ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, Cgroups, new_cgroup, stop_marked,
-                                remove_stale_cgroups)
+from .attempt_processes import (ATTEMPT_VARIABLE, GRACE_SECONDS, AttemptProcesses, Cgroups, new_cgroup, read_pids,
+                                remove_stale_cgroups, stop_marked)
 from .output_stream import OutputStream
 from .prompt_feed import feed
 from .started import CLOCK_TICKS
@@ -132,29 +132,13 @@ def _join_cgroup(cgroup: str | None, pid: int) -> str | None:
                 os.write(fd, str(member).encode())  # one process per write
             except ProcessLookupError:
                 continue  # it has exited already
-            waiting += _children(member)
+            waiting += read_pids(f"/proc/{member}/task/{member}/children")
     except OSError:
         _remove(cgroup, "")
         return None
     finally:
         os.close(fd)
     return cgroup
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        fd = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return []
-    try:  # without a file object's own system calls
-        data = b""
-        while chunk := os.read(fd, 65536):
-            data += chunk
-        return [int(word) for word in data.split()]
-    except (OSError, ValueError):
-        return []
-    finally:
-        os.close(fd)
 
 
 class Supervisor:
