@@ -4,6 +4,7 @@ merge at a time, checks on merged states, and nothing of anyone's work ever lost
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import traceback
@@ -538,3 +539,28 @@ def test_a_damaged_attempt_record_is_said_not_read_as_no_baseline_and_its_worktr
     said = git("log", "-1", "--format=%s", kept.branch, cwd=repo)
     assert "kept aside whole" in said and "record" in said, said
     assert git("show", f"{kept.branch}:made.txt", cwd=repo).strip() == "the agent's"
+
+
+def test_an_attempt_opened_while_another_runs_worktree_is_half_made_is_opened_all_the_same(repo, monkeypatch):
+    """Another task file's run in the repository making a worktree fails, for a moment, every git
+    that reads them all: `worktree add -b` so failed had made its branch already, and the try
+    after it found the branch there and failed the item."""
+    from batch_tasks.repository import git as git_module
+
+    isolation = isolation_for(repo)
+    real_run, failed = git_module.subprocess.run, []
+
+    def half_made_once(argv, **kwargs):
+        if "worktree" in argv and "add" in argv and not failed:
+            failed.append(argv)
+            if "-b" in argv:  # what git does first for -b, before it reads the worktrees
+                at = argv.index("-b")
+                real_run(["git", "branch", argv[at + 1], argv[-1]], cwd=kwargs["cwd"], check=True)
+            return subprocess.CompletedProcess(argv, 128, b"",
+                                               b"fatal: failed to read .git/worktrees/other/commondir: Success\n")
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(git_module.subprocess, "run", half_made_once)
+    workspace = isolation.open_attempt("edit", "alpha", "run-a")
+    assert failed and workspace.path.is_dir()
+    assert git("symbolic-ref", "HEAD", cwd=workspace.path) == f"refs/heads/{isolation.item_branch('edit', 'alpha')}"

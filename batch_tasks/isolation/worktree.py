@@ -234,7 +234,11 @@ class Isolation:
             base = base or self.tip()
             path.parent.mkdir(parents=True, exist_ok=True)
             if not spares.take(self.top, self.spares, path, branch, base):
-                git("worktree", "add", "-q", "-b", branch, str(path), base, cwd=self.top)
+                # The branch first, on its own: `worktree add -b` makes it before the worktree, and
+                # tried again (another run's half-made worktree failed it) would find it made.
+                git("update-ref", "-m", f"branch: Created from {base}", f"refs/heads/{branch}", base, "",
+                    cwd=self.top)
+                git("worktree", "add", "-q", str(path), branch, cwd=self.top)
         workspace = AttemptWorkspace(self, group, module, run_id, path, branch, base, replaced=replaced,
                                      gitdir=str(admin_folder(path)))
         workspace.save()
