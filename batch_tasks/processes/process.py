@@ -267,13 +267,14 @@ class Supervisor:
         ended: Exit | None = None
         with self._lock:
             self._running[child.pid] = processes
-            # A stop_all that began while it started did not see it: it is stopped here.
             stopped_meanwhile = self.stopping.is_set()
         try:
-            if stopped_meanwhile:
-                processes.stop(grace=0.0)
-                raise StoppedError()
             on_start(processes)
+            if stopped_meanwhile:
+                # A stop_all that began while it started did not see it: it is stopped here as
+                # stop_all would have, and its end told as any stopped agent's (a quick one may
+                # have done its work and be told to stop only now: that work is not paid twice).
+                processes.stop()
             feed(child.stdin, stdin)
             # Unless told otherwise, this process's own secrets: a setup or a check prints them too.
             output = OutputStream(child.stdout.fileno(), log, on_line, redact if redact is not None else Redactor(os.environ))
