@@ -8,7 +8,7 @@ An attempt's processes are found three ways, so that none is left behind:
   everything it starts unless that clears its environment; psutil reads it in
   /proc, so a daemon that left the agent's session is still found, and one that left
   its cgroup too, by one walk of /proc for all of a run's attempts as it ends
-  (`stop_marked`) and for a killed run's as the next recovers;
+  (`stop_marked`) and for each of a killed run's as the next recovers;
 - its session and process group (the agent leads both) and its process tree.
 What `record()` returns is all a later run needs to do the same (see recovery).
 It may touch: processes (signals), and cgroup folders it made itself.
@@ -295,15 +295,17 @@ def stop_leftovers(running_record: dict) -> bool:
         return False
     stopped = attempt.stop(grace=GRACE_SECONDS, include_agent=is_same_process(attempt.pid, attempt.create_time))
     attempt.remove_cgroup()
-    return stop_marked({attempt.attempt_id} - {""}) or stopped
+    # Without a cgroup, `stop` has looked for its marker already.
+    left_the_cgroup = attempt.cgroup is not None and stop_marked({attempt.attempt_id} - {""})
+    return left_the_cgroup or stopped
 
 
 def stop_marked(attempt_ids: set[str], grace: float = GRACE_SECONDS) -> bool:
     """Stop every process that carries the marker of one of ATTEMPT_IDS, wherever it is: what
     left its attempt's cgroup (a process may move itself into a cgroup of its user's above
     it, and one started in the moment before its agent joined was never in it). One walk of
-    /proc for them all, done as a run ends and as recovery stops a killed run's attempts, not
-    per attempt. True if anything was stopped."""
+    /proc for them all: as a run ends, for all its attempts; in recovery, for each killed
+    attempt that had a cgroup. True if anything was stopped."""
     if not attempt_ids:
         return False
     found = []
