@@ -5,6 +5,7 @@ run.lock, a task file run through an alias, and `.batch` removed during a run.
 """
 
 import os
+import re
 import shutil
 import signal
 
@@ -96,7 +97,7 @@ def test_removing_the_state_folder_during_a_run_does_not_let_a_second_one_in(bat
     shutil.rmtree(batch.path / ".batch")
     second = batch.run("run-batch")
     assert second.returncode == 3, second.stdout + second.stderr
-    assert "another run (pid unknown) is running task.md" in second.stderr
+    assert "another run (pid unknown) is running task.md; wait for it to end, or stop it, then run again" in second.stderr
     assert sum(batch.runs("start").values()) == 2
 
 
@@ -141,3 +142,15 @@ def test_an_item_folder_says_whether_it_was_made_just_now(tmp_path):
     other = state.item("work", "m2")
     os.makedirs(other.folder)
     assert other.ensure() is False
+
+
+@pytest.mark.parametrize("command", ["forget", "ignore"])
+def test_forget_and_ignore_are_refused_while_a_run_holds_the_batch(batch, running, command):
+    """The run read doit's records as it began and writes them as it goes: an item ignored now
+    would run all the same, and a forget would be half done."""
+    (batch.path / "doit.cfg").write_text("[GLOBAL]\nloader = batch\n")
+    refused = batch.run(command, "g:a")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert re.fullmatch(rf"ERROR: a run \(pid {running.pid}, started [0-9 :-]+\) is running task.md; "
+                        rf"wait for it to end, or stop it, then {command} again\n", refused.stderr), refused.stderr
+    assert sum(batch.runs("start").values()) == 2

@@ -41,7 +41,7 @@ class BatchClean(FriendlyArgs, ReadsTaskFile, DoitCmdBase):
         try:
             isolation = Isolation(batch.plan.path, batch.plan.settings, state=batch.state)
             isolation.validate()
-            with batch.state.run_lock():
+            with batch.state.run_lock(by="clean"):
                 lines = clean(isolation)
                 spares = isolation.remove_spares()
         except BatchError as error:

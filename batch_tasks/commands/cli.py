@@ -7,9 +7,11 @@ It reads arguments, the plan's names and whether files exist; it writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from doit.cmd_base import DodoTaskLoader
 from doit.cmd_ignore import Ignore as DoitIgnore
@@ -18,6 +20,7 @@ from doit.cmd_list import List as DoitList
 from doit.cmd_run import Run as DoitRun
 from doit.exceptions import InvalidDodoFile
 
+from ..errors import BatchError
 from ..formats import closest
 from ..redaction import MaskedText, Redactor
 
@@ -245,6 +248,25 @@ class TaskMdHint:
             raise InvalidDodoFile(f"no dodo.py here, but a task.md: {self.instead}") from None
 
 
+class OutsideRuns:
+    """A doit command that writes a batch's records (`forget`, `ignore`): it holds the run lock
+    while it does, and is refused while a run holds it. A run reads those records as it starts
+    and writes doit's as it goes: it would run an item ignored meanwhile, and a forget would be
+    half done, the result set aside and doit's record written back."""
+
+    def outside_runs(self, write: Callable[[], int]) -> int:
+        batch = getattr(self.loader, "batch", None)
+        if batch is None:  # a dodo.py's tasks: doit's own
+            return write()
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(batch.state.run_lock(by=self.name))
+            except BatchError as error:
+                sys.stderr.write(f"ERROR: {error}\n")
+                return EXIT_BAD_INPUT
+            return write()
+
+
 class List(FriendlyArgs, TaskMdHint, DoitList):
     pass
 
@@ -265,8 +287,9 @@ class Info(FriendlyArgs, TaskMdHint, DoitInfo):
         return 1 if batch.verdicts[task.name].runs else 0
 
 
-class Ignore(FriendlyArgs, TaskMdHint, DoitIgnore):
-    pass
+class Ignore(FriendlyArgs, TaskMdHint, OutsideRuns, DoitIgnore):
+    def _execute(self, pos_args):  # doit passes options by these names
+        return self.outside_runs(lambda: super(Ignore, self)._execute(pos_args))
 
 
 class Run(TaskMdHint, DoitRun):

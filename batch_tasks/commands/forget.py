@@ -1,6 +1,6 @@
 """`doit forget` on a batch: doit's own, which for a batch's items also sets their results
 aside, so that they run again and say why. Touches doit's records (through the bridge)
-and the forgotten items' results; nothing else."""
+and the forgotten items' results, holding the run lock (cli.OutsideRuns); nothing else."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 from doit.cmd_forget import Forget as DoitForget
 
 from ..doit_bridge import ForgetsToo
-from .cli import EXIT_BAD_INPUT, FriendlyArgs, TaskMdHint
+from .cli import EXIT_BAD_INPUT, FriendlyArgs, OutsideRuns, TaskMdHint
 
 
-class Forget(FriendlyArgs, TaskMdHint, DoitForget):
+class Forget(FriendlyArgs, TaskMdHint, OutsideRuns, DoitForget):
     """doit's `forget`; for a batch's items it also sets their results aside, so they run again."""
 
     def _execute(self, forget_sub, forget_disable_default, forget_all):
@@ -28,4 +28,4 @@ class Forget(FriendlyArgs, TaskMdHint, DoitForget):
                     batch.state.item(items[key].group, items[key].module).forget()
 
             self.dep_manager = ForgetsToo(self.dep_manager, set_result_aside, items)
-        return super()._execute(forget_sub, forget_disable_default, forget_all)
+        return self.outside_runs(lambda: super(Forget, self)._execute(forget_sub, forget_disable_default, forget_all))

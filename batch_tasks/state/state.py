@@ -321,8 +321,9 @@ class BatchState:
             raise BatchError(f"cannot create the state folder {self.root}: {error.strerror}") from None
 
     @contextlib.contextmanager
-    def run_lock(self, **facts):
+    def run_lock(self, by: str = "run", **facts):
         """Held for a whole run, by the kernel: freed when the holder dies, so never stale.
+        Commands that write the batch's records (`by`: clean, forget, ignore) hold it too.
 
         What is locked is the task file itself, by its real path (an abstract socket named
         for it, which no `rm` can take away and an editor's new copy of the file keeps) and
@@ -339,8 +340,8 @@ class BatchState:
             except BlockingIOError:
                 holder = lock_holder(self)
                 raise BatchError(
-                    f"another run ({holder['text'] if holder else 'pid unknown'}) is running "
-                    f"{self.taskfile.name}; wait for it to end, or stop it, then run again"
+                    f"{'another run' if by == 'run' else 'a run'} ({holder['text'] if holder else 'pid unknown'}) "
+                    f"is running {self.taskfile.name}; wait for it to end, or stop it, then {by} again"
                 ) from None
             try:
                 stream = os.fdopen(open_fd(str(self.lock_file), os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8")
