@@ -1,4 +1,4 @@
-"""The floor under a Python runner of `true` items, for bench/throughput.py (`--tool floor records`).
+"""The floor under a Python runner of `true` items, for bench/throughput.py (`--tool floor records doit-records`).
 
     python bench/python_floor.py COUNT JOBS [--records]
 
@@ -9,6 +9,10 @@ own folder, its prompt, output log and events (appended), its start record and i
 written whole (a temporary file renamed), the result fsynced before its checkbox in task.md is ticked
 in place under a lock. No cgroup, no watchdog, no doit, no views: what is left between this and
 batch-tasks is the runner's own work, and what is left between this and make is Python's and the records'.
+
+bench/throughput.py's `doit-records` runs the same `run_one` as bare doit's Python action, one task an
+item with its result as target, on doit's thread runner: the floor of a runner built on doit that keeps
+these records, as batch-tasks is.
 """
 
 from __future__ import annotations
@@ -73,18 +77,22 @@ def run_one(number: int, records: bool, marks: dict[int, int]) -> None:
             os.close(lock)
 
 
+def task_file(count: int) -> dict[int, int]:
+    """Write task.md's COUNT unticked items and their folders' parent; each item's checkbox offset."""
+    os.makedirs("items", exist_ok=True)
+    lines = [f"- [ ] m{number}: item {number}\n" for number in range(count)]
+    marks, offset = {}, 0
+    for number, line in enumerate(lines):
+        marks[number] = offset + 3
+        offset += len(line.encode())
+    with open("task.md", "w", encoding="utf-8") as task:
+        task.writelines(lines)
+    return marks
+
+
 def main() -> None:
     count, jobs, records = int(sys.argv[1]), int(sys.argv[2]), "--records" in sys.argv[3:]
-    marks = {}
-    if records:
-        os.makedirs("items", exist_ok=True)
-        lines = [f"- [ ] m{number}: item {number}\n" for number in range(count)]
-        offset = 0
-        for number, line in enumerate(lines):
-            marks[number] = offset + 3
-            offset += len(line.encode())
-        with open("task.md", "w", encoding="utf-8") as task:
-            task.writelines(lines)
+    marks = task_file(count) if records else {}
     work: queue.SimpleQueue = queue.SimpleQueue()
     for number in range(count):
         work.put(number)

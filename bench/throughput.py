@@ -15,6 +15,8 @@ in one run of this script, so that the ratios compare like with like:
 - with `--tool ... floor records`, the floor under a Python runner (python_floor.py): `true` started
   from JOBS threads as batch-tasks starts an agent, alone (`floor`) and with each item's crash-safe
   records as batch-tasks keeps them (`records`: its files, its result fsynced, its tick).
+- with `--tool ... doit-records`, the floor under a runner built on doit: bare doit's thread runner
+  with one task an item whose Python action is the `records` floor's (its result the target).
 
 Every batch-tasks run's summary says how long it took ("... in 9.8s"); that is printed
 beside the process's own wall time, which it should match (it counts from the process's start).
@@ -37,7 +39,7 @@ The tools alternate between repetitions, so that a noisy machine hurts all alike
 figures are medians of whole-process wall times. The load average is printed
 before and after, and every result is appended to bench/out/throughput-results.txt.
 
-    python bench/throughput.py [--sizes 1000 10000] [--jobs 8] [--repeat 3] [--baseline PATH] [--tool batch make parallel doit wide groups floor records] [--wide 16] [--groups 100]
+    python bench/throughput.py [--sizes 1000 10000] [--jobs 8] [--repeat 3] [--baseline PATH] [--tool batch make parallel doit wide groups floor records doit-records] [--wide 16] [--groups 100]
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ PR_SET_CHILD_SUBREAPER = 36
 
 TOOLS = {"batch": "batch-tasks", "base": "baseline", "make": "make", "parallel": "parallel", "doit": "bare doit",
          "wide": "batch-tasks -n WIDE", "groups": "batch-tasks, GROUPS groups",
-         "floor": "Python floor", "records": "floor+records"}
+         "floor": "Python floor", "records": "floor+records", "doit-records": "doit+records"}
 BATCH_TOOLS = ("batch", "base", "wide", "groups")
 SUMMARY_TIME = re.compile(r"already done in (?:(\d+)m)?([0-9.]+)s")
 # As a normal install runs: bytecode written once and reused (a session may turn that off).
@@ -79,6 +81,23 @@ DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".doit.db", "verbosity": 0}}
 def task_t():
     for number in range({count}):
         yield {{"name": str(number), "actions": [["true"]], "verbosity": 0}}
+'''
+
+
+RECORDS_DODO = '''\
+import sys
+
+sys.path.insert(0, {bench!r})
+from python_floor import run_one, task_file as write_task_file  # not a doit task creator
+
+DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".doit.db", "verbosity": 0}}
+MARKS = write_task_file({count})
+
+
+def task_t():
+    for number in range({count}):
+        yield {{"name": str(number), "actions": [(run_one, [number, True, MARKS])],
+               "targets": [f"items/m{{number}}/result.json"], "verbosity": 0}}
 '''
 
 
@@ -116,6 +135,8 @@ def prepare(tool: str, folder: Path, count: int, groups: int = 1) -> None:
         (folder / "Makefile").write_text(f".PHONY: all {targets}\nall: {targets}\n{rules}")
     elif tool == "doit":
         (folder / "dodo.py").write_text(BARE_DODO.format(count=count))
+    elif tool == "doit-records":
+        (folder / "dodo.py").write_text(RECORDS_DODO.format(bench=str(BENCH), count=count))
 
 
 def command(tool: str, count: int, jobs: int, wide: int) -> list[str]:
@@ -127,6 +148,7 @@ def command(tool: str, count: int, jobs: int, wide: int) -> list[str]:
         "make": ["make", "-s", f"-j{jobs}"],
         "parallel": ["parallel", f"-j{jobs}", "true"],
         "doit": [sys.executable, "-m", "doit", "-n", str(jobs), "-P", "thread"],
+        "doit-records": [sys.executable, "-m", "doit", "-n", str(jobs), "-P", "thread"],
         "floor": [sys.executable, str(BENCH / "python_floor.py"), str(count), str(jobs)],
         "records": [sys.executable, str(BENCH / "python_floor.py"), str(count), str(jobs), "--records"],
     }[tool]
