@@ -27,7 +27,7 @@ class Heard:
         self.finished[key] = record
 
 
-def test_a_bug_in_an_items_step_fails_it_with_a_record_and_its_traceback_in_its_log(batch, monkeypatch):
+def test_a_bug_in_an_items_step_fails_it_with_a_record_and_its_traceback_in_its_log(batch, monkeypatch, local_run):
     batch.write("# T\n## G\n- [ ] a: x\n")
     loaded = batch_mod.load(batch.taskfile)
     group = loaded.plan.groups[0]
@@ -56,7 +56,7 @@ def test_a_bug_in_an_items_step_fails_it_with_a_record_and_its_traceback_in_its_
     assert "sk-secret-123456" not in log
 
 
-def test_a_bug_met_while_landing_a_success_leaves_it_to_be_gone_on_with_not_paid_for_again(batch):
+def test_a_bug_met_while_landing_a_success_leaves_it_to_be_gone_on_with_not_paid_for_again(batch, local_run):
     batch.write("# T\n## G\n- [ ] a: x\n")
     loaded = batch_mod.load(batch.taskfile)
     group = loaded.plan.groups[0]
@@ -76,7 +76,7 @@ def test_a_bug_met_while_landing_a_success_leaves_it_to_be_gone_on_with_not_paid
     assert status.failure["resume"]["session_id"] == "session-1"
 
 
-def test_a_bug_met_asking_whether_a_parked_items_review_was_decided_is_recorded_by_its_next_step(batch):
+def test_a_bug_met_asking_whether_a_parked_items_review_was_decided_is_recorded_by_its_next_step(batch, local_run):
     batch.write("# T\n## G\n- [ ] a: x\n")
     loaded = batch_mod.load(batch.taskfile)
     group = loaded.plan.groups[0]

@@ -13,7 +13,7 @@ from batch_tasks.tasks import batch as batch_mod
 from batch_tasks.tasks.doit_tasks import item_job
 
 
-def test_an_items_run_keeps_its_records_in_the_state_folder_its_run_was_given(batch):
+def test_an_items_run_keeps_its_records_in_the_state_folder_its_run_was_given(batch, local_run):
     batch.write("# T\n## G\n- [ ] a: x\n")
     loaded = batch_mod.load(batch.taskfile)
     group = loaded.plan.groups[0]
@@ -24,7 +24,7 @@ def test_an_items_run_keeps_its_records_in_the_state_folder_its_run_was_given(ba
     assert runs[0].ticks is not runs[1].ticks
 
 
-def test_loading_an_isolated_batch_removes_no_cgroup_and_a_run_removes_what_killed_runs_left(tmp_path, monkeypatch):
+def test_loading_an_isolated_batch_removes_no_cgroup_and_a_run_removes_what_killed_runs_left(tmp_path, monkeypatch, local_run):
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     removed = []
