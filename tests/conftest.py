@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 
 SCRIPTED_AGENT = Path(__file__).parent / "agents" / "scripted.py"
@@ -90,6 +91,29 @@ class BatchFolder:
     def events(self, group: str, module: str) -> list[dict]:
         lines = (self.state(group, module) / "events.jsonl").read_text().splitlines()
         return [json.loads(line) for line in lines]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def watchdogs(runner) -> list[psutil.Process]:
+    """The runner's watchdogs (see batch_tasks/processes/watchdog.py)."""
+    found = []
+    try:
+        children = psutil.Process(runner.pid).children()
+    except psutil.Error:
+        return found
+    for child in children:
+        try:
+            if any(part.endswith("watchdog.py") for part in child.cmdline()):
+                found.append(child)
+        except psutil.Error:  # the killed one, until the runner reaps it
+            continue
+    return found
 
 
 def wait_for(condition, timeout: float = 60.0):

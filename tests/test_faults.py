@@ -12,9 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import FRONT_MATTER
+from conftest import FRONT_MATTER, alive
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude"
 
@@ -25,13 +24,6 @@ def front_matter(*lines: str) -> str:
 
 def record(batch, group: str, module: str, name: str = "result.json") -> dict:
     return json.loads((batch.state(group, module) / name).read_text())
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_transient_failures_are_retried_with_backoff_and_each_attempt_recorded(batch):

@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-from conftest import wait_for
+from conftest import alive, wait_for, watchdogs
 
 SIX = "# T\n## G\n" + "".join(f"- [ ] m{i}: item {i}\n" for i in range(6)) + "## H\n- [ ] m0: after\n"
 
@@ -22,13 +22,6 @@ def agent_pids(batch) -> set[int]:
     pids = {int(line.split()[2]) for line in (batch.path / "runs.log").read_text().splitlines()}
     pids |= {int(p.read_text()) for p in batch.path.glob("child-*.pid")}
     return pids
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def completed(batch) -> set[str]:
@@ -54,22 +47,6 @@ def resume_and_check(batch, done_before: set[str]) -> None:
     assert not [pid for pid in agent_pids(batch) if alive(pid)]
 
 
-def watchdogs(runner) -> list[psutil.Process]:
-    """The runner's watchdogs (see batch_tasks/processes/watchdog.py)."""
-    found = []
-    try:
-        children = psutil.Process(runner.pid).children()
-    except psutil.Error:
-        return found
-    for child in children:
-        try:
-            if any(part.endswith("watchdog.py") for part in child.cmdline()):
-                found.append(child)
-        except psutil.Error:  # the killed one, until the runner reaps it
-            continue
-    return found
-
-
 def told_of(watchdog: psutil.Process, agents: set[int]) -> bool:
     """The watchdog holds each agent's pidfd: it has read what its runner told it of them (the
     runner tells a replacement once it has started it: killed before that, it would leave them)."""
@@ -90,8 +67,7 @@ def test_kill_9_mid_group_then_resume(busy):
     runner.wait(timeout=10)
     done_before = completed(busy)
     assert {"g:m4", "g:m5"}.isdisjoint(done_before)
-    orphans = [pid for pid in agent_pids(busy) if alive(pid)]
-    assert orphans, "what the killed run's agents started should still run, until the next run stops it"
+    wait_for(lambda: not [pid for pid in agent_pids(busy) if alive(pid)], timeout=20)  # gone with their runner
 
     resume = busy.run("run-batch", "--dry-run")
     assert "g:m4  interrupted last time (its run was killed)" in resume.stdout
@@ -148,15 +124,19 @@ def test_a_second_run_on_the_same_file_is_refused(busy):
         runner.communicate(timeout=15)
 
 
-def test_kill_9_of_the_runner_ends_its_running_agents_at_once(busy):
-    """The agents die with their runner (the run's watchdog), not at the next run."""
+def test_kill_9_of_the_runner_ends_its_running_agents_and_what_they_started_at_once(busy):
+    """The agents die with their runner (the run's watchdog), and so does what they started
+    (a subagent of theirs would go on paying): not at the next run."""
     runner = busy.start("run-batch", "-n", "3")
     wait_for(lambda: busy.runs("start")["g:m4"] == 1 and busy.runs("start")["g:m5"] == 1)
     agents = {int(line.split()[2]) for line in (busy.path / "runs.log").read_text().splitlines()
               if line.split()[0] == "start" and line.split()[1] in ("g:m4", "g:m5")}
+    children = {int(text) for text in wait_for(lambda: all(
+        (busy.path / f"child-{module}.pid").exists() and (busy.path / f"child-{module}.pid").read_text()
+        for module in ("m4", "m5")) and [(busy.path / f"child-{module}.pid").read_text() for module in ("m4", "m5")])}
     runner.kill()
     runner.wait(timeout=10)
-    wait_for(lambda: not [pid for pid in agents if alive(pid)], timeout=20)
+    wait_for(lambda: not [pid for pid in agents | children if alive(pid)], timeout=20)
 
 
 def test_a_watchdog_killed_mid_run_is_replaced_and_still_ends_the_agents(busy):

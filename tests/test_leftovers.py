@@ -10,18 +10,11 @@ import time
 
 import psutil
 import pytest
-from conftest import FRONT_MATTER, wait_for
+from conftest import FRONT_MATTER, alive, wait_for, watchdogs
 
 
 def front_matter(*lines: str) -> str:
     return FRONT_MATTER.replace("agent: command\n", "agent: command\n" + "".join(f"{line}\n" for line in lines))
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 
@@ -153,10 +146,17 @@ def test_ctrl_c_stops_daemons_too(batch, tracking):
         kill_all(*helpers)
 
 
-def test_kill_9_then_the_next_run_stops_what_the_killed_attempts_started(batch, tracking):
+@pytest.fixture
+def two_helpers(batch):
+    """Two agents at once, each leaving a process behind: a daemon out of the cgroup it was born
+    in (found by its marker), and a background process (in its cgroup, and marked)."""
     batch.write("# T\n## G\n- [ ] a: daemon\n- [ ] b: background\n", front_matter("parallel: 2"))
-    # The daemon leaves the cgroup it was born in: found by its marker.
     batch.behave(a={"daemon": True, "daemon_cgroup": "leave", "sleep": 60}, b={"background": True, "sleep": 60})
+    return batch
+
+
+def test_kill_9_stops_what_the_killed_attempts_started_with_their_runner(two_helpers, tracking):
+    batch = two_helpers
     runner = batch.start("run-batch", env=tracking)
     helpers = [pid_of(batch, "daemon-a.pid"), pid_of(batch, "background-b.pid")]
     try:
@@ -164,13 +164,33 @@ def test_kill_9_then_the_next_run_stops_what_the_killed_attempts_started(batch, 
         runner.kill()
         runner.wait(timeout=10)
         agents = [int(line.split()[2]) for line in (batch.path / "runs.log").read_text().splitlines()]
-        wait_for(lambda: not any(alive(pid) for pid in agents), timeout=10)  # they die with the runner
-        assert all(alive(pid) for pid in helpers)
+        wait_for(lambda: not any(alive(pid) for pid in agents + helpers), timeout=10)
+    finally:
+        runner.kill()
+        kill_all(*helpers)
+
+
+def test_what_outlives_a_runner_killed_with_its_watchdog_is_stopped_by_the_next_run(two_helpers, tracking):
+    """An agent can kill the watchdog and its runner at once (the same user's processes, without a
+    sandbox): all it started lives on, and the next run stops it before anything runs."""
+    batch = two_helpers
+    runner = batch.start("run-batch", env=tracking)
+    helpers = [pid_of(batch, "daemon-a.pid"), pid_of(batch, "background-b.pid")]
+    try:
+        wait_for(lambda: len(batch.runs("start")) == 2)
+        watchdog = wait_for(lambda: watchdogs(runner))[0]
+        runner.send_signal(signal.SIGSTOP)  # stopped, it cannot start another watchdog
+        watchdog.kill()
+        wait_for(lambda: not alive(watchdog.pid), timeout=10)  # a zombie: its stopped runner cannot reap it
+        runner.kill()
+        runner.wait(timeout=10)
+        agents = [int(line.split()[2]) for line in (batch.path / "runs.log").read_text().splitlines()]
+        assert all(alive(pid) for pid in agents + helpers)
         batch.behave()
         resumed = batch.run("run-batch", env=tracking, timeout=60)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert resumed.stdout.count("recovered: stopped what the agent of") == 2
-        assert [pid for pid in helpers if alive(pid)] == []
+        assert [pid for pid in agents + helpers if alive(pid)] == []
     finally:
         runner.kill()
         kill_all(*helpers)

@@ -16,17 +16,10 @@ from collections import Counter
 
 import psutil
 import pytest
-from conftest import FRONT_MATTER
+from conftest import FRONT_MATTER, alive
 
 GROUPS, MODULES = 5, 10
 SEED = 20261124
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def faults(rng: random.Random) -> dict:

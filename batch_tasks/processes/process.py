@@ -13,8 +13,8 @@ cgroup by the runner right after, with anything it started already (found from i
 children; a process that it starts and that leaves it in the microseconds before
 the move is outside the cgroup, as is one that moves itself out, and is found by its
 marker as the run ends, or as the next run recovers, as everything is without cgroups). It dies with
-its runner: the run's watchdog (watchdog.py) kills it when the runner is gone,
-however it went, writes down how it ended if it had ended by itself (it holds its
+its runner: the run's watchdog (watchdog.py) kills it, and what it started (by its cgroup and
+its marker), when the runner is gone, however it went, writes down how it ended if it had ended by itself (it holds its
 pidfd), and removes an attempt's cgroup once it is freed, so that no item waits
 for that; in a run's Supervisor (`for_run`), a cgroup its attempt left empty (nothing it
 started outlived its agent) is the next attempt's instead, and the run removes those it
@@ -263,6 +263,8 @@ class Supervisor:
         if joined is None and cgroup is not None:  # an empty one, removed meanwhile by another run as stale
             joined = _join_cgroup(new_cgroup(attempt_id), child.pid)
         cgroup = joined
+        if cgroup is not None:
+            self._watchdog.cgroup(attempt_id, cgroup)
         processes = AttemptProcesses(child.pid, self._created(child.pid), attempt_id, cgroup, child)
         ended: Exit | None = None
         with self._lock:

@@ -10,10 +10,12 @@ run holds the read end of a pipe that the runner never writes to; the kernel clo
 when the runner dies, however it dies, which wakes the watchdog at once, and then it
 sends SIGKILL to every agent the runner told it of and did not see end: through the
 agent's pidfd once it is known, else by its attempt's marker in the environment (the
-runner tells it of an attempt before it starts its agent, so none is missed). As the
-parent-death signal did, it kills the agent only: what the agent started is stopped by
-the next run (see recovery). And it removes each ended attempt's cgroup, which the
-kernel frees a moment after its last process exits.
+runner tells it of an attempt before it starts its agent, so none is missed). Then to
+everything those agents started (a subagent of theirs would go on paying too): all that
+is in their cgroups, and every process that carries one of their markers (one walk of
+/proc). What escaped both (out of its cgroup and its marker dropped), or outlived a
+watchdog killed with its runner, the next run stops (see recovery). And it removes each
+ended attempt's cgroup, which the kernel frees a moment after its last process exits.
 
 An agent that ends just as its runner is killed (in the moment between its exit and the
 runner's record of it) would have succeeded where no record says so, and be paid for
@@ -27,7 +29,8 @@ it takes the name WRITTEN (its `comm`), which the next run's recovery waits for.
 Run as `python -S watchdog.py FD RUNNER`, FD that pipe's read end, RUNNER the runner's
 pid (by which recovery finds it); it imports nothing of the
 package. On its standard input, a socket of packets, it reads: `start ID [EXIT_FILE]`,
-`pid ID PID` (with the agent's pidfd), `end ID [CGROUP]`; every GATHER seconds, not as
+`pid ID PID` (with the agent's pidfd), `cgroup ID CGROUP` (the one it joined), `end ID
+[CGROUP]`; every GATHER seconds, not as
 each comes (three an item, each a wake-up that competes with the runner for the
 machine), and all that is left once the runner is gone. It may touch: signals to the
 agents it was told of, their exit files, and the cgroups it was told to remove.
@@ -60,13 +63,14 @@ WRITTEN = "exits-written"  # its name once the exits are written down (watchdog_
 class Attempt:
     """What the runner said of one attempt."""
 
-    __slots__ = ("exit_file", "pid", "started", "pidfd")
+    __slots__ = ("exit_file", "pid", "started", "pidfd", "cgroup")
 
     def __init__(self, exit_file: str | None) -> None:
         self.exit_file = exit_file
         self.pid: int | None = None
         self.started: str | None = None
         self.pidfd: int | None = None
+        self.cgroup: str | None = None
 
 
 def start_time(pid: int) -> str | None:
@@ -77,19 +81,46 @@ def start_time(pid: int) -> str | None:
         return None
 
 
-def marked(attempt_id: str) -> list[int]:
-    """Every process whose environment carries the attempt's marker."""
-    needle = f"{MARKER}={attempt_id}".encode()
+def marked(*attempt_ids: str) -> list[int]:
+    """Every process whose environment carries one of the attempts' markers."""
+    needles = {f"{MARKER}={attempt_id}".encode() for attempt_id in attempt_ids}
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 with open(f"/proc/{name}/environ", "rb") as stream:
-                    if needle in stream.read().split(b"\0"):
+                    if not needles.isdisjoint(stream.read().split(b"\0")):
                         found.append(int(name))
             except OSError:
                 continue
     return found
+
+
+def kill_the_rest(running: dict[str, "Attempt"]) -> None:
+    """SIGKILL to all the agents started: what is in their cgroups, then what carries their markers."""
+    for attempt in running.values():
+        if attempt.cgroup is None:
+            continue
+        try:
+            with open(os.path.join(attempt.cgroup, "cgroup.kill"), "w", encoding="ascii") as stream:
+                stream.write("1")
+        except OSError:  # before Linux 5.14 (or the cgroup is gone): its processes one by one
+            try:
+                with open(os.path.join(attempt.cgroup, "cgroup.procs"), "rb") as stream:
+                    pids = [int(line) for line in stream.read().split()]
+            except (OSError, ValueError):
+                pids = []
+            _signal_all(pids)
+    if running:
+        _signal_all(marked(*running))
+
+
+def _signal_all(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def remove(folder: str, deadline: float) -> bool:
@@ -120,6 +151,7 @@ def main() -> None:
     # The runner is gone (its end of the pipe closed): its agents go with it, and how those
     # that ended by themselves ended is written down, for no runner is left to.
     by_itself = {attempt_id: _kill(attempt_id, attempt) for attempt_id, attempt in running.items()}
+    kill_the_rest(running)
     deadline = time.monotonic() + EXIT_WAIT
     for attempt_id, attempt in running.items():
         if attempt.pidfd is not None and attempt.exit_file:
@@ -146,11 +178,7 @@ def _kill(attempt_id: str, attempt: Attempt) -> bool:
             pass
         return ended
     known = attempt.pid is not None and start_time(attempt.pid) == attempt.started
-    for pid in [attempt.pid] if known else marked(attempt_id):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    _signal_all([attempt.pid] if known else marked(attempt_id))
     return False
 
 
@@ -235,6 +263,9 @@ def _heard(data: bytes, pidfd: int | None, running: dict[str, Attempt], cgroups:
             os.close(attempt.pidfd)
         attempt.pidfd = pidfd
         return True
+    elif len(words) == 3 and words[0] == "cgroup":
+        if (attempt := running.get(words[1])) is not None:
+            attempt.cgroup = words[2]
     elif len(words) in (2, 3) and words[0] == "end":
         attempt = running.pop(words[1], None)
         if attempt is not None and attempt.pidfd is not None:

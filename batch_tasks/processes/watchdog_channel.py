@@ -32,21 +32,27 @@ class WatchdogChannel:
         self._child: subprocess.Popen | None = None
         self._channel: socket.socket | None = None
         self._alive: int | None = None  # the end of its pipe that closes only when this process dies
-        self._told: dict[str, list] = {}  # attempt → [its exit file, its agent's pid and pidfd], for a replacement
+        self._told: dict[str, list] = {}  # attempt → [its exit file, its agent's pid, pidfd and cgroup], for a replacement
         self._lock = threading.Lock()
         self._looked = 0.0
 
     def started(self, attempt_id: str, exit_file: str | None) -> None:
         """Before its agent starts: where to write how it ended, if the runner cannot."""
         with self._lock:
-            self._told[attempt_id] = [exit_file, None, None]
+            self._told[attempt_id] = [exit_file, None, None, None]
             self._tell(("start", attempt_id, *([exit_file] if exit_file else [])))
 
     def agent(self, attempt_id: str, pid: int, pidfd: int | None) -> None:
         """Its agent, just started: the pidfd stays open until `ended` is told."""
         with self._lock:
-            self._told[attempt_id][1:] = [pid, pidfd]
+            self._told[attempt_id][1:3] = [pid, pidfd]
             self._tell(("pid", attempt_id, str(pid)), pidfd)
+
+    def cgroup(self, attempt_id: str, cgroup: str) -> None:
+        """The cgroup its agent joined: all in it dies with the runner."""
+        with self._lock:
+            self._told[attempt_id][3] = cgroup
+            self._tell(("cgroup", attempt_id, cgroup))
 
     def ended(self, attempt_id: str, cgroup: str | None) -> None:
         with self._lock:
@@ -87,10 +93,12 @@ class WatchdogChannel:
         self._channel.close()
         os.close(self._alive)
         self._start()
-        for attempt_id, (exit_file, pid, pidfd) in self._told.items():
+        for attempt_id, (exit_file, pid, pidfd, cgroup) in self._told.items():
             self._send(("start", attempt_id, *([exit_file] if exit_file else [])))
             if pid is not None:
                 self._send(("pid", attempt_id, str(pid)), pidfd)
+            if cgroup is not None:
+                self._send(("cgroup", attempt_id, cgroup))
 
     def _send(self, words, pidfd: int | None = None) -> bool:
         """False if it is gone or does not read what it is told (its socket is full)."""
