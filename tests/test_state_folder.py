@@ -154,3 +154,21 @@ def test_forget_and_ignore_are_refused_while_a_run_holds_the_batch(batch, runnin
     assert re.fullmatch(rf"ERROR: a run \(pid {running.pid}, started [0-9 :-]+\) is running task.md; "
                         rf"wait for it to end, or stop it, then {command} again\n", refused.stderr), refused.stderr
     assert sum(batch.runs("start").values()) == 2
+
+
+@pytest.mark.parametrize("by", ["clean", "forget", "ignore"])
+def test_a_command_that_holds_the_lock_leaves_a_killed_runs_name_for_the_next_run(batch, by):
+    """run.lock still naming a run says it was killed: the next run's recovery reads that."""
+    from batch_tasks.state.state import BatchState
+
+    batch.write(SLOW)
+    state = BatchState(batch.taskfile)
+    state.ensure()
+    killed = '{"pid": 999999, "create_time": 1.0, "started": 1.0}'
+    state.lock_file.write_text(killed)
+    with state.run_lock(by=by) as killed_before:
+        assert killed_before is False  # not its to say
+    assert state.lock_file.read_text() == killed
+    with state.run_lock() as killed_before:
+        assert killed_before is True
+    assert state.lock_file.read_text() == ""

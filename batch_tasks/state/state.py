@@ -323,7 +323,8 @@ class BatchState:
     @contextlib.contextmanager
     def run_lock(self, by: str = "run", **facts):
         """Held for a whole run, by the kernel: freed when the holder dies, so never stale.
-        Commands that write the batch's records (`by`: clean, forget, ignore) hold it too.
+        Commands that write the batch's records (`by`: clean, forget, ignore) hold it too, and
+        leave run.lock as they found it: a killed run's name stays there for the next run.
 
         What is locked is the task file itself, by its real path (an abstract socket named
         for it, which no `rm` can take away and an editor's new copy of the file keeps) and
@@ -343,6 +344,9 @@ class BatchState:
                     f"{'another run' if by == 'run' else 'a run'} ({holder['text'] if holder else 'pid unknown'}) "
                     f"is running {self.taskfile.name}; wait for it to end, or stop it, then {by} again"
                 ) from None
+            if by != "run":
+                yield False
+                return
             try:
                 stream = os.fdopen(open_fd(str(self.lock_file), os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8")
             except OSError as error:
