@@ -165,3 +165,52 @@ def test_after_a_kill_a_record_is_looked_for_even_where_task_md_lost_its_service
     assert not recovery.owed(batch_mod.load(tmp_path / "task.md"))  # no kill said: not looked for
     notes, _ = stopped(tmp_path, monkeypatch, killed_before=True)
     assert "may still be up" in notes[0] and not (folder / "services.json").exists()
+
+
+def item_services(tmp_path: Path, services_argv: list[str]):
+    """An item's ItemServices in a run of its own, its services `services_argv` and `services_down` the same."""
+    from types import SimpleNamespace
+
+    from batch_tasks.redaction import Redactor
+    from batch_tasks.run.services import ItemServices
+    from batch_tasks.state.state import BatchState
+
+    (tmp_path / "task.md").write_text("# Serve\n- [ ] m0: serve\n")
+    state = BatchState(tmp_path / "task.md")
+    state.ensure()
+    folder = state.item("serve", "m0")
+    folder.ensure()
+    run = SimpleNamespace(ports=Ports(tmp_path / "locks"), environ=dict(os.environ), redactor=Redactor({}))
+    settings = {"services": services_argv, "services_down": services_argv, "ports_per_item": 10, "isolation": "none"}
+    return ItemServices(settings, tmp_path, run, folder, {"BATCH_ITEM": "serve:m0"}), Path(folder.services)
+
+
+def test_the_record_is_written_before_services_start_and_removed_once_services_down_ran(tmp_path):
+    services, record = item_services(tmp_path, [sys.executable, "-c", "import os; print(os.path.exists('.batch/task/"
+                                                "items/serve/m0/services.json'))"])
+    services.start(None)
+    assert json.loads(record.read_text()) == {"BATCH_PORT": str(services.lease.port),
+                                              "BATCH_SLOT": str(services.lease.slot), "ports": 10}
+    services.release(None)
+    assert not record.exists()
+    assert (tmp_path / ".batch/task/items/serve/m0/output.log").read_text().count("True") == 2  # seen by both
+
+
+def test_services_are_not_started_beside_those_a_killed_run_left_up(tmp_path):
+    from batch_tasks.run.services import ServicesFailed
+
+    services, record = item_services(tmp_path, [sys.executable, "-c", "open('started', 'w')"])
+    record.write_text('{"BATCH_PORT": "20010", "BATCH_SLOT": "2", "ports": 10}')
+    with pytest.raises(ServicesFailed, match="those a killed run started for this item may still be up"):
+        services.start(None)
+    services.release(None)
+    assert not (tmp_path / "started").exists() and record.exists()
+
+
+def test_a_failed_services_leaves_no_record(tmp_path):
+    from batch_tasks.run.services import ServicesFailed
+
+    services, record = item_services(tmp_path, [sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(ServicesFailed, match="exit status 3"):
+        services.start(None)
+    assert not record.exists()
