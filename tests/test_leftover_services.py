@@ -60,9 +60,14 @@ def test_services_a_killed_run_left_up_are_stopped_by_the_next_run_then_started_
     assert "its services, left up when its run was killed, are stopped" in output
 
 
-SERVICE = ("import json, os, sys\n"
+SERVICE = ("import fcntl, json, os, sys\n"
            "names = ('BATCH_PORT', 'BATCH_SLOT', 'BATCH_WORKTREE', 'BATCH_ITEM')\n"
            "open(os.environ['SERVICES_LOG'], 'a').write(json.dumps([sys.argv[1], {n: os.environ.get(n) for n in names}]) + '\\n')\n"
+           "lock = os.environ.get('PORT_LOCK')\n"
+           "try:\n"
+           "    lock and fcntl.flock(os.open(lock, os.O_RDONLY), fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+           "except BlockingIOError:\n"
+           "    print('its ports are held')\n"
            "sys.exit(3 if sys.argv[1] == 'fails' else 0)\n")
 
 
@@ -91,6 +96,7 @@ def stopped(tmp_path: Path, monkeypatch, killed_before: bool = False) -> tuple[l
 
 def test_task_mds_services_down_as_it_is_now_is_run_with_the_recorded_port_and_slot(tmp_path, monkeypatch):
     folder = killed_with_services_up(tmp_path, "edited since")
+    monkeypatch.setenv("PORT_LOCK", str(tmp_path / "locks/20010.lock"))  # by this run while services_down runs
     notes, ran = stopped(tmp_path, monkeypatch)
     assert ran == [["edited since", {"BATCH_PORT": "20010", "BATCH_SLOT": "2", "BATCH_WORKTREE": None,
                                      "BATCH_ITEM": "serve:m0"}]]
@@ -98,6 +104,7 @@ def test_task_mds_services_down_as_it_is_now_is_run_with_the_recorded_port_and_s
                      "BATCH_SLOT 2)"]
     assert not (folder / "services.json").exists()
     assert "=== services_down: " in (folder / "output.log").read_text()
+    assert "its ports are held" in (folder / "output.log").read_text()
 
 
 def test_no_services_down_now_drops_the_record_and_says_they_may_still_be_up(tmp_path, monkeypatch):
@@ -129,6 +136,7 @@ def test_ports_another_run_holds_now_are_not_stopped_on_and_the_record_is_kept(t
         "did not stop the services a killed run left up for serve:m0: another run holds their ports 20010-20024 now; "
         "run again once it is over, or stop them yourself: BATCH_PORT=20010 BATCH_SLOT=2 ")
     assert notes[0].endswith(" down")
+    assert f"=== {notes[0]} ===" in (folder / "output.log").read_text()
 
 
 @pytest.mark.parametrize("record, why", [

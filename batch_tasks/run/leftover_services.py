@@ -5,7 +5,8 @@ services.json (see services) says its services were started and with what. `stop
 `services_down:` as task.md has it now (as the rest of recovery follows task.md as it is
 now), in the batch's workdir, on this run's environment, with the item's names and the
 recorded BATCH_PORT, BATCH_SLOT and BATCH_WORKTREE; its output goes to the item's log,
-masked; the record is removed once it has run. What it did is one line for the user.
+masked; the record is removed once it has run. What was done is one line for the user, and
+in the item's log.
 
 - The recorded block of ports is held by this run (Ports.hold) while services_down runs, so
   no other run leases it meanwhile. If another run holds any of it now, nothing is run on
@@ -89,11 +90,15 @@ def stop_all(batch: Batch, killed_before: bool, ports: Ports) -> list[str]:
     """`stop` for each item looked at; `ports` closed at the end."""
     redactor, environ = Redactor(os.environ), dict(os.environ)
     try:
-        said = [stop(batch, group, item, folder, ports, redactor, environ)
-                for group, item, folder in looked_at(batch, killed_before)]
+        said = []
+        for group, item, folder in looked_at(batch, killed_before):
+            line = stop(batch, group, item, folder, ports, redactor, environ)
+            if line is not None:
+                said.append(line)
+                _note(folder, line)
     finally:
         ports.close()
-    return [line for line in said if line is not None]
+    return said
 
 
 def stop(batch: Batch, group: Group, item: Item, folder: ItemState, ports: Ports, redactor: Redactor,
@@ -142,3 +147,13 @@ def own_worktree(batch: Batch, item: Item) -> Path:
 
     return Isolation(batch.plan.path, batch.plan.settings, workdir=batch.workdir, state=batch.state).item_path(
         item.group, item.module)
+
+
+def _note(folder: ItemState, line: str) -> None:
+    """What was done, in the item's log too; a log that cannot be written (a link planted there)
+    leaves it said on the run's output alone."""
+    try:
+        with folder.open_log() as log:
+            log.write(item_log.note_header(line))
+    except OSError:
+        pass
