@@ -167,6 +167,15 @@ def test_a_link_for_a_record_is_not_followed(tmp_path, monkeypatch):
     assert "not a record" in notes[0]
 
 
+def test_a_folder_for_a_record_is_said_and_runs_nothing(tmp_path, monkeypatch):
+    folder = killed_with_services_up(tmp_path, None)
+    (folder / "services.json").unlink()
+    (folder / "services.json").mkdir()
+    notes, ran = stopped(tmp_path, monkeypatch)
+    assert ran == [] and notes == [f"{folder / 'services.json'} is not a record of its services (it is not a record "
+                                   "(a JSON object in a regular file)), and cannot be removed: Is a directory"]
+
+
 def test_after_a_kill_a_record_is_looked_for_even_where_task_md_lost_its_services(tmp_path, monkeypatch):
     folder = killed_with_services_up(tmp_path, None)
     (tmp_path / "task.md").write_text("---\nagent: command\ncommand: [\"true\"]\n---\n# Serve\n- [x] m0: serve\n")

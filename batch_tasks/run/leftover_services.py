@@ -107,17 +107,17 @@ def stop(batch: Batch, group: Group, item: Item, folder: ItemState, ports: Ports
     if not os.path.lexists(folder.services):
         return None
     key, argv = item.key, group.settings.get("services_down")
-    if not argv:
-        folder.remove(folder.services)
-        return (f"the services a killed run started for {key} may still be up: {batch.plan.path.name} has no "
-                "services_down for it now, to stop them")
     found = checked(read_json(folder.services), own_worktree(batch, item))
     if isinstance(found, str):
         try:
             folder.remove(folder.services)
-        except OSError as error:
+        except OSError as error:  # a folder planted there
             return f"{folder.services} is not a record of its services ({found}), and cannot be removed: {error.strerror}"
         return f"removed {folder.services}, not a record of its services ({found}); nothing was run"
+    if not argv:
+        folder.remove(folder.services)
+        return (f"the services a killed run started for {key} may still be up: {batch.plan.path.name} has no "
+                "services_down for it now, to stop them")
     values, count = found
     port, slot = int(values["BATCH_PORT"]), int(values["BATCH_SLOT"])
     lease = ports.hold(port, count, slot)
