@@ -79,6 +79,7 @@ class Loaded(NamedTuple):
     told: list  # how task.md was read, as said on standard error
     checked: frozenset = frozenset()  # the items checked before the lock
     recovered: bool = False
+    killed_before: bool = False  # run.lock said the run before was killed
 
 
 class DoitTasks(NamedTuple):
@@ -159,9 +160,11 @@ def check_before_the_lock(loaded: Loaded) -> Loaded:
 
 def lock(loaded: Loaded) -> Loaded:
     """One run at a time per task file, held until the run ends."""
-    if not loaded.given.looks_only:
-        loaded.given.held.enter_context(loaded.batch.state.run_lock(workers=workers(loaded.given, loaded.batch)))
-    return loaded
+    if loaded.given.looks_only:
+        return loaded
+    held = loaded.batch.state.run_lock(workers=workers(loaded.given, loaded.batch))
+    killed_before = loaded.given.held.enter_context(held)
+    return loaded._replace(killed_before=killed_before)
 
 
 def recover(loaded: Loaded) -> Loaded:
@@ -172,14 +175,14 @@ def recover(loaded: Loaded) -> Loaded:
     from ..run import recovery  # a dry run or -q recovers nothing: it reads the records as they are
     from ..tasks import batch as batch_mod
 
-    if not recovery.owed(loaded.batch):
+    if not recovery.owed(loaded.batch, loaded.killed_before):
         return loaded
 
     def say_waiting(text: str) -> None:  # recovery may wait for a remote agent: said at once, not after
         given.out.write(f"recovering: {text}\n")
         given.out.flush()
 
-    for note in recovery.recover(loaded.batch, waiting=say_waiting):
+    for note in recovery.recover(loaded.batch, waiting=say_waiting, killed_before=loaded.killed_before):
         given.out.write(f"recovered: {note}\n")
     return loaded._replace(batch=batch_mod.load(given.path, trust_cache=False, **given.how), recovered=True)
 

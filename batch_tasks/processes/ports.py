@@ -15,6 +15,7 @@ and locked again for each), until a lease of another size needs it or the run cl
     lease = run.ports.lease(settings["ports_per_item"])
     lease.environment()       # {"BATCH_PORT": "20010", "BATCH_SLOT": "2"}
     lease.release()           # once all it started is stopped
+    run.ports.hold(20010, 10, 2)  # that very block (recovery), or None if another run holds it
     run.ports.close()         # the run is over: its blocks are free for other runs
 """
 
@@ -97,6 +98,21 @@ class Ports:
         self.free_slot(slot)
         raise NoPortsLeft(f"no block of {count} ports is free from {self.first} to {self.last}: "
                           "other runs hold them all; lower ports_per_item or wait")
+
+    def hold(self, port: int, count: int, slot: int) -> Lease | None:
+        """The very block from `port` on (and `slot`), as a killed run leased it, for stopping what
+        it left there; None if another run (or this one) holds any of it now."""
+        units = math.ceil(count / UNIT)
+        block = range(port, port + units * UNIT, UNIT)
+        with self._lock:
+            if not self._held.isdisjoint(block) or slot in self._slots:
+                return None
+            files = self._hold(port, units)
+            if files is None:
+                return None
+            self._held.update(block)
+            self._slots.add(slot)
+        return Lease(port, count, slot, files, self)
 
     def free_slot(self, slot: int) -> None:
         with self._lock:

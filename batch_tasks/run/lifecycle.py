@@ -79,8 +79,7 @@ class ItemRun(AttemptStep):
         # An item that lands its work has steps worth showing: setup, agent, check, merge queue.
         self.lands = route.lands
         self.services = services.ItemServices(job.settings, job.workdir, run, self.folder,  # its ports, slot, services
-                                              {"BATCH_GROUP": job.item.group, "BATCH_MODULE": job.item.module,
-                                               "BATCH_ITEM": job.item.key})
+                                              services.item_names(job.item))
 
     def step(self) -> Finished | Again | review.AwaitingReview:
         try:

@@ -10,6 +10,10 @@ before the run:
   result is kept.
 - A run killed while an item ran: what its agent, check or setup started may still
   run: it is stopped, and half-written records are removed.
+- A run killed while an item's services were up (services.json, whether the item is run
+  again or had been ticked): its `services_down:` is run, as they were started, on their
+  own ports, held by this run meanwhile (see leftover_services). After the agents' leftovers
+  are stopped: what an agent left may use them.
 
 Then, in the run, the item's lifecycle asks `resumption` where its last attempt got (see
 item_machine): a killed (running.json) or stopped (an interrupted failure.json that names
@@ -33,6 +37,7 @@ from ..agents import AGENTS, Outcome
 from ..executors.attempt import outcome_of
 from ..plan.plan import Group, Item
 from ..processes.attempt_processes import stop_leftovers
+from ..processes.ports import Ports
 from ..processes.watchdog_channel import exits_written
 from ..state import item_log, item_machine
 from ..state.item_status import FAILED, INTERRUPTED, RUNNING_NOW, ItemStatus, read_status
@@ -40,6 +45,7 @@ from ..state.records import tick
 from ..state.staleness import KILLED_MID_RUN, TICK_PENDING
 from ..state.state import ItemState, read_json
 from ..tasks.batch import Batch
+from . import leftover_services
 
 if TYPE_CHECKING:
     from ..isolation.workspace import AttemptWorkspace
@@ -47,13 +53,17 @@ if TYPE_CHECKING:
 RESUMABLE = (RUNNING_NOW, INTERRUPTED, FAILED)  # the statuses an attempt that may be gone on with leaves
 
 
-def owed(batch: Batch) -> bool:
-    return any(v.reason in (TICK_PENDING, KILLED_MID_RUN) for v in batch.verdicts.values())
+def owed(batch: Batch, killed_before: bool = False) -> bool:
+    """Whether anything is to repair (`killed_before`: run.lock says the run before was killed)."""
+    return (any(v.reason in (TICK_PENDING, KILLED_MID_RUN) for v in batch.verdicts.values())
+            or leftover_services.left_up(batch, killed_before))
 
 
-def recover(batch: Batch, waiting: Callable[[str], None] = lambda text: None) -> list[str]:
+def recover(batch: Batch, waiting: Callable[[str], None] = lambda text: None, killed_before: bool = False,
+            ports: Ports | None = None) -> list[str]:
     """Repair leftovers; return one line per repair, for the user (told at once, through
-    `waiting`, of each wait for a remote agent a killed run left running)."""
+    `waiting`, of each wait for a remote agent a killed run left running). `ports`: where
+    blocks of ports are held while leftover services are stopped (the machine's by default)."""
     notes = []
     for group in batch.plan.groups:
         for item in group.items:
@@ -88,7 +98,7 @@ def recover(batch: Batch, waiting: Callable[[str], None] = lambda text: None) ->
                     notes.append(f"resuming {item.key} from its remote attempt on {running.get('worker', 'a Dask worker')}"
                                  ": it ended after its run was killed; a success it pushed lands without its agent "
                                  "being run again")
-    return notes
+    return notes + leftover_services.stop_all(batch, killed_before, ports or Ports())
 
 
 @dataclass

@@ -20,6 +20,10 @@ are read as absent.
             result.json           the success record: the item's doit target; set aside as
                                   result.previous.json when an attempt starts
             failure.json          why the last attempt failed or was interrupted
+            services.json         the item's `services:` are up (or starting): the BATCH_PORT,
+                                  BATCH_SLOT, ports and BATCH_WORKTREE they were started with,
+                                  no secret; removed once `services_down:` has run. Left by a
+                                  killed run, it tells the next run's recovery what to stop
             forgotten.json        `doit forget` was used; the result it had is in result.forgotten.json
 """
 
@@ -46,6 +50,7 @@ FAILURE = "failure.json"
 RUNNING = "running.json"
 EXIT = "exit.json"
 FORGOTTEN = "forgotten.json"
+SERVICES = "services.json"
 
 
 class LinkRefused(OSError):
@@ -243,6 +248,7 @@ class ItemState:
         self.running = f"{folder}/{RUNNING}"
         self.exit = f"{folder}/{EXIT}"
         self.forgotten = f"{folder}/{FORGOTTEN}"
+        self.services = f"{folder}/{SERVICES}"
 
     def ensure(self) -> bool:
         """Make the item's folder, refusing links on the way (from the state folder down);
