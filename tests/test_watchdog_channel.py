@@ -1,0 +1,99 @@
+"""A watchdog replaced while its runner is killed: the agents still die with the runner.
+
+A real runner (a small script using WatchdogChannel as the Supervisor does) starts two
+agents, then has its watchdog replaced (killed, stopped, or its socket full) and is killed
+with SIGKILL the moment the new watchdog exists, before it could tell it anything more.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+from conftest import wait_for
+
+RUNNER = """
+import os, select, signal, socket, subprocess, sys
+import psutil
+from batch_tasks.processes import watchdog_channel
+
+mode, folder = sys.argv[1], sys.argv[2]
+channel = watchdog_channel.WatchdogChannel()
+pids = {}
+for attempt_id, argv in (("killed", ["sleep", "60"]), ("ended", ["sh", "-c", "exit 3"])):
+    channel.started(attempt_id, os.path.join(folder, attempt_id + ".json"))
+    agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pidfd = os.pidfd_open(agent.pid)
+    channel.agent(attempt_id, agent.pid, pidfd)
+    pids[attempt_id] = agent.pid
+select.select([pidfd], [], [], 10)  # "ended" has exited, unreaped: how it ended is the watchdog's to write
+channel.started("late", None)
+with open(os.path.join(folder, "pids"), "w") as stream:
+    stream.write(" ".join(map(str, pids.values())))
+
+watchdog = next(child.pid for child in psutil.Process().children() if "watchdog.py" in " ".join(child.cmdline()))
+if mode == "gone":
+    os.kill(watchdog, signal.SIGKILL)
+    os.waitid(os.P_PID, watchdog, os.WEXITED | os.WNOWAIT)
+elif mode == "stopped":
+    os.kill(watchdog, signal.SIGSTOP)
+    os.waitid(os.P_PID, watchdog, os.WSTOPPED | os.WNOWAIT)
+else:  # alive, but its socket full: the next message cannot be sent
+    send_fds = socket.send_fds
+    def full(*args):
+        socket.send_fds = send_fds
+        raise BlockingIOError()
+    socket.send_fds = full
+
+popen = subprocess.Popen
+def killed_once_started(*args, **kwargs):  # the runner dies the moment its new watchdog exists
+    popen(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+subprocess.Popen = killed_once_started
+
+channel.ended("late", os.path.join(folder, "cgroup"))  # unread by a stopped watchdog; a gone one fails it
+channel.look()  # a stopped one is noticed here
+sys.exit("the watchdog was not replaced")
+"""
+
+
+def watchdogs_of(runner_pid: int) -> list[int]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        argv = process.info["cmdline"] or []
+        if len(argv) > 4 and argv[2].endswith("watchdog.py") and argv[4] == str(runner_pid):
+            found.append(process.pid)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("mode", ["gone", "stopped", "full"])
+def test_a_runner_killed_as_it_replaces_its_watchdog_still_takes_its_agents_with_it(tmp_path, mode):
+    """Its agents were told to the new watchdog before it started; the one it replaced does not
+    stay stopped; an agent that ended by itself has its exit written, the killed one none; and
+    what the old one had not read (an attempt's cgroup to remove: here an empty folder) is done."""
+    (tmp_path / "cgroup").mkdir()
+    (tmp_path / "runner.py").write_text(RUNNER)
+    runner = subprocess.Popen([sys.executable, str(tmp_path / "runner.py"), mode, str(tmp_path)],
+                              stderr=subprocess.PIPE, text=True)
+    _, errors = runner.communicate(timeout=30)
+    assert runner.returncode == -9, errors
+    sleeping, ended = map(int, (tmp_path / "pids").read_text().split())
+    try:
+        wait_for(lambda: not alive(sleeping), timeout=5)
+    finally:
+        if alive(sleeping):
+            os.kill(sleeping, 9)
+    # 9 s: recovery's wait for them (watchdog_channel.WRITTEN_WAIT), less a margin
+    wait_for(lambda: not watchdogs_of(runner.pid), timeout=9)
+    assert json.loads((tmp_path / "ended.json").read_text()) == {"attempt_id": "ended", "status": 3}
+    assert not (tmp_path / "killed.json").exists(), "killed by a watchdog, not ended by itself"
+    assert not (tmp_path / "cgroup").exists()
