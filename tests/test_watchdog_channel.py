@@ -1,8 +1,9 @@
-"""A watchdog replaced while its runner is killed: the agents still die with the runner.
+"""A watchdog replaced, then its runner killed: the agents still die with the runner.
 
-A real runner (a small script using WatchdogChannel as the Supervisor does) starts two
+A real runner (a small script using WatchdogChannel as the Supervisor does) starts three
 agents, then has its watchdog replaced (killed, stopped, or its socket full) and is killed
-with SIGKILL the moment the new watchdog exists, before it could tell it anything more.
+with SIGKILL: the moment the new watchdog exists, before it could tell it anything more, or
+once the replacement is done.
 """
 
 import json
@@ -19,16 +20,19 @@ import os, select, signal, socket, subprocess, sys
 import psutil
 from batch_tasks.processes import watchdog_channel
 
-mode, folder = sys.argv[1], sys.argv[2]
+mode, when, folder = sys.argv[1:]
 channel = watchdog_channel.WatchdogChannel()
-pids = {}
-for attempt_id, argv in (("killed", ["sleep", "60"]), ("ended", ["sh", "-c", "exit 3"])):
+pids, pidfds = {}, {}
+for attempt_id, argv in (("killed", ["sleep", "60"]), ("ended", ["sh", "-c", "exit 3"]), ("oom", ["sleep", "60"])):
     channel.started(attempt_id, os.path.join(folder, attempt_id + ".json"))
     agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pidfd = os.pidfd_open(agent.pid)
-    channel.agent(attempt_id, agent.pid, pidfd)
+    pidfds[attempt_id] = os.pidfd_open(agent.pid)
+    channel.agent(attempt_id, agent.pid, pidfds[attempt_id])
     pids[attempt_id] = agent.pid
-select.select([pidfd], [], [], 10)  # "ended" has exited, unreaped: how it ended is the watchdog's to write
+os.kill(pids["oom"], signal.SIGKILL)  # as the OOM killer would
+# Both exited, unreaped: how they ended is the watchdog's to write
+select.select([pidfds["ended"]], [], [], 10)
+select.select([pidfds["oom"]], [], [], 10)
 channel.started("late", None)
 with open(os.path.join(folder, "pids"), "w") as stream:
     stream.write(" ".join(map(str, pids.values())))
@@ -51,11 +55,14 @@ popen = subprocess.Popen
 def killed_once_started(*args, **kwargs):  # the runner dies the moment its new watchdog exists
     popen(*args, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)
-subprocess.Popen = killed_once_started
+if when == "starting":
+    subprocess.Popen = killed_once_started
 
 channel.ended("late", os.path.join(folder, "cgroup"))  # unread by a stopped watchdog; a gone one fails it
 channel.look()  # a stopped one is noticed here
-sys.exit("the watchdog was not replaced")
+if when == "starting":
+    sys.exit("the watchdog was not replaced")
+os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
@@ -75,18 +82,19 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("mode", ["gone", "stopped", "full"])
-def test_a_runner_killed_as_it_replaces_its_watchdog_still_takes_its_agents_with_it(tmp_path, mode):
+@pytest.mark.parametrize("mode, when", [("gone", "starting"), ("stopped", "starting"), ("full", "starting"),
+                                        ("gone", "after"), ("stopped", "after")])
+def test_a_runner_killed_as_it_replaces_its_watchdog_still_takes_its_agents_with_it(tmp_path, mode, when):
     """Its agents were told to the new watchdog before it started; the one it replaced does not
     stay stopped; an agent that ended by itself has its exit written, the killed one none; and
     what the old one had not read (an attempt's cgroup to remove: here an empty folder) is done."""
     (tmp_path / "cgroup").mkdir()
     (tmp_path / "runner.py").write_text(RUNNER)
-    runner = subprocess.Popen([sys.executable, str(tmp_path / "runner.py"), mode, str(tmp_path)],
+    runner = subprocess.Popen([sys.executable, str(tmp_path / "runner.py"), mode, when, str(tmp_path)],
                               stderr=subprocess.PIPE, text=True)
     _, errors = runner.communicate(timeout=30)
     assert runner.returncode == -9, errors
-    sleeping, ended = map(int, (tmp_path / "pids").read_text().split())
+    sleeping = int((tmp_path / "pids").read_text().split()[0])
     try:
         wait_for(lambda: not alive(sleeping), timeout=5)
     finally:
@@ -97,3 +105,9 @@ def test_a_runner_killed_as_it_replaces_its_watchdog_still_takes_its_agents_with
     assert json.loads((tmp_path / "ended.json").read_text()) == {"attempt_id": "ended", "status": 3}
     assert not (tmp_path / "killed.json").exists(), "killed by a watchdog, not ended by itself"
     assert not (tmp_path / "cgroup").exists()
+    # Killed by another than a watchdog: so it says, unless the one replaced was still there as
+    # the runner died (it might have been the one). Alive, that one may have written it first.
+    if mode == "gone" or when == "after":
+        assert json.loads((tmp_path / "oom.json").read_text()) == {"attempt_id": "oom", "status": -9}
+    elif mode == "stopped":
+        assert not (tmp_path / "oom.json").exists()
