@@ -85,25 +85,16 @@ class WatchdogChannel:
         stopped for ever) and does not take a SIGKILL for an agent's own end (it may be the
         old one's, if that one was alive and acting too; see watchdog.py)."""
         old = self._child
-        told = []
         # Popen.poll has not reaped it, so its pid is still its own: a pidfd opened now is of it.
         predecessor = _pidfd(old.pid) if old is not None and old.poll() is None else None
-        if predecessor is not None:
-            told.append((("replaces",), predecessor))
-        for attempt_id, (exit_file, pid, pidfd) in self._told.items():
-            told.append((("start", attempt_id, *([exit_file] if exit_file else [])), None))
-            if pid is not None:
-                told.append((("pid", attempt_id, str(pid)), pidfd))
-        told += [(("end", attempt_id, cgroup), None) for attempt_id, cgroup in self._removing.items()]
-
+        told = [(("replaces",), predecessor)] if predecessor is not None else []
         gone, alive = os.pipe()
         channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         channel.setblocking(False)
-        # Room for a large run's agents, told at once: as much as the system lets (net.core.wmem_max).
+        # Room for a large run's agents, told at once: as much as the system lets (twice
+        # net.core.wmem_max; at its usual 208 KiB, 555 messages: some 270 agents running).
         channel.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 30)
-        rest = [(words, pidfd) for words, pidfd in told if not _send(channel, words, pidfd)]
-        if predecessor is not None:
-            os.close(predecessor)  # the socket holds it now
+        rest = [(words, pidfd) for words, pidfd in told + self._briefing() if not _send(channel, words, pidfd)]
         try:
             # Its output nowhere: a caller reading the runner's to its end does not wait for it.
             child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG), str(gone), str(os.getpid())],
@@ -112,6 +103,8 @@ class WatchdogChannel:
         except BaseException:
             channel.close()
             os.close(alive)
+            if predecessor is not None:
+                os.close(predecessor)
             raise
         finally:
             os.close(gone)
@@ -124,11 +117,25 @@ class WatchdogChannel:
             if predecessor is not None:
                 rest.append((("replaced",), None))  # gone: a SIGKILL status is again an agent's own
         self._child, self._channel, self._alive = child, channel, alive
-        # What its socket did not hold (a very large run's agents), as it reads it.
+        # What its socket did not hold (more agents than that), as it reads it: only there is a
+        # moment left where a runner killed leaves agents it did not tell (to the next run's recovery).
         channel.settimeout(WRITTEN_WAIT)
         for words, pidfd in rest:
-            _send(channel, words, pidfd)
+            if not _send(channel, words, pidfd):
+                break
         channel.setblocking(False)
+        if predecessor is not None:
+            os.close(predecessor)  # its socket holds it now
+
+
+    def _briefing(self) -> list[tuple[tuple[str, ...], int | None]]:
+        """All a new watchdog must know: the attempts running, their agents, the cgroups to remove."""
+        told = []
+        for attempt_id, (exit_file, pid, pidfd) in self._told.items():
+            told.append((("start", attempt_id, *([exit_file] if exit_file else [])), None))
+            if pid is not None:
+                told.append((("pid", attempt_id, str(pid)), pidfd))
+        return told + [(("end", attempt_id, cgroup), None) for attempt_id, cgroup in self._removing.items()]
 
 
 def _send(channel: socket.socket, words, pidfd: int | None = None) -> bool:
