@@ -80,7 +80,8 @@ class WatchdogChannel:
         acts on the runner's death. So a runner killed at any moment of this leaves one that knows.
 
         The new one starts before the old one is killed: the other way, a runner killed between
-        the two would leave no watchdog at all. Meanwhile there are two, and if the runner dies
+        the two would leave no watchdog at all (as it would if the old one were stopped first: a
+        stopped process does nothing). Meanwhile there are two, and if the runner dies
         then, the new one kills the old one it is handed (stopped by an agent, it would stay
         stopped for ever) and does not take a SIGKILL for an agent's own end (it may be the
         old one's, if that one was alive and acting too; see watchdog.py)."""
@@ -126,7 +127,6 @@ class WatchdogChannel:
         channel.setblocking(False)
         if predecessor is not None:
             os.close(predecessor)  # its socket holds it now
-
 
     def _briefing(self) -> list[tuple[tuple[str, ...], int | None]]:
         """All a new watchdog must know: the attempts running, their agents, the cgroups to remove."""
