@@ -38,12 +38,19 @@ with open(os.path.join(folder, "pids"), "w") as stream:
     stream.write(" ".join(map(str, pids.values())))
 
 watchdog = next(child.pid for child in psutil.Process().children() if "watchdog.py" in " ".join(child.cmdline()))
+def ignores_sighup():
+    with open(f"/proc/{watchdog}/status") as stream:
+        return any(line.startswith("SigIgn:") and int(line.split()[1], 16) & 1 for line in stream)
+while not ignores_sighup():  # it has started (as an agent would find it, not as it is being born)
+    select.select([], [], [], 0.01)
 if mode == "gone":
     os.kill(watchdog, signal.SIGKILL)
     os.waitid(os.P_PID, watchdog, os.WEXITED | os.WNOWAIT)
 elif mode == "stopped":
     os.kill(watchdog, signal.SIGSTOP)
     os.waitid(os.P_PID, watchdog, os.WSTOPPED | os.WNOWAIT)
+    if when == "unnoticed":  # killed before its next look could replace it
+        os.kill(os.getpid(), signal.SIGKILL)
 else:  # alive, but its socket full: the next message cannot be sent
     send_fds = socket.send_fds
     def full(*args):
@@ -82,32 +89,49 @@ def alive(pid: int) -> bool:
         return False
 
 
+def kill_the_runner(folder, mode: str, when: str) -> None:
+    """Run RUNNER to its death, then see its agent killed and its watchdogs ended."""
+    (folder / "cgroup").mkdir()
+    (folder / "runner.py").write_text(RUNNER)
+    # Its own session, as a runner started from a shell has its own process group.
+    runner = subprocess.Popen([sys.executable, str(folder / "runner.py"), mode, when, str(folder)],
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _, errors = runner.communicate(timeout=30)
+    assert runner.returncode == -9, errors
+    sleeping = int((folder / "pids").read_text().split()[0])
+    try:
+        wait_for(lambda: not alive(sleeping), timeout=5)
+        # 9 s: recovery's wait for them (watchdog_channel.WRITTEN_WAIT), less a margin
+        wait_for(lambda: not watchdogs_of(runner.pid), timeout=9)
+    finally:
+        for pid in [sleeping, *watchdogs_of(runner.pid)]:
+            if alive(pid):
+                os.kill(pid, 9)
+
+
 @pytest.mark.parametrize("mode, when", [("gone", "starting"), ("stopped", "starting"), ("full", "starting"),
                                         ("gone", "after"), ("stopped", "after")])
 def test_a_runner_killed_as_it_replaces_its_watchdog_still_takes_its_agents_with_it(tmp_path, mode, when):
     """Its agents were told to the new watchdog before it started; the one it replaced does not
     stay stopped; an agent that ended by itself has its exit written, the killed one none; and
     what the old one had not read (an attempt's cgroup to remove: here an empty folder) is done."""
-    (tmp_path / "cgroup").mkdir()
-    (tmp_path / "runner.py").write_text(RUNNER)
-    runner = subprocess.Popen([sys.executable, str(tmp_path / "runner.py"), mode, when, str(tmp_path)],
-                              stderr=subprocess.PIPE, text=True)
-    _, errors = runner.communicate(timeout=30)
-    assert runner.returncode == -9, errors
-    sleeping = int((tmp_path / "pids").read_text().split()[0])
-    try:
-        wait_for(lambda: not alive(sleeping), timeout=5)
-    finally:
-        if alive(sleeping):
-            os.kill(sleeping, 9)
-    # 9 s: recovery's wait for them (watchdog_channel.WRITTEN_WAIT), less a margin
-    wait_for(lambda: not watchdogs_of(runner.pid), timeout=9)
+    kill_the_runner(tmp_path, mode, when)
     assert json.loads((tmp_path / "ended.json").read_text()) == {"attempt_id": "ended", "status": 3}
     assert not (tmp_path / "killed.json").exists(), "killed by a watchdog, not ended by itself"
     assert not (tmp_path / "cgroup").exists()
-    # Killed by another than a watchdog: so it says, unless the one replaced was still there as
-    # the runner died (it might have been the one). Alive, that one may have written it first.
+    # Killed by another than a watchdog: so it says. Unless the one replaced was still there as the
+    # runner died: the new one cannot tell that one's SIGKILL from another's, and leaves it to
+    # that one (continued by the kernel if it was stopped), which writes it if it got there first.
     if mode == "gone" or when == "after":
         assert json.loads((tmp_path / "oom.json").read_text()) == {"attempt_id": "oom", "status": -9}
-    elif mode == "stopped":
-        assert not (tmp_path / "oom.json").exists()
+    elif (tmp_path / "oom.json").exists():
+        assert json.loads((tmp_path / "oom.json").read_text()) == {"attempt_id": "oom", "status": -9}
+
+
+def test_a_watchdog_stopped_then_its_runner_killed_before_it_is_replaced_still_kills_the_agents(tmp_path):
+    """An agent that stops the watchdog (SIGSTOP) and kills the runner at once: the kernel
+    continues the stopped watchdog as the runner dies (its process group is orphaned then)."""
+    kill_the_runner(tmp_path, "stopped", "unnoticed")
+    assert json.loads((tmp_path / "ended.json").read_text()) == {"attempt_id": "ended", "status": 3}
+    assert json.loads((tmp_path / "oom.json").read_text()) == {"attempt_id": "oom", "status": -9}
+    assert not (tmp_path / "killed.json").exists()

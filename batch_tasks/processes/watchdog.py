@@ -114,6 +114,7 @@ def remove(folder: str, deadline: float) -> bool:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the runner's to handle
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # with SIGCONT, as the runner dies: see watchdog_channel
     death = int(sys.argv[1])
     channel = socket.socket(fileno=0)
     channel.setblocking(False)

@@ -19,6 +19,12 @@ WATCHDOG = Path(__file__).with_name("watchdog.py")
 LOOK_EVERY = 0.5  # seconds between two looks at whether the watchdog is still there, and not stopped
 WRITTEN = b"exits-written\n"  # watchdog.WRITTEN: a watchdog's name once it has written the exits down
 WRITTEN_WAIT = 10.0  # seconds, at most, to wait for that: its agents are given 5 s to end once killed
+# Out of the terminal's signals, in a process group of its own, but in the runner's session: one
+# whose only tie to the session is the runner is orphaned as the runner dies, and if it is
+# stopped then (an agent sent it SIGSTOP, and killed the runner before the next look), the
+# kernel sends it SIGHUP, which it ignores, and SIGCONT. Python 3.10 cannot do this without
+# forking the whole runner: there it has a session of its own, and such a one stays stopped.
+OWN_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
 
 
 class WatchdogChannel:
@@ -100,7 +106,7 @@ class WatchdogChannel:
             # Its output nowhere: a caller reading the runner's to its end does not wait for it.
             child = subprocess.Popen([sys.executable, "-S", str(WATCHDOG), str(gone), str(os.getpid())],
                                      stdin=theirs, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, pass_fds=(gone,))
+                                     pass_fds=(gone,), **OWN_GROUP)
         except BaseException:
             channel.close()
             os.close(alive)
