@@ -34,9 +34,10 @@ with the runner for the machine), and all that is left once the runner is gone.
 
 A replacement is told all of that before it starts (watchdog_channel), and the one it
 replaces is killed only then: a runner killed in between leaves two. So this one, not
-told `replaced`, first kills that one (stopped by an agent, it would stay so) and waits
-for its end, and only then its agents; and it writes down no agent's SIGKILL as its own
-end (the other one's would look so).
+told `replaced`, first kills that one (stopped by an agent, it might stay so; running,
+it may be killing agents too) and waits for its end, and only then kills its agents;
+and it writes down no agent's SIGKILL as its own end (the other one's would look so).
+That one, dead before any agent is killed here, took none of these kills for an end.
 
 It may touch: signals to the agents it was told of and to the watchdog it replaces,
 their exit files, and the cgroups it was told to remove.
