@@ -93,7 +93,8 @@ def kill_the_runner(folder, mode: str, when: str) -> None:
     """Run RUNNER to its death, then see its agent killed and its watchdogs ended."""
     (folder / "cgroup").mkdir()
     (folder / "runner.py").write_text(RUNNER)
-    # Its own session, as a runner started from a shell has its own process group.
+    # A session of its own: whatever reaps it is outside, so its watchdog's process group is
+    # orphaned as it dies (see watchdog_channel.OWN_GROUP), as under a shell, init or systemd.
     runner = subprocess.Popen([sys.executable, str(folder / "runner.py"), mode, when, str(folder)],
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     _, errors = runner.communicate(timeout=30)
@@ -122,12 +123,11 @@ def test_a_runner_killed_as_it_replaces_its_watchdog_still_takes_its_agents_with
     # Killed by another than a watchdog: so it says. Unless the one replaced was still there as the
     # runner died: the new one cannot tell that one's SIGKILL from another's, and leaves it to
     # that one (continued by the kernel if it was stopped), which writes it if it got there first.
-    if mode == "gone" or when == "after":
-        assert json.loads((tmp_path / "oom.json").read_text()) == {"attempt_id": "oom", "status": -9}
-    elif (tmp_path / "oom.json").exists():
+    if mode == "gone" or when == "after" or (tmp_path / "oom.json").exists():
         assert json.loads((tmp_path / "oom.json").read_text()) == {"attempt_id": "oom", "status": -9}
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="a process group of its own needs Python 3.11")
 def test_a_watchdog_stopped_then_its_runner_killed_before_it_is_replaced_still_kills_the_agents(tmp_path):
     """An agent that stops the watchdog (SIGSTOP) and kills the runner at once: the kernel
     continues the stopped watchdog as the runner dies (its process group is orphaned then)."""
