@@ -30,10 +30,21 @@ Run as `python -S watchdog.py FD RUNNER`, FD that pipe's read end, RUNNER the ru
 pid (by which recovery finds it); it imports nothing of the
 package. On its standard input, a socket of packets, it reads: `start ID [EXIT_FILE]`,
 `pid ID PID` (with the agent's pidfd), `cgroup ID CGROUP` (the one it joined), `end ID
-[CGROUP]`; every GATHER seconds, not as
-each comes (three an item, each a wake-up that competes with the runner for the
-machine), and all that is left once the runner is gone. It may touch: signals to the
-agents it was told of, their exit files, and the cgroups it was told to remove.
+[CGROUP]`; and, if it replaces another, `replaces` (with that one's pidfd: see below) then
+`replaced` once that one is gone; every GATHER seconds, not as each comes (three an item,
+each a wake-up that competes with the runner for the machine), and all that is left once
+the runner is gone.
+
+A replacement is told all of that before it starts (watchdog_channel), and the one it
+replaces is killed only then: a runner killed in between leaves two. So this one, not
+told `replaced`, first kills that one (stopped by an agent, it might stay so; running,
+it may be killing agents too) and waits for its end, and only then kills its agents;
+and it writes down no agent's SIGKILL as its own end (the other one's would look so).
+That one, dead before any agent is killed here, took none of these kills for an end.
+
+It may touch: signals to the agents it was told of, to all in their cgroups and all that
+carries their markers, and to the watchdog it replaces; their exit files, and the cgroups
+it was told to remove.
 """
 
 from __future__ import annotations
@@ -136,27 +147,32 @@ def remove(folder: str, deadline: float) -> bool:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the runner's to handle
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # with SIGCONT, as the runner dies: see watchdog_channel
     death = int(sys.argv[1])
     channel = socket.socket(fileno=0)
     channel.setblocking(False)
     running: dict[str, Attempt] = {}
     cgroups: dict[str, float] = {}  # to remove → until when to keep trying
+    replaced: list[int] = []  # the pidfd of the watchdog this one replaces, until the runner says it is gone
     while True:
         gone = bool(select.select([death], [], [], GATHER)[0])
-        _hear(channel, running, cgroups)
+        _hear(channel, running, cgroups, replaced)
         if gone:
             break
         if cgroups:
             cgroups = {folder: until for folder, until in cgroups.items() if remove(folder, until)}
     # The runner is gone (its end of the pipe closed): its agents go with it, and how those
-    # that ended by themselves ended is written down, for no runner is left to.
+    # that ended by themselves ended is written down, for no runner is left to. A watchdog the
+    # runner died replacing with this one ends first (see the module's docstring).
+    for pidfd in replaced:
+        _end(pidfd)
     by_itself = {attempt_id: _kill(attempt_id, attempt) for attempt_id, attempt in running.items()}
     kill_the_rest(running)
     deadline = time.monotonic() + EXIT_WAIT
     for attempt_id, attempt in running.items():
         if attempt.pidfd is not None and attempt.exit_file:
             status = exit_status(attempt.pidfd, attempt.pid, deadline)
-            if status is not None and (by_itself[attempt_id] or status != -signal.SIGKILL):
+            if status is not None and (status != -signal.SIGKILL or by_itself[attempt_id] and not replaced):
                 _write_exit(attempt.exit_file, attempt_id, status)
     try:
         with open("/proc/self/comm", "w", encoding="ascii") as stream:
@@ -166,6 +182,15 @@ def main() -> None:
     deadline = time.monotonic() + CGROUP_WAIT
     while cgroups := {folder: until for folder, until in cgroups.items() if remove(folder, max(until, deadline))}:
         time.sleep(0.05)
+
+
+def _end(pidfd: int) -> None:
+    """SIGKILL to the watchdog this one replaces, and wait for its end."""
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        return  # gone already
+    select.select([pidfd], [], [], EXIT_WAIT)
 
 
 def _kill(attempt_id: str, attempt: Attempt) -> bool:
@@ -234,7 +259,8 @@ def _write_exit(path: str, attempt_id: str, status: int) -> None:
         pass
 
 
-def _hear(channel: socket.socket, running: dict[str, Attempt], cgroups: dict[str, float]) -> None:
+def _hear(channel: socket.socket, running: dict[str, Attempt], cgroups: dict[str, float],
+          replaced: list[int]) -> None:
     """All the runner said since the last time: one packet a message."""
     while True:
         try:
@@ -246,11 +272,12 @@ def _hear(channel: socket.socket, running: dict[str, Attempt], cgroups: dict[str
         if not data and not fds:
             return  # the runner's end is closed
         pidfd = fds[0] if fds else None
-        if not _heard(data, pidfd, running, cgroups) and pidfd is not None:
+        if not _heard(data, pidfd, running, cgroups, replaced) and pidfd is not None:
             os.close(pidfd)
 
 
-def _heard(data: bytes, pidfd: int | None, running: dict[str, Attempt], cgroups: dict[str, float]) -> bool:
+def _heard(data: bytes, pidfd: int | None, running: dict[str, Attempt], cgroups: dict[str, float],
+           replaced: list[int]) -> bool:
     """Note one message; True if it kept its pidfd."""
     words = data.decode("utf-8", "replace").split(" ", 2)  # a path may hold spaces
     if len(words) in (2, 3) and words[0] == "start":
@@ -272,6 +299,12 @@ def _heard(data: bytes, pidfd: int | None, running: dict[str, Attempt], cgroups:
             os.close(attempt.pidfd)
         if len(words) == 3:
             cgroups[words[2]] = time.monotonic() + CGROUP_WAIT
+    elif words == ["replaces"] and pidfd is not None:
+        replaced.append(pidfd)
+        return True
+    elif words == ["replaced"]:
+        while replaced:
+            os.close(replaced.pop())
     return False
 
 
