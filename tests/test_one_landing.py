@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import alive, wait_for
 from gitrepo import git, make_repo
 
 AGENTS = Path(__file__).parent / "agents"
@@ -208,35 +208,39 @@ def test_kept_attempts_are_named_and_batch_clean_removes_only_what_is_on_another
 
 LEAVES_A_DAEMON = """
 import os, sys, time
-pid_file, marker = sys.argv[1], sys.argv[1] + ".once"
-if not os.path.exists(marker):  # the first time: a daemon of its own (setsid, double fork), then it hangs
-    open(marker, "w").close()
+pid_file = sys.argv[1]
+if not os.path.exists(pid_file):  # the first time: a daemon of its own (setsid, double fork), then it hangs
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
             for fd in (0, 1, 2):
                 os.close(fd)
-            time.sleep(1)  # so that the run is killed before it says its pid, with the check still running
-            open(pid_file, "w").write(str(os.getpid()))
+            open(pid_file + ".tmp", "w").write(str(os.getpid()))
+            os.replace(pid_file + ".tmp", pid_file)
             time.sleep(120)
         os._exit(0)
     time.sleep(60)
 """
 
 
-@pytest.mark.parametrize("isolated", [False, True], ids=["in place", "isolated"])
-def test_what_a_check_started_is_stopped_by_the_next_run_after_a_kill_9(tmp_path, isolated):
+def killed_with_a_daemon_up(repo: Path, env: dict, pid_file: Path):
+    """Kill the run with -9 once the daemon its check or setup started is up; that daemon."""
     import psutil
 
+    stop_when(repo, env, pid_file.exists)
+    return psutil.Process(int(pid_file.read_text()))
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["in place", "isolated"])
+def test_what_a_check_started_dies_with_a_run_killed_with_9_which_then_resumes(tmp_path, isolated):
     script, pid_file = tmp_path / "daemon_check.py", tmp_path / "daemon.pid"
     script.write_text(LEAVES_A_DAEMON)
     repo, env = setup(tmp_path, EDIT, isolated=isolated, check=[sys.executable, str(script), str(pid_file)])
-    stop_when(repo, env, Path(f"{pid_file}.once").exists)
-    daemon = psutil.Process(int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=30)))
+    daemon = killed_with_a_daemon_up(repo, env, pid_file)
     try:
+        wait_for(lambda: not alive(daemon.pid), timeout=20)  # the run's watchdog: by its cgroup or marker
         resumed = run(repo, env)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        assert not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE
         assert agent_starts(tmp_path) == 1 and "- [x] alpha" in (repo / "task.md").read_text()
     finally:
         if daemon.is_running():
@@ -370,18 +374,15 @@ def test_a_stale_lock_of_the_integration_branch_is_named_and_costs_no_agent_run(
     assert agent_starts(tmp_path) == 1 and merges(repo) == ["Merge g:alpha into batch/task"]
 
 
-def test_what_a_worktree_setup_started_is_stopped_by_the_next_run_after_a_kill_9(tmp_path):
-    import psutil
-
+def test_what_a_worktree_setup_started_dies_with_a_run_killed_with_9_which_then_resumes(tmp_path):
     script, pid_file = tmp_path / "daemon_setup.py", tmp_path / "daemon.pid"
     script.write_text(LEAVES_A_DAEMON)
     repo, env = setup(tmp_path, EDIT, worktree_setup=json.dumps([sys.executable, str(script), str(pid_file)]))
-    stop_when(repo, env, Path(f"{pid_file}.once").exists)
-    daemon = psutil.Process(int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=30)))
+    daemon = killed_with_a_daemon_up(repo, env, pid_file)
     try:
+        wait_for(lambda: not alive(daemon.pid), timeout=20)  # the run's watchdog: by its cgroup or marker
         resumed = run(repo, env)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        assert not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE
         assert "- [x] alpha" in (repo / "task.md").read_text()
     finally:
         if daemon.is_running():
