@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
-from test_ports import AGENTS, served
+from test_ports import served, serving_repo
 
 from batch_tasks.processes.ports import Ports
 from batch_tasks.run import recovery
@@ -22,18 +22,7 @@ pytestmark = pytest.mark.xdist_group("ports")
 
 
 def test_services_a_killed_run_left_up_are_stopped_by_the_next_run_then_started_again(tmp_path):
-    from gitrepo import git, make_repo
-
-    repo = make_repo(tmp_path / "repo")
-    service = [sys.executable, str(AGENTS / "service.py")]
-    (repo / "task.md").write_text(
-        f"---\nagent: command\ncommand: {json.dumps([sys.executable, str(AGENTS / 'port_holder.py')])}\n"
-        f"isolation: worktree\nservices: {json.dumps([*service, 'up'])}\n"
-        f"services_down: {json.dumps([*service, 'down'])}\n---\n# Serve\n- [ ] m0: serve\n")
-    git("add", "-A", cwd=repo)
-    git("commit", "-q", "-m", "the plan", cwd=repo)
-    log = tmp_path / "ports.log"
-    env = {**os.environ, "PORTS_LOG": str(log), "TMPDIR": str(tmp_path)}
+    repo, log, env = serving_repo(tmp_path, ["m0"])
     runner = subprocess.Popen([sys.executable, "-m", "doit", "run-batch"], cwd=repo,
                               env={**env, "PORTS_TOGETHER": "100"},  # its agent waits for others that never come
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -160,20 +160,30 @@ def test_a_runner_killed_with_9_leaves_no_port_bound_or_locked(tmp_path):
     assert all(free(folder, line["port"]) for line in lines)
 
 
-def test_services_start_once_before_each_items_agent_and_stop_when_it_is_over(tmp_path):
+def serving_repo(tmp_path: Path, modules: list[str], retry_base: str = "") -> tuple[Path, Path, dict[str, str]]:
+    """A repository whose task.md's items (isolated) serve on their ports: tests/agents/service.py
+    as their services (`up`) and services_down (`down`), port_holder.py as their agent. Its
+    folder, the log both append to, and the environment they need."""
     from gitrepo import git, make_repo
 
     repo = make_repo(tmp_path / "repo")
     service = [sys.executable, str(AGENTS / "service.py")]
-    (repo / "task.md").write_text(
-        f"---\nagent: command\ncommand: {json.dumps([sys.executable, str(AGENTS / 'port_holder.py')])}\n"
-        f"isolation: worktree\nretry_base: 0.1s\nservices: {json.dumps([*service, 'up'])}\n"
-        f"services_down: {json.dumps([*service, 'down'])}\n---\n# Serve\n- [ ] m0: serve\n- [ ] m1: serve\n")
+    settings = ["agent: command", f"command: {json.dumps([sys.executable, str(AGENTS / 'port_holder.py')])}",
+                "isolation: worktree", *([f"retry_base: {retry_base}"] if retry_base else []),
+                f"services: {json.dumps([*service, 'up'])}", f"services_down: {json.dumps([*service, 'down'])}"]
+    (repo / "task.md").write_text("---\n" + "".join(f"{line}\n" for line in settings) + "---\n# Serve\n"
+                                  + "".join(f"- [ ] {module}: serve\n" for module in modules))
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", "the plan", cwd=repo)
     log = tmp_path / "ports.log"
-    env = {**os.environ, "PORTS_LOG": str(log), "PORTS_TOGETHER": "1", "TMPDIR": str(tmp_path),
-           "SERVICE_FAILS": "m1"}
+    return repo, log, {**os.environ, "PORTS_LOG": str(log), "TMPDIR": str(tmp_path)}
+
+
+def test_services_start_once_before_each_items_agent_and_stop_when_it_is_over(tmp_path):
+    from gitrepo import git
+
+    repo, log, env = serving_repo(tmp_path, ["m0", "m1"], retry_base="0.1s")
+    env.update(PORTS_TOGETHER="1", SERVICE_FAILS="m1")
     result = subprocess.run([sys.executable, "-m", "doit", "run-batch", "-n", "2"], cwd=repo, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0  # m1's services never started: it failed, its agent never ran
